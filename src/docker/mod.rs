@@ -1,0 +1,1 @@
+//! docker layer (see src/lib.rs).

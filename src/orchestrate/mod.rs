@@ -1,0 +1,1 @@
+//! orchestrate layer (see src/lib.rs).
