@@ -1,0 +1,273 @@
+//! The command line, in MaestroNG's shape: `maestro [-f FILE] COMMAND [THING...]`.
+//!
+//! Every command parses its options here even when its work lives elsewhere, so that `--help`
+//! is complete and scripts written against MaestroNG keep parsing.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Examples:
+  maestro -f env.yaml validate          check a file without contacting any ship
+  maestro -f env.yaml deptree -r        show what starts before what
+  maestro -f env.yaml ships             connect to every ship and report the route
+  maestro -f env.yaml start             bring the whole environment up
+  maestro -f env.yaml start -d web      start web and everything it needs
+  maestro -f env.yaml status -F         status with images and a port check
+  maestro -f env.yaml stop -a           stop everything, dependents first
+
+THINGs are service or instance names; with -s, service names expand to their instances.
+Exit codes: 0 done, 1 some instance failed, 2 bad input, 130 interrupted.";
+
+/// Deploy and control multi-host Docker environments over SSH, with no agent on the hosts.
+#[derive(Debug, Parser)]
+#[command(name = "maestro", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    /// The environment file; `-` reads it from standard input.
+    #[arg(short = 'f', long = "file", global = true, default_value = "maestro.yaml")]
+    pub file: PathBuf,
+
+    /// How progress is shown: live bars on a terminal, plain timestamped lines otherwise.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Auto)]
+    pub output: Output,
+
+    /// Plain timestamped lines, one per event (same as `--output plain`).
+    #[arg(long, global = true, conflicts_with_all = ["json", "output"])]
+    pub plain: bool,
+
+    /// Machine-readable output: JSON lines for events, a JSON document for reports.
+    #[arg(long, global = true, conflicts_with = "output")]
+    pub json: bool,
+
+    /// Record the host keys of ships seen for the first time instead of refusing them.
+    /// A changed host key is always refused.
+    #[arg(long, global = true)]
+    pub accept_new_host_keys: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where rendered output goes; `Auto` picks progress bars on a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Auto,
+    Progress,
+    Plain,
+    Json,
+}
+
+impl Cli {
+    /// The output mode after the `--plain`/`--json` shortcuts are applied.
+    pub fn output_mode(&self) -> Output {
+        if self.json {
+            Output::Json
+        } else if self.plain {
+            Output::Plain
+        } else {
+            self.output
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the state of each instance: one list call per ship.
+    Status {
+        #[command(flatten)]
+        things: Things,
+        /// Also show image, image id and a check of each named port through the tunnel.
+        #[arg(short = 'F', long)]
+        full: bool,
+        /// Show each instance's ship address.
+        #[arg(short = 'H', long)]
+        show_hosts: bool,
+    },
+    /// Start instances in dependency order, each once what it requires is up and checked.
+    Start {
+        #[command(flatten)]
+        things: Things,
+        /// Pull images even when the ship already has them.
+        #[arg(short = 'r', long)]
+        refresh_images: bool,
+        /// Start an existing stopped container as it is instead of re-creating it.
+        #[arg(long)]
+        reuse: bool,
+    },
+    /// Stop instances, dependents first.
+    Stop {
+        #[command(flatten)]
+        things: Things,
+    },
+    /// Kill instances, dependents first.
+    Kill {
+        #[command(flatten)]
+        things: Things,
+    },
+    /// Stop the selected instances in reverse order, then start them in order.
+    Restart {
+        #[command(flatten)]
+        things: Things,
+        /// Restart one instance at a time, waiting this many seconds between instances.
+        #[arg(long, value_name = "SECONDS")]
+        step_delay: Option<f64>,
+        /// Seconds to wait between stopping and starting an instance.
+        #[arg(long, value_name = "SECONDS")]
+        stop_start_delay: Option<f64>,
+        /// Only restart instances whose image or container spec changed.
+        #[arg(long)]
+        only_if_changed: bool,
+        /// Pull images even when the ship already has them.
+        #[arg(short = 'r', long)]
+        refresh_images: bool,
+    },
+    /// Pull the images of the selected instances on their ships.
+    Pull {
+        #[command(flatten)]
+        things: Things,
+    },
+    /// Remove the stopped containers of the selected instances.
+    Clean {
+        #[command(flatten)]
+        things: Things,
+    },
+    /// Show the logs of one or more instances.
+    Logs {
+        #[command(flatten)]
+        things: Things,
+        /// Keep following; survives a restart of the container.
+        #[arg(short = 'F', long)]
+        follow: bool,
+        /// Show only the last N lines of each instance.
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<usize>,
+    },
+    /// Dry run: what `start` would do for each instance, and why.
+    Plan {
+        #[command(flatten)]
+        things: Things,
+    },
+    /// Converge: start what is missing, re-create what changed (alias of `start`).
+    Up {
+        #[command(flatten)]
+        things: Things,
+        /// Pull images even when the ship already has them.
+        #[arg(short = 'r', long)]
+        refresh_images: bool,
+    },
+    /// Stop everything selected, dependents first (alias of `stop -a`).
+    Down {
+        #[command(flatten)]
+        things: Things,
+    },
+    /// Print the dependency tree of the selected services.
+    Deptree {
+        #[command(flatten)]
+        things: Things,
+        /// Expand dependencies recursively.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
+    /// Print the environment as maestro understands it, after templating and inheritance.
+    Dump,
+    /// Check the environment file without contacting any ship.
+    Validate,
+    /// Connect to every ship at once and report route, authentication, host key and engine.
+    Ships {
+        /// Only ships whose name matches these glob patterns.
+        #[arg(value_name = "SHIP")]
+        ships: Vec<String>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on standard output.
+    Man,
+}
+
+/// What a command acts on, and how dependencies widen or narrow that set.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Things {
+    /// Service or instance names; none means every service that is not `omit`-ted.
+    #[arg(value_name = "THING")]
+    pub names: Vec<String>,
+
+    /// How many operations may run at once across all ships.
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Include dependencies (start, pull, status, clean) or dependents (stop, kill, restart).
+    #[arg(short = 'd', long, conflicts_with = "ignore_dependencies")]
+    pub with_dependencies: bool,
+
+    /// Act only on the named things, ignoring what they depend on.
+    #[arg(short = 'i', long)]
+    pub ignore_dependencies: bool,
+
+    /// Only instances whose name matches one of these glob patterns.
+    #[arg(short = 'C', long = "container-filter", value_name = "GLOB")]
+    pub container_filter: Vec<String>,
+
+    /// Only instances on ships whose name matches one of these glob patterns.
+    #[arg(short = 'S', long = "ship-filter", value_name = "GLOB")]
+    pub ship_filter: Vec<String>,
+
+    /// Expand service names into their instances in the output.
+    #[arg(short = 's', long)]
+    pub expand_services: bool,
+
+    /// Act on everything; required by stop and kill when no names are given.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn maestrong_style_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "maestro", "-f", "env.yaml", "start", "-r", "-d", "-c", "4", "-C", "web*", "web",
+        ])
+        .expect("parses");
+        assert_eq!(cli.file, PathBuf::from("env.yaml"));
+        match cli.command {
+            Command::Start {
+                things,
+                refresh_images,
+                reuse,
+            } => {
+                assert!(refresh_images && !reuse);
+                assert!(things.with_dependencies);
+                assert_eq!(things.concurrency, 4);
+                assert_eq!(things.container_filter, vec!["web*"]);
+                assert_eq!(things.names, vec!["web"]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_and_plain_shortcuts_pick_the_output() {
+        let cli = Cli::try_parse_from(["maestro", "status", "--json"]).expect("parses");
+        assert_eq!(cli.output_mode(), Output::Json);
+        let cli = Cli::try_parse_from(["maestro", "--plain", "start"]).expect("parses");
+        assert_eq!(cli.output_mode(), Output::Plain);
+    }
+
+    #[test]
+    fn with_and_ignore_dependencies_exclude_each_other() {
+        let err = Cli::try_parse_from(["maestro", "start", "-d", "-i"]).expect_err("refused");
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
+    }
+}
