@@ -439,6 +439,7 @@ pub async fn run(
     }
 
     let mut tasks: JoinSet<(usize, Result<Outcome, OpError>)> = JoinSet::new();
+    let mut task_jobs: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut interrupted = false;
     let mut aborted = false;
     loop {
@@ -467,7 +468,7 @@ pub async fn run(
                     cancel: cancel.clone(),
                 };
                 let op = Arc::clone(&op);
-                tasks.spawn(async move {
+                let handle = tasks.spawn(async move {
                     // A panicking operation must fail its job, not take the run down with
                     // it and leave every other job unaccounted for.
                     let result = AssertUnwindSafe(op.run(job, ctx))
@@ -476,6 +477,7 @@ pub async fn run(
                         .unwrap_or_else(|_| Err(OpError::failed("operation panicked")));
                     (job, result)
                 });
+                task_jobs.insert(handle.id(), job);
             }
         }
         if tasks.is_empty() {
@@ -485,11 +487,19 @@ pub async fn run(
             // Prefer completions: a job that finished should be recorded as finished even
             // if the signal arrived in the same instant.
             biased;
-            joined = tasks.join_next() => match joined {
-                Some(Ok((job, result))) => scheduler.finish(job, result),
-                // Tasks are only aborted in the abort branch above, after which the loop
-                // ends; a join error here cannot come from a panic (caught above).
-                Some(Err(_)) | None => {}
+            joined = tasks.join_next_with_id() => match joined {
+                Some(Ok((id, (job, result)))) => {
+                    task_jobs.remove(&id);
+                    scheduler.finish(job, result);
+                }
+                // Panics are caught inside the task, so this is the runtime cancelling the
+                // task (e.g. shutting down); the job still gets exactly one end state.
+                Some(Err(err)) => {
+                    if let Some(job) = task_jobs.remove(&err.id()) {
+                        scheduler.finish(job, Err(OpError::failed(format!("operation did not complete: {err}"))));
+                    }
+                }
+                None => {}
             },
             _ = cancel.cancelled(), if !interrupted => {}
             _ = cancel.aborted(), if !aborted => {}
