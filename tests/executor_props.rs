@@ -468,11 +468,11 @@ proptest! {
         prop_assert_eq!(out.record.started.len(), out.record.ended.len(), "all begun work completed");
         // Operations that saw the cancel and chose to clean up are reported as cancelled.
         for (job, report) in out.summary.jobs.iter().enumerate() {
-            if let JobState::Cancelled { reason } = &report.state {
-                if report.started_at_ms.is_some() {
-                    prop_assert!(scenario.cleans_up[job]);
-                    prop_assert_eq!(reason.as_str(), "interrupted: cleaned up");
-                }
+            if let JobState::Cancelled { reason } = &report.state
+                && report.started_at_ms.is_some()
+            {
+                prop_assert!(scenario.cleans_up[job]);
+                prop_assert_eq!(reason.as_str(), "interrupted: cleaned up");
             }
         }
     }
