@@ -433,3 +433,131 @@ async fn executor_run_renders_to_golden_plain_output() {
     }
     check_golden("executor_run.plain.txt", &render_plain(&events));
 }
+
+/// An operation that takes real (short) time and reports every kind of step, so the live
+/// display has something to draw in the pseudo-terminal test below.
+struct Demo;
+
+impl Operation for Demo {
+    fn run(&self, job: usize, ctx: StepContext) -> BoxFuture<'_, Result<Outcome, OpError>> {
+        Box::pin(async move {
+            let pause = || tokio::time::sleep(Duration::from_millis(60));
+            for percent in [0u8, 30, 60, 100] {
+                ctx.step(Step::Pulling {
+                    percent: Some(percent),
+                    detail: format!("{}/4 layers", percent / 25),
+                });
+                pause().await;
+            }
+            ctx.step(Step::Creating);
+            pause().await;
+            ctx.step(Step::Starting);
+            pause().await;
+            for attempt in 1..=2 {
+                ctx.step(Step::Checking {
+                    check: "tcp:client".into(),
+                    attempt,
+                    max: 30,
+                });
+                pause().await;
+            }
+            if job == 2 {
+                return Err(OpError::failed("check tcp:client failed")
+                    .with_log_tail(vec!["bind: address in use".into()]));
+            }
+            Ok(Outcome::Started)
+        })
+    }
+}
+
+/// The child half of the pseudo-terminal test: only does something when the parent runs
+/// it under `script` (ignored otherwise, so a plain `cargo test` skips it).
+#[test]
+#[ignore = "run by progress_draws_live_lines_on_a_pseudo_terminal"]
+fn pty_child_progress() {
+    if std::env::var_os("MAESTRO_PTY_CHILD").is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let job = |instance: &str, ship: &str, deps: &[usize]| Job {
+            instance: instance.into(),
+            service: instance.trim_end_matches(char::is_numeric).into(),
+            ship: ship.into(),
+            deps: deps.to_vec(),
+        };
+        let spec = RunSpec {
+            command: "start".into(),
+            jobs: vec![
+                job("db1", "alpha", &[]),
+                job("app1", "beta", &[0]),
+                job("app2", "beta", &[0]),
+                job("web1", "alpha", &[1, 2]),
+            ],
+            direction: Direction::Forward,
+            limits: Limits::unlimited(),
+        };
+        let (sink, rx) = EventSink::new();
+        let renderer = tokio::spawn(maestro::ui::render_with(
+            rx,
+            maestro::ui::RenderMode::Progress,
+            std::io::stdout(),
+            false,
+        ));
+        let summary = executor::run(spec, Arc::new(Demo), sink, Cancel::new())
+            .await
+            .unwrap();
+        renderer.await.unwrap().unwrap();
+        assert_eq!(summary.exit_code(), 1);
+    });
+}
+
+/// Runs the progress renderer on a real pseudo-terminal (util-linux `script` allocates
+/// one) by re-running this test binary's `pty_child_progress`, and checks that it drew
+/// live lines (cursor movement, per-ship lines, the pull bar) as well as the log and the
+/// summary. The raw capture is kept in target/progress-pty.typescript for inspection.
+#[test]
+fn progress_draws_live_lines_on_a_pseudo_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: util-linux `script` is not installed");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let child = format!(
+        "{} --exact pty_child_progress --ignored --nocapture --test-threads=1",
+        exe.display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &child, "/dev/null"])
+        .env("MAESTRO_PTY_CHILD", "1")
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let captured = String::from_utf8_lossy(&output.stdout).into_owned();
+    let _ = std::fs::write(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/progress-pty.typescript"),
+        &captured,
+    );
+    assert!(
+        output.status.success(),
+        "child failed: {captured}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plain = console::strip_ansi_codes(&captured);
+    assert!(
+        captured.contains("\u{1b}[1A") || captured.contains("\u{1b}[2K"),
+        "no cursor control: {captured:?}"
+    );
+    assert!(plain.contains("alpha") && plain.contains("beta"), "{plain}");
+    assert!(plain.contains("db1: pulling ["), "pull bar drawn: {plain}");
+    assert!(plain.contains("✔ db1 on alpha started"), "{plain}");
+    assert!(plain.contains("✘ app2 on beta failed"), "{plain}");
+    assert!(plain.contains("#  INSTANCE"), "summary table: {plain}");
+    assert!(plain.contains("skipped: dependency app2 failed"), "{plain}");
+}

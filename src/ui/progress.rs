@@ -24,8 +24,18 @@ struct ShipLine {
     bar: ProgressBar,
     finished: u64,
     failed: u64,
+    /// Skipped or cancelled: not attempted, as opposed to attempted and failed.
+    not_attempted: u64,
     /// Jobs in progress on this ship, in the order they began.
     in_flight: Vec<usize>,
+}
+
+/// How a job ended, as far as its ship's line is concerned.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Done,
+    Failed,
+    NotAttempted,
 }
 
 /// The step a job is in and when it entered it, to log the step's duration when it ends.
@@ -120,7 +130,7 @@ impl<W: Write> ProgressRenderer<W> {
                     self.palette.good(outcome.as_str()),
                     format_duration(*elapsed_ms)
                 );
-                self.job_ended(*job, ship, false, &[text]);
+                self.job_ended(*job, ship, Ending::Done, &[text]);
             }
             EventKind::JobFailed {
                 job,
@@ -142,7 +152,7 @@ impl<W: Write> ProgressRenderer<W> {
                         .iter()
                         .map(|l| self.palette.dim(&format!("    | {l}"))),
                 );
-                self.job_ended(*job, ship, true, &lines);
+                self.job_ended(*job, ship, Ending::Failed, &lines);
             }
             EventKind::JobSkipped {
                 job,
@@ -156,7 +166,7 @@ impl<W: Write> ProgressRenderer<W> {
                     self.label(instance, ship),
                     self.palette.warn("skipped")
                 );
-                self.job_ended(*job, ship, true, &[text]);
+                self.job_ended(*job, ship, Ending::NotAttempted, &[text]);
             }
             EventKind::JobCancelled {
                 job,
@@ -170,7 +180,7 @@ impl<W: Write> ProgressRenderer<W> {
                     self.label(instance, ship),
                     self.palette.warn("cancelled")
                 );
-                self.job_ended(*job, ship, true, &[text]);
+                self.job_ended(*job, ship, Ending::NotAttempted, &[text]);
             }
             EventKind::Interrupted { abort } => {
                 let text = if *abort {
@@ -247,13 +257,14 @@ impl<W: Write> ProgressRenderer<W> {
                     bar,
                     finished: 0,
                     failed: 0,
+                    not_attempted: 0,
                     in_flight: Vec::new(),
                 },
             );
         }
     }
 
-    fn job_ended(&mut self, job: usize, ship: &str, unsuccessful: bool, lines: &[String]) {
+    fn job_ended(&mut self, job: usize, ship: &str, ending: Ending, lines: &[String]) {
         // The final step ends with the job; a line for it would repeat the job's line.
         self.steps.remove(&job);
         for text in lines {
@@ -262,8 +273,10 @@ impl<W: Write> ProgressRenderer<W> {
         if let Some(line) = self.ships.get_mut(ship) {
             line.in_flight.retain(|&j| j != job);
             line.finished += 1;
-            if unsuccessful {
-                line.failed += 1;
+            match ending {
+                Ending::Done => {}
+                Ending::Failed => line.failed += 1,
+                Ending::NotAttempted => line.not_attempted += 1,
             }
             line.bar.set_position(line.finished);
         }
@@ -316,10 +329,18 @@ impl<W: Write> ProgressRenderer<W> {
             });
         }
         let mut message = parts.join(", ");
+        // Trouble stays visible on the ship's line after the log lines have scrolled away.
+        if line.not_attempted > 0 {
+            message = format!(
+                "{} {message}",
+                self.palette
+                    .warn(&format!("[{} not attempted]", line.not_attempted))
+            );
+        }
         if line.failed > 0 {
             message = format!(
                 "{} {message}",
-                self.palette.bad(&format!("[{} not done]", line.failed))
+                self.palette.bad(&format!("[{} failed]", line.failed))
             );
         }
         line.bar.set_message(message);
