@@ -477,3 +477,68 @@ proptest! {
         }
     }
 }
+
+/// An operation that ignores the first cancellation: only an abort gets rid of it.
+struct Stubborn;
+
+impl Operation for Stubborn {
+    fn run(&self, _job: usize, _ctx: StepContext) -> BoxFuture<'_, Result<Outcome, OpError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// The real SIGINT wiring: the first Ctrl-C cancels (nothing new starts, the stubborn
+/// operation keeps going), the second aborts it. Lives in this test binary, not the
+/// library's unit tests, because a SIGINT arriving before tokio's handler is installed
+/// would kill the whole process.
+#[test]
+fn ctrl_c_once_cancels_twice_aborts() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cancel = executor::interrupt_on_ctrl_c();
+        // Let the handler task install the signal handler before anything is sent.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let jobs = vec![
+            Job { instance: "db1".into(), service: "db".into(), ship: "alpha".into(), deps: vec![] },
+            Job { instance: "web1".into(), service: "web".into(), ship: "alpha".into(), deps: vec![0] },
+        ];
+        let spec = RunSpec {
+            command: "start".into(),
+            jobs,
+            direction: Direction::Forward,
+            limits: Limits::unlimited(),
+        };
+        let (sink, mut rx) = EventSink::new();
+        let pid = std::process::id().to_string();
+        let signaller = tokio::spawn(async move {
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let status = tokio::process::Command::new("kill")
+                    .args(["-INT", &pid])
+                    .status()
+                    .await
+                    .unwrap();
+                assert!(status.success());
+            }
+        });
+        let summary = tokio::time::timeout(
+            Duration::from_secs(10),
+            executor::run(spec, Arc::new(Stubborn), sink, cancel),
+        )
+        .await
+        .expect("the second Ctrl-C ends the run")
+        .unwrap();
+        signaller.await.unwrap();
+        assert!(summary.interrupted && summary.aborted);
+        assert_eq!(summary.exit_code(), 130);
+        assert!(matches!(&summary.jobs[0].state, JobState::Cancelled { reason } if reason.contains("unknown")));
+        assert!(matches!(&summary.jobs[1].state, JobState::Cancelled { reason } if reason.contains("not started")));
+        let mut interruptions = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            if let EventKind::Interrupted { abort } = event.kind {
+                interruptions.push(abort);
+            }
+        }
+        assert_eq!(interruptions, vec![false, true]);
+    });
+}

@@ -366,6 +366,19 @@ impl Summary {
     }
 }
 
+/// The exit code of a command made of several runs (restart = stop, then start): an
+/// interruption anywhere wins, then any unsuccessful job, as for a single run.
+pub fn combined_exit_code<'a>(summaries: impl IntoIterator<Item = &'a Summary>) -> i32 {
+    let codes: Vec<i32> = summaries.into_iter().map(Summary::exit_code).collect();
+    if codes.contains(&130) {
+        130
+    } else if codes.contains(&1) {
+        1
+    } else {
+        0
+    }
+}
+
 /// A job list the scheduler cannot run. The plan module rejects these with better messages
 /// first; the executor still checks so that a bug there cannot hang a run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1182,6 +1195,49 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, ExecError::UnknownDependency { dep: 7, .. }));
         assert!(rx.try_recv().is_err(), "no events for a refused graph");
+    }
+
+    #[test]
+    fn combined_exit_code_prefers_interruption_then_failure() {
+        let summary = |interrupted: bool, state: JobState| Summary {
+            command: "restart".into(),
+            jobs: vec![JobReport {
+                job: 0,
+                instance: "a1".into(),
+                service: "a".into(),
+                ship: "s".into(),
+                state,
+                started_at_ms: None,
+                finished_at_ms: None,
+            }],
+            interrupted,
+            aborted: false,
+            started_at_ms: 0,
+            finished_at_ms: 0,
+        };
+        let ok = summary(
+            false,
+            JobState::Done {
+                outcome: Outcome::Stopped,
+            },
+        );
+        let failed = summary(
+            false,
+            JobState::Failed {
+                reason: "x".into(),
+                log_tail: vec![],
+            },
+        );
+        let interrupted = summary(
+            true,
+            JobState::Done {
+                outcome: Outcome::Started,
+            },
+        );
+        assert_eq!(combined_exit_code([&ok, &ok]), 0);
+        assert_eq!(combined_exit_code([&ok, &failed]), 1);
+        assert_eq!(combined_exit_code([&failed, &interrupted]), 130);
+        assert_eq!(combined_exit_code([]), 0);
     }
 
     #[tokio::test(start_paused = true)]

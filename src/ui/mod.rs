@@ -31,14 +31,43 @@ pub enum RenderMode {
     Json,
 }
 
+impl RenderMode {
+    /// The mode for the CLI's flags: `--json` wins, then `--plain`; otherwise the live
+    /// display, but only when stderr (where it draws) is a terminal, since without one it
+    /// would show nothing until the summary.
+    pub fn choose(json: bool, plain: bool) -> RenderMode {
+        if json {
+            RenderMode::Json
+        } else if plain || !console::Term::stderr().is_term() {
+            RenderMode::Plain
+        } else {
+            RenderMode::Progress
+        }
+    }
+}
+
 /// Whether to colour output going to a stream: never when `NO_COLOR` is set to anything
 /// non-empty (no-color.org, and it wins over everything else, as the issue asks), always
 /// with `CLICOLOR_FORCE`, otherwise only on a terminal.
 pub fn colors_wanted(stream_is_terminal: bool) -> bool {
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+    colors_wanted_with(
+        std::env::var_os("NO_COLOR"),
+        std::env::var_os("CLICOLOR_FORCE"),
+        stream_is_terminal,
+    )
+}
+
+/// The decision itself, apart from the process environment so that it can be tested
+/// without mutating global state.
+fn colors_wanted_with(
+    no_color: Option<std::ffi::OsString>,
+    clicolor_force: Option<std::ffi::OsString>,
+    stream_is_terminal: bool,
+) -> bool {
+    if no_color.is_some_and(|v| !v.is_empty()) {
         return false;
     }
-    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0") {
+    if clicolor_force.is_some_and(|v| !v.is_empty() && v != "0") {
         return true;
     }
     stream_is_terminal
@@ -46,16 +75,20 @@ pub fn colors_wanted(stream_is_terminal: bool) -> bool {
 
 /// Render `events` until the stream ends (every sender dropped), writing to `out`.
 ///
-/// Colours follow [`colors_wanted`] for stdout, where the CLI sends `out`. In progress
-/// mode the live lines are drawn on stderr (so `out` stays clean for the summary table),
-/// and fall back to nothing when stderr is not a terminal; the CLI should pick `Plain`
-/// then.
+/// Colours follow [`colors_wanted`] for the stream drawn on. In progress mode the live
+/// lines are drawn on stderr (so `out` stays clean for the summary table), and show
+/// nothing when stderr is not a terminal; [`RenderMode::choose`] picks `Plain` then.
 pub async fn render<W: Write + Send>(
     events: EventStream,
     mode: RenderMode,
     out: W,
 ) -> io::Result<()> {
-    let colors = colors_wanted(console::Term::stdout().is_term());
+    // The live display draws on stderr; the other modes write where `out` goes (stdout).
+    let terminal = match mode {
+        RenderMode::Progress => console::Term::stderr().is_term(),
+        RenderMode::Plain | RenderMode::Json => console::Term::stdout().is_term(),
+    };
+    let colors = colors_wanted(terminal);
     render_with(events, mode, out, colors).await
 }
 
@@ -166,6 +199,20 @@ mod tests {
         assert_eq!(format_duration(59_999), "1m00s");
         assert_eq!(format_duration(182_000), "3m02s");
         assert_eq!(format_duration(3_720_000), "1h02m");
+    }
+
+    #[test]
+    fn no_color_wins_over_everything() {
+        let set = |v: &str| Some(std::ffi::OsString::from(v));
+        assert!(!colors_wanted_with(set("1"), set("1"), true));
+        assert!(
+            colors_wanted_with(set(""), None, true),
+            "empty NO_COLOR is unset"
+        );
+        assert!(colors_wanted_with(None, set("1"), false));
+        assert!(!colors_wanted_with(None, set("0"), false));
+        assert!(colors_wanted_with(None, None, true));
+        assert!(!colors_wanted_with(None, None, false));
     }
 
     #[test]

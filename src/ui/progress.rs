@@ -95,6 +95,13 @@ impl<W: Write> ProgressRenderer<W> {
                 ship,
                 step,
             } => {
+                // Messages are news, not a state to wait in: log them as they come.
+                if let Step::Message { text } = step {
+                    let line = self
+                        .palette
+                        .dim(&format!("  {}: {text}", self.label(instance, ship)));
+                    self.println(&line);
+                }
                 let moved_on = self
                     .steps
                     .get(job)
