@@ -15,6 +15,27 @@
 //! finish or clean up (they see the request through their [`StepContext`]) and starts
 //! nothing new; the second drops in-flight operations at once. Either way the [`Summary`]
 //! says, for every job, what happened to it.
+//!
+//! How the CLI wires it together (the renderer runs beside the run and ends when the last
+//! sender, held by the run, is dropped):
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use maestro::orchestrate::events::EventSink;
+//! # use maestro::orchestrate::executor::{self, Operation, RunSpec};
+//! # use maestro::ui::{self, RenderMode};
+//! # async fn example(spec: RunSpec, op: Arc<dyn Operation>) -> std::io::Result<i32> {
+//! let cancel = executor::interrupt_on_ctrl_c();
+//! let (sink, events) = EventSink::new();
+//! let renderer = tokio::spawn(ui::render(events, RenderMode::choose(false, false), std::io::stdout()));
+//! let summary = match executor::run(spec, op, sink, cancel).await {
+//!     Ok(summary) => summary,
+//!     Err(bad_graph) => { eprintln!("{bad_graph}"); return Ok(2) }
+//! };
+//! renderer.await.map_err(std::io::Error::other)??;
+//! Ok(summary.exit_code())
+//! # }
+//! ```
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -117,6 +138,14 @@ impl OpError {
 
 /// The work done for one job. Implementations hold whatever they need (connections per
 /// ship, the plan's specs) and look it up by job index.
+///
+/// The contract on cancellation (first Ctrl-C): the executor does not drop the future, so
+/// the operation decides. It should watch [`StepContext::is_cancelled`] between steps (and
+/// race [`StepContext::cancelled`] against long waits), then either complete the step it
+/// is in or undo it — a container created but not started is started or removed, never
+/// left half-made — and return `Ok` if the job's goal was reached, or
+/// [`OpError::interrupted`] with a reason that states what was left behind. Only a second
+/// request (abort) drops the future, and the summary then says the state is unknown.
 pub trait Operation: Send + Sync + 'static {
     fn run(&self, job: usize, ctx: StepContext) -> BoxFuture<'_, Result<Outcome, OpError>>;
 }
@@ -390,7 +419,8 @@ pub enum ExecError {
         dep: usize,
         len: usize,
     },
-    #[error("dependency cycle among jobs: {}", .instances.join(", "))]
+    /// `instances` are the jobs on a cycle or waiting behind one.
+    #[error("dependency cycle: these jobs can never start: {}", .instances.join(", "))]
     Cycle { instances: Vec<String> },
 }
 
@@ -509,7 +539,8 @@ pub async fn run(
                 // task (e.g. shutting down); the job still gets exactly one end state.
                 Some(Err(err)) => {
                     if let Some(job) = task_jobs.remove(&err.id()) {
-                        scheduler.finish(job, Err(OpError::failed(format!("operation did not complete: {err}"))));
+                        let reason = format!("operation did not complete: {err}");
+                        scheduler.finish(job, Err(OpError::failed(reason)));
                     }
                 }
                 None => {}
