@@ -31,6 +31,8 @@ struct Scenario {
     limits: Limits,
     /// Virtual milliseconds after which Ctrl-C is "pressed", if at all.
     cancel_at: Option<u64>,
+    /// Virtual milliseconds after the cancel when it is "pressed" again (abort), if at all.
+    abort_after: Option<u64>,
 }
 
 /// DAGs are generated with edges only towards lower indices, then the indices are
@@ -48,9 +50,13 @@ fn scenario(allow_cancel: bool) -> impl Strategy<Value = Scenario> {
             0usize..4,
             prop::collection::vec(0usize..3, SHIPS.len()),
             if allow_cancel {
-                prop::option::weighted(0.8, 0u64..120).boxed()
+                (
+                    prop::option::weighted(0.8, 0u64..120),
+                    prop::option::weighted(0.3, 1u64..40),
+                )
+                    .boxed()
             } else {
-                Just(None).boxed()
+                Just((None, None)).boxed()
             },
         )
             .prop_map(
@@ -64,7 +70,7 @@ fn scenario(allow_cancel: bool) -> impl Strategy<Value = Scenario> {
                     reverse,
                     global,
                     per_ship,
-                    cancel_at,
+                    (cancel_at, abort_after),
                 )| {
                     let n = masks.len();
                     let mut jobs: Vec<Job> = (0..n)
@@ -106,6 +112,7 @@ fn scenario(allow_cancel: bool) -> impl Strategy<Value = Scenario> {
                                 .collect(),
                         },
                         cancel_at,
+                        abort_after,
                     }
                 },
             )
@@ -206,6 +213,7 @@ fn run_scenario(scenario: &Scenario) -> Outcomes {
         let cancel = Cancel::new();
         let cancelled_at = Arc::new(Mutex::new(None));
         if let Some(at) = scenario.cancel_at {
+            let abort_after = scenario.abort_after;
             let (cancel, record, cancelled_at, sink) = (
                 cancel.clone(),
                 Arc::clone(&record),
@@ -214,11 +222,17 @@ fn run_scenario(scenario: &Scenario) -> Outcomes {
             );
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(at)).await;
-                let mut r = record.lock().unwrap();
-                r.clock += 1;
-                *cancelled_at.lock().unwrap() = Some(r.clock);
-                sink.send(cancel_marker());
-                cancel.cancel();
+                {
+                    let mut r = record.lock().unwrap();
+                    r.clock += 1;
+                    *cancelled_at.lock().unwrap() = Some(r.clock);
+                    sink.send(cancel_marker());
+                    cancel.cancel();
+                }
+                if let Some(after) = abort_after {
+                    tokio::time::sleep(Duration::from_millis(after)).await;
+                    cancel.abort();
+                }
             });
         }
         let spec = RunSpec {
@@ -424,11 +438,11 @@ proptest! {
     fn interrupted_runs_start_nothing_after_the_cancel(scenario in scenario(true)) {
         let out = run_scenario(&scenario);
         check_common(&scenario, &out)?;
-        let Some(cancelled_at) = out.cancelled_at else {
+        if out.cancelled_at.is_none() {
             // The run finished before the timer fired: it must look uninterrupted.
             prop_assert!(!out.summary.interrupted);
             return Ok(());
-        };
+        }
         let finished_before_cancel = out.record.ended.len() == out.record.started.len()
             && out.summary.jobs.iter().all(|r| !matches!(r.state, JobState::Cancelled { .. }));
         if !out.summary.interrupted {
@@ -441,7 +455,6 @@ proptest! {
         // operation's own clock is not the measure; what must not happen is the executor
         // *deciding* to start a job after the cancel. The canceller put a marker into the
         // stream at the instant it cancelled: no JobStarted may follow it.
-        let _ = cancelled_at;
         let marker = out
             .events
             .iter()
@@ -465,14 +478,32 @@ proptest! {
                 prop_assert!(report.finished_at_ms.is_some());
             }
         }
-        prop_assert_eq!(out.record.started.len(), out.record.ended.len(), "all begun work completed");
-        // Operations that saw the cancel and chose to clean up are reported as cancelled.
+        if out.summary.aborted {
+            // Work dropped mid-way is reported as of unknown state, never as done or failed.
+            for (job, report) in out.summary.jobs.iter().enumerate() {
+                let dropped = out.record.started.contains_key(&job) && !out.record.ended.contains_key(&job);
+                if dropped {
+                    prop_assert!(
+                        matches!(&report.state, JobState::Cancelled { reason } if reason.contains("unknown")),
+                        "dropped job {} reported as {:?}", job, report.state
+                    );
+                }
+            }
+        } else {
+            prop_assert_eq!(out.record.started.len(), out.record.ended.len(), "all begun work completed");
+        }
+        // Operations that saw the cancel and chose to clean up are reported as cancelled;
+        // the only other way for a job that ran to be cancelled is an abort.
         for (job, report) in out.summary.jobs.iter().enumerate() {
             if let JobState::Cancelled { reason } = &report.state
                 && report.started_at_ms.is_some()
             {
-                prop_assert!(scenario.cleans_up[job]);
-                prop_assert_eq!(reason.as_str(), "interrupted: cleaned up");
+                if reason.contains("unknown") {
+                    prop_assert!(out.summary.aborted);
+                } else {
+                    prop_assert!(scenario.cleans_up[job]);
+                    prop_assert_eq!(reason.as_str(), "interrupted: cleaned up");
+                }
             }
         }
     }
