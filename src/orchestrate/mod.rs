@@ -1,1 +1,4 @@
 //! orchestrate layer (see src/lib.rs).
+
+pub mod events;
+pub mod executor;
