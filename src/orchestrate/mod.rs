@@ -1,1 +1,2 @@
 //! orchestrate layer (see src/lib.rs).
+pub mod plan;
