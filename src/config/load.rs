@@ -131,6 +131,7 @@ pub fn load_str_with_vars(
         base_dir: base_dir.to_path_buf(),
         home: vars.get("HOME").cloned(),
         spans: HashMap::new(),
+        key_spans: HashMap::new(),
         semantic: Vec::new(),
     };
     let env = convert(&mut cx, &root, name_for_errors)?;
@@ -182,13 +183,48 @@ fn yaml_message(raw: &str) -> String {
     if let Some((head, _)) = msg.split_once(", set DuplicateKeyPolicy") {
         msg = format!("{head} (a key may appear only once in a mapping)");
     }
+    // Positions are shown separately, in the user's terms.
+    if let Ok(re) = regex::Regex::new(r" ?\(?(defined|used)? ?at line \d+,? column \d+\)?") {
+        msg = re.replace_all(&msg, "").into_owned();
+    }
     if msg.contains("budget breached") || msg.contains("alias") && msg.contains("limit") {
+        let what = msg
+            .split_once("budget breached: ")
+            .map_or(msg.as_str(), |(_, w)| w)
+            .to_owned();
         msg = format!(
-            "the document expands to too many nodes through aliases (an alias bomb?): {msg}"
+            "the document grows too large once its aliases are expanded (an alias bomb?): {what}"
         );
     }
     if msg.lines().count() > 1 {
         msg = msg.lines().next().unwrap_or_default().to_owned();
     }
     format!("invalid YAML: {msg}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_messages_drop_repeated_positions_and_programmer_advice() {
+        assert_eq!(
+            yaml_message("error: line 2 column 12: unclosed bracket '[' at line 2, column 12"),
+            "invalid YAML: unclosed bracket '['"
+        );
+        let bomb = yaml_message(
+            "budget breached: Nodes { nodes: 250001 } at line 3, column 34 (defined at line 7, column 9) (used at line 8, column 15)",
+        );
+        assert_eq!(
+            bomb,
+            "invalid YAML: the document grows too large once its aliases are expanded (an alias bomb?): Nodes { nodes: 250001 }"
+        );
+    }
+
+    #[test]
+    fn stdin_style_text_loads_with_a_name() {
+        let vars = BTreeMap::new();
+        let env = load_str_with_vars("name: x\nships: {}\n", "<stdin>", Path::new("."), &vars);
+        assert_eq!(env.map(|e| e.source).ok().as_deref(), Some("<stdin>"));
+    }
 }

@@ -19,6 +19,8 @@ pub(crate) struct Cx<'s> {
     pub home: Option<String>,
     /// Field path -> position of its value, so later checks can point at the user's text.
     pub spans: HashMap<String, Pos>,
+    /// Field path -> position of its key (for "missing key" errors on the parent).
+    pub key_spans: HashMap<String, Pos>,
     pub semantic: Vec<Diagnostic>,
 }
 
@@ -122,12 +124,15 @@ impl<'n> MapReader<'n> {
                 ));
             };
             cx.record(&join(path, &key), v.pos);
+            cx.key_spans.insert(join(path, &key), k.pos);
             entries.push((key, k, v));
         }
         let used = vec![false; entries.len()];
+        // A missing key is best shown at the key that names this mapping (`web:`).
+        let pos = cx.key_spans.get(path).copied().unwrap_or(node.pos);
         Ok(MapReader {
             path: path.to_owned(),
-            pos: node.pos,
+            pos,
             entries,
             used,
         })
