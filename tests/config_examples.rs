@@ -1,0 +1,126 @@
+//! Every example and fixture loads, and resolves the way the docs say.
+
+use std::path::Path;
+
+use maestro::config::{self, Check, CommandSpec, JumpHost, KnownHostsPolicy, Protocol, VolumeMode};
+
+fn load(path: &str) -> config::Environment {
+    match config::load(Path::new(path)) {
+        Ok(env) => env,
+        Err(e) => panic!("{path} should load:\n{e}"),
+    }
+}
+
+#[test]
+fn every_example_loads() {
+    let mut count = 0;
+    for entry in std::fs::read_dir("examples")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            load(&path.display().to_string());
+            count += 1;
+        }
+    }
+    assert!(
+        count >= 4,
+        "expected the examples to be there, found {count}"
+    );
+}
+
+#[test]
+fn minimal_example() {
+    let env = load("examples/minimal.yaml");
+    assert_eq!(env.name, "minimal");
+    assert_eq!(env.schema, 1);
+    let (_, hello) = env.instance("hello-1").expect("hello-1");
+    assert_eq!(hello.image, "maestro-test:latest");
+    assert_eq!(hello.stop_timeout, 10);
+    assert_eq!(
+        hello.command,
+        Some(CommandSpec::Exec(vec!["sleep".into(), "3600".into()]))
+    );
+    let ship = env.ship("local").expect("ship");
+    assert_eq!(ship.docker_port, 2375);
+    assert_eq!(ship.timeout.as_secs(), 5);
+    assert_eq!(ship.endpoint, "127.0.0.1");
+    assert!(ship.ssh.is_none());
+}
+
+#[test]
+fn zookeeper_kafka_schema_1_volumes_are_container_first() {
+    let env = load("examples/zookeeper-kafka.yaml");
+    let (_, zk) = env.instance("zk").expect("zk");
+    assert_eq!(zk.volumes[0].container, "/var/lib/zookeeper");
+    assert_eq!(zk.volumes[0].host, "/data/zookeeper");
+    assert_eq!(zk.ports[0].exposed.start, 2181);
+    assert_eq!(env.ship("vm2.ore1").map(|s| s.docker_port), Some(4244));
+    assert_eq!(
+        env.service("kafka").map(|s| s.requires.clone()),
+        Some(vec!["zookeeper".to_owned()])
+    );
+}
+
+#[test]
+fn webapp_bastion_resolves_inheritance_and_ssh() {
+    let env = load("examples/webapp-bastion.yaml");
+    assert_eq!(env.schema, 2);
+    let app1 = env.ship("app1").expect("app1");
+    let ssh = app1.ssh.as_ref().expect("ssh from ship_defaults");
+    assert_eq!(ssh.user.as_deref(), Some("deploy"));
+    assert_eq!(ssh.jump, vec![JumpHost::Ship("bastion".into())]);
+    assert_eq!(ssh.known_hosts, KnownHostsPolicy::AcceptNew);
+    assert_eq!(app1.timeout.as_secs(), 10);
+    assert_eq!(app1.ip, "10.0.1.11");
+    assert_eq!(env.ship("db1").and_then(|s| s.max_concurrency), Some(1));
+
+    let (_, web) = env.instance("web-1").expect("web-1");
+    assert_eq!(web.image, "registry.example.com:5000/webapp:1.4.2");
+    assert_eq!(web.env.get("WORKERS").map(String::as_str), Some("4"));
+    assert_eq!(
+        web.env.get("FEATURES").map(String::as_str),
+        Some("search export")
+    );
+    let http = web.port("http").expect("inherited port");
+    assert_eq!((http.exposed.start, http.external.start), (8080, 80));
+    assert_eq!(http.protocol, Protocol::Tcp);
+    assert!(
+        matches!(web.lifecycle.running[0], Check::Http { ref path, max_wait: 120, .. } if path == "/health")
+    );
+    assert_eq!(web.volumes[0].host, "/srv/webapp/config");
+    assert_eq!(web.volumes[0].container, "/etc/webapp");
+    assert_eq!(web.volumes[0].mode, VolumeMode::ReadOnly);
+    assert_eq!(web.restart.and_then(|r| r.retries), Some(3));
+
+    let (_, db) = env.instance("db").expect("db");
+    assert_eq!(db.limits.memory, Some(1 << 30));
+    assert_eq!(
+        db.port("sql").and_then(|p| p.bind_ip.clone()).as_deref(),
+        Some("10.0.1.21")
+    );
+    assert_eq!(db.stop_timeout, 30);
+
+    let reg = env
+        .registry_for_image(&web.image)
+        .expect("registry by host");
+    assert_eq!(reg.name, "private");
+    assert_eq!(format!("{:?}", reg.password), "Some(***)");
+    assert_eq!(reg.retry.attempts, 5);
+}
+
+#[test]
+fn demo_has_three_ships_and_a_bastion_hop() {
+    let env = load("examples/demo.yaml");
+    assert_eq!(env.ships.len(), 3);
+    let ship3 = env.ship("ship3").expect("ship3");
+    let ssh = ship3.ssh.as_ref().expect("ssh");
+    assert_eq!(ssh.user.as_deref(), Some("root"));
+    assert!(matches!(&ssh.jump[0], JumpHost::Address { host, .. } if host == "10.200.0.10"));
+    assert!(env.instance("api-1").is_some() && env.instance("api-2").is_some());
+    for (_, i) in env.instances() {
+        assert_eq!(i.image, "maestro-test:latest");
+    }
+}
