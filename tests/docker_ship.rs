@@ -17,6 +17,7 @@ struct Bed {
     name: String,
     root: PathBuf,
     socket: String,
+    netns: String,
     image: String,
 }
 
@@ -48,6 +49,7 @@ impl Bed {
                 .as_str()
                 .ok_or("no socket")?
                 .to_string(),
+            netns: ship["netns"].as_str().ok_or("no netns")?.to_string(),
             image: bed["image"]
                 .as_str()
                 .unwrap_or("maestro-test:latest")
@@ -676,5 +678,183 @@ async fn ensure_network_is_idempotent_under_concurrency() -> TestResult {
     assert!(ids[0].starts_with(exact[0].split(' ').nth(1).unwrap_or("?")));
     // And once more, sequentially.
     assert_eq!(ships[0].ensure_network("dk-race").await?, ids[0]);
+    Ok(())
+}
+
+/// Debian's docker-registry with htpasswd auth, listening on 127.0.0.1:5000 inside the ship's
+/// network namespace (the daemon allows plain HTTP to loopback registries). Killed on drop.
+struct Registry {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    const ADDRESS: &'static str = "127.0.0.1:5000";
+
+    fn start(
+        bed: &Bed,
+        user: &str,
+        password: &str,
+    ) -> Result<Registry, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()?;
+        if !htpasswd.status.success() {
+            return Err("htpasswd failed".into());
+        }
+        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout)?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {address}\nauth:\n  htpasswd:\n    realm: maestro\n    path: {htpasswd}\n",
+            data = dir.path().join("data").display(),
+            address = Self::ADDRESS,
+            htpasswd = dir.path().join("htpasswd").display(),
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config)?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", bed.netns))
+            .arg("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let registry = Registry { child, _dir: dir };
+        // Ready when the daemon can reach it (an unauthorized answer is an answer).
+        for _ in 0..50 {
+            let probe = Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{}", bed.netns))
+                .args(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/5000"])
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            if probe.success() {
+                return Ok(registry);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err("the registry did not come up".into())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn pull_from_a_private_registry() -> TestResult {
+    let bed = Bed::up("dk-pull")?;
+    let ship = bed.ship().await?;
+    let _registry = Registry::start(&bed, "maestro", "s3cret")?;
+    let client_config = tempfile::tempdir()?;
+    let cli = |args: &[&str]| {
+        bed.docker_cli(args, Some(client_config.path()))
+            .map_err(|e| format!("docker {args:?}: {e}"))
+    };
+
+    // An image with a layer of its own, so that the pull really downloads something.
+    let image = format!("{}/maestro/app:1", Registry::ADDRESS);
+    cli(&[
+        "run",
+        "--name",
+        "dk-builder",
+        &bed.image,
+        "dd",
+        "if=/dev/urandom",
+        "of=/blob",
+        "bs=1024",
+        "count=3072",
+    ])?;
+    cli(&["commit", "dk-builder", &image])?;
+    cli(&["rm", "dk-builder"])?;
+    let login = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo s3cret | docker -H unix://{} login -u maestro --password-stdin {}",
+            bed.socket,
+            Registry::ADDRESS
+        ))
+        .env("DOCKER_CONFIG", client_config.path())
+        .output()?;
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    cli(&["push", &image])?;
+    cli(&["rmi", &image])?;
+    assert_eq!(ship.image_id(&image).await?, None);
+
+    // Without credentials the registry refuses, and a code not configured is not retried.
+    let started = std::time::Instant::now();
+    let refused = ship
+        .pull(
+            &image,
+            None,
+            &PullRetry {
+                delay: Duration::from_secs(1),
+                ..Default::default()
+            },
+            |_| {},
+        )
+        .await
+        .err()
+        .ok_or("pulled without credentials")?;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "retried: {refused}"
+    );
+    assert!(refused.message.contains("auth"), "{refused}");
+
+    // A configured code is retried, a bounded number of times.
+    let started = std::time::Instant::now();
+    let retry = PullRetry {
+        attempts: 3,
+        on_status: vec![refused.status.unwrap_or(500)],
+        delay: Duration::from_millis(500),
+    };
+    assert!(ship.pull(&image, None, &retry, |_| {}).await.is_err());
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+
+    // The credentials `docker login` left in the client config work.
+    let credentials = Credentials::from_docker_config_file(
+        &client_config.path().join("config.json"),
+        Registry::ADDRESS,
+    )?
+    .ok_or("no credentials in the client config")?;
+    assert_eq!(credentials.username, "maestro");
+    assert!(!format!("{credentials:?}").contains("s3cret"));
+
+    let mut seen = Vec::new();
+    let id = ship
+        .pull(&image, Some(credentials), &PullRetry::default(), |p| {
+            seen.push(p)
+        })
+        .await?;
+    assert!(id.starts_with("sha256:"));
+    assert_eq!(ship.image_id(&image).await?, Some(id));
+    let last = seen.last().ok_or("no progress")?;
+    assert_eq!(last.percent, 100);
+    assert!(
+        last.layers_total >= 1 && last.layers_done == last.layers_total,
+        "{last:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].percent <= w[1].percent),
+        "progress went backwards"
+    );
+    assert!(
+        seen.iter()
+            .any(|p| p.status == "Downloading" || p.status == "Extracting"),
+        "{seen:?}"
+    );
     Ok(())
 }
