@@ -858,3 +858,85 @@ async fn pull_from_a_private_registry() -> TestResult {
     );
     Ok(())
 }
+
+/// A "daemon" that accepts connections and hangs up at once, as a dropped tunnel does.
+/// Returns the socket path and a counter of connections.
+async fn hanging_up_daemon(
+    dir: &Path,
+) -> Result<(PathBuf, std::sync::Arc<std::sync::atomic::AtomicUsize>), Box<dyn std::error::Error>> {
+    let path = dir.join("eof.sock");
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    Ok((path, accepted))
+}
+
+#[tokio::test]
+async fn broken_connections_are_retried_only_for_idempotent_calls() -> TestResult {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir()?;
+    let (path, accepted) = hanging_up_daemon(dir.path()).await?;
+    let docker = Docker::connect_with_unix(&path.to_string_lossy(), 5, API_DEFAULT_VERSION)?;
+    let ship = Ship::new("flaky", docker).with_retry(RetryPolicy {
+        attempts: 3,
+        initial_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(20),
+    });
+
+    let err = ship
+        .list_managed("prod")
+        .await
+        .err()
+        .ok_or("listed over a dead link")?;
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("ship flaky: list containers of prod"),
+        "{err}"
+    );
+    assert_eq!(accepted.swap(0, Ordering::SeqCst), 3);
+
+    let err = ship
+        .inspect("web-1")
+        .await
+        .err()
+        .ok_or("inspected over a dead link")?;
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(accepted.swap(0, Ordering::SeqCst), 3);
+
+    let spec = ContainerSpec {
+        name: "web-1".into(),
+        image: "maestro-test:latest".into(),
+        ..Default::default()
+    };
+    let err = ship
+        .create(&spec)
+        .await
+        .err()
+        .ok_or("created over a dead link")?;
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(
+        accepted.swap(0, Ordering::SeqCst),
+        1,
+        "create must not be retried"
+    );
+
+    let err = ship
+        .kill("web-1", "SIGKILL")
+        .await
+        .err()
+        .ok_or("killed over a dead link")?;
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(
+        accepted.swap(0, Ordering::SeqCst),
+        1,
+        "kill must not be retried"
+    );
+    Ok(())
+}

@@ -29,6 +29,9 @@ use super::status::{
     ContainerStatus, HealthState, parse_docker_time, parse_status_age, parse_status_exit_code,
 };
 
+/// Time the daemon may take beyond the stop timeout to kill and reap a container.
+const STOP_ANSWER_MARGIN: Duration = Duration::from_secs(30);
+
 /// One ship's Docker daemon, reached through a handle the transport layer opened.
 /// Cheap to clone; clones share the handle.
 #[derive(Clone)]
@@ -381,15 +384,20 @@ impl Ship {
         mut progress: impl FnMut(PullProgress),
     ) -> Result<String, DockerError> {
         let (repository, tag) = split_image_tag(image);
-        let reference = format!("{repository}:{tag}");
+        let reference = if tag.is_empty() {
+            repository.to_string()
+        } else {
+            format!("{repository}:{tag}")
+        };
         let call = format!("pull {reference}");
         let attempts = retry.attempts.max(1);
         let mut attempt = 1;
         loop {
-            let options = CreateImageOptionsBuilder::new()
-                .from_image(repository)
-                .tag(tag)
-                .build();
+            let mut options = CreateImageOptionsBuilder::new().from_image(repository);
+            if !tag.is_empty() {
+                options = options.tag(tag);
+            }
+            let options = options.build();
             let mut stream = self.docker.create_image(
                 Some(options),
                 None,
@@ -529,9 +537,17 @@ impl Ship {
     pub async fn stop(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
         let seconds = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
         let options = StopContainerOptionsBuilder::new().t(seconds).build();
+        // The daemon answers only once the container is down, which may be after the
+        // handle's request timeout.
+        let needed = timeout.saturating_add(STOP_ANSWER_MARGIN);
+        let docker = if needed > self.docker.timeout() {
+            self.docker.clone().with_timeout(needed)
+        } else {
+            self.docker.clone()
+        };
         self.retry
             .run(|| async {
-                self.docker
+                docker
                     .stop_container(name, Some(options.clone()))
                     .await
                     .map_err(|e| self.err(format!("stop {name}"), e))
@@ -748,18 +764,14 @@ fn health_from_status(status: &str) -> Option<HealthState> {
 
 /// `repo:tag` split; `latest` when there is no tag. A colon in a registry's port is not a tag.
 fn split_image_tag(image: &str) -> (&str, &str) {
-    let without_digest = image;
-    if without_digest.contains('@') {
+    if image.contains('@') {
         // Digest references are pulled as they are.
         return (image, "");
     }
-    let last_slash = without_digest.rfind('/').map_or(0, |i| i + 1);
-    match without_digest[last_slash..].rfind(':') {
-        Some(i) => (
-            &without_digest[..last_slash + i],
-            &without_digest[last_slash + i + 1..],
-        ),
-        None => (without_digest, "latest"),
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (&image[..last_slash + i], &image[last_slash + i + 1..]),
+        None => (image, "latest"),
     }
 }
 
@@ -862,6 +874,7 @@ mod tests {
     #[test]
     fn splits_image_tags() {
         assert_eq!(split_image_tag("busybox"), ("busybox", "latest"));
+        assert_eq!(split_image_tag("app@sha256:abc"), ("app@sha256:abc", ""));
         assert_eq!(split_image_tag("app:1.2"), ("app", "1.2"));
         assert_eq!(
             split_image_tag("reg.example.com:5000/app"),
