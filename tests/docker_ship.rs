@@ -417,6 +417,12 @@ async fn list_managed_uses_labels_and_carries_the_spec_hash() -> TestResult {
 
     let mut one = simple(&bed, "dk-one", "sleep 300");
     one.labels = labels("prod", "api", "api-1");
+    one.ports = vec![PortSpec {
+        container_port: 8000,
+        protocol: Protocol::Tcp,
+        host_ip: None,
+        host_port: HostPort::Port(18000),
+    }];
     let mut two = simple(&bed, "dk-two", "exit 2");
     two.labels = labels("prod", "worker", "worker-1");
     let mut other = simple(&bed, "dk-other", "sleep 300");
@@ -451,6 +457,13 @@ async fn list_managed_uses_labels_and_carries_the_spec_hash() -> TestResult {
     assert!(api.image_id.starts_with("sha256:"));
     assert_eq!(Some(api.image_id.clone()), ship.image_id(&bed.image).await?);
     assert!(api.created > 0);
+    assert!(
+        api.ports.iter().any(|p| p.container_port == 8000
+            && p.host_port == 18000
+            && p.protocol == Protocol::Tcp),
+        "{:?}",
+        api.ports
+    );
     let worker = &listed[1];
     assert_eq!(worker.state, ContainerStatus::Exited);
     assert_eq!(worker.exit_code, Some(2));

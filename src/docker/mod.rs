@@ -18,7 +18,7 @@ pub use progress::{PullProgress, PullTracker};
 pub use retry::RetryPolicy;
 pub use ship::{
     ContainerDetails, DockerVersion, ExecOutcome, LogLine, LogSource, LogStream, ManagedContainer,
-    PullRetry, Ship,
+    PublishedPort, PullRetry, Ship,
 };
 pub use spec::{
     BindMount, ContainerSpec, Device, ENVIRONMENT_LABEL, Healthcheck, HostPort, INSTANCE_LABEL,

@@ -10,6 +10,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerInspectResponse, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest,
+    PortSummaryTypeEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
@@ -23,7 +24,7 @@ use super::error::{DockerError, ErrorKind};
 use super::progress::{PullProgress, PullTracker};
 use super::retry::RetryPolicy;
 use super::spec::{
-    ContainerSpec, ENVIRONMENT_LABEL, INSTANCE_LABEL, SERVICE_LABEL, SPEC_HASH_LABEL,
+    ContainerSpec, ENVIRONMENT_LABEL, INSTANCE_LABEL, Protocol, SERVICE_LABEL, SPEC_HASH_LABEL,
 };
 use super::status::{
     ContainerStatus, HealthState, parse_docker_time, parse_status_age, parse_status_exit_code,
@@ -69,7 +70,18 @@ pub struct ManagedContainer {
     pub image_id: String,
     pub spec_hash: Option<String>,
     pub health: Option<HealthState>,
+    /// Ports published on the ship (running containers only; the daemon lists none else).
+    pub ports: Vec<PublishedPort>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// A container port published on a ship's address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct PublishedPort {
+    pub container_port: u16,
+    pub protocol: Protocol,
+    pub host_ip: String,
+    pub host_port: u16,
 }
 
 /// A container's details from one inspect call.
@@ -259,6 +271,24 @@ impl Ship {
                     .or_else(|| names.first().map(|n| n.trim_start_matches('/')))
                     .unwrap_or_default()
                     .to_string();
+                let mut ports: Vec<PublishedPort> = summary
+                    .ports
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|port| {
+                        Some(PublishedPort {
+                            container_port: port.private_port,
+                            protocol: match port.typ {
+                                Some(PortSummaryTypeEnum::UDP) => Protocol::Udp,
+                                _ => Protocol::Tcp,
+                            },
+                            host_ip: port.ip.unwrap_or_default(),
+                            host_port: port.public_port?,
+                        })
+                    })
+                    .collect();
+                ports.sort();
+                ports.dedup();
                 let labels = label_map(summary.labels);
                 let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
                 let status = summary.status.unwrap_or_default();
@@ -276,6 +306,7 @@ impl Ship {
                     age: parse_status_age(&status),
                     exit_code: parse_status_exit_code(&status),
                     health: health_from_status(&status),
+                    ports,
                     status,
                     created: summary.created.unwrap_or_default(),
                     image: summary.image.unwrap_or_default(),
