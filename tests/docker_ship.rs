@@ -477,6 +477,13 @@ async fn list_managed_uses_labels_and_carries_the_spec_hash() -> TestResult {
         one.clone().hash(),
         api.spec_hash.clone().unwrap_or_default()
     );
+    // And a dry run can say what changed.
+    let recorded = api.recorded_spec().ok_or("no recorded spec")?;
+    assert!(one.changes_since(recorded).is_empty());
+    let changes = changed.changes_since(recorded);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].field, "env.NEW");
+    assert_eq!(changes[0].new.as_deref(), Some("1"));
 
     assert!(ship.list_managed("nothing-here").await?.is_empty());
     assert_eq!(ship.image_id("no-such-image:1").await?, None);

@@ -23,6 +23,6 @@ pub use ship::{
 pub use spec::{
     BindMount, ContainerSpec, Device, ENVIRONMENT_LABEL, Healthcheck, HostPort, INSTANCE_LABEL,
     Limits, Link, MountMode, NetworkAttachment, PortSpec, Protocol, RestartPolicy,
-    RestartPolicyName, SERVICE_LABEL, SPEC_HASH_LABEL, Ulimit,
+    RestartPolicyName, SERVICE_LABEL, SPEC_HASH_LABEL, SPEC_LABEL, SpecChange, Ulimit,
 };
 pub use status::{ContainerStatus, HealthState, parse_docker_time, parse_status_age};

@@ -25,6 +25,7 @@ use super::progress::{PullProgress, PullTracker};
 use super::retry::RetryPolicy;
 use super::spec::{
     ContainerSpec, ENVIRONMENT_LABEL, INSTANCE_LABEL, Protocol, SERVICE_LABEL, SPEC_HASH_LABEL,
+    SPEC_LABEL,
 };
 use super::status::{
     ContainerStatus, HealthState, parse_docker_time, parse_status_age, parse_status_exit_code,
@@ -73,6 +74,22 @@ pub struct ManagedContainer {
     /// Ports published on the ship (running containers only; the daemon lists none else).
     pub ports: Vec<PublishedPort>,
     pub labels: BTreeMap<String, String>,
+}
+
+impl ManagedContainer {
+    /// The canonical JSON of the spec it was created from, for
+    /// [`ContainerSpec::changes_since`].
+    pub fn recorded_spec(&self) -> Option<&str> {
+        self.labels.get(SPEC_LABEL).map(String::as_str)
+    }
+}
+
+impl ContainerDetails {
+    /// The canonical JSON of the spec it was created from, for
+    /// [`ContainerSpec::changes_since`].
+    pub fn recorded_spec(&self) -> Option<&str> {
+        self.labels.get(SPEC_LABEL).map(String::as_str)
+    }
 }
 
 /// A container port published on a ship's address.

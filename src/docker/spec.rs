@@ -1,7 +1,7 @@
 //! The container we want on a ship, independent of the environment file's model, and its
 //! translation into the Docker API's create body.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::models::{
@@ -19,6 +19,15 @@ pub const SERVICE_LABEL: &str = "io.maestro.service";
 pub const INSTANCE_LABEL: &str = "io.maestro.instance";
 /// Label carrying [`ContainerSpec::hash`] of the spec the container was created from.
 pub const SPEC_HASH_LABEL: &str = "io.maestro.spec-hash";
+/// Label carrying the canonical JSON of the spec the container was created from, so that a
+/// dry run can say what changed (see [`ContainerSpec::changes_since`]). It holds nothing that
+/// `docker inspect` does not already show.
+pub const SPEC_LABEL: &str = "io.maestro.spec";
+
+/// Labels this layer writes itself; a spec's own copies of them are ignored.
+fn is_own_label(key: &str) -> bool {
+    key == SPEC_HASH_LABEL || key == SPEC_LABEL
+}
 
 /// Bumped whenever the meaning of a spec field changes, so that old hashes stop matching on
 /// purpose rather than by accident.
@@ -202,6 +211,60 @@ pub struct ContainerSpec {
     pub init: Option<bool>,
 }
 
+/// One field that differs between two specs; `None` is absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecChange {
+    /// Dotted path, e.g. `env.DB_HOST`, `limits.memory`, `ports[0].host_port`.
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// Leaves of a JSON value by dotted path. Lists of `[key, value]` pairs become keyed fields.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                flatten(&join(key), inner, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && items.iter().all(is_string_pair) => {
+            for item in items {
+                if let Value::Array(pair) = item
+                    && let (Some(Value::String(key)), Some(inner)) = (pair.first(), pair.get(1))
+                {
+                    flatten(&join(key), inner, out);
+                }
+            }
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+            for (index, inner) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{index}]"), inner, out);
+            }
+        }
+        Value::Null => {}
+        Value::Array(items) if items.is_empty() => {}
+        Value::String(text) => {
+            out.insert(prefix.to_string(), text.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+fn is_string_pair(value: &serde_json::Value) -> bool {
+    matches!(value, serde_json::Value::Array(pair) if pair.len() == 2 && pair[0].is_string())
+}
+
 fn non_empty<T: Clone>(items: &[T]) -> Option<Vec<T>> {
     if items.is_empty() {
         None
@@ -218,15 +281,64 @@ impl ContainerSpec {
     /// Sha256 (lower-case hex) of the canonical serialization of this spec, without any
     /// spec-hash label it may carry, so that the label can hold the hash of the rest.
     pub fn hash(&self) -> String {
-        let mut canonical = self.clone();
-        canonical.labels.retain(|(key, _)| key != SPEC_HASH_LABEL);
-        // Serializing plain structs, strings and integers cannot fail; an empty body would
-        // still hash deterministically if it somehow did.
-        let body = serde_json::to_vec(&canonical).unwrap_or_default();
         let mut hasher = Sha256::new();
         hasher.update(HASH_FORMAT.as_bytes());
-        hasher.update(&body);
+        hasher.update(self.canonical_json().as_bytes());
         hex::encode(hasher.finalize())
+    }
+
+    /// The spec as compact JSON, fields in declaration order, without the labels this layer
+    /// writes itself.
+    pub fn canonical_json(&self) -> String {
+        let mut canonical = self.clone();
+        canonical.labels.retain(|(key, _)| !is_own_label(key));
+        // Serializing plain structs, strings and integers cannot fail; an empty body would
+        // still hash deterministically if it somehow did.
+        serde_json::to_string(&canonical).unwrap_or_default()
+    }
+
+    /// What differs between the spec a container was created from (the JSON of its
+    /// [`SPEC_LABEL`]) and this one, field by field; environment variables, labels and other
+    /// pair lists are compared by key. Unparsable old JSON gives one change naming it.
+    pub fn changes_since(&self, recorded: &str) -> Vec<SpecChange> {
+        let old: serde_json::Value = match serde_json::from_str(recorded) {
+            Ok(value) => value,
+            Err(_) => {
+                return vec![SpecChange {
+                    field: "spec".to_string(),
+                    old: Some("(unreadable)".to_string()),
+                    new: None,
+                }];
+            }
+        };
+        let new: serde_json::Value =
+            serde_json::from_str(&self.canonical_json()).unwrap_or(serde_json::Value::Null);
+        let mut old_fields = BTreeMap::new();
+        let mut new_fields = BTreeMap::new();
+        flatten("", &old, &mut old_fields);
+        flatten("", &new, &mut new_fields);
+        let mut changes = Vec::new();
+        for (field, old_value) in &old_fields {
+            let new_value = new_fields.get(field);
+            if new_value != Some(old_value) {
+                changes.push(SpecChange {
+                    field: field.clone(),
+                    old: Some(old_value.clone()),
+                    new: new_value.cloned(),
+                });
+            }
+        }
+        for (field, new_value) in &new_fields {
+            if !old_fields.contains_key(field) {
+                changes.push(SpecChange {
+                    field: field.clone(),
+                    old: None,
+                    new: Some(new_value.clone()),
+                });
+            }
+        }
+        changes.sort_by(|a, b| a.field.cmp(&b.field));
+        changes
     }
 
     /// The user-defined network the container is created on. Daemons before API 1.44 accept
@@ -252,10 +364,11 @@ impl ContainerSpec {
         let mut labels: Vec<(String, String)> = self
             .labels
             .iter()
-            .filter(|(key, _)| key != SPEC_HASH_LABEL)
+            .filter(|(key, _)| !is_own_label(key))
             .cloned()
             .collect();
         labels.push((SPEC_HASH_LABEL.to_string(), self.hash()));
+        labels.push((SPEC_LABEL.to_string(), self.canonical_json()));
         labels
     }
 
@@ -525,6 +638,51 @@ mod tests {
         let body = labelled.to_create_body();
         let labels = body.labels.unwrap_or_default();
         assert_eq!(labels.get(SPEC_HASH_LABEL), Some(&base));
+    }
+
+    #[test]
+    fn changes_name_the_fields_that_differ() {
+        let old = sample();
+        let mut new = sample();
+        new.env[0].1 = "2".into();
+        new.env.push(("C".into(), "3".into()));
+        new.limits.memory = Some(1024);
+        new.ports[0].host_port = HostPort::Port(8081);
+        new.links.clear();
+        let changes = new.changes_since(&old.canonical_json());
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "env.A",
+                "env.C",
+                "limits.memory",
+                "links[0].alias",
+                "links[0].name",
+                "ports[0].host_port.port"
+            ]
+        );
+        assert_eq!(changes[0].old.as_deref(), Some("1"));
+        assert_eq!(changes[0].new.as_deref(), Some("2"));
+        assert_eq!(changes[1].old, None);
+        assert_eq!(changes[3].new, None);
+        assert!(
+            sample()
+                .changes_since(&sample().canonical_json())
+                .is_empty()
+        );
+        assert_eq!(sample().changes_since("not json").len(), 1);
+    }
+
+    #[test]
+    fn recorded_spec_label_round_trips() {
+        let spec = sample();
+        let labels = spec.to_create_body().labels.unwrap_or_default();
+        let recorded = labels.get(SPEC_LABEL).cloned().unwrap_or_default();
+        assert!(spec.changes_since(&recorded).is_empty());
+        let mut relabelled = sample();
+        relabelled.labels.push((SPEC_LABEL.into(), "junk".into()));
+        assert_eq!(relabelled.hash(), spec.hash());
     }
 
     #[test]
