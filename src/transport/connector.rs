@@ -287,10 +287,7 @@ pub(crate) fn tcp_docker(
     tls: Option<&TlsFiles>,
     version: &ClientVersion,
 ) -> Result<(Docker, TransportKind), TransportError> {
-    let docker_err = |source| TransportError::Docker {
-        ship: ship.to_string(),
-        source,
-    };
+    let docker_err = |source| TransportError::docker(ship, source);
     let address = format!("tcp://{host}:{port}");
     let Some(tls) = tls else {
         let docker = Docker::connect_with_http(&address, DEFAULT_REQUEST_TIMEOUT_SECS, version)

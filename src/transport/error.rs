@@ -43,7 +43,7 @@ pub enum TransportError {
         ship: String,
         hop: String,
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
 
     #[error(
@@ -69,18 +69,18 @@ pub enum TransportError {
     },
 
     #[error(
-        "ship {ship}: HOST KEY OF {hop} HAS CHANGED: it presented {found}, but {} records {} \
-         (line {line}). Someone may be intercepting the connection; if the change is expected, \
+        "ship {ship}: HOST KEY OF {hop} HAS CHANGED: it presented {found}, but {recorded_at} \
+         records {}. Someone may be intercepting the connection; if the change is expected, \
          remove the old entry (ssh-keygen -R) and verify the new key out of band",
-        known_hosts.display(), expected.join(", ")
+        expected.join(", ")
     )]
     HostKeyChanged {
         ship: String,
         hop: String,
         found: String,
         expected: Vec<String>,
-        known_hosts: PathBuf,
-        line: usize,
+        /// `known_hosts file:line` of the recorded key.
+        recorded_at: String,
     },
 
     #[error("ship {ship}: cannot use known_hosts file {}: {reason}", path.display())]
@@ -126,7 +126,7 @@ pub enum TransportError {
     Docker {
         ship: String,
         #[source]
-        source: bollard::errors::Error,
+        source: Box<bollard::errors::Error>,
     },
 
     #[error("ship {ship}: {message}")]
@@ -141,6 +141,13 @@ fn via_text(via: &Option<String>) -> String {
 }
 
 impl TransportError {
+    pub(crate) fn docker(ship: &str, source: bollard::errors::Error) -> TransportError {
+        TransportError::Docker {
+            ship: ship.to_string(),
+            source: Box::new(source),
+        }
+    }
+
     /// A short word for the cause, for tables and JSON (`dns`, `refused`, `timeout`, `auth`,
     /// `host-key`, `socket-missing`, `socket-permission`, ...).
     pub fn kind(&self) -> &'static str {

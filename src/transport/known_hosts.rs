@@ -113,8 +113,43 @@ fn record(host: &str, port: u16, key: &PublicKey, file: &Path) -> Result<(), Str
     {
         return Ok(());
     }
-    russh::keys::known_hosts::learn_known_hosts_path(host, port, key, file)
-        .map_err(|err| err.to_string())
+    append_entry(host, port, key, file).map_err(|err| err.to_string())
+}
+
+/// Appends `host key` in OpenSSH's form (russh's own writer starts an empty file with a
+/// blank line).
+fn append_entry(host: &str, port: u16, key: &PublicKey, file: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    if let Some(parent) = file.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut handle = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(file)?;
+    let mut needs_newline = false;
+    if handle.seek(SeekFrom::End(-1)).is_ok() {
+        let mut last = [0u8; 1];
+        handle.read_exact(&mut last)?;
+        needs_newline = last[0] != b'\n';
+    }
+    let key_text = key
+        .to_openssh()
+        .map_err(|err| std::io::Error::other(err.to_string()))?;
+    let host_text = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    let mut line = String::new();
+    if needs_newline {
+        line.push('\n');
+    }
+    line.push_str(&format!("{host_text} {key_text}\n"));
+    handle.write_all(line.as_bytes())
 }
 
 /// The host key algorithms recorded for `host:port`, so that key exchange asks the server

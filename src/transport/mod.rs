@@ -122,6 +122,9 @@ pub struct SshRoute {
     pub ssh_config_file: Option<PathBuf>,
     /// Default [`DEFAULT_KEEPALIVE`].
     pub keepalive: Option<Duration>,
+    /// Never ask on the terminal (OpenSSH `BatchMode`): an encrypted key without
+    /// `MAESTRO_SSH_PASSPHRASE` then fails at once.
+    pub batch_mode: bool,
 }
 
 impl SshRoute {
@@ -376,7 +379,7 @@ impl Connection {
                     other => TransportError::Ssh {
                         ship: self.info.ship.clone(),
                         hop: chain.ship_label().to_string(),
-                        source: other,
+                        source: Box::new(other),
                     },
                 }),
             Link::Direct => tokio::net::TcpStream::connect((host, port))
@@ -399,10 +402,7 @@ impl Connection {
 
     /// Asks the daemon its versions and measures the round trip of one ping.
     pub async fn probe(&self) -> Result<ProbeReport, TransportError> {
-        let api_err = |source| TransportError::Docker {
-            ship: self.info.ship.clone(),
-            source,
-        };
+        let api_err = |source| TransportError::docker(&self.info.ship, source);
         let version = self.docker.version().await.map_err(api_err)?;
         let started = Instant::now();
         self.docker.ping().await.map_err(api_err)?;
@@ -440,10 +440,7 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, TransportError> 
             let path = socket.to_string_lossy();
             let docker =
                 Docker::connect_with_unix(&path, DEFAULT_REQUEST_TIMEOUT_SECS, &initial_version)
-                    .map_err(|source| TransportError::Docker {
-                        ship: endpoint.ship.clone(),
-                        source,
-                    })?;
+                    .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
             let info = ConnectionInfo {
                 ship: endpoint.ship.clone(),
                 transport: TransportKind::Local,
@@ -484,10 +481,7 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, TransportError> 
             hop: "the Docker daemon".into(),
             after: endpoint.connect_timeout.max(Duration::from_secs(5)),
         })?
-        .map_err(|source| TransportError::Docker {
-            ship: endpoint.ship.clone(),
-            source,
-        })?
+        .map_err(|source| TransportError::docker(&endpoint.ship, source))?
     };
     Ok(Connection { docker, info, link })
 }
@@ -515,6 +509,7 @@ async fn connect_ssh(
         ship: endpoint.ship.clone(),
         timeout: endpoint.connect_timeout,
         keepalive: route.keepalive.unwrap_or(DEFAULT_KEEPALIVE),
+        batch_mode: route.batch_mode,
     };
     let chain = Arc::new(ssh::connect_chain(&hops, &options).await?);
     connector::check_docker_channel(
@@ -524,12 +519,8 @@ async fn connect_ssh(
         endpoint.connect_timeout,
     )
     .await?;
-    let docker = connector::ssh_docker(chain.clone(), endpoint.docker.clone(), version).map_err(
-        |source| TransportError::Docker {
-            ship: endpoint.ship.clone(),
-            source,
-        },
-    )?;
+    let docker = connector::ssh_docker(chain.clone(), endpoint.docker.clone(), version)
+        .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
     let mut route_text = String::from("ssh ");
     for hop in &chain.hops {
         route_text.push_str(&hop.address);

@@ -238,6 +238,7 @@ pub(crate) struct ConnectOptions {
     pub ship: String,
     pub timeout: Duration,
     pub keepalive: Duration,
+    pub batch_mode: bool,
 }
 
 /// Establishes the whole chain. Errors at a jump host are wrapped in
@@ -380,7 +381,7 @@ async fn connect_hop(
                 other => TransportError::Ssh {
                     ship: ship.clone(),
                     hop: hop.label.clone(),
-                    source: other,
+                    source: Box::new(other),
                 },
             })?;
             tokio::time::timeout(
@@ -460,8 +461,7 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
             hop: hop.label.clone(),
             found: fingerprint,
             expected: expected.clone(),
-            known_hosts: file.clone(),
-            line: *line,
+            recorded_at: format!("{}:{line}", file.display()),
         }),
         Verdict::FileError { file, reason } => Some(TransportError::KnownHosts {
             ship: ship.to_string(),
@@ -498,18 +498,18 @@ fn ssh_error(ship: &str, hop: &str, err: russh::Error) -> TransportError {
         other => TransportError::Ssh {
             ship: ship.to_string(),
             hop: hop.to_string(),
-            source: other,
+            source: Box::new(other),
         },
     }
 }
 
 /// The passphrase source: the environment, else the terminal, else none.
-async fn passphrase_for(path: &Path) -> Option<String> {
+async fn passphrase_for(path: &Path, batch_mode: bool) -> Option<String> {
     if let Ok(passphrase) = std::env::var("MAESTRO_SSH_PASSPHRASE") {
         return Some(passphrase);
     }
     use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
+    if batch_mode || !std::io::stdin().is_terminal() {
         return None;
     }
     static PROMPT_LOCK: tokio::sync::Mutex<Vec<(PathBuf, String)>> =
@@ -679,7 +679,7 @@ async fn authenticate(
             }
             continue;
         }
-        let key = match load_key(path).await {
+        let key = match load_key(path, options.batch_mode).await {
             Ok(key) => key,
             Err(reason) => {
                 tried.push(format!("key {}: {reason}", path.display()));
@@ -742,11 +742,11 @@ fn auth_error(ship: &str, hop: &Hop, tried: Vec<String>) -> TransportError {
     }
 }
 
-async fn load_key(path: &Path) -> Result<PrivateKey, String> {
+async fn load_key(path: &Path, batch_mode: bool) -> Result<PrivateKey, String> {
     match russh::keys::load_secret_key(path, None) {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => {
-            let Some(passphrase) = passphrase_for(path).await else {
+            let Some(passphrase) = passphrase_for(path, batch_mode).await else {
                 return Err(
                     "encrypted, and no passphrase: set MAESTRO_SSH_PASSPHRASE or run \
                             from a terminal to be asked"
