@@ -930,3 +930,101 @@ fn exec_with_attached_output_runs_over_an_upgraded_channel() {
         assert_eq!(text.trim(), "hello over ssh");
     });
 }
+
+#[test]
+fn inner_sshd_down_or_bastion_down_name_the_hop() {
+    let _serial = serial();
+    let bed = bed();
+    let inner = &bed.inner[1];
+    let route = || {
+        let mut route = key_route(bed, &inner.ip);
+        route.jumps = vec![format!("root@{}", bed.bastion_ip).parse().expect("spec")];
+        route
+    };
+    runtime().block_on(async {
+        {
+            let _stopped = SshdStopped::new(&inner.name);
+            let err = transport::connect(&endpoint(inner, route()))
+                .await
+                .expect_err("inner sshd is down");
+            let TransportError::Refused { hop, via, .. } = &err else {
+                panic!("expected Refused, got {err}");
+            };
+            assert_eq!(hop, &format!("root@{}:22", inner.ip));
+            assert_eq!(via, &Some(format!("root@{}:22", bed.bastion_ip)));
+        }
+        {
+            let _stopped = SshdStopped::new("bastion");
+            let err = transport::connect(&endpoint(inner, route()))
+                .await
+                .expect_err("bastion is down");
+            let TransportError::Jump { hop, source, .. } = &err else {
+                panic!("expected Jump, got {err}");
+            };
+            assert_eq!(hop, &format!("root@{}:22", bed.bastion_ip));
+            assert!(matches!(**source, TransportError::Refused { .. }), "{err}");
+            assert_eq!(err.kind(), "refused");
+        }
+    });
+}
+
+#[test]
+fn plain_tcp_route() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[0];
+    runtime().block_on(async {
+        // A daemon port on this machine: a relay to the ship's socket stands in for
+        // `dockerd -H tcp://0.0.0.0:2375`.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let socket = ship.docker_socket.clone();
+        let relay = tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut unix) = tokio::net::UnixStream::connect(&socket).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                    }
+                });
+            }
+        });
+        let e = Endpoint::new(
+            ship.name.clone(),
+            Route::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+                tls: None,
+            },
+        );
+        let conn = transport::connect(&e).await.expect("connect");
+        assert_eq!(conn.info().transport, TransportKind::Tcp);
+        assert_eq!(conn.info().route, format!("tcp 127.0.0.1:{port}"));
+        assert_docker_works(&conn).await;
+        relay.abort();
+
+        let e = Endpoint::new(
+            ship.name.clone(),
+            Route::Tcp {
+                host: "127.0.0.1".into(),
+                port: 1,
+                tls: None,
+            },
+        );
+        let err = transport::connect(&e).await.expect_err("closed port");
+        assert_eq!(err.kind(), "refused", "{err}");
+
+        let e = Endpoint::new(
+            ship.name.clone(),
+            Route::Tcp {
+                host: "no-such-host.invalid".into(),
+                port: 2375,
+                tls: None,
+            },
+        );
+        let err = transport::connect(&e).await.expect_err("no such name");
+        assert_eq!(err.kind(), "dns", "{err}");
+    });
+}

@@ -354,7 +354,7 @@ async fn connect_hop(
                 tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..]))
                     .await
                     .map_err(|_| timed_out())?
-                    .map_err(|source| io_error(&ship, &hop.label, None, source))?;
+                    .map_err(|source| io_error(&ship, &hop.label, timeout, source))?;
             let _ = stream.set_nodelay(true);
             tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await
         }
@@ -397,7 +397,7 @@ async fn connect_hop(
         Ok(Err(err)) => {
             let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
             return Err(host_key_error(&ship, hop, &outcome)
-                .unwrap_or_else(|| ssh_error(&ship, &hop.label, err)));
+                .unwrap_or_else(|| ssh_error(&ship, &hop.label, timeout, err)));
         }
     };
     let (fingerprint, recorded_in) = {
@@ -472,17 +472,17 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
     }
 }
 
-fn io_error(ship: &str, hop: &str, via: Option<String>, source: std::io::Error) -> TransportError {
+fn io_error(ship: &str, hop: &str, timeout: Duration, source: std::io::Error) -> TransportError {
     match source.kind() {
         std::io::ErrorKind::ConnectionRefused => TransportError::Refused {
             ship: ship.to_string(),
             hop: hop.to_string(),
-            via,
+            via: None,
         },
         std::io::ErrorKind::TimedOut => TransportError::Timeout {
             ship: ship.to_string(),
             hop: hop.to_string(),
-            after: Duration::ZERO,
+            after: timeout,
         },
         _ => TransportError::Io {
             ship: ship.to_string(),
@@ -492,9 +492,9 @@ fn io_error(ship: &str, hop: &str, via: Option<String>, source: std::io::Error) 
     }
 }
 
-fn ssh_error(ship: &str, hop: &str, err: russh::Error) -> TransportError {
+fn ssh_error(ship: &str, hop: &str, timeout: Duration, err: russh::Error) -> TransportError {
     match err {
-        russh::Error::IO(source) => io_error(ship, hop, None, source),
+        russh::Error::IO(source) => io_error(ship, hop, timeout, source),
         other => TransportError::Ssh {
             ship: ship.to_string(),
             hop: hop.to_string(),
@@ -595,7 +595,7 @@ async fn authenticate(
         .ok()
         .flatten()
         .flatten();
-    let network = |err: russh::Error| ssh_error(ship, &hop.label, err);
+    let network = |err: russh::Error| ssh_error(ship, &hop.label, options.timeout, err);
 
     // 1. ssh-agent.
     if std::env::var_os("SSH_AUTH_SOCK").is_some() {
