@@ -433,6 +433,7 @@ fn ship(
     };
     let endpoint = opt_string(cx, &mut m, "endpoint")?.unwrap_or_else(|| ip.clone());
     let tls = opt_bool(cx, &mut m, "tls")?.unwrap_or(false);
+    let docker_port_given = m.get("docker_port").is_some();
     let docker_port = match m.get("docker_port") {
         Some(n) => unsigned(cx, n, &m.field("docker_port"), 65535)?,
         None if tls => 2376,
@@ -500,6 +501,7 @@ fn ship(
         ip,
         endpoint,
         docker_port,
+        docker_port_given,
         socket_path,
         api_version,
         timeout,

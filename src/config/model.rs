@@ -148,6 +148,9 @@ pub struct Ship {
     pub endpoint: String,
     /// Default 2375, 2376 with `tls`.
     pub docker_port: u16,
+    /// `docker_port` was written in the file (or its ship_defaults): over SSH, the daemon's
+    /// TCP port is then used instead of its unix socket.
+    pub docker_port_given: bool,
     pub socket_path: Option<String>,
     pub api_version: Option<String>,
     /// Default 5 s.

@@ -4,3 +4,4 @@
 pub mod events;
 pub mod executor;
 pub mod plan;
+pub mod fleet;
