@@ -30,6 +30,9 @@ pub const LOG_TAIL_LINES: usize = 20;
 /// How long a started container may take to be running.
 const WAIT_RUNNING: Duration = Duration::from_secs(60);
 
+/// The image id a pull produced, shared by the instances that wait for the same pull.
+type PullSlot = Arc<tokio::sync::Mutex<Option<String>>>;
+
 /// One connected ship: its connection (for checks from its side) and its Docker API.
 #[derive(Clone, Debug)]
 pub struct ShipHandle {
@@ -96,7 +99,9 @@ pub enum Action {
     Pull,
     /// The stop half of `restart --only-if-changed`: only containers whose spec or image
     /// changed are stopped; the start half then leaves the others running.
-    StopIfChanged { refresh_images: bool },
+    StopIfChanged {
+        refresh_images: bool,
+    },
     /// A rolling restart of one instance: stop, wait, start, then wait before the next.
     RestartUnit {
         refresh_images: bool,
@@ -115,7 +120,7 @@ pub struct LifecycleOp {
     action: Action,
     /// Images already pulled in this run, per (ship, image), so that instances sharing an
     /// image pull it once.
-    pulls: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<Option<String>>>>>,
+    pulls: Mutex<HashMap<(String, String), PullSlot>>,
     /// Rolling restarts wait `step_delay` between units, not before the first.
     units_done: std::sync::atomic::AtomicUsize,
 }
@@ -217,7 +222,7 @@ impl LifecycleOp {
     }
 
     /// The one pull of `image` on `ship` in this run, shared by every instance that needs it.
-    fn pull_slot(&self, ship: &str, image: &str) -> Arc<tokio::sync::Mutex<Option<String>>> {
+    fn pull_slot(&self, ship: &str, image: &str) -> PullSlot {
         let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
         pulls
             .entry((ship.to_string(), image.to_string()))
@@ -277,7 +282,10 @@ impl Unit<'_> {
     }
 
     async fn inspect(&self) -> Result<Option<ContainerDetails>, OpError> {
-        self.ship().inspect(self.name()).await.map_err(docker_failed)
+        self.ship()
+            .inspect(self.name())
+            .await
+            .map_err(docker_failed)
     }
 
     /// The container's last log lines, for a failure report; none if they cannot be read.
@@ -355,7 +363,11 @@ impl Unit<'_> {
                 .await
                 .map_err(docker_failed)?
         };
-        Ok(reason_to_recreate(&existing, &spec.hash(), image_id.as_deref()))
+        Ok(reason_to_recreate(
+            &existing,
+            &spec.hash(),
+            image_id.as_deref(),
+        ))
     }
 
     /// Pulls the instance's image (once per ship and image in a run); returns its id.
@@ -678,8 +690,7 @@ services:
             Err(e) => panic!("{e}"),
         };
         let graph = plan::Graph::new(&env);
-        let forward = plan::select(&env, &graph, &plan::Selection::default())
-            .unwrap_or_default();
+        let forward = plan::select(&env, &graph, &plan::Selection::default()).unwrap_or_default();
         let (jobs, dir) = jobs_of(&forward);
         assert_eq!(dir, Direction::Forward);
         assert_eq!(jobs[0].instance, "db-1");
