@@ -93,6 +93,7 @@ services:
         volumes: {{{shared}: /shared}}
         container_volumes: [/cache]
         stop_timeout: 1
+        healthcheck: {{test: "test -d /shared", interval: 1, retries: 3}}
   store:
     image: maestro-test:latest
     env: {{LEVEL: service, STORE_ONLY: yes}}
@@ -385,7 +386,7 @@ fn lifecycle_on_the_bed() {
         .filter(|e| kind(e) == "step" && e["step"]["step"] == "checking")
         .filter_map(|e| e["step"]["check"].as_str().map(str::to_string))
         .collect();
-    for expected in ["tcp:http", "http:web", "rexec", "exec", "sleep"] {
+    for expected in ["tcp:http", "http:web", "rexec", "exec", "sleep", "health"] {
         assert!(
             checks.contains(expected),
             "no {expected} check in {checks:?}"
@@ -487,6 +488,42 @@ fn lifecycle_on_the_bed() {
     let front2 = inspect(&bed, &ships.inner1.name, "front-2");
     assert!(env_golden_text(&front2, &ships).contains("CHANGED=1\n"));
 
+    // restart --only-if-changed: nothing changed since, nothing is touched.
+    let unchanged = maestro(
+        &file,
+        work.path(),
+        &["--json", "restart", "--only-if-changed"],
+    );
+    assert_ok(&unchanged, "restart --only-if-changed");
+    assert!(!unchanged.events.iter().any(|e| kind(e) == "step"
+        && matches!(e["step"]["step"].as_str(), Some("stopping" | "creating"))));
+    assert_eq!(container_ids(&bed, &topo), new_ids);
+
+    // A rolling restart: one instance at a time, each stopped then started.
+    let rolling = maestro(
+        &file,
+        work.path(),
+        &[
+            "--json",
+            "restart",
+            "--step-delay",
+            "0.2",
+            "--stop-start-delay",
+            "0.1",
+            "store",
+        ],
+    );
+    assert_ok(&rolling, "rolling restart");
+    let rolled = outcomes(&rolling.events);
+    assert_eq!(rolled.len(), 3, "{rolled:?}");
+    assert!(rolled.values().all(|o| o == "restarted"), "{rolled:?}");
+    for (before, after) in [("store-1", "store-2"), ("store-2", "store-3")] {
+        assert!(
+            position(&rolling.events, 0, "job_done", before)
+                < position(&rolling.events, 0, "job_started", after)
+        );
+    }
+
     // restart: all stopped dependents first, then all started dependencies first.
     let restart = maestro(&file, work.path(), &["--json", "restart"]);
     assert_ok(&restart, "restart");
@@ -579,6 +616,9 @@ services:
   alone:
     image: maestro-test:latest
     instances: {{alone-1: {{ship: a, command: sleep 3600, stop_timeout: 1}}}}
+  broken:
+    image: maestro-test:latest
+    instances: {{broken-1: {{ship: a, command: "sh -c 'echo fatal: no config; exit 3'"}}}}
 "#,
         key = bed.key().display(),
         kh = bed.known_hosts().display(),
@@ -586,7 +626,10 @@ services:
         a_sock = ships.ship1.docker_socket.display(),
     );
     std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
-    let _ = bed.docker_cli(&ships.ship1.name, &["rm", "-f", "alone-1", "waiting-1"]);
+    let _ = bed.docker_cli(
+        &ships.ship1.name,
+        &["rm", "-f", "alone-1", "waiting-1", "broken-1"],
+    );
     let run = maestro(&file, work.path(), &["--json", "start"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let by_kind: HashMap<String, String> = run
