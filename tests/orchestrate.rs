@@ -653,3 +653,193 @@ services:
     );
     let _ = bed.docker_cli(&ships.ship1.name, &["rm", "-f", "alone-1"]);
 }
+
+/// Debian's docker-registry with htpasswd auth on 127.0.0.1:5000 inside a ship's network
+/// namespace (the daemon allows plain HTTP to loopback registries). Killed on drop.
+struct Registry {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    const ADDRESS: &'static str = "127.0.0.1:5000";
+
+    fn start(netns: &str, user: &str, password: &str) -> Registry {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .unwrap_or_else(|e| panic!("htpasswd: {e}"));
+        assert!(htpasswd.status.success(), "htpasswd failed");
+        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout)
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(dir.path().join("data")).unwrap_or_else(|e| panic!("{e}"));
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {address}\nauth:\n  htpasswd:\n    realm: maestro\n    path: {htpasswd}\n",
+            data = dir.path().join("data").display(),
+            address = Self::ADDRESS,
+            htpasswd = dir.path().join("htpasswd").display(),
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{netns}"))
+            .arg("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("docker-registry: {e}"));
+        let registry = Registry { child, _dir: dir };
+        for _ in 0..100 {
+            let probe = Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{netns}"))
+                .args(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/5000"])
+                .stderr(std::process::Stdio::null())
+                .status();
+            if probe.is_ok_and(|s| s.success()) {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the registry did not come up");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `pull` and `start` get an image from a private registry with the file's `registries`
+/// credentials; without them the job fails and says why.
+#[test]
+fn pull_from_a_private_registry_with_the_files_credentials() {
+    let bed = bed();
+    let ships = ships(&bed);
+    let ship = &ships.ship1;
+    let _registry = Registry::start(&ship.netns, "maestro", "s3cret");
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let client_config = work.path().join("docker-config");
+    std::fs::create_dir_all(&client_config).unwrap_or_else(|e| panic!("{e}"));
+    let socket = format!("unix://{}", ship.docker_socket.display());
+    let cli = |args: &[&str]| {
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(&socket)
+            .args(args)
+            .env("DOCKER_CONFIG", &client_config)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap_or_else(|e| panic!("docker: {e}"));
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let image = format!("{}/maestro/pulled:1", Registry::ADDRESS);
+    let _ = Command::new("docker")
+        .args(["-H", &socket, "rm", "-f", "orch-builder", "pulled-1"])
+        .output();
+    cli(&[
+        "run",
+        "--name",
+        "orch-builder",
+        "maestro-test:latest",
+        "dd",
+        "if=/dev/urandom",
+        "of=/blob",
+        "bs=1024",
+        "count=2048",
+    ]);
+    cli(&["commit", "orch-builder", &image]);
+    cli(&["rm", "orch-builder"]);
+    let login = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo s3cret | docker -H {socket} login -u maestro --password-stdin {}",
+            Registry::ADDRESS
+        ))
+        .env("DOCKER_CONFIG", &client_config)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    cli(&["push", &image]);
+    cli(&["rmi", &image]);
+
+    let yaml = |credentials: &str| {
+        format!(
+            r#"name: pulls
+registries:
+  local:
+    registry: http://{address}
+{credentials}    retry: {{attempts: 2, when: [503]}}
+ship_defaults:
+  ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}}}
+ships:
+  a: {{ip: {ip}, socket_path: {sock}}}
+services:
+  pulled:
+    image: {image}
+    instances: {{pulled-1: {{ship: a, command: sleep 3600, stop_timeout: 1}}}}
+"#,
+            address = Registry::ADDRESS,
+            key = bed.key().display(),
+            kh = bed.known_hosts().display(),
+            ip = ship.ip,
+            sock = ship.docker_socket.display(),
+        )
+    };
+    let file = work.path().join("env.yaml");
+
+    // No credentials in the file and none in the (empty) client config: refused.
+    std::fs::write(&file, yaml("")).unwrap_or_else(|e| panic!("{e}"));
+    let refused = maestro(&file, work.path(), &["--json", "pull"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let failure = refused
+        .events
+        .iter()
+        .find(|e| kind(e) == "job_failed")
+        .map(|e| e["reason"].to_string())
+        .unwrap_or_default();
+    assert!(failure.contains("auth"), "{failure}");
+
+    std::fs::write(&file, yaml("    username: maestro\n    password: s3cret\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pulled = maestro(&file, work.path(), &["--json", "pull"]);
+    assert_ok(&pulled, "pull");
+    assert_eq!(outcomes(&pulled.events)["pulled-1"], "pulled");
+    let percents: Vec<u64> = pulled
+        .events
+        .iter()
+        .filter(|e| kind(e) == "step" && e["step"]["step"] == "pulling")
+        .filter_map(|e| e["step"]["percent"].as_u64())
+        .collect();
+    assert_eq!(percents.last(), Some(&100), "{percents:?}");
+
+    // start pulls a missing image itself.
+    cli(&["rmi", &image]);
+    let started = maestro(&file, work.path(), &["--json", "start"]);
+    assert_ok(&started, "start with a missing image");
+    assert_eq!(outcomes(&started.events)["pulled-1"], "started");
+    assert!(
+        started
+            .events
+            .iter()
+            .any(|e| kind(e) == "step" && e["step"]["step"] == "pulling")
+    );
+    let _ = Command::new("docker")
+        .args(["-H", &socket, "rm", "-f", "pulled-1"])
+        .output();
+    let _ = Command::new("docker")
+        .args(["-H", &socket, "rmi", &image])
+        .output();
+}
