@@ -843,3 +843,90 @@ services:
         .args(["-H", &socket, "rmi", &image])
         .output();
 }
+
+/// Ctrl-C while a start waits on its `running` checks: the run ends with 130, the job is
+/// reported as cancelled with the state it left, and what had not begun is not attempted.
+#[test]
+fn ctrl_c_during_checks_cancels_and_says_what_was_left() {
+    use std::io::{BufRead, BufReader};
+
+    let bed = bed();
+    let ships = ships(&bed);
+    let ship = &ships.ship2;
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = work.path().join("env.yaml");
+    let yaml = format!(
+        r#"name: cancels
+ship_defaults:
+  ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}}}
+ships:
+  b: {{ip: {ip}, socket_path: {sock}}}
+services:
+  slow:
+    image: maestro-test:latest
+    lifecycle:
+      running: [{{type: exec, command: "false", attempts: 60}}]
+    instances: {{slow-1: {{ship: b, command: sleep 3600, stop_timeout: 1}}}}
+  after:
+    image: maestro-test:latest
+    requires: [slow]
+    instances: {{after-1: {{ship: b, command: sleep 3600}}}}
+"#,
+        key = bed.key().display(),
+        kh = bed.known_hosts().display(),
+        ip = ship.ip,
+        sock = ship.docker_socket.display(),
+    );
+    std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
+    let _ = bed.docker_cli(&ship.name, &["rm", "-f", "slow-1", "after-1"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .arg("-f")
+        .arg(&file)
+        .args(["--json", "start"])
+        .env("HOME", work.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut events: Vec<Value> = Vec::new();
+    let mut signalled = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap_or_default();
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if !signalled && kind(&event) == "step" && event["step"]["check"] == "exec" {
+            signalled = true;
+            let status = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(status.success());
+        }
+        events.push(event);
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(signalled, "the check never began: {events:#?}");
+    assert_eq!(status.code(), Some(130));
+    let cancelled: Vec<&Value> = events
+        .iter()
+        .filter(|e| kind(e) == "job_cancelled")
+        .collect();
+    let slow = cancelled
+        .iter()
+        .find(|e| instance(e) == "slow-1")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    let reason = slow["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("running checks") && reason.contains("left running"),
+        "{reason}"
+    );
+    assert!(cancelled.iter().any(|e| instance(e) == "after-1"));
+    assert!(
+        !events
+            .iter()
+            .any(|e| kind(e) == "job_started" && instance(e) == "after-1")
+    );
+    let _ = bed.docker_cli(&ship.name, &["rm", "-f", "slow-1", "after-1"]);
+}
