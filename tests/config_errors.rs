@@ -32,7 +32,7 @@ fn assert_has(msg: &str, parts: &[&str]) {
 #[test]
 fn missing_file() {
     let path = PathBuf::from("/nonexistent/dir/maestro.yaml");
-    let err = config::load(&path).err().expect("error");
+    let err = config::load(&path).expect_err("error");
     assert!(matches!(err, ConfigError::Read { .. }));
     assert_eq!(err.exit_code(), 2);
     assert_has(
@@ -95,7 +95,7 @@ fn alias_bomb() {
     let mut text = String::from("name: x\nships: {}\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..9 {
         let prev = format!("*a{}", i - 1);
-        let items = vec![prev.as_str(); 10].join(", ");
+        let items = [prev.as_str(); 10].join(", ");
         text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
     }
     let (err, msg) = load_err(&text);
@@ -113,7 +113,7 @@ fn huge_file() {
         f.write_all(line.as_bytes()).expect("write");
     }
     drop(f);
-    let err = config::load(&path).err().expect("error");
+    let err = config::load(&path).expect_err("error");
     assert!(matches!(err, ConfigError::TooLarge { .. }));
     assert_has(&err.to_string(), &["big.yaml", "limited to 10 MB"]);
 }
