@@ -494,3 +494,16 @@ fn missing_envfile_points_at_the_envfile_entry() {
         ],
     );
 }
+
+#[test]
+fn misspelt_top_level_section_is_not_silently_ignored() {
+    let (_, msg) = load_err("name: x\nships: {}\nservics:\n  web: {image: a, instances: {}}\n");
+    assert_has(
+        &msg,
+        &[
+            "unknown top-level key `servics`",
+            "env.yaml:3:1",
+            "did you mean `services`?",
+        ],
+    );
+}

@@ -9,6 +9,26 @@ use super::node::{Node, Pos, Value};
 use super::ports::parse_port;
 use super::reader::*;
 
+const TOP_KEYS: &[&str] = &[
+    "__maestro",
+    "name",
+    "registries",
+    "ship_defaults",
+    "ship_provider",
+    "ships",
+    "services",
+    "audit",
+];
+
+fn root_has(root: &Node, key: &str) -> bool {
+    match &root.value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .any(|(k, _)| k.scalar_text().as_deref() == Some(key)),
+        _ => false,
+    }
+}
+
 pub(crate) const SHIP_KEYS: &[&str] = &[
     "ip",
     "endpoint",
@@ -174,7 +194,23 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
         Some(n) if !matches!(n.value, Value::Null) => audit(cx, n)?,
         _ => Vec::new(),
     };
-    // Other top-level keys are ignored on purpose: people park YAML anchors there.
+    // Other top-level keys are ignored on purpose: people park YAML anchors there. A key that
+    // is a near-miss of a known key that is absent is a typo, though, and would otherwise
+    // silently drop a whole section.
+    for (key, key_node, _) in top.all() {
+        if TOP_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let absent = TOP_KEYS.iter().copied().filter(|k| !root_has(root, k));
+        if let Some(help) = did_you_mean(&key, absent) {
+            return Err(cx.invalid_help(
+                key_node.pos,
+                &key,
+                format!("unknown top-level key `{key}`"),
+                Some(help),
+            ));
+        }
+    }
 
     Ok(Environment {
         name,
