@@ -234,3 +234,37 @@ fn plan_and_deptree_on_examples() {
     let order: Vec<&str> = plan.instances().collect();
     assert_eq!(order, vec!["store-1", "api-1", "api-2", "frontend-1"]);
 }
+
+/// A large environment loads and plans in reasonable time (quadratic work would show here).
+#[test]
+fn large_environment_loads_and_plans_quickly() {
+    use maestro::orchestrate::plan::{self, Graph, Selection};
+    let mut text = String::from("name: big\nships:\n");
+    for s in 0..50 {
+        text.push_str(&format!("  ship{s}: {{ip: 10.0.{s}.1}}\n"));
+    }
+    text.push_str("services:\n");
+    for svc in 0..400 {
+        text.push_str(&format!("  svc{svc}:\n    image: img:{svc}\n"));
+        if svc > 0 {
+            text.push_str(&format!("    requires: [svc{}]\n", svc - 1));
+        }
+        text.push_str("    instances:\n");
+        for i in 0..5 {
+            let port = 10000 + svc * 5 + i;
+            text.push_str(&format!(
+                "      svc{svc}-{i}: {{ship: ship{}, ports: {{p: {port}}}}}\n",
+                (svc + i) % 50
+            ));
+        }
+    }
+    let started = std::time::Instant::now();
+    let env = config::load_str(&text, "big.yaml", Path::new(".")).expect("loads");
+    println!("loaded in {:?}", started.elapsed());
+    let graph = Graph::new(&env);
+    let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+    assert_eq!(plan.steps.len(), 2000);
+    let elapsed = started.elapsed();
+    assert!(elapsed.as_secs() < 20, "took {elapsed:?}");
+    println!("2000 instances loaded and planned in {elapsed:?}");
+}

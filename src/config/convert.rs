@@ -245,6 +245,7 @@ fn collect_names(cx: &mut Cx<'_>, top: &mut MapReader<'_>) -> Result<Names> {
     else {
         return Ok(names);
     };
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (sk, sv) in services {
         let Some(service) = sk.scalar_text() else {
             continue;
@@ -280,6 +281,7 @@ fn collect_names(cx: &mut Cx<'_>, top: &mut MapReader<'_>) -> Result<Names> {
                     let path = format!("services.{service}.instances.{instance}");
                     cx.semantic(nk.pos, &path, msg, None);
                 }
+                seen.insert(instance.clone(), service.clone());
                 names.instances.push((instance, service.clone(), ship));
             }
         }

@@ -5,7 +5,7 @@
 //! runs on and the steps it must wait for (`deps`, already oriented for the command's
 //! direction), so a generic executor can run it with per-ship concurrency.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
@@ -53,32 +53,24 @@ impl PlanError {
 
 impl Graph {
     pub fn new(env: &Environment) -> Graph {
-        let all: Vec<(&str, &str, &str, bool)> = env
-            .services
-            .iter()
-            .flat_map(|s| {
-                s.instances
-                    .iter()
-                    .map(move |i| (i.name.as_str(), s.name.as_str(), i.ship.as_str(), s.omit))
-            })
-            .collect();
-        let index = |name: &str| all.iter().position(|(n, _, _, _)| *n == name);
+        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        let mut by_service: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (k, (s, i)) in env.instances().enumerate() {
+            by_name.insert(i.name.as_str(), k);
+            by_service.entry(s.name.as_str()).or_default().push(k);
+        }
+        let index = |name: &str| by_name.get(name).copied();
         let of_services = |services: &[String], own: &str| -> Vec<usize> {
             let mut v: Vec<usize> = services
                 .iter()
                 .filter(|s| s.as_str() != own)
-                .flat_map(|s| {
-                    all.iter()
-                        .enumerate()
-                        .filter(move |(_, (_, svc, _, _))| *svc == s.as_str())
-                        .map(|(i, _)| i)
-                })
+                .flat_map(|s| by_service.get(s.as_str()).into_iter().flatten().copied())
                 .collect();
             v.sort_unstable();
             v.dedup();
             v
         };
-        let mut nodes = Vec::with_capacity(all.len());
+        let mut nodes = Vec::with_capacity(by_name.len());
         for service in &env.services {
             for inst in &service.instances {
                 let mut deps = of_services(&service.requires, &service.name);
