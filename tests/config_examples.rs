@@ -268,3 +268,12 @@ fn large_environment_loads_and_plans_quickly() {
     assert!(elapsed.as_secs() < 20, "took {elapsed:?}");
     println!("2000 instances loaded and planned in {elapsed:?}");
 }
+
+#[test]
+fn dump_masks_secrets() {
+    let env = load("examples/webapp-bastion.yaml");
+    let dumped = serde_json::to_string(&env).expect("serializes");
+    assert!(dumped.contains("\"password\":\"***\""), "{dumped}");
+    assert!(!dumped.contains("not-a-real-password"));
+    assert!(!format!("{env:?}").contains("not-a-real-password"));
+}

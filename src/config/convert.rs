@@ -1816,4 +1816,98 @@ mod tests {
         assert_eq!(parse_jump("a b"), None);
         assert_eq!(parse_jump("h:0"), None);
     }
+
+    fn load(text: &str) -> Environment {
+        let vars = std::collections::BTreeMap::from([("HOME".to_owned(), "/home/op".to_owned())]);
+        match crate::config::load_str_with_vars(text, "t.yaml", std::path::Path::new("/cfg"), &vars)
+        {
+            Ok(env) => env,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn instance_forms() {
+        let env = load(
+            r#"
+name: t
+ships:
+  s1: {ip: 10.0.0.1, tls: true, timeout: 1500ms, ssh: {key: id, jump: "ops@gw:2200"}}
+  s2: {ip: 10.0.0.2, endpoint: s2.example.com, docker_port: 4243}
+services:
+  a:
+    image: a
+    instances:
+      a1:
+        ship: s1
+        ports: {web: 80:8080, dns: 53/udp}
+        restart: no
+        links: [b1, "b1:alias"]
+        networks: [front, back]
+        healthcheck: {test: [curl, -f, localhost], timeout: 2s}
+        extra_hosts: {other: {ship: s2}}
+        devices: [/dev/fuse]
+        tmpfs: {/run: "size=64m"}
+        cap_drop: ALL
+        container_volumes: /cache
+        stop_signal: 15
+  b:
+    image: b
+    instances:
+      b1: {ship: s1, volumes: {/data: named-volume}, restart: {name: on-failure, retries: 2}}
+"#,
+        );
+        let s1 = env.ship("s1").cloned().unwrap_or_else(|| panic!("s1"));
+        assert_eq!(s1.docker_port, 2376);
+        assert_eq!(s1.timeout.as_millis(), 1500);
+        let ssh = s1.ssh.unwrap_or_else(|| panic!("ssh"));
+        assert_eq!(
+            ssh.identity_files,
+            vec![std::path::PathBuf::from("/cfg/id")]
+        );
+        assert_eq!(
+            ssh.jump,
+            vec![JumpHost::Address {
+                user: Some("ops".into()),
+                host: "gw".into(),
+                port: Some(2200)
+            }]
+        );
+        let s2 = env.ship("s2").cloned().unwrap_or_else(|| panic!("s2"));
+        assert_eq!(
+            (s2.endpoint.as_str(), s2.docker_port),
+            ("s2.example.com", 4243)
+        );
+
+        let (_, a1) = env.instance("a1").unwrap_or_else(|| panic!("a1"));
+        let web = a1.port("web").unwrap_or_else(|| panic!("web"));
+        assert_eq!((web.exposed.start, web.external.start), (80, 8080));
+        assert_eq!(a1.port("dns").map(|p| p.protocol), Some(Protocol::Udp));
+        assert_eq!(a1.restart.map(|r| r.name), Some(RestartName::No));
+        assert_eq!(
+            a1.links[1],
+            Link {
+                target: "b1".into(),
+                alias: "alias".into()
+            }
+        );
+        assert_eq!(a1.networks.len(), 2);
+        let hc = a1
+            .healthcheck
+            .clone()
+            .unwrap_or_else(|| panic!("healthcheck"));
+        assert_eq!(hc.test, vec!["CMD", "curl", "-f", "localhost"]);
+        assert_eq!(hc.timeout.map(|d| d.as_secs()), Some(2));
+        assert_eq!(a1.extra_hosts[0].address, "10.0.0.2");
+        assert_eq!(a1.devices[0].container, "/dev/fuse");
+        assert_eq!(a1.tmpfs.get("/run").map(String::as_str), Some("size=64m"));
+        assert_eq!(a1.cap_drop, vec!["ALL"]);
+        assert_eq!(a1.container_volumes, vec!["/cache"]);
+        assert_eq!(a1.stop_signal.as_deref(), Some("15"));
+
+        let (_, b1) = env.instance("b1").unwrap_or_else(|| panic!("b1"));
+        assert_eq!(b1.volumes[0].host, "named-volume");
+        assert_eq!(b1.volumes[0].container, "/data");
+        assert_eq!(b1.restart.and_then(|r| r.retries), Some(2));
+    }
 }
