@@ -249,8 +249,8 @@ fn dependency_cycle_is_printed() {
         &msg,
         &[
             "dependency cycle: a -> b -> a",
-            "env.yaml:8:",
-            "field: services.a.requires",
+            "env.yaml:8:16",
+            "field: services.a.requires[0]",
         ],
     );
 }

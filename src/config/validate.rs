@@ -70,7 +70,16 @@ fn service_cycles(cx: &mut Cx<'_>, env: &Environment) {
             .map(|&i| env.services[i].name.as_str())
             .collect();
         let first = names.first().copied().unwrap_or_default();
-        let path = format!("services.{first}.requires");
+        let next = names.get(1).copied().unwrap_or_default();
+        // Point at the `requires` entry that closes the loop, not the whole list.
+        let entry = env
+            .service(first)
+            .and_then(|s| s.requires.iter().position(|r| r == next))
+            .map(|i| format!("services.{first}.requires[{i}]"));
+        let path = match entry {
+            Some(p) if cx.pos_of(&p).is_known() => p,
+            _ => format!("services.{first}.requires"),
+        };
         let pos = cx.pos_of(&path);
         cx.semantic(
             pos,
