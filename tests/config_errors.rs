@@ -507,3 +507,55 @@ fn misspelt_top_level_section_is_not_silently_ignored() {
         ],
     );
 }
+
+#[test]
+fn missing_include_is_located() {
+    let (err, msg) = load_err("name: x\n{% include \"nowhere.yaml\" %}\nships: {}\n");
+    assert!(matches!(err, ConfigError::Template(_)));
+    assert_has(&msg, &["env.yaml:2:", "template error", "nowhere.yaml"]);
+}
+
+#[test]
+fn bad_envfile_line_names_the_envfile_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("bad.env"), "OK=1\nnot a pair\n").expect("write");
+    let path = dir.path().join("env.yaml");
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      a1: {{ship: ship1, envfile: bad.env}}\n"
+    );
+    std::fs::write(&path, text).expect("write");
+    let msg = config::load(&path).expect_err("error").to_string();
+    assert_has(
+        &msg,
+        &[
+            "bad.env:2: expected KEY=VALUE, found \"not a pair\"",
+            "env.yaml:9:",
+            "field: services.a.instances.a1.envfile",
+        ],
+    );
+}
+
+#[test]
+fn unknown_key_in_ssh_block() {
+    let (_, msg) =
+        load_err("name: x\nships:\n  a:\n    ip: 1.2.3.4\n    ssh: {user: root, jumps: [b]}\n");
+    assert_has(
+        &msg,
+        &[
+            "unknown key `jumps` in `ssh`",
+            "env.yaml:5:23",
+            "did you mean `jump`?",
+            "field: ships.a.ssh.jumps",
+        ],
+    );
+}
+
+#[test]
+fn unknown_jump_ship_or_bad_address() {
+    let (_, msg) = load_err(
+        "name: x\nships:\n  bastion: {ip: 1.2.3.4}\n  a: {ip: 1.2.3.5, ssh: {jump: [\"bad host\"]}}\n",
+    );
+    assert_has(&msg, &["invalid jump host \"bad host\"", "env.yaml:4:33"]);
+    let (_, msg) = load_err("name: x\nships:\n  a: {ip: 1.2.3.5, ssh: {jump: a}}\n");
+    assert_has(&msg, &["ship `a` cannot be its own jump host"]);
+}
