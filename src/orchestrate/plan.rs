@@ -403,6 +403,38 @@ pub fn select(env: &Environment, graph: &Graph, sel: &Selection) -> Result<Plan,
     })
 }
 
+/// `restart`: the containers chosen as for a stop-like command (`-d` adds dependents), stopped
+/// dependents first, then started again dependencies first. MaestroNG restarted each container
+/// as a unit, so a dependency came back after its dependents (its issue 186).
+pub fn select_restart(
+    env: &Environment,
+    graph: &Graph,
+    sel: &Selection,
+) -> Result<(Plan, Plan), PlanError> {
+    let stop = select(
+        env,
+        graph,
+        &Selection {
+            direction: Direction::Reverse,
+            ..sel.clone()
+        },
+    )?;
+    let start = select(
+        env,
+        graph,
+        &Selection {
+            names: stop.instances().map(str::to_owned).collect(),
+            container_filter: Vec::new(),
+            ship_filter: Vec::new(),
+            with_dependencies: false,
+            ignore_dependencies: sel.ignore_dependencies,
+            direction: Direction::Forward,
+            include_omitted: true,
+        },
+    )?;
+    Ok((stop, start))
+}
+
 /// `maestro deptree`: each service named (or containing a named container; every
 /// non-omitted service when none is named) with the services it depends on, as a tree.
 /// Without `recursive`, only direct dependencies are shown.
@@ -685,6 +717,20 @@ services:
         let all = render_deptree(&env, &[], false).unwrap_or_default();
         assert!(all.starts_with("zk (zk-1 on s1, zk-2 on s2)\n"), "{all}");
         assert!(!all.contains("metrics (metrics-1"));
+    }
+
+    #[test]
+    fn restart_stops_dependents_first_then_starts_dependencies_first() {
+        let env = env();
+        let g = Graph::new(&env);
+        let sel = Selection {
+            with_dependencies: true,
+            ..sel(&["zk-1"])
+        };
+        let (stop, start) = select_restart(&env, &g, &sel).unwrap_or_default();
+        assert_eq!(names(&stop), vec!["web-1", "kafka-1", "zk-1"]);
+        assert_eq!(names(&start), vec!["zk-1", "kafka-1", "web-1"]);
+        assert_eq!(start.direction, Direction::Forward);
     }
 
     #[test]
