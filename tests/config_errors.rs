@@ -559,3 +559,19 @@ fn unknown_jump_ship_or_bad_address() {
     let (_, msg) = load_err("name: x\nships:\n  a: {ip: 1.2.3.5, ssh: {jump: a}}\n");
     assert_has(&msg, &["ship `a` cannot be its own jump host"]);
 }
+
+#[test]
+fn instance_names_must_be_valid_container_names() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      \"web 1\": {{ship: ship1}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "invalid instance name `web 1`",
+            "env.yaml:9:7",
+            "field: services.a.instances.web 1",
+        ],
+    );
+}

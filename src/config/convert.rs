@@ -1042,6 +1042,24 @@ fn instance(
     ships: &[Ship],
 ) -> Result<Instance> {
     let what = format!("instance `{name}`");
+    let valid_container_name = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !valid_container_name {
+        let pos = cx.key_spans.get(path).copied().unwrap_or(node.pos);
+        return Err(cx.invalid(
+            pos,
+            path,
+            format!(
+                "invalid instance name `{name}`: it becomes the container name, which may hold only \
+                 letters, digits, `_`, `.` and `-`, and must start with a letter or digit"
+            ),
+        ));
+    }
     let mut m = MapReader::new(cx, node, path, &what)?;
     let ship_node = m.require(cx, "ship", &what)?;
     let ship = non_empty_string(cx, ship_node, &m.field("ship"))?;
