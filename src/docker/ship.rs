@@ -679,13 +679,18 @@ impl Ship {
             })
             .await?;
         // The name filter matches substrings.
-        let mut exact: Vec<(String, String)> = networks
+        let mut exact: Vec<(Option<SystemTime>, String)> = networks
             .into_iter()
             .filter(|n| n.name.as_deref() == Some(name))
-            .map(|n| (n.created.unwrap_or_default(), n.id.unwrap_or_default()))
+            .map(|n| {
+                (
+                    n.created.as_deref().and_then(parse_docker_time),
+                    n.id.unwrap_or_default(),
+                )
+            })
             .collect();
-        // RFC 3339 times of one daemon sort as text; the id breaks ties the same way for
-        // every caller.
+        // Parsed, not compared as text: the daemon trims trailing zeros of the nanoseconds.
+        // The id breaks ties the same way for every caller.
         exact.sort();
         Ok(exact.into_iter().map(|(_, id)| id).collect())
     }
