@@ -633,6 +633,15 @@ async fn logs_tail_follow_and_exec() -> TestResult {
     assert_eq!(late.source, LogSource::Stdout);
     drop(follow);
 
+    // From a point in time on (seconds granularity): the late line, not the early ones.
+    let since = std::time::SystemTime::now() - Duration::from_secs(1);
+    let recent: Vec<String> = ship
+        .logs_stream_since("dk-logs", since, false)
+        .filter_map(|l| async move { l.ok().map(|l| l.text) })
+        .collect()
+        .await;
+    assert!(!recent.contains(&"line 1".to_string()), "{recent:?}");
+
     let outcome = ship
         .exec(
             "dk-logs",
