@@ -1028,3 +1028,133 @@ fn plain_tcp_route() {
         assert_eq!(err.kind(), "dns", "{err}");
     });
 }
+
+/// A second sshd in a ship's namespace that trusts only user certificates signed by a CA.
+struct CertSshd {
+    child: std::process::Child,
+}
+
+impl Drop for CertSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn openssh_certificate_beside_the_key() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let keygen = |args: &[&str]| {
+        let status = Command::new("ssh-keygen")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("ssh-keygen");
+        assert!(status.success(), "ssh-keygen {args:?}");
+    };
+    let path = |name: &str| d.join(name).to_string_lossy().into_owned();
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", &path("ca")]);
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", &path("id_user")]);
+    keygen(&[
+        "-q",
+        "-s",
+        &path("ca"),
+        "-I",
+        "maestro-test",
+        "-n",
+        "root",
+        &path("id_user.pub"),
+    ]);
+    assert!(d.join("id_user-cert.pub").exists());
+
+    let host_key = bed.dir.join(&ship.name).join("ssh_host_ed25519_key");
+    let port = 2222;
+    std::fs::write(
+        d.join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress {ip}\nHostKey {hk}\nPidFile {pid}\n\
+             AuthorizedKeysFile none\nTrustedUserCAKeys {ca}.pub\nPermitRootLogin prohibit-password\n\
+             StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             AllowStreamLocalForwarding yes\n",
+            ip = ship.ip,
+            hk = host_key.display(),
+            pid = path("sshd.pid"),
+            ca = path("ca"),
+        ),
+    )
+    .expect("write sshd_config");
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", ship.netns))
+        .arg("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(d.join("sshd_config"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sshd");
+    let _sshd = CertSshd { child };
+    let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).expect("host key");
+    let known_hosts = d.join("known_hosts");
+    std::fs::write(&known_hosts, format!("[{}]:{port} {host_pub}", ship.ip)).expect("write");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect((ship.ip.as_str(), port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime().block_on(async {
+        let mut route = key_route(bed, &ship.ip);
+        route.port = Some(port);
+        route.identity_files = vec![d.join("id_user")];
+        route.known_hosts_file = Some(known_hosts.clone());
+        let conn = transport::connect(&endpoint(ship, route))
+            .await
+            .expect("connect with a certificate");
+        let method = conn.info().auth_method.clone().unwrap_or_default();
+        assert!(method.starts_with("certificate "), "{method}");
+        assert_eq!(
+            conn.info().hops[0].address,
+            format!("root@{}:{port}", ship.ip)
+        );
+        assert_docker_works(&conn).await;
+    });
+}
+
+#[test]
+fn all_ships_connect_concurrently_and_failures_stay_per_ship() {
+    let _serial = serial();
+    let bed = bed();
+    let mut endpoints: Vec<Endpoint> = bed
+        .ships
+        .iter()
+        .map(|ship| endpoint(ship, key_route(bed, &ship.ip)))
+        .collect();
+    let inner = &bed.inner[0];
+    endpoints.push(endpoint(
+        inner,
+        SshRoute {
+            ssh_config_file: Some(bed.ssh_config.clone()),
+            ..SshRoute::new(inner.name.clone())
+        },
+    ));
+    let mut broken = endpoint(&bed.ships[0], key_route(bed, &bed.ships[0].ip));
+    broken.ship = "broken".into();
+    broken.docker = DockerTarget::Socket("/nonexistent.sock".into());
+    endpoints.push(broken);
+    runtime().block_on(async {
+        let results = transport::connect_all(&endpoints).await;
+        assert_eq!(results.len(), 5);
+        for (result, endpoint) in results.iter().zip(&endpoints).take(4) {
+            let conn = result.as_ref().expect("connect");
+            assert_eq!(conn.info().ship, endpoint.ship);
+            conn.probe().await.expect("probe");
+        }
+        let err = results[4].as_ref().expect_err("broken ship");
+        assert_eq!(err.kind(), "socket-missing");
+        assert!(err.to_string().starts_with("ship broken:"), "{err}");
+    });
+}
