@@ -867,7 +867,10 @@ fn many_concurrent_api_calls_share_one_session() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(open, 0, "session still open after the connection was dropped");
+        assert_eq!(
+            open, 0,
+            "session still open after the connection was dropped"
+        );
     });
 }
 
@@ -1166,5 +1169,163 @@ fn all_ships_connect_concurrently_and_failures_stay_per_ship() {
         let err = results[4].as_ref().expect_err("broken ship");
         assert_eq!(err.kind(), "socket-missing");
         assert!(err.to_string().starts_with("ship broken:"), "{err}");
+    });
+}
+
+/// A TLS front for a ship's Docker socket (as `dockerd --tlsverify` would be): python's ssl
+/// module, requiring a client certificate signed by the test CA.
+struct TlsRelay {
+    child: std::process::Child,
+}
+
+impl Drop for TlsRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TLS_RELAY: &str = r#"
+import asyncio, ssl, sys
+cert, key, ca, sock, port_file = sys.argv[1:6]
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
+ctx.verify_mode = ssl.CERT_REQUIRED
+ctx.load_cert_chain(cert, key)
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data); await w.drain()
+    finally:
+        w.close()
+async def handle(cr, cw):
+    ur, uw = await asyncio.open_unix_connection(sock)
+    await asyncio.gather(pipe(cr, uw), pipe(ur, cw), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(handle, '127.0.0.1', 0, ssl=ctx)
+    with open(port_file, 'w') as f:
+        f.write(str(server.sockets[0].getsockname()[1]))
+    await server.serve_forever()
+asyncio.run(main())
+"#;
+
+#[test]
+fn tls_route_with_client_certificates() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let p = |name: &str| d.join(name).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+    ]);
+    std::fs::write(d.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    for (name, subject) in [("server", "/CN=127.0.0.1"), ("client", "/CN=maestro")] {
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            &p(&format!("{name}.key")),
+            "-out",
+            &p(&format!("{name}.csr")),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p(&format!("{name}.csr")),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &p(&format!("{name}.ext")),
+            "-out",
+            &p(&format!("{name}.pem")),
+        ]);
+    }
+    let child = Command::new("python3")
+        .args(["-c", TLS_RELAY])
+        .args([
+            p("server.pem"),
+            p("server.key"),
+            p("ca.pem"),
+            ship.docker_socket.clone(),
+            p("port"),
+        ])
+        .spawn()
+        .expect("python3");
+    let _relay = TlsRelay { child };
+    let mut port = None;
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(d.join("port"))
+            && let Ok(parsed) = text.trim().parse::<u16>()
+        {
+            port = Some(parsed);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = port.expect("relay port");
+    let tls = |verify: bool| transport::TlsFiles {
+        ca: Some(d.join("ca.pem")),
+        cert: Some(d.join("client.pem")),
+        key: Some(d.join("client.key")),
+        verify,
+    };
+    runtime().block_on(async {
+        let e = Endpoint::new(
+            ship.name.clone(),
+            Route::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+                tls: Some(tls(true)),
+            },
+        );
+        let conn = transport::connect(&e).await.expect("connect over TLS");
+        assert_eq!(conn.info().transport, TransportKind::Tls);
+        assert_docker_works(&conn).await;
+
+        let e = Endpoint::new(
+            ship.name.clone(),
+            Route::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+                tls: Some(tls(false)),
+            },
+        );
+        let err = transport::connect(&e).await.expect_err("unverified TLS");
+        assert_eq!(err.kind(), "settings", "{err}");
     });
 }

@@ -156,7 +156,11 @@ mod tests {
         let other = lookup(Some(&path), "other").expect("lookup");
         assert_eq!(other.strict_host_key_checking, Some(false));
         let third = lookup(Some(&path), "third").expect("lookup");
-        assert_eq!(third.strict_host_key_checking, Some(false), "global value wins");
+        assert_eq!(
+            third.strict_host_key_checking,
+            Some(false),
+            "global value wins"
+        );
         let missing = lookup(Some(&dir.path().join("nope")), "inner").expect("lookup");
         assert!(missing.host_name.is_none());
     }
