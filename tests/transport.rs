@@ -408,6 +408,25 @@ fn unauthorised_key_lists_methods_tried() {
         );
         assert!(message.contains("id_stranger: rejected"), "{message}");
         assert!(message.contains("missing_key: no such file"), "{message}");
+
+        // More keys than sshd's MaxAuthTries (6): still an authentication failure.
+        let mut many = Vec::new();
+        for i in 0..8 {
+            let path = dir.path().join(format!("id_many{i}"));
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&path)
+                .status()
+                .expect("ssh-keygen");
+            assert!(status.success());
+            many.push(path);
+        }
+        let mut route = key_route(bed, &ship.ip);
+        route.identity_files = many;
+        let err = transport::connect(&endpoint(ship, route))
+            .await
+            .expect_err("must fail");
+        assert_eq!(err.kind(), "auth", "{err}");
     });
 }
 
