@@ -463,6 +463,12 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
             expected: expected.clone(),
             recorded_at: format!("{}:{line}", file.display()),
         }),
+        Verdict::Revoked { file } => Some(TransportError::HostKeyRevoked {
+            ship: ship.to_string(),
+            hop: hop.label.clone(),
+            fingerprint,
+            file: file.clone(),
+        }),
         Verdict::FileError { file, reason } => Some(TransportError::KnownHosts {
             ship: ship.to_string(),
             path: file.clone(),
