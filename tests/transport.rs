@@ -1348,3 +1348,41 @@ fn tls_route_with_client_certificates() {
         assert_eq!(err.kind(), "settings", "{err}");
     });
 }
+
+#[test]
+fn requests_fail_fast_when_the_session_dies() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[1];
+    runtime().block_on(async {
+        let conn = transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
+            .await
+            .expect("connect");
+        conn.docker().ping().await.expect("ping");
+        // Kill the sshd process serving our session (not the listener).
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", ship.netns))
+            .args(["ss", "-Htnp", "state", "established", "( sport = :22 )"])
+            .output()
+            .expect("ss");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pids: Vec<String> = text
+            .split("pid=")
+            .skip(1)
+            .filter_map(|rest| rest.split(',').next().map(str::to_string))
+            .collect();
+        assert!(!pids.is_empty(), "{text}");
+        for pid in &pids {
+            let _ = Command::new("kill").arg(pid).status();
+        }
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(10), conn.docker().version()).await;
+        assert!(matches!(result, Ok(Err(_))), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(conn.stats().sessions, 0);
+    });
+}
