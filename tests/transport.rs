@@ -18,6 +18,8 @@ use maestro::transport::{
     TransportKind,
 };
 
+mod common;
+
 #[derive(Debug, Clone)]
 struct Ship {
     name: String,
@@ -27,9 +29,10 @@ struct Ship {
     host_key_fingerprint: String,
 }
 
+/// The shared bed (tests/common), with the paths these tests use as plain fields.
 #[derive(Debug)]
 struct Bed {
-    name: String,
+    testbed: common::TestBed,
     dir: PathBuf,
     key: PathBuf,
     encrypted_key: PathBuf,
@@ -41,29 +44,17 @@ struct Bed {
     bastion_ip: String,
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
+/// The bed lives for the whole test binary (the tests run one at a time, so the reference
+/// counting of `TestBed::shared` would bring it up and down for each): a bed this binary
+/// brings up is torn down by a reaper process when the binary exits, however it exits.
 fn bed() -> &'static Bed {
     static BED: OnceLock<Bed> = OnceLock::new();
     BED.get_or_init(|| {
-        let json_path = match std::env::var("MAESTRO_TESTBED") {
-            Ok(path) => PathBuf::from(path),
-            Err(_) => {
-                let name = format!("tt{}", std::process::id());
-                let out = Command::new("bash")
-                    .arg(repo_root().join("testbed/bed.sh"))
-                    .args(["up", "--name", &name, "--ships", "3", "--inner", "2"])
-                    .output()
-                    .expect("run bed.sh");
-                assert!(
-                    out.status.success(),
-                    "bed.sh up failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                // Tear the bed down when this test binary exits, however it exits: the
-                // reaper must outlive us, so it is never waited for.
+        let testbed = match std::env::var_os(common::TESTBED_ENV).filter(|p| !p.is_empty()) {
+            Some(path) => common::TestBed::open(Path::new(&path)).expect("open MAESTRO_TESTBED"),
+            None => {
+                let name = format!("transport-{}", std::process::id());
+                let testbed = common::TestBed::up(&name, 3, 2);
                 #[allow(clippy::zombie_processes)]
                 Command::new("setsid")
                     .args([
@@ -72,47 +63,39 @@ fn bed() -> &'static Bed {
                         "while kill -0 \"$0\" 2>/dev/null; do sleep 0.5; done; exec bash \"$1\" down --name \"$2\"",
                     ])
                     .arg(std::process::id().to_string())
-                    .arg(repo_root().join("testbed/bed.sh"))
+                    .arg(common::bed_script())
                     .arg(&name)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .expect("spawn bed reaper");
-                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default())
+                testbed
             }
         };
-        let text = std::fs::read_to_string(&json_path).expect("read bed.json");
-        let json: serde_json::Value = serde_json::from_str(&text).expect("parse bed.json");
-        let s = |v: &serde_json::Value| v.as_str().expect("string in bed.json").to_string();
-        let op = &json["operator"];
-        let mut ships = Vec::new();
-        let mut inner = Vec::new();
-        for ship in json["ships"].as_array().expect("ships") {
-            let parsed = Ship {
-                name: s(&ship["name"]),
-                ip: s(&ship["ip"]),
-                netns: s(&ship["netns"]),
-                docker_socket: s(&ship["docker_socket"]),
-                host_key_fingerprint: s(&ship["host_key_fingerprint"]),
-            };
-            if ship["inner"].as_bool().unwrap_or(false) {
-                inner.push(parsed);
-            } else {
-                ships.push(parsed);
-            }
-        }
-        assert!(ships.len() >= 3 && inner.len() >= 2, "bed needs 3 ships and 2 inner ships");
+        let convert = |ship: &common::Ship| Ship {
+            name: ship.name.clone(),
+            ip: ship.ip.clone(),
+            netns: ship.netns.clone(),
+            docker_socket: ship.docker_socket.to_string_lossy().into_owned(),
+            host_key_fingerprint: ship.host_key_fingerprint.clone(),
+        };
+        let ships: Vec<Ship> = testbed.outer_ships().into_iter().map(convert).collect();
+        let inner: Vec<Ship> = testbed.inner_ships().into_iter().map(convert).collect();
+        assert!(
+            ships.len() >= 3 && inner.len() >= 2,
+            "bed needs 3 ships and 2 inner ships"
+        );
         Bed {
-            name: s(&json["name"]),
-            dir: PathBuf::from(s(&json["dir"])),
-            key: PathBuf::from(s(&op["key"])),
-            encrypted_key: PathBuf::from(s(&op["encrypted_key"])),
-            passphrase: s(&op["encrypted_key_passphrase"]),
-            known_hosts: PathBuf::from(s(&op["known_hosts"])),
-            ssh_config: PathBuf::from(s(&op["ssh_config"])),
+            dir: testbed.dir.clone(),
+            key: testbed.key().to_path_buf(),
+            encrypted_key: testbed.encrypted_key().to_path_buf(),
+            passphrase: testbed.passphrase().to_string(),
+            known_hosts: testbed.known_hosts().to_path_buf(),
+            ssh_config: testbed.ssh_config().to_path_buf(),
+            bastion_ip: testbed.bastion().ip.clone(),
             ships,
             inner,
-            bastion_ip: s(&json["bastion"]["ip"]),
+            testbed,
         }
     })
 }
@@ -186,12 +169,7 @@ fn ssh_established_in(netns: &str) -> usize {
 }
 
 fn bed_sshd(ship: &str, action: &str) {
-    let status = Command::new("bash")
-        .arg(repo_root().join("testbed/bed.sh"))
-        .args(["sshd", "--name", &bed().name, "--ship", ship, action])
-        .status()
-        .expect("bed.sh sshd");
-    assert!(status.success(), "bed.sh sshd {ship} {action}");
+    bed().testbed.set_sshd_running(ship, action == "start");
 }
 
 async fn assert_docker_works(conn: &transport::Connection) {
