@@ -250,10 +250,16 @@ make_netns() { # NS
     ip -n "$1" link set lo up
 }
 
-make_network() {
+check_subnets_free() {
     if ip -4 -o addr show | grep -qF " $OUTER_NET."; then
-        die "subnet $OUTER_NET.0/24 is already used on this machine (another bed with a colliding name?)"
+        die "subnet $OUTER_NET.0/24 is already used on this machine (another bed with a colliding name? pick another name)"
     fi
+    if ip -4 route show | grep -qE "^(unreachable )?$INNER_NET\.0/24"; then
+        die "subnet $INNER_NET.0/24 is already routed on this machine (another bed with a colliding name? pick another name)"
+    fi
+}
+
+make_network() {
     ip link add "$BRIDGE" type bridge
     ip addr add "$OUTER_NET.1/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
@@ -337,7 +343,7 @@ start_sshd() { # NS HOSTDIR
     local ns=$1 hd=$2
     rm -f "$hd/sshd.pid"
     setsid nsenter --net="/var/run/netns/$ns" "$SSHD_BIN" -D -e -f "$hd/sshd_config" \
-        </dev/null >>"$hd/sshd.log" 2>&1 &
+        </dev/null >>"$hd/sshd.log" 2>&1 8>&- &
 }
 
 start_dockerd() { # NS HOSTDIR
@@ -351,7 +357,7 @@ start_dockerd() { # NS HOSTDIR
         --data-root "$hd/data" --exec-root "$hd/x" --pidfile "$hd/dockerd.pid" \
         -H "unix://$hd/docker.sock" -H tcp://127.0.0.1:2375 \
         --cgroup-parent "/$ns" --shutdown-timeout 2 --iptables=true \
-        </dev/null >>"$hd/dockerd.log" 2>&1 &
+        </dev/null >>"$hd/dockerd.log" 2>&1 8>&- & # 8: the bed lock
 }
 
 wait_docker() { # HOSTDIR: wait for the daemon to answer, bounded
@@ -514,6 +520,8 @@ cmd_up() {
     [[ $INNER =~ ^[0-9]+$ ]] && [ "$INNER" -le 50 ] || die "--inner must be 0..50"
     local t0=$SECONDS
     down_prefix "$P" "$DIR"
+    # Checked before the trap below: its teardown must never touch another bed's subnets.
+    check_subnets_free
     mkdir -p "$DIR"
     # From here on, a failure leaves nothing half-made behind.
     trap 'rc=$?; if [ $rc != 0 ]; then echo "bed.sh: up failed, tearing down $NAME" >&2; BED_QUIET=1 down_prefix "$P" "$DIR"; fi' EXIT
@@ -647,6 +655,13 @@ main() {
         esac
     done
     [ -z "$NAME" ] || derive "$NAME"
+    if [ -n "$NAME" ] && [ "$cmd" != status ]; then
+        # One bed.sh at a time per bed: a test's teardown racing the next test's `up` of the
+        # same name must not interleave.
+        mkdir -p "$BED_ROOT"
+        exec 8>"$BED_ROOT/.$NAME.lock"
+        flock 8
+    fi
     case "$cmd" in
     up) cmd_up ;;
     down) [ "$(id -u)" = 0 ] || die "must run as root"; cmd_down ;;

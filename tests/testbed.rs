@@ -122,11 +122,16 @@ fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing
 
     // Every ship's Docker socket, forwarded through the system ssh client (inner ships through
     // the bastion, as the ssh_config says).
-    for ship in &bed.ships {
-        let forward = bed.forward_socket(&ship.name, &ship.docker_socket);
-        let version = server_version(&forward.docker_host());
-        assert!(!version.is_empty(), "{}: empty server version", ship.name);
-    }
+    std::thread::scope(|scope| {
+        for ship in &bed.ships {
+            let bed = &bed;
+            scope.spawn(move || {
+                let forward = bed.forward_socket(&ship.name, &ship.docker_socket);
+                let version = server_version(&forward.docker_host());
+                assert!(!version.is_empty(), "{}: empty server version", ship.name);
+            });
+        }
+    });
 
     // The dockerd TCP port on the ship's loopback, forwarded the same way.
     let forward = bed.forward("ship2", "127.0.0.1:2375");
