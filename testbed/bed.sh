@@ -117,21 +117,34 @@ build_image() {
 # ---------------------------------------------------------------------------------------------
 # Tear down. Works from the NAME alone (names are derived), so it also cleans half-made beds.
 
-kill_cgroups() { # kill container processes of the bed (dockerd --cgroup-parent=P-SHIP)
-    local d
-    for _ in 1 2 3; do
-        local pids=""
-        while IFS= read -r d; do
-            pids+=" $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | tr '\n' ' ')"
-        done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -name "$1-*" 2>/dev/null)
-        pids=$(echo $pids)
-        [ -z "$pids" ] && break
-        kill -9 $pids 2>/dev/null || true
-        sleep 0.2
+kill_cgroups() { # kill container processes of the bed (dockerd --cgroup-parent=/P-SHIP)
+    # The parents sit at the top of each hierarchy (cgroup v1: one per controller; v2: one).
+    local all=() procs=() d pids p live
+    for d in /sys/fs/cgroup/"$1"-* /sys/fs/cgroup/*/"$1"-*; do
+        [ -d "$d" ] && all+=("$d")
     done
-    # Remove the (now empty) cgroups, deepest first.
-    find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -name "$1-*" 2>/dev/null |
-        while IFS= read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
+    [ ${#all[@]} -gt 0 ] || return 0
+    # Reading one hierarchy is enough to find the processes: pids (v1) or the v2 tree.
+    for d in /sys/fs/cgroup/pids/"$1"-* /sys/fs/cgroup/"$1"-*; do
+        [ -d "$d" ] && procs+=("$d")
+    done
+    [ ${#procs[@]} -gt 0 ] || procs=("${all[@]}")
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        pids=$(for d in "${procs[@]}"; do cat "$d"/cgroup.procs "$d"/*/cgroup.procs 2>/dev/null; done |
+            sort -u | tr '\n' ' ' || true)
+        live=""
+        for p in $pids; do
+            [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] || live+=" $p"
+        done
+        [ -z "$live" ] && break
+        kill -9 $live 2>/dev/null || true
+        sleep 0.05
+    done
+    # Remove the (now empty) cgroups, children first.
+    for d in "${all[@]}"; do
+        rmdir "$d"/*/ 2>/dev/null || true
+        rmdir "$d" 2>/dev/null || true
+    done
 }
 
 netns_pids() { # all processes in the bed's namespaces
@@ -217,6 +230,11 @@ cmd_down() {
         prefixes=$( (ip netns list 2>/dev/null | awk '{print $1}'; ip -o link show | awk -F': ' '{print $2}') |
             grep -oE '^mb[0-9a-f]{6}' | sort -u || true)
         for p in $prefixes; do down_prefix "$p"; done
+        # With no bed left, the image cache and the lock files go too.
+        if [ -d "$BED_ROOT" ] && [ -z "$(find "$BED_ROOT" -mindepth 1 -maxdepth 1 -type d ! -name .image)" ]; then
+            rm -rf "$BED_ROOT/.image" "$BED_ROOT"/.*.lock
+            rmdir "$BED_ROOT" 2>/dev/null || true
+        fi
         return 0
     fi
     [ -n "${NAME:-}" ] || die "down needs --name NAME or --all"
