@@ -226,10 +226,12 @@ cmd_down() {
                 down_prefix "$(bed_prefix "$n")" "$BED_ROOT/$n"
             done
         fi
-        # Beds whose directory is already gone.
-        prefixes=$( (ip netns list 2>/dev/null | awk '{print $1}'; ip -o link show | awk -F': ' '{print $2}') |
+        # Beds whose directory is already gone (only for the default root: with another
+        # root, the beds of /tmp/maestro-bed would look like orphans).
+        [ "$BED_ROOT" = /tmp/maestro-bed ] || prefixes=skip
+        [ "$prefixes" = skip ] || prefixes=$( (ip netns list 2>/dev/null | awk '{print $1}'; ip -o link show | awk -F': ' '{print $2}') |
             grep -oE '^mb[0-9a-f]{6}' | sort -u || true)
-        for p in $prefixes; do down_prefix "$p"; done
+        [ "$prefixes" = skip ] || for p in $prefixes; do down_prefix "$p"; done
         # With no bed left, the image cache and the lock files go too.
         if [ -d "$BED_ROOT" ] && [ -z "$(find "$BED_ROOT" -mindepth 1 -maxdepth 1 -type d ! -name .image)" ]; then
             rm -rf "$BED_ROOT/.image" "$BED_ROOT"/.*.lock

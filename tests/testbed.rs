@@ -216,6 +216,14 @@ fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing
     assert!(out.status.success(), "two-hop ssh\n{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&bed.ship("inner2").ip));
 
+    // sshd down and up again (for the transport's "sshd down" tests).
+    bed.set_sshd_running("ship3", false);
+    let refused = bed.ssh("ship3", "true");
+    assert!(!refused.status.success(), "ssh worked with sshd stopped");
+    bed.set_sshd_running("ship3", true);
+    let back = bed.ssh("ship3", "true");
+    assert!(back.status.success(), "ssh after restart\n{}", text(&back));
+
     // The test image is in every daemon, with one id, and runs.
     let mut ids: Vec<String> = bed
         .ships
