@@ -531,6 +531,11 @@ check_prereqs() {
         command -v "$c" >/dev/null || die "missing command '$c' (see test.sh for the packages)"
     done
     [ -x "$SSHD_BIN" ] || die "missing sshd (apt-get install openssh-server)"
+    # With UsePAM no, sshd refuses even key logins to a locked account ("!" password).
+    if [ "$(awk -F: '$1 == "root" {print substr($2, 1, 1)}' /etc/shadow 2>/dev/null)" = "!" ]; then
+        log "warning: root's password is locked ('!' in /etc/shadow); sshd will refuse root logins." \
+            "Unlock without a password: usermod -p '*' root"
+    fi
 }
 
 cmd_up() {
