@@ -27,6 +27,7 @@ step "test bed"
 BED_NAME=${MAESTRO_TEST_BED_NAME:-ci}
 [ "${MAESTRO_KEEP_BEDS:-}" = 1 ] || testbed/bed.sh down --all
 trap 'testbed/bed.sh down --name "$BED_NAME"' EXIT
+trap 'exit 130' INT TERM # so that the EXIT trap tears the bed down on ^C or kill too
 bed_json=$(testbed/bed.sh up --name "$BED_NAME" --ships 3 --inner 2)
 export MAESTRO_TESTBED=$bed_json
 

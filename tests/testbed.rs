@@ -178,6 +178,13 @@ fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing
         "inner ship {} is reachable directly from the operator's namespace",
         inner1.ip
     );
+    let route = run(Command::new("ip").args(["route", "get", &inner1.ip]));
+    assert!(
+        !route.status.success(),
+        "the operator's namespace has a route to {}:\n{}",
+        inner1.ip,
+        text(&route)
+    );
     let direct = run(bed.ssh_command("inner1").args([
         "-o",
         "ProxyJump=none",
