@@ -110,7 +110,7 @@ fn leftovers(prefix: &str, dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing_behind() {
-    let bed = TestBed::up("selftest", 3, 2);
+    let bed = TestBed::up_with("selftest", 3, 2, true);
     let prefix = bed.prefix.clone().expect("bed.json names its prefix");
     let inner_subnet = bed
         .inner_subnet
@@ -246,6 +246,37 @@ fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing
     assert_eq!(ids.len(), 1, "image ids differ: {ids:?}");
     let hello = bed.docker_ok("ship3", &["run", "--rm", &bed.image, "echo", "hello"]);
     assert_eq!(hello, "hello");
+    // The registry: the test image is there, behind basic auth; credentials stay in a
+    // throwaway DOCKER_CONFIG.
+    let registry = bed.registry().clone();
+    let anonymous = bed.docker_cli("ship2", &["pull", &registry.image]);
+    assert!(
+        !anonymous.status.success(),
+        "pull without credentials worked"
+    );
+    let docker_config = tempfile::tempdir().expect("tempdir");
+    let with_config = |args: &[&str]| {
+        stdout_ok(
+            Command::new("docker")
+                .arg("-H")
+                .arg(format!(
+                    "unix://{}",
+                    bed.ship("ship2").docker_socket.display()
+                ))
+                .args(args)
+                .env("DOCKER_CONFIG", docker_config.path()),
+        )
+    };
+    with_config(&[
+        "login",
+        "-u",
+        &registry.user,
+        "-p",
+        &registry.password,
+        &registry.address,
+    ]);
+    with_config(&["pull", &registry.image]);
+
     // A running container too: `down` must get rid of it.
     bed.docker_ok("inner1", &["run", "-d", &bed.image, "sleep", "1000"]);
 
