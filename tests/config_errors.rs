@@ -32,7 +32,7 @@ fn assert_has(msg: &str, parts: &[&str]) {
 #[test]
 fn missing_file() {
     let path = PathBuf::from("/nonexistent/dir/maestro.yaml");
-    let err = config::load(&path).err().expect("error");
+    let err = config::load(&path).expect_err("error");
     assert!(matches!(err, ConfigError::Read { .. }));
     assert_eq!(err.exit_code(), 2);
     assert_has(
@@ -95,7 +95,7 @@ fn alias_bomb() {
     let mut text = String::from("name: x\nships: {}\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..9 {
         let prev = format!("*a{}", i - 1);
-        let items = vec![prev.as_str(); 10].join(", ");
+        let items = [prev.as_str(); 10].join(", ");
         text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
     }
     let (err, msg) = load_err(&text);
@@ -113,7 +113,7 @@ fn huge_file() {
         f.write_all(line.as_bytes()).expect("write");
     }
     drop(f);
-    let err = config::load(&path).err().expect("error");
+    let err = config::load(&path).expect_err("error");
     assert!(matches!(err, ConfigError::TooLarge { .. }));
     assert_has(&err.to_string(), &["big.yaml", "limited to 10 MB"]);
 }
@@ -249,8 +249,8 @@ fn dependency_cycle_is_printed() {
         &msg,
         &[
             "dependency cycle: a -> b -> a",
-            "env.yaml:8:",
-            "field: services.a.requires",
+            "env.yaml:8:16",
+            "field: services.a.requires[0]",
         ],
     );
 }
@@ -491,6 +491,87 @@ fn missing_envfile_points_at_the_envfile_entry() {
             "missing.env",
             "env.yaml:8:14",
             "field: services.a.envfile",
+        ],
+    );
+}
+
+#[test]
+fn misspelt_top_level_section_is_not_silently_ignored() {
+    let (_, msg) = load_err("name: x\nships: {}\nservics:\n  web: {image: a, instances: {}}\n");
+    assert_has(
+        &msg,
+        &[
+            "unknown top-level key `servics`",
+            "env.yaml:3:1",
+            "did you mean `services`?",
+        ],
+    );
+}
+
+#[test]
+fn missing_include_is_located() {
+    let (err, msg) = load_err("name: x\n{% include \"nowhere.yaml\" %}\nships: {}\n");
+    assert!(matches!(err, ConfigError::Template(_)));
+    assert_has(&msg, &["env.yaml:2:", "template error", "nowhere.yaml"]);
+}
+
+#[test]
+fn bad_envfile_line_names_the_envfile_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("bad.env"), "OK=1\nnot a pair\n").expect("write");
+    let path = dir.path().join("env.yaml");
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      a1: {{ship: ship1, envfile: bad.env}}\n"
+    );
+    std::fs::write(&path, text).expect("write");
+    let msg = config::load(&path).expect_err("error").to_string();
+    assert_has(
+        &msg,
+        &[
+            "bad.env:2: expected KEY=VALUE, found \"not a pair\"",
+            "env.yaml:9:",
+            "field: services.a.instances.a1.envfile",
+        ],
+    );
+}
+
+#[test]
+fn unknown_key_in_ssh_block() {
+    let (_, msg) =
+        load_err("name: x\nships:\n  a:\n    ip: 1.2.3.4\n    ssh: {user: root, jumps: [b]}\n");
+    assert_has(
+        &msg,
+        &[
+            "unknown key `jumps` in `ssh`",
+            "env.yaml:5:23",
+            "did you mean `jump`?",
+            "field: ships.a.ssh.jumps",
+        ],
+    );
+}
+
+#[test]
+fn unknown_jump_ship_or_bad_address() {
+    let (_, msg) = load_err(
+        "name: x\nships:\n  bastion: {ip: 1.2.3.4}\n  a: {ip: 1.2.3.5, ssh: {jump: [\"bad host\"]}}\n",
+    );
+    assert_has(&msg, &["invalid jump host \"bad host\"", "env.yaml:4:33"]);
+    let (_, msg) = load_err("name: x\nships:\n  a: {ip: 1.2.3.5, ssh: {jump: a}}\n");
+    assert_has(&msg, &["ship `a` cannot be its own jump host"]);
+}
+
+#[test]
+fn instance_names_must_be_valid_container_names() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      \"web 1\": {{ship: ship1}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "invalid instance name `web 1`",
+            "env.yaml:9:7",
+            "field: services.a.instances.web 1",
         ],
     );
 }

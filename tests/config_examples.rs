@@ -4,8 +4,33 @@ use std::path::Path;
 
 use maestro::config::{self, Check, CommandSpec, JumpHost, KnownHostsPolicy, Protocol, VolumeMode};
 
+/// The variables `./demo.sh` exports for examples/demo.yaml (addresses of the test bed).
+fn demo_vars() -> std::collections::BTreeMap<String, String> {
+    [
+        ("DEMO_SSH_KEY", "/bed/id_ed25519"),
+        ("DEMO_KNOWN_HOSTS", "/bed/known_hosts"),
+        ("DEMO_SHIP1_IP", "10.200.0.11"),
+        ("DEMO_SHIP2_IP", "10.200.0.12"),
+        ("DEMO_SHIP3_IP", "10.200.0.13"),
+        ("DEMO_INNER1_IP", "10.200.1.21"),
+        ("DEMO_BASTION_IP", "10.200.0.10"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 fn load(path: &str) -> config::Environment {
-    match config::load(Path::new(path)) {
+    let loaded = if path.ends_with("demo.yaml") {
+        std::fs::read_to_string(path)
+            .map_err(|e| panic!("{path}: {e}"))
+            .and_then(|text| {
+                config::load_str_with_vars(&text, path, Path::new("examples"), &demo_vars())
+            })
+    } else {
+        config::load(Path::new(path))
+    };
+    match loaded {
         Ok(env) => env,
         Err(e) => panic!("{path} should load:\n{e}"),
     }
@@ -112,15 +137,168 @@ fn webapp_bastion_resolves_inheritance_and_ssh() {
 }
 
 #[test]
-fn demo_has_three_ships_and_a_bastion_hop() {
+fn demo_has_three_ships_and_one_behind_a_bastion() {
     let env = load("examples/demo.yaml");
-    assert_eq!(env.ships.len(), 3);
-    let ship3 = env.ship("ship3").expect("ship3");
-    let ssh = ship3.ssh.as_ref().expect("ssh");
+    assert_eq!(env.ships.len(), 4);
+    let inner = env.ship("inner1").expect("inner1");
+    let ssh = inner.ssh.as_ref().expect("ssh");
     assert_eq!(ssh.user.as_deref(), Some("root"));
     assert!(matches!(&ssh.jump[0], JumpHost::Address { host, .. } if host == "10.200.0.10"));
     assert!(env.instance("api-1").is_some() && env.instance("api-2").is_some());
     for (_, i) in env.instances() {
         assert_eq!(i.image, "maestro-test:latest");
     }
+}
+
+#[test]
+fn maestrong_style_file_with_jinja_and_anchors() {
+    let env = load("tests/fixtures/maestrong-jinja.yaml");
+    assert_eq!(env.schema, 2);
+    assert_eq!(env.ships.len(), 3, "ships come from the included file");
+    let node2 = env.ship("node2").expect("node2");
+    assert_eq!(node2.ip, "10.1.0.12");
+    assert_eq!(node2.docker_port, 2376);
+    assert_eq!(node2.timeout.as_secs(), 30);
+    let tunnel = node2.ssh_tunnel.as_ref().expect("ssh_tunnel from defaults");
+    assert_eq!((tunnel.user.as_str(), tunnel.port), ("ops", 22));
+    let ssh = node2.ssh.as_ref().expect("ssh derived from ssh_tunnel");
+    assert_eq!(ssh.user.as_deref(), Some("ops"));
+    assert!(ssh.identity_files[0].ends_with(".ssh/id_rsa"));
+
+    let (_, zk2) = env.instance("zk-2").expect("zk-2 from the loop");
+    assert_eq!(zk2.env.get("ZOOKEEPER_ID").map(String::as_str), Some("2"));
+    assert_eq!(
+        zk2.env.get("ZOOKEEPER_SERVERS").map(String::as_str),
+        Some("zk-1 zk-2 zk-3")
+    );
+    assert_eq!(zk2.env.get("LOG_LEVEL").map(String::as_str), Some("info"));
+    assert_eq!(zk2.limits.memory, Some(2 << 30));
+    assert_eq!(zk2.limits.swap, Some(512 << 20));
+    assert_eq!(zk2.ports.len(), 3);
+    assert_eq!(zk2.lifecycle.running.len(), 1);
+    assert_eq!(zk2.volumes[0].host, "/var/lib/zookeeper/2");
+
+    let (_, b1) = env.instance("broker-1").expect("broker-1");
+    assert_eq!(b1.env.get("HEAP").map(String::as_str), Some("4g"));
+    assert_eq!(b1.limits.memory, Some(6 << 30), "merge key overridden");
+    assert_eq!(b1.limits.swap, Some(512 << 20));
+    assert_eq!(
+        b1.port("jmx").map(|p| (p.exposed.start, p.external.start)),
+        Some((7199, 17200))
+    );
+    assert_eq!(b1.restart.and_then(|r| r.retries), Some(5));
+    assert_eq!(b1.ulimits.len(), 2);
+    assert_eq!(b1.labels.get("broker").map(String::as_str), Some("1"));
+    assert!(matches!(b1.lifecycle.pre_stop[0], Check::Sleep { wait } if wait == 2.0));
+
+    let (monitor, m) = env.instance("monitor-1").expect("monitor-1");
+    assert!(monitor.omit);
+    assert_eq!(m.extra_hosts[0].address, "10.1.0.12");
+    assert_eq!(m.port("stats").map(|p| p.protocol), Some(Protocol::Udp));
+    assert_eq!(
+        m.port("ui").and_then(|p| p.bind_ip.clone()).as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        m.command,
+        Some(CommandSpec::Shell("/bin/monitor --all".into()))
+    );
+    assert_eq!(m.networks[0].aliases, vec!["mon".to_owned()]);
+    assert_eq!(env.audit[0].kind, "log");
+    assert!(env.audit[0].ignore_errors);
+}
+
+#[test]
+fn envfiles_merge_in_maestrong_precedence() {
+    let env = load("tests/fixtures/envfiles.yaml");
+    let (_, app) = env.instance("app-1").expect("app-1");
+    let get = |k: &str| app.env.get(k).map(String::as_str);
+    assert_eq!(get("A"), Some("from-service-env"));
+    assert_eq!(get("B"), Some("from-instance-file"));
+    assert_eq!(get("C"), Some("exported"));
+    assert_eq!(get("D"), Some("from-instance-env"));
+    assert_eq!(
+        get("E"),
+        Some("1.0"),
+        "numbers print as MaestroNG (Python) prints them"
+    );
+    assert_eq!(get("F"), Some("True"));
+}
+
+#[test]
+fn plan_and_deptree_on_examples() {
+    use maestro::orchestrate::plan::{self, Graph, Selection};
+    for file in [
+        "examples/zookeeper-kafka.yaml",
+        "examples/webapp-bastion.yaml",
+        "examples/demo.yaml",
+        "tests/fixtures/maestrong-jinja.yaml",
+    ] {
+        let env = load(file);
+        let graph = Graph::new(&env);
+        assert!(graph.topological_order().is_ok(), "{file}");
+        let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+        assert!(!plan.is_empty(), "{file}");
+        for (i, step) in plan.steps.iter().enumerate() {
+            assert!(step.deps.iter().all(|d| *d < i), "{file}: deps come first");
+        }
+        assert!(
+            !plan::render_deptree(&env, &[], true)
+                .expect("deptree")
+                .is_empty()
+        );
+    }
+    let env = load("examples/zookeeper-kafka.yaml");
+    assert_eq!(
+        plan::render_deptree(&env, &["kafka".into()], true).expect("deptree"),
+        "kafka (kafka-broker on vm2.ore1)\n└── zookeeper\n"
+    );
+    let env = load("examples/demo.yaml");
+    let graph = Graph::new(&env);
+    let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+    let order: Vec<&str> = plan.instances().collect();
+    assert_eq!(order, vec!["store-1", "api-1", "api-2", "frontend-1"]);
+}
+
+/// A large environment loads and plans in reasonable time (quadratic work would show here).
+#[test]
+fn large_environment_loads_and_plans_quickly() {
+    use maestro::orchestrate::plan::{self, Graph, Selection};
+    let mut text = String::from("name: big\nships:\n");
+    for s in 0..50 {
+        text.push_str(&format!("  ship{s}: {{ip: 10.0.{s}.1}}\n"));
+    }
+    text.push_str("services:\n");
+    for svc in 0..400 {
+        text.push_str(&format!("  svc{svc}:\n    image: img:{svc}\n"));
+        if svc > 0 {
+            text.push_str(&format!("    requires: [svc{}]\n", svc - 1));
+        }
+        text.push_str("    instances:\n");
+        for i in 0..5 {
+            let port = 10000 + svc * 5 + i;
+            text.push_str(&format!(
+                "      svc{svc}-{i}: {{ship: ship{}, ports: {{p: {port}}}}}\n",
+                (svc + i) % 50
+            ));
+        }
+    }
+    let started = std::time::Instant::now();
+    let env = config::load_str(&text, "big.yaml", Path::new(".")).expect("loads");
+    println!("loaded in {:?}", started.elapsed());
+    let graph = Graph::new(&env);
+    let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+    assert_eq!(plan.steps.len(), 2000);
+    let elapsed = started.elapsed();
+    assert!(elapsed.as_secs() < 20, "took {elapsed:?}");
+    println!("2000 instances loaded and planned in {elapsed:?}");
+}
+
+#[test]
+fn dump_masks_secrets() {
+    let env = load("examples/webapp-bastion.yaml");
+    let dumped = serde_json::to_string(&env).expect("serializes");
+    assert!(dumped.contains("\"password\":\"***\""), "{dumped}");
+    assert!(!dumped.contains("not-a-real-password"));
+    assert!(!format!("{env:?}").contains("not-a-real-password"));
 }

@@ -12,10 +12,11 @@ use maestro::docker::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// A one-ship test bed (testbed/bed.sh), torn down on drop.
+mod common;
+
+/// A one-ship test bed of its own per test (so tests run in parallel), torn down on drop.
 struct Bed {
-    name: String,
-    root: PathBuf,
+    _bed: common::TestBed,
     socket: String,
     netns: String,
     image: String,
@@ -23,37 +24,13 @@ struct Bed {
 
 impl Bed {
     fn up(name: &str) -> Result<Bed, Box<dyn std::error::Error>> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let output = Command::new(root.join("testbed/bed.sh"))
-            .args(["up", "--name", name, "--ships", "1", "--inner", "0"])
-            .output()?;
-        if !output.status.success() {
-            return Err(format!(
-                "bed.sh up failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
-        }
-        let path = String::from_utf8(output.stdout)?
-            .lines()
-            .last()
-            .ok_or("bed.sh printed nothing")?
-            .trim()
-            .to_string();
-        let bed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-        let ship = &bed["ships"][0];
+        let bed = common::TestBed::up(name, 1, 0);
+        let ship = bed.ships.first().ok_or("the bed has no ship")?;
         Ok(Bed {
-            name: name.to_string(),
-            root,
-            socket: ship["docker_socket"]
-                .as_str()
-                .ok_or("no socket")?
-                .to_string(),
-            netns: ship["netns"].as_str().ok_or("no netns")?.to_string(),
-            image: bed["image"]
-                .as_str()
-                .unwrap_or("maestro-test:latest")
-                .to_string(),
+            socket: ship.docker_socket.to_string_lossy().to_string(),
+            netns: ship.netns.clone(),
+            image: bed.image.clone(),
+            _bed: bed,
         })
     }
 
@@ -64,10 +41,15 @@ impl Bed {
         Ok(Ship::new("ship1", docker))
     }
 
-    /// The docker CLI against the ship's daemon, for setting up and checking state.
+    /// The docker CLI against the ship's daemon, with its own client config when given (the
+    /// registry test logs in).
     fn docker_cli(&self, args: &[&str], config: Option<&Path>) -> Result<String, String> {
         let mut command = Command::new("docker");
-        command.arg("-H").arg(format!("unix://{}", self.socket));
+        command
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket))
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT");
         if let Some(config) = config {
             command.env("DOCKER_CONFIG", config);
         }
@@ -77,14 +59,6 @@ impl Bed {
         } else {
             Err(String::from_utf8_lossy(&output.stderr).to_string())
         }
-    }
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        let _ = Command::new(self.root.join("testbed/bed.sh"))
-            .args(["down", "--name", &self.name])
-            .output();
     }
 }
 
@@ -632,6 +606,15 @@ async fn logs_tail_follow_and_exec() -> TestResult {
     assert_eq!(late.text, "late");
     assert_eq!(late.source, LogSource::Stdout);
     drop(follow);
+
+    // From a point in time on (seconds granularity): the late line, not the early ones.
+    let since = std::time::SystemTime::now() - Duration::from_secs(1);
+    let recent: Vec<String> = ship
+        .logs_stream_since("dk-logs", since, false)
+        .filter_map(|l| async move { l.ok().map(|l| l.text) })
+        .collect()
+        .await;
+    assert!(!recent.contains(&"line 1".to_string()), "{recent:?}");
 
     let outcome = ship
         .exec(

@@ -18,6 +18,8 @@ use maestro::transport::{
     TransportKind,
 };
 
+mod common;
+
 #[derive(Debug, Clone)]
 struct Ship {
     name: String,
@@ -27,9 +29,10 @@ struct Ship {
     host_key_fingerprint: String,
 }
 
+/// The shared bed (tests/common), with the paths these tests use as plain fields.
 #[derive(Debug)]
 struct Bed {
-    name: String,
+    testbed: common::TestBed,
     dir: PathBuf,
     key: PathBuf,
     encrypted_key: PathBuf,
@@ -41,29 +44,17 @@ struct Bed {
     bastion_ip: String,
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
+/// The bed lives for the whole test binary (the tests run one at a time, so the reference
+/// counting of `TestBed::shared` would bring it up and down for each): a bed this binary
+/// brings up is torn down by a reaper process when the binary exits, however it exits.
 fn bed() -> &'static Bed {
     static BED: OnceLock<Bed> = OnceLock::new();
     BED.get_or_init(|| {
-        let json_path = match std::env::var("MAESTRO_TESTBED") {
-            Ok(path) => PathBuf::from(path),
-            Err(_) => {
-                let name = format!("tt{}", std::process::id());
-                let out = Command::new("bash")
-                    .arg(repo_root().join("testbed/bed.sh"))
-                    .args(["up", "--name", &name, "--ships", "3", "--inner", "2"])
-                    .output()
-                    .expect("run bed.sh");
-                assert!(
-                    out.status.success(),
-                    "bed.sh up failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                // Tear the bed down when this test binary exits, however it exits: the
-                // reaper must outlive us, so it is never waited for.
+        let testbed = match std::env::var_os(common::TESTBED_ENV).filter(|p| !p.is_empty()) {
+            Some(path) => common::TestBed::open(Path::new(&path)).expect("open MAESTRO_TESTBED"),
+            None => {
+                let name = format!("transport-{}", std::process::id());
+                let testbed = common::TestBed::up(&name, 3, 2);
                 #[allow(clippy::zombie_processes)]
                 Command::new("setsid")
                     .args([
@@ -72,47 +63,39 @@ fn bed() -> &'static Bed {
                         "while kill -0 \"$0\" 2>/dev/null; do sleep 0.5; done; exec bash \"$1\" down --name \"$2\"",
                     ])
                     .arg(std::process::id().to_string())
-                    .arg(repo_root().join("testbed/bed.sh"))
+                    .arg(common::bed_script())
                     .arg(&name)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .expect("spawn bed reaper");
-                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default())
+                testbed
             }
         };
-        let text = std::fs::read_to_string(&json_path).expect("read bed.json");
-        let json: serde_json::Value = serde_json::from_str(&text).expect("parse bed.json");
-        let s = |v: &serde_json::Value| v.as_str().expect("string in bed.json").to_string();
-        let op = &json["operator"];
-        let mut ships = Vec::new();
-        let mut inner = Vec::new();
-        for ship in json["ships"].as_array().expect("ships") {
-            let parsed = Ship {
-                name: s(&ship["name"]),
-                ip: s(&ship["ip"]),
-                netns: s(&ship["netns"]),
-                docker_socket: s(&ship["docker_socket"]),
-                host_key_fingerprint: s(&ship["host_key_fingerprint"]),
-            };
-            if ship["inner"].as_bool().unwrap_or(false) {
-                inner.push(parsed);
-            } else {
-                ships.push(parsed);
-            }
-        }
-        assert!(ships.len() >= 3 && inner.len() >= 2, "bed needs 3 ships and 2 inner ships");
+        let convert = |ship: &common::Ship| Ship {
+            name: ship.name.clone(),
+            ip: ship.ip.clone(),
+            netns: ship.netns.clone(),
+            docker_socket: ship.docker_socket.to_string_lossy().into_owned(),
+            host_key_fingerprint: ship.host_key_fingerprint.clone(),
+        };
+        let ships: Vec<Ship> = testbed.outer_ships().into_iter().map(convert).collect();
+        let inner: Vec<Ship> = testbed.inner_ships().into_iter().map(convert).collect();
+        assert!(
+            ships.len() >= 3 && inner.len() >= 2,
+            "bed needs 3 ships and 2 inner ships"
+        );
         Bed {
-            name: s(&json["name"]),
-            dir: PathBuf::from(s(&json["dir"])),
-            key: PathBuf::from(s(&op["key"])),
-            encrypted_key: PathBuf::from(s(&op["encrypted_key"])),
-            passphrase: s(&op["encrypted_key_passphrase"]),
-            known_hosts: PathBuf::from(s(&op["known_hosts"])),
-            ssh_config: PathBuf::from(s(&op["ssh_config"])),
+            dir: testbed.dir.clone(),
+            key: testbed.key().to_path_buf(),
+            encrypted_key: testbed.encrypted_key().to_path_buf(),
+            passphrase: testbed.passphrase().to_string(),
+            known_hosts: testbed.known_hosts().to_path_buf(),
+            ssh_config: testbed.ssh_config().to_path_buf(),
+            bastion_ip: testbed.bastion().ip.clone(),
             ships,
             inner,
-            bastion_ip: s(&json["bastion"]["ip"]),
+            testbed,
         }
     })
 }
@@ -186,12 +169,7 @@ fn ssh_established_in(netns: &str) -> usize {
 }
 
 fn bed_sshd(ship: &str, action: &str) {
-    let status = Command::new("bash")
-        .arg(repo_root().join("testbed/bed.sh"))
-        .args(["sshd", "--name", &bed().name, "--ship", ship, action])
-        .status()
-        .expect("bed.sh sshd");
-    assert!(status.success(), "bed.sh sshd {ship} {action}");
+    bed().testbed.set_sshd_running(ship, action == "start");
 }
 
 async fn assert_docker_works(conn: &transport::Connection) {
@@ -408,6 +386,25 @@ fn unauthorised_key_lists_methods_tried() {
         );
         assert!(message.contains("id_stranger: rejected"), "{message}");
         assert!(message.contains("missing_key: no such file"), "{message}");
+
+        // More keys than sshd's MaxAuthTries (6): still an authentication failure.
+        let mut many = Vec::new();
+        for i in 0..8 {
+            let path = dir.path().join(format!("id_many{i}"));
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&path)
+                .status()
+                .expect("ssh-keygen");
+            assert!(status.success());
+            many.push(path);
+        }
+        let mut route = key_route(bed, &ship.ip);
+        route.identity_files = many;
+        let err = transport::connect(&endpoint(ship, route))
+            .await
+            .expect_err("must fail");
+        assert_eq!(err.kind(), "auth", "{err}");
     });
 }
 
@@ -627,10 +624,8 @@ fn inner_ship_is_not_reachable_directly() {
             "{:?}",
             started.elapsed()
         );
-        assert!(
-            matches!(err.kind(), "timeout" | "network" | "refused"),
-            "{err}"
-        );
+        assert!(matches!(err.kind(), "timeout" | "network"), "{err}");
+        eprintln!("direct connection to an inner ship: {err}");
     });
 }
 
@@ -858,6 +853,21 @@ fn many_concurrent_api_calls_share_one_session() {
         );
         // One TCP connection to the ship's sshd, however many requests.
         assert_eq!(ssh_established_in(&ship.netns), 1);
+
+        // Dropping the last handle closes the session.
+        drop(conn);
+        let mut open = usize::MAX;
+        for _ in 0..50 {
+            open = ssh_established_in(&ship.netns);
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            open, 0,
+            "session still open after the connection was dropped"
+        );
     });
 }
 
@@ -1026,5 +1036,331 @@ fn plain_tcp_route() {
         );
         let err = transport::connect(&e).await.expect_err("no such name");
         assert_eq!(err.kind(), "dns", "{err}");
+    });
+}
+
+/// A second sshd in a ship's namespace that trusts only user certificates signed by a CA.
+struct CertSshd {
+    child: std::process::Child,
+}
+
+impl Drop for CertSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn openssh_certificate_beside_the_key() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let keygen = |args: &[&str]| {
+        let status = Command::new("ssh-keygen")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("ssh-keygen");
+        assert!(status.success(), "ssh-keygen {args:?}");
+    };
+    let path = |name: &str| d.join(name).to_string_lossy().into_owned();
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", &path("ca")]);
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", &path("id_user")]);
+    keygen(&[
+        "-q",
+        "-s",
+        &path("ca"),
+        "-I",
+        "maestro-test",
+        "-n",
+        "root",
+        &path("id_user.pub"),
+    ]);
+    assert!(d.join("id_user-cert.pub").exists());
+
+    let host_key = bed.dir.join(&ship.name).join("ssh_host_ed25519_key");
+    let port = 2222;
+    std::fs::write(
+        d.join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress {ip}\nHostKey {hk}\nPidFile {pid}\n\
+             AuthorizedKeysFile none\nTrustedUserCAKeys {ca}.pub\nPermitRootLogin prohibit-password\n\
+             StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             AllowStreamLocalForwarding yes\n",
+            ip = ship.ip,
+            hk = host_key.display(),
+            pid = path("sshd.pid"),
+            ca = path("ca"),
+        ),
+    )
+    .expect("write sshd_config");
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", ship.netns))
+        .arg("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(d.join("sshd_config"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sshd");
+    let _sshd = CertSshd { child };
+    let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).expect("host key");
+    let known_hosts = d.join("known_hosts");
+    std::fs::write(&known_hosts, format!("[{}]:{port} {host_pub}", ship.ip)).expect("write");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect((ship.ip.as_str(), port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime().block_on(async {
+        let mut route = key_route(bed, &ship.ip);
+        route.port = Some(port);
+        route.identity_files = vec![d.join("id_user")];
+        route.known_hosts_file = Some(known_hosts.clone());
+        let conn = transport::connect(&endpoint(ship, route))
+            .await
+            .expect("connect with a certificate");
+        let method = conn.info().auth_method.clone().unwrap_or_default();
+        assert!(method.starts_with("certificate "), "{method}");
+        assert_eq!(
+            conn.info().hops[0].address,
+            format!("root@{}:{port}", ship.ip)
+        );
+        assert_docker_works(&conn).await;
+    });
+}
+
+#[test]
+fn all_ships_connect_concurrently_and_failures_stay_per_ship() {
+    let _serial = serial();
+    let bed = bed();
+    let mut endpoints: Vec<Endpoint> = bed
+        .ships
+        .iter()
+        .map(|ship| endpoint(ship, key_route(bed, &ship.ip)))
+        .collect();
+    let inner = &bed.inner[0];
+    endpoints.push(endpoint(
+        inner,
+        SshRoute {
+            ssh_config_file: Some(bed.ssh_config.clone()),
+            ..SshRoute::new(inner.name.clone())
+        },
+    ));
+    let mut broken = endpoint(&bed.ships[0], key_route(bed, &bed.ships[0].ip));
+    broken.ship = "broken".into();
+    broken.docker = DockerTarget::Socket("/nonexistent.sock".into());
+    endpoints.push(broken);
+    runtime().block_on(async {
+        let results = transport::connect_all(&endpoints).await;
+        assert_eq!(results.len(), 5);
+        for (result, endpoint) in results.iter().zip(&endpoints).take(4) {
+            let conn = result.as_ref().expect("connect");
+            assert_eq!(conn.info().ship, endpoint.ship);
+            conn.probe().await.expect("probe");
+        }
+        let err = results[4].as_ref().expect_err("broken ship");
+        assert_eq!(err.kind(), "socket-missing");
+        assert!(err.to_string().starts_with("ship broken:"), "{err}");
+    });
+}
+
+/// A TLS front for a ship's Docker socket (as `dockerd --tlsverify` would be): python's ssl
+/// module, requiring a client certificate signed by the test CA.
+struct TlsRelay {
+    child: std::process::Child,
+}
+
+impl Drop for TlsRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TLS_RELAY: &str = r#"
+import asyncio, ssl, sys
+cert, key, ca, sock, port_file = sys.argv[1:6]
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
+ctx.verify_mode = ssl.CERT_REQUIRED
+ctx.load_cert_chain(cert, key)
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data); await w.drain()
+    finally:
+        w.close()
+async def handle(cr, cw):
+    ur, uw = await asyncio.open_unix_connection(sock)
+    await asyncio.gather(pipe(cr, uw), pipe(ur, cw), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(handle, '127.0.0.1', 0, ssl=ctx)
+    with open(port_file, 'w') as f:
+        f.write(str(server.sockets[0].getsockname()[1]))
+    await server.serve_forever()
+asyncio.run(main())
+"#;
+
+#[test]
+fn tls_route_with_client_certificates() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let p = |name: &str| d.join(name).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+    ]);
+    std::fs::write(d.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    for (name, subject) in [("server", "/CN=127.0.0.1"), ("client", "/CN=maestro")] {
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            &p(&format!("{name}.key")),
+            "-out",
+            &p(&format!("{name}.csr")),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p(&format!("{name}.csr")),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &p(&format!("{name}.ext")),
+            "-out",
+            &p(&format!("{name}.pem")),
+        ]);
+    }
+    let child = Command::new("python3")
+        .args(["-c", TLS_RELAY])
+        .args([
+            p("server.pem"),
+            p("server.key"),
+            p("ca.pem"),
+            ship.docker_socket.clone(),
+            p("port"),
+        ])
+        .spawn()
+        .expect("python3");
+    let _relay = TlsRelay { child };
+    let mut port = None;
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(d.join("port"))
+            && let Ok(parsed) = text.trim().parse::<u16>()
+        {
+            port = Some(parsed);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = port.expect("relay port");
+    let tls = |verify: bool| transport::TlsFiles {
+        ca: Some(d.join("ca.pem")),
+        cert: Some(d.join("client.pem")),
+        key: Some(d.join("client.key")),
+        verify,
+    };
+    runtime().block_on(async {
+        let e = Endpoint::new(
+            ship.name.clone(),
+            Route::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+                tls: Some(tls(true)),
+            },
+        );
+        let conn = transport::connect(&e).await.expect("connect over TLS");
+        assert_eq!(conn.info().transport, TransportKind::Tls);
+        assert_docker_works(&conn).await;
+
+        let e = Endpoint::new(
+            ship.name.clone(),
+            Route::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+                tls: Some(tls(false)),
+            },
+        );
+        let err = transport::connect(&e).await.expect_err("unverified TLS");
+        assert_eq!(err.kind(), "settings", "{err}");
+    });
+}
+
+#[test]
+fn requests_fail_fast_when_the_session_dies() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[1];
+    runtime().block_on(async {
+        let conn = transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
+            .await
+            .expect("connect");
+        conn.docker().ping().await.expect("ping");
+        // Kill the sshd process serving our session (not the listener).
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", ship.netns))
+            .args(["ss", "-Htnp", "state", "established", "( sport = :22 )"])
+            .output()
+            .expect("ss");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pids: Vec<String> = text
+            .split("pid=")
+            .skip(1)
+            .filter_map(|rest| rest.split(',').next().map(str::to_string))
+            .collect();
+        assert!(!pids.is_empty(), "{text}");
+        for pid in &pids {
+            let _ = Command::new("kill").arg(pid).status();
+        }
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(10), conn.docker().version()).await;
+        assert!(matches!(result, Ok(Err(_))), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(conn.stats().sessions, 0);
     });
 }

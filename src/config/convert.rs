@@ -9,6 +9,26 @@ use super::node::{Node, Pos, Value};
 use super::ports::parse_port;
 use super::reader::*;
 
+const TOP_KEYS: &[&str] = &[
+    "__maestro",
+    "name",
+    "registries",
+    "ship_defaults",
+    "ship_provider",
+    "ships",
+    "services",
+    "audit",
+];
+
+fn root_has(root: &Node, key: &str) -> bool {
+    match &root.value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .any(|(k, _)| k.scalar_text().as_deref() == Some(key)),
+        _ => false,
+    }
+}
+
 pub(crate) const SHIP_KEYS: &[&str] = &[
     "ip",
     "endpoint",
@@ -174,7 +194,23 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
         Some(n) if !matches!(n.value, Value::Null) => audit(cx, n)?,
         _ => Vec::new(),
     };
-    // Other top-level keys are ignored on purpose: people park YAML anchors there.
+    // Other top-level keys are ignored on purpose: people park YAML anchors there. A key that
+    // is a near-miss of a known key that is absent is a typo, though, and would otherwise
+    // silently drop a whole section.
+    for (key, key_node, _) in top.all() {
+        if TOP_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let absent = TOP_KEYS.iter().copied().filter(|k| !root_has(root, k));
+        if let Some(help) = did_you_mean(&key, absent) {
+            return Err(cx.invalid_help(
+                key_node.pos,
+                &key,
+                format!("unknown top-level key `{key}`"),
+                Some(help),
+            ));
+        }
+    }
 
     Ok(Environment {
         name,
@@ -209,6 +245,7 @@ fn collect_names(cx: &mut Cx<'_>, top: &mut MapReader<'_>) -> Result<Names> {
     else {
         return Ok(names);
     };
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (sk, sv) in services {
         let Some(service) = sk.scalar_text() else {
             continue;
@@ -244,6 +281,7 @@ fn collect_names(cx: &mut Cx<'_>, top: &mut MapReader<'_>) -> Result<Names> {
                     let path = format!("services.{service}.instances.{instance}");
                     cx.semantic(nk.pos, &path, msg, None);
                 }
+                seen.insert(instance.clone(), service.clone());
                 names.instances.push((instance, service.clone(), ship));
             }
         }
@@ -1006,6 +1044,24 @@ fn instance(
     ships: &[Ship],
 ) -> Result<Instance> {
     let what = format!("instance `{name}`");
+    let valid_container_name = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !valid_container_name {
+        let pos = cx.key_spans.get(path).copied().unwrap_or(node.pos);
+        return Err(cx.invalid(
+            pos,
+            path,
+            format!(
+                "invalid instance name `{name}`: it becomes the container name, which may hold only \
+                 letters, digits, `_`, `.` and `-`, and must start with a letter or digit"
+            ),
+        ));
+    }
     let mut m = MapReader::new(cx, node, path, &what)?;
     let ship_node = m.require(cx, "ship", &what)?;
     let ship = non_empty_string(cx, ship_node, &m.field("ship"))?;
@@ -1779,5 +1835,99 @@ mod tests {
         assert_eq!(parse_jump("@x"), None);
         assert_eq!(parse_jump("a b"), None);
         assert_eq!(parse_jump("h:0"), None);
+    }
+
+    fn load(text: &str) -> Environment {
+        let vars = std::collections::BTreeMap::from([("HOME".to_owned(), "/home/op".to_owned())]);
+        match crate::config::load_str_with_vars(text, "t.yaml", std::path::Path::new("/cfg"), &vars)
+        {
+            Ok(env) => env,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn instance_forms() {
+        let env = load(
+            r#"
+name: t
+ships:
+  s1: {ip: 10.0.0.1, tls: true, timeout: 1500ms, ssh: {key: id, jump: "ops@gw:2200"}}
+  s2: {ip: 10.0.0.2, endpoint: s2.example.com, docker_port: 4243}
+services:
+  a:
+    image: a
+    instances:
+      a1:
+        ship: s1
+        ports: {web: 80:8080, dns: 53/udp}
+        restart: no
+        links: [b1, "b1:alias"]
+        networks: [front, back]
+        healthcheck: {test: [curl, -f, localhost], timeout: 2s}
+        extra_hosts: {other: {ship: s2}}
+        devices: [/dev/fuse]
+        tmpfs: {/run: "size=64m"}
+        cap_drop: ALL
+        container_volumes: /cache
+        stop_signal: 15
+  b:
+    image: b
+    instances:
+      b1: {ship: s1, volumes: {/data: named-volume}, restart: {name: on-failure, retries: 2}}
+"#,
+        );
+        let s1 = env.ship("s1").cloned().unwrap_or_else(|| panic!("s1"));
+        assert_eq!(s1.docker_port, 2376);
+        assert_eq!(s1.timeout.as_millis(), 1500);
+        let ssh = s1.ssh.unwrap_or_else(|| panic!("ssh"));
+        assert_eq!(
+            ssh.identity_files,
+            vec![std::path::PathBuf::from("/cfg/id")]
+        );
+        assert_eq!(
+            ssh.jump,
+            vec![JumpHost::Address {
+                user: Some("ops".into()),
+                host: "gw".into(),
+                port: Some(2200)
+            }]
+        );
+        let s2 = env.ship("s2").cloned().unwrap_or_else(|| panic!("s2"));
+        assert_eq!(
+            (s2.endpoint.as_str(), s2.docker_port),
+            ("s2.example.com", 4243)
+        );
+
+        let (_, a1) = env.instance("a1").unwrap_or_else(|| panic!("a1"));
+        let web = a1.port("web").unwrap_or_else(|| panic!("web"));
+        assert_eq!((web.exposed.start, web.external.start), (80, 8080));
+        assert_eq!(a1.port("dns").map(|p| p.protocol), Some(Protocol::Udp));
+        assert_eq!(a1.restart.map(|r| r.name), Some(RestartName::No));
+        assert_eq!(
+            a1.links[1],
+            Link {
+                target: "b1".into(),
+                alias: "alias".into()
+            }
+        );
+        assert_eq!(a1.networks.len(), 2);
+        let hc = a1
+            .healthcheck
+            .clone()
+            .unwrap_or_else(|| panic!("healthcheck"));
+        assert_eq!(hc.test, vec!["CMD", "curl", "-f", "localhost"]);
+        assert_eq!(hc.timeout.map(|d| d.as_secs()), Some(2));
+        assert_eq!(a1.extra_hosts[0].address, "10.0.0.2");
+        assert_eq!(a1.devices[0].container, "/dev/fuse");
+        assert_eq!(a1.tmpfs.get("/run").map(String::as_str), Some("size=64m"));
+        assert_eq!(a1.cap_drop, vec!["ALL"]);
+        assert_eq!(a1.container_volumes, vec!["/cache"]);
+        assert_eq!(a1.stop_signal.as_deref(), Some("15"));
+
+        let (_, b1) = env.instance("b1").unwrap_or_else(|| panic!("b1"));
+        assert_eq!(b1.volumes[0].host, "named-volume");
+        assert_eq!(b1.volumes[0].container, "/data");
+        assert_eq!(b1.restart.and_then(|r| r.retries), Some(2));
     }
 }

@@ -6,8 +6,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Serialize;
+
 /// A whole environment file, loaded and validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Environment {
     /// `name:` of the file.
     pub name: String,
@@ -82,13 +84,20 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Dumps show the mask, never the secret.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Registry {
     /// The key under `registries:`.
     pub name: String,
@@ -121,7 +130,7 @@ impl Registry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RetryPolicy {
     /// Default 3.
     pub attempts: u32,
@@ -139,7 +148,7 @@ impl Default for RetryPolicy {
 }
 
 /// A host running dockerd.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ship {
     pub name: String,
     /// The address containers and lifecycle checks use.
@@ -170,7 +179,7 @@ pub struct Ship {
     pub max_concurrency: Option<usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SshTunnel {
     pub user: String,
     pub key: PathBuf,
@@ -178,7 +187,7 @@ pub struct SshTunnel {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SshSettings {
     /// `None` = the current user / ssh config.
     pub user: Option<String>,
@@ -192,7 +201,7 @@ pub struct SshSettings {
     pub known_hosts_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum JumpHost {
     /// `[user@]host[:port]`.
     Address {
@@ -204,7 +213,7 @@ pub enum JumpHost {
     Ship(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum KnownHostsPolicy {
     /// Unknown or changed host keys are refused (the default).
     #[default]
@@ -213,7 +222,7 @@ pub enum KnownHostsPolicy {
     AcceptNew,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Service {
     pub name: String,
     /// Service-level image (instances may override it).
@@ -229,7 +238,7 @@ pub struct Service {
 
 /// A container: one instance of a service on one ship, with everything inherited from the
 /// service already merged in.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Instance {
     pub name: String,
     pub service: String,
@@ -296,13 +305,13 @@ pub fn split_image(image: &str) -> (&str, &str) {
 }
 
 /// A command as written: a string (split by Docker's rules downstream) or an argv list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CommandSpec {
     Shell(String),
     Exec(Vec<String>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -324,7 +333,7 @@ impl fmt::Display for Protocol {
 }
 
 /// An inclusive range of port numbers; a single port has `start == end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct PortRange {
     pub start: u16,
     pub end: u16,
@@ -358,7 +367,7 @@ impl fmt::Display for PortRange {
 }
 
 /// A named port: `exposed` inside the container, published as `external` on the ship.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {
     pub name: String,
     pub exposed: PortRange,
@@ -369,14 +378,14 @@ pub struct Port {
     pub bind_ip: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum VolumeMode {
     ReadWrite,
     ReadOnly,
 }
 
 /// A bind mount (or named volume) in Docker's direction: host (source) -> container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VolumeBind {
     /// Absolute host path or a named volume.
     pub host: String,
@@ -384,14 +393,14 @@ pub struct VolumeBind {
     pub mode: VolumeMode,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Link {
     /// The linked instance (container) name.
     pub target: String,
     pub alias: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExtraHost {
     pub host: String,
     /// The address written, or the `ip` of the ship named.
@@ -400,7 +409,7 @@ pub struct ExtraHost {
     pub from_ship: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RestartName {
     No,
     Always,
@@ -419,7 +428,7 @@ impl RestartName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RestartPolicy {
     pub name: RestartName,
     /// Only with `on-failure`.
@@ -427,7 +436,7 @@ pub struct RestartPolicy {
 }
 
 /// Resource limits; sizes in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Limits {
     pub memory: Option<u64>,
     /// CPU shares (relative weight).
@@ -435,7 +444,7 @@ pub struct Limits {
     pub swap: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ulimit {
     pub name: String,
     pub soft: i64,
@@ -443,7 +452,7 @@ pub struct Ulimit {
 }
 
 /// Lifecycle checks per state; all checks of a state must pass.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Lifecycle {
     pub pre_start: Vec<Check>,
     pub running: Vec<Check>,
@@ -460,7 +469,7 @@ impl Lifecycle {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum EnvFrom {
     /// The container's environment merged into the command's.
     Env,
@@ -468,7 +477,7 @@ pub enum EnvFrom {
     Stdin,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Check {
     /// Connect to a named port; one attempt a second, `max_wait` attempts (default 180).
     Tcp { port: String, max_wait: u32 },
@@ -497,7 +506,7 @@ pub enum Check {
 }
 
 /// A user-defined network to attach the container to (our addition).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NetworkAttachment {
     pub name: String,
     pub aliases: Vec<String>,
@@ -505,7 +514,7 @@ pub struct NetworkAttachment {
 }
 
 /// Docker health check (our addition).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Healthcheck {
     /// Docker's form: `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
     pub test: Vec<String>,
@@ -516,7 +525,7 @@ pub struct Healthcheck {
 }
 
 /// A host device exposed to the container (our addition).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
     pub host: String,
     pub container: String,
@@ -525,7 +534,7 @@ pub struct Device {
 }
 
 /// An `audit:` entry: parsed and validated; acting on it is orchestrate's business.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Auditor {
     /// `log`, `slack`, `hipchat` or `webhook`.
     pub kind: String,

@@ -225,3 +225,25 @@ mod tests {
         assert!(merge_protocols(Some(Protocol::Udp), Some(Protocol::Tcp)).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_fails_without_panicking(text in "\\PC{0,20}") {
+            let _ = parse_side(&text);
+        }
+
+        #[test]
+        fn valid_ranges_round_trip(a in 1u16.., len in 0u16..100, udp: bool) {
+            let b = a.saturating_add(len);
+            let text = format!("{a}-{b}{}", if udp { "/udp" } else { "" });
+            let (range, proto) = parse_side(&text).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(range, PortRange { start: a, end: b });
+            prop_assert_eq!(proto, udp.then_some(Protocol::Udp));
+        }
+    }
+}

@@ -679,13 +679,18 @@ impl Ship {
             })
             .await?;
         // The name filter matches substrings.
-        let mut exact: Vec<(String, String)> = networks
+        let mut exact: Vec<(Option<SystemTime>, String)> = networks
             .into_iter()
             .filter(|n| n.name.as_deref() == Some(name))
-            .map(|n| (n.created.unwrap_or_default(), n.id.unwrap_or_default()))
+            .map(|n| {
+                (
+                    n.created.as_deref().and_then(parse_docker_time),
+                    n.id.unwrap_or_default(),
+                )
+            })
             .collect();
-        // RFC 3339 times of one daemon sort as text; the id breaks ties the same way for
-        // every caller.
+        // Parsed, not compared as text: the daemon trims trailing zeros of the nanoseconds.
+        // The id breaks ties the same way for every caller.
         exact.sort();
         Ok(exact.into_iter().map(|(_, id)| id).collect())
     }
@@ -708,11 +713,29 @@ impl Ship {
             .stdout(true)
             .stderr(true)
             .follow(follow)
-            .tail(&tail)
-            .build();
+            .tail(&tail);
+        self.logs_with(name, options)
+    }
+
+    /// The container's log from `since` on (whole seconds), then, with `follow`, new lines
+    /// until it stops: how a follower picks up again after the container restarted.
+    pub fn logs_stream_since(&self, name: &str, since: SystemTime, follow: bool) -> LogStream {
+        let seconds = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX));
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .since(seconds)
+            .tail("all");
+        self.logs_with(name, options)
+    }
+
+    fn logs_with(&self, name: &str, options: LogsOptionsBuilder) -> LogStream {
         let ship = self.name.clone();
         let call = format!("logs of {name}");
-        let raw = self.docker.logs(name, Some(options));
+        let raw = self.docker.logs(name, Some(options.build()));
         Box::pin(line_stream(raw, ship, call))
     }
 

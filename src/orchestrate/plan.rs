@@ -5,7 +5,7 @@
 //! runs on and the steps it must wait for (`deps`, already oriented for the command's
 //! direction), so a generic executor can run it with per-ship concurrency.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
@@ -53,32 +53,24 @@ impl PlanError {
 
 impl Graph {
     pub fn new(env: &Environment) -> Graph {
-        let all: Vec<(&str, &str, &str, bool)> = env
-            .services
-            .iter()
-            .flat_map(|s| {
-                s.instances
-                    .iter()
-                    .map(move |i| (i.name.as_str(), s.name.as_str(), i.ship.as_str(), s.omit))
-            })
-            .collect();
-        let index = |name: &str| all.iter().position(|(n, _, _, _)| *n == name);
+        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        let mut by_service: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (k, (s, i)) in env.instances().enumerate() {
+            by_name.insert(i.name.as_str(), k);
+            by_service.entry(s.name.as_str()).or_default().push(k);
+        }
+        let index = |name: &str| by_name.get(name).copied();
         let of_services = |services: &[String], own: &str| -> Vec<usize> {
             let mut v: Vec<usize> = services
                 .iter()
                 .filter(|s| s.as_str() != own)
-                .flat_map(|s| {
-                    all.iter()
-                        .enumerate()
-                        .filter(move |(_, (_, svc, _, _))| *svc == s.as_str())
-                        .map(|(i, _)| i)
-                })
+                .flat_map(|s| by_service.get(s.as_str()).into_iter().flatten().copied())
                 .collect();
             v.sort_unstable();
             v.dedup();
             v
         };
-        let mut nodes = Vec::with_capacity(all.len());
+        let mut nodes = Vec::with_capacity(by_name.len());
         for service in &env.services {
             for inst in &service.instances {
                 let mut deps = of_services(&service.requires, &service.name);
@@ -411,6 +403,38 @@ pub fn select(env: &Environment, graph: &Graph, sel: &Selection) -> Result<Plan,
     })
 }
 
+/// `restart`: the containers chosen as for a stop-like command (`-d` adds dependents), stopped
+/// dependents first, then started again dependencies first. MaestroNG restarted each container
+/// as a unit, so a dependency came back after its dependents (its issue 186).
+pub fn select_restart(
+    env: &Environment,
+    graph: &Graph,
+    sel: &Selection,
+) -> Result<(Plan, Plan), PlanError> {
+    let stop = select(
+        env,
+        graph,
+        &Selection {
+            direction: Direction::Reverse,
+            ..sel.clone()
+        },
+    )?;
+    let start = select(
+        env,
+        graph,
+        &Selection {
+            names: stop.instances().map(str::to_owned).collect(),
+            container_filter: Vec::new(),
+            ship_filter: Vec::new(),
+            with_dependencies: false,
+            ignore_dependencies: sel.ignore_dependencies,
+            direction: Direction::Forward,
+            include_omitted: true,
+        },
+    )?;
+    Ok((stop, start))
+}
+
 /// `maestro deptree`: each service named (or containing a named container; every
 /// non-omitted service when none is named) with the services it depends on, as a tree.
 /// Without `recursive`, only direct dependencies are shown.
@@ -693,6 +717,20 @@ services:
         let all = render_deptree(&env, &[], false).unwrap_or_default();
         assert!(all.starts_with("zk (zk-1 on s1, zk-2 on s2)\n"), "{all}");
         assert!(!all.contains("metrics (metrics-1"));
+    }
+
+    #[test]
+    fn restart_stops_dependents_first_then_starts_dependencies_first() {
+        let env = env();
+        let g = Graph::new(&env);
+        let sel = Selection {
+            with_dependencies: true,
+            ..sel(&["zk-1"])
+        };
+        let (stop, start) = select_restart(&env, &g, &sel).unwrap_or_default();
+        assert_eq!(names(&stop), vec!["web-1", "kafka-1", "zk-1"]);
+        assert_eq!(names(&start), vec!["zk-1", "kafka-1", "web-1"]);
+        assert_eq!(start.direction, Direction::Forward);
     }
 
     #[test]

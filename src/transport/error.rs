@@ -83,6 +83,17 @@ pub enum TransportError {
         recorded_at: String,
     },
 
+    #[error(
+        "ship {ship}: host key of {hop} ({fingerprint}) is marked @revoked in {}; refusing to connect",
+        file.display()
+    )]
+    HostKeyRevoked {
+        ship: String,
+        hop: String,
+        fingerprint: String,
+        file: PathBuf,
+    },
+
     #[error("ship {ship}: cannot use known_hosts file {}: {reason}", path.display())]
     KnownHosts {
         ship: String,
@@ -160,6 +171,7 @@ impl TransportError {
             TransportError::Auth { .. } => "auth",
             TransportError::HostKeyUnknown { .. } => "host-key-unknown",
             TransportError::HostKeyChanged { .. } => "host-key-changed",
+            TransportError::HostKeyRevoked { .. } => "host-key-revoked",
             TransportError::KnownHosts { .. } => "known-hosts",
             TransportError::SocketMissing { .. } => "socket-missing",
             TransportError::SocketPermission { .. } => "socket-permission",

@@ -28,6 +28,9 @@ pub(crate) enum Verdict {
         file: PathBuf,
     },
     Unknown,
+    Revoked {
+        file: PathBuf,
+    },
     Changed {
         expected: Vec<String>,
         file: PathBuf,
@@ -55,6 +58,9 @@ pub(crate) fn verify(
     files: &[PathBuf],
     policy: HostKeyPolicy,
 ) -> Verdict {
+    if let Some(file) = files.iter().find(|file| is_revoked(key, file)) {
+        return Verdict::Revoked { file: file.clone() };
+    }
     let mut same_algorithm_mismatch: Option<(Vec<String>, PathBuf, usize)> = None;
     for file in files {
         let entries = match russh::keys::known_hosts::known_host_keys_path(host, port, file) {
@@ -99,6 +105,19 @@ pub(crate) fn verify(
             }
         }
     }
+}
+
+/// `@revoked` lines (which russh's matcher skips): a revoked key is refused for every host,
+/// whatever the line's host patterns, which errs on the safe side.
+fn is_revoked(key: &PublicKey, file: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    text.lines()
+        .filter_map(|line| line.trim_start().strip_prefix("@revoked"))
+        .filter_map(|rest| rest.split_whitespace().nth(2))
+        .filter_map(|b64| russh::keys::parse_public_key_base64(b64).ok())
+        .any(|revoked| revoked.key_data() == key.key_data())
 }
 
 fn record(host: &str, port: u16, key: &PublicKey, file: &Path) -> Result<(), String> {
@@ -182,6 +201,27 @@ mod tests {
 
     fn key(b64: &str) -> PublicKey {
         russh::keys::parse_public_key_base64(b64).expect("test key")
+    }
+
+    #[test]
+    fn revoked_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("known_hosts");
+        std::fs::write(
+            &file,
+            format!("10.0.0.1 ssh-ed25519 {KEY_A}\n@revoked * ssh-ed25519 {KEY_A}\n"),
+        )
+        .expect("write");
+        assert!(matches!(
+            verify(
+                "10.0.0.1",
+                22,
+                &key(KEY_A),
+                &[file],
+                HostKeyPolicy::AcceptNew
+            ),
+            Verdict::Revoked { .. }
+        ));
     }
 
     #[test]

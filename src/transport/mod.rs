@@ -486,6 +486,12 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, TransportError> 
     Ok(Connection { docker, info, link })
 }
 
+/// Connects to every ship at once; one result per endpoint, in order. A ship that fails
+/// does not hold up the others.
+pub async fn connect_all(endpoints: &[Endpoint]) -> Vec<Result<Connection, TransportError>> {
+    futures_util::future::join_all(endpoints.iter().map(connect)).await
+}
+
 fn parse_api_version(ship: &str, text: &str) -> Result<ClientVersion, TransportError> {
     let bad = || TransportError::Settings {
         ship: ship.to_string(),

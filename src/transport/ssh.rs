@@ -463,6 +463,12 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
             expected: expected.clone(),
             recorded_at: format!("{}:{line}", file.display()),
         }),
+        Verdict::Revoked { file } => Some(TransportError::HostKeyRevoked {
+            ship: ship.to_string(),
+            hop: hop.label.clone(),
+            fingerprint,
+            file: file.clone(),
+        }),
         Verdict::FileError { file, reason } => Some(TransportError::KnownHosts {
             ship: ship.to_string(),
             path: file.clone(),
@@ -698,12 +704,16 @@ async fn authenticate(
                 handle.authenticate_openssh_cert(&hop.user, key.clone(), cert),
             )
             .await
-            .map_err(|_| timeout_err(ship, hop, options))?
-            .map_err(network)?;
-            if result.success() {
-                return Ok(format!("certificate {}-cert.pub", path.display()));
+            .map_err(|_| timeout_err(ship, hop, options))?;
+            match result {
+                Ok(result) if result.success() => {
+                    return Ok(format!("certificate {}-cert.pub", path.display()));
+                }
+                Ok(_) => tried.push(format!("certificate {}-cert.pub: rejected", path.display())),
+                Err(err) => {
+                    give_up_if_closed(handle, ship, hop, &mut tried, err, &network)?;
+                }
             }
-            tried.push(format!("certificate {}-cert.pub: rejected", path.display()));
         }
         let hash = if key.algorithm().is_rsa() {
             rsa_hash
@@ -715,14 +725,33 @@ async fn authenticate(
             handle.authenticate_publickey(&hop.user, PrivateKeyWithHashAlg::new(key, hash)),
         )
         .await
-        .map_err(|_| timeout_err(ship, hop, options))?
-        .map_err(network)?;
-        if result.success() {
-            return Ok(format!("key {}", path.display()));
+        .map_err(|_| timeout_err(ship, hop, options))?;
+        match result {
+            Ok(result) if result.success() => return Ok(format!("key {}", path.display())),
+            Ok(_) => tried.push(format!("key {}: rejected", path.display())),
+            Err(err) => give_up_if_closed(handle, ship, hop, &mut tried, err, &network)?,
         }
-        tried.push(format!("key {}: rejected", path.display()));
     }
     Err(auth_error(ship, hop, tried))
+}
+
+/// sshd drops the connection after `MaxAuthTries` failures: that is an authentication
+/// failure (with the list of what was tried), not a network one.
+fn give_up_if_closed(
+    handle: &Handle<HostKeyCheck>,
+    ship: &str,
+    hop: &Hop,
+    tried: &mut Vec<String>,
+    err: russh::Error,
+    network: &dyn Fn(russh::Error) -> TransportError,
+) -> Result<(), TransportError> {
+    if handle.is_closed() || matches!(err, russh::Error::Disconnect) {
+        tried.push(format!(
+            "the server closed the connection ({err}; too many attempts for its MaxAuthTries?)"
+        ));
+        return Err(auth_error(ship, hop, std::mem::take(tried)));
+    }
+    Err(network(err))
 }
 
 fn timeout_err(ship: &str, hop: &Hop, options: &ConnectOptions) -> TransportError {

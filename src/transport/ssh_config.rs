@@ -12,8 +12,8 @@ pub(crate) struct HostSettings {
     pub identity_files: Vec<PathBuf>,
     pub proxy_jump: Option<String>,
     pub known_hosts_file: Option<PathBuf>,
-    /// `Some(false)` for `StrictHostKeyChecking no` (which we treat as accept-new: a changed
-    /// key is refused regardless).
+    /// `Some(false)` for `StrictHostKeyChecking no` or `accept-new` (both accept-new to us:
+    /// a changed key is refused regardless).
     pub strict_host_key_checking: Option<bool>,
 }
 
@@ -90,6 +90,12 @@ fn normalise(text: &str) -> String {
             lines.push("Host !*".to_string());
             continue;
         }
+        if lowered == "stricthostkeychecking" && value.eq_ignore_ascii_case("accept-new") {
+            // russh-config reads only `no` as lenient; both mean accept-new to us (a changed
+            // key is refused whatever the setting).
+            lines.push(format!("{keyword} no"));
+            continue;
+        }
         lines.push(format!("{keyword} {value}"));
     }
     if needs_global_block {
@@ -135,7 +141,8 @@ mod tests {
              \tIdentityFile /keys/a\n\
              \tProxyJump root@bastion:22\n\
              \tUserKnownHostsFile /kh\n\
-             Host other\n  User other\n",
+             Host other\n  User other\n  StrictHostKeyChecking accept-new\n\
+             Host third\n  StrictHostKeyChecking yes\n",
         )
         .expect("write");
         let inner = lookup(Some(&path), "inner").expect("lookup");
@@ -146,6 +153,14 @@ mod tests {
         assert_eq!(inner.proxy_jump.as_deref(), Some("root@bastion:22"));
         assert_eq!(inner.known_hosts_file, Some(PathBuf::from("/kh")));
         assert_eq!(inner.strict_host_key_checking, Some(false));
+        let other = lookup(Some(&path), "other").expect("lookup");
+        assert_eq!(other.strict_host_key_checking, Some(false));
+        let third = lookup(Some(&path), "third").expect("lookup");
+        assert_eq!(
+            third.strict_host_key_checking,
+            Some(false),
+            "global value wins"
+        );
         let missing = lookup(Some(&dir.path().join("nope")), "inner").expect("lookup");
         assert!(missing.host_name.is_none());
     }

@@ -47,9 +47,16 @@ pub(in crate::cli) fn deptree(
     Ok(0)
 }
 
-/// `maestro dump`: the environment after templating, inheritance and defaults.
+/// `maestro dump`: the environment after templating, inheritance and defaults, as YAML (or
+/// JSON with `--json`). Secrets print as `***`.
 pub(in crate::cli) fn dump(cli: &Cli) -> Result<i32, CliError> {
     let env = load(cli)?;
-    println!("{env:#?}");
+    let text = if cli.json {
+        serde_json::to_string_pretty(&env).map_err(|err| err.to_string())
+    } else {
+        serde_saphyr::to_string(&env).map_err(|err| err.to_string())
+    }
+    .map_err(|err| CliError::Failed(format!("cannot print the environment: {err}")))?;
+    println!("{}", text.trim_end());
     Ok(0)
 }

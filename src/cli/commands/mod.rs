@@ -51,7 +51,6 @@ fn load(cli: &Cli) -> Result<Environment, CliError> {
 }
 
 /// The async runtime for commands that talk to ships.
-#[allow(dead_code)] // used by the commands that talk to ships
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
