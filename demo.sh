@@ -76,9 +76,9 @@ run() {
 }
 run "$MAESTRO" -f "$DEMO_FILE" validate
 run "$MAESTRO" -f "$DEMO_FILE" deptree
-# Once orchestration lands:
-# run "$MAESTRO" -f "$DEMO_FILE" start
-# run "$MAESTRO" -f "$DEMO_FILE" status
+
+run "$MAESTRO" -f "$DEMO_FILE" start
+run "$MAESTRO" -f "$DEMO_FILE" status
 
 cat >&2 <<MSG
 

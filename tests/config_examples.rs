@@ -14,6 +14,10 @@ fn demo_vars() -> std::collections::BTreeMap<String, String> {
         ("DEMO_SHIP3_IP", "10.200.0.13"),
         ("DEMO_INNER1_IP", "10.200.1.21"),
         ("DEMO_BASTION_IP", "10.200.0.10"),
+        ("DEMO_SHIP1_DOCKER_SOCKET", "/bed/ship1/docker.sock"),
+        ("DEMO_SHIP2_DOCKER_SOCKET", "/bed/ship2/docker.sock"),
+        ("DEMO_SHIP3_DOCKER_SOCKET", "/bed/ship3/docker.sock"),
+        ("DEMO_INNER1_DOCKER_SOCKET", "/bed/inner1/docker.sock"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
