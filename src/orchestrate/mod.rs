@@ -9,3 +9,5 @@ pub mod fleet;
 pub mod ops;
 pub mod plan;
 pub mod spec;
+pub mod logs;
+pub mod status;
