@@ -189,17 +189,15 @@ async fn status_shows_running_stopped_absent_and_host_down() -> TestResult {
         r#"
   stdb:
     image: IMAGE
-    command: "httpd -f -p 5432"
     instances:
-      stdb-1: {ship: ship1, ports: {sql: "5432:15432"}}
+      stdb-1: {ship: ship1, ports: {sql: "5432:15432"}, command: "httpd -f -p 5432"}
   stweb:
     image: IMAGE
     requires: [stdb]
-    command: "sleep 600"
     instances:
-      stweb-1: {ship: inner1}
-      stweb-2: {ship: ship2}
-      stweb-3: {ship: ship2}
+      stweb-1: {ship: inner1, command: "sleep 600"}
+      stweb-2: {ship: ship2, command: "sleep 600"}
+      stweb-3: {ship: ship2, command: "sleep 600"}
   stlost:
     image: IMAGE
     instances:
@@ -280,14 +278,12 @@ async fn full_status_checks_ports_from_the_ships_side() -> TestResult {
         r#"
   fuweb:
     image: IMAGE
-    command: "httpd -f -p 8080"
     instances:
-      fuweb-1: {ship: inner1, ports: {http: "8080:28080"}}
+      fuweb-1: {ship: inner1, ports: {http: "8080:28080"}, command: "httpd -f -p 8080"}
   fumute:
     image: IMAGE
-    command: "sleep 600"
     instances:
-      fumute-1: {ship: inner1, ports: {http: "8080:28090"}}
+      fumute-1: {ship: inner1, ports: {http: "8080:28090"}, command: "sleep 600"}
 "#,
     )?;
     s.make("fuweb-1", true).await?;
@@ -330,10 +326,9 @@ async fn logs_show_the_last_lines_with_prefixes_for_several() -> TestResult {
         r#"
   lgone:
     image: IMAGE
-    command: "sh -c 'for i in 1 2 3 4 5; do echo hello $i; done; echo oops >&2; sleep 600'"
     instances:
-      lgone-1: {ship: ship1}
-      lgone-22: {ship: inner1}
+      lgone-1: {ship: ship1, command: "sh -c 'for i in 1 2 3 4 5; do echo hello $i; done; echo oops >&2; sleep 600'"}
+      lgone-22: {ship: inner1, command: "sh -c 'for i in 1 2 3 4 5; do echo hello $i; done; echo oops >&2; sleep 600'"}
 "#,
     )?;
     s.make("lgone-1", true).await?;
@@ -361,8 +356,7 @@ async fn logs_show_the_last_lines_with_prefixes_for_several() -> TestResult {
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_follow_survives_a_restart() -> TestResult {
     let services = format!(
-        "  lgcount:\n    image: IMAGE\n    command: \"{}\"\n    instances:\n      lgcount-1: {{ship: inner1}}\n",
-        COUNTER.replace('"', "\\\"")
+        "  lgcount:\n    image: IMAGE\n    instances:\n      lgcount-1: {{ship: inner1, command: \"{COUNTER}\"}}\n"
     );
     let mut s = setup("obs-follow", &services)?;
     s.make("lgcount-1", true).await?;
@@ -449,18 +443,16 @@ async fn logs_follow_survives_a_restart() -> TestResult {
 const PLAN_V1: &str = r#"
   pldb:
     image: IMAGE
-    command: "sleep 600"
     instances:
-      pldb-1: {ship: ship1}
+      pldb-1: {ship: ship1, command: "sleep 600"}
   plweb:
     image: IMAGE
     requires: [pldb]
-    command: "sleep 600"
     env: {MODE: one}
     instances:
-      plweb-1: {ship: ship2}
-      plweb-2: {ship: ship2}
-      plweb-3: {ship: inner1}
+      plweb-1: {ship: ship2, command: "sleep 600"}
+      plweb-2: {ship: ship2, command: "sleep 600"}
+      plweb-3: {ship: inner1, command: "sleep 600"}
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -482,8 +474,8 @@ async fn plan_shows_what_start_would_do_and_the_diff() -> TestResult {
 
     // plweb-1 gets another MODE (a port would change its peers' environment too).
     s.rewrite(&PLAN_V1.replace(
-        "      plweb-1: {ship: ship2}",
-        "      plweb-1: {ship: ship2, env: {MODE: two}}",
+        "      plweb-1: {ship: ship2, command: \"sleep 600\"}",
+        "      plweb-1: {ship: ship2, command: \"sleep 600\", env: {MODE: two}}",
     ))?;
     let out = s.maestro(&["plan", "--json", "plweb"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
