@@ -219,7 +219,12 @@ async fn status_shows_running_stopped_absent_and_host_down() -> TestResult {
             .unwrap_or_else(|| panic!("no line for {instance}\n{table}"))
             .to_string()
     };
-    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert_eq!(
         header,
         ["#", "INSTANCE", "SERVICE", "SHIP", "CONTAINER", "STATUS"],
@@ -308,7 +313,13 @@ async fn full_status_checks_ports_from_the_ships_side() -> TestResult {
 
     let out = s.maestro(&["status", "-F"]);
     let table = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(table.lines().next().is_some_and(|h| h.contains("IMAGE ID") && h.ends_with("PORTS")), "{table}");
+    assert!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("IMAGE ID") && h.ends_with("PORTS")),
+        "{table}"
+    );
     assert!(table.contains("http:28080 ok"), "{table}");
     assert!(table.contains("http:28090 FAILED"), "{table}");
 
@@ -415,7 +426,11 @@ async fn logs_follow_survives_a_restart() -> TestResult {
         Some((boot.parse().ok()?, line.parse().ok()?))
     };
     let parsed: Vec<(u32, u32)> = seen.iter().filter_map(|l| parse(l)).collect();
-    assert_eq!(parsed.len(), seen.len(), "only log lines on stdout: {seen:?}");
+    assert_eq!(
+        parsed.len(),
+        seen.len(),
+        "only log lines on stdout: {seen:?}"
+    );
     let boot1: Vec<u32> = parsed.iter().filter(|p| p.0 == 1).map(|p| p.1).collect();
     let boot2: Vec<u32> = parsed.iter().filter(|p| p.0 == 2).map(|p| p.1).collect();
     assert!(boot1.len() >= 2, "{seen:?}");
@@ -423,7 +438,11 @@ async fn logs_follow_survives_a_restart() -> TestResult {
         boot1.windows(2).all(|w| w[1] == w[0] + 1),
         "first run contiguous: {seen:?}"
     );
-    assert_eq!(boot2.first(), Some(&1), "second run from its start: {seen:?}");
+    assert_eq!(
+        boot2.first(),
+        Some(&1),
+        "second run from its start: {seen:?}"
+    );
     assert!(
         boot2.windows(2).all(|w| w[1] == w[0] + 1),
         "second run contiguous, nothing repeated: {seen:?}"
@@ -498,7 +517,10 @@ async fn plan_shows_what_start_would_do_and_the_diff() -> TestResult {
 
     let out = s.maestro(&["plan"]);
     let table = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(table.contains("recreate: the container spec changed"), "{table}");
+    assert!(
+        table.contains("recreate: the container spec changed"),
+        "{table}"
+    );
     assert!(table.contains("env.MODE: \"one\" -> \"two\""), "{table}");
     assert!(
         table.contains("1 to create, 1 to re-create, 1 to start, 1 unchanged"),

@@ -111,7 +111,8 @@ impl Resume {
     }
 }
 
-type RawLogs = std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+type RawLogs =
+    std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 fn raw_logs(
     ship: &docker::Ship,
@@ -278,7 +279,11 @@ pub async fn read_instance(
             Ok(None) => None,
             Err(err) if !options.follow => return Err(docker_error(err)),
             Err(err) => {
-                if events.send(notice(format!("{err}; trying again"))).await.is_err() {
+                if events
+                    .send(notice(format!("{err}; trying again")))
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
                 None
@@ -438,7 +443,10 @@ mod tests {
     fn chunks_become_lines_and_continuations_inherit_the_time() {
         let mut splitter = Splitter::new();
         let mut ready = VecDeque::new();
-        splitter.push(out("2026-11-25T11:38:22.1Z one\n2026-11-25T11:38:2"), &mut ready);
+        splitter.push(
+            out("2026-11-25T11:38:22.1Z one\n2026-11-25T11:38:2"),
+            &mut ready,
+        );
         splitter.push(out("3.5Z two\nthree\n"), &mut ready);
         splitter.push(
             LogOutput::StdErr {
@@ -447,10 +455,8 @@ mod tests {
             &mut ready,
         );
         splitter.flush(&mut ready);
-        let texts: Vec<(&str, LogSource)> = ready
-            .iter()
-            .map(|l| (l.text.as_str(), l.source))
-            .collect();
+        let texts: Vec<(&str, LogSource)> =
+            ready.iter().map(|l| (l.text.as_str(), l.source)).collect();
         assert_eq!(
             texts,
             [

@@ -138,10 +138,16 @@ pub struct PortStatus {
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum PortCheck {
     /// A TCP connection was accepted.
-    Open { millis: u64 },
-    Failed { reason: String },
+    Open {
+        millis: u64,
+    },
+    Failed {
+        reason: String,
+    },
     /// Not checked: UDP, or the instance is not running, or the port is not published.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 impl PortCheck {
@@ -553,19 +559,17 @@ fn action_for(
     let mut changes = Vec::new();
     match container.spec_hash.as_deref() {
         None => reasons.push("the container has no spec hash (not created by maestro)".into()),
-        Some(hash) if hash != spec.hash() => {
-            match container.recorded_spec() {
-                Some(recorded) => {
-                    changes = spec.changes_since(recorded);
-                    reasons.push(format!(
-                        "the container spec changed ({} field{})",
-                        changes.len(),
-                        if changes.len() == 1 { "" } else { "s" }
-                    ));
-                }
-                None => reasons.push("the container spec changed".into()),
+        Some(hash) if hash != spec.hash() => match container.recorded_spec() {
+            Some(recorded) => {
+                changes = spec.changes_since(recorded);
+                reasons.push(format!(
+                    "the container spec changed ({} field{})",
+                    changes.len(),
+                    if changes.len() == 1 { "" } else { "s" }
+                ));
             }
-        }
+            None => reasons.push("the container spec changed".into()),
+        },
         Some(_) => {}
     }
     if let Some(id) = image_id
@@ -712,7 +716,9 @@ services:
                 exit_code: Some(3)
             }
         );
-        assert!(matches!(rows[2].state, InstanceState::HostDown { ref cause, .. } if cause == "refused"));
+        assert!(
+            matches!(rows[2].state, InstanceState::HostDown { ref cause, .. } if cause == "refused")
+        );
         assert!(rows[0].is_running() && !rows[1].is_running());
     }
 
@@ -725,7 +731,11 @@ services:
             ("b".to_string(), ShipListing::Listed(Vec::new())),
         ]);
         let rows = rows(&env, &plan, &listings, at(NOW));
-        assert_eq!(rows.len(), 3, "omitted services are left out without the flag");
+        assert_eq!(
+            rows.len(),
+            3,
+            "omitted services are left out without the flag"
+        );
         assert!(rows.iter().all(|r| r.state == InstanceState::Absent));
     }
 
@@ -780,10 +790,14 @@ services:
         assert_eq!(by_name("sql").address.as_deref(), Some("10.0.0.1"));
         assert_eq!(by_name("sql").external, Some(5432));
         assert_eq!(by_name("local").address.as_deref(), Some("127.0.0.1"));
-        assert!(matches!(by_name("dns").check, PortCheck::Skipped { ref reason } if reason.contains("udp")));
+        assert!(
+            matches!(by_name("dns").check, PortCheck::Skipped { ref reason } if reason.contains("udp"))
+        );
         // web-1 is absent: nothing to check.
         let web = port_targets(&env, &rows[1], Some(&listing));
-        assert!(matches!(web[0].check, PortCheck::Skipped { ref reason } if reason == "not running"));
+        assert!(
+            matches!(web[0].check, PortCheck::Skipped { ref reason } if reason == "not running")
+        );
     }
 
     #[test]
@@ -807,7 +821,11 @@ services:
         };
         // db-1 runs as specified; web-1 stopped as specified; web-2 ran an older spec.
         let db = created_from(&specs["db-1"], ContainerStatus::Running, "Up 1 second");
-        let web1 = created_from(&specs["web-1"], ContainerStatus::Exited, "Exited (0) 1 second ago");
+        let web1 = created_from(
+            &specs["web-1"],
+            ContainerStatus::Exited,
+            "Exited (0) 1 second ago",
+        );
         let mut older = specs["web-2"].clone();
         older.env.retain(|(k, _)| k != "DOCKER_TAG");
         older.env.push(("EXTRA".into(), "1".into()));
@@ -817,9 +835,18 @@ services:
             ("b".to_string(), ShipListing::Listed(vec![web2])),
         ]);
         let images = ImageIds::from([
-            (("a".into(), "db:9".into()), Some("sha256:aaaaaaaaaaaa".into())),
-            (("a".into(), "web".into()), Some("sha256:aaaaaaaaaaaa".into())),
-            (("b".into(), "web".into()), Some("sha256:aaaaaaaaaaaa".into())),
+            (
+                ("a".into(), "db:9".into()),
+                Some("sha256:aaaaaaaaaaaa".into()),
+            ),
+            (
+                ("a".into(), "web".into()),
+                Some("sha256:aaaaaaaaaaaa".into()),
+            ),
+            (
+                ("b".into(), "web".into()),
+                Some("sha256:aaaaaaaaaaaa".into()),
+            ),
         ]);
         let rows = plan_actions(&plan, &listings, &specs, &images);
         assert_eq!(rows[0].action, PlannedAction::Nothing);
@@ -837,7 +864,10 @@ services:
 
         // A newer image under the same name re-creates; a missing container is created.
         let images = ImageIds::from([
-            (("a".into(), "db:9".into()), Some("sha256:bbbbbbbbbbbb".into())),
+            (
+                ("a".into(), "db:9".into()),
+                Some("sha256:bbbbbbbbbbbb".into()),
+            ),
             (("a".into(), "web".into()), None),
         ]);
         let listings = BTreeMap::from([
@@ -858,7 +888,9 @@ services:
             ),
         ]);
         let rows = plan_actions(&plan, &listings, &specs, &images);
-        assert!(matches!(&rows[0].action, PlannedAction::Recreate { reasons, .. } if reasons[0].contains("aaaaaaa -> bbbbbbb")));
+        assert!(
+            matches!(&rows[0].action, PlannedAction::Recreate { reasons, .. } if reasons[0].contains("aaaaaaa -> bbbbbbb"))
+        );
         assert_eq!(rows[1].action, PlannedAction::Create { pull: true });
         assert!(matches!(rows[2].action, PlannedAction::Unknown { .. }));
     }

@@ -90,7 +90,11 @@ fn table(
         for (k, cell) in cells.iter().enumerate() {
             text.push_str(&style(k, cell));
             if k + 1 < cells.len() {
-                let pad = widths.get(k).copied().unwrap_or(0).saturating_sub(cell.chars().count());
+                let pad = widths
+                    .get(k)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(cell.chars().count());
                 text.push_str(&" ".repeat(pad + 2));
             }
         }
@@ -113,7 +117,10 @@ fn age_text(age: Option<status::Age>) -> String {
         return String::new();
     };
     if !age.approximate {
-        return format!(" for {}", ui::format_duration(age.seconds.saturating_mul(1000)));
+        return format!(
+            " for {}",
+            ui::format_duration(age.seconds.saturating_mul(1000))
+        );
     }
     let s = age.seconds;
     let text = match s {
@@ -185,7 +192,12 @@ struct StatusReport<'a> {
     instances: &'a [StatusRow],
 }
 
-fn status_command(cli: &Cli, things: &Things, full: bool, show_hosts: bool) -> Result<i32, CliError> {
+fn status_command(
+    cli: &Cli,
+    things: &Things,
+    full: bool,
+    show_hosts: bool,
+) -> Result<i32, CliError> {
     let env = load(cli)?;
     let plan = selected(&env, things, true)?;
     let rows = runtime()?.block_on(async {
@@ -227,7 +239,10 @@ fn status_command(cli: &Cli, things: &Things, full: bool, show_hosts: bool) -> R
             })?
         );
     } else {
-        print!("{}", render_status(&rows, full, show_hosts, stdout_palette()));
+        print!(
+            "{}",
+            render_status(&rows, full, show_hosts, stdout_palette())
+        );
         for row in &rows {
             if let InstanceState::HostDown { message, .. } = &row.state {
                 // One explanation per ship is enough.
@@ -275,10 +290,10 @@ fn render_status(rows: &[StatusRow], full: bool, show_hosts: bool, palette: Pale
             cells.push(container.map_or_else(|| "-".into(), |c| c.tag_and_short_id()));
             if full {
                 cells.push(container.map_or_else(|| "-".into(), |c| c.image.clone()));
-                cells.push(container.map_or_else(
-                    || "-".into(),
-                    |c| status::short_id(&c.image_id).to_string(),
-                ));
+                cells.push(
+                    container
+                        .map_or_else(|| "-".into(), |c| status::short_id(&c.image_id).to_string()),
+                );
             }
             cells.push(status_text(&row.state));
             if full {
@@ -330,7 +345,10 @@ fn log_prefix(instance: &str, width: usize, colours: bool) -> String {
         return text;
     }
     let pick = PREFIX_COLOURS[(stable_hash(instance) % PREFIX_COLOURS.len() as u64) as usize];
-    pick(Style::new()).force_styling(true).apply_to(text).to_string()
+    pick(Style::new())
+        .force_styling(true)
+        .apply_to(text)
+        .to_string()
 }
 
 fn logs_command(
@@ -345,7 +363,11 @@ fn logs_command(
         return Err(CliError::Usage("no instance matches the selection".into()));
     }
     let several = plan.steps.len() > 1;
-    let width = plan.instances().map(|i| i.chars().count()).max().unwrap_or(0);
+    let width = plan
+        .instances()
+        .map(|i| i.chars().count())
+        .max()
+        .unwrap_or(0);
     let out_colours = ui::colors_wanted(console::Term::stdout().is_term());
     let err_colours = ui::colors_wanted(console::Term::stderr().is_term());
     let palette = Palette::new(err_colours);
@@ -402,7 +424,11 @@ fn logs_command(
                 String::new()
             };
             let text = if notice {
-                let who = if several { String::new() } else { format!("{instance}: ") };
+                let who = if several {
+                    String::new()
+                } else {
+                    format!("{instance}: ")
+                };
                 palette.dim(&format!("[maestro] {who}{text}"))
             } else {
                 text
@@ -574,7 +600,10 @@ fn render_plan(rows: &[PlanRow], palette: Palette) -> String {
     );
     // The field-by-field diff goes under its row.
     let indent = " ".repeat(4);
-    for (line, row) in table_text.lines().zip(std::iter::once(None).chain(rows.iter().map(Some))) {
+    for (line, row) in table_text
+        .lines()
+        .zip(std::iter::once(None).chain(rows.iter().map(Some)))
+    {
         out.push_str(line);
         out.push('\n');
         if let Some(PlanRow {
