@@ -6,6 +6,8 @@ pub mod checks;
 pub mod events;
 pub mod executor;
 pub mod fleet;
+pub mod logs;
 pub mod ops;
 pub mod plan;
 pub mod spec;
+pub mod status;
