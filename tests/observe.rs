@@ -190,7 +190,7 @@ async fn status_shows_running_stopped_absent_and_host_down() -> TestResult {
   stdb:
     image: IMAGE
     instances:
-      stdb-1: {ship: ship1, ports: {sql: "5432:15432"}, command: "httpd -f -p 5432"}
+      stdb-1: {ship: ship1, ports: {sql: "5432:41432"}, command: "httpd -f -p 5432"}
   stweb:
     image: IMAGE
     requires: [stdb]
