@@ -190,7 +190,7 @@ async fn status_shows_running_stopped_absent_and_host_down() -> TestResult {
   stdb:
     image: IMAGE
     instances:
-      stdb-1: {ship: ship1, ports: {sql: "5432:15432"}, command: "httpd -f -p 5432"}
+      stdb-1: {ship: ship1, ports: {sql: "5432:41432"}, command: "httpd -f -p 5432"}
   stweb:
     image: IMAGE
     requires: [stdb]
@@ -338,13 +338,15 @@ async fn logs_show_the_last_lines_with_prefixes_for_several() -> TestResult {
   lgone:
     image: IMAGE
     instances:
-      lgone-1: {ship: ship1, command: "sh -c 'for i in 1 2 3 4 5; do echo hello $i; done; echo oops >&2; sleep 600'"}
-      lgone-22: {ship: inner1, command: "sh -c 'for i in 1 2 3 4 5; do echo hello $i; done; echo oops >&2; sleep 600'"}
+      lgone-1: {ship: ship1, command: "sh -c 'for i in 1 2 3 4 5; do echo hello $i; done; sleep 0.3; echo oops >&2; sleep 600'"}
+      lgone-22: {ship: inner1, command: "sh -c 'for i in 1 2 3 4 5; do echo hello $i; done; sleep 0.3; echo oops >&2; sleep 600'"}
 "#,
     )?;
     s.make("lgone-1", true).await?;
     s.make("lgone-22", true).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // stdout and stderr are logged by separate copiers: "oops" comes later so that the order
+    // in the log is certain.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let out = s.maestro(&["logs", "-n", "3", "lgone-1"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -116,18 +116,20 @@ fn age_text(age: Option<status::Age>) -> String {
     let Some(age) = age else {
         return String::new();
     };
-    if !age.approximate {
-        return format!(
-            " for {}",
-            ui::format_duration(age.seconds.saturating_mul(1000))
-        );
-    }
     let s = age.seconds;
-    let text = match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86_400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
+    let text = if age.approximate {
+        match s {
+            0..60 => format!("{s}s"),
+            60..3600 => format!("{}m", s / 60),
+            3600..86_400 => format!("{}h", s / 3600),
+            _ => format!("{}d", s / 86_400),
+        }
+    } else {
+        match s {
+            0..60 => format!("{s}s"),
+            60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+            _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        }
     };
     format!(" for {text}")
 }
@@ -358,7 +360,7 @@ fn logs_command(
     lines: Option<usize>,
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
-    let plan = selected(&env, things, !things.names.is_empty())?;
+    let plan = selected(&env, things, false)?;
     if plan.is_empty() {
         return Err(CliError::Usage("no instance matches the selection".into()));
     }
@@ -540,6 +542,14 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
     let (rows, lookup_errors) = rows;
     for err in &lookup_errors {
         eprintln!("warning: {err}");
+    }
+    let mut explained = std::collections::BTreeSet::new();
+    for row in &rows {
+        if let PlannedAction::Unknown { message, .. } = &row.action
+            && explained.insert(message.clone())
+        {
+            eprintln!("{message}");
+        }
     }
     let unknown = rows
         .iter()
