@@ -288,6 +288,28 @@ impl TestBed {
             .unwrap_or_else(|| panic!("test bed {} has no registry", self.info.name))
     }
 
+    /// One entry of an environment file's `ships:` map for the bed ship `name`, written as
+    /// `alias`: reached over SSH as the bed's user with the bed's key and known_hosts, its
+    /// daemon's socket named, and inner ships through the bastion.
+    #[allow(dead_code)] // not every test binary writes environment files
+    pub fn ship_yaml(&self, name: &str, alias: &str) -> String {
+        let ship = self.ship(name);
+        let jump = if ship.inner {
+            format!(", jump: [\"{}@{}\"]", self.info.user, self.bastion().ip)
+        } else {
+            String::new()
+        };
+        format!(
+            "  {alias}: {{ip: {}, socket_path: \"{}\", ssh: {{user: {}, identity_files: [\"{}\"], \
+             known_hosts_file: \"{}\"{jump}}}}}\n",
+            ship.ip,
+            ship.docker_socket.display(),
+            self.info.user,
+            self.key().display(),
+            self.known_hosts().display(),
+        )
+    }
+
     /// Runs the docker CLI against a ship's socket directly (not through SSH), to assert state.
     pub fn docker_cli(&self, ship: &str, args: &[&str]) -> Output {
         let socket = &self.ship(ship).docker_socket;

@@ -1,0 +1,94 @@
+//! `maestro ships` on the real test bed: every ship reached at once, inner ones through the
+//! bastion, and a ship that cannot be reached reported with its cause.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn ships_reports_route_auth_host_key_and_engine_per_ship() {
+    let bed = common::TestBed::shared();
+    let inner = bed.inner_ships()[0].name.clone();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("ships.yaml");
+    let text = format!(
+        "name: ships\nships:\n{}{}{}  gone: {{ip: 127.0.0.1, timeout: 3, ssh: {{user: root, port: 1}}}}\nservices: {{}}\n",
+        bed.ship_yaml("ship1", "ship1"),
+        bed.ship_yaml("ship2", "ship2"),
+        bed.ship_yaml(&inner, "inner"),
+    );
+    std::fs::write(&file, text).expect("write environment");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .arg("-f")
+        .arg(&file)
+        .args(["ships", "--json"])
+        .env("HOME", dir.path())
+        .output()
+        .expect("run maestro");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "one ship is down: {stdout}");
+    let reports: Value = serde_json::from_str(&stdout).expect("JSON report");
+    let by_name = |name: &str| {
+        reports
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["ship"] == name))
+            .unwrap_or_else(|| panic!("no report for {name}: {stdout}"))
+            .clone()
+    };
+    for name in ["ship1", "ship2", "inner"] {
+        let report = by_name(name);
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["engine"]["api_version"], "1.41", "{report}");
+        assert_eq!(report["connection"]["transport"], "ssh", "{report}");
+        let fingerprint = report["connection"]["host_key_fingerprint"]
+            .as_str()
+            .unwrap_or("");
+        assert!(fingerprint.starts_with("SHA256:"), "{report}");
+        assert!(
+            report["engine"]["round_trip"].as_f64().is_some(),
+            "{report}"
+        );
+    }
+    let hops = by_name("inner")["connection"]["hops"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        hops.len(),
+        2,
+        "the inner ship is reached through the bastion"
+    );
+    assert!(
+        hops[0]["address"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&bed.bastion().ip)
+    );
+
+    let gone = by_name("gone");
+    assert_eq!(gone["ok"], false);
+    assert_eq!(gone["error"]["cause"], "refused", "{gone}");
+    assert!(
+        gone["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ship gone"),
+        "the message names the ship: {gone}"
+    );
+
+    // The human form says the same in lines.
+    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .arg("-f")
+        .arg(&file)
+        .arg("ships")
+        .env("HOME", dir.path())
+        .output()
+        .expect("run maestro");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("inner: ok, Docker"), "{text}");
+    assert!(text.contains("gone: FAILED (refused)"), "{text}");
+    assert!(text.contains("3 of 4 ships reachable"), "{text}");
+}
