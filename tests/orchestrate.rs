@@ -571,16 +571,34 @@ fn lifecycle_on_the_bed() {
         );
     }
 
-    // clean removes the stopped containers.
+    // --reuse starts the stopped container as it is.
+    let before = container_ids(&bed, &topo);
+    let reuse = maestro(
+        &file,
+        work.path(),
+        &["--json", "start", "--reuse", "-i", "data-1"],
+    );
+    assert_ok(&reuse, "start --reuse");
+    assert_eq!(outcomes(&reuse.events).len(), 1);
+    assert_eq!(outcomes(&reuse.events)["data-1"], "started");
+    assert_eq!(container_ids(&bed, &topo)["data-1"], before["data-1"]);
+
+    // clean removes the stopped containers and leaves the running one alone.
     let clean = maestro(&file, work.path(), &["--json", "clean"]);
     assert_ok(&clean, "clean");
-    assert!(outcomes(&clean.events).values().all(|o| o == "removed"));
-    for (inst, (ship, _)) in &topo {
-        assert!(
-            !bed.docker_cli(ship, &["inspect", inst]).status.success(),
-            "{inst}"
-        );
+    for (inst, outcome) in outcomes(&clean.events) {
+        let expected = if inst == "data-1" {
+            "nothing to do"
+        } else {
+            "removed"
+        };
+        assert_eq!(outcome, expected, "{inst}");
     }
+    for (inst, (ship, _)) in &topo {
+        let exists = bed.docker_cli(ship, &["inspect", inst]).status.success();
+        assert_eq!(exists, *inst == "data-1", "{inst}");
+    }
+    let _ = bed.docker_cli(&ships.ship1.name, &["rm", "-f", "data-1"]);
 }
 
 /// A ship that cannot be reached fails its own instances, skips what waits on them, and the

@@ -196,19 +196,14 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         )?],
         Request::Restart { step_delay, .. } => {
             // -d widens a restart to the dependents, whichever half runs.
-            let stop = plan::select(&env, &graph, &selection(&things, Direction::Reverse, false))?;
-            let names: Vec<String> = stop.instances().map(str::to_string).collect();
-            let start_sel = Selection {
-                names,
-                with_dependencies: false,
-                container_filter: Vec::new(),
-                ship_filter: Vec::new(),
-                ..selection(&things, Direction::Forward, false)
-            };
+            let (stop, start) =
+                plan::select_restart(&env, &graph, &selection(&things, Direction::Reverse, false))?;
+            // Nothing to stop means nothing to restart (the start half's names would be empty,
+            // which selects everything).
             let start = if stop.is_empty() {
                 Plan::default()
             } else {
-                plan::select(&env, &graph, &start_sel)?
+                start
             };
             if step_delay.is_some() {
                 vec![start]
