@@ -169,8 +169,8 @@ impl LifecycleOp {
                 refresh_images,
                 reuse,
             } => unit.start(refresh_images, reuse).await,
-            Action::Stop => unit.stop().await,
-            Action::Kill => unit.kill().await,
+            Action::Stop => unit.halt(Halt::Stop).await,
+            Action::Kill => unit.halt(Halt::Kill).await,
             Action::Clean => unit.clean().await,
             Action::Pull => {
                 unit.pull().await?;
@@ -182,7 +182,7 @@ impl LifecycleOp {
                         ctx.step(Step::Message {
                             text: format!("{reason}: restarting"),
                         });
-                        unit.stop().await
+                        unit.halt(Halt::Stop).await
                     }
                     None => Ok(Outcome::NothingToDo),
                 }
@@ -205,7 +205,7 @@ impl LifecycleOp {
                     });
                     unit.sleep(step_delay).await?;
                 }
-                unit.stop().await?;
+                unit.halt(Halt::Stop).await?;
                 if !stop_start_delay.is_zero() {
                     ctx.step(Step::Message {
                         text: format!(
@@ -238,6 +238,14 @@ impl Operation for LifecycleOp {
 }
 
 /// One instance being worked on.
+/// How a running container is brought down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    /// SIGTERM (or its `stop_signal`), then SIGKILL after `stop_timeout`.
+    Stop,
+    Kill,
+}
+
 struct Unit<'a> {
     env: &'a Environment,
     service: &'a Service,
@@ -562,7 +570,9 @@ impl Unit<'_> {
         }
     }
 
-    async fn stop(&self) -> Result<Outcome, OpError> {
+    /// stop and kill: `pre-stop` checks, the daemon stops (or kills) the container, then
+    /// `stopped` checks. A container that is absent or not running needs nothing.
+    async fn halt(&self, how: Halt) -> Result<Outcome, OpError> {
         let Some(existing) = self.inspect().await? else {
             return Ok(Outcome::NothingToDo);
         };
@@ -578,51 +588,30 @@ impl Unit<'_> {
         )
         .await
         .map_err(|e| Self::check_failure(e, "the container is left running"))?;
-        self.ctx.step(Step::Stopping);
-        self.ship()
-            .stop(self.name(), stop_timeout(self.instance))
-            .await
-            .map_err(docker_failed)?;
-        self.checks(
-            CheckState::Stopped,
-            &self.instance.lifecycle.stopped,
-            &vars,
-            false,
-        )
-        .await
-        .map_err(|e| Self::check_failure(e, "the container is stopped"))?;
-        Ok(Outcome::Stopped)
-    }
-
-    async fn kill(&self) -> Result<Outcome, OpError> {
-        let Some(existing) = self.inspect().await? else {
-            return Ok(Outcome::NothingToDo);
-        };
-        if !existing.running {
-            return Ok(Outcome::NothingToDo);
-        }
-        let (_, vars) = self.spec();
-        self.checks(
-            CheckState::PreStop,
-            &self.instance.lifecycle.pre_stop,
-            &vars,
-            false,
-        )
-        .await
-        .map_err(|e| Self::check_failure(e, "the container is left running"))?;
-        self.ctx.step(Step::Killing);
-        match self.ship().kill(self.name(), "SIGKILL").await {
-            Ok(()) => {}
-            // It stopped on its own meanwhile.
-            Err(err) if err.is_conflict() => {}
-            Err(err) => return Err(docker_failed(err)),
-        }
-        for _ in 0..50 {
-            match self.inspect().await? {
-                Some(c) if c.running => tokio::time::sleep(Duration::from_millis(100)).await,
-                _ => break,
+        let (outcome, left) = if how == Halt::Kill {
+            self.ctx.step(Step::Killing);
+            match self.ship().kill(self.name(), "SIGKILL").await {
+                Ok(()) => {}
+                // It stopped on its own meanwhile.
+                Err(err) if err.is_conflict() => {}
+                Err(err) => return Err(docker_failed(err)),
             }
-        }
+            // The kill call returns before the daemon has reaped the container.
+            for _ in 0..50 {
+                match self.inspect().await? {
+                    Some(c) if c.running => tokio::time::sleep(Duration::from_millis(100)).await,
+                    _ => break,
+                }
+            }
+            (Outcome::Killed, "the container is killed")
+        } else {
+            self.ctx.step(Step::Stopping);
+            self.ship()
+                .stop(self.name(), stop_timeout(self.instance))
+                .await
+                .map_err(docker_failed)?;
+            (Outcome::Stopped, "the container is stopped")
+        };
         self.checks(
             CheckState::Stopped,
             &self.instance.lifecycle.stopped,
@@ -630,8 +619,8 @@ impl Unit<'_> {
             false,
         )
         .await
-        .map_err(|e| Self::check_failure(e, "the container is killed"))?;
-        Ok(Outcome::Killed)
+        .map_err(|e| Self::check_failure(e, left))?;
+        Ok(outcome)
     }
 
     async fn clean(&self) -> Result<Outcome, OpError> {
