@@ -34,6 +34,11 @@ use super::status::{
 /// Time the daemon may take beyond the stop timeout to kill and reap a container.
 const STOP_ANSWER_MARGIN: Duration = Duration::from_secs(30);
 
+/// Pause before reading the networks again after creating one (see `ensure_network`).
+const NETWORK_SETTLE: Duration = Duration::from_millis(100);
+/// Most re-reads of the networks after creating one.
+const NETWORK_SETTLE_ROUNDS: usize = 10;
+
 /// One ship's Docker daemon, reached through a handle the transport layer opened.
 /// Cheap to clone; clones share the handle.
 #[derive(Clone)]
@@ -646,23 +651,41 @@ impl Ship {
                 None
             }
         };
-        let ids = self.network_ids(name).await?;
-        let Some(winner) = ids.first().cloned() else {
-            return Err(DockerError::new(
+        // The API has no atomic create-if-absent for networks: racing creators (other
+        // maestro processes) each make one, and a network may show in the list only some
+        // time after its creation time. Every creator keeps the oldest and removes its own;
+        // the list is read until it holds one network twice in a row, so a network that
+        // became visible late is still seen.
+        let mut ours = created;
+        let mut previous: Option<String> = None;
+        for _ in 0..NETWORK_SETTLE_ROUNDS {
+            tokio::time::sleep(NETWORK_SETTLE).await;
+            let ids = self.network_ids(name).await?;
+            let Some(winner) = ids.first().cloned() else {
+                return Err(DockerError::new(
+                    &self.name,
+                    format!("create network {name}"),
+                    ErrorKind::Other,
+                    "the network vanished right after creation",
+                ));
+            };
+            if let Some(mine) = ours.take_if(|mine| *mine != winner) {
+                // A failure to remove ours only leaves a harmless duplicate.
+                let _ = self.docker.remove_network(&mine).await;
+            }
+            if ids.len() == 1 && previous.as_ref() == Some(&winner) {
+                break;
+            }
+            previous = Some(winner);
+        }
+        previous.ok_or_else(|| {
+            DockerError::new(
                 &self.name,
                 format!("create network {name}"),
                 ErrorKind::Other,
                 "the network vanished right after creation",
-            ));
-        };
-        if let Some(ours) = created
-            && ours != winner
-        {
-            // Someone else's network of the same name came first; ours must go, and a
-            // failure to remove it only leaves a harmless duplicate.
-            let _ = self.docker.remove_network(&ours).await;
-        }
-        Ok(winner)
+            )
+        })
     }
 
     /// Ids of networks named exactly `name`, oldest first.
