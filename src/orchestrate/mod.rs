@@ -5,3 +5,4 @@ pub mod events;
 pub mod executor;
 pub mod plan;
 pub mod fleet;
+pub mod secrets;
