@@ -111,7 +111,8 @@ impl<'a> SshdKilled<'a> {
             signal(pid, "KILL");
         }
         assert!(
-            wait_for(Duration::from_secs(5), || pids_in_netns(netns, "sshd").is_empty()),
+            wait_for(Duration::from_secs(5), || pids_in_netns(netns, "sshd")
+                .is_empty()),
             "sshd processes of {host} survived"
         );
         SshdKilled {
@@ -163,7 +164,10 @@ impl<'a> DockerdStopped<'a> {
             .collect();
         signal(pid, "TERM");
         assert!(
-            wait_for(Duration::from_secs(20), || !Path::new(&format!("/proc/{pid}")).exists()),
+            wait_for(Duration::from_secs(20), || !Path::new(&format!(
+                "/proc/{pid}"
+            ))
+            .exists()),
             "dockerd of {} did not stop",
             ship.name
         );
@@ -187,15 +191,18 @@ impl<'a> DockerdStopped<'a> {
             .create(true)
             .open(&self.log)
             .expect("dockerd log");
-        Command::new("setsid")
+        // `setsid --fork`: dockerd outlives this command, which returns at once.
+        let status = Command::new("setsid")
+            .arg("--fork")
             .arg("nsenter")
             .arg(format!("--net=/var/run/netns/{}", self.netns))
             .args(&self.cmdline)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
-            .spawn()
+            .status()
             .expect("restart dockerd");
+        assert!(status.success(), "setsid nsenter dockerd: {status}");
         let bed = self.bed;
         let ship = self.ship.clone();
         assert!(
@@ -374,7 +381,10 @@ fn outcomes(run: &Run) -> BTreeMap<String, (String, String)> {
     let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
     for e in events(run) {
         let kind = e["event"].as_str().unwrap_or_default();
-        if matches!(kind, "job_done" | "job_failed" | "job_skipped" | "job_cancelled") {
+        if matches!(
+            kind,
+            "job_done" | "job_failed" | "job_skipped" | "job_cancelled"
+        ) {
             let instance = e["instance"].as_str().unwrap_or_default().to_string();
             let reason = e["reason"].as_str().unwrap_or_default().to_string();
             let previous = out.insert(instance.clone(), (kind.to_string(), reason));
@@ -387,7 +397,11 @@ fn outcomes(run: &Run) -> BTreeMap<String, (String, String)> {
     out
 }
 
-fn kind_of<'a>(outcomes: &'a BTreeMap<String, (String, String)>, instance: &str, run: &Run) -> &'a str {
+fn kind_of<'a>(
+    outcomes: &'a BTreeMap<String, (String, String)>,
+    instance: &str,
+    run: &Run,
+) -> &'a str {
     outcomes
         .get(instance)
         .map(|(k, _)| k.as_str())
@@ -455,7 +469,10 @@ fn sshd_killed_in_the_middle_of_start() {
     let child = spawn_start(&env, &["--json"]);
     let a = letters["a"].name.clone();
     assert!(
-        wait_for(Duration::from_secs(60), || container_state(&bed, &a, "gate-1").as_deref()
+        wait_for(Duration::from_secs(60), || container_state(
+            &bed, &a, "gate-1"
+        )
+        .as_deref()
             == Some("running")),
         "gate-1 never ran"
     );
@@ -567,10 +584,7 @@ fn ship_that_does_not_answer() {
     );
     assert_eq!(kind_of(&out, "free-1", &run), "job_done", "{run}");
     assert_eq!(kind_of(&out, "onv-1", &run), "job_failed", "{run}");
-    assert!(
-        out["onv-1"].1.contains("did not answer within 2s"),
-        "{run}"
-    );
+    assert!(out["onv-1"].1.contains("did not answer within 2s"), "{run}");
     assert_eq!(kind_of(&out, "needsv-1", &run), "job_skipped", "{run}");
     assert_states(
         &bed,
@@ -668,7 +682,10 @@ fn ctrl_c_during_start() {
     let child = spawn_start(&env, &["--json"]);
     let a = letters["a"].name.clone();
     assert!(
-        wait_for(Duration::from_secs(60), || container_state(&bed, &a, "slow-1").as_deref()
+        wait_for(Duration::from_secs(60), || container_state(
+            &bed, &a, "slow-1"
+        )
+        .as_deref()
             == Some("running")),
         "slow-1 never ran"
     );
@@ -701,10 +718,18 @@ fn ctrl_c_during_start() {
     assert_eq!(kind_of(&out, "free-1", &run), "job_done", "{run}");
     assert_eq!(kind_of(&out, "later-1", &run), "job_cancelled", "{run}");
     assert!(
-        matches!(kind_of(&out, "slow-1", &run), "job_cancelled" | "job_failed"),
+        matches!(
+            kind_of(&out, "slow-1", &run),
+            "job_cancelled" | "job_failed"
+        ),
         "{run}"
     );
-    assert_states(&bed, &env, &[("later-1", None), ("free-1", Some("running"))], &run);
+    assert_states(
+        &bed,
+        &env,
+        &[("later-1", None), ("free-1", Some("running"))],
+        &run,
+    );
     assert_nothing_half_made(&bed, &env, &run);
     remove_containers(&bed, &env);
 }
@@ -730,11 +755,12 @@ fn second_ctrl_c_aborts_at_once() {
     assert_eq!(first.code, 0, "{first}");
 
     let started = Instant::now();
-    let mut child = support::maestro_command(&env.dir, &["-f", "env.yaml", "stop", "-a", "--plain"], &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn maestro stop");
+    let mut child =
+        support::maestro_command(&env.dir, &["-f", "env.yaml", "stop", "-a", "--plain"], &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn maestro stop");
     // The stop request is in flight once Docker reports the container... still running; give
     // the request time to reach the daemon.
     std::thread::sleep(Duration::from_secs(3));
@@ -754,7 +780,10 @@ fn second_ctrl_c_aborts_at_once() {
         interrupted_at.elapsed()
     );
     assert!(run.all().contains("aborted"), "{run}");
-    assert!(run.all().contains("unknown"), "the summary says the state is unknown\n{run}");
+    assert!(
+        run.all().contains("unknown"),
+        "the summary says the state is unknown\n{run}"
+    );
     let _ = letters;
     remove_containers(&bed, &env);
 }
@@ -776,6 +805,9 @@ fn reliability_doc_lists_every_fault() {
     support::check_doc_section(
         &support::docs_dir().join("reliability.md"),
         "faults",
-        &support::table(("fault (test in tests/faults.rs)", "what maestro does"), &rows),
+        &support::table(
+            ("fault (test in tests/faults.rs)", "what maestro does"),
+            &rows,
+        ),
     );
 }

@@ -203,7 +203,10 @@ fn refuse_everywhere(case: &Case, content: Option<Vec<u8>>) {
     let path = dir.path().join("env.yaml");
     let bytes = content.unwrap_or_else(|| {
         case.file
-            .replace("{SHIPS}", &SHIPS.replace("PORT", &recorder.port.to_string()))
+            .replace(
+                "{SHIPS}",
+                &SHIPS.replace("PORT", &recorder.port.to_string()),
+            )
             .into_bytes()
     });
     std::fs::write(&path, &bytes).expect("write env.yaml");
@@ -221,7 +224,10 @@ fn refuse_everywhere(case: &Case, content: Option<Vec<u8>>) {
 
 fn assert_refused(case: &Case, command: &str, run: &Run) {
     if !run.implemented() {
-        eprintln!("{}: `{command}` is not implemented in this build; skipped", case.name);
+        eprintln!(
+            "{}: `{command}` is not implemented in this build; skipped",
+            case.name
+        );
         return;
     }
     assert_eq!(run.code, 2, "{} / {command}: {run}", case.name);
@@ -271,7 +277,10 @@ fn deep_nesting() {
 
 #[test]
 fn not_utf8() {
-    refuse_everywhere(case("not_utf8"), Some(b"name: x\n\xff\xfe\x00\x01ships: {}\n".to_vec()));
+    refuse_everywhere(
+        case("not_utf8"),
+        Some(b"name: x\n\xff\xfe\x00\x01ships: {}\n".to_vec()),
+    );
 }
 
 #[test]
@@ -393,6 +402,12 @@ fn reliability_doc_lists_every_hostile_input() {
     support::check_doc_section(
         &support::docs_dir().join("reliability.md"),
         "hostile-input",
-        &support::table(("bad input (test in tests/hostile_input.rs)", "what maestro does"), &rows),
+        &support::table(
+            (
+                "bad input (test in tests/hostile_input.rs)",
+                "what maestro does",
+            ),
+            &rows,
+        ),
     );
 }

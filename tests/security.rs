@@ -5,9 +5,9 @@
 //! The masking facility itself is unit-tested in src/orchestrate/secrets.rs; these tests run
 //! `maestro` as an operator would and search its whole output for the secret texts.
 
+mod common;
 #[path = "faults/support.rs"]
 mod support;
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -183,7 +183,11 @@ pub(crate) fn snippet(text: &str, pos: Pos) -> Option<String> {
         let start = skip.min(count);
         let shown: String = l.chars().skip(start).take(MAX_SNIPPET_LINE_CHARS).collect();
         let head = if start > 0 { "…" } else { "" };
-        let tail = if start + MAX_SNIPPET_LINE_CHARS < count { "…" } else { "" };
+        let tail = if start + MAX_SNIPPET_LINE_CHARS < count {
+            "…"
+        } else {
+            ""
+        };
         format!("{head}{shown}{tail}")
     };
     for (i, l) in lines.iter().enumerate().take(index + 1).skip(first) {
@@ -255,10 +259,21 @@ mod tests {
     #[test]
     fn huge_lines_are_cut_around_the_column() {
         let text = format!("a: 1\nx: {}{}\n", "[".repeat(1000), "oops");
-        let s = snippet(&text, Pos { line: 2, column: 1004 }).unwrap_or_default();
+        let s = snippet(
+            &text,
+            Pos {
+                line: 2,
+                column: 1004,
+            },
+        )
+        .unwrap_or_default();
         assert!(s.len() < 600, "{} bytes:\n{s}", s.len());
         let lines: Vec<&str> = s.lines().collect();
-        let code = lines.iter().find(|l| l.starts_with("2 |")).copied().unwrap_or_default();
+        let code = lines
+            .iter()
+            .find(|l| l.starts_with("2 |"))
+            .copied()
+            .unwrap_or_default();
         let caret = lines.last().copied().unwrap_or_default();
         let at = caret.find('^').unwrap_or(0);
         assert_eq!(code.chars().nth(at), Some('o'), "{s}");

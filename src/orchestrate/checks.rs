@@ -166,13 +166,18 @@ async fn health_wait(target: &CheckTarget<'_>) -> Duration {
         return DEFAULT_HEALTH_WAIT;
     };
     let nanos = |n: Option<i64>, default: u64| {
-        Duration::from_nanos(n.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0).unwrap_or(default))
+        Duration::from_nanos(
+            n.and_then(|n| u64::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default),
+        )
     };
     let interval = nanos(health.interval, 30_000_000_000);
     let timeout = nanos(health.timeout, 30_000_000_000);
     let start = nanos(health.start_period, 0);
     let retries = u32::try_from(health.retries.unwrap_or(3).max(1)).unwrap_or(3);
-    (start + (interval + timeout) * (retries + 1) + Duration::from_secs(5)).min(Duration::from_secs(3600))
+    (start + (interval + timeout) * (retries + 1) + Duration::from_secs(5))
+        .min(Duration::from_secs(3600))
 }
 
 async fn wait_healthy(target: &CheckTarget<'_>, ctx: &StepContext) -> Result<(), CheckError> {
@@ -203,7 +208,12 @@ async fn wait_healthy(target: &CheckTarget<'_>, ctx: &StepContext) -> Result<(),
 
 /// Attempts `once` up to `max` times, one a second (an attempt that took longer than a second
 /// is followed at once by the next), reporting each attempt. The last error is kept.
-async fn attempts<F, Fut>(name: &str, max: u32, ctx: &StepContext, mut once: F) -> Result<(), CheckError>
+async fn attempts<F, Fut>(
+    name: &str,
+    max: u32,
+    ctx: &StepContext,
+    mut once: F,
+) -> Result<(), CheckError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -232,13 +242,21 @@ where
 }
 
 fn port_of(target: &CheckTarget<'_>, name: &str, port: &str) -> Result<u16, CheckError> {
-    target.ports.get(port).copied().ok_or_else(|| CheckError::Failed {
-        check: name.to_string(),
-        reason: format!("the container publishes no port named `{port}`"),
-    })
+    target
+        .ports
+        .get(port)
+        .copied()
+        .ok_or_else(|| CheckError::Failed {
+            check: name.to_string(),
+            reason: format!("the container publishes no port named `{port}`"),
+        })
 }
 
-async fn run_one(target: &CheckTarget<'_>, check: &Check, ctx: &StepContext) -> Result<(), CheckError> {
+async fn run_one(
+    target: &CheckTarget<'_>,
+    check: &Check,
+    ctx: &StepContext,
+) -> Result<(), CheckError> {
     let name = check_name(check);
     match check {
         Check::Tcp { port, max_wait } => {
@@ -252,7 +270,10 @@ async fn run_one(target: &CheckTarget<'_>, check: &Check, ctx: &StepContext) -> 
                 {
                     Ok(Ok(_stream)) => Ok(()),
                     Ok(Err(err)) => Err(err.to_string()),
-                    Err(_) => Err(format!("no answer from {}:{port} within 1 s", target.ship_ip)),
+                    Err(_) => Err(format!(
+                        "no answer from {}:{port} within 1 s",
+                        target.ship_ip
+                    )),
                 }
             })
             .await
@@ -310,7 +331,10 @@ async fn run_one(target: &CheckTarget<'_>, check: &Check, ctx: &StepContext) -> 
             attempts: max,
             envfrom,
         } => {
-            attempts(&name, *max, ctx, || local_exec(command, *envfrom, target.env)).await
+            attempts(&name, *max, ctx, || {
+                local_exec(command, *envfrom, target.env)
+            })
+            .await
         }
         Check::Rexec {
             command,
@@ -336,7 +360,11 @@ async fn run_one(target: &CheckTarget<'_>, check: &Check, ctx: &StepContext) -> 
             .await
         }
         Check::Sleep { wait } => {
-            let seconds = if wait.is_finite() && *wait > 0.0 { *wait } else { 0.0 };
+            let seconds = if wait.is_finite() && *wait > 0.0 {
+                *wait
+            } else {
+                0.0
+            };
             let total = seconds.ceil() as u32;
             ctx.step(Step::Checking {
                 check: name,
@@ -357,7 +385,10 @@ async fn local_exec(
     env: &BTreeMap<String, String>,
 ) -> Result<(), String> {
     let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c").arg(command).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.arg("-c")
+        .arg(command)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     cmd.kill_on_drop(true);
     match envfrom {
         EnvFrom::Env => {
@@ -367,7 +398,9 @@ async fn local_exec(
             cmd.stdin(Stdio::piped());
         }
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run `{command}`: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
     if envfrom == EnvFrom::Stdin
         && let Some(mut stdin) = child.stdin.take()
     {
@@ -430,9 +463,7 @@ fn http_request_bytes(req: &HttpRequest<'_>) -> Vec<u8> {
 /// Status and body of a response read to the end; chunked bodies are joined.
 fn parse_http_response(raw: &[u8]) -> Result<HttpResponse, String> {
     let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or((text.as_ref(), ""));
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_ref(), ""));
     let status_line = head.lines().next().unwrap_or_default();
     let mut parts = status_line.split_whitespace();
     let version = parts.next().unwrap_or_default();
@@ -552,12 +583,18 @@ mod tests {
     #[tokio::test]
     async fn exec_gets_the_environment_either_way() {
         let env = BTreeMap::from([("X".to_string(), "42".to_string())]);
-        assert_eq!(local_exec("test \"$X\" = 42", EnvFrom::Env, &env).await, Ok(()));
+        assert_eq!(
+            local_exec("test \"$X\" = 42", EnvFrom::Env, &env).await,
+            Ok(())
+        );
         assert_eq!(
             local_exec("grep -q '\"X\":\"42\"'", EnvFrom::Stdin, &env).await,
             Ok(())
         );
         let failed = local_exec("echo nope >&2; exit 3", EnvFrom::Env, &env).await;
-        assert_eq!(failed, Err("`echo nope >&2; exit 3` exited with 3: nope".into()));
+        assert_eq!(
+            failed,
+            Err("`echo nope >&2; exit 3` exited with 3: nope".into())
+        );
     }
 }

@@ -96,7 +96,9 @@ pub enum Action {
     Pull,
     /// The stop half of `restart --only-if-changed`: only containers whose spec or image
     /// changed are stopped; the start half then leaves the others running.
-    StopIfChanged { refresh_images: bool },
+    StopIfChanged {
+        refresh_images: bool,
+    },
     /// A rolling restart of one instance: stop, wait, start, then wait before the next.
     RestartUnit {
         refresh_images: bool,
@@ -277,7 +279,10 @@ impl Unit<'_> {
     }
 
     async fn inspect(&self) -> Result<Option<ContainerDetails>, OpError> {
-        self.ship().inspect(self.name()).await.map_err(docker_failed)
+        self.ship()
+            .inspect(self.name())
+            .await
+            .map_err(docker_failed)
     }
 
     /// The container's last log lines, for a failure report; none if they cannot be read.
@@ -355,7 +360,11 @@ impl Unit<'_> {
                 .await
                 .map_err(docker_failed)?
         };
-        Ok(reason_to_recreate(&existing, &spec.hash(), image_id.as_deref()))
+        Ok(reason_to_recreate(
+            &existing,
+            &spec.hash(),
+            image_id.as_deref(),
+        ))
     }
 
     /// Pulls the instance's image (once per ship and image in a run); returns its id.
@@ -678,8 +687,7 @@ services:
             Err(e) => panic!("{e}"),
         };
         let graph = plan::Graph::new(&env);
-        let forward = plan::select(&env, &graph, &plan::Selection::default())
-            .unwrap_or_default();
+        let forward = plan::select(&env, &graph, &plan::Selection::default()).unwrap_or_default();
         let (jobs, dir) = jobs_of(&forward);
         assert_eq!(dir, Direction::Forward);
         assert_eq!(jobs[0].instance, "db-1");

@@ -214,7 +214,7 @@ impl Masker {
                 .ok()
                 .and_then(|quoted| Some(quoted.get(1..quoted.len().checked_sub(1)?)?.to_owned()));
             for spelling in std::iter::once(value.to_owned()).chain(escaped) {
-                if !self.secrets.iter().any(|s| *s == spelling) {
+                if !self.secrets.contains(&spelling) {
                     self.secrets.push(spelling);
                     changed = true;
                 }
@@ -295,8 +295,10 @@ impl Masker {
     pub fn mask_assignments(&self, line: &str) -> String {
         static ASSIGNMENT: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
         let assignment = ASSIGNMENT.get_or_init(|| {
-            regex::Regex::new(r#"(?:^|[\s{,\["'])(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?\s*[:=][ \t]*"#)
-                .ok()
+            regex::Regex::new(
+                r#"(?:^|[\s{,\["'])(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?\s*[:=][ \t]*"#,
+            )
+            .ok()
         });
         let Some(assignment) = assignment else {
             return line.to_owned();
@@ -409,7 +411,13 @@ mod tests {
     #[test]
     fn default_patterns_are_case_insensitive() {
         let p = SecretPatterns::default();
-        for name in ["DB_PASSWORD", "db_password", "Api_Token", "AWS_SECRET_ACCESS_KEY", "key"] {
+        for name in [
+            "DB_PASSWORD",
+            "db_password",
+            "Api_Token",
+            "AWS_SECRET_ACCESS_KEY",
+            "key",
+        ] {
             assert!(p.is_secret_name(name), "{name}");
         }
         for name in ["HOME", "PATH", "USER", "PASS"] {
@@ -450,9 +458,17 @@ mod tests {
         m.add("abcdefgh");
         assert_eq!(m.mask("xabcdefghx abcd"), "x***x ***");
         m.add("a.*b");
-        assert_eq!(m.mask("a.*b axxb"), "*** axxb", "values are literal, not regexes");
+        assert_eq!(
+            m.mask("a.*b axxb"),
+            "*** axxb",
+            "values are literal, not regexes"
+        );
         m.add("q\"uo\\te");
-        assert_eq!(m.mask(r#"{"p":"q\"uo\\te"}"#), r#"{"p":"***"}"#, "JSON spelling too");
+        assert_eq!(
+            m.mask(r#"{"p":"q\"uo\\te"}"#),
+            r#"{"p":"***"}"#,
+            "JSON spelling too"
+        );
     }
 
     #[test]
@@ -460,13 +476,20 @@ mod tests {
         let m = Masker::default();
         let text = "3 |       DB_PASSWORD: hunter22\n4 |       password: 's3cr3t pw'\n5 | - API_TOKEN=xyz123\n6 |   image: nginx\n   = field: services.web.env.DB_PASSWORD";
         let out = m.mask_snippets(text);
-        assert!(!out.contains("hunter22") && !out.contains("s3cr3t") && !out.contains("xyz123"), "{out}");
+        assert!(
+            !out.contains("hunter22") && !out.contains("s3cr3t") && !out.contains("xyz123"),
+            "{out}"
+        );
         assert!(out.contains("DB_PASSWORD: ***"), "{out}");
         assert!(out.contains("API_TOKEN=***"), "{out}");
         assert!(out.contains("image: nginx"), "{out}");
         assert!(out.contains("field: services.web.env.DB_PASSWORD"), "{out}");
         let help = "   = help: known keys here: a, b\n  --> /tmp/key.yaml:3:5";
-        assert_eq!(m.mask_snippets(help), help, "only quoted source lines are touched");
+        assert_eq!(
+            m.mask_snippets(help),
+            help,
+            "only quoted source lines are touched"
+        );
     }
 
     #[test]

@@ -183,10 +183,7 @@ pub fn check_doc_section(doc_path: &Path, name: &str, table: &str) {
     let doc = std::fs::read_to_string(doc_path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", doc_path.display()));
     let (Some(b), Some(e)) = (doc.find(&begin), doc.find(&end)) else {
-        panic!(
-            "{} lacks the markers\n{begin}\n{end}",
-            doc_path.display()
-        );
+        panic!("{} lacks the markers\n{begin}\n{end}", doc_path.display());
     };
     let current = &doc[b + begin.len()..e];
     let wanted = format!("\n{table}");

@@ -3,5 +3,7 @@
 use super::super::{Cli, CliError};
 
 pub(super) fn run(_cli: &Cli) -> Result<i32, CliError> {
-    Err(CliError::Usage("this command is not implemented yet".into()))
+    Err(CliError::Usage(
+        "this command is not implemented yet".into(),
+    ))
 }
