@@ -34,4 +34,16 @@ export MAESTRO_TESTBED=$bed_json
 step "cargo test"
 cargo test "$@"
 
+# --- bounded fuzz run of the config loader (reliability; see fuzz/ and docs/reliability.md) ---
+# cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the stable toolchain use them.
+# MAESTRO_SKIP_FUZZ=1 skips it; MAESTRO_FUZZ_SECONDS sets the budget (default 60).
+if [ "${MAESTRO_SKIP_FUZZ:-}" != 1 ]; then
+    step "cargo fuzz run config_load (${MAESTRO_FUZZ_SECONDS:-60}s)"
+    command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+    mkdir -p fuzz/corpus/config_load
+    RUSTC_BOOTSTRAP=1 cargo fuzz run config_load fuzz/corpus/config_load fuzz/seeds -- \
+        -max_total_time="${MAESTRO_FUZZ_SECONDS:-60}" -max_len=65536 -timeout=10 -rss_limit_mb=2048
+fi
+# --- end of the fuzz run ---
+
 step "all tests passed"

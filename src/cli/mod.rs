@@ -15,6 +15,9 @@ pub const EXIT_FAILED: i32 = 1;
 
 /// Runs maestro with the process arguments and returns the exit code.
 pub fn main() -> i32 {
+    // Before anything can fail or print: secrets of the process environment are known from
+    // the start; the environment file's are added once it is loaded.
+    crate::orchestrate::secrets::install(crate::orchestrate::secrets::Masker::from_process_env());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -26,7 +29,9 @@ pub fn main() -> i32 {
     match commands::run(&cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("{err}");
+            // Error messages quote the user's file and the ships' replies: mask both.
+            let masker = crate::orchestrate::secrets::global();
+            eprintln!("{}", masker.mask_snippets(&err.to_string()));
             err.exit_code()
         }
     }

@@ -18,6 +18,7 @@ const TOP_KEYS: &[&str] = &[
     "ships",
     "services",
     "audit",
+    "secrets",
 ];
 
 fn root_has(root: &Node, key: &str) -> bool {
@@ -194,6 +195,10 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
         Some(n) if !matches!(n.value, Value::Null) => audit(cx, n)?,
         _ => Vec::new(),
     };
+    let secret_patterns = match top.get("secrets") {
+        Some(n) if !matches!(n.value, Value::Null) => secret_patterns(cx, n)?,
+        _ => Vec::new(),
+    };
     // Other top-level keys are ignored on purpose: people park YAML anchors there. A key that
     // is a near-miss of a known key that is absent is a typo, though, and would otherwise
     // silently drop a whole section.
@@ -222,7 +227,35 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
         ships,
         services,
         audit,
+        secret_patterns,
     })
+}
+
+/// `secrets: {patterns: [...]}`: more names of environment variables whose values are masked
+/// in output. Each is checked as a glob here, so that a typo is reported at its place.
+fn secret_patterns(cx: &mut Cx<'_>, node: &Node) -> Result<Vec<String>> {
+    let mut m = MapReader::new(cx, node, "secrets", "`secrets`")?;
+    let mut patterns = Vec::new();
+    if let Some(list) = m.get("patterns") {
+        let items: Vec<&Node> = match &list.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![list],
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let path = format!("secrets.patterns[{i}]");
+            let pattern = non_empty_string(cx, item, &path)?;
+            if let Err(err) = globset::Glob::new(&pattern) {
+                return Err(cx.invalid(
+                    item.pos,
+                    &path,
+                    format!("invalid secret name pattern `{pattern}`: {}", err.kind()),
+                ));
+            }
+            patterns.push(pattern);
+        }
+    }
+    m.finish(cx, &["patterns"], "`secrets`")?;
+    Ok(patterns)
 }
 
 fn collect_names(cx: &mut Cx<'_>, top: &mut MapReader<'_>) -> Result<Names> {

@@ -155,6 +155,11 @@ impl SourceText {
     }
 }
 
+/// Longest source line quoted whole in a snippet.
+const MAX_SNIPPET_LINE_CHARS: usize = 160;
+/// Characters shown before the column when a long line is cut.
+const SNIPPET_CONTEXT_CHARS: usize = 60;
+
 /// Up to two lines of context and the offending line, with a caret under the token.
 pub(crate) fn snippet(text: &str, pos: Pos) -> Option<String> {
     if !pos.is_known() {
@@ -166,10 +171,36 @@ pub(crate) fn snippet(text: &str, pos: Pos) -> Option<String> {
     let first = index.saturating_sub(1);
     let width = (index + 1).to_string().len();
     let mut out = format!("{:width$} |", "");
-    for (i, l) in lines.iter().enumerate().take(index + 1).skip(first) {
-        out.push_str(&format!("\n{:>width$} | {}", i + 1, l));
-    }
+    // A huge line (minified or hostile input) is shown as a window around the column, so that
+    // an error message stays readable and small.
     let col = pos.column.max(1);
+    let skip = col.saturating_sub(SNIPPET_CONTEXT_CHARS + 1);
+    let window = |l: &str| -> String {
+        let count = l.chars().count();
+        if count <= MAX_SNIPPET_LINE_CHARS {
+            return l.to_owned();
+        }
+        let start = skip.min(count);
+        let shown: String = l.chars().skip(start).take(MAX_SNIPPET_LINE_CHARS).collect();
+        let head = if start > 0 { "…" } else { "" };
+        let tail = if start + MAX_SNIPPET_LINE_CHARS < count {
+            "…"
+        } else {
+            ""
+        };
+        format!("{head}{shown}{tail}")
+    };
+    for (i, l) in lines.iter().enumerate().take(index + 1).skip(first) {
+        out.push_str(&format!("\n{:>width$} | {}", i + 1, window(l)));
+    }
+    let (line, col) = if line.chars().count() > MAX_SNIPPET_LINE_CHARS {
+        let shown = window(line);
+        let offset = usize::from(skip > 0);
+        let col = (col - skip + offset).min(shown.chars().count().max(1));
+        (shown, col)
+    } else {
+        (line.to_string(), col)
+    };
     let prefix: String = line
         .chars()
         .take(col - 1)
@@ -184,7 +215,7 @@ pub(crate) fn snippet(text: &str, pos: Pos) -> Option<String> {
         }
         token_len += 1;
     }
-    let token_len = token_len.max(1);
+    let token_len = token_len.clamp(1, MAX_SNIPPET_LINE_CHARS);
     out.push_str(&format!(
         "\n{:width$} | {}{}",
         "",
@@ -223,6 +254,29 @@ mod tests {
             s.contains("  |     ^^^^^\n") || s.ends_with("  |     ^^^^^"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn huge_lines_are_cut_around_the_column() {
+        let text = format!("a: 1\nx: {}{}\n", "[".repeat(1000), "oops");
+        let s = snippet(
+            &text,
+            Pos {
+                line: 2,
+                column: 1004,
+            },
+        )
+        .unwrap_or_default();
+        assert!(s.len() < 600, "{} bytes:\n{s}", s.len());
+        let lines: Vec<&str> = s.lines().collect();
+        let code = lines
+            .iter()
+            .find(|l| l.starts_with("2 |"))
+            .copied()
+            .unwrap_or_default();
+        let caret = lines.last().copied().unwrap_or_default();
+        let at = caret.find('^').unwrap_or(0);
+        assert_eq!(code.chars().nth(at), Some('o'), "{s}");
     }
 
     #[test]

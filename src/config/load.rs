@@ -153,6 +153,11 @@ fn parse_yaml(src: &SourceText) -> Result<Node, ConfigError> {
     let options = serde_saphyr::options! {
         with_snippet: false,
         leading_zero_numbers_as_strings: true,
+        // An environment file replays a few hundred aliased nodes at most; the default (a
+        // million) lets an alias bomb burn seconds of CPU before it is refused.
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 50_000,
+        },
     };
     serde_saphyr::from_str_with_options::<Node>(&src.text, options).map_err(|e| {
         let pos = e
@@ -187,7 +192,10 @@ fn yaml_message(raw: &str) -> String {
     if let Ok(re) = regex::Regex::new(r" ?\(?(defined|used)? ?at line \d+,? column \d+\)?") {
         msg = re.replace_all(&msg, "").into_owned();
     }
-    if msg.contains("budget breached") || msg.contains("alias") && msg.contains("limit") {
+    if msg.contains("budget breached")
+        || msg.contains("alias") && msg.contains("limit")
+        || msg.contains("replay") && msg.contains("exceeded")
+    {
         let what = msg
             .split_once("budget breached: ")
             .map_or(msg.as_str(), |(_, w)| w)

@@ -27,6 +27,10 @@ pub struct Environment {
     /// Services in file order, instances resolved.
     pub services: Vec<Service>,
     pub audit: Vec<Auditor>,
+    /// `secrets.patterns`: globs (case-insensitive) naming environment variables whose values
+    /// are masked in output, in addition to the defaults (see `orchestrate::secrets`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_patterns: Vec<String>,
 }
 
 impl Environment {

@@ -9,5 +9,6 @@ pub mod fleet;
 pub mod logs;
 pub mod ops;
 pub mod plan;
+pub mod secrets;
 pub mod spec;
 pub mod status;

@@ -100,24 +100,26 @@ pub async fn render_with<W: Write + Send>(
     colors: bool,
 ) -> io::Result<()> {
     let palette = Palette::new(colors);
+    // Every renderer sees events with secrets masked (reasons and log tails quote daemons).
+    let masker = crate::orchestrate::secrets::global();
     match mode {
         RenderMode::Json => {
             let mut renderer = json::JsonRenderer::new(out);
             while let Some(event) = events.recv().await {
-                renderer.event(&event)?;
+                renderer.event(&masker.mask_event(&event))?;
             }
         }
         RenderMode::Plain => {
             let mut renderer = plain::PlainRenderer::new(out, palette);
             while let Some(event) = events.recv().await {
-                renderer.event(&event)?;
+                renderer.event(&masker.mask_event(&event))?;
             }
         }
         RenderMode::Progress => {
             let target = indicatif::ProgressDrawTarget::stderr();
             let mut renderer = progress::ProgressRenderer::new(target, out, palette);
             while let Some(event) = events.recv().await {
-                renderer.event(&event)?;
+                renderer.event(&masker.mask_event(&event))?;
             }
             renderer.finish();
         }

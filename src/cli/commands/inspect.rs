@@ -50,11 +50,25 @@ pub(in crate::cli) fn deptree(
 /// `maestro dump`: the environment after templating, inheritance and defaults, as YAML (or
 /// JSON with `--json`). Secrets print as `***`.
 pub(in crate::cli) fn dump(cli: &Cli) -> Result<i32, CliError> {
-    let env = load(cli)?;
+    let mut env = load(cli)?;
+    let masker = crate::orchestrate::secrets::global();
+    for service in &mut env.services {
+        for instance in &mut service.instances {
+            for (name, value) in instance.env.iter_mut() {
+                if masker.is_secret_name(name) {
+                    *value = crate::orchestrate::secrets::MASK.to_owned();
+                }
+            }
+        }
+    }
     let text = if cli.json {
-        serde_json::to_string_pretty(&env).map_err(|err| err.to_string())
+        serde_json::to_string_pretty(&env)
+            .map(|text| masker.mask(&text))
+            .map_err(|err| err.to_string())
     } else {
-        serde_saphyr::to_string(&env).map_err(|err| err.to_string())
+        serde_saphyr::to_string(&env)
+            .map(|text| masker.mask(&text))
+            .map_err(|err| err.to_string())
     }
     .map_err(|err| CliError::Failed(format!("cannot print the environment: {err}")))?;
     println!("{}", text.trim_end());

@@ -47,7 +47,9 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
 
 /// Loads the environment file named by `-f`, reporting errors against the user's text.
 fn load(cli: &Cli) -> Result<Environment, CliError> {
-    Ok(config::load(&cli.file)?)
+    let env = config::load(&cli.file)?;
+    crate::orchestrate::secrets::add_environment(&env);
+    Ok(env)
 }
 
 /// The async runtime for commands that talk to ships.

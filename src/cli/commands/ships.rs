@@ -99,9 +99,9 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
     if cli.json {
         let text = serde_json::to_string_pretty(&reports)
             .map_err(|err| CliError::Failed(format!("cannot encode the report: {err}")))?;
-        println!("{text}");
+        println!("{}", crate::orchestrate::secrets::mask(&text));
     } else {
-        print!("{}", render(&reports));
+        print!("{}", crate::orchestrate::secrets::mask(&render(&reports)));
     }
     Ok(if reports.iter().all(|r| r.ok) {
         0

@@ -1,0 +1,813 @@
+//! Faults during `start`, on the real test bed: a ship's sshd killed mid-run, a ship's dockerd
+//! stopped, a ship that does not answer at all, the bastion down, Ctrl-C once and twice. Each
+//! test runs the built binary with `--json`, reads its events, and asserts the state of every
+//! container afterwards through each ship's Docker daemon.
+//!
+//! The faults are injected from outside maestro, in the ships' network namespaces (helpers at
+//! the top), and undone by guards even when a test fails, so that the shared bed is left as it
+//! was found. The tests of this file run one at a time (they break ships).
+//!
+//! docs/reliability.md lists these faults; `reliability_doc_lists_every_fault` keeps it in step.
+
+mod common;
+#[path = "faults/support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::TestBed;
+use serde_json::Value;
+use support::{Run, wait_for};
+
+/// The faults tried, with what maestro does; each name is a test below.
+const FAULTS: &[(&str, &str, &str)] = &[
+    (
+        "sshd_killed_in_the_middle_of_start",
+        "every sshd process of one ship killed while `start` waits on a lifecycle check elsewhere",
+        "instances on other ships (and those already done on the lost ship) finish; the lost ship's next instance fails with the transport error; its dependents are skipped naming it; exit 1; once sshd is back, a second `start` converges with every container running",
+    ),
+    (
+        "dockerd_stopped",
+        "one ship's dockerd stopped before `start`",
+        "that ship's instances fail naming the Docker socket, their dependents are skipped, other ships finish; exit 1; with dockerd back a second `start` converges",
+    ),
+    (
+        "ship_that_does_not_answer",
+        "one ship drops every packet to its sshd (iptables in its namespace)",
+        "its instances fail with a timeout after the ship's `ssh_timeout` (2 s here: seconds, not minutes), dependents skipped, other ships finish; exit 1",
+    ),
+    (
+        "bastion_down",
+        "the bastion's sshd stopped: ships behind it are unreachable",
+        "instances of the inner ship fail naming the bastion hop, their dependents are skipped, outer ships finish; exit 1",
+    ),
+    (
+        "ctrl_c_during_start",
+        "SIGINT while an instance waits on its lifecycle check",
+        "nothing new starts; the check in progress is cancelled; later instances are reported cancelled; exit 130; the summary says `interrupted`; no container is left created-but-not-started without an event saying so",
+    ),
+    (
+        "second_ctrl_c_aborts_at_once",
+        "SIGINT during `stop` of a container that ignores SIGTERM (60 s stop timeout), then SIGINT again",
+        "the first lets the stop in flight go on; the second drops it at once: exit 130 within seconds, the summary says `aborted` and that the state of dropped operations is unknown",
+    ),
+];
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// --- fault injection ---------------------------------------------------------------------
+
+/// Runs `cmd` in network namespace `ns`.
+fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{ns}"))
+        .args(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("nsenter: {e}"))
+}
+
+/// Pids of the processes named `comm` whose network namespace is `ns`.
+fn pids_in_netns(ns: &str, comm: &str) -> Vec<u32> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .unwrap_or_else(|e| panic!("ip netns pids: {e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .collect()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status();
+}
+
+/// Every sshd of a host killed (the listener and each session), as when the daemon or the
+/// host dies; started again on drop.
+struct SshdKilled<'a> {
+    bed: &'a TestBed,
+    host: String,
+    restored: bool,
+}
+
+impl<'a> SshdKilled<'a> {
+    fn new(bed: &'a TestBed, host: &str, netns: &str) -> SshdKilled<'a> {
+        bed.set_sshd_running(host, false);
+        for pid in pids_in_netns(netns, "sshd") {
+            signal(pid, "KILL");
+        }
+        assert!(
+            wait_for(Duration::from_secs(5), || pids_in_netns(netns, "sshd")
+                .is_empty()),
+            "sshd processes of {host} survived"
+        );
+        SshdKilled {
+            bed,
+            host: host.to_string(),
+            restored: false,
+        }
+    }
+
+    fn restore(&mut self) {
+        if !self.restored {
+            self.restored = true;
+            self.bed.set_sshd_running(&self.host, true);
+        }
+    }
+}
+
+impl Drop for SshdKilled<'_> {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// A ship's dockerd stopped (TERM, as `systemctl stop` does); started again on drop with
+/// the command line it had.
+struct DockerdStopped<'a> {
+    bed: &'a TestBed,
+    ship: String,
+    netns: String,
+    cmdline: Vec<String>,
+    log: PathBuf,
+    restored: bool,
+}
+
+impl<'a> DockerdStopped<'a> {
+    fn new(bed: &'a TestBed, ship: &common::Ship) -> DockerdStopped<'a> {
+        let dir = ship.dir.clone().expect("bed.json names the ship's dir");
+        let pidfile = dir.join("dockerd.pid");
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()))
+            .trim()
+            .parse()
+            .expect("a pid");
+        let cmdline: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .expect("dockerd cmdline")
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        signal(pid, "TERM");
+        assert!(
+            wait_for(Duration::from_secs(20), || !Path::new(&format!(
+                "/proc/{pid}"
+            ))
+            .exists()),
+            "dockerd of {} did not stop",
+            ship.name
+        );
+        DockerdStopped {
+            bed,
+            ship: ship.name.clone(),
+            netns: ship.netns.clone(),
+            cmdline,
+            log: dir.join("dockerd.log"),
+            restored: false,
+        }
+    }
+
+    fn restore(&mut self) {
+        if self.restored {
+            return;
+        }
+        self.restored = true;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)
+            .expect("dockerd log");
+        // `setsid --fork`: dockerd outlives this command, which returns at once.
+        let status = Command::new("setsid")
+            .arg("--fork")
+            .arg("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .args(&self.cmdline)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .status()
+            .expect("restart dockerd");
+        assert!(status.success(), "setsid nsenter dockerd: {status}");
+        let bed = self.bed;
+        let ship = self.ship.clone();
+        assert!(
+            wait_for(Duration::from_secs(60), || bed
+                .docker_cli(&ship, &["version"])
+                .status
+                .success()),
+            "dockerd of {ship} did not come back"
+        );
+    }
+}
+
+impl Drop for DockerdStopped<'_> {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// Every TCP packet to port 22 of a ship dropped in its namespace; removed on drop.
+struct PacketsDropped {
+    netns: String,
+}
+
+const DROP_RULE: &[&str] = &["INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"];
+
+impl PacketsDropped {
+    fn new(netns: &str) -> PacketsDropped {
+        let mut cmd = vec!["iptables", "-I"];
+        cmd.extend_from_slice(DROP_RULE);
+        let out = in_netns(netns, &cmd);
+        assert!(out.status.success(), "iptables: {out:?}");
+        PacketsDropped {
+            netns: netns.to_string(),
+        }
+    }
+}
+
+impl Drop for PacketsDropped {
+    fn drop(&mut self) {
+        let mut cmd = vec!["iptables", "-D"];
+        cmd.extend_from_slice(DROP_RULE);
+        let _ = in_netns(&self.netns, &cmd);
+    }
+}
+
+/// The bastion's sshd stopped; started again on drop.
+struct BastionDown<'a> {
+    bed: &'a TestBed,
+}
+
+impl Drop for BastionDown<'_> {
+    fn drop(&mut self) {
+        self.bed.set_sshd_running("bastion", true);
+    }
+}
+
+// --- running maestro ---------------------------------------------------------------------
+
+struct Env {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// Instance -> bed ship name.
+    placement: BTreeMap<String, String>,
+}
+
+/// Ship letters of the files below: `a`, `b` outer, `v` the victim (outer), `c` the inner
+/// ship behind the bastion.
+fn ship_letters(bed: &TestBed) -> BTreeMap<&'static str, common::Ship> {
+    let outer = bed.outer_ships();
+    assert!(outer.len() >= 3, "the fault tests need 3 outer ships");
+    let mut m = BTreeMap::new();
+    m.insert("a", outer[0].clone());
+    m.insert("b", outer[1].clone());
+    m.insert("v", outer[2].clone());
+    if let Some(inner) = bed.inner_ships().first() {
+        m.insert("c", (*inner).clone());
+    }
+    m
+}
+
+/// Writes an environment file: `services` are `(service, requires, [(instance, ship letter)],
+/// extra service YAML)`; `victim_extra` is added to ship `v`'s entry.
+fn environment(
+    bed: &TestBed,
+    name: &str,
+    services: &[(&str, &[&str], &[(&str, &str)], &str)],
+    victim_extra: &str,
+) -> Env {
+    let letters = ship_letters(bed);
+    let key = bed.key().display().to_string();
+    let kh = bed.known_hosts().display().to_string();
+    let mut text = format!(
+        "name: {name}\nship_defaults:\n  timeout: 10\n  ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}}}\nships:\n"
+    );
+    for (letter, ship) in &letters {
+        let mut entry = format!(
+            "  {letter}: {{ip: {}, socket_path: {}",
+            ship.ip,
+            ship.docker_socket.display()
+        );
+        if *letter == "c" {
+            entry.push_str(&format!(
+                ", ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}, jump: [root@{}]}}",
+                bed.bastion().ip
+            ));
+        }
+        if *letter == "v" {
+            entry.push_str(victim_extra);
+        }
+        entry.push_str("}\n");
+        text.push_str(&entry);
+    }
+    text.push_str("services:\n");
+    let mut placement = BTreeMap::new();
+    for (service, requires, instances, extra) in services {
+        text.push_str(&format!(
+            "  {service}:\n    image: {}\n    requires: [{}]\n{extra}    instances:\n",
+            bed.image,
+            requires.join(", ")
+        ));
+        for (instance, letter) in *instances {
+            text.push_str(&format!(
+                "      {instance}: {{ship: {letter}, command: sleep 3600, stop_timeout: 1}}\n"
+            ));
+            placement.insert(instance.to_string(), letters[letter].name.clone());
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("env.yaml"), text).expect("write env.yaml");
+    let path = dir.path().to_path_buf();
+    let env = Env {
+        _dir: dir,
+        dir: path,
+        placement,
+    };
+    remove_containers(bed, &env);
+    env
+}
+
+fn remove_containers(bed: &TestBed, env: &Env) {
+    for (instance, ship) in &env.placement {
+        let _ = bed.docker_cli(ship, &["rm", "-f", instance]);
+    }
+}
+
+fn spawn_start(env: &Env, extra: &[&str]) -> Child {
+    let mut args = vec!["-f", "env.yaml", "start"];
+    args.extend_from_slice(extra);
+    support::maestro_command(&env.dir, &args, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn maestro")
+}
+
+fn finish(child: Child, started: Instant) -> Run {
+    let out = child.wait_with_output().expect("wait for maestro");
+    Run::from_output(out, started.elapsed())
+}
+
+fn start(env: &Env) -> Run {
+    let started = Instant::now();
+    finish(spawn_start(env, &["--json"]), started)
+}
+
+fn events(run: &Run) -> Vec<Value> {
+    run.stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The one terminal event of each instance: (kind, reason). Asserts there is exactly one.
+fn outcomes(run: &Run) -> BTreeMap<String, (String, String)> {
+    let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for e in events(run) {
+        let kind = e["event"].as_str().unwrap_or_default();
+        if matches!(
+            kind,
+            "job_done" | "job_failed" | "job_skipped" | "job_cancelled"
+        ) {
+            let instance = e["instance"].as_str().unwrap_or_default().to_string();
+            let reason = e["reason"].as_str().unwrap_or_default().to_string();
+            let previous = out.insert(instance.clone(), (kind.to_string(), reason));
+            assert!(
+                previous.is_none(),
+                "{instance} has two terminal events\n{run}"
+            );
+        }
+    }
+    out
+}
+
+fn kind_of<'a>(
+    outcomes: &'a BTreeMap<String, (String, String)>,
+    instance: &str,
+    run: &Run,
+) -> &'a str {
+    outcomes
+        .get(instance)
+        .map(|(k, _)| k.as_str())
+        .unwrap_or_else(|| panic!("no terminal event for {instance}\n{run}"))
+}
+
+/// The container's state (`running`, `created`, `exited`...), `None` when there is none.
+fn container_state(bed: &TestBed, ship: &str, name: &str) -> Option<String> {
+    let out = bed.docker_cli(ship, &["inspect", "-f", "{{.State.Status}}", name]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Every instance of the file: its container's state, asserted against `expected` (`None` =
+/// no container).
+fn assert_states(bed: &TestBed, env: &Env, expected: &[(&str, Option<&str>)], run: &Run) {
+    for (instance, want) in expected {
+        let ship = &env.placement[*instance];
+        let got = container_state(bed, ship, instance);
+        assert_eq!(
+            got.as_deref(),
+            *want,
+            "container {instance} on {ship}\n{run}"
+        );
+    }
+}
+
+fn assert_all_running(bed: &TestBed, env: &Env, run: &Run) {
+    for (instance, ship) in &env.placement {
+        assert_eq!(
+            container_state(bed, ship, instance).as_deref(),
+            Some("running"),
+            "{instance} on {ship}\n{run}"
+        );
+    }
+}
+
+// --- the faults --------------------------------------------------------------------------
+
+#[test]
+fn sshd_killed_in_the_middle_of_start() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let letters = ship_letters(&bed);
+    let victim = letters["v"].clone();
+    let env = environment(
+        &bed,
+        "fault-sshd",
+        &[
+            (
+                "gate",
+                &[],
+                &[("gate-1", "a")],
+                "    lifecycle:\n      running: [{type: sleep, wait: 6}]\n",
+            ),
+            ("early", &[], &[("early-1", "v")], ""),
+            ("free", &[], &[("free-1", "b")], ""),
+            ("lost", &["gate"], &[("lost-1", "v")], ""),
+            ("after", &["lost"], &[("after-1", "a")], ""),
+        ],
+        "",
+    );
+    let started = Instant::now();
+    let child = spawn_start(&env, &["--json"]);
+    let a = letters["a"].name.clone();
+    assert!(
+        wait_for(Duration::from_secs(60), || container_state(
+            &bed, &a, "gate-1"
+        )
+        .as_deref()
+            == Some("running")),
+        "gate-1 never ran"
+    );
+    // early-1 is independent and quick: let it finish on the victim before the fault.
+    assert!(wait_for(Duration::from_secs(30), || container_state(
+        &bed,
+        &victim.name,
+        "early-1"
+    )
+    .as_deref()
+        == Some("running")));
+    let mut killed = SshdKilled::new(&bed, &victim.name, &victim.netns);
+    let run = finish(child, started);
+    let out = outcomes(&run);
+    assert_eq!(run.code, 1, "{run}");
+    for done in ["gate-1", "early-1", "free-1"] {
+        assert_eq!(kind_of(&out, done, &run), "job_done", "{done}\n{run}");
+    }
+    assert_eq!(kind_of(&out, "lost-1", &run), "job_failed", "{run}");
+    assert_eq!(kind_of(&out, "after-1", &run), "job_skipped", "{run}");
+    assert!(out["after-1"].1.contains("lost-1"), "{run}");
+    assert_states(
+        &bed,
+        &env,
+        &[
+            ("gate-1", Some("running")),
+            ("early-1", Some("running")),
+            ("free-1", Some("running")),
+            ("lost-1", None),
+            ("after-1", None),
+        ],
+        &run,
+    );
+
+    killed.restore();
+    let again = start(&env);
+    assert_eq!(again.code, 0, "second start must converge\n{again}");
+    assert_all_running(&bed, &env, &again);
+    remove_containers(&bed, &env);
+}
+
+#[test]
+fn dockerd_stopped() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let letters = ship_letters(&bed);
+    let env = environment(
+        &bed,
+        "fault-dockerd",
+        &[
+            ("onv", &[], &[("onv-1", "v")], ""),
+            ("needsv", &["onv"], &[("needsv-1", "a")], ""),
+            ("free", &[], &[("free-1", "b")], ""),
+        ],
+        "",
+    );
+    let mut stopped = DockerdStopped::new(&bed, &letters["v"]);
+    let run = start(&env);
+    let out = outcomes(&run);
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(kind_of(&out, "free-1", &run), "job_done", "{run}");
+    assert_eq!(kind_of(&out, "onv-1", &run), "job_failed", "{run}");
+    assert!(
+        out["onv-1"].1.to_lowercase().contains("socket")
+            || out["onv-1"].1.to_lowercase().contains("docker"),
+        "{run}"
+    );
+    assert_eq!(kind_of(&out, "needsv-1", &run), "job_skipped", "{run}");
+    stopped.restore();
+    assert_states(
+        &bed,
+        &env,
+        &[
+            ("onv-1", None),
+            ("needsv-1", None),
+            ("free-1", Some("running")),
+        ],
+        &run,
+    );
+    let again = start(&env);
+    assert_eq!(again.code, 0, "{again}");
+    assert_all_running(&bed, &env, &again);
+    remove_containers(&bed, &env);
+}
+
+#[test]
+fn ship_that_does_not_answer() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let letters = ship_letters(&bed);
+    let env = environment(
+        &bed,
+        "fault-silent",
+        &[
+            ("onv", &[], &[("onv-1", "v")], ""),
+            ("needsv", &["onv"], &[("needsv-1", "a")], ""),
+            ("free", &[], &[("free-1", "b")], ""),
+        ],
+        ", ssh_timeout: 2",
+    );
+    let _dropped = PacketsDropped::new(&letters["v"].netns);
+    let run = start(&env);
+    let out = outcomes(&run);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.elapsed < Duration::from_secs(30),
+        "the connect timeout is 2 s, the run took {:?}\n{run}",
+        run.elapsed
+    );
+    assert_eq!(kind_of(&out, "free-1", &run), "job_done", "{run}");
+    assert_eq!(kind_of(&out, "onv-1", &run), "job_failed", "{run}");
+    assert!(out["onv-1"].1.contains("did not answer within 2s"), "{run}");
+    assert_eq!(kind_of(&out, "needsv-1", &run), "job_skipped", "{run}");
+    assert_states(
+        &bed,
+        &env,
+        &[
+            ("onv-1", None),
+            ("needsv-1", None),
+            ("free-1", Some("running")),
+        ],
+        &run,
+    );
+    remove_containers(&bed, &env);
+}
+
+#[test]
+fn bastion_down() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    if bed.inner_ships().is_empty() {
+        eprintln!("the bed has no inner ship; skipped");
+        return;
+    }
+    let env = environment(
+        &bed,
+        "fault-bastion",
+        &[
+            ("inner", &[], &[("inner-1", "c")], ""),
+            ("needsc", &["inner"], &[("needsc-1", "a")], ""),
+            ("free", &[], &[("free-1", "b")], ""),
+        ],
+        "",
+    );
+    bed.set_sshd_running("bastion", false);
+    let guard = BastionDown { bed: &bed };
+    let run = start(&env);
+    drop(guard);
+    let out = outcomes(&run);
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(kind_of(&out, "free-1", &run), "job_done", "{run}");
+    assert_eq!(kind_of(&out, "inner-1", &run), "job_failed", "{run}");
+    assert!(out["inner-1"].1.contains(&bed.bastion().ip), "{run}");
+    assert_eq!(kind_of(&out, "needsc-1", &run), "job_skipped", "{run}");
+    assert_states(
+        &bed,
+        &env,
+        &[
+            ("inner-1", None),
+            ("needsc-1", None),
+            ("free-1", Some("running")),
+        ],
+        &run,
+    );
+    remove_containers(&bed, &env);
+}
+
+/// Every container of the file is running, absent, or its instance's event says what was
+/// left (a container created but not started is never left silently).
+fn assert_nothing_half_made(bed: &TestBed, env: &Env, run: &Run) {
+    let out = outcomes(run);
+    for (instance, ship) in &env.placement {
+        match container_state(bed, ship, instance).as_deref() {
+            None | Some("running") => {}
+            Some(state) => {
+                let reason = out.get(instance).map(|(_, r)| r.as_str()).unwrap_or("");
+                assert!(
+                    reason.contains("created") || reason.contains(state),
+                    "{instance} left {state} without saying so\n{run}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_during_start() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let letters = ship_letters(&bed);
+    let env = environment(
+        &bed,
+        "fault-sigint",
+        &[
+            (
+                "slow",
+                &[],
+                &[("slow-1", "a")],
+                "    lifecycle:\n      running: [{type: sleep, wait: 20}]\n",
+            ),
+            ("free", &[], &[("free-1", "b")], ""),
+            ("later", &["slow"], &[("later-1", "b")], ""),
+        ],
+        "",
+    );
+    let started = Instant::now();
+    let child = spawn_start(&env, &["--json"]);
+    let a = letters["a"].name.clone();
+    assert!(
+        wait_for(Duration::from_secs(60), || container_state(
+            &bed, &a, "slow-1"
+        )
+        .as_deref()
+            == Some("running")),
+        "slow-1 never ran"
+    );
+    let b = letters["b"].name.clone();
+    assert!(wait_for(Duration::from_secs(30), || container_state(
+        &bed, &b, "free-1"
+    )
+    .as_deref()
+        == Some("running")));
+    let interrupted_at = Instant::now();
+    signal(child.id(), "INT");
+    let run = finish(child, started);
+    assert_eq!(run.code, 130, "{run}");
+    assert!(
+        interrupted_at.elapsed() < Duration::from_secs(15),
+        "the 20 s check was not cancelled\n{run}"
+    );
+    let evs = events(&run);
+    assert!(
+        evs.iter()
+            .any(|e| e["event"] == "interrupted" && e["abort"] == false),
+        "{run}"
+    );
+    let finished = evs
+        .iter()
+        .find(|e| e["event"] == "plan_finished")
+        .unwrap_or_else(|| panic!("no plan_finished\n{run}"));
+    assert_eq!(finished["summary"]["interrupted"], true, "{run}");
+    let out = outcomes(&run);
+    assert_eq!(kind_of(&out, "free-1", &run), "job_done", "{run}");
+    assert_eq!(kind_of(&out, "later-1", &run), "job_cancelled", "{run}");
+    assert!(
+        matches!(
+            kind_of(&out, "slow-1", &run),
+            "job_cancelled" | "job_failed"
+        ),
+        "{run}"
+    );
+    assert_states(
+        &bed,
+        &env,
+        &[("later-1", None), ("free-1", Some("running"))],
+        &run,
+    );
+    assert_nothing_half_made(&bed, &env, &run);
+    remove_containers(&bed, &env);
+}
+
+/// The first Ctrl-C lets an operation in flight finish; the second drops it at once. The
+/// operation here is `stop` of a container whose PID 1 ignores SIGTERM (`sleep`), with a
+/// 60 s stop timeout.
+#[test]
+fn second_ctrl_c_aborts_at_once() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let letters = ship_letters(&bed);
+    let env = environment(
+        &bed,
+        "fault-sigint2",
+        &[("stubborn", &[], &[("stubborn-1", "a")], "")],
+        "",
+    );
+    let file = env.dir.join("env.yaml");
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, text.replace("stop_timeout: 1", "stop_timeout: 60")).expect("write");
+    let first = start(&env);
+    assert_eq!(first.code, 0, "{first}");
+
+    let started = Instant::now();
+    let mut child =
+        support::maestro_command(&env.dir, &["-f", "env.yaml", "stop", "-a", "--plain"], &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn maestro stop");
+    // The stop request is in flight once Docker reports the container... still running; give
+    // the request time to reach the daemon.
+    std::thread::sleep(Duration::from_secs(3));
+    signal(child.id(), "INT");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the first Ctrl-C must let the stop in flight finish"
+    );
+    let interrupted_at = Instant::now();
+    signal(child.id(), "INT");
+    let run = finish(child, started);
+    assert_eq!(run.code, 130, "{run}");
+    assert!(
+        interrupted_at.elapsed() < Duration::from_secs(10),
+        "the second Ctrl-C took {:?}\n{run}",
+        interrupted_at.elapsed()
+    );
+    assert!(run.all().contains("aborted"), "{run}");
+    assert!(
+        run.all().contains("unknown"),
+        "the summary says the state is unknown\n{run}"
+    );
+    let _ = letters;
+    remove_containers(&bed, &env);
+}
+
+/// Each fault is a test of this file and a row of docs/reliability.md.
+#[test]
+fn reliability_doc_lists_every_fault() {
+    let source = include_str!("faults.rs");
+    let rows: Vec<(String, String)> = FAULTS
+        .iter()
+        .map(|(name, fault, outcome)| {
+            assert!(
+                source.contains(&format!("fn {name}()")),
+                "fault {name} has no test of that name"
+            );
+            (format!("`{name}`: {fault}"), outcome.to_string())
+        })
+        .collect();
+    support::check_doc_section(
+        &support::docs_dir().join("reliability.md"),
+        "faults",
+        &support::table(
+            ("fault (test in tests/faults.rs)", "what maestro does"),
+            &rows,
+        ),
+    );
+}

@@ -1,0 +1,219 @@
+//! Helpers shared by tests/faults.rs, tests/security.rs and tests/hostile_input.rs: running
+//! the maestro binary in a clean environment, a listener that records every connection made
+//! to it (to prove that nothing was contacted), and environment files for the test bed.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code; `-1` when killed by a signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn from_output(out: Output, elapsed: Duration) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed,
+        }
+    }
+
+    /// stdout and stderr, for assertions that care about neither in particular.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// The command exists in this build (lifecycle and observe commands arrive on other
+    /// branches; until they do, they answer "not implemented yet").
+    pub fn implemented(&self) -> bool {
+        !self.stderr.contains("not implemented yet")
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {} after {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn maestro_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_maestro"))
+}
+
+/// `maestro ARGS` in `dir`, with an environment holding only PATH, HOME=`dir` (so no
+/// ~/.ssh of the machine is used), NO_COLOR and `envs`: no agent, no ssh_config.
+pub fn maestro_command(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(maestro_bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn run_maestro(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let started = Instant::now();
+    let out = maestro_command(dir, args, envs)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
+    Run::from_output(out, started.elapsed())
+}
+
+/// A TCP listener on 127.0.0.1 that counts the connections made to it (and closes them).
+/// Ships pointed at it prove that a command contacted nothing.
+pub struct ContactRecorder {
+    pub port: u16,
+    count: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ContactRecorder {
+    pub fn new() -> ContactRecorder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a recorder port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("local addr").port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (count.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
+                        let mut buf = [0u8; 64];
+                        let _ = stream.read(&mut buf);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        ContactRecorder {
+            port,
+            count,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Connections accepted so far (give the accept loop a moment first).
+    pub fn contacts(&self) -> usize {
+        std::thread::sleep(Duration::from_millis(30));
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for ContactRecorder {
+    fn default() -> Self {
+        ContactRecorder::new()
+    }
+}
+
+impl Drop for ContactRecorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A ship entry (one line of flow YAML) that reaches `ip` over SSH with the bed's key and
+/// known_hosts, and talks to dockerd through `socket`.
+pub fn ssh_ship_line(
+    name: &str,
+    ip: &str,
+    key: &Path,
+    known_hosts: &Path,
+    socket: &Path,
+    extra: &str,
+) -> String {
+    format!(
+        "  {name}: {{ip: {ip}, socket_path: {}, ssh: {{user: root, identity_files: [{}], known_hosts_file: {}}}{extra}}}\n",
+        socket.display(),
+        key.display(),
+        known_hosts.display()
+    )
+}
+
+/// Waits until `cond` holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Checks that `doc` holds, between `<!-- BEGIN name -->` and `<!-- END name -->`, exactly
+/// `table`; with `MAESTRO_BLESS=1` it rewrites the section instead. Keeps docs/reliability.md
+/// in step with the lists of cases in the tests.
+pub fn check_doc_section(doc_path: &Path, name: &str, table: &str) {
+    let begin = format!("<!-- BEGIN {name} (generated by the tests; MAESTRO_BLESS=1 rewrites) -->");
+    let end = format!("<!-- END {name} -->");
+    let doc = std::fs::read_to_string(doc_path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", doc_path.display()));
+    let (Some(b), Some(e)) = (doc.find(&begin), doc.find(&end)) else {
+        panic!("{} lacks the markers\n{begin}\n{end}", doc_path.display());
+    };
+    let current = &doc[b + begin.len()..e];
+    let wanted = format!("\n{table}");
+    if current == wanted {
+        return;
+    }
+    if std::env::var_os("MAESTRO_BLESS").is_some_and(|v| v == "1") {
+        let updated = format!("{}{wanted}{}", &doc[..b + begin.len()], &doc[e..]);
+        std::fs::write(doc_path, updated).expect("rewrite the doc");
+        return;
+    }
+    panic!(
+        "{} is out of date (section {name}); run the test with MAESTRO_BLESS=1 to regenerate.\nwanted:\n{wanted}\nfound:\n{current}",
+        doc_path.display()
+    );
+}
+
+/// Markdown table of (case, what the tool does).
+pub fn table(header: (&str, &str), rows: &[(String, String)]) -> String {
+    let mut out = format!("| {} | {} |\n| --- | --- |\n", header.0, header.1);
+    for (a, b) in rows {
+        out.push_str(&format!(
+            "| {} | {} |\n",
+            a.replace('|', "\\|"),
+            b.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+pub fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
+}
