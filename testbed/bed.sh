@@ -1,0 +1,642 @@
+#!/usr/bin/env bash
+# maestro test bed: "ships" made of network namespaces on this machine, each with its own
+# dockerd and sshd, an optional bastion namespace in front of "inner" ships that the operator
+# (root) namespace cannot route to. The interface is described in TESTBED-CONTRACT.md.
+#
+#   bed.sh up --name NAME [--ships K] [--inner M] [--image]   prints the path of bed.json
+#   bed.sh down --name NAME | down --all
+#   bed.sh status --name NAME
+#   bed.sh sshd --name NAME --ship SHIP stop|start             (for "sshd down" tests)
+#
+# Must run as root. Every name (namespaces, links, subnets, cgroups) derives from a short hash
+# of NAME, so several beds can be up at once.
+set -euo pipefail
+
+BED_ROOT=${MAESTRO_BED_ROOT:-/tmp/maestro-bed}
+IMAGE_REF=maestro-test:latest
+OPERATOR_PASSPHRASE=maestro-test
+WAIT_SECONDS=${MAESTRO_BED_WAIT:-90}
+SSHD_BIN=$(command -v sshd || echo /usr/sbin/sshd)
+
+die() {
+    echo "bed.sh: $*" >&2
+    exit 1
+}
+log() { [ -n "${BED_QUIET:-}" ] || echo "bed.sh: $*" >&2; }
+
+usage() {
+    sed -n '5,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+# ---------------------------------------------------------------------------------------------
+# Names derived from the bed's NAME.
+
+bed_prefix() { # NAME -> "mb" + 6 hex chars; short enough for 15-char interface names
+    printf 'mb%s' "$(printf '%s' "$1" | sha256sum | cut -c1-6)"
+}
+
+derive() { # sets globals for bed NAME
+    NAME=$1
+    [[ $NAME =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$ ]] ||
+        die "bad bed name '$NAME' (letters, digits, _ . -, at most 40 chars)"
+    P=$(bed_prefix "$NAME")
+    DIR=$BED_ROOT/$NAME
+    nets_of_prefix "$P"
+    BRIDGE=${P}br
+    BASTION_NS=${P}-bastion
+}
+
+nets_of_prefix() { # PREFIX -> OUTER_NET, INNER_NET (first three octets)
+    local h=${1#mb} a b
+    a=$((16#${h:0:2}))
+    b=$((16#${h:2:2}))
+    # Outer subnet in 10.100-149.x, inner in 10.150-199.x: away from the usual 10.0/10.1 ranges.
+    OUTER_NET=10.$((100 + a % 50)).$b
+    INNER_NET=10.$((150 + a % 50)).$b
+}
+
+ship_ns() { printf '%s-%s' "$P" "$1"; } # ship name -> namespace name
+
+nsrun() { # NS CMD... : run CMD in the namespace's network only (keeps /sys, cgroups intact)
+    local ns=$1
+    shift
+    nsenter --net="/var/run/netns/$ns" "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The test image: a busybox-static rootfs written directly in `docker save` format, so that
+# every daemon loads the very same image id (no registry needed, no import per daemon).
+
+build_image() {
+    local cache=$BED_ROOT/.image
+    mkdir -p "$cache"
+    local busybox
+    busybox=$(command -v busybox) || die "busybox not found (apt-get install busybox-static)"
+    if ldd "$busybox" 2>/dev/null | grep -q '=>'; then
+        die "$busybox is dynamically linked; the image needs busybox-static (apt-get install busybox-static)"
+    fi
+    local sum
+    sum=$(sha256sum "$busybox" | cut -c1-16)
+    IMAGE_TAR=$cache/maestro-test-$sum.tar
+    [ -s "$IMAGE_TAR" ] && return 0
+    (
+        flock 9
+        [ -s "$IMAGE_TAR" ] && exit 0
+        local work
+        work=$(mktemp -d "$cache/build.XXXXXX")
+        local root=$work/rootfs
+        mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root,var/www,proc,sys,dev}
+        chmod 1777 "$root/tmp"
+        cp "$busybox" "$root/bin/busybox"
+        local applet
+        while read -r applet; do
+            [ "$applet" = bin/busybox ] && continue
+            ln -sf /bin/busybox "$root/$applet"
+        done < <("$busybox" --list-full)
+        printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+        printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+        printf 'maestro test image\n' >"$root/var/www/index.html"
+        local img=$work/img
+        mkdir -p "$img/layer"
+        tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+            -C "$root" -cf "$img/layer/layer.tar" .
+        local diff_id config config_id
+        diff_id=$(sha256sum "$img/layer/layer.tar" | cut -d' ' -f1)
+        config=$(printf '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Env":["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"maestro testbed: busybox-static rootfs"}]}' "$diff_id")
+        config_id=$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)
+        printf '%s' "$config" >"$img/$config_id.json"
+        printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["layer/layer.tar"]}]' \
+            "$config_id" "$IMAGE_REF" >"$img/manifest.json"
+        tar -C "$img" -cf "$IMAGE_TAR.tmp" manifest.json "$config_id.json" layer
+        mv "$IMAGE_TAR.tmp" "$IMAGE_TAR"
+        rm -rf "$work"
+    ) 9>"$cache/.lock"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tear down. Works from the NAME alone (names are derived), so it also cleans half-made beds.
+
+kill_cgroups() { # kill container processes of the bed (dockerd --cgroup-parent=P-SHIP)
+    local d
+    for _ in 1 2 3; do
+        local pids=""
+        while IFS= read -r d; do
+            pids+=" $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')"
+        done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -name "$1-*" 2>/dev/null)
+        pids=$(echo $pids)
+        [ -z "$pids" ] && break
+        kill -9 $pids 2>/dev/null || true
+        sleep 0.2
+    done
+    # Remove the (now empty) cgroups, deepest first.
+    find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -name "$1-*" 2>/dev/null |
+        while IFS= read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
+}
+
+netns_pids() { # all processes in the bed's namespaces
+    local ns
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$1-" || true); do
+        ip netns pids "$ns" 2>/dev/null || true
+    done
+}
+
+wait_gone() { # SECONDS PIDS... : wait until none of PIDS is alive
+    local deadline=$((SECONDS + $1))
+    shift
+    local p alive
+    while [ $SECONDS -le $deadline ]; do
+        alive=""
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive+=" $p"; done
+        [ -z "$alive" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+down_prefix() { # PREFIX [DIR]
+    local prefix=$1 dir=${2:-}
+    # Containers first: then dockerd has nothing to stop and exits at once.
+    kill_cgroups "$prefix"
+    local dockerd_pids="" f p
+    if [ -n "$dir" ] && [ -d "$dir" ]; then
+        for f in "$dir"/*/dockerd.pid "$dir"/*/sshd.pid; do
+            [ -f "$f" ] || continue
+            p=$(cat "$f" 2>/dev/null || true)
+            [[ $p =~ ^[0-9]+$ ]] && dockerd_pids+=" $p"
+        done
+    fi
+    local all
+    all=$(echo $dockerd_pids $(netns_pids "$prefix") | tr ' ' '\n' | sort -u | tr '\n' ' ')
+    if [ -n "${all// /}" ]; then
+        kill -TERM $all 2>/dev/null || true
+        if ! wait_gone 5 $all; then
+            kill -KILL $all 2>/dev/null || true
+            wait_gone 3 $all || true
+        fi
+    fi
+    kill_cgroups "$prefix"
+    # Stray processes that appeared meanwhile (e.g. shims) die with SIGKILL.
+    all=$(netns_pids "$prefix" | tr '\n' ' ')
+    if [ -n "${all// /}" ]; then
+        kill -KILL $all 2>/dev/null || true
+        wait_gone 3 $all || true
+    fi
+    if [ -n "$dir" ]; then
+        # Mounts dockerd made under the bed dir (overlay layers, netns bind mounts).
+        { awk '{print $2}' /proc/mounts | grep -F "$dir/" || true; } | sort -r | while IFS= read -r m; do
+            umount -l "$m" 2>/dev/null || true
+        done
+    fi
+    local ns
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$prefix-" || true); do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    # The "unreachable" route that keeps the operator from ever reaching inner ships.
+    nets_of_prefix "$prefix"
+    ip route del unreachable "$INNER_NET.0/24" 2>/dev/null || true
+    [ -z "${NAME:-}" ] || nets_of_prefix "$P"
+    local link
+    for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$prefix" || true); do
+        ip link del "$link" 2>/dev/null || true
+    done
+    if [ -n "$dir" ] && [ -d "$dir" ]; then
+        rm -rf "$dir" 2>/dev/null || { sleep 0.5 && rm -rf "$dir"; } || log "could not remove $dir"
+    fi
+}
+
+cmd_down() {
+    if [ "${ALL:-}" = 1 ]; then
+        local d n prefixes=""
+        if [ -d "$BED_ROOT" ]; then
+            for d in "$BED_ROOT"/*/; do
+                [ -d "$d" ] || continue
+                n=$(basename "$d")
+                down_prefix "$(bed_prefix "$n")" "$BED_ROOT/$n"
+            done
+        fi
+        # Beds whose directory is already gone.
+        prefixes=$( (ip netns list 2>/dev/null | awk '{print $1}'; ip -o link show | awk -F': ' '{print $2}') |
+            grep -oE '^mb[0-9a-f]{6}' | sort -u || true)
+        for p in $prefixes; do down_prefix "$p"; done
+        return 0
+    fi
+    [ -n "${NAME:-}" ] || die "down needs --name NAME or --all"
+    down_prefix "$P" "$DIR"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Bring up.
+
+# Per-ship variables are kept in arrays indexed like SHIP_NAMES.
+SHIP_NAMES=()
+SHIP_IPS=()
+SHIP_INNER=()
+
+plan_ships() {
+    local i
+    for ((i = 1; i <= SHIPS; i++)); do
+        SHIP_NAMES+=("ship$i")
+        SHIP_IPS+=("$OUTER_NET.$((10 + i))")
+        SHIP_INNER+=(false)
+    done
+    for ((i = 1; i <= INNER; i++)); do
+        SHIP_NAMES+=("inner$i")
+        SHIP_IPS+=("$INNER_NET.$((10 + i))")
+        SHIP_INNER+=(true)
+    done
+}
+
+make_netns() { # NS
+    ip netns add "$1"
+    ip -n "$1" link set lo up
+}
+
+make_network() {
+    if ip -4 -o addr show | grep -qF " $OUTER_NET."; then
+        die "subnet $OUTER_NET.0/24 is already used on this machine (another bed with a colliding name?)"
+    fi
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$OUTER_NET.1/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+    local i ns
+    for i in "${!SHIP_NAMES[@]}"; do
+        [ "${SHIP_INNER[$i]}" = false ] || continue
+        ns=$(ship_ns "${SHIP_NAMES[$i]}")
+        make_netns "$ns"
+        ip link add "${P}s$((i + 1))" type veth peer name eth0 netns "$ns"
+        ip link set "${P}s$((i + 1))" master "$BRIDGE" up
+        ip -n "$ns" addr add "${SHIP_IPS[$i]}/24" dev eth0
+        ip -n "$ns" link set eth0 up
+    done
+    if [ "$INNER" -gt 0 ]; then
+        make_netns "$BASTION_NS"
+        ip link add "${P}b0" type veth peer name eth0 netns "$BASTION_NS"
+        ip link set "${P}b0" master "$BRIDGE" up
+        ip -n "$BASTION_NS" addr add "$OUTER_NET.2/24" dev eth0
+        ip -n "$BASTION_NS" link set eth0 up
+        # The inner network lives entirely inside the bastion's namespace, so the root
+        # namespace has no interface (hence no route) on it. The bastion does not forward.
+        nsrun "$BASTION_NS" sysctl -qw net.ipv4.ip_forward=0
+        # Without this, packets for the inner subnet would follow the root namespace's default
+        # route, and some networks (sandboxes, transparent proxies) accept any TCP connection:
+        # "unreachable" makes a direct attempt fail at once, whatever the machine's network.
+        ip route add unreachable "$INNER_NET.0/24"
+        ip -n "$BASTION_NS" link add ibr type bridge
+        ip -n "$BASTION_NS" addr add "$INNER_NET.2/24" dev ibr
+        ip -n "$BASTION_NS" link set ibr up
+        for i in "${!SHIP_NAMES[@]}"; do
+            [ "${SHIP_INNER[$i]}" = true ] || continue
+            ns=$(ship_ns "${SHIP_NAMES[$i]}")
+            make_netns "$ns"
+            ip -n "$BASTION_NS" link add "i$((i + 1))" type veth peer name eth0 netns "$ns"
+            ip -n "$BASTION_NS" link set "i$((i + 1))" master ibr up
+            ip -n "$ns" addr add "${SHIP_IPS[$i]}/24" dev eth0
+            ip -n "$ns" link set eth0 up
+        done
+    fi
+}
+
+make_keys() {
+    ssh-keygen -q -t ed25519 -N '' -C "maestro-bed-$NAME" -f "$DIR/id_ed25519"
+    cp "$DIR/id_ed25519" "$DIR/id_ed25519_enc"
+    cp "$DIR/id_ed25519.pub" "$DIR/id_ed25519_enc.pub"
+    ssh-keygen -q -p -P '' -N "$OPERATOR_PASSPHRASE" -f "$DIR/id_ed25519_enc" >/dev/null
+    cp "$DIR/id_ed25519.pub" "$DIR/authorized_keys"
+    : >"$DIR/known_hosts"
+}
+
+write_sshd_config() { # HOSTDIR [DOCKER_SOCKET]
+    local hd=$1 sock=${2:-}
+    ssh-keygen -q -t ed25519 -N '' -C "$(basename "$hd")@$NAME" -f "$hd/ssh_host_ed25519_key"
+    {
+        echo "Port 22"
+        echo "ListenAddress 0.0.0.0"
+        echo "HostKey $hd/ssh_host_ed25519_key"
+        echo "PidFile $hd/sshd.pid"
+        echo "AuthorizedKeysFile $DIR/authorized_keys"
+        echo "StrictModes no"
+        echo "PermitRootLogin prohibit-password"
+        echo "PubkeyAuthentication yes"
+        echo "PasswordAuthentication no"
+        echo "KbdInteractiveAuthentication no"
+        echo "UsePAM no"
+        echo "AllowStreamLocalForwarding yes"
+        echo "AllowTcpForwarding yes"
+        echo "AllowAgentForwarding yes"
+        echo "X11Forwarding no"
+        echo "PrintMotd no"
+        echo "UseDNS no"
+        echo "LogLevel VERBOSE"
+        echo "Subsystem sftp internal-sftp"
+        # Sessions on a ship (e.g. `docker system dial-stdio` for DOCKER_HOST=ssh://) talk to
+        # that ship's own daemon, not to a machine-wide /var/run/docker.sock.
+        if [ -n "$sock" ]; then echo "SetEnv DOCKER_HOST=unix://$sock"; fi
+    } >"$hd/sshd_config"
+}
+
+start_sshd() { # NS HOSTDIR
+    local ns=$1 hd=$2
+    rm -f "$hd/sshd.pid"
+    setsid nsenter --net="/var/run/netns/$ns" "$SSHD_BIN" -D -e -f "$hd/sshd_config" \
+        </dev/null >>"$hd/sshd.log" 2>&1 &
+}
+
+start_dockerd() { # NS HOSTDIR
+    local ns=$1 hd=$2
+    mkdir -p "$hd/data" "$hd/x"
+    echo '{}' >"$hd/daemon.json"
+    # --config-file: ignore the machine's /etc/docker/daemon.json; --cgroup-parent: lets
+    # `down` find and kill this bed's containers; --shutdown-timeout: fast teardown.
+    setsid nsenter --net="/var/run/netns/$ns" dockerd \
+        --config-file "$hd/daemon.json" \
+        --data-root "$hd/data" --exec-root "$hd/x" --pidfile "$hd/dockerd.pid" \
+        -H "unix://$hd/docker.sock" -H tcp://127.0.0.1:2375 \
+        --cgroup-parent "/$ns" --shutdown-timeout 2 --iptables=true \
+        </dev/null >>"$hd/dockerd.log" 2>&1 &
+}
+
+wait_docker() { # HOSTDIR: wait for the daemon to answer, bounded
+    local hd=$1 deadline=$((SECONDS + WAIT_SECONDS))
+    while [ $SECONDS -le $deadline ]; do
+        if [ -S "$hd/docker.sock" ] &&
+            docker -H "unix://$hd/docker.sock" version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+            return 0
+        fi
+        if [ -f "$hd/dockerd.pid" ] && ! kill -0 "$(cat "$hd/dockerd.pid")" 2>/dev/null; then
+            break
+        fi
+        sleep 0.2
+    done
+    echo "bed.sh: dockerd of $(basename "$hd") did not come up within ${WAIT_SECONDS}s; log tail ($hd/dockerd.log):" >&2
+    tail -n 25 "$hd/dockerd.log" >&2 || true
+    return 1
+}
+
+wait_sshd() { # NS IP HOSTDIR
+    local ns=$1 ip=$2 hd=$3 deadline=$((SECONDS + WAIT_SECONDS))
+    while [ $SECONDS -le $deadline ]; do
+        if nsenter --net="/var/run/netns/$ns" bash -c "exec 3<>/dev/tcp/$ip/22" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bed.sh: sshd of $(basename "$hd") did not listen on $ip:22 within ${WAIT_SECONDS}s; log tail ($hd/sshd.log):" >&2
+    tail -n 25 "$hd/sshd.log" >&2 || true
+    return 1
+}
+
+fingerprint() { ssh-keygen -l -E sha256 -f "$1" | awk '{print $2}'; }
+
+write_ssh_config() {
+    local cfg=$DIR/ssh_config i
+    {
+        echo "# maestro test bed '$NAME': ssh -F $cfg ship1"
+        if [ "$INNER" -gt 0 ]; then
+            echo "Host bastion $OUTER_NET.2"
+            echo "    HostName $OUTER_NET.2"
+            common_ssh_options
+        fi
+        for i in "${!SHIP_NAMES[@]}"; do
+            echo "Host ${SHIP_NAMES[$i]} ${SHIP_IPS[$i]}"
+            echo "    HostName ${SHIP_IPS[$i]}"
+            if [ "${SHIP_INNER[$i]}" = true ]; then echo "    ProxyJump bastion"; fi
+            common_ssh_options
+        done
+        # A two-hop chain: reach an inner ship through the bastion and then another inner ship.
+        for i in "${!SHIP_NAMES[@]}"; do
+            [ "${SHIP_INNER[$i]}" = true ] && [ "${SHIP_NAMES[$i]}" != inner1 ] || continue
+            echo "Host ${SHIP_NAMES[$i]}-2hop"
+            echo "    HostName ${SHIP_IPS[$i]}"
+            echo "    HostKeyAlias ${SHIP_IPS[$i]}"
+            echo "    ProxyJump bastion,inner1"
+            common_ssh_options
+        done
+    } >"$cfg"
+}
+
+common_ssh_options() {
+    echo "    User root"
+    echo "    Port 22"
+    echo "    IdentityFile $DIR/id_ed25519"
+    echo "    IdentitiesOnly yes"
+    echo "    UserKnownHostsFile $DIR/known_hosts"
+    echo "    StrictHostKeyChecking yes"
+    echo "    BatchMode yes"
+    echo "    ConnectTimeout 10"
+    echo "    LogLevel ERROR"
+}
+
+json_str() { # minimal JSON string escaping; our values are paths/names without quotes
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+
+write_bed_json() {
+    local out=$DIR/bed.json.tmp i first=1
+    {
+        printf '{\n  "name": %s,\n  "dir": %s,\n' "$(json_str "$NAME")" "$(json_str "$DIR")"
+        printf '  "prefix": %s,\n' "$(json_str "$P")"
+        printf '  "operator": {\n'
+        printf '    "key": %s,\n' "$(json_str "$DIR/id_ed25519")"
+        printf '    "public_key": %s,\n' "$(json_str "$DIR/id_ed25519.pub")"
+        printf '    "encrypted_key": %s,\n' "$(json_str "$DIR/id_ed25519_enc")"
+        printf '    "encrypted_key_passphrase": %s,\n' "$(json_str "$OPERATOR_PASSPHRASE")"
+        printf '    "known_hosts": %s,\n' "$(json_str "$DIR/known_hosts")"
+        printf '    "ssh_config": %s\n  },\n' "$(json_str "$DIR/ssh_config")"
+        printf '  "user": "root",\n'
+        printf '  "image": %s,\n' "$(json_str "$IMAGE_REF")"
+        printf '  "outer_subnet": "%s.0/24",\n' "$OUTER_NET"
+        printf '  "inner_subnet": %s,\n' "$([ "$INNER" -gt 0 ] && echo "\"$INNER_NET.0/24\"" || echo null)"
+        printf '  "ships": ['
+        for i in "${!SHIP_NAMES[@]}"; do
+            local n=${SHIP_NAMES[$i]} hd=$DIR/${SHIP_NAMES[$i]}
+            [ $first = 1 ] || printf ','
+            first=0
+            printf '\n    {"name": %s, "ip": "%s", "ssh_port": 22, "netns": %s,\n' \
+                "$(json_str "$n")" "${SHIP_IPS[$i]}" "$(json_str "$(ship_ns "$n")")"
+            printf '     "docker_socket": %s, "docker_tcp_port": 2375, "inner": %s,\n' \
+                "$(json_str "$hd/docker.sock")" "${SHIP_INNER[$i]}"
+            printf '     "host_key_fingerprint": %s, "host_key_public": %s,\n' \
+                "$(json_str "$(fingerprint "$hd/ssh_host_ed25519_key.pub")")" \
+                "$(json_str "$hd/ssh_host_ed25519_key.pub")"
+            printf '     "dir": %s, "sshd_pidfile": %s, "dockerd_pidfile": %s}' \
+                "$(json_str "$hd")" "$(json_str "$hd/sshd.pid")" "$(json_str "$hd/dockerd.pid")"
+        done
+        printf '\n  ],\n'
+        if [ "$INNER" -gt 0 ]; then
+            local hd=$DIR/bastion
+            printf '  "bastion": {"name": "bastion", "ip": "%s.2", "inner_ip": "%s.2", "ssh_port": 22,\n' \
+                "$OUTER_NET" "$INNER_NET"
+            printf '              "netns": %s, "host_key_fingerprint": %s, "host_key_public": %s,\n' \
+                "$(json_str "$BASTION_NS")" \
+                "$(json_str "$(fingerprint "$hd/ssh_host_ed25519_key.pub")")" \
+                "$(json_str "$hd/ssh_host_ed25519_key.pub")"
+            printf '              "dir": %s, "sshd_pidfile": %s}\n' "$(json_str "$hd")" "$(json_str "$hd/sshd.pid")"
+        else
+            printf '  "bastion": null\n'
+        fi
+        printf '}\n'
+    } >"$out"
+    mv "$out" "$DIR/bed.json"
+}
+
+check_prereqs() {
+    [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, dockerd)"
+    local c
+    for c in ip nsenter dockerd docker ssh ssh-keygen setsid flock sha256sum; do
+        command -v "$c" >/dev/null || die "missing command '$c' (see test.sh for the packages)"
+    done
+    [ -x "$SSHD_BIN" ] || die "missing sshd (apt-get install openssh-server)"
+}
+
+cmd_up() {
+    check_prereqs
+    [ -n "${NAME:-}" ] || die "up needs --name NAME"
+    [[ $SHIPS =~ ^[0-9]+$ ]] && [ "$SHIPS" -le 50 ] || die "--ships must be 0..50"
+    [[ $INNER =~ ^[0-9]+$ ]] && [ "$INNER" -le 50 ] || die "--inner must be 0..50"
+    local t0=$SECONDS
+    down_prefix "$P" "$DIR"
+    mkdir -p "$DIR"
+    # From here on, a failure leaves nothing half-made behind.
+    trap 'rc=$?; if [ $rc != 0 ]; then echo "bed.sh: up failed, tearing down $NAME" >&2; BED_QUIET=1 down_prefix "$P" "$DIR"; fi' EXIT
+    mkdir -p /run/sshd # privilege separation dir that Debian's sshd requires
+    chmod 0755 /run/sshd
+    plan_ships
+    [ "${#SHIP_NAMES[@]}" -gt 0 ] || die "a bed needs at least one ship"
+    build_image &
+    local image_job=$!
+    make_network
+    make_keys
+    local i n hd
+    for i in "${!SHIP_NAMES[@]}"; do
+        n=${SHIP_NAMES[$i]}
+        hd=$DIR/$n
+        mkdir -p "$hd"
+        start_dockerd "$(ship_ns "$n")" "$hd"
+        write_sshd_config "$hd" "$hd/docker.sock"
+        start_sshd "$(ship_ns "$n")" "$hd"
+        echo "${SHIP_IPS[$i]} $(cut -d' ' -f1,2 "$hd/ssh_host_ed25519_key.pub")" >>"$DIR/known_hosts"
+    done
+    if [ "$INNER" -gt 0 ]; then
+        hd=$DIR/bastion
+        mkdir -p "$hd"
+        write_sshd_config "$hd"
+        start_sshd "$BASTION_NS" "$hd"
+        local hk
+        hk=$(cut -d' ' -f1,2 "$hd/ssh_host_ed25519_key.pub")
+        echo "$OUTER_NET.2 $hk" >>"$DIR/known_hosts"
+        echo "$INNER_NET.2 $hk" >>"$DIR/known_hosts"
+    fi
+    write_ssh_config
+    wait "$image_job" || die "could not build the test image"
+    build_image # sets IMAGE_TAR (already built)
+    # Wait for every daemon, then load the image everywhere, all in parallel.
+    local pids=() fail=0
+    for i in "${!SHIP_NAMES[@]}"; do
+        n=${SHIP_NAMES[$i]}
+        hd=$DIR/$n
+        (
+            wait_sshd "$(ship_ns "$n")" "${SHIP_IPS[$i]}" "$hd"
+            wait_docker "$hd"
+            docker -H "unix://$hd/docker.sock" load -q -i "$IMAGE_TAR" >/dev/null 2>"$hd/load.err" || {
+                echo "bed.sh: loading the test image into $n failed:" >&2
+                cat "$hd/load.err" >&2
+                exit 1
+            }
+        ) &
+        pids+=($!)
+    done
+    if [ "$INNER" -gt 0 ]; then
+        wait_sshd "$BASTION_NS" "$OUTER_NET.2" "$DIR/bastion" &
+        pids+=($!)
+    fi
+    for i in "${pids[@]}"; do wait "$i" || fail=1; done
+    [ $fail = 0 ] || die "bed '$NAME' did not come up (see messages above)"
+    write_bed_json
+    trap - EXIT
+    log "bed '$NAME' up in $((SECONDS - t0))s: ${SHIPS} ship(s), ${INNER} inner ship(s) behind the bastion"
+    echo "$DIR/bed.json"
+}
+
+cmd_status() {
+    [ -n "${NAME:-}" ] || die "status needs --name NAME"
+    [ -f "$DIR/bed.json" ] || { echo "bed '$NAME': not up ($DIR/bed.json missing)"; return 1; }
+    echo "bed '$NAME' ($DIR, prefix $P)"
+    local ok=0 hd n
+    for hd in "$DIR"/*/; do
+        hd=${hd%/}
+        n=$(basename "$hd")
+        [ -f "$hd/sshd_config" ] || continue
+        local ip
+        ip=$(awk -v h="$n" '$1=="Host" && $2==h {getline; print $2; exit}' "$DIR/ssh_config")
+        local d="-" s="down"
+        if [ -S "$hd/docker.sock" ]; then
+            d=$(docker -H "unix://$hd/docker.sock" version --format '{{.Server.Version}}' 2>/dev/null || echo "not answering")
+        fi
+        if ssh -F "$DIR/ssh_config" -o ConnectTimeout=5 "$n" true 2>/dev/null; then s="ok"; else ok=1; fi
+        printf '  %-10s %-15s ssh:%-5s docker:%s\n' "$n" "$ip" "$s" "$d"
+    done
+    return $ok
+}
+
+cmd_sshd() { # stop or start one host's sshd, for tests of "sshd down"
+    [ -n "${NAME:-}" ] && [ -n "${SHIP:-}" ] || die "sshd needs --name NAME --ship SHIP stop|start"
+    local hd=$DIR/$SHIP ns
+    [ -f "$hd/sshd_config" ] || die "no host '$SHIP' in bed '$NAME'"
+    if [ "$SHIP" = bastion ]; then ns=$BASTION_NS; else ns=$(ship_ns "$SHIP"); fi
+    case "$ACTION" in
+    stop)
+        if [ -f "$hd/sshd.pid" ]; then
+            local p
+            p=$(cat "$hd/sshd.pid")
+            kill "$p" 2>/dev/null || true
+            wait_gone 5 "$p" || kill -9 "$p" 2>/dev/null || true
+            rm -f "$hd/sshd.pid"
+        fi
+        ;;
+    start)
+        start_sshd "$ns" "$hd"
+        local ip
+        ip=$(awk -v h="$SHIP" '$1=="Host" && $2==h {getline; print $2; exit}' "$DIR/ssh_config")
+        wait_sshd "$ns" "$ip" "$hd"
+        ;;
+    *) die "sshd action must be stop or start" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------
+
+main() {
+    [ $# -ge 1 ] || usage
+    local cmd=$1
+    shift
+    SHIPS=3 INNER=0 ALL=0 NAME="" SHIP="" ACTION=""
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --name) NAME=${2:-}; shift 2 ;;
+        --name=*) NAME=${1#*=}; shift ;;
+        --ships) SHIPS=${2:-}; shift 2 ;;
+        --ships=*) SHIPS=${1#*=}; shift ;;
+        --inner) INNER=${2:-}; shift 2 ;;
+        --inner=*) INNER=${1#*=}; shift ;;
+        --ship) SHIP=${2:-}; shift 2 ;;
+        --image) shift ;; # the image is always loaded; kept for the contract
+        --all) ALL=1; shift ;;
+        stop | start) ACTION=$1; shift ;;
+        -h | --help) usage ;;
+        *) die "unknown argument '$1'" ;;
+        esac
+    done
+    [ -z "$NAME" ] || derive "$NAME"
+    case "$cmd" in
+    up) cmd_up ;;
+    down) [ "$(id -u)" = 0 ] || die "must run as root"; cmd_down ;;
+    status) cmd_status ;;
+    sshd) cmd_sshd ;;
+    *) usage ;;
+    esac
+}
+
+main "$@"
