@@ -122,7 +122,7 @@ kill_cgroups() { # kill container processes of the bed (dockerd --cgroup-parent=
     for _ in 1 2 3; do
         local pids=""
         while IFS= read -r d; do
-            pids+=" $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')"
+            pids+=" $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | tr '\n' ' ')"
         done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -name "$1-*" 2>/dev/null)
         pids=$(echo $pids)
         [ -z "$pids" ] && break
@@ -147,7 +147,10 @@ wait_gone() { # SECONDS PIDS... : wait until none of PIDS is alive
     local p alive
     while [ $SECONDS -le $deadline ]; do
         alive=""
-        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive+=" $p"; done
+        for p in "$@"; do
+            # A zombie is dead for our purpose (its reaper may be a slow or absent init).
+            kill -0 "$p" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] && alive+=" $p"
+        done
         [ -z "$alive" ] && return 0
         sleep 0.1
     done
@@ -158,22 +161,17 @@ down_prefix() { # PREFIX [DIR]
     local prefix=$1 dir=${2:-}
     # Containers first: then dockerd has nothing to stop and exits at once.
     kill_cgroups "$prefix"
-    local dockerd_pids="" f p
-    if [ -n "$dir" ] && [ -d "$dir" ]; then
-        for f in "$dir"/*/dockerd.pid "$dir"/*/sshd.pid; do
-            [ -f "$f" ] || continue
-            p=$(cat "$f" 2>/dev/null || true)
-            [[ $p =~ ^[0-9]+$ ]] && dockerd_pids+=" $p"
-        done
-    fi
-    local all
-    all=$(echo $dockerd_pids $(netns_pids "$prefix") | tr ' ' '\n' | sort -u | tr '\n' ' ')
-    if [ -n "${all// /}" ]; then
-        kill -TERM $all 2>/dev/null || true
-        if ! wait_gone 5 $all; then
-            kill -KILL $all 2>/dev/null || true
-            wait_gone 3 $all || true
-        fi
+    # dockerd and sshd get a TERM and ~3s (dockerd then stops its containerd cleanly, which
+    # leaves no shim sockets behind); whatever remains gets a KILL.
+    # Processes are found by namespace, never by pidfile: a stale pidfile could name a reused pid.
+    local daemons="" p
+    for p in $(netns_pids "$prefix"); do
+        case "$(cat "/proc/$p/comm" 2>/dev/null)" in dockerd | sshd) daemons+=" $p" ;; esac
+    done
+    daemons=$(echo $daemons | tr ' ' '\n' | sort -u | tr '\n' ' ')
+    if [ -n "${daemons// /}" ]; then
+        kill -TERM $daemons 2>/dev/null || true
+        wait_gone 3 $daemons || true
     fi
     kill_cgroups "$prefix"
     # Stray processes that appeared meanwhile (e.g. shims) die with SIGKILL.
@@ -482,6 +480,24 @@ write_bed_json() {
     mv "$out" "$DIR/bed.json"
 }
 
+write_bed_env() { # the same facts as bed.json, for shell scripts (no JSON parser needed)
+    local out=$DIR/bed.env i var
+    {
+        echo "# source me: facts about test bed '$NAME' (see bed.json)"
+        printf 'BED_NAME=%q\nBED_DIR=%q\nBED_JSON=%q\n' "$NAME" "$DIR" "$DIR/bed.json"
+        printf 'BED_SSH_CONFIG=%q\nBED_KEY=%q\nBED_ENCRYPTED_KEY=%q\nBED_KNOWN_HOSTS=%q\n' \
+            "$DIR/ssh_config" "$DIR/id_ed25519" "$DIR/id_ed25519_enc" "$DIR/known_hosts"
+        printf 'BED_IMAGE=%q\nBED_SHIPS=%q\n' "$IMAGE_REF" "${SHIP_NAMES[*]}"
+        if [ "$INNER" -gt 0 ]; then
+            printf 'BED_BASTION_IP=%q\nBED_BASTION_INNER_IP=%q\n' "$OUTER_NET.2" "$INNER_NET.2"
+        fi
+        for i in "${!SHIP_NAMES[@]}"; do
+            var=BED_$(echo "${SHIP_NAMES[$i]}" | tr '[:lower:]' '[:upper:]')
+            printf '%s_IP=%q\n%s_SOCKET=%q\n' "$var" "${SHIP_IPS[$i]}" "$var" "$DIR/${SHIP_NAMES[$i]}/docker.sock"
+        done
+    } >"$out"
+}
+
 check_prereqs() {
     [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, dockerd)"
     local c
@@ -554,6 +570,7 @@ cmd_up() {
     fi
     for i in "${pids[@]}"; do wait "$i" || fail=1; done
     [ $fail = 0 ] || die "bed '$NAME' did not come up (see messages above)"
+    write_bed_env
     write_bed_json
     trap - EXIT
     log "bed '$NAME' up in $((SECONDS - t0))s: ${SHIPS} ship(s), ${INNER} inner ship(s) behind the bastion"

@@ -2,15 +2,16 @@
 //! errors are reported to the user and turned into exit codes.
 
 mod args;
+mod commands;
 
-use std::io::Write;
-
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 pub use args::{Cli, Command, Output, Things};
 
 /// Exit code for input the user must fix (bad file, bad arguments); no ship was contacted.
 pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code when some instance or ship failed.
+pub const EXIT_FAILED: i32 = 1;
 
 /// Runs maestro with the process arguments and returns the exit code.
 pub fn main() -> i32 {
@@ -22,45 +23,39 @@ pub fn main() -> i32 {
             return err.exit_code();
         }
     };
-    match run(cli) {
+    match commands::run(&cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("{err}");
             err.exit_code()
         }
     }
 }
 
-/// An error that ends the command; each knows its exit code.
+/// An error that ends the command. Its message is complete (it starts with `error:`), and
+/// each knows its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Plan(#[from] crate::orchestrate::plan::PlanError),
+    #[error("error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("`{0}` is not implemented yet")]
-    NotImplemented(&'static str),
+    /// A usage error that clap cannot see (e.g. `stop` without names or `-a`).
+    #[error("error: {0}")]
+    Usage(String),
+    #[error("error: {0}")]
+    Failed(String),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Io(_) => 1,
-            CliError::NotImplemented(_) => EXIT_BAD_INPUT,
+            CliError::Config(err) => err.exit_code(),
+            CliError::Plan(err) => err.exit_code(),
+            CliError::Usage(_) => EXIT_BAD_INPUT,
+            CliError::Io(_) | CliError::Failed(_) => EXIT_FAILED,
         }
-    }
-}
-
-fn run(cli: Cli) -> Result<i32, CliError> {
-    match &cli.command {
-        Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "maestro", &mut std::io::stdout());
-            Ok(0)
-        }
-        Command::Man => {
-            let mut out = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            std::io::stdout().write_all(&out)?;
-            Ok(0)
-        }
-        _ => Err(CliError::NotImplemented("this command")),
     }
 }

@@ -1,1 +1,20 @@
-//! config layer (see src/lib.rs).
+//! config layer (see src/lib.rs): the environment file, rendered as a Jinja2 template, parsed
+//! as YAML into a node tree that keeps positions, converted into the resolved [`Environment`]
+//! and validated. Every error points at the user's text.
+
+mod convert;
+mod error;
+mod load;
+mod model;
+mod node;
+mod ports;
+mod reader;
+mod template;
+mod validate;
+
+pub use error::{CONFIG_ERROR_EXIT_CODE, ConfigError, Diagnostic};
+pub use load::{load, load_str, load_str_with_vars};
+pub use model::*;
+
+/// Environment files (and what templates render) are refused above this size.
+pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;

@@ -1,1 +1,28 @@
-//! docker layer (see src/lib.rs).
+//! What we ask of one ship's Docker daemon.
+//!
+//! The transport layer hands us a connected [`bollard::Docker`]; a [`Ship`] wraps it with the
+//! ship's name and offers the typed operations orchestrate needs. The container to create is
+//! described by a [`ContainerSpec`], independent of the environment file's model.
+
+mod credentials;
+mod error;
+mod progress;
+mod retry;
+mod ship;
+mod spec;
+mod status;
+
+pub use credentials::{Credentials, CredentialsError, registry_of_image};
+pub use error::{DockerError, ErrorKind};
+pub use progress::{PullProgress, PullTracker};
+pub use retry::RetryPolicy;
+pub use ship::{
+    ContainerDetails, DockerVersion, ExecOutcome, LogLine, LogSource, LogStream, ManagedContainer,
+    PublishedPort, PullRetry, Ship,
+};
+pub use spec::{
+    BindMount, ContainerSpec, Device, ENVIRONMENT_LABEL, Healthcheck, HostPort, INSTANCE_LABEL,
+    Limits, Link, MountMode, NetworkAttachment, PortSpec, Protocol, RestartPolicy,
+    RestartPolicyName, SERVICE_LABEL, SPEC_HASH_LABEL, SPEC_LABEL, SpecChange, Ulimit,
+};
+pub use status::{ContainerStatus, HealthState, parse_docker_time, parse_status_age};

@@ -1,1 +1,585 @@
-//! transport layer (see src/lib.rs).
+//! How we reach a ship's Docker daemon: through one SSH session per ship (the default), a
+//! local unix socket, or plain TCP / TLS. The result is a [`Connection`] holding a
+//! `bollard::Docker` handle; see docs/transport.md for the route a request takes.
+//!
+//! This layer knows nothing of the environment file: the caller maps a ship's settings
+//! into an [`Endpoint`].
+
+mod connector;
+mod error;
+mod known_hosts;
+mod ssh;
+mod ssh_config;
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bollard::{ClientVersion, Docker};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub use error::TransportError;
+pub use known_hosts::HostKeyPolicy;
+
+/// The default connect timeout, per network step (TCP connect, SSH handshake, each
+/// authentication attempt, opening the Docker channel).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default interval between SSH keep-alives.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+/// The default timeout of one Docker API request, in seconds (bollard's).
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// Everything needed to reach one ship's Docker daemon.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The ship's name, used in every message.
+    pub ship: String,
+    pub route: Route,
+    /// Where the daemon listens on the ship (SSH routes only).
+    pub docker: DockerTarget,
+    /// Force a Docker API version ("1.41") instead of negotiating it with the daemon.
+    pub api_version: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+impl Endpoint {
+    pub fn new(ship: impl Into<String>, route: Route) -> Endpoint {
+        Endpoint {
+            ship: ship.into(),
+            route,
+            docker: DockerTarget::default(),
+            api_version: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Route {
+    Ssh(SshRoute),
+    /// A daemon on the operator's own machine.
+    Local {
+        socket: PathBuf,
+    },
+    /// A daemon's TCP port, reached directly (MaestroNG's `ip` + `docker_port`).
+    Tcp {
+        host: String,
+        port: u16,
+        tls: Option<TlsFiles>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerTarget {
+    /// A unix socket on the ship, reached with a `direct-streamlocal` channel.
+    Socket(String),
+    /// A TCP port on the ship's loopback (127.0.0.1), reached with a `direct-tcpip` channel.
+    Tcp(u16),
+}
+
+impl Default for DockerTarget {
+    fn default() -> Self {
+        DockerTarget::Socket("/var/run/docker.sock".into())
+    }
+}
+
+impl std::fmt::Display for DockerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DockerTarget::Socket(path) => write!(f, "unix:{path}"),
+            DockerTarget::Tcp(port) => write!(f, "tcp:127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// SSH settings of a ship. `None`s fall back to ssh_config, then to OpenSSH's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct SshRoute {
+    /// The host to connect to: an address, a DNS name or an ssh_config `Host` alias.
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    /// Tried after the ssh-agent, before ssh_config's `IdentityFile` and the defaults.
+    pub identity_files: Vec<PathBuf>,
+    /// Jump hosts, outermost first. Non-empty overrides ssh_config's `ProxyJump`.
+    pub jumps: Vec<JumpSpec>,
+    /// `None`: from ssh_config's `StrictHostKeyChecking` (`no` means accept-new), else strict.
+    pub host_key_policy: Option<HostKeyPolicy>,
+    /// Overrides ssh_config's `UserKnownHostsFile` and `~/.ssh/known_hosts`.
+    pub known_hosts_file: Option<PathBuf>,
+    /// Default: `MAESTRO_SSH_CONFIG` if set, else `~/.ssh/config`.
+    pub ssh_config_file: Option<PathBuf>,
+    /// Default [`DEFAULT_KEEPALIVE`].
+    pub keepalive: Option<Duration>,
+    /// Never ask on the terminal (OpenSSH `BatchMode`): an encrypted key without
+    /// `MAESTRO_SSH_PASSPHRASE` then fails at once.
+    pub batch_mode: bool,
+}
+
+impl SshRoute {
+    pub fn new(host: impl Into<String>) -> SshRoute {
+        SshRoute {
+            host: host.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// One jump host: `[user@]host[:port]` (host may be an ssh_config alias, IPv6 in brackets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpSpec {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+}
+
+impl FromStr for JumpSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let spec = spec.trim();
+        let spec = spec.strip_prefix("ssh://").unwrap_or(spec);
+        let (user, rest) = match spec.rsplit_once('@') {
+            Some((user, rest)) if !user.is_empty() => (Some(user.to_string()), rest),
+            Some(_) => return Err(format!("jump host `{spec}`: empty user")),
+            None => (None, spec),
+        };
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("jump host `{spec}`: unclosed `[`"))?;
+            let port = match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None if after.is_empty() => None,
+                None => return Err(format!("jump host `{spec}`: unexpected `{after}`")),
+            };
+            (host.to_string(), port)
+        } else {
+            match rest.split_once(':') {
+                Some((host, port)) => (host.to_string(), Some(port)),
+                None => (rest.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("jump host `{spec}`: empty host"));
+        }
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| format!("jump host `{spec}`: bad port `{p}`"))
+            })
+            .transpose()?;
+        Ok(JumpSpec { host, port, user })
+    }
+}
+
+impl std::fmt::Display for JumpSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            write!(f, "{}", self.host)?;
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Ssh,
+    Local,
+    Tcp,
+    Tls,
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransportKind::Ssh => "ssh",
+            TransportKind::Local => "local",
+            TransportKind::Tcp => "tcp",
+            TransportKind::Tls => "tls",
+        })
+    }
+}
+
+/// One SSH hop as established.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HopInfo {
+    /// `user@host:port`.
+    pub address: String,
+    /// The method that worked: `ssh-agent key SHA256:...`, `key /path`, `certificate ...`.
+    pub auth_method: String,
+    /// `SHA256:...`.
+    pub host_key_fingerprint: String,
+}
+
+/// How a ship was reached, for `maestro ships` and the logs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionInfo {
+    pub ship: String,
+    pub transport: TransportKind,
+    /// E.g. `ssh root@10.0.0.2:22 -> root@10.1.0.11:22 -> unix:/var/run/docker.sock`.
+    pub route: String,
+    /// The SSH hops, jump hosts first, the ship last (empty for other transports).
+    pub hops: Vec<HopInfo>,
+    /// The ship's own hop's authentication method.
+    pub auth_method: Option<String>,
+    pub host_key_fingerprint: Option<String>,
+    /// Things the operator should know (world-readable key, host key just recorded).
+    pub warnings: Vec<String>,
+}
+
+/// What `probe` measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeReport {
+    pub engine_version: String,
+    /// The API version the daemon speaks at most.
+    pub api_version: String,
+    /// The API version this connection uses (negotiated or forced).
+    pub client_api_version: String,
+    pub os: String,
+    pub arch: String,
+    /// Round trip of a `GET /_ping` over the established connection.
+    #[serde(serialize_with = "serialize_millis")]
+    pub round_trip: Duration,
+}
+
+fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// Counters of the SSH session, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Open SSH sessions (jump hosts included); 0 for non-SSH transports.
+    pub sessions: usize,
+    /// Channels opened on the ship's session since connecting.
+    pub channels_opened: u64,
+}
+
+#[derive(Clone)]
+enum Link {
+    Ssh(Arc<ssh::SshChain>),
+    Direct,
+}
+
+/// A connected ship: cheap to clone; the SSH session lives as long as any clone (or any
+/// `Docker` handle taken from it).
+#[derive(Clone)]
+pub struct Connection {
+    docker: Docker,
+    info: ConnectionInfo,
+    link: Link,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// A byte stream opened from the ship's side (see [`Connection::open_tcp`]).
+pub struct ShipStream(Box<dyn ssh::Duplex>);
+
+impl std::fmt::Debug for ShipStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShipStream")
+    }
+}
+
+impl AsyncRead for ShipStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ShipStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
+
+impl Connection {
+    /// The Docker API of the ship (clones share the connection pool).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        match &self.link {
+            Link::Ssh(chain) => TransportStats {
+                sessions: chain.session_count(),
+                channels_opened: chain
+                    .channels_opened
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            },
+            Link::Direct => TransportStats {
+                sessions: 0,
+                channels_opened: 0,
+            },
+        }
+    }
+
+    /// Opens a TCP connection to `host:port` as seen from the ship (a `direct-tcpip`
+    /// channel of its SSH session; for local and TCP routes, from this machine). Used by
+    /// lifecycle checks on ports that are only reachable on the ship's network.
+    pub async fn open_tcp(&self, host: &str, port: u16) -> Result<ShipStream, TransportError> {
+        match &self.link {
+            Link::Ssh(chain) => chain
+                .open_tcpip(host, port)
+                .await
+                .map(|stream| ShipStream(Box::new(stream)))
+                .map_err(|err| match err {
+                    russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
+                        TransportError::Refused {
+                            ship: self.info.ship.clone(),
+                            hop: format!("{host}:{port}"),
+                            via: Some(chain.ship_label().to_string()),
+                        }
+                    }
+                    other => TransportError::Ssh {
+                        ship: self.info.ship.clone(),
+                        hop: chain.ship_label().to_string(),
+                        source: Box::new(other),
+                    },
+                }),
+            Link::Direct => tokio::net::TcpStream::connect((host, port))
+                .await
+                .map(|stream| ShipStream(Box::new(stream)))
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::ConnectionRefused => TransportError::Refused {
+                        ship: self.info.ship.clone(),
+                        hop: format!("{host}:{port}"),
+                        via: None,
+                    },
+                    _ => TransportError::Io {
+                        ship: self.info.ship.clone(),
+                        hop: format!("{host}:{port}"),
+                        source,
+                    },
+                }),
+        }
+    }
+
+    /// Asks the daemon its versions and measures the round trip of one ping.
+    pub async fn probe(&self) -> Result<ProbeReport, TransportError> {
+        let api_err = |source| TransportError::docker(&self.info.ship, source);
+        let version = self.docker.version().await.map_err(api_err)?;
+        let started = Instant::now();
+        self.docker.ping().await.map_err(api_err)?;
+        let round_trip = started.elapsed();
+        let client = self.docker.client_version();
+        Ok(ProbeReport {
+            engine_version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+            client_api_version: format!("{}.{}", client.major_version, client.minor_version),
+            os: version.os.unwrap_or_default(),
+            arch: version.arch.unwrap_or_default(),
+            round_trip,
+        })
+    }
+
+    /// Closes the SSH sessions politely (dropping the last clone closes them too).
+    pub async fn close(&self) {
+        if let Link::Ssh(chain) = &self.link {
+            chain.disconnect().await;
+        }
+    }
+}
+
+/// Connects to one ship and agrees on the Docker API version with its daemon.
+pub async fn connect(endpoint: &Endpoint) -> Result<Connection, TransportError> {
+    let forced_version = match &endpoint.api_version {
+        Some(text) => Some(parse_api_version(&endpoint.ship, text)?),
+        None => None,
+    };
+    let initial_version = forced_version.unwrap_or(*bollard::API_DEFAULT_VERSION);
+    let (docker, info, link) = match &endpoint.route {
+        Route::Ssh(route) => connect_ssh(endpoint, route, &initial_version).await?,
+        Route::Local { socket } => {
+            connector::check_local_socket(&endpoint.ship, socket).await?;
+            let path = socket.to_string_lossy();
+            let docker =
+                Docker::connect_with_unix(&path, DEFAULT_REQUEST_TIMEOUT_SECS, &initial_version)
+                    .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
+            let info = ConnectionInfo {
+                ship: endpoint.ship.clone(),
+                transport: TransportKind::Local,
+                route: format!("local unix:{path}"),
+                hops: Vec::new(),
+                auth_method: None,
+                host_key_fingerprint: None,
+                warnings: Vec::new(),
+            };
+            (docker, info, Link::Direct)
+        }
+        Route::Tcp { host, port, tls } => {
+            connector::check_tcp(&endpoint.ship, host, *port, endpoint.connect_timeout).await?;
+            let (docker, kind) =
+                connector::tcp_docker(&endpoint.ship, host, *port, tls.as_ref(), &initial_version)?;
+            let info = ConnectionInfo {
+                ship: endpoint.ship.clone(),
+                transport: kind,
+                route: format!("{kind} {host}:{port}"),
+                hops: Vec::new(),
+                auth_method: None,
+                host_key_fingerprint: None,
+                warnings: Vec::new(),
+            };
+            (docker, info, Link::Direct)
+        }
+    };
+    let docker = if forced_version.is_some() {
+        docker
+    } else {
+        tokio::time::timeout(
+            endpoint.connect_timeout.max(Duration::from_secs(5)),
+            docker.negotiate_version(),
+        )
+        .await
+        .map_err(|_| TransportError::Timeout {
+            ship: endpoint.ship.clone(),
+            hop: "the Docker daemon".into(),
+            after: endpoint.connect_timeout.max(Duration::from_secs(5)),
+        })?
+        .map_err(|source| TransportError::docker(&endpoint.ship, source))?
+    };
+    Ok(Connection { docker, info, link })
+}
+
+/// Connects to every ship at once; one result per endpoint, in order. A ship that fails
+/// does not hold up the others.
+pub async fn connect_all(endpoints: &[Endpoint]) -> Vec<Result<Connection, TransportError>> {
+    futures_util::future::join_all(endpoints.iter().map(connect)).await
+}
+
+fn parse_api_version(ship: &str, text: &str) -> Result<ClientVersion, TransportError> {
+    let bad = || TransportError::Settings {
+        ship: ship.to_string(),
+        message: format!("API version `{text}` is not of the form 1.41"),
+    };
+    let text = text.trim().trim_start_matches('v');
+    let (major, minor) = text.split_once('.').ok_or_else(bad)?;
+    Ok(ClientVersion {
+        major_version: major.parse().map_err(|_| bad())?,
+        minor_version: minor.parse().map_err(|_| bad())?,
+    })
+}
+
+async fn connect_ssh(
+    endpoint: &Endpoint,
+    route: &SshRoute,
+    version: &ClientVersion,
+) -> Result<(Docker, ConnectionInfo, Link), TransportError> {
+    let hops = ssh::resolve_hops(&endpoint.ship, route)?;
+    let options = ssh::ConnectOptions {
+        ship: endpoint.ship.clone(),
+        timeout: endpoint.connect_timeout,
+        keepalive: route.keepalive.unwrap_or(DEFAULT_KEEPALIVE),
+        batch_mode: route.batch_mode,
+    };
+    let chain = Arc::new(ssh::connect_chain(&hops, &options).await?);
+    connector::check_docker_channel(
+        &endpoint.ship,
+        &chain,
+        &endpoint.docker,
+        endpoint.connect_timeout,
+    )
+    .await?;
+    let docker = connector::ssh_docker(chain.clone(), endpoint.docker.clone(), version)
+        .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
+    let mut route_text = String::from("ssh ");
+    for hop in &chain.hops {
+        route_text.push_str(&hop.address);
+        route_text.push_str(" -> ");
+    }
+    route_text.push_str(&endpoint.docker.to_string());
+    let ship_hop = chain.hops.last();
+    let info = ConnectionInfo {
+        ship: endpoint.ship.clone(),
+        transport: TransportKind::Ssh,
+        route: route_text,
+        hops: chain.hops.clone(),
+        auth_method: ship_hop.map(|h| h.auth_method.clone()),
+        host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
+        warnings: chain.warnings.clone(),
+    };
+    Ok((docker, info, Link::Ssh(chain)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_specs_parse() {
+        assert_eq!(
+            "root@bastion:2222".parse::<JumpSpec>(),
+            Ok(JumpSpec {
+                host: "bastion".into(),
+                port: Some(2222),
+                user: Some("root".into())
+            })
+        );
+        assert_eq!(
+            "bastion".parse::<JumpSpec>(),
+            Ok(JumpSpec {
+                host: "bastion".into(),
+                port: None,
+                user: None
+            })
+        );
+        assert_eq!(
+            "me@[fe80::1]:22".parse::<JumpSpec>().map(|j| j.to_string()),
+            Ok("me@[fe80::1]:22".to_string())
+        );
+        assert!("root@bastion:http".parse::<JumpSpec>().is_err());
+        assert!("@bastion".parse::<JumpSpec>().is_err());
+    }
+
+    #[test]
+    fn api_versions_parse() {
+        let v = parse_api_version("s", "1.41").expect("parse");
+        assert_eq!((v.major_version, v.minor_version), (1, 41));
+        assert!(parse_api_version("s", "141").is_err());
+    }
+}

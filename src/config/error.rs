@@ -1,0 +1,236 @@
+//! Errors of the config layer, reported against the user's text: file, line, column, a
+//! snippet with a caret, the field path and a "did you mean".
+
+use std::fmt;
+
+use super::node::Pos;
+
+/// Exit code for any configuration error (MaestroNG's users script around it).
+pub const CONFIG_ERROR_EXIT_CODE: i32 = 2;
+
+/// One problem found in an environment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file as the user named it (or `<stdin>`).
+    pub file: String,
+    /// 1-based; 0 when the problem has no single place.
+    pub line: usize,
+    /// 1-based; 0 when unknown.
+    pub column: usize,
+    /// Dotted path of the offending field, e.g. `services.web.instances.web1.ports.http`.
+    pub field: Option<String>,
+    pub message: String,
+    /// Source lines with a caret under the offending text, ready to print.
+    pub snippet: Option<String>,
+    /// A suggestion such as "did you mean `image`?".
+    pub help: Option<String>,
+    /// Extra context (e.g. that line numbers refer to the rendered template).
+    pub note: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.message)?;
+        if self.line > 0 {
+            write!(
+                f,
+                "\n  --> {}:{}:{}",
+                self.file,
+                self.line,
+                self.column.max(1)
+            )?;
+        } else {
+            write!(f, "\n  --> {}", self.file)?;
+        }
+        if let Some(snippet) = &self.snippet {
+            write!(f, "\n{snippet}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "\n   = field: {field}")?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n   = help: {help}")?;
+        }
+        if let Some(note) = &self.note {
+            write!(f, "\n   = note: {note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an environment file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("error: cannot read environment file {file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "error: {file} is larger than {limit} bytes ({size} bytes or more); refusing to load it \
+         (environment files are limited to 10 MB)"
+    )]
+    TooLarge { file: String, size: u64, limit: u64 },
+    /// The Jinja2 template could not be rendered.
+    #[error("{0}")]
+    Template(Box<Diagnostic>),
+    /// The rendered text is not valid YAML (syntax, duplicate key, alias bomb...).
+    #[error("{0}")]
+    Yaml(Box<Diagnostic>),
+    /// The YAML does not fit the model: wrong type, unknown or missing key, bad spec.
+    #[error("{0}")]
+    Invalid(Box<Diagnostic>),
+    /// Cross-references are wrong: unknown ship or service, cycles, conflicts. All of them are
+    /// reported at once.
+    #[error("{}", render_all(.0))]
+    Semantic(Vec<Diagnostic>),
+}
+
+fn render_all(diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\n\n");
+        }
+        out.push_str(&d.to_string());
+    }
+    if diagnostics.len() > 1 {
+        out.push_str(&format!("\n\n{} errors found", diagnostics.len()));
+    }
+    out
+}
+
+impl ConfigError {
+    /// The process exit code for configuration errors: always 2.
+    pub fn exit_code(&self) -> i32 {
+        CONFIG_ERROR_EXIT_CODE
+    }
+
+    /// Every located diagnostic carried by this error (empty for read/size errors).
+    pub fn diagnostics(&self) -> Vec<&Diagnostic> {
+        match self {
+            ConfigError::Read { .. } | ConfigError::TooLarge { .. } => Vec::new(),
+            ConfigError::Template(d) | ConfigError::Yaml(d) | ConfigError::Invalid(d) => {
+                vec![d.as_ref()]
+            }
+            ConfigError::Semantic(ds) => ds.iter().collect(),
+        }
+    }
+}
+
+/// The text the positions refer to, and how to show a piece of it.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceText {
+    pub name: String,
+    pub text: String,
+    /// Set when template rendering changed the line structure of the file, so that line numbers
+    /// refer to the rendered text rather than the file on disk.
+    pub rendered_differs: bool,
+}
+
+impl SourceText {
+    pub fn diagnostic(
+        &self,
+        pos: Pos,
+        field: Option<&str>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Diagnostic {
+        let note = if self.rendered_differs && pos.is_known() {
+            Some("line numbers refer to the file after Jinja2 template rendering".to_owned())
+        } else {
+            None
+        };
+        Diagnostic {
+            file: self.name.clone(),
+            line: pos.line,
+            column: pos.column,
+            field: field.filter(|f| !f.is_empty()).map(str::to_owned),
+            message: message.into(),
+            snippet: snippet(&self.text, pos),
+            help,
+            note,
+        }
+    }
+}
+
+/// Up to two lines of context and the offending line, with a caret under the token.
+pub(crate) fn snippet(text: &str, pos: Pos) -> Option<String> {
+    if !pos.is_known() {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let index = pos.line.checked_sub(1)?;
+    let line = lines.get(index)?;
+    let first = index.saturating_sub(1);
+    let width = (index + 1).to_string().len();
+    let mut out = format!("{:width$} |", "");
+    for (i, l) in lines.iter().enumerate().take(index + 1).skip(first) {
+        out.push_str(&format!("\n{:>width$} | {}", i + 1, l));
+    }
+    let col = pos.column.max(1);
+    let prefix: String = line
+        .chars()
+        .take(col - 1)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    let rest: Vec<char> = line.chars().skip(col - 1).collect();
+    let mut token_len = 0;
+    while let Some(&c) = rest.get(token_len) {
+        let key_colon = c == ':' && rest.get(token_len + 1).is_none_or(|n| n.is_whitespace());
+        if c.is_whitespace() || matches!(c, ',' | ']' | '}' | '#') || key_colon {
+            break;
+        }
+        token_len += 1;
+    }
+    let token_len = token_len.max(1);
+    out.push_str(&format!(
+        "\n{:width$} | {}{}",
+        "",
+        prefix,
+        "^".repeat(token_len)
+    ));
+    Some(out)
+}
+
+/// "did you mean `x`?" when one candidate is close enough to what was written.
+pub(crate) fn did_you_mean<'a, I>(written: &str, candidates: I) -> Option<String>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let mut best: Option<(f64, &str)> = None;
+    for candidate in candidates {
+        let score = strsim::jaro_winkler(written, candidate);
+        let close_edit = strsim::levenshtein(written, candidate) <= 2.max(written.len() / 4);
+        if (score >= 0.8 || close_edit) && best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, candidate));
+        }
+    }
+    best.map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_points_at_the_token() {
+        let text = "a: 1\nservices:\n  web:\n    imgae: nginx\n";
+        let s = snippet(text, Pos { line: 4, column: 5 }).unwrap_or_default();
+        assert!(s.contains("4 |     imgae: nginx"), "{s}");
+        assert!(
+            s.contains("  |     ^^^^^\n") || s.ends_with("  |     ^^^^^"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn suggestions_are_close_only() {
+        assert_eq!(
+            did_you_mean("imgae", ["image", "instances", "env"]).as_deref(),
+            Some("did you mean `image`?")
+        );
+        assert_eq!(did_you_mean("zzzzzz", ["image", "env"]), None);
+    }
+}

@@ -1,0 +1,544 @@
+//! The resolved environment: what `orchestrate` consumes. Every default is applied, every
+//! service-level setting is already merged into its instances, every name is checked.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A whole environment file, loaded and validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Environment {
+    /// `name:` of the file.
+    pub name: String,
+    /// `__maestro.schema` (1 or 2).
+    pub schema: u32,
+    /// The file as the user named it (`<stdin>` for `-`).
+    pub source: String,
+    /// Directory that relative paths (envfiles, includes, keys) are resolved against.
+    pub base_dir: PathBuf,
+    pub registries: Vec<Registry>,
+    /// `ship_provider:` as written (only the static `ships` provider is implemented).
+    pub ship_provider: Option<String>,
+    /// Ships in file order.
+    pub ships: Vec<Ship>,
+    /// Services in file order, instances resolved.
+    pub services: Vec<Service>,
+    pub audit: Vec<Auditor>,
+}
+
+impl Environment {
+    pub fn ship(&self, name: &str) -> Option<&Ship> {
+        self.ships.iter().find(|s| s.name == name)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// An instance (container) by name, with its service.
+    pub fn instance(&self, name: &str) -> Option<(&Service, &Instance)> {
+        self.instances().find(|(_, i)| i.name == name)
+    }
+
+    /// Every instance in file order, with its service.
+    pub fn instances(&self) -> impl Iterator<Item = (&Service, &Instance)> {
+        self.services
+            .iter()
+            .flat_map(|s| s.instances.iter().map(move |i| (s, i)))
+    }
+
+    /// The registry that serves `image`: matched by registry name or by the host (with or
+    /// without port) of its URL, as MaestroNG does.
+    pub fn registry_for_image(&self, image: &str) -> Option<&Registry> {
+        let first = image.split('/').next()?;
+        if !image.contains('/') || !(first.contains('.') || first.contains(':')) {
+            return self.registries.iter().find(|r| r.name == first);
+        }
+        self.registries.iter().find(|r| {
+            r.name == first || r.host_port() == first || Some(r.host()) == first.split(':').next()
+        })
+    }
+}
+
+/// A text that must not be shown: its `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Dumps show the mask, never the secret.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Registry {
+    /// The key under `registries:`.
+    pub name: String,
+    /// `registry:` URL, e.g. `https://registry.example.com:5000/v1/`.
+    pub registry: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub email: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+impl Registry {
+    /// `host[:port]` of the registry URL.
+    pub fn host_port(&self) -> &str {
+        let without_scheme = self
+            .registry
+            .split_once("://")
+            .map_or(self.registry.as_str(), |(_, rest)| rest);
+        without_scheme.split('/').next().unwrap_or(without_scheme)
+    }
+
+    pub fn host(&self) -> &str {
+        let hp = self.host_port();
+        hp.split(':').next().unwrap_or(hp)
+    }
+
+    /// An `http://` URL means an insecure registry.
+    pub fn insecure(&self) -> bool {
+        self.registry.starts_with("http://")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    /// Default 3.
+    pub attempts: u32,
+    /// HTTP status codes that deserve another attempt; empty means any failure.
+    pub when: Vec<u16>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            when: Vec::new(),
+        }
+    }
+}
+
+/// A host running dockerd.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ship {
+    pub name: String,
+    /// The address containers and lifecycle checks use.
+    pub ip: String,
+    /// The address used to reach the ship (Docker API or SSH); defaults to `ip`.
+    pub endpoint: String,
+    /// Default 2375, 2376 with `tls`.
+    pub docker_port: u16,
+    /// `docker_port` was written in the file (or its ship_defaults): over SSH, the daemon's
+    /// TCP port is then used instead of its unix socket.
+    pub docker_port_given: bool,
+    pub socket_path: Option<String>,
+    pub api_version: Option<String>,
+    /// Default 5 s.
+    pub timeout: Duration,
+    pub ssh_timeout: Option<Duration>,
+    pub tls: bool,
+    pub tls_verify: bool,
+    pub tls_ca_cert: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// MaestroNG's `ssh_tunnel`, as written.
+    pub ssh_tunnel: Option<SshTunnel>,
+    /// How to reach the ship over SSH: our `ssh:` block, or the one derived from `ssh_tunnel`
+    /// (user, port, key). `None` means no SSH (TCP/TLS or local socket).
+    pub ssh: Option<SshSettings>,
+    /// Most operations run at once on this ship (our addition); `None` = the global `-c`.
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshTunnel {
+    pub user: String,
+    pub key: PathBuf,
+    /// Default 22.
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshSettings {
+    /// `None` = the current user / ssh config.
+    pub user: Option<String>,
+    /// Default 22.
+    pub port: u16,
+    /// Keys to offer, `~` expanded and relative paths resolved against the file.
+    pub identity_files: Vec<PathBuf>,
+    /// Jump hosts in order, first hop first.
+    pub jump: Vec<JumpHost>,
+    pub known_hosts: KnownHostsPolicy,
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum JumpHost {
+    /// `[user@]host[:port]`.
+    Address {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+    },
+    /// Another ship of the file, reached with its own SSH settings.
+    Ship(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum KnownHostsPolicy {
+    /// Unknown or changed host keys are refused (the default).
+    #[default]
+    Strict,
+    /// Unknown host keys are recorded and accepted; changed keys are still refused.
+    AcceptNew,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub name: String,
+    /// Service-level image (instances may override it).
+    pub image: String,
+    /// Services whose instances must be up before this one's start.
+    pub requires: Vec<String>,
+    /// Services whose addresses and ports this one is told about, without ordering.
+    pub wants_info: Vec<String>,
+    /// Left out of commands given no names.
+    pub omit: bool,
+    pub instances: Vec<Instance>,
+}
+
+/// A container: one instance of a service on one ship, with everything inherited from the
+/// service already merged in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    pub name: String,
+    pub service: String,
+    pub ship: String,
+    pub image: String,
+    pub command: Option<CommandSpec>,
+    pub entrypoint: Option<CommandSpec>,
+    /// Named ports in file order (service ports first, instance ports override by name).
+    pub ports: Vec<Port>,
+    /// Merged, lowest precedence first: service envfile, service env, instance envfile,
+    /// instance env. Generated variables are added by orchestrate.
+    pub env: BTreeMap<String, String>,
+    pub volumes: Vec<VolumeBind>,
+    pub container_volumes: Vec<String>,
+    pub volumes_from: Vec<String>,
+    pub links: Vec<Link>,
+    /// Container user.
+    pub username: Option<String>,
+    pub workdir: Option<String>,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub extra_hosts: Vec<ExtraHost>,
+    /// Network mode (`bridge`, `host`, `container:NAME`, `none`, ...).
+    pub net: Option<String>,
+    pub restart: Option<RestartPolicy>,
+    pub dns: Vec<String>,
+    /// Seconds between SIGTERM and SIGKILL; default 10.
+    pub stop_timeout: u32,
+    pub limits: Limits,
+    pub log_driver: Option<String>,
+    pub log_opt: BTreeMap<String, String>,
+    pub security_opt: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
+    pub labels: BTreeMap<String, String>,
+    pub lifecycle: Lifecycle,
+    pub networks: Vec<NetworkAttachment>,
+    pub healthcheck: Option<Healthcheck>,
+    pub devices: Vec<Device>,
+    /// Container path -> mount options (may be empty).
+    pub tmpfs: BTreeMap<String, String>,
+    pub init: Option<bool>,
+    pub stop_signal: Option<String>,
+}
+
+impl Instance {
+    pub fn port(&self, name: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+
+    /// Image repository and tag (`latest` when none is given).
+    pub fn image_repo_tag(&self) -> (&str, &str) {
+        split_image(&self.image)
+    }
+}
+
+/// `repo[:tag][@digest]` into repository and tag; a port in the registry host is not a tag.
+pub fn split_image(image: &str) -> (&str, &str) {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (image, "latest"),
+    }
+}
+
+/// A command as written: a string (split by Docker's rules downstream) or an argv list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CommandSpec {
+    Shell(String),
+    Exec(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An inclusive range of port numbers; a single port has `start == end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn single(port: u16) -> Self {
+        PortRange {
+            start: port,
+            end: port,
+        }
+    }
+
+    pub fn is_single(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_single() {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
+/// A named port: `exposed` inside the container, published as `external` on the ship.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Port {
+    pub name: String,
+    pub exposed: PortRange,
+    /// When it is a range and `exposed` a single port, Docker picks one port of the range.
+    pub external: PortRange,
+    pub protocol: Protocol,
+    /// Host address to bind (long form only); `None` = all addresses.
+    pub bind_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum VolumeMode {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// A bind mount (or named volume) in Docker's direction: host (source) -> container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeBind {
+    /// Absolute host path or a named volume.
+    pub host: String,
+    pub container: String,
+    pub mode: VolumeMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    /// The linked instance (container) name.
+    pub target: String,
+    pub alias: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExtraHost {
+    pub host: String,
+    /// The address written, or the `ip` of the ship named.
+    pub address: String,
+    /// Set when the address came from `{ship: name}`.
+    pub from_ship: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RestartName {
+    No,
+    Always,
+    OnFailure,
+    UnlessStopped,
+}
+
+impl RestartName {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RestartName::No => "no",
+            RestartName::Always => "always",
+            RestartName::OnFailure => "on-failure",
+            RestartName::UnlessStopped => "unless-stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RestartPolicy {
+    pub name: RestartName,
+    /// Only with `on-failure`.
+    pub retries: Option<u32>,
+}
+
+/// Resource limits; sizes in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    /// CPU shares (relative weight).
+    pub cpu: Option<u64>,
+    pub swap: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// Lifecycle checks per state; all checks of a state must pass.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Lifecycle {
+    pub pre_start: Vec<Check>,
+    pub running: Vec<Check>,
+    pub pre_stop: Vec<Check>,
+    pub stopped: Vec<Check>,
+}
+
+impl Lifecycle {
+    pub fn is_empty(&self) -> bool {
+        self.pre_start.is_empty()
+            && self.running.is_empty()
+            && self.pre_stop.is_empty()
+            && self.stopped.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EnvFrom {
+    /// The container's environment merged into the command's.
+    Env,
+    /// The container's environment as JSON on the command's stdin.
+    Stdin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Check {
+    /// Connect to a named port; one attempt a second, `max_wait` attempts (default 180).
+    Tcp { port: String, max_wait: u32 },
+    /// HTTP request to a named port; status 200 expected unless `match_regex` is given.
+    Http {
+        port: String,
+        /// Default: the ship's ip.
+        host: Option<String>,
+        path: String,
+        scheme: String,
+        method: String,
+        match_regex: Option<String>,
+        /// Seconds, default 300.
+        max_wait: u32,
+    },
+    /// A command on the operator's machine; exit code 0 passes; `attempts` default 180.
+    Exec {
+        command: String,
+        attempts: u32,
+        envfrom: EnvFrom,
+    },
+    /// A command inside the container through the exec API; `attempts` default 180.
+    Rexec { command: String, attempts: u32 },
+    /// Wait `wait` seconds.
+    Sleep { wait: f64 },
+}
+
+/// A user-defined network to attach the container to (our addition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkAttachment {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+}
+
+/// Docker health check (our addition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Healthcheck {
+    /// Docker's form: `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    pub test: Vec<String>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    pub start_period: Option<Duration>,
+}
+
+/// A host device exposed to the container (our addition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub host: String,
+    pub container: String,
+    /// Default `rwm`.
+    pub permissions: String,
+}
+
+/// An `audit:` entry: parsed and validated; acting on it is orchestrate's business.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Auditor {
+    /// `log`, `slack`, `hipchat` or `webhook`.
+    pub kind: String,
+    pub ignore_errors: bool,
+    /// Remaining settings as text (lists space-joined).
+    pub options: BTreeMap<String, String>,
+}

@@ -1,0 +1,420 @@
+//! Reading typed values out of the node tree, with the field path and the position of every
+//! value at hand for errors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{ConfigError, Diagnostic, SourceText, did_you_mean};
+use super::node::{Node, Pos, Value};
+
+pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
+
+/// The conversion context: where positions point, which schema is in force, and the semantic
+/// problems found so far (reported together at the end).
+pub(crate) struct Cx<'s> {
+    pub src: &'s SourceText,
+    pub schema: u32,
+    pub base_dir: PathBuf,
+    pub home: Option<String>,
+    /// Field path -> position of its value, so later checks can point at the user's text.
+    pub spans: HashMap<String, Pos>,
+    /// Field path -> position of its key (for "missing key" errors on the parent).
+    pub key_spans: HashMap<String, Pos>,
+    pub semantic: Vec<Diagnostic>,
+}
+
+impl<'s> Cx<'s> {
+    pub fn invalid(&self, pos: Pos, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid(Box::new(self.src.diagnostic(
+            pos,
+            Some(path),
+            message,
+            None,
+        )))
+    }
+
+    pub fn invalid_help(
+        &self,
+        pos: Pos,
+        path: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid(Box::new(self.src.diagnostic(
+            pos,
+            Some(path),
+            message,
+            help,
+        )))
+    }
+
+    /// Records a cross-reference problem and lets conversion go on.
+    pub fn semantic(
+        &mut self,
+        pos: Pos,
+        path: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        let d = self.src.diagnostic(pos, Some(path), message, help);
+        self.semantic.push(d);
+    }
+
+    pub fn record(&mut self, path: &str, pos: Pos) {
+        self.spans.insert(path.to_owned(), pos);
+    }
+
+    pub fn pos_of(&self, path: &str) -> Pos {
+        self.spans.get(path).copied().unwrap_or_default()
+    }
+
+    /// `~` is the operator's home; relative paths are relative to the environment file.
+    pub fn resolve_path(&self, written: &str) -> PathBuf {
+        if let (Some(rest), Some(home)) = (written.strip_prefix("~/"), &self.home) {
+            return Path::new(home).join(rest);
+        }
+        if written == "~"
+            && let Some(home) = &self.home
+        {
+            return PathBuf::from(home);
+        }
+        let p = Path::new(written);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+pub(crate) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// A mapping being read: remembers which keys were consumed so the rest can be reported.
+pub(crate) struct MapReader<'n> {
+    pub path: String,
+    pub pos: Pos,
+    entries: Vec<(String, &'n Node, &'n Node)>,
+    used: Vec<bool>,
+}
+
+impl<'n> MapReader<'n> {
+    pub fn new(cx: &mut Cx<'_>, node: &'n Node, path: &str, what: &str) -> Result<Self> {
+        let Value::Map(pairs) = &node.value else {
+            return Err(cx.invalid(
+                node.pos,
+                path,
+                format!("{what} must be a mapping, found {}", node.kind_name()),
+            ));
+        };
+        cx.record(path, node.pos);
+        let mut entries = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            let Some(key) = k.scalar_text() else {
+                return Err(cx.invalid(
+                    k.pos,
+                    path,
+                    format!("keys of {what} must be names, found {}", k.kind_name()),
+                ));
+            };
+            cx.record(&join(path, &key), v.pos);
+            cx.key_spans.insert(join(path, &key), k.pos);
+            entries.push((key, k, v));
+        }
+        let used = vec![false; entries.len()];
+        // A missing key is best shown at the key that names this mapping (`web:`).
+        let pos = cx.key_spans.get(path).copied().unwrap_or(node.pos);
+        Ok(MapReader {
+            path: path.to_owned(),
+            pos,
+            entries,
+            used,
+        })
+    }
+
+    pub fn get(&mut self, key: &str) -> Option<&'n Node> {
+        let i = self.entries.iter().position(|(k, _, _)| k == key)?;
+        self.used[i] = true;
+        Some(self.entries[i].2)
+    }
+
+    /// The first of `keys` present (aliases such as `command`/`cmd`), with the spelling used.
+    pub fn get_any(&mut self, keys: &[&'static str]) -> Option<(&'static str, &'n Node)> {
+        keys.iter().find_map(|k| self.get(k).map(|n| (*k, n)))
+    }
+
+    pub fn require(&mut self, cx: &Cx<'_>, key: &str, what: &str) -> Result<&'n Node> {
+        self.get(key).ok_or_else(|| {
+            cx.invalid(
+                self.pos,
+                &self.path,
+                format!("{what} is missing the required key `{key}`"),
+            )
+        })
+    }
+
+    pub fn field(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    /// Every entry, in file order (for user-keyed maps such as `env` or `ports`).
+    pub fn all(&mut self) -> Vec<(String, &'n Node, &'n Node)> {
+        self.used.iter_mut().for_each(|u| *u = true);
+        self.entries.clone()
+    }
+
+    /// Fails on the first key that was not consumed, suggesting the closest known key.
+    pub fn finish(self, cx: &Cx<'_>, known: &[&str], what: &str) -> Result<()> {
+        for (i, (key, key_node, _)) in self.entries.iter().enumerate() {
+            if !self.used[i] {
+                let help = did_you_mean(key, known.iter().copied())
+                    .or_else(|| Some(format!("known keys here: {}", known.join(", "))));
+                return Err(cx.invalid_help(
+                    key_node.pos,
+                    &join(&self.path, key),
+                    format!("unknown key `{key}` in {what}"),
+                    help,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A scalar as text: strings, numbers and booleans are accepted, as YAML users expect.
+pub(crate) fn string(cx: &Cx<'_>, node: &Node, path: &str) -> Result<String> {
+    match &node.value {
+        Value::Str(s) => Ok(s.clone()),
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+            Ok(node.scalar_text().unwrap_or_default())
+        }
+        _ => Err(cx.invalid(
+            node.pos,
+            path,
+            format!("expected a string, found {}", node.kind_name()),
+        )),
+    }
+}
+
+pub(crate) fn non_empty_string(cx: &Cx<'_>, node: &Node, path: &str) -> Result<String> {
+    let s = string(cx, node, path)?;
+    if s.trim().is_empty() {
+        return Err(cx.invalid(node.pos, path, "expected a non-empty string"));
+    }
+    Ok(s)
+}
+
+pub(crate) fn boolean(cx: &Cx<'_>, node: &Node, path: &str) -> Result<bool> {
+    match &node.value {
+        Value::Bool(b) => Ok(*b),
+        Value::Str(s) if s == "true" || s == "false" => Ok(s == "true"),
+        _ => Err(cx.invalid(
+            node.pos,
+            path,
+            format!("expected true or false, found {}", node.kind_name()),
+        )),
+    }
+}
+
+/// A whole number in `[min, max]`.
+pub(crate) fn integer(cx: &Cx<'_>, node: &Node, path: &str, min: i64, max: i64) -> Result<i64> {
+    let value = match &node.value {
+        Value::Int(i) => Some(*i),
+        Value::Str(s) => s.trim().parse::<i64>().ok(),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+        _ => None,
+    };
+    match value {
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(v) => Err(cx.invalid(
+            node.pos,
+            path,
+            format!("{v} is out of range (expected {min} to {max})"),
+        )),
+        None => Err(cx.invalid(
+            node.pos,
+            path,
+            format!("expected a whole number, found {}", describe(node)),
+        )),
+    }
+}
+
+pub(crate) fn unsigned<T: TryFrom<i64>>(
+    cx: &Cx<'_>,
+    node: &Node,
+    path: &str,
+    max: i64,
+) -> Result<T> {
+    let v = integer(cx, node, path, 0, max)?;
+    T::try_from(v).map_err(|_| cx.invalid(node.pos, path, format!("{v} is out of range")))
+}
+
+pub(crate) fn number(cx: &Cx<'_>, node: &Node, path: &str) -> Result<f64> {
+    let value = match &node.value {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        Value::Str(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match value {
+        Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(cx.invalid(
+            node.pos,
+            path,
+            format!("expected a non-negative number, found {}", describe(node)),
+        )),
+    }
+}
+
+/// One string or a list of strings.
+pub(crate) fn string_list(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Vec<String>> {
+    match &node.value {
+        Value::Seq(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                cx.record(&p, item.pos);
+                out.push(string(cx, item, &p)?);
+            }
+            Ok(out)
+        }
+        Value::Null => Ok(Vec::new()),
+        _ => Ok(vec![string(cx, node, path)?]),
+    }
+}
+
+/// Seconds as a number, or a duration text such as `500ms`, `10s`, `2m`, `1h`.
+pub(crate) fn duration(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Duration> {
+    if let Value::Str(s) = &node.value {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let factor = match unit.trim() {
+            "" | "s" => Some(1.0),
+            "ms" => Some(0.001),
+            "m" => Some(60.0),
+            "h" => Some(3600.0),
+            _ => None,
+        };
+        return match (num.parse::<f64>(), factor) {
+            (Ok(n), Some(f)) if n.is_finite() => Ok(Duration::from_secs_f64(n * f)),
+            _ => Err(cx.invalid(
+                node.pos,
+                path,
+                format!(
+                    "invalid duration \"{s}\" (expected seconds, or a number with ms, s, m or h)"
+                ),
+            )),
+        };
+    }
+    Ok(Duration::from_secs_f64(number(cx, node, path)?))
+}
+
+/// Bytes from an integer or a size with a `k`, `m`, `g` or `t` suffix (any case, optional `b`).
+pub(crate) fn size(cx: &Cx<'_>, node: &Node, path: &str) -> Result<u64> {
+    let text = match &node.value {
+        Value::Int(i) if *i >= 0 => return Ok(*i as u64),
+        Value::Str(s) => s.trim().to_ascii_lowercase(),
+        _ => {
+            return Err(cx.invalid(
+                node.pos,
+                path,
+                format!(
+                    "invalid size: expected bytes or a size like 512m, found {}",
+                    describe(node)
+                ),
+            ));
+        }
+    };
+    parse_size(&text).ok_or_else(|| {
+        cx.invalid(
+            node.pos,
+            path,
+            format!(
+                "invalid size \"{text}\" (expected bytes, or a number with k, m or g, e.g. 512m)"
+            ),
+        )
+    })
+}
+
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    let text = text.strip_suffix('b').unwrap_or(text);
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return None,
+    };
+    if num.is_empty() {
+        return None;
+    }
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(factor);
+    }
+    let f = num.parse::<f64>().ok()?;
+    let bytes = f * factor as f64;
+    (0.0..1.8e19).contains(&bytes).then_some(bytes as u64)
+}
+
+/// How a value reads in a message: the scalar itself, or its kind.
+pub(crate) fn describe(node: &Node) -> String {
+    match &node.value {
+        Value::Str(s) => format!("\"{s}\""),
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) => node.scalar_text().unwrap_or_default(),
+        _ => node.kind_name().to_owned(),
+    }
+}
+
+/// Environment values: strings, numbers, booleans (as Python prints them, like MaestroNG) and
+/// lists (space-joined).
+pub(crate) fn env_value(cx: &Cx<'_>, node: &Node, path: &str) -> Result<String> {
+    match &node.value {
+        Value::Null => Ok(String::new()),
+        Value::Bool(b) => Ok(if *b { "True" } else { "False" }.to_owned()),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e16 => Ok(format!("{f:.1}")),
+        Value::Seq(items) => {
+            let mut parts = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                parts.push(env_value(cx, item, &format!("{path}[{i}]"))?);
+            }
+            Ok(parts.join(" "))
+        }
+        Value::Map(_) => Err(cx.invalid(
+            node.pos,
+            path,
+            "environment values must be strings, numbers, booleans or lists, found a mapping",
+        )),
+        _ => string(cx, node, path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("2m"), Some(2 * 1024 * 1024));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("1gb"), Some(1 << 30));
+        assert_eq!(parse_size("1.5k"), Some(1536));
+        assert_eq!(parse_size("12q"), None);
+        assert_eq!(parse_size("m"), None);
+    }
+}

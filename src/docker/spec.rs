@@ -1,0 +1,771 @@
+//! The container we want on a ship, independent of the environment file's model, and its
+//! translation into the Docker API's create body.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicyNameEnum,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Label naming the environment a container belongs to.
+pub const ENVIRONMENT_LABEL: &str = "io.maestro.environment";
+/// Label naming the service a container is an instance of.
+pub const SERVICE_LABEL: &str = "io.maestro.service";
+/// Label naming the instance a container is.
+pub const INSTANCE_LABEL: &str = "io.maestro.instance";
+/// Label carrying [`ContainerSpec::hash`] of the spec the container was created from.
+pub const SPEC_HASH_LABEL: &str = "io.maestro.spec-hash";
+/// Label carrying the canonical JSON of the spec the container was created from, so that a
+/// dry run can say what changed (see [`ContainerSpec::changes_since`]). It holds nothing that
+/// `docker inspect` does not already show.
+pub const SPEC_LABEL: &str = "io.maestro.spec";
+
+/// Labels this layer writes itself; a spec's own copies of them are ignored.
+fn is_own_label(key: &str) -> bool {
+    key == SPEC_HASH_LABEL || key == SPEC_LABEL
+}
+
+/// Bumped whenever the meaning of a spec field changes, so that old hashes stop matching on
+/// purpose rather than by accident.
+const HASH_FORMAT: &str = "maestro-container-spec-v1\n";
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The suffix Docker uses in port keys (`80/tcp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// Which host port a container port is published on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostPort {
+    /// Let the daemon choose an ephemeral port.
+    #[default]
+    Any,
+    /// Exactly this port.
+    Port(u16),
+    /// The daemon picks a free one within the inclusive range.
+    Range(u16, u16),
+}
+
+/// One published port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PortSpec {
+    pub container_port: u16,
+    pub protocol: Protocol,
+    /// Address on the ship to bind; `None` binds every address.
+    pub host_ip: Option<String>,
+    pub host_port: HostPort,
+}
+
+/// Read-only or read-write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountMode {
+    #[default]
+    Rw,
+    Ro,
+}
+
+/// A host path mounted into the container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BindMount {
+    pub host_path: String,
+    pub container_path: String,
+    pub mode: MountMode,
+}
+
+/// A legacy link: `name` is the linked container, `alias` the name it has inside this one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub name: String,
+    pub alias: String,
+}
+
+/// Attachment to a user-defined network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkAttachment {
+    pub name: String,
+    /// DNS names of the container on that network (orchestrate passes the instance name).
+    pub aliases: Vec<String>,
+}
+
+/// Docker's restart policy names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicyName {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+}
+
+/// Restart policy; `max_retries` only matters for `on-failure`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RestartPolicy {
+    pub name: RestartPolicyName,
+    pub max_retries: Option<i64>,
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// Relative CPU weight.
+    pub cpu_shares: Option<i64>,
+    /// Memory plus swap in bytes; -1 for unlimited swap.
+    pub memory_swap: Option<i64>,
+}
+
+/// One ulimit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// The container's own health check (Docker HEALTHCHECK).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Healthcheck {
+    /// Docker's form: `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    pub test: Vec<String>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<i64>,
+    pub start_period: Option<Duration>,
+}
+
+/// A host device made available to the container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub host_path: String,
+    pub container_path: String,
+    /// cgroup permissions, e.g. `rwm`.
+    pub permissions: String,
+}
+
+/// Everything that defines a container we create. Every collection is ordered so that the
+/// serialized form, and therefore [`ContainerSpec::hash`], is deterministic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub hostname: Option<String>,
+    pub image: String,
+    /// `None` keeps the image's command.
+    pub command: Option<Vec<String>>,
+    /// `None` keeps the image's entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub ports: Vec<PortSpec>,
+    pub binds: Vec<BindMount>,
+    /// Anonymous volumes, by container path.
+    pub volumes: Vec<String>,
+    /// Containers whose volumes this one mounts.
+    pub volumes_from: Vec<String>,
+    pub links: Vec<Link>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `(host, ip)` pairs added to /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
+    /// Docker's network mode (`bridge`, `host`, `none`, `container:<name>`); MaestroNG's `net`.
+    pub network_mode: Option<String>,
+    pub networks: Vec<NetworkAttachment>,
+    pub restart: Option<RestartPolicy>,
+    pub dns: Vec<String>,
+    /// Seconds the daemon waits after the stop signal before killing.
+    pub stop_timeout: Option<i64>,
+    pub stop_signal: Option<String>,
+    pub limits: Limits,
+    pub log_driver: Option<String>,
+    pub log_opt: Vec<(String, String)>,
+    pub security_opt: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
+    pub labels: Vec<(String, String)>,
+    pub healthcheck: Option<Healthcheck>,
+    pub devices: Vec<Device>,
+    /// `(container path, mount options)`.
+    pub tmpfs: Vec<(String, String)>,
+    pub init: Option<bool>,
+}
+
+/// One field that differs between two specs; `None` is absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecChange {
+    /// Dotted path, e.g. `env.DB_HOST`, `limits.memory`, `ports[0].host_port`.
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// Leaves of a JSON value by dotted path. Lists of `[key, value]` pairs become keyed fields.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                flatten(&join(key), inner, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && items.iter().all(is_string_pair) => {
+            for item in items {
+                if let Value::Array(pair) = item
+                    && let (Some(Value::String(key)), Some(inner)) = (pair.first(), pair.get(1))
+                {
+                    flatten(&join(key), inner, out);
+                }
+            }
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+            for (index, inner) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{index}]"), inner, out);
+            }
+        }
+        Value::Null => {}
+        Value::Array(items) if items.is_empty() => {}
+        Value::String(text) => {
+            out.insert(prefix.to_string(), text.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+fn is_string_pair(value: &serde_json::Value) -> bool {
+    matches!(value, serde_json::Value::Array(pair) if pair.len() == 2 && pair[0].is_string())
+}
+
+fn non_empty<T: Clone>(items: &[T]) -> Option<Vec<T>> {
+    if items.is_empty() {
+        None
+    } else {
+        Some(items.to_vec())
+    }
+}
+
+fn nanos(duration: Option<Duration>) -> Option<i64> {
+    duration.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl ContainerSpec {
+    /// Sha256 (lower-case hex) of the canonical serialization of this spec, without any
+    /// spec-hash label it may carry, so that the label can hold the hash of the rest.
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(HASH_FORMAT.as_bytes());
+        hasher.update(self.canonical_json().as_bytes());
+        hex::encode(hasher.finalize())
+    }
+
+    /// The spec as compact JSON, fields in declaration order, without the labels this layer
+    /// writes itself.
+    pub fn canonical_json(&self) -> String {
+        let mut canonical = self.clone();
+        canonical.labels.retain(|(key, _)| !is_own_label(key));
+        // Serializing plain structs, strings and integers cannot fail; an empty body would
+        // still hash deterministically if it somehow did.
+        serde_json::to_string(&canonical).unwrap_or_default()
+    }
+
+    /// What differs between the spec a container was created from (the JSON of its
+    /// [`SPEC_LABEL`]) and this one, field by field; environment variables, labels and other
+    /// pair lists are compared by key. Unparsable old JSON gives one change naming it.
+    pub fn changes_since(&self, recorded: &str) -> Vec<SpecChange> {
+        let old: serde_json::Value = match serde_json::from_str(recorded) {
+            Ok(value) => value,
+            Err(_) => {
+                return vec![SpecChange {
+                    field: "spec".to_string(),
+                    old: Some("(unreadable)".to_string()),
+                    new: None,
+                }];
+            }
+        };
+        let new: serde_json::Value =
+            serde_json::from_str(&self.canonical_json()).unwrap_or(serde_json::Value::Null);
+        let mut old_fields = BTreeMap::new();
+        let mut new_fields = BTreeMap::new();
+        flatten("", &old, &mut old_fields);
+        flatten("", &new, &mut new_fields);
+        let mut changes = Vec::new();
+        for (field, old_value) in &old_fields {
+            let new_value = new_fields.get(field);
+            if new_value != Some(old_value) {
+                changes.push(SpecChange {
+                    field: field.clone(),
+                    old: Some(old_value.clone()),
+                    new: new_value.cloned(),
+                });
+            }
+        }
+        for (field, new_value) in &new_fields {
+            if !old_fields.contains_key(field) {
+                changes.push(SpecChange {
+                    field: field.clone(),
+                    old: None,
+                    new: Some(new_value.clone()),
+                });
+            }
+        }
+        changes.sort_by(|a, b| a.field.cmp(&b.field));
+        changes
+    }
+
+    /// The user-defined network the container is created on. Daemons before API 1.44 accept
+    /// only one endpoint at create time, so the others are connected after creation.
+    pub fn primary_network(&self) -> Option<&NetworkAttachment> {
+        if self.network_mode.is_some() {
+            return None;
+        }
+        self.networks.first()
+    }
+
+    /// Networks to connect after creation (see [`ContainerSpec::primary_network`]).
+    pub fn secondary_networks(&self) -> &[NetworkAttachment] {
+        if self.network_mode.is_some() || self.networks.is_empty() {
+            &[]
+        } else {
+            &self.networks[1..]
+        }
+    }
+
+    /// The labels the container is created with: the spec's, plus the spec hash.
+    pub fn effective_labels(&self) -> Vec<(String, String)> {
+        let mut labels: Vec<(String, String)> = self
+            .labels
+            .iter()
+            .filter(|(key, _)| !is_own_label(key))
+            .cloned()
+            .collect();
+        labels.push((SPEC_HASH_LABEL.to_string(), self.hash()));
+        labels.push((SPEC_LABEL.to_string(), self.canonical_json()));
+        labels
+    }
+
+    /// The create-container request body (the container name goes in the query, see
+    /// [`crate::docker::Ship::create`]).
+    pub fn to_create_body(&self) -> ContainerCreateBody {
+        let port_key =
+            |port: &PortSpec| format!("{}/{}", port.container_port, port.protocol.as_str());
+
+        let mut exposed: Vec<String> = Vec::new();
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for port in &self.ports {
+            let key = port_key(port);
+            if !exposed.contains(&key) {
+                exposed.push(key.clone());
+            }
+            let host_port = match port.host_port {
+                HostPort::Any => None,
+                HostPort::Port(p) => Some(p.to_string()),
+                HostPort::Range(low, high) => Some(format!("{low}-{high}")),
+            };
+            port_bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: port.host_ip.clone(),
+                    host_port,
+                });
+        }
+
+        let binds: Vec<String> = self
+            .binds
+            .iter()
+            .map(|b| {
+                let mode = match b.mode {
+                    MountMode::Rw => "rw",
+                    MountMode::Ro => "ro",
+                };
+                format!("{}:{}:{}", b.host_path, b.container_path, mode)
+            })
+            .collect();
+
+        let links: Vec<String> = self
+            .links
+            .iter()
+            .map(|l| format!("{}:{}", l.name, l.alias))
+            .collect();
+
+        let primary = self.primary_network();
+        // Legacy links live in the host config on the default bridge, and in the endpoint
+        // settings on a user-defined network (as the docker CLI does).
+        let (host_links, endpoint_links) = if primary.is_some() {
+            (None, non_empty(&links))
+        } else {
+            (non_empty(&links), None)
+        };
+
+        let network_mode = match (&self.network_mode, primary) {
+            (Some(mode), _) => Some(mode.clone()),
+            (None, Some(network)) => Some(network.name.clone()),
+            (None, None) => None,
+        };
+
+        let networking_config = primary.map(|network| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.name.clone(),
+                EndpointSettings {
+                    aliases: non_empty(&network.aliases),
+                    links: endpoint_links,
+                    ..Default::default()
+                },
+            )])),
+        });
+
+        let restart_policy = self
+            .restart
+            .as_ref()
+            .map(|r| bollard::models::RestartPolicy {
+                name: Some(match r.name {
+                    RestartPolicyName::No => RestartPolicyNameEnum::NO,
+                    RestartPolicyName::Always => RestartPolicyNameEnum::ALWAYS,
+                    RestartPolicyName::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+                    RestartPolicyName::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+                }),
+                maximum_retry_count: match r.name {
+                    RestartPolicyName::OnFailure => r.max_retries,
+                    _ => None,
+                },
+            });
+
+        let log_config = if self.log_driver.is_some() || !self.log_opt.is_empty() {
+            Some(HostConfigLogConfig {
+                typ: self.log_driver.clone(),
+                config: if self.log_opt.is_empty() {
+                    None
+                } else {
+                    Some(self.log_opt.iter().cloned().collect())
+                },
+            })
+        } else {
+            None
+        };
+
+        let host_config = HostConfig {
+            binds: non_empty(&binds),
+            port_bindings: if port_bindings.is_empty() {
+                None
+            } else {
+                Some(port_bindings)
+            },
+            volumes_from: non_empty(&self.volumes_from),
+            links: host_links,
+            privileged: self.privileged.then_some(true),
+            cap_add: non_empty(&self.cap_add),
+            cap_drop: non_empty(&self.cap_drop),
+            extra_hosts: non_empty(
+                &self
+                    .extra_hosts
+                    .iter()
+                    .map(|(host, ip)| format!("{host}:{ip}"))
+                    .collect::<Vec<_>>(),
+            ),
+            network_mode,
+            restart_policy,
+            dns: non_empty(&self.dns),
+            memory: self.limits.memory,
+            cpu_shares: self.limits.cpu_shares,
+            memory_swap: self.limits.memory_swap,
+            log_config,
+            security_opt: non_empty(&self.security_opt),
+            ulimits: non_empty(
+                &self
+                    .ulimits
+                    .iter()
+                    .map(|u| ResourcesUlimits {
+                        name: Some(u.name.clone()),
+                        soft: Some(u.soft),
+                        hard: Some(u.hard),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            devices: non_empty(
+                &self
+                    .devices
+                    .iter()
+                    .map(|d| DeviceMapping {
+                        path_on_host: Some(d.host_path.clone()),
+                        path_in_container: Some(d.container_path.clone()),
+                        cgroup_permissions: Some(d.permissions.clone()),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            tmpfs: if self.tmpfs.is_empty() {
+                None
+            } else {
+                Some(self.tmpfs.iter().cloned().collect())
+            },
+            init: self.init,
+            ..Default::default()
+        };
+
+        let healthcheck = self.healthcheck.as_ref().map(|h| HealthConfig {
+            test: non_empty(&h.test),
+            interval: nanos(h.interval),
+            timeout: nanos(h.timeout),
+            retries: h.retries,
+            start_period: nanos(h.start_period),
+            start_interval: None,
+        });
+
+        ContainerCreateBody {
+            hostname: self.hostname.clone(),
+            user: self.user.clone(),
+            exposed_ports: non_empty(&exposed),
+            env: non_empty(
+                &self
+                    .env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>(),
+            ),
+            cmd: self.command.clone(),
+            entrypoint: self.entrypoint.clone(),
+            healthcheck,
+            image: Some(self.image.clone()),
+            volumes: non_empty(&self.volumes),
+            working_dir: self.workdir.clone(),
+            labels: Some(self.effective_labels().into_iter().collect()),
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout: self.stop_timeout,
+            host_config: Some(host_config),
+            networking_config,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ContainerSpec {
+        ContainerSpec {
+            name: "web-1".into(),
+            image: "maestro-test:latest".into(),
+            env: vec![("A".into(), "1".into()), ("B".into(), "x=y".into())],
+            ports: vec![
+                PortSpec {
+                    container_port: 80,
+                    protocol: Protocol::Tcp,
+                    host_ip: None,
+                    host_port: HostPort::Port(8080),
+                },
+                PortSpec {
+                    container_port: 80,
+                    protocol: Protocol::Tcp,
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: HostPort::Range(9000, 9010),
+                },
+                PortSpec {
+                    container_port: 53,
+                    protocol: Protocol::Udp,
+                    host_ip: None,
+                    host_port: HostPort::Any,
+                },
+            ],
+            links: vec![Link {
+                name: "db-1".into(),
+                alias: "db".into(),
+            }],
+            labels: vec![(ENVIRONMENT_LABEL.into(), "test".into())],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hash_is_stable_and_hex() {
+        let spec = sample();
+        assert_eq!(spec.hash(), sample().hash());
+        assert_eq!(spec.hash().len(), 64);
+        assert!(spec.hash().chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn hash_changes_with_any_field() {
+        let base = sample().hash();
+        let mut changed = sample();
+        changed.env.push(("C".into(), "2".into()));
+        assert_ne!(changed.hash(), base);
+        let mut changed = sample();
+        changed.limits.memory = Some(1);
+        assert_ne!(changed.hash(), base);
+        let mut changed = sample();
+        changed.env.reverse();
+        assert_ne!(changed.hash(), base, "env order is significant");
+    }
+
+    #[test]
+    fn hash_ignores_its_own_label() {
+        let base = sample().hash();
+        let mut labelled = sample();
+        labelled
+            .labels
+            .push((SPEC_HASH_LABEL.into(), "stale".into()));
+        assert_eq!(labelled.hash(), base);
+        let body = labelled.to_create_body();
+        let labels = body.labels.unwrap_or_default();
+        assert_eq!(labels.get(SPEC_HASH_LABEL), Some(&base));
+    }
+
+    #[test]
+    fn changes_name_the_fields_that_differ() {
+        let old = sample();
+        let mut new = sample();
+        new.env[0].1 = "2".into();
+        new.env.push(("C".into(), "3".into()));
+        new.limits.memory = Some(1024);
+        new.ports[0].host_port = HostPort::Port(8081);
+        new.links.clear();
+        let changes = new.changes_since(&old.canonical_json());
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "env.A",
+                "env.C",
+                "limits.memory",
+                "links[0].alias",
+                "links[0].name",
+                "ports[0].host_port.port"
+            ]
+        );
+        assert_eq!(changes[0].old.as_deref(), Some("1"));
+        assert_eq!(changes[0].new.as_deref(), Some("2"));
+        assert_eq!(changes[1].old, None);
+        assert_eq!(changes[3].new, None);
+        assert!(
+            sample()
+                .changes_since(&sample().canonical_json())
+                .is_empty()
+        );
+        assert_eq!(sample().changes_since("not json").len(), 1);
+    }
+
+    #[test]
+    fn recorded_spec_label_round_trips() {
+        let spec = sample();
+        let labels = spec.to_create_body().labels.unwrap_or_default();
+        let recorded = labels.get(SPEC_LABEL).cloned().unwrap_or_default();
+        assert!(spec.changes_since(&recorded).is_empty());
+        let mut relabelled = sample();
+        relabelled.labels.push((SPEC_LABEL.into(), "junk".into()));
+        assert_eq!(relabelled.hash(), spec.hash());
+    }
+
+    #[test]
+    fn ports_group_by_container_port() {
+        let body = sample().to_create_body();
+        let exposed = body.exposed_ports.unwrap_or_default();
+        assert_eq!(exposed, vec!["80/tcp".to_string(), "53/udp".to_string()]);
+        let bindings = body
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .unwrap_or_default();
+        let web = bindings
+            .get("80/tcp")
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        assert_eq!(web.len(), 2);
+        assert_eq!(web[0].host_port.as_deref(), Some("8080"));
+        assert_eq!(web[1].host_port.as_deref(), Some("9000-9010"));
+        assert_eq!(web[1].host_ip.as_deref(), Some("127.0.0.1"));
+        let dns = bindings
+            .get("53/udp")
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        assert_eq!(dns[0].host_port, None);
+    }
+
+    #[test]
+    fn links_follow_the_network() {
+        let body = sample().to_create_body();
+        let host = body.host_config.unwrap_or_default();
+        assert_eq!(host.links, Some(vec!["db-1:db".to_string()]));
+        assert!(body.networking_config.is_none());
+
+        let mut on_network = sample();
+        on_network.networks = vec![
+            NetworkAttachment {
+                name: "front".into(),
+                aliases: vec!["web-1".into()],
+            },
+            NetworkAttachment {
+                name: "back".into(),
+                aliases: vec![],
+            },
+        ];
+        let body = on_network.to_create_body();
+        let host = body.host_config.unwrap_or_default();
+        assert_eq!(host.links, None);
+        assert_eq!(host.network_mode.as_deref(), Some("front"));
+        let endpoints = body
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .unwrap_or_default();
+        assert_eq!(endpoints.len(), 1);
+        let front = endpoints.get("front").cloned().unwrap_or_default();
+        assert_eq!(front.aliases, Some(vec!["web-1".to_string()]));
+        assert_eq!(front.links, Some(vec!["db-1:db".to_string()]));
+        assert_eq!(on_network.secondary_networks().len(), 1);
+    }
+
+    #[test]
+    fn restart_retries_only_for_on_failure() {
+        let mut spec = sample();
+        spec.restart = Some(RestartPolicy {
+            name: RestartPolicyName::Always,
+            max_retries: Some(3),
+        });
+        let policy = spec
+            .to_create_body()
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .unwrap_or_default();
+        assert_eq!(policy.maximum_retry_count, None);
+        spec.restart = Some(RestartPolicy {
+            name: RestartPolicyName::OnFailure,
+            max_retries: Some(3),
+        });
+        let policy = spec
+            .to_create_body()
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .unwrap_or_default();
+        assert_eq!(policy.maximum_retry_count, Some(3));
+    }
+}

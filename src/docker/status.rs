@@ -1,0 +1,200 @@
+//! Container states and the daemon's time and duration texts.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A container's state as the daemon reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerStatus {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Removing,
+    Dead,
+    Unknown,
+}
+
+impl ContainerStatus {
+    pub fn from_docker(state: &str) -> Self {
+        match state {
+            "created" => ContainerStatus::Created,
+            "running" => ContainerStatus::Running,
+            "paused" => ContainerStatus::Paused,
+            "restarting" => ContainerStatus::Restarting,
+            "exited" => ContainerStatus::Exited,
+            "removing" => ContainerStatus::Removing,
+            "dead" => ContainerStatus::Dead,
+            _ => ContainerStatus::Unknown,
+        }
+    }
+
+    /// Running in MaestroNG's sense (paused counts as up, like the daemon's `Running` flag).
+    pub fn is_up(self) -> bool {
+        matches!(self, ContainerStatus::Running | ContainerStatus::Paused)
+    }
+}
+
+/// The container's own HEALTHCHECK verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthState {
+    /// `None` for containers without a health check (`none` or empty).
+    pub fn from_docker(status: &str) -> Option<Self> {
+        match status {
+            "starting" => Some(HealthState::Starting),
+            "healthy" => Some(HealthState::Healthy),
+            "unhealthy" => Some(HealthState::Unhealthy),
+            _ => None,
+        }
+    }
+}
+
+/// Parses the daemon's RFC 3339 timestamps (`2026-11-25T11:38:22.472438429Z`). Docker's zero
+/// time (`0001-01-01T00:00:00Z`, "never") and anything unparsable give `None`.
+pub fn parse_docker_time(text: &str) -> Option<SystemTime> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if year <= 1 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut nanos: u32 = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits: String = fraction.chars().take_while(char::is_ascii_digit).collect();
+        let padded = format!("{:0<9}", &digits[..digits.len().min(9)]);
+        nanos = padded.parse().ok()?;
+        rest = &fraction[digits.len()..];
+    }
+    let offset_seconds = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hours: i64 = rest.get(1..3)?.parse().ok()?;
+            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (hours * 3600 + minutes * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
+    let seconds = u64::try_from(seconds).ok()?;
+    Some(UNIX_EPOCH + Duration::new(seconds, nanos))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The approximate age in the list call's `Status` text: how long a container has been up
+/// (`Up 3 minutes`) or down (`Exited (0) 2 hours ago`). Docker rounds these (see its
+/// `HumanDuration`); `None` when the text carries no age (`Created`, `Dead`).
+pub fn parse_status_age(status: &str) -> Option<Duration> {
+    let text = if let Some(rest) = status.strip_prefix("Up ") {
+        rest
+    } else if let Some(rest) = status
+        .strip_prefix("Exited ")
+        .or_else(|| status.strip_prefix("Restarting "))
+    {
+        // Skip the "(code) " part.
+        let after = rest
+            .split_once(") ")
+            .map(|(_, after)| after)
+            .unwrap_or(rest);
+        after.strip_suffix(" ago").unwrap_or(after)
+    } else {
+        return None;
+    };
+    // Drop annotations like "(healthy)" or "(Paused)".
+    let text = text.split(" (").next().unwrap_or(text).trim();
+    human_duration(text)
+}
+
+fn human_duration(text: &str) -> Option<Duration> {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 3600;
+    const DAY: u64 = 86_400;
+    match text {
+        "Less than a second" => return Some(Duration::ZERO),
+        "About a minute" => return Some(Duration::from_secs(MINUTE)),
+        "About an hour" => return Some(Duration::from_secs(HOUR)),
+        _ => {}
+    }
+    let (count, unit) = text.split_once(' ')?;
+    let count: u64 = count.parse().ok()?;
+    let unit_seconds = match unit.trim_end_matches('s') {
+        "second" => 1,
+        "minute" => MINUTE,
+        "hour" => HOUR,
+        "day" => DAY,
+        "week" => 7 * DAY,
+        "month" => 30 * DAY,
+        "year" => 365 * DAY,
+        _ => return None,
+    };
+    Some(Duration::from_secs(count.saturating_mul(unit_seconds)))
+}
+
+/// The exit code in `Exited (137) 5 seconds ago`.
+pub(crate) fn parse_status_exit_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split_once(')')?.0.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_times() {
+        let t = parse_docker_time("2026-11-25T11:38:22.472438429Z");
+        let expected = UNIX_EPOCH + Duration::new(1_795_606_702, 472_438_429);
+        assert_eq!(t, Some(expected));
+        assert_eq!(
+            parse_docker_time("1970-01-01T01:00:00+01:00"),
+            Some(UNIX_EPOCH)
+        );
+        assert_eq!(parse_docker_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_docker_time("garbage"), None);
+    }
+
+    #[test]
+    fn parses_status_ages() {
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(parse_status_age("Up 3 minutes"), secs(180));
+        assert_eq!(parse_status_age("Up 3 minutes (healthy)"), secs(180));
+        assert_eq!(parse_status_age("Up About an hour"), secs(3600));
+        assert_eq!(parse_status_age("Up Less than a second"), secs(0));
+        assert_eq!(parse_status_age("Up 1 second"), secs(1));
+        assert_eq!(parse_status_age("Exited (0) 2 hours ago"), secs(7200));
+        assert_eq!(
+            parse_status_age("Exited (137) 5 days ago"),
+            secs(5 * 86_400)
+        );
+        assert_eq!(parse_status_age("Created"), None);
+        assert_eq!(parse_status_exit_code("Exited (137) 5 days ago"), Some(137));
+        assert_eq!(parse_status_exit_code("Up 2 hours"), None);
+    }
+}

@@ -1,0 +1,350 @@
+//! The typed event stream between the executor (and the operations it runs) and whoever
+//! shows progress.
+//!
+//! The executor never prints: everything a user may want to see about a run is an [`Event`]
+//! sent through an [`EventSink`]. This keeps the scheduler testable (tests read the stream),
+//! lets one run feed any renderer (`ui::progress`, `ui::plain`, `ui::json`), and makes
+//! `--json` a faithful record rather than a second code path.
+//!
+//! Events are serialised as one flat JSON object per line, tagged by `"event"`, e.g.
+//! `{"at_ms":12,"event":"job_started","job":0,"instance":"db1","ship":"a"}`. Field names
+//! are part of the `--json` contract: rename with care.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::executor::Summary;
+
+/// One thing that happened, stamped with the time since the sink was created.
+///
+/// Milliseconds since the start (not wall-clock time) so that a recorded stream replays the
+/// same way and golden files do not depend on the day they were made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Which way the dependency edges are followed; repeated here (rather than importing the
+/// executor's type) so that the event vocabulary stands on its own for `--json` readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// A job begins after everything it requires (start, pull).
+    Forward,
+    /// A job begins after everything that requires it (stop, kill, clean).
+    Reverse,
+}
+
+/// The identity of one job as announced at the start of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub job: usize,
+    pub instance: String,
+    pub service: String,
+    pub ship: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// Always the first event of a run; lists every job so that renderers can lay out one
+    /// line per ship and count totals before anything starts.
+    PlanStarted {
+        command: String,
+        direction: Direction,
+        jobs: Vec<JobInfo>,
+    },
+    JobStarted {
+        job: usize,
+        instance: String,
+        ship: String,
+    },
+    /// Progress inside a running job, emitted by the operation through its `StepContext`.
+    Step {
+        job: usize,
+        instance: String,
+        ship: String,
+        step: Step,
+    },
+    JobDone {
+        job: usize,
+        instance: String,
+        ship: String,
+        elapsed_ms: u64,
+        outcome: Outcome,
+    },
+    JobFailed {
+        job: usize,
+        instance: String,
+        ship: String,
+        elapsed_ms: u64,
+        reason: String,
+        /// The container's last log lines, when the operation could get them: the first
+        /// thing an operator needs when a start fails.
+        log_tail: Vec<String>,
+    },
+    /// Not attempted because something it waits on did not succeed.
+    JobSkipped {
+        job: usize,
+        instance: String,
+        ship: String,
+        reason: String,
+    },
+    /// Not attempted, or interrupted, because the run was cancelled (Ctrl-C). The reason
+    /// says which, and for an interrupted job what state it was left in.
+    JobCancelled {
+        job: usize,
+        instance: String,
+        ship: String,
+        reason: String,
+    },
+    /// The run received a cancellation request: `abort` is false for the first Ctrl-C (let
+    /// in-flight work finish) and true for the second (drop it now).
+    Interrupted { abort: bool },
+    /// Always the last event of a run.
+    PlanFinished { summary: Summary },
+}
+
+/// What a running job is doing right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// `percent` is `None` while the total size is unknown (Docker reports layers lazily).
+    Pulling {
+        percent: Option<u8>,
+        detail: String,
+    },
+    Creating,
+    Starting,
+    WaitingRunning,
+    /// `check` names the check the way the environment file does, e.g. `tcp:client`.
+    Checking {
+        check: String,
+        attempt: u32,
+        max: u32,
+    },
+    Stopping,
+    Killing,
+    Removing,
+    Message {
+        text: String,
+    },
+}
+
+impl Step {
+    /// A stable name for the kind of step, used by renderers to notice when a job moves on
+    /// to a new step (repeated `Pulling` or `Checking` updates are the same step).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Step::Pulling { .. } => "pulling",
+            Step::Creating => "creating",
+            Step::Starting => "starting",
+            Step::WaitingRunning => "waiting for running",
+            Step::Checking { .. } => "checking",
+            Step::Stopping => "stopping",
+            Step::Killing => "killing",
+            Step::Removing => "removing",
+            Step::Message { .. } => "message",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Pulling {
+                percent: Some(p),
+                detail,
+            } if detail.is_empty() => write!(f, "pulling {p}%"),
+            Step::Pulling {
+                percent: Some(p),
+                detail,
+            } => write!(f, "pulling {p}% {detail}"),
+            Step::Pulling {
+                percent: None,
+                detail,
+            } if detail.is_empty() => write!(f, "pulling"),
+            Step::Pulling {
+                percent: None,
+                detail,
+            } => write!(f, "pulling {detail}"),
+            Step::Checking {
+                check,
+                attempt,
+                max,
+            } => write!(f, "checking {check} {attempt}/{max}"),
+            Step::Message { text } => f.write_str(text),
+            other => f.write_str(other.kind_name()),
+        }
+    }
+}
+
+/// How a job that succeeded ended.
+///
+/// Serialised as a plain string (`"started"`, `"already running"`, ...) because that is what
+/// a human or a `jq` filter wants; operations may report something not listed with
+/// [`Outcome::Other`], which round-trips as its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Started,
+    AlreadyRunning,
+    Restarted,
+    Stopped,
+    Killed,
+    Removed,
+    Pulled,
+    NothingToDo,
+    Other(String),
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Outcome::Started => "started",
+            Outcome::AlreadyRunning => "already running",
+            Outcome::Restarted => "restarted",
+            Outcome::Stopped => "stopped",
+            Outcome::Killed => "killed",
+            Outcome::Removed => "removed",
+            Outcome::Pulled => "pulled",
+            Outcome::NothingToDo => "nothing to do",
+            Outcome::Other(text) => text,
+        }
+    }
+
+    fn from_text(text: String) -> Self {
+        match text.as_str() {
+            "started" => Outcome::Started,
+            "already running" => Outcome::AlreadyRunning,
+            "restarted" => Outcome::Restarted,
+            "stopped" => Outcome::Stopped,
+            "killed" => Outcome::Killed,
+            "removed" => Outcome::Removed,
+            "pulled" => Outcome::Pulled,
+            "nothing to do" => Outcome::NothingToDo,
+            _ => Outcome::Other(text),
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Outcome {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Outcome::from_text)
+    }
+}
+
+/// The sending half of the event stream; cheap to clone into every task.
+///
+/// Unbounded on purpose: events are small and few (a handful per job), and a bounded
+/// channel would let a slow terminal stall the deployment it is merely showing.
+/// Sending never fails from the sender's point of view: if the renderer has gone away
+/// (e.g. its writer hit a closed pipe), the run must still finish cleanly.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: mpsc::UnboundedSender<Event>,
+    epoch: Arc<Instant>,
+}
+
+/// The receiving half, handed to a renderer (or collected by a test).
+pub type EventStream = mpsc::UnboundedReceiver<Event>;
+
+impl EventSink {
+    /// A new stream whose clock starts now. Uses tokio's clock so that tests with paused
+    /// time get deterministic timestamps.
+    pub fn new() -> (EventSink, EventStream) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            EventSink {
+                tx,
+                epoch: Arc::new(Instant::now()),
+            },
+            rx,
+        )
+    }
+
+    /// Milliseconds since the sink was created; the time base of every event it sends.
+    pub fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn send(&self, kind: EventKind) {
+        let event = Event {
+            at_ms: self.elapsed_ms(),
+            kind,
+        };
+        // A closed receiver only means nobody is watching any more; see the type's docs.
+        let _ = self.tx.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_flat_with_a_tag() {
+        let event = Event {
+            at_ms: 12,
+            kind: EventKind::Step {
+                job: 0,
+                instance: "db1".into(),
+                ship: "a".into(),
+                step: Step::Checking {
+                    check: "tcp:client".into(),
+                    attempt: 3,
+                    max: 180,
+                },
+            },
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            json,
+            r#"{"at_ms":12,"event":"step","job":0,"instance":"db1","ship":"a","step":{"step":"checking","check":"tcp:client","attempt":3,"max":180}}"#
+        );
+        let back: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn outcomes_are_plain_strings_and_round_trip() {
+        for outcome in [
+            Outcome::Started,
+            Outcome::AlreadyRunning,
+            Outcome::NothingToDo,
+            Outcome::Other("renamed".into()),
+        ] {
+            let json = serde_json::to_string(&outcome).unwrap();
+            assert_eq!(json, format!("\"{}\"", outcome.as_str()));
+            let back: Outcome = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, outcome);
+        }
+    }
+
+    #[test]
+    fn steps_display_for_humans() {
+        let pulling = Step::Pulling {
+            percent: Some(40),
+            detail: "3/7 layers".into(),
+        };
+        assert_eq!(pulling.to_string(), "pulling 40% 3/7 layers");
+        assert_eq!(Step::WaitingRunning.to_string(), "waiting for running");
+    }
+}

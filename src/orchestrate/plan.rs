@@ -1,0 +1,741 @@
+//! The plan: the per-instance dependency graph, target selection in MaestroNG's terms
+//! (names, `-d`, `-i`, `-C`, `-S`, `omit`), the order to act in, and `deptree`'s drawing.
+//!
+//! The result of [`select`] is a [`Plan`] whose steps are indexed `0..n`, each with the ship it
+//! runs on and the steps it must wait for (`deps`, already oriented for the command's
+//! direction), so a generic executor can run it with per-ship concurrency.
+
+use std::collections::{BTreeSet, HashMap};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::config::Environment;
+
+/// One instance (container) in the dependency graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphNode {
+    pub instance: String,
+    pub service: String,
+    pub ship: String,
+    /// Graph indices that must be up before this one: every instance of the services its
+    /// service `requires`, and its `volumes_from` and `links` targets.
+    pub deps: Vec<usize>,
+    /// Graph indices of the instances of its `wants_info` services: information, no ordering.
+    pub info: Vec<usize>,
+    /// Graph indices that depend directly on this one (the reverse of `deps`).
+    pub dependents: Vec<usize>,
+    /// Its service has `omit: true`.
+    pub omit: bool,
+}
+
+/// Every instance of the environment, in file order, with its dependencies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Graph {
+    pub nodes: Vec<GraphNode>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("error: unknown service or container `{name}`{}", .help.as_ref().map(|h| format!("; {h}")).unwrap_or_default())]
+    UnknownName { name: String, help: Option<String> },
+    #[error("error: invalid filter pattern `{pattern}`: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("error: dependency cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+}
+
+impl PlanError {
+    /// Bad names and patterns are usage errors, like configuration errors: exit code 2.
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}
+
+impl Graph {
+    pub fn new(env: &Environment) -> Graph {
+        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        let mut by_service: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (k, (s, i)) in env.instances().enumerate() {
+            by_name.insert(i.name.as_str(), k);
+            by_service.entry(s.name.as_str()).or_default().push(k);
+        }
+        let index = |name: &str| by_name.get(name).copied();
+        let of_services = |services: &[String], own: &str| -> Vec<usize> {
+            let mut v: Vec<usize> = services
+                .iter()
+                .filter(|s| s.as_str() != own)
+                .flat_map(|s| by_service.get(s.as_str()).into_iter().flatten().copied())
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let mut nodes = Vec::with_capacity(by_name.len());
+        for service in &env.services {
+            for inst in &service.instances {
+                let mut deps = of_services(&service.requires, &service.name);
+                for target in inst
+                    .volumes_from
+                    .iter()
+                    .chain(inst.links.iter().map(|l| &l.target))
+                {
+                    if *target != inst.name {
+                        deps.extend(index(target));
+                    }
+                }
+                deps.sort_unstable();
+                deps.dedup();
+                let info: Vec<usize> = of_services(&service.wants_info, &service.name)
+                    .into_iter()
+                    .filter(|i| !deps.contains(i))
+                    .collect();
+                nodes.push(GraphNode {
+                    instance: inst.name.clone(),
+                    service: service.name.clone(),
+                    ship: inst.ship.clone(),
+                    deps,
+                    info,
+                    dependents: Vec::new(),
+                    omit: service.omit,
+                });
+            }
+        }
+        for i in 0..nodes.len() {
+            for d in nodes[i].deps.clone() {
+                nodes[d].dependents.push(i);
+            }
+        }
+        Graph { nodes }
+    }
+
+    pub fn index_of(&self, instance: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.instance == instance)
+    }
+
+    /// Graph indices of the instances that depend directly on `i`.
+    pub fn dependents(&self, i: usize) -> Vec<usize> {
+        self.nodes[i].dependents.clone()
+    }
+
+    fn edges(&self, i: usize, direction: Direction) -> &[usize] {
+        match direction {
+            Direction::Forward => &self.nodes[i].deps,
+            Direction::Reverse => &self.nodes[i].dependents,
+        }
+    }
+
+    /// Every graph index, dependencies first (file order among equals).
+    pub fn topological_order(&self) -> Result<Vec<usize>, PlanError> {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        let deps: Vec<Vec<usize>> = self.nodes.iter().map(|n| n.deps.clone()).collect();
+        toposort(&all, &deps).map_err(|cycle| {
+            PlanError::Cycle(
+                cycle
+                    .into_iter()
+                    .map(|i| self.nodes[i].instance.clone())
+                    .collect(),
+            )
+        })
+    }
+
+    /// The transitive closure of `start` along dependencies (forward) or dependents (reverse).
+    fn closure(&self, start: &BTreeSet<usize>, direction: Direction) -> BTreeSet<usize> {
+        let mut seen = start.clone();
+        let mut todo: Vec<usize> = start.iter().copied().collect();
+        while let Some(i) = todo.pop() {
+            for &j in self.edges(i, direction) {
+                if seen.insert(j) {
+                    todo.push(j);
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// Kahn's algorithm over `nodes` (indices into `deps`), lowest index first among the ready
+/// ones; on a cycle, returns one cycle (first = last).
+fn toposort(nodes: &[usize], deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    let size = deps.len();
+    let mut member = vec![false; size];
+    for &n in nodes {
+        member[n] = true;
+    }
+    let mut waiting = vec![0usize; size];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); size];
+    for &n in nodes {
+        for &d in &deps[n] {
+            if member[d] && d != n {
+                waiting[n] += 1;
+                dependents[d].push(n);
+            }
+        }
+    }
+    let mut ready: BTreeSet<usize> = nodes.iter().copied().filter(|n| waiting[*n] == 0).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(n) = ready.pop_first() {
+        order.push(n);
+        for &m in &dependents[n] {
+            waiting[m] -= 1;
+            if waiting[m] == 0 {
+                ready.insert(m);
+            }
+        }
+    }
+    if order.len() == nodes.len() {
+        return Ok(order);
+    }
+    // Walk unfinished dependencies from an unfinished node until one repeats.
+    let mut path: Vec<usize> = Vec::new();
+    let mut current = nodes.iter().copied().find(|n| waiting[*n] > 0);
+    while let Some(c) = current {
+        if let Some(pos) = path.iter().position(|p| *p == c) {
+            let mut cycle = path[pos..].to_vec();
+            cycle.push(c);
+            return Err(cycle);
+        }
+        path.push(c);
+        current = deps[c]
+            .iter()
+            .copied()
+            .find(|d| member[*d] && waiting[*d] > 0);
+    }
+    Err(path)
+}
+
+/// Which way a command walks the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// start, pull, status, clean: dependencies first; `-d` adds dependencies.
+    #[default]
+    Forward,
+    /// stop, kill (and restart's stop half): dependents first; `-d` adds dependents.
+    Reverse,
+}
+
+/// What the user asked to act on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Service or container names; empty = every service not marked `omit`.
+    pub names: Vec<String>,
+    /// `-C`: glob patterns on container names (any may match).
+    pub container_filter: Vec<String>,
+    /// `-S`: glob patterns on ship names (any may match).
+    pub ship_filter: Vec<String>,
+    /// `-d`: add transitive dependencies (forward) or dependents (reverse).
+    pub with_dependencies: bool,
+    /// `-i`: act without ordering between the targets.
+    pub ignore_dependencies: bool,
+    pub direction: Direction,
+    /// `status` shows `omit: true` services even when no names are given.
+    pub include_omitted: bool,
+}
+
+/// One container to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Index into [`Graph::nodes`].
+    pub node: usize,
+    pub instance: String,
+    pub service: String,
+    pub ship: String,
+    /// Indices into [`Plan::steps`] that must finish first (empty with `-i`).
+    pub deps: Vec<usize>,
+}
+
+/// The containers to act on, in an order that respects `deps` (every dep comes earlier).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub direction: Direction,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn instances(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.instance.as_str())
+    }
+}
+
+fn globset(patterns: &[String]) -> Result<Option<GlobSet>, PlanError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let glob = Glob::new(p).map_err(|e| PlanError::BadPattern {
+            pattern: p.clone(),
+            reason: e.kind().to_string(),
+        })?;
+        b.add(glob);
+    }
+    b.build().map(Some).map_err(|e| PlanError::BadPattern {
+        pattern: patterns.join(", "),
+        reason: e.to_string(),
+    })
+}
+
+/// Graph indices named by `names` (service or container names), or every non-omitted one.
+fn resolve_names(
+    env: &Environment,
+    graph: &Graph,
+    names: &[String],
+    include_omitted: bool,
+) -> Result<BTreeSet<usize>, PlanError> {
+    if names.is_empty() {
+        return Ok(graph
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| include_omitted || !n.omit)
+            .map(|(i, _)| i)
+            .collect());
+    }
+    let mut out = BTreeSet::new();
+    for name in names {
+        if env.service(name).is_some() {
+            out.extend(
+                graph
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| n.service == *name)
+                    .map(|(i, _)| i),
+            );
+        } else if let Some(i) = graph.index_of(name) {
+            out.insert(i);
+        } else {
+            let candidates = env
+                .services
+                .iter()
+                .map(|s| s.name.as_str())
+                .chain(graph.nodes.iter().map(|n| n.instance.as_str()));
+            return Err(PlanError::UnknownName {
+                name: name.clone(),
+                help: suggest(name, candidates),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn suggest<'a>(written: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .map(|c| (strsim::jaro_winkler(written, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// Turns what the user asked for into an ordered plan.
+///
+/// Differences from MaestroNG, on purpose: `-C`/`-S` still apply with `-i` (MaestroNG silently
+/// ignored them), and ordering between two selected containers is kept even when the
+/// container linking them is not selected.
+pub fn select(env: &Environment, graph: &Graph, sel: &Selection) -> Result<Plan, PlanError> {
+    let mut chosen = resolve_names(env, graph, &sel.names, sel.include_omitted)?;
+    if sel.with_dependencies {
+        chosen = graph.closure(&chosen, sel.direction);
+    }
+    let containers = globset(&sel.container_filter)?;
+    let ships = globset(&sel.ship_filter)?;
+    chosen.retain(|&i| {
+        let n = &graph.nodes[i];
+        containers.as_ref().is_none_or(|g| g.is_match(&n.instance))
+            && ships.as_ref().is_none_or(|g| g.is_match(&n.ship))
+    });
+
+    // Edges between chosen nodes, through unchosen ones, in the command's direction.
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
+    if !sel.ignore_dependencies {
+        for &i in &chosen {
+            let mut found = BTreeSet::new();
+            let mut seen = BTreeSet::from([i]);
+            let mut todo = graph.edges(i, sel.direction).to_vec();
+            while let Some(j) = todo.pop() {
+                if !seen.insert(j) {
+                    continue;
+                }
+                if chosen.contains(&j) {
+                    found.insert(j);
+                } else {
+                    todo.extend(graph.edges(j, sel.direction));
+                }
+            }
+            edges[i] = found.into_iter().collect();
+        }
+    }
+    let nodes: Vec<usize> = chosen.iter().copied().collect();
+    let order = toposort(&nodes, &edges).map_err(|cycle| {
+        PlanError::Cycle(
+            cycle
+                .into_iter()
+                .map(|i| graph.nodes[i].instance.clone())
+                .collect(),
+        )
+    })?;
+    let mut step_index = vec![usize::MAX; graph.nodes.len()];
+    for (k, &g) in order.iter().enumerate() {
+        step_index[g] = k;
+    }
+    let step_of = |g: usize| Some(step_index[g]).filter(|k| *k != usize::MAX);
+    let steps = order
+        .iter()
+        .map(|&g| {
+            let n = &graph.nodes[g];
+            let mut deps: Vec<usize> = edges[g].iter().filter_map(|d| step_of(*d)).collect();
+            deps.sort_unstable();
+            Step {
+                node: g,
+                instance: n.instance.clone(),
+                service: n.service.clone(),
+                ship: n.ship.clone(),
+                deps,
+            }
+        })
+        .collect();
+    Ok(Plan {
+        steps,
+        direction: sel.direction,
+    })
+}
+
+/// `restart`: the containers chosen as for a stop-like command (`-d` adds dependents), stopped
+/// dependents first, then started again dependencies first. MaestroNG restarted each container
+/// as a unit, so a dependency came back after its dependents (its issue 186).
+pub fn select_restart(
+    env: &Environment,
+    graph: &Graph,
+    sel: &Selection,
+) -> Result<(Plan, Plan), PlanError> {
+    let stop = select(
+        env,
+        graph,
+        &Selection {
+            direction: Direction::Reverse,
+            ..sel.clone()
+        },
+    )?;
+    let start = select(
+        env,
+        graph,
+        &Selection {
+            names: stop.instances().map(str::to_owned).collect(),
+            container_filter: Vec::new(),
+            ship_filter: Vec::new(),
+            with_dependencies: false,
+            ignore_dependencies: sel.ignore_dependencies,
+            direction: Direction::Forward,
+            include_omitted: true,
+        },
+    )?;
+    Ok((stop, start))
+}
+
+/// `maestro deptree`: each service named (or containing a named container; every
+/// non-omitted service when none is named) with the services it depends on, as a tree.
+/// Without `recursive`, only direct dependencies are shown.
+pub fn render_deptree(
+    env: &Environment,
+    names: &[String],
+    recursive: bool,
+) -> Result<String, PlanError> {
+    let mut roots: Vec<&str> = Vec::new();
+    if names.is_empty() {
+        roots.extend(
+            env.services
+                .iter()
+                .filter(|s| !s.omit)
+                .map(|s| s.name.as_str()),
+        );
+    } else {
+        for name in names {
+            let service = match env.service(name) {
+                Some(s) => s.name.as_str(),
+                None => match env.instance(name) {
+                    Some((s, _)) => s.name.as_str(),
+                    None => {
+                        let candidates = env
+                            .services
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .chain(env.instances().map(|(_, i)| i.name.as_str()));
+                        return Err(PlanError::UnknownName {
+                            name: name.clone(),
+                            help: suggest(name, candidates),
+                        });
+                    }
+                },
+            };
+            if !roots.contains(&service) {
+                roots.push(service);
+            }
+        }
+    }
+    let mut out = String::new();
+    for root in roots {
+        let Some(service) = env.service(root) else {
+            continue;
+        };
+        let placed: Vec<String> = service
+            .instances
+            .iter()
+            .map(|i| format!("{} on {}", i.name, i.ship))
+            .collect();
+        out.push_str(&format!("{} ({})\n", service.name, placed.join(", ")));
+        let mut path = vec![service.name.clone()];
+        draw_children(env, &service.name, "", recursive, &mut path, &mut out);
+    }
+    Ok(out)
+}
+
+fn draw_children(
+    env: &Environment,
+    service: &str,
+    prefix: &str,
+    recursive: bool,
+    path: &mut Vec<String>,
+    out: &mut String,
+) {
+    let Some(s) = env.service(service) else {
+        return;
+    };
+    let children: Vec<(&String, bool)> = s
+        .requires
+        .iter()
+        .filter(|r| **r != s.name)
+        .map(|r| (r, false))
+        .chain(
+            s.wants_info
+                .iter()
+                .filter(|w| !s.requires.contains(w) && **w != s.name)
+                .map(|w| (w, true)),
+        )
+        .collect();
+    for (k, (child, info_only)) in children.iter().enumerate() {
+        let last = k + 1 == children.len();
+        let branch = if last { "└── " } else { "├── " };
+        let mut label = (*child).clone();
+        if *info_only {
+            label.push_str(" (wants info)");
+        }
+        let looped = path.contains(child);
+        if looped {
+            label.push_str(" (cycle)");
+        }
+        out.push_str(&format!("{prefix}{branch}{label}\n"));
+        if recursive && !looped && !*info_only {
+            path.push((*child).clone());
+            let next_prefix = format!("{prefix}{}", if last { "    " } else { "│   " });
+            draw_children(env, child, &next_prefix, recursive, path, out);
+            path.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const ENV: &str = r#"
+name: t
+ships:
+  s1: {ip: 10.0.0.1}
+  s2: {ip: 10.0.0.2}
+services:
+  zk:
+    image: zk
+    instances:
+      zk-1: {ship: s1}
+      zk-2: {ship: s2}
+  kafka:
+    image: kafka
+    requires: [zk]
+    instances:
+      kafka-1: {ship: s1}
+  web:
+    image: web
+    requires: [kafka]
+    wants_info: [metrics]
+    instances:
+      web-1: {ship: s2, links: {data-1: data}}
+  data:
+    image: data
+    instances:
+      data-1: {ship: s2}
+  metrics:
+    image: m
+    omit: true
+    instances:
+      metrics-1: {ship: s1}
+"#;
+
+    fn env() -> Environment {
+        match crate::config::load_str(ENV, "t.yaml", Path::new(".")) {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn names(plan: &Plan) -> Vec<&str> {
+        plan.instances().collect()
+    }
+
+    fn sel(names: &[&str]) -> Selection {
+        Selection {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            ..Selection::default()
+        }
+    }
+
+    #[test]
+    fn graph_edges() {
+        let env = env();
+        let g = Graph::new(&env);
+        let web = g.index_of("web-1").unwrap_or(usize::MAX);
+        let kafka = g.index_of("kafka-1").unwrap_or(usize::MAX);
+        let data = g.index_of("data-1").unwrap_or(usize::MAX);
+        let metrics = g.index_of("metrics-1").unwrap_or(usize::MAX);
+        assert_eq!(g.nodes[web].deps, vec![kafka, data]);
+        assert_eq!(g.nodes[web].info, vec![metrics]);
+        assert_eq!(g.nodes[kafka].deps.len(), 2);
+    }
+
+    #[test]
+    fn no_names_means_everything_but_omitted_in_dependency_order() {
+        let env = env();
+        let g = Graph::new(&env);
+        let plan = select(&env, &g, &Selection::default()).unwrap_or_default();
+        let order = names(&plan);
+        assert!(!order.contains(&"metrics-1"));
+        let pos = |n: &str| order.iter().position(|x| *x == n).unwrap_or(usize::MAX);
+        assert!(pos("zk-1") < pos("kafka-1") && pos("zk-2") < pos("kafka-1"));
+        assert!(pos("kafka-1") < pos("web-1") && pos("data-1") < pos("web-1"));
+        for (i, step) in plan.steps.iter().enumerate() {
+            assert!(step.deps.iter().all(|d| *d < i));
+        }
+    }
+
+    #[test]
+    fn omitted_service_is_selected_when_named_or_for_status() {
+        let env = env();
+        let g = Graph::new(&env);
+        let plan = select(&env, &g, &sel(&["metrics"])).unwrap_or_default();
+        assert_eq!(names(&plan), vec!["metrics-1"]);
+        let status = Selection {
+            include_omitted: true,
+            ..Selection::default()
+        };
+        let plan = select(&env, &g, &status).unwrap_or_default();
+        assert!(names(&plan).contains(&"metrics-1"));
+    }
+
+    #[test]
+    fn with_dependencies_forward_and_reverse() {
+        let env = env();
+        let g = Graph::new(&env);
+        let only = select(&env, &g, &sel(&["kafka"])).unwrap_or_default();
+        assert_eq!(names(&only), vec!["kafka-1"]);
+        let start = Selection {
+            with_dependencies: true,
+            ..sel(&["kafka"])
+        };
+        let plan = select(&env, &g, &start).unwrap_or_default();
+        assert_eq!(names(&plan), vec!["zk-1", "zk-2", "kafka-1"]);
+        assert_eq!(plan.steps[2].deps, vec![0, 1]);
+        let stop = Selection {
+            with_dependencies: true,
+            direction: Direction::Reverse,
+            ..sel(&["zk-1"])
+        };
+        let plan = select(&env, &g, &stop).unwrap_or_default();
+        assert_eq!(names(&plan), vec!["web-1", "kafka-1", "zk-1"]);
+    }
+
+    #[test]
+    fn ordering_survives_unselected_middle_and_ignore_drops_it() {
+        let env = env();
+        let g = Graph::new(&env);
+        let plan = select(&env, &g, &sel(&["web-1", "zk-1"])).unwrap_or_default();
+        assert_eq!(names(&plan), vec!["zk-1", "web-1"]);
+        assert_eq!(plan.steps[1].deps, vec![0]);
+        let ignore = Selection {
+            ignore_dependencies: true,
+            ..sel(&["web-1", "zk-1"])
+        };
+        let plan = select(&env, &g, &ignore).unwrap_or_default();
+        assert!(plan.steps.iter().all(|s| s.deps.is_empty()));
+    }
+
+    #[test]
+    fn filters_are_globs() {
+        let env = env();
+        let g = Graph::new(&env);
+        let s = Selection {
+            container_filter: vec!["zk-*".into()],
+            ship_filter: vec!["s2".into()],
+            ..Selection::default()
+        };
+        let plan = select(&env, &g, &s).unwrap_or_default();
+        assert_eq!(names(&plan), vec!["zk-2"]);
+        let bad = Selection {
+            container_filter: vec!["[".into()],
+            ..Selection::default()
+        };
+        assert!(matches!(
+            select(&env, &g, &bad),
+            Err(PlanError::BadPattern { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_name_suggests() {
+        let env = env();
+        let g = Graph::new(&env);
+        let err = select(&env, &g, &sel(&["kafak"])).err();
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("did you mean `kafka`?"), "{msg}");
+    }
+
+    #[test]
+    fn deptree_drawing() {
+        let env = env();
+        let flat = render_deptree(&env, &["web".into()], false).unwrap_or_default();
+        assert_eq!(
+            flat,
+            "web (web-1 on s2)\n├── kafka\n└── metrics (wants info)\n"
+        );
+        let deep = render_deptree(&env, &["web".into()], true).unwrap_or_default();
+        assert_eq!(
+            deep,
+            "web (web-1 on s2)\n├── kafka\n│   └── zk\n└── metrics (wants info)\n"
+        );
+        let all = render_deptree(&env, &[], false).unwrap_or_default();
+        assert!(all.starts_with("zk (zk-1 on s1, zk-2 on s2)\n"), "{all}");
+        assert!(!all.contains("metrics (metrics-1"));
+    }
+
+    #[test]
+    fn restart_stops_dependents_first_then_starts_dependencies_first() {
+        let env = env();
+        let g = Graph::new(&env);
+        let sel = Selection {
+            with_dependencies: true,
+            ..sel(&["zk-1"])
+        };
+        let (stop, start) = select_restart(&env, &g, &sel).unwrap_or_default();
+        assert_eq!(names(&stop), vec!["web-1", "kafka-1", "zk-1"]);
+        assert_eq!(names(&start), vec!["zk-1", "kafka-1", "web-1"]);
+        assert_eq!(start.direction, Direction::Forward);
+    }
+
+    #[test]
+    fn toposort_reports_cycles() {
+        let deps = vec![vec![1], vec![2], vec![0]];
+        assert_eq!(toposort(&[0, 1, 2], &deps), Err(vec![0, 1, 2, 0]));
+    }
+}

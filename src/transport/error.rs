@@ -1,0 +1,192 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a ship could not be reached. Every message names the ship and, for SSH, the hop
+/// (`user@host:port`, with the jump hosts it was reached through) where it went wrong, so
+/// that a per-ship report needs nothing else.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("ship {ship}: cannot resolve the address of {hop}: {source}")]
+    Dns {
+        ship: String,
+        hop: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("ship {ship}: connection to {hop} refused{}", via_text(via))]
+    Refused {
+        ship: String,
+        hop: String,
+        /// The jump host that tried to reach `hop`, when there is one (it cannot tell us
+        /// whether the port was closed or the address unreachable).
+        via: Option<String>,
+    },
+
+    #[error("ship {ship}: {hop} did not answer within {}s", after.as_secs_f32())]
+    Timeout {
+        ship: String,
+        hop: String,
+        after: Duration,
+    },
+
+    #[error("ship {ship}: network error talking to {hop}: {source}")]
+    Io {
+        ship: String,
+        hop: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("ship {ship}: SSH protocol error with {hop}: {source}")]
+    Ssh {
+        ship: String,
+        hop: String,
+        #[source]
+        source: Box<russh::Error>,
+    },
+
+    #[error(
+        "ship {ship}: authentication as {user} at {hop} failed; tried: {}",
+        if tried.is_empty() { "nothing (no ssh-agent, no key file)".to_string() } else { tried.join("; ") }
+    )]
+    Auth {
+        ship: String,
+        hop: String,
+        user: String,
+        /// Each method tried, with why it did not work.
+        tried: Vec<String>,
+    },
+
+    #[error(
+        "ship {ship}: host key of {hop} is not known ({fingerprint}); refusing to connect. {hint}"
+    )]
+    HostKeyUnknown {
+        ship: String,
+        hop: String,
+        fingerprint: String,
+        hint: String,
+    },
+
+    #[error(
+        "ship {ship}: HOST KEY OF {hop} HAS CHANGED: it presented {found}, but {recorded_at} \
+         records {}. Someone may be intercepting the connection; if the change is expected, \
+         remove the old entry (ssh-keygen -R) and verify the new key out of band",
+        expected.join(", ")
+    )]
+    HostKeyChanged {
+        ship: String,
+        hop: String,
+        found: String,
+        expected: Vec<String>,
+        /// `known_hosts file:line` of the recorded key.
+        recorded_at: String,
+    },
+
+    #[error(
+        "ship {ship}: host key of {hop} ({fingerprint}) is marked @revoked in {}; refusing to connect",
+        file.display()
+    )]
+    HostKeyRevoked {
+        ship: String,
+        hop: String,
+        fingerprint: String,
+        file: PathBuf,
+    },
+
+    #[error("ship {ship}: cannot use known_hosts file {}: {reason}", path.display())]
+    KnownHosts {
+        ship: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    #[error("ship {ship}: no Docker socket at {path} on {hop}")]
+    SocketMissing {
+        ship: String,
+        hop: String,
+        path: String,
+    },
+
+    #[error("ship {ship}: permission denied on the Docker socket {path} on {hop}")]
+    SocketPermission {
+        ship: String,
+        hop: String,
+        path: String,
+    },
+
+    #[error(
+        "ship {ship}: {hop} could not open a channel to the Docker daemon at {target}: {reason}"
+    )]
+    DockerUnreachable {
+        ship: String,
+        hop: String,
+        target: String,
+        reason: String,
+    },
+
+    #[error("ship {ship}: through jump host {hop}: {source}")]
+    Jump {
+        ship: String,
+        hop: String,
+        #[source]
+        source: Box<TransportError>,
+    },
+
+    #[error("ship {ship}: Docker API: {source}")]
+    Docker {
+        ship: String,
+        #[source]
+        source: Box<bollard::errors::Error>,
+    },
+
+    #[error("ship {ship}: {message}")]
+    Settings { ship: String, message: String },
+}
+
+fn via_text(via: &Option<String>) -> String {
+    match via {
+        Some(via) => format!(" (or unreachable from {via})"),
+        None => String::new(),
+    }
+}
+
+impl TransportError {
+    pub(crate) fn docker(ship: &str, source: bollard::errors::Error) -> TransportError {
+        TransportError::Docker {
+            ship: ship.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// A short word for the cause, for tables and JSON (`dns`, `refused`, `timeout`, `auth`,
+    /// `host-key`, `socket-missing`, `socket-permission`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportError::Dns { .. } => "dns",
+            TransportError::Refused { .. } => "refused",
+            TransportError::Timeout { .. } => "timeout",
+            TransportError::Io { .. } => "network",
+            TransportError::Ssh { .. } => "ssh",
+            TransportError::Auth { .. } => "auth",
+            TransportError::HostKeyUnknown { .. } => "host-key-unknown",
+            TransportError::HostKeyChanged { .. } => "host-key-changed",
+            TransportError::HostKeyRevoked { .. } => "host-key-revoked",
+            TransportError::KnownHosts { .. } => "known-hosts",
+            TransportError::SocketMissing { .. } => "socket-missing",
+            TransportError::SocketPermission { .. } => "socket-permission",
+            TransportError::DockerUnreachable { .. } => "docker-unreachable",
+            TransportError::Jump { source, .. } => source.kind(),
+            TransportError::Docker { .. } => "docker-api",
+            TransportError::Settings { .. } => "settings",
+        }
+    }
+
+    /// The error at the end of a chain of jumps (the cause itself).
+    pub fn root(&self) -> &TransportError {
+        match self {
+            TransportError::Jump { source, .. } => source.root(),
+            other => other,
+        }
+    }
+}

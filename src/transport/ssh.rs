@@ -1,0 +1,800 @@
+//! One SSH session per ship: through zero or more jump hosts (each hop a `direct-tcpip`
+//! channel of the previous session carrying the next session), with host key verification
+//! and the authentication order of OpenSSH.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, AuthResult, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{ChannelMsg, ChannelOpenFailure};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::error::TransportError;
+use super::known_hosts::{self, HostKeyPolicy, Verdict};
+use super::ssh_config::{self, HostSettings};
+use super::{HopInfo, JumpSpec, SshRoute};
+
+/// One hop after resolution through ssh_config: where we connect and as whom.
+#[derive(Debug, Clone)]
+pub(crate) struct Hop {
+    pub label: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    pub known_hosts_files: Vec<PathBuf>,
+    pub policy: HostKeyPolicy,
+}
+
+/// The established chain; the last handle is the ship's own session. The earlier ones
+/// must live as long as it does, since its bytes travel through their channels.
+pub(crate) struct SshChain {
+    handles: Vec<Handle<HostKeyCheck>>,
+    pub hops: Vec<HopInfo>,
+    pub warnings: Vec<String>,
+    pub channels_opened: AtomicU64,
+    ship_label: String,
+}
+
+impl SshChain {
+    fn ship_session(&self) -> Option<&Handle<HostKeyCheck>> {
+        self.handles.last()
+    }
+
+    pub fn ship_label(&self) -> &str {
+        &self.ship_label
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.handles.iter().filter(|h| !h.is_closed()).count()
+    }
+
+    pub async fn open_streamlocal(
+        &self,
+        path: &str,
+    ) -> Result<russh::ChannelStream<client::Msg>, russh::Error> {
+        let session = self.ship_session().ok_or(russh::Error::Disconnect)?;
+        let channel = session.channel_open_direct_streamlocal(path).await?;
+        self.channels_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(channel.into_stream())
+    }
+
+    pub async fn open_tcpip(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<client::Msg>, russh::Error> {
+        let session = self.ship_session().ok_or(russh::Error::Disconnect)?;
+        let channel = session
+            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+            .await?;
+        self.channels_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(channel.into_stream())
+    }
+
+    /// Runs a shell command on the ship and returns its standard output. Used only to tell
+    /// a missing Docker socket from an inaccessible one after sshd refused the channel.
+    pub async fn run(&self, command: &str) -> Option<String> {
+        let session = self.ship_session()?;
+        let mut channel = session.channel_open_session().await.ok()?;
+        channel.exec(true, command).await.ok()?;
+        let mut out = Vec::new();
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                ChannelMsg::Eof | ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+
+    pub async fn disconnect(&self) {
+        for handle in self.handles.iter().rev() {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+        }
+    }
+}
+
+/// Resolves the chain of hops for `route` (explicit jumps win over ProxyJump; settings of
+/// the environment win over ssh_config).
+pub(crate) fn resolve_hops(ship: &str, route: &SshRoute) -> Result<Vec<Hop>, TransportError> {
+    let settings_err = |message: String| TransportError::Settings {
+        ship: ship.to_string(),
+        message,
+    };
+    let config_path = ssh_config::config_path(route.ssh_config_file.as_deref());
+    let target_settings =
+        ssh_config::lookup(config_path.as_deref(), &route.host).map_err(settings_err)?;
+
+    let jumps: Vec<JumpSpec> = if !route.jumps.is_empty() {
+        route.jumps.clone()
+    } else if let Some(proxy_jump) = &target_settings.proxy_jump {
+        proxy_jump
+            .split(',')
+            .map(|spec| spec.trim().parse::<JumpSpec>())
+            .collect::<Result<_, _>>()
+            .map_err(|err| settings_err(format!("ProxyJump in ssh config: {err}")))?
+    } else {
+        Vec::new()
+    };
+
+    let mut hops = Vec::with_capacity(jumps.len() + 1);
+    for jump in &jumps {
+        let settings =
+            ssh_config::lookup(config_path.as_deref(), &jump.host).map_err(settings_err)?;
+        hops.push(make_hop(
+            route,
+            &jump.host,
+            jump.user.clone(),
+            jump.port,
+            &settings,
+        ));
+    }
+    hops.push(make_hop(
+        route,
+        &route.host,
+        route.user.clone(),
+        route.port,
+        &target_settings,
+    ));
+    Ok(hops)
+}
+
+fn make_hop(
+    route: &SshRoute,
+    alias: &str,
+    user: Option<String>,
+    port: Option<u16>,
+    settings: &HostSettings,
+) -> Hop {
+    let host = settings
+        .host_name
+        .clone()
+        .unwrap_or_else(|| alias.to_string());
+    let port = port.or(settings.port).unwrap_or(22);
+    let user = user
+        .or_else(|| settings.user.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".to_string());
+
+    let mut identity_files: Vec<PathBuf> = route
+        .identity_files
+        .iter()
+        .map(|p| ssh_config::expand_home(p))
+        .collect();
+    identity_files.extend(settings.identity_files.iter().cloned());
+
+    let known_hosts_files = match (&route.known_hosts_file, &settings.known_hosts_file) {
+        (Some(explicit), _) => vec![ssh_config::expand_home(explicit)],
+        (None, Some(from_config)) => vec![ssh_config::expand_home(from_config)],
+        (None, None) => ssh_config::home_dir()
+            .map(|home| vec![home.join(".ssh").join("known_hosts")])
+            .unwrap_or_default(),
+    };
+    let policy = match (route.host_key_policy, settings.strict_host_key_checking) {
+        (Some(policy), _) => policy,
+        (None, Some(false)) => HostKeyPolicy::AcceptNew,
+        (None, _) => HostKeyPolicy::Strict,
+    };
+    Hop {
+        label: format!("{user}@{host}:{port}"),
+        host,
+        port,
+        user,
+        identity_files,
+        known_hosts_files,
+        policy,
+    }
+}
+
+/// Why the host key check refused, kept beside the handler so that the error russh
+/// reports can be turned into ours.
+#[derive(Debug, Default)]
+struct HostKeyOutcome {
+    fingerprint: Option<String>,
+    verdict: Option<Verdict>,
+}
+
+pub(crate) struct HostKeyCheck {
+    host: String,
+    port: u16,
+    files: Vec<PathBuf>,
+    policy: HostKeyPolicy,
+    outcome: Arc<Mutex<HostKeyOutcome>>,
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        // A certificate is checked by its key, as a plain key would be: we do not trust CAs.
+        let key = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                russh::keys::PublicKey::from(cert.public_key().clone())
+            }
+        };
+        let verdict = known_hosts::verify(&self.host, self.port, &key, &self.files, self.policy);
+        let accepted = matches!(verdict, Verdict::Known | Verdict::Recorded { .. });
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        outcome.fingerprint = Some(known_hosts::fingerprint(&key));
+        outcome.verdict = Some(verdict);
+        Ok(accepted)
+    }
+}
+
+pub(crate) struct ConnectOptions {
+    pub ship: String,
+    pub timeout: Duration,
+    pub keepalive: Duration,
+    pub batch_mode: bool,
+}
+
+/// Establishes the whole chain. Errors at a jump host are wrapped in
+/// [`TransportError::Jump`] naming that hop.
+pub(crate) async fn connect_chain(
+    hops: &[Hop],
+    options: &ConnectOptions,
+) -> Result<SshChain, TransportError> {
+    let mut handles: Vec<Handle<HostKeyCheck>> = Vec::with_capacity(hops.len());
+    let mut infos = Vec::with_capacity(hops.len());
+    let mut warnings = Vec::new();
+    let last = hops.len().saturating_sub(1);
+    for (index, hop) in hops.iter().enumerate() {
+        let via = index
+            .checked_sub(1)
+            .and_then(|prev| hops.get(prev))
+            .map(|prev| prev.label.clone());
+        let result = connect_hop(hop, handles.last(), via, options, &mut warnings).await;
+        match result {
+            Ok((handle, info)) => {
+                handles.push(handle);
+                infos.push(info);
+            }
+            Err(err) if index < last => {
+                return Err(TransportError::Jump {
+                    ship: options.ship.clone(),
+                    hop: hop.label.clone(),
+                    source: Box::new(err),
+                });
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    let ship_label = hops.last().map(|h| h.label.clone()).unwrap_or_default();
+    Ok(SshChain {
+        handles,
+        hops: infos,
+        warnings,
+        channels_opened: AtomicU64::new(0),
+        ship_label,
+    })
+}
+
+fn client_config(hop: &Hop, options: &ConnectOptions) -> client::Config {
+    let mut preferred = russh::Preferred::default();
+    // Ask first for the key types we have on record, so a host known by its ECDSA key is
+    // not reported unknown because it also offers Ed25519.
+    let recorded = known_hosts::recorded_algorithms(&hop.host, hop.port, &hop.known_hosts_files);
+    if !recorded.is_empty() {
+        let mut order: Vec<_> = preferred
+            .key
+            .iter()
+            .filter(|alg| recorded.contains(alg))
+            .cloned()
+            .collect();
+        order.extend(
+            preferred
+                .key
+                .iter()
+                .filter(|alg| !recorded.contains(alg))
+                .cloned(),
+        );
+        preferred.key = order.into();
+    }
+    client::Config {
+        preferred,
+        keepalive_interval: Some(options.keepalive),
+        keepalive_max: 3,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+async fn connect_hop(
+    hop: &Hop,
+    previous: Option<&Handle<HostKeyCheck>>,
+    via: Option<String>,
+    options: &ConnectOptions,
+    warnings: &mut Vec<String>,
+) -> Result<(Handle<HostKeyCheck>, HopInfo), TransportError> {
+    let ship = options.ship.clone();
+    let timeout = options.timeout;
+    let timed_out = || TransportError::Timeout {
+        ship: ship.clone(),
+        hop: hop.label.clone(),
+        after: timeout,
+    };
+    let outcome = Arc::new(Mutex::new(HostKeyOutcome::default()));
+    let handler = HostKeyCheck {
+        host: hop.host.clone(),
+        port: hop.port,
+        files: hop.known_hosts_files.clone(),
+        policy: hop.policy,
+        outcome: outcome.clone(),
+    };
+    let config = Arc::new(client_config(hop, options));
+
+    let handshake = match previous {
+        None => {
+            let addresses = tokio::time::timeout(
+                timeout,
+                tokio::net::lookup_host((hop.host.as_str(), hop.port)),
+            )
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|source| TransportError::Dns {
+                ship: ship.clone(),
+                hop: hop.label.clone(),
+                source,
+            })?
+            .collect::<Vec<_>>();
+            let stream =
+                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..]))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|source| io_error(&ship, &hop.label, timeout, source))?;
+            let _ = stream.set_nodelay(true);
+            tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await
+        }
+        Some(previous) => {
+            let channel = tokio::time::timeout(
+                timeout,
+                previous.channel_open_direct_tcpip(
+                    hop.host.as_str(),
+                    u32::from(hop.port),
+                    "127.0.0.1",
+                    0,
+                ),
+            )
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|err| match err {
+                russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed) => {
+                    TransportError::Refused {
+                        ship: ship.clone(),
+                        hop: hop.label.clone(),
+                        via: via.clone(),
+                    }
+                }
+                other => TransportError::Ssh {
+                    ship: ship.clone(),
+                    hop: hop.label.clone(),
+                    source: Box::new(other),
+                },
+            })?;
+            tokio::time::timeout(
+                timeout,
+                client::connect_stream(config, channel.into_stream(), handler),
+            )
+            .await
+        }
+    };
+    let mut handle = match handshake {
+        Err(_) => return Err(timed_out()),
+        Ok(Ok(handle)) => handle,
+        Ok(Err(err)) => {
+            let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
+            return Err(host_key_error(&ship, hop, &outcome)
+                .unwrap_or_else(|| ssh_error(&ship, &hop.label, timeout, err)));
+        }
+    };
+    let (fingerprint, recorded_in) = {
+        let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let recorded_in = match &outcome.verdict {
+            Some(Verdict::Recorded { file }) => Some(file.clone()),
+            _ => None,
+        };
+        (outcome.fingerprint.clone().unwrap_or_default(), recorded_in)
+    };
+    if let Some(file) = recorded_in {
+        warnings.push(format!(
+            "host key of {} ({fingerprint}) was not known; recorded it in {} (accept-new)",
+            hop.label,
+            file.display()
+        ));
+    }
+
+    let auth_method = authenticate(&mut handle, hop, options, warnings).await?;
+    Ok((
+        handle,
+        HopInfo {
+            address: hop.label.clone(),
+            auth_method,
+            host_key_fingerprint: fingerprint,
+        },
+    ))
+}
+
+fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<TransportError> {
+    let fingerprint = outcome.fingerprint.clone().unwrap_or_default();
+    match outcome.verdict.as_ref()? {
+        Verdict::Unknown => Some(TransportError::HostKeyUnknown {
+            ship: ship.to_string(),
+            hop: hop.label.clone(),
+            hint: format!(
+                "If {fingerprint} is the right key for {}:{}, accept it with \
+                 --accept-new-host-keys or the ship setting `ssh: {{known_hosts: accept-new}}` \
+                 (it is then recorded in {}), or add it with `ssh-keyscan -p {} {} >> {}`",
+                hop.host,
+                hop.port,
+                hop.known_hosts_files
+                    .first()
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
+                hop.port,
+                hop.host,
+                hop.known_hosts_files
+                    .first()
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
+            ),
+            fingerprint,
+        }),
+        Verdict::Changed {
+            expected,
+            file,
+            line,
+        } => Some(TransportError::HostKeyChanged {
+            ship: ship.to_string(),
+            hop: hop.label.clone(),
+            found: fingerprint,
+            expected: expected.clone(),
+            recorded_at: format!("{}:{line}", file.display()),
+        }),
+        Verdict::Revoked { file } => Some(TransportError::HostKeyRevoked {
+            ship: ship.to_string(),
+            hop: hop.label.clone(),
+            fingerprint,
+            file: file.clone(),
+        }),
+        Verdict::FileError { file, reason } => Some(TransportError::KnownHosts {
+            ship: ship.to_string(),
+            path: file.clone(),
+            reason: reason.clone(),
+        }),
+        Verdict::Known | Verdict::Recorded { .. } => None,
+    }
+}
+
+fn io_error(ship: &str, hop: &str, timeout: Duration, source: std::io::Error) -> TransportError {
+    match source.kind() {
+        std::io::ErrorKind::ConnectionRefused => TransportError::Refused {
+            ship: ship.to_string(),
+            hop: hop.to_string(),
+            via: None,
+        },
+        std::io::ErrorKind::TimedOut => TransportError::Timeout {
+            ship: ship.to_string(),
+            hop: hop.to_string(),
+            after: timeout,
+        },
+        _ => TransportError::Io {
+            ship: ship.to_string(),
+            hop: hop.to_string(),
+            source,
+        },
+    }
+}
+
+fn ssh_error(ship: &str, hop: &str, timeout: Duration, err: russh::Error) -> TransportError {
+    match err {
+        russh::Error::IO(source) => io_error(ship, hop, timeout, source),
+        other => TransportError::Ssh {
+            ship: ship.to_string(),
+            hop: hop.to_string(),
+            source: Box::new(other),
+        },
+    }
+}
+
+/// The passphrase source: the environment, else the terminal, else none.
+async fn passphrase_for(path: &Path, batch_mode: bool) -> Option<String> {
+    if let Ok(passphrase) = std::env::var("MAESTRO_SSH_PASSPHRASE") {
+        return Some(passphrase);
+    }
+    use std::io::IsTerminal;
+    if batch_mode || !std::io::stdin().is_terminal() {
+        return None;
+    }
+    static PROMPT_LOCK: tokio::sync::Mutex<Vec<(PathBuf, String)>> =
+        tokio::sync::Mutex::const_new(Vec::new());
+    // Ships connect concurrently: one prompt at a time, and one per key for the whole run.
+    let mut cache = PROMPT_LOCK.lock().await;
+    if let Some((_, known)) = cache.iter().find(|(p, _)| p == path) {
+        return Some(known.clone());
+    }
+    let prompt = format!("Enter passphrase for key {}: ", path.display());
+    let answer = tokio::task::spawn_blocking(move || read_hidden(&prompt))
+        .await
+        .ok()
+        .flatten()?;
+    cache.push((path.to_path_buf(), answer.clone()));
+    Some(answer)
+}
+
+fn read_hidden(prompt: &str) -> Option<String> {
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(
+                tty.try_clone()
+                    .ok()
+                    .map(std::process::Stdio::from)
+                    .unwrap_or_else(std::process::Stdio::null),
+            )
+            .status()
+    };
+    let mut writer = tty.try_clone().ok()?;
+    let _ = write!(writer, "{prompt}");
+    let _ = writer.flush();
+    let _ = stty("-echo");
+    let mut line = String::new();
+    let read = std::io::BufReader::new(tty.try_clone().ok()?).read_line(&mut line);
+    let _ = stty("echo");
+    let _ = writeln!(writer);
+    read.ok()?;
+    Some(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn default_identity_files() -> Vec<PathBuf> {
+    let Some(home) = ssh_config::home_dir() else {
+        return Vec::new();
+    };
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|name| home.join(".ssh").join(name))
+        .collect()
+}
+
+/// OpenSSH refuses private keys that others can read; we use them but say so.
+fn permission_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "private key {} is accessible by others (mode {:o}); OpenSSH would refuse it: chmod 600 it",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
+async fn authenticate(
+    handle: &mut Handle<HostKeyCheck>,
+    hop: &Hop,
+    options: &ConnectOptions,
+    warnings: &mut Vec<String>,
+) -> Result<String, TransportError> {
+    let ship = &options.ship;
+    let mut tried: Vec<String> = Vec::new();
+    let rsa_hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    let network = |err: russh::Error| ssh_error(ship, &hop.label, options.timeout, err);
+
+    // 1. ssh-agent.
+    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        match AgentClient::connect_env().await {
+            Ok(mut agent) => {
+                let identities = agent.request_identities().await.unwrap_or_default();
+                if identities.is_empty() {
+                    tried.push("ssh-agent (no keys)".into());
+                }
+                for identity in identities {
+                    let (described, result) = match &identity {
+                        AgentIdentity::PublicKey { key, comment } => {
+                            let hash = if key.algorithm().is_rsa() {
+                                rsa_hash
+                            } else {
+                                None
+                            };
+                            (
+                                format!(
+                                    "ssh-agent key {} {comment}",
+                                    known_hosts::fingerprint(key)
+                                ),
+                                tokio::time::timeout(
+                                    options.timeout,
+                                    handle.authenticate_publickey_with(
+                                        &hop.user,
+                                        key.clone(),
+                                        hash,
+                                        &mut agent,
+                                    ),
+                                )
+                                .await,
+                            )
+                        }
+                        AgentIdentity::Certificate {
+                            certificate,
+                            comment,
+                        } => (
+                            format!("ssh-agent certificate {comment}"),
+                            tokio::time::timeout(
+                                options.timeout,
+                                handle.authenticate_certificate_with(
+                                    &hop.user,
+                                    certificate.clone(),
+                                    rsa_hash,
+                                    &mut agent,
+                                ),
+                            )
+                            .await,
+                        ),
+                    };
+                    match result {
+                        Err(_) => return Err(timeout_err(ship, hop, options)),
+                        Ok(Ok(AuthResult::Success)) => return Ok(described),
+                        Ok(Ok(_)) => tried.push(format!("{described}: rejected")),
+                        Ok(Err(err)) => tried.push(format!("{described}: {err}")),
+                    }
+                    if handle.is_closed() {
+                        return Err(auth_error(ship, hop, tried));
+                    }
+                }
+            }
+            Err(err) => tried.push(format!("ssh-agent: {err}")),
+        }
+    }
+
+    // 2. Key files named in the settings or ssh_config, 3. the defaults.
+    let explicit = hop.identity_files.clone();
+    let defaults: Vec<PathBuf> = default_identity_files()
+        .into_iter()
+        .filter(|path| !explicit.contains(path))
+        .collect();
+    for (path, named) in explicit
+        .iter()
+        .map(|p| (p, true))
+        .chain(defaults.iter().map(|p| (p, false)))
+    {
+        if !path.exists() {
+            if named {
+                tried.push(format!("key {}: no such file", path.display()));
+            }
+            continue;
+        }
+        let key = match load_key(path, options.batch_mode).await {
+            Ok(key) => key,
+            Err(reason) => {
+                tried.push(format!("key {}: {reason}", path.display()));
+                continue;
+            }
+        };
+        if let Some(warning) = permission_warning(path)
+            && !warnings.contains(&warning)
+        {
+            warnings.push(warning);
+        }
+        let key = Arc::new(key);
+        if let Some(cert) = certificate_beside(path) {
+            let result = tokio::time::timeout(
+                options.timeout,
+                handle.authenticate_openssh_cert(&hop.user, key.clone(), cert),
+            )
+            .await
+            .map_err(|_| timeout_err(ship, hop, options))?;
+            match result {
+                Ok(result) if result.success() => {
+                    return Ok(format!("certificate {}-cert.pub", path.display()));
+                }
+                Ok(_) => tried.push(format!("certificate {}-cert.pub: rejected", path.display())),
+                Err(err) => {
+                    give_up_if_closed(handle, ship, hop, &mut tried, err, &network)?;
+                }
+            }
+        }
+        let hash = if key.algorithm().is_rsa() {
+            rsa_hash
+        } else {
+            None
+        };
+        let result = tokio::time::timeout(
+            options.timeout,
+            handle.authenticate_publickey(&hop.user, PrivateKeyWithHashAlg::new(key, hash)),
+        )
+        .await
+        .map_err(|_| timeout_err(ship, hop, options))?;
+        match result {
+            Ok(result) if result.success() => return Ok(format!("key {}", path.display())),
+            Ok(_) => tried.push(format!("key {}: rejected", path.display())),
+            Err(err) => give_up_if_closed(handle, ship, hop, &mut tried, err, &network)?,
+        }
+    }
+    Err(auth_error(ship, hop, tried))
+}
+
+/// sshd drops the connection after `MaxAuthTries` failures: that is an authentication
+/// failure (with the list of what was tried), not a network one.
+fn give_up_if_closed(
+    handle: &Handle<HostKeyCheck>,
+    ship: &str,
+    hop: &Hop,
+    tried: &mut Vec<String>,
+    err: russh::Error,
+    network: &dyn Fn(russh::Error) -> TransportError,
+) -> Result<(), TransportError> {
+    if handle.is_closed() || matches!(err, russh::Error::Disconnect) {
+        tried.push(format!(
+            "the server closed the connection ({err}; too many attempts for its MaxAuthTries?)"
+        ));
+        return Err(auth_error(ship, hop, std::mem::take(tried)));
+    }
+    Err(network(err))
+}
+
+fn timeout_err(ship: &str, hop: &Hop, options: &ConnectOptions) -> TransportError {
+    TransportError::Timeout {
+        ship: ship.to_string(),
+        hop: hop.label.clone(),
+        after: options.timeout,
+    }
+}
+
+fn auth_error(ship: &str, hop: &Hop, tried: Vec<String>) -> TransportError {
+    TransportError::Auth {
+        ship: ship.to_string(),
+        hop: hop.label.clone(),
+        user: hop.user.clone(),
+        tried,
+    }
+}
+
+async fn load_key(path: &Path, batch_mode: bool) -> Result<PrivateKey, String> {
+    match russh::keys::load_secret_key(path, None) {
+        Ok(key) => Ok(key),
+        Err(russh::keys::Error::KeyIsEncrypted) => {
+            let Some(passphrase) = passphrase_for(path, batch_mode).await else {
+                return Err(
+                    "encrypted, and no passphrase: set MAESTRO_SSH_PASSPHRASE or run \
+                            from a terminal to be asked"
+                        .into(),
+                );
+            };
+            russh::keys::load_secret_key(path, Some(&passphrase))
+                .map_err(|err| format!("cannot decrypt it (wrong passphrase?): {err}"))
+        }
+        Err(err) => Err(format!("unreadable: {err}")),
+    }
+}
+
+fn certificate_beside(path: &Path) -> Option<Certificate> {
+    let mut cert_path = path.as_os_str().to_owned();
+    cert_path.push("-cert.pub");
+    russh::keys::load_openssh_certificate(PathBuf::from(cert_path)).ok()
+}
+
+/// A boxed bidirectional byte stream.
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}

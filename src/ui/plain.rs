@@ -1,0 +1,151 @@
+//! Plain output: one timestamped line per event, for logs, pipes and `--plain`.
+//!
+//! Every line stands alone (time, instance, ship, what happened) so that `grep web1` on a
+//! CI log tells the whole story of one instance. Timestamps are seconds since the run
+//! began, matching the event stream and keeping logs comparable between runs.
+
+use std::io::{self, Write};
+
+use super::{Palette, format_duration, summary};
+use crate::orchestrate::events::{Event, EventKind};
+
+pub struct PlainRenderer<W: Write> {
+    out: W,
+    palette: Palette,
+}
+
+impl<W: Write> PlainRenderer<W> {
+    pub fn new(out: W, palette: Palette) -> Self {
+        PlainRenderer { out, palette }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    pub fn event(&mut self, event: &Event) -> io::Result<()> {
+        let time = self.palette.dim(&stamp(event.at_ms));
+        let p = self.palette;
+        match &event.kind {
+            EventKind::PlanStarted {
+                command,
+                direction,
+                jobs,
+            } => {
+                let mut ships: Vec<&str> = jobs.iter().map(|j| j.ship.as_str()).collect();
+                ships.sort_unstable();
+                ships.dedup();
+                writeln!(
+                    self.out,
+                    "{time} {}: {} jobs on {} ships ({})",
+                    p.strong(command),
+                    jobs.len(),
+                    ships.len(),
+                    match direction {
+                        crate::orchestrate::events::Direction::Forward => "dependencies first",
+                        crate::orchestrate::events::Direction::Reverse => "dependents first",
+                    }
+                )?;
+            }
+            EventKind::JobStarted { instance, ship, .. } => {
+                writeln!(self.out, "{time} {}: begin", who(instance, ship))?;
+            }
+            EventKind::Step {
+                instance,
+                ship,
+                step,
+                ..
+            } => {
+                writeln!(self.out, "{time} {}: {step}", who(instance, ship))?;
+            }
+            EventKind::JobDone {
+                instance,
+                ship,
+                elapsed_ms,
+                outcome,
+                ..
+            } => {
+                writeln!(
+                    self.out,
+                    "{time} {}: {} ({})",
+                    who(instance, ship),
+                    p.good(outcome.as_str()),
+                    format_duration(*elapsed_ms)
+                )?;
+            }
+            EventKind::JobFailed {
+                instance,
+                ship,
+                elapsed_ms,
+                reason,
+                log_tail,
+                ..
+            } => {
+                writeln!(
+                    self.out,
+                    "{time} {}: {} after {}: {reason}",
+                    who(instance, ship),
+                    p.bad("FAILED"),
+                    format_duration(*elapsed_ms)
+                )?;
+                for line in log_tail {
+                    writeln!(self.out, "{time} {}:   | {line}", who(instance, ship))?;
+                }
+            }
+            EventKind::JobSkipped {
+                instance,
+                ship,
+                reason,
+                ..
+            } => {
+                writeln!(
+                    self.out,
+                    "{time} {}: {}: {reason}",
+                    who(instance, ship),
+                    p.warn("skipped")
+                )?;
+            }
+            EventKind::JobCancelled {
+                instance,
+                ship,
+                reason,
+                ..
+            } => {
+                writeln!(
+                    self.out,
+                    "{time} {}: {}: {reason}",
+                    who(instance, ship),
+                    p.warn("cancelled")
+                )?;
+            }
+            EventKind::Interrupted { abort: false } => {
+                writeln!(
+                    self.out,
+                    "{time} {}: starting nothing new, letting operations in progress finish (interrupt again to abort)",
+                    p.warn("interrupted")
+                )?;
+            }
+            EventKind::Interrupted { abort: true } => {
+                writeln!(
+                    self.out,
+                    "{time} {}: dropping operations in progress",
+                    p.bad("aborted")
+                )?;
+            }
+            EventKind::PlanFinished { summary } => {
+                writeln!(self.out, "{time} {}", p.strong("finished"))?;
+                write!(self.out, "{}", summary::render_table(summary, self.palette))?;
+            }
+        }
+        self.out.flush()
+    }
+}
+
+/// `[   12.345s]`: fixed width so that columns line up for runs under a few hours.
+fn stamp(at_ms: u64) -> String {
+    format!("[{:>4}.{:03}s]", at_ms / 1000, at_ms % 1000)
+}
+
+fn who(instance: &str, ship: &str) -> String {
+    format!("{instance} on {ship}")
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (run as root on a Debian-like machine):
+#   ./test.sh
+# installs what is missing, checks formatting and lints, brings up a test bed (3 ships, a
+# bastion and 2 ships reachable only through it), runs every unit and integration test against
+# it, and tears the bed down whatever happens. Extra arguments go to `cargo test`.
+#
+# It first removes every test bed on the machine (`bed.sh down --all`), leftovers of killed
+# runs; MAESTRO_KEEP_BEDS=1 skips that when other beds are in use.
+set -euo pipefail
+cd "$(dirname "$0")"
+. testbed/prereqs.sh
+
+ensure_root
+ensure_packages
+ensure_cargo --lint
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+
+step "test bed"
+BED_NAME=${MAESTRO_TEST_BED_NAME:-ci}
+[ "${MAESTRO_KEEP_BEDS:-}" = 1 ] || testbed/bed.sh down --all
+trap 'testbed/bed.sh down --name "$BED_NAME"' EXIT
+bed_json=$(testbed/bed.sh up --name "$BED_NAME" --ships 3 --inner 2)
+export MAESTRO_TESTBED=$bed_json
+
+step "cargo test"
+cargo test "$@"
+
+step "all tests passed"

@@ -1,0 +1,416 @@
+//! The test bed for integration tests: real hosts made of network namespaces, each with its
+//! own sshd and dockerd, brought up by `testbed/bed.sh` (see TESTBED-CONTRACT.md).
+//!
+//! ```ignore
+//! mod common;
+//! let bed = common::TestBed::shared();           // or TestBed::up("mytest", 3, 1)
+//! let ship = bed.ship("ship1");
+//! let out = bed.docker_cli("ship1", &["ps", "-a"]);
+//! ```
+//!
+//! Tests that need a bed must run as root (they do in `./test.sh` and CI).
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// The environment variable that names an already running bed (path of its bed.json or of its
+/// directory). `./test.sh` sets it so that every test binary shares one bed.
+pub const TESTBED_ENV: &str = "MAESTRO_TESTBED";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Operator {
+    /// Unencrypted ed25519 private key, authorized on every ship and the bastion.
+    pub key: PathBuf,
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
+    /// The same key, encrypted with `encrypted_key_passphrase`.
+    pub encrypted_key: PathBuf,
+    pub encrypted_key_passphrase: String,
+    /// Host keys of every ship and of the bastion, by ip.
+    pub known_hosts: PathBuf,
+    /// A `Host` entry per ship name (and `bastion`), with ProxyJump for inner ships.
+    pub ssh_config: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Ship {
+    pub name: String,
+    pub ip: String,
+    pub ssh_port: u16,
+    pub netns: String,
+    /// The ship's dockerd socket; the path is the same seen from the operator and from the ship.
+    pub docker_socket: PathBuf,
+    /// dockerd also listens on 127.0.0.1:this port inside the ship's namespace.
+    pub docker_tcp_port: u16,
+    /// Reachable only through the bastion.
+    pub inner: bool,
+    pub host_key_fingerprint: String,
+    #[serde(default)]
+    pub host_key_public: Option<PathBuf>,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub sshd_pidfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Bastion {
+    pub name: String,
+    /// Its address on the operator's side.
+    pub ip: String,
+    /// Its address on the inner ships' side.
+    pub inner_ip: String,
+    pub ssh_port: u16,
+    pub netns: String,
+    #[serde(default)]
+    pub host_key_fingerprint: Option<String>,
+    #[serde(default)]
+    pub host_key_public: Option<PathBuf>,
+}
+
+/// What bed.json holds.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BedInfo {
+    pub name: String,
+    pub dir: PathBuf,
+    /// The prefix of every namespace and link name of this bed.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub outer_subnet: Option<String>,
+    /// Subnet of the inner ships (`None` without a bastion).
+    #[serde(default)]
+    pub inner_subnet: Option<String>,
+    pub operator: Operator,
+    pub user: String,
+    pub image: String,
+    pub ships: Vec<Ship>,
+    pub bastion: Option<Bastion>,
+}
+
+/// A running bed. Dropping a bed this process brought up tears it down (also when the test
+/// panics, since the drop runs during unwinding).
+#[derive(Debug)]
+pub struct TestBed {
+    pub info: BedInfo,
+    pub json_path: PathBuf,
+    owned: bool,
+}
+
+impl Deref for TestBed {
+    type Target = BedInfo;
+    fn deref(&self) -> &BedInfo {
+        &self.info
+    }
+}
+
+/// Path of `testbed/bed.sh` in this repository.
+pub fn bed_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testbed")
+        .join("bed.sh")
+}
+
+fn output_text(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+static SHARED: Mutex<Weak<TestBed>> = Mutex::new(Weak::new());
+
+impl TestBed {
+    /// Brings up a bed named `name` with `ships` outer ships and `inner` ships behind a bastion
+    /// (a bastion exists when `inner > 0`). An existing bed of that name is replaced.
+    pub fn up(name: &str, ships: usize, inner: usize) -> TestBed {
+        let out = Command::new(bed_script())
+            .args(["up", "--name", name])
+            .args(["--ships", &ships.to_string(), "--inner", &inner.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bed_script().display()));
+        assert!(
+            out.status.success(),
+            "bed.sh up --name {name} failed (tests need root and the packages of ./test.sh)\n{}",
+            output_text(&out)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json_path = stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_end().ends_with("bed.json"))
+            .map(|l| PathBuf::from(l.trim()))
+            .unwrap_or_else(|| panic!("bed.sh up printed no bed.json path\n{}", output_text(&out)));
+        let mut bed = TestBed::open(&json_path).unwrap_or_else(|e| {
+            let _ = Command::new(bed_script())
+                .args(["down", "--name", name])
+                .output();
+            panic!("{e}")
+        });
+        bed.owned = true;
+        bed
+    }
+
+    /// Reads an existing bed (not torn down on drop). `path` is bed.json or its directory.
+    pub fn open(path: &Path) -> Result<TestBed, String> {
+        let json_path = if path.is_dir() {
+            path.join("bed.json")
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&json_path)
+            .map_err(|e| format!("cannot read test bed {}: {e}", json_path.display()))?;
+        let info: BedInfo = serde_json::from_str(&text)
+            .map_err(|e| format!("bad test bed file {}: {e}", json_path.display()))?;
+        Ok(TestBed {
+            info,
+            json_path,
+            owned: false,
+        })
+    }
+
+    /// The bed shared by the tests of this run: the one named by `MAESTRO_TESTBED` if set
+    /// (left running), else one brought up for this test binary (3 ships, 2 inner ships) and
+    /// torn down when the last test holding it drops it.
+    pub fn shared() -> Arc<TestBed> {
+        if let Some(path) = std::env::var_os(TESTBED_ENV).filter(|p| !p.is_empty()) {
+            let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(bed) = guard.upgrade() {
+                return bed;
+            }
+            let bed = Arc::new(
+                TestBed::open(Path::new(&path))
+                    .unwrap_or_else(|e| panic!("{TESTBED_ENV}={}: {e}", path.to_string_lossy())),
+            );
+            *guard = Arc::downgrade(&bed);
+            return bed;
+        }
+        let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bed) = guard.upgrade() {
+            return bed;
+        }
+        let bed = Arc::new(TestBed::up(&auto_bed_name(), 3, 2));
+        *guard = Arc::downgrade(&bed);
+        bed
+    }
+
+    /// Tears the bed down now (also done on drop for beds this process brought up).
+    pub fn down(&self) {
+        let _ = Command::new(bed_script())
+            .args(["down", "--name", &self.info.name])
+            .stdin(Stdio::null())
+            .output();
+    }
+
+    pub fn ship(&self, name: &str) -> &Ship {
+        self.info
+            .ships
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("test bed {} has no ship {name}", self.info.name))
+    }
+
+    /// Ships reachable directly from the operator's namespace.
+    pub fn outer_ships(&self) -> Vec<&Ship> {
+        self.info.ships.iter().filter(|s| !s.inner).collect()
+    }
+
+    /// Ships reachable only through the bastion.
+    pub fn inner_ships(&self) -> Vec<&Ship> {
+        self.info.ships.iter().filter(|s| s.inner).collect()
+    }
+
+    pub fn bastion(&self) -> &Bastion {
+        self.info
+            .bastion
+            .as_ref()
+            .unwrap_or_else(|| panic!("test bed {} has no bastion", self.info.name))
+    }
+
+    pub fn key(&self) -> &Path {
+        &self.info.operator.key
+    }
+
+    pub fn encrypted_key(&self) -> &Path {
+        &self.info.operator.encrypted_key
+    }
+
+    pub fn passphrase(&self) -> &str {
+        &self.info.operator.encrypted_key_passphrase
+    }
+
+    pub fn known_hosts(&self) -> &Path {
+        &self.info.operator.known_hosts
+    }
+
+    pub fn ssh_config(&self) -> &Path {
+        &self.info.operator.ssh_config
+    }
+
+    /// Runs the docker CLI against a ship's socket directly (not through SSH), to assert state.
+    pub fn docker_cli(&self, ship: &str, args: &[&str]) -> Output {
+        let socket = &self.ship(ship).docker_socket;
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run docker: {e}"))
+    }
+
+    /// Like `docker_cli`, but asserts success and returns trimmed stdout.
+    pub fn docker_ok(&self, ship: &str, args: &[&str]) -> String {
+        let out = self.docker_cli(ship, args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} on {ship} failed\n{}",
+            output_text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs `cmd` on a host (a ship name or `bastion`) with the system ssh and the bed's
+    /// ssh_config (inner ships go through the bastion).
+    pub fn ssh(&self, host: &str, cmd: &str) -> Output {
+        self.ssh_command(host)
+            .arg("--")
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ssh: {e}"))
+    }
+
+    /// `ssh -F <bed ssh_config> <host>`, for callers that add their own options.
+    pub fn ssh_command(&self, host: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-F").arg(self.ssh_config()).arg(host);
+        cmd
+    }
+
+    /// Forwards a local unix socket to `remote_socket` on `host` with `ssh -N -L` (system
+    /// ssh). The forward lives as long as the returned guard.
+    pub fn forward_socket(&self, host: &str, remote_socket: &Path) -> SocketForward {
+        self.forward(host, &remote_socket.display().to_string())
+    }
+
+    /// Forwards a local unix socket to `remote` on `host`: a socket path, or `ip:port` as seen
+    /// from the host (e.g. `127.0.0.1:2375` for the ship's dockerd TCP port).
+    pub fn forward(&self, host: &str, remote: &str) -> SocketForward {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let local = dir.path().join("fwd.sock");
+        let mut child = Command::new("ssh")
+            .arg("-F")
+            .arg(self.ssh_config())
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+            .arg(format!("{}:{remote}", local.display()))
+            .arg(host)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run ssh: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !local.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("ssh -L to {host} exited ({status}): {err}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ssh -L to {host}: local socket did not appear within 20s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SocketForward {
+            child,
+            local,
+            _dir: dir,
+        }
+    }
+
+    /// Stops or starts one host's sshd (`bed.sh sshd`), for "sshd down" tests. A test that
+    /// stops an sshd of a shared bed must start it again.
+    pub fn set_sshd_running(&self, host: &str, running: bool) {
+        let out = Command::new(bed_script())
+            .args(["sshd", "--name", &self.info.name, "--ship", host])
+            .arg(if running { "start" } else { "stop" })
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run bed.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "bed.sh sshd failed\n{}",
+            output_text(&out)
+        );
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        if self.owned {
+            self.down();
+        }
+    }
+}
+
+/// A running `ssh -N -L local.sock:remote` forward; killed on drop.
+pub struct SocketForward {
+    child: Child,
+    pub local: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SocketForward {
+    /// `unix:///...` for `docker -H`.
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.local.display())
+    }
+}
+
+impl Drop for SocketForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bed name unique to this test binary, stable across runs (a leftover from a killed run is
+/// replaced by the next `up`).
+fn auto_bed_name() -> String {
+    let exe = std::env::current_exe().ok();
+    let stem = exe
+        .as_deref()
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tests".to_string());
+    let clean: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = format!("t-{clean}");
+    name.truncate(40);
+    name
+}

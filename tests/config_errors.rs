@@ -1,0 +1,577 @@
+//! Every kind of bad input gets a message that says where and what: file, line, field path
+//! and, for misspellings, a suggestion. These tests check the message itself.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use maestro::config::{self, ConfigError};
+
+const SHIPS: &str = "ships:\n  ship1: {ip: 10.0.0.1}\n  ship2: {ip: 10.0.0.2}\n";
+
+/// Writes `text` as `env.yaml` in a fresh directory and loads it; returns the error.
+fn load_err(text: &str) -> (ConfigError, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(&path, text).expect("write");
+    match config::load(&path) {
+        Ok(env) => panic!("expected an error, got {env:?}"),
+        Err(e) => {
+            assert_eq!(e.exit_code(), 2);
+            let msg = e.to_string();
+            (e, msg)
+        }
+    }
+}
+
+fn assert_has(msg: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(msg.contains(p), "expected {p:?} in:\n{msg}");
+    }
+}
+
+#[test]
+fn missing_file() {
+    let path = PathBuf::from("/nonexistent/dir/maestro.yaml");
+    let err = config::load(&path).expect_err("error");
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert_eq!(err.exit_code(), 2);
+    assert_has(
+        &err.to_string(),
+        &[
+            "cannot read environment file /nonexistent/dir/maestro.yaml",
+            "No such file",
+        ],
+    );
+}
+
+#[test]
+fn empty_file() {
+    let (_, msg) = load_err("");
+    assert_has(&msg, &["env.yaml", "the environment file is empty"]);
+    let (_, msg) = load_err("# only a comment\n\n");
+    assert_has(&msg, &["the environment file is empty"]);
+}
+
+#[test]
+fn non_mapping_document() {
+    let (_, msg) = load_err("- a\n- b\n");
+    assert_has(
+        &msg,
+        &[
+            "env.yaml:1:1",
+            "must be a mapping with `name`, `ships` and `services`, found a list",
+        ],
+    );
+    let (_, msg) = load_err("just a string\n");
+    assert_has(&msg, &["found a string"]);
+}
+
+#[test]
+fn malformed_yaml() {
+    let (err, msg) = load_err("name: x\nships: {a: [1, 2\n");
+    assert!(matches!(err, ConfigError::Yaml(_)));
+    assert_has(&msg, &["invalid YAML", "env.yaml:2:"]);
+}
+
+#[test]
+fn duplicate_key() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  web:\n    image: a\n    image: b\n    instances: {{}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "env.yaml:8:5",
+            "duplicate mapping key: image",
+            "may appear only once",
+            "^^^^^",
+        ],
+    );
+}
+
+#[test]
+fn alias_bomb() {
+    let mut text = String::from("name: x\nships: {}\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        let prev = format!("*a{}", i - 1);
+        let items = [prev.as_str(); 10].join(", ");
+        text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+    }
+    let (err, msg) = load_err(&text);
+    assert!(matches!(err, ConfigError::Yaml(_)), "{msg}");
+    assert_has(&msg, &["alias", "env.yaml:"]);
+}
+
+#[test]
+fn huge_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.yaml");
+    let mut f = std::fs::File::create(&path).expect("create");
+    let line = format!("# {}\n", "x".repeat(1022));
+    for _ in 0..(10 * 1024 + 1) {
+        f.write_all(line.as_bytes()).expect("write");
+    }
+    drop(f);
+    let err = config::load(&path).expect_err("error");
+    assert!(matches!(err, ConfigError::TooLarge { .. }));
+    assert_has(&err.to_string(), &["big.yaml", "limited to 10 MB"]);
+}
+
+#[test]
+fn wrong_type() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  web:\n    image: a\n    instances:\n      web1:\n        ship: ship1\n        privileged: [yes]\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "env.yaml:11:21",
+            "expected true or false, found a list",
+            "field: services.web.instances.web1.privileged",
+        ],
+    );
+}
+
+#[test]
+fn template_undefined_variable() {
+    let (err, msg) =
+        load_err("name: x\nships:\n  a: {ip: \"{{ env.MAESTRO_SURELY_UNSET_VAR }}\"}\n");
+    assert!(matches!(err, ConfigError::Template(_)));
+    assert_has(
+        &msg,
+        &["env.yaml:3:", "undefined value", "MAESTRO_SURELY_UNSET_VAR"],
+    );
+}
+
+#[test]
+fn template_syntax_error() {
+    let (_, msg) = load_err("name: x\n{% if %}\n");
+    assert_has(&msg, &["env.yaml:2:", "template syntax error"]);
+}
+
+#[test]
+fn missing_required_keys() {
+    let (_, msg) = load_err(&format!("{SHIPS}services: {{}}\n"));
+    assert_has(&msg, &["missing the required key `name`"]);
+    let (_, msg) = load_err("name: x\nservices: {}\n");
+    assert_has(&msg, &["missing the required key `ships`"]);
+    let (_, msg) = load_err(&format!(
+        "name: x\n{SHIPS}services:\n  web:\n    instances: {{}}\n"
+    ));
+    assert_has(
+        &msg,
+        &[
+            "service `web` is missing the required key `image`",
+            "env.yaml:6:3",
+            "field: services.web",
+        ],
+    );
+}
+
+#[test]
+fn unknown_key_suggests_the_right_one() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  web:\n    image: a\n    instances:\n      web1:\n        ship: ship1\n        volums: {{}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "unknown key `volums` in instance `web1`",
+            "env.yaml:11:9",
+            "field: services.web.instances.web1.volums",
+            "did you mean `volumes`?",
+            "^^^^^^",
+        ],
+    );
+    let (_, msg) = load_err("name: x\nships:\n  a: {ip: 1.2.3.4, dockr_port: 1}\n");
+    assert_has(
+        &msg,
+        &[
+            "unknown key `dockr_port` in ship `a`",
+            "did you mean `docker_port`?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_top_level_keys_are_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(&path, "name: x\nanchors: {a: 1}\nships: {}\n").expect("write");
+    assert!(config::load(&path).is_ok());
+}
+
+#[test]
+fn unknown_ship_suggests() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  web:\n    image: a\n    instances:\n      web1: {{ship: shipp1}}\n"
+    );
+    let (err, msg) = load_err(&text);
+    assert!(matches!(err, ConfigError::Semantic(_)));
+    assert_has(
+        &msg,
+        &[
+            "unknown ship `shipp1`",
+            "env.yaml:9:20",
+            "field: services.web.instances.web1.ship",
+            "did you mean `ship1`?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_required_service_suggests() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  kafka:\n    image: a\n    instances: {{k1: {{ship: ship1}}}}\n  web:\n    image: b\n    requires: [kafak]\n    instances: {{w1: {{ship: ship1}}}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "unknown service `kafak` in `requires`",
+            "env.yaml:11:16",
+            "field: services.web.requires[0]",
+            "did you mean `kafka`?",
+        ],
+    );
+}
+
+#[test]
+fn dependency_cycle_is_printed() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    requires: [b]\n    instances: {{a1: {{ship: ship1}}}}\n  b:\n    image: b\n    requires: [a]\n    instances: {{b1: {{ship: ship1}}}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "dependency cycle: a -> b -> a",
+            "env.yaml:8:16",
+            "field: services.a.requires[0]",
+        ],
+    );
+}
+
+#[test]
+fn instance_cycle_through_links_is_printed() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances: {{a1: {{ship: ship1, links: [b1]}}}}\n  b:\n    image: b\n    instances: {{b1: {{ship: ship1, volumes_from: a1}}}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &["dependency cycle between instances: a1 -> b1 -> a1"],
+    );
+}
+
+#[test]
+fn duplicate_instance_names_across_services() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      same: {{ship: ship1}}\n  b:\n    image: b\n    instances:\n      same: {{ship: ship2}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "duplicate instance name `same`",
+            "already an instance of service `a`",
+            "env.yaml:13:7",
+            "field: services.b.instances.same",
+        ],
+    );
+}
+
+#[test]
+fn host_port_published_twice_on_one_ship() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      a1: {{ship: ship1, ports: {{http: \"80:8080\"}}}}\n      a2: {{ship: ship2, ports: {{http: \"80:8080\"}}}}\n  b:\n    image: b\n    instances:\n      b1:\n        ship: ship1\n        ports:\n          web: 8080\n          dns: 53/udp\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "host port 8080/tcp on ship `ship1` is published by both `a1` (port `http`) and `b1` (port `web`)",
+            "env.yaml:17:16",
+            "field: services.b.instances.b1.ports.web",
+        ],
+    );
+    assert!(!msg.contains("a2"), "{msg}");
+}
+
+#[test]
+fn invalid_port_specs() {
+    let base = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      a1:\n        ship: ship1\n        ports:\n"
+    );
+    let (_, msg) = load_err(&format!("{base}          http: \"80:abc\"\n"));
+    assert_has(
+        &msg,
+        &[
+            "invalid port spec \"80:abc\" for port `http`",
+            "\"abc\" is not a port number",
+            "env.yaml:12:17",
+            "field: services.a.instances.a1.ports.http",
+        ],
+    );
+    let (_, msg) = load_err(&format!("{base}          dns: \"53/udp:53/tcp\"\n"));
+    assert_has(&msg, &["protocols do not match"]);
+    let (_, msg) = load_err(&format!("{base}          big: 70000\n"));
+    assert_has(&msg, &["port 70000 is out of range"]);
+    let (_, msg) = load_err(&format!(
+        "{base}          long: {{exposed: 80, external: [not-an-ip, 80]}}\n"
+    ));
+    assert_has(&msg, &["\"not-an-ip\" is not an IP address"]);
+}
+
+#[test]
+fn invalid_volume_specs() {
+    let base = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      a1:\n        ship: ship1\n        volumes:\n"
+    );
+    let (_, msg) = load_err(&format!("{base}          data: /srv/data\n"));
+    assert_has(
+        &msg,
+        &[
+            "invalid volume: container path \"data\" must be absolute",
+            "schema 1",
+            "env.yaml:12:11",
+            "field: services.a.instances.a1.volumes.data",
+        ],
+    );
+    let (_, msg) = load_err(&format!(
+        "{base}          /data: {{target: /srv, mode: rx}}\n"
+    ));
+    assert_has(&msg, &["invalid volume mode \"rx\""]);
+    let (_, msg) = load_err(&format!("{base}          /data: ./relative\n"));
+    assert_has(
+        &msg,
+        &["host path \"./relative\" must be absolute or a volume name"],
+    );
+}
+
+#[test]
+fn invalid_restart_specs() {
+    let base = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      a1:\n        ship: ship1\n"
+    );
+    let (_, msg) = load_err(&format!("{base}        restart: allways\n"));
+    assert_has(
+        &msg,
+        &[
+            "invalid restart policy \"allways\"",
+            "did you mean `always`?",
+            "env.yaml:11:18",
+        ],
+    );
+    let (_, msg) = load_err(&format!("{base}        restart: on-failure:x\n"));
+    assert_has(&msg, &["retries must be a whole number"]);
+    let (_, msg) = load_err(&format!(
+        "{base}        restart: {{name: always, retries: 3}}\n"
+    ));
+    assert_has(&msg, &["retries are only allowed with on-failure"]);
+}
+
+#[test]
+fn invalid_size_specs() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    limits: {{memory: 12q}}\n    instances:\n      a1: {{ship: ship1}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "invalid size \"12q\"",
+            "env.yaml:8:22",
+            "field: services.a.limits.memory",
+        ],
+    );
+}
+
+#[test]
+fn volumes_from_must_be_on_the_same_ship_and_known() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  data:\n    image: a\n    instances:\n      data1: {{ship: ship1}}\n  app:\n    image: b\n    instances:\n      app1: {{ship: ship2, volumes_from: [data1, dat2]}}\n"
+    );
+    let (err, msg) = load_err(&text);
+    assert_eq!(err.diagnostics().len(), 2, "{msg}");
+    assert_has(
+        &msg,
+        &[
+            "volumes_from: instance `data1` runs on ship `ship1`, but `app1` runs on `ship2`",
+            "volumes_from: unknown instance `dat2`",
+            "did you mean `data1`?",
+            "field: services.app.instances.app1.volumes_from[1]",
+            "2 errors found",
+        ],
+    );
+}
+
+#[test]
+fn links_to_unknown_instances() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  app:\n    image: b\n    instances:\n      app1:\n        ship: ship1\n        links: {{dbb: db}}\n  db:\n    image: d\n    instances:\n      db1: {{ship: ship1}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "links: unknown instance `dbb`",
+            "env.yaml:11:",
+            "did you mean `db1`?",
+        ],
+    );
+}
+
+#[test]
+fn lifecycle_checks_are_validated() {
+    let base = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      a1:\n        ship: ship1\n        ports: {{http: 80}}\n        lifecycle:\n          running:\n"
+    );
+    let (_, msg) = load_err(&format!("{base}            - {{type: tpc, port: http}}\n"));
+    assert_has(
+        &msg,
+        &[
+            "unknown lifecycle check type \"tpc\"",
+            "did you mean `tcp`?",
+            "env.yaml:14:",
+        ],
+    );
+    let (_, msg) = load_err(&format!("{base}            - {{type: tcp, port: htp}}\n"));
+    assert_has(
+        &msg,
+        &[
+            "uses port `htp`, which is not one of its named ports",
+            "did you mean `http`?",
+        ],
+    );
+    let (_, msg) = load_err(&format!(
+        "{base}            - {{type: http, port: http, max_wiat: 3}}\n"
+    ));
+    assert_has(
+        &msg,
+        &[
+            "unknown key `max_wiat` in a http check",
+            "did you mean `max_wait`?",
+        ],
+    );
+}
+
+#[test]
+fn schema_and_ship_defaults_are_checked() {
+    let (_, msg) = load_err("__maestro: {schema: 3}\nname: x\nships: {}\n");
+    assert_has(
+        &msg,
+        &["unsupported schema 3 (expected 1 or 2)", "env.yaml:1:21"],
+    );
+    let (_, msg) = load_err("name: x\nship_defaults: {ip: 1.2.3.4}\nships: {}\n");
+    assert_has(
+        &msg,
+        &["`ip` cannot have a default", "field: ship_defaults.ip"],
+    );
+    let (_, msg) = load_err("name: x\nship_defaults: {timeout: soon}\nships: {a: {ip: 1.2.3.4}}\n");
+    assert_has(
+        &msg,
+        &["invalid duration \"soon\"", "field: ship_defaults.timeout"],
+    );
+}
+
+#[test]
+fn missing_envfile_points_at_the_envfile_entry() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    envfile: missing.env\n    instances:\n      a1: {{ship: ship1}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "cannot read envfile",
+            "missing.env",
+            "env.yaml:8:14",
+            "field: services.a.envfile",
+        ],
+    );
+}
+
+#[test]
+fn misspelt_top_level_section_is_not_silently_ignored() {
+    let (_, msg) = load_err("name: x\nships: {}\nservics:\n  web: {image: a, instances: {}}\n");
+    assert_has(
+        &msg,
+        &[
+            "unknown top-level key `servics`",
+            "env.yaml:3:1",
+            "did you mean `services`?",
+        ],
+    );
+}
+
+#[test]
+fn missing_include_is_located() {
+    let (err, msg) = load_err("name: x\n{% include \"nowhere.yaml\" %}\nships: {}\n");
+    assert!(matches!(err, ConfigError::Template(_)));
+    assert_has(&msg, &["env.yaml:2:", "template error", "nowhere.yaml"]);
+}
+
+#[test]
+fn bad_envfile_line_names_the_envfile_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("bad.env"), "OK=1\nnot a pair\n").expect("write");
+    let path = dir.path().join("env.yaml");
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      a1: {{ship: ship1, envfile: bad.env}}\n"
+    );
+    std::fs::write(&path, text).expect("write");
+    let msg = config::load(&path).expect_err("error").to_string();
+    assert_has(
+        &msg,
+        &[
+            "bad.env:2: expected KEY=VALUE, found \"not a pair\"",
+            "env.yaml:9:",
+            "field: services.a.instances.a1.envfile",
+        ],
+    );
+}
+
+#[test]
+fn unknown_key_in_ssh_block() {
+    let (_, msg) =
+        load_err("name: x\nships:\n  a:\n    ip: 1.2.3.4\n    ssh: {user: root, jumps: [b]}\n");
+    assert_has(
+        &msg,
+        &[
+            "unknown key `jumps` in `ssh`",
+            "env.yaml:5:23",
+            "did you mean `jump`?",
+            "field: ships.a.ssh.jumps",
+        ],
+    );
+}
+
+#[test]
+fn unknown_jump_ship_or_bad_address() {
+    let (_, msg) = load_err(
+        "name: x\nships:\n  bastion: {ip: 1.2.3.4}\n  a: {ip: 1.2.3.5, ssh: {jump: [\"bad host\"]}}\n",
+    );
+    assert_has(&msg, &["invalid jump host \"bad host\"", "env.yaml:4:33"]);
+    let (_, msg) = load_err("name: x\nships:\n  a: {ip: 1.2.3.5, ssh: {jump: a}}\n");
+    assert_has(&msg, &["ship `a` cannot be its own jump host"]);
+}
+
+#[test]
+fn instance_names_must_be_valid_container_names() {
+    let text = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      \"web 1\": {{ship: ship1}}\n"
+    );
+    let (_, msg) = load_err(&text);
+    assert_has(
+        &msg,
+        &[
+            "invalid instance name `web 1`",
+            "env.yaml:9:7",
+            "field: services.a.instances.web 1",
+        ],
+    );
+}

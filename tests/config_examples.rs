@@ -1,0 +1,279 @@
+//! Every example and fixture loads, and resolves the way the docs say.
+
+use std::path::Path;
+
+use maestro::config::{self, Check, CommandSpec, JumpHost, KnownHostsPolicy, Protocol, VolumeMode};
+
+fn load(path: &str) -> config::Environment {
+    match config::load(Path::new(path)) {
+        Ok(env) => env,
+        Err(e) => panic!("{path} should load:\n{e}"),
+    }
+}
+
+#[test]
+fn every_example_loads() {
+    let mut count = 0;
+    for entry in std::fs::read_dir("examples")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            load(&path.display().to_string());
+            count += 1;
+        }
+    }
+    assert!(
+        count >= 4,
+        "expected the examples to be there, found {count}"
+    );
+}
+
+#[test]
+fn minimal_example() {
+    let env = load("examples/minimal.yaml");
+    assert_eq!(env.name, "minimal");
+    assert_eq!(env.schema, 1);
+    let (_, hello) = env.instance("hello-1").expect("hello-1");
+    assert_eq!(hello.image, "maestro-test:latest");
+    assert_eq!(hello.stop_timeout, 10);
+    assert_eq!(
+        hello.command,
+        Some(CommandSpec::Exec(vec!["sleep".into(), "3600".into()]))
+    );
+    let ship = env.ship("local").expect("ship");
+    assert_eq!(ship.docker_port, 2375);
+    assert_eq!(ship.timeout.as_secs(), 5);
+    assert_eq!(ship.endpoint, "127.0.0.1");
+    assert!(ship.ssh.is_none());
+}
+
+#[test]
+fn zookeeper_kafka_schema_1_volumes_are_container_first() {
+    let env = load("examples/zookeeper-kafka.yaml");
+    let (_, zk) = env.instance("zk").expect("zk");
+    assert_eq!(zk.volumes[0].container, "/var/lib/zookeeper");
+    assert_eq!(zk.volumes[0].host, "/data/zookeeper");
+    assert_eq!(zk.ports[0].exposed.start, 2181);
+    assert_eq!(env.ship("vm2.ore1").map(|s| s.docker_port), Some(4244));
+    assert_eq!(
+        env.service("kafka").map(|s| s.requires.clone()),
+        Some(vec!["zookeeper".to_owned()])
+    );
+}
+
+#[test]
+fn webapp_bastion_resolves_inheritance_and_ssh() {
+    let env = load("examples/webapp-bastion.yaml");
+    assert_eq!(env.schema, 2);
+    let app1 = env.ship("app1").expect("app1");
+    let ssh = app1.ssh.as_ref().expect("ssh from ship_defaults");
+    assert_eq!(ssh.user.as_deref(), Some("deploy"));
+    assert_eq!(ssh.jump, vec![JumpHost::Ship("bastion".into())]);
+    assert_eq!(ssh.known_hosts, KnownHostsPolicy::AcceptNew);
+    assert_eq!(app1.timeout.as_secs(), 10);
+    assert_eq!(app1.ip, "10.0.1.11");
+    assert_eq!(env.ship("db1").and_then(|s| s.max_concurrency), Some(1));
+
+    let (_, web) = env.instance("web-1").expect("web-1");
+    assert_eq!(web.image, "registry.example.com:5000/webapp:1.4.2");
+    assert_eq!(web.env.get("WORKERS").map(String::as_str), Some("4"));
+    assert_eq!(
+        web.env.get("FEATURES").map(String::as_str),
+        Some("search export")
+    );
+    let http = web.port("http").expect("inherited port");
+    assert_eq!((http.exposed.start, http.external.start), (8080, 80));
+    assert_eq!(http.protocol, Protocol::Tcp);
+    assert!(
+        matches!(web.lifecycle.running[0], Check::Http { ref path, max_wait: 120, .. } if path == "/health")
+    );
+    assert_eq!(web.volumes[0].host, "/srv/webapp/config");
+    assert_eq!(web.volumes[0].container, "/etc/webapp");
+    assert_eq!(web.volumes[0].mode, VolumeMode::ReadOnly);
+    assert_eq!(web.restart.and_then(|r| r.retries), Some(3));
+
+    let (_, db) = env.instance("db").expect("db");
+    assert_eq!(db.limits.memory, Some(1 << 30));
+    assert_eq!(
+        db.port("sql").and_then(|p| p.bind_ip.clone()).as_deref(),
+        Some("10.0.1.21")
+    );
+    assert_eq!(db.stop_timeout, 30);
+
+    let reg = env
+        .registry_for_image(&web.image)
+        .expect("registry by host");
+    assert_eq!(reg.name, "private");
+    assert_eq!(format!("{:?}", reg.password), "Some(***)");
+    assert_eq!(reg.retry.attempts, 5);
+}
+
+#[test]
+fn demo_has_three_ships_and_a_bastion_hop() {
+    let env = load("examples/demo.yaml");
+    assert_eq!(env.ships.len(), 3);
+    let ship3 = env.ship("ship3").expect("ship3");
+    let ssh = ship3.ssh.as_ref().expect("ssh");
+    assert_eq!(ssh.user.as_deref(), Some("root"));
+    assert!(matches!(&ssh.jump[0], JumpHost::Address { host, .. } if host == "10.200.0.10"));
+    assert!(env.instance("api-1").is_some() && env.instance("api-2").is_some());
+    for (_, i) in env.instances() {
+        assert_eq!(i.image, "maestro-test:latest");
+    }
+}
+
+#[test]
+fn maestrong_style_file_with_jinja_and_anchors() {
+    let env = load("tests/fixtures/maestrong-jinja.yaml");
+    assert_eq!(env.schema, 2);
+    assert_eq!(env.ships.len(), 3, "ships come from the included file");
+    let node2 = env.ship("node2").expect("node2");
+    assert_eq!(node2.ip, "10.1.0.12");
+    assert_eq!(node2.docker_port, 2376);
+    assert_eq!(node2.timeout.as_secs(), 30);
+    let tunnel = node2.ssh_tunnel.as_ref().expect("ssh_tunnel from defaults");
+    assert_eq!((tunnel.user.as_str(), tunnel.port), ("ops", 22));
+    let ssh = node2.ssh.as_ref().expect("ssh derived from ssh_tunnel");
+    assert_eq!(ssh.user.as_deref(), Some("ops"));
+    assert!(ssh.identity_files[0].ends_with(".ssh/id_rsa"));
+
+    let (_, zk2) = env.instance("zk-2").expect("zk-2 from the loop");
+    assert_eq!(zk2.env.get("ZOOKEEPER_ID").map(String::as_str), Some("2"));
+    assert_eq!(
+        zk2.env.get("ZOOKEEPER_SERVERS").map(String::as_str),
+        Some("zk-1 zk-2 zk-3")
+    );
+    assert_eq!(zk2.env.get("LOG_LEVEL").map(String::as_str), Some("info"));
+    assert_eq!(zk2.limits.memory, Some(2 << 30));
+    assert_eq!(zk2.limits.swap, Some(512 << 20));
+    assert_eq!(zk2.ports.len(), 3);
+    assert_eq!(zk2.lifecycle.running.len(), 1);
+    assert_eq!(zk2.volumes[0].host, "/var/lib/zookeeper/2");
+
+    let (_, b1) = env.instance("broker-1").expect("broker-1");
+    assert_eq!(b1.env.get("HEAP").map(String::as_str), Some("4g"));
+    assert_eq!(b1.limits.memory, Some(6 << 30), "merge key overridden");
+    assert_eq!(b1.limits.swap, Some(512 << 20));
+    assert_eq!(
+        b1.port("jmx").map(|p| (p.exposed.start, p.external.start)),
+        Some((7199, 17200))
+    );
+    assert_eq!(b1.restart.and_then(|r| r.retries), Some(5));
+    assert_eq!(b1.ulimits.len(), 2);
+    assert_eq!(b1.labels.get("broker").map(String::as_str), Some("1"));
+    assert!(matches!(b1.lifecycle.pre_stop[0], Check::Sleep { wait } if wait == 2.0));
+
+    let (monitor, m) = env.instance("monitor-1").expect("monitor-1");
+    assert!(monitor.omit);
+    assert_eq!(m.extra_hosts[0].address, "10.1.0.12");
+    assert_eq!(m.port("stats").map(|p| p.protocol), Some(Protocol::Udp));
+    assert_eq!(
+        m.port("ui").and_then(|p| p.bind_ip.clone()).as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        m.command,
+        Some(CommandSpec::Shell("/bin/monitor --all".into()))
+    );
+    assert_eq!(m.networks[0].aliases, vec!["mon".to_owned()]);
+    assert_eq!(env.audit[0].kind, "log");
+    assert!(env.audit[0].ignore_errors);
+}
+
+#[test]
+fn envfiles_merge_in_maestrong_precedence() {
+    let env = load("tests/fixtures/envfiles.yaml");
+    let (_, app) = env.instance("app-1").expect("app-1");
+    let get = |k: &str| app.env.get(k).map(String::as_str);
+    assert_eq!(get("A"), Some("from-service-env"));
+    assert_eq!(get("B"), Some("from-instance-file"));
+    assert_eq!(get("C"), Some("exported"));
+    assert_eq!(get("D"), Some("from-instance-env"));
+    assert_eq!(
+        get("E"),
+        Some("1.0"),
+        "numbers print as MaestroNG (Python) prints them"
+    );
+    assert_eq!(get("F"), Some("True"));
+}
+
+#[test]
+fn plan_and_deptree_on_examples() {
+    use maestro::orchestrate::plan::{self, Graph, Selection};
+    for file in [
+        "examples/zookeeper-kafka.yaml",
+        "examples/webapp-bastion.yaml",
+        "examples/demo.yaml",
+        "tests/fixtures/maestrong-jinja.yaml",
+    ] {
+        let env = load(file);
+        let graph = Graph::new(&env);
+        assert!(graph.topological_order().is_ok(), "{file}");
+        let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+        assert!(!plan.is_empty(), "{file}");
+        for (i, step) in plan.steps.iter().enumerate() {
+            assert!(step.deps.iter().all(|d| *d < i), "{file}: deps come first");
+        }
+        assert!(
+            !plan::render_deptree(&env, &[], true)
+                .expect("deptree")
+                .is_empty()
+        );
+    }
+    let env = load("examples/zookeeper-kafka.yaml");
+    assert_eq!(
+        plan::render_deptree(&env, &["kafka".into()], true).expect("deptree"),
+        "kafka (kafka-broker on vm2.ore1)\n└── zookeeper\n"
+    );
+    let env = load("examples/demo.yaml");
+    let graph = Graph::new(&env);
+    let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+    let order: Vec<&str> = plan.instances().collect();
+    assert_eq!(order, vec!["store-1", "api-1", "api-2", "frontend-1"]);
+}
+
+/// A large environment loads and plans in reasonable time (quadratic work would show here).
+#[test]
+fn large_environment_loads_and_plans_quickly() {
+    use maestro::orchestrate::plan::{self, Graph, Selection};
+    let mut text = String::from("name: big\nships:\n");
+    for s in 0..50 {
+        text.push_str(&format!("  ship{s}: {{ip: 10.0.{s}.1}}\n"));
+    }
+    text.push_str("services:\n");
+    for svc in 0..400 {
+        text.push_str(&format!("  svc{svc}:\n    image: img:{svc}\n"));
+        if svc > 0 {
+            text.push_str(&format!("    requires: [svc{}]\n", svc - 1));
+        }
+        text.push_str("    instances:\n");
+        for i in 0..5 {
+            let port = 10000 + svc * 5 + i;
+            text.push_str(&format!(
+                "      svc{svc}-{i}: {{ship: ship{}, ports: {{p: {port}}}}}\n",
+                (svc + i) % 50
+            ));
+        }
+    }
+    let started = std::time::Instant::now();
+    let env = config::load_str(&text, "big.yaml", Path::new(".")).expect("loads");
+    println!("loaded in {:?}", started.elapsed());
+    let graph = Graph::new(&env);
+    let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+    assert_eq!(plan.steps.len(), 2000);
+    let elapsed = started.elapsed();
+    assert!(elapsed.as_secs() < 20, "took {elapsed:?}");
+    println!("2000 instances loaded and planned in {elapsed:?}");
+}
+
+#[test]
+fn dump_masks_secrets() {
+    let env = load("examples/webapp-bastion.yaml");
+    let dumped = serde_json::to_string(&env).expect("serializes");
+    assert!(dumped.contains("\"password\":\"***\""), "{dumped}");
+    assert!(!dumped.contains("not-a-real-password"));
+    assert!(!format!("{env:?}").contains("not-a-real-password"));
+}

@@ -1,0 +1,575 @@
+//! Property tests for the executor: random DAGs, random operation durations, failures,
+//! limits and interruptions, run in paused tokio time so that thousands of runs take a
+//! second and every timing is exact.
+//!
+//! The expectations are computed here independently of the executor's own graph code: the
+//! point is to catch a scheduler that is wrong in a way its unit tests did not imagine.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use maestro::orchestrate::events::{Direction, Event, EventKind, EventSink, Outcome, Step};
+use maestro::orchestrate::executor::{
+    self, Cancel, Job, JobState, Limits, OpError, Operation, RunSpec, StepContext, Summary,
+};
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+const SHIPS: [&str; 3] = ["alpha", "beta", "gamma"];
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    jobs: Vec<Job>,
+    durations: Vec<u64>,
+    fails: Vec<bool>,
+    /// Whether the job's operation, on seeing a cancel, cleans up and returns early
+    /// (reported as cancelled) rather than finishing its work.
+    cleans_up: Vec<bool>,
+    direction: Direction,
+    limits: Limits,
+    /// Virtual milliseconds after which Ctrl-C is "pressed", if at all.
+    cancel_at: Option<u64>,
+    /// Virtual milliseconds after the cancel when it is "pressed" again (abort), if at all.
+    abort_after: Option<u64>,
+}
+
+/// DAGs are generated with edges only towards lower indices, then the indices are
+/// shuffled so the scheduler's index order carries no hint of the topological order.
+fn scenario(allow_cancel: bool) -> impl Strategy<Value = Scenario> {
+    (1usize..12).prop_flat_map(move |n| {
+        (
+            prop::collection::vec((any::<u16>(), any::<u16>()), n),
+            Just((0..n).collect::<Vec<usize>>()).prop_shuffle(),
+            prop::collection::vec(0..SHIPS.len(), n),
+            prop::collection::vec(1u64..40, n),
+            prop::collection::vec(prop::bool::weighted(0.15), n),
+            prop::collection::vec(any::<bool>(), n),
+            any::<bool>(),
+            0usize..4,
+            prop::collection::vec(0usize..3, SHIPS.len()),
+            if allow_cancel {
+                (
+                    prop::option::weighted(0.8, 0u64..120),
+                    prop::option::weighted(0.3, 1u64..40),
+                )
+                    .boxed()
+            } else {
+                Just((None, None)).boxed()
+            },
+        )
+            .prop_map(
+                |(
+                    masks,
+                    perm,
+                    ships,
+                    durations,
+                    fails,
+                    cleans_up,
+                    reverse,
+                    global,
+                    per_ship,
+                    (cancel_at, abort_after),
+                )| {
+                    let n = masks.len();
+                    let mut jobs: Vec<Job> = (0..n)
+                        .map(|j| Job {
+                            instance: format!("i{j}"),
+                            service: format!("s{}", j % 3),
+                            ship: SHIPS[ships[j]].to_string(),
+                            deps: Vec::new(),
+                        })
+                        .collect();
+                    for (j, (a, b)) in masks.iter().enumerate() {
+                        // AND of two masks: sparse graphs with some fan-in.
+                        let mask = a & b;
+                        for i in 0..j {
+                            if mask & (1 << i) != 0 {
+                                jobs[perm[j]].deps.push(perm[i]);
+                            }
+                        }
+                    }
+                    for (j, job) in jobs.iter_mut().enumerate() {
+                        job.instance = format!("i{j}");
+                    }
+                    Scenario {
+                        jobs,
+                        durations,
+                        fails,
+                        cleans_up,
+                        direction: if reverse {
+                            Direction::Reverse
+                        } else {
+                            Direction::Forward
+                        },
+                        limits: Limits {
+                            global,
+                            per_ship: SHIPS
+                                .iter()
+                                .zip(per_ship)
+                                .map(|(s, l)| (s.to_string(), l))
+                                .collect(),
+                        },
+                        cancel_at,
+                        abort_after,
+                    }
+                },
+            )
+    })
+}
+
+/// What the fake operation saw, on a logical clock shared with the canceller so that
+/// "before" and "after" are exact even at the same virtual millisecond.
+#[derive(Debug, Default)]
+struct Record {
+    clock: u64,
+    started: HashMap<usize, (u64, Instant)>,
+    ended: HashMap<usize, (u64, Instant, bool)>,
+    calls: HashMap<usize, usize>,
+    running: usize,
+    running_per_ship: HashMap<String, usize>,
+    max_running: usize,
+    max_per_ship: HashMap<String, usize>,
+}
+
+struct FakeOp {
+    scenario: Scenario,
+    record: Arc<Mutex<Record>>,
+}
+
+impl Operation for FakeOp {
+    fn run(&self, job: usize, ctx: StepContext) -> BoxFuture<'_, Result<Outcome, OpError>> {
+        Box::pin(async move {
+            let ship = self.scenario.jobs[job].ship.clone();
+            {
+                let mut r = self.record.lock().unwrap();
+                r.clock += 1;
+                let at = r.clock;
+                r.started.insert(job, (at, Instant::now()));
+                *r.calls.entry(job).or_insert(0) += 1;
+                r.running += 1;
+                r.max_running = r.max_running.max(r.running);
+                let on_ship = r.running_per_ship.entry(ship.clone()).or_insert(0);
+                *on_ship += 1;
+                let on_ship = *on_ship;
+                let max = r.max_per_ship.entry(ship.clone()).or_insert(0);
+                *max = (*max).max(on_ship);
+            }
+            ctx.step(Step::Starting);
+            let work = tokio::time::sleep(Duration::from_millis(self.scenario.durations[job]));
+            let result = if self.scenario.cleans_up[job] {
+                tokio::select! {
+                    _ = work => None,
+                    _ = ctx.cancelled() => Some(Err(OpError::interrupted("interrupted: cleaned up"))),
+                }
+            } else {
+                work.await;
+                None
+            };
+            let result = result.unwrap_or_else(|| {
+                if self.scenario.fails[job] {
+                    Err(OpError::failed("scripted failure"))
+                } else {
+                    Ok(Outcome::Started)
+                }
+            });
+            let mut r = self.record.lock().unwrap();
+            r.clock += 1;
+            let at = r.clock;
+            r.ended.insert(job, (at, Instant::now(), result.is_ok()));
+            r.running -= 1;
+            if let Some(count) = r.running_per_ship.get_mut(&ship) {
+                *count -= 1;
+            }
+            result
+        })
+    }
+}
+
+struct Outcomes {
+    summary: Summary,
+    events: Vec<Event>,
+    record: Record,
+    epoch: Instant,
+    /// The logical time of the cancel, if one was sent.
+    cancelled_at: Option<u64>,
+}
+
+fn run_scenario(scenario: &Scenario) -> Outcomes {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let record = Arc::new(Mutex::new(Record::default()));
+        let op = Arc::new(FakeOp {
+            scenario: scenario.clone(),
+            record: Arc::clone(&record),
+        });
+        let (sink, mut rx) = EventSink::new();
+        let epoch = Instant::now();
+        let cancel = Cancel::new();
+        let cancelled_at = Arc::new(Mutex::new(None));
+        if let Some(at) = scenario.cancel_at {
+            let abort_after = scenario.abort_after;
+            let (cancel, record, cancelled_at, sink) = (
+                cancel.clone(),
+                Arc::clone(&record),
+                Arc::clone(&cancelled_at),
+                sink.clone(),
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(at)).await;
+                {
+                    let mut r = record.lock().unwrap();
+                    r.clock += 1;
+                    *cancelled_at.lock().unwrap() = Some(r.clock);
+                    sink.send(cancel_marker());
+                    cancel.cancel();
+                }
+                if let Some(after) = abort_after {
+                    tokio::time::sleep(Duration::from_millis(after)).await;
+                    cancel.abort();
+                }
+            });
+        }
+        let spec = RunSpec {
+            command: "test".into(),
+            jobs: scenario.jobs.clone(),
+            direction: scenario.direction,
+            limits: scenario.limits.clone(),
+        };
+        let summary = executor::run(spec, op, sink, cancel).await.unwrap();
+        let mut events = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            events.push(event);
+        }
+        let record = std::mem::take(&mut *record.lock().unwrap());
+        let cancelled_at = *cancelled_at.lock().unwrap();
+        Outcomes {
+            summary,
+            events,
+            record,
+            epoch,
+            cancelled_at,
+        }
+    })
+}
+
+/// An event only the test's canceller sends, marking the instant of the cancel in the
+/// stream's order.
+fn cancel_marker() -> EventKind {
+    EventKind::Step {
+        job: usize::MAX,
+        instance: "test".into(),
+        ship: "test".into(),
+        step: Step::Message {
+            text: "cancel pressed".into(),
+        },
+    }
+}
+
+fn is_cancel_marker(event: &Event) -> bool {
+    event.kind == cancel_marker()
+}
+
+/// `waits_on[j]`: the jobs that must succeed before j begins in this direction.
+fn waits_on(jobs: &[Job], direction: Direction) -> Vec<Vec<usize>> {
+    match direction {
+        Direction::Forward => jobs.iter().map(|j| j.deps.clone()).collect(),
+        Direction::Reverse => (0..jobs.len())
+            .map(|j| {
+                (0..jobs.len())
+                    .filter(|&k| jobs[k].deps.contains(&j))
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// The end state each job must reach without interruption, whatever the timing: failed if
+/// scripted to fail and reached, skipped if anything it (transitively) waits on did not
+/// succeed, done otherwise.
+fn expected_states(scenario: &Scenario) -> Vec<&'static str> {
+    let waits = waits_on(&scenario.jobs, scenario.direction);
+    let n = scenario.jobs.len();
+    let mut state: Vec<Option<&'static str>> = vec![None; n];
+    while state.iter().any(Option::is_none) {
+        for j in 0..n {
+            if state[j].is_some() || waits[j].iter().any(|&d| state[d].is_none()) {
+                continue;
+            }
+            state[j] = Some(if waits[j].iter().any(|&d| state[d] != Some("done")) {
+                "skipped"
+            } else if scenario.fails[j] {
+                "failed"
+            } else {
+                "done"
+            });
+        }
+    }
+    state.into_iter().map(|s| s.unwrap_or("?")).collect()
+}
+
+fn state_name(state: &JobState) -> &'static str {
+    match state {
+        JobState::Done { .. } => "done",
+        JobState::Failed { .. } => "failed",
+        JobState::Skipped { .. } => "skipped",
+        JobState::Cancelled { .. } => "cancelled",
+    }
+}
+
+fn ms_since(epoch: Instant, at: Instant) -> u64 {
+    at.duration_since(epoch).as_millis() as u64
+}
+
+/// Invariants that hold with or without interruption.
+fn check_common(scenario: &Scenario, out: &Outcomes) -> Result<(), TestCaseError> {
+    let n = scenario.jobs.len();
+    let waits = waits_on(&scenario.jobs, scenario.direction);
+    let r = &out.record;
+
+    // Nothing begins before what it waits on has ended successfully.
+    for (&job, &(started, _)) in &r.started {
+        for &dep in &waits[job] {
+            let ended = r.ended.get(&dep);
+            prop_assert!(
+                matches!(ended, Some(&(at, _, true)) if at < started),
+                "job {job} started before {dep} it waits on succeeded"
+            );
+        }
+    }
+
+    // Limits are never exceeded (zero means unlimited).
+    if scenario.limits.global > 0 {
+        prop_assert!(r.max_running <= scenario.limits.global);
+    }
+    for (ship, &max) in &r.max_per_ship {
+        let limit = scenario.limits.per_ship.get(ship).copied().unwrap_or(0);
+        if limit > 0 {
+            prop_assert!(max <= limit, "ship {ship}: {max} at once, limit {limit}");
+        }
+    }
+
+    // Every job: the operation ran at most once, exactly one terminal event, at most one
+    // start, and the summary agrees.
+    prop_assert_eq!(out.summary.jobs.len(), n);
+    for job in 0..n {
+        prop_assert!(r.calls.get(&job).copied().unwrap_or(0) <= 1);
+        let terminal = out
+            .events
+            .iter()
+            .filter(|e| {
+                matches!(&e.kind,
+                    EventKind::JobDone { job: j, .. }
+                    | EventKind::JobFailed { job: j, .. }
+                    | EventKind::JobSkipped { job: j, .. }
+                    | EventKind::JobCancelled { job: j, .. } if *j == job)
+            })
+            .count();
+        prop_assert_eq!(terminal, 1, "job {} has {} end events", job, terminal);
+        let starts = out
+            .events
+            .iter()
+            .filter(|e| matches!(&e.kind, EventKind::JobStarted { job: j, .. } if *j == job))
+            .count();
+        let ran = r.started.contains_key(&job);
+        prop_assert_eq!(starts, usize::from(ran));
+        let report = &out.summary.jobs[job];
+        prop_assert_eq!(report.started_at_ms.is_some(), ran);
+        if matches!(report.state, JobState::Skipped { .. }) {
+            prop_assert!(!ran, "a skipped job never runs");
+        }
+    }
+    // The stream is framed by the plan's start and finish.
+    prop_assert!(
+        matches!(
+            out.events.first().map(|e| &e.kind),
+            Some(EventKind::PlanStarted { .. })
+        ),
+        "stream starts with PlanStarted"
+    );
+    prop_assert!(
+        matches!(
+            out.events.last().map(|e| &e.kind),
+            Some(EventKind::PlanFinished { .. })
+        ),
+        "stream ends with PlanFinished"
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn uninterrupted_runs_respect_order_limits_and_end_states(scenario in scenario(false)) {
+        let out = run_scenario(&scenario);
+        check_common(&scenario, &out)?;
+
+        // Skipped exactly when something waited on (transitively) failed; others as scripted.
+        let expected = expected_states(&scenario);
+        let actual: Vec<&str> = out.summary.jobs.iter().map(|r| state_name(&r.state)).collect();
+        prop_assert_eq!(&actual, &expected);
+        prop_assert_eq!(out.summary.exit_code(), if expected.iter().all(|s| *s == "done") { 0 } else { 1 });
+        prop_assert!(!out.summary.interrupted);
+
+        // Without limits a job begins the very moment its last wait ends: independent jobs
+        // overlap and nothing waits for a "level" to finish.
+        let unlimited = scenario.limits.global == 0
+            && scenario.limits.per_ship.values().all(|&l| l == 0);
+        if unlimited {
+            let waits = waits_on(&scenario.jobs, scenario.direction);
+            for (&job, &(_, started)) in &out.record.started {
+                let ready_at = waits[job]
+                    .iter()
+                    .filter_map(|d| out.record.ended.get(d).map(|e| ms_since(out.epoch, e.1)))
+                    .max()
+                    .unwrap_or(0);
+                prop_assert_eq!(ms_since(out.epoch, started), ready_at, "job {} started late", job);
+            }
+        }
+    }
+
+    #[test]
+    fn interrupted_runs_start_nothing_after_the_cancel(scenario in scenario(true)) {
+        let out = run_scenario(&scenario);
+        check_common(&scenario, &out)?;
+        if out.cancelled_at.is_none() {
+            // The run finished before the timer fired: it must look uninterrupted.
+            prop_assert!(!out.summary.interrupted);
+            return Ok(());
+        }
+        let finished_before_cancel = out.record.ended.len() == out.record.started.len()
+            && out.summary.jobs.iter().all(|r| !matches!(r.state, JobState::Cancelled { .. }));
+        if !out.summary.interrupted {
+            // The cancel came after the last job ended but before the run returned.
+            prop_assert!(finished_before_cancel);
+            return Ok(());
+        }
+        prop_assert_eq!(out.summary.exit_code(), 130);
+        // A task spawned just before the cancel may be first polled after it, so the
+        // operation's own clock is not the measure; what must not happen is the executor
+        // *deciding* to start a job after the cancel. The canceller put a marker into the
+        // stream at the instant it cancelled: no JobStarted may follow it.
+        let marker = out
+            .events
+            .iter()
+            .position(is_cancel_marker)
+            .expect("the canceller's marker is in the stream");
+        prop_assert!(
+            !out.events[marker..]
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::JobStarted { .. })),
+            "a job started after the cancel"
+        );
+        prop_assert!(out.events[marker..]
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Interrupted { abort: false })), "the executor announced the interruption");
+        // Every job that ran was allowed to finish or clean up: none left in an unknown
+        // state, and jobs that never ran are cancelled or skipped, never done.
+        for report in &out.summary.jobs {
+            if report.started_at_ms.is_none() {
+                prop_assert!(matches!(report.state, JobState::Cancelled { .. } | JobState::Skipped { .. }), "job {} never ran but is {:?}", report.job, report.state);
+            } else {
+                prop_assert!(report.finished_at_ms.is_some());
+            }
+        }
+        if out.summary.aborted {
+            // Work dropped mid-way is reported as of unknown state, never as done or failed.
+            for (job, report) in out.summary.jobs.iter().enumerate() {
+                let dropped = out.record.started.contains_key(&job) && !out.record.ended.contains_key(&job);
+                if dropped {
+                    prop_assert!(
+                        matches!(&report.state, JobState::Cancelled { reason } if reason.contains("unknown")),
+                        "dropped job {} reported as {:?}", job, report.state
+                    );
+                }
+            }
+        } else {
+            prop_assert_eq!(out.record.started.len(), out.record.ended.len(), "all begun work completed");
+        }
+        // Operations that saw the cancel and chose to clean up are reported as cancelled;
+        // the only other way for a job that ran to be cancelled is an abort.
+        for (job, report) in out.summary.jobs.iter().enumerate() {
+            if let JobState::Cancelled { reason } = &report.state
+                && report.started_at_ms.is_some()
+            {
+                if reason.contains("unknown") {
+                    prop_assert!(out.summary.aborted);
+                } else {
+                    prop_assert!(scenario.cleans_up[job]);
+                    prop_assert_eq!(reason.as_str(), "interrupted: cleaned up");
+                }
+            }
+        }
+    }
+}
+
+/// An operation that ignores the first cancellation: only an abort gets rid of it.
+struct Stubborn;
+
+impl Operation for Stubborn {
+    fn run(&self, _job: usize, _ctx: StepContext) -> BoxFuture<'_, Result<Outcome, OpError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// The real SIGINT wiring: the first Ctrl-C cancels (nothing new starts, the stubborn
+/// operation keeps going), the second aborts it. Lives in this test binary, not the
+/// library's unit tests, because a SIGINT arriving before tokio's handler is installed
+/// would kill the whole process.
+#[test]
+fn ctrl_c_once_cancels_twice_aborts() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cancel = executor::interrupt_on_ctrl_c();
+        // Let the handler task install the signal handler before anything is sent.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let jobs = vec![
+            Job { instance: "db1".into(), service: "db".into(), ship: "alpha".into(), deps: vec![] },
+            Job { instance: "web1".into(), service: "web".into(), ship: "alpha".into(), deps: vec![0] },
+        ];
+        let spec = RunSpec {
+            command: "start".into(),
+            jobs,
+            direction: Direction::Forward,
+            limits: Limits::unlimited(),
+        };
+        let (sink, mut rx) = EventSink::new();
+        let pid = std::process::id().to_string();
+        let signaller = tokio::spawn(async move {
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let status = tokio::process::Command::new("kill")
+                    .args(["-INT", &pid])
+                    .status()
+                    .await
+                    .unwrap();
+                assert!(status.success());
+            }
+        });
+        let summary = tokio::time::timeout(
+            Duration::from_secs(10),
+            executor::run(spec, Arc::new(Stubborn), sink, cancel),
+        )
+        .await
+        .expect("the second Ctrl-C ends the run")
+        .unwrap();
+        signaller.await.unwrap();
+        assert!(summary.interrupted && summary.aborted);
+        assert_eq!(summary.exit_code(), 130);
+        assert!(matches!(&summary.jobs[0].state, JobState::Cancelled { reason } if reason.contains("unknown")));
+        assert!(matches!(&summary.jobs[1].state, JobState::Cancelled { reason } if reason.contains("not started")));
+        let mut interruptions = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            if let EventKind::Interrupted { abort } = event.kind {
+                interruptions.push(abort);
+            }
+        }
+        assert_eq!(interruptions, vec![false, true]);
+    });
+}

@@ -1,0 +1,563 @@
+//! Golden tests for the plain and JSON renderers.
+//!
+//! The output formats are interfaces (people grep plain logs, scripts parse JSON lines), so
+//! any change to them should be a visible diff in review. Run with `UPDATE_GOLDEN=1` to
+//! rewrite the files under tests/golden/ after an intended change.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use maestro::orchestrate::events::{
+    Direction, Event, EventKind, EventSink, JobInfo, Outcome, Step,
+};
+use maestro::orchestrate::executor::{
+    self, Cancel, Job, JobReport, JobState, Limits, OpError, Operation, RunSpec, StepContext,
+    Summary,
+};
+use maestro::ui::{Palette, json::JsonRenderer, plain::PlainRenderer, summary};
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+/// Compares `actual` with the golden file, or rewrites it under UPDATE_GOLDEN=1.
+fn check_golden(name: &str, actual: &str) {
+    let path = golden_path(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from the renderer's output (UPDATE_GOLDEN=1 to accept):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+fn ev(at_ms: u64, kind: EventKind) -> Event {
+    Event { at_ms, kind }
+}
+
+fn report(
+    job: usize,
+    instance: &str,
+    service: &str,
+    ship: &str,
+    state: JobState,
+    times: Option<(u64, u64)>,
+) -> JobReport {
+    JobReport {
+        job,
+        instance: instance.into(),
+        service: service.into(),
+        ship: ship.into(),
+        state,
+        started_at_ms: times.map(|t| t.0),
+        finished_at_ms: times.map(|t| t.1),
+    }
+}
+
+/// A start of five instances on two ships touching every kind of event: a pull with
+/// progress, checks, a success, a failure with a log tail, a skip behind it, and an
+/// instance already running.
+fn fixture() -> Vec<Event> {
+    let info = |job: usize, instance: &str, service: &str, ship: &str| JobInfo {
+        job,
+        instance: instance.into(),
+        service: service.into(),
+        ship: ship.into(),
+    };
+    let step = |at, job: usize, instance: &str, ship: &str, step: Step| {
+        ev(
+            at,
+            EventKind::Step {
+                job,
+                instance: instance.into(),
+                ship: ship.into(),
+                step,
+            },
+        )
+    };
+    let started = |at, job: usize, instance: &str, ship: &str| {
+        ev(
+            at,
+            EventKind::JobStarted {
+                job,
+                instance: instance.into(),
+                ship: ship.into(),
+            },
+        )
+    };
+    let summary = Summary {
+        command: "start".into(),
+        jobs: vec![
+            report(
+                0,
+                "zk1",
+                "zookeeper",
+                "ship-a",
+                JobState::Done {
+                    outcome: Outcome::Started,
+                },
+                Some((1, 4210)),
+            ),
+            report(
+                1,
+                "cache1",
+                "cache",
+                "ship-b",
+                JobState::Done {
+                    outcome: Outcome::AlreadyRunning,
+                },
+                Some((2, 350)),
+            ),
+            report(
+                2,
+                "kafka1",
+                "kafka",
+                "ship-b",
+                JobState::Failed {
+                    reason: "check tcp:broker failed after 3 attempts".into(),
+                    log_tail: vec![
+                        "starting broker".into(),
+                        "FATAL: cannot reach zk1:2181".into(),
+                    ],
+                },
+                Some((4211, 9800)),
+            ),
+            report(
+                3,
+                "web1",
+                "web",
+                "ship-a",
+                JobState::Skipped {
+                    reason: "dependency kafka1 failed".into(),
+                },
+                None,
+            ),
+            report(
+                4,
+                "web2",
+                "web",
+                "ship-b",
+                JobState::Skipped {
+                    reason: "dependency kafka1 failed".into(),
+                },
+                None,
+            ),
+        ],
+        interrupted: false,
+        aborted: false,
+        started_at_ms: 0,
+        finished_at_ms: 9801,
+    };
+    vec![
+        ev(
+            0,
+            EventKind::PlanStarted {
+                command: "start".into(),
+                direction: Direction::Forward,
+                jobs: vec![
+                    info(0, "zk1", "zookeeper", "ship-a"),
+                    info(1, "cache1", "cache", "ship-b"),
+                    info(2, "kafka1", "kafka", "ship-b"),
+                    info(3, "web1", "web", "ship-a"),
+                    info(4, "web2", "web", "ship-b"),
+                ],
+            },
+        ),
+        started(1, 0, "zk1", "ship-a"),
+        started(2, 1, "cache1", "ship-b"),
+        step(
+            40,
+            0,
+            "zk1",
+            "ship-a",
+            Step::Pulling {
+                percent: None,
+                detail: "zookeeper:3.8".into(),
+            },
+        ),
+        step(
+            300,
+            1,
+            "cache1",
+            "ship-b",
+            Step::Message {
+                text: "container up to date".into(),
+            },
+        ),
+        ev(
+            350,
+            EventKind::JobDone {
+                job: 1,
+                instance: "cache1".into(),
+                ship: "ship-b".into(),
+                elapsed_ms: 348,
+                outcome: Outcome::AlreadyRunning,
+            },
+        ),
+        step(
+            900,
+            0,
+            "zk1",
+            "ship-a",
+            Step::Pulling {
+                percent: Some(45),
+                detail: "3/7 layers".into(),
+            },
+        ),
+        step(
+            2100,
+            0,
+            "zk1",
+            "ship-a",
+            Step::Pulling {
+                percent: Some(100),
+                detail: String::new(),
+            },
+        ),
+        step(2200, 0, "zk1", "ship-a", Step::Creating),
+        step(2500, 0, "zk1", "ship-a", Step::Starting),
+        step(2800, 0, "zk1", "ship-a", Step::WaitingRunning),
+        step(
+            3100,
+            0,
+            "zk1",
+            "ship-a",
+            Step::Checking {
+                check: "tcp:client".into(),
+                attempt: 1,
+                max: 180,
+            },
+        ),
+        step(
+            4100,
+            0,
+            "zk1",
+            "ship-a",
+            Step::Checking {
+                check: "tcp:client".into(),
+                attempt: 2,
+                max: 180,
+            },
+        ),
+        ev(
+            4210,
+            EventKind::JobDone {
+                job: 0,
+                instance: "zk1".into(),
+                ship: "ship-a".into(),
+                elapsed_ms: 4209,
+                outcome: Outcome::Started,
+            },
+        ),
+        started(4211, 2, "kafka1", "ship-b"),
+        step(4300, 2, "kafka1", "ship-b", Step::Creating),
+        step(4600, 2, "kafka1", "ship-b", Step::Starting),
+        step(
+            5000,
+            2,
+            "kafka1",
+            "ship-b",
+            Step::Checking {
+                check: "tcp:broker".into(),
+                attempt: 3,
+                max: 3,
+            },
+        ),
+        ev(
+            9800,
+            EventKind::JobFailed {
+                job: 2,
+                instance: "kafka1".into(),
+                ship: "ship-b".into(),
+                elapsed_ms: 5589,
+                reason: "check tcp:broker failed after 3 attempts".into(),
+                log_tail: vec![
+                    "starting broker".into(),
+                    "FATAL: cannot reach zk1:2181".into(),
+                ],
+            },
+        ),
+        ev(
+            9800,
+            EventKind::JobSkipped {
+                job: 3,
+                instance: "web1".into(),
+                ship: "ship-a".into(),
+                reason: "dependency kafka1 failed".into(),
+            },
+        ),
+        ev(
+            9800,
+            EventKind::JobSkipped {
+                job: 4,
+                instance: "web2".into(),
+                ship: "ship-b".into(),
+                reason: "dependency kafka1 failed".into(),
+            },
+        ),
+        ev(9801, EventKind::PlanFinished { summary }),
+    ]
+}
+
+fn render_plain(events: &[Event]) -> String {
+    let mut renderer = PlainRenderer::new(Vec::new(), Palette::new(false));
+    for event in events {
+        renderer.event(event).unwrap();
+    }
+    String::from_utf8(renderer.into_inner()).unwrap()
+}
+
+fn render_json(events: &[Event]) -> String {
+    let mut renderer = JsonRenderer::new(Vec::new());
+    for event in events {
+        renderer.event(event).unwrap();
+    }
+    String::from_utf8(renderer.into_inner()).unwrap()
+}
+
+#[test]
+fn plain_renderer_matches_golden() {
+    check_golden("start.plain.txt", &render_plain(&fixture()));
+}
+
+#[test]
+fn json_renderer_matches_golden_and_round_trips() {
+    let json = render_json(&fixture());
+    check_golden("start.events.jsonl", &json);
+    let parsed: Vec<Event> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(
+        parsed,
+        fixture(),
+        "every JSON line parses back to the same event"
+    );
+}
+
+#[test]
+fn summary_table_matches_golden() {
+    let Some(EventKind::PlanFinished { summary: s }) = fixture().pop().map(|e| e.kind) else {
+        panic!("fixture ends with PlanFinished");
+    };
+    check_golden(
+        "start.summary.txt",
+        &summary::render_table(&s, Palette::new(false)),
+    );
+    assert_eq!(s.exit_code(), 1);
+}
+
+#[test]
+fn colours_are_only_added_when_asked() {
+    let events = fixture();
+    let mut coloured = PlainRenderer::new(Vec::new(), Palette::new(true));
+    for event in &events {
+        coloured.event(event).unwrap();
+    }
+    let coloured = String::from_utf8(coloured.into_inner()).unwrap();
+    assert!(coloured.contains("\u{1b}["));
+    assert_eq!(console::strip_ansi_codes(&coloured), render_plain(&events));
+}
+
+/// A scripted operation: each job sleeps through its steps (virtual time), some fail.
+struct Scripted;
+
+impl Operation for Scripted {
+    fn run(&self, job: usize, ctx: StepContext) -> BoxFuture<'_, Result<Outcome, OpError>> {
+        Box::pin(async move {
+            ctx.step(Step::Creating);
+            tokio::time::sleep(Duration::from_millis(100 * (job as u64 + 1))).await;
+            ctx.step(Step::Starting);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if ctx.instance() == "app2" {
+                return Err(OpError::failed("container exited with code 3")
+                    .with_log_tail(vec!["panic: no config".into()]));
+            }
+            ctx.step(Step::Checking {
+                check: "tcp:http".into(),
+                attempt: 1,
+                max: 30,
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(Outcome::Started)
+        })
+    }
+}
+
+/// The executor's own stream, rendered plainly: pins the order and timing of events for a
+/// small real run (paused time makes it deterministic), with two ships and a ship limit.
+#[tokio::test(start_paused = true)]
+async fn executor_run_renders_to_golden_plain_output() {
+    let job = |instance: &str, ship: &str, deps: &[usize]| Job {
+        instance: instance.into(),
+        service: instance.trim_end_matches(char::is_numeric).into(),
+        ship: ship.into(),
+        deps: deps.to_vec(),
+    };
+    let spec = RunSpec {
+        command: "start".into(),
+        jobs: vec![
+            job("db1", "alpha", &[]),
+            job("app1", "alpha", &[0]),
+            job("app2", "beta", &[0]),
+            job("web1", "beta", &[1, 2]),
+            job("cache1", "beta", &[]),
+        ],
+        direction: Direction::Forward,
+        limits: Limits {
+            global: 4,
+            per_ship: [("beta".to_string(), 1)].into(),
+        },
+    };
+    let (sink, mut rx) = EventSink::new();
+    let summary = executor::run(spec, Arc::new(Scripted), sink, Cancel::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.exit_code(), 1);
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    check_golden("executor_run.plain.txt", &render_plain(&events));
+}
+
+/// An operation that takes real (short) time and reports every kind of step, so the live
+/// display has something to draw in the pseudo-terminal test below.
+struct Demo;
+
+impl Operation for Demo {
+    fn run(&self, job: usize, ctx: StepContext) -> BoxFuture<'_, Result<Outcome, OpError>> {
+        Box::pin(async move {
+            let pause = || tokio::time::sleep(Duration::from_millis(60));
+            for percent in [0u8, 30, 60, 100] {
+                ctx.step(Step::Pulling {
+                    percent: Some(percent),
+                    detail: format!("{}/4 layers", percent / 25),
+                });
+                pause().await;
+            }
+            ctx.step(Step::Creating);
+            pause().await;
+            ctx.step(Step::Starting);
+            pause().await;
+            for attempt in 1..=2 {
+                ctx.step(Step::Checking {
+                    check: "tcp:client".into(),
+                    attempt,
+                    max: 30,
+                });
+                pause().await;
+            }
+            if job == 2 {
+                return Err(OpError::failed("check tcp:client failed")
+                    .with_log_tail(vec!["bind: address in use".into()]));
+            }
+            Ok(Outcome::Started)
+        })
+    }
+}
+
+/// The child half of the pseudo-terminal test: only does something when the parent runs
+/// it under `script` (ignored otherwise, so a plain `cargo test` skips it).
+#[test]
+#[ignore = "run by progress_draws_live_lines_on_a_pseudo_terminal"]
+fn pty_child_progress() {
+    if std::env::var_os("MAESTRO_PTY_CHILD").is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let job = |instance: &str, ship: &str, deps: &[usize]| Job {
+            instance: instance.into(),
+            service: instance.trim_end_matches(char::is_numeric).into(),
+            ship: ship.into(),
+            deps: deps.to_vec(),
+        };
+        let spec = RunSpec {
+            command: "start".into(),
+            jobs: vec![
+                job("db1", "alpha", &[]),
+                job("app1", "beta", &[0]),
+                job("app2", "beta", &[0]),
+                job("web1", "alpha", &[1, 2]),
+            ],
+            direction: Direction::Forward,
+            limits: Limits::unlimited(),
+        };
+        let (sink, rx) = EventSink::new();
+        let renderer = tokio::spawn(maestro::ui::render_with(
+            rx,
+            maestro::ui::RenderMode::Progress,
+            std::io::stdout(),
+            false,
+        ));
+        let summary = executor::run(spec, Arc::new(Demo), sink, Cancel::new())
+            .await
+            .unwrap();
+        renderer.await.unwrap().unwrap();
+        assert_eq!(summary.exit_code(), 1);
+    });
+}
+
+/// Runs the progress renderer on a real pseudo-terminal (util-linux `script` allocates
+/// one) by re-running this test binary's `pty_child_progress`, and checks that it drew
+/// live lines (cursor movement, per-ship lines, the pull bar) as well as the log and the
+/// summary. The raw capture is kept in target/progress-pty.typescript for inspection.
+#[test]
+fn progress_draws_live_lines_on_a_pseudo_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: util-linux `script` is not installed");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let child = format!(
+        "{} --exact pty_child_progress --ignored --nocapture --test-threads=1",
+        exe.display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &child, "/dev/null"])
+        .env("MAESTRO_PTY_CHILD", "1")
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let captured = String::from_utf8_lossy(&output.stdout).into_owned();
+    let _ = std::fs::write(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/progress-pty.typescript"),
+        &captured,
+    );
+    assert!(
+        output.status.success(),
+        "child failed: {captured}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plain = console::strip_ansi_codes(&captured);
+    assert!(
+        captured.contains("\u{1b}[1A") || captured.contains("\u{1b}[2K"),
+        "no cursor control: {captured:?}"
+    );
+    assert!(plain.contains("alpha") && plain.contains("beta"), "{plain}");
+    assert!(plain.contains("db1: pulling ["), "pull bar drawn: {plain}");
+    assert!(plain.contains("✔ db1 on alpha started"), "{plain}");
+    assert!(plain.contains("✘ app2 on beta failed"), "{plain}");
+    assert!(plain.contains("#  INSTANCE"), "summary table: {plain}");
+    assert!(plain.contains("skipped: dependency app2 failed"), "{plain}");
+}
