@@ -345,6 +345,24 @@ def ssh_logins(ships):
     return total
 
 
+def fingerprints(ships):
+    """{name: (id, started at)} of every container: what a no-op must leave unchanged."""
+    out = {}
+
+    def one(ship):
+        sock = ship["docker_socket"]
+        return [
+            (c["Names"][0].lstrip("/"), c["Id"], api(sock, "GET", f"/containers/{c['Id']}/json")["State"]["StartedAt"])
+            for c in api(sock, "GET", "/containers/json?all=1")
+        ]
+
+    with cf.ThreadPoolExecutor(len(ships)) as ex:
+        for rows in ex.map(one, ships):
+            for name, cid, started in rows:
+                out[name] = (cid, started)
+    return out
+
+
 def check_state(ships, instances, op):
     want = expected_state(op, instances)
     have = {}
@@ -541,8 +559,13 @@ def bench_tool(cfg, tool, reps, logdir):
             remove_all(cfg.ships)
             for op in OPS:
                 logins = ssh_logins(cfg.ships)
+                before = fingerprints(cfg.ships) if op == "noop_start" else None
                 secs, code, rss = run_timed(cfg.argv(tool, op), env, log_path)
                 logins = ssh_logins(cfg.ships) - logins
+                if before is not None:
+                    after = fingerprints(cfg.ships)
+                    touched = sum(1 for k, v in after.items() if before.get(k) != v)
+                    results[op].setdefault("touched", []).append(touched)
                 bad = check_state(cfg.ships, cfg.instances, op)
                 r = results[op]
                 r["runs"].append(round(secs, 4))
@@ -616,6 +639,7 @@ def main():
     ap.add_argument("--instances", type=int, default=40, help="N for the side-by-side table")
     ap.add_argument("--tools", default=",".join(TOOLS), help="comma-separated: " + ",".join(TOOLS))
     ap.add_argument("--grid", default="1,4,16x10,40,200", help="maestro's curves: Ks x Ns ('' = none)")
+    ap.add_argument("--grid-reps", type=int, default=2, help="rounds at the grid's other points")
     ap.add_argument("--grid-tools", default="maestro", help="tools run over the whole grid")
     ap.add_argument("--maestro", default=os.path.join(ROOT, "target", "release", "maestro"))
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -646,6 +670,7 @@ def main():
             "delay_ms": args.delay_ms,
             "reps": args.reps,
             "reps_compose": args.reps_compose,
+            "grid_reps": args.grid_reps,
             "levels": LEVELS,
             "ssh_setup_rtts": SSH_SETUP_RTTS,
             "api_rtts": API_RTTS,
@@ -654,7 +679,7 @@ def main():
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
-    versions = {}
+    versions, startup = {}, {}
     for t, argv in [
         ("maestro", [args.maestro, "--version"]),
         ("maestrong", [MAESTRONG, "--version"]),
@@ -663,11 +688,18 @@ def main():
         ("ssh", ["ssh", "-V"]),
     ]:
         try:
-            o = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                o = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+                times.append(time.perf_counter() - t0)
             versions[t] = (o.stdout + o.stderr).strip().splitlines()[0]
+            # What the tool costs before it does any work: its start-up, on this machine.
+            startup[t] = round(statistics.median(times), 3)
         except Exception as e:  # a missing tool is reported, not fatal
             versions[t] = f"unavailable: {e}"
     results["versions"] = versions
+    results["startup_s"] = startup
 
     by_k = {}
     for (k, n), ts in plan.items():
@@ -695,6 +727,8 @@ def main():
                         log(f"K={k} N={n}: {tool}")
                         try:
                             reps = args.reps_compose if tool == "compose" else args.reps
+                            if (k, n) != (args.ships, args.instances) and args.grid_reps:
+                                reps = min(reps, args.grid_reps)
                             r = bench_tool(cfg, tool, reps, logdir)
                         except Exception as e:
                             log(f"  {tool} failed: {e}")
