@@ -706,7 +706,8 @@ def main():
         by_k.setdefault(k, []).append((n, ts))
     current_bed = None
     try:
-        for k in sorted(by_k):
+        # The side-by-side configuration first: if a run is cut short, the headline numbers exist.
+        for k in sorted(by_k, key=lambda k: (k != args.ships, k)):
             name = f"bench-k{k}"
             log(f"bed {name}: {k} ship(s)")
             current_bed = name
@@ -718,7 +719,7 @@ def main():
                 rtt = rtt_ms()
                 daemon = daemon_times(bed["ships"][0]["docker_socket"])
                 log(f"round trip through the proxy {rtt:.1f} ms; daemon (ms) {daemon}")
-                for n, ts in sorted(by_k[k]):
+                for n, ts in sorted(by_k[k], key=lambda x: (x[0] != args.instances, x[0])):
                     cfg = Config(args, k, n, bed)
                     for tool in ts:
                         if tool == "maestro" and not os.access(args.maestro, os.X_OK):
