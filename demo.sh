@@ -14,6 +14,9 @@
 #   DEMO_SSH_KEY DEMO_KNOWN_HOSTS DEMO_SSH_USER the operator's key, known_hosts and user
 #   DEMO_SHIP1_DOCKER_SOCKET ...                each ship's Docker socket (on the ship)
 #   DEMO_IMAGE                                  the test image present on every ship
+#   DEMO_REGISTRY DEMO_REGISTRY_USER DEMO_REGISTRY_PASSWORD
+#                                               a registry (ip:port) holding DEMO_IMAGE, with
+#                                               basic auth; the outer ships can pull from it
 #   MAESTRO_SSH_CONFIG                          an ssh_config with a Host entry per ship
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -42,7 +45,7 @@ cargo build
 MAESTRO=target/debug/maestro
 
 echo "==> bringing up the demo bed (3 ships + 1 behind a bastion)" >&2
-bed_json=$(testbed/bed.sh up --name "$BED_NAME" --ships 3 --inner 1)
+bed_json=$(testbed/bed.sh up --name "$BED_NAME" --ships 3 --inner 1 --registry)
 bed_dir=$(dirname "$bed_json")
 # shellcheck disable=SC1091
 . "$bed_dir/bed.env"
@@ -60,6 +63,8 @@ mkdir -p "$(dirname "$ENV_FILE")"
     printf 'export DEMO_SSH_KEY=%q DEMO_KNOWN_HOSTS=%q DEMO_SSH_USER=root\n' \
         "$BED_KEY" "$BED_KNOWN_HOSTS"
     printf 'export DEMO_IMAGE=%q\n' "$BED_IMAGE"
+    printf 'export DEMO_REGISTRY=%q DEMO_REGISTRY_USER=%q DEMO_REGISTRY_PASSWORD=%q\n' \
+        "$BED_REGISTRY" "$BED_REGISTRY_USER" "$BED_REGISTRY_PASSWORD"
     printf 'export MAESTRO_SSH_CONFIG=%q\n' "$BED_SSH_CONFIG"
 } >"$ENV_FILE"
 # shellcheck disable=SC1090
@@ -71,9 +76,9 @@ run() {
 }
 run "$MAESTRO" -f "$DEMO_FILE" validate
 run "$MAESTRO" -f "$DEMO_FILE" deptree
-# Once orchestration lands:
-# run "$MAESTRO" -f "$DEMO_FILE" start
-# run "$MAESTRO" -f "$DEMO_FILE" status
+
+run "$MAESTRO" -f "$DEMO_FILE" start
+run "$MAESTRO" -f "$DEMO_FILE" status
 
 cat >&2 <<MSG
 

@@ -2,8 +2,8 @@
 # The whole test suite, as CI runs it (run as root on a Debian-like machine):
 #   ./test.sh
 # installs what is missing, checks formatting and lints, brings up a test bed (3 ships, a
-# bastion and 2 ships reachable only through it), runs every unit and integration test against
-# it, and tears the bed down whatever happens. Extra arguments go to `cargo test`.
+# bastion and 2 ships reachable only through it, a registry), runs every unit and integration
+# test against it, and tears the bed down whatever happens. Extra arguments go to `cargo test`.
 #
 # It first removes every test bed on the machine (`bed.sh down --all`), leftovers of killed
 # runs; MAESTRO_KEEP_BEDS=1 skips that when other beds are in use.
@@ -27,7 +27,8 @@ step "test bed"
 BED_NAME=${MAESTRO_TEST_BED_NAME:-ci}
 [ "${MAESTRO_KEEP_BEDS:-}" = 1 ] || testbed/bed.sh down --all
 trap 'testbed/bed.sh down --name "$BED_NAME"' EXIT
-bed_json=$(testbed/bed.sh up --name "$BED_NAME" --ships 3 --inner 2)
+trap 'exit 130' INT TERM # so that the EXIT trap tears the bed down on ^C or kill too
+bed_json=$(testbed/bed.sh up --name "$BED_NAME" --ships 3 --inner 2 --registry)
 export MAESTRO_TESTBED=$bed_json
 
 step "cargo test"

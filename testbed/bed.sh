@@ -3,7 +3,7 @@
 # dockerd and sshd, an optional bastion namespace in front of "inner" ships that the operator
 # (root) namespace cannot route to. The interface is described in TESTBED-CONTRACT.md.
 #
-#   bed.sh up --name NAME [--ships K] [--inner M] [--image]   prints the path of bed.json
+#   bed.sh up --name NAME [--ships K] [--inner M] [--image] [--registry]   prints bed.json's path
 #   bed.sh down --name NAME | down --all
 #   bed.sh status --name NAME
 #   bed.sh sshd --name NAME --ship SHIP stop|start             (for "sshd down" tests)
@@ -15,6 +15,9 @@ set -euo pipefail
 BED_ROOT=${MAESTRO_BED_ROOT:-/tmp/maestro-bed}
 IMAGE_REF=maestro-test:latest
 OPERATOR_PASSPHRASE=maestro-test
+REGISTRY_PORT=5000
+REGISTRY_USER=maestro
+REGISTRY_PASSWORD=maestro-test
 WAIT_SECONDS=${MAESTRO_BED_WAIT:-90}
 SSHD_BIN=$(command -v sshd || echo /usr/sbin/sshd)
 
@@ -117,21 +120,34 @@ build_image() {
 # ---------------------------------------------------------------------------------------------
 # Tear down. Works from the NAME alone (names are derived), so it also cleans half-made beds.
 
-kill_cgroups() { # kill container processes of the bed (dockerd --cgroup-parent=P-SHIP)
-    local d
-    for _ in 1 2 3; do
-        local pids=""
-        while IFS= read -r d; do
-            pids+=" $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | tr '\n' ' ')"
-        done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -name "$1-*" 2>/dev/null)
-        pids=$(echo $pids)
-        [ -z "$pids" ] && break
-        kill -9 $pids 2>/dev/null || true
-        sleep 0.2
+kill_cgroups() { # kill container processes of the bed (dockerd --cgroup-parent=/P-SHIP)
+    # The parents sit at the top of each hierarchy (cgroup v1: one per controller; v2: one).
+    local all=() procs=() d pids p live
+    for d in /sys/fs/cgroup/"$1"-* /sys/fs/cgroup/*/"$1"-*; do
+        [ -d "$d" ] && all+=("$d")
     done
-    # Remove the (now empty) cgroups, deepest first.
-    find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -name "$1-*" 2>/dev/null |
-        while IFS= read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
+    [ ${#all[@]} -gt 0 ] || return 0
+    # Reading one hierarchy is enough to find the processes: pids (v1) or the v2 tree.
+    for d in /sys/fs/cgroup/pids/"$1"-* /sys/fs/cgroup/"$1"-*; do
+        [ -d "$d" ] && procs+=("$d")
+    done
+    [ ${#procs[@]} -gt 0 ] || procs=("${all[@]}")
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        pids=$(for d in "${procs[@]}"; do cat "$d"/cgroup.procs "$d"/*/cgroup.procs 2>/dev/null; done |
+            sort -u | tr '\n' ' ' || true)
+        live=""
+        for p in $pids; do
+            [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] || live+=" $p"
+        done
+        [ -z "$live" ] && break
+        kill -9 $live 2>/dev/null || true
+        sleep 0.05
+    done
+    # Remove the (now empty) cgroups, children first.
+    for d in "${all[@]}"; do
+        rmdir "$d"/*/ 2>/dev/null || true
+        rmdir "$d" 2>/dev/null || true
+    done
 }
 
 netns_pids() { # all processes in the bed's namespaces
@@ -163,6 +179,7 @@ down_prefix() { # PREFIX [DIR]
     kill_cgroups "$prefix"
     # dockerd and sshd get a TERM and ~3s (dockerd then stops its containerd cleanly, which
     # leaves no shim sockets behind); whatever remains gets a KILL.
+    if [ ! -d "$dir" ] || [ -d "$dir/registry" ]; then kill_registry "$prefix"; fi
     # Processes are found by namespace, never by pidfile: a stale pidfile could name a reused pid.
     local daemons="" p
     for p in $(netns_pids "$prefix"); do
@@ -213,10 +230,17 @@ cmd_down() {
                 down_prefix "$(bed_prefix "$n")" "$BED_ROOT/$n"
             done
         fi
-        # Beds whose directory is already gone.
-        prefixes=$( (ip netns list 2>/dev/null | awk '{print $1}'; ip -o link show | awk -F': ' '{print $2}') |
+        # Beds whose directory is already gone (only for the default root: with another
+        # root, the beds of /tmp/maestro-bed would look like orphans).
+        [ "$BED_ROOT" = /tmp/maestro-bed ] || prefixes=skip
+        [ "$prefixes" = skip ] || prefixes=$( (ip netns list 2>/dev/null | awk '{print $1}'; ip -o link show | awk -F': ' '{print $2}') |
             grep -oE '^mb[0-9a-f]{6}' | sort -u || true)
-        for p in $prefixes; do down_prefix "$p"; done
+        [ "$prefixes" = skip ] || for p in $prefixes; do down_prefix "$p"; done
+        # With no bed left, the image cache and the lock files go too.
+        if [ -d "$BED_ROOT" ] && [ -z "$(find "$BED_ROOT" -mindepth 1 -maxdepth 1 -type d ! -name .image)" ]; then
+            rm -rf "$BED_ROOT/.image" "$BED_ROOT"/.*.lock
+            rmdir "$BED_ROOT" 2>/dev/null || true
+        fi
         return 0
     fi
     [ -n "${NAME:-}" ] || die "down needs --name NAME or --all"
@@ -250,10 +274,16 @@ make_netns() { # NS
     ip -n "$1" link set lo up
 }
 
-make_network() {
+check_subnets_free() {
     if ip -4 -o addr show | grep -qF " $OUTER_NET."; then
-        die "subnet $OUTER_NET.0/24 is already used on this machine (another bed with a colliding name?)"
+        die "subnet $OUTER_NET.0/24 is already used on this machine (another bed with a colliding name? pick another name)"
     fi
+    if ip -4 route show | grep -qE "^(unreachable )?$INNER_NET\.0/24"; then
+        die "subnet $INNER_NET.0/24 is already routed on this machine (another bed with a colliding name? pick another name)"
+    fi
+}
+
+make_network() {
     ip link add "$BRIDGE" type bridge
     ip addr add "$OUTER_NET.1/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
@@ -337,7 +367,7 @@ start_sshd() { # NS HOSTDIR
     local ns=$1 hd=$2
     rm -f "$hd/sshd.pid"
     setsid nsenter --net="/var/run/netns/$ns" "$SSHD_BIN" -D -e -f "$hd/sshd_config" \
-        </dev/null >>"$hd/sshd.log" 2>&1 &
+        </dev/null >>"$hd/sshd.log" 2>&1 8>&- &
 }
 
 start_dockerd() { # NS HOSTDIR
@@ -351,7 +381,8 @@ start_dockerd() { # NS HOSTDIR
         --data-root "$hd/data" --exec-root "$hd/x" --pidfile "$hd/dockerd.pid" \
         -H "unix://$hd/docker.sock" -H tcp://127.0.0.1:2375 \
         --cgroup-parent "/$ns" --shutdown-timeout 2 --iptables=true \
-        </dev/null >>"$hd/dockerd.log" 2>&1 &
+        --insecure-registry "$OUTER_NET.1:$REGISTRY_PORT" \
+        </dev/null >>"$hd/dockerd.log" 2>&1 8>&- & # 8: the bed lock
 }
 
 wait_docker() { # HOSTDIR: wait for the daemon to answer, bounded
@@ -471,9 +502,17 @@ write_bed_json() {
                 "$(json_str "$BASTION_NS")" \
                 "$(json_str "$(fingerprint "$hd/ssh_host_ed25519_key.pub")")" \
                 "$(json_str "$hd/ssh_host_ed25519_key.pub")"
-            printf '              "dir": %s, "sshd_pidfile": %s}\n' "$(json_str "$hd")" "$(json_str "$hd/sshd.pid")"
+            printf '              "dir": %s, "sshd_pidfile": %s},\n' "$(json_str "$hd")" "$(json_str "$hd/sshd.pid")"
         else
-            printf '  "bastion": null\n'
+            printf '  "bastion": null,\n'
+        fi
+        if [ "$REGISTRY" = 1 ]; then
+            printf '  "registry": {"address": "%s", "user": %s, "password": %s,\n' \
+                "$OUTER_NET.1:$REGISTRY_PORT" "$(json_str "$REGISTRY_USER")" "$(json_str "$REGISTRY_PASSWORD")"
+            printf '               "image": "%s/%s", "reachable_from_inner": false}\n' \
+                "$OUTER_NET.1:$REGISTRY_PORT" "$IMAGE_REF"
+        else
+            printf '  "registry": null\n'
         fi
         printf '}\n'
     } >"$out"
@@ -491,11 +530,72 @@ write_bed_env() { # the same facts as bed.json, for shell scripts (no JSON parse
         if [ "$INNER" -gt 0 ]; then
             printf 'BED_BASTION_IP=%q\nBED_BASTION_INNER_IP=%q\n' "$OUTER_NET.2" "$INNER_NET.2"
         fi
+        if [ "$REGISTRY" = 1 ]; then
+            printf 'BED_REGISTRY=%q\nBED_REGISTRY_USER=%q\nBED_REGISTRY_PASSWORD=%q\n' \
+                "$OUTER_NET.1:$REGISTRY_PORT" "$REGISTRY_USER" "$REGISTRY_PASSWORD"
+        fi
         for i in "${!SHIP_NAMES[@]}"; do
             var=BED_$(echo "${SHIP_NAMES[$i]}" | tr '[:lower:]' '[:upper:]')
             printf '%s_IP=%q\n%s_SOCKET=%q\n' "$var" "${SHIP_IPS[$i]}" "$var" "$DIR/${SHIP_NAMES[$i]}/docker.sock"
         done
     } >"$out"
+}
+
+# An optional registry (distribution's `docker-registry`, htpasswd auth, plain HTTP) in the
+# root namespace on the bridge address: outer ships (their dockerd trusts it as insecure) and
+# the operator reach it; inner ships cannot (no route), as a bastion-only network would be.
+registry_config() { printf '%s/registry/%s-registry.yml' "$DIR" "$P"; }
+
+start_registry() {
+    command -v docker-registry >/dev/null || die "--registry needs docker-registry (apt-get install docker-registry)"
+    command -v htpasswd >/dev/null || die "--registry needs htpasswd (apt-get install apache2-utils)"
+    local rd=$DIR/registry
+    mkdir -p "$rd/data"
+    htpasswd -Bbn "$REGISTRY_USER" "$REGISTRY_PASSWORD" >"$rd/htpasswd" 2>/dev/null
+    cat >"$(registry_config)" <<YAML
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $rd/data}, delete: {enabled: true}}
+http: {addr: "$OUTER_NET.1:$REGISTRY_PORT"}
+auth: {htpasswd: {realm: maestro-bed, path: $rd/htpasswd}}
+YAML
+    setsid docker-registry serve "$(registry_config)" </dev/null >>"$rd/registry.log" 2>&1 8>&- &
+}
+
+wait_registry() {
+    local deadline=$((SECONDS + WAIT_SECONDS))
+    while [ $SECONDS -le $deadline ]; do
+        bash -c "exec 3<>/dev/tcp/$OUTER_NET.1/$REGISTRY_PORT" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bed.sh: the registry did not listen on $OUTER_NET.1:$REGISTRY_PORT; log tail:" >&2
+    tail -n 25 "$DIR/registry/registry.log" >&2 || true
+    return 1
+}
+
+seed_registry() { # push the test image, through ship1's daemon, with credentials kept in the bed
+    local sock=$DIR/${SHIP_NAMES[0]}/docker.sock reg=$OUTER_NET.1:$REGISTRY_PORT
+    local -x DOCKER_CONFIG=$DIR/registry/docker-config
+    docker -H "unix://$sock" tag "$IMAGE_REF" "$reg/$IMAGE_REF" &&
+        printf '%s' "$REGISTRY_PASSWORD" |
+        docker -H "unix://$sock" login -u "$REGISTRY_USER" --password-stdin "$reg" >/dev/null 2>&1 &&
+        docker -H "unix://$sock" push -q "$reg/$IMAGE_REF" >/dev/null &&
+        docker -H "unix://$sock" logout "$reg" >/dev/null 2>&1 &&
+        docker -H "unix://$sock" rmi "$reg/$IMAGE_REF" >/dev/null ||
+        die "could not push the test image to the registry $reg"
+}
+
+kill_registry() { # PREFIX: the registry runs in the root namespace, found by its config name
+    local p pids="" args
+    for p in /proc/[0-9]*; do
+        # mapfile, not $(...): no fork per process.
+        mapfile -d '' -t args 2>/dev/null <"$p/cmdline" || continue
+        [ "${#args[@]}" -ge 3 ] && [ "${args[0]##*/}" = docker-registry ] &&
+            [ "${args[2]}" = "${args[2]%/*}/$1-registry.yml" ] && pids+=" ${p#/proc/}"
+    done
+    [ -n "$pids" ] || return 0
+    kill -TERM $pids 2>/dev/null || true
+    wait_gone 2 $pids || kill -KILL $pids 2>/dev/null || true
 }
 
 check_prereqs() {
@@ -505,6 +605,11 @@ check_prereqs() {
         command -v "$c" >/dev/null || die "missing command '$c' (see test.sh for the packages)"
     done
     [ -x "$SSHD_BIN" ] || die "missing sshd (apt-get install openssh-server)"
+    # With UsePAM no, sshd refuses even key logins to a locked account ("!" password).
+    if [ "$(awk -F: '$1 == "root" {print substr($2, 1, 1)}' /etc/shadow 2>/dev/null)" = "!" ]; then
+        log "warning: root's password is locked ('!' in /etc/shadow); sshd will refuse root logins." \
+            "Unlock without a password: usermod -p '*' root"
+    fi
 }
 
 cmd_up() {
@@ -514,6 +619,8 @@ cmd_up() {
     [[ $INNER =~ ^[0-9]+$ ]] && [ "$INNER" -le 50 ] || die "--inner must be 0..50"
     local t0=$SECONDS
     down_prefix "$P" "$DIR"
+    # Checked before the trap below: its teardown must never touch another bed's subnets.
+    check_subnets_free
     mkdir -p "$DIR"
     # From here on, a failure leaves nothing half-made behind.
     trap 'rc=$?; if [ $rc != 0 ]; then echo "bed.sh: up failed, tearing down $NAME" >&2; BED_QUIET=1 down_prefix "$P" "$DIR"; fi' EXIT
@@ -525,6 +632,7 @@ cmd_up() {
     local image_job=$!
     make_network
     make_keys
+    [ "$REGISTRY" = 0 ] || start_registry
     local i n hd
     for i in "${!SHIP_NAMES[@]}"; do
         n=${SHIP_NAMES[$i]}
@@ -570,6 +678,11 @@ cmd_up() {
     fi
     for i in "${pids[@]}"; do wait "$i" || fail=1; done
     [ $fail = 0 ] || die "bed '$NAME' did not come up (see messages above)"
+    if [ "$REGISTRY" = 1 ]; then
+        [ "$SHIPS" -gt 0 ] || die "--registry needs at least one outer ship"
+        wait_registry || die "bed '$NAME' did not come up"
+        seed_registry
+    fi
     write_bed_env
     write_bed_json
     trap - EXIT
@@ -629,7 +742,7 @@ main() {
     [ $# -ge 1 ] || usage
     local cmd=$1
     shift
-    SHIPS=3 INNER=0 ALL=0 NAME="" SHIP="" ACTION=""
+    SHIPS=3 INNER=0 ALL=0 NAME="" SHIP="" ACTION="" REGISTRY=0
     while [ $# -gt 0 ]; do
         case "$1" in
         --name) NAME=${2:-}; shift 2 ;;
@@ -640,6 +753,7 @@ main() {
         --inner=*) INNER=${1#*=}; shift ;;
         --ship) SHIP=${2:-}; shift 2 ;;
         --image) shift ;; # the image is always loaded; kept for the contract
+        --registry) REGISTRY=1; shift ;;
         --all) ALL=1; shift ;;
         stop | start) ACTION=$1; shift ;;
         -h | --help) usage ;;
@@ -647,6 +761,13 @@ main() {
         esac
     done
     [ -z "$NAME" ] || derive "$NAME"
+    if [ -n "$NAME" ] && [ "$cmd" != status ]; then
+        # One bed.sh at a time per bed: a test's teardown racing the next test's `up` of the
+        # same name must not interleave.
+        mkdir -p "$BED_ROOT"
+        exec 8>"$BED_ROOT/.$NAME.lock"
+        flock 8
+    fi
     case "$cmd" in
     up) cmd_up ;;
     down) [ "$(id -u)" = 0 ] || die "must run as root"; cmd_down ;;

@@ -4,8 +4,37 @@ use std::path::Path;
 
 use maestro::config::{self, Check, CommandSpec, JumpHost, KnownHostsPolicy, Protocol, VolumeMode};
 
+/// The variables `./demo.sh` exports for examples/demo.yaml (addresses of the test bed).
+fn demo_vars() -> std::collections::BTreeMap<String, String> {
+    [
+        ("DEMO_SSH_KEY", "/bed/id_ed25519"),
+        ("DEMO_KNOWN_HOSTS", "/bed/known_hosts"),
+        ("DEMO_SHIP1_IP", "10.200.0.11"),
+        ("DEMO_SHIP2_IP", "10.200.0.12"),
+        ("DEMO_SHIP3_IP", "10.200.0.13"),
+        ("DEMO_INNER1_IP", "10.200.1.21"),
+        ("DEMO_BASTION_IP", "10.200.0.10"),
+        ("DEMO_SHIP1_DOCKER_SOCKET", "/bed/ship1/docker.sock"),
+        ("DEMO_SHIP2_DOCKER_SOCKET", "/bed/ship2/docker.sock"),
+        ("DEMO_SHIP3_DOCKER_SOCKET", "/bed/ship3/docker.sock"),
+        ("DEMO_INNER1_DOCKER_SOCKET", "/bed/inner1/docker.sock"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 fn load(path: &str) -> config::Environment {
-    match config::load(Path::new(path)) {
+    let loaded = if path.ends_with("demo.yaml") {
+        std::fs::read_to_string(path)
+            .map_err(|e| panic!("{path}: {e}"))
+            .and_then(|text| {
+                config::load_str_with_vars(&text, path, Path::new("examples"), &demo_vars())
+            })
+    } else {
+        config::load(Path::new(path))
+    };
+    match loaded {
         Ok(env) => env,
         Err(e) => panic!("{path} should load:\n{e}"),
     }
@@ -112,11 +141,11 @@ fn webapp_bastion_resolves_inheritance_and_ssh() {
 }
 
 #[test]
-fn demo_has_three_ships_and_a_bastion_hop() {
+fn demo_has_three_ships_and_one_behind_a_bastion() {
     let env = load("examples/demo.yaml");
-    assert_eq!(env.ships.len(), 3);
-    let ship3 = env.ship("ship3").expect("ship3");
-    let ssh = ship3.ssh.as_ref().expect("ssh");
+    assert_eq!(env.ships.len(), 4);
+    let inner = env.ship("inner1").expect("inner1");
+    let ssh = inner.ssh.as_ref().expect("ssh");
     assert_eq!(ssh.user.as_deref(), Some("root"));
     assert!(matches!(&ssh.jump[0], JumpHost::Address { host, .. } if host == "10.200.0.10"));
     assert!(env.instance("api-1").is_some() && env.instance("api-2").is_some());

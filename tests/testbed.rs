@@ -110,7 +110,7 @@ fn leftovers(prefix: &str, dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing_behind() {
-    let bed = TestBed::up("selftest", 3, 2);
+    let bed = TestBed::up_with("selftest", 3, 2, true);
     let prefix = bed.prefix.clone().expect("bed.json names its prefix");
     let inner_subnet = bed
         .inner_subnet
@@ -122,11 +122,16 @@ fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing
 
     // Every ship's Docker socket, forwarded through the system ssh client (inner ships through
     // the bastion, as the ssh_config says).
-    for ship in &bed.ships {
-        let forward = bed.forward_socket(&ship.name, &ship.docker_socket);
-        let version = server_version(&forward.docker_host());
-        assert!(!version.is_empty(), "{}: empty server version", ship.name);
-    }
+    std::thread::scope(|scope| {
+        for ship in &bed.ships {
+            let bed = &bed;
+            scope.spawn(move || {
+                let forward = bed.forward_socket(&ship.name, &ship.docker_socket);
+                let version = server_version(&forward.docker_host());
+                assert!(!version.is_empty(), "{}: empty server version", ship.name);
+            });
+        }
+    });
 
     // The dockerd TCP port on the ship's loopback, forwarded the same way.
     let forward = bed.forward("ship2", "127.0.0.1:2375");
@@ -173,6 +178,13 @@ fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing
         "inner ship {} is reachable directly from the operator's namespace",
         inner1.ip
     );
+    let route = run(Command::new("ip").args(["route", "get", &inner1.ip]));
+    assert!(
+        !route.status.success(),
+        "the operator's namespace has a route to {}:\n{}",
+        inner1.ip,
+        text(&route)
+    );
     let direct = run(bed.ssh_command("inner1").args([
         "-o",
         "ProxyJump=none",
@@ -211,6 +223,14 @@ fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing
     assert!(out.status.success(), "two-hop ssh\n{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&bed.ship("inner2").ip));
 
+    // sshd down and up again (for the transport's "sshd down" tests).
+    bed.set_sshd_running("ship3", false);
+    let refused = bed.ssh("ship3", "true");
+    assert!(!refused.status.success(), "ssh worked with sshd stopped");
+    bed.set_sshd_running("ship3", true);
+    let back = bed.ssh("ship3", "true");
+    assert!(back.status.success(), "ssh after restart\n{}", text(&back));
+
     // The test image is in every daemon, with one id, and runs.
     let mut ids: Vec<String> = bed
         .ships
@@ -226,6 +246,37 @@ fn a_bed_of_three_ships_and_inner_ships_works_over_system_ssh_and_leaves_nothing
     assert_eq!(ids.len(), 1, "image ids differ: {ids:?}");
     let hello = bed.docker_ok("ship3", &["run", "--rm", &bed.image, "echo", "hello"]);
     assert_eq!(hello, "hello");
+    // The registry: the test image is there, behind basic auth; credentials stay in a
+    // throwaway DOCKER_CONFIG.
+    let registry = bed.registry().clone();
+    let anonymous = bed.docker_cli("ship2", &["pull", &registry.image]);
+    assert!(
+        !anonymous.status.success(),
+        "pull without credentials worked"
+    );
+    let docker_config = tempfile::tempdir().expect("tempdir");
+    let with_config = |args: &[&str]| {
+        stdout_ok(
+            Command::new("docker")
+                .arg("-H")
+                .arg(format!(
+                    "unix://{}",
+                    bed.ship("ship2").docker_socket.display()
+                ))
+                .args(args)
+                .env("DOCKER_CONFIG", docker_config.path()),
+        )
+    };
+    with_config(&[
+        "login",
+        "-u",
+        &registry.user,
+        "-p",
+        &registry.password,
+        &registry.address,
+    ]);
+    with_config(&["pull", &registry.image]);
+
     // A running container too: `down` must get rid of it.
     bed.docker_ok("inner1", &["run", "-d", &bed.image, "sleep", "1000"]);
 

@@ -25,7 +25,12 @@ Exit codes: 0 done, 1 some instance failed, 2 bad input, 130 interrupted.";
 #[command(name = "maestro", version, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
     /// The environment file; `-` reads it from standard input.
-    #[arg(short = 'f', long = "file", global = true, default_value = "maestro.yaml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "maestro.yaml"
+    )]
     pub file: PathBuf,
 
     /// How progress is shown: live bars on a terminal, plain timestamped lines otherwise.

@@ -146,7 +146,10 @@ services: {}
             endpoint(&e, ship, ConnectOptions::default())
         };
         let a = ep("a");
-        assert_eq!(a.docker, DockerTarget::Socket("/var/run/docker.sock".into()));
+        assert_eq!(
+            a.docker,
+            DockerTarget::Socket("/var/run/docker.sock".into())
+        );
         match &a.route {
             Route::Ssh(r) => {
                 assert_eq!(r.host, "10.0.0.1");
@@ -158,7 +161,14 @@ services: {}
         }
         assert_eq!(ep("b").docker, DockerTarget::Tcp(2375));
         assert_eq!(ep("c").docker, DockerTarget::Tcp(4243));
-        assert!(matches!(ep("d").route, Route::Tcp { port: 2375, tls: None, .. }));
+        assert!(matches!(
+            ep("d").route,
+            Route::Tcp {
+                port: 2375,
+                tls: None,
+                ..
+            }
+        ));
         assert!(matches!(ep("e").route, Route::Local { .. }));
     }
 

@@ -1,7 +1,13 @@
 //! The orchestration layer: the plan (which instances, in which order), the executor that
 //! runs it across ships, and the events it emits for the renderers in `ui`.
 
+pub mod autoconf;
+pub mod checks;
 pub mod events;
 pub mod executor;
-pub mod plan;
 pub mod fleet;
+pub mod logs;
+pub mod ops;
+pub mod plan;
+pub mod spec;
+pub mod status;

@@ -75,6 +75,18 @@ pub struct Bastion {
     pub host_key_public: Option<PathBuf>,
 }
 
+/// A registry (`bed.sh up --registry`): plain HTTP with basic auth, on the outer bridge
+/// address; every ship's dockerd trusts it as insecure; inner ships cannot reach it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registry {
+    /// `ip:port`, the prefix of image names in it.
+    pub address: String,
+    pub user: String,
+    pub password: String,
+    /// The test image, already pushed there.
+    pub image: String,
+}
+
 /// What bed.json holds.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BedInfo {
@@ -93,6 +105,8 @@ pub struct BedInfo {
     pub image: String,
     pub ships: Vec<Ship>,
     pub bastion: Option<Bastion>,
+    #[serde(default)]
+    pub registry: Option<Registry>,
 }
 
 /// A running bed. Dropping a bed this process brought up tears it down (also when the test
@@ -133,9 +147,19 @@ impl TestBed {
     /// Brings up a bed named `name` with `ships` outer ships and `inner` ships behind a bastion
     /// (a bastion exists when `inner > 0`). An existing bed of that name is replaced.
     pub fn up(name: &str, ships: usize, inner: usize) -> TestBed {
+        TestBed::up_with(name, ships, inner, false)
+    }
+
+    /// Like `up`, with a registry when `registry` is true (see `Registry`).
+    pub fn up_with(name: &str, ships: usize, inner: usize, registry: bool) -> TestBed {
         let out = Command::new(bed_script())
             .args(["up", "--name", name])
             .args(["--ships", &ships.to_string(), "--inner", &inner.to_string()])
+            .args(if registry {
+                &["--registry"][..]
+            } else {
+                &[][..]
+            })
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bed_script().display()));
@@ -180,8 +204,8 @@ impl TestBed {
     }
 
     /// The bed shared by the tests of this run: the one named by `MAESTRO_TESTBED` if set
-    /// (left running), else one brought up for this test binary (3 ships, 2 inner ships) and
-    /// torn down when the last test holding it drops it.
+    /// (left running), else one brought up for this test binary (3 ships, 2 inner ships, a
+    /// registry) and torn down when the last test holding it drops it.
     pub fn shared() -> Arc<TestBed> {
         if let Some(path) = std::env::var_os(TESTBED_ENV).filter(|p| !p.is_empty()) {
             let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,7 +223,7 @@ impl TestBed {
         if let Some(bed) = guard.upgrade() {
             return bed;
         }
-        let bed = Arc::new(TestBed::up(&auto_bed_name(), 3, 2));
+        let bed = Arc::new(TestBed::up_with(&auto_bed_name(), 3, 2, true));
         *guard = Arc::downgrade(&bed);
         bed
     }
@@ -255,6 +279,13 @@ impl TestBed {
 
     pub fn ssh_config(&self) -> &Path {
         &self.info.operator.ssh_config
+    }
+
+    pub fn registry(&self) -> &Registry {
+        self.info
+            .registry
+            .as_ref()
+            .unwrap_or_else(|| panic!("test bed {} has no registry", self.info.name))
     }
 
     /// Runs the docker CLI against a ship's socket directly (not through SSH), to assert state.

@@ -37,7 +37,11 @@ pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
 }
 
 /// `maestro deptree`: the services and what they require, as a tree.
-pub(in crate::cli) fn deptree(cli: &Cli, things: &Things, recursive: bool) -> Result<i32, CliError> {
+pub(in crate::cli) fn deptree(
+    cli: &Cli,
+    things: &Things,
+    recursive: bool,
+) -> Result<i32, CliError> {
     let env = load(cli)?;
     print!("{}", plan::render_deptree(&env, &things.names, recursive)?);
     Ok(0)

@@ -1,7 +1,367 @@
 //! start, up, stop, down, kill, restart, pull, clean: the commands that change ships.
+//!
+//! Each loads the environment, selects the instances (dependencies widened or ignored as
+//! asked, in the command's direction), connects to every ship the selection touches at once,
+//! and runs the executor with the matching operation while a renderer shows the events.
+//! A ship that cannot be reached fails its own instances (and skips what waits on them); the
+//! rest of the run goes on.
 
-use super::super::{Cli, CliError};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub(super) fn run(_cli: &Cli) -> Result<i32, CliError> {
-    Err(CliError::Usage("this command is not implemented yet".into()))
+use super::super::{Cli, CliError, Command, Output, Things};
+use super::{load, runtime};
+use crate::config::Environment;
+use crate::orchestrate::events::EventSink;
+use crate::orchestrate::executor::{self, Limits, RunSpec, Summary};
+use crate::orchestrate::fleet::{self, ConnectOptions};
+use crate::orchestrate::ops::{self, Action, Fleet, LifecycleOp, ShipHandle};
+use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
+use crate::ui::{self, RenderMode};
+
+/// What the command line asked for, reduced to what the runs need.
+#[derive(Debug, Clone)]
+enum Request {
+    /// One run of one action over one plan.
+    Single {
+        command: &'static str,
+        action: Action,
+        direction: Direction,
+        /// Pull has no ordering to respect.
+        ignore_dependencies: bool,
+    },
+    Restart {
+        step_delay: Option<Duration>,
+        stop_start_delay: Option<Duration>,
+        only_if_changed: bool,
+        refresh_images: bool,
+    },
+}
+
+fn seconds(value: Option<f64>, flag: &str) -> Result<Option<Duration>, CliError> {
+    match value {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(CliError::Usage(format!(
+            "{flag} must be a number of seconds >= 0, not {s}"
+        ))),
+    }
+}
+
+/// stop and kill act on everything only when asked to with `-a`, as in MaestroNG.
+fn require_names_or_all(command: &str, things: &Things) -> Result<(), CliError> {
+    if things.names.is_empty() && !things.all {
+        return Err(CliError::Usage(format!(
+            "`{command}` needs the names of the services or instances to {command}, \
+             or -a/--all to {command} everything"
+        )));
+    }
+    Ok(())
+}
+
+fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
+    let single = |command, action, direction| Request::Single {
+        command,
+        action,
+        direction,
+        ignore_dependencies: false,
+    };
+    Ok(match &cli.command {
+        Command::Start {
+            things,
+            refresh_images,
+            reuse,
+        } => (
+            things.clone(),
+            single(
+                "start",
+                Action::Start {
+                    refresh_images: *refresh_images,
+                    reuse: *reuse,
+                },
+                Direction::Forward,
+            ),
+        ),
+        Command::Up {
+            things,
+            refresh_images,
+        } => (
+            things.clone(),
+            single(
+                "up",
+                Action::Start {
+                    refresh_images: *refresh_images,
+                    reuse: false,
+                },
+                Direction::Forward,
+            ),
+        ),
+        Command::Stop { things } => {
+            require_names_or_all("stop", things)?;
+            (
+                things.clone(),
+                single("stop", Action::Stop, Direction::Reverse),
+            )
+        }
+        Command::Down { things } => (
+            things.clone(),
+            single("down", Action::Stop, Direction::Reverse),
+        ),
+        Command::Kill { things } => {
+            require_names_or_all("kill", things)?;
+            (
+                things.clone(),
+                single("kill", Action::Kill, Direction::Reverse),
+            )
+        }
+        Command::Clean { things } => (
+            things.clone(),
+            single("clean", Action::Clean, Direction::Forward),
+        ),
+        Command::Pull { things } => (
+            things.clone(),
+            Request::Single {
+                command: "pull",
+                action: Action::Pull,
+                direction: Direction::Forward,
+                ignore_dependencies: true,
+            },
+        ),
+        Command::Restart {
+            things,
+            step_delay,
+            stop_start_delay,
+            only_if_changed,
+            refresh_images,
+        } => (
+            things.clone(),
+            Request::Restart {
+                step_delay: seconds(*step_delay, "--step-delay")?,
+                stop_start_delay: seconds(*stop_start_delay, "--stop-start-delay")?,
+                only_if_changed: *only_if_changed,
+                refresh_images: *refresh_images,
+            },
+        ),
+        _ => return Err(CliError::Usage("not a lifecycle command".into())),
+    })
+}
+
+fn selection(things: &Things, direction: Direction, ignore_dependencies: bool) -> Selection {
+    Selection {
+        names: things.names.clone(),
+        container_filter: things.container_filter.clone(),
+        ship_filter: things.ship_filter.clone(),
+        with_dependencies: things.with_dependencies,
+        ignore_dependencies: things.ignore_dependencies || ignore_dependencies,
+        direction,
+        include_omitted: false,
+    }
+}
+
+fn render_mode(cli: &Cli) -> RenderMode {
+    match cli.output_mode() {
+        Output::Json => RenderMode::Json,
+        Output::Plain => RenderMode::Plain,
+        Output::Progress => RenderMode::Progress,
+        Output::Auto => RenderMode::choose(false, false),
+    }
+}
+
+fn limits(env: &Environment, things: &Things) -> Limits {
+    Limits {
+        global: things.concurrency,
+        per_ship: env
+            .ships
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.max_concurrency?)))
+            .collect(),
+    }
+}
+
+pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
+    let (things, request) = request(cli)?;
+    let env = Arc::new(load(cli)?);
+    let graph = Graph::new(&env);
+    graph.topological_order()?;
+    let plans: Vec<Plan> = match &request {
+        Request::Single {
+            direction,
+            ignore_dependencies,
+            ..
+        } => vec![plan::select(
+            &env,
+            &graph,
+            &selection(&things, *direction, *ignore_dependencies),
+        )?],
+        Request::Restart { step_delay, .. } => {
+            // -d widens a restart to the dependents, whichever half runs.
+            let stop = plan::select(&env, &graph, &selection(&things, Direction::Reverse, false))?;
+            let names: Vec<String> = stop.instances().map(str::to_string).collect();
+            let start_sel = Selection {
+                names,
+                with_dependencies: false,
+                container_filter: Vec::new(),
+                ship_filter: Vec::new(),
+                ..selection(&things, Direction::Forward, false)
+            };
+            let start = if stop.is_empty() {
+                Plan::default()
+            } else {
+                plan::select(&env, &graph, &start_sel)?
+            };
+            if step_delay.is_some() {
+                vec![start]
+            } else {
+                vec![stop, start]
+            }
+        }
+    };
+    let options = ConnectOptions {
+        accept_new_host_keys: cli.accept_new_host_keys,
+    };
+    let mode = render_mode(cli);
+    runtime()?.block_on(run_async(env, &things, request, plans, options, mode))
+}
+
+async fn connect(env: &Environment, plans: &[Plan], options: ConnectOptions) -> Fleet {
+    let ships: BTreeSet<&str> = plans
+        .iter()
+        .flat_map(|p| p.steps.iter().map(|s| s.ship.as_str()))
+        .collect();
+    if ships.is_empty() {
+        return Fleet::new();
+    }
+    let names: Vec<&str> = ships.into_iter().collect();
+    fleet::connect_all(env, &names, options)
+        .await
+        .into_iter()
+        .map(|(ship, result)| {
+            let handle = result
+                .map(|conn| ShipHandle::new(&ship, conn))
+                .map_err(|err| err.to_string());
+            (ship, handle)
+        })
+        .collect()
+}
+
+async fn run_async(
+    env: Arc<Environment>,
+    things: &Things,
+    request: Request,
+    plans: Vec<Plan>,
+    options: ConnectOptions,
+    mode: RenderMode,
+) -> Result<i32, CliError> {
+    let cancel = executor::interrupt_on_ctrl_c();
+    let fleet = Arc::new(connect(&env, &plans, options).await);
+    let (sink, events) = EventSink::new();
+    let renderer = tokio::spawn(ui::render(events, mode, std::io::stdout()));
+    let limits = limits(&env, things);
+    let mut summaries: Vec<Summary> = Vec::new();
+    let run = |command: &str, plan: &Plan, action: Action, limits: Limits| {
+        let (jobs, direction) = ops::jobs_of(plan);
+        let op = Arc::new(LifecycleOp::new(
+            Arc::clone(&env),
+            Arc::clone(&fleet),
+            &jobs,
+            action,
+        ));
+        let spec = RunSpec {
+            command: command.to_string(),
+            jobs,
+            direction,
+            limits,
+        };
+        executor::run(spec, op, sink.clone(), cancel.clone())
+    };
+    let outcome: Result<(), CliError> = async {
+        match request {
+            Request::Single {
+                command, action, ..
+            } => {
+                if let Some(plan) = plans.first() {
+                    summaries.push(run(command, plan, action, limits).await.map_err(failed)?);
+                }
+            }
+            Request::Restart {
+                step_delay: Some(step_delay),
+                stop_start_delay,
+                only_if_changed,
+                refresh_images,
+            } => {
+                // Rolling: one instance at a time, each stopped then started.
+                if let Some(plan) = plans.first() {
+                    let action = Action::RestartUnit {
+                        refresh_images,
+                        only_if_changed,
+                        stop_start_delay: stop_start_delay.unwrap_or_default(),
+                        step_delay,
+                    };
+                    let one_at_a_time = Limits {
+                        global: 1,
+                        ..limits
+                    };
+                    summaries.push(
+                        run("restart", plan, action, one_at_a_time)
+                            .await
+                            .map_err(failed)?,
+                    );
+                }
+            }
+            Request::Restart {
+                step_delay: None,
+                stop_start_delay,
+                only_if_changed,
+                refresh_images,
+            } => {
+                let (Some(stop), Some(start)) = (plans.first(), plans.get(1)) else {
+                    return Ok(());
+                };
+                let stop_action = if only_if_changed {
+                    Action::StopIfChanged { refresh_images }
+                } else {
+                    Action::Stop
+                };
+                let stopped = run("restart (stop)", stop, stop_action, limits.clone())
+                    .await
+                    .map_err(failed)?;
+                let interrupted = stopped.interrupted;
+                summaries.push(stopped);
+                if interrupted {
+                    return Ok(());
+                }
+                if let Some(delay) = stop_start_delay {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => return Ok(()),
+                    }
+                }
+                let start_action = Action::Start {
+                    // The stop half already pulled when it compared images.
+                    refresh_images: refresh_images && !only_if_changed,
+                    reuse: false,
+                };
+                summaries.push(
+                    run("restart (start)", start, start_action, limits)
+                        .await
+                        .map_err(failed)?,
+                );
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(sink);
+    let rendered = renderer.await;
+    for handle in fleet.values().flatten() {
+        handle.connection.close().await;
+    }
+    outcome?;
+    rendered.map_err(std::io::Error::other)??;
+    Ok(executor::combined_exit_code(&summaries))
+}
+
+fn failed(err: executor::ExecError) -> CliError {
+    CliError::Failed(err.to_string())
 }

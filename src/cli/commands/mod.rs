@@ -18,9 +18,7 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         Command::Deptree { things, recursive } => inspect::deptree(cli, things, *recursive),
         Command::Dump => inspect::dump(cli),
         Command::Ships { ships } => ships::ships(cli, ships),
-        Command::Status { .. } | Command::Logs { .. } | Command::Plan { .. } => {
-            observe::run(cli)
-        }
+        Command::Status { .. } | Command::Logs { .. } | Command::Plan { .. } => observe::run(cli),
         Command::Start { .. }
         | Command::Up { .. }
         | Command::Stop { .. }
@@ -30,7 +28,12 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         | Command::Pull { .. }
         | Command::Clean { .. } => lifecycle::run(cli),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "maestro", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "maestro",
+                &mut std::io::stdout(),
+            );
             Ok(0)
         }
         Command::Man => {

@@ -125,7 +125,10 @@ fn render(reports: &[ShipReport]) -> String {
                     engine.arch,
                     engine.round_trip.as_secs_f64() * 1000.0
                 ));
-                out.push_str(&format!("  route:    {} ({})\n", conn.route, conn.transport));
+                out.push_str(&format!(
+                    "  route:    {} ({})\n",
+                    conn.route, conn.transport
+                ));
                 for hop in &conn.hops {
                     out.push_str(&format!(
                         "  hop:      {} auth {} host key {}\n",

@@ -1,0 +1,483 @@
+//! `logs`: an instance's log lines, and following them across restarts of its container.
+//!
+//! A follow ends when the container stops. To survive a restart we wait until the container
+//! runs again and ask for its log from the last timestamp seen on: the daemon's `since` only
+//! takes whole seconds, so we ask with timestamps and drop every line not newer than the last
+//! one printed. Nothing is shown twice, nothing written in between is lost.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::container::LogOutput;
+use bollard::query_parameters::LogsOptionsBuilder;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::docker::{self, DockerError, LogSource, parse_docker_time};
+
+/// How often a follower asks whether a stopped container runs again.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
+
+/// What a log reader reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// One line of the container's output, without its newline.
+    Line {
+        instance: String,
+        source: LogSource,
+        text: String,
+    },
+    /// Something about the follow itself (stopped, running again, ship unreachable).
+    Notice { instance: String, text: String },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    /// The last N lines at first; `None` = the whole log.
+    pub tail: Option<usize>,
+    /// Keep following, across restarts, until the receiver goes away.
+    pub follow: bool,
+    /// How often to look whether a stopped (or missing) container runs again.
+    pub poll: Duration,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            tail: None,
+            follow: false,
+            poll: DEFAULT_POLL,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{instance}: there is no container {instance} on ship {ship}")]
+    Absent { instance: String, ship: String },
+    #[error("{instance}: {source}")]
+    Docker {
+        instance: String,
+        #[source]
+        source: DockerError,
+    },
+}
+
+/// One line as the daemon sent it with `timestamps`: the time it was written (when it
+/// carries one) and the text after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StampedLine {
+    pub time: Option<SystemTime>,
+    pub source: LogSource,
+    pub text: String,
+}
+
+/// Splits `2026-11-25T11:38:22.472438429Z text` into its time and text. A line without a
+/// readable time (the rest of a multi-line chunk of a TTY container) is all text.
+pub fn split_timestamp(line: &str) -> (Option<SystemTime>, &str) {
+    if let Some((stamp, rest)) = line.split_once(' ')
+        && let Some(time) = parse_docker_time(stamp)
+    {
+        return (Some(time), rest);
+    }
+    if let Some(time) = parse_docker_time(line) {
+        return (Some(time), "");
+    }
+    (None, line)
+}
+
+/// Which lines of a resumed log were already shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// The time of the last line shown: lines at or before it are not shown again.
+    pub after: Option<SystemTime>,
+}
+
+impl Resume {
+    /// Whole seconds for the daemon's `since` (it rounds nothing: we filter the rest).
+    pub fn since_seconds(&self) -> Option<i32> {
+        let after = self.after?;
+        let secs = after.duration_since(UNIX_EPOCH).ok()?.as_secs();
+        Some(i32::try_from(secs).unwrap_or(i32::MAX))
+    }
+
+    /// Whether a line written at `time` is new. Lines without a time follow the decision for
+    /// the line they came with, so callers pass the time they inherit.
+    pub fn is_new(&self, time: Option<SystemTime>) -> bool {
+        match (self.after, time) {
+            (Some(after), Some(time)) => time > after,
+            _ => true,
+        }
+    }
+}
+
+type RawLogs =
+    std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+fn raw_logs(
+    ship: &docker::Ship,
+    container: &str,
+    tail: Option<usize>,
+    since: Option<i32>,
+    follow: bool,
+) -> RawLogs {
+    let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+    let mut options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .follow(follow)
+        .tail(&tail);
+    if let Some(since) = since {
+        options = options.since(since);
+    }
+    Box::pin(ship.docker().logs(container, Some(options.build())))
+}
+
+/// Chunks of output into timestamped lines, per stream, keeping partial lines until their end
+/// arrives (the daemon splits long lines, and TTY output comes in arbitrary chunks).
+struct Splitter {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// The time of the last stamped line, inherited by unstamped continuation lines.
+    current: Option<SystemTime>,
+}
+
+impl Splitter {
+    fn new() -> Self {
+        Splitter {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            current: None,
+        }
+    }
+
+    fn push(&mut self, output: LogOutput, ready: &mut VecDeque<StampedLine>) {
+        let (source, bytes) = match output {
+            LogOutput::StdErr { message } => (LogSource::Stderr, message),
+            LogOutput::StdOut { message }
+            | LogOutput::Console { message }
+            | LogOutput::StdIn { message } => (LogSource::Stdout, message),
+        };
+        let buffer = match source {
+            LogSource::Stdout => &mut self.stdout,
+            LogSource::Stderr => &mut self.stderr,
+        };
+        buffer.extend_from_slice(&bytes);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..end]);
+            let text = text.strip_suffix('\r').unwrap_or(&text);
+            let (time, rest) = split_timestamp(text);
+            if time.is_some() {
+                self.current = time;
+            }
+            ready.push_back(StampedLine {
+                time: self.current,
+                source,
+                text: rest.to_string(),
+            });
+        }
+    }
+
+    fn flush(&mut self, ready: &mut VecDeque<StampedLine>) {
+        for (source, buffer) in [
+            (LogSource::Stdout, &mut self.stdout),
+            (LogSource::Stderr, &mut self.stderr),
+        ] {
+            if buffer.is_empty() {
+                continue;
+            }
+            let text = String::from_utf8_lossy(buffer).to_string();
+            buffer.clear();
+            let (time, rest) = split_timestamp(&text);
+            ready.push_back(StampedLine {
+                time: time.or(self.current),
+                source,
+                text: rest.to_string(),
+            });
+        }
+    }
+}
+
+/// The lines of `raw`, in order; the error, if any, comes after the lines before it.
+fn stamped_lines(
+    raw: RawLogs,
+) -> impl Stream<Item = Result<StampedLine, bollard::errors::Error>> + Send {
+    struct State {
+        raw: RawLogs,
+        splitter: Splitter,
+        ready: VecDeque<StampedLine>,
+        error: Option<bollard::errors::Error>,
+        ended: bool,
+    }
+    let state = State {
+        raw,
+        splitter: Splitter::new(),
+        ready: VecDeque::new(),
+        error: None,
+        ended: false,
+    };
+    futures_util::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(line) = state.ready.pop_front() {
+                return Some((Ok(line), state));
+            }
+            if let Some(err) = state.error.take() {
+                return Some((Err(err), state));
+            }
+            if state.ended {
+                return None;
+            }
+            match state.raw.next().await {
+                Some(Ok(output)) => state.splitter.push(output, &mut state.ready),
+                Some(Err(err)) => {
+                    state.ended = true;
+                    state.splitter.flush(&mut state.ready);
+                    state.error = Some(err);
+                }
+                None => {
+                    state.ended = true;
+                    state.splitter.flush(&mut state.ready);
+                }
+            }
+        }
+    })
+}
+
+/// Sends the log of `instance` (its container has the instance's name) on `ship` to `events`:
+/// the last `tail` lines, then, with `follow`, every new line, across restarts and
+/// re-creations of the container, until `events` is closed.
+///
+/// Without `follow`, a missing container or a failed read is an error. With it, they are
+/// notices, and the reader waits for the container to run again.
+pub async fn read_instance(
+    ship: docker::Ship,
+    instance: String,
+    options: LogOptions,
+    events: mpsc::Sender<LogEvent>,
+) -> Result<(), LogError> {
+    let notice = |text: String| LogEvent::Notice {
+        instance: instance.clone(),
+        text,
+    };
+    let docker_error = |source: DockerError| LogError::Docker {
+        instance: instance.clone(),
+        source,
+    };
+    let mut resume = Resume::default();
+    let mut first = true;
+    loop {
+        let details = match ship.inspect(&instance).await {
+            Ok(Some(d)) => Some(d),
+            Ok(None) if !options.follow => {
+                return Err(LogError::Absent {
+                    instance: instance.clone(),
+                    ship: ship.name().to_string(),
+                });
+            }
+            Ok(None) => None,
+            Err(err) if !options.follow => return Err(docker_error(err)),
+            Err(err) => {
+                if events
+                    .send(notice(format!("{err}; trying again")))
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+                None
+            }
+        };
+        let running = details.as_ref().is_some_and(|d| d.running);
+        // After the first pass, read only once the container runs, so that the whole new run
+        // is read in one follow.
+        if (first && details.is_some()) || running {
+            if !first && resume.after.is_none() {
+                // Nothing shown yet (`-n 0`, or an empty log): only this run's lines are new.
+                resume.after = details
+                    .as_ref()
+                    .and_then(|d| d.started_at)
+                    .and_then(|t| t.checked_sub(Duration::from_nanos(1)));
+            }
+            let raw = if first {
+                raw_logs(&ship, &instance, options.tail, None, options.follow)
+            } else {
+                raw_logs(&ship, &instance, None, resume.since_seconds(), true)
+            };
+            let mut lines = Box::pin(stamped_lines(raw));
+            let mut read_any = false;
+            while let Some(item) = lines.next().await {
+                match item {
+                    Ok(line) => {
+                        read_any = true;
+                        if !resume.is_new(line.time) {
+                            continue;
+                        }
+                        if line.time.is_some() {
+                            resume.after = line.time;
+                        }
+                        let event = LogEvent::Line {
+                            instance: instance.clone(),
+                            source: line.source,
+                            text: line.text,
+                        };
+                        if events.send(event).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(err) => {
+                        let err = DockerError::from_bollard(
+                            ship.name(),
+                            format!("logs of {instance}"),
+                            err,
+                        );
+                        if !options.follow {
+                            return Err(docker_error(err));
+                        }
+                        if events.send(notice(format!("{err}"))).await.is_err() {
+                            return Ok(());
+                        }
+                        break;
+                    }
+                }
+            }
+            if !options.follow {
+                return Ok(());
+            }
+            if !first && !read_any && running {
+                // A stream that ends at once while the container runs: do not spin on it.
+                tokio::time::sleep(options.poll).await;
+            }
+        }
+        first = false;
+        // The follow ended: the container stopped (or went away, or the stream broke).
+        wait_until_running(&ship, &instance, options.poll, &events).await;
+        if events.is_closed() {
+            return Ok(());
+        }
+    }
+}
+
+/// Polls until the container runs, telling once that it waits and once that it runs again.
+async fn wait_until_running(
+    ship: &docker::Ship,
+    instance: &str,
+    poll: Duration,
+    events: &mpsc::Sender<LogEvent>,
+) {
+    let mut told: Option<String> = None;
+    loop {
+        let state = match ship.inspect(instance).await {
+            Ok(Some(d)) if d.running => None,
+            Ok(Some(d)) => Some(format!(
+                "container {}{}; waiting for it to run again",
+                format!("{:?}", d.state).to_lowercase(),
+                d.exit_code
+                    .map(|c| format!(" (exit code {c})"))
+                    .unwrap_or_default()
+            )),
+            Ok(None) => Some("no container; waiting for one to run".to_string()),
+            Err(err) => Some(format!("{err}; trying again")),
+        };
+        match state {
+            None => {
+                if told.is_some() {
+                    let _ = events
+                        .send(LogEvent::Notice {
+                            instance: instance.to_string(),
+                            text: "running again".into(),
+                        })
+                        .await;
+                }
+                return;
+            }
+            Some(text) => {
+                // Same text as last time: say nothing, the user knows already.
+                let first_word = text.split(';').next().map(str::to_string);
+                if told != first_word {
+                    if events
+                        .send(LogEvent::Notice {
+                            instance: instance.to_string(),
+                            text,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    told = first_word;
+                }
+            }
+        }
+        if events.is_closed() {
+            return;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn out(text: &str) -> LogOutput {
+        LogOutput::StdOut {
+            message: Bytes::from(text.to_string()),
+        }
+    }
+
+    #[test]
+    fn timestamps_are_split_off() {
+        let (time, text) = split_timestamp("2026-11-25T11:38:22.472438429Z hello world");
+        assert_eq!(text, "hello world");
+        assert_eq!(
+            time,
+            Some(UNIX_EPOCH + Duration::new(1_795_606_702, 472_438_429))
+        );
+        assert_eq!(split_timestamp("no time here"), (None, "no time here"));
+    }
+
+    #[test]
+    fn chunks_become_lines_and_continuations_inherit_the_time() {
+        let mut splitter = Splitter::new();
+        let mut ready = VecDeque::new();
+        splitter.push(
+            out("2026-11-25T11:38:22.1Z one\n2026-11-25T11:38:2"),
+            &mut ready,
+        );
+        splitter.push(out("3.5Z two\nthree\n"), &mut ready);
+        splitter.push(
+            LogOutput::StdErr {
+                message: Bytes::from("2026-11-25T11:38:24Z oops"),
+            },
+            &mut ready,
+        );
+        splitter.flush(&mut ready);
+        let texts: Vec<(&str, LogSource)> =
+            ready.iter().map(|l| (l.text.as_str(), l.source)).collect();
+        assert_eq!(
+            texts,
+            [
+                ("one", LogSource::Stdout),
+                ("two", LogSource::Stdout),
+                ("three", LogSource::Stdout),
+                ("oops", LogSource::Stderr)
+            ]
+        );
+        assert_eq!(ready[1].time, ready[2].time, "continuation inherits");
+        assert!(ready[0].time < ready[1].time);
+    }
+
+    #[test]
+    fn a_resumed_log_skips_what_was_shown() {
+        let t = |nanos| Some(UNIX_EPOCH + Duration::new(1_795_606_702, nanos));
+        let resume = Resume { after: t(500) };
+        assert_eq!(resume.since_seconds(), Some(1_795_606_702));
+        assert!(!resume.is_new(t(100)));
+        assert!(!resume.is_new(t(500)));
+        assert!(resume.is_new(t(501)));
+        assert!(Resume::default().is_new(t(0)));
+    }
+}

@@ -1,0 +1,717 @@
+//! The operations the lifecycle commands run per instance: start, stop, kill, clean, pull,
+//! and the pieces of restart. Each is an [`Operation`] for the executor, looking its instance
+//! up by job index.
+//!
+//! The start sequence is MaestroNG's: already running with the same spec and image ->
+//! nothing; `pre-start` checks; remove the old container unless `--reuse`; pull if missing or
+//! asked to; create; start; wait until running; `running` checks. A failure carries the
+//! container's last log lines.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
+use crate::config::{Check, Environment, Instance, Service};
+use crate::docker::{self, ContainerDetails, ContainerSpec, Credentials, PullRetry};
+use crate::transport::Connection;
+
+use super::autoconf;
+use super::checks::{self, CheckError, CheckState, CheckTarget};
+use super::events::{Outcome, Step};
+use super::executor::{Direction, Job, OpError, Operation, StepContext};
+use super::plan::{self, Plan};
+use super::spec;
+
+/// How many log lines a failed start shows.
+pub const LOG_TAIL_LINES: usize = 20;
+/// How long a started container may take to be running.
+const WAIT_RUNNING: Duration = Duration::from_secs(60);
+
+/// The image id a pull produced, shared by the instances that wait for the same pull.
+type PullSlot = Arc<tokio::sync::Mutex<Option<String>>>;
+
+/// One connected ship: its connection (for checks from its side) and its Docker API.
+#[derive(Clone, Debug)]
+pub struct ShipHandle {
+    pub connection: Connection,
+    pub docker: docker::Ship,
+}
+
+impl ShipHandle {
+    pub fn new(name: &str, connection: Connection) -> Self {
+        let docker = docker::Ship::new(name, connection.docker().clone());
+        ShipHandle { connection, docker }
+    }
+}
+
+/// The ships of a run: connected, or the reason they could not be reached.
+pub type Fleet = BTreeMap<String, Result<ShipHandle, String>>;
+
+/// The executor's jobs for a plan. The plan's `deps` are already oriented for its direction
+/// ("must finish first"); the executor wants "requires" plus a direction, so a reverse plan's
+/// edges are turned back.
+pub fn jobs_of(plan: &Plan) -> (Vec<Job>, Direction) {
+    let mut jobs: Vec<Job> = plan
+        .steps
+        .iter()
+        .map(|s| Job {
+            instance: s.instance.clone(),
+            service: s.service.clone(),
+            ship: s.ship.clone(),
+            deps: Vec::new(),
+        })
+        .collect();
+    let direction = match plan.direction {
+        plan::Direction::Forward => Direction::Forward,
+        plan::Direction::Reverse => Direction::Reverse,
+    };
+    for (k, step) in plan.steps.iter().enumerate() {
+        for &d in &step.deps {
+            match direction {
+                Direction::Forward => jobs[k].deps.push(d),
+                // `k` waits for `d` in reverse: `d` requires `k`.
+                Direction::Reverse => jobs[d].deps.push(k),
+            }
+        }
+    }
+    for job in &mut jobs {
+        job.deps.sort_unstable();
+        job.deps.dedup();
+    }
+    (jobs, direction)
+}
+
+/// What to do to each instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start {
+        /// `-r`: pull even when the ship has the image.
+        refresh_images: bool,
+        /// `--reuse`: start an existing stopped container as it is.
+        reuse: bool,
+    },
+    Stop,
+    Kill,
+    Clean,
+    Pull,
+    /// The stop half of `restart --only-if-changed`: only containers whose spec or image
+    /// changed are stopped; the start half then leaves the others running.
+    StopIfChanged {
+        refresh_images: bool,
+    },
+    /// A rolling restart of one instance: stop, wait, start, then wait before the next.
+    RestartUnit {
+        refresh_images: bool,
+        only_if_changed: bool,
+        stop_start_delay: Duration,
+        step_delay: Duration,
+    },
+}
+
+/// The lifecycle operation of a run.
+pub struct LifecycleOp {
+    env: Arc<Environment>,
+    fleet: Arc<Fleet>,
+    /// Instance name per job index.
+    instances: Vec<String>,
+    action: Action,
+    /// Images already pulled in this run, per (ship, image), so that instances sharing an
+    /// image pull it once.
+    pulls: Mutex<HashMap<(String, String), PullSlot>>,
+    /// Rolling restarts wait `step_delay` between units, not before the first.
+    units_done: std::sync::atomic::AtomicUsize,
+}
+
+impl LifecycleOp {
+    pub fn new(env: Arc<Environment>, fleet: Arc<Fleet>, jobs: &[Job], action: Action) -> Self {
+        LifecycleOp {
+            env,
+            fleet,
+            instances: jobs.iter().map(|j| j.instance.clone()).collect(),
+            action,
+            pulls: Mutex::new(HashMap::new()),
+            units_done: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    async fn run_job(&self, job: usize, ctx: StepContext) -> Result<Outcome, OpError> {
+        let name = self
+            .instances
+            .get(job)
+            .ok_or_else(|| OpError::failed(format!("no instance for job {job}")))?;
+        let (service, instance) = self
+            .env
+            .instance(name)
+            .ok_or_else(|| OpError::failed(format!("unknown instance {name}")))?;
+        let handle = match self.fleet.get(&instance.ship) {
+            Some(Ok(handle)) => handle,
+            Some(Err(reason)) => return Err(OpError::failed(reason.clone())),
+            None => {
+                return Err(OpError::failed(format!(
+                    "ship {} is not connected",
+                    instance.ship
+                )));
+            }
+        };
+        let unit = Unit {
+            env: &self.env,
+            service,
+            instance,
+            handle,
+            ctx: &ctx,
+            op: self,
+        };
+        match self.action {
+            Action::Start {
+                refresh_images,
+                reuse,
+            } => unit.start(refresh_images, reuse).await,
+            Action::Stop => unit.stop().await,
+            Action::Kill => unit.kill().await,
+            Action::Clean => unit.clean().await,
+            Action::Pull => {
+                unit.pull().await?;
+                Ok(Outcome::Pulled)
+            }
+            Action::StopIfChanged { refresh_images } => {
+                match unit.change_reason(refresh_images).await? {
+                    Some(reason) => {
+                        ctx.step(Step::Message {
+                            text: format!("{reason}: restarting"),
+                        });
+                        unit.stop().await
+                    }
+                    None => Ok(Outcome::NothingToDo),
+                }
+            }
+            Action::RestartUnit {
+                refresh_images,
+                only_if_changed,
+                stop_start_delay,
+                step_delay,
+            } => {
+                if only_if_changed && unit.change_reason(refresh_images).await?.is_none() {
+                    return Ok(Outcome::NothingToDo);
+                }
+                let done_before = self
+                    .units_done
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if done_before > 0 && !step_delay.is_zero() {
+                    ctx.step(Step::Message {
+                        text: format!("waiting {} s (step delay)", step_delay.as_secs_f64()),
+                    });
+                    unit.sleep(step_delay).await?;
+                }
+                unit.stop().await?;
+                if !stop_start_delay.is_zero() {
+                    ctx.step(Step::Message {
+                        text: format!(
+                            "waiting {} s (stop-start delay)",
+                            stop_start_delay.as_secs_f64()
+                        ),
+                    });
+                    unit.sleep(stop_start_delay).await?;
+                }
+                unit.start(refresh_images, false).await?;
+                Ok(Outcome::Restarted)
+            }
+        }
+    }
+
+    /// The one pull of `image` on `ship` in this run, shared by every instance that needs it.
+    fn pull_slot(&self, ship: &str, image: &str) -> PullSlot {
+        let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+        pulls
+            .entry((ship.to_string(), image.to_string()))
+            .or_default()
+            .clone()
+    }
+}
+
+impl Operation for LifecycleOp {
+    fn run(&self, job: usize, ctx: StepContext) -> BoxFuture<'_, Result<Outcome, OpError>> {
+        self.run_job(job, ctx).boxed()
+    }
+}
+
+/// One instance being worked on.
+struct Unit<'a> {
+    env: &'a Environment,
+    service: &'a Service,
+    instance: &'a Instance,
+    handle: &'a ShipHandle,
+    ctx: &'a StepContext,
+    op: &'a LifecycleOp,
+}
+
+fn docker_failed(err: docker::DockerError) -> OpError {
+    OpError::failed(err.to_string())
+}
+
+impl Unit<'_> {
+    fn name(&self) -> &str {
+        &self.instance.name
+    }
+
+    fn ship(&self) -> &docker::Ship {
+        &self.handle.docker
+    }
+
+    fn ship_ip(&self) -> &str {
+        self.env
+            .ship(&self.instance.ship)
+            .map_or("", |s| s.ip.as_str())
+    }
+
+    fn spec(&self) -> (ContainerSpec, BTreeMap<String, String>) {
+        let vars = autoconf::container_env(self.env, self.service, self.instance);
+        (
+            spec::container_spec_with_env(self.env, self.instance, &vars),
+            vars,
+        )
+    }
+
+    async fn sleep(&self, duration: Duration) -> Result<(), OpError> {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => Ok(()),
+            _ = self.ctx.cancelled() => Err(OpError::interrupted("interrupted while waiting")),
+        }
+    }
+
+    async fn inspect(&self) -> Result<Option<ContainerDetails>, OpError> {
+        self.ship()
+            .inspect(self.name())
+            .await
+            .map_err(docker_failed)
+    }
+
+    /// The container's last log lines, for a failure report; none if they cannot be read.
+    async fn log_tail(&self) -> Vec<String> {
+        self.ship()
+            .logs_tail(self.name(), LOG_TAIL_LINES)
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn fail_with_logs(&self, reason: String) -> OpError {
+        OpError::failed(reason).with_log_tail(self.log_tail().await)
+    }
+
+    /// Named port -> port published on the ship: the one configured, or for a range the one
+    /// Docker picked (from the container's details, when there is a container).
+    fn published_ports(&self, details: Option<&ContainerDetails>) -> BTreeMap<String, u16> {
+        let mut out = BTreeMap::new();
+        for port in &self.instance.ports {
+            let picked = details.and_then(|d| {
+                let key = format!("{}/{}", port.exposed.start, port.protocol.as_str());
+                d.published_ports.get(&key).and_then(|p| p.first().copied())
+            });
+            let configured = port.external.is_single().then_some(port.external.start);
+            if let Some(p) = picked.or(configured) {
+                out.insert(port.name.clone(), p);
+            }
+        }
+        out
+    }
+
+    async fn checks(
+        &self,
+        state: CheckState,
+        checks: &[Check],
+        vars: &BTreeMap<String, String>,
+        watch: bool,
+    ) -> Result<(), CheckError> {
+        if checks.is_empty() && !watch {
+            return Ok(());
+        }
+        let details = self.ship().inspect(self.name()).await.ok().flatten();
+        let ports = self.published_ports(details.as_ref());
+        let target = CheckTarget {
+            connection: &self.handle.connection,
+            ship: self.ship(),
+            ship_ip: self.ship_ip(),
+            container: self.name(),
+            ports: &ports,
+            env: vars,
+        };
+        checks::run_checks(&target, state, checks, watch, self.ctx).await
+    }
+
+    fn check_failure(err: CheckError, left: &str) -> OpError {
+        match err {
+            CheckError::Cancelled { .. } => OpError::interrupted(format!("{err}: {left}")),
+            other => OpError::failed(other.to_string()),
+        }
+    }
+
+    /// Why the instance's container should be re-created, `None` when it matches the file
+    /// and the image the ship has (after a pull with `refresh`). A missing container counts
+    /// as changed.
+    async fn change_reason(&self, refresh: bool) -> Result<Option<String>, OpError> {
+        let (spec, _) = self.spec();
+        let Some(existing) = self.inspect().await? else {
+            return Ok(Some("no container".into()));
+        };
+        let image_id = if refresh {
+            Some(self.pull().await?)
+        } else {
+            self.ship()
+                .image_id(&self.instance.image)
+                .await
+                .map_err(docker_failed)?
+        };
+        Ok(reason_to_recreate(
+            &existing,
+            &spec.hash(),
+            image_id.as_deref(),
+        ))
+    }
+
+    /// Pulls the instance's image (once per ship and image in a run); returns its id.
+    async fn pull(&self) -> Result<String, OpError> {
+        let image = &self.instance.image;
+        let slot = self.op.pull_slot(&self.instance.ship, image);
+        let mut pulled = slot.lock().await;
+        if let Some(id) = pulled.as_ref() {
+            return Ok(id.clone());
+        }
+        let (auth, retry) = self.registry_auth();
+        self.ctx.step(Step::Pulling {
+            percent: None,
+            detail: image.clone(),
+        });
+        let ctx = self.ctx;
+        let mut last_percent: Option<u8> = None;
+        let pull = self.ship().pull(image, auth, &retry, |p| {
+            // One event per percent: a pull reports every chunk of every layer.
+            if last_percent != Some(p.percent) {
+                last_percent = Some(p.percent);
+                ctx.step(Step::Pulling {
+                    percent: Some(p.percent),
+                    detail: format!("{}/{} layers", p.layers_done, p.layers_total),
+                });
+            }
+        });
+        let id = tokio::select! {
+            result = pull => result.map_err(docker_failed)?,
+            _ = self.ctx.cancelled() => {
+                return Err(OpError::interrupted("interrupted while pulling"));
+            }
+        };
+        *pulled = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Credentials and retry policy for the image: from the file's `registries`, or the
+    /// Docker client config for the image's registry.
+    fn registry_auth(&self) -> (Option<Credentials>, PullRetry) {
+        let image = &self.instance.image;
+        let mut retry = PullRetry::default();
+        let mut host = docker::registry_of_image(image).map(str::to_string);
+        if let Some(registry) = self.env.registry_for_image(image) {
+            retry.attempts = registry.retry.attempts.max(1);
+            retry.on_status = registry.retry.when.clone();
+            if let (Some(user), Some(password)) = (&registry.username, &registry.password) {
+                let mut creds = Credentials::new(user.clone(), password.expose());
+                creds.email = registry.email.clone();
+                creds.server = Some(registry.host_port().to_string());
+                return (Some(creds), retry);
+            }
+            host = Some(registry.host_port().to_string());
+        }
+        let creds = host.and_then(|h| match Credentials::from_docker_config(&h) {
+            Ok(found) => found,
+            Err(err) => {
+                self.ctx.step(Step::Message {
+                    text: format!("ignoring the Docker client config: {err}"),
+                });
+                None
+            }
+        });
+        (creds, retry)
+    }
+
+    async fn start(&self, refresh: bool, reuse: bool) -> Result<Outcome, OpError> {
+        let (spec, vars) = self.spec();
+        let hash = spec.hash();
+        let mut image_id = self
+            .ship()
+            .image_id(&self.instance.image)
+            .await
+            .map_err(docker_failed)?;
+        if refresh {
+            image_id = Some(self.pull().await?);
+        }
+        let existing = self.inspect().await?;
+        let change = existing
+            .as_ref()
+            .and_then(|c| reason_to_recreate(c, &hash, image_id.as_deref()));
+        if let Some(c) = &existing
+            && c.running
+            && change.is_none()
+        {
+            return Ok(Outcome::AlreadyRunning);
+        }
+
+        self.checks(
+            CheckState::PreStart,
+            &self.instance.lifecycle.pre_start,
+            &vars,
+            false,
+        )
+        .await
+        .map_err(|e| Self::check_failure(e, "nothing changed"))?;
+
+        let mut replaced = false;
+        if let Some(c) = &existing {
+            if reuse && change.is_none() {
+                self.ctx.step(Step::Message {
+                    text: "re-using the stopped container".into(),
+                });
+                return self.start_created(&vars, Outcome::Started).await;
+            }
+            if let Some(reason) = &change {
+                self.ctx.step(Step::Message {
+                    text: format!("re-creating: {reason}"),
+                });
+            }
+            if c.running {
+                replaced = true;
+                self.ctx.step(Step::Stopping);
+                self.ship()
+                    .stop(self.name(), stop_timeout(self.instance))
+                    .await
+                    .map_err(docker_failed)?;
+            }
+            self.ctx.step(Step::Removing);
+            self.ship()
+                .remove(self.name(), true)
+                .await
+                .map_err(docker_failed)?;
+        }
+        if self.ctx.is_cancelled() {
+            return Err(OpError::interrupted(if existing.is_some() {
+                "interrupted before create: old container removed, none created"
+            } else {
+                "interrupted before create: nothing created"
+            }));
+        }
+        if image_id.is_none() {
+            self.pull().await?;
+        }
+        if spec.network_mode.is_none() {
+            for network in &spec.networks {
+                self.ship()
+                    .ensure_network(&network.name)
+                    .await
+                    .map_err(docker_failed)?;
+            }
+        }
+        self.ctx.step(Step::Creating);
+        self.ship().create(&spec).await.map_err(docker_failed)?;
+        if self.ctx.is_cancelled() {
+            // Never leave a container created but not started behind.
+            return match self.ship().remove(self.name(), true).await {
+                Ok(()) => Err(OpError::interrupted(
+                    "interrupted after create: container removed",
+                )),
+                Err(err) => Err(OpError::interrupted(format!(
+                    "interrupted after create: removing the container failed: {err}"
+                ))),
+            };
+        }
+        let outcome = if replaced {
+            Outcome::Other("re-created".into())
+        } else {
+            Outcome::Started
+        };
+        self.start_created(&vars, outcome).await
+    }
+
+    /// Starts the existing container, waits until it runs and passes its `running` checks.
+    async fn start_created(
+        &self,
+        vars: &BTreeMap<String, String>,
+        outcome: Outcome,
+    ) -> Result<Outcome, OpError> {
+        self.ctx.step(Step::Starting);
+        if let Err(err) = self.ship().start(self.name()).await {
+            return Err(self.fail_with_logs(err.to_string()).await);
+        }
+        self.ctx.step(Step::WaitingRunning);
+        if let Err(err) = self.ship().wait_running(self.name(), WAIT_RUNNING).await {
+            return Err(self.fail_with_logs(err.to_string()).await);
+        }
+        match self
+            .checks(
+                CheckState::Running,
+                &self.instance.lifecycle.running,
+                vars,
+                true,
+            )
+            .await
+        {
+            Ok(()) => Ok(outcome),
+            Err(err @ CheckError::Cancelled { .. }) => Err(OpError::interrupted(format!(
+                "{err}: the container is left running"
+            ))),
+            Err(err) => Err(self.fail_with_logs(err.to_string()).await),
+        }
+    }
+
+    async fn stop(&self) -> Result<Outcome, OpError> {
+        let Some(existing) = self.inspect().await? else {
+            return Ok(Outcome::NothingToDo);
+        };
+        if !existing.running {
+            return Ok(Outcome::NothingToDo);
+        }
+        let (_, vars) = self.spec();
+        self.checks(
+            CheckState::PreStop,
+            &self.instance.lifecycle.pre_stop,
+            &vars,
+            false,
+        )
+        .await
+        .map_err(|e| Self::check_failure(e, "the container is left running"))?;
+        self.ctx.step(Step::Stopping);
+        self.ship()
+            .stop(self.name(), stop_timeout(self.instance))
+            .await
+            .map_err(docker_failed)?;
+        self.checks(
+            CheckState::Stopped,
+            &self.instance.lifecycle.stopped,
+            &vars,
+            false,
+        )
+        .await
+        .map_err(|e| Self::check_failure(e, "the container is stopped"))?;
+        Ok(Outcome::Stopped)
+    }
+
+    async fn kill(&self) -> Result<Outcome, OpError> {
+        let Some(existing) = self.inspect().await? else {
+            return Ok(Outcome::NothingToDo);
+        };
+        if !existing.running {
+            return Ok(Outcome::NothingToDo);
+        }
+        let (_, vars) = self.spec();
+        self.checks(
+            CheckState::PreStop,
+            &self.instance.lifecycle.pre_stop,
+            &vars,
+            false,
+        )
+        .await
+        .map_err(|e| Self::check_failure(e, "the container is left running"))?;
+        self.ctx.step(Step::Killing);
+        match self.ship().kill(self.name(), "SIGKILL").await {
+            Ok(()) => {}
+            // It stopped on its own meanwhile.
+            Err(err) if err.is_conflict() => {}
+            Err(err) => return Err(docker_failed(err)),
+        }
+        for _ in 0..50 {
+            match self.inspect().await? {
+                Some(c) if c.running => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ => break,
+            }
+        }
+        self.checks(
+            CheckState::Stopped,
+            &self.instance.lifecycle.stopped,
+            &vars,
+            false,
+        )
+        .await
+        .map_err(|e| Self::check_failure(e, "the container is killed"))?;
+        Ok(Outcome::Killed)
+    }
+
+    async fn clean(&self) -> Result<Outcome, OpError> {
+        match self.inspect().await? {
+            Some(c) if !c.running => {
+                self.ctx.step(Step::Removing);
+                self.ship()
+                    .remove(self.name(), false)
+                    .await
+                    .map_err(docker_failed)?;
+                Ok(Outcome::Removed)
+            }
+            _ => Ok(Outcome::NothingToDo),
+        }
+    }
+}
+
+fn stop_timeout(instance: &Instance) -> Duration {
+    Duration::from_secs(u64::from(instance.stop_timeout))
+}
+
+/// Why `existing` no longer matches: its spec hash differs from `hash`, or its image is not
+/// the ship's current `image_id` for the image (when the ship has the image).
+pub fn reason_to_recreate(
+    existing: &ContainerDetails,
+    hash: &str,
+    image_id: Option<&str>,
+) -> Option<String> {
+    match existing.spec_hash.as_deref() {
+        None => return Some("the container has no spec hash (not created by maestro)".into()),
+        Some(h) if h != hash => return Some("the container spec changed".into()),
+        _ => {}
+    }
+    match image_id {
+        Some(id) if id != existing.image_id => Some("the image changed".into()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn reverse_plans_become_requires_edges_again() {
+        let text = r#"
+name: t
+ships: {a: {ip: 10.0.0.1}}
+services:
+  db: {image: db, instances: {db-1: {ship: a}}}
+  web: {image: web, requires: [db], instances: {web-1: {ship: a}, web-2: {ship: a}}}
+"#;
+        let env = match crate::config::load_str(text, "t.yaml", Path::new(".")) {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        };
+        let graph = plan::Graph::new(&env);
+        let forward = plan::select(&env, &graph, &plan::Selection::default()).unwrap_or_default();
+        let (jobs, dir) = jobs_of(&forward);
+        assert_eq!(dir, Direction::Forward);
+        assert_eq!(jobs[0].instance, "db-1");
+        assert_eq!(jobs[1].deps, vec![0]);
+        let reverse = plan::select(
+            &env,
+            &graph,
+            &plan::Selection {
+                direction: plan::Direction::Reverse,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_default();
+        let (jobs, dir) = jobs_of(&reverse);
+        assert_eq!(dir, Direction::Reverse);
+        let db = jobs.iter().position(|j| j.instance == "db-1").unwrap_or(9);
+        for (k, job) in jobs.iter().enumerate() {
+            if k != db {
+                // web-N still "requires" db-1; the executor reverses the order.
+                assert_eq!(job.deps, vec![db]);
+            }
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! status, logs and plan against the real test bed: ships reached over SSH (an inner one
+//! through the bastion), containers made as `start` makes them (same spec, same labels).
+//!
+//! Every test uses its own environment name, instance names and host ports, so that they run
+//! in parallel on one shared bed.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bollard::{API_DEFAULT_VERSION, Docker};
+use maestro::config::{self, Environment};
+use maestro::docker::Ship;
+use serde_json::Value;
+
+mod common;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// An environment file written for the bed, and the containers the test made (removed on drop).
+struct Setup {
+    bed: Arc<common::TestBed>,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    env: Environment,
+    made: Vec<(String, String)>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        for (ship, name) in &self.made {
+            let _ = self.bed.docker_cli(ship, &["rm", "-f", name]);
+        }
+    }
+}
+
+/// The ships block: ship1, ship2 and inner1 over SSH (inner1 through the bastion), and
+/// `ghost`, an SSH port where nothing listens.
+fn ships_yaml(bed: &common::TestBed) -> String {
+    let key = bed.key().display().to_string();
+    let known = bed.known_hosts().display().to_string();
+    let ssh = |extra: &str| {
+        format!("{{user: root, identity_files: [\"{key}\"], known_hosts_file: \"{known}\"{extra}}}")
+    };
+    let ship = |name: &str, jump: &str| {
+        let s = bed.ship(name);
+        format!(
+            "  {name}: {{ip: {}, socket_path: \"{}\", ssh: {}}}\n",
+            s.ip,
+            s.docker_socket.display(),
+            ssh(jump)
+        )
+    };
+    let inner = bed
+        .inner_ships()
+        .first()
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| "inner1".into());
+    let jump = format!(", jump: [\"root@{}\"]", bed.bastion().ip);
+    format!(
+        "ships:\n{}{}{}  ghost: {{ip: {}, timeout: 3, ssh: {}}}\n",
+        ship("ship1", ""),
+        ship("ship2", ""),
+        ship(&inner, &jump).replacen(&format!("  {inner}:"), "  inner1:", 1),
+        bed.ship("ship1").ip,
+        ssh(", port: 2")
+    )
+}
+
+fn setup(name: &str, services: &str) -> Result<Setup, Box<dyn std::error::Error>> {
+    let bed = common::TestBed::shared();
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(format!("{name}.yaml"));
+    let services = services.replace("IMAGE", &bed.image);
+    let text = format!("name: {name}\n{}services:\n{services}", ships_yaml(&bed));
+    std::fs::write(&path, &text)?;
+    let env = config::load(&path).map_err(|e| format!("{e}\n{text}"))?;
+    Ok(Setup {
+        bed,
+        _dir: dir,
+        path,
+        env,
+        made: Vec::new(),
+    })
+}
+
+impl Setup {
+    /// Rewrites the file (for plan's changed spec), keeping the containers.
+    fn rewrite(&mut self, services: &str) -> TestResult {
+        let services = services.replace("IMAGE", &self.bed.image);
+        let text = format!(
+            "name: {}\n{}services:\n{services}",
+            self.env.name,
+            ships_yaml(&self.bed)
+        );
+        std::fs::write(&self.path, &text)?;
+        self.env = config::load(&self.path).map_err(|e| format!("{e}\n{text}"))?;
+        Ok(())
+    }
+
+    async fn ship(&self, ship: &str) -> Result<Ship, Box<dyn std::error::Error>> {
+        let socket = self.bed.ship(self.real_ship(ship)).docker_socket.clone();
+        let docker = Docker::connect_with_unix(&socket.to_string_lossy(), 60, API_DEFAULT_VERSION)?
+            .negotiate_version()
+            .await?;
+        Ok(Ship::new(ship, docker))
+    }
+
+    fn real_ship<'a>(&'a self, ship: &'a str) -> &'a str {
+        if ship == "inner1" {
+            self.bed
+                .inner_ships()
+                .first()
+                .map(|s| s.name.as_str())
+                .unwrap_or("inner1")
+        } else {
+            ship
+        }
+    }
+
+    /// Creates the instance's container as `start` would (same spec and labels), and starts it.
+    async fn make(&mut self, instance: &str, start: bool) -> TestResult {
+        let (service, inst) = self
+            .env
+            .instance(instance)
+            .ok_or_else(|| format!("no instance {instance}"))?;
+        let spec = maestro::orchestrate::spec::container_spec(&self.env, service, inst);
+        let ship_name = inst.ship.clone();
+        let real = self.real_ship(&ship_name).to_string();
+        let _ = self.bed.docker_cli(&real, &["rm", "-f", instance]);
+        let ship = self.ship(&ship_name).await?;
+        ship.create(&spec).await?;
+        self.made.push((real, instance.to_string()));
+        if start {
+            ship.start(instance).await?;
+        }
+        Ok(())
+    }
+
+    fn docker(&self, ship: &str, args: &[&str]) -> String {
+        self.bed.docker_ok(self.real_ship(ship), args)
+    }
+
+    fn maestro(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run maestro: {e}"))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_maestro"));
+        command
+            .arg("-f")
+            .arg(&self.path)
+            .args(args)
+            .env("NO_COLOR", "1");
+        command
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn json(out: &Output) -> Result<Value, Box<dyn std::error::Error>> {
+    Ok(serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}\n{}", text(out)))?)
+}
+
+fn row<'a>(report: &'a Value, instance: &str) -> &'a Value {
+    report["instances"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["instance"] == instance))
+        .unwrap_or_else(|| panic!("no row for {instance} in {report}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_running_stopped_absent_and_host_down() -> TestResult {
+    let mut s = setup(
+        "obs-st",
+        r#"
+  stdb:
+    image: IMAGE
+    instances:
+      stdb-1: {ship: ship1, ports: {sql: "5432:15432"}, command: "httpd -f -p 5432"}
+  stweb:
+    image: IMAGE
+    requires: [stdb]
+    instances:
+      stweb-1: {ship: inner1, command: "sleep 600"}
+      stweb-2: {ship: ship2, command: "sleep 600"}
+      stweb-3: {ship: ship2, command: "sleep 600"}
+  stlost:
+    image: IMAGE
+    instances:
+      stlost-1: {ship: ghost}
+"#,
+    )?;
+    s.make("stdb-1", true).await?;
+    s.make("stweb-1", true).await?;
+    s.make("stweb-2", true).await?;
+    s.docker("ship2", &["stop", "-t", "0", "stweb-2"]);
+
+    let out = s.maestro(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let line = |instance: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(instance))
+            .unwrap_or_else(|| panic!("no line for {instance}\n{table}"))
+            .to_string()
+    };
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["#", "INSTANCE", "SERVICE", "SHIP", "CONTAINER", "STATUS"],
+        "{table}"
+    );
+    let id = s.docker("ship1", &["inspect", "-f", "{{.Id}}", "stdb-1"]);
+    assert!(
+        line("stdb-1").contains(&format!("latest:{}", &id[..7])),
+        "{table}"
+    );
+    assert!(line("stdb-1").contains("running for "), "{table}");
+    assert!(line("stweb-1").contains("running for "), "{table}");
+    assert!(line("stweb-2").contains("down for "), "{table}");
+    assert!(line("stweb-3").ends_with("absent"), "{table}");
+    assert!(line("stlost-1").ends_with("host down: refused"), "{table}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ship ghost"),
+        "{}",
+        text(&out)
+    );
+
+    // -H shows the ship's address.
+    let out = s.maestro(&["status", "-H", "stdb"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&s.bed.ship("ship1").ip),
+        "{}",
+        text(&out)
+    );
+
+    let out = s.maestro(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = json(&out)?;
+    assert_eq!(report["environment"], "obs-st");
+    assert_eq!(report["ok"], false);
+    assert_eq!(row(&report, "stdb-1")["state"], "running");
+    assert_eq!(row(&report, "stdb-1")["container"]["id"], id.as_str());
+    assert_eq!(row(&report, "stweb-1")["state"], "running");
+    assert_eq!(row(&report, "stweb-2")["state"], "down");
+    assert_eq!(row(&report, "stweb-2")["container_state"], "exited");
+    assert_eq!(row(&report, "stweb-3")["state"], "absent");
+    assert_eq!(row(&report, "stlost-1")["state"], "host-down");
+    assert_eq!(row(&report, "stlost-1")["cause"], "refused");
+
+    // Only what is selected counts for the exit code, and the ghost ship is not contacted.
+    let out = s.maestro(&["status", "--json", "stweb-1", "stdb-1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out)?["instances"].as_array().map(Vec::len), Some(2));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_status_checks_ports_from_the_ships_side() -> TestResult {
+    let mut s = setup(
+        "obs-full",
+        r#"
+  fuweb:
+    image: IMAGE
+    instances:
+      fuweb-1: {ship: inner1, ports: {http: "8080:28080"}, command: "httpd -f -p 8080"}
+  fumute:
+    image: IMAGE
+    instances:
+      fumute-1: {ship: inner1, ports: {http: "8080:28090"}, command: "sleep 600"}
+"#,
+    )?;
+    s.make("fuweb-1", true).await?;
+    s.make("fumute-1", true).await?;
+
+    // inner1 has no route from here: a port that answers was reached through the tunnel.
+    let out = s.maestro(&["status", "-F", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = json(&out)?;
+    let web = row(&report, "fuweb-1");
+    assert_eq!(web["ports"][0]["name"], "http");
+    assert_eq!(web["ports"][0]["external"], 28080);
+    assert_eq!(web["ports"][0]["check"]["result"], "open", "{report}");
+    assert_eq!(web["container"]["image"], s.bed.image.as_str());
+    assert!(
+        web["container"]["image_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("sha256:"))
+    );
+    let mute = row(&report, "fumute-1");
+    assert_eq!(mute["ports"][0]["check"]["result"], "failed", "{report}");
+
+    let out = s.maestro(&["status", "-F"]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("IMAGE ID") && h.ends_with("PORTS")),
+        "{table}"
+    );
+    assert!(table.contains("http:28080 ok"), "{table}");
+    assert!(table.contains("http:28090 FAILED"), "{table}");
+
+    let out = s.maestro(&["status", "-F", "fuweb"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    Ok(())
+}
+
+const COUNTER: &str = r#"sh -c 'n=$(cat /boots 2>/dev/null || echo 0); n=$((n+1)); echo $n > /boots; i=0; while true; do i=$((i+1)); echo boot$n-line$i; sleep 0.1; done'"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_show_the_last_lines_with_prefixes_for_several() -> TestResult {
+    let mut s = setup(
+        "obs-logs",
+        r#"
+  lgone:
+    image: IMAGE
+    instances:
+      lgone-1: {ship: ship1, command: "sh -c 'for i in 1 2 3 4 5; do echo hello $i; done; echo oops >&2; sleep 600'"}
+      lgone-22: {ship: inner1, command: "sh -c 'for i in 1 2 3 4 5; do echo hello $i; done; echo oops >&2; sleep 600'"}
+"#,
+    )?;
+    s.make("lgone-1", true).await?;
+    s.make("lgone-22", true).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let out = s.maestro(&["logs", "-n", "3", "lgone-1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "hello 4\nhello 5\n", "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+
+    let out = s.maestro(&["logs", "-n", "2", "lgone"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("lgone-1  | hello 5\n"), "{}", text(&out));
+    assert!(stdout.contains("lgone-22 | hello 5\n"), "{}", text(&out));
+    assert!(!stdout.contains('\u{1b}'), "no colour with NO_COLOR");
+
+    let out = s.maestro(&["logs", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_survives_a_restart() -> TestResult {
+    let services = format!(
+        "  lgcount:\n    image: IMAGE\n    instances:\n      lgcount-1: {{ship: inner1, command: \"{COUNTER}\"}}\n"
+    );
+    let mut s = setup("obs-follow", &services)?;
+    s.make("lgcount-1", true).await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let mut child = s
+        .command(&["logs", "-F", "-n", "2", "lgcount-1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let wait_for = |pattern: &str, seen: &mut Vec<String>| -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.starts_with(pattern);
+                    seen.push(line);
+                    if done {
+                        return Ok(());
+                    }
+                }
+                Err(_) => return Err(format!("no line {pattern} within 30s; saw {seen:?}")),
+            }
+        }
+    };
+    let outcome = (|| -> TestResult {
+        wait_for("boot1-line", &mut seen)?;
+        // Let some lines go by, then restart the container under the follower.
+        std::thread::sleep(Duration::from_millis(500));
+        s.docker("inner1", &["restart", "-t", "0", "lgcount-1"]);
+        wait_for("boot2-line5", &mut seen)?;
+        Ok(())
+    })();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait()?;
+    outcome?;
+    assert_eq!(status.code(), Some(0), "Ctrl-C ends a follow with success");
+
+    // The first two lines are the tail; then every line of both runs, once, in order.
+    let parse = |line: &str| -> Option<(u32, u32)> {
+        let (boot, line) = line.strip_prefix("boot")?.split_once("-line")?;
+        Some((boot.parse().ok()?, line.parse().ok()?))
+    };
+    let parsed: Vec<(u32, u32)> = seen.iter().filter_map(|l| parse(l)).collect();
+    assert_eq!(
+        parsed.len(),
+        seen.len(),
+        "only log lines on stdout: {seen:?}"
+    );
+    let boot1: Vec<u32> = parsed.iter().filter(|p| p.0 == 1).map(|p| p.1).collect();
+    let boot2: Vec<u32> = parsed.iter().filter(|p| p.0 == 2).map(|p| p.1).collect();
+    assert!(boot1.len() >= 2, "{seen:?}");
+    assert!(
+        boot1.windows(2).all(|w| w[1] == w[0] + 1),
+        "first run contiguous: {seen:?}"
+    );
+    assert_eq!(
+        boot2.first(),
+        Some(&1),
+        "second run from its start: {seen:?}"
+    );
+    assert!(
+        boot2.windows(2).all(|w| w[1] == w[0] + 1),
+        "second run contiguous, nothing repeated: {seen:?}"
+    );
+    // Nothing of the first run was lost: its last line is the last the daemon has.
+    let logged = s.docker("inner1", &["logs", "lgcount-1"]);
+    let last_boot1 = logged
+        .lines()
+        .filter_map(parse)
+        .filter(|p| p.0 == 1)
+        .map(|p| p.1)
+        .max();
+    assert_eq!(boot1.last().copied(), last_boot1, "{seen:?}");
+    Ok(())
+}
+
+const PLAN_V1: &str = r#"
+  pldb:
+    image: IMAGE
+    instances:
+      pldb-1: {ship: ship1, command: "sleep 600"}
+  plweb:
+    image: IMAGE
+    requires: [pldb]
+    env: {MODE: one}
+    instances:
+      plweb-1: {ship: ship2, command: "sleep 600"}
+      plweb-2: {ship: ship2, command: "sleep 600"}
+      plweb-3: {ship: inner1, command: "sleep 600"}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_what_start_would_do_and_the_diff() -> TestResult {
+    let mut s = setup("obs-plan", PLAN_V1)?;
+    s.make("pldb-1", true).await?;
+    s.make("plweb-1", true).await?;
+    s.make("plweb-2", true).await?;
+    s.docker("ship2", &["stop", "-t", "0", "plweb-2"]);
+
+    let out = s.maestro(&["plan", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = json(&out)?;
+    assert_eq!(row(&report, "pldb-1")["action"], "nothing");
+    assert_eq!(row(&report, "plweb-1")["action"], "nothing");
+    assert_eq!(row(&report, "plweb-2")["action"], "start");
+    assert_eq!(row(&report, "plweb-3")["action"], "create");
+    assert_eq!(row(&report, "plweb-3")["pull"], false);
+
+    // plweb-1 gets another MODE (a port would change its peers' environment too).
+    s.rewrite(&PLAN_V1.replace(
+        "      plweb-1: {ship: ship2, command: \"sleep 600\"}",
+        "      plweb-1: {ship: ship2, command: \"sleep 600\", env: {MODE: two}}",
+    ))?;
+    let out = s.maestro(&["plan", "--json", "plweb"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = json(&out)?;
+    let web = row(&report, "plweb-1");
+    assert_eq!(web["action"], "recreate", "{report}");
+    let changes = web["changes"].as_array().ok_or("no changes")?;
+    let mode = changes
+        .iter()
+        .find(|c| c["field"] == "env.MODE")
+        .ok_or_else(|| format!("no env.MODE change in {web}"))?;
+    assert_eq!(mode["old"], "one");
+    assert_eq!(mode["new"], "two");
+    assert_eq!(changes.len(), 1, "{web}");
+    assert_eq!(
+        report["instances"].as_array().map(Vec::len),
+        Some(3),
+        "plweb selects its instances only"
+    );
+
+    let out = s.maestro(&["plan"]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table.contains("recreate: the container spec changed"),
+        "{table}"
+    );
+    assert!(table.contains("env.MODE: \"one\" -> \"two\""), "{table}");
+    assert!(
+        table.contains("1 to create, 1 to re-create, 1 to start, 1 unchanged"),
+        "{table}"
+    );
+    Ok(())
+}
