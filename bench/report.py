@@ -78,6 +78,7 @@ def main():
     w("sudo ./bench.sh                      # everything: peers at K=4 N=40, maestro over the grid")
     w("sudo ./bench.sh --tools maestro --merge   # refresh only maestro's rows, keep the peers'")
     w("sudo ./bench.sh --help               # options: --delay-ms, --reps, --ships, --instances, --grid")
+    w("sudo python3 bench/roundtrips.py > bench/roundtrips.txt   # maestro's round-trip profile")
     w("```")
     w("")
     w("It installs what the peers need (Debian `docker-compose`, `python3-paramiko`, `fonts-dejavu-core`,"

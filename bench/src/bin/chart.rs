@@ -54,7 +54,10 @@ fn run() -> Result<(), Error> {
 }
 
 fn runs(data: &Value) -> Vec<&Value> {
-    data["runs"].as_array().map(|a| a.iter().collect()).unwrap_or_default()
+    data["runs"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
 }
 
 fn median(run: &Value, op: &str) -> Option<f64> {
@@ -81,7 +84,9 @@ fn tools_chart(data: &Value, path: &str) -> Result<(), Error> {
     if let Some(r) = at_default.first() {
         series.push((
             "lower bound".into(),
-            OPS.iter().map(|(op, _)| r["bound_s"][op].as_f64()).collect(),
+            OPS.iter()
+                .map(|(op, _)| r["bound_s"][op].as_f64())
+                .collect(),
         ));
     }
     let max = series
@@ -198,7 +203,11 @@ fn scaling_chart(data: &Value, path: &str) -> Result<(), Error> {
             .draw_series(LineSeries::new(points.clone(), style))?
             .label(format!("{op}, K={k}"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-        chart.draw_series(points.iter().map(|&(x, y)| Circle::new((x, y), 3, color.filled())))?;
+        chart.draw_series(
+            points
+                .iter()
+                .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+        )?;
     }
     if !curves.is_empty() {
         chart

@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! delay-proxy serve --delay-ms 25 --map 127.0.100.1:22=10.1.2.11:22 [--map ...] [--echo ADDR]
+//!                   [--trace FILE]      one line per chunk read: the profile of round trips
 //! delay-proxy rtt ADDR [--samples 20]     median ping-pong time over one connection, in ms
 //! ```
 //! `--echo ADDR` listens on ADDR with the same delays in front of a built-in echo server, so
@@ -25,6 +26,25 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// Where `--trace` writes one line per chunk: connection, ms since the proxy started,
+/// direction (`>` client to server, `<` back), bytes. Direction changes are round trips.
+static TRACE: std::sync::OnceLock<(Instant, std::sync::Mutex<std::fs::File>)> =
+    std::sync::OnceLock::new();
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn trace(conn: u64, dir: char, bytes: usize) {
+    if let Some((t0, file)) = TRACE.get() {
+        use std::io::Write;
+        if let Ok(mut f) = file.lock() {
+            let _ = writeln!(
+                f,
+                "{conn} {:.3} {dir} {bytes}",
+                t0.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+    }
+}
+
 /// Data read at one instant, to be written at `due`; `None` is the end of the stream.
 struct Chunk {
     due: Instant,
@@ -33,7 +53,7 @@ struct Chunk {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: delay-proxy serve --delay-ms MS [--no-tcp-handshake] --map LISTEN=TARGET... [--echo LISTEN]\n       delay-proxy rtt ADDR [--samples N]"
+        "usage: delay-proxy serve --delay-ms MS [--no-tcp-handshake] [--trace FILE] --map LISTEN=TARGET... [--echo LISTEN]\n       delay-proxy rtt ADDR [--samples N]"
     );
     std::process::exit(2)
 }
@@ -47,7 +67,10 @@ fn parse_addr(s: &str) -> SocketAddr {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("delay-proxy: cannot start the runtime: {e}");
@@ -84,6 +107,11 @@ async fn serve(args: &[String]) -> Result<(), Error> {
                 maps.push((parse_addr(l), parse_addr(t)));
             }
             "--echo" => echo = Some(parse_addr(it.next().unwrap_or_else(|| usage()))),
+            "--trace" => {
+                let path = it.next().unwrap_or_else(|| usage());
+                let file = std::fs::File::create(path)?;
+                let _ = TRACE.set((Instant::now(), std::sync::Mutex::new(file)));
+            }
             _ => usage(),
         }
     }
@@ -96,7 +124,11 @@ async fn serve(args: &[String]) -> Result<(), Error> {
     if maps.is_empty() {
         usage()
     }
-    let hold = if tcp_handshake { delay * 3 } else { Duration::ZERO };
+    let hold = if tcp_handshake {
+        delay * 3
+    } else {
+        Duration::ZERO
+    };
     let mut tasks = Vec::new();
     for (listen, target) in maps {
         let listener = TcpListener::bind(listen)
@@ -137,12 +169,14 @@ async fn relay(
     hold: Duration,
 ) -> Result<(), Error> {
     let accepted = Instant::now();
+    let conn = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    trace(conn, '+', 0);
     client.set_nodelay(true)?;
     let (client_read, client_write) = client.into_split();
     // Reading from the client starts at once; what it sends before the emulated handshake
     // completes waits in the queue, as it would in the client's kernel.
     let (up_tx, up_rx) = mpsc::unbounded_channel();
-    let reader_up = tokio::spawn(read_side(client_read, up_tx, delay));
+    let reader_up = tokio::spawn(read_side(client_read, up_tx, delay, conn, '>'));
     sleep_until(accepted + hold).await;
     let server = match TcpStream::connect(target).await {
         Ok(s) => s,
@@ -154,7 +188,7 @@ async fn relay(
     server.set_nodelay(true)?;
     let (server_read, server_write) = server.into_split();
     let (down_tx, down_rx) = mpsc::unbounded_channel();
-    let reader_down = tokio::spawn(read_side(server_read, down_tx, delay));
+    let reader_down = tokio::spawn(read_side(server_read, down_tx, delay, conn, '<'));
     let writer_up = tokio::spawn(write_side(server_write, up_rx));
     let writer_down = tokio::spawn(write_side(client_write, down_rx));
     // A direction ends on its own (half close); the connection ends when both have.
@@ -170,15 +204,15 @@ async fn read_side(
     mut from: OwnedReadHalf,
     queue: mpsc::UnboundedSender<Chunk>,
     delay: Duration,
+    conn: u64,
+    dir: char,
 ) -> Result<(), Error> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(n) => n,
-            // A reset is the end of this direction; the writer closes the other side.
-            Err(_) => 0,
-        };
+        // A reset is the end of this direction, like EOF; the writer closes the other side.
+        let n = from.read(&mut buf).await.unwrap_or_default();
         let due = Instant::now() + delay;
+        trace(conn, dir, n);
         let bytes = (n > 0).then(|| buf[..n].to_vec());
         let end = bytes.is_none();
         if queue.send(Chunk { due, bytes }).is_err() || end {
