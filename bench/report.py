@@ -63,7 +63,7 @@ def main():
     runs = data.get("runs", [])
     at_default = {r["tool"]: r for r in runs if r["ships"] == k and r["instances"] == n}
     maestro = at_default.get("maestro")
-    any_row = next(iter(at_default.values()), None)
+    any_row = maestro or next(iter(at_default.values()), None)
     L = []
     w = L.append
 
@@ -80,6 +80,9 @@ def main():
     w("sudo ./bench.sh --help               # options: --delay-ms, --reps, --ships, --instances, --grid")
     w("sudo python3 bench/roundtrips.py > bench/roundtrips.txt   # maestro's round-trip profile")
     w("```")
+    w("")
+    w("A full run takes about 50 minutes on the 2-CPU machine of the committed run (docker-compose alone"
+      " about 15, maestro's grid about 16).")
     w("")
     w("It installs what the peers need (Debian `docker-compose`, `python3-paramiko`, `fonts-dejavu-core`,"
       " MaestroNG 0.8.3 into `bench/.venv`), builds maestro and the harness (`bench/`, its own cargo"
@@ -155,7 +158,18 @@ def main():
       " creation) shows in every number; compare tools within one run. Versions: "
       + "; ".join(f"{t}: `{v}`" for t, v in data.get("versions", {}).items()) + ".")
     w("")
-    w(f"Run {data.get('started', '?')} – {data.get('finished', 'unfinished')}.")
+    w(f"Last run {data.get('started', '?')} – {data.get('finished', 'unfinished')}. Rows kept from an earlier"
+      " run (`--merge`) keep that run's numbers, and every row's ratios use the bound measured in its own run"
+      " (the daemon's times move with the machine's load):")
+    w("")
+    seen = {}
+    for r in at_default.values():
+        key = (r["rtt_ms"], tuple(sorted(r["daemon_ms"].items())))
+        seen.setdefault(key, (r, []))[1].append(r["label"])
+    for (rtt, daemon), (r, labels) in seen.items():
+        w(f"- {', '.join(labels)}: round trip {rtt:.1f} ms, daemon (ms) "
+          + ", ".join(f"{a} {b:g}" for a, b in daemon) + "; bound "
+          + ", ".join(f"{label} {fmt_s(r['bound_s'][op])}" for op, label in OPS) + ".")
     w("")
 
     w(f"## Side by side: K={k} ships, N={n} instances, one-way delay {data['delay_ms']:g} ms")
@@ -184,7 +198,8 @@ def main():
             cells.append(f"{fmt_s(o['median_s'])}{'' if o['ok'] else ' ✗'} <sub>{logins:g} ssh</sub>")
         w(f"| {r['label']} | " + " | ".join(cells) + " |")
     if any_row:
-        w("| *lower bound* | " + " | ".join(fmt_s(any_row["bound_s"][op]) for op, _ in OPS) + " |")
+        w(f"| *lower bound* ({'maestro' + chr(39) + 's' if maestro else 'the peers' + chr(39)} run) | "
+          + " | ".join(fmt_s(any_row["bound_s"][op]) for op, _ in OPS) + " |")
     w("")
     w("Ratio to the lower bound (1.0× is the physical limit of this link and daemon):")
     w("")
