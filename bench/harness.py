@@ -45,6 +45,9 @@ LEVELS = ["db", "queue", "app", "web"]  # each requires the one before it: depth
 RESTARTED = "web"
 OPS = ["start", "noop_start", "status", "restart", "stop"]
 PROXY_NET = "127.77.0."
+# The proxies' port: 22 keeps known_hosts entries plain; a machine whose own sshd holds
+# 0.0.0.0:22 needs another one (--proxy-port), written as [addr]:port in known_hosts.
+PROXY_PORT = 22
 ECHO_ADDR = PROXY_NET + "250:7"
 TOOLS = ["maestro", "maestrong", "docker", "docker_cm", "compose"]
 TOOL_LABELS = {
@@ -176,6 +179,7 @@ def maestro_yaml(bed, instances, known_hosts):
             "    timeout: 120",
             "    ssh:",
             "      user: root",
+            f"      port: {PROXY_PORT}",
             f"      key: {bed['operator']['key']}",
             f"      known_hosts_file: {known_hosts}",
         ]
@@ -394,7 +398,8 @@ class Config:
             for i, s in enumerate(self.ships):
                 with open(s["host_key_public"]) as pub:
                     key = " ".join(pub.read().split()[:2])
-                f.write(f"{PROXY_NET}{i + 1} {key}\n{s['ip']} {key}\n")
+                addr = f"{PROXY_NET}{i + 1}" if PROXY_PORT == 22 else f"[{PROXY_NET}{i + 1}]:{PROXY_PORT}"
+                f.write(f"{addr} {key}\n{s['ip']} {key}\n")
         common = [
             "    User root",
             f"    IdentityFile {op['key']}",
@@ -407,7 +412,7 @@ class Config:
         for variant in ["plain", "cm"]:
             lines = []
             for i, s in enumerate(self.ships):
-                lines += [f"Host {s['name']}", f"    HostName {PROXY_NET}{i + 1}"] + common
+                lines += [f"Host {s['name']}", f"    HostName {PROXY_NET}{i + 1}", f"    Port {PROXY_PORT}"] + common
                 if variant == "cm":
                     lines += [
                         "    ControlMaster auto",
@@ -597,7 +602,7 @@ class Proxy:
     def __init__(self, bed, delay_ms, logdir):
         argv = [PROXY, "serve", "--delay-ms", str(delay_ms), "--echo", ECHO_ADDR]
         for i, s in enumerate(bed["ships"]):
-            argv += ["--map", f"{PROXY_NET}{i + 1}:22={s['ip']}:22"]
+            argv += ["--map", f"{PROXY_NET}{i + 1}:{PROXY_PORT}={s['ip']}:22"]
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(os.path.join(logdir, "proxy.log"), "ab"), text=True)
         # bench.sh's trap ends it by this pid if the harness itself is killed.
         with open(os.path.join(HERE, "work", "proxy.pid"), "w") as f:
@@ -641,10 +646,13 @@ def main():
     ap.add_argument("--grid", default="1,4,16x10,40,200", help="maestro's curves: Ks x Ns ('' = none)")
     ap.add_argument("--grid-reps", type=int, default=2, help="rounds at the grid's other points")
     ap.add_argument("--grid-tools", default="maestro", help="tools run over the whole grid")
+    ap.add_argument("--proxy-port", type=int, default=22, help="port of the proxies on 127.77.0.<i> (default 22)")
     ap.add_argument("--maestro", default=os.path.join(ROOT, "target", "release", "maestro"))
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--merge", action="store_true", help="keep other tools' rows already in --out")
     args = ap.parse_args()
+    global PROXY_PORT
+    PROXY_PORT = args.proxy_port
     tools = [t for t in args.tools.split(",") if t]
     grid_tools = [t for t in args.grid_tools.split(",") if t and t in tools]
 

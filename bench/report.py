@@ -78,6 +78,7 @@ def main():
     w("sudo ./bench.sh                      # everything: peers at K=4 N=40, maestro over the grid")
     w("sudo ./bench.sh --tools maestro --merge   # refresh only maestro's rows, keep the peers'")
     w("sudo ./bench.sh --help               # options: --delay-ms, --reps, --ships, --instances, --grid")
+    w("sudo ./bench.sh --proxy-port 2222    # if this machine's own sshd holds 0.0.0.0:22")
     w("sudo python3 bench/roundtrips.py > bench/roundtrips.txt   # maestro's round-trip profile")
     w("```")
     w("")

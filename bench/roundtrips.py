@@ -61,7 +61,7 @@ def main():
     proxy = None
     try:
         argv = [harness.PROXY, "serve", "--delay-ms", str(args.delay_ms), "--echo", harness.ECHO_ADDR,
-                "--map", f"{harness.PROXY_NET}1:22={bed['ships'][0]['ip']}:22"]
+                "--map", f"{harness.PROXY_NET}1:{harness.PROXY_PORT}={bed['ships'][0]['ip']}:22"]
         cfg = harness.Config(args, 1, args.instances, bed)
         env = cfg.env("maestro")
         # Everything running first (through an untraced proxy): then status and start are no-ops.
