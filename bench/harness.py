@@ -706,6 +706,13 @@ def main():
             startup[t] = round(statistics.median(times), 3)
         except Exception as e:  # a missing tool is reported, not fatal
             versions[t] = f"unavailable: {e}"
+    # Which maestro was measured: the source tree the release binary was built from.
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=30)
+        versions["maestro_commit"] = head.stdout.strip() + (" (src modified)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
     results["versions"] = versions
     results["startup_s"] = startup
 
