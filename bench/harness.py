@@ -1,0 +1,773 @@
+#!/usr/bin/env python3
+"""maestro's benchmark harness: the same environment, the same test bed, every tool.
+
+Run through ../bench.sh (which installs the peers and builds the binaries); see
+docs/benchmarks.md. For each configuration (K ships, N instances, one-way delay D):
+
+  1. brings up a test bed of K ships (testbed/bed.sh) and puts the delaying proxy
+     (bench/src/bin/delay-proxy.rs) in front of every ship's sshd, on 127.77.0.<i>:22;
+  2. writes the environment (4 services in a chain db <- queue <- app <- web, N instances
+     round-robin over the ships) for each tool: MaestroNG YAML, maestro YAML, docker CLI
+     scripts, one compose file per ship;
+  3. measures the round trip through the proxy and the daemon's own create/start/stop times;
+  4. times, for each tool, several rounds of: start from nothing, no-op start, status,
+     restart of one service (web, which nothing depends on), stop; checks after each command
+     that the ships are in the expected state (untimed), so a fast but wrong run shows;
+  5. writes the raw numbers as JSON.
+
+Only the standard library: the harness must run before anything is installed.
+"""
+
+import argparse
+import concurrent.futures as cf
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BED = os.path.join(ROOT, "testbed", "bed.sh")
+PROXY = os.path.join(HERE, "target", "release", "delay-proxy")
+MAESTRONG = os.path.join(HERE, ".venv", "maestrong", "bin", "maestro")
+IMAGE = "maestro-test:latest"
+# PID 1 ignores SIGTERM unless it handles it: trap it so a stop takes no grace period and
+# every tool's stop measures the tool, not a 10 s timeout.
+COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+LEVELS = ["db", "queue", "app", "web"]  # each requires the one before it: depth 4
+RESTARTED = "web"
+OPS = ["start", "noop_start", "status", "restart", "stop"]
+PROXY_NET = "127.77.0."
+# The proxies' port: 22 keeps known_hosts entries plain; a machine whose own sshd holds
+# 0.0.0.0:22 needs another one (--proxy-port), written as [addr]:port in known_hosts.
+PROXY_PORT = 22
+ECHO_ADDR = PROXY_NET + "250:7"
+TOOLS = ["maestro", "maestrong", "docker", "docker_cm", "compose"]
+TOOL_LABELS = {
+    "maestro": "maestro",
+    "maestrong": "MaestroNG 0.8.3 (ssh -L tunnels)",
+    "docker": "docker CLI, ssh://",
+    "docker_cm": "docker CLI, ssh:// + ControlMaster",
+    "compose": "docker-compose 1.29, ssh://",
+}
+COMMAND_TIMEOUT = 900
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Docker API over a ship's unix socket, for setup, checks and the daemon's own timings.
+# These calls never go through the proxy: they are the harness's, not a tool's.
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=60):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def api(sock, method, path, body=None):
+    conn = UnixHTTPConnection(sock)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status >= 400:
+            raise RuntimeError(f"{method} {path}: {resp.status} {data[:200]!r}")
+        return json.loads(data) if data and resp.getheader("Content-Type", "").startswith("application/json") else None
+    finally:
+        conn.close()
+
+
+def containers(sock):
+    """{name: state} of every container on the ship."""
+    out = {}
+    for c in api(sock, "GET", "/containers/json?all=1"):
+        for n in c.get("Names", []):
+            out[n.lstrip("/")] = c.get("State")
+    return out
+
+
+def remove_all(ships):
+    def one(ship):
+        for c in api(ship["docker_socket"], "GET", "/containers/json?all=1"):
+            api(ship["docker_socket"], "DELETE", f"/containers/{c['Id']}?force=1&v=1")
+
+    with cf.ThreadPoolExecutor(len(ships)) as ex:
+        list(ex.map(one, ships))
+
+
+def daemon_times(sock, samples=5):
+    """Median milliseconds the daemon itself takes to create, start, list, stop, restart."""
+    t = {"create": [], "start": [], "list": [], "stop": [], "restart": []}
+    for i in range(samples):
+        name = f"bench-probe-{i}"
+        body = {"Image": IMAGE, "Cmd": COMMAND}
+        t0 = time.perf_counter()
+        cid = api(sock, "POST", f"/containers/create?name={name}", body)["Id"]
+        t1 = time.perf_counter()
+        api(sock, "POST", f"/containers/{cid}/start")
+        t2 = time.perf_counter()
+        api(sock, "GET", "/containers/json?all=1")
+        t3 = time.perf_counter()
+        api(sock, "POST", f"/containers/{cid}/restart?t=2")
+        t4 = time.perf_counter()
+        api(sock, "POST", f"/containers/{cid}/stop?t=2")
+        t5 = time.perf_counter()
+        api(sock, "DELETE", f"/containers/{cid}?force=1")
+        t["create"].append(t1 - t0)
+        t["start"].append(t2 - t1)
+        t["list"].append(t3 - t2)
+        t["restart"].append(t4 - t3)
+        t["stop"].append(t5 - t4)
+    return {k: round(statistics.median(v) * 1000, 2) for k, v in t.items()}
+
+
+# ----------------------------------------------------------------------------------------
+# The environment and each tool's equivalent of it.
+
+
+def plan_instances(n, ships):
+    """[(service, instance, ship)], services filled in level order, ships round robin."""
+    per = [n // len(LEVELS) + (1 if i < n % len(LEVELS) else 0) for i in range(len(LEVELS))]
+    out, j = [], 0
+    for level, svc in enumerate(LEVELS):
+        for k in range(per[level]):
+            out.append((svc, f"{svc}-{k + 1:03d}", ships[j % len(ships)]["name"]))
+            j += 1
+    return out
+
+
+def yaml_str(s):
+    return json.dumps(s)  # JSON strings are valid YAML scalars
+
+
+def maestrong_yaml(bed, instances, ports):
+    lines = ["__maestro:", "  schema: 2", "name: bench", "ships:"]
+    for s in bed["ships"]:
+        lines.append(
+            f"  {s['name']}: {{ip: {s['ip']}, endpoint: 127.0.0.1, docker_port: {ports[s['name']]}, timeout: 120}}"
+        )
+    lines += services_yaml(instances)
+    return "\n".join(lines) + "\n"
+
+
+def maestro_yaml(bed, instances, known_hosts):
+    lines = ["__maestro:", "  schema: 2", "name: bench", "ships:"]
+    for i, s in enumerate(bed["ships"]):
+        lines += [
+            f"  {s['name']}:",
+            f"    ip: {s['ip']}",
+            f"    endpoint: {PROXY_NET}{i + 1}",
+            f"    socket_path: {s['docker_socket']}",
+            "    timeout: 120",
+            "    ssh:",
+            "      user: root",
+            f"      port: {PROXY_PORT}",
+            f"      key: {bed['operator']['key']}",
+            f"      known_hosts_file: {known_hosts}",
+        ]
+    lines += services_yaml(instances)
+    return "\n".join(lines) + "\n"
+
+
+def services_yaml(instances):
+    lines = ["services:"]
+    for level, svc in enumerate(LEVELS):
+        lines += [f"  {svc}:", f"    image: {IMAGE}"]
+        if level > 0:
+            lines.append(f"    requires: [{LEVELS[level - 1]}]")
+        lines.append("    instances:")
+        for s, inst, ship in instances:
+            if s == svc:
+                lines += [
+                    f"      {inst}:",
+                    f"        ship: {ship}",
+                    f"        command: [{', '.join(yaml_str(c) for c in COMMAND)}]",
+                    "        stop_timeout: 2",
+                ]
+    return lines
+
+
+def by_level_and_ship(instances, ships):
+    """{level: {ship: [instance]}}"""
+    out = {}
+    for svc, inst, ship in instances:
+        out.setdefault(LEVELS.index(svc), {}).setdefault(ship, []).append(inst)
+    return out
+
+
+def sh_quote(s):
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def parallel_block(per_ship_cmds):
+    """Shell lines running each ship's commands in the background, then waiting for all."""
+    lines = []
+    for ship, cmds in per_ship_cmds.items():
+        if cmds:
+            lines.append("( " + " && ".join(cmds) + f" ) & pids+=($!)")
+    lines.append('for p in "${pids[@]}"; do wait "$p" || rc=1; done; pids=()')
+    return lines
+
+
+def docker_scripts(instances, ships):
+    """The docker CLI, as a careful script author would drive it: ships in parallel, one
+    dependency level after another; one command per container where the CLI needs it."""
+    lv = by_level_and_ship(instances, ships)
+    cmd = " ".join(sh_quote(c) for c in COMMAND)
+
+    def d(ship):
+        return f"docker -H ssh://root@{ship}"
+
+    scripts = {}
+    start, noop, stop = [], [], []
+    for level in range(len(LEVELS)):
+        start += parallel_block(
+            {
+                s: [f"{d(s)} run -d --name {i} --stop-timeout 2 {IMAGE} {cmd} >/dev/null" for i in insts]
+                for s, insts in lv.get(level, {}).items()
+            }
+        )
+        noop += parallel_block({s: [f"{d(s)} start {' '.join(insts)} >/dev/null"] for s, insts in lv.get(level, {}).items()})
+    for level in reversed(range(len(LEVELS))):
+        stop += parallel_block({s: [f"{d(s)} stop -t 2 {' '.join(insts)} >/dev/null"] for s, insts in lv.get(level, {}).items()})
+    status = parallel_block({s["name"]: [f"{d(s['name'])} ps -a >/dev/null"] for s in ships})
+    web = lv.get(LEVELS.index(RESTARTED), {})
+    restart = parallel_block({s: [f"{d(s)} restart -t 2 {' '.join(insts)} >/dev/null"] for s, insts in web.items()})
+    for op, body in [("start", start), ("noop_start", noop), ("status", status), ("restart", restart), ("stop", stop)]:
+        scripts[op] = "\n".join(["#!/usr/bin/env bash", "rc=0; pids=()"] + body + ["exit $rc"]) + "\n"
+    return scripts
+
+
+def compose_files(instances, ships):
+    """One compose file per ship. Compose cannot express a dependency on another ship, so the
+    scripts bring the levels up one after another, ships in parallel."""
+    files = {}
+    lv = by_level_and_ship(instances, ships)
+    for s in ships:
+        lines = ["version: '2.4'", "services:"]
+        for svc, inst, ship in instances:
+            if ship != s["name"]:
+                continue
+            level = LEVELS.index(svc)
+            lines += [
+                f"  {inst}:",
+                f"    image: {IMAGE}",
+                f"    container_name: {inst}",
+                "    network_mode: bridge",
+                "    stop_grace_period: 2s",
+                f"    command: [{', '.join(yaml_str(c) for c in COMMAND)}]",
+            ]
+            deps = lv.get(level - 1, {}).get(s["name"], []) if level > 0 else []
+            if deps:
+                lines.append(f"    depends_on: [{', '.join(deps)}]")
+        files[s["name"]] = "\n".join(lines) + "\n"
+    return files
+
+
+def compose_scripts(instances, ships, workdir):
+    lv = by_level_and_ship(instances, ships)
+
+    def c(ship):
+        return f"docker-compose -H ssh://root@{ship} -p bench -f {workdir}/compose/{ship}.yml"
+
+    start, stop = [], []
+    for level in range(len(LEVELS)):
+        start += parallel_block({s: [f"{c(s)} up -d --no-deps {' '.join(i)} 2>/dev/null"] for s, i in lv.get(level, {}).items()})
+    for level in reversed(range(len(LEVELS))):
+        stop += parallel_block({s: [f"{c(s)} stop -t 2 {' '.join(i)} 2>/dev/null"] for s, i in lv.get(level, {}).items()})
+    status = parallel_block({s["name"]: [f"{c(s['name'])} ps >/dev/null"] for s in ships})
+    web = lv.get(LEVELS.index(RESTARTED), {})
+    restart = parallel_block({s: [f"{c(s)} restart -t 2 {' '.join(i)} 2>/dev/null"] for s, i in web.items()})
+    out = {}
+    for op, body in [("start", start), ("noop_start", start), ("status", status), ("restart", restart), ("stop", stop)]:
+        out[op] = "\n".join(["#!/usr/bin/env bash", "rc=0; pids=()"] + body + ["exit $rc"]) + "\n"
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Running and timing.
+
+
+def run_timed(argv, env, log_path):
+    """(seconds, exit code, peak RSS KiB) of one command, measured with wait4."""
+    with open(log_path, "ab") as out:
+        out.write(f"\n$ {' '.join(argv)}\n".encode())
+        out.flush()
+        t0 = time.perf_counter()
+        p = subprocess.Popen(argv, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = t0 + COMMAND_TIMEOUT
+        while True:
+            pid, status, rusage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                os.killpg(p.pid, signal.SIGKILL)
+                pid, status, rusage = os.wait4(p.pid, 0)
+                p.returncode = -9
+                return COMMAND_TIMEOUT, -9, rusage.ru_maxrss
+            time.sleep(0.002)
+        elapsed = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.write(f"# exit {p.returncode} in {elapsed:.3f}s, maxrss {rusage.ru_maxrss} KiB\n".encode())
+    return elapsed, p.returncode, rusage.ru_maxrss
+
+
+def expected_state(op, instances):
+    """What every instance must be after op."""
+    if op == "stop":
+        return {i: "exited" for _, i, _ in instances}
+    return {i: "running" for _, i, _ in instances}
+
+
+def ssh_logins(ships):
+    """SSH logins the ships' sshd have accepted so far (the bed's sshd logs VERBOSE)."""
+    total = 0
+    for s in ships:
+        try:
+            with open(os.path.join(s["dir"], "sshd.log"), errors="replace") as f:
+                total += sum(1 for line in f if "Accepted publickey" in line)
+        except OSError:
+            pass
+    return total
+
+
+def fingerprints(ships):
+    """{name: (id, started at)} of every container: what a no-op must leave unchanged."""
+    out = {}
+
+    def one(ship):
+        sock = ship["docker_socket"]
+        return [
+            (c["Names"][0].lstrip("/"), c["Id"], api(sock, "GET", f"/containers/{c['Id']}/json")["State"]["StartedAt"])
+            for c in api(sock, "GET", "/containers/json?all=1")
+        ]
+
+    with cf.ThreadPoolExecutor(len(ships)) as ex:
+        for rows in ex.map(one, ships):
+            for name, cid, started in rows:
+                out[name] = (cid, started)
+    return out
+
+
+def check_state(ships, instances, op):
+    want = expected_state(op, instances)
+    have = {}
+    for s in ships:
+        have.update(containers(s["docker_socket"]))
+    bad = [i for i, st in want.items() if have.get(i) != st]
+    return bad
+
+
+class Config:
+    """One bed (K ships) with its proxy, and the files for N instances."""
+
+    def __init__(self, args, k, n, bed):
+        self.args, self.k, self.n, self.bed = args, k, n, bed
+        self.ships = bed["ships"]
+        self.workdir = os.path.join(HERE, "work", f"k{k}-n{n}")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        os.makedirs(os.path.join(self.workdir, "bin"))
+        os.makedirs(os.path.join(self.workdir, "compose"))
+        self.instances = plan_instances(n, self.ships)
+        self.write_ssh_files()
+        self.write_env_files()
+
+    def write_ssh_files(self):
+        d = self.workdir
+        op = self.bed["operator"]
+        self.known_hosts = os.path.join(d, "known_hosts")
+        with open(self.known_hosts, "w") as f:
+            for i, s in enumerate(self.ships):
+                with open(s["host_key_public"]) as pub:
+                    key = " ".join(pub.read().split()[:2])
+                addr = f"{PROXY_NET}{i + 1}" if PROXY_PORT == 22 else f"[{PROXY_NET}{i + 1}]:{PROXY_PORT}"
+                f.write(f"{addr} {key}\n{s['ip']} {key}\n")
+        common = [
+            "    User root",
+            f"    IdentityFile {op['key']}",
+            "    IdentitiesOnly yes",
+            f"    UserKnownHostsFile {self.known_hosts}",
+            "    StrictHostKeyChecking yes",
+            "    BatchMode yes",
+            "    LogLevel ERROR",
+        ]
+        for variant in ["plain", "cm"]:
+            lines = []
+            for i, s in enumerate(self.ships):
+                lines += [f"Host {s['name']}", f"    HostName {PROXY_NET}{i + 1}", f"    Port {PROXY_PORT}"] + common
+                if variant == "cm":
+                    lines += [
+                        "    ControlMaster auto",
+                        f"    ControlPath {d}/cm-%C",
+                        "    ControlPersist 600",
+                    ]
+            with open(os.path.join(d, f"ssh_config.{variant}"), "w") as f:
+                f.write("\n".join(lines) + "\n")
+        # The docker CLI and compose run `ssh` from PATH with no -F: this wrapper points it
+        # at the bench's config (through the proxy), chosen per tool by BENCH_SSH_CONFIG.
+        wrapper = os.path.join(d, "bin", "ssh")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\nexec /usr/bin/ssh -F "$BENCH_SSH_CONFIG" "$@"\n')
+        os.chmod(wrapper, 0o755)
+
+    def write_env_files(self):
+        d = self.workdir
+        self.tunnel_ports = {s["name"]: 23750 + i + 1 for i, s in enumerate(self.ships)}
+        with open(os.path.join(d, "maestrong.yaml"), "w") as f:
+            f.write(maestrong_yaml(self.bed, self.instances, self.tunnel_ports))
+        with open(os.path.join(d, "maestro.yaml"), "w") as f:
+            f.write(maestro_yaml(self.bed, self.instances, self.known_hosts))
+        self.scripts = {}
+        for tool, scripts in [
+            ("docker", docker_scripts(self.instances, self.ships)),
+            ("compose", compose_scripts(self.instances, self.ships, d)),
+        ]:
+            os.makedirs(os.path.join(d, tool), exist_ok=True)
+            for op, text in scripts.items():
+                p = os.path.join(d, tool, f"{op}.sh")
+                with open(p, "w") as f:
+                    f.write(text)
+                os.chmod(p, 0o755)
+                self.scripts[(tool, op)] = p
+        for ship, text in compose_files(self.instances, self.ships).items():
+            with open(os.path.join(d, "compose", f"{ship}.yml"), "w") as f:
+                f.write(text)
+
+    def env(self, tool):
+        e = dict(os.environ)
+        e["PATH"] = os.path.join(self.workdir, "bin") + ":" + e.get("PATH", "")
+        e["BENCH_SSH_CONFIG"] = os.path.join(self.workdir, "ssh_config." + ("cm" if tool == "docker_cm" else "plain"))
+        e.pop("DOCKER_HOST", None)
+        e["NO_COLOR"] = "1"
+        return e
+
+    def argv(self, tool, op):
+        if tool in ("docker", "docker_cm", "compose"):
+            return ["bash", self.scripts[("compose" if tool == "compose" else "docker", op)]]
+        if tool == "maestrong":
+            f = os.path.join(self.workdir, "maestrong.yaml")
+            base = [MAESTRONG, "-f", f]
+        else:
+            f = os.path.join(self.workdir, "maestro.yaml")
+            base = [self.args.maestro, "-f", f, "--plain"]
+        return base + {
+            "start": ["start"],
+            "noop_start": ["start"],
+            "status": ["status"],
+            "restart": ["restart"] + (["-s"] if tool == "maestrong" else []) + [RESTARTED],
+            "stop": ["stop", "-a"],
+        }[op]
+
+
+def rtt_ms():
+    out = subprocess.run([PROXY, "rtt", ECHO_ADDR, "--samples", "20"], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"rtt measurement failed: {out.stderr}")
+    return float(out.stdout.strip())
+
+
+# Round trips a minimal client cannot avoid, per operation (all ships in parallel):
+# TCP 1 + SSH version/KEXINIT 1 + key exchange 1 + service request 1 + publickey auth with
+# the signature sent at once 1 + opening the channel to the Docker socket 1 = 6, then the API:
+# one list of containers, then per dependency level what the Docker API needs (create and
+# start are two calls; stop, restart one).
+SSH_SETUP_RTTS = 6
+API_RTTS = {
+    "status": 1,
+    "noop_start": 1,
+    "start": 1 + 2 * len(LEVELS),
+    "stop": 1 + len(LEVELS),
+    "restart": 1 + 1,
+}
+
+
+def lower_bound_s(op, rtt, daemon):
+    """Seconds: the round trips above plus the daemon's own work along the longest chain."""
+    own = {
+        "status": daemon["list"],
+        "noop_start": daemon["list"],
+        "start": daemon["list"] + len(LEVELS) * (daemon["create"] + daemon["start"]),
+        "stop": daemon["list"] + len(LEVELS) * daemon["stop"],
+        "restart": daemon["list"] + daemon["restart"],
+    }[op]
+    return ((SSH_SETUP_RTTS + API_RTTS[op]) * rtt + own) / 1000.0
+
+
+def wait_port(host, port, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def bench_tool(cfg, tool, reps, logdir):
+    """{op: {"runs": [...], "median_s", "ok", "maxrss_kib"}} for one tool."""
+    env = cfg.env(tool)
+    log_path = os.path.join(logdir, f"{tool}.log")
+    extra = {}
+    tunnels = []
+    try:
+        if tool == "maestrong":
+            # As its users do: one `ssh -N -L` per ship kept open across commands, forwarding a
+            # local port to the ship's Docker socket (through the delaying proxy).
+            t0 = time.perf_counter()
+            for s in cfg.ships:
+                port = cfg.tunnel_ports[s["name"]]
+                tunnels.append(
+                    subprocess.Popen(
+                        ["/usr/bin/ssh", "-F", env["BENCH_SSH_CONFIG"], "-N", "-o", "ExitOnForwardFailure=yes",
+                         "-L", f"127.0.0.1:{port}:{s['docker_socket']}", s["name"]],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"),
+                    )
+                )
+            # A forward listens before the session is authenticated; a request through it
+            # proves the whole path works.
+            for s in cfg.ships:
+                port = cfg.tunnel_ports[s["name"]]
+                if not wait_port("127.0.0.1", port):
+                    raise RuntimeError(f"tunnel to {s['name']} did not open")
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                c.request("GET", "/_ping")
+                c.getresponse().read()
+                c.close()
+            extra["tunnel_setup_s"] = round(time.perf_counter() - t0, 3)
+        if tool == "docker_cm":
+            # Masters opened once, as ControlPersist leaves them between a user's commands.
+            t0 = time.perf_counter()
+            with cf.ThreadPoolExecutor(len(cfg.ships)) as ex:
+                list(ex.map(lambda s: subprocess.run(["ssh", s["name"], "true"], env=env, timeout=120), cfg.ships))
+            extra["master_setup_s"] = round(time.perf_counter() - t0, 3)
+        results = {op: {"runs": [], "ok": True, "bad": [], "maxrss_kib": 0, "exit": [], "ssh_logins": []} for op in OPS}
+        for rep in range(reps):
+            remove_all(cfg.ships)
+            for op in OPS:
+                logins = ssh_logins(cfg.ships)
+                before = fingerprints(cfg.ships) if op == "noop_start" else None
+                secs, code, rss = run_timed(cfg.argv(tool, op), env, log_path)
+                logins = ssh_logins(cfg.ships) - logins
+                if before is not None:
+                    after = fingerprints(cfg.ships)
+                    touched = sum(1 for k, v in after.items() if before.get(k) != v)
+                    results[op].setdefault("touched", []).append(touched)
+                bad = check_state(cfg.ships, cfg.instances, op)
+                r = results[op]
+                r["runs"].append(round(secs, 4))
+                r["exit"].append(code)
+                r["ssh_logins"].append(logins)
+                r["maxrss_kib"] = max(r["maxrss_kib"], rss)
+                if code != 0 or bad:
+                    r["ok"] = False
+                    r["bad"] = bad[:5]
+                log(f"  {tool:10} {op:10} rep {rep + 1}: {secs:7.3f}s exit {code} ssh logins {logins}{' WRONG STATE ' + str(bad[:3]) if bad else ''}")
+        for op in OPS:
+            results[op]["median_s"] = round(statistics.median(results[op]["runs"]), 4)
+        results["_setup"] = extra
+        return results
+    finally:
+        for t in tunnels:
+            t.terminate()
+            try:
+                t.wait(5)
+            except subprocess.TimeoutExpired:
+                t.kill()
+        if tool == "docker_cm":
+            for s in cfg.ships:
+                subprocess.run(["ssh", "-O", "exit", s["name"]], env=env, capture_output=True, timeout=30)
+        remove_all(cfg.ships)
+
+
+class Proxy:
+    def __init__(self, bed, delay_ms, logdir):
+        argv = [PROXY, "serve", "--delay-ms", str(delay_ms), "--echo", ECHO_ADDR]
+        for i, s in enumerate(bed["ships"]):
+            argv += ["--map", f"{PROXY_NET}{i + 1}:{PROXY_PORT}={s['ip']}:22"]
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(os.path.join(logdir, "proxy.log"), "ab"), text=True)
+        # bench.sh's trap ends it by this pid if the harness itself is killed.
+        with open(os.path.join(HERE, "work", "proxy.pid"), "w") as f:
+            f.write(str(self.p.pid))
+        line = self.p.stdout.readline()
+        if line.strip() != "ready":
+            self.stop()
+            raise RuntimeError("the delaying proxy did not start (see proxy.log)")
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+
+
+def bed_up(name, k):
+    out = subprocess.run([BED, "up", "--name", name, "--ships", str(k)], capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"bed.sh up failed:\n{out.stderr}")
+    with open(out.stdout.strip().splitlines()[-1]) as f:
+        return json.load(f)
+
+
+def bed_down(name):
+    subprocess.run([BED, "down", "--name", name], capture_output=True, timeout=300)
+
+
+def main():
+    # Teardown (finally blocks) must also run when the harness is interrupted or terminated.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--delay-ms", type=float, default=25.0, help="one-way delay (default 25)")
+    ap.add_argument("--reps", type=int, default=3, help="rounds per tool and configuration (median)")
+    ap.add_argument("--reps-compose", type=int, default=1, help="rounds for docker-compose (slow)")
+    ap.add_argument("--ships", type=int, default=4, help="K for the side-by-side table")
+    ap.add_argument("--instances", type=int, default=40, help="N for the side-by-side table")
+    ap.add_argument("--tools", default=",".join(TOOLS), help="comma-separated: " + ",".join(TOOLS))
+    ap.add_argument("--grid", default="1,4,16x10,40,200", help="maestro's curves: Ks x Ns ('' = none)")
+    ap.add_argument("--grid-reps", type=int, default=2, help="rounds at the grid's other points")
+    ap.add_argument("--grid-tools", default="maestro", help="tools run over the whole grid")
+    ap.add_argument("--proxy-port", type=int, default=22, help="port of the proxies on 127.77.0.<i> (default 22)")
+    ap.add_argument("--maestro", default=os.path.join(ROOT, "target", "release", "maestro"))
+    ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--merge", action="store_true", help="keep other tools' rows already in --out")
+    args = ap.parse_args()
+    global PROXY_PORT
+    PROXY_PORT = args.proxy_port
+    tools = [t for t in args.tools.split(",") if t]
+    grid_tools = [t for t in args.grid_tools.split(",") if t and t in tools]
+
+    # Which (K, N) each tool runs at.
+    plan = {}
+    plan.setdefault((args.ships, args.instances), []).extend(tools)
+    if args.grid:
+        ks, ns = args.grid.split("x")
+        for k in map(int, ks.split(",")):
+            for n in map(int, ns.split(",")):
+                for t in grid_tools:
+                    if t not in plan.setdefault((k, n), []):
+                        plan[(k, n)].append(t)
+
+    results = {"runs": []}
+    if args.merge and os.path.exists(args.out):
+        with open(args.out) as f:
+            results = json.load(f)
+        keep = [r for r in results.get("runs", []) if r["tool"] not in tools]
+        results["runs"] = keep
+    results.update(
+        {
+            "delay_ms": args.delay_ms,
+            "reps": args.reps,
+            "reps_compose": args.reps_compose,
+            "grid_reps": args.grid_reps,
+            "levels": LEVELS,
+            "ssh_setup_rtts": SSH_SETUP_RTTS,
+            "api_rtts": API_RTTS,
+            "default": {"ships": args.ships, "instances": args.instances},
+            "host": {"nproc": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    versions, startup = {}, {}
+    for t, argv in [
+        ("maestro", [args.maestro, "--version"]),
+        ("maestrong", [MAESTRONG, "--version"]),
+        ("docker", ["docker", "--version"]),
+        ("compose", ["docker-compose", "version", "--short"]),
+        ("ssh", ["ssh", "-V"]),
+    ]:
+        try:
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                o = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+                times.append(time.perf_counter() - t0)
+            versions[t] = (o.stdout + o.stderr).strip().splitlines()[0]
+            # What the tool costs before it does any work: its start-up, on this machine.
+            startup[t] = round(statistics.median(times), 3)
+        except Exception as e:  # a missing tool is reported, not fatal
+            versions[t] = f"unavailable: {e}"
+    # Which maestro was measured: the source tree the release binary was built from.
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=30)
+        versions["maestro_commit"] = head.stdout.strip() + (" (src modified)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    results["versions"] = versions
+    results["startup_s"] = startup
+
+    by_k = {}
+    for (k, n), ts in plan.items():
+        by_k.setdefault(k, []).append((n, ts))
+    current_bed = None
+    try:
+        # The side-by-side configuration first: if a run is cut short, the headline numbers exist.
+        for k in sorted(by_k, key=lambda k: (k != args.ships, k)):
+            name = f"bench-k{k}"
+            log(f"bed {name}: {k} ship(s)")
+            current_bed = name
+            bed = bed_up(name, k)
+            logdir = os.path.join(HERE, "work", f"logs-k{k}")
+            os.makedirs(logdir, exist_ok=True)
+            proxy = Proxy(bed, args.delay_ms, logdir)
+            try:
+                rtt = rtt_ms()
+                daemon = daemon_times(bed["ships"][0]["docker_socket"])
+                log(f"round trip through the proxy {rtt:.1f} ms; daemon (ms) {daemon}")
+                for n, ts in sorted(by_k[k], key=lambda x: (x[0] != args.instances, x[0])):
+                    cfg = Config(args, k, n, bed)
+                    for tool in ts:
+                        if tool == "maestro" and not os.access(args.maestro, os.X_OK):
+                            log(f"maestro binary {args.maestro} missing: skipped")
+                            continue
+                        log(f"K={k} N={n}: {tool}")
+                        try:
+                            reps = args.reps_compose if tool == "compose" else args.reps
+                            if (k, n) != (args.ships, args.instances) and args.grid_reps:
+                                reps = min(reps, args.grid_reps)
+                            r = bench_tool(cfg, tool, reps, logdir)
+                        except Exception as e:
+                            log(f"  {tool} failed: {e}")
+                            r = {"error": str(e)}
+                        bounds = {op: round(lower_bound_s(op, rtt, daemon), 4) for op in OPS}
+                        results["runs"].append(
+                            {"tool": tool, "label": TOOL_LABELS[tool], "ships": k, "instances": n,
+                             "rtt_ms": rtt, "daemon_ms": daemon, "bound_s": bounds, "ops": r}
+                        )
+                        with open(args.out, "w") as f:
+                            json.dump(results, f, indent=1)
+            finally:
+                proxy.stop()
+                bed_down(name)
+                current_bed = None
+    finally:
+        if current_bed:
+            bed_down(current_bed)
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
