@@ -283,14 +283,12 @@ fn ship_letters(bed: &TestBed) -> BTreeMap<&'static str, common::Ship> {
     m
 }
 
-/// Writes an environment file: `services` are `(service, requires, [(instance, ship letter)],
-/// extra service YAML)`; `victim_extra` is added to ship `v`'s entry.
-fn environment(
-    bed: &TestBed,
-    name: &str,
-    services: &[(&str, &[&str], &[(&str, &str)], &str)],
-    victim_extra: &str,
-) -> Env {
+/// One service of a test environment: `(service, requires, [(instance, ship letter)], extra
+/// service YAML)`.
+type ServiceRow<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+/// Writes an environment file of `services`; `victim_extra` is added to ship `v`'s entry.
+fn environment(bed: &TestBed, name: &str, services: &[ServiceRow<'_>], victim_extra: &str) -> Env {
     let letters = ship_letters(bed);
     let key = bed.key().display().to_string();
     let kh = bed.known_hosts().display().to_string();

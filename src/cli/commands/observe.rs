@@ -18,6 +18,7 @@ use crate::docker::{self, ContainerSpec, LogSource};
 use crate::orchestrate::fleet::{self, ConnectOptions};
 use crate::orchestrate::logs::{self, LogEvent, LogOptions};
 use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
+use crate::orchestrate::secrets;
 use crate::orchestrate::status::{
     self, ImageIds, InstanceState, PlanRow, PlannedAction, PortCheck, ShipListing, StatusRow,
 };
@@ -234,16 +235,16 @@ fn status_command(
     if cli.json {
         println!(
             "{}",
-            encode(&StatusReport {
+            secrets::mask(&encode(&StatusReport {
                 environment: &env.name,
                 ok,
                 instances: &rows,
-            })?
+            })?)
         );
     } else {
         print!(
             "{}",
-            render_status(&rows, full, show_hosts, stdout_palette())
+            secrets::mask(&render_status(&rows, full, show_hosts, stdout_palette()))
         );
         for row in &rows {
             if let InstanceState::HostDown { message, .. } = &row.state {
@@ -436,6 +437,8 @@ fn logs_command(
                 text
             };
             // A closed pipe (`| head`) ends the output, not the program with a panic.
+            // A container may print its own secrets (its environment, a config file).
+            let text = secrets::mask(&text);
             let _ = if to_stderr {
                 writeln!(stderr.lock(), "{prefix}{text}")
             } else {
@@ -554,16 +557,17 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
     let unknown = rows
         .iter()
         .any(|r| matches!(r.action, PlannedAction::Unknown { .. }));
+    // The spec diff shows environment values, which may be secrets.
     if cli.json {
         println!(
             "{}",
-            encode(&PlanReport {
+            secrets::mask(&encode(&PlanReport {
                 environment: &env.name,
                 instances: &rows,
-            })?
+            })?)
         );
     } else {
-        print!("{}", render_plan(&rows, stdout_palette()));
+        print!("{}", secrets::mask(&render_plan(&rows, stdout_palette())));
     }
     Ok(if unknown { EXIT_FAILED } else { 0 })
 }
