@@ -166,26 +166,23 @@ impl<W: Write> ProgressRenderer<W> {
                 instance,
                 ship,
                 reason,
-            } => {
-                let text = format!(
-                    "{} {} {}: {reason}",
-                    self.palette.warn("-"),
-                    self.label(instance, ship),
-                    self.palette.warn("skipped")
-                );
-                self.job_ended(*job, ship, Ending::NotAttempted, &[text]);
             }
-            EventKind::JobCancelled {
+            | EventKind::JobCancelled {
                 job,
                 instance,
                 ship,
                 reason,
             } => {
+                let word = if matches!(event.kind, EventKind::JobSkipped { .. }) {
+                    "skipped"
+                } else {
+                    "cancelled"
+                };
                 let text = format!(
                     "{} {} {}: {reason}",
                     self.palette.warn("-"),
                     self.label(instance, ship),
-                    self.palette.warn("cancelled")
+                    self.palette.warn(word)
                 );
                 self.job_ended(*job, ship, Ending::NotAttempted, &[text]);
             }
