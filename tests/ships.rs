@@ -88,6 +88,16 @@ fn ships_reports_route_auth_host_key_and_engine_per_ship() {
         .output()
         .expect("run maestro");
     let text = String::from_utf8_lossy(&out.stdout);
+    let firsts: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(
+        &firsts[..4],
+        ["ship1", "ship2", "inner", "gone"],
+        "ships are listed in the file's order: {text}"
+    );
     assert!(text.contains("inner: ok, Docker"), "{text}");
     assert!(text.contains("gone: FAILED (refused)"), "{text}");
     assert!(text.contains("3 of 4 ships reachable"), "{text}");

@@ -56,7 +56,7 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
         accept_new_host_keys: cli.accept_new_host_keys,
     };
 
-    let reports = runtime()?.block_on(async {
+    let mut reports = runtime()?.block_on(async {
         let connections = fleet::connect_all(&env, &names, options).await;
         let probes = connections.into_iter().map(|(ship, connected)| async move {
             let failure = |err: crate::transport::TransportError| ShipFailure {
@@ -96,6 +96,8 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
         futures_util::future::join_all(probes).await
     });
 
+    // In the file's order, as the operator wrote the ships.
+    reports.sort_by_key(|r| names.iter().position(|n| *n == r.ship));
     if cli.json {
         let text = serde_json::to_string_pretty(&reports)
             .map_err(|err| CliError::Failed(format!("cannot encode the report: {err}")))?;
