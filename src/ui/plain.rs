@@ -97,25 +97,23 @@ impl<W: Write> PlainRenderer<W> {
                 ship,
                 reason,
                 ..
-            } => {
-                writeln!(
-                    self.out,
-                    "{time} {}: {}: {reason}",
-                    who(instance, ship),
-                    p.warn("skipped")
-                )?;
             }
-            EventKind::JobCancelled {
+            | EventKind::JobCancelled {
                 instance,
                 ship,
                 reason,
                 ..
             } => {
+                let word = if matches!(event.kind, EventKind::JobSkipped { .. }) {
+                    "skipped"
+                } else {
+                    "cancelled"
+                };
                 writeln!(
                     self.out,
                     "{time} {}: {}: {reason}",
                     who(instance, ship),
-                    p.warn("cancelled")
+                    p.warn(word)
                 )?;
             }
             EventKind::Interrupted { abort: false } => {
