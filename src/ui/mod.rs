@@ -173,6 +173,19 @@ impl Palette {
     }
 }
 
+/// How a job that never ran is described: skipped (a dependency failed) or cancelled
+/// (interrupted before it began). Shared so every renderer says the same.
+fn not_attempted_word(kind: &crate::orchestrate::events::EventKind) -> &'static str {
+    if matches!(
+        kind,
+        crate::orchestrate::events::EventKind::JobSkipped { .. }
+    ) {
+        "skipped"
+    } else {
+        "cancelled"
+    }
+}
+
 /// Durations as people read them in a deployment log: tenths of a second under a minute,
 /// then minutes and seconds, then hours and minutes.
 pub fn format_duration(ms: u64) -> String {

@@ -104,11 +104,7 @@ impl<W: Write> PlainRenderer<W> {
                 reason,
                 ..
             } => {
-                let word = if matches!(event.kind, EventKind::JobSkipped { .. }) {
-                    "skipped"
-                } else {
-                    "cancelled"
-                };
+                let word = super::not_attempted_word(&event.kind);
                 writeln!(
                     self.out,
                     "{time} {}: {}: {reason}",

@@ -173,11 +173,7 @@ impl<W: Write> ProgressRenderer<W> {
                 ship,
                 reason,
             } => {
-                let word = if matches!(event.kind, EventKind::JobSkipped { .. }) {
-                    "skipped"
-                } else {
-                    "cancelled"
-                };
+                let word = super::not_attempted_word(&event.kind);
                 let text = format!(
                     "{} {} {}: {reason}",
                     self.palette.warn("-"),
