@@ -512,44 +512,56 @@ fn sshd_killed_in_the_middle_of_start() {
     remove_containers(&bed, &env);
 }
 
+/// The environment of the one-ship-lost faults: `lost-1` on the ship of `letter`,
+/// `needs-lost-1` (requires it) on `a`, `free-1` (independent) on `b`.
+fn one_ship_environment(bed: &TestBed, name: &str, letter: &str, victim_extra: &str) -> Env {
+    environment(
+        bed,
+        name,
+        &[
+            ("lost", &[], &[("lost-1", letter)], ""),
+            ("needs-lost", &["lost"], &[("needs-lost-1", "a")], ""),
+            ("free", &[], &[("free-1", "b")], ""),
+        ],
+        victim_extra,
+    )
+}
+
+/// What losing one ship must leave: exit 1; `lost-1` failed with a reason that `cause`
+/// accepts, `needs-lost-1` skipped, `free-1` done and the only container running.
+fn assert_one_ship_lost(bed: &TestBed, env: &Env, run: &Run, cause: impl Fn(&str) -> bool) {
+    let out = outcomes(run);
+    assert_eq!(run.code, 1, "{run}");
+    assert_eq!(kind_of(&out, "free-1", run), "job_done", "{run}");
+    assert_eq!(kind_of(&out, "lost-1", run), "job_failed", "{run}");
+    assert!(cause(&out["lost-1"].1), "unexpected cause\n{run}");
+    assert_eq!(kind_of(&out, "needs-lost-1", run), "job_skipped", "{run}");
+    assert!(out["needs-lost-1"].1.contains("lost-1"), "{run}");
+    assert_states(
+        bed,
+        env,
+        &[
+            ("lost-1", None),
+            ("needs-lost-1", None),
+            ("free-1", Some("running")),
+        ],
+        run,
+    );
+}
+
 #[test]
 fn dockerd_stopped() {
     let _serial = serial();
     let bed = TestBed::shared();
     let letters = ship_letters(&bed);
-    let env = environment(
-        &bed,
-        "fault-dockerd",
-        &[
-            ("onv", &[], &[("onv-1", "v")], ""),
-            ("needsv", &["onv"], &[("needsv-1", "a")], ""),
-            ("free", &[], &[("free-1", "b")], ""),
-        ],
-        "",
-    );
+    let env = one_ship_environment(&bed, "fault-dockerd", "v", "");
     let mut stopped = DockerdStopped::new(&bed, &letters["v"]);
     let run = start(&env);
-    let out = outcomes(&run);
-    assert_eq!(run.code, 1, "{run}");
-    assert_eq!(kind_of(&out, "free-1", &run), "job_done", "{run}");
-    assert_eq!(kind_of(&out, "onv-1", &run), "job_failed", "{run}");
-    assert!(
-        out["onv-1"].1.to_lowercase().contains("socket")
-            || out["onv-1"].1.to_lowercase().contains("docker"),
-        "{run}"
-    );
-    assert_eq!(kind_of(&out, "needsv-1", &run), "job_skipped", "{run}");
     stopped.restore();
-    assert_states(
-        &bed,
-        &env,
-        &[
-            ("onv-1", None),
-            ("needsv-1", None),
-            ("free-1", Some("running")),
-        ],
-        &run,
-    );
+    assert_one_ship_lost(&bed, &env, &run, |cause| {
+        let cause = cause.to_lowercase();
+        cause.contains("socket") || cause.contains("docker")
+    });
     let again = start(&env);
     assert_eq!(again.code, 0, "{again}");
     assert_all_running(&bed, &env, &again);
@@ -561,39 +573,17 @@ fn ship_that_does_not_answer() {
     let _serial = serial();
     let bed = TestBed::shared();
     let letters = ship_letters(&bed);
-    let env = environment(
-        &bed,
-        "fault-silent",
-        &[
-            ("onv", &[], &[("onv-1", "v")], ""),
-            ("needsv", &["onv"], &[("needsv-1", "a")], ""),
-            ("free", &[], &[("free-1", "b")], ""),
-        ],
-        ", ssh_timeout: 2",
-    );
+    let env = one_ship_environment(&bed, "fault-silent", "v", ", ssh_timeout: 2");
     let _dropped = PacketsDropped::new(&letters["v"].netns);
     let run = start(&env);
-    let out = outcomes(&run);
-    assert_eq!(run.code, 1, "{run}");
     assert!(
         run.elapsed < Duration::from_secs(30),
         "the connect timeout is 2 s, the run took {:?}\n{run}",
         run.elapsed
     );
-    assert_eq!(kind_of(&out, "free-1", &run), "job_done", "{run}");
-    assert_eq!(kind_of(&out, "onv-1", &run), "job_failed", "{run}");
-    assert!(out["onv-1"].1.contains("did not answer within 2s"), "{run}");
-    assert_eq!(kind_of(&out, "needsv-1", &run), "job_skipped", "{run}");
-    assert_states(
-        &bed,
-        &env,
-        &[
-            ("onv-1", None),
-            ("needsv-1", None),
-            ("free-1", Some("running")),
-        ],
-        &run,
-    );
+    assert_one_ship_lost(&bed, &env, &run, |cause| {
+        cause.contains("did not answer within 2s")
+    });
     remove_containers(&bed, &env);
 }
 
@@ -605,36 +595,12 @@ fn bastion_down() {
         eprintln!("the bed has no inner ship; skipped");
         return;
     }
-    let env = environment(
-        &bed,
-        "fault-bastion",
-        &[
-            ("inner", &[], &[("inner-1", "c")], ""),
-            ("needsc", &["inner"], &[("needsc-1", "a")], ""),
-            ("free", &[], &[("free-1", "b")], ""),
-        ],
-        "",
-    );
+    let env = one_ship_environment(&bed, "fault-bastion", "c", "");
     bed.set_sshd_running("bastion", false);
     let guard = BastionDown { bed: &bed };
     let run = start(&env);
     drop(guard);
-    let out = outcomes(&run);
-    assert_eq!(run.code, 1, "{run}");
-    assert_eq!(kind_of(&out, "free-1", &run), "job_done", "{run}");
-    assert_eq!(kind_of(&out, "inner-1", &run), "job_failed", "{run}");
-    assert!(out["inner-1"].1.contains(&bed.bastion().ip), "{run}");
-    assert_eq!(kind_of(&out, "needsc-1", &run), "job_skipped", "{run}");
-    assert_states(
-        &bed,
-        &env,
-        &[
-            ("inner-1", None),
-            ("needsc-1", None),
-            ("free-1", Some("running")),
-        ],
-        &run,
-    );
+    assert_one_ship_lost(&bed, &env, &run, |cause| cause.contains(&bed.bastion().ip));
     remove_containers(&bed, &env);
 }
 
