@@ -156,13 +156,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn ssh_established_in(netns: &str) -> usize {
+/// `ss` in the ship's namespace listing its sshd's established connections, one a line.
+fn ssh_connections_in(netns: &str, ss_flags: &str) -> String {
     let out = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{netns}"))
-        .args(["ss", "-Htn", "state", "established", "( sport = :22 )"])
+        .args(["ss", ss_flags, "state", "established", "( sport = :22 )"])
         .output()
         .expect("ss");
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ssh_established_in(netns: &str) -> usize {
+    ssh_connections_in(netns, "-Htn")
         .lines()
         .filter(|l| !l.trim().is_empty())
         .count()
@@ -170,6 +175,13 @@ fn ssh_established_in(netns: &str) -> usize {
 
 fn bed_sshd(ship: &str, action: &str) {
     bed().testbed.set_sshd_running(ship, action == "start");
+}
+
+/// A session to `ship` straight by IP with the bed's key: the route most tests need.
+async fn connect_with_key(bed: &Bed, ship: &Ship) -> transport::Connection {
+    transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
+        .await
+        .expect("connect")
 }
 
 async fn assert_docker_works(conn: &transport::Connection) {
@@ -191,9 +203,7 @@ fn key_file_auth_over_socket_forwarding() {
     let bed = bed();
     let ship = &bed.ships[0];
     runtime().block_on(async {
-        let conn = transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
-            .await
-            .expect("connect");
+        let conn = connect_with_key(bed, ship).await;
         let info = conn.info();
         assert_eq!(info.transport, TransportKind::Ssh);
         assert_eq!(
@@ -736,9 +746,7 @@ fn open_tcp_from_the_ship_side() {
     let ship = &bed.ships[0];
     runtime().block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let conn = transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
-            .await
-            .expect("connect");
+        let conn = connect_with_key(bed, ship).await;
         // The daemon's TCP port listens on the ship's loopback only.
         let mut stream = conn.open_tcp("127.0.0.1", 2375).await.expect("open_tcp");
         stream
@@ -826,9 +834,7 @@ fn many_concurrent_api_calls_share_one_session() {
     let bed = bed();
     let ship = &bed.ships[1];
     runtime().block_on(async {
-        let conn = transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
-            .await
-            .expect("connect");
+        let conn = connect_with_key(bed, ship).await;
         let calls = (0..50).map(|i| {
             let docker = conn.docker().clone();
             async move {
@@ -879,9 +885,7 @@ fn exec_with_attached_output_runs_over_an_upgraded_channel() {
     runtime().block_on(async {
         use bollard::exec::{CreateExecOptions, StartExecResults};
         use futures_util::StreamExt;
-        let conn = transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
-            .await
-            .expect("connect");
+        let conn = connect_with_key(bed, ship).await;
         let docker = conn.docker();
         let name = format!("transport-exec-{}", std::process::id());
         let body = bollard::models::ContainerCreateBody {
@@ -1333,17 +1337,10 @@ fn requests_fail_fast_when_the_session_dies() {
     let bed = bed();
     let ship = &bed.ships[1];
     runtime().block_on(async {
-        let conn = transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
-            .await
-            .expect("connect");
+        let conn = connect_with_key(bed, ship).await;
         conn.docker().ping().await.expect("ping");
         // Kill the sshd process serving our session (not the listener).
-        let out = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", ship.netns))
-            .args(["ss", "-Htnp", "state", "established", "( sport = :22 )"])
-            .output()
-            .expect("ss");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = ssh_connections_in(&ship.netns, "-Htnp");
         let pids: Vec<String> = text
             .split("pid=")
             .skip(1)
