@@ -397,16 +397,20 @@ impl Operation for Scripted {
     }
 }
 
-/// The executor's own stream, rendered plainly: pins the order and timing of events for a
-/// small real run (paused time makes it deterministic), with two ships and a ship limit.
-#[tokio::test(start_paused = true)]
-async fn executor_run_renders_to_golden_plain_output() {
-    let job = |instance: &str, ship: &str, deps: &[usize]| Job {
+/// A job of the scripted runs below; its service is the instance name without its digits.
+fn job(instance: &str, ship: &str, deps: &[usize]) -> Job {
+    Job {
         instance: instance.into(),
         service: instance.trim_end_matches(char::is_numeric).into(),
         ship: ship.into(),
         deps: deps.to_vec(),
-    };
+    }
+}
+
+/// The executor's own stream, rendered plainly: pins the order and timing of events for a
+/// small real run (paused time makes it deterministic), with two ships and a ship limit.
+#[tokio::test(start_paused = true)]
+async fn executor_run_renders_to_golden_plain_output() {
     let spec = RunSpec {
         command: "start".into(),
         jobs: vec![
@@ -480,12 +484,6 @@ fn pty_child_progress() {
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let job = |instance: &str, ship: &str, deps: &[usize]| Job {
-            instance: instance.into(),
-            service: instance.trim_end_matches(char::is_numeric).into(),
-            ship: ship.into(),
-            deps: deps.to_vec(),
-        };
         let spec = RunSpec {
             command: "start".into(),
             jobs: vec![
