@@ -290,28 +290,10 @@ type ServiceRow<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str
 /// Writes an environment file of `services`; `victim_extra` is added to ship `v`'s entry.
 fn environment(bed: &TestBed, name: &str, services: &[ServiceRow<'_>], victim_extra: &str) -> Env {
     let letters = ship_letters(bed);
-    let key = bed.key().display().to_string();
-    let kh = bed.known_hosts().display().to_string();
-    let mut text = format!(
-        "name: {name}\nship_defaults:\n  timeout: 10\n  ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}}}\nships:\n"
-    );
+    let mut text = format!("name: {name}\nship_defaults:\n  timeout: 10\nships:\n");
     for (letter, ship) in &letters {
-        let mut entry = format!(
-            "  {letter}: {{ip: {}, socket_path: {}",
-            ship.ip,
-            ship.docker_socket.display()
-        );
-        if *letter == "c" {
-            entry.push_str(&format!(
-                ", ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}, jump: [root@{}]}}",
-                bed.bastion().ip
-            ));
-        }
-        if *letter == "v" {
-            entry.push_str(victim_extra);
-        }
-        entry.push_str("}\n");
-        text.push_str(&entry);
+        let extra = if *letter == "v" { victim_extra } else { "" };
+        text.push_str(&bed.ship_yaml_with(&ship.name, letter, extra));
     }
     text.push_str("services:\n");
     let mut placement = BTreeMap::new();

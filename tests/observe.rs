@@ -40,33 +40,18 @@ impl Drop for Setup {
 /// The ships block: ship1, ship2 and inner1 over SSH (inner1 through the bastion), and
 /// `ghost`, an SSH port where nothing listens.
 fn ships_yaml(bed: &common::TestBed) -> String {
-    let key = bed.key().display().to_string();
-    let known = bed.known_hosts().display().to_string();
-    let ssh = |extra: &str| {
-        format!("{{user: root, identity_files: [\"{key}\"], known_hosts_file: \"{known}\"{extra}}}")
-    };
-    let ship = |name: &str, jump: &str| {
-        let s = bed.ship(name);
-        format!(
-            "  {name}: {{ip: {}, socket_path: \"{}\", ssh: {}}}\n",
-            s.ip,
-            s.docker_socket.display(),
-            ssh(jump)
-        )
-    };
     let inner = bed
         .inner_ships()
         .first()
         .map(|s| s.name.clone())
         .unwrap_or_else(|| "inner1".into());
-    let jump = format!(", jump: [\"root@{}\"]", bed.bastion().ip);
     format!(
         "ships:\n{}{}{}  ghost: {{ip: {}, timeout: 3, ssh: {}}}\n",
-        ship("ship1", ""),
-        ship("ship2", ""),
-        ship(&inner, &jump).replacen(&format!("  {inner}:"), "  inner1:", 1),
+        bed.ship_yaml("ship1", "ship1"),
+        bed.ship_yaml("ship2", "ship2"),
+        bed.ship_yaml(&inner, "inner1"),
         bed.ship("ship1").ip,
-        ssh(", port: 2")
+        bed.ssh_yaml(", port: 2")
     )
 }
 

@@ -60,30 +60,19 @@ fn ships(bed: &TestBed) -> Ships {
 
 /// The environment file: `extra` is appended to front-2's definition (to change its spec).
 fn environment_yaml(bed: &TestBed, ships: &Ships, shared_dir: &Path, front2_extra: &str) -> String {
-    let key = bed.key().display().to_string();
-    let known_hosts = bed.known_hosts().display().to_string();
-    let bastion = &bed.bastion().ip;
-    let ship = |s: &common::Ship| {
-        format!(
-            "{{ip: {}, socket_path: {}}}",
-            s.ip,
-            s.docker_socket.display()
-        )
-    };
+    let ships_block = [
+        bed.ship_yaml(&ships.ship1.name, "a"),
+        bed.ship_yaml(&ships.ship2.name, "b"),
+        bed.ship_yaml(&ships.inner1.name, "c"),
+    ]
+    .concat();
     format!(
         r#"__maestro: {{schema: 2}}
 name: {ENV_NAME}
 ship_defaults:
   timeout: 10
-  ssh: {{user: root, identity_files: [{key}], known_hosts_file: {known_hosts}}}
 ships:
-  a: {a}
-  b: {b}
-  c:
-    ip: {c_ip}
-    socket_path: {c_socket}
-    ssh: {{user: root, identity_files: [{key}], known_hosts_file: {known_hosts}, jump: [root@{bastion}]}}
-services:
+{ships_block}services:
   data:
     image: maestro-test:latest
     instances:
@@ -136,10 +125,6 @@ services:
       front-1: {{ship: b, command: sleep 3600, networks: [appnet], stop_timeout: 1}}
       front-2: {{ship: c, command: sleep 3600, stop_timeout: 1{front2_extra}}}
 "#,
-        a = ship(&ships.ship1),
-        b = ship(&ships.ship2),
-        c_ip = ships.inner1.ip,
-        c_socket = ships.inner1.docker_socket.display(),
         shared = shared_dir.display(),
     )
 }
@@ -619,10 +604,8 @@ fn an_unreachable_ship_fails_only_its_own_instances() {
         r#"name: ghosts
 ship_defaults:
   timeout: 3
-  ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}}}
 ships:
-  a: {{ip: {a_ip}, socket_path: {a_sock}}}
-  ghost: {{ip: {ghost_ip}}}
+{a}  ghost: {{ip: {ghost_ip}, ssh: {ssh}}}
 services:
   lost:
     image: maestro-test:latest
@@ -638,10 +621,8 @@ services:
     image: maestro-test:latest
     instances: {{broken-1: {{ship: a, command: "sh -c 'echo fatal: no config; exit 3'"}}}}
 "#,
-        key = bed.key().display(),
-        kh = bed.known_hosts().display(),
-        a_ip = ships.ship1.ip,
-        a_sock = ships.ship1.docker_socket.display(),
+        a = bed.ship_yaml(&ships.ship1.name, "a"),
+        ssh = bed.ssh_yaml(""),
     );
     std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
     let _ = bed.docker_cli(
@@ -800,20 +781,14 @@ registries:
   local:
     registry: http://{address}
 {credentials}    retry: {{attempts: 2, when: [503]}}
-ship_defaults:
-  ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}}}
 ships:
-  a: {{ip: {ip}, socket_path: {sock}}}
-services:
+{ship_entry}services:
   pulled:
     image: {image}
     instances: {{pulled-1: {{ship: a, command: sleep 3600, stop_timeout: 1}}}}
 "#,
             address = Registry::ADDRESS,
-            key = bed.key().display(),
-            kh = bed.known_hosts().display(),
-            ip = ship.ip,
-            sock = ship.docker_socket.display(),
+            ship_entry = bed.ship_yaml(&ship.name, "a"),
         )
     };
     let file = work.path().join("env.yaml");
@@ -875,11 +850,8 @@ fn ctrl_c_during_checks_cancels_and_says_what_was_left() {
     let file = work.path().join("env.yaml");
     let yaml = format!(
         r#"name: cancels
-ship_defaults:
-  ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}}}
 ships:
-  b: {{ip: {ip}, socket_path: {sock}}}
-services:
+{ship_entry}services:
   slow:
     image: maestro-test:latest
     lifecycle:
@@ -890,10 +862,7 @@ services:
     requires: [slow]
     instances: {{after-1: {{ship: b, command: sleep 3600}}}}
 "#,
-        key = bed.key().display(),
-        kh = bed.known_hosts().display(),
-        ip = ship.ip,
-        sock = ship.docker_socket.display(),
+        ship_entry = bed.ship_yaml(&ship.name, "b"),
     );
     std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
     let _ = bed.docker_cli(&ship.name, &["rm", "-f", "slow-1", "after-1"]);

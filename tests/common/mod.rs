@@ -293,6 +293,12 @@ impl TestBed {
     /// daemon's socket named, and inner ships through the bastion.
     #[allow(dead_code)] // not every test binary writes environment files
     pub fn ship_yaml(&self, name: &str, alias: &str) -> String {
+        self.ship_yaml_with(name, alias, "")
+    }
+
+    /// `ship_yaml` with more keys of the ship's flow mapping (`extra` starts with `, `).
+    #[allow(dead_code)]
+    pub fn ship_yaml_with(&self, name: &str, alias: &str, extra: &str) -> String {
         let ship = self.ship(name);
         let jump = if ship.inner {
             format!(", jump: [\"{}@{}\"]", self.info.user, self.bastion().ip)
@@ -300,10 +306,19 @@ impl TestBed {
             String::new()
         };
         format!(
-            "  {alias}: {{ip: {}, socket_path: \"{}\", ssh: {{user: {}, identity_files: [\"{}\"], \
-             known_hosts_file: \"{}\"{jump}}}}}\n",
+            "  {alias}: {{ip: {}, socket_path: \"{}\", ssh: {}{extra}}}\n",
             ship.ip,
             ship.docker_socket.display(),
+            self.ssh_yaml(&jump),
+        )
+    }
+
+    /// The `ssh:` flow mapping that logs in to the bed as its user with its key and
+    /// known_hosts; `extra` (starting with `, `) adds keys.
+    #[allow(dead_code)]
+    pub fn ssh_yaml(&self, extra: &str) -> String {
+        format!(
+            "{{user: {}, identity_files: [\"{}\"], known_hosts_file: \"{}\"{extra}}}",
             self.info.user,
             self.key().display(),
             self.known_hosts().display(),
