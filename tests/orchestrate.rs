@@ -7,9 +7,11 @@
 //! inner one), else brings up its own.
 
 mod common;
+#[path = "common/golden.rs"]
+mod golden;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -275,18 +277,6 @@ fn env_golden_text(container: &Value, ships: &Ships) -> String {
         .replace(&ships.inner1.ip, "<ip of c>")
 }
 
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-    assert_eq!(actual, expected, "golden {name} differs");
-}
-
 /// In `events[from..]`, every instance starts only after everything it requires is done, and
 /// (with `reverse`) only after everything that requires it is done.
 fn assert_order(
@@ -430,7 +420,7 @@ fn lifecycle_on_the_bed() {
     let store3 = inspect(&bed, &ships.inner1.name, "store-3");
     let store3_env = env_golden_text(&store3, &ships);
     assert!(store3_env.contains("LEVEL=instance\n"), "{store3_env}");
-    golden(
+    golden::check(
         "orchestrate_front-2.env",
         &env_golden_text(&inspect(&bed, &ships.inner1.name, "front-2"), &ships),
     );

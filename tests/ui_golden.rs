@@ -16,33 +16,10 @@ use maestro::orchestrate::executor::{
     self, Cancel, Job, JobReport, JobState, Limits, OpError, Operation, RunSpec, StepContext,
     Summary,
 };
+#[path = "common/golden.rs"]
+mod golden;
+
 use maestro::ui::{Palette, json::JsonRenderer, plain::PlainRenderer, summary};
-
-fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
-}
-
-/// Compares `actual` with the golden file, or rewrites it under UPDATE_GOLDEN=1.
-fn check_golden(name: &str, actual: &str) {
-    let path = golden_path(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
-            path.display()
-        )
-    });
-    assert!(
-        expected == actual,
-        "{} differs from the renderer's output (UPDATE_GOLDEN=1 to accept):\n--- expected\n{expected}\n--- actual\n{actual}",
-        path.display()
-    );
-}
 
 fn ev(at_ms: u64, kind: EventKind) -> Event {
     Event { at_ms, kind }
@@ -330,13 +307,13 @@ fn render_json(events: &[Event]) -> String {
 
 #[test]
 fn plain_renderer_matches_golden() {
-    check_golden("start.plain.txt", &render_plain(&fixture()));
+    golden::check("start.plain.txt", &render_plain(&fixture()));
 }
 
 #[test]
 fn json_renderer_matches_golden_and_round_trips() {
     let json = render_json(&fixture());
-    check_golden("start.events.jsonl", &json);
+    golden::check("start.events.jsonl", &json);
     let parsed: Vec<Event> = json
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -353,7 +330,7 @@ fn summary_table_matches_golden() {
     let Some(EventKind::PlanFinished { summary: s }) = fixture().pop().map(|e| e.kind) else {
         panic!("fixture ends with PlanFinished");
     };
-    check_golden(
+    golden::check(
         "start.summary.txt",
         &summary::render_table(&s, Palette::new(false)),
     );
@@ -435,7 +412,7 @@ async fn executor_run_renders_to_golden_plain_output() {
     while let Ok(event) = rx.try_recv() {
         events.push(event);
     }
-    check_golden("executor_run.plain.txt", &render_plain(&events));
+    golden::check("executor_run.plain.txt", &render_plain(&events));
 }
 
 /// An operation that takes real (short) time and reports every kind of step, so the live

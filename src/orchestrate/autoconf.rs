@@ -129,6 +129,11 @@ pub fn container_env_of(env: &Environment, instance: &str) -> Option<BTreeMap<St
     Some(container_env(env, service, inst))
 }
 
+// The golden-file checker the integration tests use too.
+#[cfg(test)]
+#[path = "../../tests/common/golden.rs"]
+mod golden;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,17 +190,7 @@ services:
         vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
 
-    fn golden(name: &str, actual: &str) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(name);
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{e}"));
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-        assert_eq!(actual, expected, "golden {name} differs");
-    }
+    use super::golden;
 
     #[test]
     fn names_are_upper_cased_with_non_word_characters_as_underscores() {
@@ -209,7 +204,7 @@ services:
         let env = env();
         let vars = container_env_of(&env, "zk-1").unwrap_or_default();
         assert_eq!(vars["SHARED"], "instance");
-        golden("autoconf_zk-1.env", &render(&vars));
+        golden::check("autoconf_zk-1.env", &render(&vars));
     }
 
     #[test]
@@ -224,7 +219,7 @@ services:
         assert!(!vars.contains_key("OTHER_INSTANCES"));
         // Generated variables win over the file's.
         assert_eq!(vars["CONTAINER_NAME"], "web.1");
-        golden("autoconf_web.1.env", &render(&vars));
+        golden::check("autoconf_web.1.env", &render(&vars));
     }
 
     #[test]
