@@ -102,3 +102,80 @@ fn ships_reports_route_auth_host_key_and_engine_per_ship() {
     assert!(text.contains("gone: FAILED (refused)"), "{text}");
     assert!(text.contains("3 of 4 ships reachable"), "{text}");
 }
+
+/// A login user that exists on the ship, with a shell, but is not allowed on the Docker
+/// socket: the common mistake of a deploy user left out of the `docker` group.
+struct UserWithoutDocker(&'static str);
+
+impl UserWithoutDocker {
+    fn create() -> Self {
+        let name = "maestro-nodocker";
+        let exists = Command::new("id")
+            .arg(name)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !exists {
+            // `-p '*'`: no password, but not locked (sshd refuses locked accounts even with a key).
+            let status = Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/bin/sh",
+                    "-p",
+                    "*",
+                    name,
+                ])
+                .status()
+                .expect("run useradd");
+            assert!(status.success(), "useradd {name}");
+        }
+        UserWithoutDocker(name)
+    }
+}
+
+impl Drop for UserWithoutDocker {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(self.0).status();
+    }
+}
+
+#[test]
+fn a_user_without_access_to_the_socket_is_told_so() {
+    let bed = common::TestBed::shared();
+    let user = UserWithoutDocker::create();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("ships.yaml");
+    // The bed's sshd takes the bed's key for any user (one AuthorizedKeysFile for all).
+    let ship = bed.ship_yaml("ship1", "ship1").replacen(
+        &format!("user: {}", bed.user),
+        &format!("user: {}", user.0),
+        1,
+    );
+    std::fs::write(
+        &file,
+        format!("name: ships\nships:\n{ship}services: {{}}\n"),
+    )
+    .expect("write environment");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .arg("-f")
+        .arg(&file)
+        .arg("ships")
+        .env("HOME", dir.path())
+        .output()
+        .expect("run maestro");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("ship1: FAILED (socket-permission)"),
+        "{stdout}"
+    );
+    let socket = bed.ship("ship1").docker_socket.display().to_string();
+    assert!(
+        stdout.contains(&format!("permission denied on the Docker socket {socket}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("{}@", user.0)), "{stdout}");
+    assert!(stdout.contains("`docker`"), "{stdout}");
+}

@@ -108,7 +108,11 @@ pub enum TransportError {
         path: String,
     },
 
-    #[error("ship {ship}: permission denied on the Docker socket {path} on {hop}")]
+    #[error(
+        "ship {ship}: permission denied on the Docker socket {path} on {hop}: the login user \
+         cannot read and write it (add that user to the socket's group, usually `docker`, or \
+         log in as a user who is in it)"
+    )]
     SocketPermission {
         ship: String,
         hop: String,
