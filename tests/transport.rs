@@ -619,6 +619,125 @@ fn ssh_config_with_proxy_jump_reaches_an_inner_ship() {
     });
 }
 
+/// How many `ssh -W` proxies to `target` run on this machine.
+fn proxies_to(target: &str) -> usize {
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("ssh -F .* -W {target}:22")])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn ssh_config_proxy_command_carries_the_session() {
+    let _serial = serial();
+    let bed = bed();
+    let inner = &bed.inner[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host via-command\n  HostName {ip}\n  User root\n  IdentityFile {key}\n  \
+             UserKnownHostsFile {kh}\n  ProxyCommand ssh -F {bed_config} -W %h:%p bastion\n\
+             Host broken-command\n  HostName {ip}\n  User root\n  \
+             ProxyCommand sh -c 'echo proxy cannot reach %h >&2; exit 3'\n",
+            ip = inner.ip,
+            key = bed.key.display(),
+            kh = bed.known_hosts.display(),
+            bed_config = bed.ssh_config.display(),
+        ),
+    )
+    .expect("write ssh config");
+    runtime().block_on(async {
+        let route = SshRoute {
+            ssh_config_file: Some(config.clone()),
+            ..SshRoute::new("via-command")
+        };
+        let conn = transport::connect(&endpoint(inner, route))
+            .await
+            .expect("connect through the ProxyCommand");
+        assert_eq!(conn.info().hops.len(), 1, "{:?}", conn.info());
+        assert_eq!(
+            conn.info().host_key_fingerprint.as_deref(),
+            Some(inner.host_key_fingerprint.as_str())
+        );
+        assert_docker_works(&conn).await;
+        assert_eq!(proxies_to(&inner.ip), 1);
+        drop(conn);
+        // The proxy process belongs to the session: it goes with it.
+        for _ in 0..50 {
+            if proxies_to(&inner.ip) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            proxies_to(&inner.ip),
+            0,
+            "the ProxyCommand outlived its session"
+        );
+
+        let route = SshRoute {
+            ssh_config_file: Some(config.clone()),
+            ..SshRoute::new("broken-command")
+        };
+        let err = transport::connect(&endpoint(inner, route))
+            .await
+            .expect_err("the proxy exits");
+        assert_eq!(err.kind(), "proxy-command", "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("proxy cannot reach {}", inner.ip)),
+            "{message}"
+        );
+    });
+}
+
+#[test]
+fn identities_only_keeps_other_agent_keys_back() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[0];
+    let _agent = Agent::with_key(&bed.key);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("ssh_config");
+    let unrelated = dir.path().join("unrelated_key");
+    std::fs::write(
+        &config,
+        format!(
+            "Host only-unrelated listed\n  HostName {ip}\n  User root\n  \
+             UserKnownHostsFile {kh}\n  IdentitiesOnly yes\n\
+             Host only-unrelated\n  IdentityFile {unrelated}\n\
+             Host listed\n  IdentityFile {key}\n",
+            ip = ship.ip,
+            kh = bed.known_hosts.display(),
+            unrelated = unrelated.display(),
+            key = bed.key.display(),
+        ),
+    )
+    .expect("write ssh config");
+    runtime().block_on(async {
+        let route = |alias: &str| SshRoute {
+            ssh_config_file: Some(config.clone()),
+            batch_mode: true,
+            ..SshRoute::new(alias)
+        };
+        let err = transport::connect(&endpoint(ship, route("only-unrelated")))
+            .await
+            .expect_err("the agent's key is not a configured one");
+        assert_eq!(err.kind(), "auth", "{err}");
+        assert!(err.to_string().contains("IdentitiesOnly"), "{err}");
+
+        // The agent still signs for a configured key file it holds.
+        let conn = transport::connect(&endpoint(ship, route("listed")))
+            .await
+            .expect("connect with the agent's copy of the listed key");
+        let method = conn.info().auth_method.clone().unwrap_or_default();
+        assert!(method.starts_with("ssh-agent key SHA256:"), "{method}");
+    });
+}
+
 #[test]
 fn inner_ship_is_not_reachable_directly() {
     let _serial = serial();

@@ -38,6 +38,15 @@ pub enum TransportError {
         source: std::io::Error,
     },
 
+    #[error("ship {ship}: ProxyCommand `{command}` for {hop} failed: {reason}")]
+    ProxyCommand {
+        ship: String,
+        hop: String,
+        command: String,
+        /// What the command said on stderr (its last lines), or why it could not start.
+        reason: String,
+    },
+
     #[error("ship {ship}: SSH protocol error with {hop}: {source}")]
     Ssh {
         ship: String,
@@ -169,6 +178,7 @@ impl TransportError {
         match self {
             TransportError::Dns { .. } => "dns",
             TransportError::Refused { .. } => "refused",
+            TransportError::ProxyCommand { .. } => "proxy-command",
             TransportError::Timeout { .. } => "timeout",
             TransportError::Io { .. } => "network",
             TransportError::Ssh { .. } => "ssh",

@@ -27,6 +27,12 @@ pub(crate) struct Hop {
     pub port: u16,
     pub user: String,
     pub identity_files: Vec<PathBuf>,
+    /// `IdentitiesOnly yes`: agent keys are offered only when they are one of
+    /// `identity_files` (by the public key beside the file).
+    pub identities_only: bool,
+    /// ssh_config's `ProxyCommand`, tokens expanded: its stdin/stdout carry the session
+    /// instead of a TCP connection (first hop only; later hops ride the previous session).
+    pub proxy_command: Option<String>,
     pub known_hosts_files: Vec<PathBuf>,
     pub policy: HostKeyPolicy,
 }
@@ -35,6 +41,8 @@ pub(crate) struct Hop {
 /// must live as long as it does, since its bytes travel through their channels.
 pub(crate) struct SshChain {
     handles: Vec<Handle<HostKeyCheck>>,
+    /// ProxyCommand processes carrying the first hop; killed when the chain is dropped.
+    _proxies: Vec<tokio::process::Child>,
     pub hops: Vec<HopInfo>,
     pub warnings: Vec<String>,
     pub channels_opened: AtomicU64,
@@ -184,15 +192,49 @@ fn make_hop(
         (None, Some(false)) => HostKeyPolicy::AcceptNew,
         (None, _) => HostKeyPolicy::Strict,
     };
+    // OpenSSH: a route's explicit jumps or ProxyJump win over ProxyCommand.
+    let proxy_command = settings
+        .proxy_command
+        .as_ref()
+        .filter(|_| route.jumps.is_empty() && settings.proxy_jump.is_none())
+        .map(|command| expand_proxy_tokens(command, &host, port, &user, alias));
     Hop {
         label: format!("{user}@{host}:{port}"),
         host,
         port,
         user,
         identity_files,
+        identities_only: settings.identities_only,
+        proxy_command,
         known_hosts_files,
         policy,
     }
+}
+
+/// ssh_config's `%` tokens of a ProxyCommand: `%h` host, `%p` port, `%r` user, `%n` the
+/// name as given, `%%` a percent sign.
+fn expand_proxy_tokens(command: &str, host: &str, port: u16, user: &str, alias: &str) -> String {
+    let mut out = String::with_capacity(command.len());
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => out.push_str(host),
+            Some('p') => out.push_str(&port.to_string()),
+            Some('r') => out.push_str(user),
+            Some('n') => out.push_str(alias),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
 }
 
 /// Why the host key check refused, kept beside the handler so that the error russh
@@ -250,13 +292,22 @@ pub(crate) async fn connect_chain(
     let mut handles: Vec<Handle<HostKeyCheck>> = Vec::with_capacity(hops.len());
     let mut infos = Vec::with_capacity(hops.len());
     let mut warnings = Vec::new();
+    let mut proxies = Vec::new();
     let last = hops.len().saturating_sub(1);
     for (index, hop) in hops.iter().enumerate() {
         let via = index
             .checked_sub(1)
             .and_then(|prev| hops.get(prev))
             .map(|prev| prev.label.clone());
-        let result = connect_hop(hop, handles.last(), via, options, &mut warnings).await;
+        let result = connect_hop(
+            hop,
+            handles.last(),
+            via,
+            options,
+            &mut warnings,
+            &mut proxies,
+        )
+        .await;
         match result {
             Ok((handle, info)) => {
                 handles.push(handle);
@@ -275,6 +326,7 @@ pub(crate) async fn connect_chain(
     let ship_label = hops.last().map(|h| h.label.clone()).unwrap_or_default();
     Ok(SshChain {
         handles,
+        _proxies: proxies,
         hops: infos,
         warnings,
         channels_opened: AtomicU64::new(0),
@@ -318,6 +370,7 @@ async fn connect_hop(
     via: Option<String>,
     options: &ConnectOptions,
     warnings: &mut Vec<String>,
+    proxies: &mut Vec<tokio::process::Child>,
 ) -> Result<(Handle<HostKeyCheck>, HopInfo), TransportError> {
     let ship = options.ship.clone();
     let timeout = options.timeout;
@@ -336,8 +389,25 @@ async fn connect_hop(
     };
     let config = Arc::new(client_config(hop, options));
 
-    let handshake = match previous {
-        None => {
+    let mut proxy_stderr = None;
+    let handshake = match (previous, &hop.proxy_command) {
+        (None, Some(command)) => {
+            let proxy =
+                ProxyCommand::spawn(command).map_err(|err| TransportError::ProxyCommand {
+                    ship: ship.clone(),
+                    hop: hop.label.clone(),
+                    command: command.clone(),
+                    reason: format!("cannot start it: {err}"),
+                })?;
+            proxy_stderr = Some(proxy.stderr.clone());
+            proxies.push(proxy.child);
+            tokio::time::timeout(
+                timeout,
+                client::connect_stream(config, proxy.stream, handler),
+            )
+            .await
+        }
+        (None, None) => {
             let addresses = tokio::time::timeout(
                 timeout,
                 tokio::net::lookup_host((hop.host.as_str(), hop.port)),
@@ -358,7 +428,7 @@ async fn connect_hop(
             let _ = stream.set_nodelay(true);
             tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await
         }
-        Some(previous) => {
+        (Some(previous), _) => {
             let channel = tokio::time::timeout(
                 timeout,
                 previous.channel_open_direct_tcpip(
@@ -395,9 +465,25 @@ async fn connect_hop(
         Err(_) => return Err(timed_out()),
         Ok(Ok(handle)) => handle,
         Ok(Err(err)) => {
-            let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-            return Err(host_key_error(&ship, hop, &outcome)
-                .unwrap_or_else(|| ssh_error(&ship, &hop.label, timeout, err)));
+            let refused = {
+                let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                host_key_error(&ship, hop, &outcome)
+            };
+            if let Some(refused) = refused {
+                return Err(refused);
+            }
+            // A proxy that fails usually just exits: say what it printed, not "EOF".
+            if let (Some(command), Some(stderr)) = (&hop.proxy_command, &proxy_stderr) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let said = stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                return Err(TransportError::ProxyCommand {
+                    ship: ship.clone(),
+                    hop: hop.label.clone(),
+                    command: command.clone(),
+                    reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
+                });
+            }
+            return Err(ssh_error(&ship, &hop.label, timeout, err));
         }
     };
     let (fingerprint, recorded_in) = {
@@ -425,6 +511,65 @@ async fn connect_hop(
             host_key_fingerprint: fingerprint,
         },
     ))
+}
+
+/// A running ProxyCommand: its stdout and stdin joined into the stream the session runs
+/// over, and what it writes on stderr kept for the error message.
+struct ProxyCommand {
+    child: tokio::process::Child,
+    stream: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ProxyCommand {
+    /// Runs `command` with `sh -c`, as OpenSSH runs it with the user's shell.
+    fn spawn(command: &str) -> std::io::Result<Self> {
+        use tokio::io::AsyncReadExt;
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {command}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let missing = || std::io::Error::other("the command's pipes are missing");
+        let stdout = child.stdout.take().ok_or_else(missing)?;
+        let stdin = child.stdin.take().ok_or_else(missing)?;
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = stderr.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    // Bounded: only the last lines are ever shown.
+                    if text.len() < 64 * 1024 {
+                        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+            });
+        }
+        Ok(ProxyCommand {
+            child,
+            stream: tokio::io::join(stdout, stdin),
+            stderr,
+        })
+    }
+}
+
+/// The last three non-empty lines of `text`, joined; `None` when there are none.
+fn last_lines(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let start = lines.len().saturating_sub(3);
+    (!lines.is_empty()).then(|| lines[start..].join(" / "))
 }
 
 fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<TransportError> {
@@ -607,9 +752,23 @@ async fn authenticate(
     if std::env::var_os("SSH_AUTH_SOCK").is_some() {
         match AgentClient::connect_env().await {
             Ok(mut agent) => {
-                let identities = agent.request_identities().await.unwrap_or_default();
+                let mut identities = agent.request_identities().await.unwrap_or_default();
                 if identities.is_empty() {
                     tried.push("ssh-agent (no keys)".into());
+                } else if hop.identities_only {
+                    let allowed = public_keys_beside(&hop.identity_files);
+                    identities.retain(|identity| match identity {
+                        AgentIdentity::PublicKey { key, .. } => allowed
+                            .iter()
+                            .any(|allowed| allowed.key_data() == key.key_data()),
+                        AgentIdentity::Certificate { .. } => false,
+                    });
+                    if identities.is_empty() {
+                        tried.push(
+                            "ssh-agent (IdentitiesOnly: none of its keys is a configured key file)"
+                                .into(),
+                        );
+                    }
                 }
                 for identity in identities {
                     let (described, result) = match &identity {
@@ -735,6 +894,20 @@ async fn authenticate(
     Err(auth_error(ship, hop, tried))
 }
 
+/// The public keys of `files`, read from the `.pub` beside each (the private key may be
+/// encrypted); files without one are left out.
+fn public_keys_beside(files: &[PathBuf]) -> Vec<russh::keys::PublicKey> {
+    files
+        .iter()
+        .filter_map(|path| {
+            let mut public = path.clone().into_os_string();
+            public.push(".pub");
+            let text = std::fs::read_to_string(public).ok()?;
+            russh::keys::PublicKey::from_openssh(text.trim()).ok()
+        })
+        .collect()
+}
+
 /// sshd drops the connection after `MaxAuthTries` failures: that is an authentication
 /// failure (with the list of what was tried), not a network one.
 fn give_up_if_closed(
@@ -798,3 +971,22 @@ fn certificate_beside(path: &Path) -> Option<Certificate> {
 /// A boxed bidirectional byte stream.
 pub(crate) trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_command_tokens() {
+        assert_eq!(
+            expand_proxy_tokens(
+                "ssh -l %r -W %h:%p %n 100%% %x %",
+                "10.0.0.1",
+                2222,
+                "ops",
+                "web"
+            ),
+            "ssh -l ops -W 10.0.0.1:2222 web 100% %x %"
+        );
+    }
+}
