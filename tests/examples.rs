@@ -440,7 +440,7 @@ fn webapp_behind_the_bastion_serves_health_from_its_database() {
         );
         // Published on the ship's port 80, reachable on the inner network (from inner1).
         let out = ex.bed.ssh(
-            "inner1",
+            &ex.placement["web-1"],
             &format!(
                 "busybox wget -q -O- http://{}:80/health",
                 ex.ip("DEMO_INNER1_IP")
@@ -504,7 +504,7 @@ fn demo_runs_on_the_bed() {
             Some(&ex.ip("DEMO_SHIP3_IP").to_owned())
         );
         let out = ex.bed.ssh(
-            "inner1",
+            &ex.placement["frontend-1"],
             &format!(
                 "busybox wget -q -O- http://{}:8000/",
                 ex.ip("DEMO_INNER1_IP")
