@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The README's first command (as root, on a Debian-like machine):
-#   ./demo.sh          installs what is missing, builds maestro, brings up a test bed named
-#                      "demo" (3 ships, and 1 more reachable only through a bastion) and runs
-#                      maestro on examples/demo.yaml against it over SSH
+#   ./demo.sh [FILE]   installs what is missing, builds maestro, brings up a test bed named
+#                      "demo" (3 ships, and 2 more reachable only through a bastion) and runs
+#                      maestro on FILE against it over SSH (default examples/demo.yaml; any of
+#                      examples/*.yaml runs there, e.g. ./demo.sh examples/zookeeper-kafka.yaml)
 #   ./demo.sh down     tears the bed down
 #
-# examples/demo.yaml is rendered by maestro's Jinja support; it finds the bed's addresses in
+# The examples are rendered by maestro's Jinja support; they find the bed's addresses in
 # these variables (written to target/demo/demo.env, which you can `source` to run maestro by
 # hand afterwards):
 #   DEMO_SHIP1_IP DEMO_SHIP2_IP DEMO_SHIP3_IP   ships reachable directly
-#   DEMO_INNER1_IP                              the ship behind the bastion
-#   DEMO_BASTION_IP                             the bastion (jump host for inner1)
+#   DEMO_INNER1_IP DEMO_INNER2_IP               the ships behind the bastion
+#   DEMO_BASTION_IP                             the bastion (jump host for inner1 and inner2)
 #   DEMO_SSH_KEY DEMO_KNOWN_HOSTS DEMO_SSH_USER the operator's key, known_hosts and user
 #   DEMO_SHIP1_DOCKER_SOCKET ...                each ship's Docker socket (on the ship)
 #   DEMO_IMAGE                                  the test image present on every ship
@@ -33,7 +34,11 @@ if [ "${1:-}" = down ]; then
     echo "demo bed removed"
     exit 0
 fi
-[ $# -eq 0 ] || { echo "usage: $0 [down]" >&2; exit 2; }
+case $# in
+0) ;;
+1) DEMO_FILE=$1 ;;
+*) echo "usage: $0 [FILE | down]" >&2; exit 2 ;;
+esac
 
 ensure_root
 [ -f "$DEMO_FILE" ] || prereqs_die "$DEMO_FILE not found"
@@ -44,8 +49,8 @@ echo "==> building maestro" >&2
 cargo build
 MAESTRO=target/debug/maestro
 
-echo "==> bringing up the demo bed (3 ships + 1 behind a bastion)" >&2
-bed_json=$(testbed/bed.sh up --name "$BED_NAME" --ships 3 --inner 1 --registry)
+echo "==> bringing up the demo bed (3 ships + 2 behind a bastion)" >&2
+bed_json=$(testbed/bed.sh up --name "$BED_NAME" --ships 3 --inner 2 --registry)
 bed_dir=$(dirname "$bed_json")
 # shellcheck disable=SC1091
 . "$bed_dir/bed.env"
@@ -55,11 +60,13 @@ mkdir -p "$(dirname "$ENV_FILE")"
     echo "# source me to run maestro by hand against the demo bed"
     printf 'export DEMO_SHIP1_IP=%q DEMO_SHIP2_IP=%q DEMO_SHIP3_IP=%q\n' \
         "$BED_SHIP1_IP" "$BED_SHIP2_IP" "$BED_SHIP3_IP"
-    printf 'export DEMO_INNER1_IP=%q DEMO_BASTION_IP=%q\n' "$BED_INNER1_IP" "$BED_BASTION_IP"
+    printf 'export DEMO_INNER1_IP=%q DEMO_INNER2_IP=%q DEMO_BASTION_IP=%q\n' \
+        "$BED_INNER1_IP" "$BED_INNER2_IP" "$BED_BASTION_IP"
     printf 'export DEMO_SHIP1_DOCKER_SOCKET=%q DEMO_SHIP2_DOCKER_SOCKET=%q\n' \
         "$BED_SHIP1_SOCKET" "$BED_SHIP2_SOCKET"
     printf 'export DEMO_SHIP3_DOCKER_SOCKET=%q DEMO_INNER1_DOCKER_SOCKET=%q\n' \
         "$BED_SHIP3_SOCKET" "$BED_INNER1_SOCKET"
+    printf 'export DEMO_INNER2_DOCKER_SOCKET=%q\n' "$BED_INNER2_SOCKET"
     printf 'export DEMO_SSH_KEY=%q DEMO_KNOWN_HOSTS=%q DEMO_SSH_USER=root\n' \
         "$BED_KEY" "$BED_KNOWN_HOSTS"
     printf 'export DEMO_IMAGE=%q\n' "$BED_IMAGE"
@@ -82,9 +89,12 @@ run "$MAESTRO" -f "$DEMO_FILE" status
 
 cat >&2 <<MSG
 
-The demo bed is up: ships $BED_SHIP1_IP $BED_SHIP2_IP $BED_SHIP3_IP, and $BED_INNER1_IP behind the
-bastion $BED_BASTION_IP. Try:
+The demo bed is up: ships $BED_SHIP1_IP $BED_SHIP2_IP $BED_SHIP3_IP, and $BED_INNER1_IP $BED_INNER2_IP
+behind the bastion $BED_BASTION_IP. Try:
   source $ENV_FILE && $MAESTRO -f $DEMO_FILE status
+  $MAESTRO -f $DEMO_FILE logs -n 5 <instance>
+  $MAESTRO -f $DEMO_FILE stop -a && $MAESTRO -f $DEMO_FILE clean
   ssh -F $BED_SSH_CONFIG inner1 docker ps
+Other examples: ./demo.sh examples/minimal.yaml (or zookeeper-kafka.yaml, webapp-bastion.yaml).
 Tear it down with: ./demo.sh down
 MSG

@@ -1,36 +1,46 @@
 //! Every example and fixture loads, and resolves the way the docs say.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use maestro::config::{self, Check, CommandSpec, JumpHost, KnownHostsPolicy, Protocol, VolumeMode};
 
-/// The variables `./demo.sh` exports for examples/demo.yaml (addresses of the test bed).
-fn demo_vars() -> std::collections::BTreeMap<String, String> {
+/// The variables `./demo.sh` exports for the examples (addresses of the test bed).
+fn demo_vars() -> BTreeMap<String, String> {
     [
         ("DEMO_SSH_KEY", "/bed/id_ed25519"),
         ("DEMO_KNOWN_HOSTS", "/bed/known_hosts"),
+        ("DEMO_SSH_USER", "root"),
         ("DEMO_SHIP1_IP", "10.200.0.11"),
         ("DEMO_SHIP2_IP", "10.200.0.12"),
         ("DEMO_SHIP3_IP", "10.200.0.13"),
         ("DEMO_INNER1_IP", "10.200.1.21"),
+        ("DEMO_INNER2_IP", "10.200.1.22"),
         ("DEMO_BASTION_IP", "10.200.0.10"),
         ("DEMO_SHIP1_DOCKER_SOCKET", "/bed/ship1/docker.sock"),
         ("DEMO_SHIP2_DOCKER_SOCKET", "/bed/ship2/docker.sock"),
         ("DEMO_SHIP3_DOCKER_SOCKET", "/bed/ship3/docker.sock"),
         ("DEMO_INNER1_DOCKER_SOCKET", "/bed/inner1/docker.sock"),
+        ("DEMO_INNER2_DOCKER_SOCKET", "/bed/inner2/docker.sock"),
+        ("DEMO_IMAGE", "maestro-test:latest"),
+        ("DEMO_REGISTRY", "10.200.0.1:5000"),
+        ("DEMO_REGISTRY_USER", "maestro"),
+        ("DEMO_REGISTRY_PASSWORD", "not-a-real-password"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }
 
-fn load(path: &str) -> config::Environment {
-    let loaded = if path.ends_with("demo.yaml") {
+/// The examples are templates over the DEMO_* variables; fixtures are plain MaestroNG files
+/// (rendered with the process environment, as `maestro -f` does).
+fn load_with(path: &str, extra: &[(&str, &str)]) -> config::Environment {
+    let loaded = if path.starts_with("examples/") {
+        let mut vars = demo_vars();
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         std::fs::read_to_string(path)
             .map_err(|e| panic!("{path}: {e}"))
-            .and_then(|text| {
-                config::load_str_with_vars(&text, path, Path::new("examples"), &demo_vars())
-            })
+            .and_then(|text| config::load_str_with_vars(&text, path, Path::new("examples"), &vars))
     } else {
         config::load(Path::new(path))
     };
@@ -40,24 +50,80 @@ fn load(path: &str) -> config::Environment {
     }
 }
 
-#[test]
-fn every_example_loads() {
-    let mut count = 0;
-    for entry in std::fs::read_dir("examples")
+fn load(path: &str) -> config::Environment {
+    load_with(path, &[])
+}
+
+/// Every example file, as `examples/NAME.yaml`.
+fn examples() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir("examples")
         .into_iter()
         .flatten()
         .flatten()
-    {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            load(&path.display().to_string());
-            count += 1;
-        }
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .map(|path| path.display().to_string())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_loads() {
+    let files = examples();
+    for file in &files {
+        load(file);
     }
     assert!(
-        count >= 4,
-        "expected the examples to be there, found {count}"
+        files.len() >= 4,
+        "expected the examples to be there, found {files:?}"
     );
+}
+
+/// What makes an example runnable on the test bed: every ship is one of the bed's, reached
+/// over SSH with its key and known_hosts, at its Docker socket, and every container runs the
+/// bed's image (no internet there).
+#[test]
+fn every_example_runs_on_the_bed_as_rendered() {
+    let vars = demo_vars();
+    let bed_ips: Vec<&str> = vars
+        .iter()
+        .filter(|(k, _)| k.ends_with("_IP") && *k != "DEMO_BASTION_IP")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    for file in examples() {
+        let env = load(&file);
+        assert!(!env.ships.is_empty(), "{file}");
+        for ship in &env.ships {
+            assert!(bed_ips.contains(&ship.ip.as_str()), "{file}: {}", ship.name);
+            let socket = ship.socket_path.as_deref().unwrap_or_default();
+            assert!(
+                socket.starts_with("/bed/"),
+                "{file}: {} at {socket}",
+                ship.name
+            );
+            let ssh = ship.ssh.as_ref().unwrap_or_else(|| panic!("{file}: ssh"));
+            assert_eq!(ssh.user.as_deref(), Some("root"), "{file}: {}", ship.name);
+            assert_eq!(
+                ssh.known_hosts_file.as_deref(),
+                Some(Path::new("/bed/known_hosts"))
+            );
+            let inner = ship.ip.starts_with("10.200.1.");
+            assert_eq!(
+                inner,
+                !ssh.jump.is_empty(),
+                "{file}: {} and the bastion",
+                ship.name
+            );
+        }
+        for (_, instance) in env.instances() {
+            assert_eq!(
+                instance.image, "maestro-test:latest",
+                "{file}: {}",
+                instance.name
+            );
+        }
+    }
 }
 
 #[test]
@@ -65,6 +131,7 @@ fn minimal_example() {
     let env = load("examples/minimal.yaml");
     assert_eq!(env.name, "minimal");
     assert_eq!(env.schema, 1);
+    assert_eq!((env.ships.len(), env.services.len()), (1, 1));
     let (_, hello) = env.instance("hello-1").expect("hello-1");
     assert_eq!(hello.image, "maestro-test:latest");
     assert_eq!(hello.stop_timeout, 10);
@@ -72,16 +139,20 @@ fn minimal_example() {
         hello.command,
         Some(CommandSpec::Exec(vec!["sleep".into(), "3600".into()]))
     );
-    let ship = env.ship("local").expect("ship");
-    assert_eq!(ship.docker_port, 2375);
+    let ship = env.ship("ship1").expect("ship");
     assert_eq!(ship.timeout.as_secs(), 5);
-    assert_eq!(ship.endpoint, "127.0.0.1");
-    assert!(ship.ssh.is_none());
+    assert_eq!(ship.endpoint, "10.200.0.11");
+    assert_eq!(ship.socket_path.as_deref(), Some("/bed/ship1/docker.sock"));
+    let ssh = ship.ssh.as_ref().expect("over SSH");
+    assert!(ssh.jump.is_empty());
+    assert_eq!(ssh.known_hosts, KnownHostsPolicy::Strict);
 }
 
+/// The file of MaestroNG's README, verbatim, still loads (the runnable example took its place).
 #[test]
-fn zookeeper_kafka_schema_1_volumes_are_container_first() {
-    let env = load("examples/zookeeper-kafka.yaml");
+fn maestrong_readme_file_schema_1_volumes_are_container_first() {
+    let env = load("tests/fixtures/maestrong-readme.yaml");
+    assert_eq!(env.schema, 1);
     let (_, zk) = env.instance("zk").expect("zk");
     assert_eq!(zk.volumes[0].container, "/var/lib/zookeeper");
     assert_eq!(zk.volumes[0].host, "/data/zookeeper");
@@ -94,20 +165,100 @@ fn zookeeper_kafka_schema_1_volumes_are_container_first() {
 }
 
 #[test]
+fn zookeeper_kafka_keeps_the_readme_shape() {
+    let env = load("examples/zookeeper-kafka.yaml");
+    assert_eq!(env.schema, 1);
+    let (_, zk) = env.instance("zk-1").expect("zk-1");
+    assert_eq!(zk.ship, "vm1.ore1");
+    assert_eq!(
+        zk.volumes[0].container, "/var/lib/zookeeper",
+        "schema 1: container first"
+    );
+    assert_eq!(zk.volumes[0].host, "/srv/zookeeper");
+    assert_eq!(zk.port("client").map(|p| p.exposed.start), Some(2181));
+    assert!(matches!(zk.lifecycle.running[..], [Check::Tcp { ref port, .. }] if port == "client"));
+    assert_eq!(
+        env.service("kafka").map(|s| s.requires.clone()),
+        Some(vec!["zookeeper".to_owned()])
+    );
+    let mut broker_ships = Vec::new();
+    for (n, name) in ["kafka-1", "kafka-2"].iter().enumerate() {
+        let (_, broker) = env.instance(name).expect("broker");
+        let id = (n + 1).to_string();
+        assert_eq!(broker.env.get("BROKER_ID"), Some(&id));
+        assert_eq!(
+            broker.port("broker").map(|p| p.exposed.start),
+            Some(9092),
+            "inherited"
+        );
+        assert!(
+            matches!(broker.lifecycle.running[..], [Check::Tcp { ref port, .. }] if port == "broker")
+        );
+        assert_eq!(broker.volumes[0].container, "/var/lib/kafka");
+        // The stand-in reaches zookeeper through the auto-configuration variables.
+        let Some(CommandSpec::Exec(argv)) = &broker.command else {
+            panic!("{name}: command {:?}", broker.command)
+        };
+        assert!(
+            argv[2].contains("$ZOOKEEPER_ZK_1_HOST")
+                && argv[2].contains("$ZOOKEEPER_ZK_1_CLIENT_PORT")
+        );
+        broker_ships.push(broker.ship.clone());
+    }
+    assert_eq!(
+        broker_ships,
+        ["vm2.ore1", "vm3.ore1"],
+        "brokers on different ships"
+    );
+    let vars = maestro::orchestrate::autoconf::container_env_of(&env, "kafka-1").expect("env");
+    assert_eq!(
+        vars.get("ZOOKEEPER_ZK_1_HOST").map(String::as_str),
+        Some("10.200.0.11")
+    );
+    assert_eq!(
+        vars.get("ZOOKEEPER_ZK_1_CLIENT_PORT").map(String::as_str),
+        Some("2181")
+    );
+
+    // A real deployment names its images; the containers keep their place.
+    let real = load_with(
+        "examples/zookeeper-kafka.yaml",
+        &[
+            ("ZOOKEEPER_IMAGE", "zookeeper:3.4.5"),
+            ("KAFKA_IMAGE", "kafka:latest"),
+        ],
+    );
+    assert_eq!(
+        real.instance("zk-1").map(|(_, i)| i.image.as_str()),
+        Some("zookeeper:3.4.5")
+    );
+    assert_eq!(
+        real.instance("kafka-2").map(|(_, i)| i.image.as_str()),
+        Some("kafka:latest")
+    );
+}
+
+#[test]
 fn webapp_bastion_resolves_inheritance_and_ssh() {
     let env = load("examples/webapp-bastion.yaml");
     assert_eq!(env.schema, 2);
-    let app1 = env.ship("app1").expect("app1");
-    let ssh = app1.ssh.as_ref().expect("ssh from ship_defaults");
-    assert_eq!(ssh.user.as_deref(), Some("deploy"));
-    assert_eq!(ssh.jump, vec![JumpHost::Ship("bastion".into())]);
-    assert_eq!(ssh.known_hosts, KnownHostsPolicy::AcceptNew);
-    assert_eq!(app1.timeout.as_secs(), 10);
-    assert_eq!(app1.ip, "10.0.1.11");
+    for name in ["app1", "db1"] {
+        let ship = env.ship(name).expect("ship");
+        let ssh = ship.ssh.as_ref().expect("ssh from ship_defaults");
+        assert_eq!(ssh.user.as_deref(), Some("root"));
+        assert!(
+            matches!(&ssh.jump[..], [JumpHost::Address { user: Some(u), host, .. }] if u == "root" && host == "10.200.0.10"),
+            "{name} through the bastion: {:?}",
+            ssh.jump
+        );
+        assert_eq!(ssh.known_hosts, KnownHostsPolicy::Strict);
+        assert_eq!(ship.timeout.as_secs(), 10);
+    }
+    assert_eq!(env.ship("app1").map(|s| s.ip.as_str()), Some("10.200.1.21"));
     assert_eq!(env.ship("db1").and_then(|s| s.max_concurrency), Some(1));
 
     let (_, web) = env.instance("web-1").expect("web-1");
-    assert_eq!(web.image, "registry.example.com:5000/webapp:1.4.2");
+    assert_eq!(web.image, "maestro-test:latest");
     assert_eq!(web.env.get("WORKERS").map(String::as_str), Some("4"));
     assert_eq!(
         web.env.get("FEATURES").map(String::as_str),
@@ -119,21 +270,33 @@ fn webapp_bastion_resolves_inheritance_and_ssh() {
     assert!(
         matches!(web.lifecycle.running[0], Check::Http { ref path, max_wait: 120, .. } if path == "/health")
     );
+    assert!(web.healthcheck.is_some());
+    assert_eq!(web.labels.get("tier").map(String::as_str), Some("frontend"));
     assert_eq!(web.volumes[0].host, "/srv/webapp/config");
     assert_eq!(web.volumes[0].container, "/etc/webapp");
     assert_eq!(web.volumes[0].mode, VolumeMode::ReadOnly);
     assert_eq!(web.restart.and_then(|r| r.retries), Some(3));
+    let vars = maestro::orchestrate::autoconf::container_env_of(&env, "web-1").expect("env");
+    assert_eq!(
+        vars.get("POSTGRES_DB_HOST").map(String::as_str),
+        Some("10.200.1.22")
+    );
+    assert_eq!(
+        vars.get("POSTGRES_DB_SQL_PORT").map(String::as_str),
+        Some("5432")
+    );
 
     let (_, db) = env.instance("db").expect("db");
     assert_eq!(db.limits.memory, Some(1 << 30));
     assert_eq!(
         db.port("sql").and_then(|p| p.bind_ip.clone()).as_deref(),
-        Some("10.0.1.21")
+        Some("10.200.1.22")
     );
     assert_eq!(db.stop_timeout, 30);
 
+    // Images named after the registry's host are pulled with its credentials.
     let reg = env
-        .registry_for_image(&web.image)
+        .registry_for_image("10.200.0.1:5000/webapp:1.4.2")
         .expect("registry by host");
     assert_eq!(reg.name, "private");
     assert_eq!(format!("{:?}", reg.password), "Some(***)");
@@ -232,12 +395,12 @@ fn envfiles_merge_in_maestrong_precedence() {
 #[test]
 fn plan_and_deptree_on_examples() {
     use maestro::orchestrate::plan::{self, Graph, Selection};
-    for file in [
-        "examples/zookeeper-kafka.yaml",
-        "examples/webapp-bastion.yaml",
-        "examples/demo.yaml",
-        "tests/fixtures/maestrong-jinja.yaml",
-    ] {
+    let mut files = examples();
+    files.extend([
+        "tests/fixtures/maestrong-readme.yaml".to_owned(),
+        "tests/fixtures/maestrong-jinja.yaml".to_owned(),
+    ]);
+    for file in &files {
         let env = load(file);
         let graph = Graph::new(&env);
         assert!(graph.topological_order().is_ok(), "{file}");
@@ -252,10 +415,15 @@ fn plan_and_deptree_on_examples() {
                 .is_empty()
         );
     }
-    let env = load("examples/zookeeper-kafka.yaml");
+    let env = load("tests/fixtures/maestrong-readme.yaml");
     assert_eq!(
         plan::render_deptree(&env, &["kafka".into()], true).expect("deptree"),
         "kafka (kafka-broker on vm2.ore1)\n└── zookeeper\n"
+    );
+    let env = load("examples/zookeeper-kafka.yaml");
+    assert_eq!(
+        plan::render_deptree(&env, &["kafka".into()], true).expect("deptree"),
+        "kafka (kafka-1 on vm2.ore1, kafka-2 on vm3.ore1)\n└── zookeeper\n"
     );
     let env = load("examples/demo.yaml");
     let graph = Graph::new(&env);
