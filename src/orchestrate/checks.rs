@@ -243,11 +243,13 @@ where
     })
 }
 
+/// The port published for a named port; a number is taken as it is, as MaestroNG does.
 fn port_of(target: &CheckTarget<'_>, name: &str, port: &str) -> Result<u16, CheckError> {
     target
         .ports
         .get(port)
         .copied()
+        .or_else(|| port.parse::<u16>().ok().filter(|p| *p > 0))
         .ok_or_else(|| CheckError::Failed {
             check: name.to_string(),
             reason: format!("the container publishes no port named `{port}`"),
