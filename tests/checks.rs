@@ -173,9 +173,14 @@ fn environment_yaml(bed: &TestBed, ship: &str) -> String {
         "127.0.0.4",
         "scheme: https, requests_options: {verify: false}, match_regex: 'Ciphers', max_wait: 10",
     );
-    // TLS spoken to a plain HTTP server: the port is the plain one's.
-    yaml += &instance("tls-wrong", "127.0.0.5", "scheme: https, max_wait: 5")
-        .replace(&format!(", {TLS_PORT}]"), &format!(", {PLAIN_PORT}]"));
+    // TLS spoken to a plain HTTP server: the port is the plain one's, checked once that
+    // server is up.
+    yaml += &instance("tls-wrong", "127.0.0.5", "scheme: https, max_wait: 3")
+        .replace(&format!(", {TLS_PORT}]"), &format!(", {PLAIN_PORT}]"))
+        .replace(
+            "    instances:\n      tls-wrong-1",
+            "    requires: [tls-plain]\n    instances:\n      tls-wrong-1",
+        );
     yaml += &format!(
         "  tls-plain:\n    image: maestro-test:latest\n    instances:\n      tls-plain-1:\n        \
          ship: a\n        command: httpd -f -p 8080\n        stop_timeout: 1\n        ports: \
