@@ -472,7 +472,8 @@ class Config:
             "start": ["start"],
             "noop_start": ["start"],
             "status": ["status"],
-            "restart": ["restart"] + (["-s"] if tool == "maestrong" else []) + [RESTARTED],
+            # Both take a service name for all its instances only with -s.
+            "restart": ["restart", "-s", RESTARTED],
             "stop": ["stop", "-a"],
         }[op]
 

@@ -3,7 +3,7 @@
 # and the build need. Needs root.
 
 MAESTRO_DEB_PACKAGES=(docker.io openssh-server openssh-client busybox-static iproute2
-    docker-registry apache2-utils util-linux ca-certificates curl)
+    docker-registry apache2-utils util-linux ca-certificates curl openssl)
 
 prereqs_die() {
     echo "$(basename "$0"): $*" >&2

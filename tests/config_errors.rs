@@ -575,3 +575,72 @@ fn instance_names_must_be_valid_container_names() {
         ],
     );
 }
+
+#[test]
+fn https_check_verify_takes_true_false_or_a_ca_file() {
+    let base = format!(
+        "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      a1:\n        ship: ship1\n        ports: {{https: 443}}\n        lifecycle:\n          running:\n"
+    );
+    let check = |options: &str| {
+        format!(
+            "{base}            - {{type: http, scheme: https, port: https, requests_options: {options}}}\n"
+        )
+    };
+    let (_, msg) = load_err(&check("{verify: 3}"));
+    assert_has(
+        &msg,
+        &[
+            "env.yaml:14:",
+            "field: services.a.instances.a1.lifecycle.running[0].requests_options.verify",
+            "expected true, false or the path of a PEM file of CA certificates, found an integer",
+        ],
+    );
+    let (_, msg) = load_err(&check("{verify: missing-ca.pem}"));
+    assert_has(
+        &msg,
+        &[
+            "env.yaml:14:",
+            "requests_options.verify",
+            "cannot read",
+            "missing-ca.pem",
+        ],
+    );
+    let (_, msg) = load_err(&check("{verify: false, timeout: 3}"));
+    assert_has(
+        &msg,
+        &[
+            "unknown key `timeout` in `requests_options` (maestro supports only `verify`)",
+            "requests_options.timeout",
+        ],
+    );
+
+    // A file that is not PEM, then one that is: relative paths are the environment file's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("junk.pem"), "hello\n").expect("write");
+    let load = |options: &str| {
+        let path = dir.path().join("env.yaml");
+        std::fs::write(&path, check(options)).expect("write");
+        config::load(&path)
+    };
+    let err = load("{verify: junk.pem}").expect_err("junk refused");
+    assert_has(&err.to_string(), &["holds no PEM certificate", "junk.pem"]);
+    let verify_of =
+        |env: &config::Environment| match &env.services[0].instances[0].lifecycle.running[0] {
+            config::Check::Http { verify, .. } => verify.clone(),
+            other => panic!("not an http check: {other:?}"),
+        };
+    let env = load("{verify: ca.pem}").expect("a CA file");
+    assert_eq!(
+        verify_of(&env),
+        config::TlsVerify::CaFile(dir.path().join("ca.pem"))
+    );
+    let env = load("{verify: false}").expect("false");
+    assert_eq!(verify_of(&env), config::TlsVerify::Off);
+    let env = load("{}").expect("empty");
+    assert_eq!(verify_of(&env), config::TlsVerify::SystemRoots);
+}

@@ -303,7 +303,7 @@ fn assert_order(
 }
 
 #[test]
-fn stop_and_kill_refuse_to_act_on_everything_without_a() {
+fn stop_kill_and_restart_refuse_to_act_on_everything_without_a() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let file = dir.path().join("env.yaml");
     std::fs::write(
@@ -311,7 +311,7 @@ fn stop_and_kill_refuse_to_act_on_everything_without_a() {
         "name: t\nships: {a: {ip: 10.0.0.1}}\nservices:\n  s: {image: x, instances: {s-1: {ship: a}}}\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    for command in ["stop", "kill"] {
+    for command in ["stop", "kill", "restart"] {
         let run = maestro(&file, dir.path(), &[command]);
         assert_eq!(run.code, 2, "{command}: {}", run.stderr);
         assert!(run.stderr.contains("-a"), "{command}: {}", run.stderr);
@@ -467,7 +467,7 @@ fn lifecycle_on_the_bed() {
     let unchanged = maestro(
         &file,
         work.path(),
-        &["--json", "restart", "--only-if-changed"],
+        &["--json", "restart", "-a", "--only-if-changed"],
     );
     assert_ok(&unchanged, "restart --only-if-changed");
     assert!(!unchanged.events.iter().any(|e| kind(e) == "step"
@@ -485,6 +485,7 @@ fn lifecycle_on_the_bed() {
             "0.2",
             "--stop-start-delay",
             "0.1",
+            "-s",
             "store",
         ],
     );
@@ -500,7 +501,7 @@ fn lifecycle_on_the_bed() {
     }
 
     // restart: all stopped dependents first, then all started dependencies first.
-    let restart = maestro(&file, work.path(), &["--json", "restart"]);
+    let restart = maestro(&file, work.path(), &["--json", "restart", "-a"]);
     assert_ok(&restart, "restart");
     let plans: Vec<usize> = restart
         .events

@@ -15,9 +15,11 @@ Examples:
   maestro -f env.yaml start             bring the whole environment up
   maestro -f env.yaml start -d web      start web and everything it needs
   maestro -f env.yaml status -F         status with images and a port check
+  maestro -f env.yaml restart -s web    restart every instance of the service web
   maestro -f env.yaml stop -a           stop everything, dependents first
 
-THINGs are service or instance names; with -s, service names expand to their instances.
+THINGs are service or instance names. stop, kill and restart take a service name (for all
+its instances) only with -s/--expand-services or -a, and need names or -a.
 Exit codes: 0 done, 1 some instance failed, 2 bad input, 130 interrupted.";
 
 /// Deploy and control multi-host Docker environments over SSH, with no agent on the hosts.
@@ -220,11 +222,13 @@ pub struct Things {
     #[arg(short = 'S', long = "ship-filter", value_name = "GLOB")]
     pub ship_filter: Vec<String>,
 
-    /// Expand service names into their instances in the output.
+    /// Let service names stand for all their instances; stop, kill and restart refuse a
+    /// service name without it.
     #[arg(short = 's', long)]
     pub expand_services: bool,
 
-    /// Act on everything; required by stop and kill when no names are given.
+    /// No names means everything; stop, kill and restart need it when no names are given.
+    /// Implies -s.
     #[arg(short = 'a', long)]
     pub all: bool,
 }

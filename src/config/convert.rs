@@ -985,6 +985,10 @@ fn check(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Check> {
                 return Err(cx.invalid(cx.pos_of(&p), &p, format!("invalid match_regex: {e}")));
             }
             let max_wait = max_wait(cx, &mut c, 300)?;
+            let verify = match c.get("requests_options") {
+                Some(n) => requests_options(cx, n, &c.field("requests_options"))?,
+                None => TlsVerify::SystemRoots,
+            };
             (
                 Check::Http {
                     port,
@@ -994,6 +998,7 @@ fn check(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Check> {
                     method,
                     match_regex,
                     max_wait,
+                    verify,
                 },
                 &[
                     "type",
@@ -1004,6 +1009,7 @@ fn check(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Check> {
                     "method",
                     "match_regex",
                     "max_wait",
+                    "requests_options",
                 ],
             )
         }
@@ -1063,6 +1069,83 @@ fn check(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Check> {
     };
     c.finish(cx, known, &format!("a {kind} check"))?;
     Ok(check)
+}
+
+/// MaestroNG passes an http check's `requests_options` to python-requests; of those, we
+/// support `verify`: `true` (system roots, the default), `false` (no verification), or the
+/// path of a PEM CA bundle, which must be readable and hold a certificate.
+fn requests_options(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<TlsVerify> {
+    if matches!(node.value, Value::Null) {
+        return Ok(TlsVerify::SystemRoots);
+    }
+    let mut m = MapReader::new(cx, node, path, "`requests_options`")?;
+    let verify = match m.get("verify") {
+        None
+        | Some(Node {
+            value: Value::Null, ..
+        }) => TlsVerify::SystemRoots,
+        Some(n) => {
+            let vp = join(path, "verify");
+            match &n.value {
+                Value::Bool(true) => TlsVerify::SystemRoots,
+                Value::Bool(false) => TlsVerify::Off,
+                Value::Str(s) if s == "true" => TlsVerify::SystemRoots,
+                Value::Str(s) if s == "false" => TlsVerify::Off,
+                Value::Str(s) if !s.trim().is_empty() => {
+                    let file = cx.resolve_path(s);
+                    if let Err(problem) = check_ca_file(&file) {
+                        return Err(cx.invalid_help(
+                            n.pos,
+                            &vp,
+                            format!("invalid verify: {problem}"),
+                            Some(
+                                "verify is true (system roots), false (no verification) or \
+                                 the path of a PEM file of CA certificates"
+                                    .to_owned(),
+                            ),
+                        ));
+                    }
+                    TlsVerify::CaFile(file)
+                }
+                _ => {
+                    return Err(cx.invalid(
+                        n.pos,
+                        &vp,
+                        format!(
+                            "invalid verify: expected true, false or the path of a PEM file of \
+                             CA certificates, found {}",
+                            if matches!(n.value, Value::Str(_)) {
+                                "an empty string"
+                            } else {
+                                n.kind_name()
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    m.finish(
+        cx,
+        &["verify"],
+        "`requests_options` (maestro supports only `verify`)",
+    )?;
+    Ok(verify)
+}
+
+/// A CA bundle is usable when it can be read and holds at least one PEM certificate; the
+/// certificates themselves are parsed when the check runs.
+fn check_ca_file(file: &std::path::Path) -> std::result::Result<(), String> {
+    let text = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let marker = b"-----BEGIN CERTIFICATE-----";
+    if text.windows(marker.len()).any(|w| w == marker) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} holds no PEM certificate (no `-----BEGIN CERTIFICATE-----` line)",
+            file.display()
+        ))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

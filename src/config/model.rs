@@ -496,6 +496,8 @@ pub enum Check {
         match_regex: Option<String>,
         /// Seconds, default 300.
         max_wait: u32,
+        /// How an `https` check verifies the server's certificate (`requests_options.verify`).
+        verify: TlsVerify,
     },
     /// A command on the operator's machine; exit code 0 passes; `attempts` default 180.
     Exec {
@@ -507,6 +509,20 @@ pub enum Check {
     Rexec { command: String, attempts: u32 },
     /// Wait `wait` seconds.
     Sleep { wait: f64 },
+}
+
+/// How an `https` check verifies the server's certificate: MaestroNG hands its
+/// `requests_options` to python-requests, whose `verify` is `true` (the default), `false`, or
+/// the path of a CA bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub enum TlsVerify {
+    /// Against the system's trusted roots.
+    #[default]
+    SystemRoots,
+    /// Against the certificates of this PEM file only (resolved against the environment file).
+    CaFile(PathBuf),
+    /// Not at all: any certificate for any name is accepted.
+    Off,
 }
 
 /// A user-defined network to attach the container to (our addition).

@@ -49,7 +49,7 @@ fn seconds(value: Option<f64>, flag: &str) -> Result<Option<Duration>, CliError>
     }
 }
 
-/// stop and kill act on everything only when asked to with `-a`, as in MaestroNG.
+/// stop, kill and restart act on everything only when asked to with `-a`, as in MaestroNG.
 fn require_names_or_all(command: &str, things: &Things) -> Result<(), CliError> {
     if things.names.is_empty() && !things.all {
         return Err(CliError::Usage(format!(
@@ -58,6 +58,49 @@ fn require_names_or_all(command: &str, things: &Things) -> Result<(), CliError> 
         )));
     }
     Ok(())
+}
+
+/// stop, kill and restart take a service name for all its instances only with
+/// `-s/--expand-services` (or `-a`), as in MaestroNG: a service named where one instance was
+/// meant would otherwise take the whole service down. Instance names always work.
+fn require_expansion(command: &str, things: &Things, env: &Environment) -> Result<(), CliError> {
+    if things.expand_services || things.all {
+        return Ok(());
+    }
+    let mut refused = Vec::new();
+    for name in &things.names {
+        let Some(service) = env.service(name) else {
+            continue;
+        };
+        let instances: Vec<&str> = service.instances.iter().map(|i| i.name.as_str()).collect();
+        // A service whose only instance has its name means the same thing either way.
+        if instances.is_empty() || instances == [name.as_str()] {
+            continue;
+        }
+        let (listed, whole) = match instances.as_slice() {
+            [one] => (format!("instance {one}"), "it"),
+            many => (format!("instances {}", many.join(", ")), "all of them"),
+        };
+        refused.push(format!(
+            "`{name}` is a service ({listed}): pass -s/--expand-services to {command} {whole}, \
+             or name the instances"
+        ));
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Usage(refused.join("\n")))
+    }
+}
+
+/// The commands that refuse a service name without `-s`.
+fn guarded_command(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Stop { .. } => Some("stop"),
+        Command::Kill { .. } => Some("kill"),
+        Command::Restart { .. } => Some("restart"),
+        _ => None,
+    }
 }
 
 fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
@@ -134,15 +177,18 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
             stop_start_delay,
             only_if_changed,
             refresh_images,
-        } => (
-            things.clone(),
-            Request::Restart {
-                step_delay: seconds(*step_delay, "--step-delay")?,
-                stop_start_delay: seconds(*stop_start_delay, "--stop-start-delay")?,
-                only_if_changed: *only_if_changed,
-                refresh_images: *refresh_images,
-            },
-        ),
+        } => {
+            require_names_or_all("restart", things)?;
+            (
+                things.clone(),
+                Request::Restart {
+                    step_delay: seconds(*step_delay, "--step-delay")?,
+                    stop_start_delay: seconds(*stop_start_delay, "--stop-start-delay")?,
+                    only_if_changed: *only_if_changed,
+                    refresh_images: *refresh_images,
+                },
+            )
+        }
         _ => return Err(CliError::Usage("not a lifecycle command".into())),
     })
 }
@@ -182,6 +228,9 @@ fn limits(env: &Environment, things: &Things) -> Limits {
 pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
     let (things, request) = request(cli)?;
     let env = Arc::new(load(cli)?);
+    if let Some(command) = guarded_command(&cli.command) {
+        require_expansion(command, &things, &env)?;
+    }
     let graph = Graph::new(&env);
     graph.topological_order()?;
     let plans: Vec<Plan> = match &request {
