@@ -14,10 +14,12 @@ set -euo pipefail
 
 BED_ROOT=${MAESTRO_BED_ROOT:-/tmp/maestro-bed}
 IMAGE_REF=maestro-test:latest
-OPERATOR_PASSPHRASE=maestro-test
+# Distinct from every name and word the tests print: maestro masks secret values wherever
+# they appear, so a password equal to the image name would hide the image in outputs.
+OPERATOR_PASSPHRASE=opera-passphrase-q7
 REGISTRY_PORT=5000
 REGISTRY_USER=maestro
-REGISTRY_PASSWORD=maestro-test
+REGISTRY_PASSWORD=registry-secret-k9
 WAIT_SECONDS=${MAESTRO_BED_WAIT:-90}
 SSHD_BIN=$(command -v sshd || echo /usr/sbin/sshd)
 
