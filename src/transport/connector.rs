@@ -68,11 +68,17 @@ impl AsyncWrite for ChannelIo {
     }
 }
 
+/// An open channel to the daemon, waiting to become the pool's first connection.
+pub(crate) type SpareChannel = russh::ChannelStream<russh::client::Msg>;
+
 /// Opens a fresh channel to the Docker daemon for each connection the pool asks for.
 #[derive(Clone)]
 pub(crate) struct ChannelConnector {
     chain: Arc<SshChain>,
     target: DockerTarget,
+    /// The channel `check_docker_channel` opened: handing it to the pool saves the round
+    /// trip of opening another one for the first request.
+    spare: Arc<std::sync::Mutex<Option<SpareChannel>>>,
 }
 
 impl tower_service::Service<Uri> for ChannelConnector {
@@ -87,7 +93,15 @@ impl tower_service::Service<Uri> for ChannelConnector {
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let chain = self.chain.clone();
         let target = self.target.clone();
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         Box::pin(async move {
+            if let Some(stream) = spare {
+                return Ok(TokioIo::new(ChannelIo(stream)));
+            }
             let stream = match &target {
                 DockerTarget::Socket(path) => chain.open_streamlocal(path).await,
                 DockerTarget::Tcp(port) => chain.open_tcpip("127.0.0.1", *port).await,
@@ -106,9 +120,14 @@ impl tower_service::Service<Uri> for ChannelConnector {
 pub(crate) fn ssh_docker(
     chain: Arc<SshChain>,
     target: DockerTarget,
+    spare: Option<SpareChannel>,
     version: &ClientVersion,
 ) -> Result<Docker, bollard::errors::Error> {
-    let connector = ChannelConnector { chain, target };
+    let connector = ChannelConnector {
+        chain,
+        target,
+        spare: Arc::new(std::sync::Mutex::new(spare)),
+    };
     let client: Client<ChannelConnector, RequestBody> = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(16)
@@ -131,13 +150,14 @@ pub(crate) fn ssh_docker(
 }
 
 /// Opens one channel to the daemon before anything else, so that a missing or forbidden
-/// socket is reported as such rather than as a failed API call.
+/// socket is reported as such rather than as a failed API call. The channel is returned
+/// for the first API request to use.
 pub(crate) async fn check_docker_channel(
     ship: &str,
     chain: &SshChain,
     target: &DockerTarget,
     timeout: Duration,
-) -> Result<(), TransportError> {
+) -> Result<SpareChannel, TransportError> {
     let hop = chain.ship_label().to_string();
     let opened = match target {
         DockerTarget::Socket(path) => {
@@ -148,7 +168,7 @@ pub(crate) async fn check_docker_channel(
         }
     };
     let err = match opened {
-        Ok(Ok(_stream)) => return Ok(()),
+        Ok(Ok(stream)) => return Ok(stream),
         Err(_) => {
             return Err(TransportError::Timeout {
                 ship: ship.to_string(),

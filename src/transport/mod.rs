@@ -518,15 +518,16 @@ async fn connect_ssh(
         batch_mode: route.batch_mode,
     };
     let chain = Arc::new(ssh::connect_chain(&hops, &options).await?);
-    connector::check_docker_channel(
+    let spare = connector::check_docker_channel(
         &endpoint.ship,
         &chain,
         &endpoint.docker,
         endpoint.connect_timeout,
     )
     .await?;
-    let docker = connector::ssh_docker(chain.clone(), endpoint.docker.clone(), version)
-        .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
+    let docker =
+        connector::ssh_docker(chain.clone(), endpoint.docker.clone(), Some(spare), version)
+            .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
     let mut route_text = String::from("ssh ");
     for hop in &chain.hops {
         route_text.push_str(&hop.address);
