@@ -77,9 +77,9 @@ pub(crate) type SpareChannel = russh::ChannelStream<russh::client::Msg>;
 pub(crate) struct ChannelConnector {
     chain: Arc<SshChain>,
     target: DockerTarget,
-    /// The channel `check_docker_channel` opened: handing it to the pool saves the round
-    /// trip of opening another one for the first request.
-    spare: Arc<std::sync::Mutex<Option<SpareChannel>>>,
+    /// The channels `check_docker_channel` opened: handing them to the pool saves the
+    /// round trip of opening one for each of the first requests.
+    spare: Arc<std::sync::Mutex<Vec<SpareChannel>>>,
 }
 
 impl tower_service::Service<Uri> for ChannelConnector {
@@ -98,7 +98,7 @@ impl tower_service::Service<Uri> for ChannelConnector {
             .spare
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+            .pop();
         Box::pin(async move {
             if let Some(stream) = spare {
                 return Ok(TokioIo::new(ChannelIo(stream)));
@@ -121,7 +121,7 @@ impl tower_service::Service<Uri> for ChannelConnector {
 pub(crate) fn ssh_docker(
     chain: Arc<SshChain>,
     target: DockerTarget,
-    spare: Option<SpareChannel>,
+    spare: Vec<SpareChannel>,
     version: &ClientVersion,
     api: Arc<ApiVersionState>,
 ) -> Result<Docker, bollard::errors::Error> {
@@ -321,25 +321,36 @@ async fn negotiate(
 }
 
 /// Opens one channel to the daemon before anything else, so that a missing or forbidden
-/// socket is reported as such rather than as a failed API call. The channel is returned
-/// for the first API request to use.
+/// socket is reported as such rather than as a failed API call. Two channels are opened
+/// at once (in the same round trip) and returned for the first API requests: commands
+/// that start with two requests in parallel (`start`: the container list and the image
+/// inspect) do not wait for a channel open.
 pub(crate) async fn check_docker_channel(
     ship: &str,
     chain: &SshChain,
     target: &DockerTarget,
     timeout: Duration,
-) -> Result<SpareChannel, TransportError> {
+) -> Result<Vec<SpareChannel>, TransportError> {
     let hop = chain.ship_label().to_string();
-    let opened = match target {
-        DockerTarget::Socket(path) => {
-            tokio::time::timeout(timeout, chain.open_streamlocal(path)).await
-        }
-        DockerTarget::Tcp(port) => {
-            tokio::time::timeout(timeout, chain.open_tcpip("127.0.0.1", *port)).await
+    let open = || async {
+        match target {
+            DockerTarget::Socket(path) => {
+                tokio::time::timeout(timeout, chain.open_streamlocal(path)).await
+            }
+            DockerTarget::Tcp(port) => {
+                tokio::time::timeout(timeout, chain.open_tcpip("127.0.0.1", *port)).await
+            }
         }
     };
+    let (opened, second) = tokio::join!(open(), open());
     let err = match opened {
-        Ok(Ok(stream)) => return Ok(stream),
+        Ok(Ok(stream)) => {
+            let mut channels = vec![stream];
+            if let Ok(Ok(stream)) = second {
+                channels.push(stream);
+            }
+            return Ok(channels);
+        }
         Err(_) => {
             return Err(TransportError::Timeout {
                 ship: ship.to_string(),

@@ -563,7 +563,7 @@ async fn connect_ssh(
     let docker = connector::ssh_docker(
         chain.clone(),
         endpoint.docker.clone(),
-        Some(spare),
+        spare,
         &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
         api.clone(),
     )
