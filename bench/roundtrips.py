@@ -3,7 +3,7 @@
 one-ship bed behind the delaying proxy with `--trace`, and prints, per SSH connection, every
 wait the client had for the server (a round trip) with its time. Usage (root):
 
-    python3 bench/roundtrips.py [--maestro PATH] [--instances N] [--delay-ms D] > bench/roundtrips.txt
+    python3 bench/roundtrips.py [--maestro PATH] [--instances N] [--delay-ms D] [--bed-name NAME] > bench/roundtrips.txt
 """
 
 import argparse
@@ -51,9 +51,10 @@ def main():
     ap.add_argument("--maestro", default=os.path.join(harness.ROOT, "target", "release", "maestro"))
     ap.add_argument("--instances", type=int, default=8)
     ap.add_argument("--delay-ms", type=float, default=25.0)
+    ap.add_argument("--bed-name", default="bench-profile", help="test bed's name (unique per run)")
     args = ap.parse_args()
     args.ships, args.reps = 1, 1
-    name = "bench-profile"
+    name = args.bed_name
     bed = harness.bed_up(name, 1)
     logdir = os.path.join(harness.HERE, "work", "logs-profile")
     os.makedirs(logdir, exist_ok=True)

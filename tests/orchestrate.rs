@@ -908,3 +908,88 @@ ships:
     );
     let _ = bed.docker_cli(&ship.name, &["rm", "-f", "slow-1", "after-1"]);
 }
+
+/// `start` decides "already running" from one container list per ship; a container whose
+/// image tag now names another image is still re-created, and only that one.
+#[test]
+fn a_changed_image_is_re_created_and_the_rest_left_alone() {
+    let bed = bed();
+    let ships = ships(&bed);
+    let ship = &ships.ship2;
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = work.path().join("env.yaml");
+    let image = "orch-imagechange:latest";
+    let cleanup = || {
+        let _ = bed.docker_cli(
+            &ship.name,
+            &["rm", "-f", "ic-moved-1", "ic-fixed-1", "ic-builder"],
+        );
+        let _ = bed.docker_cli(&ship.name, &["rmi", "-f", image]);
+    };
+    cleanup();
+    bed.docker_ok(&ship.name, &["tag", "maestro-test:latest", image]);
+    let yaml = format!(
+        r#"name: imagechange
+ship_defaults:
+  timeout: 10
+  ssh: {{user: root, identity_files: [{key}], known_hosts_file: {kh}}}
+ships:
+  b: {{ip: {ip}, socket_path: {sock}}}
+services:
+  fixed:
+    image: maestro-test:latest
+    instances: {{ic-fixed-1: {{ship: b, command: sleep 3600, stop_timeout: 1}}}}
+  moved:
+    image: {image}
+    requires: [fixed]
+    instances: {{ic-moved-1: {{ship: b, command: sleep 3600, stop_timeout: 1}}}}
+"#,
+        key = bed.key().display(),
+        kh = bed.known_hosts().display(),
+        ip = ship.ip,
+        sock = ship.docker_socket.display(),
+    );
+    std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
+    let first = maestro(&file, work.path(), &["--json", "start"]);
+    assert_ok(&first, "first start");
+    let again = maestro(&file, work.path(), &["--json", "start"]);
+    assert_ok(&again, "second start");
+    assert!(
+        outcomes(&again.events)
+            .values()
+            .all(|o| o == "already running"),
+        "{:?}",
+        outcomes(&again.events)
+    );
+    let fixed_id = bed.docker_ok(&ship.name, &["inspect", "-f", "{{.Id}}", "ic-fixed-1"]);
+    let moved_id = bed.docker_ok(&ship.name, &["inspect", "-f", "{{.Id}}", "ic-moved-1"]);
+
+    // The tag now names another image (a commit of a container: a new id).
+    bed.docker_ok(
+        &ship.name,
+        &["run", "--name", "ic-builder", image, "touch", "/moved"],
+    );
+    bed.docker_ok(&ship.name, &["commit", "ic-builder", image]);
+    let changed = maestro(&file, work.path(), &["--json", "start"]);
+    assert_ok(&changed, "start after the image changed");
+    let outcomes_changed = outcomes(&changed.events);
+    assert_eq!(
+        outcomes_changed["ic-moved-1"], "re-created",
+        "{outcomes_changed:?}"
+    );
+    assert_eq!(outcomes_changed["ic-fixed-1"], "already running");
+    assert_eq!(
+        bed.docker_ok(&ship.name, &["inspect", "-f", "{{.Id}}", "ic-fixed-1"]),
+        fixed_id
+    );
+    assert_ne!(
+        bed.docker_ok(&ship.name, &["inspect", "-f", "{{.Id}}", "ic-moved-1"]),
+        moved_id
+    );
+    let image_id = bed.docker_ok(&ship.name, &["image", "inspect", "-f", "{{.Id}}", image]);
+    assert_eq!(
+        bed.docker_ok(&ship.name, &["inspect", "-f", "{{.Image}}", "ic-moved-1"]),
+        image_id
+    );
+    cleanup();
+}

@@ -1480,3 +1480,74 @@ fn requests_fail_fast_when_the_session_dies() {
         assert_eq!(conn.stats().sessions, 0);
     });
 }
+
+/// The API version agreed with a daemon is remembered: the next connection sends no
+/// `GET /version`, and a remembered version the daemon rejects (too new or too old for it)
+/// is negotiated again and the rejected request sent once more.
+#[test]
+fn api_version_is_remembered_and_a_wrong_one_recovers() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[0];
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mut endpoint = endpoint(ship, key_route(bed, &ship.ip));
+    endpoint.api_version_cache = Some(cache.path().to_path_buf());
+    let list = |conn: transport::Connection| async move {
+        conn.docker()
+            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+            .await
+            .expect("list containers");
+        conn
+    };
+    let entry = || {
+        let entries: Vec<_> = std::fs::read_dir(cache.path().join("api-version"))
+            .expect("cache dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries[0].clone()
+    };
+    runtime().block_on(async {
+        let first = list(transport::connect(&endpoint).await.expect("connect")).await;
+        assert_eq!(first.stats().version_requests, 1);
+        let text = std::fs::read_to_string(entry()).expect("read entry");
+        assert!(text.ends_with("\n1.41\n"), "{text}");
+
+        let second = list(transport::connect(&endpoint).await.expect("connect")).await;
+        assert_eq!(second.stats().version_requests, 0);
+
+        for wrong in ["1.50", "1.5"] {
+            let path = entry();
+            let text = std::fs::read_to_string(&path).expect("read entry");
+            let stale = text.replace("\n1.41\n", &format!("\n{wrong}\n"));
+            std::fs::write(&path, stale).expect("write entry");
+            let conn = list(transport::connect(&endpoint).await.expect("connect")).await;
+            assert_eq!(conn.stats().version_requests, 1, "remembered {wrong}");
+            let text = std::fs::read_to_string(entry()).expect("read entry");
+            assert!(text.ends_with("\n1.41\n"), "{text}");
+            // Later requests of the same connection use the agreed version.
+            let report = conn.probe().await.expect("probe");
+            assert_eq!(report.client_api_version, "1.41");
+        }
+    });
+}
+
+/// A version forced by the ship's `api_version` is used as is, without asking the daemon.
+#[test]
+fn forced_api_version_sends_no_version_request() {
+    let _serial = serial();
+    let bed = bed();
+    let ship = &bed.ships[0];
+    let mut endpoint = endpoint(ship, key_route(bed, &ship.ip));
+    endpoint.api_version = Some("1.40".into());
+    runtime().block_on(async {
+        let conn = transport::connect(&endpoint).await.expect("connect");
+        conn.docker()
+            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+            .await
+            .expect("list containers");
+        assert_eq!(conn.stats().version_requests, 0);
+        let report = conn.probe().await.expect("probe");
+        assert_eq!(report.client_api_version, "1.40");
+    });
+}

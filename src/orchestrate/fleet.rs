@@ -72,6 +72,7 @@ pub fn endpoint(env: &Environment, ship: &Ship, options: ConnectOptions) -> Endp
         route,
         docker,
         api_version: ship.api_version.clone(),
+        api_version_cache: crate::transport::default_cache_dir(),
         connect_timeout: ship.ssh_timeout.unwrap_or(ship.timeout),
     }
 }

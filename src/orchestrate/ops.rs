@@ -33,6 +33,36 @@ const WAIT_RUNNING: Duration = Duration::from_secs(60);
 /// The image id a pull produced, shared by the instances that wait for the same pull.
 type PullSlot = Arc<tokio::sync::Mutex<Option<String>>>;
 
+/// One ship as a start run first finds it: its containers of the environment (one list
+/// call) and the ids of the images the run's instances there use (one inspect each, all at
+/// once). It lets `start` see that an instance already runs with its spec and image without
+/// inspecting it, level after level.
+#[derive(Debug, Default)]
+struct ShipSnapshot {
+    containers: HashMap<String, docker::ManagedContainer>,
+    image_ids: HashMap<String, Option<String>>,
+}
+
+impl ShipSnapshot {
+    /// Whether `name` runs with the spec `hash` and the ship's current id of `image`: the
+    /// same test as `reason_to_recreate`, except that a missing image or anything but a
+    /// plain running container says "look closer" (inspect) rather than "running".
+    fn already_running(&self, name: &str, hash: &str, image: &str) -> bool {
+        let Some(container) = self.containers.get(name) else {
+            return false;
+        };
+        let Some(Some(image_id)) = self.image_ids.get(image) else {
+            return false;
+        };
+        container.state == docker::ContainerStatus::Running
+            && container.spec_hash.as_deref() == Some(hash)
+            && container.image_id == *image_id
+    }
+}
+
+/// Taken once per ship, by the first job that needs it; `None` when it could not be.
+type SnapshotSlot = Arc<tokio::sync::OnceCell<Option<Arc<ShipSnapshot>>>>;
+
 /// One connected ship: its connection (for checks from its side) and its Docker API.
 #[derive(Clone, Debug)]
 pub struct ShipHandle {
@@ -123,6 +153,8 @@ pub struct LifecycleOp {
     pulls: Mutex<HashMap<(String, String), PullSlot>>,
     /// Rolling restarts wait `step_delay` between units, not before the first.
     units_done: std::sync::atomic::AtomicUsize,
+    /// Per ship, for `Action::Start` (see [`ShipSnapshot`]).
+    snapshots: Mutex<HashMap<String, SnapshotSlot>>,
 }
 
 impl LifecycleOp {
@@ -134,7 +166,47 @@ impl LifecycleOp {
             action,
             pulls: Mutex::new(HashMap::new()),
             units_done: std::sync::atomic::AtomicUsize::new(0),
+            snapshots: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The ship as this run first found it. Only a plain start may rely on it: its jobs
+    /// each change only their own container, after consulting the snapshot.
+    async fn snapshot(&self, ship: &str, docker: &docker::Ship) -> Option<Arc<ShipSnapshot>> {
+        let slot = {
+            let mut snapshots = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+            snapshots.entry(ship.to_string()).or_default().clone()
+        };
+        slot.get_or_init(|| async {
+            let mut images: Vec<&str> = self
+                .instances
+                .iter()
+                .filter_map(|name| self.env.instance(name))
+                .filter(|(_, instance)| instance.ship == ship)
+                .map(|(_, instance)| instance.image.as_str())
+                .collect();
+            images.sort_unstable();
+            images.dedup();
+            let list = docker.list_managed(&self.env.name);
+            let ids =
+                futures_util::future::join_all(images.iter().map(|image| docker.image_id(image)));
+            let (list, ids) = tokio::join!(list, ids);
+            let containers = list
+                .ok()?
+                .into_iter()
+                .map(|c| (c.name.clone(), c))
+                .collect();
+            let mut image_ids = HashMap::new();
+            for (image, id) in images.iter().zip(ids) {
+                image_ids.insert(image.to_string(), id.ok()?);
+            }
+            Some(Arc::new(ShipSnapshot {
+                containers,
+                image_ids,
+            }))
+        })
+        .await
+        .clone()
     }
 
     async fn run_job(&self, job: usize, ctx: StepContext) -> Result<Outcome, OpError> {
@@ -445,6 +517,13 @@ impl Unit<'_> {
     async fn start(&self, refresh: bool, reuse: bool) -> Result<Outcome, OpError> {
         let (spec, vars) = self.spec();
         let hash = spec.hash();
+        if !refresh
+            && matches!(self.op.action, Action::Start { .. })
+            && let Some(snapshot) = self.op.snapshot(&self.instance.ship, self.ship()).await
+            && snapshot.already_running(self.name(), &hash, &self.instance.image)
+        {
+            return Ok(Outcome::AlreadyRunning);
+        }
         let mut image_id = self
             .ship()
             .image_id(&self.instance.image)
@@ -664,6 +743,60 @@ pub fn reason_to_recreate(
 mod tests {
     use super::*;
     use std::path::Path;
+
+    fn listed(
+        name: &str,
+        state: docker::ContainerStatus,
+        hash: &str,
+        image_id: &str,
+    ) -> docker::ManagedContainer {
+        docker::ManagedContainer {
+            name: name.into(),
+            id: format!("id-{name}"),
+            environment: "e".into(),
+            service: "s".into(),
+            instance: name.into(),
+            state,
+            status: String::new(),
+            age: None,
+            exit_code: None,
+            created: 0,
+            image: "img".into(),
+            image_id: image_id.into(),
+            spec_hash: Some(hash.into()),
+            health: None,
+            ports: Vec::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_snapshot_says_running_only_for_the_same_spec_and_image() {
+        use docker::ContainerStatus::{Exited, Paused, Running};
+        let snapshot = ShipSnapshot {
+            containers: [
+                listed("ok", Running, "h1", "sha256:a"),
+                listed("old-spec", Running, "h0", "sha256:a"),
+                listed("old-image", Running, "h1", "sha256:0"),
+                listed("exited", Exited, "h1", "sha256:a"),
+                listed("paused", Paused, "h1", "sha256:a"),
+            ]
+            .into_iter()
+            .map(|c| (c.name.clone(), c))
+            .collect(),
+            image_ids: HashMap::from([
+                ("img".to_string(), Some("sha256:a".to_string())),
+                ("gone".to_string(), None),
+            ]),
+        };
+        assert!(snapshot.already_running("ok", "h1", "img"));
+        for name in ["old-spec", "old-image", "exited", "paused", "absent"] {
+            assert!(!snapshot.already_running(name, "h1", "img"), "{name}");
+        }
+        // The ship lacks the image, or it was not looked up: inspect instead.
+        assert!(!snapshot.already_running("ok", "h1", "gone"));
+        assert!(!snapshot.already_running("ok", "h1", "other"));
+    }
 
     #[test]
     fn reverse_plans_become_requires_edges_again() {

@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::api_version::{self, VersionCache};
 use super::error::TransportError;
 use super::ssh::SshChain;
 use super::{DEFAULT_REQUEST_TIMEOUT_SECS, DockerTarget, TlsFiles, TransportKind};
@@ -68,11 +69,17 @@ impl AsyncWrite for ChannelIo {
     }
 }
 
+/// An open channel to the daemon, waiting to become the pool's first connection.
+pub(crate) type SpareChannel = russh::ChannelStream<russh::client::Msg>;
+
 /// Opens a fresh channel to the Docker daemon for each connection the pool asks for.
 #[derive(Clone)]
 pub(crate) struct ChannelConnector {
     chain: Arc<SshChain>,
     target: DockerTarget,
+    /// The channels `check_docker_channel` opened: handing them to the pool saves the
+    /// round trip of opening one for each of the first requests.
+    spare: Arc<std::sync::Mutex<Vec<SpareChannel>>>,
 }
 
 impl tower_service::Service<Uri> for ChannelConnector {
@@ -87,7 +94,15 @@ impl tower_service::Service<Uri> for ChannelConnector {
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let chain = self.chain.clone();
         let target = self.target.clone();
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
         Box::pin(async move {
+            if let Some(stream) = spare {
+                return Ok(TokioIo::new(ChannelIo(stream)));
+            }
             let stream = match &target {
                 DockerTarget::Socket(path) => chain.open_streamlocal(path).await,
                 DockerTarget::Tcp(port) => chain.open_tcpip("127.0.0.1", *port).await,
@@ -106,9 +121,15 @@ impl tower_service::Service<Uri> for ChannelConnector {
 pub(crate) fn ssh_docker(
     chain: Arc<SshChain>,
     target: DockerTarget,
+    spare: Vec<SpareChannel>,
     version: &ClientVersion,
+    api: Arc<ApiVersionState>,
 ) -> Result<Docker, bollard::errors::Error> {
-    let connector = ChannelConnector { chain, target };
+    let connector = ChannelConnector {
+        chain,
+        target,
+        spare: Arc::new(std::sync::Mutex::new(spare)),
+    };
     let client: Client<ChannelConnector, RequestBody> = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(16)
@@ -117,12 +138,8 @@ pub(crate) fn ssh_docker(
     Docker::connect_with_custom_transport(
         move |request: BollardRequest| {
             let client = client.clone();
-            async move {
-                client
-                    .request(request)
-                    .await
-                    .map_err(bollard::errors::Error::from)
-            }
+            let api = api.clone();
+            async move { send_with_version(&client, &api, request).await }
         },
         Some("http://docker"),
         DEFAULT_REQUEST_TIMEOUT_SECS,
@@ -130,25 +147,210 @@ pub(crate) fn ssh_docker(
     )
 }
 
+/// The API version an SSH connection's requests carry in their path. bollard 0.21 builds
+/// every path without one (its URL join drops the `/v1.xx` prefix), so the daemon would
+/// answer in whatever API it speaks newest; the transport puts the agreed version back.
+pub(crate) struct ApiVersionState {
+    /// None while the version is being negotiated (`GET /version` is unversioned).
+    current: std::sync::Mutex<Option<ClientVersion>>,
+    /// Remembered, not forced by the operator: a rejection is answered by negotiating again.
+    recover: std::sync::atomic::AtomicBool,
+    cache: Option<VersionCache>,
+    version_requests: std::sync::atomic::AtomicU64,
+}
+
+impl ApiVersionState {
+    pub(crate) fn new(cache: Option<VersionCache>) -> ApiVersionState {
+        ApiVersionState {
+            current: std::sync::Mutex::new(None),
+            recover: std::sync::atomic::AtomicBool::new(false),
+            cache,
+            version_requests: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn current(&self) -> Option<ClientVersion> {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sets the version every later request carries; `remembered` ones are stored in the
+    /// cache and renegotiated if the daemon rejects them.
+    pub(crate) fn set(&self, version: ClientVersion, remembered: bool) {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(version);
+        self.recover
+            .store(remembered, std::sync::atomic::Ordering::Relaxed);
+        if remembered && let Some(cache) = &self.cache {
+            cache.store(bollard::API_DEFAULT_VERSION, &version);
+        }
+    }
+
+    pub(crate) fn cached(&self) -> Option<ClientVersion> {
+        self.cache
+            .as_ref()
+            .and_then(|cache| cache.load(bollard::API_DEFAULT_VERSION))
+    }
+
+    /// `GET /version` requests sent on this connection (negotiations and diagnostics).
+    pub(crate) fn version_requests(&self) -> u64 {
+        self.version_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The path of `uri` with `version` as its first segment (replacing one already there).
+fn with_version(uri: &Uri, version: Option<&ClientVersion>) -> Uri {
+    let Some(version) = version else {
+        return uri.clone();
+    };
+    let path_and_query = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let unversioned = match path_and_query.strip_prefix("/v") {
+        Some(rest) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            if api_version::parse_version(&rest[..end]).is_some() && rest[..end].contains('.') {
+                &rest[end..]
+            } else {
+                path_and_query
+            }
+        }
+        None => path_and_query,
+    };
+    let mut parts = uri.clone().into_parts();
+    let versioned = format!("/v{}{unversioned}", api_version::format_version(version));
+    match versioned.parse() {
+        Ok(pq) => {
+            parts.path_and_query = Some(pq);
+            Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+        }
+        Err(_) => uri.clone(),
+    }
+}
+
+/// Sends `request` with the connection's API version. A 400 saying the daemon does not
+/// speak a remembered version makes us ask it again (`GET /version`) and send the request
+/// once more, when its body can be sent again (all but streamed uploads).
+async fn send_with_version(
+    client: &Client<ChannelConnector, RequestBody>,
+    api: &ApiVersionState,
+    request: BollardRequest,
+) -> Result<hyper::Response<hyper::body::Incoming>, bollard::errors::Error> {
+    let (mut parts, body) = request.into_parts();
+    if parts.uri.path() == "/version" {
+        api.version_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let original_uri = parts.uri.clone();
+    parts.uri = with_version(&original_uri, api.current().as_ref());
+    let replay = match &body {
+        http_body_util::Either::Left(full) => Some((parts.clone(), full.clone())),
+        http_body_util::Either::Right(_) => None,
+    };
+    let response = client
+        .request(hyper::Request::from_parts(parts, body))
+        .await
+        .map_err(bollard::errors::Error::from)?;
+    if response.status() != hyper::StatusCode::BAD_REQUEST
+        || !api.recover.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Ok(response);
+    }
+    // bollard would read the error body itself; reading it here means giving bollard the
+    // error it would have made of it.
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map_err(bollard::errors::Error::from)?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body).to_string();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|value| value.get("message")?.as_str().map(str::to_string))
+        .unwrap_or(text);
+    let rejected = bollard::errors::Error::DockerResponseServerError {
+        status_code: 400,
+        message: message.clone(),
+    };
+    if !api_version::is_version_rejection(&message) {
+        return Err(rejected);
+    }
+    let Some(agreed) = negotiate(client, api).await else {
+        return Err(rejected);
+    };
+    api.set(agreed, true);
+    let Some((mut parts, full)) = replay else {
+        return Err(rejected);
+    };
+    parts.uri = with_version(&original_uri, Some(&agreed));
+    client
+        .request(hyper::Request::from_parts(
+            parts,
+            http_body_util::Either::Left(full),
+        ))
+        .await
+        .map_err(bollard::errors::Error::from)
+}
+
+/// The version to speak with the daemon: the newest both it and bollard know.
+async fn negotiate(
+    client: &Client<ChannelConnector, RequestBody>,
+    api: &ApiVersionState,
+) -> Option<ClientVersion> {
+    api.version_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let request = hyper::Request::get("http://docker/version")
+        .body(http_body_util::Either::Left(http_body_util::Full::new(
+            bytes::Bytes::new(),
+        )))
+        .ok()?;
+    let response = client.request(request).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .ok()?
+        .to_bytes();
+    let version: bollard::models::SystemVersion = serde_json::from_slice(&body).ok()?;
+    let server = api_version::parse_version(version.api_version.as_deref()?)?;
+    let ours = *bollard::API_DEFAULT_VERSION;
+    Some(if server < ours { server } else { ours })
+}
+
 /// Opens one channel to the daemon before anything else, so that a missing or forbidden
-/// socket is reported as such rather than as a failed API call.
+/// socket is reported as such rather than as a failed API call. Two channels are opened
+/// at once (in the same round trip) and returned for the first API requests: commands
+/// that start with two requests in parallel (`start`: the container list and the image
+/// inspect) do not wait for a channel open.
 pub(crate) async fn check_docker_channel(
     ship: &str,
     chain: &SshChain,
     target: &DockerTarget,
     timeout: Duration,
-) -> Result<(), TransportError> {
+) -> Result<Vec<SpareChannel>, TransportError> {
     let hop = chain.ship_label().to_string();
-    let opened = match target {
-        DockerTarget::Socket(path) => {
-            tokio::time::timeout(timeout, chain.open_streamlocal(path)).await
-        }
-        DockerTarget::Tcp(port) => {
-            tokio::time::timeout(timeout, chain.open_tcpip("127.0.0.1", *port)).await
+    let open = || async {
+        match target {
+            DockerTarget::Socket(path) => {
+                tokio::time::timeout(timeout, chain.open_streamlocal(path)).await
+            }
+            DockerTarget::Tcp(port) => {
+                tokio::time::timeout(timeout, chain.open_tcpip("127.0.0.1", *port)).await
+            }
         }
     };
+    let (opened, second) = tokio::join!(open(), open());
     let err = match opened {
-        Ok(Ok(_stream)) => return Ok(()),
+        Ok(Ok(stream)) => {
+            let mut channels = vec![stream];
+            if let Ok(Ok(stream)) = second {
+                channels.push(stream);
+            }
+            return Ok(channels);
+        }
         Err(_) => {
             return Err(TransportError::Timeout {
                 ship: ship.to_string(),
@@ -319,4 +521,37 @@ pub(crate) fn tcp_docker(
     )
     .map_err(docker_err)?;
     Ok((docker, TransportKind::Tls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(text: &str) -> ClientVersion {
+        api_version::parse_version(text).expect("version")
+    }
+
+    #[test]
+    fn requests_carry_the_agreed_version() {
+        let uri: Uri = "http://docker/containers/json?all=true"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            with_version(&uri, Some(&v("1.41"))).to_string(),
+            "http://docker/v1.41/containers/json?all=true"
+        );
+        assert_eq!(with_version(&uri, None), uri);
+        // A version already in the path is replaced, not doubled.
+        let versioned: Uri = "http://docker/v1.53/images/x/json".parse().expect("uri");
+        assert_eq!(
+            with_version(&versioned, Some(&v("1.41"))).to_string(),
+            "http://docker/v1.41/images/x/json"
+        );
+        // A first segment that merely starts with v is a path, not a version.
+        let volumes: Uri = "http://docker/volumes/create".parse().expect("uri");
+        assert_eq!(
+            with_version(&volumes, Some(&v("1.41"))).to_string(),
+            "http://docker/v1.41/volumes/create"
+        );
+    }
 }

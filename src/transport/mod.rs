@@ -5,6 +5,7 @@
 //! This layer knows nothing of the environment file: the caller maps a ship's settings
 //! into an [`Endpoint`].
 
+mod api_version;
 mod connector;
 mod error;
 mod known_hosts;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use bollard::{ClientVersion, Docker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+pub use api_version::default_cache_dir;
 pub use error::TransportError;
 pub use known_hosts::HostKeyPolicy;
 
@@ -42,6 +44,9 @@ pub struct Endpoint {
     pub docker: DockerTarget,
     /// Force a Docker API version ("1.41") instead of negotiating it with the daemon.
     pub api_version: Option<String>,
+    /// Where the API version agreed with each daemon is remembered between commands
+    /// (SSH routes; see `api_version.rs`); None: negotiate on every connection.
+    pub api_version_cache: Option<PathBuf>,
     pub connect_timeout: Duration,
 }
 
@@ -52,6 +57,7 @@ impl Endpoint {
             route,
             docker: DockerTarget::default(),
             api_version: None,
+            api_version_cache: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
@@ -274,11 +280,13 @@ pub struct TransportStats {
     pub sessions: usize,
     /// Channels opened on the ship's session since connecting.
     pub channels_opened: u64,
+    /// `GET /version` requests sent (negotiating the API version; SSH routes only).
+    pub version_requests: u64,
 }
 
 #[derive(Clone)]
 enum Link {
-    Ssh(Arc<ssh::SshChain>),
+    Ssh(Arc<ssh::SshChain>, Arc<connector::ApiVersionState>),
     Direct,
 }
 
@@ -346,15 +354,17 @@ impl Connection {
 
     pub fn stats(&self) -> TransportStats {
         match &self.link {
-            Link::Ssh(chain) => TransportStats {
+            Link::Ssh(chain, api) => TransportStats {
                 sessions: chain.session_count(),
                 channels_opened: chain
                     .channels_opened
                     .load(std::sync::atomic::Ordering::Relaxed),
+                version_requests: api.version_requests(),
             },
             Link::Direct => TransportStats {
                 sessions: 0,
                 channels_opened: 0,
+                version_requests: 0,
             },
         }
     }
@@ -364,7 +374,7 @@ impl Connection {
     /// lifecycle checks on ports that are only reachable on the ship's network.
     pub async fn open_tcp(&self, host: &str, port: u16) -> Result<ShipStream, TransportError> {
         match &self.link {
-            Link::Ssh(chain) => chain
+            Link::Ssh(chain, _) => chain
                 .open_tcpip(host, port)
                 .await
                 .map(|stream| ShipStream(Box::new(stream)))
@@ -407,7 +417,11 @@ impl Connection {
         let started = Instant::now();
         self.docker.ping().await.map_err(api_err)?;
         let round_trip = started.elapsed();
-        let client = self.docker.client_version();
+        let client = match &self.link {
+            Link::Ssh(_, api) => api.current(),
+            Link::Direct => None,
+        }
+        .unwrap_or_else(|| self.docker.client_version());
         Ok(ProbeReport {
             engine_version: version.version.unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
@@ -420,7 +434,7 @@ impl Connection {
 
     /// Closes the SSH sessions politely (dropping the last clone closes them too).
     pub async fn close(&self) {
-        if let Link::Ssh(chain) = &self.link {
+        if let Link::Ssh(chain, _) = &self.link {
             chain.disconnect().await;
         }
     }
@@ -434,7 +448,7 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, TransportError> 
     };
     let initial_version = forced_version.unwrap_or(*bollard::API_DEFAULT_VERSION);
     let (docker, info, link) = match &endpoint.route {
-        Route::Ssh(route) => connect_ssh(endpoint, route, &initial_version).await?,
+        Route::Ssh(route) => return connect_ssh(endpoint, route, forced_version).await,
         Route::Local { socket } => {
             connector::check_local_socket(&endpoint.ship, socket).await?;
             let path = socket.to_string_lossy();
@@ -471,19 +485,21 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, TransportError> 
     let docker = if forced_version.is_some() {
         docker
     } else {
-        tokio::time::timeout(
-            endpoint.connect_timeout.max(Duration::from_secs(5)),
-            docker.negotiate_version(),
-        )
+        negotiate(endpoint, docker).await?
+    };
+    Ok(Connection { docker, info, link })
+}
+
+async fn negotiate(endpoint: &Endpoint, docker: Docker) -> Result<Docker, TransportError> {
+    let limit = endpoint.connect_timeout.max(Duration::from_secs(5));
+    tokio::time::timeout(limit, docker.negotiate_version())
         .await
         .map_err(|_| TransportError::Timeout {
             ship: endpoint.ship.clone(),
             hop: "the Docker daemon".into(),
-            after: endpoint.connect_timeout.max(Duration::from_secs(5)),
+            after: limit,
         })?
-        .map_err(|source| TransportError::docker(&endpoint.ship, source))?
-    };
-    Ok(Connection { docker, info, link })
+        .map_err(|source| TransportError::docker(&endpoint.ship, source))
 }
 
 /// Connects to every ship at once; one result per endpoint, in order. A ship that fails
@@ -505,12 +521,31 @@ fn parse_api_version(ship: &str, text: &str) -> Result<ClientVersion, TransportE
     })
 }
 
+/// Over SSH the API version is forced, remembered from an earlier command, or negotiated
+/// (one round trip, then remembered); see `connector::ApiVersionState`.
 async fn connect_ssh(
     endpoint: &Endpoint,
     route: &SshRoute,
-    version: &ClientVersion,
-) -> Result<(Docker, ConnectionInfo, Link), TransportError> {
+    forced_version: Option<ClientVersion>,
+) -> Result<Connection, TransportError> {
     let hops = ssh::resolve_hops(&endpoint.ship, route)?;
+    let api = Arc::new(connector::ApiVersionState::new(
+        endpoint.api_version_cache.as_ref().map(|dir| {
+            let mut key = String::from("ssh");
+            for hop in &hops {
+                key.push_str(&format!(" {}@{}:{} ->", hop.user, hop.host, hop.port));
+            }
+            key.push_str(&format!(" {}", endpoint.docker));
+            api_version::VersionCache::new(dir, &key)
+        }),
+    ));
+    let known = match forced_version {
+        Some(version) => {
+            api.set(version, false);
+            Some(version)
+        }
+        None => api.cached().inspect(|version| api.set(*version, true)),
+    };
     let options = ssh::ConnectOptions {
         ship: endpoint.ship.clone(),
         timeout: endpoint.connect_timeout,
@@ -518,15 +553,28 @@ async fn connect_ssh(
         batch_mode: route.batch_mode,
     };
     let chain = Arc::new(ssh::connect_chain(&hops, &options).await?);
-    connector::check_docker_channel(
+    let spare = connector::check_docker_channel(
         &endpoint.ship,
         &chain,
         &endpoint.docker,
         endpoint.connect_timeout,
     )
     .await?;
-    let docker = connector::ssh_docker(chain.clone(), endpoint.docker.clone(), version)
-        .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
+    let docker = connector::ssh_docker(
+        chain.clone(),
+        endpoint.docker.clone(),
+        spare,
+        &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
+        api.clone(),
+    )
+    .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
+    let docker = if known.is_some() {
+        docker
+    } else {
+        let docker = negotiate(endpoint, docker).await?;
+        api.set(docker.client_version(), true);
+        docker
+    };
     let mut route_text = String::from("ssh ");
     for hop in &chain.hops {
         route_text.push_str(&hop.address);
@@ -543,7 +591,11 @@ async fn connect_ssh(
         host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
         warnings: chain.warnings.clone(),
     };
-    Ok((docker, info, Link::Ssh(chain)))
+    Ok(Connection {
+        docker,
+        info,
+        link: Link::Ssh(chain, api),
+    })
 }
 
 #[cfg(test)]
