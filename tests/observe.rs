@@ -142,6 +142,9 @@ impl Setup {
             .arg("-f")
             .arg(&self.path)
             .args(args)
+            // The run's own HOME: nothing of this machine's ~/.ssh, nothing left in its ~/.cache.
+            .env("HOME", self._dir.path())
+            .env_remove("XDG_CACHE_HOME")
             .env("NO_COLOR", "1");
         command
     }
