@@ -139,6 +139,48 @@ def daemon_times(sock, samples=5):
     return {k: round(statistics.median(v) * 1000, 2) for k, v in t.items()}
 
 
+def machine_floor_s(ships, n):
+    """Seconds this machine's daemons need for the daemon work of start, restart and stop of
+    the N-instance environment, with no network and no tool: every container of a level at
+    once (a thread per container, straight on the ships' local sockets), levels in order.
+    The critical-path formula assumes a daemon can do any number of starts at once; here the
+    ships share the operator's CPUs, so this measured floor is the real limit for a tool."""
+    sock = {s["name"]: s["docker_socket"] for s in ships}
+    instances = plan_instances(n, ships)
+    levels = [[(i, sh) for svc, i, sh in instances if svc == lv] for lv in LEVELS]
+
+    def each(items, fn):
+        with cf.ThreadPoolExecutor(max(1, len(items))) as ex:
+            list(ex.map(lambda item: fn(*item), items))
+
+    def create_start(name, ship):
+        body = {"Image": IMAGE, "Cmd": COMMAND}
+        cid = api(sock[ship], "POST", f"/containers/create?name=floor-{name}", body)["Id"]
+        api(sock[ship], "POST", f"/containers/{cid}/start")
+
+    def restart(name, ship):
+        api(sock[ship], "POST", f"/containers/floor-{name}/restart?t=2")
+
+    def stop(name, ship):
+        api(sock[ship], "POST", f"/containers/floor-{name}/stop?t=2")
+
+    remove_all(ships)
+    out = {}
+    t0 = time.perf_counter()
+    for level in levels:
+        each(level, create_start)
+    out["start"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    each([(i, sh) for svc, i, sh in instances if svc == RESTARTED], restart)
+    out["restart"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for level in reversed(levels):
+        each(level, stop)
+    out["stop"] = time.perf_counter() - t0
+    remove_all(ships)
+    return {op: round(v, 3) for op, v in out.items()}
+
+
 # ----------------------------------------------------------------------------------------
 # The environment and each tool's equivalent of it.
 
@@ -500,8 +542,9 @@ API_RTTS = {
 }
 
 
-def lower_bound_s(op, rtt, daemon):
-    """Seconds: the round trips above plus the daemon's own work along the longest chain."""
+def lower_bound_s(op, rtt, daemon, floor):
+    """Seconds: the round trips above plus the daemon's own work along the longest chain, or
+    the machine's measured floor for that work when it is longer (CPUs shared)."""
     own = {
         "status": daemon["list"],
         "noop_start": daemon["list"],
@@ -509,6 +552,7 @@ def lower_bound_s(op, rtt, daemon):
         "stop": daemon["list"] + len(LEVELS) * daemon["stop"],
         "restart": daemon["list"] + daemon["restart"],
     }[op]
+    own = max(own, 1000.0 * floor.get(op, 0.0))
     return ((SSH_SETUP_RTTS + API_RTTS[op]) * rtt + own) / 1000.0
 
 
@@ -737,6 +781,8 @@ def main():
                 log(f"round trip through the proxy {rtt:.1f} ms; daemon (ms) {daemon}")
                 for n, ts in sorted(by_k[k], key=lambda x: (x[0] != args.instances, x[0])):
                     cfg = Config(args, k, n, bed)
+                    floor = machine_floor_s(bed["ships"], n)
+                    log(f"K={k} N={n}: the machine's own floor (s) {floor}")
                     for tool in ts:
                         if tool == "maestro" and not os.access(args.maestro, os.X_OK):
                             log(f"maestro binary {args.maestro} missing: skipped")
@@ -750,10 +796,11 @@ def main():
                         except Exception as e:
                             log(f"  {tool} failed: {e}")
                             r = {"error": str(e)}
-                        bounds = {op: round(lower_bound_s(op, rtt, daemon), 4) for op in OPS}
+                        bounds = {op: round(lower_bound_s(op, rtt, daemon, floor), 4) for op in OPS}
                         results["runs"].append(
                             {"tool": tool, "label": TOOL_LABELS[tool], "ships": k, "instances": n,
-                             "rtt_ms": rtt, "daemon_ms": daemon, "bound_s": bounds, "ops": r}
+                             "rtt_ms": rtt, "daemon_ms": daemon, "floor_s": floor,
+                             "bound_s": bounds, "ops": r}
                         )
                         with open(args.out, "w") as f:
                             json.dump(results, f, indent=1)

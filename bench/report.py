@@ -82,8 +82,8 @@ def main():
     w("sudo python3 bench/roundtrips.py > bench/roundtrips.txt   # maestro's round-trip profile")
     w("```")
     w("")
-    w("A full run takes about 50 minutes on the 2-CPU machine of the committed run (docker-compose alone"
-      " about 15, maestro's grid about 16).")
+    w("A full run takes about 35 minutes on the 2-CPU machine of the committed run (docker-compose alone"
+      " about 7, maestro's grid with the machine's floor about 17; longer on a loaded machine).")
     w("")
     w("It installs what the peers need (Debian `docker-compose`, `python3-paramiko`, `fonts-dejavu-core`,"
       " MaestroNG 0.8.3 into `bench/.venv`), builds maestro and the harness (`bench/`, its own cargo"
@@ -134,23 +134,32 @@ def main():
       " the Docker API round trips the operation cannot avoid: a list of containers, and per dependency"
       " level what the API needs (create and start are two calls; stop and restart one). To that the"
       " daemon's own time along the longest chain is added (measured on a ship's local socket, no"
-      " proxy), which makes it the critical path for `start` and `stop`.")
+      " proxy), which makes it the critical path for `start` and `stop`. That formula assumes a"
+      " daemon can create and start any number of containers at once; the ships here share the"
+      " machine's CPUs, so the harness also measures **the machine's floor**: the same"
+      " environment's daemon work done with no tool and no network (every container of a level at"
+      " once, a thread each, on the ships' local sockets, levels in order; restart: every `web` at"
+      " once; stop: levels in reverse), and uses it for the daemon part of `start`, `restart` and"
+      " `stop` when it is longer than the formula's.")
     w("")
     w("| operation | round trips | daemon work added |")
     w("|---|---|---|")
     own = {
         "status": "one list",
         "noop_start": "one list",
-        "start": "list + 4 × (create + start)",
-        "stop": "list + 4 × stop",
-        "restart": "list + restart",
+        "start": "list + 4 × (create + start), or the machine's floor",
+        "stop": "list + 4 × stop, or the machine's floor",
+        "restart": "list + restart, or the machine's floor",
     }
     for op, label in OPS:
         w(f"| {label} | {data['ssh_setup_rtts']} + {data['api_rtts'][op]} | {own[op]} |")
     w("")
     if any_row:
         w(f"Measured at K={k}: round trip **{any_row['rtt_ms']:.1f} ms**, daemon (ms): "
-          + ", ".join(f"{a} {b:g}" for a, b in any_row["daemon_ms"].items()) + ".")
+          + ", ".join(f"{a} {b:g}" for a, b in any_row["daemon_ms"].items()) + "."
+          + (f" The machine's floor at N={n} (s): "
+             + ", ".join(f"{a} {b:g}" for a, b in any_row["floor_s"].items()) + "."
+             if any_row.get("floor_s") else ""))
     w("")
     host = data.get("host", {})
     w(f"**Machine.** {host.get('nproc')} CPUs shared with other work; load average at the start"
