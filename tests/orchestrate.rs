@@ -277,6 +277,15 @@ fn env_golden_text(container: &Value, ships: &Ships) -> String {
         .replace(&ships.inner1.ip, "<ip of c>")
 }
 
+/// A `start` that found every instance running with its spec: nothing to do anywhere.
+fn assert_all_already_running(run: &Run) {
+    let outcomes = outcomes(&run.events);
+    assert!(
+        outcomes.values().all(|o| o == "already running"),
+        "{outcomes:?}"
+    );
+}
+
 /// In `events[from..]`, every instance starts only after everything it requires is done, and
 /// (with `reverse`) only after everything that requires it is done.
 fn assert_order(
@@ -429,13 +438,7 @@ fn lifecycle_on_the_bed() {
     let ids = container_ids(&bed, &topo);
     let again = maestro(&file, work.path(), &["--json", "start"]);
     assert_ok(&again, "second start");
-    assert!(
-        outcomes(&again.events)
-            .values()
-            .all(|o| o == "already running"),
-        "{:?}",
-        outcomes(&again.events)
-    );
+    assert_all_already_running(&again);
     assert!(!again.events.iter().any(|e| kind(e) == "step"
         && matches!(
             e["step"]["step"].as_str(),
@@ -954,13 +957,7 @@ services:
     assert_ok(&first, "first start");
     let again = maestro(&file, work.path(), &["--json", "start"]);
     assert_ok(&again, "second start");
-    assert!(
-        outcomes(&again.events)
-            .values()
-            .all(|o| o == "already running"),
-        "{:?}",
-        outcomes(&again.events)
-    );
+    assert_all_already_running(&again);
     let fixed_id = bed.docker_ok(&ship.name, &["inspect", "-f", "{{.Id}}", "ic-fixed-1"]);
     let moved_id = bed.docker_ok(&ship.name, &["inspect", "-f", "{{.Id}}", "ic-moved-1"]);
 

@@ -3,9 +3,22 @@
 
 mod common;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use serde_json::Value;
+
+/// `maestro -f FILE ships ARGS`, with `home` as HOME (no ~/.ssh of this machine).
+fn ships(file: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .arg("-f")
+        .arg(file)
+        .arg("ships")
+        .args(args)
+        .env("HOME", home)
+        .output()
+        .expect("run maestro")
+}
 
 #[test]
 fn ships_reports_route_auth_host_key_and_engine_per_ship() {
@@ -21,13 +34,7 @@ fn ships_reports_route_auth_host_key_and_engine_per_ship() {
     );
     std::fs::write(&file, text).expect("write environment");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
-        .arg("-f")
-        .arg(&file)
-        .args(["ships", "--json"])
-        .env("HOME", dir.path())
-        .output()
-        .expect("run maestro");
+    let out = ships(&file, dir.path(), &["--json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "one ship is down: {stdout}");
     let reports: Value = serde_json::from_str(&stdout).expect("JSON report");
@@ -80,13 +87,7 @@ fn ships_reports_route_auth_host_key_and_engine_per_ship() {
     );
 
     // The human form says the same in lines.
-    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
-        .arg("-f")
-        .arg(&file)
-        .arg("ships")
-        .env("HOME", dir.path())
-        .output()
-        .expect("run maestro");
+    let out = ships(&file, dir.path(), &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     let firsts: Vec<&str> = text
         .lines()
@@ -158,13 +159,7 @@ fn a_user_without_access_to_the_socket_is_told_so() {
     )
     .expect("write environment");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
-        .arg("-f")
-        .arg(&file)
-        .arg("ships")
-        .env("HOME", dir.path())
-        .output()
-        .expect("run maestro");
+    let out = ships(&file, dir.path(), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
