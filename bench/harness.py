@@ -499,6 +499,9 @@ class Config:
         e["BENCH_SSH_CONFIG"] = os.path.join(self.workdir, "ssh_config." + ("cm" if tool == "docker_cm" else "plain"))
         e.pop("DOCKER_HOST", None)
         e["NO_COLOR"] = "1"
+        # maestro remembers each daemon's API version under the cache directory: keep the
+        # bench's (warm after the first command, as for an operator) out of the user's ~/.cache.
+        e["XDG_CACHE_HOME"] = os.path.join(self.workdir, "cache")
         return e
 
     def argv(self, tool, op):
