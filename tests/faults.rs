@@ -396,6 +396,16 @@ fn container_state(bed: &TestBed, ship: &str, name: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Waits up to `seconds` for container `name` on `ship` to be running; fails the test if not.
+fn await_running(bed: &TestBed, ship: &str, name: &str, seconds: u64) {
+    assert!(
+        wait_for(Duration::from_secs(seconds), || {
+            container_state(bed, ship, name).as_deref() == Some("running")
+        }),
+        "{name} never ran on {ship}"
+    );
+}
+
 /// Every instance of the file: its container's state, asserted against `expected` (`None` =
 /// no container).
 fn assert_states(bed: &TestBed, env: &Env, expected: &[(&str, Option<&str>)], run: &Run) {
@@ -447,23 +457,9 @@ fn sshd_killed_in_the_middle_of_start() {
     );
     let started = Instant::now();
     let child = spawn_start(&env, &["--json"]);
-    let a = letters["a"].name.clone();
-    assert!(
-        wait_for(Duration::from_secs(60), || container_state(
-            &bed, &a, "gate-1"
-        )
-        .as_deref()
-            == Some("running")),
-        "gate-1 never ran"
-    );
+    await_running(&bed, &letters["a"].name, "gate-1", 60);
     // early-1 is independent and quick: let it finish on the victim before the fault.
-    assert!(wait_for(Duration::from_secs(30), || container_state(
-        &bed,
-        &victim.name,
-        "early-1"
-    )
-    .as_deref()
-        == Some("running")));
+    await_running(&bed, &victim.name, "early-1", 30);
     let mut killed = SshdKilled::new(&bed, &victim.name, &victim.netns);
     let run = finish(child, started);
     let out = outcomes(&run);
@@ -626,21 +622,8 @@ fn ctrl_c_during_start() {
     );
     let started = Instant::now();
     let child = spawn_start(&env, &["--json"]);
-    let a = letters["a"].name.clone();
-    assert!(
-        wait_for(Duration::from_secs(60), || container_state(
-            &bed, &a, "slow-1"
-        )
-        .as_deref()
-            == Some("running")),
-        "slow-1 never ran"
-    );
-    let b = letters["b"].name.clone();
-    assert!(wait_for(Duration::from_secs(30), || container_state(
-        &bed, &b, "free-1"
-    )
-    .as_deref()
-        == Some("running")));
+    await_running(&bed, &letters["a"].name, "slow-1", 60);
+    await_running(&bed, &letters["b"].name, "free-1", 30);
     let interrupted_at = Instant::now();
     signal(child.id(), "INT");
     let run = finish(child, started);
