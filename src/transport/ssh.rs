@@ -399,7 +399,7 @@ async fn connect_hop(
                     command: command.clone(),
                     reason: format!("cannot start it: {err}"),
                 })?;
-            proxy_stderr = Some(proxy.stderr.clone());
+            proxy_stderr = Some(proxy.stderr);
             proxies.push(proxy.child);
             tokio::time::timeout(
                 timeout,
@@ -473,9 +473,13 @@ async fn connect_hop(
                 return Err(refused);
             }
             // A proxy that fails usually just exits: say what it printed, not "EOF".
-            if let (Some(command), Some(stderr)) = (&hop.proxy_command, &proxy_stderr) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let said = stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let (Some(command), Some(stderr)) = (&hop.proxy_command, proxy_stderr) {
+                // Its stderr closes when it exits; one still running says nothing more.
+                let said = tokio::time::timeout(Duration::from_secs(1), stderr)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
                 return Err(TransportError::ProxyCommand {
                     ship: ship.clone(),
                     hop: hop.label.clone(),
@@ -514,11 +518,12 @@ async fn connect_hop(
 }
 
 /// A running ProxyCommand: its stdout and stdin joined into the stream the session runs
-/// over, and what it writes on stderr kept for the error message.
+/// over, and the tail of what it writes on stderr (ready when the pipe closes) for the error
+/// message.
 struct ProxyCommand {
     child: tokio::process::Child,
     stream: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
-    stderr: Arc<Mutex<String>>,
+    stderr: tokio::task::JoinHandle<String>,
 }
 
 impl ProxyCommand {
@@ -536,23 +541,23 @@ impl ProxyCommand {
         let missing = || std::io::Error::other("the command's pipes are missing");
         let stdout = child.stdout.take().ok_or_else(missing)?;
         let stdin = child.stdin.take().ok_or_else(missing)?;
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = stderr.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
-                    // Bounded: only the last lines are ever shown.
-                    if text.len() < 64 * 1024 {
-                        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
+        let mut pipe = child.stderr.take().ok_or_else(missing)?;
+        let stderr = tokio::spawn(async move {
+            const KEPT: usize = 16 * 1024;
+            let mut tail: Vec<u8> = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
                 }
-            });
-        }
+                tail.extend_from_slice(&buf[..n]);
+                // Bounded, keeping the end: only the last lines are ever shown.
+                if tail.len() > 2 * KEPT {
+                    tail.drain(..tail.len() - KEPT);
+                }
+            }
+            String::from_utf8_lossy(&tail).into_owned()
+        });
         Ok(ProxyCommand {
             child,
             stream: tokio::io::join(stdout, stdin),
