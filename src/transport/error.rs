@@ -47,6 +47,19 @@ pub enum TransportError {
         reason: String,
     },
 
+    #[error(
+        "ship {ship}: {hop} closed the connection before login ({attempts} attempt{}). An sshd \
+         drops new connections while too many are being set up at once (its MaxStartups, \
+         10:30:100 by default, counts every client's): raise MaxStartups in that host's \
+         sshd_config, or try again when fewer logins are under way",
+        if *attempts == 1 { "" } else { "s" }
+    )]
+    DroppedBeforeLogin {
+        ship: String,
+        hop: String,
+        attempts: u32,
+    },
+
     #[error("ship {ship}: SSH protocol error with {hop}: {source}")]
     Ssh {
         ship: String,
@@ -181,6 +194,7 @@ impl TransportError {
             TransportError::ProxyCommand { .. } => "proxy-command",
             TransportError::Timeout { .. } => "timeout",
             TransportError::Io { .. } => "network",
+            TransportError::DroppedBeforeLogin { .. } => "dropped-before-login",
             TransportError::Ssh { .. } => "ssh",
             TransportError::Auth { .. } => "auth",
             TransportError::HostKeyUnknown { .. } => "host-key-unknown",
@@ -201,6 +215,143 @@ impl TransportError {
         match self {
             TransportError::Jump { source, .. } => source.root(),
             other => other,
+        }
+    }
+
+    /// The same error told for `ship`: a session shared by several ships fails once, and
+    /// each ship behind it reports it in its own name. Sources that cannot be copied are
+    /// kept as their text.
+    pub(crate) fn for_ship(&self, ship: &str) -> TransportError {
+        let ship = ship.to_string();
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+        match self {
+            TransportError::Dns { hop, source, .. } => TransportError::Dns {
+                ship,
+                hop: hop.clone(),
+                source: io(source),
+            },
+            TransportError::Refused { hop, via, .. } => TransportError::Refused {
+                ship,
+                hop: hop.clone(),
+                via: via.clone(),
+            },
+            TransportError::Timeout { hop, after, .. } => TransportError::Timeout {
+                ship,
+                hop: hop.clone(),
+                after: *after,
+            },
+            TransportError::Io { hop, source, .. } => TransportError::Io {
+                ship,
+                hop: hop.clone(),
+                source: io(source),
+            },
+            TransportError::ProxyCommand {
+                hop,
+                command,
+                reason,
+                ..
+            } => TransportError::ProxyCommand {
+                ship,
+                hop: hop.clone(),
+                command: command.clone(),
+                reason: reason.clone(),
+            },
+            TransportError::DroppedBeforeLogin { hop, attempts, .. } => {
+                TransportError::DroppedBeforeLogin {
+                    ship,
+                    hop: hop.clone(),
+                    attempts: *attempts,
+                }
+            }
+            TransportError::Ssh { hop, source, .. } => TransportError::Ssh {
+                ship,
+                hop: hop.clone(),
+                source: Box::new(russh::Error::IO(std::io::Error::other(source.to_string()))),
+            },
+            TransportError::Auth {
+                hop, user, tried, ..
+            } => TransportError::Auth {
+                ship,
+                hop: hop.clone(),
+                user: user.clone(),
+                tried: tried.clone(),
+            },
+            TransportError::HostKeyUnknown {
+                hop,
+                fingerprint,
+                hint,
+                ..
+            } => TransportError::HostKeyUnknown {
+                ship,
+                hop: hop.clone(),
+                fingerprint: fingerprint.clone(),
+                hint: hint.clone(),
+            },
+            TransportError::HostKeyChanged {
+                hop,
+                found,
+                expected,
+                recorded_at,
+                ..
+            } => TransportError::HostKeyChanged {
+                ship,
+                hop: hop.clone(),
+                found: found.clone(),
+                expected: expected.clone(),
+                recorded_at: recorded_at.clone(),
+            },
+            TransportError::HostKeyRevoked {
+                hop,
+                fingerprint,
+                file,
+                ..
+            } => TransportError::HostKeyRevoked {
+                ship,
+                hop: hop.clone(),
+                fingerprint: fingerprint.clone(),
+                file: file.clone(),
+            },
+            TransportError::KnownHosts { path, reason, .. } => TransportError::KnownHosts {
+                ship,
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            TransportError::SocketMissing { hop, path, .. } => TransportError::SocketMissing {
+                ship,
+                hop: hop.clone(),
+                path: path.clone(),
+            },
+            TransportError::SocketPermission { hop, path, .. } => {
+                TransportError::SocketPermission {
+                    ship,
+                    hop: hop.clone(),
+                    path: path.clone(),
+                }
+            }
+            TransportError::DockerUnreachable {
+                hop,
+                target,
+                reason,
+                ..
+            } => TransportError::DockerUnreachable {
+                ship,
+                hop: hop.clone(),
+                target: target.clone(),
+                reason: reason.clone(),
+            },
+            TransportError::Jump { hop, source, .. } => TransportError::Jump {
+                ship: ship.clone(),
+                hop: hop.clone(),
+                source: Box::new(source.for_ship(&ship)),
+            },
+            TransportError::Docker { source, .. } => TransportError::Settings {
+                ship,
+                message: format!("Docker API: {source}"),
+            },
+            TransportError::Settings { message, .. } => TransportError::Settings {
+                ship,
+                message: message.clone(),
+            },
         }
     }
 }

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use api_version::default_cache_dir;
 pub use error::TransportError;
 pub use known_hosts::HostKeyPolicy;
+pub use ssh::SessionPool;
 
 /// The default connect timeout, per network step (TCP connect, SSH handshake, each
 /// authentication attempt, opening the Docker channel).
@@ -442,13 +443,23 @@ impl Connection {
 
 /// Connects to one ship and agrees on the Docker API version with its daemon.
 pub async fn connect(endpoint: &Endpoint) -> Result<Connection, TransportError> {
+    connect_in(endpoint, &SessionPool::new()).await
+}
+
+/// [`connect`], sharing SSH sessions with the other ships connected through `pool`: ships
+/// whose routes begin with the same logins (a bastion, a ProxyJump chain) use one session
+/// for them.
+pub async fn connect_in(
+    endpoint: &Endpoint,
+    pool: &SessionPool,
+) -> Result<Connection, TransportError> {
     let forced_version = match &endpoint.api_version {
         Some(text) => Some(parse_api_version(&endpoint.ship, text)?),
         None => None,
     };
     let initial_version = forced_version.unwrap_or(*bollard::API_DEFAULT_VERSION);
     let (docker, info, link) = match &endpoint.route {
-        Route::Ssh(route) => return connect_ssh(endpoint, route, forced_version).await,
+        Route::Ssh(route) => return connect_ssh(endpoint, route, forced_version, pool).await,
         Route::Local { socket } => {
             connector::check_local_socket(&endpoint.ship, socket).await?;
             let path = socket.to_string_lossy();
@@ -502,10 +513,11 @@ async fn negotiate(endpoint: &Endpoint, docker: Docker) -> Result<Docker, Transp
         .map_err(|source| TransportError::docker(&endpoint.ship, source))
 }
 
-/// Connects to every ship at once; one result per endpoint, in order. A ship that fails
-/// does not hold up the others.
+/// Connects to every ship at once, sharing sessions along common routes; one result per
+/// endpoint, in order. A ship that fails does not hold up the others.
 pub async fn connect_all(endpoints: &[Endpoint]) -> Vec<Result<Connection, TransportError>> {
-    futures_util::future::join_all(endpoints.iter().map(connect)).await
+    let pool = SessionPool::new();
+    futures_util::future::join_all(endpoints.iter().map(|e| connect_in(e, &pool))).await
 }
 
 fn parse_api_version(ship: &str, text: &str) -> Result<ClientVersion, TransportError> {
@@ -527,6 +539,7 @@ async fn connect_ssh(
     endpoint: &Endpoint,
     route: &SshRoute,
     forced_version: Option<ClientVersion>,
+    pool: &SessionPool,
 ) -> Result<Connection, TransportError> {
     let hops = ssh::resolve_hops(&endpoint.ship, route)?;
     let api = Arc::new(connector::ApiVersionState::new(
@@ -552,7 +565,7 @@ async fn connect_ssh(
         keepalive: route.keepalive.unwrap_or(DEFAULT_KEEPALIVE),
         batch_mode: route.batch_mode,
     };
-    let chain = Arc::new(ssh::connect_chain(&hops, &options).await?);
+    let chain = Arc::new(ssh::connect_chain(&hops, &options, pool).await?);
     let spare = connector::check_docker_channel(
         &endpoint.ship,
         &chain,

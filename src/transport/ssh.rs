@@ -1,9 +1,18 @@
-//! One SSH session per ship: through zero or more jump hosts (each hop a `direct-tcpip`
-//! channel of the previous session carrying the next session), with host key verification
-//! and the authentication order of OpenSSH.
+//! SSH sessions: through zero or more jump hosts (each hop a `direct-tcpip` channel of the
+//! previous session carrying the next session), with host key verification and the
+//! authentication order of OpenSSH.
+//!
+//! Sessions are shared through a [`SessionPool`]: ships whose routes begin with the same
+//! logins (same host, port, user, identities, host-key rules and the same hops before) ride
+//! the same sessions, so 100 ships behind one bastion log in to it once. A stock sshd drops
+//! new connections past `MaxStartups` (10 unauthenticated at once); each sshd we dial is
+//! therefore behind a [`Gate`] that bounds the logins in flight toward it, shrinks when the
+//! server drops one anyway, and a dropped login is retried with jittered backoff.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,21 +46,20 @@ pub(crate) struct Hop {
     pub policy: HostKeyPolicy,
 }
 
-/// The established chain; the last handle is the ship's own session. The earlier ones
-/// must live as long as it does, since its bytes travel through their channels.
+/// The established chain; the last session is the ship's own. Each session keeps the one
+/// it travels through alive, and the pool keeps all of them until it is closed.
 pub(crate) struct SshChain {
-    handles: Vec<Handle<HostKeyCheck>>,
-    /// ProxyCommand processes carrying the first hop; killed when the chain is dropped.
-    _proxies: Vec<tokio::process::Child>,
+    sessions: Vec<Arc<Session>>,
     pub hops: Vec<HopInfo>,
     pub warnings: Vec<String>,
     pub channels_opened: AtomicU64,
     ship_label: String,
+    closed: AtomicBool,
 }
 
 impl SshChain {
     fn ship_session(&self) -> Option<&Handle<HostKeyCheck>> {
-        self.handles.last()
+        self.sessions.last().map(|s| &s.handle)
     }
 
     pub fn ship_label(&self) -> &str {
@@ -59,7 +67,10 @@ impl SshChain {
     }
 
     pub fn session_count(&self) -> usize {
-        self.handles.iter().filter(|h| !h.is_closed()).count()
+        self.sessions
+            .iter()
+            .filter(|s| !s.handle.is_closed())
+            .count()
     }
 
     pub async fn open_streamlocal(
@@ -102,13 +113,180 @@ impl SshChain {
         String::from_utf8(out).ok()
     }
 
+    /// Closes the sessions that no other chain still uses (a shared jump host stays up
+    /// for the ships behind it; the pool closes it at the end of the run).
     pub async fn disconnect(&self) {
-        for handle in self.handles.iter().rev() {
-            let _ = handle
-                .disconnect(russh::Disconnect::ByApplication, "", "en")
-                .await;
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for session in self.sessions.iter().rev() {
+            if session.users.fetch_sub(1, Ordering::SeqCst) == 1 {
+                session.disconnect().await;
+            }
         }
     }
+}
+
+/// One logged-in SSH session, possibly shared by several chains.
+pub(crate) struct Session {
+    handle: Handle<HostKeyCheck>,
+    info: HopInfo,
+    /// Said once per session, reported by every chain that uses it.
+    warnings: Vec<String>,
+    /// The ProxyCommand carrying it, killed when the session goes.
+    _proxy: Option<tokio::process::Child>,
+    /// The session this one's bytes travel through: it must live as long as this one.
+    _via: Option<Arc<Session>>,
+    /// Chains that use it and have not closed.
+    users: AtomicUsize,
+}
+
+impl Session {
+    async fn disconnect(&self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+type SessionCell = Arc<tokio::sync::OnceCell<Result<Arc<Session>, Arc<TransportError>>>>;
+
+/// How many logins may be in flight toward one sshd at first: well under OpenSSH's default
+/// `MaxStartups` of 10, which also counts other clients' connections.
+const LOGINS_IN_FLIGHT: usize = 4;
+/// Attempts of one login that the server drops before it completes.
+const LOGIN_ATTEMPTS: u32 = 6;
+
+/// The sessions of one run, shared between the ships whose routes begin alike, and the
+/// pacing of logins toward each sshd. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct SessionPool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Default)]
+struct PoolInner {
+    /// Keyed by the route up to and including the session's hop (see [`route_key`]).
+    sessions: Mutex<HashMap<String, SessionCell>>,
+    /// Keyed by the route before the hop and the hop's address: one gate per sshd as seen
+    /// from where we dial it.
+    gates: Mutex<HashMap<String, Arc<Gate>>>,
+    logins: AtomicU64,
+}
+
+impl std::fmt::Debug for SessionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionPool")
+            .field("logins", &self.logins())
+            .finish()
+    }
+}
+
+/// Everything that makes the logins of `hops` different from others' (the hop's `Debug`
+/// holds every field: address, user, identities, host-key rules, proxy).
+fn route_key(hops: &[Hop]) -> String {
+    format!("{hops:?}")
+}
+
+impl SessionPool {
+    pub fn new() -> SessionPool {
+        SessionPool::default()
+    }
+
+    /// Successful SSH logins made through this pool (jump hosts included).
+    pub fn logins(&self) -> u64 {
+        self.inner.logins.load(Ordering::Relaxed)
+    }
+
+    fn cell(&self, route: &[Hop]) -> SessionCell {
+        let mut sessions = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        sessions.entry(route_key(route)).or_default().clone()
+    }
+
+    fn gate(&self, before: &[Hop], hop: &Hop) -> Arc<Gate> {
+        let key = format!("{} -> {}:{}", route_key(before), hop.host, hop.port);
+        let mut gates = self.inner.gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates
+            .entry(key)
+            .or_insert_with(|| Arc::new(Gate::new(LOGINS_IN_FLIGHT)))
+            .clone()
+    }
+
+    /// Closes every session of the run, the innermost first.
+    pub async fn close(&self) {
+        let cells: Vec<(String, SessionCell)> = {
+            let mut sessions = self
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            sessions.drain().collect()
+        };
+        let mut established: Vec<(usize, Arc<Session>)> = cells
+            .into_iter()
+            .filter_map(|(key, cell)| match cell.get() {
+                Some(Ok(session)) => Some((key.len(), session.clone())),
+                _ => None,
+            })
+            .collect();
+        // A longer route key is a session further down a chain.
+        established.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
+        for (_, session) in established {
+            session.disconnect().await;
+        }
+    }
+}
+
+/// Bounds the logins in flight toward one sshd. Starts at [`LOGINS_IN_FLIGHT`] and gives up
+/// one place each time the server drops a login anyway (it is busier than we knew, or set
+/// to a lower `MaxStartups`), down to one.
+struct Gate {
+    places: tokio::sync::Semaphore,
+    size: AtomicUsize,
+}
+
+impl Gate {
+    fn new(size: usize) -> Gate {
+        Gate {
+            places: tokio::sync::Semaphore::new(size),
+            size: AtomicUsize::new(size),
+        }
+    }
+
+    async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed, so this only fails if that changes: then run unpaced.
+        self.places.acquire().await.ok()
+    }
+
+    /// The server dropped a login made with `place`: keep that place closed.
+    fn shrink(&self, place: Option<tokio::sync::SemaphorePermit<'_>>) {
+        let shrunk = self
+            .size
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |size| {
+                (size > 1).then(|| size - 1)
+            })
+            .is_ok();
+        if let (true, Some(place)) = (shrunk, place) {
+            place.forget();
+        }
+    }
+}
+
+/// The wait before attempt `attempt + 1` of a dropped login: doubling from 250 ms, capped at
+/// 2 s, each scaled by a random 0.5-1.5 so that logins dropped together do not return
+/// together.
+fn backoff(attempt: u32) -> Duration {
+    let base = 250u64.saturating_mul(1 << attempt.min(3)).min(2000);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let scale = 500 + random % 1000;
+    Duration::from_millis(base * scale / 1000)
 }
 
 /// Resolves the chain of hops for `route` (explicit jumps win over ProxyJump; settings of
@@ -283,55 +461,92 @@ pub(crate) struct ConnectOptions {
     pub batch_mode: bool,
 }
 
-/// Establishes the whole chain. Errors at a jump host are wrapped in
-/// [`TransportError::Jump`] naming that hop.
+/// Establishes the whole chain, taking from `pool` the sessions that other ships of the run
+/// already opened (or are opening) along the same route. Errors at a jump host are wrapped
+/// in [`TransportError::Jump`] naming that hop.
 pub(crate) async fn connect_chain(
     hops: &[Hop],
     options: &ConnectOptions,
+    pool: &SessionPool,
 ) -> Result<SshChain, TransportError> {
-    let mut handles: Vec<Handle<HostKeyCheck>> = Vec::with_capacity(hops.len());
-    let mut infos = Vec::with_capacity(hops.len());
-    let mut warnings = Vec::new();
-    let mut proxies = Vec::new();
+    let mut sessions: Vec<Arc<Session>> = Vec::with_capacity(hops.len());
     let last = hops.len().saturating_sub(1);
     for (index, hop) in hops.iter().enumerate() {
-        let via = index
-            .checked_sub(1)
-            .and_then(|prev| hops.get(prev))
-            .map(|prev| prev.label.clone());
-        let result = connect_hop(
-            hop,
-            handles.last(),
-            via,
-            options,
-            &mut warnings,
-            &mut proxies,
-        )
-        .await;
+        let before = &hops[..index];
+        let previous = sessions.last().cloned();
+        let cell = pool.cell(&hops[..=index]);
+        let result = cell
+            .get_or_init(|| async {
+                let gate = pool.gate(before, hop);
+                let via = before.last().map(|prev| prev.label.clone());
+                let session = paced_login(hop, previous, via, options, &gate).await;
+                if session.is_ok() {
+                    pool.inner.logins.fetch_add(1, Ordering::Relaxed);
+                }
+                session.map(Arc::new).map_err(Arc::new)
+            })
+            .await;
         match result {
-            Ok((handle, info)) => {
-                handles.push(handle);
-                infos.push(info);
-            }
+            Ok(session) => sessions.push(session.clone()),
+            // A shared hop failed once for every ship behind it: each is told in its name.
             Err(err) if index < last => {
                 return Err(TransportError::Jump {
                     ship: options.ship.clone(),
                     hop: hop.label.clone(),
-                    source: Box::new(err),
+                    source: Box::new(err.for_ship(&options.ship)),
                 });
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.for_ship(&options.ship)),
+        }
+    }
+    for session in &sessions {
+        session.users.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut warnings: Vec<String> = Vec::new();
+    for warning in sessions.iter().flat_map(|s| s.warnings.iter()) {
+        if !warnings.contains(warning) {
+            warnings.push(warning.clone());
         }
     }
     let ship_label = hops.last().map(|h| h.label.clone()).unwrap_or_default();
     Ok(SshChain {
-        handles,
-        _proxies: proxies,
-        hops: infos,
+        hops: sessions.iter().map(|s| s.info.clone()).collect(),
+        sessions,
         warnings,
         channels_opened: AtomicU64::new(0),
         ship_label,
+        closed: AtomicBool::new(false),
     })
+}
+
+/// One login toward `hop`'s sshd, inside its gate, retried when the server drops it before
+/// it completes (see [`Gate`]).
+async fn paced_login(
+    hop: &Hop,
+    previous: Option<Arc<Session>>,
+    via: Option<String>,
+    options: &ConnectOptions,
+    gate: &Gate,
+) -> Result<Session, TransportError> {
+    let mut attempt = 1;
+    loop {
+        let place = gate.enter().await;
+        match connect_hop(hop, previous.clone(), via.clone(), options).await {
+            Err(TransportError::DroppedBeforeLogin { .. }) if attempt < LOGIN_ATTEMPTS => {
+                gate.shrink(place);
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(TransportError::DroppedBeforeLogin { ship, hop, .. }) => {
+                return Err(TransportError::DroppedBeforeLogin {
+                    ship,
+                    hop,
+                    attempts: attempt,
+                });
+            }
+            other => return other,
+        }
+    }
 }
 
 fn client_config(hop: &Hop, options: &ConnectOptions) -> client::Config {
@@ -366,12 +581,12 @@ fn client_config(hop: &Hop, options: &ConnectOptions) -> client::Config {
 
 async fn connect_hop(
     hop: &Hop,
-    previous: Option<&Handle<HostKeyCheck>>,
+    previous: Option<Arc<Session>>,
     via: Option<String>,
     options: &ConnectOptions,
-    warnings: &mut Vec<String>,
-    proxies: &mut Vec<tokio::process::Child>,
-) -> Result<(Handle<HostKeyCheck>, HopInfo), TransportError> {
+) -> Result<Session, TransportError> {
+    let mut warnings = Vec::new();
+    let mut proxy = None;
     let ship = options.ship.clone();
     let timeout = options.timeout;
     let timed_out = || TransportError::Timeout {
@@ -390,20 +605,20 @@ async fn connect_hop(
     let config = Arc::new(client_config(hop, options));
 
     let mut proxy_stderr = None;
-    let handshake = match (previous, &hop.proxy_command) {
+    let handshake = match (&previous, &hop.proxy_command) {
         (None, Some(command)) => {
-            let proxy =
+            let spawned =
                 ProxyCommand::spawn(command).map_err(|err| TransportError::ProxyCommand {
                     ship: ship.clone(),
                     hop: hop.label.clone(),
                     command: command.clone(),
                     reason: format!("cannot start it: {err}"),
                 })?;
-            proxy_stderr = Some(proxy.stderr);
-            proxies.push(proxy.child);
+            proxy_stderr = Some(spawned.stderr);
+            proxy = Some(spawned.child);
             tokio::time::timeout(
                 timeout,
-                client::connect_stream(config, proxy.stream, handler),
+                client::connect_stream(config, spawned.stream, handler),
             )
             .await
         }
@@ -431,7 +646,7 @@ async fn connect_hop(
         (Some(previous), _) => {
             let channel = tokio::time::timeout(
                 timeout,
-                previous.channel_open_direct_tcpip(
+                previous.handle.channel_open_direct_tcpip(
                     hop.host.as_str(),
                     u32::from(hop.port),
                     "127.0.0.1",
@@ -487,6 +702,13 @@ async fn connect_hop(
                     reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
                 });
             }
+            if dropped_before_login(&err) {
+                return Err(TransportError::DroppedBeforeLogin {
+                    ship: ship.clone(),
+                    hop: hop.label.clone(),
+                    attempts: 1,
+                });
+            }
             return Err(ssh_error(&ship, &hop.label, timeout, err));
         }
     };
@@ -506,15 +728,37 @@ async fn connect_hop(
         ));
     }
 
-    let auth_method = authenticate(&mut handle, hop, options, warnings).await?;
-    Ok((
+    let auth_method = authenticate(&mut handle, hop, options, &mut warnings).await?;
+    Ok(Session {
         handle,
-        HopInfo {
+        info: HopInfo {
             address: hop.label.clone(),
             auth_method,
             host_key_fingerprint: fingerprint,
         },
-    ))
+        warnings,
+        _proxy: proxy,
+        _via: previous,
+        users: AtomicUsize::new(0),
+    })
+}
+
+/// sshd past its `MaxStartups` accepts the connection and closes it at once: before the
+/// host key, the client sees the connection reset or closed. (A host key refusal or a
+/// server that is not sshd at all fail differently.)
+fn dropped_before_login(err: &russh::Error) -> bool {
+    use std::io::ErrorKind;
+    match err {
+        russh::Error::IO(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::BrokenPipe
+        ),
+        russh::Error::Disconnect | russh::Error::HUP => true,
+        _ => false,
+    }
 }
 
 /// A running ProxyCommand: its stdout and stdin joined into the stream the session runs
