@@ -12,6 +12,8 @@ pub use args::{Cli, Command, Output, Things};
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code when some instance or ship failed.
 pub const EXIT_FAILED: i32 = 1;
+/// Exit code when Ctrl-C ended the command (the shell's convention for SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Runs maestro with the process arguments and returns the exit code.
 pub fn main() -> i32 {

@@ -1,16 +1,23 @@
 //! The ships of one run: how each ship of the environment file is reached (the mapping from
-//! its settings to a transport [`Endpoint`]) and connecting to all of them at once.
+//! its settings to a transport [`Endpoint`]), and the [`Fleet`] that owns a run's
+//! connections.
 //!
-//! One connection per ship per run: every operation on a ship shares its SSH session.
+//! One connection per ship per run: every operation on a ship shares its SSH session, and
+//! ships behind the same jump hosts share those hosts' sessions. No command connects to a
+//! ship or builds a `docker::Ship` any other way.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
+use tokio::sync::watch;
 
+use super::events::EventSink;
 use crate::config::{Environment, JumpHost, KnownHostsPolicy, Ship};
+use crate::docker;
 use crate::transport::{
-    self, Connection, DockerTarget, Endpoint, HostKeyPolicy, JumpSpec, Route, SshRoute, TlsFiles,
-    TransportError,
+    self, Connection, DockerTarget, Endpoint, HostKeyPolicy, JumpSpec, Route, SessionPool,
+    SshRoute, TlsFiles, TransportError,
 };
 
 /// Choices the operator makes on the command line that apply to every ship.
@@ -103,22 +110,191 @@ fn jump_spec(env: &Environment, jump: &JumpHost) -> JumpSpec {
     }
 }
 
-/// Connects to the named ships (all of them when `names` is empty) at the same time.
-/// Each ship succeeds or fails on its own; the map is keyed by ship name.
-pub async fn connect_all(
-    env: &Environment,
-    names: &[&str],
-    options: ConnectOptions,
-) -> BTreeMap<String, Result<Connection, TransportError>> {
-    let ships = env
-        .ships
-        .iter()
-        .filter(|s| names.is_empty() || names.contains(&s.name.as_str()));
-    let attempts = ships.map(|ship| {
-        let endpoint = endpoint(env, ship, options);
-        async move { (endpoint.ship.clone(), transport::connect(&endpoint).await) }
-    });
-    join_all(attempts).await.into_iter().collect()
+/// One connected ship: its connection (for checks from its side) and its Docker API.
+#[derive(Clone, Debug)]
+pub struct ShipHandle {
+    pub connection: Connection,
+    pub docker: docker::Ship,
+}
+
+/// Why a ship of the run could not be used: shared by every job that waits on the ship.
+pub type ShipError = Arc<TransportError>;
+
+type ShipResult = Result<ShipHandle, ShipError>;
+
+/// The connections of one run, and the one owner of them.
+///
+/// Each ship is connected on its own, all at once, from the first time any ship is asked
+/// for: a caller waits only for the ship it needs ([`Fleet::ship`]), so one slow or silent
+/// ship holds up nothing but its own work. SSH sessions along common routes are shared
+/// (see `transport::SessionPool`). [`Fleet::close`] ends everything the run opened, also
+/// connections still being made.
+pub struct Fleet {
+    endpoints: BTreeMap<String, Endpoint>,
+    pool: SessionPool,
+    /// Per ship: `None` until its attempt ends.
+    results: BTreeMap<String, watch::Sender<Option<ShipResult>>>,
+    started: std::sync::Once,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    events: Mutex<Option<EventSink>>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("ships", &self.endpoints.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Fleet {
+    /// The named ships of `env`; nothing is connected yet.
+    pub fn new(env: &Environment, names: &[&str], options: ConnectOptions) -> Fleet {
+        let endpoints: BTreeMap<String, Endpoint> = env
+            .ships
+            .iter()
+            .filter(|s| names.contains(&s.name.as_str()))
+            .map(|ship| (ship.name.clone(), endpoint(env, ship, options)))
+            .collect();
+        let results = endpoints
+            .keys()
+            .map(|name| (name.clone(), watch::channel(None).0))
+            .collect();
+        Fleet {
+            endpoints,
+            pool: SessionPool::new(),
+            results,
+            started: std::sync::Once::new(),
+            tasks: Mutex::new(Vec::new()),
+            events: Mutex::new(None),
+        }
+    }
+
+    /// Reports each ship's connecting, connected and failed on `sink` (a run's event stream).
+    pub fn with_events(self, sink: EventSink) -> Fleet {
+        *self.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+        self
+    }
+
+    /// The ships of the run, in name order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.endpoints.keys().map(String::as_str)
+    }
+
+    /// Starts connecting every ship, once. Must be called inside a tokio runtime.
+    pub fn connect(self: &Arc<Self>) {
+        self.started.call_once(|| {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            for name in self.endpoints.keys() {
+                let fleet = Arc::clone(self);
+                let name = name.clone();
+                tasks.push(tokio::spawn(async move { fleet.connect_one(&name).await }));
+            }
+        });
+    }
+
+    async fn connect_one(&self, name: &str) {
+        let (Some(endpoint), Some(result)) = (self.endpoints.get(name), self.results.get(name))
+        else {
+            return;
+        };
+        let connected = transport::connect_in(endpoint, &self.pool)
+            .await
+            .map(|connection| ShipHandle {
+                docker: docker::Ship::new(name, connection.docker().clone()),
+                connection,
+            })
+            .map_err(Arc::new);
+        result.send_replace(Some(connected));
+    }
+
+    /// The ship `name`, once its connection is ready (connecting every ship if that has not
+    /// begun yet).
+    pub async fn ship(self: &Arc<Self>, name: &str) -> ShipResult {
+        let Some(result) = self.results.get(name) else {
+            return Err(Arc::new(TransportError::Settings {
+                ship: name.to_string(),
+                message: "is not one of the ships this command connects to".into(),
+            }));
+        };
+        self.connect();
+        let mut rx = result.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(ready) => ready.clone().unwrap_or_else(|| unreachable_ship(name)),
+            // The sender lives in `self`: it cannot be gone while we hold `self`.
+            Err(_) => unreachable_ship(name),
+        }
+    }
+
+    /// Every ship of the run as it ends connecting, in name order. For commands that need
+    /// each ship once; commands with per-ship work should use [`Fleet::ship`] per ship so
+    /// that the work of one begins before the others are connected.
+    pub async fn all(self: &Arc<Self>) -> Vec<(String, ShipResult)> {
+        let waits = self.endpoints.keys().map(|name| async move {
+            let result = self.ship(name).await;
+            (name.clone(), result)
+        });
+        join_all(waits).await
+    }
+
+    /// How many ships are still connecting.
+    pub fn connecting(&self) -> usize {
+        self.results
+            .values()
+            .filter(|result| result.borrow().is_none())
+            .count()
+    }
+
+    /// Runs `work` over the fleet, then closes it. Ctrl-C (SIGINT) drops `work` at once,
+    /// connections being made included, and gives `None`. For the commands that only
+    /// read: the lifecycle commands' two-level Ctrl-C is the executor's.
+    pub async fn run<T>(self: &Arc<Self>, work: impl std::future::Future<Output = T>) -> Option<T> {
+        let outcome = tokio::select! {
+            done = work => Some(done),
+            _ = ctrl_c() => None,
+        };
+        self.close().await;
+        outcome
+    }
+
+    /// Ends the run's connections: attempts still under way are dropped, every session
+    /// (shared jump hosts included) is closed, and the event sink is let go.
+    pub async fn close(&self) {
+        let tasks: Vec<_> = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            tasks.drain(..).collect()
+        };
+        for task in &tasks {
+            task.abort();
+        }
+        for (name, result) in &self.results {
+            // Taken out, so that the connections are dropped here, inside the runtime:
+            // russh's channels need one to close.
+            let closed = Err(Arc::new(TransportError::Settings {
+                ship: name.clone(),
+                message: "its connection was closed at the end of the command".into(),
+            }));
+            if let Some(Ok(handle)) = result.send_replace(Some(closed)) {
+                handle.connection.close().await;
+            }
+        }
+        self.pool.close().await;
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// Resolves on SIGINT; never, where no handler can be installed.
+pub async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn unreachable_ship(name: &str) -> ShipResult {
+    Err(Arc::new(TransportError::Settings {
+        ship: name.to_string(),
+        message: "its connection attempt ended without a result".into(),
+    }))
 }
 
 #[cfg(test)]

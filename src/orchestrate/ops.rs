@@ -16,12 +16,12 @@ use futures_util::future::BoxFuture;
 
 use crate::config::{Check, Environment, Instance, Service};
 use crate::docker::{self, ContainerDetails, ContainerSpec, Credentials, PullRetry};
-use crate::transport::Connection;
 
 use super::autoconf;
 use super::checks::{self, CheckError, CheckState, CheckTarget};
 use super::events::{Outcome, Step};
 use super::executor::{Direction, Job, OpError, Operation, StepContext};
+use super::fleet::{Fleet, ShipHandle};
 use super::plan::{self, Plan};
 use super::spec;
 
@@ -62,23 +62,6 @@ impl ShipSnapshot {
 
 /// Taken once per ship, by the first job that needs it; `None` when it could not be.
 type SnapshotSlot = Arc<tokio::sync::OnceCell<Option<Arc<ShipSnapshot>>>>;
-
-/// One connected ship: its connection (for checks from its side) and its Docker API.
-#[derive(Clone, Debug)]
-pub struct ShipHandle {
-    pub connection: Connection,
-    pub docker: docker::Ship,
-}
-
-impl ShipHandle {
-    pub fn new(name: &str, connection: Connection) -> Self {
-        let docker = docker::Ship::new(name, connection.docker().clone());
-        ShipHandle { connection, docker }
-    }
-}
-
-/// The ships of a run: connected, or the reason they could not be reached.
-pub type Fleet = BTreeMap<String, Result<ShipHandle, String>>;
 
 /// The executor's jobs for a plan. The plan's `deps` are already oriented for its direction
 /// ("must finish first"); the executor wants "requires" plus a direction, so a reverse plan's
@@ -218,16 +201,20 @@ impl LifecycleOp {
             .env
             .instance(name)
             .ok_or_else(|| OpError::failed(format!("unknown instance {name}")))?;
-        let handle = match self.fleet.get(&instance.ship) {
-            Some(Ok(handle)) => handle,
-            Some(Err(reason)) => return Err(OpError::failed(reason.clone())),
-            None => {
-                return Err(OpError::failed(format!(
-                    "ship {} is not connected",
+        // The job's time counts its wait for the ship's connection; a Ctrl-C meanwhile
+        // ends the wait at once (nothing has been done to the instance yet).
+        let handle = tokio::select! {
+            connected = self.fleet.ship(&instance.ship) => {
+                connected.map_err(|err| OpError::failed(err.to_string()))?
+            }
+            _ = ctx.cancelled() => {
+                return Err(OpError::interrupted(format!(
+                    "cancelled while connecting to ship {}: nothing done",
                     instance.ship
                 )));
             }
         };
+        let handle = &handle;
         let unit = Unit {
             env: &self.env,
             service,

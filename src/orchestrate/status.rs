@@ -6,6 +6,7 @@
 //! each, all at once) and [`check_ports`] probes published ports from the ship's side.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
@@ -13,9 +14,9 @@ use serde::Serialize;
 
 use crate::config::{Environment, Protocol as ConfigProtocol};
 use crate::docker::{
-    self, ContainerSpec, ContainerStatus, HealthState, ManagedContainer, Protocol, SpecChange,
+    ContainerSpec, ContainerStatus, HealthState, ManagedContainer, Protocol, SpecChange,
 };
-use crate::orchestrate::fleet::{self, ConnectOptions};
+use crate::orchestrate::fleet::{Fleet, ShipHandle};
 use crate::orchestrate::plan::Plan;
 use crate::transport::Connection;
 
@@ -406,24 +407,16 @@ pub fn ships_of(env: &Environment, plan: &Plan) -> Vec<String> {
 /// What [`gather`] found on the ships of a plan.
 pub struct Observation {
     pub listings: BTreeMap<String, ShipListing>,
-    /// Connections to the ships that answered, for port checks and image lookups.
-    pub connections: BTreeMap<String, Connection>,
+    /// The ships that answered, for port checks and image lookups.
+    pub ships: BTreeMap<String, ShipHandle>,
 }
 
-/// Connects to the ships of `plan` (only those) at once and asks each, once, for its
-/// containers of the environment.
-pub async fn gather(env: &Environment, plan: &Plan, options: ConnectOptions) -> Observation {
-    let ships = ships_of(env, plan);
-    let names: Vec<&str> = ships.iter().map(String::as_str).collect();
-    if names.is_empty() {
-        return Observation {
-            listings: BTreeMap::new(),
-            connections: BTreeMap::new(),
-        };
-    }
-    let connected = fleet::connect_all(env, &names, options).await;
-    let lists = connected.into_iter().map(|(ship, result)| async move {
-        match result {
+/// Asks each ship of `fleet` once, as soon as it is connected, for its containers of the
+/// environment.
+pub async fn gather(env: &Environment, fleet: &Arc<Fleet>) -> Observation {
+    let names: Vec<String> = fleet.names().map(str::to_string).collect();
+    let lists = names.into_iter().map(|ship| async move {
+        match fleet.ship(&ship).await {
             Err(err) => (
                 ship,
                 ShipListing::Down {
@@ -432,34 +425,28 @@ pub async fn gather(env: &Environment, plan: &Plan, options: ConnectOptions) -> 
                 },
                 None,
             ),
-            Ok(connection) => {
-                let docker_ship = docker::Ship::new(ship.clone(), connection.docker().clone());
-                match docker_ship.list_managed(&env.name).await {
-                    Ok(containers) => (ship, ShipListing::Listed(containers), Some(connection)),
-                    Err(err) => (
-                        ship,
-                        ShipListing::Down {
-                            cause: "docker-api".into(),
-                            message: err.to_string(),
-                        },
-                        None,
-                    ),
-                }
-            }
+            Ok(handle) => match handle.docker.list_managed(&env.name).await {
+                Ok(containers) => (ship, ShipListing::Listed(containers), Some(handle)),
+                Err(err) => (
+                    ship,
+                    ShipListing::Down {
+                        cause: "docker-api".into(),
+                        message: err.to_string(),
+                    },
+                    None,
+                ),
+            },
         }
     });
     let mut listings = BTreeMap::new();
-    let mut connections = BTreeMap::new();
-    for (ship, listing, connection) in join_all(lists).await {
-        if let Some(connection) = connection {
-            connections.insert(ship.clone(), connection);
+    let mut ships = BTreeMap::new();
+    for (ship, listing, handle) in join_all(lists).await {
+        if let Some(handle) = handle {
+            ships.insert(ship.clone(), handle);
         }
         listings.insert(ship, listing);
     }
-    Observation {
-        listings,
-        connections,
-    }
+    Observation { listings, ships }
 }
 
 /// What `start` would do to one instance.
@@ -593,6 +580,7 @@ fn action_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker;
     use crate::docker::PublishedPort;
     use crate::orchestrate::plan::{Graph, Selection, select};
     use std::path::Path;

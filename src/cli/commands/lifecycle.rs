@@ -15,8 +15,8 @@ use super::{load, runtime};
 use crate::config::Environment;
 use crate::orchestrate::events::EventSink;
 use crate::orchestrate::executor::{self, Limits, RunSpec, Summary};
-use crate::orchestrate::fleet::{self, ConnectOptions};
-use crate::orchestrate::ops::{self, Action, Fleet, LifecycleOp, ShipHandle};
+use crate::orchestrate::fleet::{ConnectOptions, Fleet};
+use crate::orchestrate::ops::{self, Action, LifecycleOp};
 use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
 use crate::ui::{self, RenderMode};
 
@@ -268,25 +268,14 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
     runtime()?.block_on(run_async(env, &things, request, plans, options, mode))
 }
 
-async fn connect(env: &Environment, plans: &[Plan], options: ConnectOptions) -> Fleet {
+/// The ships the plans touch; each connects when the run first needs a ship.
+fn fleet(env: &Environment, plans: &[Plan], options: ConnectOptions) -> Fleet {
     let ships: BTreeSet<&str> = plans
         .iter()
         .flat_map(|p| p.steps.iter().map(|s| s.ship.as_str()))
         .collect();
-    if ships.is_empty() {
-        return Fleet::new();
-    }
     let names: Vec<&str> = ships.into_iter().collect();
-    fleet::connect_all(env, &names, options)
-        .await
-        .into_iter()
-        .map(|(ship, result)| {
-            let handle = result
-                .map(|conn| ShipHandle::new(&ship, conn))
-                .map_err(|err| err.to_string());
-            (ship, handle)
-        })
-        .collect()
+    Fleet::new(env, &names, options)
 }
 
 async fn run_async(
@@ -298,8 +287,8 @@ async fn run_async(
     mode: RenderMode,
 ) -> Result<i32, CliError> {
     let cancel = executor::interrupt_on_ctrl_c();
-    let fleet = Arc::new(connect(&env, &plans, options).await);
     let (sink, events) = EventSink::new();
+    let fleet = Arc::new(fleet(&env, &plans, options).with_events(sink.clone()));
     let renderer = tokio::spawn(ui::render(events, mode, std::io::stdout()));
     let limits = limits(&env, things);
     let mut summaries: Vec<Summary> = Vec::new();
@@ -396,11 +385,9 @@ async fn run_async(
         Ok(())
     }
     .await;
+    fleet.close().await;
     drop(sink);
     let rendered = renderer.await;
-    for handle in fleet.values().flatten() {
-        handle.connection.close().await;
-    }
     outcome?;
     rendered.map_err(std::io::Error::other)??;
     Ok(executor::combined_exit_code(&summaries))

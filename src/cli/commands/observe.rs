@@ -5,17 +5,19 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use console::Style;
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use super::super::{Cli, CliError, Command, EXIT_FAILED, Things};
+use super::super::{Cli, CliError, Command, EXIT_FAILED, EXIT_INTERRUPTED, Things};
 use super::{load, runtime};
 use crate::config::Environment;
 use crate::docker::{self, ContainerSpec, LogSource};
-use crate::orchestrate::fleet::{self, ConnectOptions};
+use crate::orchestrate::fleet::{self, ConnectOptions, Fleet};
 use crate::orchestrate::logs::{self, LogEvent, LogOptions};
 use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
 use crate::orchestrate::secrets;
@@ -41,10 +43,14 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
     }
 }
 
-fn options(cli: &Cli) -> ConnectOptions {
-    ConnectOptions {
+/// The ships that run the instances of `plan`, not yet connected.
+fn fleet_of(cli: &Cli, env: &Environment, plan: &Plan) -> Arc<Fleet> {
+    let ships = status::ships_of(env, plan);
+    let names: Vec<&str> = ships.iter().map(String::as_str).collect();
+    let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys,
-    }
+    };
+    Arc::new(Fleet::new(env, &names, options))
 }
 
 /// The instances `things` names, in dependency order. `status` also shows `omit` services.
@@ -203,8 +209,9 @@ fn status_command(
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
     let plan = selected(&env, things, true)?;
-    let rows = runtime()?.block_on(async {
-        let observed = status::gather(&env, &plan, options(cli)).await;
+    let fleet = fleet_of(cli, &env, &plan);
+    let rows = runtime()?.block_on(fleet.run(async {
+        let observed = status::gather(&env, &fleet).await;
         let mut rows = status::rows(&env, &plan, &observed.listings, SystemTime::now());
         if full {
             for row in rows.iter_mut() {
@@ -215,20 +222,20 @@ fn status_command(
                 row.ports = status::port_targets(&env, row, listing);
             }
             let checks = rows.iter_mut().filter_map(|row| {
-                let connection = observed.connections.get(&row.ship)?;
+                let handle = observed.ships.get(&row.ship)?;
                 Some(status::check_ports(
-                    connection,
+                    &handle.connection,
                     &mut row.ports,
                     status::PORT_CHECK_TIMEOUT,
                 ))
             });
             join_all(checks).await;
         }
-        for connection in observed.connections.values() {
-            connection.close().await;
-        }
         rows
-    });
+    }));
+    let Some(rows) = rows else {
+        return Ok(EXIT_INTERRUPTED);
+    };
     let ok = rows
         .iter()
         .all(|r| r.is_running() && !r.ports.iter().any(|p| p.check.is_failure()));
@@ -375,38 +382,32 @@ fn logs_command(
     let err_colours = ui::colors_wanted(console::Term::stderr().is_term());
     let palette = Palette::new(err_colours);
 
+    let fleet = fleet_of(cli, &env, &plan);
     runtime()?.block_on(async {
-        let ships = status::ships_of(&env, &plan);
-        let names: Vec<&str> = ships.iter().map(String::as_str).collect();
-        let mut connections = fleet::connect_all(&env, &names, options(cli)).await;
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<LogEvent>(1024);
-        let mut failed = false;
+        let failed = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::new();
+        // Each instance's log is read as soon as its own ship is connected.
         for step in &plan.steps {
-            match connections.get(&step.ship) {
-                Some(Ok(connection)) => {
-                    let ship = docker::Ship::new(step.ship.clone(), connection.docker().clone());
-                    let options = LogOptions {
-                        tail: lines,
-                        follow,
-                        ..LogOptions::default()
-                    };
-                    readers.push(tokio::spawn(logs::read_instance(
-                        ship,
-                        step.instance.clone(),
-                        options,
-                        sender.clone(),
-                    )));
+            let (fleet, failed, sender) = (fleet.clone(), failed.clone(), sender.clone());
+            let (ship, instance) = (step.ship.clone(), step.instance.clone());
+            let options = LogOptions {
+                tail: lines,
+                follow,
+                ..LogOptions::default()
+            };
+            readers.push(tokio::spawn(async move {
+                match fleet.ship(&ship).await {
+                    Ok(handle) => {
+                        logs::read_instance(handle.docker, instance, options, sender).await
+                    }
+                    Err(err) => {
+                        failed.store(true, Ordering::SeqCst);
+                        eprintln!("{instance}: {err}");
+                        Ok(())
+                    }
                 }
-                Some(Err(err)) => {
-                    failed = true;
-                    eprintln!("{}: {err}", step.instance);
-                }
-                None => {
-                    failed = true;
-                    eprintln!("{}: ship {} was not asked", step.instance, step.ship);
-                }
-            }
+            }));
         }
         drop(sender);
         let stdout = std::io::stdout();
@@ -445,11 +446,7 @@ fn logs_command(
                 writeln!(stdout.lock(), "{prefix}{text}")
             };
         };
-        let interrupted = async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
+        let interrupted = fleet::ctrl_c();
         tokio::pin!(interrupted);
         loop {
             tokio::select! {
@@ -458,11 +455,21 @@ fn logs_command(
                     None => break,
                 },
                 _ = &mut interrupted => {
-                    // Following ends with Ctrl-C by design: that is success, not failure.
-                    return Ok::<i32, CliError>(if failed { EXIT_FAILED } else { 0 });
+                    // Following ends with Ctrl-C by design: that is success, not failure;
+                    // while ships are still connecting, it is an interruption.
+                    let code = if fleet.connecting() > 0 {
+                        EXIT_INTERRUPTED
+                    } else if failed.load(Ordering::SeqCst) {
+                        EXIT_FAILED
+                    } else {
+                        0
+                    };
+                    fleet.close().await;
+                    return Ok::<i32, CliError>(code);
                 }
             }
         }
+        let mut failed = failed.load(Ordering::SeqCst);
         for reader in readers {
             match reader.await {
                 Ok(Ok(())) => {}
@@ -476,9 +483,7 @@ fn logs_command(
                 }
             }
         }
-        for connection in connections.values_mut().filter_map(|c| c.as_ref().ok()) {
-            connection.close().await;
-        }
+        fleet.close().await;
         Ok(if failed { EXIT_FAILED } else { 0 })
     })
 }
@@ -506,8 +511,9 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
             ))
         })
         .collect();
-    let rows = runtime()?.block_on(async {
-        let observed = status::gather(&env, &plan, options(cli)).await;
+    let fleet = fleet_of(cli, &env, &plan);
+    let rows = runtime()?.block_on(fleet.run(async {
+        let observed = status::gather(&env, &fleet).await;
         // One image lookup per image and ship, all at once.
         let mut wanted: Vec<(String, String)> = plan
             .steps
@@ -517,8 +523,7 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
         wanted.sort();
         wanted.dedup();
         let lookups = wanted.into_iter().filter_map(|(ship, image)| {
-            let connection = observed.connections.get(&ship)?;
-            let docker_ship = docker::Ship::new(ship.clone(), connection.docker().clone());
+            let docker_ship = observed.ships.get(&ship)?.docker.clone();
             Some(async move {
                 let id = docker_ship.image_id(&image).await;
                 ((ship, image), id)
@@ -534,15 +539,14 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
                 Err(err) => lookup_errors.push(err.to_string()),
             }
         }
-        for connection in observed.connections.values() {
-            connection.close().await;
-        }
         (
             status::plan_actions(&plan, &observed.listings, &specs, &images),
             lookup_errors,
         )
-    });
-    let (rows, lookup_errors) = rows;
+    }));
+    let Some((rows, lookup_errors)) = rows else {
+        return Ok(EXIT_INTERRUPTED);
+    };
     for err in &lookup_errors {
         eprintln!("warning: {err}");
     }

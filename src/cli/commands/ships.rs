@@ -1,12 +1,14 @@
 //! `maestro ships`: connect to every ship at once and report how each was reached: route
 //! (with jumps), the authentication that worked, the host key, the engine, the round trip.
 
+use std::sync::Arc;
+
 use globset::{Glob, GlobSetBuilder};
 use serde::Serialize;
 
-use super::super::{Cli, CliError, EXIT_FAILED};
+use super::super::{Cli, CliError, EXIT_FAILED, EXIT_INTERRUPTED};
 use super::{load, runtime};
-use crate::orchestrate::fleet::{self, ConnectOptions};
+use crate::orchestrate::fleet::{ConnectOptions, Fleet};
 use crate::transport::{ConnectionInfo, ProbeReport};
 
 /// One ship's line of the report; exactly one of `connection`/`error` is set.
@@ -56,10 +58,12 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
         accept_new_host_keys: cli.accept_new_host_keys,
     };
 
-    let mut reports = runtime()?.block_on(async {
-        let connections = fleet::connect_all(&env, &names, options).await;
-        let probes = connections.into_iter().map(|(ship, connected)| async move {
-            let failure = |err: crate::transport::TransportError| ShipFailure {
+    let fleet = Arc::new(Fleet::new(&env, &names, options));
+    let reports = runtime()?.block_on(fleet.run(async {
+        let probes = fleet.names().map(|ship| async {
+            let ship = ship.to_string();
+            let connected = fleet.ship(&ship).await;
+            let failure = |err: &crate::transport::TransportError| ShipFailure {
                 cause: err.kind(),
                 message: err.to_string(),
             };
@@ -69,11 +73,11 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
                     ok: false,
                     connection: None,
                     engine: None,
-                    error: Some(failure(err)),
+                    error: Some(failure(&err)),
                 },
-                Ok(connection) => {
-                    let probe = connection.probe().await;
-                    let info = Some(connection.info().clone());
+                Ok(handle) => {
+                    let probe = handle.connection.probe().await;
+                    let info = Some(handle.connection.info().clone());
                     match probe {
                         Ok(engine) => ShipReport {
                             ship,
@@ -87,14 +91,17 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
                             ok: false,
                             connection: info,
                             engine: None,
-                            error: Some(failure(err)),
+                            error: Some(failure(&err)),
                         },
                     }
                 }
             }
         });
         futures_util::future::join_all(probes).await
-    });
+    }));
+    let Some(mut reports) = reports else {
+        return Ok(EXIT_INTERRUPTED);
+    };
 
     // In the file's order, as the operator wrote the ships.
     reports.sort_by_key(|r| names.iter().position(|n| *n == r.ship));
