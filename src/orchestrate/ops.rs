@@ -209,7 +209,7 @@ impl LifecycleOp {
             }
             _ = ctx.cancelled() => {
                 return Err(OpError::interrupted(format!(
-                    "cancelled while connecting to ship {}: nothing done",
+                    "cancelled while connecting to {}: nothing done",
                     instance.ship
                 )));
             }

@@ -1,0 +1,272 @@
+//! Connecting a fleet, on real test beds: a silent ship holds up only its own instances, and
+//! Ctrl-C ends every command while ships are still connecting. The beds here are this file's
+//! own (the shared bed's sshds are busy with other tests, and these tests count connections).
+//!
+//! Time matters to what is tested, so each assertion contrasts times far apart (a 30 s
+//! connect timeout against an end within 5 s) rather than holding a command to a tight
+//! threshold; see docs/testing.md.
+
+mod common;
+#[path = "faults/support.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::TestBed;
+use serde_json::Value;
+use support::{Run, wait_for};
+
+/// The silent ship's connect timeout: far above anything the assertions allow.
+const SILENT_TIMEOUT_S: u64 = 30;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The tests of this file break a ship of their bed: one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A bed of two ships for one test, torn down when it is dropped (also when the test
+/// fails).
+fn bed() -> TestBed {
+    TestBed::up("fleetconn", 2, 0)
+}
+
+/// Runs `cmd` in network namespace `ns`.
+fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{ns}"))
+        .args(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("nsenter: {e}"))
+}
+
+/// Every TCP packet to port 22 of a ship dropped in its namespace; removed on drop.
+struct Silent {
+    netns: String,
+}
+
+const DROP_RULE: &[&str] = &["INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"];
+
+impl Silent {
+    fn new(netns: &str) -> Silent {
+        let mut cmd = vec!["iptables", "-I"];
+        cmd.extend_from_slice(DROP_RULE);
+        let out = in_netns(netns, &cmd);
+        assert!(out.status.success(), "iptables: {out:?}");
+        Silent {
+            netns: netns.to_string(),
+        }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        let mut cmd = vec!["iptables", "-D"];
+        cmd.extend_from_slice(DROP_RULE);
+        let _ = in_netns(&self.netns, &cmd);
+    }
+}
+
+/// Established TCP connections to port 22 inside namespace `ns`.
+fn ssh_connections(ns: &str) -> usize {
+    let out = in_netns(
+        ns,
+        &["ss", "-Htn", "state", "established", "( sport = :22 )"],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+/// An environment of one instance on each of the bed's two ships (`live` and `silent`, the
+/// second with a 30 s connect timeout), written in a fresh directory.
+fn environment(bed: &TestBed) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ships = bed.outer_ships();
+    let mut text = String::from("name: fleetconn\nships:\n");
+    text.push_str(&bed.ship_yaml(&ships[0].name, "live"));
+    text.push_str(&bed.ship_yaml_with(
+        &ships[1].name,
+        "silent",
+        &format!(", timeout: {SILENT_TIMEOUT_S}"),
+    ));
+    text.push_str(&format!(
+        "services:\n  web:\n    image: {}\n    instances:\n      web-live: {{ship: live, command: [sleep, \"3600\"]}}\n      web-silent: {{ship: silent, command: [sleep, \"3600\"]}}\n",
+        bed.info.image
+    ));
+    std::fs::write(dir.path().join("env.yaml"), text).expect("write env.yaml");
+    dir
+}
+
+fn spawn(dir: &Path, args: &[&str]) -> Child {
+    support::maestro_command(dir, args, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn maestro")
+}
+
+/// Waits for `child` at most `limit`; a child still running then is killed and the test
+/// fails, so that a hang never hangs the suite.
+fn finish_within(mut child: Child, limit: Duration, started: Instant) -> Run {
+    let ended = wait_for(limit, || matches!(child.try_wait(), Ok(Some(_))));
+    if !ended {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("wait for maestro");
+        panic!(
+            "maestro still ran {limit:?} after it was due to end\n{}",
+            Run::from_output(out, started.elapsed())
+        );
+    }
+    let out = child.wait_with_output().expect("wait for maestro");
+    Run::from_output(out, started.elapsed())
+}
+
+fn events(run: &Run) -> Vec<Value> {
+    run.stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The `at_ms` of the first event of kind `kind` about `instance` (or ship, for the
+/// ship events).
+fn at_ms(events: &[Value], kind: &str, key: &str, name: &str) -> Option<u64> {
+    events
+        .iter()
+        .find(|e| e["event"] == kind && e[key] == name)
+        .and_then(|e| e["at_ms"].as_u64())
+}
+
+#[test]
+fn a_silent_ship_holds_up_only_its_own_instances() {
+    let _serial = serial();
+    let bed = &bed();
+    let dir = environment(bed);
+    let silent = bed.outer_ships()[1].netns.clone();
+    let _silent = Silent::new(&silent);
+
+    let started = Instant::now();
+    let child = spawn(dir.path(), &["-f", "env.yaml", "start", "--json"]);
+    let run = finish_within(child, Duration::from_secs(SILENT_TIMEOUT_S + 60), started);
+    assert_eq!(run.code, 1, "{run}");
+    let events = events(&run);
+    let done = at_ms(&events, "job_done", "instance", "web-live")
+        .unwrap_or_else(|| panic!("web-live was not done\n{run}"));
+    let failed = at_ms(&events, "job_failed", "instance", "web-silent")
+        .unwrap_or_else(|| panic!("web-silent did not fail\n{run}"));
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "plan_finished")
+        .and_then(|e| e["at_ms"].as_u64())
+        .unwrap_or_else(|| panic!("no plan_finished\n{run}"));
+    // The live ship's instance is done while the silent one is still connecting...
+    assert!(
+        done < failed && failed >= SILENT_TIMEOUT_S * 1000,
+        "web-live done at {done} ms, web-silent failed at {failed} ms\n{run}"
+    );
+    // ...and nothing is left to do after the silent ship gives up: the command takes the
+    // timeout, not the timeout plus the work.
+    assert!(
+        finished < failed + 5000,
+        "finished at {finished} ms, {failed} ms after the silent ship failed\n{run}"
+    );
+    let failure = events
+        .iter()
+        .find(|e| e["event"] == "job_failed")
+        .and_then(|e| e["reason"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        failure.contains(&format!("did not answer within {SILENT_TIMEOUT_S}s")),
+        "{failure}"
+    );
+    let state = bed.docker_ok(
+        &bed.outer_ships()[0].name,
+        &["inspect", "-f", "{{.State.Running}}", "web-live"],
+    );
+    assert_eq!(state.trim(), "true");
+}
+
+#[test]
+fn ctrl_c_while_a_ship_is_connecting_ends_every_command() {
+    let _serial = serial();
+    let bed = &bed();
+    let dir = environment(bed);
+    let live = bed.outer_ships()[0].netns.clone();
+    let silent = bed.outer_ships()[1].netns.clone();
+    let _silent = Silent::new(&silent);
+    let commands: &[&[&str]] = &[
+        &["start", "--plain"],
+        &["status"],
+        &["logs", "-F", "web-live", "web-silent"],
+        &["ships"],
+    ];
+    for command in commands {
+        let mut args = vec!["-f", "env.yaml"];
+        args.extend_from_slice(command);
+        let started = Instant::now();
+        let child = spawn(dir.path(), &args);
+        let pid = child.id();
+        std::thread::sleep(Duration::from_millis(500));
+        let children = descendants(pid);
+        let signalled = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+        // 5 s against a 30 s connect timeout: only an interruption ends it this soon.
+        let run = finish_within(child, Duration::from_secs(5), started);
+        let after_signal = signalled.elapsed();
+        assert_eq!(run.code, 130, "{command:?}: {run}");
+        assert!(
+            after_signal < Duration::from_secs(5),
+            "{command:?} ended {after_signal:?} after SIGINT\n{run}"
+        );
+        for child in children {
+            assert!(
+                !Path::new(&format!("/proc/{child}")).exists(),
+                "{command:?}: child process {child} outlived maestro"
+            );
+        }
+        // The live ship's sshd sees the session end with the process.
+        assert!(
+            wait_for(Duration::from_secs(5), || ssh_connections(&live) == 0),
+            "{command:?}: an SSH connection to the live ship is left over"
+        );
+    }
+}
+
+/// Every process below `pid` (children of children included), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = vec![pid];
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    let stats: Vec<(u32, u32)> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // The command name may hold spaces: fields after the closing parenthesis.
+            let rest = stat.rsplit_once(')')?.1;
+            let ppid = rest.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    while let Some(parent) = parents.pop() {
+        for (p, ppid) in &stats {
+            if *ppid == parent {
+                found.push(*p);
+                parents.push(*p);
+            }
+        }
+    }
+    found
+}
