@@ -157,10 +157,15 @@ kill_cgroups() { # kill container processes of the bed (dockerd --cgroup-parent=
 }
 
 netns_pids() { # all processes in the bed's namespaces
-    local ns
-    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$1-" || true); do
-        ip netns pids "$ns" 2>/dev/null || true
-    done
+    # One pass over /proc for all namespaces (`ip netns pids` per namespace scans /proc once
+    # each: seconds with 100 cheap ships): a process is in a namespace when its ns/net is the
+    # same nsfs inode as the namespace's file in /var/run/netns.
+    local inodes
+    inodes=$(stat -L -c %i /var/run/netns/"$1"-* 2>/dev/null || true)
+    [ -n "$inodes" ] || return 0
+    { stat -L -c '%i %n' /proc/[0-9]*/ns/net 2>/dev/null || true; } |
+        awk -v want="$inodes" 'BEGIN { n = split(want, w, "\n"); for (i = 1; i <= n; i++) ok[w[i]] = 1 }
+            ok[$1] { split($2, p, "/"); print p[3] }'
 }
 
 wait_gone() { # SECONDS PIDS... : wait until none of PIDS is alive
@@ -261,6 +266,8 @@ SHIP_NAMES=()
 SHIP_IPS=()
 SHIP_INNER=()
 SHIP_CHEAP=() # true: sshd only, its docker socket is the shared dockerd's (--cheap-inner)
+SHIP_NSS=()     # namespace names (computed once: `$(ship_ns ...)` forks, 100s of ships add up)
+SHIP_SOCKETS=() # the docker socket path that works for each ship
 
 plan_ships() {
     local i
@@ -283,14 +290,14 @@ plan_ships() {
         SHIP_INNER+=(true)
         SHIP_CHEAP+=(true)
     done
-}
-
-ship_socket() { # INDEX -> the docker socket path that works for that ship
-    if [ "${SHIP_CHEAP[$1]}" = true ]; then
-        printf '%s/cheapd/docker.sock' "$DIR"
-    else
-        printf '%s/%s/docker.sock' "$DIR" "${SHIP_NAMES[$1]}"
-    fi
+    for i in "${!SHIP_NAMES[@]}"; do
+        SHIP_NSS+=("$P-${SHIP_NAMES[$i]}")
+        if [ "${SHIP_CHEAP[$i]}" = true ]; then
+            SHIP_SOCKETS+=("$DIR/cheapd/docker.sock")
+        else
+            SHIP_SOCKETS+=("$DIR/${SHIP_NAMES[$i]}/docker.sock")
+        fi
+    done
 }
 
 make_netns() { # NS
@@ -354,23 +361,21 @@ make_network() {
 # table, like a host), wired to the bastion's inner bridge. `ip -batch` keeps it to two `ip`
 # runs per ship plus one for the bastion's side, so 100 of them take about a second.
 make_cheap_network() {
-    local i ns batch=""
+    local i netns="" links=""
     for i in "${!SHIP_NAMES[@]}"; do
         [ "${SHIP_CHEAP[$i]}" = true ] || continue
-        ns=$(ship_ns "${SHIP_NAMES[$i]}")
-        ip netns add "$ns"
-        batch+="link add c$((i + 1)) type veth peer name eth0 netns $ns"$'\n'
-        batch+="link set c$((i + 1)) master ibr up"$'\n'
+        netns+="netns add ${SHIP_NSS[$i]}"$'\n'
+        links+="link add c$((i + 1)) type veth peer name eth0 netns ${SHIP_NSS[$i]}"$'\n'
+        links+="link set c$((i + 1)) master ibr up"$'\n'
     done
-    printf '%s' "$batch" | ip -n "$BASTION_NS" -batch -
+    ip -batch - <<<"$netns"
+    ip -n "$BASTION_NS" -batch - <<<"$links"
     for i in "${!SHIP_NAMES[@]}"; do
         [ "${SHIP_CHEAP[$i]}" = true ] || continue
-        printf 'link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n' "${SHIP_IPS[$i]}" |
-            ip -n "$(ship_ns "${SHIP_NAMES[$i]}")" -batch -
+        ip -n "${SHIP_NSS[$i]}" -batch - <<<"link set lo up
+addr add ${SHIP_IPS[$i]}/24 dev eth0
+link set eth0 up"
     done
-    # The shared dockerd's namespace: loopback only; its socket is a file, reachable by path
-    # from every namespace (sshd's direct-streamlocal forwarding just opens the path).
-    make_netns "$CHEAPD_NS"
 }
 
 make_keys() {
@@ -478,8 +483,6 @@ wait_sshd() { # NS IP HOSTDIR
     return 1
 }
 
-fingerprint() { ssh-keygen -l -E sha256 -f "$1" | awk '{print $2}'; }
-
 write_ssh_config() {
     local cfg=$DIR/ssh_config i
     {
@@ -520,6 +523,12 @@ common_ssh_options() {
     echo "    LogLevel ERROR"
 }
 
+jesc() { # sets JS to "$1" as an escaped JSON string, without a fork (json_str's $(...) forks)
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    JS="\"$s\""
+}
+
 json_str() { # minimal JSON string escaping; our values are paths/names without quotes
     local s=${1//\\/\\\\}
     s=${s//\"/\\\"}
@@ -527,7 +536,12 @@ json_str() { # minimal JSON string escaping; our values are paths/names without 
 }
 
 write_bed_json() {
-    local out=$DIR/bed.json.tmp i first=1
+    local out=$DIR/bed.json.tmp i first=1 _ fp host jd
+    # Every host key's fingerprint from one ssh-keygen run over known_hosts (one per ip).
+    local -A FP=()
+    while read -r _ fp host _; do FP[$host]=$fp; done < <(ssh-keygen -l -E sha256 -f "$DIR/known_hosts")
+    jesc "$DIR"
+    jd=${JS:1:${#JS}-2} # $DIR, escaped; names and namespaces below need no escaping
     {
         printf '{\n  "name": %s,\n  "dir": %s,\n' "$(json_str "$NAME")" "$(json_str "$DIR")"
         printf '  "prefix": %s,\n' "$(json_str "$P")"
@@ -550,24 +564,22 @@ write_bed_json() {
         printf '  "inner_subnet": %s,\n' "$(has_bastion && echo "\"$INNER_NET.0/24\"" || echo null)"
         printf '  "ships": ['
         for i in "${!SHIP_NAMES[@]}"; do
-            local n=${SHIP_NAMES[$i]} hd=$DIR/${SHIP_NAMES[$i]} dockerd_pidfile tcp_port=2375
-            dockerd_pidfile=$hd/dockerd.pid
+            local n=${SHIP_NAMES[$i]} hd dockerd_dir tcp_port=2375
+            hd=$jd/$n dockerd_dir=$jd/$n
             if [ "${SHIP_CHEAP[$i]}" = true ]; then
                 # The shared dockerd listens on TCP only in its own namespace: none here.
-                dockerd_pidfile=$DIR/cheapd/dockerd.pid tcp_port=0
+                dockerd_dir=$jd/cheapd tcp_port=0
             fi
             [ $first = 1 ] || printf ','
             first=0
-            printf '\n    {"name": %s, "ip": "%s", "ssh_port": 22, "netns": %s,\n' \
-                "$(json_str "$n")" "${SHIP_IPS[$i]}" "$(json_str "$(ship_ns "$n")")"
-            printf '     "docker_socket": %s, "docker_tcp_port": %s, "inner": %s, "cheap": %s,\n' \
-                "$(json_str "$(ship_socket "$i")")" "$tcp_port" "${SHIP_INNER[$i]}" "${SHIP_CHEAP[$i]}"
-            printf '     "host_key_fingerprint": %s, "host_key_public": %s,\n' \
-                "$(json_str "$(fingerprint "$hd/ssh_host_ed25519_key.pub")")" \
-                "$(json_str "$hd/ssh_host_ed25519_key.pub")"
-            printf '     "dir": %s, "sshd_pidfile": %s, "sshd_log": %s, "dockerd_pidfile": %s}' \
-                "$(json_str "$hd")" "$(json_str "$hd/sshd.pid")" "$(json_str "$hd/sshd.log")" \
-                "$(json_str "$dockerd_pidfile")"
+            printf '\n    {"name": "%s", "ip": "%s", "ssh_port": 22, "netns": "%s",\n' \
+                "$n" "${SHIP_IPS[$i]}" "${SHIP_NSS[$i]}"
+            printf '     "docker_socket": "%s/docker.sock", "docker_tcp_port": %s, "inner": %s, "cheap": %s,\n' \
+                "$dockerd_dir" "$tcp_port" "${SHIP_INNER[$i]}" "${SHIP_CHEAP[$i]}"
+            printf '     "host_key_fingerprint": "%s", "host_key_public": "%s/ssh_host_ed25519_key.pub",\n' \
+                "${FP[${SHIP_IPS[$i]}]}" "$hd"
+            printf '     "dir": "%s", "sshd_pidfile": "%s/sshd.pid", "sshd_log": "%s/sshd.log",' "$hd" "$hd" "$hd"
+            printf ' "dockerd_pidfile": "%s/dockerd.pid"}' "$dockerd_dir"
         done
         printf '\n  ],\n'
         if has_bastion; then
@@ -575,8 +587,7 @@ write_bed_json() {
             printf '  "bastion": {"name": "bastion", "ip": "%s.2", "inner_ip": "%s.2", "ssh_port": 22,\n' \
                 "$OUTER_NET" "$INNER_NET"
             printf '              "netns": %s, "host_key_fingerprint": %s, "host_key_public": %s,\n' \
-                "$(json_str "$BASTION_NS")" \
-                "$(json_str "$(fingerprint "$hd/ssh_host_ed25519_key.pub")")" \
+                "$(json_str "$BASTION_NS")" "$(json_str "${FP[$OUTER_NET.2]}")" \
                 "$(json_str "$hd/ssh_host_ed25519_key.pub")"
             printf '              "dir": %s, "sshd_pidfile": %s, "sshd_config": %s,\n' \
                 "$(json_str "$hd")" "$(json_str "$hd/sshd.pid")" "$(json_str "$hd/sshd_config")"
@@ -618,14 +629,16 @@ write_bed_env() { # the same facts as bed.json, for shell scripts (no JSON parse
             printf 'BED_BASTION_IP=%q\nBED_BASTION_INNER_IP=%q\nBED_BASTION_NETNS=%q\nBED_BASTION_SSHD_LOG=%q\n' \
                 "$OUTER_NET.2" "$INNER_NET.2" "$BASTION_NS" "$DIR/bastion/sshd.log"
         fi
-        printf 'BED_EXTRA_KEYS=%q\n' "$(for ((i = 1; i <= EXTRA_KEYS; i++)); do printf '%s ' "$DIR/extra_keys/id_ed25519_$i"; done)"
+        local extra=()
+        for ((i = 1; i <= EXTRA_KEYS; i++)); do extra+=("$DIR/extra_keys/id_ed25519_$i"); done
+        printf 'BED_EXTRA_KEYS=%q\n' "${extra[*]}"
         if [ "$REGISTRY" = 1 ]; then
             printf 'BED_REGISTRY=%q\nBED_REGISTRY_USER=%q\nBED_REGISTRY_PASSWORD=%q\n' \
                 "$OUTER_NET.1:$REGISTRY_PORT" "$REGISTRY_USER" "$REGISTRY_PASSWORD"
         fi
         for i in "${!SHIP_NAMES[@]}"; do
-            var=BED_$(echo "${SHIP_NAMES[$i]}" | tr '[:lower:]' '[:upper:]')
-            printf '%s_IP=%q\n%s_SOCKET=%q\n' "$var" "${SHIP_IPS[$i]}" "$var" "$(ship_socket "$i")"
+            var=BED_${SHIP_NAMES[$i]^^}
+            printf '%s_IP=%q\n%s_SOCKET=%q\n' "$var" "${SHIP_IPS[$i]}" "$var" "${SHIP_SOCKETS[$i]}"
         done
     } >"$out"
 }
@@ -770,10 +783,16 @@ cmd_up() {
         make_cheap_host_keys &
         keys_job=$!
     fi
+    if [ "$CHEAP" -gt 0 ]; then
+        # The shared dockerd takes the longest to come up: first. Its namespace has loopback
+        # only; its socket is a file, reachable by path from every namespace (sshd's
+        # direct-streamlocal forwarding just opens the path).
+        make_netns "$CHEAPD_NS"
+        start_dockerd "$CHEAPD_NS" "$DIR/cheapd"
+    fi
     make_network
     make_keys
     [ "$REGISTRY" = 0 ] || start_registry
-    [ "$CHEAP" = 0 ] || start_dockerd "$CHEAPD_NS" "$DIR/cheapd"
     [ -z "$keys_job" ] || wait "$keys_job" || die "could not make the cheap ships' host keys"
     local hk_type hk_key _
     for i in "${!SHIP_NAMES[@]}"; do
@@ -781,10 +800,10 @@ cmd_up() {
         hd=$DIR/$n
         if [ "${SHIP_CHEAP[$i]}" = false ]; then
             mkdir -p "$hd"
-            start_dockerd "$(ship_ns "$n")" "$hd"
+            start_dockerd "${SHIP_NSS[$i]}" "$hd"
         fi
-        write_sshd_config "$hd" "$(ship_socket "$i")"
-        start_sshd "$(ship_ns "$n")" "$hd"
+        write_sshd_config "$hd" "${SHIP_SOCKETS[$i]}"
+        start_sshd "${SHIP_NSS[$i]}" "$hd"
         read -r hk_type hk_key _ <"$hd/ssh_host_ed25519_key.pub"
         echo "${SHIP_IPS[$i]} $hk_type $hk_key" >>"$DIR/known_hosts"
     done
