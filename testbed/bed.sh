@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # maestro test bed: "ships" made of network namespaces on this machine, each with its own
 # dockerd and sshd, an optional bastion namespace in front of "inner" ships that the operator
-# (root) namespace cannot route to. The interface is described in TESTBED-CONTRACT.md.
+# (root) namespace cannot route to. The interface is described in testbed/TESTBED-CONTRACT.md.
 #
 #   bed.sh up --name NAME [--ships K] [--inner M] [--cheap-inner C] [--extra-keys E] [--registry]
 #                                                        prints bed.json's path
