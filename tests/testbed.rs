@@ -332,9 +332,10 @@ fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn thirty_cheap_inner_ships_share_one_dockerd_behind_the_bastion_and_leave_nothing_behind() {
     let started = std::time::Instant::now();
-    // Torn down on drop, also when an assertion below fails.
+    // Torn down on drop, also when an assertion below fails. Its name must not start with
+    // another test's bed name: `leftovers` matches the bed directory as a prefix.
     let bed = TestBed::up_options(
-        "selftest-cheap",
+        "cheapselftest",
         &common::BedOptions {
             cheap_inner: 30,
             extra_keys: 2,
