@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # maestro test bed: "ships" made of network namespaces on this machine, each with its own
 # dockerd and sshd, an optional bastion namespace in front of "inner" ships that the operator
-# (root) namespace cannot route to. The interface is described in TESTBED-CONTRACT.md.
+# (root) namespace cannot route to. The interface is described in testbed/TESTBED-CONTRACT.md.
 #
-#   bed.sh up --name NAME [--ships K] [--inner M] [--image] [--registry]   prints bed.json's path
+#   bed.sh up --name NAME [--ships K] [--inner M] [--cheap-inner C] [--extra-keys E] [--registry]
+#                                                        prints bed.json's path
 #   bed.sh down --name NAME | down --all
 #   bed.sh status --name NAME
-#   bed.sh sshd --name NAME --ship SHIP stop|start             (for "sshd down" tests)
+#   bed.sh sshd --name NAME --ship SHIP stop|start|restart [-o Option=value]...
 #
 # Must run as root. Every name (namespaces, links, subnets, cgroups) derives from a short hash
 # of NAME, so several beds can be up at once.
@@ -30,7 +31,7 @@ die() {
 log() { [ -n "${BED_QUIET:-}" ] || echo "bed.sh: $*" >&2; }
 
 usage() {
-    sed -n '5,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '5,10p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -50,6 +51,7 @@ derive() { # sets globals for bed NAME
     nets_of_prefix "$P"
     BRIDGE=${P}br
     BASTION_NS=${P}-bastion
+    CHEAPD_NS=${P}-cheapd # the one dockerd that every cheap inner ship's socket path leads to
 }
 
 nets_of_prefix() { # PREFIX -> OUTER_NET, INNER_NET (first three octets)
@@ -62,6 +64,8 @@ nets_of_prefix() { # PREFIX -> OUTER_NET, INNER_NET (first three octets)
 }
 
 ship_ns() { printf '%s-%s' "$P" "$1"; } # ship name -> namespace name
+
+has_bastion() { [ "$INNER" -gt 0 ] || [ "$CHEAP" -gt 0 ]; }
 
 nsrun() { # NS CMD... : run CMD in the namespace's network only (keeps /sys, cgroups intact)
     local ns=$1
@@ -153,10 +157,15 @@ kill_cgroups() { # kill container processes of the bed (dockerd --cgroup-parent=
 }
 
 netns_pids() { # all processes in the bed's namespaces
-    local ns
-    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$1-" || true); do
-        ip netns pids "$ns" 2>/dev/null || true
-    done
+    # One pass over /proc for all namespaces (`ip netns pids` per namespace scans /proc once
+    # each: seconds with 100 cheap ships): a process is in a namespace when its ns/net is the
+    # same nsfs inode as the namespace's file in /var/run/netns.
+    local inodes
+    inodes=$(stat -L -c %i /var/run/netns/"$1"-* 2>/dev/null || true)
+    [ -n "$inodes" ] || return 0
+    { stat -L -c '%i %n' /proc/[0-9]*/ns/net 2>/dev/null || true; } |
+        awk -v want="$inodes" 'BEGIN { n = split(want, w, "\n"); for (i = 1; i <= n; i++) ok[w[i]] = 1 }
+            ok[$1] { split($2, p, "/"); print p[3] }'
 }
 
 wait_gone() { # SECONDS PIDS... : wait until none of PIDS is alive
@@ -256,6 +265,9 @@ cmd_down() {
 SHIP_NAMES=()
 SHIP_IPS=()
 SHIP_INNER=()
+SHIP_CHEAP=() # true: sshd only, its docker socket is the shared dockerd's (--cheap-inner)
+SHIP_NSS=()     # namespace names (computed once: `$(ship_ns ...)` forks, 100s of ships add up)
+SHIP_SOCKETS=() # the docker socket path that works for each ship
 
 plan_ships() {
     local i
@@ -263,11 +275,28 @@ plan_ships() {
         SHIP_NAMES+=("ship$i")
         SHIP_IPS+=("$OUTER_NET.$((10 + i))")
         SHIP_INNER+=(false)
+        SHIP_CHEAP+=(false)
     done
     for ((i = 1; i <= INNER; i++)); do
         SHIP_NAMES+=("inner$i")
         SHIP_IPS+=("$INNER_NET.$((10 + i))")
         SHIP_INNER+=(true)
+        SHIP_CHEAP+=(false)
+    done
+    # Inner ships take .11-.60 (--inner <= 50), cheap ones .101-.200 (--cheap-inner <= 100).
+    for ((i = 1; i <= CHEAP; i++)); do
+        SHIP_NAMES+=("cheap$i")
+        SHIP_IPS+=("$INNER_NET.$((100 + i))")
+        SHIP_INNER+=(true)
+        SHIP_CHEAP+=(true)
+    done
+    for i in "${!SHIP_NAMES[@]}"; do
+        SHIP_NSS+=("$P-${SHIP_NAMES[$i]}")
+        if [ "${SHIP_CHEAP[$i]}" = true ]; then
+            SHIP_SOCKETS+=("$DIR/cheapd/docker.sock")
+        else
+            SHIP_SOCKETS+=("$DIR/${SHIP_NAMES[$i]}/docker.sock")
+        fi
     done
 }
 
@@ -299,7 +328,7 @@ make_network() {
         ip -n "$ns" addr add "${SHIP_IPS[$i]}/24" dev eth0
         ip -n "$ns" link set eth0 up
     done
-    if [ "$INNER" -gt 0 ]; then
+    if has_bastion; then
         make_netns "$BASTION_NS"
         ip link add "${P}b0" type veth peer name eth0 netns "$BASTION_NS"
         ip link set "${P}b0" master "$BRIDGE" up
@@ -316,7 +345,7 @@ make_network() {
         ip -n "$BASTION_NS" addr add "$INNER_NET.2/24" dev ibr
         ip -n "$BASTION_NS" link set ibr up
         for i in "${!SHIP_NAMES[@]}"; do
-            [ "${SHIP_INNER[$i]}" = true ] || continue
+            [ "${SHIP_INNER[$i]}" = true ] && [ "${SHIP_CHEAP[$i]}" = false ] || continue
             ns=$(ship_ns "${SHIP_NAMES[$i]}")
             make_netns "$ns"
             ip -n "$BASTION_NS" link add "i$((i + 1))" type veth peer name eth0 netns "$ns"
@@ -324,7 +353,29 @@ make_network() {
             ip -n "$ns" addr add "${SHIP_IPS[$i]}/24" dev eth0
             ip -n "$ns" link set eth0 up
         done
+        [ "$CHEAP" = 0 ] || make_cheap_network
     fi
+}
+
+# Cheap inner ships: a namespace each (so each has its own address, sshd and connection
+# table, like a host), wired to the bastion's inner bridge. `ip -batch` keeps it to two `ip`
+# runs per ship plus one for the bastion's side, so 100 of them take about a second.
+make_cheap_network() {
+    local i netns="" links=""
+    for i in "${!SHIP_NAMES[@]}"; do
+        [ "${SHIP_CHEAP[$i]}" = true ] || continue
+        netns+="netns add ${SHIP_NSS[$i]}"$'\n'
+        links+="link add c$((i + 1)) type veth peer name eth0 netns ${SHIP_NSS[$i]}"$'\n'
+        links+="link set c$((i + 1)) master ibr up"$'\n'
+    done
+    ip -batch - <<<"$netns"
+    ip -n "$BASTION_NS" -batch - <<<"$links"
+    for i in "${!SHIP_NAMES[@]}"; do
+        [ "${SHIP_CHEAP[$i]}" = true ] || continue
+        ip -n "${SHIP_NSS[$i]}" -batch - <<<"link set lo up
+addr add ${SHIP_IPS[$i]}/24 dev eth0
+link set eth0 up"
+    done
 }
 
 make_keys() {
@@ -333,12 +384,23 @@ make_keys() {
     cp "$DIR/id_ed25519.pub" "$DIR/id_ed25519_enc.pub"
     ssh-keygen -q -p -P '' -N "$OPERATOR_PASSPHRASE" -f "$DIR/id_ed25519_enc" >/dev/null
     cp "$DIR/id_ed25519.pub" "$DIR/authorized_keys"
+    # --extra-keys E: more operator identities, authorized everywhere like the main key, for
+    # tests whose logins must not share one identity (e.g. one jump login per identity).
+    local k
+    if [ "$EXTRA_KEYS" -gt 0 ]; then
+        mkdir -p "$DIR/extra_keys"
+        for ((k = 1; k <= EXTRA_KEYS; k++)); do
+            ssh-keygen -q -t ed25519 -N '' -C "maestro-bed-$NAME-extra$k" -f "$DIR/extra_keys/id_ed25519_$k"
+            cat "$DIR/extra_keys/id_ed25519_$k.pub" >>"$DIR/authorized_keys"
+        done
+    fi
     : >"$DIR/known_hosts"
 }
 
-write_sshd_config() { # HOSTDIR [DOCKER_SOCKET]
+write_sshd_config() { # HOSTDIR [DOCKER_SOCKET]; makes the host key unless already there
     local hd=$1 sock=${2:-}
-    ssh-keygen -q -t ed25519 -N '' -C "$(basename "$hd")@$NAME" -f "$hd/ssh_host_ed25519_key"
+    [ -f "$hd/ssh_host_ed25519_key" ] ||
+        ssh-keygen -q -t ed25519 -N '' -C "${hd##*/}@$NAME" -f "$hd/ssh_host_ed25519_key"
     {
         echo "Port 22"
         echo "ListenAddress 0.0.0.0"
@@ -357,6 +419,9 @@ write_sshd_config() { # HOSTDIR [DOCKER_SOCKET]
         echo "X11Forwarding no"
         echo "PrintMotd no"
         echo "UseDNS no"
+        # VERBOSE: "Accepted publickey ..." and "drop connection #N ... past MaxStartups" lines
+        # (tests count them in sshd.log). MaxStartups stays OpenSSH's default (10:30:100);
+        # `bed.sh sshd ... restart -o MaxStartups=...` changes it for one run of sshd.
         echo "LogLevel VERBOSE"
         echo "Subsystem sftp internal-sftp"
         # Sessions on a ship (e.g. `docker system dial-stdio` for DOCKER_HOST=ssh://) talk to
@@ -365,10 +430,11 @@ write_sshd_config() { # HOSTDIR [DOCKER_SOCKET]
     } >"$hd/sshd_config"
 }
 
-start_sshd() { # NS HOSTDIR
+start_sshd() { # NS HOSTDIR [SSHD_ARGS...]: logs (-e: to stderr) go to HOSTDIR/sshd.log
     local ns=$1 hd=$2
+    shift 2
     rm -f "$hd/sshd.pid"
-    setsid nsenter --net="/var/run/netns/$ns" "$SSHD_BIN" -D -e -f "$hd/sshd_config" \
+    setsid nsenter --net="/var/run/netns/$ns" "$SSHD_BIN" -D -e -f "$hd/sshd_config" "$@" \
         </dev/null >>"$hd/sshd.log" 2>&1 8>&- &
 }
 
@@ -417,13 +483,11 @@ wait_sshd() { # NS IP HOSTDIR
     return 1
 }
 
-fingerprint() { ssh-keygen -l -E sha256 -f "$1" | awk '{print $2}'; }
-
 write_ssh_config() {
     local cfg=$DIR/ssh_config i
     {
         echo "# maestro test bed '$NAME': ssh -F $cfg ship1"
-        if [ "$INNER" -gt 0 ]; then
+        if has_bastion; then
             echo "Host bastion $OUTER_NET.2"
             echo "    HostName $OUTER_NET.2"
             common_ssh_options
@@ -436,7 +500,8 @@ write_ssh_config() {
         done
         # A two-hop chain: reach an inner ship through the bastion and then another inner ship.
         for i in "${!SHIP_NAMES[@]}"; do
-            [ "${SHIP_INNER[$i]}" = true ] && [ "${SHIP_NAMES[$i]}" != inner1 ] || continue
+            [ "${SHIP_INNER[$i]}" = true ] && [ "${SHIP_CHEAP[$i]}" = false ] &&
+                [ "${SHIP_NAMES[$i]}" != inner1 ] || continue
             echo "Host ${SHIP_NAMES[$i]}-2hop"
             echo "    HostName ${SHIP_IPS[$i]}"
             echo "    HostKeyAlias ${SHIP_IPS[$i]}"
@@ -458,6 +523,12 @@ common_ssh_options() {
     echo "    LogLevel ERROR"
 }
 
+jesc() { # sets JS to "$1" as an escaped JSON string, without a fork (json_str's $(...) forks)
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    JS="\"$s\""
+}
+
 json_str() { # minimal JSON string escaping; our values are paths/names without quotes
     local s=${1//\\/\\\\}
     s=${s//\"/\\\"}
@@ -465,7 +536,12 @@ json_str() { # minimal JSON string escaping; our values are paths/names without 
 }
 
 write_bed_json() {
-    local out=$DIR/bed.json.tmp i first=1
+    local out=$DIR/bed.json.tmp i first=1 _ fp host jd
+    # Every host key's fingerprint from one ssh-keygen run over known_hosts (one per ip).
+    local -A FP=()
+    while read -r _ fp host _; do FP[$host]=$fp; done < <(ssh-keygen -l -E sha256 -f "$DIR/known_hosts")
+    jesc "$DIR"
+    jd=${JS:1:${#JS}-2} # $DIR, escaped; names and namespaces below need no escaping
     {
         printf '{\n  "name": %s,\n  "dir": %s,\n' "$(json_str "$NAME")" "$(json_str "$DIR")"
         printf '  "prefix": %s,\n' "$(json_str "$P")"
@@ -474,39 +550,59 @@ write_bed_json() {
         printf '    "public_key": %s,\n' "$(json_str "$DIR/id_ed25519.pub")"
         printf '    "encrypted_key": %s,\n' "$(json_str "$DIR/id_ed25519_enc")"
         printf '    "encrypted_key_passphrase": %s,\n' "$(json_str "$OPERATOR_PASSPHRASE")"
+        printf '    "extra_keys": ['
+        for ((i = 1; i <= EXTRA_KEYS; i++)); do
+            [ "$i" = 1 ] || printf ', '
+            printf '%s' "$(json_str "$DIR/extra_keys/id_ed25519_$i")"
+        done
+        printf '],\n'
         printf '    "known_hosts": %s,\n' "$(json_str "$DIR/known_hosts")"
         printf '    "ssh_config": %s\n  },\n' "$(json_str "$DIR/ssh_config")"
         printf '  "user": "root",\n'
         printf '  "image": %s,\n' "$(json_str "$IMAGE_REF")"
         printf '  "outer_subnet": "%s.0/24",\n' "$OUTER_NET"
-        printf '  "inner_subnet": %s,\n' "$([ "$INNER" -gt 0 ] && echo "\"$INNER_NET.0/24\"" || echo null)"
+        printf '  "inner_subnet": %s,\n' "$(has_bastion && echo "\"$INNER_NET.0/24\"" || echo null)"
         printf '  "ships": ['
         for i in "${!SHIP_NAMES[@]}"; do
-            local n=${SHIP_NAMES[$i]} hd=$DIR/${SHIP_NAMES[$i]}
+            local n=${SHIP_NAMES[$i]} hd dockerd_dir tcp_port=2375
+            hd=$jd/$n dockerd_dir=$jd/$n
+            if [ "${SHIP_CHEAP[$i]}" = true ]; then
+                # The shared dockerd listens on TCP only in its own namespace: none here.
+                dockerd_dir=$jd/cheapd tcp_port=0
+            fi
             [ $first = 1 ] || printf ','
             first=0
-            printf '\n    {"name": %s, "ip": "%s", "ssh_port": 22, "netns": %s,\n' \
-                "$(json_str "$n")" "${SHIP_IPS[$i]}" "$(json_str "$(ship_ns "$n")")"
-            printf '     "docker_socket": %s, "docker_tcp_port": 2375, "inner": %s,\n' \
-                "$(json_str "$hd/docker.sock")" "${SHIP_INNER[$i]}"
-            printf '     "host_key_fingerprint": %s, "host_key_public": %s,\n' \
-                "$(json_str "$(fingerprint "$hd/ssh_host_ed25519_key.pub")")" \
-                "$(json_str "$hd/ssh_host_ed25519_key.pub")"
-            printf '     "dir": %s, "sshd_pidfile": %s, "dockerd_pidfile": %s}' \
-                "$(json_str "$hd")" "$(json_str "$hd/sshd.pid")" "$(json_str "$hd/dockerd.pid")"
+            printf '\n    {"name": "%s", "ip": "%s", "ssh_port": 22, "netns": "%s",\n' \
+                "$n" "${SHIP_IPS[$i]}" "${SHIP_NSS[$i]}"
+            printf '     "docker_socket": "%s/docker.sock", "docker_tcp_port": %s, "inner": %s, "cheap": %s,\n' \
+                "$dockerd_dir" "$tcp_port" "${SHIP_INNER[$i]}" "${SHIP_CHEAP[$i]}"
+            printf '     "host_key_fingerprint": "%s", "host_key_public": "%s/ssh_host_ed25519_key.pub",\n' \
+                "${FP[${SHIP_IPS[$i]}]}" "$hd"
+            printf '     "dir": "%s", "sshd_pidfile": "%s/sshd.pid", "sshd_log": "%s/sshd.log",' "$hd" "$hd" "$hd"
+            printf ' "dockerd_pidfile": "%s/dockerd.pid"}' "$dockerd_dir"
         done
         printf '\n  ],\n'
-        if [ "$INNER" -gt 0 ]; then
+        if has_bastion; then
             local hd=$DIR/bastion
             printf '  "bastion": {"name": "bastion", "ip": "%s.2", "inner_ip": "%s.2", "ssh_port": 22,\n' \
                 "$OUTER_NET" "$INNER_NET"
             printf '              "netns": %s, "host_key_fingerprint": %s, "host_key_public": %s,\n' \
-                "$(json_str "$BASTION_NS")" \
-                "$(json_str "$(fingerprint "$hd/ssh_host_ed25519_key.pub")")" \
+                "$(json_str "$BASTION_NS")" "$(json_str "${FP[$OUTER_NET.2]}")" \
                 "$(json_str "$hd/ssh_host_ed25519_key.pub")"
-            printf '              "dir": %s, "sshd_pidfile": %s},\n' "$(json_str "$hd")" "$(json_str "$hd/sshd.pid")"
+            printf '              "dir": %s, "sshd_pidfile": %s, "sshd_config": %s,\n' \
+                "$(json_str "$hd")" "$(json_str "$hd/sshd.pid")" "$(json_str "$hd/sshd_config")"
+            printf '              "sshd_log": %s},\n' "$(json_str "$hd/sshd.log")"
         else
             printf '  "bastion": null,\n'
+        fi
+        if [ "$CHEAP" -gt 0 ]; then
+            local hd=$DIR/cheapd
+            printf '  "cheap_docker": {"netns": %s, "docker_socket": %s, "dir": %s,\n' \
+                "$(json_str "$CHEAPD_NS")" "$(json_str "$hd/docker.sock")" "$(json_str "$hd")"
+            printf '                   "dockerd_pidfile": %s, "ships": %s},\n' \
+                "$(json_str "$hd/dockerd.pid")" "$CHEAP"
+        else
+            printf '  "cheap_docker": null,\n'
         fi
         if [ "$REGISTRY" = 1 ]; then
             printf '  "registry": {"address": "%s", "user": %s, "password": %s,\n' \
@@ -529,16 +625,20 @@ write_bed_env() { # the same facts as bed.json, for shell scripts (no JSON parse
         printf 'BED_SSH_CONFIG=%q\nBED_KEY=%q\nBED_ENCRYPTED_KEY=%q\nBED_KNOWN_HOSTS=%q\n' \
             "$DIR/ssh_config" "$DIR/id_ed25519" "$DIR/id_ed25519_enc" "$DIR/known_hosts"
         printf 'BED_IMAGE=%q\nBED_SHIPS=%q\n' "$IMAGE_REF" "${SHIP_NAMES[*]}"
-        if [ "$INNER" -gt 0 ]; then
-            printf 'BED_BASTION_IP=%q\nBED_BASTION_INNER_IP=%q\n' "$OUTER_NET.2" "$INNER_NET.2"
+        if has_bastion; then
+            printf 'BED_BASTION_IP=%q\nBED_BASTION_INNER_IP=%q\nBED_BASTION_NETNS=%q\nBED_BASTION_SSHD_LOG=%q\n' \
+                "$OUTER_NET.2" "$INNER_NET.2" "$BASTION_NS" "$DIR/bastion/sshd.log"
         fi
+        local extra=()
+        for ((i = 1; i <= EXTRA_KEYS; i++)); do extra+=("$DIR/extra_keys/id_ed25519_$i"); done
+        printf 'BED_EXTRA_KEYS=%q\n' "${extra[*]}"
         if [ "$REGISTRY" = 1 ]; then
             printf 'BED_REGISTRY=%q\nBED_REGISTRY_USER=%q\nBED_REGISTRY_PASSWORD=%q\n' \
                 "$OUTER_NET.1:$REGISTRY_PORT" "$REGISTRY_USER" "$REGISTRY_PASSWORD"
         fi
         for i in "${!SHIP_NAMES[@]}"; do
-            var=BED_$(echo "${SHIP_NAMES[$i]}" | tr '[:lower:]' '[:upper:]')
-            printf '%s_IP=%q\n%s_SOCKET=%q\n' "$var" "${SHIP_IPS[$i]}" "$var" "$DIR/${SHIP_NAMES[$i]}/docker.sock"
+            var=BED_${SHIP_NAMES[$i]^^}
+            printf '%s_IP=%q\n%s_SOCKET=%q\n' "$var" "${SHIP_IPS[$i]}" "$var" "${SHIP_SOCKETS[$i]}"
         done
     } >"$out"
 }
@@ -600,6 +700,46 @@ kill_registry() { # PREFIX: the registry runs in the root namespace, found by it
     wait_gone 2 $pids || kill -KILL $pids 2>/dev/null || true
 }
 
+make_cheap_host_keys() { # two parallel streams: the machine has two cores
+    local i k=0
+    for i in "${!SHIP_NAMES[@]}"; do
+        [ "${SHIP_CHEAP[$i]}" = true ] || continue
+        k=$((k + 1))
+        ssh-keygen -q -t ed25519 -N '' -C "${SHIP_NAMES[$i]}@$NAME" \
+            -f "$DIR/${SHIP_NAMES[$i]}/ssh_host_ed25519_key" &
+        [ $((k % 2)) = 1 ] || wait
+    done
+    wait
+}
+
+wait_cheap_sshds() { # every cheap ship's sshd listens, checked from the bastion's side
+    local deadline=$((SECONDS + WAIT_SECONDS)) i missing ips=()
+    # sshd writes its PidFile once its listening socket is bound: no fork per check.
+    while :; do
+        missing=""
+        for i in "${!SHIP_NAMES[@]}"; do
+            [ "${SHIP_CHEAP[$i]}" = true ] && [ ! -f "$DIR/${SHIP_NAMES[$i]}/sshd.pid" ] &&
+                missing+=" ${SHIP_NAMES[$i]}"
+        done
+        [ -n "$missing" ] || break
+        if [ $SECONDS -gt $deadline ]; then
+            echo "bed.sh: sshd did not start within ${WAIT_SECONDS}s on:$missing; log tail of the first:" >&2
+            set -- $missing
+            tail -n 25 "$DIR/$1/sshd.log" >&2 || true
+            return 1
+        fi
+        sleep 0.1
+    done
+    for i in "${!SHIP_NAMES[@]}"; do
+        [ "${SHIP_CHEAP[$i]}" = false ] || ips+=("${SHIP_IPS[$i]}")
+    done
+    # One process for all of them: the path an inner login takes (bastion -> ship:22).
+    nsrun "$BASTION_NS" bash -c '
+        for ip; do
+            : 2>/dev/null <>"/dev/tcp/$ip/22" || { echo "bed.sh: the bastion cannot reach $ip:22" >&2; exit 1; }
+        done' _ "${ips[@]}"
+}
+
 check_prereqs() {
     [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, dockerd)"
     local c
@@ -619,6 +759,8 @@ cmd_up() {
     [ -n "${NAME:-}" ] || die "up needs --name NAME"
     [[ $SHIPS =~ ^[0-9]+$ ]] && [ "$SHIPS" -le 50 ] || die "--ships must be 0..50"
     [[ $INNER =~ ^[0-9]+$ ]] && [ "$INNER" -le 50 ] || die "--inner must be 0..50"
+    [[ $CHEAP =~ ^[0-9]+$ ]] && [ "$CHEAP" -le 100 ] || die "--cheap-inner must be 0..100"
+    [[ $EXTRA_KEYS =~ ^[0-9]+$ ]] && [ "$EXTRA_KEYS" -le 100 ] || die "--extra-keys must be 0..100"
     local t0=$SECONDS
     down_prefix "$P" "$DIR"
     # Checked before the trap below: its teardown must never touch another bed's subnets.
@@ -632,20 +774,40 @@ cmd_up() {
     [ "${#SHIP_NAMES[@]}" -gt 0 ] || die "a bed needs at least one ship"
     build_image &
     local image_job=$!
+    local i n hd keys_job="" cheap_t0=$EPOCHREALTIME
+    if [ "$CHEAP" -gt 0 ]; then
+        # Host keys of the cheap ships (one each, ~10 ms apiece), made while the network is.
+        for i in "${!SHIP_NAMES[@]}"; do
+            [ "${SHIP_CHEAP[$i]}" = false ] || mkdir -p "$DIR/${SHIP_NAMES[$i]}"
+        done
+        make_cheap_host_keys &
+        keys_job=$!
+    fi
+    if [ "$CHEAP" -gt 0 ]; then
+        # The shared dockerd takes the longest to come up: first. Its namespace has loopback
+        # only; its socket is a file, reachable by path from every namespace (sshd's
+        # direct-streamlocal forwarding just opens the path).
+        make_netns "$CHEAPD_NS"
+        start_dockerd "$CHEAPD_NS" "$DIR/cheapd"
+    fi
     make_network
     make_keys
     [ "$REGISTRY" = 0 ] || start_registry
-    local i n hd
+    [ -z "$keys_job" ] || wait "$keys_job" || die "could not make the cheap ships' host keys"
+    local hk_type hk_key _
     for i in "${!SHIP_NAMES[@]}"; do
         n=${SHIP_NAMES[$i]}
         hd=$DIR/$n
-        mkdir -p "$hd"
-        start_dockerd "$(ship_ns "$n")" "$hd"
-        write_sshd_config "$hd" "$hd/docker.sock"
-        start_sshd "$(ship_ns "$n")" "$hd"
-        echo "${SHIP_IPS[$i]} $(cut -d' ' -f1,2 "$hd/ssh_host_ed25519_key.pub")" >>"$DIR/known_hosts"
+        if [ "${SHIP_CHEAP[$i]}" = false ]; then
+            mkdir -p "$hd"
+            start_dockerd "${SHIP_NSS[$i]}" "$hd"
+        fi
+        write_sshd_config "$hd" "${SHIP_SOCKETS[$i]}"
+        start_sshd "${SHIP_NSS[$i]}" "$hd"
+        read -r hk_type hk_key _ <"$hd/ssh_host_ed25519_key.pub"
+        echo "${SHIP_IPS[$i]} $hk_type $hk_key" >>"$DIR/known_hosts"
     done
-    if [ "$INNER" -gt 0 ]; then
+    if has_bastion; then
         hd=$DIR/bastion
         mkdir -p "$hd"
         write_sshd_config "$hd"
@@ -661,6 +823,7 @@ cmd_up() {
     # Wait for every daemon, then load the image everywhere, all in parallel.
     local pids=() fail=0
     for i in "${!SHIP_NAMES[@]}"; do
+        [ "${SHIP_CHEAP[$i]}" = false ] || continue
         n=${SHIP_NAMES[$i]}
         hd=$DIR/$n
         (
@@ -674,12 +837,28 @@ cmd_up() {
         ) &
         pids+=($!)
     done
-    if [ "$INNER" -gt 0 ]; then
+    if has_bastion; then
         wait_sshd "$BASTION_NS" "$OUTER_NET.2" "$DIR/bastion" &
+        pids+=($!)
+    fi
+    if [ "$CHEAP" -gt 0 ]; then
+        (
+            hd=$DIR/cheapd
+            wait_docker "$hd"
+            docker -H "unix://$hd/docker.sock" load -q -i "$IMAGE_TAR" >/dev/null 2>"$hd/load.err" || {
+                echo "bed.sh: loading the test image into the cheap ships' dockerd failed:" >&2
+                cat "$hd/load.err" >&2
+                exit 1
+            }
+        ) &
+        pids+=($!)
+        wait_cheap_sshds &
         pids+=($!)
     fi
     for i in "${pids[@]}"; do wait "$i" || fail=1; done
     [ $fail = 0 ] || die "bed '$NAME' did not come up (see messages above)"
+    [ "$CHEAP" = 0 ] || log "$CHEAP cheap inner ship(s) and their dockerd up in" \
+        "$(awk -v a="$cheap_t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')s"
     if [ "$REGISTRY" = 1 ]; then
         [ "$SHIPS" -gt 0 ] || die "--registry needs at least one outer ship"
         wait_registry || die "bed '$NAME' did not come up"
@@ -688,7 +867,8 @@ cmd_up() {
     write_bed_env
     write_bed_json
     trap - EXIT
-    log "bed '$NAME' up in $((SECONDS - t0))s: ${SHIPS} ship(s), ${INNER} inner ship(s) behind the bastion"
+    log "bed '$NAME' up in $((SECONDS - t0))s: ${SHIPS} ship(s), ${INNER} inner ship(s)" \
+        "and ${CHEAP} cheap inner ship(s) behind the bastion"
     echo "$DIR/bed.json"
 }
 
@@ -713,13 +893,22 @@ cmd_status() {
     return $ok
 }
 
-cmd_sshd() { # stop or start one host's sshd, for tests of "sshd down"
-    [ -n "${NAME:-}" ] && [ -n "${SHIP:-}" ] || die "sshd needs --name NAME --ship SHIP stop|start"
+# Stop, start or restart one host's sshd: for tests of "sshd down", and (with `-o Opt=value`,
+# passed to sshd's command line for this run only) for tests of sshd settings such as
+# MaxStartups. `restart` without -o brings back the bed's own settings. Sessions already open
+# survive a restart (only the listener is stopped), as with a real sshd.
+cmd_sshd() {
+    [ -n "${NAME:-}" ] && [ -n "${SHIP:-}" ] || die "sshd needs --name NAME --ship SHIP stop|start|restart"
     local hd=$DIR/$SHIP ns
     [ -f "$hd/sshd_config" ] || die "no host '$SHIP' in bed '$NAME'"
     if [ "$SHIP" = bastion ]; then ns=$BASTION_NS; else ns=$(ship_ns "$SHIP"); fi
+    [ ${#SSHD_OPTS[@]} = 0 ] || [ "$ACTION" != stop ] || die "-o goes with start or restart"
+    if [ ${#SSHD_OPTS[@]} -gt 0 ]; then
+        # Refuse a bad option before the running sshd is stopped.
+        "$SSHD_BIN" -t -f "$hd/sshd_config" "${SSHD_OPTS[@]}" || die "sshd rejects the options ${SSHD_OPTS[*]}"
+    fi
     case "$ACTION" in
-    stop)
+    stop | restart)
         if [ -f "$hd/sshd.pid" ]; then
             local p
             p=$(cat "$hd/sshd.pid")
@@ -727,14 +916,15 @@ cmd_sshd() { # stop or start one host's sshd, for tests of "sshd down"
             wait_gone 5 "$p" || kill -9 "$p" 2>/dev/null || true
             rm -f "$hd/sshd.pid"
         fi
-        ;;
-    start)
-        start_sshd "$ns" "$hd"
+        ;;&
+    start | restart)
+        start_sshd "$ns" "$hd" "${SSHD_OPTS[@]}"
         local ip
         ip=$(awk -v h="$SHIP" '$1=="Host" && $2==h {getline; print $2; exit}' "$DIR/ssh_config")
         wait_sshd "$ns" "$ip" "$hd"
         ;;
-    *) die "sshd action must be stop or start" ;;
+    stop) ;;
+    *) die "sshd action must be stop, start or restart" ;;
     esac
 }
 
@@ -744,7 +934,8 @@ main() {
     [ $# -ge 1 ] || usage
     local cmd=$1
     shift
-    SHIPS=3 INNER=0 ALL=0 NAME="" SHIP="" ACTION="" REGISTRY=0
+    SHIPS=3 INNER=0 CHEAP=0 EXTRA_KEYS=0 ALL=0 NAME="" SHIP="" ACTION="" REGISTRY=0
+    SSHD_OPTS=()
     while [ $# -gt 0 ]; do
         case "$1" in
         --name) NAME=${2:-}; shift 2 ;;
@@ -753,11 +944,17 @@ main() {
         --ships=*) SHIPS=${1#*=}; shift ;;
         --inner) INNER=${2:-}; shift 2 ;;
         --inner=*) INNER=${1#*=}; shift ;;
+        --cheap-inner) CHEAP=${2:-}; shift 2 ;;
+        --cheap-inner=*) CHEAP=${1#*=}; shift ;;
+        --extra-keys) EXTRA_KEYS=${2:-}; shift 2 ;;
+        --extra-keys=*) EXTRA_KEYS=${1#*=}; shift ;;
+        -o) [ $# -ge 2 ] || die "-o needs an sshd option"; SSHD_OPTS+=(-o "$2"); shift 2 ;;
+        -o?*) SSHD_OPTS+=(-o "${1#-o}"); shift ;;
         --ship) SHIP=${2:-}; shift 2 ;;
         --image) shift ;; # the image is always loaded; kept for the contract
         --registry) REGISTRY=1; shift ;;
         --all) ALL=1; shift ;;
-        stop | start) ACTION=$1; shift ;;
+        stop | start | restart) ACTION=$1; shift ;;
         -h | --help) usage ;;
         *) die "unknown argument '$1'" ;;
         esac

@@ -314,3 +314,169 @@ fn the_shared_bed_has_three_ships_a_bastion_and_an_inner_ship() {
     let out = bed.ssh("bastion", "true");
     assert!(out.status.success(), "ssh bastion\n{}", text(&out));
 }
+
+/// Polls `f` until it is true or `secs` pass; returns its last value.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn thirty_cheap_inner_ships_share_one_dockerd_behind_the_bastion_and_leave_nothing_behind() {
+    let started = std::time::Instant::now();
+    // Torn down on drop, also when an assertion below fails. Its name must not start with
+    // another test's bed name: `leftovers` matches the bed directory as a prefix.
+    let bed = TestBed::up_options(
+        "cheapselftest",
+        &common::BedOptions {
+            cheap_inner: 30,
+            extra_keys: 2,
+            ..Default::default()
+        },
+    );
+    eprintln!("30 cheap inner ships up in {:?}", started.elapsed());
+    let prefix = bed.prefix.clone().expect("bed.json names its prefix");
+    let dir = bed.dir.clone();
+    let shared = bed.cheap_docker().docker_socket.clone();
+    assert_eq!(bed.cheap_docker().ships, 30);
+    let cheap = bed.cheap_ships();
+    assert_eq!(cheap.len(), 30);
+    assert_eq!(bed.inner_ships().len(), 30);
+    assert!(bed.outer_ships().is_empty());
+    let known_hosts = std::fs::read_to_string(bed.known_hosts()).expect("known_hosts");
+    let mut ips: Vec<&str> = cheap.iter().map(|s| s.ip.as_str()).collect();
+    for ship in &cheap {
+        assert!(ship.inner && ship.cheap, "{ship:?}");
+        assert_eq!(
+            ship.docker_socket, shared,
+            "{}: not the shared socket",
+            ship.name
+        );
+        assert!(
+            known_hosts
+                .lines()
+                .any(|l| l.starts_with(&format!("{} ", ship.ip))),
+            "{} ({}) is not in known_hosts",
+            ship.name,
+            ship.ip
+        );
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 30, "cheap ships share addresses");
+
+    // Through the bastion with plain OpenSSH: a cheap ship's sessions reach the shared dockerd,
+    // and a container started through one cheap ship is seen through another.
+    let logins_before = bed.bastion_log_count("Accepted publickey");
+    let out = bed.ssh("cheap17", "docker ps");
+    assert!(
+        out.status.success(),
+        "ssh cheap17 docker ps\n{}",
+        text(&out)
+    );
+    bed.docker_ok(
+        "cheap3",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "cheap-probe",
+            &bed.image,
+            "sleep",
+            "1000",
+        ],
+    );
+    let out = bed.ssh("cheap17", "docker ps --format '{{.Names}}'");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cheap-probe"),
+        "cheap17 does not see the shared dockerd's container\n{}",
+        text(&out)
+    );
+    // The socket forwarded over SSH (direct-streamlocal through the bastion), as maestro does.
+    let forward = bed.forward_socket("cheap30", &bed.ship("cheap30").docker_socket);
+    assert!(!server_version(&forward.docker_host()).is_empty());
+    // While the forward is open, the bastion holds its jump connection.
+    assert!(
+        bed.bastion_ssh_connections() >= 1,
+        "ss in the bastion's namespace sees no SSH connection"
+    );
+    drop(forward);
+    // Every login through the bastion is in its sshd log.
+    assert!(
+        eventually(5, || bed.bastion_log_count("Accepted publickey")
+            >= logins_before + 2),
+        "the bastion's sshd log does not show the jump logins"
+    );
+
+    // An extra operator key logs in on its own (no other identity offered).
+    let extra = &bed.extra_keys()[1];
+    let bastion_ip = bed.bastion().ip.clone();
+    let out = run(Command::new("ssh").args([
+        "-F",
+        "/dev/null",
+        "-i",
+        &extra.display().to_string(),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        &format!("UserKnownHostsFile={}", bed.known_hosts().display()),
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        &format!("root@{bastion_ip}"),
+        "true",
+    ]));
+    assert!(
+        out.status.success(),
+        "login with an extra key\n{}",
+        text(&out)
+    );
+
+    // MaxStartups for one run of the bastion's sshd: with 2:100:2, unauthenticated
+    // connections past two are dropped, and the log says so. Then back to the default.
+    let sshd_config =
+        std::fs::read_to_string(bed.bastion().sshd_config.as_ref().expect("sshd_config"))
+            .expect("bastion sshd_config");
+    assert!(
+        !sshd_config.contains("MaxStartups"),
+        "the bastion's sshd_config sets MaxStartups"
+    );
+    bed.restart_bastion_sshd(&["-o", "MaxStartups=2:100:2"]);
+    let drops_before = bed.bastion_log_count("past MaxStartups");
+    let addr: SocketAddr = format!("{bastion_ip}:22").parse().expect("bastion addr");
+    let held: Vec<TcpStream> = (0..5)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok())
+        .collect();
+    assert!(
+        eventually(5, || bed.bastion_log_count("past MaxStartups")
+            > drops_before),
+        "no 'past MaxStartups' line with MaxStartups=2:100:2 and {} connections",
+        held.len()
+    );
+    drop(held);
+    bed.restart_bastion_sshd(&[]);
+    let out = bed.ssh("cheap1", "true");
+    assert!(
+        out.status.success(),
+        "ssh after restoring sshd\n{}",
+        text(&out)
+    );
+
+    drop(bed);
+    let left = leftovers(&prefix, &dir);
+    assert!(
+        left.is_empty(),
+        "left behind after drop:\n{}",
+        left.join("\n")
+    );
+}

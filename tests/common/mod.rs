@@ -1,11 +1,16 @@
 //! The test bed for integration tests: real hosts made of network namespaces, each with its
-//! own sshd and dockerd, brought up by `testbed/bed.sh` (see TESTBED-CONTRACT.md).
+//! own sshd and dockerd, brought up by `testbed/bed.sh` (see testbed/TESTBED-CONTRACT.md).
 //!
 //! ```ignore
 //! mod common;
 //! let bed = common::TestBed::shared();           // or TestBed::up("mytest", 3, 1)
 //! let ship = bed.ship("ship1");
 //! let out = bed.docker_cli("ship1", &["ps", "-a"]);
+//! // Many sshd-only inner ships sharing one dockerd, for tests at scale through the bastion:
+//! let big = common::TestBed::up_options(
+//!     "mytest-scale",
+//!     &common::BedOptions { cheap_inner: 100, extra_keys: 4, ..Default::default() },
+//! );
 //! ```
 //!
 //! Tests that need a bed must run as root (they do in `./test.sh` and CI).
@@ -33,6 +38,10 @@ pub struct Operator {
     /// The same key, encrypted with `encrypted_key_passphrase`.
     pub encrypted_key: PathBuf,
     pub encrypted_key_passphrase: String,
+    /// More unencrypted ed25519 keys (`bed.sh up --extra-keys N`), authorized on every ship
+    /// and the bastion like `key`: distinct identities for the same user.
+    #[serde(default)]
+    pub extra_keys: Vec<PathBuf>,
     /// Host keys of every ship and of the bastion, by ip.
     pub known_hosts: PathBuf,
     /// A `Host` entry per ship name (and `bastion`), with ProxyJump for inner ships.
@@ -51,6 +60,11 @@ pub struct Ship {
     pub docker_tcp_port: u16,
     /// Reachable only through the bastion.
     pub inner: bool,
+    /// A cheap inner ship (`bed.sh up --cheap-inner N`): sshd only; `docker_socket` is the
+    /// one dockerd shared by all cheap ships (see `CheapDocker`), and `docker_tcp_port` is 0
+    /// (none).
+    #[serde(default)]
+    pub cheap: bool,
     pub host_key_fingerprint: String,
     #[serde(default)]
     pub host_key_public: Option<PathBuf>,
@@ -58,6 +72,11 @@ pub struct Ship {
     pub dir: Option<PathBuf>,
     #[serde(default)]
     pub sshd_pidfile: Option<PathBuf>,
+    /// The ship's sshd log (LogLevel VERBOSE).
+    #[serde(default)]
+    pub sshd_log: Option<PathBuf>,
+    #[serde(default)]
+    pub dockerd_pidfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +92,30 @@ pub struct Bastion {
     pub host_key_fingerprint: Option<String>,
     #[serde(default)]
     pub host_key_public: Option<PathBuf>,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub sshd_pidfile: Option<PathBuf>,
+    #[serde(default)]
+    pub sshd_config: Option<PathBuf>,
+    /// The bastion's sshd log (LogLevel VERBOSE): "Accepted publickey for root from ..." per
+    /// login, "drop connection #N from ... past MaxStartups" per connection sshd refused.
+    #[serde(default)]
+    pub sshd_log: Option<PathBuf>,
+}
+
+/// The one dockerd that every cheap inner ship's `docker_socket` names
+/// (`bed.sh up --cheap-inner N`). It runs in a namespace of its own (loopback only).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheapDocker {
+    pub netns: String,
+    pub docker_socket: PathBuf,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub dockerd_pidfile: Option<PathBuf>,
+    /// How many cheap ships share it.
+    pub ships: usize,
 }
 
 /// A registry (`bed.sh up --registry`): plain HTTP with basic auth, on the outer bridge
@@ -107,6 +150,24 @@ pub struct BedInfo {
     pub bastion: Option<Bastion>,
     #[serde(default)]
     pub registry: Option<Registry>,
+    #[serde(default)]
+    pub cheap_docker: Option<CheapDocker>,
+}
+
+/// What `TestBed::up_options` brings up (the options of `bed.sh up`). `Default` is all zero:
+/// say what you need, e.g. `BedOptions { ships: 1, cheap_inner: 30, ..Default::default() }`.
+#[derive(Debug, Clone, Default)]
+pub struct BedOptions {
+    /// Outer ships (`--ships`, 0..=50).
+    pub ships: usize,
+    /// Inner ships, each with its own dockerd (`--inner`, 0..=50).
+    pub inner: usize,
+    /// Cheap inner ships: sshd only, one shared dockerd (`--cheap-inner`, 0..=100).
+    pub cheap_inner: usize,
+    /// Extra operator keys (`--extra-keys`, 0..=100), see `Operator::extra_keys`.
+    pub extra_keys: usize,
+    /// A registry (`--registry`, needs an outer ship).
+    pub registry: bool,
 }
 
 /// A running bed. Dropping a bed this process brought up tears it down (also when the test
@@ -152,14 +213,31 @@ impl TestBed {
 
     /// Like `up`, with a registry when `registry` is true (see `Registry`).
     pub fn up_with(name: &str, ships: usize, inner: usize, registry: bool) -> TestBed {
-        let out = Command::new(bed_script())
-            .args(["up", "--name", name])
-            .args(["--ships", &ships.to_string(), "--inner", &inner.to_string()])
-            .args(if registry {
-                &["--registry"][..]
-            } else {
-                &[][..]
-            })
+        TestBed::up_options(
+            name,
+            &BedOptions {
+                ships,
+                inner,
+                registry,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Brings up a bed named `name` with every option of `bed.sh up` (a bastion exists when
+    /// `inner + cheap_inner > 0`). An existing bed of that name is replaced; the bed is torn
+    /// down when the returned value drops (also when the test panics).
+    pub fn up_options(name: &str, opts: &BedOptions) -> TestBed {
+        let mut cmd = Command::new(bed_script());
+        cmd.args(["up", "--name", name])
+            .args(["--ships", &opts.ships.to_string()])
+            .args(["--inner", &opts.inner.to_string()])
+            .args(["--cheap-inner", &opts.cheap_inner.to_string()])
+            .args(["--extra-keys", &opts.extra_keys.to_string()]);
+        if opts.registry {
+            cmd.arg("--registry");
+        }
+        let out = cmd
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bed_script().display()));
@@ -249,9 +327,109 @@ impl TestBed {
         self.info.ships.iter().filter(|s| !s.inner).collect()
     }
 
-    /// Ships reachable only through the bastion.
+    /// Ships reachable only through the bastion (cheap ones included).
     pub fn inner_ships(&self) -> Vec<&Ship> {
         self.info.ships.iter().filter(|s| s.inner).collect()
+    }
+
+    /// Cheap inner ships (sshd only, their `docker_socket` is the shared dockerd's).
+    pub fn cheap_ships(&self) -> Vec<&Ship> {
+        self.info.ships.iter().filter(|s| s.cheap).collect()
+    }
+
+    /// The dockerd that the cheap ships share.
+    pub fn cheap_docker(&self) -> &CheapDocker {
+        self.info
+            .cheap_docker
+            .as_ref()
+            .unwrap_or_else(|| panic!("test bed {} has no cheap inner ships", self.info.name))
+    }
+
+    /// The extra operator keys (`BedOptions::extra_keys`).
+    pub fn extra_keys(&self) -> &[PathBuf] {
+        &self.info.operator.extra_keys
+    }
+
+    /// The bastion's sshd log.
+    pub fn bastion_sshd_log(&self) -> &Path {
+        self.bastion().sshd_log.as_deref().unwrap_or_else(|| {
+            panic!(
+                "test bed {}: bed.json names no bastion sshd_log (made by an older bed.sh)",
+                self.info.name
+            )
+        })
+    }
+
+    /// Lines of the bastion's sshd log that contain `pattern`, e.g. "Accepted publickey" (one
+    /// per login) or "past MaxStartups" (one per connection refused by MaxStartups). The log
+    /// only grows (a restart appends), so a test counts before and after what it does.
+    pub fn bastion_log_lines(&self, pattern: &str) -> Vec<String> {
+        let path = self.bastion_sshd_log();
+        let bytes = std::fs::read(path).unwrap_or_else(|e| {
+            panic!("cannot read the bastion's sshd log {}: {e}", path.display())
+        });
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| l.contains(pattern))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// How many lines of the bastion's sshd log contain `pattern`.
+    pub fn bastion_log_count(&self, pattern: &str) -> usize {
+        self.bastion_log_lines(pattern).len()
+    }
+
+    /// Established TCP connections whose local port is `port` inside namespace `netns` (a
+    /// ship's or the bastion's `netns`): with `port` 22, the SSH connections that host's sshd
+    /// holds. Runs `nsenter --net=/var/run/netns/NETNS ss -Htn state established`.
+    pub fn ss_established_in(&self, netns: &str, port: u16) -> usize {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{netns}"))
+            .args(["ss", "-Htn", "state", "established"])
+            .arg(format!("( sport = :{port} )"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run nsenter ss: {e}"));
+        assert!(
+            out.status.success(),
+            "ss in {netns} failed\n{}",
+            output_text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    }
+
+    /// Established SSH connections that the bastion's sshd holds right now.
+    pub fn bastion_ssh_connections(&self) -> usize {
+        let bastion = self.bastion();
+        self.ss_established_in(&bastion.netns, bastion.ssh_port)
+    }
+
+    /// Restarts a host's sshd (a ship name or `bastion`) with extra sshd command-line
+    /// arguments for this run only, e.g. `&["-o", "MaxStartups=2:100:2"]`; `&[]` brings back
+    /// the bed's own settings (OpenSSH's default MaxStartups). Open sessions survive (only the
+    /// listener restarts). Returns once the new sshd listens. A test that changes a shared
+    /// bed's sshd must restore it.
+    pub fn restart_sshd(&self, host: &str, sshd_args: &[&str]) {
+        let out = Command::new(bed_script())
+            .args(["sshd", "--name", &self.info.name, "--ship", host, "restart"])
+            .args(sshd_args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run bed.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "bed.sh sshd --ship {host} restart {sshd_args:?} failed\n{}",
+            output_text(&out)
+        );
+    }
+
+    /// `restart_sshd("bastion", sshd_args)`.
+    pub fn restart_bastion_sshd(&self, sshd_args: &[&str]) {
+        self.restart_sshd("bastion", sshd_args);
     }
 
     pub fn bastion(&self) -> &Bastion {
