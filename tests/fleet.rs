@@ -270,3 +270,186 @@ fn descendants(pid: u32) -> Vec<u32> {
     }
     found
 }
+
+// --- many ships behind one bastion ---------------------------------------------------------
+
+/// Ships behind the bastion in the scale tests: more than OpenSSH's default MaxStartups
+/// lets log in at once (10), by far.
+const SCALE_SHIPS: usize = 32;
+
+/// An environment with one `base` and one `top` instance (`top` requires `base`) on each of
+/// `ships`, each ship's entry made by `ship_line(index, ship)`.
+fn two_levels(
+    bed: &TestBed,
+    name: &str,
+    ships: &[&common::Ship],
+    ship_line: impl Fn(usize, &common::Ship) -> String,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = format!("name: {name}\nships:\n");
+    for (k, ship) in ships.iter().enumerate() {
+        text.push_str(&ship_line(k, ship));
+    }
+    let image = &bed.info.image;
+    let instances = |service: &str| {
+        ships
+            .iter()
+            .map(|ship| {
+                // The cheap ships share one dockerd: names must differ per ship.
+                format!(
+                    "      {service}-{s}: {{ship: {s}, command: [sleep, \"3600\"]}}\n",
+                    s = ship.name
+                )
+            })
+            .collect::<String>()
+    };
+    text.push_str(&format!(
+        "services:\n  base:\n    image: {image}\n    instances:\n{}  top:\n    image: {image}\n    requires: [base]\n    instances:\n{}",
+        instances("base"),
+        instances("top"),
+    ));
+    std::fs::write(dir.path().join("env.yaml"), text).expect("write env.yaml");
+    dir
+}
+
+/// Runs maestro to its end (at most `limit`), sampling meanwhile how many SSH connections
+/// the bastion holds; returns the run and the largest count seen.
+fn run_watching_bastion(bed: &TestBed, dir: &Path, args: &[&str], limit: Duration) -> (Run, usize) {
+    let started = Instant::now();
+    let mut child = spawn(dir, args);
+    let mut most = 0;
+    while started.elapsed() < limit && matches!(child.try_wait(), Ok(None)) {
+        most = most.max(bed.bastion_ssh_connections());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (finish_within(child, Duration::from_secs(1), started), most)
+}
+
+fn job_counts(run: &Run) -> (usize, usize) {
+    let events = events(run);
+    let done = events.iter().filter(|e| e["event"] == "job_done").count();
+    let other = events
+        .iter()
+        .filter(|e| {
+            ["job_failed", "job_skipped", "job_cancelled"]
+                .contains(&e["event"].as_str().unwrap_or(""))
+        })
+        .count();
+    (done, other)
+}
+
+#[test]
+fn thirty_two_ships_behind_one_bastion_share_one_login_to_it() {
+    let _serial = serial();
+    let bed = common::TestBed::up_options(
+        "fleetscale",
+        &common::BedOptions {
+            cheap_inner: SCALE_SHIPS,
+            ..Default::default()
+        },
+    );
+    let ships = bed.cheap_ships();
+    assert_eq!(ships.len(), SCALE_SHIPS);
+    let dir = two_levels(&bed, "fleetscale", &ships, |_, ship| {
+        bed.ship_yaml(&ship.name, &ship.name)
+    });
+    let logins = || bed.bastion_log_count("Accepted publickey");
+
+    let before = logins();
+    let (run, most) = run_watching_bastion(
+        &bed,
+        dir.path(),
+        &["-f", "env.yaml", "ships"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout
+            .contains(&format!("{SCALE_SHIPS} of {SCALE_SHIPS} ships reachable")),
+        "{run}"
+    );
+    assert_eq!(
+        logins() - before,
+        1,
+        "logins to the bastion during `ships`\n{run}"
+    );
+    assert!(
+        most <= 1,
+        "the bastion held {most} SSH connections during `ships`"
+    );
+
+    let before = logins();
+    let (run, most) = run_watching_bastion(
+        &bed,
+        dir.path(),
+        &["-f", "env.yaml", "start", "--json"],
+        Duration::from_secs(600),
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(job_counts(&run), (2 * SCALE_SHIPS, 0), "{run}");
+    assert_eq!(
+        logins() - before,
+        1,
+        "logins to the bastion during `start`\n{run}"
+    );
+    assert_eq!(most, 1, "SSH connections the bastion held during `start`");
+    let running = bed.docker_cli(
+        &ships[0].name,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=io.maestro.environment=fleetscale",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&running.stdout).lines().count(),
+        2 * SCALE_SHIPS,
+        "containers running on the cheap ships' dockerd"
+    );
+}
+
+#[test]
+fn logins_that_cannot_be_shared_are_paced_under_a_strict_max_startups() {
+    let _serial = serial();
+    const SHIPS: usize = 12;
+    let bed = common::TestBed::up_options(
+        "fleetpace",
+        &common::BedOptions {
+            cheap_inner: SHIPS,
+            extra_keys: SHIPS,
+            ..Default::default()
+        },
+    );
+    // sshd refuses every new connection while 2 are being set up.
+    bed.restart_bastion_sshd(&["-o", "MaxStartups=2:100:2"]);
+    let ships = bed.cheap_ships();
+    let keys = bed.extra_keys().to_vec();
+    assert_eq!(keys.len(), SHIPS);
+    // A different key for each ship: no two jump logins are the same, none is shared.
+    let dir = two_levels(&bed, "fleetpace", &ships, |k, ship| {
+        format!(
+            "  {name}: {{ip: {ip}, socket_path: \"{socket}\", ssh: {{user: {user}, identity_files: [\"{key}\"], known_hosts_file: \"{known}\", jump: [\"{user}@{bastion}\"]}}}}\n",
+            name = ship.name,
+            ip = ship.ip,
+            socket = ship.docker_socket.display(),
+            user = bed.info.user,
+            key = keys[k].display(),
+            known = bed.known_hosts().display(),
+            bastion = bed.bastion().ip,
+        )
+    });
+    let logins_before = bed.bastion_log_count("Accepted publickey");
+    let run = finish_within(
+        spawn(dir.path(), &["-f", "env.yaml", "start", "--json"]),
+        Duration::from_secs(600),
+        Instant::now(),
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(job_counts(&run), (2 * SHIPS, 0), "{run}");
+    assert_eq!(
+        bed.bastion_log_count("Accepted publickey") - logins_before,
+        SHIPS,
+        "one bastion login per ship"
+    );
+}
