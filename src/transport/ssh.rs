@@ -1226,6 +1226,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backoff_doubles_to_two_seconds_with_jitter() {
+        for attempt in 1..10 {
+            let base = 250u64 * (1 << attempt.min(3));
+            let base = base.min(2000);
+            let wait = backoff(attempt).as_millis() as u64;
+            assert!(
+                (base / 2..=base * 3 / 2).contains(&wait),
+                "attempt {attempt}: {wait} ms"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gate_shrinks_by_one_per_drop_down_to_one_place() {
+        let gate = Gate::new(3);
+        for _ in 0..5 {
+            let place = gate.enter().await;
+            gate.shrink(place);
+        }
+        assert_eq!(gate.size.load(Ordering::SeqCst), 1);
+        assert_eq!(gate.places.available_permits(), 1);
+        let place = gate.enter().await;
+        assert!(place.is_some());
+        assert_eq!(gate.places.available_permits(), 0);
+    }
+
+    #[test]
+    fn a_shared_failure_is_told_in_each_ships_name() {
+        let first = TransportError::Jump {
+            ship: "a".into(),
+            hop: "root@bastion:22".into(),
+            source: Box::new(TransportError::Ssh {
+                ship: "a".into(),
+                hop: "root@bastion:22".into(),
+                source: Box::new(russh::Error::Kex),
+            }),
+        };
+        let text = first.for_ship("b").to_string();
+        assert!(!text.contains("ship a"), "{text}");
+        assert_eq!(
+            text,
+            "ship b: through jump host root@bastion:22: ship b: SSH protocol error with \
+             root@bastion:22: Key exchange failed"
+        );
+        assert_eq!(first.for_ship("b").kind(), first.kind());
+    }
+
+    #[test]
     fn proxy_command_tokens() {
         assert_eq!(
             expand_proxy_tokens(
