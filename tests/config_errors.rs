@@ -644,3 +644,98 @@ fn https_check_verify_takes_true_false_or_a_ca_file() {
     let env = load("{}").expect("empty");
     assert_eq!(verify_of(&env), config::TlsVerify::SystemRoots);
 }
+
+#[test]
+fn auditors_of_every_maestrong_type_load_with_their_keys() {
+    use maestro::config::{AuditLevel, AuditTarget};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: x\n{SHIPS}services: {{}}\naudit:\n\
+             \x20 - {{type: log, file: /tmp/audit.log, level: debug}}\n\
+             \x20 - {{type: http, endpoint: 'http://127.0.0.1:9/hook', payload: {{text: '{{who}} {{action}} {{what}}', tags: [a, '{{action}}']}}, headers: {{X-Token: t}}, method: get, timeout: 5}}\n\
+             \x20 - {{type: slack, channel: '#ops', token: xoxb-1, name: Maestro, icon: ':robot_face:'}}\n\
+             \x20 - {{type: hipchat, room: ops, token: hc-1}}\n\
+             \x20 - {{type: exec, script: /usr/local/bin/notify, args: '--action {{action}}', ignore_errors: true}}\n"
+        ),
+    )
+    .expect("write");
+    let env = config::load(&path).expect("loads");
+    let kinds: Vec<&str> = env.audit.iter().map(|a| a.kind()).collect();
+    assert_eq!(kinds, ["log", "http", "slack", "hipchat", "exec"]);
+    assert_eq!(env.audit[0].level, AuditLevel::Debug);
+    assert_eq!(env.audit[1].level, AuditLevel::Info);
+    match &env.audit[1].target {
+        AuditTarget::Http {
+            endpoint,
+            payload,
+            headers,
+            method,
+            timeout,
+        } => {
+            assert_eq!(endpoint, "http://127.0.0.1:9/hook");
+            assert_eq!(payload["text"], "{who} {action} {what}");
+            assert_eq!(payload["tags"][1], "{action}");
+            assert_eq!(headers.get("X-Token").map(String::as_str), Some("t"));
+            assert_eq!(method, "GET");
+            assert_eq!(timeout.as_secs(), 5);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(env.audit[4].ignore_errors);
+    assert!(!env.audit[2].ignore_errors);
+}
+
+#[test]
+fn auditors_missing_a_key_or_of_an_unknown_type_are_refused_where_written() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "{type: slack, channel: '#ops'}",
+            &[
+                "env.yaml:7",
+                "audit[0]",
+                "a slack auditor is missing the required key `token`",
+            ],
+        ),
+        (
+            "{type: http}",
+            &[
+                "audit[0]",
+                "a http auditor is missing the required key `endpoint`",
+            ],
+        ),
+        (
+            "{type: webhook, url: 'http://x'}",
+            &[
+                "unknown auditor type \"webhook\" (expected log, http, slack, hipchat, exec)",
+                "MaestroNG's webhook auditor is `type: http`, with `endpoint`",
+            ],
+        ),
+        (
+            "{type: log, file: /tmp/a, level: warn}",
+            &[
+                "audit[0].level",
+                "unknown audit level `warn` (expected info or debug)",
+            ],
+        ),
+        (
+            "{type: http, endpoint: 'http://x', method: PUT}",
+            &[
+                "audit[0].method",
+                "invalid HTTP method `PUT` (expected GET or POST)",
+            ],
+        ),
+        (
+            "{type: log, file: /tmp/a, url: 'http://x'}",
+            &["audit[0].url", "unknown key `url` in a log auditor"],
+        ),
+    ];
+    for (auditor, parts) in cases {
+        let (_, msg) = load_err(&format!(
+            "name: x\n{SHIPS}services: {{}}\naudit:\n  - {auditor}\n"
+        ));
+        assert_has(&msg, parts);
+    }
+}

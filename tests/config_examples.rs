@@ -371,7 +371,7 @@ fn maestrong_style_file_with_jinja_and_anchors() {
         Some(CommandSpec::Shell("/bin/monitor --all".into()))
     );
     assert_eq!(m.networks[0].aliases, vec!["mon".to_owned()]);
-    assert_eq!(env.audit[0].kind, "log");
+    assert_eq!(env.audit[0].kind(), "log");
     assert!(env.audit[0].ignore_errors);
 }
 

@@ -2,6 +2,7 @@
 //! ship defaults, and the references that can be checked while reading.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::error::did_you_mean;
 use super::model::*;
@@ -113,7 +114,7 @@ pub(crate) const INSTANCE_KEYS: &[&str] = &[
 
 const CHECK_STATES: &[&str] = &["pre-start", "running", "pre-stop", "stopped"];
 const CHECK_TYPES: &[&str] = &["tcp", "http", "exec", "rexec", "sleep"];
-const AUDITOR_TYPES: &[&str] = &["log", "slack", "hipchat", "webhook"];
+const AUDITOR_TYPES: &[&str] = &["log", "http", "slack", "hipchat", "exec"];
 
 /// Names known before anything is converted, so references can be checked in one pass.
 struct Names {
@@ -1879,51 +1880,151 @@ fn audit(cx: &mut Cx<'_>, node: &Node) -> Result<Vec<Auditor>> {
             ),
         ));
     };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("audit[{i}]");
-        let mut a = MapReader::new(cx, item, &path, "an auditor")?;
-        let tn = a.require(cx, "type", "an auditor")?;
-        let kind = string(cx, tn, &a.field("type"))?;
-        if !AUDITOR_TYPES.contains(&kind.as_str()) {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| auditor(cx, item, &format!("audit[{i}]")))
+        .collect()
+}
+
+/// One auditor, with MaestroNG 0.8.3's keys for its type (`level` and `ignore_errors` for
+/// all).
+fn auditor(cx: &mut Cx<'_>, item: &Node, path: &str) -> Result<Auditor> {
+    let mut a = MapReader::new(cx, item, path, "an auditor")?;
+    let tn = a.require(cx, "type", "an auditor")?;
+    let kind = string(cx, tn, &a.field("type"))?;
+    let what = format!("a {kind} auditor");
+    let required = |cx: &mut Cx<'_>, a: &mut MapReader<'_>, key: &str| -> Result<String> {
+        let node = a.require(cx, key, &what)?;
+        non_empty_string(cx, node, &a.field(key))
+    };
+    let (target, known): (AuditTarget, &[&str]) = match kind.as_str() {
+        "log" => (
+            AuditTarget::Log {
+                file: required(cx, &mut a, "file")?,
+            },
+            &["file"],
+        ),
+        "http" => {
+            let endpoint = required(cx, &mut a, "endpoint")?;
+            let payload = match a.get("payload") {
+                Some(n) => json_value(cx, n, &a.field("payload"))?,
+                None => serde_json::Value::Object(serde_json::Map::new()),
+            };
+            let headers = string_map(cx, &mut a, "headers")?;
+            let method = opt_string(cx, &mut a, "method")?
+                .unwrap_or_else(|| "POST".into())
+                .to_uppercase();
+            if method != "GET" && method != "POST" {
+                return Err(cx.invalid(
+                    cx.pos_of(&a.field("method")),
+                    &a.field("method"),
+                    format!("invalid HTTP method `{method}` (expected GET or POST)"),
+                ));
+            }
+            let timeout = match a.get("timeout") {
+                Some(n) => duration(cx, n, &a.field("timeout"))?,
+                None => Duration::from_secs(3),
+            };
+            (
+                AuditTarget::Http {
+                    endpoint,
+                    payload,
+                    headers,
+                    method,
+                    timeout,
+                },
+                &["endpoint", "payload", "headers", "method", "timeout"],
+            )
+        }
+        "slack" => (
+            AuditTarget::Slack {
+                channel: required(cx, &mut a, "channel")?,
+                token: required(cx, &mut a, "token")?,
+                name: opt_string(cx, &mut a, "name")?,
+                icon: opt_string(cx, &mut a, "icon")?,
+            },
+            &["channel", "token", "name", "icon"],
+        ),
+        "hipchat" => (
+            AuditTarget::HipChat {
+                room: required(cx, &mut a, "room")?,
+                token: required(cx, &mut a, "token")?,
+                name: opt_string(cx, &mut a, "name")?,
+            },
+            &["room", "token", "name"],
+        ),
+        "exec" => (
+            AuditTarget::Exec {
+                script: required(cx, &mut a, "script")?,
+                args: opt_string(cx, &mut a, "args")?.unwrap_or_default(),
+            },
+            &["script", "args"],
+        ),
+        _ => {
+            let help = if kind == "webhook" {
+                Some("MaestroNG's webhook auditor is `type: http`, with `endpoint`".into())
+            } else {
+                did_you_mean(&kind, AUDITOR_TYPES.iter().copied())
+            };
             return Err(cx.invalid_help(
                 tn.pos,
                 &a.field("type"),
                 format!(
-                    "unknown auditor type \"{kind}\" (expected log, slack, hipchat or webhook)"
+                    "unknown auditor type \"{kind}\" (expected {})",
+                    AUDITOR_TYPES.join(", ")
                 ),
-                did_you_mean(&kind, AUDITOR_TYPES.iter().copied()),
+                help,
             ));
         }
-        let ignore_errors = opt_bool(cx, &mut a, "ignore_errors")?.unwrap_or(false);
-        let mut options = BTreeMap::new();
-        for (k, _, v) in a.all() {
-            if k == "type" || k == "ignore_errors" {
-                continue;
-            }
-            options.insert(k.clone(), env_value(cx, v, &join(&path, &k))?);
+    };
+    let level = match opt_string(cx, &mut a, "level")?.as_deref() {
+        None | Some("info") => AuditLevel::Info,
+        Some("debug") => AuditLevel::Debug,
+        Some(other) => {
+            return Err(cx.invalid(
+                cx.pos_of(&a.field("level")),
+                &a.field("level"),
+                format!("unknown audit level `{other}` (expected info or debug)"),
+            ));
         }
-        let required: &[&str] = match kind.as_str() {
-            "log" => &["file"],
-            "slack" | "webhook" => &["url"],
-            _ => &[],
-        };
-        for r in required {
-            if !options.contains_key(*r) {
-                return Err(cx.invalid(
-                    item.pos,
-                    &path,
-                    format!("{kind} auditor is missing the required key `{r}`"),
-                ));
+    };
+    let ignore_errors = opt_bool(cx, &mut a, "ignore_errors")?.unwrap_or(false);
+    let mut keys = vec!["type", "level", "ignore_errors"];
+    keys.extend_from_slice(known);
+    a.finish(cx, &keys, &format!("a {kind} auditor"))?;
+    Ok(Auditor {
+        target,
+        level,
+        ignore_errors,
+    })
+}
+
+/// A YAML value as JSON (an http auditor's `payload`, sent as written).
+fn json_value(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<serde_json::Value> {
+    use serde_json::Value as Json;
+    Ok(match &node.value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::Str(s) => Json::String(s.clone()),
+        Value::Seq(items) => Json::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| json_value(cx, n, &format!("{path}[{i}]")))
+                .collect::<Result<_>>()?,
+        ),
+        Value::Map(_) => {
+            let mut m = MapReader::new(cx, node, path, "a mapping")?;
+            let mut out = serde_json::Map::new();
+            for (k, _, v) in m.all() {
+                out.insert(k.clone(), json_value(cx, v, &join(path, &k))?);
             }
+            Json::Object(out)
         }
-        out.push(Auditor {
-            kind,
-            ignore_errors,
-            options,
-        });
-    }
-    Ok(out)
+    })
 }
 
 #[cfg(test)]

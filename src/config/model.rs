@@ -553,12 +553,66 @@ pub struct Device {
     pub permissions: String,
 }
 
-/// An `audit:` entry: parsed and validated; acting on it is orchestrate's business.
+/// An `audit:` entry, with MaestroNG 0.8.3's types and keys: parsed and validated; acting
+/// on it is orchestrate's business.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Auditor {
-    /// `log`, `slack`, `hipchat` or `webhook`.
-    pub kind: String,
+    pub target: AuditTarget,
+    pub level: AuditLevel,
+    /// A failing auditor is reported and otherwise ignored.
     pub ignore_errors: bool,
-    /// Remaining settings as text (lists space-joined).
-    pub options: BTreeMap<String, String>,
+}
+
+impl Auditor {
+    /// The `type` as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self.target {
+            AuditTarget::Log { .. } => "log",
+            AuditTarget::Http { .. } => "http",
+            AuditTarget::Slack { .. } => "slack",
+            AuditTarget::HipChat { .. } => "hipchat",
+            AuditTarget::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// MaestroNG's two audit levels: `info` (the default) hears the commands; `debug` also each
+/// container acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditLevel {
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum AuditTarget {
+    /// Lines appended to a file.
+    Log { file: String },
+    /// A JSON request per event; `payload` strings may hold `{what}`, `{action}`, `{who}` and
+    /// `{message}`.
+    Http {
+        endpoint: String,
+        payload: serde_json::Value,
+        headers: BTreeMap<String, String>,
+        /// `GET` or `POST` (the default).
+        method: String,
+        timeout: Duration,
+    },
+    Slack {
+        channel: String,
+        token: String,
+        name: Option<String>,
+        icon: Option<String>,
+    },
+    /// HipChat no longer exists as a service; the section still loads.
+    #[serde(rename = "hipchat")]
+    HipChat {
+        room: String,
+        token: String,
+        name: Option<String>,
+    },
+    /// `script` run with `args` (which may hold `{action}`), the containers as JSON on stdin.
+    Exec { script: String, args: String },
 }
