@@ -349,6 +349,158 @@ fn colours_are_only_added_when_asked() {
     assert_eq!(console::strip_ansi_codes(&coloured), render_plain(&events));
 }
 
+/// A start on three ships that connect on their own: ship-a quickly, ship-c later (its
+/// job starts while ship-a's runs), ship-b never, which fails its job with the reason.
+fn connect_fixture() -> Vec<Event> {
+    let info = |job: usize, instance: &str, service: &str, ship: &str| JobInfo {
+        job,
+        instance: instance.into(),
+        service: service.into(),
+        ship: ship.into(),
+    };
+    let connecting = |at, ship: &str| ev(at, EventKind::ShipConnecting { ship: ship.into() });
+    let connected = |at, ship: &str, elapsed_ms| {
+        ev(
+            at,
+            EventKind::ShipConnected {
+                ship: ship.into(),
+                elapsed_ms,
+            },
+        )
+    };
+    let started = |at, job: usize, instance: &str, ship: &str| {
+        ev(
+            at,
+            EventKind::JobStarted {
+                job,
+                instance: instance.into(),
+                ship: ship.into(),
+            },
+        )
+    };
+    let done = |at, job: usize, instance: &str, ship: &str, elapsed_ms| {
+        ev(
+            at,
+            EventKind::JobDone {
+                job,
+                instance: instance.into(),
+                ship: ship.into(),
+                elapsed_ms,
+                outcome: Outcome::Started,
+            },
+        )
+    };
+    let unreachable = "ssh: connect to host 10.0.0.2 port 22: Connection timed out";
+    let summary = Summary {
+        command: "start".into(),
+        jobs: vec![
+            report(
+                0,
+                "db1",
+                "db",
+                "ship-a",
+                JobState::Done {
+                    outcome: Outcome::Started,
+                },
+                Some((414, 1500)),
+            ),
+            report(
+                1,
+                "web1",
+                "web",
+                "ship-b",
+                JobState::Failed {
+                    reason: unreachable.into(),
+                    log_tail: vec![],
+                },
+                Some((5001, 5001)),
+            ),
+            report(
+                2,
+                "cache1",
+                "cache",
+                "ship-c",
+                JobState::Done {
+                    outcome: Outcome::Started,
+                },
+                Some((601, 1200)),
+            ),
+        ],
+        interrupted: false,
+        aborted: false,
+        started_at_ms: 0,
+        finished_at_ms: 5002,
+    };
+    vec![
+        ev(
+            0,
+            EventKind::PlanStarted {
+                command: "start".into(),
+                direction: Direction::Forward,
+                jobs: vec![
+                    info(0, "db1", "db", "ship-a"),
+                    info(1, "web1", "web", "ship-b"),
+                    info(2, "cache1", "cache", "ship-c"),
+                ],
+            },
+        ),
+        connecting(1, "ship-a"),
+        connecting(1, "ship-b"),
+        connecting(2, "ship-c"),
+        connected(413, "ship-a", 412),
+        started(414, 0, "db1", "ship-a"),
+        connected(600, "ship-c", 598),
+        started(601, 2, "cache1", "ship-c"),
+        ev(
+            900,
+            EventKind::Step {
+                job: 0,
+                instance: "db1".into(),
+                ship: "ship-a".into(),
+                step: Step::Starting,
+            },
+        ),
+        done(1200, 2, "cache1", "ship-c", 599),
+        done(1500, 0, "db1", "ship-a", 1086),
+        ev(
+            5001,
+            EventKind::ShipConnectFailed {
+                ship: "ship-b".into(),
+                elapsed_ms: 5000,
+                reason: unreachable.into(),
+            },
+        ),
+        ev(
+            5001,
+            EventKind::JobFailed {
+                job: 1,
+                instance: "web1".into(),
+                ship: "ship-b".into(),
+                elapsed_ms: 0,
+                reason: unreachable.into(),
+                log_tail: vec![],
+            },
+        ),
+        ev(5002, EventKind::PlanFinished { summary }),
+    ]
+}
+
+#[test]
+fn connect_events_render_to_golden_plain_output() {
+    golden::check("connect.plain.txt", &render_plain(&connect_fixture()));
+}
+
+#[test]
+fn connect_events_come_out_as_json_and_round_trip() {
+    let json = render_json(&connect_fixture());
+    golden::check("connect.events.jsonl", &json);
+    let parsed: Vec<Event> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(parsed, connect_fixture());
+}
+
 /// A scripted operation: each job sleeps through its steps (virtual time), some fail.
 struct Scripted;
 
