@@ -112,8 +112,10 @@ struct ShipState {
     /// Jobs in progress on this ship, in the order they began.
     in_flight: Vec<usize>,
     connect: Connect,
-    /// When the ship last went from idle to working: orders the compact view.
-    working_since: Option<u64>,
+    /// When the ship first began working (connecting or running a job): orders the
+    /// compact view. Kept through the short idle moments between a connection and a job,
+    /// or between two jobs, so that a ship keeps its place in the list.
+    active_since: Option<u64>,
     /// When the ship first had trouble (a failed job, or unreachable).
     failed_since: Option<u64>,
 }
@@ -141,12 +143,10 @@ impl ShipState {
         self.is_finished() || (!self.is_working() && matches!(self.connect, Connect::Failed { .. }))
     }
 
-    /// Keeps `working_since` in step with whether the ship works, after any change.
+    /// Notes when the ship first worked or first failed, after any change.
     fn note_activity(&mut self, at_ms: u64) {
-        if !self.is_working() {
-            self.working_since = None;
-        } else if self.working_since.is_none() {
-            self.working_since = Some(at_ms);
+        if self.is_working() && self.active_since.is_none() {
+            self.active_since = Some(at_ms);
         }
         if self.has_failed() && self.failed_since.is_none() {
             self.failed_since = Some(at_ms);
@@ -168,10 +168,6 @@ pub struct Board {
 }
 
 impl Board {
-    pub fn ships(&self) -> usize {
-        self.ships.len()
-    }
-
     pub fn current_step(&self, job: usize) -> Option<&CurrentStep> {
         self.steps.get(&job)
     }
@@ -276,7 +272,7 @@ impl Board {
                         not_attempted: 0,
                         in_flight: Vec::new(),
                         connect: Connect::Unknown,
-                        working_since: None,
+                        active_since: None,
                         failed_since: None,
                     });
                     self.ships.len() - 1
@@ -322,10 +318,10 @@ impl Board {
     ///
     /// Failed ships come first, in the order they failed: trouble must stay on screen after
     /// its log lines have scrolled away, and that order only ever appends. Working ships
-    /// follow, longest-working first: the ones that have taken longest are the ones an
-    /// operator is looking for (slow or stuck), and a ship only moves up when one above it
-    /// finishes, so lines do not jump about on every event as "most recent first" would
-    /// at a hundred ships. Failed ships get at most half the rows while working ships
+    /// follow in the order they began: those still at it are then the slowest, which are
+    /// the ones an operator looks for, and a ship only moves up when one above it finishes,
+    /// so lines do not jump about on every event as "most recently active first" would at
+    /// a hundred ships. Failed ships get at most half the rows while working ships
     /// want them, so a wave of failures cannot hide what is still running.
     fn compact_lines(&self, max_lines: usize, now_ms: u64, palette: Palette) -> Vec<String> {
         if max_lines == 0 {
@@ -348,7 +344,7 @@ impl Board {
             .enumerate()
             .filter(|(_, s)| !s.has_failed() && s.is_working())
             .collect();
-        working.sort_by_key(|(i, s)| (s.working_since, *i));
+        working.sort_by_key(|(i, s)| (s.active_since, *i));
 
         let slots = max_lines - 1;
         let wanted = failed.len() + working.len();
@@ -793,7 +789,7 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_working_ships_stay_on_top_in_a_stable_order() {
+    fn ships_are_listed_in_the_order_they_began_and_keep_their_place() {
         let mut feed = Feed::fleet(40, 2);
         for ship in 0..40 {
             feed.connecting(ship as u64, ship);
@@ -812,10 +808,12 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(&feed.lines(8, 600)), names(&before));
-        feed.connected(700, 0);
-        let after = feed.lines(8, 700);
-        assert_eq!(name(&after[1]), "s02");
-        assert_eq!(name(&after[4]), "s05");
+        // s02 connects and starts a job: it keeps its place. s01 connects and has nothing
+        // to start yet: folded, and those below move up.
+        feed.connected(700, 1).started(701, 2).connected(702, 0);
+        let after = feed.lines(8, 702);
+        assert_eq!(names(&after[1..5]), ["s02", "s03", "s04", "s05"]);
+        assert!(after[1].ends_with("app2: beginning"), "{after:#?}");
     }
 
     #[test]

@@ -107,68 +107,81 @@ impl<W: Write> ProgressRenderer<W> {
 
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
         self.observe_time(event.at_ms);
-        // Log lines are worked out before the board moves on: a step's duration needs the
-        // step it is leaving.
         match &event.kind {
-            EventKind::PlanStarted { jobs, command, .. } => {
-                // A command like restart runs two plans on one stream: retire the previous
-                // live area before laying out the new one.
+            EventKind::PlanFinished { summary } => {
                 self.finish();
-                self.board.apply(event);
-                let ships = self.board.ships();
-                self.println(&format!(
-                    "{} {} jobs on {ships} ships",
-                    self.palette.strong(command),
+                write!(self.out, "{}", summary::render_table(summary, self.palette))?;
+                return self.out.flush();
+            }
+            // A command like restart runs two plans on one stream: retire the previous live
+            // area before laying out the new one.
+            EventKind::PlanStarted { .. } => self.finish(),
+            _ => {}
+        }
+        // Worked out before the board moves on: a step's duration needs the step it leaves.
+        let log = self.log_lines(event);
+        self.board.apply(event);
+        if matches!(event.kind, EventKind::PlanStarted { .. }) {
+            self.start_live_area();
+        }
+        self.show(&log);
+        Ok(())
+    }
+
+    /// What the scrolling log says about an event, if anything.
+    fn log_lines(&self, event: &Event) -> Vec<String> {
+        let p = self.palette;
+        match &event.kind {
+            EventKind::PlanStarted { command, jobs, .. } => {
+                let mut ships: Vec<&str> = jobs.iter().map(|j| j.ship.as_str()).collect();
+                ships.sort_unstable();
+                ships.dedup();
+                vec![format!(
+                    "{} {} jobs on {} ships",
+                    p.strong(command),
                     jobs.len(),
-                ));
-                self.start_live_area();
+                    ships.len()
+                )]
             }
-            EventKind::ShipConnecting { .. } => self.board.apply(event),
-            EventKind::ShipConnected { ship, elapsed_ms } => {
-                let text = self.palette.dim(&format!(
-                    "  {ship} connected ({})",
-                    format_duration(*elapsed_ms)
-                ));
-                self.println(&text);
-                self.board.apply(event);
-            }
+            EventKind::ShipConnecting { .. } | EventKind::JobStarted { .. } => vec![],
+            EventKind::ShipConnected { ship, elapsed_ms } => vec![p.dim(&format!(
+                "  {ship} connected ({})",
+                format_duration(*elapsed_ms)
+            ))],
             EventKind::ShipConnectFailed {
                 ship,
                 elapsed_ms,
                 reason,
-            } => {
-                let text = format!(
-                    "{} {} {} ({}): {reason}",
-                    self.palette.bad("✘"),
-                    self.palette.strong(ship),
-                    self.palette.bad("unreachable"),
-                    format_duration(*elapsed_ms)
-                );
-                self.println(&text);
-                self.board.apply(event);
-            }
-            EventKind::JobStarted { .. } => self.board.apply(event),
+            } => vec![format!(
+                "{} {} {} ({}): {reason}",
+                p.bad("✘"),
+                p.strong(ship),
+                p.bad("unreachable"),
+                format_duration(*elapsed_ms)
+            )],
             EventKind::Step {
                 job,
                 instance,
                 ship,
                 step,
             } => {
+                let mut lines = Vec::new();
                 // Messages are news, not a state to wait in: log them as they come.
                 if let Step::Message { text } = step {
-                    let line = self
-                        .palette
-                        .dim(&format!("  {}: {text}", self.label(instance, ship)));
-                    self.println(&line);
+                    lines.push(p.dim(&format!("  {}: {text}", self.label(instance, ship))));
                 }
-                let moved_on = self
-                    .board
-                    .current_step(*job)
-                    .is_some_and(|current| current.step.kind_name() != step.kind_name());
-                if moved_on {
-                    self.log_step_finished(*job, instance, ship, event.at_ms);
+                if let Some(current) = self.board.current_step(*job)
+                    && current.step.kind_name() != step.kind_name()
+                    && !matches!(current.step, Step::Message { .. })
+                {
+                    lines.push(p.dim(&format!(
+                        "  {} {} ({})",
+                        self.label(instance, ship),
+                        current.step.kind_name(),
+                        format_duration(event.at_ms.saturating_sub(current.since_ms))
+                    )));
                 }
-                self.board.apply(event);
+                lines
             }
             EventKind::JobDone {
                 instance,
@@ -176,17 +189,13 @@ impl<W: Write> ProgressRenderer<W> {
                 elapsed_ms,
                 outcome,
                 ..
-            } => {
-                let text = format!(
-                    "{} {} {} ({})",
-                    self.palette.good("✔"),
-                    self.label(instance, ship),
-                    self.palette.good(outcome.as_str()),
-                    format_duration(*elapsed_ms)
-                );
-                self.println(&text);
-                self.board.apply(event);
-            }
+            } => vec![format!(
+                "{} {} {} ({})",
+                p.good("✔"),
+                self.label(instance, ship),
+                p.good(outcome.as_str()),
+                format_duration(*elapsed_ms)
+            )],
             EventKind::JobFailed {
                 instance,
                 ship,
@@ -197,20 +206,13 @@ impl<W: Write> ProgressRenderer<W> {
             } => {
                 let mut lines = vec![format!(
                     "{} {} {} after {}: {reason}",
-                    self.palette.bad("✘"),
+                    p.bad("✘"),
                     self.label(instance, ship),
-                    self.palette.bad("failed"),
+                    p.bad("failed"),
                     format_duration(*elapsed_ms)
                 )];
-                lines.extend(
-                    log_tail
-                        .iter()
-                        .map(|l| self.palette.dim(&format!("    | {l}"))),
-                );
-                for line in &lines {
-                    self.println(line);
-                }
-                self.board.apply(event);
+                lines.extend(log_tail.iter().map(|l| p.dim(&format!("    | {l}"))));
+                lines
             }
             EventKind::JobSkipped {
                 instance,
@@ -225,34 +227,46 @@ impl<W: Write> ProgressRenderer<W> {
                 ..
             } => {
                 let word = super::not_attempted_word(&event.kind);
-                let text = format!(
+                vec![format!(
                     "{} {} {}: {reason}",
-                    self.palette.warn("-"),
+                    p.warn("-"),
                     self.label(instance, ship),
-                    self.palette.warn(word)
-                );
-                self.println(&text);
-                self.board.apply(event);
+                    p.warn(word)
+                )]
             }
-            EventKind::Interrupted { abort } => {
-                let text = if *abort {
-                    self.palette.bad("aborted: dropping operations in progress")
-                } else {
-                    self.palette.warn(
-                        "interrupted: starting nothing new, letting operations in progress finish (Ctrl-C again to abort)",
-                    )
-                };
-                self.println(&text);
+            EventKind::Interrupted { abort: true } => {
+                vec![p.bad("aborted: dropping operations in progress")]
             }
-            EventKind::PlanFinished { summary } => {
-                self.finish();
-                write!(self.out, "{}", summary::render_table(summary, self.palette))?;
-                self.out.flush()?;
-                return Ok(());
-            }
+            EventKind::Interrupted { abort: false } => vec![p.warn(
+                "interrupted: starting nothing new, letting operations in progress finish (Ctrl-C again to abort)",
+            )],
+            EventKind::PlanFinished { .. } => vec![],
         }
-        self.draw(false);
-        Ok(())
+    }
+
+    /// Puts an event's log lines above the live area and redraws it. With log lines the
+    /// frame is drawn whatever the rate: printing redraws the area anyway, and it had better
+    /// agree with the line just logged (not say "starting" under "started").
+    fn show(&mut self, log: &[String]) {
+        if log.is_empty() {
+            self.draw(false);
+            return;
+        }
+        let text = log.join("\n");
+        if self.live.is_none() {
+            self.println(&text);
+            return;
+        }
+        let now = self.now_ms();
+        let lines = self.board.lines(self.view(), now, self.palette);
+        if let Some(live) = &self.live {
+            *lock(&live.text) = lines.join("\n");
+            // Through the bar rather than the MultiProgress: the bar's println draws the
+            // text and the bar's fresh lines in one go, where the other would redraw the
+            // lines from its last frame.
+            live.bar.println(text);
+        }
+        self.last_frame_ms = Some(now);
     }
 
     /// Redraws the live area at the current time, so that spinners turn and connecting
@@ -293,7 +307,6 @@ impl<W: Write> ProgressRenderer<W> {
         let bar = self.multi.add(ProgressBar::hidden().with_style(style));
         self.live = Some(LiveArea { bar, text });
         self.last_frame_ms = None;
-        self.draw(true);
     }
 
     /// Draws the live area, unless a frame was drawn less than `min_frame_ms` ago and
@@ -344,21 +357,6 @@ impl<W: Write> ProgressRenderer<W> {
                 let (rows, cols) = console::Term::stderr().size();
                 View { rows, cols }
             }
-        }
-    }
-
-    fn log_step_finished(&self, job: usize, instance: &str, ship: &str, now_ms: u64) {
-        if let Some(current) = self.board.current_step(job) {
-            if matches!(current.step, Step::Message { .. }) {
-                return;
-            }
-            let text = self.palette.dim(&format!(
-                "  {} {} ({})",
-                self.label(instance, ship),
-                current.step.kind_name(),
-                format_duration(now_ms.saturating_sub(current.since_ms))
-            ));
-            self.println(&text);
         }
     }
 
