@@ -589,7 +589,31 @@ mod render_tests {
         );
         assert!(written.contains("web1 on beta failed after"), "{written}");
         assert!(written.contains("    | last"), "{written}");
-        // The pull comes early, within the rate limiter's initial burst, so its frame is drawn.
         assert!(seen_pull_bar, "{written}");
+    }
+
+    /// A log line and the live area under it are drawn together, from the same state: a
+    /// job logged as started is not shown as still starting below.
+    #[test]
+    fn a_logged_line_comes_with_a_frame_that_agrees_with_it() {
+        let term = Recorder::default();
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(term.clone()), 255);
+        // Rate limited as in the CLI: the log line must bring its own frame.
+        let mut renderer = ProgressRenderer::new(target, Vec::new(), Palette::new(false))
+            .replaying()
+            .with_size(24, 100);
+        for event in events().into_iter().take(5) {
+            renderer.event(&event).unwrap();
+        }
+        let written = term.0.lock().unwrap().clone();
+        let logged = written
+            .iter()
+            .rposition(|l| l.contains("db1 on alpha started"))
+            .expect("the job's end is logged");
+        let alpha = written[logged + 1..]
+            .iter()
+            .find(|l| l.contains("alpha "))
+            .expect("a frame follows the log line");
+        assert!(alpha.starts_with("✓ alpha   1/1   done"), "{alpha:?}");
     }
 }
