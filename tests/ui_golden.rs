@@ -349,6 +349,158 @@ fn colours_are_only_added_when_asked() {
     assert_eq!(console::strip_ansi_codes(&coloured), render_plain(&events));
 }
 
+/// A start on three ships that connect on their own: ship-a quickly, ship-c later (its
+/// job starts while ship-a's runs), ship-b never, which fails its job with the reason.
+fn connect_fixture() -> Vec<Event> {
+    let info = |job: usize, instance: &str, service: &str, ship: &str| JobInfo {
+        job,
+        instance: instance.into(),
+        service: service.into(),
+        ship: ship.into(),
+    };
+    let connecting = |at, ship: &str| ev(at, EventKind::ShipConnecting { ship: ship.into() });
+    let connected = |at, ship: &str, elapsed_ms| {
+        ev(
+            at,
+            EventKind::ShipConnected {
+                ship: ship.into(),
+                elapsed_ms,
+            },
+        )
+    };
+    let started = |at, job: usize, instance: &str, ship: &str| {
+        ev(
+            at,
+            EventKind::JobStarted {
+                job,
+                instance: instance.into(),
+                ship: ship.into(),
+            },
+        )
+    };
+    let done = |at, job: usize, instance: &str, ship: &str, elapsed_ms| {
+        ev(
+            at,
+            EventKind::JobDone {
+                job,
+                instance: instance.into(),
+                ship: ship.into(),
+                elapsed_ms,
+                outcome: Outcome::Started,
+            },
+        )
+    };
+    let unreachable = "ssh: connect to host 10.0.0.2 port 22: Connection timed out";
+    let summary = Summary {
+        command: "start".into(),
+        jobs: vec![
+            report(
+                0,
+                "db1",
+                "db",
+                "ship-a",
+                JobState::Done {
+                    outcome: Outcome::Started,
+                },
+                Some((414, 1500)),
+            ),
+            report(
+                1,
+                "web1",
+                "web",
+                "ship-b",
+                JobState::Failed {
+                    reason: unreachable.into(),
+                    log_tail: vec![],
+                },
+                Some((5001, 5001)),
+            ),
+            report(
+                2,
+                "cache1",
+                "cache",
+                "ship-c",
+                JobState::Done {
+                    outcome: Outcome::Started,
+                },
+                Some((601, 1200)),
+            ),
+        ],
+        interrupted: false,
+        aborted: false,
+        started_at_ms: 0,
+        finished_at_ms: 5002,
+    };
+    vec![
+        ev(
+            0,
+            EventKind::PlanStarted {
+                command: "start".into(),
+                direction: Direction::Forward,
+                jobs: vec![
+                    info(0, "db1", "db", "ship-a"),
+                    info(1, "web1", "web", "ship-b"),
+                    info(2, "cache1", "cache", "ship-c"),
+                ],
+            },
+        ),
+        connecting(1, "ship-a"),
+        connecting(1, "ship-b"),
+        connecting(2, "ship-c"),
+        connected(413, "ship-a", 412),
+        started(414, 0, "db1", "ship-a"),
+        connected(600, "ship-c", 598),
+        started(601, 2, "cache1", "ship-c"),
+        ev(
+            900,
+            EventKind::Step {
+                job: 0,
+                instance: "db1".into(),
+                ship: "ship-a".into(),
+                step: Step::Starting,
+            },
+        ),
+        done(1200, 2, "cache1", "ship-c", 599),
+        done(1500, 0, "db1", "ship-a", 1086),
+        ev(
+            5001,
+            EventKind::ShipConnectFailed {
+                ship: "ship-b".into(),
+                elapsed_ms: 5000,
+                reason: unreachable.into(),
+            },
+        ),
+        ev(
+            5001,
+            EventKind::JobFailed {
+                job: 1,
+                instance: "web1".into(),
+                ship: "ship-b".into(),
+                elapsed_ms: 0,
+                reason: unreachable.into(),
+                log_tail: vec![],
+            },
+        ),
+        ev(5002, EventKind::PlanFinished { summary }),
+    ]
+}
+
+#[test]
+fn connect_events_render_to_golden_plain_output() {
+    golden::check("connect.plain.txt", &render_plain(&connect_fixture()));
+}
+
+#[test]
+fn connect_events_come_out_as_json_and_round_trip() {
+    let json = render_json(&connect_fixture());
+    golden::check("connect.events.jsonl", &json);
+    let parsed: Vec<Event> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(parsed, connect_fixture());
+}
+
 /// A scripted operation: each job sleeps through its steps (virtual time), some fail.
 struct Scripted;
 
@@ -535,4 +687,463 @@ fn progress_draws_live_lines_on_a_pseudo_terminal() {
     assert!(plain.contains("✘ app2 on beta failed"), "{plain}");
     assert!(plain.contains("#  INSTANCE"), "summary table: {plain}");
     assert!(plain.contains("skipped: dependency app2 failed"), "{plain}");
+}
+
+/// How many ships the fleet test replays, and the terminal it replays them in: more
+/// ships than rows, so the progress view must go compact to stay on screen.
+const FLEET_SHIPS: usize = 40;
+const FLEET_ROWS: usize = 24;
+const FLEET_COLS: usize = 100;
+
+/// A recorded start of two instances (app, then web) on each of 40 ships, connecting on
+/// their own: ships connect 20 ms apart and take a varying time to, so connecting,
+/// pulling and checking overlap across the fleet. ship-14 cannot be reached and both its
+/// jobs fail with the reason; web8's check fails.
+fn fleet_fixture() -> Vec<Event> {
+    let ship = |i: usize| format!("ship-{:02}", i + 1);
+    let instance = |job: usize| format!("{}{}", ["app", "web"][job % 2], job / 2 + 1);
+    let jobs: Vec<JobInfo> = (0..FLEET_SHIPS * 2)
+        .map(|job| JobInfo {
+            job,
+            instance: instance(job),
+            service: ["app", "web"][job % 2].into(),
+            ship: ship(job / 2),
+        })
+        .collect();
+    let unreachable = "ssh: connect to host ship-14 port 22: Connection timed out";
+    let mut events = vec![];
+    let mut reports = vec![];
+    for i in 0..FLEET_SHIPS {
+        let at0 = 20 * i as u64;
+        let (app, web) = (2 * i, 2 * i + 1);
+        let on = |job: usize| (job, instance(job), ship(i));
+        events.push(ev(at0, EventKind::ShipConnecting { ship: ship(i) }));
+        if i == 13 {
+            let at = at0 + 5000;
+            events.push(ev(
+                at,
+                EventKind::ShipConnectFailed {
+                    ship: ship(i),
+                    elapsed_ms: 5000,
+                    reason: unreachable.into(),
+                },
+            ));
+            for job in [app, web] {
+                let (job, instance, ship) = on(job);
+                let state = JobState::Failed {
+                    reason: unreachable.into(),
+                    log_tail: vec![],
+                };
+                reports.push(report(job, &instance, "svc", &ship, state, Some((at, at))));
+                events.push(ev(
+                    at,
+                    EventKind::JobFailed {
+                        job,
+                        instance,
+                        ship,
+                        elapsed_ms: 0,
+                        reason: unreachable.into(),
+                        log_tail: vec![],
+                    },
+                ));
+            }
+            continue;
+        }
+        let connect_ms = 200 + (i as u64 * 73) % 400;
+        let at1 = at0 + connect_ms;
+        events.push(ev(
+            at1,
+            EventKind::ShipConnected {
+                ship: ship(i),
+                elapsed_ms: connect_ms,
+            },
+        ));
+        // The app: a pull with progress, then start and a check.
+        let (job, name, host) = on(app);
+        let step = |at, step| {
+            ev(
+                at,
+                EventKind::Step {
+                    job,
+                    instance: name.clone(),
+                    ship: host.clone(),
+                    step,
+                },
+            )
+        };
+        let app_start = at1 + 1;
+        let app_end = app_start + 1300 + (i as u64 * 131) % 700;
+        events.push(ev(
+            app_start,
+            EventKind::JobStarted {
+                job,
+                instance: name.clone(),
+                ship: host.clone(),
+            },
+        ));
+        for (offset, percent) in [(10, 0u8), (400, 50), (800, 100)] {
+            events.push(step(
+                app_start + offset,
+                Step::Pulling {
+                    percent: Some(percent),
+                    detail: format!("{}/4 layers", percent / 25),
+                },
+            ));
+        }
+        events.push(step(app_start + 900, Step::Creating));
+        events.push(step(app_start + 1000, Step::Starting));
+        events.push(step(
+            app_start + 1100,
+            Step::Checking {
+                check: "tcp:app".into(),
+                attempt: 1,
+                max: 30,
+            },
+        ));
+        events.push(ev(
+            app_end,
+            EventKind::JobDone {
+                job,
+                instance: name.clone(),
+                ship: host.clone(),
+                elapsed_ms: app_end - app_start,
+                outcome: Outcome::Started,
+            },
+        ));
+        let state = JobState::Done {
+            outcome: Outcome::Started,
+        };
+        reports.push(report(
+            job,
+            &name,
+            "app",
+            &host,
+            state,
+            Some((app_start, app_end)),
+        ));
+        // The web: starts once the app is up; web8's check never passes.
+        let (job, name, host) = on(web);
+        let web_start = app_end + 1;
+        events.push(ev(
+            web_start,
+            EventKind::JobStarted {
+                job,
+                instance: name.clone(),
+                ship: host.clone(),
+            },
+        ));
+        for (offset, step) in [(100, Step::Creating), (200, Step::Starting)] {
+            events.push(ev(
+                web_start + offset,
+                EventKind::Step {
+                    job,
+                    instance: name.clone(),
+                    ship: host.clone(),
+                    step,
+                },
+            ));
+        }
+        if i == 7 {
+            let web_end = web_start + 1500;
+            let reason = "check http:web failed after 30 attempts";
+            events.push(ev(
+                web_end,
+                EventKind::JobFailed {
+                    job,
+                    instance: name.clone(),
+                    ship: host.clone(),
+                    elapsed_ms: web_end - web_start,
+                    reason: reason.into(),
+                    log_tail: vec!["listen: permission denied".into()],
+                },
+            ));
+            let state = JobState::Failed {
+                reason: reason.into(),
+                log_tail: vec!["listen: permission denied".into()],
+            };
+            reports.push(report(
+                job,
+                &name,
+                "web",
+                &host,
+                state,
+                Some((web_start, web_end)),
+            ));
+        } else {
+            let web_end = web_start + 600;
+            events.push(ev(
+                web_end,
+                EventKind::JobDone {
+                    job,
+                    instance: name.clone(),
+                    ship: host.clone(),
+                    elapsed_ms: web_end - web_start,
+                    outcome: Outcome::Started,
+                },
+            ));
+            let state = JobState::Done {
+                outcome: Outcome::Started,
+            };
+            reports.push(report(
+                job,
+                &name,
+                "web",
+                &host,
+                state,
+                Some((web_start, web_end)),
+            ));
+        }
+    }
+    // As the executor would send them: in time order, each ship's own events in order.
+    events.sort_by_key(|e| e.at_ms);
+    reports.sort_by_key(|r| r.job);
+    let finished_at_ms = events.last().map_or(0, |e| e.at_ms) + 1;
+    events.insert(
+        0,
+        ev(
+            0,
+            EventKind::PlanStarted {
+                command: "start".into(),
+                direction: Direction::Forward,
+                jobs,
+            },
+        ),
+    );
+    events.push(ev(
+        finished_at_ms,
+        EventKind::PlanFinished {
+            summary: Summary {
+                command: "start".into(),
+                jobs: reports,
+                interrupted: false,
+                aborted: false,
+                started_at_ms: 0,
+                finished_at_ms,
+            },
+        },
+    ));
+    events
+}
+
+/// The child half of the fleet test: replays the fleet through the progress renderer on
+/// the pseudo-terminal's stderr, at the terminal size the parent set with `stty`.
+/// Replaying (event time, not the wall clock) makes every frame, and which frames are
+/// drawn, a function of the events alone.
+#[test]
+#[ignore = "run by progress_view_of_a_large_fleet_fits_the_terminal"]
+fn pty_child_fleet() {
+    if std::env::var_os("MAESTRO_PTY_CHILD").is_none() {
+        return;
+    }
+    let (rows, cols) = console::Term::stderr().size();
+    assert_eq!(
+        (usize::from(rows), usize::from(cols)),
+        (FLEET_ROWS, FLEET_COLS),
+        "stty set the size"
+    );
+    let mut renderer = maestro::ui::progress::ProgressRenderer::new(
+        indicatif::ProgressDrawTarget::stderr(),
+        std::io::stdout(),
+        Palette::new(false),
+    )
+    .replaying();
+    for event in fleet_fixture() {
+        renderer.event(&event).unwrap();
+    }
+    renderer.finish();
+}
+
+/// Follows the cursor through what a terminal of `rows` x `cols` is sent: enough of a
+/// terminal to see how tall indicatif's live area was. Indicatif redraws by moving the
+/// cursor up to the first line of the area it drew last (CSI n A, n = height - 1), so
+/// every upward move measures a frame, whatever else the frame contained; a move that
+/// would go past the top of the screen means a frame did not fit.
+struct Cursor {
+    rows: usize,
+    cols: usize,
+    row: usize,
+    col: usize,
+    /// Set after writing in the last column: the next character goes to the next line.
+    wrap_pending: bool,
+    /// Every upward move seen, in lines.
+    ups: Vec<usize>,
+    /// Upward moves stopped by the top of the screen.
+    clamped: usize,
+}
+
+impl Cursor {
+    fn new(rows: usize, cols: usize) -> Self {
+        Cursor {
+            rows,
+            cols,
+            row: 0,
+            col: 0,
+            wrap_pending: false,
+            ups: vec![],
+            clamped: 0,
+        }
+    }
+
+    fn feed(&mut self, captured: &str) {
+        let mut chars = captured.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\u{1b}' => {
+                    if chars.next_if_eq(&'[').is_none() {
+                        chars.next();
+                        continue;
+                    }
+                    let mut params = String::new();
+                    while let Some(p) =
+                        chars.next_if(|p| p.is_ascii_digit() || *p == ';' || *p == '?')
+                    {
+                        params.push(p);
+                    }
+                    if let Some(command) = chars.next() {
+                        self.csi(&params, command);
+                    }
+                }
+                '\r' => {
+                    self.col = 0;
+                    self.wrap_pending = false;
+                }
+                '\n' => {
+                    self.line_feed();
+                    self.wrap_pending = false;
+                }
+                c if c.is_control() => {}
+                c => self.print(console::measure_text_width(&c.to_string())),
+            }
+        }
+    }
+
+    fn csi(&mut self, params: &str, command: char) {
+        let n = params.parse::<usize>().unwrap_or(1).max(1);
+        match command {
+            'A' => {
+                self.ups.push(n);
+                if n > self.row {
+                    self.clamped += 1;
+                }
+                self.row = self.row.saturating_sub(n);
+            }
+            'B' => self.row = (self.row + n).min(self.rows - 1),
+            'C' => self.col = (self.col + n).min(self.cols - 1),
+            'D' => self.col = self.col.saturating_sub(n),
+            // Erasing, colours, cursor visibility: no effect on where the cursor is.
+            _ => return,
+        }
+        self.wrap_pending = false;
+    }
+
+    fn print(&mut self, width: usize) {
+        if width == 0 {
+            return;
+        }
+        if self.wrap_pending || self.col + width > self.cols {
+            self.col = 0;
+            self.line_feed();
+            self.wrap_pending = false;
+        }
+        if self.col + width == self.cols {
+            self.col = self.cols - 1;
+            self.wrap_pending = true;
+        } else {
+            self.col += width;
+        }
+    }
+
+    fn line_feed(&mut self) {
+        // At the bottom the screen scrolls and the cursor stays on the last row.
+        self.row = (self.row + 1).min(self.rows - 1);
+    }
+}
+
+/// Runs `child` (an ignored test of this binary) under util-linux `script`, which gives it
+/// a pseudo-terminal, after `setup` (shell commands, e.g. `stty`); returns the capture, or
+/// None when `script` is not installed. The capture is kept in target/<keep> to inspect.
+fn run_in_pty(child: &str, setup: &str, keep: &str) -> Option<String> {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: util-linux `script` is not installed");
+        return None;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let command = format!(
+        "{setup}{} --exact {child} --ignored --nocapture --test-threads=1",
+        exe.display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("MAESTRO_PTY_CHILD", "1")
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let captured = String::from_utf8_lossy(&output.stdout).into_owned();
+    let _ = std::fs::write(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join(keep),
+        &captured,
+    );
+    assert!(
+        output.status.success(),
+        "child failed: {captured}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(captured)
+}
+
+/// 40 ships in a 24-line terminal: the live area must switch to the compact view and no
+/// frame may be taller than the terminal less the line the cursor rests on, or the
+/// redraws would climb into the scrollback and smear the screen.
+#[test]
+fn progress_view_of_a_large_fleet_fits_the_terminal() {
+    let setup = format!("stty rows {FLEET_ROWS} cols {FLEET_COLS}; ");
+    let Some(captured) = run_in_pty("pty_child_fleet", &setup, "progress-fleet-pty.typescript")
+    else {
+        return;
+    };
+    let mut cursor = Cursor::new(FLEET_ROWS, FLEET_COLS);
+    cursor.feed(&captured);
+    assert!(
+        cursor.ups.len() > 20,
+        "live frames were redrawn: {:?}",
+        cursor.ups
+    );
+    let tallest = cursor.ups.iter().max().copied().unwrap_or(0) + 1;
+    assert!(
+        tallest < FLEET_ROWS,
+        "a frame of {tallest} lines in a terminal of {FLEET_ROWS}"
+    );
+    assert_eq!(
+        cursor.clamped, 0,
+        "a redraw went past the top of the screen"
+    );
+
+    let plain = console::strip_ansi_codes(&captured).into_owned();
+    // The capture is long: on failure, show its end, where the last frames are.
+    let end = &plain[plain.floor_char_boundary(plain.len().saturating_sub(4000))..];
+    assert!(plain.contains("40 ships: "), "overall line: {end}");
+    assert!(plain.contains("more working"), "folded ships: {end}");
+    assert!(
+        plain.contains("connecting ("),
+        "connecting ships listed: {end}"
+    );
+    // The last frame stays on screen: the totals, then the two ships in trouble.
+    assert!(
+        plain.contains("✘ 40 ships: 39 connected, 38 done, 2 failed · 80/80 instances · 5.3s"),
+        "{end}"
+    );
+    assert!(
+        plain.contains("✘ ship-14   2/2   [2 failed] unreachable (5.0s): ssh: connect"),
+        "{end}"
+    );
+    assert!(plain.contains("✘ ship-14 unreachable (5.0s): ssh"), "{end}");
+    assert!(plain.contains("INSTANCE  SERVICE"), "summary table: {end}");
 }

@@ -60,6 +60,16 @@ pub enum EventKind {
         direction: Direction,
         jobs: Vec<JobInfo>,
     },
+    /// The run began connecting to a ship (sent once per ship, after PlanStarted).
+    ShipConnecting { ship: String },
+    /// The ship's connection is ready; `elapsed_ms` since ShipConnecting.
+    ShipConnected { ship: String, elapsed_ms: u64 },
+    /// The ship could not be reached; its jobs will fail with this reason.
+    ShipConnectFailed {
+        ship: String,
+        elapsed_ms: u64,
+        reason: String,
+    },
     JobStarted {
         job: usize,
         instance: String,
@@ -321,6 +331,40 @@ mod tests {
         );
         let back: Event = serde_json::from_str(&json).unwrap();
         assert_eq!(back, event);
+    }
+
+    /// The connect events are part of the `--json` contract: their tags and field names are
+    /// what scripts match on, so pin them.
+    #[test]
+    fn connect_events_serialise_with_their_tags() {
+        let cases = [
+            (
+                EventKind::ShipConnecting { ship: "a".into() },
+                r#"{"at_ms":5,"event":"ship_connecting","ship":"a"}"#,
+            ),
+            (
+                EventKind::ShipConnected {
+                    ship: "a".into(),
+                    elapsed_ms: 412,
+                },
+                r#"{"at_ms":5,"event":"ship_connected","ship":"a","elapsed_ms":412}"#,
+            ),
+            (
+                EventKind::ShipConnectFailed {
+                    ship: "a".into(),
+                    elapsed_ms: 5000,
+                    reason: "connection refused".into(),
+                },
+                r#"{"at_ms":5,"event":"ship_connect_failed","ship":"a","elapsed_ms":5000,"reason":"connection refused"}"#,
+            ),
+        ];
+        for (kind, expected) in cases {
+            let event = Event { at_ms: 5, kind };
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(json, expected);
+            let back: Event = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, event);
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use console::Style;
 use crate::orchestrate::events::EventStream;
 
 pub mod json;
+mod live;
 pub mod plain;
 pub mod progress;
 pub mod summary;
@@ -118,8 +119,17 @@ pub async fn render_with<W: Write + Send>(
         RenderMode::Progress => {
             let target = indicatif::ProgressDrawTarget::stderr();
             let mut renderer = progress::ProgressRenderer::new(target, out, palette);
-            while let Some(event) = events.recv().await {
-                renderer.event(&masker.mask_event(&event))?;
+            let mut ticks = tokio::time::interval(progress::TICK);
+            // A late tick is simply skipped: the next frame shows the time as it is then.
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Some(event) => renderer.event(&masker.mask_event(&event))?,
+                        None => break,
+                    },
+                    _ = ticks.tick() => renderer.tick(),
+                }
             }
             renderer.finish();
         }
@@ -136,7 +146,7 @@ pub struct Palette {
 }
 
 impl Palette {
-    pub fn new(enabled: bool) -> Self {
+    pub const fn new(enabled: bool) -> Self {
         Palette { enabled }
     }
 
@@ -162,6 +172,10 @@ impl Palette {
 
     pub fn warn(&self, text: &str) -> String {
         self.paint(Style::new().yellow(), text)
+    }
+
+    pub fn accent(&self, text: &str) -> String {
+        self.paint(Style::new().cyan(), text)
     }
 
     pub fn dim(&self, text: &str) -> String {

@@ -47,6 +47,31 @@ impl<W: Write> PlainRenderer<W> {
                     }
                 )?;
             }
+            // Not logged: at a hundred ships it is a hundred lines saying nothing yet; the
+            // outcome (connected or unreachable) says how long it took.
+            EventKind::ShipConnecting { .. } => return Ok(()),
+            // Indented by the width of the failure mark so ship names line up in a log.
+            EventKind::ShipConnected { ship, elapsed_ms } => {
+                writeln!(
+                    self.out,
+                    "{time}   {ship} {} ({})",
+                    p.good("connected"),
+                    format_duration(*elapsed_ms)
+                )?;
+            }
+            EventKind::ShipConnectFailed {
+                ship,
+                elapsed_ms,
+                reason,
+            } => {
+                writeln!(
+                    self.out,
+                    "{time} {} {ship} {} ({}): {reason}",
+                    p.bad("✘"),
+                    p.bad("unreachable"),
+                    format_duration(*elapsed_ms)
+                )?;
+            }
             EventKind::JobStarted { instance, ship, .. } => {
                 writeln!(self.out, "{time} {}: begin", who(instance, ship))?;
             }

@@ -1,70 +1,104 @@
-//! The live view for a terminal: one line per ship (spinner, jobs finished / total, what is
-//! in progress there, a bar while pulling) above a scrolling log of finished steps, then
-//! the summary table.
+//! The live view for a terminal: a live area (one line per ship, or a compact view when
+//! the fleet outgrows the terminal; see `ui::live`) above a scrolling log of finished
+//! steps, then the summary table.
 //!
 //! One line per *ship* rather than per instance because that is what stays readable with
 //! dozens of instances, and because the questions during a deployment are per host: which
 //! one is slow, which one is stuck.
+//!
+//! indicatif only draws: the live area is a single bar whose whole text is ours, and it is
+//! drawn only when this renderer asks (on events, at most every [`MIN_FRAME_MS`], and on
+//! [`ProgressRenderer::tick`]), so what is drawn depends on the events and the clock we
+//! give it, not on indicatif's own timers.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
+use super::live::{Board, View};
 use super::{Palette, format_duration, summary};
-use crate::orchestrate::events::{Event, EventKind, JobInfo, Step};
+use crate::orchestrate::events::{Event, EventKind, Step};
 
-/// Width of the hand-drawn pull bar inside a ship line. Drawn by hand (not an indicatif
-/// bar) because the ship line's position already counts jobs, and a ship can pull for
-/// several instances at once.
-const PULL_BAR_WIDTH: usize = 20;
+/// How often the render loop should call [`ProgressRenderer::tick`]: often enough for the
+/// spinners and the connecting times to look alive, rarely enough to cost nothing.
+pub const TICK: Duration = Duration::from_millis(100);
 
-struct ShipLine {
-    bar: ProgressBar,
-    finished: u64,
-    failed: u64,
-    /// Skipped or cancelled: not attempted, as opposed to attempted and failed.
-    not_attempted: u64,
-    /// Jobs in progress on this ship, in the order they began.
-    in_flight: Vec<usize>,
-}
+/// Least time between two frames drawn because of events. A hundred ships can send
+/// hundreds of events a second; redrawing a screenful for each would cost more terminal
+/// output than the deployment is worth watching, and nobody reads faster than this.
+const MIN_FRAME_MS: u64 = 50;
 
-/// How a job ended, as far as its ship's line is concerned.
+/// Where "now" comes from for the live times (connecting for 1.2s, the overall elapsed).
 #[derive(Debug, Clone, Copy)]
-enum Ending {
-    Done,
-    Failed,
-    NotAttempted,
+enum Clock {
+    /// The wall clock, anchored on the first event received (events carry times since the
+    /// run began, which is the base the live times must share).
+    Wall { anchor: Option<(u64, Instant)> },
+    /// The time of the latest event: a recorded stream replays the same frames however fast
+    /// it is fed, which is what tests want.
+    Events,
 }
 
-/// The step a job is in and when it entered it, to log the step's duration when it ends.
-struct CurrentStep {
-    step: Step,
-    since_ms: u64,
+/// Where the terminal's size comes from.
+#[derive(Debug, Clone, Copy)]
+enum Size {
+    /// Asked at every frame, so a resized terminal gets a layout that fits it.
+    Stderr,
+    Fixed(View),
+}
+
+/// The live area: one indicatif bar whose text is whatever lines we last put in `text`.
+struct LiveArea {
+    bar: ProgressBar,
+    text: Arc<Mutex<String>>,
 }
 
 pub struct ProgressRenderer<W: Write> {
     multi: MultiProgress,
+    live: Option<LiveArea>,
     out: W,
     palette: Palette,
-    jobs: Vec<JobInfo>,
-    ships: HashMap<String, ShipLine>,
-    steps: HashMap<usize, CurrentStep>,
+    board: Board,
+    clock: Clock,
+    size: Size,
+    min_frame_ms: u64,
+    last_frame_ms: Option<u64>,
+    /// The latest event time seen; "now" never goes back before it.
+    latest_ms: u64,
 }
 
 impl<W: Write> ProgressRenderer<W> {
     /// `target` is where the live lines go (stderr in the CLI, hidden or in-memory in
-    /// tests); `out` receives the summary table once the live lines are done.
+    /// tests); `out` receives the summary table once the live lines are done. Times shown
+    /// follow the wall clock and the layout follows the size of the terminal on stderr.
     pub fn new(target: ProgressDrawTarget, out: W, palette: Palette) -> Self {
         ProgressRenderer {
             multi: MultiProgress::with_draw_target(target),
+            live: None,
             out,
             palette,
-            jobs: Vec::new(),
-            ships: HashMap::new(),
-            steps: HashMap::new(),
+            board: Board::default(),
+            clock: Clock::Wall { anchor: None },
+            size: Size::Stderr,
+            min_frame_ms: MIN_FRAME_MS,
+            last_frame_ms: None,
+            latest_ms: 0,
         }
+    }
+
+    /// Shows times from the events alone (see [`Clock::Events`]): for replaying a recorded
+    /// stream, where the wall clock would make every run draw different frames.
+    pub fn replaying(mut self) -> Self {
+        self.clock = Clock::Events;
+        self
+    }
+
+    /// Lays out for a terminal of this size instead of asking stderr's.
+    pub fn with_size(mut self, rows: u16, cols: u16) -> Self {
+        self.size = Size::Fixed(View { rows, cols });
+        self
     }
 
     pub fn into_inner(self) -> W {
@@ -72,312 +106,275 @@ impl<W: Write> ProgressRenderer<W> {
     }
 
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
+        self.observe_time(event.at_ms);
         match &event.kind {
-            EventKind::PlanStarted { jobs, command, .. } => self.plan_started(command, jobs),
-            EventKind::JobStarted { job, ship, .. } => {
-                self.steps.insert(
-                    *job,
-                    CurrentStep {
-                        step: Step::Message {
-                            text: "beginning".into(),
-                        },
-                        since_ms: event.at_ms,
-                    },
-                );
-                if let Some(line) = self.ships.get_mut(ship) {
-                    line.in_flight.push(*job);
-                }
-                self.refresh(ship);
+            EventKind::PlanFinished { summary } => {
+                self.finish();
+                write!(self.out, "{}", summary::render_table(summary, self.palette))?;
+                return self.out.flush();
             }
+            // A command like restart runs two plans on one stream: retire the previous live
+            // area before laying out the new one.
+            EventKind::PlanStarted { .. } => self.finish(),
+            _ => {}
+        }
+        // Worked out before the board moves on: a step's duration needs the step it leaves.
+        let log = self.log_lines(event);
+        self.board.apply(event);
+        if matches!(event.kind, EventKind::PlanStarted { .. }) {
+            self.start_live_area();
+        }
+        self.show(&log);
+        Ok(())
+    }
+
+    /// What the scrolling log says about an event, if anything.
+    fn log_lines(&self, event: &Event) -> Vec<String> {
+        let p = self.palette;
+        match &event.kind {
+            EventKind::PlanStarted { command, jobs, .. } => {
+                let mut ships: Vec<&str> = jobs.iter().map(|j| j.ship.as_str()).collect();
+                ships.sort_unstable();
+                ships.dedup();
+                vec![format!(
+                    "{} {} jobs on {} ships",
+                    p.strong(command),
+                    jobs.len(),
+                    ships.len()
+                )]
+            }
+            EventKind::ShipConnecting { .. } | EventKind::JobStarted { .. } => vec![],
+            EventKind::ShipConnected { ship, elapsed_ms } => vec![p.dim(&format!(
+                "  {ship} connected ({})",
+                format_duration(*elapsed_ms)
+            ))],
+            EventKind::ShipConnectFailed {
+                ship,
+                elapsed_ms,
+                reason,
+            } => vec![format!(
+                "{} {} {} ({}): {reason}",
+                p.bad("✘"),
+                p.strong(ship),
+                p.bad("unreachable"),
+                format_duration(*elapsed_ms)
+            )],
             EventKind::Step {
                 job,
                 instance,
                 ship,
                 step,
             } => {
+                let mut lines = Vec::new();
                 // Messages are news, not a state to wait in: log them as they come.
                 if let Step::Message { text } = step {
-                    let line = self
-                        .palette
-                        .dim(&format!("  {}: {text}", self.label(instance, ship)));
-                    self.println(&line);
+                    lines.push(p.dim(&format!("  {}: {text}", self.label(instance, ship))));
                 }
-                let moved_on = self
-                    .steps
-                    .get(job)
-                    .is_some_and(|current| current.step.kind_name() != step.kind_name());
-                if moved_on {
-                    self.log_step_finished(*job, instance, ship, event.at_ms);
+                if let Some(current) = self.board.current_step(*job)
+                    && current.step.kind_name() != step.kind_name()
+                    && !matches!(current.step, Step::Message { .. })
+                {
+                    lines.push(p.dim(&format!(
+                        "  {} {} ({})",
+                        self.label(instance, ship),
+                        current.step.kind_name(),
+                        format_duration(event.at_ms.saturating_sub(current.since_ms))
+                    )));
                 }
-                let since_ms = if moved_on {
-                    event.at_ms
-                } else {
-                    self.steps.get(job).map_or(event.at_ms, |c| c.since_ms)
-                };
-                self.steps.insert(
-                    *job,
-                    CurrentStep {
-                        step: step.clone(),
-                        since_ms,
-                    },
-                );
-                self.refresh(ship);
+                lines
             }
             EventKind::JobDone {
-                job,
                 instance,
                 ship,
                 elapsed_ms,
                 outcome,
-            } => {
-                let text = format!(
-                    "{} {} {} ({})",
-                    self.palette.good("✔"),
-                    self.label(instance, ship),
-                    self.palette.good(outcome.as_str()),
-                    format_duration(*elapsed_ms)
-                );
-                self.job_ended(*job, ship, Ending::Done, &[text]);
-            }
+                ..
+            } => vec![format!(
+                "{} {} {} ({})",
+                p.good("✔"),
+                self.label(instance, ship),
+                p.good(outcome.as_str()),
+                format_duration(*elapsed_ms)
+            )],
             EventKind::JobFailed {
-                job,
                 instance,
                 ship,
                 elapsed_ms,
                 reason,
                 log_tail,
+                ..
             } => {
                 let mut lines = vec![format!(
                     "{} {} {} after {}: {reason}",
-                    self.palette.bad("✘"),
+                    p.bad("✘"),
                     self.label(instance, ship),
-                    self.palette.bad("failed"),
+                    p.bad("failed"),
                     format_duration(*elapsed_ms)
                 )];
-                lines.extend(
-                    log_tail
-                        .iter()
-                        .map(|l| self.palette.dim(&format!("    | {l}"))),
-                );
-                self.job_ended(*job, ship, Ending::Failed, &lines);
+                lines.extend(log_tail.iter().map(|l| p.dim(&format!("    | {l}"))));
+                lines
             }
             EventKind::JobSkipped {
-                job,
                 instance,
                 ship,
                 reason,
+                ..
             }
             | EventKind::JobCancelled {
-                job,
                 instance,
                 ship,
                 reason,
+                ..
             } => {
                 let word = super::not_attempted_word(&event.kind);
-                let text = format!(
+                vec![format!(
                     "{} {} {}: {reason}",
-                    self.palette.warn("-"),
+                    p.warn("-"),
                     self.label(instance, ship),
-                    self.palette.warn(word)
-                );
-                self.job_ended(*job, ship, Ending::NotAttempted, &[text]);
+                    p.warn(word)
+                )]
             }
-            EventKind::Interrupted { abort } => {
-                let text = if *abort {
-                    self.palette.bad("aborted: dropping operations in progress")
-                } else {
-                    self.palette.warn(
-                        "interrupted: starting nothing new, letting operations in progress finish (Ctrl-C again to abort)",
-                    )
-                };
-                self.println(&text);
+            EventKind::Interrupted { abort: true } => {
+                vec![p.bad("aborted: dropping operations in progress")]
             }
-            EventKind::PlanFinished { summary } => {
-                self.finish();
-                write!(self.out, "{}", summary::render_table(summary, self.palette))?;
-                self.out.flush()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Stops the live lines, leaving their last state on screen. Idempotent; also called
-    /// when the stream ends without a `PlanFinished` (e.g. the run returned an error).
-    pub fn finish(&mut self) {
-        for line in self.ships.values() {
-            if !line.bar.is_finished() {
-                line.bar.finish();
-            }
+            EventKind::Interrupted { abort: false } => vec![p.warn(
+                "interrupted: starting nothing new, letting operations in progress finish (Ctrl-C again to abort)",
+            )],
+            EventKind::PlanFinished { .. } => vec![],
         }
     }
 
-    fn plan_started(&mut self, command: &str, jobs: &[JobInfo]) {
-        // A command like restart runs two plans on one stream: retire the previous lines.
-        self.finish();
-        self.ships.clear();
-        self.steps.clear();
-        self.jobs = jobs.to_vec();
-
-        // Ships in order of first appearance, so the layout follows the plan's order.
-        let mut ship_order: Vec<&str> = Vec::new();
-        for job in jobs {
-            if !ship_order.contains(&job.ship.as_str()) {
-                ship_order.push(&job.ship);
-            }
+    /// Puts an event's log lines above the live area and redraws it. With log lines the
+    /// frame is drawn whatever the rate: printing redraws the area anyway, and it had better
+    /// agree with the line just logged (not say "starting" under "started").
+    fn show(&mut self, log: &[String]) {
+        if log.is_empty() {
+            self.draw(false);
+            return;
         }
-        let name_width = ship_order.iter().map(|s| s.len()).max().unwrap_or(0);
-        let template = if self.palette.enabled() {
-            format!(
-                "{{spinner:.cyan}} {{prefix:<{name_width}.bold}} {{pos:>3}}/{{len:<3}} {{wide_msg}}"
-            )
-        } else {
-            format!("{{spinner}} {{prefix:<{name_width}}} {{pos:>3}}/{{len:<3}} {{wide_msg}}")
-        };
-        // The template is built from a fixed pattern and a number; a failure would be a bug
-        // here, and the default style is an acceptable fallback for a progress line.
-        let style = ProgressStyle::with_template(&template)
-            .unwrap_or_else(|_| ProgressStyle::default_spinner())
-            .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓");
-        self.println(&format!(
-            "{} {} jobs on {} ships",
-            self.palette.strong(command),
-            jobs.len(),
-            ship_order.len()
-        ));
-        for ship in ship_order {
-            let total = jobs.iter().filter(|j| j.ship == ship).count() as u64;
-            let bar = self.multi.add(ProgressBar::new(total));
-            bar.set_style(style.clone());
-            bar.set_prefix(ship.to_string());
-            bar.set_message("waiting");
-            bar.enable_steady_tick(Duration::from_millis(120));
-            self.ships.insert(
-                ship.to_string(),
-                ShipLine {
-                    bar,
-                    finished: 0,
-                    failed: 0,
-                    not_attempted: 0,
-                    in_flight: Vec::new(),
-                },
-            );
-        }
-    }
-
-    fn job_ended(&mut self, job: usize, ship: &str, ending: Ending, lines: &[String]) {
-        // The final step ends with the job; a line for it would repeat the job's line.
-        self.steps.remove(&job);
-        for text in lines {
-            self.println(text);
-        }
-        if let Some(line) = self.ships.get_mut(ship) {
-            line.in_flight.retain(|&j| j != job);
-            line.finished += 1;
-            match ending {
-                Ending::Done => {}
-                Ending::Failed => line.failed += 1,
-                Ending::NotAttempted => line.not_attempted += 1,
-            }
-            line.bar.set_position(line.finished);
-        }
-        self.refresh(ship);
-    }
-
-    fn log_step_finished(&mut self, job: usize, instance: &str, ship: &str, now_ms: u64) {
-        if let Some(current) = self.steps.get(&job) {
-            if matches!(current.step, Step::Message { .. }) {
-                return;
-            }
-            let text = self.palette.dim(&format!(
-                "  {} {} ({})",
-                self.label(instance, ship),
-                current.step.kind_name(),
-                format_duration(now_ms.saturating_sub(current.since_ms))
-            ));
+        let text = log.join("\n");
+        if self.live.is_none() {
             self.println(&text);
+            return;
         }
+        let now = self.now_ms();
+        let lines = self.board.lines(self.view(), now, self.palette);
+        if let Some(live) = &self.live {
+            *lock(&live.text) = lines.join("\n");
+            // Through the bar rather than the MultiProgress: the bar's println draws the
+            // text and the bar's fresh lines in one go, where the other would redraw the
+            // lines from its last frame.
+            live.bar.println(text);
+        }
+        self.last_frame_ms = Some(now);
     }
 
-    /// Redraws one ship's line from what is in flight there.
-    fn refresh(&self, ship: &str) {
-        let Some(line) = self.ships.get(ship) else {
+    /// Redraws the live area at the current time, so that spinners turn and connecting
+    /// times count up between events. Meant to be called every [`TICK`].
+    pub fn tick(&mut self) {
+        self.draw(true);
+    }
+
+    /// Stops the live area, leaving its last state on screen as ordinary lines (so a later
+    /// plan's live area starts below it). Idempotent; also called when the stream ends
+    /// without a `PlanFinished` (e.g. the run returned an error).
+    pub fn finish(&mut self) {
+        let Some(live) = self.live.take() else {
             return;
         };
-        let total = line.bar.length().unwrap_or(0);
-        let mut parts: Vec<String> = line
-            .in_flight
-            .iter()
-            .map(|job| {
-                let instance = self.jobs.get(*job).map_or("?", |j| j.instance.as_str());
-                match self.steps.get(job).map(|c| &c.step) {
-                    Some(Step::Pulling {
-                        percent: Some(percent),
-                        detail,
-                    }) => format!("{instance}: pulling {} {detail}", pull_bar(*percent))
-                        .trim_end()
-                        .to_string(),
-                    Some(step) => format!("{instance}: {step}"),
-                    None => instance.to_string(),
-                }
-            })
-            .collect();
-        if parts.is_empty() {
-            parts.push(if line.finished >= total {
-                "done".into()
-            } else {
-                "waiting".into()
-            });
+        let lines = self.board.lines(self.view(), self.now_ms(), self.palette);
+        lock(&live.text).clear();
+        live.bar.finish_and_clear();
+        if !lines.is_empty() {
+            self.println(&lines.join("\n"));
         }
-        let mut message = parts.join(", ");
-        // Trouble stays visible on the ship's line after the log lines have scrolled away.
-        if line.not_attempted > 0 {
-            message = format!(
-                "{} {message}",
-                self.palette
-                    .warn(&format!("[{} not attempted]", line.not_attempted))
+        self.multi.remove(&live.bar);
+    }
+
+    fn start_live_area(&mut self) {
+        let text = Arc::new(Mutex::new(String::new()));
+        let shared = Arc::clone(&text);
+        // The template is a fixed string; a failure would be a bug here, and the default
+        // style (an empty spinner) is an acceptable fallback for a progress line.
+        let style = ProgressStyle::with_template("{live}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+            .with_key(
+                "live",
+                move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&lock(&shared));
+                },
             );
+        let bar = self.multi.add(ProgressBar::hidden().with_style(style));
+        self.live = Some(LiveArea { bar, text });
+        self.last_frame_ms = None;
+    }
+
+    /// Draws the live area, unless a frame was drawn less than `min_frame_ms` ago and
+    /// `force` is not set (the next event or tick catches up).
+    fn draw(&mut self, force: bool) {
+        let now = self.now_ms();
+        let Some(live) = &self.live else {
+            return;
+        };
+        if !force
+            && self
+                .last_frame_ms
+                .is_some_and(|last| now < last.saturating_add(self.min_frame_ms))
+        {
+            return;
         }
-        if line.failed > 0 {
-            message = format!(
-                "{} {message}",
-                self.palette.bad(&format!("[{} failed]", line.failed))
-            );
+        let lines = self.board.lines(self.view(), now, self.palette);
+        *lock(&live.text) = lines.join("\n");
+        live.bar.force_draw();
+        self.last_frame_ms = Some(now);
+    }
+
+    fn observe_time(&mut self, at_ms: u64) {
+        self.latest_ms = self.latest_ms.max(at_ms);
+        if let Clock::Wall { anchor: None } = self.clock {
+            self.clock = Clock::Wall {
+                anchor: Some((at_ms, Instant::now())),
+            };
         }
-        line.bar.set_message(message);
+    }
+
+    fn now_ms(&self) -> u64 {
+        match self.clock {
+            Clock::Wall {
+                anchor: Some((at_ms, instant)),
+            } => {
+                let elapsed = u64::try_from(instant.elapsed().as_millis()).unwrap_or(u64::MAX);
+                at_ms.saturating_add(elapsed).max(self.latest_ms)
+            }
+            Clock::Wall { anchor: None } | Clock::Events => self.latest_ms,
+        }
+    }
+
+    fn view(&self) -> View {
+        match self.size {
+            Size::Fixed(view) => view,
+            Size::Stderr => {
+                let (rows, cols) = console::Term::stderr().size();
+                View { rows, cols }
+            }
+        }
     }
 
     fn label(&self, instance: &str, ship: &str) -> String {
         format!("{} on {ship}", self.palette.strong(instance))
     }
 
-    /// Log lines go above the live lines; when the target is hidden there is nowhere to put
+    /// Log lines go above the live area; when the target is hidden there is nowhere to put
     /// them, which is fine (the summary table still says everything).
     fn println(&self, text: &str) {
         let _ = self.multi.println(text);
     }
 }
 
-/// `[#########-----------] 45%`
-fn pull_bar(percent: u8) -> String {
-    let percent = usize::from(percent.min(100));
-    let filled = percent * PULL_BAR_WIDTH / 100;
-    format!(
-        "[{}{}] {percent:>3}%",
-        "#".repeat(filled),
-        "-".repeat(PULL_BAR_WIDTH - filled)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pull_bar_fills_proportionally() {
-        assert_eq!(pull_bar(0), "[--------------------]   0%");
-        assert_eq!(pull_bar(45), "[#########-----------]  45%");
-        assert_eq!(pull_bar(200), "[####################] 100%");
-    }
+/// The live text's lock: a panic elsewhere while holding it leaves a string, still fine
+/// to draw or replace.
+fn lock(text: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    text.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -387,7 +384,7 @@ mod render_tests {
     use indicatif::TermLike;
 
     use super::*;
-    use crate::orchestrate::events::{Direction, Outcome};
+    use crate::orchestrate::events::{Direction, JobInfo, Outcome};
     use crate::orchestrate::executor::{JobReport, JobState, Summary};
 
     /// A terminal that keeps every line written to it, to see what the live view drew.
@@ -566,7 +563,11 @@ mod render_tests {
     fn draws_one_line_per_ship_and_logs_finished_steps() {
         let term = Recorder::default();
         let target = ProgressDrawTarget::term_like_with_hz(Box::new(term.clone()), 255);
-        let mut renderer = ProgressRenderer::new(target, Vec::new(), Palette::new(false));
+        let mut renderer = ProgressRenderer::new(target, Vec::new(), Palette::new(false))
+            .replaying()
+            .with_size(24, 100);
+        // Every event's frame, so that the short-lived pull shows up.
+        renderer.min_frame_ms = 0;
         let mut seen_pull_bar = false;
         for event in events() {
             renderer.event(&event).unwrap();
@@ -588,7 +589,31 @@ mod render_tests {
         );
         assert!(written.contains("web1 on beta failed after"), "{written}");
         assert!(written.contains("    | last"), "{written}");
-        // The pull comes early, within the rate limiter's initial burst, so its frame is drawn.
         assert!(seen_pull_bar, "{written}");
+    }
+
+    /// A log line and the live area under it are drawn together, from the same state: a
+    /// job logged as started is not shown as still starting below.
+    #[test]
+    fn a_logged_line_comes_with_a_frame_that_agrees_with_it() {
+        let term = Recorder::default();
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(term.clone()), 255);
+        // Rate limited as in the CLI: the log line must bring its own frame.
+        let mut renderer = ProgressRenderer::new(target, Vec::new(), Palette::new(false))
+            .replaying()
+            .with_size(24, 100);
+        for event in events().into_iter().take(5) {
+            renderer.event(&event).unwrap();
+        }
+        let written = term.0.lock().unwrap().clone();
+        let logged = written
+            .iter()
+            .rposition(|l| l.contains("db1 on alpha started"))
+            .expect("the job's end is logged");
+        let alpha = written[logged + 1..]
+            .iter()
+            .find(|l| l.contains("alpha "))
+            .expect("a frame follows the log line");
+        assert!(alpha.starts_with("✓ alpha   1/1   done"), "{alpha:?}");
     }
 }
