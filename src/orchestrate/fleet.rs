@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::join_all;
 use tokio::sync::watch;
 
-use super::events::EventSink;
+use super::events::{EventKind, EventSink};
 use crate::config::{Environment, JumpHost, KnownHostsPolicy, Ship};
 use crate::docker;
 use crate::transport::{
@@ -198,6 +198,10 @@ impl Fleet {
         else {
             return;
         };
+        self.announce(EventKind::ShipConnecting {
+            ship: name.to_string(),
+        });
+        let began = std::time::Instant::now();
         let connected = transport::connect_in(endpoint, &self.pool)
             .await
             .map(|connection| ShipHandle {
@@ -205,6 +209,25 @@ impl Fleet {
                 connection,
             })
             .map_err(Arc::new);
+        let elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.announce(match &connected {
+            Ok(_) => EventKind::ShipConnected {
+                ship: name.to_string(),
+                elapsed_ms,
+            },
+            Err(err) => {
+                // The event names the ship already.
+                let text = err.to_string();
+                let reason = text
+                    .strip_prefix(&format!("ship {name}: "))
+                    .unwrap_or(&text);
+                EventKind::ShipConnectFailed {
+                    ship: name.to_string(),
+                    elapsed_ms,
+                    reason: reason.to_string(),
+                }
+            }
+        });
         result.send_replace(Some(connected));
     }
 
@@ -287,6 +310,19 @@ impl Fleet {
 pub async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+impl Fleet {
+    fn announce(&self, kind: EventKind) {
+        if let Some(sink) = self
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            sink.send(kind);
+        }
     }
 }
 

@@ -461,7 +461,9 @@ impl Board {
                 }
             })
             .collect();
-        let mut message = if !parts.is_empty() {
+        // Jobs that began while their ship connects are waiting for it: say so.
+        let connecting = matches!(ship.connect, Connect::Connecting { .. });
+        let mut message = if !parts.is_empty() && !connecting {
             parts.join(", ")
         } else {
             match &ship.connect {
@@ -712,6 +714,16 @@ mod tests {
         assert_eq!(feed.lines(24, 2700)[0], "⠹ s01   0/1   app0: beginning");
         feed.done(2800, 0);
         assert_eq!(feed.lines(24, 2800)[0], "✓ s01   1/1   done");
+    }
+
+    #[test]
+    fn a_job_begun_while_its_ship_connects_shows_the_connecting() {
+        // The executor starts a job at once; the job then waits for its ship.
+        let mut feed = Feed::fleet(1, 1);
+        feed.started(0, 0).connecting(2, 0);
+        assert_eq!(feed.lines(24, 1202)[0], "⠋ s01   0/1   connecting (1.2s)");
+        feed.connected(1300, 0);
+        assert_eq!(feed.lines(24, 1300)[0], "⠋ s01   0/1   app0: beginning");
     }
 
     #[test]
