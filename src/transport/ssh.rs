@@ -260,15 +260,35 @@ impl client::Handler for HostKeyCheck {
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        // A certificate is checked by its key, as a plain key would be: we do not trust CAs.
-        let key = match server_key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+        let (key, verdict) = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                let verdict =
+                    known_hosts::verify(&self.host, self.port, key, &self.files, self.policy);
+                (key.clone(), verdict)
+            }
             PublicKeyOrCertificate::Certificate(cert) => {
-                russh::keys::PublicKey::from(cert.public_key().clone())
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|since| since.as_secs())
+                    .unwrap_or(0);
+                let verdict = known_hosts::verify_certificate(
+                    &self.host,
+                    self.port,
+                    cert,
+                    &self.files,
+                    self.policy,
+                    now,
+                );
+                (
+                    russh::keys::PublicKey::from(cert.public_key().clone()),
+                    verdict,
+                )
             }
         };
-        let verdict = known_hosts::verify(&self.host, self.port, &key, &self.files, self.policy);
-        let accepted = matches!(verdict, Verdict::Known | Verdict::Recorded { .. });
+        let accepted = matches!(
+            verdict,
+            Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified
+        );
         let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         outcome.fingerprint = Some(known_hosts::fingerprint(&key));
         outcome.verdict = Some(verdict);
@@ -354,6 +374,11 @@ fn client_config(hop: &Hop, options: &ConnectOptions) -> client::Config {
                 .cloned(),
         );
         preferred.key = order.into();
+    }
+    // OpenSSH asks for certificates first when a CA is listed for the host; russh asks for
+    // none unless told, and a certificate nobody trusts would only be judged by its key.
+    if known_hosts::trusts_cas_for(&hop.host, hop.port, &hop.known_hosts_files) {
+        preferred.host_key_certificates = preferred.key.clone();
     }
     client::Config {
         preferred,
@@ -624,7 +649,19 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
             path: file.clone(),
             reason: reason.clone(),
         }),
-        Verdict::Known | Verdict::Recorded { .. } => None,
+        Verdict::CaRevoked { ca, file } => Some(TransportError::HostCaRevoked {
+            ship: ship.to_string(),
+            hop: hop.label.clone(),
+            ca: ca.clone(),
+            file: file.clone(),
+        }),
+        Verdict::BadCertificate { problem } => Some(TransportError::HostCertificate {
+            ship: ship.to_string(),
+            hop: hop.label.clone(),
+            problem: problem.to_string(),
+            fingerprint,
+        }),
+        Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified => None,
     }
 }
 
