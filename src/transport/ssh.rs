@@ -119,8 +119,15 @@ pub(crate) fn resolve_hops(ship: &str, route: &SshRoute) -> Result<Vec<Hop>, Tra
         message,
     };
     let config_path = ssh_config::config_path(route.ssh_config_file.as_deref());
-    let target_settings =
-        ssh_config::lookup(config_path.as_deref(), &route.host).map_err(settings_err)?;
+    let target_settings = ssh_config::lookup(
+        config_path.as_deref(),
+        &route.host,
+        ssh_config::Given {
+            user: route.user.as_deref(),
+            port: route.port,
+        },
+    )
+    .map_err(settings_err)?;
 
     let jumps: Vec<JumpSpec> = if !route.jumps.is_empty() {
         route.jumps.clone()
@@ -136,8 +143,15 @@ pub(crate) fn resolve_hops(ship: &str, route: &SshRoute) -> Result<Vec<Hop>, Tra
 
     let mut hops = Vec::with_capacity(jumps.len() + 1);
     for jump in &jumps {
-        let settings =
-            ssh_config::lookup(config_path.as_deref(), &jump.host).map_err(settings_err)?;
+        let settings = ssh_config::lookup(
+            config_path.as_deref(),
+            &jump.host,
+            ssh_config::Given {
+                user: jump.user.as_deref(),
+                port: jump.port,
+            },
+        )
+        .map_err(settings_err)?;
         hops.push(make_hop(
             route,
             &jump.host,
