@@ -43,7 +43,7 @@ pub(crate) fn glob_match(text: &str, pattern: &str) -> bool {
 /// OpenSSH `match_pattern_list`: some positive entry of the comma-separated `list` matches
 /// and no `!entry` does. Host names are compared lower-cased, as OpenSSH does (`lower`).
 pub(crate) fn list_matches(text: &str, list: &str, lower: bool) -> bool {
-    list_matches_with(text, list, lower, |text, entry| glob_match(text, entry))
+    list_matches_with(text, list, lower, glob_match)
 }
 
 /// [`list_matches`] with the way one (non-negated) entry matches supplied: known_hosts adds
