@@ -748,6 +748,15 @@ mod tests {
 
         #[test]
         fn hashed_host_fields_match() {
+            // Written by `ssh-keygen -H` for 10.1.2.3.
+            let hashed = "|1|3wbRCE5Sgb3oepQ6EgYROG9RbFQ=|vfhu2Ncz5OCurPcVqWcRsztECqM=";
+            assert!(hosts_field_matches("10.1.2.3", 22, hashed));
+            assert!(!hosts_field_matches("10.1.2.4", 22, hashed));
+            assert!(!hosts_field_matches(
+                "10.1.2.3",
+                22,
+                &format!("*,!{hashed}")
+            ));
             use russh::keys::ssh_encoding::base64::{Base64, Encoding};
             let (ca, host) = (private(1), private(2));
             let cert = sign(&host, &ca, Cert::default());
