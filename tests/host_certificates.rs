@@ -264,4 +264,23 @@ fn host_certificate_from_a_trusted_ca_is_accepted_and_refused_when_revoked_or_mi
         )),
         "{message}"
     );
+
+    // Also recorded by its plain key: accepted as OpenSSH does, with the certificate's
+    // problem among the connection's warnings.
+    let host_key = std::fs::read_to_string(ship.host_key_public.as_ref().expect("host key"))
+        .expect("read host key");
+    std::fs::write(
+        &known_hosts,
+        format!("{}[{}]:2223 {}", trusted(2223), ship.ip, host_key.trim()),
+    )
+    .expect("write known_hosts");
+    assert!(openssh_connects(&bed, &ship, 2223, &known_hosts));
+    let report = ships_report(&bed, &ship, 2223, &known_hosts);
+    assert_eq!(report["ok"], true, "{report}");
+    let warnings = report["connection"]["warnings"].to_string();
+    assert!(
+        warnings.contains("is for principals [other.example]")
+            && warnings.contains("accepted its key"),
+        "{report}"
+    );
 }

@@ -203,8 +203,30 @@ pub(crate) fn verify(
 }
 
 /// Checks a host certificate presented by `host:port` (see the module header for the
-/// rules), at `now` (Unix seconds).
+/// rules), at `now` (Unix seconds). When the certificate failed but its plain key was
+/// accepted, the problem comes back too: OpenSSH prints it, and so should we.
 pub(crate) fn verify_certificate(
+    host: &str,
+    port: u16,
+    cert: &Certificate,
+    files: &[PathBuf],
+    policy: HostKeyPolicy,
+    now: u64,
+) -> (Verdict, Option<CertProblem>) {
+    let verdict = certificate_verdict(host, port, cert, files, policy, now);
+    match verdict {
+        Verdict::Known | Verdict::Recorded { .. } => {
+            let marked = marked_lines(files);
+            (
+                verdict,
+                check_certificate(host, port, cert, &marked, now).err(),
+            )
+        }
+        other => (other, None),
+    }
+}
+
+fn certificate_verdict(
     host: &str,
     port: u16,
     cert: &Certificate,
@@ -715,7 +737,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let file = dir.path().join("known_hosts");
             std::fs::write(&file, known_hosts).expect("write");
-            verify_certificate(host, port, cert, &[file], HostKeyPolicy::Strict, NOW)
+            verify_certificate(host, port, cert, &[file], HostKeyPolicy::Strict, NOW).0
         }
 
         fn problem(verdict: Verdict) -> CertProblem {
@@ -933,6 +955,15 @@ mod tests {
                 check(&known, "10.0.0.1", 22, &cert),
                 Verdict::Known
             ));
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = dir.path().join("known_hosts");
+            std::fs::write(&file, &known).expect("write");
+            let (_, problem) =
+                verify_certificate("10.0.0.1", 22, &cert, &[file], HostKeyPolicy::Strict, NOW);
+            assert!(
+                matches!(problem, Some(CertProblem::UntrustedCa { .. })),
+                "the certificate's problem is kept for a warning: {problem:?}"
+            );
             let changed = format!("{other}10.0.0.1 {}\n", openssh(&other_ca));
             assert!(matches!(
                 check(&changed, "10.0.0.1", 22, &cert),

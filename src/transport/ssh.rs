@@ -257,6 +257,8 @@ fn expand_proxy_tokens(command: &str, host: &str, port: u16, user: &str, alias: 
 struct HostKeyOutcome {
     fingerprint: Option<String>,
     verdict: Option<Verdict>,
+    /// A host certificate that failed while its plain key was accepted.
+    certificate_problem: Option<known_hosts::CertProblem>,
 }
 
 pub(crate) struct HostKeyCheck {
@@ -274,18 +276,18 @@ impl client::Handler for HostKeyCheck {
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let (key, verdict) = match server_key {
+        let (key, verdict, certificate_problem) = match server_key {
             PublicKeyOrCertificate::PublicKey { key, .. } => {
                 let verdict =
                     known_hosts::verify(&self.host, self.port, key, &self.files, self.policy);
-                (key.clone(), verdict)
+                (key.clone(), verdict, None)
             }
             PublicKeyOrCertificate::Certificate(cert) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|since| since.as_secs())
                     .unwrap_or(0);
-                let verdict = known_hosts::verify_certificate(
+                let (verdict, problem) = known_hosts::verify_certificate(
                     &self.host,
                     self.port,
                     cert,
@@ -296,6 +298,7 @@ impl client::Handler for HostKeyCheck {
                 (
                     russh::keys::PublicKey::from(cert.public_key().clone()),
                     verdict,
+                    problem,
                 )
             }
         };
@@ -306,6 +309,7 @@ impl client::Handler for HostKeyCheck {
         let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         outcome.fingerprint = Some(known_hosts::fingerprint(&key));
         outcome.verdict = Some(verdict);
+        outcome.certificate_problem = certificate_problem;
         Ok(accepted)
     }
 }
@@ -529,14 +533,25 @@ async fn connect_hop(
             return Err(ssh_error(&ship, &hop.label, timeout, err));
         }
     };
-    let (fingerprint, recorded_in) = {
+    let (fingerprint, recorded_in, certificate_problem) = {
         let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
         let recorded_in = match &outcome.verdict {
             Some(Verdict::Recorded { file }) => Some(file.clone()),
             _ => None,
         };
-        (outcome.fingerprint.clone().unwrap_or_default(), recorded_in)
+        (
+            outcome.fingerprint.clone().unwrap_or_default(),
+            recorded_in,
+            outcome.certificate_problem.clone(),
+        )
     };
+    if let Some(problem) = certificate_problem {
+        // OpenSSH says so too: the CA setup is broken even though this connection is fine.
+        warnings.push(format!(
+            "host certificate of {} {problem}; accepted its key {fingerprint} as a plain host key",
+            hop.label
+        ));
+    }
     if let Some(file) = recorded_in {
         warnings.push(format!(
             "host key of {} ({fingerprint}) was not known; recorded it in {} (accept-new)",
