@@ -116,6 +116,30 @@ pub enum TransportError {
         file: PathBuf,
     },
 
+    #[error(
+        "ship {ship}: host certificate of {hop} {problem}, and its key {fingerprint} is not \
+         in known_hosts either; refusing to connect"
+    )]
+    HostCertificate {
+        ship: String,
+        hop: String,
+        /// What is wrong with the certificate, worded to follow "host certificate of HOP".
+        problem: String,
+        fingerprint: String,
+    },
+
+    #[error(
+        "ship {ship}: host certificate of {hop} is signed by CA key {ca}, which is marked \
+         @revoked in {}; refusing to connect",
+        file.display()
+    )]
+    HostCaRevoked {
+        ship: String,
+        hop: String,
+        ca: String,
+        file: PathBuf,
+    },
+
     #[error("ship {ship}: cannot use known_hosts file {}: {reason}", path.display())]
     KnownHosts {
         ship: String,
@@ -199,7 +223,10 @@ impl TransportError {
             TransportError::Auth { .. } => "auth",
             TransportError::HostKeyUnknown { .. } => "host-key-unknown",
             TransportError::HostKeyChanged { .. } => "host-key-changed",
-            TransportError::HostKeyRevoked { .. } => "host-key-revoked",
+            TransportError::HostKeyRevoked { .. } | TransportError::HostCaRevoked { .. } => {
+                "host-key-revoked"
+            }
+            TransportError::HostCertificate { .. } => "host-certificate",
             TransportError::KnownHosts { .. } => "known-hosts",
             TransportError::SocketMissing { .. } => "socket-missing",
             TransportError::SocketPermission { .. } => "socket-permission",

@@ -1,12 +1,26 @@
 //! Host key verification against OpenSSH known_hosts files.
 //!
-//! Matching (plain, hashed `|1|` entries, `[host]:port`) is russh's; the decision what an
-//! unmatched key means (unknown vs changed) and when one may be recorded is ours.
+//! Plain lines are matched by russh (exact and hashed `|1|` names, `[host]:port`); the
+//! decision what an unmatched key means (unknown vs changed) and when one may be recorded is
+//! ours. russh skips marker lines, so `@cert-authority` and `@revoked` are read here, their
+//! host fields matched as OpenSSH does (comma lists, `*`/`?`, `!` vetoes, hashed names).
+//!
+//! Host certificates follow OpenSSH (`sshconnect.c`): a certificate is accepted when a CA
+//! listed for this host signed it and it is valid now for the name we connect to; one that
+//! fails is judged by its plain key, so a host also known by its key still connects (and a
+//! changed key is still refused). When the plain key is not known either, the error says
+//! what was wrong with the certificate, which is what the operator needs to fix.
+//! `@revoked` applies to every host whatever its host field (safer than OpenSSH, which scopes
+//! it to matching hosts), to the presented key, the certificate's key and its CA alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::ssh_key::public::KeyData;
+use russh::keys::{Certificate, HashAlg, PublicKey};
+
+use super::patterns;
 
 /// What the operator allows for a host whose key is not recorded yet. A key that differs
 /// from the recorded one is refused under every policy.
@@ -40,6 +54,85 @@ pub(crate) enum Verdict {
         file: PathBuf,
         reason: String,
     },
+    /// A valid host certificate signed by a CA trusted for this host.
+    Certified,
+    /// The CA that signed the host certificate is marked `@revoked` in `file`.
+    CaRevoked {
+        ca: String,
+        file: PathBuf,
+    },
+    /// The host certificate failed, and its plain key is not known either.
+    BadCertificate {
+        problem: CertProblem,
+    },
+}
+
+/// Why a host certificate was not accepted, worded to follow "host certificate of HOP".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CertProblem {
+    /// No `@cert-authority` line for this host lists the key that signed it.
+    UntrustedCa {
+        ca: String,
+    },
+    BadSignature {
+        ca: String,
+    },
+    UserCertificate,
+    NoPrincipals,
+    WrongPrincipal {
+        principals: Vec<String>,
+        name: String,
+    },
+    NotYetValid {
+        from: u64,
+    },
+    Expired {
+        at: u64,
+    },
+    CriticalOptions {
+        names: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for CertProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertProblem::UntrustedCa { ca } => write!(
+                f,
+                "is signed by CA key {ca}, a CA not trusted for this host \
+                 (no matching @cert-authority line in known_hosts)"
+            ),
+            CertProblem::BadSignature { ca } => {
+                write!(
+                    f,
+                    "has a signature that does not verify with its CA key {ca}"
+                )
+            }
+            CertProblem::UserCertificate => {
+                write!(f, "is a user certificate, not a host certificate")
+            }
+            CertProblem::NoPrincipals => write!(
+                f,
+                "lists no principals (OpenSSH refuses such host certificates too)"
+            ),
+            CertProblem::WrongPrincipal { principals, name } => write!(
+                f,
+                "is for principals [{}], not `{name}`",
+                principals.join(", ")
+            ),
+            CertProblem::NotYetValid { from } => {
+                write!(f, "is not valid before {}", format_unix_time(*from))
+            }
+            CertProblem::Expired { at } => {
+                write!(f, "expired at {}", format_unix_time(*at))
+            }
+            CertProblem::CriticalOptions { names } => write!(
+                f,
+                "carries critical options no host certificate may have: {}",
+                names.join(", ")
+            ),
+        }
+    }
 }
 
 pub(crate) fn fingerprint(key: &PublicKey) -> String {
@@ -58,8 +151,10 @@ pub(crate) fn verify(
     files: &[PathBuf],
     policy: HostKeyPolicy,
 ) -> Verdict {
-    if let Some(file) = files.iter().find(|file| is_revoked(key, file)) {
-        return Verdict::Revoked { file: file.clone() };
+    if let Some(line) = marked_lines(files).revoked(key.key_data()) {
+        return Verdict::Revoked {
+            file: line.file.clone(),
+        };
     }
     let mut same_algorithm_mismatch: Option<(Vec<String>, PathBuf, usize)> = None;
     for file in files {
@@ -107,17 +202,248 @@ pub(crate) fn verify(
     }
 }
 
-/// `@revoked` lines (which russh's matcher skips): a revoked key is refused for every host,
-/// whatever the line's host patterns, which errs on the safe side.
-fn is_revoked(key: &PublicKey, file: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(file) else {
+/// Checks a host certificate presented by `host:port` (see the module header for the
+/// rules), at `now` (Unix seconds). When the certificate failed but its plain key was
+/// accepted, the problem comes back too: OpenSSH prints it, and so should we.
+pub(crate) fn verify_certificate(
+    host: &str,
+    port: u16,
+    cert: &Certificate,
+    files: &[PathBuf],
+    policy: HostKeyPolicy,
+    now: u64,
+) -> (Verdict, Option<CertProblem>) {
+    let verdict = certificate_verdict(host, port, cert, files, policy, now);
+    match verdict {
+        Verdict::Known | Verdict::Recorded { .. } => {
+            let marked = marked_lines(files);
+            (
+                verdict,
+                check_certificate(host, port, cert, &marked, now).err(),
+            )
+        }
+        other => (other, None),
+    }
+}
+
+fn certificate_verdict(
+    host: &str,
+    port: u16,
+    cert: &Certificate,
+    files: &[PathBuf],
+    policy: HostKeyPolicy,
+    now: u64,
+) -> Verdict {
+    let key = PublicKey::from(cert.public_key().clone());
+    let marked = marked_lines(files);
+    if let Some(line) = marked.revoked(cert.public_key()) {
+        return Verdict::Revoked {
+            file: line.file.clone(),
+        };
+    }
+    let ca_key = PublicKey::from(cert.signature_key().clone());
+    if let Some(line) = marked.revoked(cert.signature_key()) {
+        return Verdict::CaRevoked {
+            ca: fingerprint(&ca_key),
+            file: line.file.clone(),
+        };
+    }
+    let problem = match check_certificate(host, port, cert, &marked, now) {
+        Ok(verdict) => return verdict,
+        Err(problem) => problem,
+    };
+    // As OpenSSH: a certificate that fails is retried as the plain key it certifies.
+    match verify(host, port, &key, files, policy) {
+        Verdict::Unknown => Verdict::BadCertificate { problem },
+        other => other,
+    }
+}
+
+fn check_certificate(
+    host: &str,
+    port: u16,
+    cert: &Certificate,
+    marked: &MarkedLines,
+    now: u64,
+) -> Result<Verdict, CertProblem> {
+    let ca_key = PublicKey::from(cert.signature_key().clone());
+    let ca = fingerprint(&ca_key);
+    if !marked
+        .cert_authorities(host, port)
+        .any(|line| line.key.key_data() == cert.signature_key())
+    {
+        return Err(CertProblem::UntrustedCa { ca });
+    }
+    if cert.cert_type() != CertType::Host {
+        return Err(CertProblem::UserCertificate);
+    }
+    if now < cert.valid_after() {
+        return Err(CertProblem::NotYetValid {
+            from: cert.valid_after(),
+        });
+    }
+    if now >= cert.valid_before() {
+        return Err(CertProblem::Expired {
+            at: cert.valid_before(),
+        });
+    }
+    // CA and window are checked above, so what this can still refuse is the signature.
+    let ca_fingerprint = ca_key.fingerprint(HashAlg::Sha256);
+    if cert.validate_at(now, [&ca_fingerprint]).is_err() {
+        return Err(CertProblem::BadSignature { ca });
+    }
+    let principals = cert.valid_principals();
+    if principals.is_empty() {
+        return Err(CertProblem::NoPrincipals);
+    }
+    // OpenSSH compares the lower-cased host name, and allows wildcards in host principals.
+    let name = host.to_lowercase();
+    if !principals
+        .iter()
+        .any(|principal| patterns::glob_match(&name, principal))
+    {
+        return Err(CertProblem::WrongPrincipal {
+            principals: principals.to_vec(),
+            name: host.to_string(),
+        });
+    }
+    // No critical option is defined for host certificates; OpenSSH refuses any.
+    let critical: Vec<String> = cert.critical_options().keys().cloned().collect();
+    if !critical.is_empty() {
+        return Err(CertProblem::CriticalOptions { names: critical });
+    }
+    Ok(Verdict::Certified)
+}
+
+/// Whether some `@cert-authority` line applies to `host:port`: only then is the server
+/// asked for a certificate, since without a CA one could only be judged by its key.
+pub(crate) fn trusts_cas_for(host: &str, port: u16, files: &[PathBuf]) -> bool {
+    marked_lines(files)
+        .cert_authorities(host, port)
+        .next()
+        .is_some()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    CertAuthority,
+    Revoked,
+}
+
+/// One `@cert-authority` or `@revoked` line.
+#[derive(Debug)]
+struct MarkedLine {
+    marker: Marker,
+    hosts: String,
+    key: PublicKey,
+    file: PathBuf,
+}
+
+struct MarkedLines(Vec<MarkedLine>);
+
+impl MarkedLines {
+    fn revoked(&self, key: &KeyData) -> Option<&MarkedLine> {
+        self.0
+            .iter()
+            .find(|line| line.marker == Marker::Revoked && line.key.key_data() == key)
+    }
+
+    fn cert_authorities<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> impl Iterator<Item = &'a MarkedLine> + 'a {
+        self.0.iter().filter(move |line| {
+            line.marker == Marker::CertAuthority && hosts_field_matches(host, port, &line.hosts)
+        })
+    }
+}
+
+/// The marker lines of `files`. Unreadable files and lines that do not parse are skipped, as
+/// OpenSSH skips them (russh reports a broken file when it reads the plain lines).
+fn marked_lines(files: &[PathBuf]) -> MarkedLines {
+    let mut found = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            let marker = match fields.next() {
+                Some(m) if m.eq_ignore_ascii_case("@cert-authority") => Marker::CertAuthority,
+                Some(m) if m.eq_ignore_ascii_case("@revoked") => Marker::Revoked,
+                _ => continue,
+            };
+            let (Some(hosts), Some(_algorithm), Some(b64)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let Ok(key) = russh::keys::parse_public_key_base64(b64) else {
+                continue;
+            };
+            found.push(MarkedLine {
+                marker,
+                hosts: hosts.to_string(),
+                key,
+                file: file.clone(),
+            });
+        }
+    }
+    MarkedLines(found)
+}
+
+/// Whether a known_hosts host field names `host:port`, which OpenSSH writes `[host]:port`
+/// unless the port is 22.
+fn hosts_field_matches(host: &str, port: u16, field: &str) -> bool {
+    let name = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    patterns::list_matches_with(&name, field, true, |name, entry| {
+        match entry.strip_prefix("|1|") {
+            Some(hashed) => hashed_name_matches(name, hashed),
+            None => patterns::glob_match(name, entry),
+        }
+    })
+}
+
+/// `|1|salt|hash`: HMAC-SHA1 of the name keyed with the salt, both base64.
+fn hashed_name_matches(name: &str, salt_and_hash: &str) -> bool {
+    use russh::keys::ssh_encoding::base64::{Base64, Encoding};
+    let Some((salt, hash)) = salt_and_hash.split_once('|') else {
         return false;
     };
-    text.lines()
-        .filter_map(|line| line.trim_start().strip_prefix("@revoked"))
-        .filter_map(|rest| rest.split_whitespace().nth(2))
-        .filter_map(|b64| russh::keys::parse_public_key_base64(b64).ok())
-        .any(|revoked| revoked.key_data() == key.key_data())
+    let (Ok(salt), Ok(hash)) = (Base64::decode_vec(salt), Base64::decode_vec(hash)) else {
+        return false;
+    };
+    sha1::hmac(&salt, name.as_bytes()).as_slice() == hash.as_slice()
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for certificate validity times (no date crate is a dependency).
+pub(crate) fn format_unix_time(secs: u64) -> String {
+    if secs == u64::MAX {
+        return "forever".to_string();
+    }
+    let days = secs / 86_400;
+    let rest = secs % 86_400;
+    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 fn record(host: &str, port: u16, key: &PublicKey, file: &Path) -> Result<(), String> {
@@ -190,6 +516,93 @@ pub(crate) fn recorded_algorithms(
         }
     }
     algorithms
+}
+
+/// SHA-1 and HMAC-SHA1, only to test hashed known_hosts names against a host (OpenSSH's
+/// format fixes the algorithm; no SHA-1 crate is a direct dependency, and this is no place
+/// where SHA-1's collision weakness matters: the salt is chosen by the file's owner).
+mod sha1 {
+    fn digest(message: &[u8]) -> [u8; 20] {
+        let mut h: [u32; 5] = [
+            0x6745_2301,
+            0xEFCD_AB89,
+            0x98BA_DCFE,
+            0x1032_5476,
+            0xC3D2_E1F0,
+        ];
+        let mut padded = message.to_vec();
+        padded.push(0x80);
+        while padded.len() % 64 != 56 {
+            padded.push(0);
+        }
+        padded.extend_from_slice(&((message.len() as u64).wrapping_mul(8)).to_be_bytes());
+        for block in padded.chunks_exact(64) {
+            let mut w = [0u32; 80];
+            for (i, word) in block.chunks_exact(4).enumerate() {
+                w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+            }
+            for i in 16..80 {
+                w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+            }
+            let [mut a, mut b, mut c, mut d, mut e] = h;
+            for (i, wi) in w.iter().enumerate() {
+                let (f, k) = match i {
+                    0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+                    20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+                    40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                    _ => (b ^ c ^ d, 0xCA62_C1D6),
+                };
+                let temp = a
+                    .rotate_left(5)
+                    .wrapping_add(f)
+                    .wrapping_add(e)
+                    .wrapping_add(k)
+                    .wrapping_add(*wi);
+                e = d;
+                d = c;
+                c = b.rotate_left(30);
+                b = a;
+                a = temp;
+            }
+            for (state, value) in h.iter_mut().zip([a, b, c, d, e]) {
+                *state = state.wrapping_add(value);
+            }
+        }
+        let mut out = [0u8; 20];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(h) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        out
+    }
+
+    pub(super) fn hmac(key: &[u8], message: &[u8]) -> [u8; 20] {
+        let mut block = [0u8; 64];
+        if key.len() > 64 {
+            block[..20].copy_from_slice(&digest(key));
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let mut inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+        inner.extend_from_slice(message);
+        let mut outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+        outer.extend_from_slice(&digest(&inner));
+        digest(&outer)
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn known_answers() {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(
+            hex(&digest(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        // RFC 2202 test case 2.
+        assert_eq!(
+            hex(&hmac(b"Jefe", b"what do ya want for nothing?")),
+            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -266,5 +679,303 @@ mod tests {
             verify("10.0.0.2", 22, &key(KEY_B), &files, HostKeyPolicy::Strict),
             Verdict::Known
         ));
+    }
+
+    mod certificates {
+        use super::*;
+        use russh::keys::PrivateKey;
+        use russh::keys::ssh_key::certificate::Builder;
+        use russh::keys::ssh_key::private::Ed25519Keypair;
+
+        const NOW: u64 = 1_800_000_000;
+
+        fn private(seed: u8) -> PrivateKey {
+            PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]))
+        }
+
+        fn openssh(key: &PrivateKey) -> String {
+            key.public_key().to_openssh().expect("openssh form")
+        }
+
+        struct Cert {
+            kind: CertType,
+            principals: Vec<&'static str>,
+            after: u64,
+            before: u64,
+        }
+
+        impl Default for Cert {
+            fn default() -> Self {
+                Cert {
+                    kind: CertType::Host,
+                    principals: vec!["10.0.0.1"],
+                    after: NOW - 3600,
+                    before: NOW + 3600,
+                }
+            }
+        }
+
+        fn sign(host: &PrivateKey, ca: &PrivateKey, cert: Cert) -> Certificate {
+            let mut builder = Builder::new(
+                [7u8; 16],
+                host.public_key().key_data().clone(),
+                cert.after,
+                cert.before,
+            )
+            .expect("builder");
+            builder.cert_type(cert.kind).expect("type");
+            if cert.principals.is_empty() {
+                builder.all_principals_valid().expect("principals");
+            }
+            for principal in cert.principals {
+                builder.valid_principal(principal).expect("principal");
+            }
+            builder.sign(ca).expect("sign")
+        }
+
+        fn check(known_hosts: &str, host: &str, port: u16, cert: &Certificate) -> Verdict {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = dir.path().join("known_hosts");
+            std::fs::write(&file, known_hosts).expect("write");
+            verify_certificate(host, port, cert, &[file], HostKeyPolicy::Strict, NOW).0
+        }
+
+        fn problem(verdict: Verdict) -> CertProblem {
+            match verdict {
+                Verdict::BadCertificate { problem } => problem,
+                other => panic!("expected BadCertificate, got {other:?}"),
+            }
+        }
+
+        #[test]
+        fn accepted_when_a_trusted_ca_signed_it_for_this_host() {
+            let (ca, host) = (private(1), private(2));
+            let cert = sign(&host, &ca, Cert::default());
+            let line = format!("@cert-authority 10.0.0.* {}\n", openssh(&ca));
+            assert!(matches!(
+                check(&line, "10.0.0.1", 22, &cert),
+                Verdict::Certified
+            ));
+            let port_line = format!("@cert-authority [10.0.0.?]:2222,other {}\n", openssh(&ca));
+            assert!(matches!(
+                check(&port_line, "10.0.0.1", 2222, &cert),
+                Verdict::Certified
+            ));
+            // OpenSSH writes `[host]:port` for other ports: a bare pattern does not cover them.
+            assert!(matches!(
+                problem(check(&line, "10.0.0.1", 2222, &cert)),
+                CertProblem::UntrustedCa { .. }
+            ));
+        }
+
+        #[test]
+        fn hashed_host_fields_match() {
+            // Written by `ssh-keygen -H` for 10.1.2.3.
+            let hashed = "|1|3wbRCE5Sgb3oepQ6EgYROG9RbFQ=|vfhu2Ncz5OCurPcVqWcRsztECqM=";
+            assert!(hosts_field_matches("10.1.2.3", 22, hashed));
+            assert!(!hosts_field_matches("10.1.2.4", 22, hashed));
+            assert!(!hosts_field_matches(
+                "10.1.2.3",
+                22,
+                &format!("*,!{hashed}")
+            ));
+            use russh::keys::ssh_encoding::base64::{Base64, Encoding};
+            let (ca, host) = (private(1), private(2));
+            let cert = sign(&host, &ca, Cert::default());
+            let salt = [9u8; 20];
+            let hash = sha1::hmac(&salt, b"10.0.0.1");
+            let field = format!(
+                "|1|{}|{}",
+                Base64::encode_string(&salt),
+                Base64::encode_string(&hash)
+            );
+            let line = format!("@cert-authority {field} {}\n", openssh(&ca));
+            assert!(matches!(
+                check(&line, "10.0.0.1", 22, &cert),
+                Verdict::Certified
+            ));
+            assert!(matches!(
+                problem(check(
+                    &line,
+                    "10.0.0.2",
+                    22,
+                    &sign(
+                        &host,
+                        &ca,
+                        Cert {
+                            principals: vec!["10.0.0.2"],
+                            ..Cert::default()
+                        }
+                    )
+                )),
+                CertProblem::UntrustedCa { .. }
+            ));
+        }
+
+        #[test]
+        fn wrong_principal_is_refused_with_the_principals() {
+            let (ca, host) = (private(1), private(2));
+            let cert = sign(
+                &host,
+                &ca,
+                Cert {
+                    principals: vec!["web1", "web2"],
+                    ..Cert::default()
+                },
+            );
+            let line = format!("@cert-authority * {}\n", openssh(&ca));
+            let refused = problem(check(&line, "10.0.0.1", 22, &cert));
+            assert_eq!(
+                refused.to_string(),
+                "is for principals [web1, web2], not `10.0.0.1`"
+            );
+            let wildcard = sign(
+                &host,
+                &ca,
+                Cert {
+                    principals: vec!["10.0.0.*"],
+                    ..Cert::default()
+                },
+            );
+            assert!(matches!(
+                check(&line, "10.0.0.1", 22, &wildcard),
+                Verdict::Certified
+            ));
+            let none = sign(
+                &host,
+                &ca,
+                Cert {
+                    principals: vec![],
+                    ..Cert::default()
+                },
+            );
+            assert_eq!(
+                problem(check(&line, "10.0.0.1", 22, &none)),
+                CertProblem::NoPrincipals
+            );
+        }
+
+        #[test]
+        fn expired_and_not_yet_valid_are_refused() {
+            let (ca, host) = (private(1), private(2));
+            let line = format!("@cert-authority * {}\n", openssh(&ca));
+            let expired = sign(
+                &host,
+                &ca,
+                Cert {
+                    after: 1_700_000_000 - 60,
+                    before: 1_700_000_000,
+                    ..Cert::default()
+                },
+            );
+            assert_eq!(
+                problem(check(&line, "10.0.0.1", 22, &expired)).to_string(),
+                "expired at 2023-11-14 22:13:20 UTC"
+            );
+            let early = sign(
+                &host,
+                &ca,
+                Cert {
+                    after: NOW + 60,
+                    before: NOW + 3600,
+                    ..Cert::default()
+                },
+            );
+            assert_eq!(
+                problem(check(&line, "10.0.0.1", 22, &early)),
+                CertProblem::NotYetValid { from: NOW + 60 }
+            );
+        }
+
+        #[test]
+        fn user_certificates_are_not_host_certificates() {
+            let (ca, host) = (private(1), private(2));
+            let cert = sign(
+                &host,
+                &ca,
+                Cert {
+                    kind: CertType::User,
+                    ..Cert::default()
+                },
+            );
+            let line = format!("@cert-authority * {}\n", openssh(&ca));
+            assert_eq!(
+                problem(check(&line, "10.0.0.1", 22, &cert)),
+                CertProblem::UserCertificate
+            );
+        }
+
+        #[test]
+        fn revoked_ca_or_host_key_refuses() {
+            let (ca, host) = (private(1), private(2));
+            let cert = sign(&host, &ca, Cert::default());
+            let trusted = format!("@cert-authority * {}\n", openssh(&ca));
+            let ca_revoked = format!("{trusted}@revoked * {}\n", openssh(&ca));
+            match check(&ca_revoked, "10.0.0.1", 22, &cert) {
+                Verdict::CaRevoked { ca: revoked, .. } => {
+                    assert_eq!(revoked, fingerprint(ca.public_key()));
+                }
+                other => panic!("expected CaRevoked, got {other:?}"),
+            }
+            // Scoped to no host at all, still revoked: revocation is never narrowed.
+            let host_revoked = format!("{trusted}@revoked nowhere {}\n", openssh(&host));
+            assert!(matches!(
+                check(&host_revoked, "10.0.0.1", 22, &cert),
+                Verdict::Revoked { .. }
+            ));
+        }
+
+        #[test]
+        fn untrusted_ca_or_other_hosts_ca_falls_back_to_the_plain_key() {
+            let (ca, other_ca, host) = (private(1), private(3), private(2));
+            let cert = sign(&host, &ca, Cert::default());
+            let other = format!("@cert-authority * {}\n", openssh(&other_ca));
+            assert!(matches!(
+                problem(check(&other, "10.0.0.1", 22, &cert)),
+                CertProblem::UntrustedCa { .. }
+            ));
+            for pattern in ["10.9.*", "10.0.0.*,!10.0.0.1", "!10.0.0.1"] {
+                let line = format!("@cert-authority {pattern} {}\n", openssh(&ca));
+                assert!(
+                    matches!(
+                        problem(check(&line, "10.0.0.1", 22, &cert)),
+                        CertProblem::UntrustedCa { .. }
+                    ),
+                    "{pattern}"
+                );
+                let dir = tempfile::tempdir().expect("tempdir");
+                let file = dir.path().join("known_hosts");
+                std::fs::write(&file, &line).expect("write");
+                assert!(!trusts_cas_for("10.0.0.1", 22, &[file]), "{pattern}");
+            }
+            // OpenSSH retries a failed certificate as its plain key: known is accepted,
+            // changed is still refused.
+            let known = format!("{other}10.0.0.1 {}\n", openssh(&host));
+            assert!(matches!(
+                check(&known, "10.0.0.1", 22, &cert),
+                Verdict::Known
+            ));
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = dir.path().join("known_hosts");
+            std::fs::write(&file, &known).expect("write");
+            let (_, problem) =
+                verify_certificate("10.0.0.1", 22, &cert, &[file], HostKeyPolicy::Strict, NOW);
+            assert!(
+                matches!(problem, Some(CertProblem::UntrustedCa { .. })),
+                "the certificate's problem is kept for a warning: {problem:?}"
+            );
+            let changed = format!("{other}10.0.0.1 {}\n", openssh(&other_ca));
+            assert!(matches!(
+                check(&changed, "10.0.0.1", 22, &cert),
+                Verdict::Changed { .. }
+            ));
+        }
+
+        #[test]
+        fn unix_times_are_formatted_as_utc_dates() {
+            assert_eq!(format_unix_time(0), "1970-01-01 00:00:00 UTC");
+            assert_eq!(format_unix_time(951_782_400), "2000-02-29 00:00:00 UTC");
+            assert_eq!(format_unix_time(u64::MAX), "forever");
+        }
     }
 }

@@ -9,6 +9,7 @@ mod api_version;
 mod connector;
 mod error;
 mod known_hosts;
+mod patterns;
 mod ssh;
 mod ssh_config;
 

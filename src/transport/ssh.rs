@@ -297,8 +297,15 @@ pub(crate) fn resolve_hops(ship: &str, route: &SshRoute) -> Result<Vec<Hop>, Tra
         message,
     };
     let config_path = ssh_config::config_path(route.ssh_config_file.as_deref());
-    let target_settings =
-        ssh_config::lookup(config_path.as_deref(), &route.host).map_err(settings_err)?;
+    let target_settings = ssh_config::lookup(
+        config_path.as_deref(),
+        &route.host,
+        ssh_config::Given {
+            user: route.user.as_deref(),
+            port: route.port,
+        },
+    )
+    .map_err(settings_err)?;
 
     let jumps: Vec<JumpSpec> = if !route.jumps.is_empty() {
         route.jumps.clone()
@@ -314,8 +321,15 @@ pub(crate) fn resolve_hops(ship: &str, route: &SshRoute) -> Result<Vec<Hop>, Tra
 
     let mut hops = Vec::with_capacity(jumps.len() + 1);
     for jump in &jumps {
-        let settings =
-            ssh_config::lookup(config_path.as_deref(), &jump.host).map_err(settings_err)?;
+        let settings = ssh_config::lookup(
+            config_path.as_deref(),
+            &jump.host,
+            ssh_config::Given {
+                user: jump.user.as_deref(),
+                port: jump.port,
+            },
+        )
+        .map_err(settings_err)?;
         hops.push(make_hop(
             route,
             &jump.host,
@@ -421,6 +435,8 @@ fn expand_proxy_tokens(command: &str, host: &str, port: u16, user: &str, alias: 
 struct HostKeyOutcome {
     fingerprint: Option<String>,
     verdict: Option<Verdict>,
+    /// A host certificate that failed while its plain key was accepted.
+    certificate_problem: Option<known_hosts::CertProblem>,
 }
 
 pub(crate) struct HostKeyCheck {
@@ -438,18 +454,40 @@ impl client::Handler for HostKeyCheck {
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        // A certificate is checked by its key, as a plain key would be: we do not trust CAs.
-        let key = match server_key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+        let (key, verdict, certificate_problem) = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                let verdict =
+                    known_hosts::verify(&self.host, self.port, key, &self.files, self.policy);
+                (key.clone(), verdict, None)
+            }
             PublicKeyOrCertificate::Certificate(cert) => {
-                russh::keys::PublicKey::from(cert.public_key().clone())
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|since| since.as_secs())
+                    .unwrap_or(0);
+                let (verdict, problem) = known_hosts::verify_certificate(
+                    &self.host,
+                    self.port,
+                    cert,
+                    &self.files,
+                    self.policy,
+                    now,
+                );
+                (
+                    russh::keys::PublicKey::from(cert.public_key().clone()),
+                    verdict,
+                    problem,
+                )
             }
         };
-        let verdict = known_hosts::verify(&self.host, self.port, &key, &self.files, self.policy);
-        let accepted = matches!(verdict, Verdict::Known | Verdict::Recorded { .. });
+        let accepted = matches!(
+            verdict,
+            Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified
+        );
         let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         outcome.fingerprint = Some(known_hosts::fingerprint(&key));
         outcome.verdict = Some(verdict);
+        outcome.certificate_problem = certificate_problem;
         Ok(accepted)
     }
 }
@@ -569,6 +607,11 @@ fn client_config(hop: &Hop, options: &ConnectOptions) -> client::Config {
                 .cloned(),
         );
         preferred.key = order.into();
+    }
+    // OpenSSH asks for certificates first when a CA is listed for the host; russh asks for
+    // none unless told, and a certificate nobody trusts would only be judged by its key.
+    if known_hosts::trusts_cas_for(&hop.host, hop.port, &hop.known_hosts_files) {
+        preferred.host_key_certificates = preferred.key.clone();
     }
     client::Config {
         preferred,
@@ -712,14 +755,25 @@ async fn connect_hop(
             return Err(ssh_error(&ship, &hop.label, timeout, err));
         }
     };
-    let (fingerprint, recorded_in) = {
+    let (fingerprint, recorded_in, certificate_problem) = {
         let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
         let recorded_in = match &outcome.verdict {
             Some(Verdict::Recorded { file }) => Some(file.clone()),
             _ => None,
         };
-        (outcome.fingerprint.clone().unwrap_or_default(), recorded_in)
+        (
+            outcome.fingerprint.clone().unwrap_or_default(),
+            recorded_in,
+            outcome.certificate_problem.clone(),
+        )
     };
+    if let Some(problem) = certificate_problem {
+        // OpenSSH says so too: the CA setup is broken even though this connection is fine.
+        warnings.push(format!(
+            "host certificate of {} {problem}; accepted its key {fingerprint} as a plain host key",
+            hop.label
+        ));
+    }
     if let Some(file) = recorded_in {
         warnings.push(format!(
             "host key of {} ({fingerprint}) was not known; recorded it in {} (accept-new)",
@@ -868,7 +922,19 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
             path: file.clone(),
             reason: reason.clone(),
         }),
-        Verdict::Known | Verdict::Recorded { .. } => None,
+        Verdict::CaRevoked { ca, file } => Some(TransportError::HostCaRevoked {
+            ship: ship.to_string(),
+            hop: hop.label.clone(),
+            ca: ca.clone(),
+            file: file.clone(),
+        }),
+        Verdict::BadCertificate { problem } => Some(TransportError::HostCertificate {
+            ship: ship.to_string(),
+            hop: hop.label.clone(),
+            problem: problem.to_string(),
+            fingerprint,
+        }),
+        Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified => None,
     }
 }
 

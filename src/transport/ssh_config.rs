@@ -1,9 +1,23 @@
 //! Reading `~/.ssh/config` (or the file the operator names) for one host, through
-//! russh-config, after expanding `Include` and normalising the syntax it does not accept.
-//! Keywords russh-config does not know (`IdentitiesOnly`) are answered by a second query
-//! over the same blocks, so that host matching and "first value wins" stay russh-config's.
+//! russh-config, after expanding `Include`, deciding `Match` blocks and normalising the
+//! syntax it does not accept. Keywords russh-config does not know (`IdentitiesOnly`) are
+//! answered by a second query over the same blocks, so that host matching and "first value
+//! wins" stay russh-config's.
+//!
+//! `Match` needs what OpenSSH knows when it reaches the line (the `HostName` and `User`
+//! obtained so far, the user and port given by the route), which russh-config has no notion
+//! of. So one pass in file order, as OpenSSH reads, tracks those values, decides each `Match`
+//! line and rewrites it as `Host *` (matched) or `Host !*` (not), leaving russh-config plain
+//! `Host` blocks. Criteria: `all`, `host`, `originalhost`, `user`, `localuser`, `exec`, each
+//! negatable with `!`, all of a line having to match. We never canonicalise host names, so
+//! `canonical` never matches and `final` always does (our single pass is the final one).
+//! Criteria of newer OpenSSH that we cannot judge (`localnetwork`, `tagged`, `version`,
+//! `sessiontype`, `command`) make their block match nothing, negated or not; unknown words are
+//! an error, as they are to OpenSSH.
 
 use std::path::{Path, PathBuf};
+
+use super::patterns;
 
 /// What ssh_config says about one host alias.
 #[derive(Debug, Clone, Default)]
@@ -35,17 +49,31 @@ pub(crate) fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
     home_dir().map(|home| home.join(".ssh").join("config"))
 }
 
+/// Who the route says to connect as, before ssh_config is read: what `Match user` and the
+/// `%r`/`%p` tokens of `Match exec` see when the config has not set them (the command line
+/// of OpenSSH, whose `-l` and `-p` win over the file).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Given<'a> {
+    pub user: Option<&'a str>,
+    pub port: Option<u16>,
+}
+
 /// Looks `alias` up in `path`. A missing file means no settings; an unreadable one is an
 /// error (the operator named it, or it is theirs).
-pub(crate) fn lookup(path: Option<&Path>, alias: &str) -> Result<HostSettings, String> {
+pub(crate) fn lookup(
+    path: Option<&Path>,
+    alias: &str,
+    given: Given<'_>,
+) -> Result<HostSettings, String> {
     let dot_ssh = home_dir().map(|home| home.join(".ssh"));
-    lookup_with(path, alias, dot_ssh.as_deref())
+    lookup_with(path, alias, given, dot_ssh.as_deref())
 }
 
 /// `lookup`, relative `Include`s resolved under `dot_ssh`.
 fn lookup_with(
     path: Option<&Path>,
     alias: &str,
+    given: Given<'_>,
     dot_ssh: Option<&Path>,
 ) -> Result<HostSettings, String> {
     let Some(path) = path else {
@@ -58,7 +86,9 @@ fn lookup_with(
         }
         Err(err) => return Err(format!("cannot read ssh config {}: {err}", path.display())),
     };
-    let text = expand_includes(&text, alias, dot_ssh, 0)?;
+    let text = Walk::new(alias, given, dot_ssh)
+        .run(&text)
+        .map_err(|err| format!("ssh config {}: {err}", path.display()))?;
     let normalised = normalise(&text);
     let parsed = russh_config::parse(&normalised, alias)
         .map_err(|err| format!("cannot parse ssh config {}: {err}", path.display()))?;
@@ -98,56 +128,279 @@ fn keyword_of(line: &str) -> Option<(String, &str)> {
     Some((keyword.to_ascii_lowercase(), value))
 }
 
-/// Replaces every `Include` with the text of the files it names, as OpenSSH reads them:
-/// relative paths are under `~/.ssh`, globs expand in order, missing files are skipped. An
-/// `Include` inside a `Host` block that does not match `alias` is skipped (OpenSSH reads it
-/// with nothing matching); after one inside a matching block, the block's `Host` line is
-/// repeated so that the lines after the `Include` still belong to it.
-fn expand_includes(
-    text: &str,
-    alias: &str,
-    dot_ssh: Option<&Path>,
-    depth: usize,
-) -> Result<String, String> {
-    if depth > MAX_INCLUDE_DEPTH {
-        return Err(format!(
-            "ssh config: Include nested more than {MAX_INCLUDE_DEPTH} deep"
-        ));
+/// One reading of the config in OpenSSH's order: `Include`s replaced by the files they
+/// name, `Match` lines decided, and the values `Match` depends on tracked as they are set.
+struct Walk<'a> {
+    alias: &'a str,
+    given: Given<'a>,
+    dot_ssh: Option<&'a Path>,
+    /// First `HostName`, `User`, `Port` of the blocks that applied so far.
+    host_name: Option<String>,
+    user: Option<String>,
+    port: Option<u16>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(alias: &'a str, given: Given<'a>, dot_ssh: Option<&'a Path>) -> Self {
+        Walk {
+            alias,
+            given,
+            dot_ssh,
+            host_name: None,
+            user: None,
+            port: None,
+        }
     }
-    let mut out = String::with_capacity(text.len());
-    let mut block: Option<String> = None;
-    for line in text.lines() {
-        let Some((keyword, value)) = keyword_of(line) else {
-            continue;
-        };
-        match keyword.as_str() {
-            "host" | "match" => block = Some(line.trim().to_string()),
-            "include" => {
-                if let Some(header) = &block
-                    && !block_matches(header, alias)
-                {
+
+    fn run(mut self, text: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(text.len());
+        self.walk(text, 0, &mut out)?;
+        Ok(out)
+    }
+
+    /// Relative `Include` paths are under `~/.ssh`, globs expand in order, missing files are
+    /// skipped. An `Include` in a block that does not apply is skipped (OpenSSH reads it with
+    /// nothing matching); after one in a block that does, the block's header is repeated so
+    /// that the lines after the `Include` still belong to it.
+    fn walk(&mut self, text: &str, depth: usize, out: &mut String) -> Result<(), String> {
+        if depth > MAX_INCLUDE_DEPTH {
+            return Err(format!("Include nested more than {MAX_INCLUDE_DEPTH} deep"));
+        }
+        // Lines before a file's first header belong to the block that included it, which
+        // applies (or the file would not be read), or are global in the top file.
+        let mut applies = true;
+        let mut header: Option<String> = None;
+        for line in text.lines() {
+            let Some((keyword, value)) = keyword_of(line) else {
+                continue;
+            };
+            match keyword.as_str() {
+                "host" => {
+                    applies = block_matches(line, self.alias);
+                    header = Some(line.trim().to_string());
+                }
+                "match" => {
+                    applies = self.match_line(value)?;
+                    let rewritten = if applies { "Host *" } else { "Host !*" };
+                    header = Some(rewritten.to_string());
+                    out.push_str(rewritten);
+                    out.push('\n');
                     continue;
                 }
-                for pattern in value.split_whitespace() {
-                    for file in include_paths(pattern, dot_ssh) {
-                        let included = std::fs::read_to_string(&file).map_err(|err| {
-                            format!("cannot read ssh config {} (Include): {err}", file.display())
-                        })?;
-                        out.push_str(&expand_includes(&included, alias, dot_ssh, depth + 1)?);
+                "include" => {
+                    if !applies {
+                        continue;
                     }
-                }
-                if let Some(header) = &block {
-                    out.push_str(header);
+                    for pattern in value.split_whitespace() {
+                        for file in include_paths(pattern, self.dot_ssh) {
+                            let included = std::fs::read_to_string(&file).map_err(|err| {
+                                format!("cannot read {} (Include): {err}", file.display())
+                            })?;
+                            self.walk(&included, depth + 1, out)?;
+                        }
+                    }
+                    // Global lines after a top-level Include are global again.
+                    out.push_str(header.as_deref().unwrap_or("Host *"));
                     out.push('\n');
+                    continue;
                 }
-                continue;
+                _ if applies => self.note(&keyword, value),
+                _ => {}
             }
+            out.push_str(line);
+            out.push('\n');
+        }
+        Ok(())
+    }
+
+    /// Keeps the first value of the keywords `Match` looks at, as OpenSSH's options hold them.
+    fn note(&mut self, keyword: &str, value: &str) {
+        let value = unquote(value.trim());
+        match keyword {
+            "hostname" if self.host_name.is_none() => {
+                self.host_name = Some(expand_tokens(value, &[('h', self.alias)]));
+            }
+            "user" if self.user.is_none() => self.user = Some(value.to_string()),
+            "port" if self.port.is_none() => self.port = value.parse().ok(),
             _ => {}
         }
-        out.push_str(line);
-        out.push('\n');
     }
-    Ok(out)
+
+    /// The host name as OpenSSH's `Match host` sees it: after `HostName` so far.
+    fn host(&self) -> &str {
+        self.host_name.as_deref().unwrap_or(self.alias)
+    }
+
+    fn remote_user(&self) -> String {
+        self.given
+            .user
+            .map(str::to_string)
+            .or_else(|| self.user.clone())
+            .unwrap_or_else(local_user)
+    }
+
+    /// Whether every criterion of the `Match` line with arguments `args` holds.
+    fn match_line(&self, args: &str) -> Result<bool, String> {
+        let words = split_args(args)?;
+        if words.is_empty() {
+            return Err("Match without criteria".to_string());
+        }
+        let mut result = true;
+        let mut words = words.iter();
+        while let Some(word) = words.next() {
+            let (negated, criterion) = match word.strip_prefix('!') {
+                Some(rest) => (true, rest.to_ascii_lowercase()),
+                None => (false, word.to_ascii_lowercase()),
+            };
+            let matched = match criterion.as_str() {
+                "all" => {
+                    let alone = split_args(args)?.iter().all(|w| {
+                        let w = w.trim_start_matches('!').to_ascii_lowercase();
+                        matches!(w.as_str(), "all" | "canonical" | "final")
+                    });
+                    if !alone {
+                        return Err("Match all cannot be combined with other criteria".to_string());
+                    }
+                    true
+                }
+                "canonical" => false,
+                "final" => true,
+                _ => {
+                    let Some(arg) = words.next() else {
+                        return Err(format!("Match {criterion} needs an argument"));
+                    };
+                    match criterion.as_str() {
+                        "host" => patterns::list_matches(self.host(), arg, true),
+                        "originalhost" => patterns::list_matches(self.alias, arg, true),
+                        "user" => patterns::list_matches(&self.remote_user(), arg, false),
+                        "localuser" => patterns::list_matches(&local_user(), arg, false),
+                        // As OpenSSH, a command is not run once the line has failed.
+                        "exec" if !result => false,
+                        "exec" => self.exec_succeeds(arg),
+                        "localnetwork" | "tagged" | "version" | "sessiontype" | "command" => {
+                            result = false;
+                            continue;
+                        }
+                        other => return Err(format!("unsupported Match criterion `{other}`")),
+                    }
+                }
+            };
+            if matched == negated {
+                result = false;
+            }
+        }
+        Ok(result)
+    }
+
+    /// `Match exec`: the command, tokens expanded, run with `sh -c`; exit status 0 matches.
+    /// stdin and stdout are closed and stderr left to the operator, as OpenSSH does.
+    fn exec_succeeds(&self, command: &str) -> bool {
+        let port = self.given.port.or(self.port).unwrap_or(22).to_string();
+        let remote_user = self.remote_user();
+        let local = local_user();
+        let command = expand_tokens(
+            command,
+            &[
+                ('h', self.host()),
+                ('p', &port),
+                ('r', &remote_user),
+                ('n', self.alias),
+                ('u', &local),
+            ],
+        );
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+}
+
+/// The user running maestro, for `Match localuser` and `%u`: `$USER`, `$LOGNAME`, else
+/// what `id -un` says (services and containers often set neither variable; `id` is POSIX,
+/// so this holds on macOS too). Asked once per process.
+fn local_user() -> String {
+    static LOCAL_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LOCAL_USER
+        .get_or_init(|| {
+            std::env::var("USER")
+                .ok()
+                .or_else(|| std::env::var("LOGNAME").ok())
+                .filter(|name| !name.is_empty())
+                .or_else(|| {
+                    let out = std::process::Command::new("id").arg("-un").output().ok()?;
+                    let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
+                    (out.status.success() && !name.is_empty()).then_some(name)
+                })
+                .unwrap_or_default()
+        })
+        .clone()
+}
+
+/// `%` tokens: each `(letter, value)` of `tokens`, and `%%`; others are left as written.
+fn expand_tokens(text: &str, tokens: &[(char, &str)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some(letter) => match tokens.iter().find(|(t, _)| *t == letter) {
+                Some((_, value)) => out.push_str(value),
+                None => {
+                    out.push('%');
+                    out.push(letter);
+                }
+            },
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// Splits a `Match` line's arguments as OpenSSH does: on whitespace, with `"..."` and
+/// `'...'` quoting (so `exec "test -f x"` is one argument) and `\` escaping.
+fn split_args(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(words);
+        }
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (None, c) if c.is_whitespace() => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (_, '\\') => match chars.next() {
+                    Some(escaped) => word.push(escaped),
+                    None => word.push('\\'),
+                },
+                (_, c) => word.push(c),
+            }
+        }
+        if quote.is_some() {
+            return Err(format!("unterminated quote in Match {text}"));
+        }
+        words.push(word);
+    }
 }
 
 fn include_paths(pattern: &str, dot_ssh: Option<&Path>) -> Vec<PathBuf> {
@@ -171,8 +424,8 @@ fn include_paths(pattern: &str, dot_ssh: Option<&Path>) -> Vec<PathBuf> {
     files
 }
 
-/// Whether the block opened by `header` (`Host ...`; `Match` is not supported and never
-/// matches) applies to `alias`, by russh-config's own pattern rules.
+/// Whether the `Host ...` line `header` applies to `alias`, by russh-config's own pattern
+/// rules (the ones it applies to the rewritten file).
 fn block_matches(header: &str, alias: &str) -> bool {
     let Some((keyword, patterns)) = keyword_of(header) else {
         return false;
@@ -211,15 +464,11 @@ fn normalise(text: &str) -> String {
         let Some((lowered, value)) = keyword_of(line) else {
             continue;
         };
-        if lowered == "host" || lowered == "match" {
+        // `Match` lines are rewritten as `Host` lines by the time the text gets here.
+        if lowered == "host" {
             seen_host = true;
         } else if !seen_host {
             needs_global_block = true;
-        }
-        if lowered == "match" {
-            // Unsupported: make the block match nothing rather than everything.
-            lines.push("Host !*".to_string());
-            continue;
         }
         if lowered == "stricthostkeychecking" && value.eq_ignore_ascii_case("accept-new") {
             // russh-config reads only `no` as lenient; both mean accept-new to us (a changed
@@ -276,7 +525,7 @@ mod tests {
              Host third\n  StrictHostKeyChecking yes\n",
         )
         .expect("write");
-        let inner = lookup(Some(&path), "inner").expect("lookup");
+        let inner = lookup(Some(&path), "inner", Given::default()).expect("lookup");
         assert_eq!(inner.host_name.as_deref(), Some("10.9.9.9"));
         assert_eq!(inner.port, Some(2222));
         assert_eq!(inner.user.as_deref(), Some("globaluser"));
@@ -284,15 +533,16 @@ mod tests {
         assert_eq!(inner.proxy_jump.as_deref(), Some("root@bastion:22"));
         assert_eq!(inner.known_hosts_file, Some(PathBuf::from("/kh")));
         assert_eq!(inner.strict_host_key_checking, Some(false));
-        let other = lookup(Some(&path), "other").expect("lookup");
+        let other = lookup(Some(&path), "other", Given::default()).expect("lookup");
         assert_eq!(other.strict_host_key_checking, Some(false));
-        let third = lookup(Some(&path), "third").expect("lookup");
+        let third = lookup(Some(&path), "third", Given::default()).expect("lookup");
         assert_eq!(
             third.strict_host_key_checking,
             Some(false),
             "global value wins"
         );
-        let missing = lookup(Some(&dir.path().join("nope")), "inner").expect("lookup");
+        let missing =
+            lookup(Some(&dir.path().join("nope")), "inner", Given::default()).expect("lookup");
         assert!(missing.host_name.is_none());
     }
 
@@ -317,10 +567,13 @@ mod tests {
              Host db\n  Include missing-file-is-skipped\n  User after-include\n",
         )
         .expect("write");
-        let settings =
-            |alias: &str| lookup_with(Some(&config), alias, Some(&dot_ssh)).expect("lookup");
+        let settings = |alias: &str| {
+            lookup_with(Some(&config), alias, Given::default(), Some(&dot_ssh)).expect("lookup")
+        };
         let text = std::fs::read_to_string(&config).expect("read");
-        let expanded = expand_includes(&text, "db", Some(&dot_ssh), 0).expect("expand");
+        let expanded = Walk::new("db", Given::default(), Some(&dot_ssh))
+            .run(&text)
+            .expect("expand");
         assert!(!expanded.contains("wrong"), "{expanded}");
         let web = settings("web");
         assert_eq!(web.host_name.as_deref(), Some("10.0.0.5"));
@@ -335,7 +588,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config");
         std::fs::write(&path, format!("Include {}\n", path.display())).expect("write");
-        let err = lookup(Some(&path), "any").expect_err("a loop");
+        let err = lookup(Some(&path), "any", Given::default()).expect_err("a loop");
         assert!(err.contains("Include nested more than 16 deep"), "{err}");
     }
 
@@ -350,11 +603,173 @@ mod tests {
              Host *\n  IdentitiesOnly no\n  ProxyCommand nc %h %p\n",
         )
         .expect("write");
-        let a = lookup(Some(&path), "a").expect("lookup");
+        let a = lookup(Some(&path), "a", Given::default()).expect("lookup");
         assert_eq!(a.proxy_command.as_deref(), Some("ssh -W %h:%p gate"));
         assert!(a.identities_only);
-        let b = lookup(Some(&path), "b").expect("lookup");
+        let b = lookup(Some(&path), "b", Given::default()).expect("lookup");
         assert_eq!(b.proxy_command, None, "`none` turns it off");
         assert!(!b.identities_only);
+    }
+
+    fn config(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    fn port_of(path: &Path, alias: &str, given: Given<'_>) -> Option<u16> {
+        lookup(Some(path), alias, given).expect("lookup").port
+    }
+
+    #[test]
+    fn match_host_sees_host_name_so_far_and_originalhost_the_alias() {
+        let (_dir, path) = config(
+            "Host web\n  HostName %h.prod.example\n\
+             Match host *.prod.example\n  Port 2201\n\
+             Match originalhost web\n  User deploy\n\
+             Match host web\n  IdentitiesOnly yes\n",
+        );
+        let web = lookup(Some(&path), "web", Given::default()).expect("lookup");
+        assert_eq!(web.host_name.as_deref(), Some("%h.prod.example"));
+        assert_eq!(web.port, Some(2201));
+        assert_eq!(web.user.as_deref(), Some("deploy"));
+        assert!(!web.identities_only, "host is web.prod.example by then");
+        // Without HostName, `host` is the name as given.
+        assert_eq!(
+            port_of(&path, "db.prod.example", Given::default()),
+            Some(2201)
+        );
+        assert_eq!(port_of(&path, "db", Given::default()), None);
+    }
+
+    #[test]
+    fn match_user_sees_the_given_user_else_the_configured_one_else_the_local_one() {
+        let me = local_user();
+        let (_dir, path) = config(&format!(
+            "Host configured\n  User admin\n\
+             Match user deploy\n  Port 1\n\
+             Match user admin\n  Port 2\n\
+             Match user \"{me}\"\n  Port 3\n"
+        ));
+        let deploy = Given {
+            user: Some("deploy"),
+            port: None,
+        };
+        assert_eq!(port_of(&path, "configured", deploy), Some(1), "given wins");
+        assert_eq!(port_of(&path, "configured", Given::default()), Some(2));
+        if !me.is_empty() {
+            assert_eq!(port_of(&path, "other", Given::default()), Some(3));
+        }
+    }
+
+    #[test]
+    fn match_localuser_negation_and_several_criteria() {
+        let me = local_user();
+        let (_dir, path) = config(&format!(
+            "Match host a*,!ab user root\n  Port 1\n\
+             Match !host c,d originalhost ?\n  Port 2\n\
+             Match !localuser \"{me}\"\n  Port 3\n\
+             Match localuser \"{me}\"\n  Port 4\n"
+        ));
+        let root = Given {
+            user: Some("root"),
+            port: None,
+        };
+        let other = Given {
+            user: Some("other"),
+            port: None,
+        };
+        assert_eq!(port_of(&path, "ac", root), Some(1));
+        assert_eq!(
+            port_of(&path, "AC", root),
+            Some(1),
+            "host names ignore case"
+        );
+        assert_eq!(port_of(&path, "ab", root), Some(4), "!ab vetoes the list");
+        assert_eq!(
+            port_of(&path, "ac", other),
+            Some(4),
+            "both criteria must hold"
+        );
+        assert_eq!(port_of(&path, "e", other), Some(2));
+        assert_eq!(port_of(&path, "c", other), Some(4));
+        if me.is_empty() {
+            return;
+        }
+        assert_eq!(port_of(&path, "zz", other), Some(4));
+    }
+
+    #[test]
+    fn match_exec_runs_with_tokens_and_fails_to_match_when_the_command_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let (_config_dir, path) = config(&format!(
+            "Host web\n  HostName web.example\n\
+             Match host nothing exec \"touch {marker}\"\n  Port 1\n\
+             Match exec false\n  Port 2\n\
+             Match exec \"test %h = web.example -a %n = web -a %r = deploy -a %p = 2222 -a 100%% = '100%'\"\n  User matched\n\
+             Match !exec \"exit 3\"\n  Port 4\n",
+            marker = marker.display()
+        ));
+        let given = Given {
+            user: Some("deploy"),
+            port: Some(2222),
+        };
+        let web = lookup(Some(&path), "web", given).expect("lookup");
+        assert_eq!(web.user.as_deref(), Some("matched"));
+        assert_eq!(web.port, Some(4), "a failing command does not match");
+        assert!(
+            !marker.exists(),
+            "exec is not run once an earlier criterion failed"
+        );
+        let other = lookup(Some(&path), "web", Given::default()).expect("lookup");
+        assert_eq!(other.user, None, "%r and %p differ");
+    }
+
+    #[test]
+    fn match_all_final_canonical_unsupported_and_unknown_criteria() {
+        let (_dir, path) = config(
+            "Match canonical\n  Port 1\n\
+             Match tagged prod\n  Port 2\n\
+             Match !localnetwork 10.0.0.0/8\n  Port 3\n\
+             Match final\n  User final\n\
+             Match all\n  Port 5\n",
+        );
+        let any = lookup(Some(&path), "any", Given::default()).expect("lookup");
+        assert_eq!(any.port, Some(5));
+        assert_eq!(any.user.as_deref(), Some("final"));
+
+        let (_dir, bad) = config("Match bogus x\n  Port 1\n");
+        let err = lookup(Some(&bad), "any", Given::default()).expect_err("unknown");
+        assert!(err.contains("unsupported Match criterion `bogus`"), "{err}");
+        let (_dir, bad) = config("Match all host x\n  Port 1\n");
+        assert!(lookup(Some(&bad), "x", Given::default()).is_err());
+        let (_dir, bad) = config("Match host\n  Port 1\n");
+        let err = lookup(Some(&bad), "x", Given::default()).expect_err("no argument");
+        assert!(err.contains("Match host needs an argument"), "{err}");
+    }
+
+    #[test]
+    fn include_inside_match_follows_the_match() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let dot_ssh = home.path().join(".ssh");
+        std::fs::create_dir_all(&dot_ssh).expect("mkdir");
+        std::fs::write(dot_ssh.join("prod"), "Port 2200\n").expect("write");
+        let config = home.path().join("config");
+        std::fs::write(
+            &config,
+            "Match originalhost *.prod\n  Include prod\n  User after\nHost *\n  Port 22\n",
+        )
+        .expect("write");
+        let settings = |alias: &str| {
+            lookup_with(Some(&config), alias, Given::default(), Some(&dot_ssh)).expect("lookup")
+        };
+        let prod = settings("a.prod");
+        assert_eq!(prod.port, Some(2200));
+        assert_eq!(prod.user.as_deref(), Some("after"));
+        let dev = settings("a.dev");
+        assert_eq!(dev.port, Some(22));
+        assert_eq!(dev.user, None);
     }
 }

@@ -1,0 +1,286 @@
+//! Host certificates on the real test bed: an extra sshd in a ship's namespace presents a
+//! certificate of the ship's host key signed by a CA made here, and known_hosts trusts only
+//! that CA (`@cert-authority`). maestro must reach the ship as OpenSSH does, and refuse it,
+//! saying why, when the CA is `@revoked` or the certificate names another host.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// An sshd started for one test in a ship's namespace; killed on drop, so also when the test
+/// fails (the bed's own sshd is left alone).
+struct ExtraSshd {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ExtraSshd {
+    /// The ship's sshd config with another port, pidfile and a `HostCertificate`.
+    fn start(ship: &common::Ship, dir: &Path, port: u16, certificate: &Path) -> ExtraSshd {
+        let ship_dir = ship
+            .dir
+            .as_ref()
+            .expect("bed.json names the ship's directory");
+        let base = std::fs::read_to_string(ship_dir.join("sshd_config")).expect("ship sshd_config");
+        let mut config: String = base
+            .lines()
+            .filter(|line| !line.starts_with("Port ") && !line.starts_with("PidFile "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        config.push_str(&format!(
+            "Port {port}\nPidFile {}\nHostCertificate {}\n",
+            dir.join(format!("sshd-{port}.pid")).display(),
+            certificate.display()
+        ));
+        let config_path = dir.join(format!("sshd-{port}.conf"));
+        std::fs::write(&config_path, config).expect("write sshd config");
+        let log = dir.join(format!("sshd-{port}.log"));
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", ship.netns))
+            .arg("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-f")
+            .arg(&config_path)
+            .arg("-E")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start sshd");
+        let mut sshd = ExtraSshd { child, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect((ship.ip.as_str(), port)).is_err() {
+            if let Ok(Some(status)) = sshd.child.try_wait() {
+                panic!("sshd on port {port} exited ({status}): {}", sshd.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd on port {port} did not listen within 10s: {}",
+                sshd.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sshd
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ExtraSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    let out = command.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Signs the ship's host key as a host certificate for `principal`; returns its path.
+fn host_certificate(ship: &common::Ship, dir: &Path, ca: &Path, principal: &str) -> PathBuf {
+    let public = ship
+        .host_key_public
+        .as_ref()
+        .expect("bed.json names the host key");
+    let copy = dir.join(format!("host-{principal}.pub"));
+    std::fs::copy(public, &copy).expect("copy host key");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(ca)
+        .args(["-h", "-I", "maestro-test", "-n", principal, "-V", "-5m:+1h"])
+        .arg(&copy));
+    dir.join(format!("host-{principal}-cert.pub"))
+}
+
+/// `maestro -f FILE ships --json` for one ship on `port` with `known_hosts`; its report.
+fn ships_report(
+    bed: &common::TestBed,
+    ship: &common::Ship,
+    port: u16,
+    known_hosts: &Path,
+) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ships.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: certs\nships:\n  certified: {{ip: {}, socket_path: \"{}\", ssh: {{user: {}, port: {port}, identity_files: [\"{}\"], known_hosts_file: \"{}\"}}}}\nservices: {{}}\n",
+            ship.ip,
+            ship.docker_socket.display(),
+            bed.user,
+            bed.key().display(),
+            known_hosts.display(),
+        ),
+    )
+    .expect("write environment");
+    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .arg("-f")
+        .arg(&file)
+        .args(["ships", "--json"])
+        .env("HOME", dir.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("run maestro");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reports: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON report ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    reports
+        .as_array()
+        .and_then(|all| all.first())
+        .cloned()
+        .unwrap_or_else(|| panic!("no report: {stdout}"))
+}
+
+/// OpenSSH's own verdict with the same known_hosts, to keep us honest about agreeing with it.
+fn openssh_connects(
+    bed: &common::TestBed,
+    ship: &common::Ship,
+    port: u16,
+    known_hosts: &Path,
+) -> bool {
+    Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg("-i")
+        .arg(bed.key())
+        .arg("-p")
+        .arg(port.to_string())
+        .arg(format!("{}@{}", bed.user, ship.ip))
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+#[test]
+fn host_certificate_from_a_trusted_ca_is_accepted_and_refused_when_revoked_or_misnamed() {
+    let bed = common::TestBed::shared();
+    let ship = bed.outer_ships()[bed.outer_ships().len() - 1].clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca");
+    run(Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "maestro-test-ca",
+            "-f",
+        ])
+        .arg(&ca));
+    let ca_public = std::fs::read_to_string(dir.path().join("ca.pub")).expect("CA public key");
+    let ca_public = ca_public.trim();
+    let ca_fingerprint = {
+        let out = run(Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(dir.path().join("ca.pub")));
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .expect("fingerprint")
+            .to_string()
+    };
+
+    let good = host_certificate(&ship, dir.path(), &ca, &ship.ip);
+    let misnamed = host_certificate(&ship, dir.path(), &ca, "other.example");
+    let _good_sshd = ExtraSshd::start(&ship, dir.path(), 2222, &good);
+    let _misnamed_sshd = ExtraSshd::start(&ship, dir.path(), 2223, &misnamed);
+
+    // Every ship of the bed's subnet, on the extra sshd's port: OpenSSH writes `[ip]:port`.
+    let subnet = ship.ip.rsplit_once('.').expect("IPv4 address").0;
+    let trusted = |port: u16| format!("@cert-authority [{subnet}.*]:{port} {ca_public}\n");
+
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, trusted(2222)).expect("write known_hosts");
+    assert!(
+        openssh_connects(&bed, &ship, 2222, &known_hosts),
+        "OpenSSH itself must accept the certificate"
+    );
+    let report = ships_report(&bed, &ship, 2222, &known_hosts);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["connection"]["host_key_fingerprint"], ship.host_key_fingerprint,
+        "{report}"
+    );
+
+    std::fs::write(
+        &known_hosts,
+        format!("{}@revoked * {ca_public}\n", trusted(2222)),
+    )
+    .expect("write known_hosts");
+    let report = ships_report(&bed, &ship, 2222, &known_hosts);
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["error"]["cause"], "host-key-revoked", "{report}");
+    let message = report["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("ship certified"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "is signed by CA key {ca_fingerprint}, which is marked @revoked in {}",
+            known_hosts.display()
+        )),
+        "{message}"
+    );
+
+    std::fs::write(&known_hosts, trusted(2223)).expect("write known_hosts");
+    assert!(
+        !openssh_connects(&bed, &ship, 2223, &known_hosts),
+        "OpenSSH refuses a certificate for another host too"
+    );
+    let report = ships_report(&bed, &ship, 2223, &known_hosts);
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["error"]["cause"], "host-certificate", "{report}");
+    let message = report["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!(
+            "host certificate of {}@{}:2223 is for principals [other.example], not `{}`",
+            bed.user, ship.ip, ship.ip
+        )),
+        "{message}"
+    );
+
+    // Also recorded by its plain key: accepted as OpenSSH does, with the certificate's
+    // problem among the connection's warnings.
+    let host_key = std::fs::read_to_string(ship.host_key_public.as_ref().expect("host key"))
+        .expect("read host key");
+    std::fs::write(
+        &known_hosts,
+        format!("{}[{}]:2223 {}", trusted(2223), ship.ip, host_key.trim()),
+    )
+    .expect("write known_hosts");
+    assert!(openssh_connects(&bed, &ship, 2223, &known_hosts));
+    let report = ships_report(&bed, &ship, 2223, &known_hosts);
+    assert_eq!(report["ok"], true, "{report}");
+    let warnings = report["connection"]["warnings"].to_string();
+    assert!(
+        warnings.contains("is for principals [other.example]")
+            && warnings.contains("accepted its key"),
+        "{report}"
+    );
+}
