@@ -338,6 +338,23 @@ impl TransportError {
                 fingerprint: fingerprint.clone(),
                 file: file.clone(),
             },
+            TransportError::HostCertificate {
+                hop,
+                problem,
+                fingerprint,
+                ..
+            } => TransportError::HostCertificate {
+                ship,
+                hop: hop.clone(),
+                problem: problem.clone(),
+                fingerprint: fingerprint.clone(),
+            },
+            TransportError::HostCaRevoked { hop, ca, file, .. } => TransportError::HostCaRevoked {
+                ship,
+                hop: hop.clone(),
+                ca: ca.clone(),
+                file: file.clone(),
+            },
             TransportError::KnownHosts { path, reason, .. } => TransportError::KnownHosts {
                 ship,
                 path: path.clone(),
