@@ -474,3 +474,19 @@ fn dump_masks_secrets() {
     assert!(!dumped.contains("not-a-real-password"));
     assert!(!format!("{env:?}").contains("not-a-real-password"));
 }
+
+#[test]
+fn a_null_env_value_unsets_the_variable_as_in_maestrong() {
+    let env = maestro::config::load_str(
+        "name: t\nships: {a: {ip: 10.0.0.1}}\nservices:\n  web:\n    image: x\n    env: {KEEP: 1, DROP: gone, LATER: null}\n    instances:\n      web-1: {ship: a, env: {DROP: null, LATER: back, EMPTY: ''}}\n",
+        "t.yaml",
+        std::path::Path::new("."),
+    )
+    .expect("loads");
+    let (_, web) = env.instance("web-1").expect("web-1");
+    // The instance's null wins over the service's value, and a later value over a null.
+    assert_eq!(web.unset_env.iter().collect::<Vec<_>>(), ["DROP"]);
+    assert_eq!(web.env.get("LATER").map(String::as_str), Some("back"));
+    assert_eq!(web.env.get("EMPTY").map(String::as_str), Some(""));
+    assert!(!web.env.contains_key("DROP"));
+}

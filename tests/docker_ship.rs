@@ -122,6 +122,7 @@ async fn full_spec_lands_in_inspect() -> TestResult {
             ("GREETING".into(), "hello world".into()),
             ("EMPTY".into(), String::new()),
         ],
+        unset_env: Vec::new(),
         ports: vec![
             PortSpec {
                 container_port: 80,

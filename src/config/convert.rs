@@ -1,7 +1,7 @@
 //! From the node tree to the resolved model: types, defaults, inheritance from services and
 //! ship defaults, and the references that can be checked while reading.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::error::did_you_mean;
@@ -704,7 +704,7 @@ pub(crate) fn parse_jump(text: &str) -> Option<JumpHost> {
 struct Inherited {
     image: Option<String>,
     env_files: Vec<(String, Pos, String)>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
     ports: Vec<Port>,
     limits: Limits,
     lifecycle: Vec<(&'static str, Check, String)>,
@@ -801,7 +801,9 @@ fn env_files(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<(String, Pos,
     Ok(out)
 }
 
-fn env_map(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<(String, String)>> {
+/// The `env` of a service or instance; `None` for a name given no value (null), which
+/// unsets it.
+fn env_map(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<(String, Option<String>)>> {
     let Some(n) = m.get("env") else {
         return Ok(Vec::new());
     };
@@ -812,7 +814,11 @@ fn env_map(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<(String, String
     let mut e = MapReader::new(cx, n, &path, "`env`")?;
     let mut out = Vec::new();
     for (k, _, v) in e.all() {
-        out.push((k.clone(), env_value(cx, v, &join(&path, &k))?));
+        let value = match v.value {
+            Value::Null => None,
+            _ => Some(env_value(cx, v, &join(&path, &k))?),
+        };
+        out.push((k.clone(), value));
     }
     Ok(out)
 }
@@ -1205,17 +1211,30 @@ fn instance(
     };
 
     // Inheritance: env/envfile merged, ports/limits key by key, lifecycle added per state.
-    let mut env = BTreeMap::new();
+    let mut merged: BTreeMap<String, Option<String>> = BTreeMap::new();
     let own_files = env_files(cx, &mut m)?;
     let own_env = env_map(cx, &mut m)?;
+    let set = |pairs: Vec<(String, String)>| pairs.into_iter().map(|(k, v)| (k, Some(v)));
     for (f, pos, p) in &inherited.env_files {
-        env.extend(read_env_file(cx, f, *pos, p)?);
+        merged.extend(set(read_env_file(cx, f, *pos, p)?));
     }
-    env.extend(inherited.env.iter().cloned());
+    merged.extend(inherited.env.iter().cloned());
     for (f, pos, p) in &own_files {
-        env.extend(read_env_file(cx, f, *pos, p)?);
+        merged.extend(set(read_env_file(cx, f, *pos, p)?));
     }
-    env.extend(own_env);
+    merged.extend(own_env);
+    let mut env = BTreeMap::new();
+    let mut unset_env = BTreeSet::new();
+    for (k, v) in merged {
+        match v {
+            Some(v) => {
+                env.insert(k, v);
+            }
+            None => {
+                unset_env.insert(k);
+            }
+        }
+    }
 
     let mut port_list = inherited.ports.clone();
     for p in ports(cx, &mut m)? {
@@ -1401,6 +1420,7 @@ fn instance(
         entrypoint,
         ports: port_list,
         env,
+        unset_env,
         volumes,
         container_volumes,
         volumes_from,

@@ -1,7 +1,7 @@
 //! The resolved environment: what `orchestrate` consumes. Every default is applied, every
 //! service-level setting is already merged into its instances, every name is checked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -255,6 +255,9 @@ pub struct Instance {
     /// Merged, lowest precedence first: service envfile, service env, instance envfile,
     /// instance env. Generated variables are added by orchestrate.
     pub env: BTreeMap<String, String>,
+    /// Names given no value (`K: null` or `K:`) by the last layer that names them: passed
+    /// bare, so that the container does not have them (MaestroNG's behaviour).
+    pub unset_env: BTreeSet<String>,
     pub volumes: Vec<VolumeBind>,
     pub container_volumes: Vec<String>,
     pub volumes_from: Vec<String>,

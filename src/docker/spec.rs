@@ -176,6 +176,11 @@ pub struct ContainerSpec {
     /// `None` keeps the image's entrypoint.
     pub entrypoint: Option<Vec<String>>,
     pub env: Vec<(String, String)>,
+    /// Variables passed bare (`K`, not `K=`), which Docker removes from the image's
+    /// environment: MaestroNG's `K: null`. Left out of the serialized form when empty, so
+    /// that the spec hash of every other container is unchanged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unset_env: Vec<String>,
     pub ports: Vec<PortSpec>,
     pub binds: Vec<BindMount>,
     /// Anonymous volumes, by container path.
@@ -549,6 +554,7 @@ impl ContainerSpec {
                     .env
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
+                    .chain(self.unset_env.iter().cloned())
                     .collect::<Vec<_>>(),
             ),
             cmd: self.command.clone(),
@@ -603,6 +609,17 @@ mod tests {
             labels: vec![(ENVIRONMENT_LABEL.into(), "test".into())],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn unset_variables_go_bare_and_only_they_change_the_hash() {
+        let plain = sample();
+        let mut unset = sample();
+        unset.unset_env = vec!["LANG".into()];
+        let env = unset.to_create_body().env.unwrap_or_default();
+        assert_eq!(env, ["A=1", "B=x=y", "LANG"]);
+        assert!(!plain.canonical_json().contains("unset_env"));
+        assert_ne!(plain.hash(), unset.hash());
     }
 
     #[test]

@@ -174,6 +174,13 @@ pub fn container_spec_with_env(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        // A generated variable of the same name wins, as it would in MaestroNG's dict.
+        unset_env: instance
+            .unset_env
+            .iter()
+            .filter(|k| !container_env.contains_key(*k))
+            .cloned()
+            .collect(),
         ports: ports(instance),
         binds: instance
             .volumes
