@@ -30,8 +30,9 @@ pub struct ConnectOptions {
 /// The transport endpoint of `ship`, from its settings in `env`.
 ///
 /// A ship with `ssh` (or MaestroNG's `ssh_tunnel`) is reached over SSH at its `endpoint`;
-/// one whose endpoint is a path (`unix:///...` or `/...`) is a local socket; otherwise its
-/// daemon's TCP port is reached directly, with TLS when asked.
+/// one whose endpoint is a path (`unix:///...` or `/...`), or that has a `socket_path`, is a
+/// local socket (as in MaestroNG); otherwise its daemon's TCP port is reached directly, with
+/// TLS when asked.
 pub fn endpoint(env: &Environment, ship: &Ship, options: ConnectOptions) -> Endpoint {
     let route = if let Some(ssh) = &ship.ssh {
         let policy = match (options.accept_new_host_keys, ssh.known_hosts) {
@@ -51,6 +52,11 @@ pub fn endpoint(env: &Environment, ship: &Ship, options: ConnectOptions) -> Endp
             ..SshRoute::default()
         })
     } else if let Some(path) = local_socket(&ship.endpoint) {
+        Route::Local {
+            socket: path.into(),
+        }
+    } else if let Some(path) = &ship.socket_path {
+        // MaestroNG: without a tunnel, a ship's `socket_path` is a socket on this machine.
         Route::Local {
             socket: path.into(),
         }
@@ -352,6 +358,7 @@ ships:
   c: {ip: 10.0.0.3, docker_port: 4243, ssh: {user: root}}
   d: {ip: 10.0.0.4}
   e: {ip: 10.0.0.5, endpoint: "unix:///var/run/docker.sock"}
+  f: {ip: 10.0.0.6, socket_path: /run/user/1000/docker.sock}
 services: {}
 "#);
         let ep = |name: &str| {
@@ -383,6 +390,10 @@ services: {}
             }
         ));
         assert!(matches!(ep("e").route, Route::Local { .. }));
+        match ep("f").route {
+            Route::Local { socket } => assert_eq!(socket, Path::new("/run/user/1000/docker.sock")),
+            other => panic!("socket_path without SSH is a local socket: {other:?}"),
+        }
     }
 
     #[test]
