@@ -509,6 +509,24 @@ fn misspelt_top_level_section_is_not_silently_ignored() {
 }
 
 #[test]
+fn a_key_that_holds_anchors_beside_the_section_it_resembles_is_left_alone() {
+    // MaestroNG's documentation parks anchors under `ship:` beside `ships:`.
+    let env = maestro::config::load_str(
+        "name: x\nship: &defaults {docker_port: 4243}\nships:\n  a: {ip: 10.0.0.1, <<: *defaults}\nservices: {}\n",
+        "env.yaml",
+        std::path::Path::new("."),
+    )
+    .expect("loads");
+    assert_eq!(env.ships[0].docker_port, 4243);
+    // When the section it resembles most is absent, such a key is the typo it looks like.
+    let (_, msg) = load_err(&format!("name: x\n{SHIPS}services: {{}}\naudits: []\n"));
+    assert_has(
+        &msg,
+        &["unknown top-level key `audits`", "did you mean `audit`?"],
+    );
+}
+
+#[test]
 fn missing_include_is_located() {
     let (err, msg) = load_err("name: x\n{% include \"nowhere.yaml\" %}\nships: {}\n");
     assert!(matches!(err, ConfigError::Template(_)));

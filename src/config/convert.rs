@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::error::did_you_mean;
+use super::error::{closest, did_you_mean};
 use super::model::*;
 use super::node::{Node, Pos, Value};
 use super::ports::parse_port;
@@ -200,20 +200,21 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
         Some(n) if !matches!(n.value, Value::Null) => secret_patterns(cx, n)?,
         _ => Vec::new(),
     };
-    // Other top-level keys are ignored on purpose: people park YAML anchors there. A key that
-    // is a near-miss of a known key that is absent is a typo, though, and would otherwise
-    // silently drop a whole section.
+    // Other top-level keys are ignored on purpose: people park YAML anchors there (MaestroNG's
+    // documentation puts them under `ship:`, beside `ships:`). A key whose closest known key
+    // is absent is a typo, though, and would otherwise silently drop a whole section.
     for (key, key_node, _) in top.all() {
         if TOP_KEYS.contains(&key.as_str()) {
             continue;
         }
-        let absent = TOP_KEYS.iter().copied().filter(|k| !root_has(root, k));
-        if let Some(help) = did_you_mean(&key, absent) {
+        if let Some(meant) = closest(&key, TOP_KEYS.iter().copied())
+            && !root_has(root, meant)
+        {
             return Err(cx.invalid_help(
                 key_node.pos,
                 &key,
                 format!("unknown top-level key `{key}`"),
-                Some(help),
+                Some(format!("did you mean `{meant}`?")),
             ));
         }
     }

@@ -230,6 +230,14 @@ pub(crate) fn did_you_mean<'a, I>(written: &str, candidates: I) -> Option<String
 where
     I: IntoIterator<Item = &'a str>,
 {
+    closest(written, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// The candidate closest to `written`, when one is close enough to be what was meant.
+pub(crate) fn closest<'a, I>(written: &str, candidates: I) -> Option<&'a str>
+where
+    I: IntoIterator<Item = &'a str>,
+{
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
         let score = strsim::jaro_winkler(written, candidate);
@@ -238,7 +246,7 @@ where
             best = Some((score, candidate));
         }
     }
-    best.map(|(_, c)| format!("did you mean `{c}`?"))
+    best.map(|(_, c)| c)
 }
 
 #[cfg(test)]
