@@ -220,7 +220,10 @@ def main():
     w("```")
     w("")
     w("A full run takes about 35 minutes on the 2-CPU machine of the committed run (docker-compose alone"
-      " about 7, maestro's grid with the machine's floor about 17; longer on a loaded machine).")
+      " about 7, maestro's grid with the machine's floor about 17; longer on a loaded machine). The scale"
+      " rows (`--scale-only`, not part of the default run) take about 25 minutes more: 12 rounds at N=200"
+      " (2 shapes × K=4 and K=100 × 3), each about as long as the grid's K=4 N=200 round, plus the floor"
+      " per shape.")
     w("")
     w("It installs what the peers need (Debian `docker-compose`, `python3-paramiko`, `fonts-dejavu-core`,"
       " MaestroNG 0.8.3 into `bench/.venv`), builds maestro and the harness (`bench/`, its own cargo"
