@@ -77,7 +77,9 @@ def scale_section(data, w):
         w("")
         return
     k, base, n = sc["ships"], sc["base"], sc["instances"]
-    w(f"## Scale: {k} ships, reached directly and behind one bastion")
+    where = {"direct": "reached directly", "bastion": "behind one bastion"}
+    shapes = [where.get(x, x) for x in sc.get("shapes", [])]
+    w(f"## Scale: {k} ships, {' and '.join(shapes) or 'no shape'}")
     w("")
     host = sc.get("host", {})
     mem = host.get("mem_total_kib")
