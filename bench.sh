@@ -4,6 +4,8 @@
 #
 #   ./bench.sh                               peers at K=4 N=40, maestro over K=1,4,16 x N=10,40,200
 #   ./bench.sh --tools maestro --merge       only maestro's rows; keep the peers' from results.json
+#   ./bench.sh --scale-only                  only the scale rows (maestro, K=4 and K=100 ships,
+#                                            direct and behind a bastion, N=200), into results.json
 #   ./bench.sh --report-only                 rewrite docs/benchmarks.md from bench/results.json
 #   ./bench.sh --help                        the harness's options (delay, rounds, K, N, grid)
 #
@@ -21,39 +23,45 @@ log() { echo "bench.sh: $*" >&2; }
 [ "$(id -u)" = 0 ] || die "must run as root (the test bed uses network namespaces)"
 
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exec python3 bench/harness.py --help
 fi
 
 REPORT_ONLY=0
 WANT_MAESTRO=1
+WANT_PEERS=1
 args=()
 prev=""
 for a in "$@"; do
     case "$a" in
-    --report-only) REPORT_ONLY=1 WANT_MAESTRO=0 ;;
+    --report-only) REPORT_ONLY=1 WANT_MAESTRO=0 WANT_PEERS=0 ;;
+    # The scale rows are maestro's alone: nothing of the peers is needed.
+    --scale-only) WANT_PEERS=0 args+=("$a") ;;
     *) args+=("$a") ;;
     esac
-    # `--tools` without maestro needs no release build of maestro.
+    # `--tools` without maestro needs no release build of maestro; `--tools maestro` no peers.
     if [ "$prev" = --tools ] && [[ ",$a," != *,maestro,* ]]; then WANT_MAESTRO=0; fi
+    if [ "$prev" = --tools ] && [ "$a" = maestro ]; then WANT_PEERS=0; fi
     prev=$a
 done
 
 # --- what the peers and the harness need --------------------------------------------------
 install_prereqs() {
     local missing=()
-    command -v docker-compose >/dev/null || missing+=(docker-compose)
-    # docker-py 5 (compose's) imports its ssh adapter only when paramiko is importable, even
-    # when it shells out to the ssh client.
-    /usr/bin/python3 -c 'import paramiko' 2>/dev/null || missing+=(python3-paramiko)
     [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
-    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    if [ $WANT_PEERS = 1 ]; then
+        command -v docker-compose >/dev/null || missing+=(docker-compose)
+        # docker-py 5 (compose's) imports its ssh adapter only when paramiko is importable,
+        # even when it shells out to the ssh client.
+        /usr/bin/python3 -c 'import paramiko' 2>/dev/null || missing+=(python3-paramiko)
+        python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    fi
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null ||
             { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; }
     fi
-    if [ ! -x bench/.venv/maestrong/bin/maestro ]; then
+    if [ $WANT_PEERS = 1 ] && [ ! -x bench/.venv/maestrong/bin/maestro ]; then
         log "installing MaestroNG 0.8.3 into bench/.venv/maestrong"
         rm -rf bench/.venv/maestrong
         python3 -m venv bench/.venv/maestrong
@@ -90,7 +98,7 @@ cleanup() {
         rm -f bench/work/proxy.pid
     fi
     local d
-    for d in "${MAESTRO_BED_ROOT:-/tmp/maestro-bed}"/bench-k*/; do
+    for d in "${MAESTRO_BED_ROOT:-/tmp/maestro-bed}"/bench-k*/ "${MAESTRO_BED_ROOT:-/tmp/maestro-bed}"/bench-scale/; do
         [ -d "$d" ] || continue
         testbed/bed.sh down --name "$(basename "$d")" || true
     done

@@ -15,6 +15,13 @@ docs/benchmarks.md. For each configuration (K ships, N instances, one-way delay 
      that the ships are in the expected state (untimed), so a fast but wrong run shows;
   5. writes the raw numbers as JSON.
 
+Scale rows (--scale K, or only them with --scale-only): maestro alone, N=--scale-instances,
+at K=--scale-base and K ships of the same kind in one bed, for each shape of --scale-shapes:
+"direct" (K sshd-only outer ships, bed.sh --cheap-outer, each behind its own delaying proxy)
+and "bastion" (K sshd-only inner ships behind the bastion, bed.sh --cheap-inner; only the
+bastion is behind the proxy, the inner links are a LAN). Cheap ships share one dockerd, so
+containers carry a `bench.ship` label naming their ship and the checks attribute them by it.
+
 Only the standard library: the harness must run before anything is installed.
 """
 
@@ -58,6 +65,11 @@ TOOL_LABELS = {
     "compose": "docker-compose 1.29, ssh://",
 }
 COMMAND_TIMEOUT = 900
+# On a dockerd shared by several ships (the bed's cheap ships), the ship a container belongs
+# to is told by this label (set in maestro's environment), not by the socket it is found on.
+SHIP_LABEL = "bench.ship"
+SCALE_BED = "bench-scale"
+SCALE_SHAPES = ["direct", "bastion"]
 
 
 def log(msg):
@@ -104,13 +116,22 @@ def containers(sock):
     return out
 
 
-def remove_all(ships):
-    def one(ship):
-        for c in api(ship["docker_socket"], "GET", "/containers/json?all=1"):
-            api(ship["docker_socket"], "DELETE", f"/containers/{c['Id']}?force=1&v=1")
+def sockets_of(ships):
+    """{docker socket: [ship names]}: cheap ships share one socket."""
+    out = {}
+    for s in ships:
+        out.setdefault(s["docker_socket"], []).append(s["name"])
+    return out
 
-    with cf.ThreadPoolExecutor(len(ships)) as ex:
-        list(ex.map(one, ships))
+
+def remove_all(ships):
+    def one(sock):
+        for c in api(sock, "GET", "/containers/json?all=1"):
+            api(sock, "DELETE", f"/containers/{c['Id']}?force=1&v=1")
+
+    socks = list(sockets_of(ships))
+    with cf.ThreadPoolExecutor(len(socks)) as ex:
+        list(ex.map(one, socks))
 
 
 def daemon_times(sock, samples=5):
@@ -210,26 +231,30 @@ def maestrong_yaml(bed, instances, ports):
     return "\n".join(lines) + "\n"
 
 
-def maestro_yaml(bed, instances, known_hosts):
+def maestro_yaml(bed, instances, known_hosts, jump=False, ship_labels=False):
+    """jump: every ship is reached at its own address through one jump host, the proxy's first
+    address (the bastion behind it); otherwise ship i is reached at the proxy's address i."""
     lines = ["__maestro:", "  schema: 2", "name: bench", "ships:"]
     for i, s in enumerate(bed["ships"]):
         lines += [
             f"  {s['name']}:",
             f"    ip: {s['ip']}",
-            f"    endpoint: {PROXY_NET}{i + 1}",
+            f"    endpoint: {s['ip'] if jump else PROXY_NET + str(i + 1)}",
             f"    socket_path: {s['docker_socket']}",
             "    timeout: 120",
             "    ssh:",
             "      user: root",
-            f"      port: {PROXY_PORT}",
+            f"      port: {22 if jump else PROXY_PORT}",
             f"      key: {bed['operator']['key']}",
             f"      known_hosts_file: {known_hosts}",
         ]
-    lines += services_yaml(instances)
+        if jump:
+            lines.append(f"      jump: [\"root@{PROXY_NET}1:{PROXY_PORT}\"]")
+    lines += services_yaml(instances, ship_labels)
     return "\n".join(lines) + "\n"
 
 
-def services_yaml(instances):
+def services_yaml(instances, ship_labels=False):
     lines = ["services:"]
     for level, svc in enumerate(LEVELS):
         lines += [f"  {svc}:", f"    image: {IMAGE}"]
@@ -244,6 +269,8 @@ def services_yaml(instances):
                     f"        command: [{', '.join(yaml_str(c) for c in COMMAND)}]",
                     "        stop_timeout: 2",
                 ]
+                if ship_labels:
+                    lines.append(f"        labels: {{{SHIP_LABEL}: {ship}}}")
     return lines
 
 
@@ -348,8 +375,19 @@ def compose_scripts(instances, ships, workdir):
 # Running and timing.
 
 
-def run_timed(argv, env, log_path):
-    """(seconds, exit code, peak RSS KiB) of one command, measured with wait4."""
+def cpu_jiffies():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    return sum(v) - idle, sum(v)
+
+
+def run_timed(argv, env, log_path, usage=None):
+    """(seconds, exit code, peak RSS KiB) of one command, measured with wait4. With usage (a
+    dict), also its CPU seconds (user + system, children included) and how busy the whole
+    machine was meanwhile (0..1 of all CPUs: the ships' sshd and dockerd run on them too)."""
+    busy0, total0 = cpu_jiffies()
     with open(log_path, "ab") as out:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
@@ -368,7 +406,12 @@ def run_timed(argv, env, log_path):
             time.sleep(0.002)
         elapsed = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
-        out.write(f"# exit {p.returncode} in {elapsed:.3f}s, maxrss {rusage.ru_maxrss} KiB\n".encode())
+        busy1, total1 = cpu_jiffies()
+        cpu = rusage.ru_utime + rusage.ru_stime
+        if usage is not None:
+            usage["cpu_s"] = round(cpu, 3)
+            usage["machine_busy"] = round((busy1 - busy0) / max(1, total1 - total0), 3)
+        out.write(f"# exit {p.returncode} in {elapsed:.3f}s, maxrss {rusage.ru_maxrss} KiB, cpu {cpu:.3f}s\n".encode())
     return elapsed, p.returncode, rusage.ru_maxrss
 
 
@@ -395,40 +438,51 @@ def fingerprints(ships):
     """{name: (id, started at)} of every container: what a no-op must leave unchanged."""
     out = {}
 
-    def one(ship):
-        sock = ship["docker_socket"]
+    def one(sock):
         return [
             (c["Names"][0].lstrip("/"), c["Id"], api(sock, "GET", f"/containers/{c['Id']}/json")["State"]["StartedAt"])
             for c in api(sock, "GET", "/containers/json?all=1")
         ]
 
-    with cf.ThreadPoolExecutor(len(ships)) as ex:
-        for rows in ex.map(one, ships):
+    socks = list(sockets_of(ships))
+    with cf.ThreadPoolExecutor(len(socks)) as ex:
+        for rows in ex.map(one, socks):
             for name, cid, started in rows:
                 out[name] = (cid, started)
     return out
 
 
 def check_state(ships, instances, op):
+    """Instances not in the state op must leave them in, or not on their own ship. A ship with
+    a socket of its own owns what is on it; on a socket shared by several ships (cheap ships)
+    a container belongs to the ship its SHIP_LABEL names."""
     want = expected_state(op, instances)
-    have = {}
-    for s in ships:
-        have.update(containers(s["docker_socket"]))
-    bad = [i for i, st in want.items() if have.get(i) != st]
+    where = {i: ship for _, i, ship in instances}
+    have = {}  # name -> (state, ship)
+    for sock, names in sockets_of(ships).items():
+        for c in api(sock, "GET", "/containers/json?all=1"):
+            ship = names[0] if len(names) == 1 else (c.get("Labels") or {}).get(SHIP_LABEL)
+            for n in c.get("Names", []):
+                have[n.lstrip("/")] = (c.get("State"), ship)
+    bad = [i for i, st in want.items() if have.get(i) != (st, where[i])]
     return bad
 
 
 class Config:
     """One bed (K ships) with its proxy, and the files for N instances."""
 
-    def __init__(self, args, k, n, bed):
-        self.args, self.k, self.n, self.bed = args, k, n, bed
+    def __init__(self, args, k, n, bed, shape=None):
+        """shape None: the side-by-side and grid beds (every tool); "direct" or "bastion": a
+        scale row (maestro only, cheap ships sharing one dockerd, see --scale)."""
+        self.args, self.k, self.n, self.bed, self.shape = args, k, n, bed, shape
         self.ships = bed["ships"]
-        self.workdir = os.path.join(HERE, "work", f"k{k}-n{n}")
+        self.workdir = os.path.join(HERE, "work", f"k{k}-n{n}" if shape is None else f"scale-{shape}-k{k}-n{n}")
         shutil.rmtree(self.workdir, ignore_errors=True)
         os.makedirs(os.path.join(self.workdir, "bin"))
         os.makedirs(os.path.join(self.workdir, "compose"))
         self.instances = plan_instances(n, self.ships)
+        # Hosts whose sshd logins are counted apart from the ships' (the jump host).
+        self.jump_hosts = [bed["bastion"]] if shape == "bastion" else []
         self.write_ssh_files()
         self.write_env_files()
 
@@ -437,11 +491,21 @@ class Config:
         op = self.bed["operator"]
         self.known_hosts = os.path.join(d, "known_hosts")
         with open(self.known_hosts, "w") as f:
+            if self.shape == "bastion":
+                # The bastion at the proxy's first address; the ships at their own (reached
+                # from the bastion).
+                with open(self.bed["bastion"]["host_key_public"]) as pub:
+                    key = " ".join(pub.read().split()[:2])
+                addr = f"{PROXY_NET}1" if PROXY_PORT == 22 else f"[{PROXY_NET}1]:{PROXY_PORT}"
+                f.write(f"{addr} {key}\n")
             for i, s in enumerate(self.ships):
                 with open(s["host_key_public"]) as pub:
                     key = " ".join(pub.read().split()[:2])
                 addr = f"{PROXY_NET}{i + 1}" if PROXY_PORT == 22 else f"[{PROXY_NET}{i + 1}]:{PROXY_PORT}"
-                f.write(f"{addr} {key}\n{s['ip']} {key}\n")
+                if self.shape == "bastion":
+                    f.write(f"{s['ip']} {key}\n")
+                else:
+                    f.write(f"{addr} {key}\n{s['ip']} {key}\n")
         common = [
             "    User root",
             f"    IdentityFile {op['key']}",
@@ -473,11 +537,15 @@ class Config:
     def write_env_files(self):
         d = self.workdir
         self.tunnel_ports = {s["name"]: 23750 + i + 1 for i, s in enumerate(self.ships)}
+        shared = any(len(names) > 1 for names in sockets_of(self.ships).values())
+        with open(os.path.join(d, "maestro.yaml"), "w") as f:
+            f.write(maestro_yaml(self.bed, self.instances, self.known_hosts,
+                                 jump=self.shape == "bastion", ship_labels=shared))
+        self.scripts = {}
+        if self.shape is not None:
+            return  # scale rows: maestro only
         with open(os.path.join(d, "maestrong.yaml"), "w") as f:
             f.write(maestrong_yaml(self.bed, self.instances, self.tunnel_ports))
-        with open(os.path.join(d, "maestro.yaml"), "w") as f:
-            f.write(maestro_yaml(self.bed, self.instances, self.known_hosts))
-        self.scripts = {}
         for tool, scripts in [
             ("docker", docker_scripts(self.instances, self.ships)),
             ("compose", compose_scripts(self.instances, self.ships, d)),
@@ -545,9 +613,11 @@ API_RTTS = {
 }
 
 
-def lower_bound_s(op, rtt, daemon, floor):
+def lower_bound_s(op, rtt, daemon, floor, hops=1):
     """Seconds: the round trips above plus the daemon's own work along the longest chain, or
-    the machine's measured floor for that work when it is longer (CPUs shared)."""
+    the machine's measured floor for that work when it is longer (CPUs shared). hops=2: the
+    ship behind a jump host whose link alone is delayed, so the ship's own SSH set-up also
+    crosses it (the jump's login, then the ship's through a channel of it)."""
     own = {
         "status": daemon["list"],
         "noop_start": daemon["list"],
@@ -556,7 +626,7 @@ def lower_bound_s(op, rtt, daemon, floor):
         "restart": daemon["list"] + daemon["restart"],
     }[op]
     own = max(own, 1000.0 * floor.get(op, 0.0))
-    return ((SSH_SETUP_RTTS + API_RTTS[op]) * rtt + own) / 1000.0
+    return ((hops * SSH_SETUP_RTTS + API_RTTS[op]) * rtt + own) / 1000.0
 
 
 def wait_port(host, port, seconds=60):
@@ -568,6 +638,28 @@ def wait_port(host, port, seconds=60):
         except OSError:
             time.sleep(0.1)
     return False
+
+
+def list_fanout(sock, k, environment="bench"):
+    """The shared dockerd's side of K ships listing at once: seconds for K concurrent lists of
+    the environment's containers (as maestro asks, filtered by its environment label) on the
+    local socket, no SSH, and the bytes of one answer. On cheap ships every ship's list returns
+    every ship's containers, which a fleet of real hosts would not."""
+    q = urllib.parse.quote(json.dumps({"label": [f"io.maestro.environment={environment}"]}))
+    path = f"/containers/json?all=1&filters={q}"
+
+    def one(_):
+        conn = UnixHTTPConnection(sock)
+        try:
+            conn.request("GET", path)
+            return len(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    t0 = time.perf_counter()
+    with cf.ThreadPoolExecutor(k) as ex:
+        sizes = list(ex.map(one, range(k)))
+    return {"ships": k, "seconds": round(time.perf_counter() - t0, 3), "bytes_each": max(sizes)}
 
 
 def bench_tool(cfg, tool, reps, logdir):
@@ -607,14 +699,21 @@ def bench_tool(cfg, tool, reps, logdir):
             with cf.ThreadPoolExecutor(len(cfg.ships)) as ex:
                 list(ex.map(lambda s: subprocess.run(["ssh", s["name"], "true"], env=env, timeout=120), cfg.ships))
             extra["master_setup_s"] = round(time.perf_counter() - t0, 3)
-        results = {op: {"runs": [], "ok": True, "bad": [], "maxrss_kib": 0, "exit": [], "ssh_logins": []} for op in OPS}
+        results = {op: {"runs": [], "ok": True, "bad": [], "maxrss_kib": 0, "exit": [], "ssh_logins": [],
+                        "cpu_s": [], "machine_busy": []} for op in OPS}
         for rep in range(reps):
             remove_all(cfg.ships)
             for op in OPS:
                 logins = ssh_logins(cfg.ships)
+                jumps = ssh_logins(cfg.jump_hosts)
                 before = fingerprints(cfg.ships) if op == "noop_start" else None
-                secs, code, rss = run_timed(cfg.argv(tool, op), env, log_path)
+                usage = {}
+                secs, code, rss = run_timed(cfg.argv(tool, op), env, log_path, usage)
                 logins = ssh_logins(cfg.ships) - logins
+                if cfg.jump_hosts:
+                    results[op].setdefault("jump_logins", []).append(ssh_logins(cfg.jump_hosts) - jumps)
+                results[op]["cpu_s"].append(usage.get("cpu_s"))
+                results[op]["machine_busy"].append(usage.get("machine_busy"))
                 if before is not None:
                     after = fingerprints(cfg.ships)
                     touched = sum(1 for k, v in after.items() if before.get(k) != v)
@@ -628,9 +727,20 @@ def bench_tool(cfg, tool, reps, logdir):
                 if code != 0 or bad:
                     r["ok"] = False
                     r["bad"] = bad[:5]
-                log(f"  {tool:10} {op:10} rep {rep + 1}: {secs:7.3f}s exit {code} ssh logins {logins}{' WRONG STATE ' + str(bad[:3]) if bad else ''}")
+                log(f"  {tool:10} {op:10} rep {rep + 1}: {secs:7.3f}s exit {code} ssh logins {logins}"
+                    + (f" (+{r['jump_logins'][-1]} jump)" if cfg.jump_hosts else "")
+                    + f" cpu {usage.get('cpu_s', 0):.2f}s machine {100 * usage.get('machine_busy', 0):.0f}%"
+                    + (" WRONG STATE " + str(bad[:3]) if bad else ""))
+                if cfg.shape is not None and op == "status" and rep == reps - 1:
+                    # Everything is running: what K lists cost the shared dockerd alone.
+                    socks = sockets_of(cfg.ships)
+                    if len(socks) == 1:
+                        results["_list_fanout"] = list_fanout(next(iter(socks)), len(cfg.ships))
         for op in OPS:
             results[op]["median_s"] = round(statistics.median(results[op]["runs"]), 4)
+            cpus = [c for c in results[op]["cpu_s"] if c is not None]
+            if cpus:
+                results[op]["median_cpu_s"] = round(statistics.median(cpus), 3)
         results["_setup"] = extra
         return results
     finally:
@@ -647,10 +757,11 @@ def bench_tool(cfg, tool, reps, logdir):
 
 
 class Proxy:
-    def __init__(self, bed, delay_ms, logdir):
+    def __init__(self, bed, delay_ms, logdir, targets=None):
+        """One delayed address per ship (or per ip of targets): 127.77.0.<i> -> ship i's sshd."""
         argv = [PROXY, "serve", "--delay-ms", str(delay_ms), "--echo", ECHO_ADDR]
-        for i, s in enumerate(bed["ships"]):
-            argv += ["--map", f"{PROXY_NET}{i + 1}:{PROXY_PORT}={s['ip']}:22"]
+        for i, ip in enumerate(targets if targets is not None else [s["ip"] for s in bed["ships"]]):
+            argv += ["--map", f"{PROXY_NET}{i + 1}:{PROXY_PORT}={ip}:22"]
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(os.path.join(logdir, "proxy.log"), "ab"), text=True)
         # bench.sh's trap ends it by this pid if the harness itself is killed.
         with open(os.path.join(HERE, "work", "proxy.pid"), "w") as f:
@@ -669,8 +780,8 @@ class Proxy:
                 self.p.kill()
 
 
-def bed_up(name, k):
-    out = subprocess.run([BED, "up", "--name", name, "--ships", str(k)], capture_output=True, text=True, timeout=900)
+def bed_up(name, k, extra=()):
+    out = subprocess.run([BED, "up", "--name", name, "--ships", str(k), *extra], capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"bed.sh up failed:\n{out.stderr}")
     with open(out.stdout.strip().splitlines()[-1]) as f:
@@ -679,6 +790,74 @@ def bed_up(name, k):
 
 def bed_down(name):
     subprocess.run([BED, "down", "--name", name], capture_output=True, timeout=300)
+
+
+def run_scale(args, scale):
+    """The scale rows (see the module's doc): {"rows": [...], ...} for results["scale"]."""
+    k, base, n = args.scale, args.scale_base, args.scale_instances
+    shapes = [x for x in args.scale_shapes.split(",") if x]
+    for x in shapes:
+        if x not in SCALE_SHAPES:
+            raise SystemExit(f"--scale-shapes: unknown shape {x!r} (direct, bastion)")
+    scale.update({"ships": k, "base": base, "instances": n, "shapes": shapes, "reps": args.scale_reps,
+                  "delay_ms": args.delay_ms, "rows": [],
+                  "host": {"nproc": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
+                           "mem_total_kib": mem_total_kib()},
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    extra = []
+    if "direct" in shapes:
+        extra += ["--cheap-outer", str(k)]
+    if "bastion" in shapes:
+        extra += ["--cheap-inner", str(k)]
+    log(f"bed {SCALE_BED}: {k} cheap ship(s) per shape ({', '.join(shapes)})")
+    t0 = time.perf_counter()
+    bed = bed_up(SCALE_BED, 0, extra)
+    scale["bed_up_s"] = round(time.perf_counter() - t0, 1)
+    try:
+        logdir = os.path.join(HERE, "work", "logs-scale")
+        os.makedirs(logdir, exist_ok=True)
+        sock = bed["cheap_docker"]["docker_socket"]
+        daemon = daemon_times(sock)
+        for shape in shapes:
+            ships = [s for s in bed["ships"] if s.get("cheap") and s["inner"] == (shape == "bastion")]
+            targets = [bed["bastion"]["ip"]] if shape == "bastion" else [s["ip"] for s in ships]
+            proxy = Proxy(bed, args.delay_ms, logdir, targets)
+            try:
+                rtt = rtt_ms()
+                floor = None
+                for kk in sorted({min(base, k), k}):
+                    sub = dict(bed, ships=ships[:kk])
+                    cfg = Config(args, kk, n, sub, shape=shape)
+                    if floor is None:
+                        # One dockerd serves every ship: the floor does not depend on K.
+                        floor = machine_floor_s(sub["ships"], n)
+                        log(f"scale {shape}: round trip {rtt:.1f} ms; daemon (ms) {daemon}; floor (s) {floor}")
+                    log(f"scale {shape} K={kk} N={n}: maestro")
+                    try:
+                        r = bench_tool(cfg, "maestro", args.scale_reps, logdir)
+                    except Exception as e:
+                        log(f"  maestro failed: {e}")
+                        r = {"error": str(e)}
+                    scale["rows"].append(
+                        {"tool": "maestro", "shape": shape, "ships": kk, "instances": n, "rtt_ms": rtt,
+                         "daemon_ms": daemon, "floor_s": floor,
+                         "bound_s": {op: round(lower_bound_s(op, rtt, daemon, floor, 2 if shape == "bastion" else 1), 4)
+                                     for op in OPS},
+                         "ops": r})
+                    yield
+            finally:
+                proxy.stop()
+    finally:
+        bed_down(SCALE_BED)
+    scale["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def mem_total_kib():
+    try:
+        with open("/proc/meminfo") as f:
+            return int(f.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def main():
@@ -698,7 +877,19 @@ def main():
     ap.add_argument("--maestro", default=os.path.join(ROOT, "target", "release", "maestro"))
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--merge", action="store_true", help="keep other tools' rows already in --out")
+    ap.add_argument("--scale", type=int, default=0,
+                    help="also the scale rows: maestro at K=SCALE cheap ships (0 = none; 1..100)")
+    ap.add_argument("--scale-only", action="store_true",
+                    help="only the scale rows (K=100 unless --scale), merged into --out: its other rows are kept")
+    ap.add_argument("--scale-base", type=int, default=4, help="K the scale rows are compared with (default 4)")
+    ap.add_argument("--scale-instances", type=int, default=200, help="N of the scale rows (default 200)")
+    ap.add_argument("--scale-shapes", default=",".join(SCALE_SHAPES), help="direct,bastion (default both)")
+    ap.add_argument("--scale-reps", type=int, default=3, help="rounds per scale row (median)")
     args = ap.parse_args()
+    if args.scale_only and not args.scale:
+        args.scale = 100
+    if not 0 <= args.scale <= 100 or (args.scale and not 1 <= args.scale_base):
+        raise SystemExit("--scale must be 0..100 (the bed's cheap ships) and --scale-base at least 1")
     global PROXY_PORT
     PROXY_PORT = args.proxy_port
     tools = [t for t in args.tools.split(",") if t]
@@ -715,6 +906,8 @@ def main():
                     if t not in plan.setdefault((k, n), []):
                         plan[(k, n)].append(t)
 
+    if args.scale_only:
+        return main_scale_only(args)
     results = {"runs": []}
     if args.merge and os.path.exists(args.out):
         with open(args.out) as f:
@@ -814,10 +1007,44 @@ def main():
     finally:
         if current_bed:
             bed_down(current_bed)
+    if args.scale:
+        results["scale"] = {"maestro_version": maestro_version(args.maestro)}
+        for _ in run_scale(args, results["scale"]):
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     log(f"wrote {args.out}")
+
+
+def main_scale_only(args):
+    """Only the scale rows, into --out's "scale"; every other row and field of --out is kept."""
+    results = {"runs": []}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            results = json.load(f)
+    scale = {"maestro_version": maestro_version(args.maestro)}
+    results["scale"] = scale
+    for _ in run_scale(args, scale):
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    log(f"wrote the scale rows into {args.out}")
+
+
+def maestro_version(binary):
+    out = {}
+    try:
+        o = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+        out["version"] = (o.stdout + o.stderr).strip().splitlines()[0]
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=30)
+        out["commit"] = head.stdout.strip() + (" (src modified)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError, IndexError) as e:
+        out["error"] = str(e)
+    return out
 
 
 if __name__ == "__main__":

@@ -44,6 +44,144 @@ def cell_ok(run, op):
     return isinstance(o, dict) and o.get("ok", False)
 
 
+SCALE_OPS = [
+    ("status", "status"),
+    ("start", "start from nothing"),
+    ("noop_start", "no-op start"),
+    ("stop", "stop"),
+    ("restart", "restart web"),
+]
+SHAPE_LABELS = {
+    "direct": "direct: every ship behind its own delaying proxy",
+    "bastion": "bastion: one delaying proxy in front of the bastion, ships on its LAN",
+}
+
+
+def peak_rss_mib(run):
+    ops = run.get("ops", {})
+    v = [o.get("maxrss_kib", 0) for o in ops.values() if isinstance(o, dict) and "maxrss_kib" in o]
+    return max(v) / 1024 if v else None
+
+
+def scale_section(data, w):
+    """The scale rows (harness --scale): maestro at K=base and K ships of one shape, same bed,
+    same invocation; every ratio is K's row over the base row of its shape."""
+    sc = data.get("scale") or {}
+    rows = sc.get("rows") or []
+    if not rows:
+        w("## Scale: 100 ships, reached directly and behind one bastion")
+        w("")
+        w("**Pending**: run `sudo ./bench.sh --scale-only` (maestro only; it keeps every other row of"
+          " `bench/results.json`). It brings up one bed with 100 sshd-only ships for each shape, all"
+          " sharing one dockerd, and times maestro at K=4 and K=100, N=200, in the same invocation.")
+        w("")
+        return
+    k, base, n = sc["ships"], sc["base"], sc["instances"]
+    where = {"direct": "reached directly", "bastion": "behind one bastion"}
+    shapes = [where.get(x, x) for x in sc.get("shapes", [])]
+    w(f"## Scale: {k} ships, {' and '.join(shapes) or 'no shape'}")
+    w("")
+    host = sc.get("host", {})
+    mem = host.get("mem_total_kib")
+    w(f"maestro alone, N={n} instances, K={base} and K={k} ships in the same bed and the same run, one-way"
+      f" delay {sc['delay_ms']:g} ms, median of {sc['reps']} round{'s' if sc['reps'] != 1 else ''}; the K={k} row of each shape is read"
+      f" as a ratio to its own K={base} row. Run {sc.get('started', '?')} – {sc.get('finished', 'unfinished')},"
+      f" {host.get('nproc')} CPUs" + (f", {mem / 1024 / 1024:.0f} GB" if mem else "")
+      + f", load average at the start {', '.join(f'{x:.1f}' for x in host.get('loadavg_at_start', []))}"
+      + (f"; maestro `{sc['maestro_version'].get('version', '?')}` at `{sc['maestro_version'].get('commit', '?')}`"
+         if sc.get("maestro_version") else "") + ".")
+    w("")
+    w("- **Ships.** `testbed/bed.sh --cheap-outer K` (direct) and `--cheap-inner K` (behind the bastion):"
+      " each ship is a namespace with its own address, host key and sshd, and every one's Docker socket is"
+      " that of **one shared dockerd** (100 dockerds do not fit on this machine). Containers carry a"
+      " `bench.ship` label naming their ship, and the state checks after every command attribute them by"
+      " it. The K={0} row uses the first {0} ships of the same bed.".format(base))
+    w("- **direct**: ship i behind its own delaying proxy address (127.77.0.i), as in the grid."
+      " **bastion**: maestro reaches every ship with `ssh.jump` through the bastion, the only host"
+      " behind the proxy; the links from the bastion to the ships are not delayed (a LAN), and"
+      " maestro shares one SSH session to the bastion among all ships.")
+    w("- **What the shared dockerd adds.** maestro lists the environment's containers on each ship (filtered"
+      " by its environment label); on one shared dockerd every ship's list returns all N containers"
+      " instead of its own N/K, and K lists land on one daemon at once. A fleet of real hosts pays"
+      " neither, so the K=100 rows here are pessimistic; the last table measures that cost alone.")
+    w("")
+    by = {}
+    for r in rows:
+        by.setdefault(r["shape"], {})[r["ships"]] = r
+    w("| shape | K | " + " | ".join(label for _, label in SCALE_OPS) + " | peak RSS |")
+    w("|---|---|" + "---|" * len(SCALE_OPS) + "---|")
+    targets = []
+    for shape in sc.get("shapes", list(by)):
+        got = by.get(shape, {})
+        b, big = got.get(base), got.get(k)
+        for kk, r in sorted(got.items()):
+            if "error" in r.get("ops", {}):
+                w(f"| {shape} | {kk} | failed: {r['ops']['error']} |" + " |" * len(SCALE_OPS))
+                continue
+            cells = [f"{fmt_s(med(r, op))}{'' if cell_ok(r, op) else ' ✗'}" for op, _ in SCALE_OPS]
+            rss = peak_rss_mib(r)
+            w(f"| {shape} | {kk} | " + " | ".join(cells) + f" | {rss:.1f} MiB |")
+        if b and big and "error" not in b.get("ops", {}) and "error" not in big.get("ops", {}) and k != base:
+            ratios = [fmt_x(med(big, op) / med(b, op)) if med(b, op) else "—" for op, _ in SCALE_OPS]
+            rb, rk = peak_rss_mib(b), peak_rss_mib(big)
+            w(f"| **{shape}, K={k} / K={base}** | | " + " | ".join(f"**{x}**" for x in ratios)
+              + f" | **{fmt_x(rk / rb) if rb else '—'}** |")
+            st = med(big, "status") / med(b, "status")
+            ok = st <= 1.5 and cell_ok(big, "status") and cell_ok(b, "status")
+            targets.append((shape, st, ok))
+    w("")
+    if targets:
+        w("| target | measured | |")
+        w("|---|---|---|")
+        for shape, st, ok in targets:
+            w(f"| `status` at K={k} at most 1.5× `status` at K={base}, {shape} | {st:.2f}× | {'met' if ok else '**missed**'} |")
+        w("")
+    # Where the time goes: maestro's own CPU, the machine's, the logins.
+    w(f"Where the time goes (medians; *cpu*: maestro's user + system CPU seconds; *machine*: how busy both"
+      f" CPUs were during the command, ships' sshd and the dockerd included; *logins*: accepted by the"
+      f" ships' sshd, + the bastion's):")
+    w("")
+    w("| shape | K | " + " | ".join(label for _, label in SCALE_OPS) + " |")
+    w("|---|---|" + "---|" * len(SCALE_OPS))
+    for shape in sc.get("shapes", list(by)):
+        for kk, r in sorted(by.get(shape, {}).items()):
+            if "error" in r.get("ops", {}):
+                continue
+            cells = []
+            for op, _ in SCALE_OPS:
+                o = r["ops"][op]
+                busy = [x for x in o.get("machine_busy", []) if x is not None]
+                logins = statistics.median(o.get("ssh_logins") or [0])
+                jumps = o.get("jump_logins")
+                cells.append(
+                    f"{fmt_s(o['median_s'])} wall, {o.get('median_cpu_s', 0):.2f} s cpu,"
+                    f" machine {100 * statistics.median(busy) if busy else 0:.0f}%,"
+                    f" {logins:g}{f' + {statistics.median(jumps):g}' if jumps else ''} logins")
+            w(f"| {shape} | {kk} | " + " | ".join(cells) + " |")
+    w("")
+    fan = [(shape, kk, r["ops"]["_list_fanout"]) for shape in sc.get("shapes", list(by))
+           for kk, r in sorted(by.get(shape, {}).items()) if isinstance(r.get("ops", {}).get("_list_fanout"), dict)]
+    if fan:
+        w("The shared dockerd alone, everything running: K lists of the environment at once on its local"
+          " socket (no SSH), as maestro's `status` asks them, and the size of one answer:")
+        w("")
+        w("| shape | K | K lists at once | one answer | all K answers (through SSH) |")
+        w("|---|---|---|---|---|")
+        for shape, kk, f in fan:
+            w(f"| {shape} | {kk} | {f['seconds']:.2f} s | {f['bytes_each'] / 1024:.0f} KiB"
+              f" | {kk * f['bytes_each'] / 1024 / 1024:.1f} MiB |")
+        w("")
+    grid = [r for r in data.get("runs", []) if r["tool"] == "maestro" and r["ships"] == base and r["instances"] == n
+            and "error" not in r.get("ops", {})]
+    if grid:
+        g = grid[0]
+        w(f"For reference, the grid's maestro K={base} N={n} row (its own run, a dockerd per ship): status"
+          f" {fmt_s(med(g, 'status'))}, start {fmt_s(med(g, 'start'))}, no-op start {fmt_s(med(g, 'noop_start'))},"
+          f" stop {fmt_s(med(g, 'stop'))}, round trip {g['rtt_ms']:.1f} ms; the ratios above use the K={base}"
+          " row of the scale run instead, measured on the same bed at the same moment.")
+        w("")
+
+
 def main():
     results_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "results.json")
     out_md = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "docs", "benchmarks.md")
@@ -77,13 +215,17 @@ def main():
     w("```sh")
     w("sudo ./bench.sh                      # everything: peers at K=4 N=40, maestro over the grid")
     w("sudo ./bench.sh --tools maestro --merge   # refresh only maestro's rows, keep the peers'")
+    w("sudo ./bench.sh --scale-only         # only the scale rows (maestro, K=4 and 100, N=200), keep the rest")
     w("sudo ./bench.sh --help               # options: --delay-ms, --reps, --ships, --instances, --grid")
     w("sudo ./bench.sh --proxy-port 2222    # if this machine's own sshd holds 0.0.0.0:22")
     w("sudo python3 bench/roundtrips.py > bench/roundtrips.txt   # maestro's round-trip profile")
     w("```")
     w("")
     w("A full run takes about 35 minutes on the 2-CPU machine of the committed run (docker-compose alone"
-      " about 7, maestro's grid with the machine's floor about 17; longer on a loaded machine).")
+      " about 7, maestro's grid with the machine's floor about 17; longer on a loaded machine). The scale"
+      " rows (`--scale-only`, not part of the default run) take about 25 minutes more: 12 rounds at N=200"
+      " (2 shapes × K=4 and K=100 × 3), each about as long as the grid's K=4 N=200 round, plus the floor"
+      " per shape.")
     w("")
     w("It installs what the peers need (Debian `docker-compose`, `python3-paramiko`, `fonts-dejavu-core`,"
       " MaestroNG 0.8.3 into `bench/.venv`), builds maestro and the harness (`bench/`, its own cargo"
@@ -311,6 +453,7 @@ def main():
     else:
         w("maestro's curves for N = 10, 40, 200 and K = 1, 4, 16 are **pending** (see above).")
     w("")
+    scale_section(data, w)
     notes = os.path.join(HERE, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as f:

@@ -3,8 +3,8 @@
 # dockerd and sshd, an optional bastion namespace in front of "inner" ships that the operator
 # (root) namespace cannot route to. The interface is described in testbed/TESTBED-CONTRACT.md.
 #
-#   bed.sh up --name NAME [--ships K] [--inner M] [--cheap-inner C] [--extra-keys E] [--registry]
-#                                                        prints bed.json's path
+#   bed.sh up --name NAME [--ships K] [--inner M] [--cheap-inner C] [--cheap-outer O]
+#             [--extra-keys E] [--registry]            prints bed.json's path
 #   bed.sh down --name NAME | down --all
 #   bed.sh status --name NAME
 #   bed.sh sshd --name NAME --ship SHIP stop|start|restart [-o Option=value]...
@@ -31,7 +31,7 @@ die() {
 log() { [ -n "${BED_QUIET:-}" ] || echo "bed.sh: $*" >&2; }
 
 usage() {
-    sed -n '5,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '5,11p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -51,7 +51,7 @@ derive() { # sets globals for bed NAME
     nets_of_prefix "$P"
     BRIDGE=${P}br
     BASTION_NS=${P}-bastion
-    CHEAPD_NS=${P}-cheapd # the one dockerd that every cheap inner ship's socket path leads to
+    CHEAPD_NS=${P}-cheapd # the one dockerd that every cheap ship's socket path leads to
 }
 
 nets_of_prefix() { # PREFIX -> OUTER_NET, INNER_NET (first three octets)
@@ -66,6 +66,7 @@ nets_of_prefix() { # PREFIX -> OUTER_NET, INNER_NET (first three octets)
 ship_ns() { printf '%s-%s' "$P" "$1"; } # ship name -> namespace name
 
 has_bastion() { [ "$INNER" -gt 0 ] || [ "$CHEAP" -gt 0 ]; }
+has_cheap() { [ "$CHEAP" -gt 0 ] || [ "$CHEAP_OUTER" -gt 0 ]; } # the shared dockerd exists
 
 nsrun() { # NS CMD... : run CMD in the namespace's network only (keeps /sys, cgroups intact)
     local ns=$1
@@ -265,7 +266,7 @@ cmd_down() {
 SHIP_NAMES=()
 SHIP_IPS=()
 SHIP_INNER=()
-SHIP_CHEAP=() # true: sshd only, its docker socket is the shared dockerd's (--cheap-inner)
+SHIP_CHEAP=() # true: sshd only, its docker socket is the shared dockerd's (--cheap-inner/-outer)
 SHIP_NSS=()     # namespace names (computed once: `$(ship_ns ...)` forks, 100s of ships add up)
 SHIP_SOCKETS=() # the docker socket path that works for each ship
 
@@ -276,6 +277,14 @@ plan_ships() {
         SHIP_IPS+=("$OUTER_NET.$((10 + i))")
         SHIP_INNER+=(false)
         SHIP_CHEAP+=(false)
+    done
+    # Cheap outer ships take .101-.200 of the outer subnet (--cheap-outer <= 100): outer ships
+    # keep .11-.60, the bastion .2, the bridge (and registry) .1.
+    for ((i = 1; i <= CHEAP_OUTER; i++)); do
+        SHIP_NAMES+=("ocheap$i")
+        SHIP_IPS+=("$OUTER_NET.$((100 + i))")
+        SHIP_INNER+=(false)
+        SHIP_CHEAP+=(true)
     done
     for ((i = 1; i <= INNER; i++)); do
         SHIP_NAMES+=("inner$i")
@@ -320,7 +329,7 @@ make_network() {
     ip link set "$BRIDGE" up
     local i ns
     for i in "${!SHIP_NAMES[@]}"; do
-        [ "${SHIP_INNER[$i]}" = false ] || continue
+        [ "${SHIP_INNER[$i]}" = false ] && [ "${SHIP_CHEAP[$i]}" = false ] || continue
         ns=$(ship_ns "${SHIP_NAMES[$i]}")
         make_netns "$ns"
         ip link add "${P}s$((i + 1))" type veth peer name eth0 netns "$ns"
@@ -328,6 +337,7 @@ make_network() {
         ip -n "$ns" addr add "${SHIP_IPS[$i]}/24" dev eth0
         ip -n "$ns" link set eth0 up
     done
+    [ "$CHEAP_OUTER" = 0 ] || make_cheap_outer_network
     if has_bastion; then
         make_netns "$BASTION_NS"
         ip link add "${P}b0" type veth peer name eth0 netns "$BASTION_NS"
@@ -363,7 +373,7 @@ make_network() {
 make_cheap_network() {
     local i netns="" links=""
     for i in "${!SHIP_NAMES[@]}"; do
-        [ "${SHIP_CHEAP[$i]}" = true ] || continue
+        [ "${SHIP_CHEAP[$i]}" = true ] && [ "${SHIP_INNER[$i]}" = true ] || continue
         netns+="netns add ${SHIP_NSS[$i]}"$'\n'
         links+="link add c$((i + 1)) type veth peer name eth0 netns ${SHIP_NSS[$i]}"$'\n'
         links+="link set c$((i + 1)) master ibr up"$'\n'
@@ -371,7 +381,27 @@ make_cheap_network() {
     ip -batch - <<<"$netns"
     ip -n "$BASTION_NS" -batch - <<<"$links"
     for i in "${!SHIP_NAMES[@]}"; do
-        [ "${SHIP_CHEAP[$i]}" = true ] || continue
+        [ "${SHIP_CHEAP[$i]}" = true ] && [ "${SHIP_INNER[$i]}" = true ] || continue
+        ip -n "${SHIP_NSS[$i]}" -batch - <<<"link set lo up
+addr add ${SHIP_IPS[$i]}/24 dev eth0
+link set eth0 up"
+    done
+}
+
+# Cheap outer ships: the same, on the outer bridge in the root namespace, so the operator (and
+# the bench's proxy) reach each one directly at its own address.
+make_cheap_outer_network() {
+    local i netns="" links=""
+    for i in "${!SHIP_NAMES[@]}"; do
+        [ "${SHIP_CHEAP[$i]}" = true ] && [ "${SHIP_INNER[$i]}" = false ] || continue
+        netns+="netns add ${SHIP_NSS[$i]}"$'\n'
+        links+="link add ${P}o$((i + 1)) type veth peer name eth0 netns ${SHIP_NSS[$i]}"$'\n'
+        links+="link set ${P}o$((i + 1)) master $BRIDGE up"$'\n'
+    done
+    ip -batch - <<<"$netns"
+    ip -batch - <<<"$links"
+    for i in "${!SHIP_NAMES[@]}"; do
+        [ "${SHIP_CHEAP[$i]}" = true ] && [ "${SHIP_INNER[$i]}" = false ] || continue
         ip -n "${SHIP_NSS[$i]}" -batch - <<<"link set lo up
 addr add ${SHIP_IPS[$i]}/24 dev eth0
 link set eth0 up"
@@ -595,12 +625,12 @@ write_bed_json() {
         else
             printf '  "bastion": null,\n'
         fi
-        if [ "$CHEAP" -gt 0 ]; then
+        if has_cheap; then
             local hd=$DIR/cheapd
             printf '  "cheap_docker": {"netns": %s, "docker_socket": %s, "dir": %s,\n' \
                 "$(json_str "$CHEAPD_NS")" "$(json_str "$hd/docker.sock")" "$(json_str "$hd")"
             printf '                   "dockerd_pidfile": %s, "ships": %s},\n' \
-                "$(json_str "$hd/dockerd.pid")" "$CHEAP"
+                "$(json_str "$hd/dockerd.pid")" "$((CHEAP + CHEAP_OUTER))"
         else
             printf '  "cheap_docker": null,\n'
         fi
@@ -712,8 +742,8 @@ make_cheap_host_keys() { # two parallel streams: the machine has two cores
     wait
 }
 
-wait_cheap_sshds() { # every cheap ship's sshd listens, checked from the bastion's side
-    local deadline=$((SECONDS + WAIT_SECONDS)) i missing ips=()
+wait_cheap_sshds() { # every cheap ship's sshd listens, checked from where logins come
+    local deadline=$((SECONDS + WAIT_SECONDS)) i missing ips=() outer_ips=()
     # sshd writes its PidFile once its listening socket is bound: no fork per check.
     while :; do
         missing=""
@@ -731,13 +761,19 @@ wait_cheap_sshds() { # every cheap ship's sshd listens, checked from the bastion
         sleep 0.1
     done
     for i in "${!SHIP_NAMES[@]}"; do
-        [ "${SHIP_CHEAP[$i]}" = false ] || ips+=("${SHIP_IPS[$i]}")
+        [ "${SHIP_CHEAP[$i]}" = true ] || continue
+        if [ "${SHIP_INNER[$i]}" = true ]; then ips+=("${SHIP_IPS[$i]}"); else outer_ips+=("${SHIP_IPS[$i]}"); fi
     done
     # One process for all of them: the path an inner login takes (bastion -> ship:22).
-    nsrun "$BASTION_NS" bash -c '
+    [ ${#ips[@]} = 0 ] || nsrun "$BASTION_NS" bash -c '
         for ip; do
             : 2>/dev/null <>"/dev/tcp/$ip/22" || { echo "bed.sh: the bastion cannot reach $ip:22" >&2; exit 1; }
         done' _ "${ips[@]}"
+    # Cheap outer ships: from the operator's (root) namespace, as their logins come.
+    local ip
+    for ip in "${outer_ips[@]}"; do
+        : 2>/dev/null <>"/dev/tcp/$ip/22" || { echo "bed.sh: cannot reach $ip:22" >&2; return 1; }
+    done
 }
 
 check_prereqs() {
@@ -760,6 +796,7 @@ cmd_up() {
     [[ $SHIPS =~ ^[0-9]+$ ]] && [ "$SHIPS" -le 50 ] || die "--ships must be 0..50"
     [[ $INNER =~ ^[0-9]+$ ]] && [ "$INNER" -le 50 ] || die "--inner must be 0..50"
     [[ $CHEAP =~ ^[0-9]+$ ]] && [ "$CHEAP" -le 100 ] || die "--cheap-inner must be 0..100"
+    [[ $CHEAP_OUTER =~ ^[0-9]+$ ]] && [ "$CHEAP_OUTER" -le 100 ] || die "--cheap-outer must be 0..100"
     [[ $EXTRA_KEYS =~ ^[0-9]+$ ]] && [ "$EXTRA_KEYS" -le 100 ] || die "--extra-keys must be 0..100"
     local t0=$SECONDS
     down_prefix "$P" "$DIR"
@@ -775,7 +812,7 @@ cmd_up() {
     build_image &
     local image_job=$!
     local i n hd keys_job="" cheap_t0=$EPOCHREALTIME
-    if [ "$CHEAP" -gt 0 ]; then
+    if has_cheap; then
         # Host keys of the cheap ships (one each, ~10 ms apiece), made while the network is.
         for i in "${!SHIP_NAMES[@]}"; do
             [ "${SHIP_CHEAP[$i]}" = false ] || mkdir -p "$DIR/${SHIP_NAMES[$i]}"
@@ -783,7 +820,7 @@ cmd_up() {
         make_cheap_host_keys &
         keys_job=$!
     fi
-    if [ "$CHEAP" -gt 0 ]; then
+    if has_cheap; then
         # The shared dockerd takes the longest to come up: first. Its namespace has loopback
         # only; its socket is a file, reachable by path from every namespace (sshd's
         # direct-streamlocal forwarding just opens the path).
@@ -841,7 +878,7 @@ cmd_up() {
         wait_sshd "$BASTION_NS" "$OUTER_NET.2" "$DIR/bastion" &
         pids+=($!)
     fi
-    if [ "$CHEAP" -gt 0 ]; then
+    if has_cheap; then
         (
             hd=$DIR/cheapd
             wait_docker "$hd"
@@ -857,7 +894,7 @@ cmd_up() {
     fi
     for i in "${pids[@]}"; do wait "$i" || fail=1; done
     [ $fail = 0 ] || die "bed '$NAME' did not come up (see messages above)"
-    [ "$CHEAP" = 0 ] || log "$CHEAP cheap inner ship(s) and their dockerd up in" \
+    ! has_cheap || log "$((CHEAP + CHEAP_OUTER)) cheap ship(s) and their dockerd up in" \
         "$(awk -v a="$cheap_t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')s"
     if [ "$REGISTRY" = 1 ]; then
         [ "$SHIPS" -gt 0 ] || die "--registry needs at least one outer ship"
@@ -867,8 +904,8 @@ cmd_up() {
     write_bed_env
     write_bed_json
     trap - EXIT
-    log "bed '$NAME' up in $((SECONDS - t0))s: ${SHIPS} ship(s), ${INNER} inner ship(s)" \
-        "and ${CHEAP} cheap inner ship(s) behind the bastion"
+    log "bed '$NAME' up in $((SECONDS - t0))s: ${SHIPS} ship(s), ${CHEAP_OUTER} cheap outer ship(s)," \
+        "${INNER} inner ship(s) and ${CHEAP} cheap inner ship(s) behind the bastion"
     echo "$DIR/bed.json"
 }
 
@@ -934,7 +971,7 @@ main() {
     [ $# -ge 1 ] || usage
     local cmd=$1
     shift
-    SHIPS=3 INNER=0 CHEAP=0 EXTRA_KEYS=0 ALL=0 NAME="" SHIP="" ACTION="" REGISTRY=0
+    SHIPS=3 INNER=0 CHEAP=0 CHEAP_OUTER=0 EXTRA_KEYS=0 ALL=0 NAME="" SHIP="" ACTION="" REGISTRY=0
     SSHD_OPTS=()
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -946,6 +983,8 @@ main() {
         --inner=*) INNER=${1#*=}; shift ;;
         --cheap-inner) CHEAP=${2:-}; shift 2 ;;
         --cheap-inner=*) CHEAP=${1#*=}; shift ;;
+        --cheap-outer) CHEAP_OUTER=${2:-}; shift 2 ;;
+        --cheap-outer=*) CHEAP_OUTER=${1#*=}; shift ;;
         --extra-keys) EXTRA_KEYS=${2:-}; shift 2 ;;
         --extra-keys=*) EXTRA_KEYS=${1#*=}; shift ;;
         -o) [ $# -ge 2 ] || die "-o needs an sshd option"; SSHD_OPTS+=(-o "$2"); shift 2 ;;
