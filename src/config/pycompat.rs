@@ -19,6 +19,10 @@ use minijinja::{Error, ErrorKind, Output, State, Value};
 
 /// Name of the global that stands for Python's `%` operator in rewritten templates.
 pub(crate) const PERCENT_FN: &str = "__maestro_percent";
+/// Brackets nested deeper than this are not rewritten (the engine refuses such depths anyway):
+/// the rewriter recurses once per level and must not overflow the stack.
+const MAX_NESTING: usize = 256;
+
 /// Name of the global that turns a list display into a mutable list.
 pub(crate) const LIST_FN: &str = "__maestro_list";
 
@@ -214,7 +218,12 @@ fn lex_tag(src: &str, mut i: usize, block: bool) -> Option<(Vec<Node>, usize, us
         };
         let current = stack.last_mut().map_or(&mut top, |(_, children)| children);
         match (kind, c) {
-            (Kind::Op, '(' | '[' | '{') => stack.push((tok, Vec::new())),
+            (Kind::Op, '(' | '[' | '{') => {
+                if stack.len() >= MAX_NESTING {
+                    return None;
+                }
+                stack.push((tok, Vec::new()))
+            }
             (Kind::Op, ')' | ']' | '}') => {
                 let (open, children) = stack.pop()?;
                 let parent = stack.last_mut().map_or(&mut top, |(_, children)| children);
@@ -256,65 +265,87 @@ const KEYWORDS: &[&str] = &["and", "or", "not", "in", "if", "else", "is"];
 /// attribute access, calls, subscripts, filters, tests and `**`), marking list displays in
 /// `lists`. Returns the index after it.
 fn parse_operand(src: &str, nodes: &[Node], mut i: usize, lists: &mut [bool]) -> Option<usize> {
-    while is_op(src, nodes.get(i), &["-", "+"]) {
-        i += 1;
-    }
-    match nodes.get(i)? {
-        Node::Tok(t) if t.kind == Kind::Name && !KEYWORDS.contains(&text(src, t)) => i += 1,
-        Node::Tok(t) if t.kind == Kind::Num => i += 1,
-        Node::Tok(t) if t.kind == Kind::Str => {
-            // Adjacent string literals concatenate, as in Python.
-            while matches!(nodes.get(i), Some(Node::Tok(t)) if t.kind == Kind::Str) {
-                i += 1;
-            }
-        }
-        Node::Group { open, .. } => {
-            if text(src, open) == "[" {
-                lists[i] = true;
-            }
-            i += 1;
-        }
-        Node::Tok(_) => return None,
-    }
+    // One pass per factor of a `**` chain; a loop, not recursion, so long chains cannot
+    // overflow the stack.
     loop {
-        if is_op(src, nodes.get(i), &["."])
-            && matches!(nodes.get(i + 1), Some(Node::Tok(t)) if matches!(t.kind, Kind::Name | Kind::Num))
-        {
-            i += 2;
-        } else if opens(src, nodes.get(i), "([") {
+        while is_op(src, nodes.get(i), &["-", "+"]) {
             i += 1;
-        } else if is_op(src, nodes.get(i), &["|"]) && is_any_name(nodes.get(i + 1)) {
-            i += 2;
-            while is_op(src, nodes.get(i), &["."]) && is_any_name(nodes.get(i + 1)) {
+        }
+        match nodes.get(i)? {
+            Node::Tok(t) if t.kind == Kind::Name && !KEYWORDS.contains(&text(src, t)) => i += 1,
+            Node::Tok(t) if t.kind == Kind::Num => i += 1,
+            Node::Tok(t) if t.kind == Kind::Str => {
+                // Adjacent string literals concatenate, as in Python.
+                while matches!(nodes.get(i), Some(Node::Tok(t)) if t.kind == Kind::Str) {
+                    i += 1;
+                }
+            }
+            Node::Group { open, .. } => {
+                if text(src, open) == "[" {
+                    lists[i] = true;
+                }
+                i += 1;
+            }
+            Node::Tok(_) => return None,
+        }
+        loop {
+            if is_op(src, nodes.get(i), &["."])
+                && matches!(nodes.get(i + 1), Some(Node::Tok(t)) if matches!(t.kind, Kind::Name | Kind::Num))
+            {
                 i += 2;
-            }
-            if opens(src, nodes.get(i), "(") {
+            } else if opens(src, nodes.get(i), "([") {
                 i += 1;
-            }
-        } else if is_name(src, nodes.get(i), "is") {
-            i += 1;
-            if is_name(src, nodes.get(i), "not") {
-                i += 1;
-            }
-            if is_any_name(nodes.get(i)) {
-                i += 1;
+            } else if is_op(src, nodes.get(i), &["|"]) && is_any_name(nodes.get(i + 1)) {
+                i += 2;
                 while is_op(src, nodes.get(i), &["."]) && is_any_name(nodes.get(i + 1)) {
                     i += 2;
                 }
-            }
-            if opens(src, nodes.get(i), "(") {
+                if opens(src, nodes.get(i), "(") {
+                    i += 1;
+                }
+            } else if is_name(src, nodes.get(i), "is") {
                 i += 1;
+                if is_name(src, nodes.get(i), "not") {
+                    i += 1;
+                }
+                if is_any_name(nodes.get(i)) {
+                    i += 1;
+                    while is_op(src, nodes.get(i), &["."]) && is_any_name(nodes.get(i + 1)) {
+                        i += 2;
+                    }
+                }
+                if opens(src, nodes.get(i), "(") {
+                    i += 1;
+                }
+            } else {
+                break;
             }
-        } else {
-            break;
+        }
+        let factor_end = i;
+        if !is_op(src, nodes.get(i), &["**"]) {
+            return Some(i);
+        }
+        i += 1;
+        // `a **` with nothing usable after it: the operand ends before the `**`.
+        let next_is_operand = {
+            let mut j = i;
+            while is_op(src, nodes.get(j), &["-", "+"]) {
+                j += 1;
+            }
+            match nodes.get(j) {
+                Some(Node::Tok(t)) => match t.kind {
+                    Kind::Name => !KEYWORDS.contains(&text(src, t)),
+                    Kind::Num | Kind::Str => true,
+                    Kind::Op => false,
+                },
+                Some(Node::Group { .. }) => true,
+                None => false,
+            }
+        };
+        if !next_is_operand {
+            return Some(factor_end);
         }
     }
-    if is_op(src, nodes.get(i), &["**"])
-        && let Some(end) = parse_operand(src, nodes, i + 1, lists)
-    {
-        i = end;
-    }
-    Some(i)
 }
 
 /// Emits `src[from..to]`, which holds `nodes`, with this level's `%` chains and list displays
@@ -435,6 +466,48 @@ impl PyList {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Refuses a value that holds this list: a cycle would make printing and comparing recurse
+    /// without end (Python allows it; no environment file needs it).
+    fn check_no_cycle(self: &Arc<Self>, value: &Value) -> Result<(), Error> {
+        // `budget` bounds the walk: shared sublists make the tree exponentially wide.
+        fn holds(value: &Value, target: *const PyList, depth: usize, budget: &mut usize) -> bool {
+            if depth > MAX_REPR_DEPTH || *budget == 0 {
+                return true;
+            }
+            *budget -= 1;
+            if let Some(list) = value.downcast_object_ref::<PyList>() {
+                if std::ptr::eq(list, target) {
+                    return true;
+                }
+                let items = list.items().clone();
+                return items.iter().any(|v| holds(v, target, depth + 1, budget));
+            }
+            match value.kind() {
+                ValueKind::Seq => value.try_iter().is_ok_and(|iter| {
+                    iter.collect::<Vec<_>>()
+                        .iter()
+                        .any(|v| holds(v, target, depth + 1, budget))
+                }),
+                ValueKind::Map => value.try_iter().is_ok_and(|keys| {
+                    keys.collect::<Vec<_>>().iter().any(|k| {
+                        value
+                            .get_item(k)
+                            .is_ok_and(|v| holds(&v, target, depth + 1, budget))
+                    })
+                }),
+                _ => false,
+            }
+        }
+        let mut budget = 100_000;
+        if holds(value, Arc::as_ptr(self), 0, &mut budget) {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "a list cannot be put inside itself (nor hold more than 64 levels or 100000 values)",
+            ));
+        }
+        Ok(())
+    }
+
     fn push_checked(items: &mut Vec<Value>, value: Value) -> Result<(), Error> {
         if items.len() >= MAX_LIST_ITEMS {
             return Err(Error::new(
@@ -482,6 +555,7 @@ impl Object for PyList {
         match method {
             "append" => {
                 let (value,): (Value,) = from_args(args)?;
+                self.check_no_cycle(&value)?;
                 Self::push_checked(&mut self.items(), value)?;
                 Ok(none)
             }
@@ -489,6 +563,9 @@ impl Object for PyList {
                 let (values,): (Value,) = from_args(args)?;
                 // Collected first: `l.extend(l)` must not hold the lock while reading `l`.
                 let new: Vec<Value> = values.try_iter()?.collect();
+                for value in &new {
+                    self.check_no_cycle(value)?;
+                }
                 let mut items = self.items();
                 for value in new {
                     Self::push_checked(&mut items, value)?;
@@ -497,6 +574,7 @@ impl Object for PyList {
             }
             "insert" => {
                 let (index, value): (i64, Value) = from_args(args)?;
+                self.check_no_cycle(&value)?;
                 let mut items = self.items();
                 let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
                 let at = if index < 0 {
@@ -952,5 +1030,22 @@ mod tests {
         assert_eq!(rewrite("a {{ 'x' % (1"), "a {{ 'x' % (1");
         assert_eq!(rewrite("{{ 'unterminated }}"), "{{ 'unterminated }}");
         assert_eq!(rewrite("{# [1] % 2"), "{# [1] % 2");
+    }
+
+    #[test]
+    fn hostile_nesting_and_chains_do_not_overflow() {
+        let deep = format!(
+            "{{{{ {}1{} % 2 }}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(rewrite(&deep), deep);
+        let chain = format!("{{{{ 2{} % 3 }}}}", " ** 2".repeat(100_000));
+        assert!(rewrite(&chain).starts_with("{{ __maestro_percent(2 ** 2"));
+        assert_eq!(rewrite("{{ 2 ** % 3 }}"), "{{ 2 ** % 3 }}");
+        assert_eq!(
+            rewrite("{{ '\\é' % x }}é"),
+            "{{ __maestro_percent('\\é', x) }}é"
+        );
     }
 }

@@ -349,6 +349,17 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_list_cannot_hold_itself() {
+        for text in [
+            "{% set l = [] %}{% set _ = l.append(l) %}{{ l }}",
+            "{% set a = [] %}{% set b = [a] %}{% set _ = a.append({'k': [b]}) %}{{ a == b }}",
+            "{% set a = [] %}{% set _ = a.extend([a]) %}{{ a|string }}",
+        ] {
+            assert!(py(text).contains("cannot be put inside itself"), "{text}");
+        }
+    }
+
     // Jinja2 would append here (`sort` gives a Python list); maestro cannot, and says so.
     #[test]
     fn append_to_a_list_that_cannot_change_says_so() {
