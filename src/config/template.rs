@@ -86,6 +86,15 @@ fn template_diagnostic(
     name: &str,
     base_dir: &Path,
 ) -> ConfigError {
+    // An error in an included file comes wrapped in one for the `{% include %}` line: point
+    // at the innermost one that knows its place, in the included file.
+    let mut e = e;
+    while let Some(inner) = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<minijinja::Error>())
+        .filter(|inner| inner.line().is_some() && inner.name().is_some())
+    {
+        e = inner;
+    }
     // The error may sit in an included file: show that file's text and name.
     let (file, source) = match e.name() {
         Some(n) if n != name => (
