@@ -682,9 +682,42 @@ pub(crate) fn percent_fn(state: &State, lhs: Value, rhs: Value) -> Result<Value,
     let args: Vec<Value> = if fmt.contains("%(") {
         args
     } else {
-        args.into_iter().map(str_arg).collect()
+        let conversions = printf_conversions(fmt);
+        args.into_iter()
+            .enumerate()
+            .map(|(n, arg)| match (arg.kind(), conversions.get(n)) {
+                // Python's bool is an int: `'%d' % True` is `1`.
+                (ValueKind::Bool, Some(c)) if "diouxXeEfFgGc".contains(*c) => {
+                    Value::from(i64::from(arg.is_true()))
+                }
+                _ => str_arg(arg),
+            })
+            .collect()
     };
     format(FormatStyle::Printf, fmt, &args).map(Value::from)
+}
+
+/// The conversion letter of each `%` field of a printf-style format, in order (`%%` is none).
+fn printf_conversions(fmt: &str) -> Vec<char> {
+    let mut conversions = Vec::new();
+    let mut chars = fmt.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            continue;
+        }
+        // Flags, width, precision and length modifiers come before the letter.
+        for c in chars.by_ref() {
+            if !"#0- +*.0123456789hlL".contains(c) {
+                conversions.push(c);
+                break;
+            }
+        }
+    }
+    conversions
 }
 
 /// What Python's `str()` gives where it differs from minijinja's rendering; other values pass
@@ -792,13 +825,14 @@ fn extra_str_method(s: &str, method: &str, args: &[Value]) -> Option<Result<Valu
                         let words: Vec<&str> = s.split_whitespace().collect();
                         match max {
                             Some(max) if words.len() > max + 1 => {
-                                // The head keeps its inner whitespace, as in Python.
+                                // The head keeps its leading and inner whitespace, as in
+                                // Python.
                                 let tail = &words[words.len() - max..];
                                 let mut rest = s.trim_end();
                                 for w in tail.iter().rev() {
                                     rest = rest.strip_suffix(w).unwrap_or(rest).trim_end();
                                 }
-                                std::iter::once(Value::from(rest.trim_start()))
+                                std::iter::once(Value::from(rest))
                                     .chain(tail.iter().map(|w| Value::from(*w)))
                                     .rev()
                                     .collect()

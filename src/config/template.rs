@@ -232,6 +232,32 @@ mod tests {
     }
 
     #[test]
+    fn more_str_methods_and_bools_in_percent() {
+        assert_eq!(
+            py(
+                "{{ env['USER'] }} {{ ' '.isspace() }} {{ 'abab'.rfind('b') }} {{ 'AbC'.swapcase() }} {{ 'abc'.startswith(('x', 'a')) }} {{ 'a\\nb'.splitlines() }}"
+            ),
+            "alice True 3 aBc True ['a', 'b']"
+        );
+        assert_eq!(
+            py(
+                "{{ ' a b  c '.rsplit() }} {{ ' a b  c '.rsplit(None, 1) }} {{ 'a.b.c'.rsplit('.') }}"
+            ),
+            "['a', 'b', 'c'] [' a b', 'c'] ['a', 'b', 'c']"
+        );
+        assert_eq!(
+            py(
+                "[{{ 'a'.center(4) }}][{{ 'ab'.center(5) }}][{{ 'abc'.center(4) }}][{{ 'x'.center(2, '-') }}]"
+            ),
+            "[ a  ][  ab ][abc ][x-]"
+        );
+        assert_eq!(
+            py("{{ '%d' % true }} {{ '%s/%d/%.1f/%5s' % (true, true, false, false) }}"),
+            "1 True/1/0.0/False"
+        );
+    }
+
+    #[test]
     fn str_format() {
         assert_eq!(
             py(
