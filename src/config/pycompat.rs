@@ -680,9 +680,10 @@ pub(crate) fn percent_fn(state: &State, lhs: Value, rhs: Value) -> Result<Value,
     };
     // `%(key)s` looks into a dict argument, which must stay a dict.
     let args: Vec<Value> = if fmt.contains("%(") {
+        printf_conversions(fmt)?;
         args
     } else {
-        let conversions = printf_conversions(fmt);
+        let conversions = printf_conversions(fmt)?;
         args.into_iter()
             .enumerate()
             .map(|(n, arg)| match (arg.kind(), conversions.get(n)) {
@@ -698,7 +699,9 @@ pub(crate) fn percent_fn(state: &State, lhs: Value, rhs: Value) -> Result<Value,
 }
 
 /// The conversion letter of each `%` field of a printf-style format, in order (`%%` is none).
-fn printf_conversions(fmt: &str) -> Vec<char> {
+/// Refuses widths and precisions above [`MAX_PAD_WIDTH`]: `'%999999999d'` would allocate a
+/// gigabyte before the size check on the rendered file could say no.
+fn printf_conversions(fmt: &str) -> Result<Vec<char>, Error> {
     let mut conversions = Vec::new();
     let mut chars = fmt.chars().peekable();
     while let Some(c) = chars.next() {
@@ -709,15 +712,54 @@ fn printf_conversions(fmt: &str) -> Vec<char> {
             chars.next();
             continue;
         }
+        if chars.peek() == Some(&'(') {
+            for c in chars.by_ref() {
+                if c == ')' {
+                    break;
+                }
+            }
+        }
         // Flags, width, precision and length modifiers come before the letter.
+        let mut spec = String::new();
         for c in chars.by_ref() {
             if !"#0- +*.0123456789hlL".contains(c) {
                 conversions.push(c);
                 break;
             }
+            spec.push(c);
+        }
+        check_widths(&spec)?;
+    }
+    Ok(conversions)
+}
+
+/// Refuses `str.format` specs (`{:>999999999}`) wider than [`MAX_PAD_WIDTH`].
+fn check_format_widths(fmt: &str) -> Result<(), Error> {
+    let mut rest = fmt;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(after) = rest.strip_prefix('{') {
+            rest = after;
+            continue;
+        }
+        let field = &rest[..rest.find('}').unwrap_or(rest.len())];
+        if let Some((_, spec)) = field.split_once(':') {
+            check_widths(spec)?;
         }
     }
-    conversions
+    Ok(())
+}
+
+fn check_widths(spec: &str) -> Result<(), Error> {
+    for digits in spec.split(|c: char| !c.is_ascii_digit()) {
+        if !digits.is_empty() && digits.parse::<usize>().map_or(true, |n| n > MAX_PAD_WIDTH) {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("width or precision {digits} is larger than {MAX_PAD_WIDTH}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What Python's `str()` gives where it differs from minijinja's rendering; other values pass
@@ -742,6 +784,7 @@ pub(crate) fn unknown_method(
     if let Some(s) = value.as_str() {
         match method {
             "format" => {
+                check_format_widths(s)?;
                 let args: Vec<Value> = args
                     .iter()
                     .map(|a| {

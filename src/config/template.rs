@@ -395,6 +395,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn huge_widths_are_refused_before_they_allocate() {
+        for text in [
+            "{{ '%999999999d' % 1 }}",
+            "{{ '%(a)999999999s' % {'a': 1} }}",
+            "{{ '{:>999999999}'.format(1) }}",
+            "{{ '{0:.99999999999999999999f}'.format(1.5) }}",
+        ] {
+            assert!(py(text).contains("is larger than"), "{text}: {}", py(text));
+        }
+        // Long numbers in the text itself are fine.
+        assert_eq!(py("{{ 'id-123456789-%s' % 1 }}"), "id-123456789-1");
+        assert_eq!(py("{{ 'id-123456789-{}'.format(1) }}"), "id-123456789-1");
+    }
+
     // Jinja2 would append here (`sort` gives a Python list); maestro cannot, and says so.
     #[test]
     fn append_to_a_list_that_cannot_change_says_so() {
