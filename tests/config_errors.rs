@@ -533,6 +533,32 @@ fn missing_include_is_located() {
     assert_has(&msg, &["env.yaml:2:", "template error", "nowhere.yaml"]);
 }
 
+/// Python idioms that fail still point at the line, also past a line the `%` rewrite touched
+/// and inside an included file.
+#[test]
+fn python_idiom_errors_are_located() {
+    let (err, msg) = load_err(
+        "name: x\nport: \"{{ '%d' %\n  'not a number' }}\"\nb: {{ 'x'.nosuchmethod() }}\n",
+    );
+    assert!(matches!(err, ConfigError::Template(_)));
+    assert_has(&msg, &["env.yaml:2:", "template error"]);
+    let (_, msg) = load_err("name: x\nport: \"{{ '%s' % 1 }}\"\nb: {{ 'x'.nosuchmethod() }}\n");
+    assert_has(&msg, &["env.yaml:3:", "nosuchmethod"]);
+    let (_, msg) = load_err("name: x\na: {{ (1, 2).append(3) }}\n");
+    assert_has(&msg, &["env.yaml:2:", "cannot append"]);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("part.yaml"),
+        "a: 1\nb: {{ {'k': 1}.pop('k') }}\n",
+    )
+    .expect("write");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(&path, "name: x\n{% include 'part.yaml' %}\n").expect("write");
+    let msg = config::load(&path).expect_err("error").to_string();
+    assert_has(&msg, &["part.yaml:2:", "pop"]);
+}
+
 #[test]
 fn bad_envfile_line_names_the_envfile_line() {
     let dir = tempfile::tempdir().expect("tempdir");

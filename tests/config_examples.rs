@@ -375,6 +375,99 @@ fn maestrong_style_file_with_jinja_and_anchors() {
     assert!(env.audit[0].ignore_errors);
 }
 
+/// MaestroNG's shipped ZooKeeper + Kafka example in shape: `.items()`, `list.append` in a
+/// `{% set %}`, `'{}:{}'.format()` (it failed with "map has no method named items" before).
+#[test]
+fn maestrong_zookeeper_kafka_example_loads() {
+    let env = load("tests/fixtures/maestrong-zookeeper-kafka.yaml");
+    assert_eq!(env.name, "zk-kafka");
+    assert_eq!(env.ship("docker1").map(|s| s.docker_port), Some(4243));
+    let (_, zk2) = env.instance("zk-node-2").expect("zk-node-2");
+    assert_eq!(
+        zk2.env.get("ZOOKEEPER_SERVER_IDS").map(String::as_str),
+        Some("zk-node-1:1,zk-node-2:2,zk-node-3:3")
+    );
+    assert_eq!(zk2.env.get("SERVER_ID").map(String::as_str), Some("2"));
+    assert_eq!(
+        zk2.port("client")
+            .map(|p| (p.exposed.start, p.external.start)),
+        Some((2181, 2182))
+    );
+    let (_, k3) = env.instance("kafka-3").expect("kafka-3");
+    assert_eq!(k3.port("broker").map(|p| p.external.start), Some(9094));
+    assert_eq!(
+        k3.env.get("ZOOKEEPER_BASE").map(String::as_str),
+        Some("/zk-kafka/kafka"),
+        "the loop's `name` does not leak out of the loop"
+    );
+    assert_eq!(k3.stop_timeout, 60);
+    assert_eq!(env.instances().count(), 7);
+}
+
+/// Every Python idiom maestro supports in templates, with the values Jinja2 renders (the
+/// rendered text of this file was compared byte for byte with Jinja2 3.1's).
+#[test]
+fn maestrong_python_idioms_render_as_jinja2() {
+    let env = load("tests/fixtures/maestrong-python-idioms.yaml");
+    assert_eq!(env.name, "python-idioms");
+    let ships: Vec<(&str, &str)> = env
+        .ships
+        .iter()
+        .map(|s| (s.name.as_str(), s.ip.as_str()))
+        .collect();
+    assert_eq!(
+        ships,
+        [
+            ("node1", "10.2.0.11"),
+            ("node2", "10.2.0.12"),
+            ("node3", "10.2.0.13")
+        ]
+    );
+    let zk = env.service("zookeeper").expect("zookeeper");
+    let (_, zk1) = env.instance("zk-1").expect("zk-1");
+    assert_eq!(zk1.image, "registry.example.com:5000/zookeeper:3.4");
+    let get = |k: &str| zk1.env.get(k).map(String::as_str);
+    for (key, value) in [
+        ("BANNER", "included"),
+        ("SERVERS", "node1,node2,node3"),
+        ("FIRST_UPPER", "NODE1"),
+        ("IS_NODE", "True"),
+        ("ENDS_3", "True"),
+        ("TITLE", "Zoo Keeper"),
+        ("CAP", "Zookeeper"),
+        ("REPLACED", "a_b_c"),
+        ("LSTRIP", "x--"),
+        ("RSTRIP", "--x"),
+        ("COUNT_E", "3"),
+        ("FIND_K", "3"),
+        ("DIGITS", "True"),
+        ("PADDED", "   42|ab   |3.14|100%"),
+        ("NAMED", "a-b-a/c"),
+        ("PORT_LIST", "client peer election"),
+        ("PORT_SUM", "8957"),
+        ("MISSING", "None"),
+        ("JMX", "7199"),
+        ("UNSET", "None"),
+        ("ID", "1"),
+        ("EVEN", "False"),
+    ] {
+        assert_eq!(get(key), Some(value), "{key}");
+    }
+    assert_eq!(zk.instances.len(), 3);
+    let (_, zk2) = env.instance("zk-2").expect("zk-2");
+    assert_eq!(zk2.env.get("EVEN").map(String::as_str), Some("True"));
+    let ports: Vec<(&str, u16)> = zk2
+        .ports
+        .iter()
+        .map(|p| (p.name.as_str(), p.exposed.start))
+        .collect();
+    assert_eq!(
+        ports,
+        [("client", 2181), ("peer", 2888), ("election", 3888)],
+        "dict order as written"
+    );
+}
+
 #[test]
 fn envfiles_merge_in_maestrong_precedence() {
     let env = load("tests/fixtures/envfiles.yaml");
@@ -399,6 +492,8 @@ fn plan_and_deptree_on_examples() {
     files.extend([
         "tests/fixtures/maestrong-readme.yaml".to_owned(),
         "tests/fixtures/maestrong-jinja.yaml".to_owned(),
+        "tests/fixtures/maestrong-zookeeper-kafka.yaml".to_owned(),
+        "tests/fixtures/maestrong-python-idioms.yaml".to_owned(),
     ]);
     for file in &files {
         let env = load(file);

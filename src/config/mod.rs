@@ -8,6 +8,7 @@ mod load;
 mod model;
 mod node;
 mod ports;
+mod pycompat;
 mod reader;
 mod template;
 mod validate;
