@@ -783,3 +783,18 @@ fn auditors_missing_a_key_or_of_an_unknown_type_are_refused_where_written() {
         assert_has(&msg, parts);
     }
 }
+
+#[test]
+fn a_volume_that_volumes_from_also_brings_is_a_conflict() {
+    let (_, msg) = load_err(&format!(
+        "name: x\n{SHIPS}services:\n  data:\n    image: d\n    instances:\n      data-1: {{ship: ship1, container_volumes: [/data]}}\n  app:\n    image: a\n    instances:\n      app-1: {{ship: ship1, volumes_from: [data-1], volumes: {{/data: /srv/data}}}}\n"
+    ));
+    assert_has(
+        &msg,
+        &[
+            "env.yaml:13:42",
+            "services.app.instances.app-1.volumes_from",
+            "volume conflicts between `app-1` and `data-1`: both mount /data",
+        ],
+    );
+}

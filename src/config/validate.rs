@@ -9,6 +9,7 @@ pub(crate) fn validate(cx: &mut Cx<'_>, env: &Environment) {
     service_cycles(cx, env);
     instance_cycles(cx, env);
     port_conflicts(cx, env);
+    volume_conflicts(cx, env);
 }
 
 /// Depth-first search for a cycle over `edges`; returns the cycle as names, first = last.
@@ -195,6 +196,46 @@ fn port_conflicts(cx: &mut Cx<'_>, env: &Environment) {
                     report_port_clash(cx, ship, a, pa, b, pb);
                 }
             }
+        }
+    }
+}
+
+/// MaestroNG refuses an instance that mounts, itself, a container path that an instance it
+/// takes `volumes_from` also mounts: Docker would have to pick one of the two.
+fn volume_conflicts(cx: &mut Cx<'_>, env: &Environment) {
+    let targets = |i: &Instance| -> std::collections::BTreeSet<String> {
+        i.container_volumes
+            .iter()
+            .cloned()
+            .chain(i.volumes.iter().map(|v| v.container.clone()))
+            .collect()
+    };
+    for (_, inst) in env.instances() {
+        let own = targets(inst);
+        for source in &inst.volumes_from {
+            let Some((_, other)) = env.instance(source) else {
+                continue;
+            };
+            let clash: Vec<String> = own.intersection(&targets(other)).cloned().collect();
+            if clash.is_empty() {
+                continue;
+            }
+            let path = format!(
+                "services.{}.instances.{}.volumes_from",
+                inst.service, inst.name
+            );
+            let pos = cx.pos_of(&path);
+            cx.semantic(
+                pos,
+                &path,
+                format!(
+                    "volume conflicts between `{}` and `{source}`: both mount {} (take the \
+                     volume from `{source}` only, or mount it at another path)",
+                    inst.name,
+                    clash.join(", ")
+                ),
+                None,
+            );
         }
     }
 }
