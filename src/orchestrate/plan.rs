@@ -337,7 +337,11 @@ fn suggest<'a>(written: &str, candidates: impl Iterator<Item = &'a str>) -> Opti
 /// container linking them is not selected.
 pub fn select(env: &Environment, graph: &Graph, sel: &Selection) -> Result<Plan, PlanError> {
     let mut chosen = resolve_names(env, graph, &sel.names, sel.include_omitted)?;
-    if sel.with_dependencies {
+    // MaestroNG widens a run with no names to the dependencies (dependents, in reverse) of
+    // what it selects unless told to ignore them: an `omit` service that a selected one
+    // requires is started with it.
+    let everything = sel.names.is_empty() && !sel.include_omitted && !sel.ignore_dependencies;
+    if sel.with_dependencies || everything {
         chosen = graph.closure(&chosen, sel.direction);
     }
     let containers = globset(&sel.container_filter)?;
@@ -503,15 +507,24 @@ fn draw_children(
     let Some(s) = env.service(service) else {
         return;
     };
-    let children: Vec<(&String, bool)> = s
-        .requires
+    // A service whose instances take `volumes_from` another service's instances depends on
+    // that service, as MaestroNG's deptree shows.
+    let mut requires: Vec<&String> = s.requires.iter().filter(|r| **r != s.name).collect();
+    for target in s.instances.iter().flat_map(|i| &i.volumes_from) {
+        if let Some((other, _)) = env.instance(target)
+            && other.name != s.name
+            && !requires.contains(&&other.name)
+        {
+            requires.push(&other.name);
+        }
+    }
+    let children: Vec<(&String, bool)> = requires
         .iter()
-        .filter(|r| **r != s.name)
-        .map(|r| (r, false))
+        .map(|r| (*r, false))
         .chain(
             s.wants_info
                 .iter()
-                .filter(|w| !s.requires.contains(w) && **w != s.name)
+                .filter(|w| !requires.contains(w) && **w != s.name)
                 .map(|w| (w, true)),
         )
         .collect();
@@ -618,6 +631,38 @@ services:
         for (i, step) in plan.steps.iter().enumerate() {
             assert!(step.deps.iter().all(|d| *d < i));
         }
+    }
+
+    #[test]
+    fn deptree_shows_the_service_that_volumes_from_depends_on() {
+        let env = crate::config::load_str(
+            "name: t\nships: {s1: {ip: 10.0.0.1}}\nservices:\n  data: {image: d, instances: {data-1: {ship: s1}}}\n  app: {image: a, instances: {app-1: {ship: s1, volumes_from: [data-1]}}}\n",
+            "t.yaml",
+            Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let tree = render_deptree(&env, &["app".into()], true).unwrap_or_default();
+        assert_eq!(tree, "app (app-1 on s1)\n└── data\n");
+    }
+
+    #[test]
+    fn an_omitted_service_that_a_selected_one_requires_comes_along_with_no_names() {
+        let env = crate::config::load_str(
+            "name: t\nships: {s1: {ip: 10.0.0.1}}\nservices:\n  db: {image: d, omit: true, instances: {db-1: {ship: s1}}}\n  app: {image: a, requires: [db], instances: {app-1: {ship: s1}}}\n  tool: {image: t, omit: true, instances: {tool-1: {ship: s1}}}\n",
+            "t.yaml",
+            Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let g = Graph::new(&env);
+        let plan = select(&env, &g, &Selection::default()).unwrap_or_default();
+        assert_eq!(names(&plan), vec!["db-1", "app-1"]);
+        // -i: exactly what is selected, as in MaestroNG.
+        let ignoring = Selection {
+            ignore_dependencies: true,
+            ..Selection::default()
+        };
+        let plan = select(&env, &g, &ignoring).unwrap_or_default();
+        assert_eq!(names(&plan), vec!["app-1"]);
     }
 
     #[test]
