@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::TestBed;
 use serde_json::Value;
-use support::{Run, wait_for};
+use support::{PacketsDropped, Run, wait_for};
 
 /// The faults tried, with what maestro does; each name is a test below.
 const FAULTS: &[(&str, &str, &str)] = &[
@@ -64,16 +64,6 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 // --- fault injection ---------------------------------------------------------------------
-
-/// Runs `cmd` in network namespace `ns`.
-fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
-    Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{ns}"))
-        .args(cmd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("nsenter: {e}"))
-}
 
 /// Pids of the processes named `comm` whose network namespace is `ns`.
 fn pids_in_netns(ns: &str, comm: &str) -> Vec<u32> {
@@ -218,33 +208,6 @@ impl<'a> DockerdStopped<'a> {
 impl Drop for DockerdStopped<'_> {
     fn drop(&mut self) {
         self.restore();
-    }
-}
-
-/// Every TCP packet to port 22 of a ship dropped in its namespace; removed on drop.
-struct PacketsDropped {
-    netns: String,
-}
-
-const DROP_RULE: &[&str] = &["INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"];
-
-impl PacketsDropped {
-    fn new(netns: &str) -> PacketsDropped {
-        let mut cmd = vec!["iptables", "-I"];
-        cmd.extend_from_slice(DROP_RULE);
-        let out = in_netns(netns, &cmd);
-        assert!(out.status.success(), "iptables: {out:?}");
-        PacketsDropped {
-            netns: netns.to_string(),
-        }
-    }
-}
-
-impl Drop for PacketsDropped {
-    fn drop(&mut self) {
-        let mut cmd = vec!["iptables", "-D"];
-        cmd.extend_from_slice(DROP_RULE);
-        let _ = in_netns(&self.netns, &cmd);
     }
 }
 

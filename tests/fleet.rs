@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::TestBed;
 use serde_json::Value;
-use support::{Run, wait_for};
+use support::{PacketsDropped, Run, in_netns, wait_for};
 
 /// The silent ship's connect timeout: far above anything the assertions allow.
 const SILENT_TIMEOUT_S: u64 = 30;
@@ -33,43 +33,6 @@ fn serial() -> MutexGuard<'static, ()> {
 /// fails).
 fn bed() -> TestBed {
     TestBed::up("fleetconn", 2, 0)
-}
-
-/// Runs `cmd` in network namespace `ns`.
-fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
-    Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{ns}"))
-        .args(cmd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("nsenter: {e}"))
-}
-
-/// Every TCP packet to port 22 of a ship dropped in its namespace; removed on drop.
-struct Silent {
-    netns: String,
-}
-
-const DROP_RULE: &[&str] = &["INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"];
-
-impl Silent {
-    fn new(netns: &str) -> Silent {
-        let mut cmd = vec!["iptables", "-I"];
-        cmd.extend_from_slice(DROP_RULE);
-        let out = in_netns(netns, &cmd);
-        assert!(out.status.success(), "iptables: {out:?}");
-        Silent {
-            netns: netns.to_string(),
-        }
-    }
-}
-
-impl Drop for Silent {
-    fn drop(&mut self) {
-        let mut cmd = vec!["iptables", "-D"];
-        cmd.extend_from_slice(DROP_RULE);
-        let _ = in_netns(&self.netns, &cmd);
-    }
 }
 
 /// Established TCP connections to port 22 inside namespace `ns`.
@@ -151,7 +114,7 @@ fn a_silent_ship_holds_up_only_its_own_instances() {
     let bed = &bed();
     let dir = environment(bed);
     let silent = bed.outer_ships()[1].netns.clone();
-    let _silent = Silent::new(&silent);
+    let _silent = PacketsDropped::new(&silent);
 
     let started = Instant::now();
     let child = spawn(dir.path(), &["-f", "env.yaml", "start", "--json"]);
@@ -202,7 +165,7 @@ fn ctrl_c_while_a_ship_is_connecting_ends_every_command() {
     let dir = environment(bed);
     let live = bed.outer_ships()[0].netns.clone();
     let silent = bed.outer_ships()[1].netns.clone();
-    let _silent = Silent::new(&silent);
+    let _silent = PacketsDropped::new(&silent);
     let commands: &[&[&str]] = &[
         &["start", "--plain"],
         &["status"],

@@ -126,26 +126,7 @@ fn ships_report(
         ),
     )
     .expect("write environment");
-    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
-        .arg("-f")
-        .arg(&file)
-        .args(["ships", "--json"])
-        .env("HOME", dir.path())
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("run maestro");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let reports: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "JSON report ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    reports
-        .as_array()
-        .and_then(|all| all.first())
-        .cloned()
-        .unwrap_or_else(|| panic!("no report: {stdout}"))
+    common::first_ship_report(&file, &[])
 }
 
 /// OpenSSH's own verdict with the same known_hosts, to keep us honest about agreeing with it.

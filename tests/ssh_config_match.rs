@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -23,27 +22,7 @@ fn report(bed: &common::TestBed, ship: &common::Ship, alias: &str, config: &Path
         ),
     )
     .expect("write environment");
-    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
-        .arg("-f")
-        .arg(&file)
-        .args(["ships", "--json"])
-        .env("HOME", dir.path())
-        .env_remove("SSH_AUTH_SOCK")
-        .env("MAESTRO_SSH_CONFIG", config)
-        .output()
-        .expect("run maestro");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let reports: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "JSON report ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    reports
-        .as_array()
-        .and_then(|all| all.first())
-        .cloned()
-        .unwrap_or_else(|| panic!("no report: {stdout}"))
+    common::first_ship_report(&file, &[("MAESTRO_SSH_CONFIG", config)])
 }
 
 #[test]

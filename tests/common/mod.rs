@@ -660,3 +660,32 @@ fn auto_bed_name() -> String {
     name.truncate(40);
     name
 }
+
+/// `maestro -f FILE ships --json` with HOME set to FILE's directory and no ssh-agent (plus
+/// `envs`): the report of the file's first ship.
+pub fn first_ship_report(file: &Path, envs: &[(&str, &Path)]) -> serde_json::Value {
+    let home = file.parent().unwrap_or(Path::new("/"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestro"));
+    cmd.arg("-f")
+        .arg(file)
+        .args(["ships", "--json"])
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run maestro");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON report ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    reports
+        .as_array()
+        .and_then(|all| all.first())
+        .cloned()
+        .unwrap_or_else(|| panic!("no report: {stdout}"))
+}

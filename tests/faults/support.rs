@@ -1,6 +1,7 @@
-//! Helpers shared by tests/faults.rs, tests/security.rs and tests/hostile_input.rs: running
-//! the maestro binary in a clean environment, a listener that records every connection made
-//! to it (to prove that nothing was contacted), and environment files for the test bed.
+//! Helpers shared by tests/faults.rs, tests/fleet.rs, tests/security.rs and
+//! tests/hostile_input.rs: running the maestro binary in a clean environment, a listener that
+//! records every connection made to it (to prove that nothing was contacted), environment
+//! files for the test bed, and faults injected in a ship's network namespace.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -216,4 +217,41 @@ pub fn table(header: (&str, &str), rows: &[(String, String)]) -> String {
 
 pub fn docs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
+}
+
+/// Runs `cmd` in network namespace `ns`.
+pub fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{ns}"))
+        .args(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("nsenter: {e}"))
+}
+
+/// Every TCP packet to port 22 of a ship dropped in its namespace; removed on drop.
+pub struct PacketsDropped {
+    netns: String,
+}
+
+const DROP_RULE: &[&str] = &["INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"];
+
+impl PacketsDropped {
+    pub fn new(netns: &str) -> PacketsDropped {
+        let mut cmd = vec!["iptables", "-I"];
+        cmd.extend_from_slice(DROP_RULE);
+        let out = in_netns(netns, &cmd);
+        assert!(out.status.success(), "iptables: {out:?}");
+        PacketsDropped {
+            netns: netns.to_string(),
+        }
+    }
+}
+
+impl Drop for PacketsDropped {
+    fn drop(&mut self) {
+        let mut cmd = vec!["iptables", "-D"];
+        cmd.extend_from_slice(DROP_RULE);
+        let _ = in_netns(&self.netns, &cmd);
+    }
 }
