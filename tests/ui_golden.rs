@@ -645,37 +645,9 @@ fn pty_child_progress() {
 /// summary. The raw capture is kept in target/progress-pty.typescript for inspection.
 #[test]
 fn progress_draws_live_lines_on_a_pseudo_terminal() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: util-linux `script` is not installed");
+    let Some(captured) = run_in_pty("pty_child_progress", "", "progress-pty.typescript") else {
         return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let child = format!(
-        "{} --exact pty_child_progress --ignored --nocapture --test-threads=1",
-        exe.display()
-    );
-    let output = std::process::Command::new("script")
-        .args(["-q", "-e", "-c", &child, "/dev/null"])
-        .env("MAESTRO_PTY_CHILD", "1")
-        .env("TERM", "xterm-256color")
-        .env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let captured = String::from_utf8_lossy(&output.stdout).into_owned();
-    let _ = std::fs::write(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/progress-pty.typescript"),
-        &captured,
-    );
-    assert!(
-        output.status.success(),
-        "child failed: {captured}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    };
     let plain = console::strip_ansi_codes(&captured);
     assert!(
         captured.contains("\u{1b}[1A") || captured.contains("\u{1b}[2K"),
