@@ -1928,33 +1928,8 @@ fn auditor(cx: &mut Cx<'_>, item: &Node, path: &str) -> Result<Auditor> {
         ),
         "http" => {
             let endpoint = required(cx, &mut a, "endpoint")?;
-            let payload = match a.get("payload") {
-                Some(n) => json_value(cx, n, &a.field("payload"))?,
-                None => serde_json::Value::Object(serde_json::Map::new()),
-            };
-            let headers = string_map(cx, &mut a, "headers")?;
-            let method = opt_string(cx, &mut a, "method")?
-                .unwrap_or_else(|| "POST".into())
-                .to_uppercase();
-            if method != "GET" && method != "POST" {
-                return Err(cx.invalid(
-                    cx.pos_of(&a.field("method")),
-                    &a.field("method"),
-                    format!("invalid HTTP method `{method}` (expected GET or POST)"),
-                ));
-            }
-            let timeout = match a.get("timeout") {
-                Some(n) => duration(cx, n, &a.field("timeout"))?,
-                None => Duration::from_secs(3),
-            };
             (
-                AuditTarget::Http {
-                    endpoint,
-                    payload,
-                    headers,
-                    method,
-                    timeout,
-                },
+                http_auditor(cx, &mut a, endpoint)?,
                 &["endpoint", "payload", "headers", "method", "timeout"],
             )
         }
@@ -2018,6 +1993,36 @@ fn auditor(cx: &mut Cx<'_>, item: &Node, path: &str) -> Result<Auditor> {
         target,
         level,
         ignore_errors,
+    })
+}
+
+/// The keys of an `http` auditor besides its `endpoint`, with MaestroNG's defaults.
+fn http_auditor(cx: &mut Cx<'_>, a: &mut MapReader<'_>, endpoint: String) -> Result<AuditTarget> {
+    let payload = match a.get("payload") {
+        Some(n) => json_value(cx, n, &a.field("payload"))?,
+        None => serde_json::Value::Object(serde_json::Map::new()),
+    };
+    let headers = string_map(cx, a, "headers")?;
+    let method = opt_string(cx, a, "method")?
+        .unwrap_or_else(|| "POST".into())
+        .to_uppercase();
+    if method != "GET" && method != "POST" {
+        return Err(cx.invalid(
+            cx.pos_of(&a.field("method")),
+            &a.field("method"),
+            format!("invalid HTTP method `{method}` (expected GET or POST)"),
+        ));
+    }
+    let timeout = match a.get("timeout") {
+        Some(n) => duration(cx, n, &a.field("timeout"))?,
+        None => Duration::from_secs(3),
+    };
+    Ok(AuditTarget::Http {
+        endpoint,
+        payload,
+        headers,
+        method,
+        timeout,
     })
 }
 
