@@ -20,7 +20,6 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::TestBed;
-use serde_json::Value;
 use support::{PacketsDropped, Run, wait_for};
 
 /// The faults tried, with what maestro does; each name is a test below.
@@ -311,18 +310,10 @@ fn start(env: &Env) -> Run {
     finish(spawn_start(env, &["--json"]), started)
 }
 
-fn events(run: &Run) -> Vec<Value> {
-    run.stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// The one terminal event of each instance: (kind, reason). Asserts there is exactly one.
 fn outcomes(run: &Run) -> BTreeMap<String, (String, String)> {
     let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for e in events(run) {
+    for e in run.events() {
         let kind = e["event"].as_str().unwrap_or_default();
         if matches!(
             kind,
@@ -595,7 +586,7 @@ fn ctrl_c_during_start() {
         interrupted_at.elapsed() < Duration::from_secs(15),
         "the 20 s check was not cancelled\n{run}"
     );
-    let evs = events(&run);
+    let evs = run.events();
     assert!(
         evs.iter()
             .any(|e| e["event"] == "interrupted" && e["abort"] == false),

@@ -91,14 +91,6 @@ fn finish_within(mut child: Child, limit: Duration, started: Instant) -> Run {
     Run::from_output(out, started.elapsed())
 }
 
-fn events(run: &Run) -> Vec<Value> {
-    run.stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// The `at_ms` of the first event of kind `kind` about `instance` (or ship, for the
 /// ship events).
 fn at_ms(events: &[Value], kind: &str, key: &str, name: &str) -> Option<u64> {
@@ -120,7 +112,7 @@ fn a_silent_ship_holds_up_only_its_own_instances() {
     let child = spawn(dir.path(), &["-f", "env.yaml", "start", "--json"]);
     let run = finish_within(child, Duration::from_secs(SILENT_TIMEOUT_S + 60), started);
     assert_eq!(run.code, 1, "{run}");
-    let events = events(&run);
+    let events = run.events();
     let done = at_ms(&events, "job_done", "instance", "web-live")
         .unwrap_or_else(|| panic!("web-live was not done\n{run}"));
     let failed = at_ms(&events, "job_failed", "instance", "web-silent")
@@ -289,7 +281,7 @@ fn run_watching_bastion(bed: &TestBed, dir: &Path, args: &[&str], limit: Duratio
 }
 
 fn job_counts(run: &Run) -> (usize, usize) {
-    let events = events(run);
+    let events = run.events();
     let done = events.iter().filter(|e| e["event"] == "job_done").count();
     let other = events
         .iter()

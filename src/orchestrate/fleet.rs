@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::join_all;
 use tokio::sync::watch;
 
 use super::events::{EventKind, EventSink};
@@ -253,17 +252,6 @@ impl Fleet {
             // The sender lives in `self`: it cannot be gone while we hold `self`.
             Err(_) => unreachable_ship(name),
         }
-    }
-
-    /// Every ship of the run as it ends connecting, in name order. For commands that need
-    /// each ship once; commands with per-ship work should use [`Fleet::ship`] per ship so
-    /// that the work of one begins before the others are connected.
-    pub async fn all(self: &Arc<Self>) -> Vec<(String, ShipResult)> {
-        let waits = self.endpoints.keys().map(|name| async move {
-            let result = self.ship(name).await;
-            (name.clone(), result)
-        });
-        join_all(waits).await
     }
 
     /// How many ships are still connecting.

@@ -32,6 +32,15 @@ impl Run {
         }
     }
 
+    /// The JSON events of a `--json` run, one per stdout line.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     /// stdout and stderr, for assertions that care about neither in particular.
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
