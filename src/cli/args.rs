@@ -176,8 +176,18 @@ pub enum Command {
         #[arg(short = 'r', long)]
         recursive: bool,
     },
-    /// Print the environment as maestro understands it, after templating and inheritance.
-    Dump,
+    /// Print the resolved environment, offline: a schema 2 file with every default written
+    /// out (it loads again and gives the same plan), or with `--containers` what `start` would
+    /// send to Docker for each container, in start order, generated variables included.
+    Dump {
+        /// Each container's create request (JSON), in start order, instead of the file.
+        #[arg(long)]
+        containers: bool,
+        /// Print secret values (passwords, variables matching the secret patterns) instead of
+        /// `***`.
+        #[arg(long)]
+        show_secrets: bool,
+    },
     /// Check the environment file without contacting any ship.
     Validate,
     /// Connect to every ship at once and report route, authentication, host key and engine.

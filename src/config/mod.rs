@@ -12,10 +12,12 @@ mod pycompat;
 mod reader;
 mod template;
 mod validate;
+mod write;
 
 pub use error::{CONFIG_ERROR_EXIT_CODE, ConfigError, Diagnostic};
 pub use load::{load, load_str, load_str_with_vars};
 pub use model::*;
+pub use write::{Reveal, to_schema2_yaml};
 
 /// Environment files (and what templates render) are refused above this size.
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;

@@ -13,6 +13,7 @@ use crate::docker::{
 };
 
 use super::autoconf;
+use super::plan::{Graph, PlanError};
 
 /// Splits a command line the way Python's `shlex.split` (which MaestroNG's docker-py used)
 /// does: whitespace separates words, single quotes are literal, double quotes allow `\"`
@@ -284,6 +285,33 @@ pub fn container_spec_with_env(
 pub fn container_spec(env: &Environment, service: &Service, instance: &Instance) -> ContainerSpec {
     let vars = autoconf::container_env(env, service, instance);
     container_spec_with_env(env, instance, &vars)
+}
+
+/// One container of [`start_order`]: where it runs and what creating it sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedContainer {
+    pub service: String,
+    pub ship: String,
+    pub spec: ContainerSpec,
+}
+
+/// Every container of the environment (`omit`-ted services included) in the order `start`
+/// with every name creates them, each with its full spec: the offline view of a deployment.
+pub fn start_order(env: &Environment) -> Result<Vec<PlannedContainer>, PlanError> {
+    let graph = Graph::new(env);
+    let order = graph.topological_order()?;
+    let mut containers = Vec::with_capacity(order.len());
+    for index in order {
+        let node = &graph.nodes[index];
+        if let Some((service, instance)) = env.instance(&node.instance) {
+            containers.push(PlannedContainer {
+                service: service.name.clone(),
+                ship: instance.ship.clone(),
+                spec: container_spec(env, service, instance),
+            });
+        }
+    }
+    Ok(containers)
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use super::super::{Cli, CliError, Things};
 use super::load;
+use crate::config;
 use crate::orchestrate::plan::{self, Graph};
+use crate::orchestrate::spec;
 
 /// `maestro validate`: the whole file is loaded and checked (template, YAML, model, cross
 /// references, cycles); nothing is contacted.
@@ -47,30 +49,47 @@ pub(in crate::cli) fn deptree(
     Ok(0)
 }
 
-/// `maestro dump`: the environment after templating, inheritance and defaults, as YAML (or
-/// JSON with `--json`). Secrets print as `***`.
-pub(in crate::cli) fn dump(cli: &Cli) -> Result<i32, CliError> {
-    let mut env = load(cli)?;
-    let masker = crate::orchestrate::secrets::global();
-    for service in &mut env.services {
-        for instance in &mut service.instances {
-            for (name, value) in instance.env.iter_mut() {
-                if masker.is_secret_name(name) {
-                    *value = crate::orchestrate::secrets::MASK.to_owned();
-                }
-            }
-        }
-    }
-    let text = if cli.json {
-        serde_json::to_string_pretty(&env)
-            .map(|text| masker.mask(&text))
-            .map_err(|err| err.to_string())
+/// `maestro dump`: the environment after templating, inheritance and defaults, as a schema 2
+/// file; with `--containers`, what `start` would send to Docker for each container, in start
+/// order. Secrets print as `***` unless `--show-secrets`.
+pub(in crate::cli) fn dump(
+    cli: &Cli,
+    containers: bool,
+    show_secrets: bool,
+) -> Result<i32, CliError> {
+    let env = load(cli)?;
+    let text = if containers {
+        dump_containers(&env)?
     } else {
-        serde_saphyr::to_string(&env)
-            .map(|text| masker.mask(&text))
-            .map_err(|err| err.to_string())
-    }
-    .map_err(|err| CliError::Failed(format!("cannot print the environment: {err}")))?;
+        let reveal = if show_secrets {
+            config::Reveal::Secrets
+        } else {
+            config::Reveal::Masks
+        };
+        config::to_schema2_yaml(&env, reveal)
+    };
+    let text = if show_secrets {
+        text
+    } else {
+        crate::orchestrate::secrets::global().mask(&text)
+    };
     println!("{}", text.trim_end());
     Ok(0)
+}
+
+/// The JSON of `dump --containers`: one object per container, in start order.
+fn dump_containers(env: &config::Environment) -> Result<String, CliError> {
+    let containers: Vec<serde_json::Value> = spec::start_order(env)?
+        .into_iter()
+        .map(|planned| {
+            serde_json::json!({
+                "name": planned.spec.name,
+                "service": planned.service,
+                "ship": planned.ship,
+                "create": planned.spec.to_create_body(),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&containers)
+        .map_err(|err| CliError::Failed(format!("cannot print the containers: {err}")))
 }
