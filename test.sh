@@ -13,6 +13,7 @@ cd "$(dirname "$0")"
 
 ensure_root
 ensure_packages
+ensure_python_venv
 ensure_cargo --lint
 
 step() { printf '\n==> %s\n' "$*" >&2; }

@@ -52,3 +52,10 @@ ensure_cargo() {
             rustup component add rustfmt clippy
     fi
 }
+
+# The parity test (tests/parity.rs) installs MaestroNG into a virtualenv: python3 with venv and
+# ensurepip, which Debian ships apart as python3-venv.
+ensure_python_venv() {
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && return 0
+    MAESTRO_DEB_PACKAGES=(python3 python3-venv) ensure_packages
+}

@@ -423,6 +423,7 @@ fn ships(
             let as_ship = Node {
                 value: d.value.clone(),
                 pos: d.pos,
+                raw: None,
             };
             ship(cx, "ship_defaults", &as_ship, names, true)?;
             match &d.value {
@@ -449,6 +450,7 @@ fn ships(
                 Node {
                     value: Value::Map(pairs),
                     pos: value.pos,
+                    raw: None,
                 }
             }
             _ => value.clone(),

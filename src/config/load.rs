@@ -9,7 +9,7 @@ use super::error::{ConfigError, SourceText};
 use super::model::Environment;
 use super::node::{Node, Pos, Value};
 use super::reader::Cx;
-use super::{MAX_FILE_BYTES, template, validate};
+use super::{MAX_FILE_BYTES, template, validate, yaml11};
 
 /// Loads, renders, parses and validates the environment file at `path` (`-` = stdin).
 pub fn load(path: &Path) -> Result<Environment, ConfigError> {
@@ -116,7 +116,8 @@ pub fn load_str_with_vars(
             None,
         ))));
     }
-    let root = parse_yaml(&src)?;
+    let mut root = parse_yaml(&src)?;
+    yaml11::retype(&mut root, &src.text);
     if matches!(root.value, Value::Null) {
         return Err(ConfigError::Invalid(Box::new(src.diagnostic(
             Pos::default(),
@@ -153,6 +154,8 @@ fn parse_yaml(src: &SourceText) -> Result<Node, ConfigError> {
     let options = serde_saphyr::options! {
         with_snippet: false,
         leading_zero_numbers_as_strings: true,
+        // `.inf` and `.nan` are typed by yaml11, as PyYAML types them.
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
         // An environment file replays a few hundred aliased nodes at most; the default (a
         // million) lets an alias bomb burn seconds of CPU before it is refused.
         alias_limits: serde_saphyr::alias_limits! {

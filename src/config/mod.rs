@@ -13,6 +13,7 @@ mod reader;
 mod template;
 mod validate;
 mod write;
+mod yaml11;
 
 pub use error::{CONFIG_ERROR_EXIT_CODE, ConfigError, Diagnostic};
 pub use load::{load, load_str, load_str_with_vars};

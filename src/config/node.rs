@@ -34,6 +34,9 @@ pub enum Value {
 pub struct Node {
     pub value: Value,
     pub pos: Pos,
+    /// Byte range of the scalar in the rendered text where it is defined (an alias's anchor),
+    /// when known: [`super::yaml11`] reads the scalar as written from it.
+    pub raw: Option<(usize, usize)>,
 }
 
 impl Node {
@@ -65,7 +68,16 @@ impl Node {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<RawValue>::deserialize(deserializer)?;
+        let span = spanned.defined.span();
+        let raw = match (span.byte_offset(), span.byte_len()) {
+            (Some(offset), Some(len)) => usize::try_from(offset)
+                .ok()
+                .zip(usize::try_from(len).ok())
+                .map(|(offset, len)| (offset, offset + len)),
+            _ => None,
+        };
         Ok(Node {
+            raw,
             value: spanned.value.0,
             pos: Pos {
                 line: usize::try_from(spanned.referenced.line()).unwrap_or(0),

@@ -385,7 +385,7 @@ pub(crate) fn env_value(cx: &Cx<'_>, node: &Node, path: &str) -> Result<String> 
     match &node.value {
         Value::Null => Ok(String::new()),
         Value::Bool(b) => Ok(if *b { "True" } else { "False" }.to_owned()),
-        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e16 => Ok(format!("{f:.1}")),
+        Value::Float(f) => Ok(super::yaml11::python_float(*f)),
         Value::Seq(items) => {
             let mut parts = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {

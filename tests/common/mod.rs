@@ -689,3 +689,17 @@ pub fn first_ship_report(file: &Path, envs: &[(&str, &Path)]) -> serde_json::Val
         .cloned()
         .unwrap_or_else(|| panic!("no report: {stdout}"))
 }
+
+/// The maestro binary under test, run the way every new test should run it: a cleared
+/// environment (only PATH, `HOME=home`, `LANG=C.UTF-8` and `NO_COLOR`), stdin closed, no
+/// ssh-agent; add what the test needs with `.env()`.
+pub fn maestro(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestro"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("LANG", "C.UTF-8")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
+}

@@ -2,14 +2,16 @@
 
 Run with the Python of a virtualenv that has `maestro-ng==0.8.3` (see tests/parity.rs):
 
-    python maestrong_view.py FILE
+    python maestrong_view.py FILE...
 
-It loads FILE with MaestroNG's own loader (Jinja2, then YAML) and model (`Conductor`), and
+It loads each FILE with MaestroNG's own loader (Jinja2, then YAML) and model (`Conductor`), and
 prints one JSON object on stdout:
 
     {"name": ..., "ships": {name: ip},
-     "services": {name: {"requires": [...], "wants_info": [...], "omit": bool}},
-     "containers": [{"name", "service", "ship", "create": <Docker create body>}, ...]}
+     "services": {name: {"dependencies": [...], "requires": [...], "wants_info": [...],
+                         "omit": bool}},
+     "containers": [{"name", "service", "ship", "create": <Docker create body>,
+                     "stop_timeout": seconds}, ...]}
 
 `containers` is in MaestroNG's start order for every service (`maestro start` with every
 name); `create` is the body docker-py builds for `POST /containers/create` from the very
@@ -56,6 +58,9 @@ def view(path):
         "ships": {name: ship.ip for name, ship in sorted(conductor.ships.items())},
         "services": {
             name: {
+                # Direct ones (volumes_from across services included), and the transitive
+                # closure that orders the start.
+                "dependencies": sorted(s.name for s in service.dependencies),
                 "requires": sorted(s.name for s in service.requires),
                 "wants_info": sorted(s.name for s in service.wants_info),
                 "omit": bool(service.omit),
@@ -68,18 +73,27 @@ def view(path):
                 "service": c.service.name,
                 "ship": c.ship.name,
                 "create": create_body(c),
+                # Not in the create body: MaestroNG passes it with every stop.
+                "stop_timeout": c.stop_timeout,
             }
             for c in order
         ],
     }
 
 
-def main():
+def view_or_refusal(path):
     try:
-        result = view(sys.argv[1])
+        return view(path)
     except Exception as err:  # every refusal of MaestroNG's is an exception of some kind
-        result = {"error": "%s: %s" % (type(err).__name__, err)}
-    json.dump(result, sys.stdout, indent=1, sort_keys=True, default=sorted)
+        return {"error": "%s: %s" % (type(err).__name__, err)}
+
+
+def main():
+    # One process for the whole corpus: MaestroNG's imports take longer than loading a file.
+    result = {path: view_or_refusal(path) for path in sys.argv[1:]}
+    # Keys as Docker would receive them (json turns True into "true", 1 into "1"), then sorted.
+    as_sent = json.loads(json.dumps(result, default=sorted))
+    json.dump(as_sent, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
 
 
