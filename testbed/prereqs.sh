@@ -57,5 +57,6 @@ ensure_cargo() {
 # ensurepip, which Debian ships apart as python3-venv.
 ensure_python_venv() {
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && return 0
-    MAESTRO_DEB_PACKAGES=(python3 python3-venv) ensure_packages
+    local MAESTRO_DEB_PACKAGES=(python3 python3-venv)
+    ensure_packages
 }
