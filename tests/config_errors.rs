@@ -1,6 +1,8 @@
 //! Every kind of bad input gets a message that says where and what: file, line, field path
 //! and, for misspellings, a suggestion. These tests check the message itself.
 
+mod common;
+
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -796,5 +798,49 @@ fn a_volume_that_volumes_from_also_brings_is_a_conflict() {
             "services.app.instances.app-1.volumes_from",
             "volume conflicts between `app-1` and `data-1`: both mount /data",
         ],
+    );
+}
+
+/// With no `-f`, `maestro.yaml` or `maestro.yml` in the current directory, or `MAESTRO_FILE`.
+#[test]
+fn without_a_file_the_error_names_the_directory_and_how_to_name_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = common::maestro(dir.path())
+        .arg("validate")
+        .current_dir(dir.path())
+        .output()
+        .expect("run maestro");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("neither maestro.yaml nor maestro.yml is in")
+            && stderr.contains(&dir.path().display().to_string())
+            && stderr.contains("-f FILE (or MAESTRO_FILE=FILE)"),
+        "{stderr}"
+    );
+    std::fs::write(
+        dir.path().join("maestro.yml"),
+        "name: n\nships: {a: {ip: 10.0.0.1}}\nservices: {}\n",
+    )
+    .expect("write maestro.yml");
+    let out = common::maestro(dir.path())
+        .arg("validate")
+        .current_dir(dir.path())
+        .output()
+        .expect("run maestro");
+    assert!(
+        out.status.success(),
+        "maestro.yml is found: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = common::maestro(dir.path())
+        .arg("validate")
+        .env("MAESTRO_FILE", "elsewhere.yaml")
+        .current_dir(dir.path())
+        .output()
+        .expect("run maestro");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("elsewhere.yaml"),
+        "MAESTRO_FILE names the file"
     );
 }

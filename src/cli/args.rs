@@ -26,14 +26,10 @@ Exit codes: 0 done, 1 some instance failed, 2 bad input, 130 interrupted.";
 #[derive(Debug, Parser)]
 #[command(name = "maestro", version, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
-    /// The environment file; `-` reads it from standard input.
-    #[arg(
-        short = 'f',
-        long = "file",
-        global = true,
-        default_value = "maestro.yaml"
-    )]
-    pub file: PathBuf,
+    /// The environment file; `-` reads it from standard input. Default: `maestro.yaml`, else
+    /// `maestro.yml`, in the current directory.
+    #[arg(short = 'f', long = "file", global = true, env = "MAESTRO_FILE")]
+    pub file: Option<PathBuf>,
 
     /// How progress is shown: live bars on a terminal, plain timestamped lines otherwise.
     #[arg(long, global = true, value_enum, default_value_t = Output::Auto)]
@@ -259,7 +255,7 @@ mod tests {
             "maestro", "-f", "env.yaml", "start", "-r", "-d", "-c", "4", "-C", "web*", "web",
         ])
         .expect("parses");
-        assert_eq!(cli.file, PathBuf::from("env.yaml"));
+        assert_eq!(cli.file, Some(PathBuf::from("env.yaml")));
         match cli.command {
             Command::Start {
                 things,

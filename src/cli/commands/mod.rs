@@ -50,9 +50,31 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
 
 /// Loads the environment file named by `-f`, reporting errors against the user's text.
 fn load(cli: &Cli) -> Result<Environment, CliError> {
-    let env = config::load(&cli.file)?;
+    let env = config::load(&environment_file(cli)?)?;
     crate::orchestrate::secrets::add_environment(&env);
     Ok(env)
+}
+
+/// The file `-f` (or `MAESTRO_FILE`) names; without either, `maestro.yaml` or `maestro.yml` in
+/// the current directory, the way compose looks for its file.
+fn environment_file(cli: &Cli) -> Result<std::path::PathBuf, CliError> {
+    if let Some(file) = &cli.file {
+        return Ok(file.clone());
+    }
+    const DEFAULTS: [&str; 2] = ["maestro.yaml", "maestro.yml"];
+    if let Some(found) = DEFAULTS
+        .iter()
+        .find(|name| std::path::Path::new(name).is_file())
+    {
+        return Ok(found.into());
+    }
+    let here = std::env::current_dir()
+        .map(|dir| dir.display().to_string())
+        .unwrap_or_else(|_| "the current directory".to_owned());
+    Err(CliError::Usage(format!(
+        "no environment file: neither maestro.yaml nor maestro.yml is in {here}\n  \
+         = help: name one with -f FILE (or MAESTRO_FILE=FILE); -f - reads it from standard input"
+    )))
 }
 
 /// The async runtime for commands that talk to ships.
