@@ -112,12 +112,14 @@ pub enum Command {
     Restart {
         #[command(flatten)]
         things: Things,
-        /// Restart one instance at a time, waiting this many seconds between instances.
-        #[arg(long, value_name = "SECONDS")]
-        step_delay: Option<f64>,
-        /// Seconds to wait between stopping and starting an instance.
-        #[arg(long, value_name = "SECONDS")]
-        stop_start_delay: Option<f64>,
+        /// Restart one instance at a time, waiting this long between instances (seconds, or
+        /// a duration such as 500ms, 2s, 1m).
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        step_delay: Option<std::time::Duration>,
+        /// How long to wait between stopping and starting an instance (seconds, or a
+        /// duration such as 500ms, 2s, 1m).
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        stop_start_delay: Option<std::time::Duration>,
         /// Only restart instances whose image or container spec changed.
         #[arg(long)]
         only_if_changed: bool,
@@ -239,6 +241,13 @@ pub struct Things {
     pub all: bool,
 }
 
+/// A `--step-delay`-style value: seconds, or a number with ms, s, m or h, as in the file.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text).ok_or_else(|| {
+        format!("expected seconds or a duration such as 500ms, 2s, 1m, not `{text}`")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +293,29 @@ mod tests {
     fn with_and_ignore_dependencies_exclude_each_other() {
         let err = Cli::try_parse_from(["maestro", "start", "-d", "-i"]).expect_err("refused");
         assert!(err.to_string().contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
+    fn delays_take_durations_as_the_file_writes_them() {
+        let delay = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Restart { step_delay, .. },
+                ..
+            }) => Ok(step_delay),
+            Ok(_) => Err("not restart".to_owned()),
+            Err(err) => Err(err.to_string()),
+        };
+        let base = ["maestro", "restart", "-a", "--step-delay"];
+        for (text, ms) in [("2s", 2000), ("1.5", 1500), ("500ms", 500), ("1m", 60_000)] {
+            let args: Vec<&str> = base.iter().copied().chain([text]).collect();
+            assert_eq!(
+                delay(&args),
+                Ok(Some(std::time::Duration::from_millis(ms))),
+                "{text}"
+            );
+        }
+        let args: Vec<&str> = base.iter().copied().chain(["2x"]).collect();
+        let err = delay(&args).expect_err("2x is refused");
+        assert!(err.contains("such as 500ms, 2s, 1m, not `2x`"), "{err}");
     }
 }

@@ -18,6 +18,7 @@ mod yaml11;
 pub use error::{CONFIG_ERROR_EXIT_CODE, ConfigError, Diagnostic};
 pub use load::{load, load_str, load_str_with_vars};
 pub use model::*;
+pub use reader::parse_duration;
 pub use write::{Reveal, to_schema2_yaml};
 
 /// Environment files (and what templates render) are refused above this size.

@@ -292,30 +292,37 @@ pub(crate) fn string_list(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Ve
 /// Seconds as a number, or a duration text such as `500ms`, `10s`, `2m`, `1h`.
 pub(crate) fn duration(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Duration> {
     if let Value::Str(s) = &node.value {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let factor = match unit.trim() {
-            "" | "s" => Some(1.0),
-            "ms" => Some(0.001),
-            "m" => Some(60.0),
-            "h" => Some(3600.0),
-            _ => None,
-        };
-        return match (num.parse::<f64>(), factor) {
-            (Ok(n), Some(f)) if n.is_finite() => Ok(Duration::from_secs_f64(n * f)),
-            _ => Err(cx.invalid(
+        return parse_duration(s).ok_or_else(|| {
+            cx.invalid(
                 node.pos,
                 path,
                 format!(
-                    "invalid duration \"{s}\" (expected seconds, or a number with ms, s, m or h)"
+                    "invalid duration \"{}\" (expected seconds, or a number with ms, s, m or h)",
+                    s.trim()
                 ),
-            )),
-        };
+            )
+        });
     }
     Ok(Duration::from_secs_f64(number(cx, node, path)?))
+}
+
+/// `1.5` (seconds), `500ms`, `10s`, `2m`, `1h`: durations as the file and the command line
+/// write them.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let s = text.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let factor = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    let n = num.parse::<f64>().ok()?;
+    Duration::try_from_secs_f64(n * factor).ok()
 }
 
 /// Bytes from an integer or a size with a `k`, `m`, `g` or `t` suffix (any case, optional `b`).

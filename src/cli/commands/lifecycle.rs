@@ -39,16 +39,6 @@ enum Request {
     },
 }
 
-fn seconds(value: Option<f64>, flag: &str) -> Result<Option<Duration>, CliError> {
-    match value {
-        None => Ok(None),
-        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(s) => Err(CliError::Usage(format!(
-            "{flag} must be a number of seconds >= 0, not {s}"
-        ))),
-    }
-}
-
 /// stop, kill and restart act on everything only when asked to with `-a`, as in MaestroNG.
 fn require_names_or_all(command: &str, things: &Things) -> Result<(), CliError> {
     if things.names.is_empty() && !things.all {
@@ -182,8 +172,8 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
             (
                 things.clone(),
                 Request::Restart {
-                    step_delay: seconds(*step_delay, "--step-delay")?,
-                    stop_start_delay: seconds(*stop_start_delay, "--stop-start-delay")?,
+                    step_delay: *step_delay,
+                    stop_start_delay: *stop_start_delay,
                     only_if_changed: *only_if_changed,
                     refresh_images: *refresh_images,
                 },
