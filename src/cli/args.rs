@@ -210,7 +210,7 @@ pub struct Things {
     #[arg(value_name = "THING")]
     pub names: Vec<String>,
 
-    /// How many operations may run at once across all ships.
+    /// How many operations may run at once across all ships; 0 means no limit.
     #[arg(short = 'c', long, value_name = "N", default_value_t = 16)]
     pub concurrency: usize,
 
