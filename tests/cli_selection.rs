@@ -1,7 +1,9 @@
 //! What stop, kill and restart accept as names, as in MaestroNG: a service name stands for all
 //! its instances only with `-s/--expand-services` (or `-a`), and no names at all needs `-a`.
-//! Refusals happen before any ship is contacted; accepted commands here select no ship (`-S`
-//! matches none), so none of these tests needs the test bed.
+//! Refusals happen before any ship is contacted; accepted commands here select no instance
+//! (`-S` matches no ship), which is refused in turn, so none of these tests needs the test bed.
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -34,14 +36,11 @@ struct Run {
 }
 
 fn maestro(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
+    let out = common::maestro(dir)
         .arg("-f")
         .arg(dir.join("env.yaml"))
         .arg("--plain")
         .args(args)
-        .env("HOME", dir)
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("MAESTRO_SSH_CONFIG")
         .output()
         .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
     Run {
@@ -94,7 +93,8 @@ fn a_service_name_needs_expand_services_to_stop_kill_or_restart() {
 #[test]
 fn instance_names_and_expanded_services_are_accepted() {
     let dir = env_dir();
-    // -S none: the selection is valid but touches no ship, so nothing is contacted.
+    // -S none: the names are accepted, and then the selection is empty, which is refused
+    // before anything is contacted.
     for args in [
         &["stop", "web-1", "web-2"][..],
         &["kill", "db-1"],
@@ -114,13 +114,58 @@ fn instance_names_and_expanded_services_are_accepted() {
         &["down", "web"],
     ] {
         let run = maestro(dir.path(), &[args, &["-S", "none"]].concat());
-        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(
-            !run.stderr.contains("is a service"),
+            !run.stderr.contains("is a service")
+                && run.stderr.contains("no instance matches the selection"),
             "{args:?}: {}",
             run.stderr
         );
     }
+}
+
+/// A health gate must not pass on a typo: an empty selection is an error everywhere, with
+/// what was asked for and what the file has.
+#[test]
+fn an_empty_selection_is_refused_by_every_command() {
+    let dir = env_dir();
+    for args in [
+        &["status", "-C", "zzz*"][..],
+        &["status", "--json", "-C", "zzz*"],
+        &["plan", "-S", "nope*"],
+        &["start", "-S", "nope*"],
+        &["logs", "-C", "zzz*"],
+        &["pull", "web", "-C", "db*"],
+        &["stop", "-a", "-S", "nope*"],
+        &["restart", "-a", "-C", "zzz*"],
+    ] {
+        let run = maestro(dir.path(), args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        let filter = args.last().copied().unwrap_or_default();
+        assert!(
+            run.stderr
+                .contains("error: no instance matches the selection (")
+                && run.stderr.contains(&format!("'{filter}')"))
+                && run
+                    .stderr
+                    .contains("the file's instances: db-1, web-1, web-2, cache"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_misspelt_name_gets_a_suggestion() {
+    let dir = env_dir();
+    let run = maestro(dir.path(), &["status", "wbe"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: unknown service or container `wbe`; did you mean `web`?"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -226,7 +226,7 @@ pub(crate) fn snippet(text: &str, pos: Pos) -> Option<String> {
 }
 
 /// "did you mean `x`?" when one candidate is close enough to what was written.
-pub(crate) fn did_you_mean<'a, I>(written: &str, candidates: I) -> Option<String>
+pub fn did_you_mean<'a, I>(written: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
@@ -238,15 +238,19 @@ pub(crate) fn closest<'a, I>(written: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let mut best: Option<(f64, &str)> = None;
+    // Fewest edits first (a swap of two letters is one edit: `wbe` is `web`), then the most
+    // similar by Jaro-Winkler.
+    let mut best: Option<(usize, f64, &str)> = None;
     for candidate in candidates {
         let score = strsim::jaro_winkler(written, candidate);
-        let close_edit = strsim::levenshtein(written, candidate) <= 2.max(written.len() / 4);
-        if (score >= 0.8 || close_edit) && best.is_none_or(|(b, _)| score > b) {
-            best = Some((score, candidate));
+        let edits = strsim::osa_distance(written, candidate);
+        let close_edit = edits <= 2.max(written.len() / 4);
+        let better = best.is_none_or(|(e, s, _)| edits < e || (edits == e && score > s));
+        if (score >= 0.8 || close_edit) && better {
+            best = Some((edits, score, candidate));
         }
     }
-    best.map(|(_, c)| c)
+    best.map(|(_, _, c)| c)
 }
 
 #[cfg(test)]

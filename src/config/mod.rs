@@ -15,7 +15,7 @@ mod validate;
 mod write;
 mod yaml11;
 
-pub use error::{CONFIG_ERROR_EXIT_CODE, ConfigError, Diagnostic};
+pub use error::{CONFIG_ERROR_EXIT_CODE, ConfigError, Diagnostic, did_you_mean};
 pub use load::{load, load_str, load_str_with_vars};
 pub use model::*;
 pub use reader::parse_duration;

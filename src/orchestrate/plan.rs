@@ -42,6 +42,10 @@ pub enum PlanError {
     BadPattern { pattern: String, reason: String },
     #[error("error: dependency cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
+    /// Names or filters were given and nothing is left: a typo in a pattern must not pass for
+    /// "all is well".
+    #[error("error: no instance matches the selection ({asked}); the file's instances: {known}")]
+    NothingSelected { asked: String, known: String },
 }
 
 impl PlanError {
@@ -315,19 +319,25 @@ fn resolve_names(
                 .chain(graph.nodes.iter().map(|n| n.instance.as_str()));
             return Err(PlanError::UnknownName {
                 name: name.clone(),
-                help: suggest(name, candidates),
+                help: crate::config::did_you_mean(name, candidates),
             });
         }
     }
     Ok(out)
 }
 
-fn suggest<'a>(written: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .map(|c| (strsim::jaro_winkler(written, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+/// What was asked for, as the command line wrote it.
+fn describe_selection(sel: &Selection) -> String {
+    let mut parts = Vec::new();
+    if !sel.names.is_empty() {
+        parts.push(sel.names.join(" "));
+    }
+    parts.extend(sel.container_filter.iter().map(|p| format!("-C '{p}'")));
+    parts.extend(sel.ship_filter.iter().map(|p| format!("-S '{p}'")));
+    if parts.is_empty() {
+        parts.push("every service not marked omit".to_owned());
+    }
+    parts.join(", ")
 }
 
 /// Turns what the user asked for into an ordered plan.
@@ -351,6 +361,23 @@ pub fn select(env: &Environment, graph: &Graph, sel: &Selection) -> Result<Plan,
         containers.as_ref().is_none_or(|g| g.is_match(&n.instance))
             && ships.as_ref().is_none_or(|g| g.is_match(&n.ship))
     });
+    if chosen.is_empty() && !graph.nodes.is_empty() {
+        const SHOWN: usize = 12;
+        let mut known: Vec<&str> = graph
+            .nodes
+            .iter()
+            .take(SHOWN)
+            .map(|n| n.instance.as_str())
+            .collect();
+        let more = format!("and {} more", graph.nodes.len().saturating_sub(SHOWN));
+        if graph.nodes.len() > SHOWN {
+            known.push(&more);
+        }
+        return Err(PlanError::NothingSelected {
+            asked: describe_selection(sel),
+            known: known.join(", "),
+        });
+    }
 
     // Edges between chosen nodes, through unchosen ones, in the command's direction.
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
@@ -469,7 +496,7 @@ pub fn render_deptree(
                             .chain(env.instances().map(|(_, i)| i.name.as_str()));
                         return Err(PlanError::UnknownName {
                             name: name.clone(),
-                            help: suggest(name, candidates),
+                            help: crate::config::did_you_mean(name, candidates),
                         });
                     }
                 },
