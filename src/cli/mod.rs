@@ -34,6 +34,10 @@ pub fn main() -> i32 {
             // Error messages quote the user's file and the ships' replies: mask both.
             let masker = crate::orchestrate::secrets::global();
             eprintln!("{}", masker.mask_snippets(&err.to_string()));
+            if cli.json {
+                // Scripts read standard output: the same error, as a JSON document there.
+                println!("{}", masker.mask(&err.to_json().to_string()));
+            }
             err.exit_code()
         }
     }
@@ -57,6 +61,37 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// `{"ok": false, "exit_code", "error", "diagnostics": [...]}`, where each diagnostic
+    /// of a configuration error has its file, line, column, field, message and help.
+    pub fn to_json(&self) -> serde_json::Value {
+        let diagnostics: Vec<serde_json::Value> = match self {
+            CliError::Config(err) => err
+                .diagnostics()
+                .into_iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "file": d.file,
+                        "line": d.line,
+                        "column": d.column,
+                        "field": d.field,
+                        "message": d.message,
+                        "help": d.help,
+                        "note": d.note,
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let message = self.to_string();
+        let first = message.lines().next().unwrap_or_default();
+        serde_json::json!({
+            "ok": false,
+            "exit_code": self.exit_code(),
+            "error": first.strip_prefix("error: ").unwrap_or(first),
+            "diagnostics": diagnostics,
+        })
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Config(err) => err.exit_code(),

@@ -466,14 +466,35 @@ pub fn select_restart(
     Ok((stop, start))
 }
 
-/// `maestro deptree`: each service named (or containing a named container; every
-/// non-omitted service when none is named) with the services it depends on, as a tree.
-/// Without `recursive`, only direct dependencies are shown.
-pub fn render_deptree(
+/// One service of `deptree`: where its instances run, and what it depends on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DepNode {
+    pub service: String,
+    /// `(instance, ship)`; only on the top-level services.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<Placed>,
+    /// The service is only `wants_info` of its parent: information, no ordering.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub wants_info: bool,
+    /// The service is already on the path from the top: a cycle, not drawn further.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cycle: bool,
+    pub requires: Vec<DepNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Placed {
+    pub instance: String,
+    pub ship: String,
+}
+
+/// The dependency tree of the named services (or instances' services), every non-omitted
+/// one when none is named; `recursive` follows dependencies of dependencies.
+pub fn deptree(
     env: &Environment,
     names: &[String],
     recursive: bool,
-) -> Result<String, PlanError> {
+) -> Result<Vec<DepNode>, PlanError> {
     let mut roots: Vec<&str> = Vec::new();
     if names.is_empty() {
         roots.extend(
@@ -506,33 +527,39 @@ pub fn render_deptree(
             }
         }
     }
-    let mut out = String::new();
-    for root in roots {
-        let Some(service) = env.service(root) else {
-            continue;
-        };
-        let placed: Vec<String> = service
-            .instances
-            .iter()
-            .map(|i| format!("{} on {}", i.name, i.ship))
-            .collect();
-        out.push_str(&format!("{} ({})\n", service.name, placed.join(", ")));
-        let mut path = vec![service.name.clone()];
-        draw_children(env, &service.name, "", recursive, &mut path, &mut out);
-    }
-    Ok(out)
+    Ok(roots
+        .into_iter()
+        .filter_map(|root| env.service(root))
+        .map(|service| DepNode {
+            service: service.name.clone(),
+            instances: service
+                .instances
+                .iter()
+                .map(|i| Placed {
+                    instance: i.name.clone(),
+                    ship: i.ship.clone(),
+                })
+                .collect(),
+            wants_info: false,
+            cycle: false,
+            requires: children(
+                env,
+                &service.name,
+                recursive,
+                &mut vec![service.name.clone()],
+            ),
+        })
+        .collect())
 }
 
-fn draw_children(
+fn children(
     env: &Environment,
     service: &str,
-    prefix: &str,
     recursive: bool,
     path: &mut Vec<String>,
-    out: &mut String,
-) {
+) -> Vec<DepNode> {
     let Some(s) = env.service(service) else {
-        return;
+        return Vec::new();
     };
     // A service whose instances take `volumes_from` another service's instances depends on
     // that service, as MaestroNG's deptree shows.
@@ -545,34 +572,71 @@ fn draw_children(
             requires.push(&other.name);
         }
     }
-    let children: Vec<(&String, bool)> = requires
+    let wanted = s
+        .wants_info
         .iter()
-        .map(|r| (*r, false))
-        .chain(
-            s.wants_info
-                .iter()
-                .filter(|w| !requires.contains(w) && **w != s.name)
-                .map(|w| (w, true)),
-        )
+        .filter(|w| !requires.contains(w) && **w != s.name);
+    let edges: Vec<(String, bool)> = requires
+        .iter()
+        .map(|r| ((*r).clone(), false))
+        .chain(wanted.map(|w| (w.clone(), true)))
         .collect();
-    for (k, (child, info_only)) in children.iter().enumerate() {
-        let last = k + 1 == children.len();
+    edges
+        .into_iter()
+        .map(|(child, wants_info)| {
+            let cycle = path.contains(&child);
+            let requires = if recursive && !cycle && !wants_info {
+                path.push(child.clone());
+                let below = children(env, &child, recursive, path);
+                path.pop();
+                below
+            } else {
+                Vec::new()
+            };
+            DepNode {
+                service: child,
+                instances: Vec::new(),
+                wants_info,
+                cycle,
+                requires,
+            }
+        })
+        .collect()
+}
+
+/// `deptree` as text: each service with its instances, and its dependencies as a tree.
+pub fn render_deptree(
+    env: &Environment,
+    names: &[String],
+    recursive: bool,
+) -> Result<String, PlanError> {
+    let mut out = String::new();
+    for root in deptree(env, names, recursive)? {
+        let placed: Vec<String> = root
+            .instances
+            .iter()
+            .map(|p| format!("{} on {}", p.instance, p.ship))
+            .collect();
+        out.push_str(&format!("{} ({})\n", root.service, placed.join(", ")));
+        draw(&root.requires, "", &mut out);
+    }
+    Ok(out)
+}
+
+fn draw(nodes: &[DepNode], prefix: &str, out: &mut String) {
+    for (k, node) in nodes.iter().enumerate() {
+        let last = k + 1 == nodes.len();
         let branch = if last { "└── " } else { "├── " };
-        let mut label = (*child).clone();
-        if *info_only {
+        let mut label = node.service.clone();
+        if node.wants_info {
             label.push_str(" (wants info)");
         }
-        let looped = path.contains(child);
-        if looped {
+        if node.cycle {
             label.push_str(" (cycle)");
         }
         out.push_str(&format!("{prefix}{branch}{label}\n"));
-        if recursive && !looped && !*info_only {
-            path.push((*child).clone());
-            let next_prefix = format!("{prefix}{}", if last { "    " } else { "│   " });
-            draw_children(env, child, &next_prefix, recursive, path, out);
-            path.pop();
-        }
+        let next_prefix = format!("{prefix}{}", if last { "    " } else { "│   " });
+        draw(&node.requires, &next_prefix, out);
     }
 }
 

@@ -45,7 +45,14 @@ pub(in crate::cli) fn deptree(
     recursive: bool,
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
-    print!("{}", plan::render_deptree(&env, &things.names, recursive)?);
+    if cli.json {
+        let tree = plan::deptree(&env, &things.names, recursive)?;
+        let text = serde_json::to_string_pretty(&tree)
+            .map_err(|err| CliError::Failed(format!("cannot print the tree: {err}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", plan::render_deptree(&env, &things.names, recursive)?);
+    }
     Ok(0)
 }
 
