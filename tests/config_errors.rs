@@ -801,6 +801,34 @@ fn a_volume_that_volumes_from_also_brings_is_a_conflict() {
     );
 }
 
+#[test]
+fn a_path_both_bind_mounted_and_container_only_is_refused_as_maestrong_refuses_it() {
+    let (_, msg) = load_err(&format!(
+        "name: x\n{SHIPS}services:\n  app:\n    image: a\n    instances:\n      app-1:\n        \
+         ship: ship1\n        volumes: {{/data: /srv}}\n        container_volumes: [/data]\n"
+    ));
+    assert_has(
+        &msg,
+        &[
+            "`/data` is both bind-mounted (volumes) and a container-only volume \
+             (container_volumes) of `app-1`: keep one of the two",
+            "services.app.instances.app-1.container_volumes",
+        ],
+    );
+}
+
+#[test]
+fn top_level_keys_named_as_anchor_parks_are_never_typos() {
+    for key in ["x-defaults", "_defaults", ".base"] {
+        maestro::config::load_str(
+            &format!("name: x\n{key}: &d {{docker_port: 4243}}\nships:\n  a: {{ip: 10.0.0.1, <<: *d}}\nservices: {{}}\n"),
+            "env.yaml",
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|err| panic!("{key}: {err}"));
+    }
+}
+
 /// With no `-f`, `maestro.yaml` or `maestro.yml` in the current directory, or `MAESTRO_FILE`.
 #[test]
 fn without_a_file_the_error_names_the_directory_and_how_to_name_one() {

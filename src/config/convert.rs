@@ -47,6 +47,9 @@ pub(crate) const SHIP_KEYS: &[&str] = &[
     "ssh_tunnel",
     "ssh",
     "max_concurrency",
+    // MaestroNG's TLS protocol version (a Python `ssl` constant); rustls negotiates TLS 1.2 or
+    // 1.3 itself, so it is accepted and not used.
+    "ssl_version",
 ];
 
 const SSH_KEYS: &[&str] = &[
@@ -110,6 +113,8 @@ pub(crate) const INSTANCE_KEYS: &[&str] = &[
     "tmpfs",
     "init",
     "stop_signal",
+    // Options of Docker's LXC driver, which Docker removed in 1.10; accepted and not sent.
+    "lxc_conf",
 ];
 
 const CHECK_STATES: &[&str] = &["pre-start", "running", "pre-stop", "stopped"];
@@ -189,7 +194,7 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
     let ships_node = top.require(cx, "ships", "the environment file")?;
     let ships = ships(cx, ships_node, defaults, &names)?;
     let services = match top.get("services") {
-        Some(n) if !matches!(n.value, Value::Null) => services(cx, n, &names, &ships)?,
+        Some(n) if !matches!(n.value, Value::Null) => services(cx, n, &names, &ships, &name)?,
         _ => Vec::new(),
     };
     let audit = match top.get("audit") {
@@ -203,11 +208,14 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
     // Other top-level keys are ignored on purpose: people park YAML anchors there (MaestroNG's
     // documentation puts them under `ship:`, beside `ships:`). A key whose closest known key
     // is absent is a typo, though, and would otherwise silently drop a whole section.
+    // Keys named the way anchors are parked (`x-...` as in compose, `_...`, `.`) never are.
     for (key, key_node, _) in top.all() {
-        if TOP_KEYS.contains(&key.as_str()) {
+        let parked = ["x-", "x_", "_", "."].iter().any(|p| key.starts_with(p));
+        if TOP_KEYS.contains(&key.as_str()) || parked {
             continue;
         }
         if let Some(meant) = closest(&key, TOP_KEYS.iter().copied())
+            && strsim::osa_distance(&key, meant) <= 2
             && !root_has(root, meant)
         {
             return Err(cx.invalid_help(
@@ -528,6 +536,8 @@ fn ship(
     let tls_ca_cert = opt_string(cx, &mut m, "tls_ca_cert")?.map(|p| cx.resolve_path(&p));
     let tls_cert = opt_string(cx, &mut m, "tls_cert")?.map(|p| cx.resolve_path(&p));
     let tls_key = opt_string(cx, &mut m, "tls_key")?.map(|p| cx.resolve_path(&p));
+    // Accepted for MaestroNG's files and not used: rustls negotiates the TLS version.
+    let _ = m.get("ssl_version");
     let max_concurrency = match m.get("max_concurrency") {
         Some(n) => {
             let v: usize = unsigned(cx, n, &m.field("max_concurrency"), 1024)?;
@@ -708,12 +718,22 @@ struct Inherited {
     image: Option<String>,
     env_files: Vec<(String, Pos, String)>,
     env: Vec<(String, Option<String>)>,
+    /// `MAESTRO_ENVIRONMENT_NAME` and `SERVICE_NAME`: MaestroNG builds them into the
+    /// service's environment, over its envfile and env and under the instance's, so an
+    /// instance may set them and a service may not.
+    generated: Vec<(String, Option<String>)>,
     ports: Vec<Port>,
     limits: Limits,
     lifecycle: Vec<(&'static str, Check, String)>,
 }
 
-fn services(cx: &mut Cx<'_>, node: &Node, names: &Names, ships: &[Ship]) -> Result<Vec<Service>> {
+fn services(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    names: &Names,
+    ships: &[Ship],
+    env_name: &str,
+) -> Result<Vec<Service>> {
     let mut map = MapReader::new(cx, node, "services", "`services`")?;
     let mut out = Vec::new();
     for (name, _, value) in map.all() {
@@ -732,6 +752,13 @@ fn services(cx: &mut Cx<'_>, node: &Node, names: &Names, ships: &[Ship]) -> Resu
             ports: ports(cx, &mut m)?,
             limits: limits(cx, &mut m)?,
             lifecycle: lifecycle(cx, &mut m)?,
+            generated: vec![
+                (
+                    "MAESTRO_ENVIRONMENT_NAME".to_owned(),
+                    Some(env_name.to_owned()),
+                ),
+                ("SERVICE_NAME".to_owned(), Some(name.clone())),
+            ],
         };
         let instances_node = m.require(cx, "instances", &what)?;
         let ip = m.field("instances");
@@ -1222,6 +1249,7 @@ fn instance(
         merged.extend(set(read_env_file(cx, f, *pos, p)?));
     }
     merged.extend(inherited.env.iter().cloned());
+    merged.extend(inherited.generated.iter().cloned());
     for (f, pos, p) in &own_files {
         merged.extend(set(read_env_file(cx, f, *pos, p)?));
     }
@@ -1412,6 +1440,8 @@ fn instance(
     };
     let init = opt_bool(cx, &mut m, "init")?;
     let stop_signal = opt_string(cx, &mut m, "stop_signal")?;
+    // The LXC driver's options: Docker removed the driver in 1.10; accepted, not sent.
+    let _ = m.get("lxc_conf");
     m.finish(cx, INSTANCE_KEYS, &what)?;
 
     Ok(Instance {

@@ -212,6 +212,26 @@ fn volume_conflicts(cx: &mut Cx<'_>, env: &Environment) {
     };
     for (_, inst) in env.instances() {
         let own = targets(inst);
+        for bound in &inst.volumes {
+            if !inst.container_volumes.contains(&bound.container) {
+                continue;
+            }
+            let path = format!(
+                "services.{}.instances.{}.container_volumes",
+                inst.service, inst.name
+            );
+            let pos = cx.pos_of(&path);
+            cx.semantic(
+                pos,
+                &path,
+                format!(
+                    "`{}` is both bind-mounted (volumes) and a container-only volume \
+                     (container_volumes) of `{}`: keep one of the two",
+                    bound.container, inst.name
+                ),
+                None,
+            );
+        }
         for source in &inst.volumes_from {
             let Some((_, other)) = env.instance(source) else {
                 continue;

@@ -111,15 +111,23 @@ pub fn generated(
 }
 
 /// The container's whole environment: the file's (already merged by `config`, lowest first:
-/// service envfile, service env, instance envfile, instance env) with the generated variables
-/// on top, as MaestroNG does.
+/// service envfile, service env, `MAESTRO_ENVIRONMENT_NAME` and `SERVICE_NAME`, instance
+/// envfile, instance env) with the other generated variables on top, as MaestroNG does.
 pub fn container_env(
     env: &Environment,
     service: &Service,
     instance: &Instance,
 ) -> BTreeMap<String, String> {
     let mut vars = instance.env.clone();
-    vars.extend(generated(env, service, instance));
+    for (name, value) in generated(env, service, instance) {
+        // config put these two in the file's layers, under the instance's own env, where
+        // MaestroNG has them: an instance may override them.
+        let service_level = matches!(name.as_str(), "MAESTRO_ENVIRONMENT_NAME" | "SERVICE_NAME");
+        if service_level && vars.contains_key(&name) {
+            continue;
+        }
+        vars.insert(name, value);
+    }
     vars
 }
 
