@@ -215,6 +215,15 @@ pub fn format_duration(ms: u64) -> String {
     }
 }
 
+/// `1 ship`, `3 ships`: a count with its noun, for messages read by people.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

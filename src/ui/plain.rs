@@ -37,10 +37,10 @@ impl<W: Write> PlainRenderer<W> {
                 ships.dedup();
                 writeln!(
                     self.out,
-                    "{time} {}: {} jobs on {} ships ({})",
+                    "{time} {}: {} on {} ({})",
                     p.strong(command),
-                    jobs.len(),
-                    ships.len(),
+                    super::count(jobs.len(), "job"),
+                    super::count(ships.len(), "ship"),
                     match direction {
                         crate::orchestrate::events::Direction::Forward => "dependencies first",
                         crate::orchestrate::events::Direction::Reverse => "dependents first",

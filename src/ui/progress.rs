@@ -137,10 +137,10 @@ impl<W: Write> ProgressRenderer<W> {
                 ships.sort_unstable();
                 ships.dedup();
                 vec![format!(
-                    "{} {} jobs on {} ships",
+                    "{} {} on {}",
                     p.strong(command),
-                    jobs.len(),
-                    ships.len()
+                    super::count(jobs.len(), "job"),
+                    super::count(ships.len(), "ship")
                 )]
             }
             EventKind::ShipConnecting { .. } | EventKind::JobStarted { .. } => vec![],

@@ -5,6 +5,7 @@ use super::load;
 use crate::config;
 use crate::orchestrate::plan::{self, Graph};
 use crate::orchestrate::spec;
+use crate::ui;
 
 /// `maestro validate`: the whole file is loaded and checked (template, YAML, model, cross
 /// references, cycles); nothing is contacted.
@@ -26,13 +27,13 @@ pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
         println!("{report}");
     } else {
         println!(
-            "{}: environment `{}` is valid (schema {}): {} ships, {} services, {} instances",
+            "{}: environment `{}` is valid (schema {}): {}, {}, {}",
             env.source,
             env.name,
             env.schema,
-            env.ships.len(),
-            env.services.len(),
-            instances
+            ui::count(env.ships.len(), "ship"),
+            ui::count(env.services.len(), "service"),
+            ui::count(instances, "instance")
         );
     }
     Ok(0)
