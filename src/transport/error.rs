@@ -48,10 +48,22 @@ pub enum TransportError {
     },
 
     #[error(
-        "ship {ship}: {hop} closed the connection before login ({attempts} attempt{}). An sshd \
-         drops new connections while too many are being set up at once (its MaxStartups, \
-         10:30:100 by default, counts every client's): raise MaxStartups in that host's \
-         sshd_config, or try again when fewer logins are under way",
+        "ship {ship}: {hop} is not an SSH server (it sent `{sent}`): check the address and the \
+         SSH port (`ssh.port`, or Port in ~/.ssh/config)"
+    )]
+    NotSsh {
+        ship: String,
+        hop: String,
+        /// The first line it sent, printable.
+        sent: String,
+    },
+
+    #[error(
+        "ship {ship}: {hop} closed the connection before login, without an SSH greeting \
+         ({attempts} attempt{}). An sshd does this while too many logins are being set up at \
+         once (its MaxStartups, 10:30:100 by default, counts every client's): raise \
+         MaxStartups in that host's sshd_config, or try again when fewer logins are under \
+         way. If it keeps happening, check that this address and port is an SSH server",
         if *attempts == 1 { "" } else { "s" }
     )]
     DroppedBeforeLogin {
@@ -219,6 +231,7 @@ impl TransportError {
             TransportError::Timeout { .. } => "timeout",
             TransportError::Io { .. } => "network",
             TransportError::DroppedBeforeLogin { .. } => "dropped-before-login",
+            TransportError::NotSsh { .. } => "not-ssh",
             TransportError::Ssh { .. } => "ssh",
             TransportError::Auth { .. } => "auth",
             TransportError::HostKeyUnknown { .. } => "host-key-unknown",
@@ -282,6 +295,11 @@ impl TransportError {
                 hop: hop.clone(),
                 command: command.clone(),
                 reason: reason.clone(),
+            },
+            TransportError::NotSsh { hop, sent, .. } => TransportError::NotSsh {
+                ship,
+                hop: hop.clone(),
+                sent: sent.clone(),
             },
             TransportError::DroppedBeforeLogin { hop, attempts, .. } => {
                 TransportError::DroppedBeforeLogin {

@@ -6,6 +6,7 @@
 //! into an [`Endpoint`].
 
 mod api_version;
+mod banner;
 mod connector;
 mod error;
 mod known_hosts;

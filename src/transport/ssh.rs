@@ -23,6 +23,7 @@ use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCer
 use russh::{ChannelMsg, ChannelOpenFailure};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::banner::{Recorded, foreign_greeting};
 use super::error::TransportError;
 use super::known_hosts::{self, HostKeyPolicy, Verdict};
 use super::ssh_config::{self, HostSettings};
@@ -648,6 +649,8 @@ async fn connect_hop(
     let config = Arc::new(client_config(hop, options));
 
     let mut proxy_stderr = None;
+    // What the server sent, for when the handshake fails (see `banner`).
+    let greeting;
     let handshake = match (&previous, &hop.proxy_command) {
         (None, Some(command)) => {
             let spawned =
@@ -659,11 +662,9 @@ async fn connect_hop(
                 })?;
             proxy_stderr = Some(spawned.stderr);
             proxy = Some(spawned.child);
-            tokio::time::timeout(
-                timeout,
-                client::connect_stream(config, spawned.stream, handler),
-            )
-            .await
+            let (stream, seen) = Recorded::new(spawned.stream);
+            greeting = seen;
+            tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await
         }
         (None, None) => {
             let addresses = tokio::time::timeout(
@@ -684,6 +685,8 @@ async fn connect_hop(
                     .map_err(|_| timed_out())?
                     .map_err(|source| io_error(&ship, &hop.label, timeout, source))?;
             let _ = stream.set_nodelay(true);
+            let (stream, seen) = Recorded::new(stream);
+            greeting = seen;
             tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await
         }
         (Some(previous), _) => {
@@ -712,11 +715,9 @@ async fn connect_hop(
                     source: Box::new(other),
                 },
             })?;
-            tokio::time::timeout(
-                timeout,
-                client::connect_stream(config, channel.into_stream(), handler),
-            )
-            .await
+            let (stream, seen) = Recorded::new(channel.into_stream());
+            greeting = seen;
+            tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await
         }
     };
     let mut handle = match handshake {
@@ -743,6 +744,14 @@ async fn connect_hop(
                     hop: hop.label.clone(),
                     command: command.clone(),
                     reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
+                });
+            }
+            let sent = greeting.lock().map(|seen| foreign_greeting(&seen)).ok().flatten();
+            if let Some(sent) = sent {
+                return Err(TransportError::NotSsh {
+                    ship: ship.clone(),
+                    hop: hop.label.clone(),
+                    sent,
                 });
             }
             if dropped_before_login(&err) {
