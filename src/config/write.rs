@@ -91,7 +91,13 @@ impl Document {
 
     /// The YAML text, ready to be loaded again (template syntax escaped).
     pub fn to_yaml(&self) -> Result<String, WriteError> {
-        let text = serde_saphyr::to_string(self).map_err(|e| WriteError(e.to_string()))?;
+        // No folding of long lines: a folded scalar that cannot be wrapped stays on one line,
+        // where the loader would type it as a plain scalar.
+        let options = serde_saphyr::ser_options! {
+            folded_wrap_chars: usize::MAX,
+        };
+        let text = serde_saphyr::to_string_with_options(self, options)
+            .map_err(|e| WriteError(e.to_string()))?;
         Ok(escape_template(&text))
     }
 
@@ -108,6 +114,12 @@ impl Serialize for Document {
             Document::Bool(b) => serializer.serialize_bool(*b),
             Document::Int(i) => serializer.serialize_i64(*i),
             Document::Float(f) => serializer.serialize_f64(*f),
+            // A block scalar whose content is one line would be read back as a plain
+            // scalar (the loader types those as PyYAML does, and loses the line break):
+            // such a string is double-quoted instead.
+            Document::Str(s) if s.contains('\n') && !s.trim().contains('\n') => {
+                serde_saphyr::DoubleQuoted(s.as_str()).serialize(serializer)
+            }
             Document::Str(s) => serializer.serialize_str(s),
             Document::Seq(items) => {
                 let mut seq = serializer.serialize_seq(Some(items.len()))?;
@@ -1108,6 +1120,37 @@ mod tests {
              aa bb cc dd ee ff gg hh ii jj kk ll mm nn",
             "\u{7}bell",
             "cr\r\nlf",
+            "\n",
+            "\nlead",
+            "123\n",
+            "true\n\n",
+            " x \n ",
+            "multi\n\nlines\n  indented\n",
+            "a234567890123456789012345678901234567890123456789012345678901234567890123456789012345",
+            "12345678901234567890123456789012345678901234567890123456789012345678901234567890123",
+            "80:50",
+            "1:30.5",
+            "0b101",
+            "010",
+            "+1",
+            "-1",
+            "1.2.3",
+            "-",
+            "?",
+            "? x",
+            ": x",
+            "x:",
+            "'",
+            "\"",
+            "1e+3",
+            "1.0e+3",
+            ".5",
+            "0.",
+            ".NaN",
+            "Yes",
+            "ON",
+            "=",
+            "1_0.5",
         ];
         let env_entries: Vec<String> = tricky
             .iter()
@@ -1258,6 +1301,17 @@ mod tests {
             written.contains(&format!("verify: {}", ca.display())),
             "{written}"
         );
+    }
+
+    #[test]
+    fn tiny_and_huge_numbers_keep_their_value() {
+        let text = "name: t\nships:\n  a: {ip: 10.0.0.1, timeout: 0.000000001, ssh_timeout: 0.000123}\n  \
+                    b: {ip: 10.0.0.2, timeout: 123456.5, ssh_timeout: 1.000000001}\n\
+                    services:\n  x:\n    image: x\n    instances:\n      x1:\n        ship: a\n        \
+                    limits: {memory: 18446744073709551615}\n        \
+                    lifecycle: {running: [{type: sleep, wait: 0.0000001}, {type: sleep, wait: 100000000000000000000.0}, \
+                    {type: sleep, wait: 0.1}, {type: sleep, wait: 3}]}\n";
+        round_trip(text);
     }
 
     #[test]
