@@ -23,7 +23,10 @@
 //!   to an address; volumes `/host: /container`, `{target, mode: ro}` when read-only; a variable
 //!   of `unset_env` is `NAME: null`; an extra host from a ship is `{ship: NAME}` again.
 //! - Strings are quoted by the YAML serializer whenever they would read back as something else
-//!   (numbers, booleans, null, `yes`/`no`...). The output is a template again when reloaded:
+//!   (numbers, booleans, null, `yes`/`no`...: the loader types plain scalars as PyYAML does).
+//!   Multi-line strings are literal blocks, except those with one line of content, which are
+//!   double-quoted (the loader would type that line as a plain scalar and drop its break); long
+//!   lines are never folded, for the same reason. The output is a template again when reloaded:
 //!   every `{{`, `{%` and `{#` of the YAML text becomes an expression printing it
 //!   (`{{ '{{' }}`), so that rendering gives the text back exactly. JSON (`dump --json`) is
 //!   data for programs and is not escaped.
@@ -1165,6 +1168,24 @@ mod tests {
         for (i, v) in tricky.iter().enumerate() {
             assert_eq!(a1.env.get(&format!("V{i}")).map(String::as_str), Some(*v));
         }
+    }
+
+    #[test]
+    fn keys_that_look_like_other_things_stay_names() {
+        let text = "name: \"1.0\"\nships:\n  \"yes\": {ip: 10.0.0.1}\n  \"010\": {ip: 10.0.0.2}\n\
+                    services:\n  \"on\":\n    image: a\n    instances:\n      \"1\":\n        \
+                    ship: \"yes\"\n        ports: {\"no\": 80}\n        \
+                    env: {\"off\": \"y\", \"null\": \"~\", \"12:30\": x}\n        \
+                    labels: {\"true\": \"false\", \"<<\": m}\n        extra_hosts: {\"0x10\": {ship: \"010\"}}\n";
+        let (env, _) = round_trip(text);
+        assert_eq!(env.ships[1].name, "010");
+        assert_eq!(env.services[0].instances[0].name, "1");
+        let labels = &env.services[0].instances[0].labels;
+        assert_eq!(
+            labels.get("<<").map(String::as_str),
+            Some("m"),
+            "not a merge key"
+        );
     }
 
     #[test]
