@@ -568,6 +568,16 @@ fn dump_masks_secrets() {
     assert!(dumped.contains("\"password\":\"***\""), "{dumped}");
     assert!(!dumped.contains("not-a-real-password"));
     assert!(!format!("{env:?}").contains("not-a-real-password"));
+    // What `maestro dump` prints, in both forms.
+    for text in [
+        config::to_schema2_yaml(&env, config::Reveal::Masks).expect("yaml"),
+        config::to_schema2_json(&env, config::Reveal::Masks).expect("json"),
+    ] {
+        assert!(text.contains("***"), "{text}");
+        assert!(!text.contains("not-a-real-password"), "{text}");
+    }
+    let shown = config::to_schema2_yaml(&env, config::Reveal::Secrets).expect("yaml");
+    assert!(shown.contains("password: not-a-real-password"), "{shown}");
 }
 
 #[test]
