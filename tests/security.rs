@@ -209,6 +209,44 @@ fn secrets_section_is_checked_like_the_rest_of_the_file() {
     }
 }
 
+/// A secret that YAML or the template escaping spells differently in the dump (a quote, a
+/// backslash, `{{`, a line break) is masked all the same: values are masked before the text
+/// is made. `--show-secrets` prints it, in a file that loads back to the same value.
+#[test]
+fn dump_masks_secrets_whatever_their_yaml_spelling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "name: x\nships:\n  ship1: {ip: 127.0.0.1}\nservices:\n  web:\n    image: a\n    \
+                instances:\n      web1:\n        ship: ship1\n        env:\n          \
+                DB_PASSWORD: \"q\\\"u{{ '{{' }}o\\\\te-0010\\nline\"\n          PLAIN: visible\n";
+    std::fs::write(dir.path().join("env.yaml"), text).expect("write");
+    for args in [
+        &["-f", "env.yaml", "dump"][..],
+        &["-f", "env.yaml", "dump", "--json"][..],
+    ] {
+        let run = run_maestro(dir.path(), args, &[]);
+        assert_eq!(run.code, 0, "{args:?}: {run}");
+        assert!(
+            run.stdout.contains("DB_PASSWORD") && run.stdout.contains("***"),
+            "{run}"
+        );
+        assert!(!run.stdout.contains("te-0010"), "{args:?}: {run}");
+        assert!(run.stdout.contains("visible"), "{run}");
+    }
+    let run = run_maestro(
+        dir.path(),
+        &["-f", "env.yaml", "dump", "--show-secrets"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run}");
+    std::fs::write(dir.path().join("dumped.yaml"), &run.stdout).expect("write");
+    let reloaded = maestro::config::load(&dir.path().join("dumped.yaml")).expect("reloads");
+    let (_, web1) = reloaded.instance("web1").expect("web1");
+    assert_eq!(
+        web1.env.get("DB_PASSWORD").map(String::as_str),
+        Some("q\"u{{o\\te-0010\nline")
+    );
+}
+
 // --- on the test bed -------------------------------------------------------------------------
 
 /// An environment file reaching bed ships over SSH with `key` and `known_hosts`.

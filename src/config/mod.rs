@@ -19,7 +19,7 @@ pub use error::{CONFIG_ERROR_EXIT_CODE, ConfigError, Diagnostic, did_you_mean};
 pub use load::{load, load_str, load_str_with_vars};
 pub use model::*;
 pub use reader::parse_duration;
-pub use write::{Reveal, to_schema2_yaml};
+pub use write::{Document, Reveal, WriteError, to_schema2, to_schema2_json, to_schema2_yaml};
 
 /// Environment files (and what templates render) are refused above this size.
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;

@@ -102,7 +102,10 @@ mod tests {
             foreign_greeting(b"HTTP/1.0 400 Bad request\r\nServer: x\r\n").as_deref(),
             Some("HTTP/1.0 400 Bad request")
         );
-        assert_eq!(foreign_greeting(b"banner line\r\nSSH-2.0-OpenSSH_9.6\r\n"), None);
+        assert_eq!(
+            foreign_greeting(b"banner line\r\nSSH-2.0-OpenSSH_9.6\r\n"),
+            None
+        );
         assert_eq!(foreign_greeting(b""), None);
         assert_eq!(
             foreign_greeting(b"\x00\x01binary").as_deref(),

@@ -746,7 +746,11 @@ async fn connect_hop(
                     reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
                 });
             }
-            let sent = greeting.lock().map(|seen| foreign_greeting(&seen)).ok().flatten();
+            let sent = greeting
+                .lock()
+                .map(|seen| foreign_greeting(&seen))
+                .ok()
+                .flatten();
             if let Some(sent) = sent {
                 return Err(TransportError::NotSsh {
                     ship: ship.clone(),

@@ -58,14 +58,16 @@ pub(in crate::cli) fn deptree(
 }
 
 /// `maestro dump`: the environment after templating, inheritance and defaults, as a schema 2
-/// file; with `--containers`, what `start` would send to Docker for each container, in start
-/// order. Secrets print as `***` unless `--show-secrets`.
+/// file that loads again into the same environment (JSON with `--json`); with `--containers`,
+/// what `start` would send to Docker for each container, in start order. Secrets print as
+/// `***` unless `--show-secrets`.
 pub(in crate::cli) fn dump(
     cli: &Cli,
     containers: bool,
     show_secrets: bool,
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
+    let masker = crate::orchestrate::secrets::global();
     let text = if containers {
         dump_containers(&env)?
     } else {
@@ -74,12 +76,24 @@ pub(in crate::cli) fn dump(
         } else {
             config::Reveal::Masks
         };
-        config::to_schema2_yaml(&env, reveal)
+        let failed = |err: config::WriteError| CliError::Failed(err.to_string());
+        let mut doc = config::to_schema2(&env, reveal).map_err(failed)?;
+        // Values are masked before the text is made: in YAML a secret may be spelled
+        // otherwise (quoted, escaped, its template syntax escaped), and the text masking
+        // below would then miss it.
+        if !show_secrets {
+            doc.mask_strings(&|value| masker.mask(value));
+        }
+        if cli.json {
+            doc.to_json().map_err(failed)?
+        } else {
+            doc.to_yaml().map_err(failed)?
+        }
     };
     let text = if show_secrets {
         text
     } else {
-        crate::orchestrate::secrets::global().mask(&text)
+        masker.mask(&text)
     };
     println!("{}", text.trim_end());
     Ok(0)
