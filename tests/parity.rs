@@ -15,6 +15,9 @@
 //! test checks the names), and every entry must change at least one container of the corpus,
 //! so that a stale entry shows.
 //!
+//! The model behind them is compared too, from `maestro dump --json`: each ship's address,
+//! and each service's `omit`, `wants_info` and what it requires.
+//!
 //! The start order is compared as a relation: maestro's order must start every container
 //! after the containers of every service MaestroNG says it requires. Ties are broken
 //! differently (MaestroNG by name, maestro by file order), which changes nothing.
@@ -275,6 +278,88 @@ fn ours(file: &str, home: &Path) -> Result<Vec<Value>, String> {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     serde_json::from_slice(&out.stdout).map_err(|err| format!("not JSON: {err}"))
+}
+
+/// `maestro -f FILE dump --json --show-secrets`: the resolved environment as a schema 2
+/// document.
+fn our_document(file: &str, home: &Path) -> Result<Value, String> {
+    let mut cmd = common::maestro(home);
+    cmd.args(["-f", file, "--json", "dump", "--show-secrets"])
+        .env("MAESTRO_PARITY_SET", "from-the-environment")
+        .current_dir(repo());
+    let out = cmd.output().expect("run maestro");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|err| format!("not JSON: {err}"))
+}
+
+/// Ships' addresses, and each service's `omit`, `wants_info` and what it requires
+/// transitively (`requires`, plus the services whose instances its instances take
+/// `volumes_from`, as MaestroNG adds them): MaestroNG's view against our dump.
+fn model_problems(theirs: &Value, document: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (ship, ip) in theirs["ships"].as_object().into_iter().flatten() {
+        let ours = &document["ships"][ship]["ip"];
+        if ours != ip {
+            problems.push(format!("ship {ship}: ip: MaestroNG {ip} / maestro {ours}"));
+        }
+    }
+    let services = document["services"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let service_of = |instance: &str| {
+        services
+            .iter()
+            .find(|(_, s)| s["instances"].get(instance).is_some())
+            .map(|(name, _)| name.clone())
+    };
+    let direct = |name: &str| -> BTreeSet<String> {
+        let service = &services[name];
+        let mut deps: BTreeSet<String> = strings(&service["requires"]).into_iter().collect();
+        for instance in service["instances"].as_object().into_iter().flatten() {
+            for source in strings(&instance.1["volumes_from"]) {
+                deps.extend(service_of(&source));
+            }
+        }
+        deps.remove(name);
+        deps
+    };
+    for (name, their) in theirs["services"].as_object().into_iter().flatten() {
+        let Some(ours) = services.get(name) else {
+            problems.push(format!("service {name}: missing from maestro's dump"));
+            continue;
+        };
+        let mut closure = BTreeSet::new();
+        let mut todo: Vec<String> = direct(name).into_iter().collect();
+        while let Some(next) = todo.pop() {
+            if closure.insert(next.clone()) && services.contains_key(&next) {
+                todo.extend(direct(&next));
+            }
+        }
+        closure.remove(name);
+        let their_requires: BTreeSet<String> = strings(&their["requires"]).into_iter().collect();
+        if closure != their_requires {
+            problems.push(format!(
+                "service {name}: requires (transitively): MaestroNG {their_requires:?} / maestro {closure:?}"
+            ));
+        }
+        let wants: BTreeSet<String> = strings(&ours["wants_info"]).into_iter().collect();
+        let their_wants: BTreeSet<String> = strings(&their["wants_info"]).into_iter().collect();
+        if wants != their_wants {
+            problems.push(format!(
+                "service {name}: wants_info: MaestroNG {their_wants:?} / maestro {wants:?}"
+            ));
+        }
+        if ours["omit"] != their["omit"] {
+            problems.push(format!(
+                "service {name}: omit: MaestroNG {} / maestro {}",
+                their["omit"], ours["omit"]
+            ));
+        }
+    }
+    problems
 }
 
 fn is_empty(value: &Value) -> bool {
@@ -720,7 +805,15 @@ fn maestro_reads_every_corpus_file_as_maestrong_does() {
             Some(list) => containers += list.len(),
             None => refused += 1,
         }
-        let problems = compare(theirs, ours(file, home.path()), &mut used);
+        let containers_of_ours = ours(file, home.path());
+        let both_load = theirs.get("error").is_none() && containers_of_ours.is_ok();
+        let mut problems = compare(theirs, containers_of_ours, &mut used);
+        if both_load {
+            match our_document(file, home.path()) {
+                Ok(document) => problems.extend(model_problems(theirs, &document)),
+                Err(why) => problems.push(format!("maestro dump: {why}")),
+            }
+        }
         if !problems.is_empty() {
             report.push(format!("{file}:\n  {}", problems.join("\n  ")));
         }

@@ -39,14 +39,18 @@ fn plain_text<'t>(node: &Node, text: &'t str) -> Option<&'t str> {
     {
         return None;
     }
-    // A tag (`!!str 010`) comes before the scalar on the same line.
-    let line = text.get(..start)?.rsplit('\n').next().unwrap_or("");
-    let before = line.trim_end_matches([' ', '\t']);
+    // A tag (`!!str 010`) or a block indicator (`|`, `>-`, `|2` at the end of the line
+    // above, the content's span starting below it) comes before the scalar.
+    let before = text.get(..start)?.trim_end();
     let previous = before
-        .rsplit([' ', '\t', '{', '[', ','])
+        .rsplit([' ', '\t', '\n', '{', '[', ','])
         .next()
         .unwrap_or("");
-    if previous.starts_with('!') {
+    let block_indicator = previous.starts_with(['|', '>'])
+        && previous[1..]
+            .chars()
+            .all(|c| matches!(c, '-' | '+' | '1'..='9'));
+    if previous.starts_with('!') || block_indicator {
         return None;
     }
     // The span of a key may include the `:` that ends it.
@@ -253,6 +257,43 @@ mod tests {
         ] {
             assert_eq!(resolve(text), expected, "{text}");
         }
+    }
+
+    fn load(yaml: &str) -> Node {
+        let mut node: Node = serde_saphyr::from_str(yaml).expect("parses");
+        retype(&mut node, yaml);
+        node
+    }
+
+    fn value_of(node: &Node, key: &str) -> Value {
+        let Value::Map(pairs) = &node.value else {
+            panic!("a mapping");
+        };
+        pairs
+            .iter()
+            .find(|(k, _)| k.scalar_text().as_deref() == Some(key))
+            .map(|(_, v)| v.value.clone())
+            .unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn only_plain_scalars_are_typed_again() {
+        let node = load(
+            "a: |\n  123\nb: |-\n  true\nc: >\n  010\nd: !!str 010\ne: '010'\nf: 010\n\
+             g: [y, \"y\"]\nh: |2\n   12:30\n",
+        );
+        assert_eq!(value_of(&node, "a"), Value::Str("123\n".into()));
+        assert_eq!(value_of(&node, "b"), Value::Str("true".into()));
+        assert_eq!(value_of(&node, "c"), Value::Str("010\n".into()));
+        assert_eq!(value_of(&node, "d"), Value::Str("010".into()));
+        assert_eq!(value_of(&node, "e"), Value::Str("010".into()));
+        assert_eq!(value_of(&node, "f"), Value::Int(8));
+        let Value::Seq(items) = value_of(&node, "g") else {
+            panic!("a list");
+        };
+        assert_eq!(items[0].value, Value::Str("y".into()));
+        assert_eq!(items[1].value, Value::Str("y".into()));
+        assert_eq!(value_of(&node, "h"), Value::Str(" 12:30\n".into()));
     }
 
     #[test]
