@@ -10,14 +10,78 @@ use serde_json::Value;
 
 /// `maestro -f FILE ships ARGS`, with `home` as HOME (no ~/.ssh of this machine).
 fn ships(file: &Path, home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maestro"))
+    common::maestro(home)
         .arg("-f")
         .arg(file)
         .arg("ships")
         .args(args)
-        .env("HOME", home)
         .output()
         .expect("run maestro")
+}
+
+/// The report of the one ship of `yaml` (a `ships:` entry named `s`), run with no test bed.
+fn lone_ship_report(ship_yaml: &str) -> Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("env.yaml");
+    std::fs::write(
+        &file,
+        format!("name: n\nships:\n  s: {ship_yaml}\nservices: {{}}\n"),
+    )
+    .expect("write environment");
+    let out = ships(&file, dir.path(), &["--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reports: Value = serde_json::from_str(&stdout).expect("JSON report");
+    reports[0].clone()
+}
+
+/// A port that answers, but not with SSH, is named for what it is, at once, as OpenSSH
+/// names it; no test bed needed (a listener on loopback).
+#[test]
+fn a_port_that_is_not_ssh_is_reported_with_what_it_sent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("address").port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut conn, _)) = listener.accept() {
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let started = std::time::Instant::now();
+    let report = lone_ship_report(&format!(
+        "{{ip: 127.0.0.1, ssh: {{user: root, port: {port}}}}}"
+    ));
+    let error = report["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(report["error"]["cause"], "not-ssh", "{report}");
+    assert!(
+        error.contains(&format!(
+            "root@127.0.0.1:{port} is not an SSH server (it sent `HTTP/1.1 400 Bad Request`)"
+        )),
+        "{error}"
+    );
+    // One answer is enough: it is not retried as a busy sshd would be.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{report}"
+    );
+    let _ = server.join();
+}
+
+/// A ship with only an address is reached on Docker's TCP port, as MaestroNG does; when that
+/// is refused, the error says so and how to go through SSH.
+#[test]
+fn a_ship_without_ssh_says_it_used_dockers_tcp_port() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = unused.local_addr().expect("address").port();
+    drop(unused);
+    let report = lone_ship_report(&format!("{{ip: 127.0.0.1, docker_port: {port}}}"));
+    let error = report["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(report["error"]["cause"], "refused", "{report}");
+    assert!(
+        error.contains(&format!("connection to 127.0.0.1:{port} refused"))
+            && error.contains("With no `ssh:` block (nor `ssh_tunnel`), maestro reaches the Docker daemon on its unencrypted TCP port")
+            && error.contains("`ssh: {user: deploy}`"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -535,9 +535,20 @@ fn changed_host_key_is_refused_even_with_accept_new() {
                 panic!("expected HostKeyChanged, got {err}");
             };
             assert_eq!(found, &ship.host_key_fingerprint);
-            assert_eq!(expected, &vec![impostor.host_key_fingerprint.clone()]);
+            assert_eq!(
+                expected.to_vec(),
+                vec![impostor.host_key_fingerprint.clone()]
+            );
             let message = err.to_string();
             assert!(message.contains(&ship.host_key_fingerprint), "{message}");
+            assert!(
+                message.contains(&format!(
+                    "remove the old entry with `ssh-keygen -f {} -R {}`",
+                    known_hosts.display(),
+                    ship.ip
+                )),
+                "{message}"
+            );
             assert!(
                 message.contains(&impostor.host_key_fingerprint),
                 "{message}"

@@ -11,6 +11,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// What OpenSSH's sshd writes before closing a connection it will not serve.
+const SSHD_REFUSALS: &[&str] = &["Exceeded MaxStartups", "Not allowed at this time"];
+
 /// Bytes kept: enough for a greeting line.
 const KEPT: usize = 256;
 
@@ -80,6 +83,11 @@ pub(crate) fn foreign_greeting(seen: &[u8]) -> Option<String> {
     if text.lines().any(|line| line.starts_with("SSH-")) {
         return None;
     }
+    // sshd's own refusals before its banner: too many logins being set up (MaxStartups), or a
+    // source it penalises for a while (PerSourcePenalties). An SSH server, busy.
+    if SSHD_REFUSALS.iter().any(|words| text.starts_with(words)) {
+        return None;
+    }
     let first = text.lines().next().unwrap_or_default();
     let mut shown: String = first
         .chars()
@@ -107,6 +115,7 @@ mod tests {
             None
         );
         assert_eq!(foreign_greeting(b""), None);
+        assert_eq!(foreign_greeting(b"Exceeded MaxStartups\r\n"), None);
         assert_eq!(
             foreign_greeting(b"\x00\x01binary").as_deref(),
             Some("??binary")

@@ -14,6 +14,19 @@ pub enum TransportError {
         source: std::io::Error,
     },
 
+    #[error(
+        "ship {ship}: connection to {hop} refused. With no `ssh:` block (nor `ssh_tunnel`), \
+         maestro reaches the Docker daemon on its {} TCP port, as MaestroNG does; to reach the \
+         ship's Docker socket through SSH instead, give the ship an `ssh:` block (for example \
+         `ssh: {{user: deploy}}`)",
+        if *tls { "TLS" } else { "unencrypted" }
+    )]
+    DockerTcpRefused {
+        ship: String,
+        hop: String,
+        tls: bool,
+    },
+
     #[error("ship {ship}: connection to {hop} refused{}", via_text(via))]
     Refused {
         ship: String,
@@ -105,16 +118,18 @@ pub enum TransportError {
     #[error(
         "ship {ship}: HOST KEY OF {hop} HAS CHANGED: it presented {found}, but {recorded_at} \
          records {}. Someone may be intercepting the connection; if the change is expected, \
-         remove the old entry (ssh-keygen -R) and verify the new key out of band",
+         verify the new key out of band and remove the old entry with `{forget}`",
         expected.join(", ")
     )]
     HostKeyChanged {
         ship: String,
         hop: String,
         found: String,
-        expected: Vec<String>,
+        expected: Box<[String]>,
         /// `known_hosts file:line` of the recorded key.
-        recorded_at: String,
+        recorded_at: Box<str>,
+        /// The command that removes the old entry: `ssh-keygen -f FILE -R HOST`.
+        forget: Box<str>,
     },
 
     #[error(
@@ -226,7 +241,7 @@ impl TransportError {
     pub fn kind(&self) -> &'static str {
         match self {
             TransportError::Dns { .. } => "dns",
-            TransportError::Refused { .. } => "refused",
+            TransportError::Refused { .. } | TransportError::DockerTcpRefused { .. } => "refused",
             TransportError::ProxyCommand { .. } => "proxy-command",
             TransportError::Timeout { .. } => "timeout",
             TransportError::Io { .. } => "network",
@@ -269,6 +284,11 @@ impl TransportError {
                 ship,
                 hop: hop.clone(),
                 source: io(source),
+            },
+            TransportError::DockerTcpRefused { hop, tls, .. } => TransportError::DockerTcpRefused {
+                ship,
+                hop: hop.clone(),
+                tls: *tls,
             },
             TransportError::Refused { hop, via, .. } => TransportError::Refused {
                 ship,
@@ -337,6 +357,7 @@ impl TransportError {
                 found,
                 expected,
                 recorded_at,
+                forget,
                 ..
             } => TransportError::HostKeyChanged {
                 ship,
@@ -344,6 +365,7 @@ impl TransportError {
                 found: found.clone(),
                 expected: expected.clone(),
                 recorded_at: recorded_at.clone(),
+                forget: forget.clone(),
             },
             TransportError::HostKeyRevoked {
                 hop,

@@ -480,7 +480,16 @@ pub async fn connect_in(
             (docker, info, Link::Direct)
         }
         Route::Tcp { host, port, tls } => {
-            connector::check_tcp(&endpoint.ship, host, *port, endpoint.connect_timeout).await?;
+            connector::check_tcp(&endpoint.ship, host, *port, endpoint.connect_timeout)
+                .await
+                .map_err(|err| match err {
+                    TransportError::Refused { ship, hop, .. } => TransportError::DockerTcpRefused {
+                        ship,
+                        hop,
+                        tls: tls.is_some(),
+                    },
+                    other => other,
+                })?;
             let (docker, kind) =
                 connector::tcp_docker(&endpoint.ship, host, *port, tls.as_ref(), &initial_version)?;
             let info = ConnectionInfo {

@@ -921,8 +921,19 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
             ship: ship.to_string(),
             hop: hop.label.clone(),
             found: fingerprint,
-            expected: expected.clone(),
-            recorded_at: format!("{}:{line}", file.display()),
+            expected: expected.clone().into(),
+            recorded_at: format!("{}:{line}", file.display()).into(),
+            // known_hosts names a host on another port than 22 `[host]:port`.
+            forget: format!(
+                "ssh-keygen -f {} -R {}",
+                file.display(),
+                if hop.port == 22 {
+                    hop.host.clone()
+                } else {
+                    format!("'[{}]:{}'", hop.host, hop.port)
+                }
+            )
+            .into(),
         }),
         Verdict::Revoked { file } => Some(TransportError::HostKeyRevoked {
             ship: ship.to_string(),
