@@ -12,11 +12,16 @@ use crate::orchestrate::events::{Event, EventKind};
 pub struct PlainRenderer<W: Write> {
     out: W,
     palette: Palette,
+    unreachable: super::Unreachable,
 }
 
 impl<W: Write> PlainRenderer<W> {
     pub fn new(out: W, palette: Palette) -> Self {
-        PlainRenderer { out, palette }
+        PlainRenderer {
+            out,
+            palette,
+            unreachable: super::Unreachable::default(),
+        }
     }
 
     pub fn into_inner(self) -> W {
@@ -64,6 +69,7 @@ impl<W: Write> PlainRenderer<W> {
                 elapsed_ms,
                 reason,
             } => {
+                self.unreachable.record(ship, reason);
                 writeln!(
                     self.out,
                     "{time} {} {ship} {} ({}): {reason}",
@@ -108,10 +114,11 @@ impl<W: Write> PlainRenderer<W> {
             } => {
                 writeln!(
                     self.out,
-                    "{time} {}: {} after {}: {reason}",
+                    "{time} {}: {} after {}: {}",
                     who(instance, ship),
                     p.bad("FAILED"),
-                    format_duration(*elapsed_ms)
+                    format_duration(*elapsed_ms),
+                    self.unreachable.job_reason(ship, reason)
                 )?;
                 for line in log_tail {
                     writeln!(self.out, "{time} {}:   | {line}", who(instance, ship))?;

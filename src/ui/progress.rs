@@ -67,6 +67,7 @@ pub struct ProgressRenderer<W: Write> {
     last_frame_ms: Option<u64>,
     /// The latest event time seen; "now" never goes back before it.
     latest_ms: u64,
+    unreachable: super::Unreachable,
 }
 
 impl<W: Write> ProgressRenderer<W> {
@@ -85,6 +86,7 @@ impl<W: Write> ProgressRenderer<W> {
             min_frame_ms: MIN_FRAME_MS,
             last_frame_ms: None,
             latest_ms: 0,
+            unreachable: super::Unreachable::default(),
         }
     }
 
@@ -117,6 +119,9 @@ impl<W: Write> ProgressRenderer<W> {
             // area before laying out the new one.
             EventKind::PlanStarted { .. } => self.finish(),
             _ => {}
+        }
+        if let EventKind::ShipConnectFailed { ship, reason, .. } = &event.kind {
+            self.unreachable.record(ship, reason);
         }
         // Worked out before the board moves on: a step's duration needs the step it leaves.
         let log = self.log_lines(event);
@@ -205,11 +210,12 @@ impl<W: Write> ProgressRenderer<W> {
                 ..
             } => {
                 let mut lines = vec![format!(
-                    "{} {} {} after {}: {reason}",
+                    "{} {} {} after {}: {}",
                     p.bad("✘"),
                     self.label(instance, ship),
                     p.bad("failed"),
-                    format_duration(*elapsed_ms)
+                    format_duration(*elapsed_ms),
+                    self.unreachable.job_reason(ship, reason)
                 )];
                 lines.extend(log_tail.iter().map(|l| p.dim(&format!("    | {l}"))));
                 lines
