@@ -238,3 +238,47 @@ fn a_user_without_access_to_the_socket_is_told_so() {
     assert!(stdout.contains(&format!("{}@", user.0)), "{stdout}");
     assert!(stdout.contains("`docker`"), "{stdout}");
 }
+
+/// SSH works and the Docker socket is missing: the report says so and still shows the route,
+/// the login that worked and the host key it found.
+#[test]
+fn a_missing_docker_socket_keeps_the_route_login_and_host_key() {
+    let bed = common::TestBed::shared();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("env.yaml");
+    let ship = bed.ship("ship1");
+    let text = format!(
+        "name: n\nships:\n  s: {{ip: {}, socket_path: /var/run/no-docker-here.sock, ssh: {}}}\nservices: {{}}\n",
+        ship.ip,
+        bed.ssh_yaml("")
+    );
+    std::fs::write(&file, text).expect("write environment");
+    let out = ships(&file, dir.path(), &["--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str::<Value>(&stdout).expect("JSON report")[0].clone();
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["error"]["cause"], "socket-missing", "{report}");
+    assert!(
+        report["connection"]["route"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("unix:/var/run/no-docker-here.sock")),
+        "{report}"
+    );
+    assert_eq!(
+        report["connection"]["auth_method"],
+        format!("key {}", bed.key().display()),
+        "{report}"
+    );
+    assert!(
+        report["connection"]["host_key_fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("SHA256:")),
+        "{report}"
+    );
+    let plain = ships(&file, dir.path(), &[]);
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        text.contains("s: FAILED (socket-missing)") && text.contains("  route:    ssh "),
+        "{text}"
+    );
+}

@@ -934,12 +934,27 @@ fn wrong_socket_path_is_reported_as_missing() {
         let err = transport::connect(&e).await.expect_err("missing socket");
         let TransportError::SocketMissing {
             path, ship: name, ..
-        } = &err
+        } = err.root()
         else {
             panic!("expected SocketMissing, got {err}");
         };
         assert_eq!(path, "/var/run/no-docker-here.sock");
         assert_eq!(name, &ship.name);
+        // The login worked: how the ship was reached is kept with the error.
+        let reached = err.reached().expect("what the login found");
+        assert_eq!(
+            reached.host_key_fingerprint.as_deref(),
+            Some(ship.host_key_fingerprint.as_str())
+        );
+        assert_eq!(
+            reached.auth_method.as_deref(),
+            Some(format!("key {}", bed.key.display()).as_str())
+        );
+        assert!(
+            reached.route.ends_with("unix:/var/run/no-docker-here.sock"),
+            "{}",
+            reached.route
+        );
     });
 }
 

@@ -210,6 +210,14 @@ pub enum TransportError {
         source: Box<TransportError>,
     },
 
+    /// The SSH login worked, and what came after it failed: the route, login and host key
+    /// that were found stay known (`maestro ships` reports them).
+    #[error("{source}")]
+    AfterLogin {
+        reached: Box<super::ConnectionInfo>,
+        source: Box<TransportError>,
+    },
+
     #[error("ship {ship}: Docker API: {source}")]
     Docker {
         ship: String,
@@ -259,16 +267,28 @@ impl TransportError {
             TransportError::SocketMissing { .. } => "socket-missing",
             TransportError::SocketPermission { .. } => "socket-permission",
             TransportError::DockerUnreachable { .. } => "docker-unreachable",
-            TransportError::Jump { source, .. } => source.kind(),
+            TransportError::Jump { source, .. } | TransportError::AfterLogin { source, .. } => {
+                source.kind()
+            }
             TransportError::Docker { .. } => "docker-api",
             TransportError::Settings { .. } => "settings",
+        }
+    }
+
+    /// How far the connection got when the login worked and something after it failed.
+    pub fn reached(&self) -> Option<&super::ConnectionInfo> {
+        match self {
+            TransportError::AfterLogin { reached, .. } => Some(reached),
+            _ => None,
         }
     }
 
     /// The error at the end of a chain of jumps (the cause itself).
     pub fn root(&self) -> &TransportError {
         match self {
-            TransportError::Jump { source, .. } => source.root(),
+            TransportError::Jump { source, .. } | TransportError::AfterLogin { source, .. } => {
+                source.root()
+            }
             other => other,
         }
     }
@@ -426,6 +446,10 @@ impl TransportError {
             TransportError::Jump { hop, source, .. } => TransportError::Jump {
                 ship: ship.clone(),
                 hop: hop.clone(),
+                source: Box::new(source.for_ship(&ship)),
+            },
+            TransportError::AfterLogin { reached, source } => TransportError::AfterLogin {
+                reached: reached.clone(),
                 source: Box::new(source.for_ship(&ship)),
             },
             TransportError::Docker { source, .. } => TransportError::Settings {

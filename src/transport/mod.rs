@@ -577,28 +577,6 @@ async fn connect_ssh(
         batch_mode: route.batch_mode,
     };
     let chain = Arc::new(ssh::connect_chain(&hops, &options, pool).await?);
-    let spare = connector::check_docker_channel(
-        &endpoint.ship,
-        &chain,
-        &endpoint.docker,
-        endpoint.connect_timeout,
-    )
-    .await?;
-    let docker = connector::ssh_docker(
-        chain.clone(),
-        endpoint.docker.clone(),
-        spare,
-        &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
-        api.clone(),
-    )
-    .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
-    let docker = if known.is_some() {
-        docker
-    } else {
-        let docker = negotiate(endpoint, docker).await?;
-        api.set(docker.client_version(), true);
-        docker
-    };
     let mut route_text = String::from("ssh ");
     for hop in &chain.hops {
         route_text.push_str(&hop.address);
@@ -614,6 +592,34 @@ async fn connect_ssh(
         auth_method: ship_hop.map(|h| h.auth_method.clone()),
         host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
         warnings: chain.warnings.clone(),
+    };
+    // Past the login, what was found (route, login, host key) is kept with the error.
+    let after_login = |source: TransportError| TransportError::AfterLogin {
+        reached: Box::new(info.clone()),
+        source: Box::new(source),
+    };
+    let spare = connector::check_docker_channel(
+        &endpoint.ship,
+        &chain,
+        &endpoint.docker,
+        endpoint.connect_timeout,
+    )
+    .await
+    .map_err(after_login)?;
+    let docker = connector::ssh_docker(
+        chain.clone(),
+        endpoint.docker.clone(),
+        spare,
+        &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
+        api.clone(),
+    )
+    .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
+    let docker = if known.is_some() {
+        docker
+    } else {
+        let docker = negotiate(endpoint, docker).await.map_err(after_login)?;
+        api.set(docker.client_version(), true);
+        docker
     };
     Ok(Connection {
         docker,

@@ -11,7 +11,8 @@ use super::{load, runtime};
 use crate::orchestrate::fleet::{ConnectOptions, Fleet};
 use crate::transport::{ConnectionInfo, ProbeReport};
 
-/// One ship's line of the report; exactly one of `connection`/`error` is set.
+/// One ship's line of the report: `connection` when the login worked (even if Docker then
+/// failed), `engine` when Docker answered, `error` when something failed.
 #[derive(Debug, Serialize)]
 struct ShipReport {
     ship: String,
@@ -71,7 +72,8 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
                 Err(err) => ShipReport {
                     ship,
                     ok: false,
-                    connection: None,
+                    // A login that worked before the Docker socket failed is still reported.
+                    connection: err.reached().cloned(),
                     engine: None,
                     error: Some(failure(&err)),
                 },
@@ -122,41 +124,41 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
 fn render(reports: &[ShipReport]) -> String {
     let mut out = String::new();
     for report in reports {
-        match (&report.connection, &report.engine, &report.error) {
-            (Some(conn), Some(engine), _) => {
+        if let Some(engine) = &report.engine {
+            out.push_str(&format!(
+                "{}: ok, Docker {} (API {}, using {}) {}/{}, round trip {:.1} ms\n",
+                report.ship,
+                engine.engine_version,
+                engine.api_version,
+                engine.client_api_version,
+                engine.os,
+                engine.arch,
+                engine.round_trip.as_secs_f64() * 1000.0
+            ));
+        }
+        if let Some(failure) = &report.error {
+            out.push_str(&format!(
+                "{}: FAILED ({})\n  {}\n",
+                report.ship,
+                failure.cause,
+                failure.message.replace('\n', "\n  ")
+            ));
+        }
+        // How the ship was reached, also when what came after the login failed.
+        if let Some(conn) = &report.connection {
+            out.push_str(&format!(
+                "  route:    {} ({})\n",
+                conn.route, conn.transport
+            ));
+            for hop in &conn.hops {
                 out.push_str(&format!(
-                    "{}: ok, Docker {} (API {}, using {}) {}/{}, round trip {:.1} ms\n",
-                    report.ship,
-                    engine.engine_version,
-                    engine.api_version,
-                    engine.client_api_version,
-                    engine.os,
-                    engine.arch,
-                    engine.round_trip.as_secs_f64() * 1000.0
-                ));
-                out.push_str(&format!(
-                    "  route:    {} ({})\n",
-                    conn.route, conn.transport
-                ));
-                for hop in &conn.hops {
-                    out.push_str(&format!(
-                        "  hop:      {} auth {} host key {}\n",
-                        hop.address, hop.auth_method, hop.host_key_fingerprint
-                    ));
-                }
-                for warning in &conn.warnings {
-                    out.push_str(&format!("  warning:  {warning}\n"));
-                }
-            }
-            (_, _, Some(failure)) => {
-                out.push_str(&format!(
-                    "{}: FAILED ({})\n  {}\n",
-                    report.ship,
-                    failure.cause,
-                    failure.message.replace('\n', "\n  ")
+                    "  hop:      {} auth {} host key {}\n",
+                    hop.address, hop.auth_method, hop.host_key_fingerprint
                 ));
             }
-            _ => {}
+            for warning in &conn.warnings {
+                out.push_str(&format!("  warning:  {warning}\n"));
+            }
         }
     }
     let ok = reports.iter().filter(|r| r.ok).count();
