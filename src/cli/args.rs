@@ -43,11 +43,6 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "output")]
     pub json: bool,
 
-    /// Record the host keys of ships seen for the first time instead of refusing them.
-    /// A changed host key is always refused.
-    #[arg(long, global = true)]
-    pub accept_new_host_keys: bool,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -62,6 +57,32 @@ pub enum Output {
 }
 
 impl Cli {
+    /// `--accept-new-host-keys` of the commands that connect to ships (false for the others).
+    pub fn accept_new_host_keys(&self) -> bool {
+        match &self.command {
+            Command::Status { things, .. }
+            | Command::Start { things, .. }
+            | Command::Stop { things }
+            | Command::Kill { things }
+            | Command::Restart { things, .. }
+            | Command::Pull { things }
+            | Command::Clean { things }
+            | Command::Logs { things, .. }
+            | Command::Plan { things }
+            | Command::Up { things, .. }
+            | Command::Down { things } => things.accept_new_host_keys,
+            Command::Ships {
+                accept_new_host_keys,
+                ..
+            } => *accept_new_host_keys,
+            Command::Deptree { .. }
+            | Command::Dump { .. }
+            | Command::Validate
+            | Command::Completions { .. }
+            | Command::Man => false,
+        }
+    }
+
     /// The output mode after the `--plain`/`--json` shortcuts are applied.
     pub fn output_mode(&self) -> Output {
         if self.json {
@@ -168,8 +189,9 @@ pub enum Command {
     },
     /// Print the dependency tree of the selected services.
     Deptree {
-        #[command(flatten)]
-        things: Things,
+        /// Service or instance names; none means every service that is not `omit`-ted.
+        #[arg(value_name = "THING")]
+        names: Vec<String>,
         /// Expand dependencies recursively.
         #[arg(short = 'r', long)]
         recursive: bool,
@@ -193,6 +215,10 @@ pub enum Command {
         /// Only ships whose name matches these glob patterns.
         #[arg(value_name = "SHIP")]
         ships: Vec<String>,
+        /// Record the host keys of ships seen for the first time instead of refusing them.
+        /// A changed host key is always refused.
+        #[arg(long)]
+        accept_new_host_keys: bool,
     },
     /// Print a shell completion script.
     Completions {
@@ -239,6 +265,11 @@ pub struct Things {
     /// Implies -s.
     #[arg(short = 'a', long)]
     pub all: bool,
+
+    /// Record the host keys of ships seen for the first time instead of refusing them.
+    /// A changed host key is always refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
 }
 
 /// A `--step-delay`-style value: seconds, or a number with ms, s, m or h, as in the file.
@@ -317,5 +348,30 @@ mod tests {
         let args: Vec<&str> = base.iter().copied().chain(["2x"]).collect();
         let err = delay(&args).expect_err("2x is refused");
         assert!(err.contains("such as 500ms, 2s, 1m, not `2x`"), "{err}");
+    }
+
+    #[test]
+    fn commands_that_contact_no_ship_show_no_connection_or_selection_flags() {
+        let help = |name: &str| {
+            let mut cmd = Cli::command();
+            cmd.build();
+            cmd.find_subcommand_mut(name)
+                .map(|sub| sub.render_long_help().to_string())
+                .unwrap_or_default()
+        };
+        for name in ["validate", "deptree", "dump", "man", "completions"] {
+            let text = help(name);
+            for flag in [
+                "--accept-new-host-keys",
+                "--concurrency",
+                "--expand-services",
+                "--with-dependencies",
+            ] {
+                assert!(!text.contains(flag), "{name} shows {flag}:\n{text}");
+            }
+        }
+        for name in ["start", "status", "ships", "logs"] {
+            assert!(help(name).contains("--accept-new-host-keys"), "{name}");
+        }
     }
 }

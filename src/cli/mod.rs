@@ -4,8 +4,6 @@
 mod args;
 mod commands;
 
-use clap::Parser;
-
 pub use args::{Cli, Command, Output, Things};
 
 /// Exit code for input the user must fix (bad file, bad arguments); no ship was contacted.
@@ -20,7 +18,7 @@ pub fn main() -> i32 {
     // Before anything can fail or print: secrets of the process environment are known from
     // the start; the environment file's are added once it is loaded.
     crate::orchestrate::secrets::install(crate::orchestrate::secrets::Masker::from_process_env());
-    let cli = match Cli::try_parse() {
+    let cli = match <Cli as clap::Parser>::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
             // clap prints help and version to stdout with code 0, usage errors with code 2.

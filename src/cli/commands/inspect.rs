@@ -1,6 +1,6 @@
 //! validate, deptree, dump: commands that read the environment file and contact no ship.
 
-use super::super::{Cli, CliError, Things};
+use super::super::{Cli, CliError};
 use super::load;
 use crate::config;
 use crate::orchestrate::plan::{self, Graph};
@@ -42,17 +42,17 @@ pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
 /// `maestro deptree`: the services and what they require, as a tree.
 pub(in crate::cli) fn deptree(
     cli: &Cli,
-    things: &Things,
+    names: &[String],
     recursive: bool,
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
     if cli.json {
-        let tree = plan::deptree(&env, &things.names, recursive)?;
+        let tree = plan::deptree(&env, names, recursive)?;
         let text = serde_json::to_string_pretty(&tree)
             .map_err(|err| CliError::Failed(format!("cannot print the tree: {err}")))?;
         println!("{text}");
     } else {
-        print!("{}", plan::render_deptree(&env, &things.names, recursive)?);
+        print!("{}", plan::render_deptree(&env, names, recursive)?);
     }
     Ok(0)
 }

@@ -252,7 +252,7 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         }
     };
     let options = ConnectOptions {
-        accept_new_host_keys: cli.accept_new_host_keys,
+        accept_new_host_keys: cli.accept_new_host_keys(),
     };
     let mode = render_mode(cli);
     runtime()?.block_on(run_async(env, &things, request, plans, options, mode))

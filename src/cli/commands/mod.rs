@@ -15,12 +15,12 @@ use crate::config::{self, Environment};
 pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
     match &cli.command {
         Command::Validate => inspect::validate(cli),
-        Command::Deptree { things, recursive } => inspect::deptree(cli, things, *recursive),
+        Command::Deptree { names, recursive } => inspect::deptree(cli, names, *recursive),
         Command::Dump {
             containers,
             show_secrets,
         } => inspect::dump(cli, *containers, *show_secrets),
-        Command::Ships { ships } => ships::ships(cli, ships),
+        Command::Ships { ships, .. } => ships::ships(cli, ships),
         Command::Status { .. } | Command::Logs { .. } | Command::Plan { .. } => observe::run(cli),
         Command::Start { .. }
         | Command::Up { .. }

@@ -48,7 +48,7 @@ fn fleet_of(cli: &Cli, env: &Environment, plan: &Plan) -> Arc<Fleet> {
     let ships = status::ships_of(env, plan);
     let names: Vec<&str> = ships.iter().map(String::as_str).collect();
     let options = ConnectOptions {
-        accept_new_host_keys: cli.accept_new_host_keys,
+        accept_new_host_keys: cli.accept_new_host_keys(),
     };
     Arc::new(Fleet::new(env, &names, options))
 }
