@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const AFTER_HELP: &str = "\
+pub(super) const AFTER_HELP: &str = "\
 Examples:
   maestro -f env.yaml validate          check a file without contacting any ship
   maestro -f env.yaml deptree -r        show what starts before what

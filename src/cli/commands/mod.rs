@@ -2,6 +2,7 @@
 
 mod inspect;
 mod lifecycle;
+mod man;
 mod observe;
 mod ships;
 
@@ -40,9 +41,7 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
             Ok(0)
         }
         Command::Man => {
-            let mut out = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            std::io::stdout().write_all(&out)?;
+            std::io::stdout().write_all(&man::render(Cli::command())?)?;
             Ok(0)
         }
     }
