@@ -520,15 +520,19 @@ impl Operation for Stubborn {
 
 /// The real SIGINT wiring: the first Ctrl-C cancels (nothing new starts, the stubborn
 /// operation keeps going), the second aborts it. Lives in this test binary, not the
-/// library's unit tests, because a SIGINT arriving before tokio's handler is installed
-/// would kill the whole process.
+/// library's unit tests, because SIGINT is sent to the whole process.
+///
+/// No fixed delays: the test installs its own SIGINT handler before sending anything, so a
+/// signal can never kill the test binary, and it sends the first signal again until the
+/// executor reports it (the executor's listener may not be listening yet when it is first
+/// sent), the second only once the first is reported.
 #[test]
 fn ctrl_c_once_cancels_twice_aborts() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut own = signal(SignalKind::interrupt()).expect("install a SIGINT handler");
         let cancel = executor::interrupt_on_ctrl_c();
-        // Let the handler task install the signal handler before anything is sent.
-        tokio::time::sleep(Duration::from_millis(200)).await;
         let jobs = vec![
             Job { instance: "db1".into(), service: "db".into(), ship: "alpha".into(), deps: vec![] },
             Job { instance: "web1".into(), service: "web".into(), ship: "alpha".into(), deps: vec![0] },
@@ -542,34 +546,62 @@ fn ctrl_c_once_cancels_twice_aborts() {
         let (sink, mut rx) = EventSink::new();
         let pid = std::process::id().to_string();
         let signaller = tokio::spawn(async move {
-            for _ in 0..2 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let status = tokio::process::Command::new("kill")
-                    .args(["-INT", &pid])
-                    .status()
-                    .await
-                    .unwrap();
-                assert!(status.success());
+            let mut interruptions = Vec::new();
+            for second in [false, true] {
+                let mut sent = 0;
+                loop {
+                    sent += 1;
+                    let status = tokio::process::Command::new("kill")
+                        .args(["-INT", &pid])
+                        .status()
+                        .await
+                        .unwrap();
+                    assert!(status.success());
+                    tokio::time::timeout(Duration::from_secs(30), own.recv())
+                        .await
+                        .expect("the SIGINT reaches this process");
+                    let reported = tokio::time::timeout(Duration::from_secs(5), async {
+                        while let Some(event) = rx.recv().await {
+                            if let EventKind::Interrupted { abort } = event.kind {
+                                return Some(abort);
+                            }
+                        }
+                        None
+                    })
+                    .await;
+                    match reported {
+                        Ok(Some(abort)) => {
+                            interruptions.push(abort);
+                            break;
+                        }
+                        Ok(None) => panic!("the run ended before reporting Ctrl-C"),
+                        // Only the first may go unheard (its listener not yet polled); a
+                        // second unheard one would be a lost signal.
+                        Err(_) => assert!(
+                            !second && sent < 10,
+                            "Ctrl-C number {} sent {sent} times and never reported",
+                            interruptions.len() + 1
+                        ),
+                    }
+                }
             }
+            interruptions
         });
         let summary = tokio::time::timeout(
-            Duration::from_secs(10),
+            Duration::from_secs(120),
             executor::run(spec, Arc::new(Stubborn), sink, cancel),
         )
         .await
         .expect("the second Ctrl-C ends the run")
         .unwrap();
-        signaller.await.unwrap();
+        let interruptions = tokio::time::timeout(Duration::from_secs(60), signaller)
+            .await
+            .expect("the signaller ends")
+            .unwrap();
         assert!(summary.interrupted && summary.aborted);
         assert_eq!(summary.exit_code(), 130);
         assert!(matches!(&summary.jobs[0].state, JobState::Cancelled { reason } if reason.contains("unknown")));
         assert!(matches!(&summary.jobs[1].state, JobState::Cancelled { reason } if reason.contains("not started")));
-        let mut interruptions = Vec::new();
-        while let Ok(event) = rx.try_recv() {
-            if let EventKind::Interrupted { abort } = event.kind {
-                interruptions.push(abort);
-            }
-        }
         assert_eq!(interruptions, vec![false, true]);
     });
 }

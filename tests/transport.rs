@@ -222,7 +222,8 @@ fn key_file_auth_over_socket_forwarding() {
         assert_docker_works(&conn).await;
         let report = conn.probe().await.expect("probe");
         assert_eq!(report.api_version, "1.41");
-        assert!(report.round_trip < Duration::from_secs(2));
+        // Measured and sane; how fast it is belongs to the benchmark.
+        assert!(report.round_trip < Duration::from_secs(60), "{report:?}");
     });
 }
 
@@ -756,12 +757,14 @@ fn inner_ship_is_not_reachable_directly() {
     let inner = &bed.inner[0];
     runtime().block_on(async {
         let mut e = endpoint(inner, key_route(bed, &inner.ip));
-        e.connect_timeout = Duration::from_secs(1);
+        // The route is `unreachable`: the refusal is immediate, far within the 60 s
+        // connect timeout (a wide contrast that load cannot flip).
+        e.connect_timeout = Duration::from_secs(60);
         let started = std::time::Instant::now();
         let err = transport::connect(&e).await.expect_err("no route");
         assert!(
-            started.elapsed() < Duration::from_secs(4),
-            "{:?}",
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}: {err}",
             started.elapsed()
         );
         assert!(matches!(err.kind(), "timeout" | "network"), "{err}");
@@ -1496,10 +1499,11 @@ fn requests_fail_fast_when_the_session_dies() {
             let _ = Command::new("kill").arg(pid).status();
         }
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(Duration::from_secs(10), conn.docker().version()).await;
+        let result = tokio::time::timeout(Duration::from_secs(60), conn.docker().version()).await;
         assert!(matches!(result, Ok(Err(_))), "{result:?}");
+        // The closed connection is seen at once, not at the first keepalive (15 s).
         assert!(
-            started.elapsed() < Duration::from_secs(3),
+            started.elapsed() < Duration::from_secs(10),
             "{:?}",
             started.elapsed()
         );

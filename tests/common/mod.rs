@@ -20,7 +20,7 @@ use std::io::Read;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -202,7 +202,8 @@ fn output_text(out: &Output) -> String {
     )
 }
 
-static SHARED: Mutex<Weak<TestBed>> = Mutex::new(Weak::new());
+/// The shared bed of this process, once brought up or opened; never dropped before the end.
+static SHARED: Mutex<Option<Arc<TestBed>>> = Mutex::new(None);
 
 impl TestBed {
     /// Brings up a bed named `name` with `ships` outer ships and `inner` ships behind a bastion
@@ -282,27 +283,28 @@ impl TestBed {
     }
 
     /// The bed shared by the tests of this run: the one named by `MAESTRO_TESTBED` if set
-    /// (left running), else one brought up for this test binary (3 ships, 2 inner ships, a
-    /// registry) and torn down when the last test holding it drops it.
+    /// (left running), else one brought up by the first test of this test binary that asks
+    /// (3 ships, 2 inner ships, a registry) and kept for the whole run: it has one owner, the
+    /// process, and a watcher started with it removes it once the process has ended (also
+    /// when killed). Its name holds the process id, so no other run's bed is touched.
     pub fn shared() -> Arc<TestBed> {
-        if let Some(path) = std::env::var_os(TESTBED_ENV).filter(|p| !p.is_empty()) {
-            let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(bed) = guard.upgrade() {
-                return bed;
-            }
-            let bed = Arc::new(
-                TestBed::open(Path::new(&path))
-                    .unwrap_or_else(|e| panic!("{TESTBED_ENV}={}: {e}", path.to_string_lossy())),
-            );
-            *guard = Arc::downgrade(&bed);
-            return bed;
-        }
         let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(bed) = guard.upgrade() {
-            return bed;
+        if let Some(bed) = guard.as_ref() {
+            return bed.clone();
         }
-        let bed = Arc::new(TestBed::up_with(&auto_bed_name(), 3, 2, true));
-        *guard = Arc::downgrade(&bed);
+        let bed = if let Some(path) = std::env::var_os(TESTBED_ENV).filter(|p| !p.is_empty()) {
+            TestBed::open(Path::new(&path))
+                .unwrap_or_else(|e| panic!("{TESTBED_ENV}={}: {e}", path.to_string_lossy()))
+        } else {
+            let name = auto_bed_name();
+            down_when_this_process_ends(&name);
+            let mut bed = TestBed::up_with(&name, 3, 2, true);
+            // Not on drop: the watcher removes it after the last test, whatever the order.
+            bed.owned = false;
+            bed
+        };
+        let bed = Arc::new(bed);
+        *guard = Some(bed.clone());
         bed
     }
 
@@ -637,8 +639,29 @@ impl Drop for SocketForward {
     }
 }
 
-/// A bed name unique to this test binary, stable across runs (a leftover from a killed run is
-/// replaced by the next `up`).
+/// Starts a process, in a session of its own (a Ctrl-C at the terminal does not reach it),
+/// that waits for this process to end and then runs `bed.sh down --name NAME`.
+fn down_when_this_process_ends(name: &str) {
+    let spawned = Command::new("setsid")
+        .args([
+            "sh",
+            "-c",
+            r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down --name "$3""#,
+            "sh",
+            &std::process::id().to_string(),
+        ])
+        .arg(bed_script())
+        .arg(name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
+        panic!("cannot start the watcher that removes bed {name}: {e}");
+    }
+}
+
+/// A bed name unique to this run of this test binary: the binary's name and the process id.
 fn auto_bed_name() -> String {
     let exe = std::env::current_exe().ok();
     let stem = exe
@@ -657,8 +680,8 @@ fn auto_bed_name() -> String {
         })
         .collect();
     let mut name = format!("t-{clean}");
-    name.truncate(40);
-    name
+    name.truncate(31);
+    format!("{name}-{}", std::process::id())
 }
 
 /// `maestro -f FILE ships --json` with HOME set to FILE's directory and no ssh-agent (plus

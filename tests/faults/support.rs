@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +20,12 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
+    /// CPU time (user + system) of the process, read from `/proc` before it was reaped;
+    /// `None` when not measured.
+    pub cpu: Option<Duration>,
+    /// Bytes the process read through `read(2)` and the like (`rchar` of `/proc/PID/io`),
+    /// read before it was reaped; `None` when not measured.
+    pub read_bytes: Option<u64>,
 }
 
 impl Run {
@@ -29,6 +35,8 @@ impl Run {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             elapsed,
+            cpu: None,
+            read_bytes: None,
         }
     }
 
@@ -84,12 +92,106 @@ pub fn maestro_command(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Comm
     cmd
 }
 
+/// How long any one run of maestro may take in these tests before it is killed and the test
+/// fails: a hang fails loudly instead of hanging the suite.
+pub const RUN_LIMIT: Duration = Duration::from_secs(180);
+
 pub fn run_maestro(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
     let started = Instant::now();
-    let out = maestro_command(dir, args, envs)
-        .output()
+    let child = maestro_command(dir, args, envs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
-    Run::from_output(out, started.elapsed())
+    finish_within(child, RUN_LIMIT, started)
+}
+
+/// Waits for `child` (spawned with piped stdout and stderr, or none) at most `limit` after
+/// `started`; past it, kills it and panics with what it printed. Before reaping the process it
+/// reads its CPU time and the bytes it read from `/proc` (see [`Run::cpu`]).
+pub fn finish_within(mut child: Child, limit: Duration, started: Instant) -> Run {
+    let stdout = child.stdout.take().map(drain);
+    let stderr = child.stderr.take().map(drain);
+    let pid = child.id();
+    let deadline = started + limit;
+    let mut measured = (None, None);
+    let mut timed_out = false;
+    loop {
+        // A zombie keeps its accounting until it is reaped: read it first, then reap.
+        if let Some((state, cpu)) = proc_stat(pid) {
+            if state == 'Z' {
+                measured = (Some(cpu), proc_rchar(pid));
+                break;
+            }
+        } else if child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().expect("reap maestro");
+    let elapsed = started.elapsed();
+    let out = Output {
+        status,
+        stdout: stdout
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default(),
+        stderr: stderr
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default(),
+    };
+    let mut run = Run::from_output(out, elapsed);
+    if timed_out {
+        panic!("maestro did not end within {limit:?}; killed\n{run}");
+    }
+    (run.cpu, run.read_bytes) = measured;
+    run
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// The state letter and CPU time (utime + stime) of process `pid`, from `/proc/PID/stat`.
+fn proc_stat(pid: u32) -> Option<(char, Duration)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after its end.
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((
+        state,
+        Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64),
+    ))
+}
+
+/// `rchar` of `/proc/PID/io`: bytes the process read.
+fn proc_rchar(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`), the unit of `/proc/PID/stat` times.
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    })
 }
 
 /// A TCP listener on 127.0.0.1 that counts the connections made to it (and closes them).
