@@ -195,3 +195,23 @@ fn the_help_says_how_to_name_a_whole_service() {
     assert!(help.contains("--expand-services"), "{help}");
     assert!(help.contains("stop, kill and restart refuse a"), "{help}");
 }
+
+/// `logs -f web` (docker's follow) reads `web` as the environment file: the error says so.
+#[test]
+fn logs_dash_f_from_docker_habit_is_pointed_at_dash_capital_f() {
+    let dir = env_dir();
+    let out = common::maestro(dir.path())
+        .args(["logs", "-f", "web"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run maestro");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot read environment file web")
+            && stderr.contains(
+                "`-f` names the environment file; `logs -F` (or --follow) follows the logs"
+            ),
+        "{stderr}"
+    );
+}

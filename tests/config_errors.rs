@@ -872,3 +872,18 @@ fn without_a_file_the_error_names_the_directory_and_how_to_name_one() {
         "MAESTRO_FILE names the file"
     );
 }
+
+#[test]
+fn a_docker_style_port_with_an_address_points_at_the_long_form() {
+    let (_, msg) = load_err(&format!(
+        "name: x\n{SHIPS}services:\n  w:\n    image: a\n    instances:\n      w1: {{ship: ship1, ports: {{web: \"127.0.0.1:8080:80\"}}}}\n"
+    ));
+    assert_has(
+        &msg,
+        &[
+            "invalid port spec \"127.0.0.1:8080:80\" for port `web`",
+            "this is docker's `-p ADDRESS:HOST:CONTAINER`; here the container port comes first",
+            "`{exposed: 80, external: [127.0.0.1, 8080]}`",
+        ],
+    );
+}

@@ -165,8 +165,8 @@ pub enum Command {
         /// Keep following; survives a restart of the container.
         #[arg(short = 'F', long)]
         follow: bool,
-        /// Show only the last N lines of each instance.
-        #[arg(short = 'n', long, value_name = "N")]
+        /// Show only the last N lines of each instance (`--tail N` as in docker logs).
+        #[arg(short = 'n', long, visible_alias = "tail", value_name = "N")]
         lines: Option<usize>,
     },
     /// Dry run: what `start` would do for each instance, and why.
@@ -182,7 +182,8 @@ pub enum Command {
         #[arg(short = 'r', long)]
         refresh_images: bool,
     },
-    /// Stop everything selected, dependents first (alias of `stop -a`).
+    /// Stop everything selected, dependents first (alias of `stop -a`). Unlike `docker compose
+    /// down`, containers are kept: `clean` removes them.
     Down {
         #[command(flatten)]
         things: Things,
@@ -373,5 +374,11 @@ mod tests {
         for name in ["start", "status", "ships", "logs"] {
             assert!(help(name).contains("--accept-new-host-keys"), "{name}");
         }
+    }
+
+    #[test]
+    fn logs_take_tail_as_docker_does() {
+        let cli = Cli::try_parse_from(["maestro", "logs", "--tail", "5", "web"]).expect("parses");
+        assert!(matches!(cli.command, Command::Logs { lines: Some(5), .. }));
     }
 }

@@ -152,6 +152,19 @@ pub(crate) fn parse_port(cx: &mut Cx<'_>, name: &str, spec: &Node, path: &str) -
         Value::Int(_) | Value::Str(_) => {
             let text = spec.scalar_text().unwrap_or_default();
             let written = format!("\"{text}\"");
+            // docker's `-p ip:host:container`, written from compose habit.
+            if let [ip, host, container] = text.split(':').collect::<Vec<_>>()[..] {
+                return Err(bad(
+                    cx,
+                    spec.pos,
+                    format!(
+                        "this is docker's `-p ADDRESS:HOST:CONTAINER`; here the container port \
+                         comes first, and a bind address needs the long form: \
+                         `{{exposed: {container}, external: [{ip}, {host}]}}`"
+                    ),
+                    &written,
+                ));
+            }
             let (exposed, external, protocol) = match text.split_once(':') {
                 Some((a, b)) => {
                     let (exposed, p1) =

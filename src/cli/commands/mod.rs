@@ -49,9 +49,23 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
 
 /// Loads the environment file named by `-f`, reporting errors against the user's text.
 fn load(cli: &Cli) -> Result<Environment, CliError> {
-    let env = config::load(&environment_file(cli)?)?;
+    let env = config::load(&environment_file(cli)?).map_err(|err| follow_hint(cli, err))?;
     crate::orchestrate::secrets::add_environment(&env);
     Ok(env)
+}
+
+/// `logs -f web` from docker's habit reads `web` as the environment file: say so.
+fn follow_hint(cli: &Cli, err: config::ConfigError) -> CliError {
+    let missing = matches!(&err, config::ConfigError::Read { source, .. }
+        if source.kind() == std::io::ErrorKind::NotFound);
+    if missing && matches!(cli.command, super::Command::Logs { .. }) {
+        return CliError::Usage(format!(
+            "{}\n  = help: `-f` names the environment file; `logs -F` (or --follow) follows the \
+             logs",
+            err.to_string().trim_start_matches("error: ")
+        ));
+    }
+    err.into()
 }
 
 /// The file `-f` (or `MAESTRO_FILE`) names; without either, `maestro.yaml` or `maestro.yml` in
