@@ -87,18 +87,63 @@ pub enum ConfigError {
     Semantic(Vec<Diagnostic>),
 }
 
+/// Errors shown in full; the rest are counted by kind. A generated file with one mistake
+/// repeated thousands of times must not print hundreds of thousands of lines.
+const SHOWN_IN_FULL: usize = 10;
+
 fn render_all(diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
-    for (i, d) in diagnostics.iter().enumerate() {
+    for (i, d) in diagnostics.iter().take(SHOWN_IN_FULL).enumerate() {
         if i > 0 {
             out.push_str("\n\n");
         }
         out.push_str(&d.to_string());
     }
+    if diagnostics.len() > SHOWN_IN_FULL {
+        let mut kinds: Vec<(String, usize)> = Vec::new();
+        for d in &diagnostics[SHOWN_IN_FULL..] {
+            let kind = kind_of(&d.message);
+            match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((kind, 1)),
+            }
+        }
+        out.push_str(&format!(
+            "\n\n... and {} more:",
+            diagnostics.len() - SHOWN_IN_FULL
+        ));
+        for (kind, n) in kinds {
+            out.push_str(&format!("\n  {n} x {kind}"));
+        }
+    }
     if diagnostics.len() > 1 {
         out.push_str(&format!("\n\n{} errors found", diagnostics.len()));
     }
     out
+}
+
+/// A message with its names (`...`) and numbers left out: what kind of error it is.
+fn kind_of(message: &str) -> String {
+    let mut kind = String::new();
+    let mut in_name = false;
+    for c in message.chars() {
+        match c {
+            '`' => {
+                if !in_name {
+                    kind.push_str("`…`");
+                }
+                in_name = !in_name;
+            }
+            _ if in_name => {}
+            c if c.is_ascii_digit() => {
+                if !kind.ends_with('N') {
+                    kind.push('N');
+                }
+            }
+            c => kind.push(c),
+        }
+    }
+    kind
 }
 
 impl ConfigError {
@@ -256,6 +301,38 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_errors_show_the_first_ones_then_a_count_per_kind() {
+        let diagnostic = |message: String| Diagnostic {
+            file: "env.yaml".into(),
+            line: 1,
+            column: 1,
+            field: None,
+            message,
+            snippet: None,
+            help: None,
+            note: None,
+        };
+        let mut all: Vec<Diagnostic> = (0..30)
+            .map(|i| {
+                diagnostic(format!(
+                    "host port {} on ship `a` is published by both `w{i}` and `x{i}`",
+                    8000 + i
+                ))
+            })
+            .collect();
+        all.push(diagnostic("unknown ship `zz`".into()));
+        let text = render_all(&all);
+        assert_eq!(text.matches("error: ").count(), SHOWN_IN_FULL, "{text}");
+        assert!(text.contains("... and 21 more:"), "{text}");
+        assert!(
+            text.contains("20 x host port N on ship `…` is published by both `…` and `…`"),
+            "{text}"
+        );
+        assert!(text.contains("1 x unknown ship `…`"), "{text}");
+        assert!(text.ends_with("31 errors found"), "{text}");
+    }
 
     #[test]
     fn snippet_points_at_the_token() {

@@ -203,9 +203,25 @@ fn yaml_message(raw: &str) -> String {
             .split_once("budget breached: ")
             .map_or(msg.as_str(), |(_, w)| w)
             .to_owned();
-        msg = format!(
-            "the document grows too large once its aliases are expanded (an alias bomb?): {what}"
-        );
+        let count = what
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<usize>()
+            .map(|n| n.saturating_sub(1))
+            .unwrap_or_default();
+        // A node count reached through aliases is the bomb; without them, a plain big file.
+        let through_aliases = raw.contains("used at");
+        msg = if what.starts_with("Nodes") && !through_aliases {
+            format!(
+                "too many nodes: the document has more than {count} (an environment file has \
+                 a few thousand; is this the file you meant?)"
+            )
+        } else if what.starts_with("Depth") {
+            format!("the document nests deeper than {count} levels")
+        } else {
+            "the document grows too large once its aliases are expanded (an alias bomb?)".to_owned()
+        };
     }
     if msg.lines().count() > 1 {
         msg = msg.lines().next().unwrap_or_default().to_owned();
@@ -228,7 +244,13 @@ mod tests {
         );
         assert_eq!(
             bomb,
-            "invalid YAML: the document grows too large once its aliases are expanded (an alias bomb?): Nodes { nodes: 250001 }"
+            "invalid YAML: the document grows too large once its aliases are expanded (an alias bomb?)"
+        );
+        let big = yaml_message("budget breached: Nodes { nodes: 250001 } at line 83334, column 5");
+        assert_eq!(
+            big,
+            "invalid YAML: too many nodes: the document has more than 250000 (an environment \
+             file has a few thousand; is this the file you meant?)"
         );
     }
 
