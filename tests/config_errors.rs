@@ -887,3 +887,17 @@ fn a_docker_style_port_with_an_address_points_at_the_long_form() {
         ],
     );
 }
+
+#[test]
+fn a_volume_written_host_first_in_a_schema_1_file_says_how_to_write_it() {
+    let (_, msg) = load_err(&format!(
+        "name: x\n{SHIPS}services:\n  w:\n    image: a\n    instances:\n      w1: {{ship: ship1, volumes: {{./data: /var/lib/x}}}}\n"
+    ));
+    assert_has(
+        &msg,
+        &[
+            "container path \"./data\" must be absolute (schema 1: the key is the container path)",
+            "help: schema 1 (the default) writes `/container: /host`; to write the host path first, as compose does, put `__maestro: {schema: 2}` at the top of the file",
+        ],
+    );
+}

@@ -1555,13 +1555,20 @@ fn volumes(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<VolumeBind>> {
         };
         if !container.starts_with('/') {
             let side = if cx.schema >= 2 { "value" } else { "key" };
-            return Err(cx.invalid(
+            // Written host first, as compose writes it, in a file that is schema 1 by default.
+            let help = (cx.schema < 2).then(|| {
+                "schema 1 (the default) writes `/container: /host`; to write the host path \
+                 first, as compose does, put `__maestro: {schema: 2}` at the top of the file"
+                    .to_owned()
+            });
+            return Err(cx.invalid_help(
                 container_pos,
                 &vp,
                 format!(
                     "invalid volume: container path \"{container}\" must be absolute (schema {}: the {side} is the container path)",
                     cx.schema
                 ),
+                help,
             ));
         }
         let named_volume = host
