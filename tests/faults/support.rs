@@ -53,12 +53,6 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
-
-    /// The command exists in this build (lifecycle and observe commands arrive on other
-    /// branches; until they do, they answer "not implemented yet").
-    pub fn implemented(&self) -> bool {
-        !self.stderr.contains("not implemented yet")
-    }
 }
 
 impl std::fmt::Display for Run {
