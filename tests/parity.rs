@@ -267,31 +267,34 @@ fn oracle(files: &[String], home: &Path) -> BTreeMap<String, Value> {
     serde_json::from_slice(&out.stdout).expect("the oracle prints JSON")
 }
 
-/// `maestro -f FILE dump --containers --show-secrets`: the containers, or the error.
-fn ours(file: &str, home: &Path) -> Result<Vec<Value>, String> {
-    let mut cmd = common::maestro(home);
-    cmd.args(["-f", file, "dump", "--containers", "--show-secrets"])
+/// `maestro -f FILE ARGS --show-secrets` (a dump) as JSON, or its error.
+fn dump(file: &str, home: &Path, args: &[&str]) -> Result<Value, String> {
+    let out = common::maestro(home)
+        .args(["-f", file])
+        .args(args)
+        .arg("--show-secrets")
         .env("MAESTRO_PARITY_SET", "from-the-environment")
-        .current_dir(repo());
-    let out = cmd.output().expect("run maestro");
+        .current_dir(repo())
+        .output()
+        .expect("run maestro");
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     serde_json::from_slice(&out.stdout).map_err(|err| format!("not JSON: {err}"))
 }
 
-/// `maestro -f FILE dump --json --show-secrets`: the resolved environment as a schema 2
-/// document.
+/// `dump --containers`: what maestro would send to Docker, container by container.
+fn ours(file: &str, home: &Path) -> Result<Vec<Value>, String> {
+    dump(file, home, &["dump", "--containers"]).and_then(|v| {
+        v.as_array()
+            .cloned()
+            .ok_or_else(|| format!("not a list: {v}"))
+    })
+}
+
+/// `dump --json`: the resolved environment as a schema 2 document.
 fn our_document(file: &str, home: &Path) -> Result<Value, String> {
-    let mut cmd = common::maestro(home);
-    cmd.args(["-f", file, "--json", "dump", "--show-secrets"])
-        .env("MAESTRO_PARITY_SET", "from-the-environment")
-        .current_dir(repo());
-    let out = cmd.output().expect("run maestro");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    serde_json::from_slice(&out.stdout).map_err(|err| format!("not JSON: {err}"))
+    dump(file, home, &["--json", "dump"])
 }
 
 /// Ships' addresses, and each service's `omit`, `wants_info` and what it requires

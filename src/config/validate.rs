@@ -202,6 +202,13 @@ fn port_conflicts(cx: &mut Cx<'_>, env: &Environment) {
 
 /// MaestroNG refuses an instance that mounts, itself, a container path that an instance it
 /// takes `volumes_from` also mounts: Docker would have to pick one of the two.
+/// A problem of `inst`, at its key `key`.
+fn report_at(cx: &mut Cx<'_>, inst: &Instance, key: &str, message: String) {
+    let path = format!("services.{}.instances.{}.{key}", inst.service, inst.name);
+    let pos = cx.pos_of(&path);
+    cx.semantic(pos, &path, message, None);
+}
+
 fn volume_conflicts(cx: &mut Cx<'_>, env: &Environment) {
     let targets = |i: &Instance| -> std::collections::BTreeSet<String> {
         i.container_volumes
@@ -216,21 +223,12 @@ fn volume_conflicts(cx: &mut Cx<'_>, env: &Environment) {
             if !inst.container_volumes.contains(&bound.container) {
                 continue;
             }
-            let path = format!(
-                "services.{}.instances.{}.container_volumes",
-                inst.service, inst.name
+            let message = format!(
+                "`{}` is both bind-mounted (volumes) and a container-only volume \
+                 (container_volumes) of `{}`: keep one of the two",
+                bound.container, inst.name
             );
-            let pos = cx.pos_of(&path);
-            cx.semantic(
-                pos,
-                &path,
-                format!(
-                    "`{}` is both bind-mounted (volumes) and a container-only volume \
-                     (container_volumes) of `{}`: keep one of the two",
-                    bound.container, inst.name
-                ),
-                None,
-            );
+            report_at(cx, inst, "container_volumes", message);
         }
         for source in &inst.volumes_from {
             let Some((_, other)) = env.instance(source) else {
@@ -240,22 +238,13 @@ fn volume_conflicts(cx: &mut Cx<'_>, env: &Environment) {
             if clash.is_empty() {
                 continue;
             }
-            let path = format!(
-                "services.{}.instances.{}.volumes_from",
-                inst.service, inst.name
+            let message = format!(
+                "volume conflicts between `{}` and `{source}`: both mount {} (take the \
+                 volume from `{source}` only, or mount it at another path)",
+                inst.name,
+                clash.join(", ")
             );
-            let pos = cx.pos_of(&path);
-            cx.semantic(
-                pos,
-                &path,
-                format!(
-                    "volume conflicts between `{}` and `{source}`: both mount {} (take the \
-                     volume from `{source}` only, or mount it at another path)",
-                    inst.name,
-                    clash.join(", ")
-                ),
-                None,
-            );
+            report_at(cx, inst, "volumes_from", message);
         }
     }
 }
