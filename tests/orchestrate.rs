@@ -9,10 +9,12 @@
 mod common;
 #[path = "common/golden.rs"]
 mod golden;
+#[path = "faults/support.rs"]
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
 
 use common::TestBed;
@@ -161,26 +163,31 @@ struct Run {
     stderr: String,
 }
 
+/// Runs maestro to its end, at most `support::RUN_LIMIT` (a hang fails the test loudly).
 fn maestro(file: &Path, home: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_maestro"))
+    let started = std::time::Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_maestro"))
         .arg("-f")
         .arg(file)
         .args(args)
         .env("HOME", home)
         .env_remove("SSH_AUTH_SOCK")
         .env_remove("MAESTRO_SSH_CONFIG")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let events = stdout
+    let out = support::finish_within(child, support::RUN_LIMIT, started);
+    let events = out
+        .stdout
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
         .collect();
     Run {
-        code: out.status.code().unwrap_or(-1),
+        code: out.code,
         events,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stderr: out.stderr,
     }
 }
 
@@ -870,6 +877,15 @@ ships:
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    // Reading stdout blocks until maestro exits: a watchdog kills it past the run limit, so a
+    // hang fails the test instead of hanging the suite.
+    let (done, watch) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        if watch.recv_timeout(support::RUN_LIMIT).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
     let mut events: Vec<Value> = Vec::new();
     let mut signalled = false;
     for line in BufReader::new(stdout).lines() {
@@ -887,6 +903,8 @@ ships:
         }
         events.push(event);
     }
+    let _ = done.send(());
+    let _ = watchdog.join();
     let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
     assert!(signalled, "the check never began: {events:#?}");
     assert_eq!(status.code(), Some(130));
