@@ -74,11 +74,21 @@ const DIFFERENCES: &[Difference] = &[
         name: "lxc-conf-not-sent",
         apply: lxc_conf_not_sent,
     },
+    Difference {
+        name: "ulimit-unlimited",
+        apply: ulimit_unlimited,
+    },
 ];
 
 /// Files maestro refuses on purpose where MaestroNG loads them: the name, and words of
 /// maestro's error that identify the refusal.
-const REFUSALS: &[(&str, &str)] = &[("host-port-clash-refused", "is published by both")];
+const REFUSALS: &[(&str, &str)] = &[
+    ("host-port-clash-refused", "is published by both"),
+    (
+        "restart-retries-only-on-failure",
+        "retries are only allowed with on-failure",
+    ),
+];
 
 /// maestro labels its containers (`io.maestro.*`: environment, service, instance, spec hash)
 /// to recognise its own.
@@ -207,6 +217,26 @@ fn envfile_quotes_and_export(theirs: &mut View, _ours: &mut View, _oracle: &Valu
 /// removed in 1.10 and ignores; maestro accepts the key and sends nothing.
 fn lxc_conf_not_sent(theirs: &mut View, _ours: &mut View, _oracle: &Value) -> bool {
     theirs.remove("lxc_conf").is_some()
+}
+
+/// A ulimit written `unlimited` is sent by maestro as Docker's -1; MaestroNG drops it.
+fn ulimit_unlimited(theirs: &mut View, ours: &mut View, _oracle: &Value) -> bool {
+    let Some(Value::Array(limits)) = ours.get_mut("ulimits") else {
+        return false;
+    };
+    let before = limits.len();
+    let theirs_has = |name: &Value| {
+        theirs
+            .get("ulimits")
+            .and_then(Value::as_array)
+            .is_some_and(|l| l.iter().any(|u| u["Name"] == *name))
+    };
+    limits.retain(|u| !(u["Soft"] == -1 && u["Hard"] == -1 && !theirs_has(&u["Name"])));
+    let changed = limits.len() != before;
+    if limits.is_empty() {
+        ours.remove("ulimits");
+    }
+    changed
 }
 
 fn repo() -> PathBuf {

@@ -1730,7 +1730,12 @@ fn restart(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<RestartPolicy> {
         return Err(cx.invalid(
             name_pos,
             path,
-            "invalid restart policy: retries are only allowed with on-failure",
+            format!(
+                "invalid restart policy: retries are only allowed with on-failure (Docker \
+                 refuses a retry count with `{}`; MaestroNG passed it on and the container was \
+                 never created)",
+                name.as_str()
+            ),
         ));
     }
     Ok(RestartPolicy { name, retries })
@@ -1745,20 +1750,29 @@ fn ulimits(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Vec<Ulimit>> {
             Value::Map(_) => {
                 let mut lm = MapReader::new(cx, value, &up, "a ulimit")?;
                 let s = lm.require(cx, "soft", "a ulimit")?;
-                let soft = integer(cx, s, &lm.field("soft"), -1, i64::MAX)?;
+                let soft = ulimit_value(cx, s, &lm.field("soft"))?;
                 let h = lm.require(cx, "hard", "a ulimit")?;
-                let hard = integer(cx, h, &lm.field("hard"), -1, i64::MAX)?;
+                let hard = ulimit_value(cx, h, &lm.field("hard"))?;
                 lm.finish(cx, &["soft", "hard"], "a ulimit")?;
                 (soft, hard)
             }
             _ => {
-                let v = integer(cx, value, &up, -1, i64::MAX)?;
+                let v = ulimit_value(cx, value, &up)?;
                 (v, v)
             }
         };
         out.push(Ulimit { name, soft, hard });
     }
     Ok(out)
+}
+
+/// A ulimit: a number, or `unlimited` as `ulimit` and limits.conf write it (Docker's -1).
+/// MaestroNG drops an `unlimited` ulimit without a word.
+fn ulimit_value(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<i64> {
+    match &node.value {
+        Value::Str(text) if text.eq_ignore_ascii_case("unlimited") => Ok(-1),
+        _ => integer(cx, node, path, -1, i64::MAX),
+    }
 }
 
 fn labels(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<BTreeMap<String, String>> {
