@@ -571,14 +571,7 @@ fn ship(
     };
     let ssh = match m.get("ssh") {
         Some(n) => Some(ssh_settings(cx, &m.field("ssh"), n, names, path)?),
-        None => ssh_tunnel.as_ref().map(|t| SshSettings {
-            user: Some(t.user.clone()),
-            port: t.port,
-            identity_files: vec![t.key.clone()],
-            jump: Vec::new(),
-            known_hosts: KnownHostsPolicy::Strict,
-            known_hosts_file: None,
-        }),
+        None => ssh_tunnel.as_ref().map(SshTunnel::as_ssh),
     };
     m.finish(cx, SHIP_KEYS, &what)?;
     Ok(Ship {

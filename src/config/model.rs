@@ -191,6 +191,21 @@ pub struct SshTunnel {
     pub port: u16,
 }
 
+impl SshTunnel {
+    /// The `ssh` settings a ship with this tunnel and no `ssh:` block is reached with: the
+    /// loader derives them, and `dump` leaves out an `ssh:` block equal to them.
+    pub fn as_ssh(&self) -> SshSettings {
+        SshSettings {
+            user: Some(self.user.clone()),
+            port: self.port,
+            identity_files: vec![self.key.clone()],
+            jump: Vec::new(),
+            known_hosts: KnownHostsPolicy::Strict,
+            known_hosts_file: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SshSettings {
     /// `None` = the current user / ssh config.

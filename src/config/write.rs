@@ -364,14 +364,7 @@ impl Writer<'_> {
             f.put("ssh_tunnel", tunnel.done());
         }
         // The loader derives `ssh` from `ssh_tunnel` when no `ssh` block is given.
-        let derived = s.ssh_tunnel.as_ref().map(|t| SshSettings {
-            user: Some(t.user.clone()),
-            port: t.port,
-            identity_files: vec![t.key.clone()],
-            jump: Vec::new(),
-            known_hosts: KnownHostsPolicy::Strict,
-            known_hosts_file: None,
-        });
+        let derived = s.ssh_tunnel.as_ref().map(SshTunnel::as_ssh);
         if let Some(ssh) = s.ssh.as_ref().filter(|ssh| Some(*ssh) != derived.as_ref()) {
             f.put("ssh", self.ssh(ssh));
         }
