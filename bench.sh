@@ -3,6 +3,7 @@
 # bed behind a delaying proxy. One command, as root, from a fresh clone:
 #
 #   ./bench.sh                               peers at K=4 N=40, maestro over K=1,4,16 x N=10,40,200
+#   ./bench.sh --scale 100                   the same, then the scale rows (the committed run)
 #   ./bench.sh --tools maestro --merge       only maestro's rows; keep the peers' from results.json
 #   ./bench.sh --scale-only                  only the scale rows (maestro, K=4 and K=100 ships,
 #                                            direct and behind a bastion, N=200), into results.json
@@ -23,7 +24,7 @@ log() { echo "bench.sh: $*" >&2; }
 [ "$(id -u)" = 0 ] || die "must run as root (the test bed uses network namespaces)"
 
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exec python3 bench/harness.py --help
 fi
 

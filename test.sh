@@ -35,6 +35,12 @@ export MAESTRO_TESTBED=$bed_json
 step "cargo test"
 cargo test "$@"
 
+# The benchmark's checks are evidence too: a deliberately broken tool (one that skips the
+# restart, puts a container on the wrong ship, starts levels out of order, ...) must be marked
+# wrong by bench/harness.py, on two ships of this bed (containers hs-* only).
+step "benchmark harness self-test"
+timeout 900 python3 bench/harness.py --selftest "$bed_json"
+
 # --- bounded fuzz run of the config loader (reliability; see fuzz/ and docs/reliability.md) ---
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the stable toolchain use them.
 # MAESTRO_SKIP_FUZZ=1 skips it; MAESTRO_FUZZ_SECONDS sets the budget (default 60).

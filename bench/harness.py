@@ -9,11 +9,17 @@ docs/benchmarks.md. For each configuration (K ships, N instances, one-way delay 
   2. writes the environment (4 services in a chain db <- queue <- app <- web, N instances
      round-robin over the ships) for each tool: MaestroNG YAML, maestro YAML, docker CLI
      scripts, one compose file per ship;
-  3. measures the round trip through the proxy and the daemon's own create/start/stop times;
+  3. measures the round trip through the proxy, the daemon's own create/start/stop times, and
+     a login's round trips from a trace of the protocol (traced_login_rtts);
   4. times, for each tool, several rounds of: start from nothing, no-op start, status,
-     restart of one service (web, which nothing depends on), stop; checks after each command
-     that the ships are in the expected state (untimed), so a fast but wrong run shows;
-  5. writes the raw numbers as JSON.
+     restart of one service (web, which nothing depends on), stop; after each command, untimed,
+     checks the tool's work as strictly as the tests check maestro's (`check`: placement per
+     ship, dependency order from Docker's StartedAt/FinishedAt, what a restart or a no-op
+     touched, what status printed), so that a fast but wrong run is marked wrong; samples the
+     machine's floor between the tools (Floor);
+  5. writes the raw numbers as JSON, with the commits of maestro and of the harness.
+
+`--selftest BED_JSON` checks the checks: broken tools on an existing bed must be marked wrong.
 
 Scale rows (--scale K, or only them with --scale-only): maestro alone, N=--scale-instances,
 at K=--scale-base and K ships of the same kind in one bed, for each shape of --scale-shapes:
@@ -26,10 +32,12 @@ Only the standard library: the harness must run before anything is installed.
 """
 
 import argparse
+import calendar
 import concurrent.futures as cf
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -56,15 +64,33 @@ PROXY_NET = "127.77.0."
 # 0.0.0.0:22 needs another one (--proxy-port), written as [addr]:port in known_hosts.
 PROXY_PORT = 22
 ECHO_ADDR = PROXY_NET + "250:7"
-TOOLS = ["maestro", "maestrong", "docker", "docker_cm", "compose"]
+TOOLS = ["maestro", "maestrong", "maestrong_tunnel", "docker", "docker_cm", "compose", "compose_cm"]
 TOOL_LABELS = {
     "maestro": "maestro",
-    "maestrong": "MaestroNG 0.8.3 (ssh -L tunnels)",
+    "maestrong": "MaestroNG 0.8.3 (ssh -L tunnels kept open)",
+    "maestrong_tunnel": "MaestroNG 0.8.3 (its own ssh_tunnel)",
     "docker": "docker CLI, ssh://",
     "docker_cm": "docker CLI, ssh:// + ControlMaster",
     "compose": "docker-compose 1.29, ssh://",
+    "compose_cm": "docker-compose 1.29, ssh:// + ControlMaster",
+}
+# How each tool reaches a ship, which decides what its bound charges: "login" pays a whole SSH
+# login per command (TCP, key exchange, authentication, channel); "channel" rides an SSH
+# session opened before timing (kept `ssh -L` tunnels, a ControlMaster) and pays only a
+# channel open.
+CONNECTS = {
+    "maestro": "login",
+    "maestrong": "channel",
+    "maestrong_tunnel": "login",
+    "docker": "login",
+    "docker_cm": "channel",
+    "compose": "login",
+    "compose_cm": "channel",
 }
 COMMAND_TIMEOUT = 900
+# MaestroNG's own ssh_tunnel (bgtunnel) is known to hang: each of its commands gets this long,
+# and the first that overruns ends its run, with its log kept.
+TUNNEL_TOOL_TIMEOUT = 180
 # On a dockerd shared by several ships (the bed's cheap ships), the ship a container belongs
 # to is told by this label (set in maestro's environment), not by the socket it is found on.
 SHIP_LABEL = "bench.ship"
@@ -124,10 +150,14 @@ def sockets_of(ships):
     return out
 
 
-def remove_all(ships):
+def remove_all(ships, prefix=""):
+    """Removes the containers whose name starts with prefix ("" on the bench's own beds: all of
+    them; the self-test, on a bed that others use, removes only its own)."""
+
     def one(sock):
         for c in api(sock, "GET", "/containers/json?all=1"):
-            api(sock, "DELETE", f"/containers/{c['Id']}?force=1&v=1")
+            if any(n.lstrip("/").startswith(prefix) for n in c.get("Names", [])):
+                api(sock, "DELETE", f"/containers/{c['Id']}?force=1&v=1")
 
     socks = list(sockets_of(ships))
     with cf.ThreadPoolExecutor(len(socks)) as ex:
@@ -202,17 +232,63 @@ def machine_floor_s(ships, n):
     return {op: round(v, 3) for op, v in out.items()}
 
 
+class Floor:
+    """The machine's floor for one environment, sampled several times between the tools' runs
+    (never once before them all: the machine's load moves during a run). The model uses the
+    smallest sample, the best this machine did, and the page shows the spread up to the largest.
+    each_tool: a sample before every tool's first round (the side-by-side and grid beds), else
+    only while there are fewer than `least` (the scale rows, whose shared dockerd makes it the
+    same for every row)."""
+
+    def __init__(self, ships, n, least=3, each_tool=True):
+        self.ships, self.n, self.least, self.each_tool = ships, n, least, each_tool
+        self.samples = []
+
+    def sample(self):
+        self.samples.append(machine_floor_s(self.ships, self.n))
+        log(f"  the machine's floor at N={self.n} (s), sample {len(self.samples)}: {self.samples[-1]}")
+
+    def before_rep(self, rep):
+        if (rep == 0 and self.each_tool) or len(self.samples) < self.least:
+            self.sample()
+
+    def fill(self):
+        while len(self.samples) < self.least:
+            self.sample()
+
+    def low(self):
+        return {op: min(x[op] for x in self.samples) for op in self.samples[0]} if self.samples else {}
+
+    def high(self):
+        return {op: max(x[op] for x in self.samples) for op in self.samples[0]} if self.samples else {}
+
+
+def bounds(row, floor, login_rtts, hops=1):
+    """Fills a result row's model: bound_s on the floor's smallest sample, bound_hi_s on its
+    largest, and the SSH round trips charged to the tool (a login, or a channel of a session
+    opened before timing)."""
+    setup = login_rtts if CONNECTS[row["tool"]] == "login" else CHANNEL_RTTS
+    lo, hi = floor.low(), floor.high()
+    row.update({
+        "setup_rtts": setup,
+        "floor_samples": list(floor.samples),
+        "floor_s": lo,
+        "bound_s": {op: round(lower_bound_s(op, row["rtt_ms"], row["daemon_ms"], lo, setup, hops), 4) for op in OPS},
+        "bound_hi_s": {op: round(lower_bound_s(op, row["rtt_ms"], row["daemon_ms"], hi, setup, hops), 4) for op in OPS},
+    })
+
+
 # ----------------------------------------------------------------------------------------
 # The environment and each tool's equivalent of it.
 
 
-def plan_instances(n, ships):
+def plan_instances(n, ships, prefix=""):
     """[(service, instance, ship)], services filled in level order, ships round robin."""
     per = [n // len(LEVELS) + (1 if i < n % len(LEVELS) else 0) for i in range(len(LEVELS))]
     out, j = [], 0
     for level, svc in enumerate(LEVELS):
         for k in range(per[level]):
-            out.append((svc, f"{svc}-{k + 1:03d}", ships[j % len(ships)]["name"]))
+            out.append((svc, f"{prefix}{svc}-{k + 1:03d}", ships[j % len(ships)]["name"]))
             j += 1
     return out
 
@@ -221,12 +297,21 @@ def yaml_str(s):
     return json.dumps(s)  # JSON strings are valid YAML scalars
 
 
-def maestrong_yaml(bed, instances, ports):
+def maestrong_yaml(bed, instances, ports, own_tunnel=False):
+    """ports: the local ends of the kept `ssh -L` tunnels. own_tunnel: MaestroNG's ssh_tunnel
+    instead, to each ship's Docker TCP port (the bed's dockerd listens on 127.0.0.1:2375 in the
+    ship's namespace), through the ship's delaying proxy address."""
     lines = ["__maestro:", "  schema: 2", "name: bench", "ships:"]
-    for s in bed["ships"]:
-        lines.append(
-            f"  {s['name']}: {{ip: {s['ip']}, endpoint: 127.0.0.1, docker_port: {ports[s['name']]}, timeout: 120}}"
-        )
+    for i, s in enumerate(bed["ships"]):
+        if own_tunnel:
+            lines.append(
+                f"  {s['name']}: {{ip: {s['ip']}, endpoint: {PROXY_NET}{i + 1}, docker_port: 2375, timeout: 120,"
+                f" ssh_tunnel: {{user: root, key: {bed['operator']['key']}, port: {PROXY_PORT}}}}}"
+            )
+        else:
+            lines.append(
+                f"  {s['name']}: {{ip: {s['ip']}, endpoint: 127.0.0.1, docker_port: {ports[s['name']]}, timeout: 120}}"
+            )
     lines += services_yaml(instances)
     return "\n".join(lines) + "\n"
 
@@ -287,18 +372,21 @@ def sh_quote(s):
 
 
 def parallel_block(per_ship_cmds):
-    """Shell lines running each ship's commands in the background, then waiting for all."""
+    """Shell lines running every command in the background (all ships, and every command of a
+    ship), then waiting for all."""
     lines = []
     for ship, cmds in per_ship_cmds.items():
-        if cmds:
-            lines.append("( " + " && ".join(cmds) + f" ) & pids+=($!)")
+        for c in cmds:
+            lines.append(f"{c} & pids+=($!)")
     lines.append('for p in "${pids[@]}"; do wait "$p" || rc=1; done; pids=()')
     return lines
 
 
 def docker_scripts(instances, ships):
-    """The docker CLI, as a careful script author would drive it: ships in parallel, one
-    dependency level after another; one command per container where the CLI needs it."""
+    """The docker CLI, as a script author would drive it for speed: one dependency level after
+    another, and within a level everything at once, one `docker run` per container in the
+    background; the CLI's own multi-container start/stop/restart, one per ship and level,
+    already works on its containers in parallel."""
     lv = by_level_and_ship(instances, ships)
     cmd = " ".join(sh_quote(c) for c in COMMAND)
 
@@ -317,7 +405,7 @@ def docker_scripts(instances, ships):
         noop += parallel_block({s: [f"{d(s)} start {' '.join(insts)} >/dev/null"] for s, insts in lv.get(level, {}).items()})
     for level in reversed(range(len(LEVELS))):
         stop += parallel_block({s: [f"{d(s)} stop -t 2 {' '.join(insts)} >/dev/null"] for s, insts in lv.get(level, {}).items()})
-    status = parallel_block({s["name"]: [f"{d(s['name'])} ps -a >/dev/null"] for s in ships})
+    status = parallel_block({s["name"]: [f"{d(s['name'])} ps -a"] for s in ships})
     web = lv.get(LEVELS.index(RESTARTED), {})
     restart = parallel_block({s: [f"{d(s)} restart -t 2 {' '.join(insts)} >/dev/null"] for s, insts in web.items()})
     for op, body in [("start", start), ("noop_start", noop), ("status", status), ("restart", restart), ("stop", stop)]:
@@ -362,7 +450,7 @@ def compose_scripts(instances, ships, workdir):
         start += parallel_block({s: [f"{c(s)} up -d --no-deps {' '.join(i)} 2>/dev/null"] for s, i in lv.get(level, {}).items()})
     for level in reversed(range(len(LEVELS))):
         stop += parallel_block({s: [f"{c(s)} stop -t 2 {' '.join(i)} 2>/dev/null"] for s, i in lv.get(level, {}).items()})
-    status = parallel_block({s["name"]: [f"{c(s['name'])} ps >/dev/null"] for s in ships})
+    status = parallel_block({s["name"]: [f"{c(s['name'])} ps 2>/dev/null"] for s in ships})
     web = lv.get(LEVELS.index(RESTARTED), {})
     restart = parallel_block({s: [f"{c(s)} restart -t 2 {' '.join(i)} 2>/dev/null"] for s, i in web.items()})
     out = {}
@@ -383,17 +471,20 @@ def cpu_jiffies():
     return sum(v) - idle, sum(v)
 
 
-def run_timed(argv, env, log_path, usage=None):
-    """(seconds, exit code, peak RSS KiB) of one command, measured with wait4. With usage (a
-    dict), also its CPU seconds (user + system, children included) and how busy the whole
-    machine was meanwhile (0..1 of all CPUs: the ships' sshd and dockerd run on them too)."""
+def run_timed(argv, env, log_path, usage=None, timeout=COMMAND_TIMEOUT, stdout_path=None):
+    """(seconds, exit code, peak RSS KiB) of one command, measured with wait4; exit code -9 when
+    it overran timeout and was killed. With usage (a dict), also its CPU seconds (user + system,
+    children included) and how busy the whole machine was meanwhile (0..1 of all CPUs: the
+    ships' sshd and dockerd run on them too). stdout_path: its standard output goes there
+    (read by the checks) instead of the log."""
     busy0, total0 = cpu_jiffies()
-    with open(log_path, "ab") as out:
+    with open(log_path, "ab") as out, open(stdout_path or os.devnull, "wb") as so:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
         t0 = time.perf_counter()
-        p = subprocess.Popen(argv, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = t0 + COMMAND_TIMEOUT
+        p = subprocess.Popen(argv, env=env, stdout=so if stdout_path else out, stderr=out,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = t0 + timeout
         while True:
             pid, status, rusage = os.wait4(p.pid, os.WNOHANG)
             if pid:
@@ -402,7 +493,8 @@ def run_timed(argv, env, log_path, usage=None):
                 os.killpg(p.pid, signal.SIGKILL)
                 pid, status, rusage = os.wait4(p.pid, 0)
                 p.returncode = -9
-                return COMMAND_TIMEOUT, -9, rusage.ru_maxrss
+                out.write(f"# killed after {timeout}s\n".encode())
+                return timeout, -9, rusage.ru_maxrss
             time.sleep(0.002)
         elapsed = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -412,14 +504,10 @@ def run_timed(argv, env, log_path, usage=None):
             usage["cpu_s"] = round(cpu, 3)
             usage["machine_busy"] = round((busy1 - busy0) / max(1, total1 - total0), 3)
         out.write(f"# exit {p.returncode} in {elapsed:.3f}s, maxrss {rusage.ru_maxrss} KiB, cpu {cpu:.3f}s\n".encode())
+    if stdout_path:
+        with open(stdout_path, "rb") as so, open(log_path, "ab") as out:
+            out.write(so.read())
     return elapsed, p.returncode, rusage.ru_maxrss
-
-
-def expected_state(op, instances):
-    """What every instance must be after op."""
-    if op == "stop":
-        return {i: "exited" for _, i, _ in instances}
-    return {i: "running" for _, i, _ in instances}
 
 
 def ssh_logins(ships):
@@ -434,53 +522,129 @@ def ssh_logins(ships):
     return total
 
 
-def fingerprints(ships):
-    """{name: (id, started at)} of every container: what a no-op must leave unchanged."""
+def ts_ns(text):
+    """Nanoseconds since the epoch of one of Docker's RFC 3339 times (Go trims trailing zeros
+    of the fraction, so the strings do not compare as text); None for Docker's zero time."""
+    if not text or text.startswith("0001-"):
+        return None
+    date, _, frac = text.rstrip("Z").partition(".")
+    secs = calendar.timegm(time.strptime(date, "%Y-%m-%dT%H:%M:%S"))
+    return secs * 10**9 + int((frac + "000000000")[:9])
+
+
+def snapshot(ships, prefix=""):
+    """{name: {id, ship, state, started, finished}} of the containers whose name starts with
+    prefix, read from each ship's daemon (StartedAt and FinishedAt need an inspect each). A ship
+    with a socket of its own owns what is on it; on a socket shared by several ships (cheap
+    ships) a container belongs to the ship its SHIP_LABEL names."""
+
+    def one(item):
+        sock, names = item
+        rows = []
+        for c in api(sock, "GET", "/containers/json?all=1"):
+            name = c["Names"][0].lstrip("/")
+            if not name.startswith(prefix):
+                continue
+            st = api(sock, "GET", f"/containers/{c['Id']}/json")["State"]
+            ship = names[0] if len(names) == 1 else (c.get("Labels") or {}).get(SHIP_LABEL)
+            rows.append((name, {"id": c["Id"], "ship": ship, "state": c.get("State"),
+                                "started": ts_ns(st.get("StartedAt")), "finished": ts_ns(st.get("FinishedAt"))}))
+        return rows
+
     out = {}
-
-    def one(sock):
-        return [
-            (c["Names"][0].lstrip("/"), c["Id"], api(sock, "GET", f"/containers/{c['Id']}/json")["State"]["StartedAt"])
-            for c in api(sock, "GET", "/containers/json?all=1")
-        ]
-
-    socks = list(sockets_of(ships))
-    with cf.ThreadPoolExecutor(len(socks)) as ex:
-        for rows in ex.map(one, socks):
-            for name, cid, started in rows:
-                out[name] = (cid, started)
+    items = list(sockets_of(ships).items())
+    with cf.ThreadPoolExecutor(len(items)) as ex:
+        for rows in ex.map(one, items):
+            out.update(rows)
     return out
 
 
-def check_state(ships, instances, op):
-    """Instances not in the state op must leave them in, or not on their own ship. A ship with
-    a socket of its own owns what is on it; on a socket shared by several ships (cheap ships)
-    a container belongs to the ship its SHIP_LABEL names."""
-    want = expected_state(op, instances)
-    where = {i: ship for _, i, ship in instances}
-    have = {}  # name -> (state, ship)
-    for sock, names in sockets_of(ships).items():
-        for c in api(sock, "GET", "/containers/json?all=1"):
-            ship = names[0] if len(names) == 1 else (c.get("Labels") or {}).get(SHIP_LABEL)
-            for n in c.get("Names", []):
-                have[n.lstrip("/")] = (c.get("State"), ship)
-    bad = [i for i, st in want.items() if have.get(i) != (st, where[i])]
+def status_report(text, names):
+    """{instance: True (reported running) / False (reported otherwise)} from a status command's
+    output: the line that names the instance, read the way each tool writes a state (maestro and
+    MaestroNG `running`, the docker CLI `Up ...`, compose `Up`). An instance on no line is
+    missing from the map."""
+    out = {}
+    for line in text.splitlines():
+        for n in names:
+            if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", line):
+                out[n] = bool(re.search(r"\b(running|Up|up)\b", line))
+    return out
+
+
+def check(op, instances, before, after, status_text=None, stopped=()):
+    """What is wrong after op, as short sentences ([] when nothing is). before and after are
+    snapshots; the checks are those the tests make of maestro, for every tool alike:
+    - every instance exists on its own ship, running (exited after stop);
+    - start: each dependency level started after every container of the level it needs;
+    - stop: each level stopped after every container of the level that needs it had stopped;
+    - restart: every restarted container's StartedAt moved, and no other container changed;
+    - a no-op start changed no container (same id, same StartedAt);
+    - status: the tool's output reports each instance as Docker does (the harness stops the
+      instances in `stopped` before the command, so that a status that always says "running"
+      shows)."""
+    bad = []
+    want_state = "exited" if op == "stop" else "running"
+    for svc, inst, ship in instances:
+        c = after.get(inst)
+        state = "exited" if inst in stopped else want_state
+        if c is None:
+            bad.append(f"{inst} missing")
+        elif c["ship"] != ship:
+            bad.append(f"{inst} on {c['ship']}, not {ship}")
+        elif c["state"] != state:
+            bad.append(f"{inst} {c['state']}, not {state}")
+    levels = [[i for svc, i, _ in instances if svc == lv and i in after] for lv in LEVELS]
+    if op == "start":
+        for lo, hi in zip(levels, levels[1:]):
+            last = max((after[i]["started"] or 0 for i in lo), default=0)
+            early = [i for i in hi if (after[i]["started"] or 0) < last]
+            if early:
+                bad.append(f"{early[0]} started before its dependency level had started ({len(early)} early)")
+    if op == "stop":
+        for lo, hi in zip(levels, levels[1:]):
+            first = min((after[i]["finished"] or 0 for i in lo), default=0)
+            late = [i for i in hi if (after[i]["finished"] or 0) > first]
+            if late:
+                bad.append(f"{late[0]} stopped after a container it requires ({len(late)} late)")
+    if op in ("restart", "noop_start"):
+        moved = {i for svc, i, _ in instances if op == "restart" and svc == RESTARTED}
+        for _, inst, _ in instances:
+            b, a = before.get(inst), after.get(inst)
+            if b is None or a is None:
+                continue
+            if inst in moved:
+                if a["started"] == b["started"]:
+                    bad.append(f"{inst} not restarted (StartedAt unchanged)")
+            elif (a["id"], a["started"]) != (b["id"], b["started"]):
+                bad.append(f"{inst} touched (re-created or restarted)")
+    if op == "status":
+        seen = status_report(status_text or "", [i for _, i, _ in instances])
+        for _, inst, _ in instances:
+            running = after.get(inst, {}).get("state") == "running"
+            if inst not in seen:
+                bad.append(f"{inst} not in the status output")
+            elif seen[inst] != running:
+                bad.append(f"{inst} reported {'running' if seen[inst] else 'not running'}, Docker says {after.get(inst, {}).get('state')}")
     return bad
 
 
 class Config:
     """One bed (K ships) with its proxy, and the files for N instances."""
 
-    def __init__(self, args, k, n, bed, shape=None):
+    def __init__(self, args, k, n, bed, shape=None, prefix="", workdir=None, direct=False):
         """shape None: the side-by-side and grid beds (every tool); "direct" or "bastion": a
-        scale row (maestro only, cheap ships sharing one dockerd, see --scale)."""
+        scale row (maestro only, cheap ships sharing one dockerd, see --scale). prefix: of every
+        container name (the self-test's, on a bed others use). direct: the tools reach the ships
+        at their own addresses, with no proxy (the self-test)."""
         self.args, self.k, self.n, self.bed, self.shape = args, k, n, bed, shape
+        self.prefix, self.direct = prefix, direct
         self.ships = bed["ships"]
-        self.workdir = os.path.join(HERE, "work", f"k{k}-n{n}" if shape is None else f"scale-{shape}-k{k}-n{n}")
+        self.workdir = workdir or os.path.join(HERE, "work", f"k{k}-n{n}" if shape is None else f"scale-{shape}-k{k}-n{n}")
         shutil.rmtree(self.workdir, ignore_errors=True)
         os.makedirs(os.path.join(self.workdir, "bin"))
         os.makedirs(os.path.join(self.workdir, "compose"))
-        self.instances = plan_instances(n, self.ships)
+        self.instances = plan_instances(n, self.ships, prefix)
         # Hosts whose sshd logins are counted apart from the ships' (the jump host).
         self.jump_hosts = [bed["bastion"]] if shape == "bastion" else []
         self.write_ssh_files()
@@ -518,13 +682,19 @@ class Config:
         for variant in ["plain", "cm"]:
             lines = []
             for i, s in enumerate(self.ships):
-                lines += [f"Host {s['name']}", f"    HostName {PROXY_NET}{i + 1}", f"    Port {PROXY_PORT}"] + common
+                if self.direct:
+                    lines += [f"Host {s['name']}", f"    HostName {s['ip']}", "    Port 22"] + common
+                else:
+                    lines += [f"Host {s['name']}", f"    HostName {PROXY_NET}{i + 1}", f"    Port {PROXY_PORT}"] + common
                 if variant == "cm":
                     lines += [
                         "    ControlMaster auto",
                         f"    ControlPath {d}/cm-%C",
                         "    ControlPersist 600",
                     ]
+            # Programs that reach a ship by its proxy address rather than its name (MaestroNG's
+            # ssh_tunnel runs `ssh -p PORT root@127.77.0.i`) get the same settings.
+            lines += ["Host *"] + common
             with open(os.path.join(d, f"ssh_config.{variant}"), "w") as f:
                 f.write("\n".join(lines) + "\n")
         # The docker CLI and compose run `ssh` from PATH with no -F: this wrapper points it
@@ -546,6 +716,8 @@ class Config:
             return  # scale rows: maestro only
         with open(os.path.join(d, "maestrong.yaml"), "w") as f:
             f.write(maestrong_yaml(self.bed, self.instances, self.tunnel_ports))
+        with open(os.path.join(d, "maestrong-tunnel.yaml"), "w") as f:
+            f.write(maestrong_yaml(self.bed, self.instances, self.tunnel_ports, own_tunnel=True))
         for tool, scripts in [
             ("docker", docker_scripts(self.instances, self.ships)),
             ("compose", compose_scripts(self.instances, self.ships, d)),
@@ -564,7 +736,7 @@ class Config:
     def env(self, tool):
         e = dict(os.environ)
         e["PATH"] = os.path.join(self.workdir, "bin") + ":" + e.get("PATH", "")
-        e["BENCH_SSH_CONFIG"] = os.path.join(self.workdir, "ssh_config." + ("cm" if tool == "docker_cm" else "plain"))
+        e["BENCH_SSH_CONFIG"] = os.path.join(self.workdir, "ssh_config." + ("cm" if tool.endswith("_cm") else "plain"))
         e.pop("DOCKER_HOST", None)
         e["NO_COLOR"] = "1"
         # maestro remembers each daemon's API version under the cache directory: keep the
@@ -573,10 +745,12 @@ class Config:
         return e
 
     def argv(self, tool, op):
-        if tool in ("docker", "docker_cm", "compose"):
-            return ["bash", self.scripts[("compose" if tool == "compose" else "docker", op)]]
-        if tool == "maestrong":
-            f = os.path.join(self.workdir, "maestrong.yaml")
+        if (tool, op) in self.scripts:  # the self-test's broken tools
+            return ["bash", self.scripts[(tool, op)]]
+        if tool in ("docker", "docker_cm", "compose", "compose_cm"):
+            return ["bash", self.scripts[(tool.removesuffix("_cm"), op)]]
+        if tool in ("maestrong", "maestrong_tunnel"):
+            f = os.path.join(self.workdir, "maestrong.yaml" if tool == "maestrong" else "maestrong-tunnel.yaml")
             base = [MAESTRONG, "-f", f]
         else:
             f = os.path.join(self.workdir, "maestro.yaml")
@@ -598,12 +772,11 @@ def rtt_ms():
     return float(out.stdout.strip())
 
 
-# Round trips a minimal client cannot avoid, per operation (all ships in parallel):
-# TCP 1 + SSH version/KEXINIT 1 + key exchange 1 + service request 1 + publickey auth with
-# the signature sent at once 1 + opening the channel to the Docker socket 1 = 6, then the API:
-# one list of containers, then per dependency level what the Docker API needs (create and
-# start are two calls; stop, restart one).
-SSH_SETUP_RTTS = 6
+# The Docker API round trips an operation cannot avoid once a channel to the socket is open,
+# all ships in parallel: one list of containers, then per dependency level what the API needs
+# (create and start are two calls; stop, restart one). The SSH part is not assumed: a login's
+# round trips are counted from a trace of the protocol (traced_login_rtts); a tool riding an
+# SSH session opened before timing pays one channel open instead.
 API_RTTS = {
     "status": 1,
     "noop_start": 1,
@@ -611,13 +784,15 @@ API_RTTS = {
     "stop": 1 + len(LEVELS),
     "restart": 1 + 1,
 }
+CHANNEL_RTTS = 1
+TRACE_ADDR = "127.77.1.1"
 
 
-def lower_bound_s(op, rtt, daemon, floor, hops=1):
-    """Seconds: the round trips above plus the daemon's own work along the longest chain, or
-    the machine's measured floor for that work when it is longer (CPUs shared). hops=2: the
-    ship behind a jump host whose link alone is delayed, so the ship's own SSH set-up also
-    crosses it (the jump's login, then the ship's through a channel of it)."""
+def lower_bound_s(op, rtt, daemon, floor, setup_rtts, hops=1):
+    """The model's seconds: setup_rtts + the API's round trips, plus the daemon's own work along
+    the longest chain, or the machine's measured floor for that work when it is longer (CPUs
+    shared). hops=2: the ship behind a jump host whose link alone is delayed, so the ship's own
+    SSH set-up also crosses it (the jump's login, then the ship's through a channel of it)."""
     own = {
         "status": daemon["list"],
         "noop_start": daemon["list"],
@@ -626,7 +801,97 @@ def lower_bound_s(op, rtt, daemon, floor, hops=1):
         "restart": daemon["list"] + daemon["restart"],
     }[op]
     own = max(own, 1000.0 * floor.get(op, 0.0))
-    return ((hops * SSH_SETUP_RTTS + API_RTTS[op]) * rtt + own) / 1000.0
+    return ((hops * setup_rtts + API_RTTS[op]) * rtt + own) / 1000.0
+
+
+def turns(trace_path):
+    """{conn: [(ms since accept, bytes sent, bytes received)]}: one entry per round trip the
+    client waited for (its bytes, then the server's answer)."""
+    conns = {}
+    with open(trace_path) as f:
+        for line in f:
+            c, t, d, n = line.split()
+            conns.setdefault(int(c), []).append((float(t), d, int(n)))
+    out = {}
+    for c, events in conns.items():
+        t0 = events[0][0]
+        rounds, sent, got, last = [], 0, 0, None
+        for t, d, n in events[1:]:
+            if n == 0:
+                continue
+            if d == ">" and last == "<":
+                rounds.append((round(t_recv - t0), sent, got))
+                sent, got = 0, 0
+            if d == ">":
+                sent += n
+            else:
+                got += n
+                t_recv = t
+            last = d
+        if got:
+            rounds.append((round(t_recv - t0), sent, got))
+        out[c] = (round(events[-1][0] - t0), rounds)
+    return out
+
+
+def traced_login_rtts(cfg, logdir):
+    """{"maestro": n, "openssh": n, "login": min}: round trips from a TCP connect to a channel
+    on the Docker socket, counted in a trace of the protocol through a delaying proxy on the
+    first ship (every wait of the client for the server on the connection, see turns(), plus
+    the TCP handshake). maestro: its `status` of that ship (the API version already cached, as
+    on every command but the first), less its one list. OpenSSH: `ssh ship true`, less the exec
+    of the command and the close of the session (two turns once its channel is open)."""
+    ship = cfg.ships[0]
+    trace = os.path.join(logdir, "trace.txt")
+    d = os.path.join(cfg.workdir, "trace")
+    os.makedirs(d, exist_ok=True)
+    kh = os.path.join(d, "known_hosts")
+    with open(ship["host_key_public"]) as pub, open(kh, "w") as f:
+        f.write(f"{TRACE_ADDR} {' '.join(pub.read().split()[:2])}\n")
+    op = cfg.bed["operator"]
+    with open(os.path.join(d, "maestro.yaml"), "w") as f:
+        f.write("\n".join([
+            "__maestro:", "  schema: 2", "name: bench-trace", "ships:",
+            f"  {ship['name']}:", f"    ip: {ship['ip']}", f"    endpoint: {TRACE_ADDR}",
+            f"    socket_path: {ship['docker_socket']}",
+            "    ssh:", "      user: root", f"      key: {op['key']}", f"      known_hosts_file: {kh}",
+            "services:", "  db:", f"    image: {IMAGE}", "    instances:", f"      trace-db: {{ship: {ship['name']}}}",
+        ]) + "\n")
+    with open(os.path.join(d, "ssh_config"), "w") as f:
+        f.write(f"Host trace\n    HostName {TRACE_ADDR}\n    User root\n    IdentityFile {op['key']}\n"
+                f"    IdentitiesOnly yes\n    UserKnownHostsFile {kh}\n    StrictHostKeyChecking yes\n"
+                "    BatchMode yes\n    LogLevel ERROR\n")
+    env = cfg.env("maestro")
+    # Turns at the end of each run that are not part of getting the channel.
+    after = {"maestro": 1, "openssh": 2}
+    runs = {
+        "maestro": [cfg.args.maestro, "-f", os.path.join(d, "maestro.yaml"), "--plain", "status"],
+        "openssh": ["/usr/bin/ssh", "-F", os.path.join(d, "ssh_config"), "trace", "true"],
+    }
+    out = {}
+    for tool, argv in runs.items():
+        counts = []
+        for _ in range(3):  # the first maestro run fills the API version cache
+            if os.path.exists(trace):
+                os.remove(trace)
+            p = subprocess.Popen([PROXY, "serve", "--delay-ms", str(cfg.args.delay_ms),
+                                  "--map", f"{TRACE_ADDR}:22={ship['ip']}:22", "--trace", trace],
+                                 stdout=subprocess.PIPE, text=True)
+            try:
+                p.stdout.readline()
+                subprocess.run(argv, env=env, capture_output=True, timeout=120)
+            finally:
+                p.terminate()
+                p.wait(10)
+            conns = turns(trace)
+            if len(conns) == 1:
+                counts.append(len(next(iter(conns.values()))[1]))
+        if counts:
+            # TCP's handshake, then the turns up to the channel.
+            out[tool] = 1 + min(counts[1:] or counts) - after[tool]
+    if out:
+        out["login"] = min(out.values())
+    return out
 
 
 def wait_port(host, port, seconds=60):
@@ -662,8 +927,21 @@ def list_fanout(sock, k, environment="bench"):
     return {"ships": k, "seconds": round(time.perf_counter() - t0, 3), "bytes_each": max(sizes)}
 
 
-def bench_tool(cfg, tool, reps, logdir):
-    """{op: {"runs": [...], "median_s", "ok", "maxrss_kib"}} for one tool."""
+def status_victim(cfg):
+    """The instance the harness stops before a timed `status`, so that the status a tool prints
+    has something to get right: the first instance of the level under web (or the first)."""
+    below = [i for svc, i, _ in cfg.instances if svc == LEVELS[-2]]
+    return below[0] if below else cfg.instances[0][1]
+
+
+def socket_of(cfg, inst):
+    ship = next(sh for _, i, sh in cfg.instances if i == inst)
+    return next(s["docker_socket"] for s in cfg.ships if s["name"] == ship)
+
+
+def bench_tool(cfg, tool, reps, logdir, before_rep=None):
+    """{op: {"runs": [...], "median_s", "ok", "bad", ...}} for one tool; before_rep(rep), if
+    given, runs (untimed) before each round, with no container of the environment left."""
     env = cfg.env(tool)
     log_path = os.path.join(logdir, f"{tool}.log")
     extra = {}
@@ -693,54 +971,90 @@ def bench_tool(cfg, tool, reps, logdir):
                 c.getresponse().read()
                 c.close()
             extra["tunnel_setup_s"] = round(time.perf_counter() - t0, 3)
-        if tool == "docker_cm":
+        if tool in ("docker_cm", "compose_cm"):
             # Masters opened once, as ControlPersist leaves them between a user's commands.
             t0 = time.perf_counter()
             with cf.ThreadPoolExecutor(len(cfg.ships)) as ex:
                 list(ex.map(lambda s: subprocess.run(["ssh", s["name"], "true"], env=env, timeout=120), cfg.ships))
             extra["master_setup_s"] = round(time.perf_counter() - t0, 3)
+        timeout = TUNNEL_TOOL_TIMEOUT if tool == "maestrong_tunnel" else COMMAND_TIMEOUT
         results = {op: {"runs": [], "ok": True, "bad": [], "maxrss_kib": 0, "exit": [], "ssh_logins": [],
                         "cpu_s": [], "machine_busy": []} for op in OPS}
+        status_out = os.path.join(logdir, f"{tool}.status.out")
+        victim = status_victim(cfg)
+        hung = None
         for rep in range(reps):
-            remove_all(cfg.ships)
+            remove_all(cfg.ships, cfg.prefix)
+            if before_rep is not None:
+                before_rep(rep)
             for op in OPS:
+                if hung:
+                    break
+                stopped = ()
+                if op == "status":
+                    # Untimed: one instance stopped behind the tool's back, started again after
+                    # (when an earlier command left it missing, the check says so).
+                    try:
+                        api(socket_of(cfg, victim), "POST", f"/containers/{victim}/stop?t=0")
+                        stopped = (victim,)
+                    except RuntimeError:
+                        pass
                 logins = ssh_logins(cfg.ships)
                 jumps = ssh_logins(cfg.jump_hosts)
-                before = fingerprints(cfg.ships) if op == "noop_start" else None
+                before = snapshot(cfg.ships, cfg.prefix) if op in ("noop_start", "restart") else {}
                 usage = {}
-                secs, code, rss = run_timed(cfg.argv(tool, op), env, log_path, usage)
+                secs, code, rss = run_timed(cfg.argv(tool, op), env, log_path, usage, timeout,
+                                            status_out if op == "status" else None)
                 logins = ssh_logins(cfg.ships) - logins
                 if cfg.jump_hosts:
                     results[op].setdefault("jump_logins", []).append(ssh_logins(cfg.jump_hosts) - jumps)
                 results[op]["cpu_s"].append(usage.get("cpu_s"))
                 results[op]["machine_busy"].append(usage.get("machine_busy"))
-                if before is not None:
-                    after = fingerprints(cfg.ships)
-                    touched = sum(1 for k, v in after.items() if before.get(k) != v)
-                    results[op].setdefault("touched", []).append(touched)
-                bad = check_state(cfg.ships, cfg.instances, op)
+                after = snapshot(cfg.ships, cfg.prefix)
+                text = None
+                if op == "status":
+                    with open(status_out, errors="replace") as f:
+                        text = f.read()
+                bad = check(op, cfg.instances, before, after, text, stopped)
+                if op == "noop_start":
+                    results[op].setdefault("touched", []).append(sum(1 for b in bad if b.endswith("touched (re-created or restarted)")))
+                if code == -9:
+                    hung = f"{op} did not finish within {timeout} s (killed; log {os.path.relpath(log_path, ROOT)})"
+                    bad = [hung] + bad
+                elif code != 0 and not (op == "status" and code == 1):
+                    # status may exit 1 for "not everything is running" (maestro's health gate
+                    # does, with the instance the harness stopped); its output is checked.
+                    bad = [f"exit {code}"] + bad
+                if stopped:
+                    api(socket_of(cfg, victim), "POST", f"/containers/{victim}/start")
                 r = results[op]
                 r["runs"].append(round(secs, 4))
                 r["exit"].append(code)
                 r["ssh_logins"].append(logins)
                 r["maxrss_kib"] = max(r["maxrss_kib"], rss)
-                if code != 0 or bad:
+                if bad:
                     r["ok"] = False
-                    r["bad"] = bad[:5]
-                log(f"  {tool:10} {op:10} rep {rep + 1}: {secs:7.3f}s exit {code} ssh logins {logins}"
+                    r["bad"] = r["bad"] or bad[:5]
+                log(f"  {tool:16} {op:10} rep {rep + 1}: {secs:7.3f}s exit {code} ssh logins {logins}"
                     + (f" (+{r['jump_logins'][-1]} jump)" if cfg.jump_hosts else "")
                     + f" cpu {usage.get('cpu_s', 0):.2f}s machine {100 * usage.get('machine_busy', 0):.0f}%"
-                    + (" WRONG STATE " + str(bad[:3]) if bad else ""))
+                    + (" WRONG: " + "; ".join(bad[:3]) if bad else ""))
                 if cfg.shape is not None and op == "status" and rep == reps - 1:
                     # Everything is running: what K lists cost the shared dockerd alone.
                     socks = sockets_of(cfg.ships)
                     if len(socks) == 1:
                         results["_list_fanout"] = list_fanout(next(iter(socks)), len(cfg.ships))
         for op in OPS:
-            results[op]["median_s"] = round(statistics.median(results[op]["runs"]), 4)
+            runs = results[op]["runs"]
+            if not runs:  # after a hang
+                results[op].update({"ok": False, "bad": results[op]["bad"] or [f"not run: {hung}"]})
+                continue
+            results[op]["median_s"] = round(statistics.median(runs), 4)
             cpus = [c for c in results[op]["cpu_s"] if c is not None]
             if cpus:
                 results[op]["median_cpu_s"] = round(statistics.median(cpus), 3)
+        if hung:
+            results["_hung"] = hung
         results["_setup"] = extra
         return results
     finally:
@@ -750,10 +1064,10 @@ def bench_tool(cfg, tool, reps, logdir):
                 t.wait(5)
             except subprocess.TimeoutExpired:
                 t.kill()
-        if tool == "docker_cm":
+        if tool in ("docker_cm", "compose_cm"):
             for s in cfg.ships:
                 subprocess.run(["ssh", "-O", "exit", s["name"]], env=env, capture_output=True, timeout=30)
-        remove_all(cfg.ships)
+        remove_all(cfg.ships, cfg.prefix)
 
 
 class Proxy:
@@ -818,32 +1132,35 @@ def run_scale(args, scale):
         os.makedirs(logdir, exist_ok=True)
         sock = bed["cheap_docker"]["docker_socket"]
         daemon = daemon_times(sock)
+        floor, logins, rows = None, {}, []
         for shape in shapes:
             ships = [s for s in bed["ships"] if s.get("cheap") and s["inner"] == (shape == "bastion")]
             targets = [bed["bastion"]["ip"]] if shape == "bastion" else [s["ip"] for s in ships]
             proxy = Proxy(bed, args.delay_ms, logdir, targets)
             try:
                 rtt = rtt_ms()
-                floor = None
+                if floor is None:
+                    # One dockerd serves every ship: the floor does not depend on K or shape.
+                    floor = Floor(ships[:1], n, each_tool=False)
                 for kk in sorted({min(base, k), k}):
                     sub = dict(bed, ships=ships[:kk])
                     cfg = Config(args, kk, n, sub, shape=shape)
-                    if floor is None:
-                        # One dockerd serves every ship: the floor does not depend on K.
-                        floor = machine_floor_s(sub["ships"], n)
-                        log(f"scale {shape}: round trip {rtt:.1f} ms; daemon (ms) {daemon}; floor (s) {floor}")
+                    if shape not in logins:
+                        logins[shape] = traced_login_rtts(cfg, logdir)
+                        log(f"scale {shape}: round trip {rtt:.1f} ms; daemon (ms) {daemon}; login (traced) {logins[shape]}")
                     log(f"scale {shape} K={kk} N={n}: maestro")
                     try:
-                        r = bench_tool(cfg, "maestro", args.scale_reps, logdir)
+                        r = bench_tool(cfg, "maestro", args.scale_reps, logdir, floor.before_rep)
                     except Exception as e:
                         log(f"  maestro failed: {e}")
                         r = {"error": str(e)}
-                    scale["rows"].append(
-                        {"tool": "maestro", "shape": shape, "ships": kk, "instances": n, "rtt_ms": rtt,
-                         "daemon_ms": daemon, "floor_s": floor,
-                         "bound_s": {op: round(lower_bound_s(op, rtt, daemon, floor, 2 if shape == "bastion" else 1), 4)
-                                     for op in OPS},
-                         "ops": r})
+                    row = {"tool": "maestro", "shape": shape, "ships": kk, "instances": n, "rtt_ms": rtt,
+                           "daemon_ms": daemon, "traced_rtts": logins[shape], "ops": r}
+                    scale["rows"].append(row)
+                    rows.append((row, 2 if shape == "bastion" else 1))
+                    floor.fill()
+                    for rw, hops in rows:
+                        bounds(rw, floor, rw["traced_rtts"].get("login", 7), hops)
                     yield
             finally:
                 proxy.stop()
@@ -867,6 +1184,8 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=25.0, help="one-way delay (default 25)")
     ap.add_argument("--reps", type=int, default=3, help="rounds per tool and configuration (median)")
     ap.add_argument("--reps-compose", type=int, default=1, help="rounds for docker-compose (slow)")
+    ap.add_argument("--reps-tunnel", type=int, default=1,
+                    help=f"rounds for MaestroNG's own ssh_tunnel (each command limited to {TUNNEL_TOOL_TIMEOUT} s)")
     ap.add_argument("--ships", type=int, default=4, help="K for the side-by-side table")
     ap.add_argument("--instances", type=int, default=40, help="N for the side-by-side table")
     ap.add_argument("--tools", default=",".join(TOOLS), help="comma-separated: " + ",".join(TOOLS))
@@ -885,7 +1204,11 @@ def main():
     ap.add_argument("--scale-instances", type=int, default=200, help="N of the scale rows (default 200)")
     ap.add_argument("--scale-shapes", default=",".join(SCALE_SHAPES), help="direct,bastion (default both)")
     ap.add_argument("--scale-reps", type=int, default=3, help="rounds per scale row (median)")
+    ap.add_argument("--selftest", metavar="BED_JSON",
+                    help="test the harness's checks on an existing test bed (see selftest) and exit")
     args = ap.parse_args()
+    if args.selftest:
+        return selftest(args.selftest)
     if args.scale_only and not args.scale:
         args.scale = 100
     if not 0 <= args.scale <= 100 or (args.scale and not 1 <= args.scale_base):
@@ -919,10 +1242,13 @@ def main():
             "delay_ms": args.delay_ms,
             "reps": args.reps,
             "reps_compose": args.reps_compose,
+            "reps_tunnel": args.reps_tunnel,
+            "tunnel_timeout_s": TUNNEL_TOOL_TIMEOUT,
             "grid_reps": args.grid_reps,
             "levels": LEVELS,
-            "ssh_setup_rtts": SSH_SETUP_RTTS,
             "api_rtts": API_RTTS,
+            "channel_rtts": CHANNEL_RTTS,
+            "connects": CONNECTS,
             "default": {"ships": args.ships, "instances": args.instances},
             "host": {"nproc": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -947,13 +1273,9 @@ def main():
             startup[t] = round(statistics.median(times), 3)
         except Exception as e:  # a missing tool is reported, not fatal
             versions[t] = f"unavailable: {e}"
-    # Which maestro was measured: the source tree the release binary was built from.
-    try:
-        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=30)
-        versions["maestro_commit"] = head.stdout.strip() + (" (src modified)" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
+    # Which maestro was measured (the tree its release binary was built from), and which harness.
+    versions["maestro_commit"] = commit_of("src", "Cargo.toml", "Cargo.lock")
+    versions["harness_commit"] = commit_of("bench", "bench.sh", "testbed")
     results["versions"] = versions
     results["startup_s"] = startup
 
@@ -975,31 +1297,44 @@ def main():
                 rtt = rtt_ms()
                 daemon = daemon_times(bed["ships"][0]["docker_socket"])
                 log(f"round trip through the proxy {rtt:.1f} ms; daemon (ms) {daemon}")
+                logins = None
                 for n, ts in sorted(by_k[k], key=lambda x: (x[0] != args.instances, x[0])):
                     cfg = Config(args, k, n, bed)
-                    floor = machine_floor_s(bed["ships"], n)
-                    log(f"K={k} N={n}: the machine's own floor (s) {floor}")
+                    if logins is None:
+                        logins = traced_login_rtts(cfg, logdir)
+                        log(f"a login's round trips, traced: {logins}")
+                    floor = Floor(bed["ships"], n)
+                    rows = []
                     for tool in ts:
                         if tool == "maestro" and not os.access(args.maestro, os.X_OK):
                             log(f"maestro binary {args.maestro} missing: skipped")
                             continue
                         log(f"K={k} N={n}: {tool}")
                         try:
-                            reps = args.reps_compose if tool == "compose" else args.reps
+                            reps = args.reps_compose if tool.startswith("compose") else args.reps
+                            if tool == "maestrong_tunnel":
+                                reps = min(reps, args.reps_tunnel)
                             if (k, n) != (args.ships, args.instances) and args.grid_reps:
                                 reps = min(reps, args.grid_reps)
-                            r = bench_tool(cfg, tool, reps, logdir)
+                            t0 = time.perf_counter()
+                            r = bench_tool(cfg, tool, reps, logdir, floor.before_rep)
                         except Exception as e:
                             log(f"  {tool} failed: {e}")
                             r = {"error": str(e)}
-                        bounds = {op: round(lower_bound_s(op, rtt, daemon, floor), 4) for op in OPS}
-                        results["runs"].append(
-                            {"tool": tool, "label": TOOL_LABELS[tool], "ships": k, "instances": n,
-                             "rtt_ms": rtt, "daemon_ms": daemon, "floor_s": floor,
-                             "bound_s": bounds, "ops": r}
-                        )
+                        row = {"tool": tool, "label": TOOL_LABELS[tool], "ships": k, "instances": n,
+                               "rtt_ms": rtt, "daemon_ms": daemon, "traced_rtts": logins, "ops": r,
+                               "wall_s": round(time.perf_counter() - t0)}
+                        rows.append(row)
+                        results["runs"].append(row)
+                        for rw in rows:
+                            bounds(rw, floor, logins.get("login", 7))
                         with open(args.out, "w") as f:
                             json.dump(results, f, indent=1)
+                    floor.fill()
+                    for rw in rows:
+                        bounds(rw, floor, logins.get("login", 7))
+                    with open(args.out, "w") as f:
+                        json.dump(results, f, indent=1)
             finally:
                 proxy.stop()
                 bed_down(name)
@@ -1034,16 +1369,88 @@ def main_scale_only(args):
     log(f"wrote the scale rows into {args.out}")
 
 
+def selftest(bed_json):
+    """The harness's own test (run by ./test.sh on the test bed): the docker CLI script must
+    pass every check, and each deliberately broken tool must be marked wrong on the operation it
+    breaks. Uses 2 ships of the bed at their own addresses (no proxy) and only containers named
+    hs-*, so that it can share a bed. Exit status 0 when the harness caught every broken tool."""
+    with open(bed_json) as f:
+        bed = json.load(f)
+    ships = [s for s in bed["ships"] if not s.get("inner") and not s.get("cheap")][:2]
+    if len(ships) < 2:
+        raise SystemExit(f"selftest: {bed_json} has fewer than 2 outer ships with a dockerd each")
+    args = argparse.Namespace(maestro="", delay_ms=0.0)
+    workdir = os.path.join(HERE, "work", f"selftest-{os.getpid()}")
+    cfg = Config(args, len(ships), 8, dict(bed, ships=ships), prefix="hs-", workdir=workdir, direct=True)
+    base = {op: open(cfg.scripts[("docker", op)]).read() for op in OPS}
+    # Each broken tool: the operation it breaks and its script for it (the others are right).
+    swapped = [(svc, i, ships[1]["name"] if k == 0 else sh) for k, (svc, i, sh) in enumerate(cfg.instances)]
+    names = [i for _, i, _ in cfg.instances]
+    broken = {
+        "skips_restart": ("restart", "#!/usr/bin/env bash\nexit 0\n"),
+        "wrong_ship": ("start", docker_scripts(swapped, ships)["start"]),
+        "levels_reversed": ("start", docker_scripts([(LEVELS[-1 - LEVELS.index(svc)], i, sh)
+                                                      for svc, i, sh in cfg.instances], ships)["start"]),
+        "stop_in_start_order": ("stop", docker_scripts([(LEVELS[-1 - LEVELS.index(svc)], i, sh)
+                                                         for svc, i, sh in cfg.instances], ships)["stop"]),
+        "noop_restarts": ("noop_start", "#!/usr/bin/env bash\n" + "".join(
+            f"docker -H ssh://root@{sh['name']} restart -t 0 "
+            + " ".join(i for _, i, x in cfg.instances if x == sh["name"]) + " >/dev/null\n" for sh in ships)),
+        "status_always_up": ("status", "#!/usr/bin/env bash\n" + "".join(f"echo '{n} Up 1 second'\n" for n in names)),
+    }
+    for tool, (op, text) in broken.items():
+        for o in OPS:
+            p = os.path.join(workdir, tool, f"{o}.sh")
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "w") as f:
+                f.write(text if o == op else base[o])
+            os.chmod(p, 0o755)
+            cfg.scripts[(tool, o)] = p
+    logdir = os.path.join(workdir, "logs")
+    os.makedirs(logdir, exist_ok=True)
+    failures = []
+    try:
+        for tool in ["docker", *broken]:
+            r = bench_tool(cfg, tool, 1, logdir)
+            wrong = sorted(op for op in OPS if not r[op]["ok"])
+            want = [broken[tool][0]] if tool in broken else []
+            verdict = "ok" if (want[0] in wrong if want else not wrong) else "MISSED"
+            print(f"selftest: {tool:20} wrong on {', '.join(wrong) or 'nothing'}"
+                  + (f" (expected {want[0]})" if want else " (expected nothing)") + f": {verdict}")
+            for op in wrong:
+                print(f"    {op}: {'; '.join(r[op]['bad'][:2])}")
+            if verdict != "ok":
+                failures.append(tool)
+    finally:
+        remove_all(ships, "hs-")
+    if failures:
+        raise SystemExit(f"selftest: the harness did not catch: {', '.join(failures)} (logs: {logdir})")
+    shutil.rmtree(workdir, ignore_errors=True)
+    print("selftest: the harness marks every broken tool wrong")
+
+
+def commit_of(*paths):
+    """The last commit that changed paths, and whether they differ from it now: results.json
+    says which maestro and which harness made its numbers."""
+    try:
+        last = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%h", "--", *paths],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", *paths],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        return (last or "unknown") + (" (modified)" if dirty else "")
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unknown: {e}"
+
+
 def maestro_version(binary):
     out = {}
     try:
         o = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
         out["version"] = (o.stdout + o.stderr).strip().splitlines()[0]
-        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=30)
-        out["commit"] = head.stdout.strip() + (" (src modified)" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError, IndexError) as e:
         out["error"] = str(e)
+    out["commit"] = commit_of("src", "Cargo.toml", "Cargo.lock")
+    out["harness_commit"] = commit_of("bench", "bench.sh", "testbed")
     return out
 
 

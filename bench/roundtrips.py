@@ -16,36 +16,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
-def turns(trace_path):
-    """{conn: [(ms since accept, bytes sent, bytes received)]}: one entry per round trip the
-    client waited for (its bytes, then the server's answer)."""
-    conns = {}
-    with open(trace_path) as f:
-        for line in f:
-            c, t, d, n = line.split()
-            conns.setdefault(int(c), []).append((float(t), d, int(n)))
-    out = {}
-    for c, events in conns.items():
-        t0 = events[0][0]
-        rounds, sent, got, last = [], 0, 0, None
-        for t, d, n in events[1:]:
-            if n == 0:
-                continue
-            if d == ">" and last == "<":
-                rounds.append((round(t_recv - t0), sent, got))
-                sent, got = 0, 0
-            if d == ">":
-                sent += n
-            else:
-                got += n
-                t_recv = t
-            last = d
-        if got:
-            rounds.append((round(t_recv - t0), sent, got))
-        out[c] = (round(events[-1][0] - t0), rounds)
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--maestro", default=os.path.join(harness.ROOT, "target", "release", "maestro"))
@@ -89,10 +59,12 @@ def main():
             proxy.terminate()
             proxy.wait()
             proxy = None
-            print(f"## maestro {op}: {total:.0f} ms in all, round trip {rtt:.1f} ms, "
-                  f"bound {harness.lower_bound_s(op, rtt, {'list': 0, 'create': 0, 'start': 0, 'stop': 0, 'restart': 0}) * 1000:.0f} ms "
-                  f"({harness.SSH_SETUP_RTTS + harness.API_RTTS[op]} round trips)")
-            for c, (dur, rounds) in sorted(turns(trace).items()):
+            conns = harness.turns(trace)
+            got = sum(len(rounds) for _, rounds in conns.values())
+            print(f"## maestro {op}: {total:.0f} ms in all, round trip {rtt:.1f} ms; {got} round trips traced"
+                  f" on {len(conns)} connection(s), plus the TCP handshake; the model's API part is"
+                  f" {harness.API_RTTS[op]} (bench/harness.py API_RTTS)")
+            for c, (dur, rounds) in sorted(conns.items()):
                 print(f"connection {c}: open {dur} ms, {len(rounds)} round trips the client waited for")
                 for i, (t, sent, got) in enumerate(rounds, 1):
                     print(f"  {i:2}. answer at {t:5} ms ({t / rtt:4.1f} rtt)  client sent {sent:6} B, got {got:6} B")
