@@ -22,15 +22,27 @@ const OPS: [(&str, &str); 5] = [
     ("restart", "restart web"),
     ("stop", "stop"),
 ];
-const TOOLS: [&str; 5] = ["maestro", "maestrong", "docker", "docker_cm", "compose"];
-const COLORS: [RGBColor; 6] = [
+const TOOLS: [&str; 7] = [
+    "maestro",
+    "maestrong",
+    "maestrong_tunnel",
+    "docker",
+    "docker_cm",
+    "compose",
+    "compose_cm",
+];
+// One per tool, then the model's bound (grey).
+const COLORS: [RGBColor; 8] = [
     RGBColor(0x1b, 0x9e, 0x77),
     RGBColor(0xd9, 0x5f, 0x02),
+    RGBColor(0xa6, 0x76, 0x1d),
     RGBColor(0x75, 0x70, 0xb3),
     RGBColor(0xe7, 0x29, 0x8a),
     RGBColor(0x66, 0xa6, 0x1e),
+    RGBColor(0xe6, 0xab, 0x02),
     RGBColor(0x66, 0x66, 0x66),
 ];
+const BOUND: &str = "model bound (a login per command)";
 
 fn main() {
     if let Err(e) = run() {
@@ -71,7 +83,7 @@ fn tools_chart(data: &Value, path: &str) -> Result<(), Error> {
         .into_iter()
         .filter(|r| r["ships"].as_u64() == Some(k) && r["instances"].as_u64() == Some(n))
         .collect();
-    // Series: each tool present, then the lower bound (taken from any row: same bed).
+    // Series: each tool present, then the model's bound for a tool that logs in (maestro's row).
     let mut series: Vec<(String, Vec<Option<f64>>)> = Vec::new();
     for tool in TOOLS {
         if let Some(r) = at_default.iter().find(|r| r["tool"] == tool) {
@@ -81,9 +93,13 @@ fn tools_chart(data: &Value, path: &str) -> Result<(), Error> {
             series.push(("maestro (pending)".into(), vec![None; OPS.len()]));
         }
     }
-    if let Some(r) = at_default.first() {
+    let login_row = at_default
+        .iter()
+        .find(|r| r["tool"] == "maestro")
+        .or(at_default.first());
+    if let Some(r) = login_row {
         series.push((
-            "lower bound".into(),
+            BOUND.into(),
             OPS.iter()
                 .map(|(op, _)| r["bound_s"][op].as_f64())
                 .collect(),
@@ -123,7 +139,7 @@ fn tools_chart(data: &Value, path: &str) -> Result<(), Error> {
         .draw()?;
     let width = 0.8 / series.len().max(1) as f64;
     for (si, (label, values)) in series.iter().enumerate() {
-        let color = COLORS[if label == "lower bound" { 5 } else { si.min(4) }];
+        let color = COLORS[if label == BOUND { 7 } else { si.min(6) }];
         let bars = values.iter().enumerate().filter_map(|(oi, v)| {
             v.map(|v| {
                 let x0 = oi as f64 + 0.1 + si as f64 * width;
