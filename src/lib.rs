@@ -4,14 +4,19 @@
 //! The layers, each knowing only the ones below it:
 //!
 //! - [`cli`]: argument parsing and the one place where errors are reported to the user;
+//! - [`ui`]: between `cli` and `orchestrate`: the renderers of the executor's event stream
+//!   (progress bars, plain lines, JSON). It reads `orchestrate`'s event types, is driven by
+//!   `cli`, and never drives work;
 //! - [`orchestrate`]: the plan (dependency graph, target selection), the executor that runs it
-//!   and the lifecycle checks; it emits typed events;
+//!   and the lifecycle checks; it emits typed events and never prints;
 //! - [`docker`]: what we ask of one ship's Docker daemon;
 //! - [`transport`]: how we reach that daemon (SSH, local socket, TCP/TLS);
-//! - [`config`]: loading, templating and validating the environment file into a typed model,
-//!   which feeds `orchestrate`;
-//! - [`ui`]: renderers of the executor's event stream (progress bars, plain lines, JSON); it
-//!   never drives work.
+//! - [`config`]: beside them all: loading, templating and validating the environment file
+//!   into a typed model, which feeds `orchestrate`.
+
+// Every path of the library can be reached by user input or the network: no unwrap there
+// (tests, compiled with cfg(test), may).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod cli;
 pub mod config;

@@ -107,6 +107,9 @@ struct Serial {
     _home: tempfile::TempDir,
 }
 
+// The one unsafe in the package (see [lints] in Cargo.toml): setting the process environment,
+// which the transport reads, in a test binary whose tests hold a lock while they do.
+#[allow(unsafe_code)]
 fn serial() -> Serial {
     static LOCK: Mutex<()> = Mutex::new(());
     let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
@@ -124,6 +127,7 @@ fn serial() -> Serial {
     }
 }
 
+#[allow(unsafe_code)]
 fn set_env(key: &str, value: &str) {
     // SAFETY: only called while holding the Serial lock.
     unsafe { std::env::set_var(key, value) }

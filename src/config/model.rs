@@ -372,10 +372,6 @@ impl PortRange {
     pub fn is_single(&self) -> bool {
         self.start == self.end
     }
-
-    pub fn overlaps(&self, other: &PortRange) -> bool {
-        self.start <= other.end && other.start <= self.end
-    }
 }
 
 impl fmt::Display for PortRange {
