@@ -43,12 +43,14 @@ timeout 900 python3 bench/harness.py --selftest "$bed_json"
 
 # --- bounded fuzz run of the config loader (reliability; see fuzz/ and docs/reliability.md) ---
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the stable toolchain use them.
+# Seeds: the examples and every test fixture as they are (read only; libFuzzer walks the
+# directories), so that no copy of them goes stale.
 # MAESTRO_SKIP_FUZZ=1 skips it; MAESTRO_FUZZ_SECONDS sets the budget (default 60).
 if [ "${MAESTRO_SKIP_FUZZ:-}" != 1 ]; then
     step "cargo fuzz run config_load (${MAESTRO_FUZZ_SECONDS:-60}s)"
     command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
     mkdir -p fuzz/corpus/config_load
-    RUSTC_BOOTSTRAP=1 cargo fuzz run config_load fuzz/corpus/config_load fuzz/seeds -- \
+    RUSTC_BOOTSTRAP=1 cargo fuzz run config_load fuzz/corpus/config_load examples tests/fixtures -- \
         -max_total_time="${MAESTRO_FUZZ_SECONDS:-60}" -max_len=65536 -timeout=10 -rss_limit_mb=2048
 fi
 # --- end of the fuzz run ---
