@@ -4,6 +4,7 @@
 
 mod convert;
 mod error;
+pub mod graph;
 mod load;
 mod model;
 mod node;

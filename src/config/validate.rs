@@ -12,49 +12,6 @@ pub(crate) fn validate(cx: &mut Cx<'_>, env: &Environment) {
     volume_conflicts(cx, env);
 }
 
-/// Depth-first search for a cycle over `edges`; returns the cycle as names, first = last.
-fn find_cycle(n: usize, edges: &dyn Fn(usize) -> Vec<usize>) -> Option<Vec<usize>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Active,
-        Done,
-    }
-    let mut mark = vec![Mark::New; n];
-    for start in 0..n {
-        if mark[start] != Mark::New {
-            continue;
-        }
-        // Iterative DFS with an explicit path, so deep graphs cannot overflow the stack.
-        let mut stack: Vec<(usize, Vec<usize>, usize)> = vec![(start, edges(start), 0)];
-        mark[start] = Mark::Active;
-        while let Some((node, next, i)) = stack.last_mut() {
-            if let Some(&child) = next.get(*i) {
-                *i += 1;
-                match mark[child] {
-                    Mark::Active => {
-                        let from = stack.iter().position(|(v, _, _)| *v == child).unwrap_or(0);
-                        let mut cycle: Vec<usize> =
-                            stack[from..].iter().map(|(v, _, _)| *v).collect();
-                        cycle.push(child);
-                        return Some(cycle);
-                    }
-                    Mark::New => {
-                        mark[child] = Mark::Active;
-                        let e = edges(child);
-                        stack.push((child, e, 0));
-                    }
-                    Mark::Done => {}
-                }
-            } else {
-                mark[*node] = Mark::Done;
-                stack.pop();
-            }
-        }
-    }
-    None
-}
-
 fn service_cycles(cx: &mut Cx<'_>, env: &Environment) {
     let index = |name: &str| env.services.iter().position(|s| s.name == name);
     let edges = |i: usize| -> Vec<usize> {
@@ -65,7 +22,8 @@ fn service_cycles(cx: &mut Cx<'_>, env: &Environment) {
             .filter_map(|r| index(r))
             .collect()
     };
-    if let Some(cycle) = find_cycle(env.services.len(), &edges) {
+    let deps: Vec<Vec<usize>> = (0..env.services.len()).map(edges).collect();
+    if let Err(super::graph::Cycle { cycle, .. }) = super::graph::toposort_all(&deps) {
         let names: Vec<&str> = cycle
             .iter()
             .map(|&i| env.services[i].name.as_str())
@@ -131,7 +89,8 @@ fn instance_cycles(cx: &mut Cx<'_>, env: &Environment) {
         deps.dedup();
         deps
     };
-    if let Some(cycle) = find_cycle(all.len(), &edges) {
+    let deps: Vec<Vec<usize>> = (0..all.len()).map(edges).collect();
+    if let Err(super::graph::Cycle { cycle, .. }) = super::graph::toposort_all(&deps) {
         let names: Vec<&str> = cycle.iter().map(|&i| all[i].name.as_str()).collect();
         // A pure service cycle was already reported with service names.
         let via_service_only = cycle.windows(2).all(|w| {

@@ -49,6 +49,7 @@ use tokio::task::JoinSet;
 
 pub use super::events::Direction;
 use super::events::{EventKind, EventSink, JobInfo, Outcome, Step};
+use crate::config::graph::{Cycle, toposort_all};
 
 /// One unit of work: usually one instance of a service on its ship.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -594,37 +595,27 @@ impl Graph {
                         len,
                     });
                 }
+                // Waiting on oneself is no wait, as for the planner and the validator
+                // (config::graph).
+                if dep == job {
+                    continue;
+                }
                 requires[job].push(dep);
                 required_by[dep].push(job);
             }
+        }
+        // Whatever no order can release sits on (or behind) a cycle, and would otherwise wait
+        // for ever. The same walk as the planner's and the validator's; a cycle is one in
+        // either direction.
+        if let Err(Cycle { stuck, .. }) = toposort_all(&requires) {
+            let instances = stuck.iter().map(|&j| jobs[j].instance.clone()).collect();
+            return Err(ExecError::Cycle { instances });
         }
         let (waits_on, unblocks) = match direction {
             Direction::Forward => (requires, required_by),
             Direction::Reverse => (required_by, requires),
         };
         let waiting: Vec<usize> = waits_on.iter().map(Vec::len).collect();
-
-        // Kahn's algorithm: whatever is never released sits on (or behind) a cycle, and
-        // would otherwise wait forever.
-        let mut remaining = waiting.clone();
-        let mut queue: VecDeque<usize> = (0..len).filter(|&j| remaining[j] == 0).collect();
-        let mut released = 0;
-        while let Some(job) = queue.pop_front() {
-            released += 1;
-            for &next in &unblocks[job] {
-                remaining[next] -= 1;
-                if remaining[next] == 0 {
-                    queue.push_back(next);
-                }
-            }
-        }
-        if released < len {
-            let instances = (0..len)
-                .filter(|&j| remaining[j] > 0)
-                .map(|j| jobs[j].instance.clone())
-                .collect();
-            return Err(ExecError::Cycle { instances });
-        }
         Ok(Graph { unblocks, waiting })
     }
 }

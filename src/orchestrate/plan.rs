@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::config::Environment;
+use crate::config::graph::{Cycle, toposort};
 
 /// One instance (container) in the dependency graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +133,7 @@ impl Graph {
     pub fn topological_order(&self) -> Result<Vec<usize>, PlanError> {
         let all: Vec<usize> = (0..self.nodes.len()).collect();
         let deps: Vec<Vec<usize>> = self.nodes.iter().map(|n| n.deps.clone()).collect();
-        toposort(&all, &deps).map_err(|cycle| {
+        toposort(&all, &deps).map_err(|Cycle { cycle, .. }| {
             PlanError::Cycle(
                 cycle
                     .into_iter()
@@ -155,56 +156,6 @@ impl Graph {
         }
         seen
     }
-}
-
-/// Kahn's algorithm over `nodes` (indices into `deps`), lowest index first among the ready
-/// ones; on a cycle, returns one cycle (first = last).
-fn toposort(nodes: &[usize], deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
-    let size = deps.len();
-    let mut member = vec![false; size];
-    for &n in nodes {
-        member[n] = true;
-    }
-    let mut waiting = vec![0usize; size];
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); size];
-    for &n in nodes {
-        for &d in &deps[n] {
-            if member[d] && d != n {
-                waiting[n] += 1;
-                dependents[d].push(n);
-            }
-        }
-    }
-    let mut ready: BTreeSet<usize> = nodes.iter().copied().filter(|n| waiting[*n] == 0).collect();
-    let mut order = Vec::with_capacity(nodes.len());
-    while let Some(n) = ready.pop_first() {
-        order.push(n);
-        for &m in &dependents[n] {
-            waiting[m] -= 1;
-            if waiting[m] == 0 {
-                ready.insert(m);
-            }
-        }
-    }
-    if order.len() == nodes.len() {
-        return Ok(order);
-    }
-    // Walk unfinished dependencies from an unfinished node until one repeats.
-    let mut path: Vec<usize> = Vec::new();
-    let mut current = nodes.iter().copied().find(|n| waiting[*n] > 0);
-    while let Some(c) = current {
-        if let Some(pos) = path.iter().position(|p| *p == c) {
-            let mut cycle = path[pos..].to_vec();
-            cycle.push(c);
-            return Err(cycle);
-        }
-        path.push(c);
-        current = deps[c]
-            .iter()
-            .copied()
-            .find(|d| member[*d] && waiting[*d] > 0);
-    }
-    Err(path)
 }
 
 /// Which way a command walks the graph.
@@ -400,7 +351,7 @@ pub fn select(env: &Environment, graph: &Graph, sel: &Selection) -> Result<Plan,
         }
     }
     let nodes: Vec<usize> = chosen.iter().copied().collect();
-    let order = toposort(&nodes, &edges).map_err(|cycle| {
+    let order = toposort(&nodes, &edges).map_err(|Cycle { cycle, .. }| {
         PlanError::Cycle(
             cycle
                 .into_iter()
@@ -867,11 +818,5 @@ services:
         assert_eq!(names(&stop), vec!["web-1", "kafka-1", "zk-1"]);
         assert_eq!(names(&start), vec!["zk-1", "kafka-1", "web-1"]);
         assert_eq!(start.direction, Direction::Forward);
-    }
-
-    #[test]
-    fn toposort_reports_cycles() {
-        let deps = vec![vec![1], vec![2], vec![0]];
-        assert_eq!(toposort(&[0, 1, 2], &deps), Err(vec![0, 1, 2, 0]));
     }
 }
