@@ -685,75 +685,11 @@ async fn ensure_network_is_idempotent_under_concurrency() -> TestResult {
     Ok(())
 }
 
-/// Debian's docker-registry with htpasswd auth, listening on 127.0.0.1:5000 inside the ship's
-/// network namespace (the daemon allows plain HTTP to loopback registries). Killed on drop.
-struct Registry {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    const ADDRESS: &'static str = "127.0.0.1:5000";
-
-    fn start(
-        bed: &Bed,
-        user: &str,
-        password: &str,
-    ) -> Result<Registry, Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let htpasswd = Command::new("htpasswd")
-            .args(["-Bbn", user, password])
-            .output()?;
-        if !htpasswd.status.success() {
-            return Err("htpasswd failed".into());
-        }
-        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout)?;
-        std::fs::create_dir_all(dir.path().join("data"))?;
-        let config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {address}\nauth:\n  htpasswd:\n    realm: maestro\n    path: {htpasswd}\n",
-            data = dir.path().join("data").display(),
-            address = Self::ADDRESS,
-            htpasswd = dir.path().join("htpasswd").display(),
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config)?;
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", bed.netns))
-            .arg("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        let registry = Registry { child, _dir: dir };
-        // Ready when the daemon can reach it (an unauthorized answer is an answer).
-        for _ in 0..50 {
-            let probe = Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{}", bed.netns))
-                .args(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/5000"])
-                .stderr(std::process::Stdio::null())
-                .status()?;
-            if probe.success() {
-                return Ok(registry);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err("the registry did not come up".into())
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn pull_from_a_private_registry() -> TestResult {
     let bed = Bed::up("dk-pull")?;
     let ship = bed.ship().await?;
-    let _registry = Registry::start(&bed, "maestro", "s3cret")?;
+    let _registry = common::PrivateRegistry::start(&bed.netns, "maestro", "s3cret")?;
     let client_config = tempfile::tempdir()?;
     let cli = |args: &[&str]| {
         bed.docker_cli(args, Some(client_config.path()))
@@ -761,7 +697,7 @@ async fn pull_from_a_private_registry() -> TestResult {
     };
 
     // An image with a layer of its own, so that the pull really downloads something.
-    let image = format!("{}/maestro/app:1", Registry::ADDRESS);
+    let image = format!("{}/maestro/app:1", common::PrivateRegistry::ADDRESS);
     cli(&[
         "run",
         "--name",
@@ -780,7 +716,7 @@ async fn pull_from_a_private_registry() -> TestResult {
         .arg(format!(
             "echo s3cret | docker -H unix://{} login -u maestro --password-stdin {}",
             bed.socket,
-            Registry::ADDRESS
+            common::PrivateRegistry::ADDRESS
         ))
         .env("DOCKER_CONFIG", client_config.path())
         .output()?;
@@ -833,7 +769,7 @@ async fn pull_from_a_private_registry() -> TestResult {
     // The credentials `docker login` left in the client config work.
     let credentials = Credentials::from_docker_config_file(
         &client_config.path().join("config.json"),
-        Registry::ADDRESS,
+        common::PrivateRegistry::ADDRESS,
     )?
     .ok_or("no credentials in the client config")?;
     assert_eq!(credentials.username, "maestro");

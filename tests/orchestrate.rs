@@ -654,66 +654,6 @@ services:
     let _ = bed.docker_cli(&ships.ship1.name, &["rm", "-f", "alone-1"]);
 }
 
-/// Debian's docker-registry with htpasswd auth on 127.0.0.1:5000 inside a ship's network
-/// namespace (the daemon allows plain HTTP to loopback registries). Killed on drop.
-struct Registry {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    const ADDRESS: &'static str = "127.0.0.1:5000";
-
-    fn start(netns: &str, user: &str, password: &str) -> Registry {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let htpasswd = Command::new("htpasswd")
-            .args(["-Bbn", user, password])
-            .output()
-            .unwrap_or_else(|e| panic!("htpasswd: {e}"));
-        assert!(htpasswd.status.success(), "htpasswd failed");
-        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout)
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::create_dir_all(dir.path().join("data")).unwrap_or_else(|e| panic!("{e}"));
-        let config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {address}\nauth:\n  htpasswd:\n    realm: maestro\n    path: {htpasswd}\n",
-            data = dir.path().join("data").display(),
-            address = Self::ADDRESS,
-            htpasswd = dir.path().join("htpasswd").display(),
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{netns}"))
-            .arg("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("docker-registry: {e}"));
-        let registry = Registry { child, _dir: dir };
-        for _ in 0..100 {
-            let probe = Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{netns}"))
-                .args(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/5000"])
-                .stderr(std::process::Stdio::null())
-                .status();
-            if probe.is_ok_and(|s| s.success()) {
-                return registry;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("the registry did not come up");
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `pull` and `start` get an image from a private registry with the file's `registries`
 /// credentials; without them the job fails and says why.
 #[test]
@@ -721,7 +661,8 @@ fn pull_from_a_private_registry_with_the_files_credentials() {
     let bed = bed();
     let ships = ships(&bed);
     let ship = &ships.ship1;
-    let _registry = Registry::start(&ship.netns, "maestro", "s3cret");
+    let _registry = common::PrivateRegistry::start(&ship.netns, "maestro", "s3cret")
+        .unwrap_or_else(|e| panic!("{e}"));
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let client_config = work.path().join("docker-config");
     std::fs::create_dir_all(&client_config).unwrap_or_else(|e| panic!("{e}"));
@@ -741,7 +682,7 @@ fn pull_from_a_private_registry_with_the_files_credentials() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let image = format!("{}/maestro/pulled:1", Registry::ADDRESS);
+    let image = format!("{}/maestro/pulled:1", common::PrivateRegistry::ADDRESS);
     let _ = Command::new("docker")
         .args(["-H", &socket, "rm", "-f", "orch-builder", "pulled-1"])
         .output();
@@ -762,7 +703,7 @@ fn pull_from_a_private_registry_with_the_files_credentials() {
         .arg("-c")
         .arg(format!(
             "echo s3cret | docker -H {socket} login -u maestro --password-stdin {}",
-            Registry::ADDRESS
+            common::PrivateRegistry::ADDRESS
         ))
         .env("DOCKER_CONFIG", &client_config)
         .output()
@@ -788,7 +729,7 @@ ships:
     image: {image}
     instances: {{pulled-1: {{ship: a, command: sleep 3600, stop_timeout: 1}}}}
 "#,
-            address = Registry::ADDRESS,
+            address = common::PrivateRegistry::ADDRESS,
             ship_entry = bed.ship_yaml(&ship.name, "a"),
         )
     };

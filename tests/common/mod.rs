@@ -726,3 +726,70 @@ pub fn maestro(home: &Path) -> Command {
         .stdin(Stdio::null());
     cmd
 }
+
+/// A `docker-registry` with htpasswd auth that a test starts inside one ship's namespace, on
+/// [`PrivateRegistry::ADDRESS`] there (the bed's own registry is shared; this one is the
+/// test's alone, for pulls with credentials; the daemon allows plain HTTP to a loopback
+/// registry). Stopped on drop.
+pub struct PrivateRegistry {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRegistry {
+    pub const ADDRESS: &'static str = "127.0.0.1:5000";
+
+    /// Starts it in network namespace `netns` with one user, and waits until it accepts
+    /// connections there (an unauthorized answer is an answer).
+    pub fn start(netns: &str, user: &str, password: &str) -> Result<PrivateRegistry, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .map_err(|e| format!("htpasswd: {e}"))?;
+        if !htpasswd.status.success() {
+            return Err("htpasswd failed".into());
+        }
+        let write = |name: &str, bytes: &[u8]| {
+            std::fs::write(dir.path().join(name), bytes).map_err(|e| format!("{name}: {e}"))
+        };
+        write("htpasswd", &htpasswd.stdout)?;
+        std::fs::create_dir_all(dir.path().join("data")).map_err(|e| format!("data: {e}"))?;
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {address}\nauth:\n  htpasswd:\n    realm: maestro\n    path: {htpasswd}\n",
+            data = dir.path().join("data").display(),
+            address = Self::ADDRESS,
+            htpasswd = dir.path().join("htpasswd").display(),
+        );
+        write("config.yml", config.as_bytes())?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{netns}"))
+            .arg("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("docker-registry: {e}"))?;
+        let registry = PrivateRegistry { child, _dir: dir };
+        for _ in 0..100 {
+            let probe = Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{netns}"))
+                .args(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/5000"])
+                .stderr(Stdio::null())
+                .status();
+            if probe.is_ok_and(|s| s.success()) {
+                return Ok(registry);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err("the registry did not come up within 10 s".into())
+    }
+}
+
+impl Drop for PrivateRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
