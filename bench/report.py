@@ -20,15 +20,6 @@ OPS = [
     ("stop", "stop"),
 ]
 TOOLS = ["maestro", "maestrong", "maestrong_tunnel", "docker", "docker_cm", "compose", "compose_cm"]
-TOOL_LABEL_SHORT = {
-    "maestro": "maestro",
-    "maestrong": "MaestroNG",
-    "maestrong_tunnel": "MaestroNG's ssh_tunnel",
-    "docker": "docker CLI",
-    "docker_cm": "docker CLI + ControlMaster",
-    "compose": "compose",
-    "compose_cm": "compose + ControlMaster",
-}
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 
@@ -293,13 +284,13 @@ def main():
     w("```")
     w("")
     took = minutes(data.get("started"), data.get("finished"))
-    walls = {r["tool"]: r.get("wall_s") for r in at_default.values() if r.get("wall_s")}
+    walls = {r["label"]: r.get("wall_s") for r in at_default.values() if r.get("wall_s")}
     grid_wall = sum(r.get("wall_s") or 0 for r in runs if (r["ships"], r["instances"]) != (k, n))
     sc = data.get("scale") or {}
     scale_took = minutes(sc.get("started"), sc.get("finished"))
     if took is not None:
         w(f"The committed run took {took} minutes on its {data.get('host', {}).get('nproc')}-CPU machine"
-          + (f" (at K={k} N={n}: " + ", ".join(f"{TOOL_LABEL_SHORT.get(t, t)} {v / 60:.0f} min" for t, v in walls.items()) + ")"
+          + (f" (at K={k} N={n}: " + ", ".join(f"{t} {v / 60:.0f} min" for t, v in walls.items()) + ")"
              if walls else "")
           + (f"; maestro's grid {grid_wall / 60:.0f} min" if grid_wall else "")
           + (f"; the scale rows {scale_took} min more" if scale_took is not None else "")
