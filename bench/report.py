@@ -223,6 +223,8 @@ def ratio_cell(r, op):
     m, lo, hi = med(r, op), r["bound_s"][op], r.get("bound_hi_s", r["bound_s"])[op]
     if m is None:
         return "—"
+    if not cell_ok(r, op):
+        return "✗"  # a wrong run has no speed
     text = fmt_x(m / lo)
     if abs(hi - lo) / lo >= 0.005:
         text += f" <sub>({fmt_x(m / hi)}–{fmt_x(m / lo)})</sub>"
@@ -361,8 +363,14 @@ def main():
     tr = (any_row or {}).get("traced_rtts") or {}
     login = (any_row or {}).get("setup_rtts") if any_row and any_row["tool"] == "maestro" else tr.get("login")
     w("A model, not a physical limit: it counts the round trips a tool cannot avoid and adds the daemons'"
-      " own work, both measured on this run's bed. A tool can come in under it where the model charges"
-      " something the tool overlaps; such a ratio under 1.0× is shown as it is.")
+      " own work, both measured on this run's bed. A tool can come in under it: the floor is measured by"
+      " the harness's own Python client (a thread per container), whose overhead is part of the floor,"
+      " and a round trip the model charges may overlap another in a tool. Such a ratio under 1.0× is"
+      " shown as it is.")
+    under = sorted({(r["label"], r["ships"], r["instances"], label) for r in runs for op, label in OPS
+                    if med(r, op) and cell_ok(r, op) and med(r, op) < r["bound_s"][op]})
+    if under:
+        w(" In this run: " + "; ".join(f"{lb} at K={kk} N={nn}, {opl}" for lb, kk, nn, opl in under) + ".")
     w("")
     w(f"- **SSH, counted from a trace.** The harness puts a tracing proxy in front of one ship and counts every"
       f" wait of the client for the server on the connection (bench/harness.py `traced_login_rtts`). From a TCP"
@@ -397,12 +405,11 @@ def main():
     if any_row:
         fl = any_row.get("floor_samples") or []
         w(f"Measured at K={k}, N={n}: round trip **{any_row['rtt_ms']:.1f} ms**, daemon (ms): "
-          + ", ".join(f"{a} {b:g}" for a, b in any_row["daemon_ms"].items()) + ".")
-        if fl:
-            w(f" The machine's floor, {len(fl)} samples (s): "
-              + "; ".join(f"{op} {min(x[op] for x in fl):g}–{max(x[op] for x in fl):g}"
-                          f" (spread {100 * (max(x[op] for x in fl) / min(x[op] for x in fl) - 1):.0f}%)"
-                          for op in fl[0]) + ".")
+          + ", ".join(f"{a} {b:g}" for a, b in any_row["daemon_ms"].items()) + "."
+          + (f" The machine's floor, {len(fl)} samples (s): "
+             + "; ".join(f"{op} {min(x[op] for x in fl):g}–{max(x[op] for x in fl):g}"
+                         f" (spread {100 * (max(x[op] for x in fl) / min(x[op] for x in fl) - 1):.0f}%)"
+                         for op in fl[0]) + "." if fl else ""))
     w("")
     host = data.get("host", {})
     w(f"**Machine.** {host.get('nproc')} CPUs shared with other work; load average at the start"
@@ -436,6 +443,8 @@ def main():
             o = r["ops"][op]
             if o.get("median_s") is None:
                 cells.append("not run ✗")
+            elif -9 in (o.get("exit") or []):
+                cells.append(f"killed at {fmt_s(max(o['runs']))} ✗")
             else:
                 logins = statistics.median(o.get("ssh_logins") or [0])
                 cells.append(f"{fmt_s(o['median_s'])}{'' if o['ok'] else ' ✗'} <sub>{logins:g} ssh</sub>")
@@ -472,7 +481,7 @@ def main():
             cells = []
             for op, _ in OPS:
                 a, b = med(r, op), med(maestro, op)
-                cells.append("—" if a is None or not b else fmt_x(a / b) + ("" if cell_ok(r, op) else " ✗"))
+                cells.append("—" if a is None or not b else fmt_x(a / b) if cell_ok(r, op) else "✗")
             w(f"| {r['label']} | " + " | ".join(cells) + " |")
         w("")
     startup = data.get("startup_s", {})
