@@ -1,43 +1,25 @@
 //! start, up, stop, down, kill, restart, pull, clean: the commands that change ships.
 //!
-//! Each loads the environment, selects the instances (dependencies widened or ignored as
-//! asked, in the command's direction), connects to every ship the selection touches at once,
-//! and runs the executor with the matching operation while a renderer shows the events.
-//! A ship that cannot be reached fails its own instances (and skips what waits on them); the
-//! rest of the run goes on.
+//! Glue: each reads what was asked into an [`orchestrate::lifecycle::Request`] and a
+//! selection, checks the guards that MaestroNG users expect (`-a` for everything, `-s` for a
+//! whole service), and hands the sequence to `orchestrate::lifecycle` while a renderer shows
+//! its events. A ship that cannot be reached fails its own instances (and skips what waits on
+//! them); the rest of the run goes on.
+//!
+//! [`orchestrate::lifecycle::Request`]: crate::orchestrate::lifecycle::Request
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::super::{Cli, CliError, Command, Output, Things};
 use super::{load, runtime};
 use crate::config::Environment;
 use crate::orchestrate::events::EventSink;
-use crate::orchestrate::executor::{self, Limits, RunSpec, Summary};
-use crate::orchestrate::fleet::{ConnectOptions, Fleet};
-use crate::orchestrate::ops::{self, Action, LifecycleOp};
-use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
+use crate::orchestrate::executor::{self, Limits};
+use crate::orchestrate::fleet::ConnectOptions;
+use crate::orchestrate::lifecycle::{self, Request};
+use crate::orchestrate::ops::Action;
+use crate::orchestrate::plan::{Direction, Graph, Plan, Selection};
 use crate::ui::{self, RenderMode};
-
-/// What the command line asked for, reduced to what the runs need.
-#[derive(Debug, Clone)]
-enum Request {
-    /// One run of one action over one plan.
-    Single {
-        command: &'static str,
-        action: Action,
-        direction: Direction,
-        /// Pull has no ordering to respect.
-        ignore_dependencies: bool,
-    },
-    Restart {
-        step_delay: Option<Duration>,
-        stop_start_delay: Option<Duration>,
-        only_if_changed: bool,
-        refresh_images: bool,
-    },
-}
 
 /// stop, kill and restart act on everything only when asked to with `-a`, as in MaestroNG.
 fn require_names_or_all(command: &str, things: &Things) -> Result<(), CliError> {
@@ -183,14 +165,14 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
     })
 }
 
-fn selection(things: &Things, direction: Direction, ignore_dependencies: bool) -> Selection {
+fn selection(things: &Things, request: &Request) -> Selection {
     Selection {
         names: things.names.clone(),
         container_filter: things.container_filter.clone(),
         ship_filter: things.ship_filter.clone(),
         with_dependencies: things.with_dependencies,
-        ignore_dependencies: things.ignore_dependencies || ignore_dependencies,
-        direction,
+        ignore_dependencies: things.ignore_dependencies || request.ignores_dependencies(),
+        direction: request.direction(),
         include_omitted: false,
     }
 }
@@ -223,162 +205,31 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
     }
     let graph = Graph::new(&env);
     graph.topological_order()?;
-    let plans: Vec<Plan> = match &request {
-        Request::Single {
-            direction,
-            ignore_dependencies,
-            ..
-        } => vec![plan::select(
-            &env,
-            &graph,
-            &selection(&things, *direction, *ignore_dependencies),
-        )?],
-        Request::Restart { step_delay, .. } => {
-            // -d widens a restart to the dependents, whichever half runs.
-            let (stop, start) =
-                plan::select_restart(&env, &graph, &selection(&things, Direction::Reverse, false))?;
-            // Nothing to stop means nothing to restart (the start half's names would be empty,
-            // which selects everything).
-            let start = if stop.is_empty() {
-                Plan::default()
-            } else {
-                start
-            };
-            if step_delay.is_some() {
-                vec![start]
-            } else {
-                vec![stop, start]
-            }
-        }
-    };
+    let plans: Vec<Plan> = lifecycle::plan(&env, &graph, &request, &selection(&things, &request))?;
     let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
     };
+    let limits = limits(&env, &things);
     let mode = render_mode(cli);
-    runtime()?.block_on(run_async(env, &things, request, plans, options, mode))
-}
-
-/// The ships the plans touch; each connects when the run first needs a ship.
-fn fleet(env: &Environment, plans: &[Plan], options: ConnectOptions) -> Fleet {
-    let ships: BTreeSet<&str> = plans
-        .iter()
-        .flat_map(|p| p.steps.iter().map(|s| s.ship.as_str()))
-        .collect();
-    let names: Vec<&str> = ships.into_iter().collect();
-    Fleet::new(env, &names, options)
+    runtime()?.block_on(run_async(env, request, plans, limits, options, mode))
 }
 
 async fn run_async(
     env: Arc<Environment>,
-    things: &Things,
     request: Request,
     plans: Vec<Plan>,
+    limits: Limits,
     options: ConnectOptions,
     mode: RenderMode,
 ) -> Result<i32, CliError> {
     let cancel = executor::interrupt_on_ctrl_c();
     let (sink, events) = EventSink::new();
-    let fleet = Arc::new(fleet(&env, &plans, options).with_events(sink.clone()));
     let renderer = tokio::spawn(ui::render(events, mode, std::io::stdout()));
-    let limits = limits(&env, things);
-    let mut summaries: Vec<Summary> = Vec::new();
-    let run = |command: &str, plan: &Plan, action: Action, limits: Limits| {
-        let (jobs, direction) = ops::jobs_of(plan);
-        let op = Arc::new(LifecycleOp::new(
-            Arc::clone(&env),
-            Arc::clone(&fleet),
-            &jobs,
-            action,
-        ));
-        let spec = RunSpec {
-            command: command.to_string(),
-            jobs,
-            direction,
-            limits,
-        };
-        executor::run(spec, op, sink.clone(), cancel.clone())
-    };
-    let outcome: Result<(), CliError> = async {
-        match request {
-            Request::Single {
-                command, action, ..
-            } => {
-                if let Some(plan) = plans.first() {
-                    summaries.push(run(command, plan, action, limits).await.map_err(failed)?);
-                }
-            }
-            Request::Restart {
-                step_delay: Some(step_delay),
-                stop_start_delay,
-                only_if_changed,
-                refresh_images,
-            } => {
-                // Rolling: one instance at a time, each stopped then started.
-                if let Some(plan) = plans.first() {
-                    let action = Action::RestartUnit {
-                        refresh_images,
-                        only_if_changed,
-                        stop_start_delay: stop_start_delay.unwrap_or_default(),
-                        step_delay,
-                    };
-                    let one_at_a_time = Limits {
-                        global: 1,
-                        ..limits
-                    };
-                    summaries.push(
-                        run("restart", plan, action, one_at_a_time)
-                            .await
-                            .map_err(failed)?,
-                    );
-                }
-            }
-            Request::Restart {
-                step_delay: None,
-                stop_start_delay,
-                only_if_changed,
-                refresh_images,
-            } => {
-                let (Some(stop), Some(start)) = (plans.first(), plans.get(1)) else {
-                    return Ok(());
-                };
-                let stop_action = if only_if_changed {
-                    Action::StopIfChanged { refresh_images }
-                } else {
-                    Action::Stop
-                };
-                let stopped = run("restart (stop)", stop, stop_action, limits.clone())
-                    .await
-                    .map_err(failed)?;
-                let interrupted = stopped.interrupted;
-                summaries.push(stopped);
-                if interrupted {
-                    return Ok(());
-                }
-                if let Some(delay) = stop_start_delay {
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = cancel.cancelled() => return Ok(()),
-                    }
-                }
-                let start_action = Action::Start {
-                    // The stop half already pulled when it compared images.
-                    refresh_images: refresh_images && !only_if_changed,
-                    reuse: false,
-                };
-                summaries.push(
-                    run("restart (start)", start, start_action, limits)
-                        .await
-                        .map_err(failed)?,
-                );
-            }
-        }
-        Ok(())
-    }
-    .await;
-    fleet.close().await;
-    drop(sink);
+    // The sequence owns the sink: when it returns, the event stream ends and the renderer
+    // finishes.
+    let outcome = lifecycle::run(env, request, plans, limits, options, sink, cancel).await;
     let rendered = renderer.await;
-    outcome?;
+    let summaries = outcome.map_err(failed)?;
     rendered.map_err(std::io::Error::other)??;
     Ok(executor::combined_exit_code(&summaries))
 }

@@ -1,0 +1,200 @@
+//! The sequences of the commands that change ships: one run of one action over one plan, or
+//! a restart (stop, then a delay that Ctrl-C cuts short, then start; or rolling, one instance
+//! at a time, each stopped then started).
+//!
+//! The CLI says what was asked ([`Request`]) and which instances ([`Selection`]); this
+//! module plans it ([`plan`]), connects the ships the plans touch as the run first needs
+//! each one (one [`Fleet`] for the whole sequence), runs the executor, and returns the
+//! summaries. It never prints: the events go to the sink, whose renderer is the caller's.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::events::EventSink;
+use super::executor::{self, Cancel, ExecError, Limits, RunSpec, Summary};
+use super::fleet::{ConnectOptions, Fleet};
+use super::ops::{self, Action, LifecycleOp};
+use super::plan::{self, Direction, Graph, Plan, PlanError, Selection};
+use crate::config::Environment;
+
+/// What the command line asked for, reduced to what the runs need.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// One run of one action over one plan.
+    Single {
+        command: &'static str,
+        action: Action,
+        direction: Direction,
+        /// Pull has no ordering to respect.
+        ignore_dependencies: bool,
+    },
+    Restart {
+        /// Rolling: one instance at a time, this long between two.
+        step_delay: Option<Duration>,
+        stop_start_delay: Option<Duration>,
+        only_if_changed: bool,
+        refresh_images: bool,
+    },
+}
+
+impl Request {
+    /// The direction in which the request selects its instances.
+    pub fn direction(&self) -> Direction {
+        match self {
+            Request::Single { direction, .. } => *direction,
+            Request::Restart { .. } => Direction::Reverse,
+        }
+    }
+
+    /// Whether the request ignores dependencies whatever the selection says (pull).
+    pub fn ignores_dependencies(&self) -> bool {
+        matches!(
+            self,
+            Request::Single {
+                ignore_dependencies: true,
+                ..
+            }
+        )
+    }
+}
+
+/// The plans `request` runs, in order, for `selection` (whose direction and dependency
+/// handling [`Request::direction`] and [`Request::ignores_dependencies`] set): one for a
+/// single action or a rolling restart, two (stop, then start) for a restart.
+pub fn plan(
+    env: &Environment,
+    graph: &Graph,
+    request: &Request,
+    selection: &Selection,
+) -> Result<Vec<Plan>, PlanError> {
+    match request {
+        Request::Single { .. } => Ok(vec![plan::select(env, graph, selection)?]),
+        Request::Restart { step_delay, .. } => {
+            // -d widens a restart to the dependents, whichever half runs.
+            let (stop, start) = plan::select_restart(env, graph, selection)?;
+            // Nothing to stop means nothing to restart (the start half's names would be
+            // empty, which selects everything).
+            let start = if stop.is_empty() {
+                Plan::default()
+            } else {
+                start
+            };
+            Ok(if step_delay.is_some() {
+                vec![start]
+            } else {
+                vec![stop, start]
+            })
+        }
+    }
+}
+
+/// Runs `plans` (from [`plan`]) as `request` says, with one fleet for the ships they touch,
+/// and returns every run's summary. A restart stops at its stop half when that half was
+/// interrupted, and Ctrl-C during the delay between the halves ends it there.
+pub async fn run(
+    env: Arc<Environment>,
+    request: Request,
+    plans: Vec<Plan>,
+    limits: Limits,
+    options: ConnectOptions,
+    sink: EventSink,
+    cancel: Cancel,
+) -> Result<Vec<Summary>, ExecError> {
+    let fleet = Arc::new(fleet(&env, &plans, options).with_events(sink.clone()));
+    let run = |command: &str, plan: &Plan, action: Action, limits: Limits| {
+        let (jobs, direction) = ops::jobs_of(plan);
+        let op = Arc::new(LifecycleOp::new(
+            Arc::clone(&env),
+            Arc::clone(&fleet),
+            &jobs,
+            action,
+        ));
+        let spec = RunSpec {
+            command: command.to_string(),
+            jobs,
+            direction,
+            limits,
+        };
+        executor::run(spec, op, sink.clone(), cancel.clone())
+    };
+    let mut summaries: Vec<Summary> = Vec::new();
+    let outcome: Result<(), ExecError> = async {
+        match request {
+            Request::Single {
+                command, action, ..
+            } => {
+                if let Some(plan) = plans.first() {
+                    summaries.push(run(command, plan, action, limits).await?);
+                }
+            }
+            Request::Restart {
+                step_delay: Some(step_delay),
+                stop_start_delay,
+                only_if_changed,
+                refresh_images,
+            } => {
+                if let Some(plan) = plans.first() {
+                    let action = Action::RestartUnit {
+                        refresh_images,
+                        only_if_changed,
+                        stop_start_delay: stop_start_delay.unwrap_or_default(),
+                        step_delay,
+                    };
+                    let one_at_a_time = Limits {
+                        global: 1,
+                        ..limits
+                    };
+                    summaries.push(run("restart", plan, action, one_at_a_time).await?);
+                }
+            }
+            Request::Restart {
+                step_delay: None,
+                stop_start_delay,
+                only_if_changed,
+                refresh_images,
+            } => {
+                let (Some(stop), Some(start)) = (plans.first(), plans.get(1)) else {
+                    return Ok(());
+                };
+                let stop_action = if only_if_changed {
+                    Action::StopIfChanged { refresh_images }
+                } else {
+                    Action::Stop
+                };
+                let stopped = run("restart (stop)", stop, stop_action, limits.clone()).await?;
+                let interrupted = stopped.interrupted;
+                summaries.push(stopped);
+                if interrupted {
+                    return Ok(());
+                }
+                if let Some(delay) = stop_start_delay {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => return Ok(()),
+                    }
+                }
+                let start_action = Action::Start {
+                    // The stop half already pulled when it compared images.
+                    refresh_images: refresh_images && !only_if_changed,
+                    reuse: false,
+                };
+                summaries.push(run("restart (start)", start, start_action, limits).await?);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    fleet.close().await;
+    outcome.map(|()| summaries)
+}
+
+/// The ships the plans touch; each connects when the run first needs a ship.
+fn fleet(env: &Environment, plans: &[Plan], options: ConnectOptions) -> Fleet {
+    let ships: BTreeSet<&str> = plans
+        .iter()
+        .flat_map(|p| p.steps.iter().map(|s| s.ship.as_str()))
+        .collect();
+    let names: Vec<&str> = ships.into_iter().collect();
+    Fleet::new(env, &names, options)
+}
