@@ -219,13 +219,10 @@ fn https_checks_verify_the_certificate_as_asked() {
     // The CA file is named relative to the environment file.
     let file = dir.path().join("env.yaml");
     std::fs::write(&file, environment_yaml(&bed, &ship.name)).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
+    let out = common::maestro(dir.path())
         .arg("-f")
         .arg(&file)
         .args(["--json", "start"])
-        .env("HOME", dir.path())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("MAESTRO_SSH_CONFIG")
         .output()
         .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 const ENV: &str = "\
 name: sel
@@ -187,7 +186,8 @@ fn no_names_needs_all_for_stop_kill_and_restart() {
 
 #[test]
 fn the_help_says_how_to_name_a_whole_service() {
-    let out = Command::new(env!("CARGO_BIN_EXE_maestro"))
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = common::maestro(home.path())
         .args(["stop", "--help"])
         .output()
         .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));

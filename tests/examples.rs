@@ -11,19 +11,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use common::TestBed;
 use serde_json::Value;
-
-/// Variables that would change what the examples run; the tests use the bed's image.
-const OVERRIDES: &[&str] = &[
-    "ZOOKEEPER_IMAGE",
-    "KAFKA_IMAGE",
-    "POSTGRES_IMAGE",
-    "WEBAPP_IMAGE",
-];
 
 /// The DEMO_* variables `./demo.sh` writes to target/demo/demo.env, for `bed`.
 fn demo_vars(bed: &TestBed) -> BTreeMap<String, String> {
@@ -144,17 +136,8 @@ impl Example {
     }
 
     fn maestro(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestro"));
-        cmd.arg("-f")
-            .arg(&self.file)
-            .args(args)
-            .envs(&self.vars)
-            .env("HOME", self.home.path())
-            .env_remove("SSH_AUTH_SOCK")
-            .env_remove("MAESTRO_SSH_CONFIG");
-        for var in OVERRIDES {
-            cmd.env_remove(var);
-        }
+        let mut cmd = common::maestro(self.home.path());
+        cmd.arg("-f").arg(&self.file).args(args).envs(&self.vars);
         let out: Output = cmd
             .output()
             .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));

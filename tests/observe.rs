@@ -137,15 +137,9 @@ impl Setup {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_maestro"));
-        command
-            .arg("-f")
-            .arg(&self.path)
-            .args(args)
-            // The run's own HOME: nothing of this machine's ~/.ssh, nothing left in its ~/.cache.
-            .env("HOME", self._dir.path())
-            .env_remove("XDG_CACHE_HOME")
-            .env("NO_COLOR", "1");
+        // The run's own HOME: nothing of this machine's ~/.ssh, nothing left in its ~/.cache.
+        let mut command = common::maestro(self._dir.path());
+        command.arg("-f").arg(&self.path).args(args);
         command
     }
 }

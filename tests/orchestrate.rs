@@ -166,13 +166,10 @@ struct Run {
 /// Runs maestro to its end, at most `support::RUN_LIMIT` (a hang fails the test loudly).
 fn maestro(file: &Path, home: &Path, args: &[&str]) -> Run {
     let started = std::time::Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_maestro"))
+    let child = common::maestro(home)
         .arg("-f")
         .arg(file)
         .args(args)
-        .env("HOME", home)
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("MAESTRO_SSH_CONFIG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -808,12 +805,10 @@ ships:
     );
     std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
     let _ = bed.docker_cli(&ship.name, &["rm", "-f", "slow-1", "after-1"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maestro"))
+    let mut child = common::maestro(work.path())
         .arg("-f")
         .arg(&file)
         .args(["--json", "start"])
-        .env("HOME", work.path())
-        .env_remove("SSH_AUTH_SOCK")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));

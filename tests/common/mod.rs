@@ -688,13 +688,8 @@ fn auto_bed_name() -> String {
 /// `envs`): the report of the file's first ship.
 pub fn first_ship_report(file: &Path, envs: &[(&str, &Path)]) -> serde_json::Value {
     let home = file.parent().unwrap_or(Path::new("/"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestro"));
-    cmd.arg("-f")
-        .arg(file)
-        .args(["ships", "--json"])
-        .env("HOME", home)
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null());
+    let mut cmd = maestro(home);
+    cmd.arg("-f").arg(file).args(["ships", "--json"]);
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -65,21 +65,11 @@ impl std::fmt::Display for Run {
     }
 }
 
-pub fn maestro_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_maestro"))
-}
-
 /// `maestro ARGS` in `dir`, with an environment holding only PATH, HOME=`dir` (so no
 /// ~/.ssh of the machine is used), NO_COLOR and `envs`: no agent, no ssh_config.
 pub fn maestro_command(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(maestro_bin());
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
+    let mut cmd = crate::common::maestro(dir);
+    cmd.args(args).current_dir(dir);
     for (k, v) in envs {
         cmd.env(k, v);
     }
