@@ -6,6 +6,8 @@
 //! one printed. Nothing is shown twice, nothing written in between is lost.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::container::LogOutput;
@@ -13,6 +15,7 @@ use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use super::fleet::Fleet;
 use crate::docker::{self, DockerError, LogSource, parse_docker_time};
 
 /// How often a follower asks whether a stopped container runs again.
@@ -27,8 +30,10 @@ pub enum LogEvent {
         source: LogSource,
         text: String,
     },
-    /// Something about the follow itself (stopped, running again, ship unreachable).
+    /// Something about the follow itself (stopped, running again).
     Notice { instance: String, text: String },
+    /// The instance's ship could not be reached: its log will not be read.
+    Unreachable { instance: String, text: String },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +66,75 @@ pub enum LogError {
         #[source]
         source: DockerError,
     },
+}
+
+/// Every selected instance's log read at once, each as soon as its own ship is connected,
+/// the lines of all of them on one channel: the `logs` command's sequence. The caller prints
+/// the events and decides when to stop (Ctrl-C while following).
+pub struct FanOut {
+    events: mpsc::Receiver<LogEvent>,
+    readers: Vec<tokio::task::JoinHandle<Result<(), LogError>>>,
+    unreachable: Arc<AtomicBool>,
+}
+
+impl FanOut {
+    /// Starts one reader per `(ship, instance)`, on the fleet's connection to that ship.
+    pub fn start(
+        fleet: &Arc<Fleet>,
+        instances: impl IntoIterator<Item = (String, String)>,
+        options: LogOptions,
+    ) -> FanOut {
+        let (sender, events) = mpsc::channel::<LogEvent>(1024);
+        let unreachable = Arc::new(AtomicBool::new(false));
+        let readers = instances
+            .into_iter()
+            .map(|(ship, instance)| {
+                let (fleet, sender) = (Arc::clone(fleet), sender.clone());
+                let unreachable = Arc::clone(&unreachable);
+                tokio::spawn(async move {
+                    match fleet.ship(&ship).await {
+                        Ok(handle) => read_instance(handle.docker, instance, options, sender).await,
+                        Err(err) => {
+                            unreachable.store(true, Ordering::SeqCst);
+                            let text = err.to_string();
+                            let _ = sender.send(LogEvent::Unreachable { instance, text }).await;
+                            Ok(())
+                        }
+                    }
+                })
+            })
+            .collect();
+        FanOut {
+            events,
+            readers,
+            unreachable,
+        }
+    }
+
+    /// The next line or notice of any instance; `None` once every reader has ended.
+    pub async fn next(&mut self) -> Option<LogEvent> {
+        self.events.recv().await
+    }
+
+    /// Whether some instance's ship could not be reached so far.
+    pub fn any_unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::SeqCst)
+    }
+
+    /// Waits for every reader (after [`FanOut::next`] returned `None`) and returns the
+    /// failures: a reader's error, or a reader that panicked. An unreachable ship was already
+    /// an event, and is not repeated here.
+    pub async fn finish(self) -> Vec<String> {
+        let mut failures = Vec::new();
+        for reader in self.readers {
+            match reader.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => failures.push(err.to_string()),
+                Err(err) => failures.push(format!("a log reader failed: {err}")),
+            }
+        }
+        failures
+    }
 }
 
 /// One line as the daemon sent it with `timestamps`: the time it was written (when it

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use console::Style;
@@ -18,7 +17,7 @@ use super::{load, runtime};
 use crate::config::Environment;
 use crate::docker::{self, ContainerSpec, LogSource};
 use crate::orchestrate::fleet::{self, ConnectOptions, Fleet};
-use crate::orchestrate::logs::{self, LogEvent, LogOptions};
+use crate::orchestrate::logs::{FanOut, LogEvent, LogOptions};
 use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
 use crate::orchestrate::secrets;
 use crate::orchestrate::status::{
@@ -261,7 +260,7 @@ fn status_command(
                     .find(|r| r.ship == row.ship)
                     .is_some_and(|r| r.index == row.index)
                 {
-                    eprintln!("{message}");
+                    eprintln!("{}", secrets::mask(message));
                 }
             }
         }
@@ -380,33 +379,17 @@ fn logs_command(
     let palette = Palette::new(err_colours);
 
     let fleet = fleet_of(cli, &env, &plan);
+    let options = LogOptions {
+        tail: lines,
+        follow,
+        ..LogOptions::default()
+    };
     runtime()?.block_on(async {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<LogEvent>(1024);
-        let failed = Arc::new(AtomicBool::new(false));
-        let mut readers = Vec::new();
-        // Each instance's log is read as soon as its own ship is connected.
-        for step in &plan.steps {
-            let (fleet, failed, sender) = (fleet.clone(), failed.clone(), sender.clone());
-            let (ship, instance) = (step.ship.clone(), step.instance.clone());
-            let options = LogOptions {
-                tail: lines,
-                follow,
-                ..LogOptions::default()
-            };
-            readers.push(tokio::spawn(async move {
-                match fleet.ship(&ship).await {
-                    Ok(handle) => {
-                        logs::read_instance(handle.docker, instance, options, sender).await
-                    }
-                    Err(err) => {
-                        failed.store(true, Ordering::SeqCst);
-                        eprintln!("{instance}: {err}");
-                        Ok(())
-                    }
-                }
-            }));
-        }
-        drop(sender);
+        let instances = plan
+            .steps
+            .iter()
+            .map(|s| (s.ship.clone(), s.instance.clone()));
+        let mut logs = FanOut::start(&fleet, instances, options);
         let stdout = std::io::stdout();
         let stderr = std::io::stderr();
         let print = |event: LogEvent| {
@@ -417,6 +400,15 @@ fn logs_command(
                     text,
                 } => (instance, text, source == LogSource::Stderr, false),
                 LogEvent::Notice { instance, text } => (instance, text, true, true),
+                LogEvent::Unreachable { instance, text } => {
+                    // A container may print its own secrets; so may a daemon's error.
+                    let _ = writeln!(
+                        stderr.lock(),
+                        "{}",
+                        secrets::mask(&format!("{instance}: {text}"))
+                    );
+                    return;
+                }
             };
             let colours = if to_stderr { err_colours } else { out_colours };
             let prefix = if several {
@@ -447,7 +439,7 @@ fn logs_command(
         tokio::pin!(interrupted);
         loop {
             tokio::select! {
-                event = receiver.recv() => match event {
+                event = logs.next() => match event {
                     Some(event) => print(event),
                     None => break,
                 },
@@ -456,7 +448,7 @@ fn logs_command(
                     // while ships are still connecting, it is an interruption.
                     let code = if fleet.connecting() > 0 {
                         EXIT_INTERRUPTED
-                    } else if failed.load(Ordering::SeqCst) {
+                    } else if logs.any_unreachable() {
                         EXIT_FAILED
                     } else {
                         0
@@ -466,22 +458,21 @@ fn logs_command(
                 }
             }
         }
-        let mut failed = failed.load(Ordering::SeqCst);
-        for reader in readers {
-            match reader.await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    failed = true;
-                    eprintln!("error: {err}");
-                }
-                Err(err) => {
-                    failed = true;
-                    eprintln!("error: a log reader failed: {err}");
-                }
-            }
+        let unreachable = logs.any_unreachable();
+        let failures = logs.finish().await;
+        for failure in &failures {
+            let _ = writeln!(
+                stderr.lock(),
+                "{}",
+                secrets::mask(&format!("error: {failure}"))
+            );
         }
         fleet.close().await;
-        Ok(if failed { EXIT_FAILED } else { 0 })
+        Ok(if unreachable || !failures.is_empty() {
+            EXIT_FAILED
+        } else {
+            0
+        })
     })
 }
 
@@ -545,14 +536,14 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
         return Ok(EXIT_INTERRUPTED);
     };
     for err in &lookup_errors {
-        eprintln!("warning: {err}");
+        eprintln!("{}", secrets::mask(&format!("warning: {err}")));
     }
     let mut explained = std::collections::BTreeSet::new();
     for row in &rows {
         if let PlannedAction::Unknown { message, .. } = &row.action
             && explained.insert(message.clone())
         {
-            eprintln!("{message}");
+            eprintln!("{}", secrets::mask(message));
         }
     }
     let unknown = rows
