@@ -416,3 +416,49 @@ fn start_and_status_on_the_bed_show_no_secret() {
     }
     let _ = bed.docker_cli(&ship, &["rm", "-f", "secbed-1"]);
 }
+
+/// A daemon's error text can carry a secret the file put elsewhere (here the image reference,
+/// which the daemon quotes when it refuses it): `plan` prints it on stderr as a warning, and
+/// `start` as the job's failure, both masked.
+#[test]
+fn a_secret_in_a_daemons_error_is_masked_on_stderr() {
+    const IN_IMAGE: &str = "Hunter2Secret0007";
+    let bed = common::TestBed::shared();
+    let ship = bed.outer_ships()[0].name.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = bed_file(&bed, &[&ship], bed.key(), bed.known_hosts());
+    text = text.replace("services: {}\n", "");
+    text = text.replace("name: sec-bed", "name: secdaemon");
+    // Upper case makes the reference invalid, and the daemon's refusal quotes it.
+    text.push_str(&format!(
+        "services:\n  sec:\n    image: registry.local/{IN_IMAGE}:1\n    env: {{DB_PASSWORD: \"{IN_IMAGE}\"}}\n    instances:\n      secdaemon-1: {{ship: {ship}}}\n"
+    ));
+    std::fs::write(dir.path().join("env.yaml"), text).expect("write");
+    for (args, expected_code) in [
+        (&["-f", "env.yaml", "plan"][..], 0),
+        (&["-f", "env.yaml", "start", "--plain"][..], 1),
+    ] {
+        let run = run_maestro(dir.path(), args, ENVS);
+        assert_eq!(run.code, expected_code, "{args:?}: {run}");
+        // The daemon's words are there, the secret is not.
+        // plan warns on stderr; start's plain renderer reports the job on stdout.
+        let shown = if args[2] == "plan" {
+            &run.stderr
+        } else {
+            &run.stdout
+        };
+        assert!(
+            shown.contains("invalid reference format"),
+            "{args:?}: the daemon's error is not shown\n{run}"
+        );
+        assert!(
+            run.all().contains("registry.local/***:1"),
+            "{args:?}: {run}"
+        );
+        assert!(
+            !run.all().contains(IN_IMAGE),
+            "{args:?}: the secret was printed\n{run}"
+        );
+    }
+    let _ = bed.docker_cli(&ship, &["rm", "-f", "secdaemon-1"]);
+}
