@@ -484,6 +484,56 @@ pub struct PlanRow {
 /// does not have the image.
 pub type ImageIds = BTreeMap<(String, String), Option<String>>;
 
+/// `plan`'s sequence: what `start` would do to each instance of `plan`, from one listing per
+/// ship and one image lookup per (ship, image), all at once; and the lookups that failed, as
+/// warnings (a failed lookup leaves the image unknown, which reads as "pull first").
+pub async fn what_start_would_do(
+    env: &Environment,
+    plan: &Plan,
+    fleet: &Arc<Fleet>,
+) -> (Vec<PlanRow>, Vec<String>) {
+    let specs: BTreeMap<String, ContainerSpec> = plan
+        .steps
+        .iter()
+        .filter_map(|step| {
+            let (service, instance) = env.instance(&step.instance)?;
+            Some((
+                step.instance.clone(),
+                crate::orchestrate::spec::container_spec(env, service, instance),
+            ))
+        })
+        .collect();
+    let observed = gather(env, fleet).await;
+    let mut wanted: Vec<(String, String)> = plan
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.ship.clone(), specs.get(&s.instance)?.image.clone())))
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let lookups = wanted.into_iter().filter_map(|(ship, image)| {
+        let docker_ship = observed.ships.get(&ship)?.docker.clone();
+        Some(async move {
+            let id = docker_ship.image_id(&image).await;
+            ((ship, image), id)
+        })
+    });
+    let mut images = ImageIds::new();
+    let mut lookup_errors = Vec::new();
+    for (key, id) in join_all(lookups).await {
+        match id {
+            Ok(id) => {
+                images.insert(key, id);
+            }
+            Err(err) => lookup_errors.push(err.to_string()),
+        }
+    }
+    (
+        plan_actions(plan, &observed.listings, &specs, &images),
+        lookup_errors,
+    )
+}
+
 /// What `start` would do for each instance of `plan`: `specs` are the wanted container specs
 /// by instance, `images` the ship's current id of each (ship, image).
 ///

@@ -3,7 +3,6 @@
 //! Each connects only to the ships its selection involves, asks each of them at the same time,
 //! and prints a table (or one JSON document with `--json`).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -15,13 +14,13 @@ use serde::Serialize;
 use super::super::{Cli, CliError, Command, EXIT_FAILED, EXIT_INTERRUPTED, Things};
 use super::{load, runtime};
 use crate::config::Environment;
-use crate::docker::{self, ContainerSpec, LogSource};
+use crate::docker::{self, LogSource};
 use crate::orchestrate::fleet::{self, ConnectOptions, Fleet};
 use crate::orchestrate::logs::{FanOut, LogEvent, LogOptions};
 use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
 use crate::orchestrate::secrets;
 use crate::orchestrate::status::{
-    self, ImageIds, InstanceState, PlanRow, PlannedAction, PortCheck, ShipListing, StatusRow,
+    self, InstanceState, PlanRow, PlannedAction, PortCheck, ShipListing, StatusRow,
 };
 use crate::ui::{self, Palette};
 
@@ -488,50 +487,8 @@ struct PlanReport<'a> {
 fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
     let env = load(cli)?;
     let plan = selected(&env, things, false)?;
-    let specs: BTreeMap<String, ContainerSpec> = plan
-        .steps
-        .iter()
-        .filter_map(|step| {
-            let (service, instance) = env.instance(&step.instance)?;
-            Some((
-                step.instance.clone(),
-                crate::orchestrate::spec::container_spec(&env, service, instance),
-            ))
-        })
-        .collect();
     let fleet = fleet_of(cli, &env, &plan);
-    let rows = runtime()?.block_on(fleet.run(async {
-        let observed = status::gather(&env, &fleet).await;
-        // One image lookup per image and ship, all at once.
-        let mut wanted: Vec<(String, String)> = plan
-            .steps
-            .iter()
-            .filter_map(|s| Some((s.ship.clone(), specs.get(&s.instance)?.image.clone())))
-            .collect();
-        wanted.sort();
-        wanted.dedup();
-        let lookups = wanted.into_iter().filter_map(|(ship, image)| {
-            let docker_ship = observed.ships.get(&ship)?.docker.clone();
-            Some(async move {
-                let id = docker_ship.image_id(&image).await;
-                ((ship, image), id)
-            })
-        });
-        let mut images = ImageIds::new();
-        let mut lookup_errors = Vec::new();
-        for (key, id) in join_all(lookups).await {
-            match id {
-                Ok(id) => {
-                    images.insert(key, id);
-                }
-                Err(err) => lookup_errors.push(err.to_string()),
-            }
-        }
-        (
-            status::plan_actions(&plan, &observed.listings, &specs, &images),
-            lookup_errors,
-        )
-    }));
+    let rows = runtime()?.block_on(fleet.run(status::what_start_would_do(&env, &plan, &fleet)));
     let Some((rows, lookup_errors)) = rows else {
         return Ok(EXIT_INTERRUPTED);
     };
