@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use maestro::orchestrate::events::{Direction, Event, EventKind, EventSink, Outcome, Step};
 use maestro::orchestrate::executor::{
-    self, Cancel, Job, JobState, Limits, OpError, Operation, RunSpec, StepContext, Summary,
+    self, Cancel, Concurrency, Job, JobState, OpError, Operation, RunSpec, StepContext, Summary,
 };
 use proptest::prelude::*;
 use tokio::time::Instant;
@@ -28,7 +28,7 @@ struct Scenario {
     /// (reported as cancelled) rather than finishing its work.
     cleans_up: Vec<bool>,
     direction: Direction,
-    limits: Limits,
+    limits: Concurrency,
     /// Virtual milliseconds after which Ctrl-C is "pressed", if at all.
     cancel_at: Option<u64>,
     /// Virtual milliseconds after the cancel when it is "pressed" again (abort), if at all.
@@ -103,7 +103,7 @@ fn scenario(allow_cancel: bool) -> impl Strategy<Value = Scenario> {
                         } else {
                             Direction::Forward
                         },
-                        limits: Limits {
+                        limits: Concurrency {
                             global,
                             per_ship: SHIPS
                                 .iter()
@@ -343,7 +343,7 @@ fn check_common(scenario: &Scenario, out: &Outcomes) -> Result<(), TestCaseError
         }
     }
 
-    // Limits are never exceeded (zero means unlimited).
+    // Concurrency limits are never exceeded (zero means unlimited).
     if scenario.limits.global > 0 {
         prop_assert!(r.max_running <= scenario.limits.global);
     }
@@ -541,7 +541,7 @@ fn ctrl_c_once_cancels_twice_aborts() {
             command: "start".into(),
             jobs,
             direction: Direction::Forward,
-            limits: Limits::unlimited(),
+            limits: Concurrency::unlimited(),
         };
         let (sink, mut rx) = EventSink::new();
         let pid = std::process::id().to_string();

@@ -13,7 +13,7 @@ use maestro::orchestrate::events::{
     Direction, Event, EventKind, EventSink, JobInfo, Outcome, Step,
 };
 use maestro::orchestrate::executor::{
-    self, Cancel, Job, JobReport, JobState, Limits, OpError, Operation, RunSpec, StepContext,
+    self, Cancel, Concurrency, Job, JobReport, JobState, OpError, Operation, RunSpec, StepContext,
     Summary,
 };
 #[path = "common/golden.rs"]
@@ -550,7 +550,7 @@ async fn executor_run_renders_to_golden_plain_output() {
             job("cache1", "beta", &[]),
         ],
         direction: Direction::Forward,
-        limits: Limits {
+        limits: Concurrency {
             global: 4,
             per_ship: [("beta".to_string(), 1)].into(),
         },
@@ -622,7 +622,7 @@ fn pty_child_progress() {
                 job("web1", "alpha", &[1, 2]),
             ],
             direction: Direction::Forward,
-            limits: Limits::unlimited(),
+            limits: Concurrency::unlimited(),
         };
         let (sink, rx) = EventSink::new();
         let renderer = tokio::spawn(maestro::ui::render_with(

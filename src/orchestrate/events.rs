@@ -30,14 +30,19 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// Which way the dependency edges are followed; repeated here (rather than importing the
-/// executor's type) so that the event vocabulary stands on its own for `--json` readers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which way the dependency edges are followed: by the planner (which way `-d` widens a
+/// selection), the executor (which jobs wait for which) and the events (`--json` readers see
+/// it in `plan_started`). One type for all three; it lives here so that the event vocabulary
+/// stands on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
-    /// A job begins after everything it requires (start, pull).
+    /// Dependencies first: a job begins after everything it requires (start, pull, status,
+    /// clean); `-d` adds dependencies.
+    #[default]
     Forward,
-    /// A job begins after everything that requires it (stop, kill, clean).
+    /// Dependents first: a job begins after everything that requires it (stop, kill, and
+    /// restart's stop half); `-d` adds dependents.
     Reverse,
 }
 

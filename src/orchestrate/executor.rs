@@ -64,15 +64,15 @@ pub struct Job {
 /// Concurrency limits. Zero means "no limit" for either, so that a missing or zero setting
 /// can never deadlock a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Limits {
+pub struct Concurrency {
     pub global: usize,
     /// Per ship name; ships not listed are bounded only by `global`.
     pub per_ship: HashMap<String, usize>,
 }
 
-impl Limits {
+impl Concurrency {
     pub fn unlimited() -> Self {
-        Limits::default()
+        Concurrency::default()
     }
 
     fn ship_limit(&self, ship: &str) -> usize {
@@ -98,7 +98,7 @@ pub struct RunSpec {
     pub command: String,
     pub jobs: Vec<Job>,
     pub direction: Direction,
-    pub limits: Limits,
+    pub limits: Concurrency,
 }
 
 /// Why an operation did not succeed.
@@ -623,7 +623,7 @@ impl Graph {
 struct Scheduler<'a> {
     jobs: &'a [Job],
     graph: Graph,
-    limits: Limits,
+    limits: Concurrency,
     direction: Direction,
     sink: EventSink,
     slots: Vec<Slot>,
@@ -913,7 +913,7 @@ mod tests {
         }
     }
 
-    fn spec(jobs: Vec<Job>, direction: Direction, limits: Limits) -> RunSpec {
+    fn spec(jobs: Vec<Job>, direction: Direction, limits: Concurrency) -> RunSpec {
         RunSpec {
             command: "start".into(),
             jobs,
@@ -953,7 +953,7 @@ mod tests {
         ];
         let acts = vec![Act::Succeed(10); 3];
         let (summary, events) = run_fake(
-            spec(jobs.clone(), Direction::Forward, Limits::unlimited()),
+            spec(jobs.clone(), Direction::Forward, Concurrency::unlimited()),
             acts.clone(),
             Cancel::new(),
         )
@@ -963,7 +963,7 @@ mod tests {
         assert_eq!(summary.elapsed_ms(), 30);
 
         let (_, events) = run_fake(
-            spec(jobs, Direction::Reverse, Limits::unlimited()),
+            spec(jobs, Direction::Reverse, Concurrency::unlimited()),
             acts,
             Cancel::new(),
         )
@@ -982,7 +982,7 @@ mod tests {
         ];
         let acts = vec![Act::Succeed(100), Act::Succeed(10), Act::Succeed(10)];
         let (summary, _) = run_fake(
-            spec(jobs, Direction::Forward, Limits::unlimited()),
+            spec(jobs, Direction::Forward, Concurrency::unlimited()),
             acts,
             Cancel::new(),
         )
@@ -1007,7 +1007,7 @@ mod tests {
             Act::Succeed(1),
         ];
         let (summary, _) = run_fake(
-            spec(jobs, Direction::Forward, Limits::unlimited()),
+            spec(jobs, Direction::Forward, Concurrency::unlimited()),
             acts,
             Cancel::new(),
         )
@@ -1045,7 +1045,7 @@ mod tests {
         let jobs = vec![job("db1", "a", &[]), job("web1", "a", &[0])];
         let acts = vec![Act::Succeed(1), Act::Fail(1)];
         let (summary, _) = run_fake(
-            spec(jobs, Direction::Reverse, Limits::unlimited()),
+            spec(jobs, Direction::Reverse, Concurrency::unlimited()),
             acts,
             Cancel::new(),
         )
@@ -1066,7 +1066,7 @@ mod tests {
             job("a3", "a", &[]),
             job("b1", "b", &[]),
         ];
-        let limits = Limits {
+        let limits = Concurrency {
             global: 3,
             per_ship: HashMap::from([("a".to_string(), 1)]),
         };
@@ -1084,7 +1084,7 @@ mod tests {
             job("b1", "b", &[]),
             job("c1", "c", &[]),
         ];
-        let limits = Limits {
+        let limits = Concurrency {
             global: 1,
             per_ship: HashMap::new(),
         };
@@ -1112,7 +1112,7 @@ mod tests {
             trigger.escalate();
         });
         let (summary, events) = run_fake(
-            spec(jobs, Direction::Forward, Limits::unlimited()),
+            spec(jobs, Direction::Forward, Concurrency::unlimited()),
             acts,
             cancel,
         )
@@ -1151,7 +1151,7 @@ mod tests {
             trigger.escalate();
         });
         let (summary, _) = run_fake(
-            spec(jobs, Direction::Forward, Limits::unlimited()),
+            spec(jobs, Direction::Forward, Concurrency::unlimited()),
             vec![Act::Hang, Act::Succeed(1)],
             cancel,
         )
@@ -1172,7 +1172,7 @@ mod tests {
             job("x1", "b", &[]),
         ];
         let (summary, _) = run_fake(
-            spec(jobs, Direction::Forward, Limits::unlimited()),
+            spec(jobs, Direction::Forward, Concurrency::unlimited()),
             vec![Act::Panic, Act::Succeed(1), Act::Succeed(1)],
             Cancel::new(),
         )
@@ -1193,7 +1193,7 @@ mod tests {
             job("c1", "a", &[]),
         ];
         let err = run(
-            spec(cycle, Direction::Forward, Limits::unlimited()),
+            spec(cycle, Direction::Forward, Concurrency::unlimited()),
             Arc::new(FakeOp(vec![])),
             sink.clone(),
             Cancel::new(),
@@ -1208,7 +1208,7 @@ mod tests {
         );
         let unknown = vec![job("a1", "a", &[7])];
         let err = run(
-            spec(unknown, Direction::Reverse, Limits::unlimited()),
+            spec(unknown, Direction::Reverse, Concurrency::unlimited()),
             Arc::new(FakeOp(vec![])),
             sink,
             Cancel::new(),
@@ -1265,7 +1265,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_empty_plan_finishes_at_once() {
         let (summary, events) = run_fake(
-            spec(vec![], Direction::Forward, Limits::unlimited()),
+            spec(vec![], Direction::Forward, Concurrency::unlimited()),
             vec![],
             Cancel::new(),
         )

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::events::EventSink;
-use super::executor::{self, Cancel, ExecError, Limits, RunSpec, Summary};
+use super::executor::{self, Cancel, Concurrency, ExecError, RunSpec, Summary};
 use super::fleet::{ConnectOptions, Fleet};
 use super::ops::{self, Action, LifecycleOp};
 use super::plan::{self, Direction, Graph, Plan, PlanError, Selection};
@@ -96,13 +96,13 @@ pub async fn run(
     env: Arc<Environment>,
     request: Request,
     plans: Vec<Plan>,
-    limits: Limits,
+    limits: Concurrency,
     options: ConnectOptions,
     sink: EventSink,
     cancel: Cancel,
 ) -> Result<Vec<Summary>, ExecError> {
     let fleet = Arc::new(fleet(&env, &plans, options).with_events(sink.clone()));
-    let run = |command: &str, plan: &Plan, action: Action, limits: Limits| {
+    let run = |command: &str, plan: &Plan, action: Action, limits: Concurrency| {
         let (jobs, direction) = ops::jobs_of(plan);
         let op = Arc::new(LifecycleOp::new(
             Arc::clone(&env),
@@ -141,7 +141,7 @@ pub async fn run(
                         stop_start_delay: stop_start_delay.unwrap_or_default(),
                         step_delay,
                     };
-                    let one_at_a_time = Limits {
+                    let one_at_a_time = Concurrency {
                         global: 1,
                         ..limits
                     };

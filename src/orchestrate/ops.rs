@@ -22,7 +22,7 @@ use super::checks::{self, CheckError, CheckState, CheckTarget};
 use super::events::{Outcome, Step};
 use super::executor::{Direction, Job, OpError, Operation, StepContext};
 use super::fleet::{Fleet, ShipHandle};
-use super::plan::{self, Plan};
+use super::plan::Plan;
 use super::spec;
 
 /// How many log lines a failed start shows.
@@ -77,10 +77,7 @@ pub fn jobs_of(plan: &Plan) -> (Vec<Job>, Direction) {
             deps: Vec::new(),
         })
         .collect();
-    let direction = match plan.direction {
-        plan::Direction::Forward => Direction::Forward,
-        plan::Direction::Reverse => Direction::Reverse,
-    };
+    let direction = plan.direction;
     for (k, step) in plan.steps.iter().enumerate() {
         for &d in &step.deps {
             match direction {
@@ -729,6 +726,7 @@ pub fn reason_to_recreate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orchestrate::plan;
     use std::path::Path;
 
     fn listed(

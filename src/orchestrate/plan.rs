@@ -158,15 +158,8 @@ impl Graph {
     }
 }
 
-/// Which way a command walks the graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Direction {
-    /// start, pull, status, clean: dependencies first; `-d` adds dependencies.
-    #[default]
-    Forward,
-    /// stop, kill (and restart's stop half): dependents first; `-d` adds dependents.
-    Reverse,
-}
+/// Which way a command walks the graph: the one type of the executor and its events too.
+pub use super::events::Direction;
 
 /// What the user asked to act on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -188,7 +181,7 @@ pub struct Selection {
 
 /// One container to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
+pub struct PlanStep {
     /// Index into [`Graph::nodes`].
     pub node: usize,
     pub instance: String,
@@ -201,7 +194,7 @@ pub struct Step {
 /// The containers to act on, in an order that respects `deps` (every dep comes earlier).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
-    pub steps: Vec<Step>,
+    pub steps: Vec<PlanStep>,
     pub direction: Direction,
 }
 
@@ -370,7 +363,7 @@ pub fn select(env: &Environment, graph: &Graph, sel: &Selection) -> Result<Plan,
             let n = &graph.nodes[g];
             let mut deps: Vec<usize> = edges[g].iter().filter_map(|d| step_of(*d)).collect();
             deps.sort_unstable();
-            Step {
+            PlanStep {
                 node: g,
                 instance: n.instance.clone(),
                 service: n.service.clone(),

@@ -14,7 +14,7 @@ use super::super::{Cli, CliError, Command, Output, Things};
 use super::{load, runtime};
 use crate::config::Environment;
 use crate::orchestrate::events::EventSink;
-use crate::orchestrate::executor::{self, Limits};
+use crate::orchestrate::executor::{self, Concurrency};
 use crate::orchestrate::fleet::ConnectOptions;
 use crate::orchestrate::lifecycle::{self, Request};
 use crate::orchestrate::ops::Action;
@@ -186,8 +186,8 @@ fn render_mode(cli: &Cli) -> RenderMode {
     }
 }
 
-fn limits(env: &Environment, things: &Things) -> Limits {
-    Limits {
+fn limits(env: &Environment, things: &Things) -> Concurrency {
+    Concurrency {
         global: things.concurrency,
         per_ship: env
             .ships
@@ -218,7 +218,7 @@ async fn run_async(
     env: Arc<Environment>,
     request: Request,
     plans: Vec<Plan>,
-    limits: Limits,
+    limits: Concurrency,
     options: ConnectOptions,
     mode: RenderMode,
 ) -> Result<i32, CliError> {
