@@ -597,10 +597,20 @@ async fn logs_tail_follow_and_exec() -> TestResult {
     let tail = ship.logs_tail("dk-logs", 3).await?;
     assert_eq!(tail, vec!["line 4", "line 5", "oops"]);
 
-    let mut follow = ship.logs_stream("dk-logs", Some(1), true);
+    let mut follow = ship.logs(
+        "dk-logs",
+        LogQuery {
+            tail: Some(1),
+            follow: true,
+            timestamps: true,
+            ..LogQuery::default()
+        },
+    );
     let first = follow.next().await.ok_or("stream ended")??;
     assert_eq!(first.text, "oops");
     assert_eq!(first.source, LogSource::Stderr);
+    // With timestamps, each line carries the time the daemon wrote it, split off its text.
+    assert!(first.time.is_some(), "{first:?}");
     let late = tokio::time::timeout(Duration::from_secs(10), follow.next())
         .await?
         .ok_or("stream ended")??;
@@ -610,8 +620,17 @@ async fn logs_tail_follow_and_exec() -> TestResult {
 
     // From a point in time on (seconds granularity): the late line, not the early ones.
     let since = std::time::SystemTime::now() - Duration::from_secs(1);
+    let since = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))?;
     let recent: Vec<String> = ship
-        .logs_stream_since("dk-logs", since, false)
+        .logs(
+            "dk-logs",
+            LogQuery {
+                since: Some(since),
+                ..LogQuery::default()
+            },
+        )
         .filter_map(|l| async move { l.ok().map(|l| l.text) })
         .collect()
         .await;
@@ -635,7 +654,14 @@ async fn logs_tail_follow_and_exec() -> TestResult {
     assert_eq!(ok.exit_code, 0);
 
     // A followed log ends when the container stops.
-    let mut follow = ship.logs_stream("dk-logs", Some(0), true);
+    let mut follow = ship.logs(
+        "dk-logs",
+        LogQuery {
+            tail: Some(0),
+            follow: true,
+            ..LogQuery::default()
+        },
+    );
     ship.stop("dk-logs", Duration::from_secs(1)).await?;
     let ended = tokio::time::timeout(Duration::from_secs(15), async {
         while let Some(line) = follow.next().await {

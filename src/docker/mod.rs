@@ -6,6 +6,7 @@
 
 mod credentials;
 mod error;
+pub mod logs;
 mod progress;
 mod retry;
 mod ship;
@@ -14,11 +15,11 @@ mod status;
 
 pub use credentials::{Credentials, CredentialsError, registry_of_image};
 pub use error::{DockerError, ErrorKind};
+pub use logs::{LogLine, LogQuery, LogSource, LogStream};
 pub use progress::{PullProgress, PullTracker};
 pub use retry::RetryPolicy;
 pub use ship::{
-    ContainerDetails, DockerVersion, ExecOutcome, LogLine, LogSource, LogStream, ManagedContainer,
-    PublishedPort, PullRetry, Ship,
+    ContainerDetails, DockerVersion, ExecOutcome, ManagedContainer, PublishedPort, PullRetry, Ship,
 };
 pub use spec::{
     BindMount, ContainerSpec, Device, ENVIRONMENT_LABEL, Healthcheck, HostPort, INSTANCE_LABEL,

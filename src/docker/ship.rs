@@ -1,12 +1,10 @@
 //! The operations orchestrate performs on one ship.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::pin::Pin;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerInspectResponse, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest,
@@ -14,13 +12,14 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 
 use super::credentials::Credentials;
 use super::error::{DockerError, ErrorKind};
+use super::logs::{LogQuery, LogStream};
 use super::progress::{PullProgress, PullTracker};
 use super::retry::RetryPolicy;
 use super::spec::{
@@ -146,23 +145,6 @@ pub struct ExecOutcome {
     pub output: String,
 }
 
-/// Which stream a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogSource {
-    Stdout,
-    Stderr,
-}
-
-/// One line of a container's log, without its newline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    pub source: LogSource,
-    pub text: String,
-}
-
-/// A stream of log lines; ends when the container stops (follow) or the log is read.
-pub type LogStream = Pin<Box<dyn Stream<Item = Result<LogLine, DockerError>> + Send>>;
-
 /// When a failed pull is tried again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRetry {
@@ -229,11 +211,6 @@ impl Ship {
 
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The underlying handle, for calls this layer does not wrap.
-    pub fn docker(&self) -> &Docker {
-        &self.docker
     }
 
     fn err(&self, call: impl Into<String>, err: bollard::errors::Error) -> DockerError {
@@ -720,7 +697,11 @@ impl Ship {
 
     /// The last `lines` lines of the container's log (stdout and stderr).
     pub async fn logs_tail(&self, name: &str, lines: usize) -> Result<Vec<String>, DockerError> {
-        let mut stream = self.logs_stream(name, Some(lines), false);
+        let query = LogQuery {
+            tail: Some(lines),
+            ..LogQuery::default()
+        };
+        let mut stream = self.logs(name, query);
         let mut out = Vec::new();
         while let Some(line) = stream.next().await {
             out.push(line?.text);
@@ -728,38 +709,14 @@ impl Ship {
         Ok(out)
     }
 
-    /// The container's log as lines: the last `tail` ones (all when `None`), then, with
-    /// `follow`, new ones until the container stops.
-    pub fn logs_stream(&self, name: &str, tail: Option<usize>, follow: bool) -> LogStream {
-        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
-        let options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(follow)
-            .tail(&tail);
-        self.logs_with(name, options)
-    }
-
-    /// The container's log from `since` on (whole seconds), then, with `follow`, new lines
-    /// until it stops: how a follower picks up again after the container restarted.
-    pub fn logs_stream_since(&self, name: &str, since: SystemTime, follow: bool) -> LogStream {
-        let seconds = since
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX));
-        let options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(follow)
-            .since(seconds)
-            .tail("all");
-        self.logs_with(name, options)
-    }
-
-    fn logs_with(&self, name: &str, options: LogsOptionsBuilder) -> LogStream {
+    /// The container's log as lines, as `query` says (see [`super::logs`]).
+    pub fn logs(&self, name: &str, query: LogQuery) -> LogStream {
         let ship = self.name.clone();
         let call = format!("logs of {name}");
-        let raw = self.docker.logs(name, Some(options.build()));
-        Box::pin(line_stream(raw, ship, call))
+        let raw = self.docker.logs(name, Some(query.options()));
+        super::logs::lines(raw, query.timestamps, move |e| {
+            DockerError::from_bollard(&ship, call.clone(), e)
+        })
     }
 
     /// Runs `command` inside the running container, with extra `env`, and waits for it.
@@ -869,101 +826,9 @@ fn split_image_tag(image: &str) -> (&str, &str) {
     }
 }
 
-struct LineState<S> {
-    raw: Pin<Box<S>>,
-    ship: String,
-    call: String,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    ready: VecDeque<Result<LogLine, DockerError>>,
-    ended: bool,
-}
-
-fn take_lines(
-    buffer: &mut Vec<u8>,
-    source: LogSource,
-    ready: &mut VecDeque<Result<LogLine, DockerError>>,
-) {
-    while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
-        let line: Vec<u8> = buffer.drain(..=pos).collect();
-        let text = String::from_utf8_lossy(&line[..line.len() - 1])
-            .trim_end_matches('\r')
-            .to_string();
-        ready.push_back(Ok(LogLine { source, text }));
-    }
-}
-
-fn flush_rest(
-    buffer: &mut Vec<u8>,
-    source: LogSource,
-    ready: &mut VecDeque<Result<LogLine, DockerError>>,
-) {
-    if !buffer.is_empty() {
-        let text = String::from_utf8_lossy(buffer).to_string();
-        buffer.clear();
-        ready.push_back(Ok(LogLine { source, text }));
-    }
-}
-
-/// Regroups the daemon's log frames (which may split or join lines) into lines.
-fn line_stream<S>(
-    raw: S,
-    ship: String,
-    call: String,
-) -> impl Stream<Item = Result<LogLine, DockerError>> + Send
-where
-    S: Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send + 'static,
-{
-    let state = LineState {
-        raw: Box::pin(raw),
-        ship,
-        call,
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        ready: VecDeque::new(),
-        ended: false,
-    };
-    futures_util::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(item) = state.ready.pop_front() {
-                return Some((item, state));
-            }
-            if state.ended {
-                return None;
-            }
-            match state.raw.next().await {
-                Some(Ok(LogOutput::StdErr { message })) => {
-                    state.stderr.extend_from_slice(&message);
-                    take_lines(&mut state.stderr, LogSource::Stderr, &mut state.ready);
-                }
-                Some(Ok(output)) => {
-                    state.stdout.extend_from_slice(output.as_ref());
-                    take_lines(&mut state.stdout, LogSource::Stdout, &mut state.ready);
-                }
-                Some(Err(err)) => {
-                    state.ended = true;
-                    flush_rest(&mut state.stdout, LogSource::Stdout, &mut state.ready);
-                    flush_rest(&mut state.stderr, LogSource::Stderr, &mut state.ready);
-                    state.ready.push_back(Err(DockerError::from_bollard(
-                        &state.ship,
-                        state.call.clone(),
-                        err,
-                    )));
-                }
-                None => {
-                    state.ended = true;
-                    flush_rest(&mut state.stdout, LogSource::Stdout, &mut state.ready);
-                    flush_rest(&mut state.stderr, LogSource::Stderr, &mut state.ready);
-                }
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     #[test]
     fn splits_image_tags() {
@@ -995,31 +860,5 @@ mod tests {
         assert!(retry.wants_retry(&err));
         let err = DockerError::new("s", "pull", ErrorKind::Other, "manifest unknown 5030");
         assert!(!retry.wants_retry(&err));
-    }
-
-    #[tokio::test]
-    async fn regroups_frames_into_lines() {
-        let frames = vec![
-            Ok(LogOutput::StdOut {
-                message: Bytes::from_static(b"one\ntw"),
-            }),
-            Ok(LogOutput::StdErr {
-                message: Bytes::from_static(b"err\n"),
-            }),
-            Ok(LogOutput::StdOut {
-                message: Bytes::from_static(b"o\nthree"),
-            }),
-        ];
-        let lines: Vec<LogLine> = line_stream(
-            futures_util::stream::iter(frames),
-            "s".into(),
-            "logs".into(),
-        )
-        .filter_map(|l| async move { l.ok() })
-        .collect()
-        .await;
-        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(texts, vec!["one", "err", "two", "three"]);
-        assert_eq!(lines[1].source, LogSource::Stderr);
     }
 }

@@ -5,18 +5,15 @@
 //! takes whole seconds, so we ask with timestamps and drop every line not newer than the last
 //! one printed. Nothing is shown twice, nothing written in between is lost.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::container::LogOutput;
-use bollard::query_parameters::LogsOptionsBuilder;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::fleet::Fleet;
-use crate::docker::{self, DockerError, LogSource, parse_docker_time};
+use crate::docker::{self, DockerError, LogQuery, LogSource};
 
 /// How often a follower asks whether a stopped container runs again.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
@@ -137,29 +134,6 @@ impl FanOut {
     }
 }
 
-/// One line as the daemon sent it with `timestamps`: the time it was written (when it
-/// carries one) and the text after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StampedLine {
-    pub time: Option<SystemTime>,
-    pub source: LogSource,
-    pub text: String,
-}
-
-/// Splits `2026-11-25T11:38:22.472438429Z text` into its time and text. A line without a
-/// readable time (the rest of a multi-line chunk of a TTY container) is all text.
-pub fn split_timestamp(line: &str) -> (Option<SystemTime>, &str) {
-    if let Some((stamp, rest)) = line.split_once(' ')
-        && let Some(time) = parse_docker_time(stamp)
-    {
-        return (Some(time), rest);
-    }
-    if let Some(time) = parse_docker_time(line) {
-        return (Some(time), "");
-    }
-    (None, line)
-}
-
 /// Which lines of a resumed log were already shown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resume {
@@ -183,140 +157,6 @@ impl Resume {
             _ => true,
         }
     }
-}
-
-type RawLogs =
-    std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
-
-fn raw_logs(
-    ship: &docker::Ship,
-    container: &str,
-    tail: Option<usize>,
-    since: Option<i32>,
-    follow: bool,
-) -> RawLogs {
-    let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
-    let mut options = LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .timestamps(true)
-        .follow(follow)
-        .tail(&tail);
-    if let Some(since) = since {
-        options = options.since(since);
-    }
-    Box::pin(ship.docker().logs(container, Some(options.build())))
-}
-
-/// Chunks of output into timestamped lines, per stream, keeping partial lines until their end
-/// arrives (the daemon splits long lines, and TTY output comes in arbitrary chunks).
-struct Splitter {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    /// The time of the last stamped line, inherited by unstamped continuation lines.
-    current: Option<SystemTime>,
-}
-
-impl Splitter {
-    fn new() -> Self {
-        Splitter {
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            current: None,
-        }
-    }
-
-    fn push(&mut self, output: LogOutput, ready: &mut VecDeque<StampedLine>) {
-        let (source, bytes) = match output {
-            LogOutput::StdErr { message } => (LogSource::Stderr, message),
-            LogOutput::StdOut { message }
-            | LogOutput::Console { message }
-            | LogOutput::StdIn { message } => (LogSource::Stdout, message),
-        };
-        let buffer = match source {
-            LogSource::Stdout => &mut self.stdout,
-            LogSource::Stderr => &mut self.stderr,
-        };
-        buffer.extend_from_slice(&bytes);
-        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line[..end]);
-            let text = text.strip_suffix('\r').unwrap_or(&text);
-            let (time, rest) = split_timestamp(text);
-            if time.is_some() {
-                self.current = time;
-            }
-            ready.push_back(StampedLine {
-                time: self.current,
-                source,
-                text: rest.to_string(),
-            });
-        }
-    }
-
-    fn flush(&mut self, ready: &mut VecDeque<StampedLine>) {
-        for (source, buffer) in [
-            (LogSource::Stdout, &mut self.stdout),
-            (LogSource::Stderr, &mut self.stderr),
-        ] {
-            if buffer.is_empty() {
-                continue;
-            }
-            let text = String::from_utf8_lossy(buffer).to_string();
-            buffer.clear();
-            let (time, rest) = split_timestamp(&text);
-            ready.push_back(StampedLine {
-                time: time.or(self.current),
-                source,
-                text: rest.to_string(),
-            });
-        }
-    }
-}
-
-/// The lines of `raw`, in order; the error, if any, comes after the lines before it.
-fn stamped_lines(
-    raw: RawLogs,
-) -> impl Stream<Item = Result<StampedLine, bollard::errors::Error>> + Send {
-    struct State {
-        raw: RawLogs,
-        splitter: Splitter,
-        ready: VecDeque<StampedLine>,
-        error: Option<bollard::errors::Error>,
-        ended: bool,
-    }
-    let state = State {
-        raw,
-        splitter: Splitter::new(),
-        ready: VecDeque::new(),
-        error: None,
-        ended: false,
-    };
-    futures_util::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(line) = state.ready.pop_front() {
-                return Some((Ok(line), state));
-            }
-            if let Some(err) = state.error.take() {
-                return Some((Err(err), state));
-            }
-            if state.ended {
-                return None;
-            }
-            match state.raw.next().await {
-                Some(Ok(output)) => state.splitter.push(output, &mut state.ready),
-                Some(Err(err)) => {
-                    state.ended = true;
-                    state.splitter.flush(&mut state.ready);
-                    state.error = Some(err);
-                }
-                None => {
-                    state.ended = true;
-                    state.splitter.flush(&mut state.ready);
-                }
-            }
-        }
-    })
 }
 
 /// Sends the log of `instance` (its container has the instance's name) on `ship` to `events`:
@@ -374,12 +214,23 @@ pub async fn read_instance(
                     .and_then(|d| d.started_at)
                     .and_then(|t| t.checked_sub(Duration::from_nanos(1)));
             }
-            let raw = if first {
-                raw_logs(&ship, &instance, options.tail, None, options.follow)
+            // With timestamps: a resumed follow drops what was already shown.
+            let query = if first {
+                LogQuery {
+                    tail: options.tail,
+                    since: None,
+                    follow: options.follow,
+                    timestamps: true,
+                }
             } else {
-                raw_logs(&ship, &instance, None, resume.since_seconds(), true)
+                LogQuery {
+                    tail: None,
+                    since: resume.since_seconds(),
+                    follow: true,
+                    timestamps: true,
+                }
             };
-            let mut lines = Box::pin(stamped_lines(raw));
+            let mut lines = ship.logs(&instance, query);
             let mut read_any = false;
             while let Some(item) = lines.next().await {
                 match item {
@@ -401,11 +252,6 @@ pub async fn read_instance(
                         }
                     }
                     Err(err) => {
-                        let err = DockerError::from_bollard(
-                            ship.name(),
-                            format!("logs of {instance}"),
-                            err,
-                        );
                         if !options.follow {
                             return Err(docker_error(err));
                         }
@@ -494,55 +340,6 @@ async fn wait_until_running(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-
-    fn out(text: &str) -> LogOutput {
-        LogOutput::StdOut {
-            message: Bytes::from(text.to_string()),
-        }
-    }
-
-    #[test]
-    fn timestamps_are_split_off() {
-        let (time, text) = split_timestamp("2026-11-25T11:38:22.472438429Z hello world");
-        assert_eq!(text, "hello world");
-        assert_eq!(
-            time,
-            Some(UNIX_EPOCH + Duration::new(1_795_606_702, 472_438_429))
-        );
-        assert_eq!(split_timestamp("no time here"), (None, "no time here"));
-    }
-
-    #[test]
-    fn chunks_become_lines_and_continuations_inherit_the_time() {
-        let mut splitter = Splitter::new();
-        let mut ready = VecDeque::new();
-        splitter.push(
-            out("2026-11-25T11:38:22.1Z one\n2026-11-25T11:38:2"),
-            &mut ready,
-        );
-        splitter.push(out("3.5Z two\nthree\n"), &mut ready);
-        splitter.push(
-            LogOutput::StdErr {
-                message: Bytes::from("2026-11-25T11:38:24Z oops"),
-            },
-            &mut ready,
-        );
-        splitter.flush(&mut ready);
-        let texts: Vec<(&str, LogSource)> =
-            ready.iter().map(|l| (l.text.as_str(), l.source)).collect();
-        assert_eq!(
-            texts,
-            [
-                ("one", LogSource::Stdout),
-                ("two", LogSource::Stdout),
-                ("three", LogSource::Stdout),
-                ("oops", LogSource::Stderr)
-            ]
-        );
-        assert_eq!(ready[1].time, ready[2].time, "continuation inherits");
-        assert!(ready[0].time < ready[1].time);
-    }
 
     #[test]
     fn a_resumed_log_skips_what_was_shown() {
