@@ -386,6 +386,14 @@ fn encrypted_key_passphrase_is_never_printed() {
     assert!(!run.all().contains("wrong-phrase-0008"), "{run}");
 }
 
+/// The bed's file for one ship, as environment `name`, with `services` (YAML) as its services.
+fn one_ship_file(bed: &common::TestBed, ship: &str, name: &str, services: &str) -> String {
+    let text = bed_file(bed, &[ship], bed.key(), bed.known_hosts())
+        .replace("services: {}\n", "")
+        .replace("name: sec-bed", &format!("name: {name}"));
+    text + services
+}
+
 /// A real `start` of a container whose environment holds secrets: the event stream (plain
 /// and `--json`) and `status` never show them. Skipped while `start` is not in this build.
 #[test]
@@ -393,13 +401,15 @@ fn start_and_status_on_the_bed_show_no_secret() {
     let bed = common::TestBed::shared();
     let ship = bed.outer_ships()[0].name.clone();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut text = bed_file(&bed, &[&ship], bed.key(), bed.known_hosts());
-    text = text.replace("services: {}\n", "");
-    text = text.replace("name: sec-bed", "name: secbed");
-    text.push_str(&format!(
-        "services:\n  sec:\n    image: {}\n    env: {{DB_PASSWORD: \"{DB_PASSWORD}\", API_TOKEN: \"{{{{ env.DEPLOY_TOKEN }}}}\"}}\n    instances:\n      secbed-1: {{ship: {ship}, command: \"sh -c 'echo $DB_PASSWORD $API_TOKEN; sleep 600'\"}}\n",
-        bed.image
-    ));
+    let text = one_ship_file(
+        &bed,
+        &ship,
+        "secbed",
+        &format!(
+            "services:\n  sec:\n    image: {}\n    env: {{DB_PASSWORD: \"{DB_PASSWORD}\", API_TOKEN: \"{{{{ env.DEPLOY_TOKEN }}}}\"}}\n    instances:\n      secbed-1: {{ship: {ship}, command: \"sh -c 'echo $DB_PASSWORD $API_TOKEN; sleep 600'\"}}\n",
+            bed.image
+        ),
+    );
     std::fs::write(dir.path().join("env.yaml"), text).expect("write");
     let run = run_maestro(dir.path(), &["-f", "env.yaml", "start", "--json"], ENVS);
     assert_no_secret("start --json", &run);
@@ -426,13 +436,15 @@ fn a_secret_in_a_daemons_error_is_masked_on_stderr() {
     let bed = common::TestBed::shared();
     let ship = bed.outer_ships()[0].name.clone();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut text = bed_file(&bed, &[&ship], bed.key(), bed.known_hosts());
-    text = text.replace("services: {}\n", "");
-    text = text.replace("name: sec-bed", "name: secdaemon");
     // Upper case makes the reference invalid, and the daemon's refusal quotes it.
-    text.push_str(&format!(
-        "services:\n  sec:\n    image: registry.local/{IN_IMAGE}:1\n    env: {{DB_PASSWORD: \"{IN_IMAGE}\"}}\n    instances:\n      secdaemon-1: {{ship: {ship}}}\n"
-    ));
+    let text = one_ship_file(
+        &bed,
+        &ship,
+        "secdaemon",
+        &format!(
+            "services:\n  sec:\n    image: registry.local/{IN_IMAGE}:1\n    env: {{DB_PASSWORD: \"{IN_IMAGE}\"}}\n    instances:\n      secdaemon-1: {{ship: {ship}}}\n"
+        ),
+    );
     std::fs::write(dir.path().join("env.yaml"), text).expect("write");
     for (args, expected_code) in [
         (&["-f", "env.yaml", "plan"][..], 0),
