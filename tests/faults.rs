@@ -10,8 +10,7 @@
 //! docs/reliability.md lists these faults; `reliability_doc_lists_every_fault` keeps it in step.
 
 mod common;
-#[path = "faults/support.rs"]
-mod support;
+use common::support;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;

@@ -7,8 +7,7 @@
 //! threshold; see docs/testing.md.
 
 mod common;
-#[path = "faults/support.rs"]
-mod support;
+use common::support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -11,8 +11,7 @@
 //! it in step.
 
 mod common;
-#[path = "faults/support.rs"]
-mod support;
+use common::support;
 
 use std::io::Write;
 use std::process::Stdio;

@@ -9,8 +9,7 @@
 mod common;
 #[path = "common/golden.rs"]
 mod golden;
-#[path = "faults/support.rs"]
-mod support;
+use common::support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;

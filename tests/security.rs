@@ -6,8 +6,7 @@
 //! `maestro` as an operator would and search its whole output for the secret texts.
 
 mod common;
-#[path = "faults/support.rs"]
-mod support;
+use common::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -16,6 +16,8 @@
 //! Tests that need a bed must run as root (they do in `./test.sh` and CI).
 #![allow(dead_code)]
 
+pub mod support;
+
 use std::io::Read;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Helpers shared by tests/faults.rs, tests/fleet.rs, tests/security.rs and
+//! Helpers of tests/faults.rs, tests/fleet.rs, tests/security.rs, tests/orchestrate.rs and
 //! tests/hostile_input.rs: running the maestro binary in a clean environment, a listener that
 //! records every connection made to it (to prove that nothing was contacted), environment
 //! files for the test bed, and faults injected in a ship's network namespace.
@@ -68,7 +68,7 @@ impl std::fmt::Display for Run {
 /// `maestro ARGS` in `dir`, with an environment holding only PATH, HOME=`dir` (so no
 /// ~/.ssh of the machine is used), NO_COLOR and `envs`: no agent, no ssh_config.
 pub fn maestro_command(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Command {
-    let mut cmd = crate::common::maestro(dir);
+    let mut cmd = super::maestro(dir);
     cmd.args(args).current_dir(dir);
     for (k, v) in envs {
         cmd.env(k, v);
