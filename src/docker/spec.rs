@@ -380,162 +380,8 @@ impl ContainerSpec {
     /// The create-container request body (the container name goes in the query, see
     /// [`crate::docker::Ship::create`]).
     pub fn to_create_body(&self) -> ContainerCreateBody {
-        let port_key =
-            |port: &PortSpec| format!("{}/{}", port.container_port, port.protocol.as_str());
-
-        let mut exposed: Vec<String> = Vec::new();
-        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for port in &self.ports {
-            let key = port_key(port);
-            if !exposed.contains(&key) {
-                exposed.push(key.clone());
-            }
-            let host_port = match port.host_port {
-                HostPort::Any => None,
-                HostPort::Port(p) => Some(p.to_string()),
-                HostPort::Range(low, high) => Some(format!("{low}-{high}")),
-            };
-            port_bindings
-                .entry(key)
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(PortBinding {
-                    host_ip: port.host_ip.clone(),
-                    host_port,
-                });
-        }
-
-        let binds: Vec<String> = self
-            .binds
-            .iter()
-            .map(|b| {
-                let mode = match b.mode {
-                    MountMode::Rw => "rw",
-                    MountMode::Ro => "ro",
-                };
-                format!("{}:{}:{}", b.host_path, b.container_path, mode)
-            })
-            .collect();
-
-        let links: Vec<String> = self
-            .links
-            .iter()
-            .map(|l| format!("{}:{}", l.name, l.alias))
-            .collect();
-
-        let primary = self.primary_network();
-        // Legacy links live in the host config on the default bridge, and in the endpoint
-        // settings on a user-defined network (as the docker CLI does).
-        let (host_links, endpoint_links) = if primary.is_some() {
-            (None, non_empty(&links))
-        } else {
-            (non_empty(&links), None)
-        };
-
-        let network_mode = match (&self.network_mode, primary) {
-            (Some(mode), _) => Some(mode.clone()),
-            (None, Some(network)) => Some(network.name.clone()),
-            (None, None) => None,
-        };
-
-        let networking_config = primary.map(|network| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                network.name.clone(),
-                EndpointSettings {
-                    aliases: non_empty(&network.aliases),
-                    links: endpoint_links,
-                    ..Default::default()
-                },
-            )])),
-        });
-
-        let restart_policy = self
-            .restart
-            .as_ref()
-            .map(|r| bollard::models::RestartPolicy {
-                name: Some(match r.name {
-                    RestartPolicyName::No => RestartPolicyNameEnum::NO,
-                    RestartPolicyName::Always => RestartPolicyNameEnum::ALWAYS,
-                    RestartPolicyName::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
-                    RestartPolicyName::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
-                }),
-                maximum_retry_count: match r.name {
-                    RestartPolicyName::OnFailure => r.max_retries,
-                    _ => None,
-                },
-            });
-
-        let log_config = if self.log_driver.is_some() || !self.log_opt.is_empty() {
-            Some(HostConfigLogConfig {
-                typ: self.log_driver.clone(),
-                config: if self.log_opt.is_empty() {
-                    None
-                } else {
-                    Some(self.log_opt.iter().cloned().collect())
-                },
-            })
-        } else {
-            None
-        };
-
-        let host_config = HostConfig {
-            binds: non_empty(&binds),
-            port_bindings: if port_bindings.is_empty() {
-                None
-            } else {
-                Some(port_bindings)
-            },
-            volumes_from: non_empty(&self.volumes_from),
-            links: host_links,
-            privileged: self.privileged.then_some(true),
-            cap_add: non_empty(&self.cap_add),
-            cap_drop: non_empty(&self.cap_drop),
-            extra_hosts: non_empty(
-                &self
-                    .extra_hosts
-                    .iter()
-                    .map(|(host, ip)| format!("{host}:{ip}"))
-                    .collect::<Vec<_>>(),
-            ),
-            network_mode,
-            restart_policy,
-            dns: non_empty(&self.dns),
-            memory: self.limits.memory,
-            cpu_shares: self.limits.cpu_shares,
-            memory_swap: self.limits.memory_swap,
-            log_config,
-            security_opt: non_empty(&self.security_opt),
-            ulimits: non_empty(
-                &self
-                    .ulimits
-                    .iter()
-                    .map(|u| ResourcesUlimits {
-                        name: Some(u.name.clone()),
-                        soft: Some(u.soft),
-                        hard: Some(u.hard),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            devices: non_empty(
-                &self
-                    .devices
-                    .iter()
-                    .map(|d| DeviceMapping {
-                        path_on_host: Some(d.host_path.clone()),
-                        path_in_container: Some(d.container_path.clone()),
-                        cgroup_permissions: Some(d.permissions.clone()),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            tmpfs: if self.tmpfs.is_empty() {
-                None
-            } else {
-                Some(self.tmpfs.iter().cloned().collect())
-            },
-            init: self.init,
-            ..Default::default()
-        };
-
+        let (exposed, port_bindings) = self.ports_exposed_and_bound();
+        let (host_config, networking_config) = self.host_and_network_config(port_bindings);
         let healthcheck = self.healthcheck.as_ref().map(|h| HealthConfig {
             test: non_empty(&h.test),
             interval: nanos(h.interval),
@@ -570,6 +416,167 @@ impl ContainerSpec {
             networking_config,
             ..Default::default()
         }
+    }
+
+    /// The exposed `port/protocol` keys, in order, and the host bindings of each.
+    fn ports_exposed_and_bound(&self) -> (Vec<String>, HashMap<String, Option<Vec<PortBinding>>>) {
+        let mut exposed: Vec<String> = Vec::new();
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for port in &self.ports {
+            let key = format!("{}/{}", port.container_port, port.protocol.as_str());
+            if !exposed.contains(&key) {
+                exposed.push(key.clone());
+            }
+            let host_port = match port.host_port {
+                HostPort::Any => None,
+                HostPort::Port(p) => Some(p.to_string()),
+                HostPort::Range(low, high) => Some(format!("{low}-{high}")),
+            };
+            port_bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: port.host_ip.clone(),
+                    host_port,
+                });
+        }
+        (exposed, port_bindings)
+    }
+
+    /// The host config, and the endpoint of the primary network when there is one.
+    fn host_and_network_config(
+        &self,
+        port_bindings: HashMap<String, Option<Vec<PortBinding>>>,
+    ) -> (HostConfig, Option<NetworkingConfig>) {
+        let binds: Vec<String> = self
+            .binds
+            .iter()
+            .map(|b| {
+                let mode = match b.mode {
+                    MountMode::Rw => "rw",
+                    MountMode::Ro => "ro",
+                };
+                format!("{}:{}:{}", b.host_path, b.container_path, mode)
+            })
+            .collect();
+        let links: Vec<String> = self
+            .links
+            .iter()
+            .map(|l| format!("{}:{}", l.name, l.alias))
+            .collect();
+        let primary = self.primary_network();
+        // Legacy links live in the host config on the default bridge, and in the endpoint
+        // settings on a user-defined network (as the docker CLI does).
+        let (host_links, endpoint_links) = if primary.is_some() {
+            (None, non_empty(&links))
+        } else {
+            (non_empty(&links), None)
+        };
+        let network_mode = match (&self.network_mode, primary) {
+            (Some(mode), _) => Some(mode.clone()),
+            (None, Some(network)) => Some(network.name.clone()),
+            (None, None) => None,
+        };
+        let networking_config = primary.map(|network| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.name.clone(),
+                EndpointSettings {
+                    aliases: non_empty(&network.aliases),
+                    links: endpoint_links,
+                    ..Default::default()
+                },
+            )])),
+        });
+        let host_config = HostConfig {
+            binds: non_empty(&binds),
+            port_bindings: if port_bindings.is_empty() {
+                None
+            } else {
+                Some(port_bindings)
+            },
+            volumes_from: non_empty(&self.volumes_from),
+            links: host_links,
+            privileged: self.privileged.then_some(true),
+            cap_add: non_empty(&self.cap_add),
+            cap_drop: non_empty(&self.cap_drop),
+            extra_hosts: non_empty(
+                &self
+                    .extra_hosts
+                    .iter()
+                    .map(|(host, ip)| format!("{host}:{ip}"))
+                    .collect::<Vec<_>>(),
+            ),
+            network_mode,
+            restart_policy: self.restart_policy(),
+            dns: non_empty(&self.dns),
+            memory: self.limits.memory,
+            cpu_shares: self.limits.cpu_shares,
+            memory_swap: self.limits.memory_swap,
+            log_config: self.log_config(),
+            security_opt: non_empty(&self.security_opt),
+            ulimits: non_empty(
+                &self
+                    .ulimits
+                    .iter()
+                    .map(|u| ResourcesUlimits {
+                        name: Some(u.name.clone()),
+                        soft: Some(u.soft),
+                        hard: Some(u.hard),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            devices: non_empty(
+                &self
+                    .devices
+                    .iter()
+                    .map(|d| DeviceMapping {
+                        path_on_host: Some(d.host_path.clone()),
+                        path_in_container: Some(d.container_path.clone()),
+                        cgroup_permissions: Some(d.permissions.clone()),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            tmpfs: if self.tmpfs.is_empty() {
+                None
+            } else {
+                Some(self.tmpfs.iter().cloned().collect())
+            },
+            init: self.init,
+            ..Default::default()
+        };
+        (host_config, networking_config)
+    }
+
+    fn restart_policy(&self) -> Option<bollard::models::RestartPolicy> {
+        self.restart
+            .as_ref()
+            .map(|r| bollard::models::RestartPolicy {
+                name: Some(match r.name {
+                    RestartPolicyName::No => RestartPolicyNameEnum::NO,
+                    RestartPolicyName::Always => RestartPolicyNameEnum::ALWAYS,
+                    RestartPolicyName::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+                    RestartPolicyName::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+                }),
+                maximum_retry_count: match r.name {
+                    RestartPolicyName::OnFailure => r.max_retries,
+                    _ => None,
+                },
+            })
+    }
+
+    fn log_config(&self) -> Option<HostConfigLogConfig> {
+        if self.log_driver.is_none() && self.log_opt.is_empty() {
+            return None;
+        }
+        Some(HostConfigLogConfig {
+            typ: self.log_driver.clone(),
+            config: if self.log_opt.is_empty() {
+                None
+            } else {
+                Some(self.log_opt.iter().cloned().collect())
+            },
+        })
     }
 }
 
