@@ -6,12 +6,13 @@
 //! ships behind the same jump hosts share those hosts' sessions. No command connects to a
 //! ship or builds a `docker::Ship` any other way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
 use super::events::{EventKind, EventSink};
+use super::plan::Plan;
 use crate::config::{Environment, JumpHost, KnownHostsPolicy, Ship};
 use crate::docker;
 use crate::transport::{
@@ -173,6 +174,20 @@ impl Fleet {
             tasks: Mutex::new(Vec::new()),
             events: Mutex::new(None),
         }
+    }
+
+    /// The ships that run at least one instance of `plans`; nothing is connected yet.
+    pub fn for_plans<'a>(
+        env: &Environment,
+        plans: impl IntoIterator<Item = &'a Plan>,
+        options: ConnectOptions,
+    ) -> Fleet {
+        let ships: BTreeSet<&str> = plans
+            .into_iter()
+            .flat_map(|p| p.steps.iter().map(|s| s.ship.as_str()))
+            .collect();
+        let names: Vec<&str> = ships.into_iter().collect();
+        Fleet::new(env, &names, options)
     }
 
     /// Reports each ship's connecting, connected and failed on `sink` (a run's event stream).

@@ -7,7 +7,6 @@
 //! each one (one [`Fleet`] for the whole sequence), runs the executor, and returns the
 //! summaries. It never prints: the events go to the sink, whose renderer is the caller's.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,7 +100,7 @@ pub async fn run(
     sink: EventSink,
     cancel: Cancel,
 ) -> Result<Vec<Summary>, ExecError> {
-    let fleet = Arc::new(fleet(&env, &plans, options).with_events(sink.clone()));
+    let fleet = Arc::new(Fleet::for_plans(&env, &plans, options).with_events(sink.clone()));
     let run = |command: &str, plan: &Plan, action: Action, limits: Concurrency| {
         let (jobs, direction) = ops::jobs_of(plan);
         let op = Arc::new(LifecycleOp::new(
@@ -187,14 +186,4 @@ pub async fn run(
     .await;
     fleet.close().await;
     outcome.map(|()| summaries)
-}
-
-/// The ships the plans touch; each connects when the run first needs a ship.
-fn fleet(env: &Environment, plans: &[Plan], options: ConnectOptions) -> Fleet {
-    let ships: BTreeSet<&str> = plans
-        .iter()
-        .flat_map(|p| p.steps.iter().map(|s| s.ship.as_str()))
-        .collect();
-    let names: Vec<&str> = ships.into_iter().collect();
-    Fleet::new(env, &names, options)
 }

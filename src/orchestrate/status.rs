@@ -5,7 +5,7 @@
 //! without a daemon; [`gather`] does the talking (connect to the ships involved, one list call
 //! each, all at once) and [`check_ports`] probes published ports from the ship's side.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -392,16 +392,6 @@ pub async fn check_ports(connection: &Connection, ports: &mut [PortStatus], time
     for (k, check) in pending.into_iter().zip(results) {
         ports[k].check = check;
     }
-}
-
-/// Ships that run at least one instance of `plan`, in file order.
-pub fn ships_of(env: &Environment, plan: &Plan) -> Vec<String> {
-    let wanted: BTreeSet<&str> = plan.steps.iter().map(|s| s.ship.as_str()).collect();
-    env.ships
-        .iter()
-        .filter(|s| wanted.contains(s.name.as_str()))
-        .map(|s| s.name.clone())
-        .collect()
 }
 
 /// What [`gather`] found on the ships of a plan.

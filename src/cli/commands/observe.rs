@@ -43,12 +43,10 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
 
 /// The ships that run the instances of `plan`, not yet connected.
 fn fleet_of(cli: &Cli, env: &Environment, plan: &Plan) -> Arc<Fleet> {
-    let ships = status::ships_of(env, plan);
-    let names: Vec<&str> = ships.iter().map(String::as_str).collect();
     let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
     };
-    Arc::new(Fleet::new(env, &names, options))
+    Arc::new(Fleet::for_plans(env, [plan], options))
 }
 
 /// The instances `things` names, in dependency order. `status` also shows `omit` services.
