@@ -95,6 +95,8 @@ TUNNEL_TOOL_TIMEOUT = 180
 # to is told by this label (set in maestro's environment), not by the socket it is found on.
 SHIP_LABEL = "bench.ship"
 SCALE_BED = "bench-scale"
+# How `check` says a container changed that had to stay as it was; bench_tool counts them.
+TOUCHED = "touched (re-created or restarted)"
 SCALE_SHAPES = ["direct", "bastion"]
 
 
@@ -617,7 +619,7 @@ def check(op, instances, before, after, status_text=None, stopped=()):
                 if a["started"] == b["started"]:
                     bad.append(f"{inst} not restarted (StartedAt unchanged)")
             elif (a["id"], a["started"]) != (b["id"], b["started"]):
-                bad.append(f"{inst} touched (re-created or restarted)")
+                bad.append(f"{inst} {TOUCHED}")
     if op == "status":
         seen = status_report(status_text or "", [i for _, i, _ in instances])
         for _, inst, _ in instances:
@@ -1018,7 +1020,7 @@ def bench_tool(cfg, tool, reps, logdir, before_rep=None):
                         text = f.read()
                 bad = check(op, cfg.instances, before, after, text, stopped)
                 if op == "noop_start":
-                    results[op].setdefault("touched", []).append(sum(1 for b in bad if b.endswith("touched (re-created or restarted)")))
+                    results[op].setdefault("touched", []).append(sum(1 for b in bad if b.endswith(TOUCHED)))
                 if code == -9:
                     hung = f"{op} did not finish within {timeout} s (killed; log {os.path.relpath(log_path, ROOT)})"
                     bad = [hung] + bad

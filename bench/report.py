@@ -3,6 +3,7 @@
 `chart` binary). Every number in the document comes from the JSON; the prose around them is
 here, so that a re-run rewrites the whole page consistently."""
 
+import datetime as dt
 import json
 import os
 import re
@@ -191,8 +192,6 @@ def scale_section(data, w):
 def minutes(a, b):
     """Whole minutes between two of the harness's UTC stamps, or None."""
     try:
-        import datetime as dt
-
         f = "%Y-%m-%dT%H:%M:%SZ"
         return round((dt.datetime.strptime(b, f) - dt.datetime.strptime(a, f)).total_seconds() / 60)
     except (TypeError, ValueError):
