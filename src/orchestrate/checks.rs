@@ -15,11 +15,13 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::config::{Check, EnvFrom};
+use crate::config::{Check, EnvFrom, TlsVerify};
 use crate::docker::{ContainerStatus, HealthState, Ship};
-use crate::transport::Connection;
+use crate::transport::{
+    Connection, HttpError, HttpRequest, TlsClient, TlsFailure, TlsSetupError, TlsTrust,
+};
 
 use super::events::Step;
 use super::executor::StepContext;
@@ -29,8 +31,6 @@ use super::spec::split_command;
 const ATTEMPT_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest an HTTP check waits for one answer.
 const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest HTTP answer read (the regex is matched against it).
-const HTTP_MAX_BYTES: usize = 1024 * 1024;
 /// How long we wait for a Docker HEALTHCHECK to settle when its settings do not say.
 const DEFAULT_HEALTH_WAIT: Duration = Duration::from_secs(300);
 
@@ -304,9 +304,9 @@ async fn run_one(
             // Built once: loading the system's roots reads a directory of files.
             let tls = if scheme == "https" {
                 Some(
-                    tls::Client::new(verify, host).map_err(|reason| CheckError::Failed {
+                    TlsClient::new(&trust_of(verify), host).map_err(|e| CheckError::Failed {
                         check: name.clone(),
-                        reason,
+                        reason: setup_words(&e),
                     })?,
                 )
             } else {
@@ -321,7 +321,13 @@ async fn run_one(
             };
             // max_wait is in seconds of trying, one attempt a second.
             attempts(&name, *max_wait, ctx, || async {
-                let response = http_once(target.connection, &request).await?;
+                let response =
+                    tokio::time::timeout(HTTP_REQUEST_TIMEOUT, target.connection.http(&request))
+                        .await
+                        .map_err(|_| {
+                            format!("no answer within {} s", HTTP_REQUEST_TIMEOUT.as_secs())
+                        })?
+                        .map_err(|e| http_words(&e, host, verify))?;
                 match &regex {
                     Some(re) if re.is_match(&response.body) => Ok(()),
                     Some(re) => Err(format!(
@@ -440,349 +446,75 @@ async fn local_exec(
     }
 }
 
-struct HttpRequest<'a> {
-    method: &'a str,
-    host: &'a str,
-    port: u16,
-    path: &'a str,
-    /// Set for `https`: the request goes through TLS over the ship's stream.
-    tls: Option<&'a tls::Client>,
+/// How `requests_options.verify` reads in the transport's terms.
+fn trust_of(verify: &TlsVerify) -> TlsTrust {
+    match verify {
+        TlsVerify::SystemRoots => TlsTrust::SystemRoots,
+        TlsVerify::CaFile(file) => TlsTrust::CaFile(file.clone()),
+        TlsVerify::Off => TlsTrust::AnyCertificate,
+    }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct HttpResponse {
-    status: u16,
-    body: String,
+/// Why an https check cannot even try, with the setting to change.
+fn setup_words(err: &TlsSetupError) -> String {
+    match err {
+        TlsSetupError::NoSystemRoots(_) => format!(
+            "{err}: install the ca-certificates package, or set requests_options.verify to a \
+             CA file or false"
+        ),
+        _ => err.to_string(),
+    }
 }
 
-/// A minimal HTTP/1.1 request; `Connection: close` lets us read to the end of the stream.
-fn http_request_bytes(req: &HttpRequest<'_>) -> Vec<u8> {
-    let path = if req.path.starts_with('/') {
-        req.path.to_string()
-    } else {
-        format!("/{}", req.path)
+/// One attempt's failure in an operator's words, with what to change.
+fn http_words(err: &HttpError, name: &str, verify: &TlsVerify) -> String {
+    match err {
+        HttpError::Tls(failure) => tls_words(failure, name, verify),
+        other => other.to_string(),
+    }
+}
+
+fn tls_words(failure: &TlsFailure, name: &str, verify: &TlsVerify) -> String {
+    let trust_hint = match verify {
+        TlsVerify::CaFile(file) => format!(
+            "is {} the CA that signed it? Or set requests_options.verify to false",
+            file.display()
+        ),
+        _ => "set requests_options.verify to a CA file or false".to_string(),
     };
-    format!(
-        "{} {path} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: maestro\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        req.method.to_uppercase(),
-        req.host,
-        req.port
-    )
-    .into_bytes()
-}
-
-/// Status and body of a response read to the end; chunked bodies are joined. Works on
-/// bytes: the answer comes from the network and need not be UTF-8 anywhere.
-fn parse_http_response(raw: &[u8]) -> Result<HttpResponse, String> {
-    let split = find(raw, b"\r\n\r\n");
-    let (head, body) = match split {
-        Some(i) => (&raw[..i], &raw[i + 4..]),
-        None => (raw, &[][..]),
-    };
-    let head = String::from_utf8_lossy(head);
-    let status_line = head.lines().next().unwrap_or_default();
-    let mut parts = status_line.split_whitespace();
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/") {
-        return Err(format!("not an HTTP answer: {status_line:?}"));
-    }
-    let status = parts
-        .next()
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
-    Ok(HttpResponse {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = find(rest, b"\r\n") {
-        let size_line = String::from_utf8_lossy(&rest[..line_end]);
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or(0);
-        let after = &rest[line_end + 2..];
-        let available = size.min(after.len());
-        out.extend_from_slice(&after[..available]);
-        if size == 0 || available < size {
-            break;
+    match failure {
+        TlsFailure::UnknownIssuer => {
+            format!("certificate not trusted (unknown issuer) for {name}: {trust_hint}")
         }
-        rest = after[size..]
-            .strip_prefix(b"\r\n")
-            .unwrap_or(&after[size..]);
-    }
-    out
-}
-
-async fn http_once(connection: &Connection, req: &HttpRequest<'_>) -> Result<HttpResponse, String> {
-    let exchange = async {
-        let stream = connection
-            .open_tcp(req.host, req.port)
-            .await
-            .map_err(|e| e.to_string())?;
-        match req.tls {
-            Some(tls) => http_exchange(tls.handshake(stream).await?, req).await,
-            None => http_exchange(stream, req).await,
+        TlsFailure::BadSignature => {
+            format!("certificate not trusted (bad signature) for {name}: {trust_hint}")
         }
-    };
-    tokio::time::timeout(HTTP_REQUEST_TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("no answer within {} s", HTTP_REQUEST_TIMEOUT.as_secs()))?
-}
-
-/// Sends the request and reads the answer to the end of the stream.
-async fn http_exchange<S>(mut stream: S, req: &HttpRequest<'_>) -> Result<HttpResponse, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    stream
-        .write_all(&http_request_bytes(req))
-        .await
-        .map_err(|e| format!("sending the request: {e}"))?;
-    let _ = stream.flush().await;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(n) => n,
-            // Many TLS servers close without a close_notify once they have answered; what
-            // was read is the whole answer.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => 0,
-            Err(e) => return Err(format!("reading the answer: {e}")),
-        };
-        if n == 0 || raw.len() >= HTTP_MAX_BYTES {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
-    parse_http_response(&raw)
-}
-
-/// TLS for `https` checks, run over the stream the ship opened, so the server is reached
-/// exactly as for `http`. The crypto provider is `ring`, the one bollard's rustls uses.
-mod tls {
-    use std::sync::{Arc, OnceLock};
-
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
-    use tokio::io::{AsyncRead, AsyncWrite};
-    use tokio_rustls::TlsConnector;
-    use tokio_rustls::client::TlsStream;
-
-    use crate::config::TlsVerify;
-
-    /// What an https check connects with: the TLS settings and the name the certificate
-    /// must hold (the check's `host`, else the ship's ip).
-    pub(super) struct Client {
-        connector: TlsConnector,
-        name: ServerName<'static>,
-        /// How the certificate is verified, for the hints of error messages.
-        verify: TlsVerify,
-    }
-
-    fn provider() -> Arc<CryptoProvider> {
-        static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-        Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
-    }
-
-    /// The system's trusted roots, read once per process.
-    fn system_roots() -> Result<Arc<RootCertStore>, String> {
-        static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
-        ROOTS
-            .get_or_init(|| {
-                let found = rustls_native_certs::load_native_certs();
-                let mut roots = RootCertStore::empty();
-                roots.add_parsable_certificates(found.certs);
-                if roots.is_empty() {
-                    let why = found
-                        .errors
-                        .first()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default();
-                    return Err(format!(
-                        "no trusted CA certificates found on this machine{why}: install the \
-                         ca-certificates package, or set requests_options.verify to a CA file \
-                         or false"
-                    ));
-                }
-                Ok(Arc::new(roots))
-            })
-            .clone()
-    }
-
-    fn file_roots(file: &std::path::Path) -> Result<Arc<RootCertStore>, String> {
-        let bad =
-            |e: &dyn std::fmt::Display| format!("cannot use the CA file {}: {e}", file.display());
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(file).map_err(|e| bad(&e))? {
-            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-        }
-        if roots.is_empty() {
-            return Err(bad(&"it holds no certificate"));
-        }
-        Ok(Arc::new(roots))
-    }
-
-    impl Client {
-        pub(super) fn new(verify: &TlsVerify, name: &str) -> Result<Client, String> {
-            let server_name = ServerName::try_from(name.to_string())
-                .map_err(|_| format!("`{name}` is neither a host name nor an ip address"))?;
-            let builder = ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS setup: {e}"))?;
-            let config = match verify {
-                TlsVerify::SystemRoots => builder.with_root_certificates(system_roots()?),
-                TlsVerify::CaFile(file) => builder.with_root_certificates(file_roots(file)?),
-                TlsVerify::Off => builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyCertificate(
-                        provider().signature_verification_algorithms,
-                    ))),
-            }
-            .with_no_client_auth();
-            Ok(Client {
-                connector: TlsConnector::from(Arc::new(config)),
-                name: server_name,
-                verify: verify.clone(),
-            })
-        }
-
-        pub(super) async fn handshake<S>(&self, stream: S) -> Result<TlsStream<S>, String>
-        where
-            S: AsyncRead + AsyncWrite + Unpin,
-        {
-            self.connector
-                .connect(self.name.clone(), stream)
-                .await
-                .map_err(|e| self.explain(&e))
-        }
-
-        /// The handshake's failure in an operator's words, with what to change.
-        fn explain(&self, err: &std::io::Error) -> String {
-            let name = self.name.to_str();
-            let Some(tls) = err
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            else {
-                return match err.kind() {
-                    std::io::ErrorKind::UnexpectedEof => {
-                        "the server closed the connection during the TLS handshake \
-                         (is it serving TLS on this port?)"
-                            .to_string()
-                    }
-                    _ => format!("TLS handshake: {err}"),
-                };
+        TlsFailure::NotValidForName { presented } => {
+            let names = if presented.is_empty() {
+                String::new()
+            } else {
+                format!(" (it names {})", presented.join(", "))
             };
-            describe(tls, &name, &self.verify)
+            format!(
+                "certificate is not valid for {name}{names}: set the check's `host` to a name \
+                 it holds, or requests_options.verify to false"
+            )
         }
-    }
-
-    pub(super) fn describe(err: &rustls::Error, name: &str, verify: &TlsVerify) -> String {
-        let trust_hint = match verify {
-            TlsVerify::CaFile(file) => format!(
-                "is {} the CA that signed it? Or set requests_options.verify to false",
-                file.display()
-            ),
-            _ => "set requests_options.verify to a CA file or false".to_string(),
-        };
-        let rustls::Error::InvalidCertificate(cert) = err else {
-            return match err {
-                rustls::Error::InvalidMessage(_) => format!(
-                    "{name} does not speak TLS on this port ({err}); for plain HTTP, set \
-                     scheme: http"
-                ),
-                rustls::Error::AlertReceived(alert) => {
-                    format!("the server refused the TLS handshake (alert: {alert:?})")
-                }
-                other => format!("TLS handshake failed: {other}"),
-            };
-        };
-        match cert {
-            CertificateError::UnknownIssuer => {
-                format!("certificate not trusted (unknown issuer) for {name}: {trust_hint}")
-            }
-            CertificateError::BadSignature => {
-                format!("certificate not trusted (bad signature) for {name}: {trust_hint}")
-            }
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                let names = match cert {
-                    CertificateError::NotValidForNameContext { presented, .. }
-                        if !presented.is_empty() =>
-                    {
-                        format!(" (it names {})", presented.join(", "))
-                    }
-                    _ => String::new(),
-                };
-                format!(
-                    "certificate is not valid for {name}{names}: set the check's `host` to a \
-                     name it holds, or requests_options.verify to false"
-                )
-            }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                format!("certificate of {name} has expired: {cert}")
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                format!("certificate of {name} is not valid yet (check the clocks): {cert}")
-            }
-            other => format!("certificate of {name} rejected: {other}"),
+        TlsFailure::Expired(why) => format!("certificate of {name} has expired: {why}"),
+        TlsFailure::NotValidYet(why) => {
+            format!("certificate of {name} is not valid yet (check the clocks): {why}")
         }
-    }
-
-    /// `verify: false`: any certificate for any name, as python-requests does; handshake
-    /// signatures are still checked, so the server must hold the certificate's key.
-    #[derive(Debug)]
-    struct AnyCertificate(WebPkiSupportedAlgorithms);
-
-    impl ServerCertVerifier for AnyCertificate {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp_response: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
+        TlsFailure::Certificate(why) => format!("certificate of {name} rejected: {why}"),
+        TlsFailure::NotTls(why) => format!(
+            "{name} does not speak TLS on this port ({why}); for plain HTTP, set scheme: http"
+        ),
+        TlsFailure::Refused(alert) => {
+            format!("the server refused the TLS handshake (alert: {alert})")
         }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.supported_schemes()
-        }
+        TlsFailure::Closed => "the server closed the connection during the TLS handshake (is \
+                               it serving TLS on this port?)"
+            .to_string(),
+        TlsFailure::Other(why) => format!("TLS handshake failed: {why}"),
     }
 }
 
@@ -801,49 +533,18 @@ mod tests {
     }
 
     #[test]
-    fn request_and_response() {
-        let req = HttpRequest {
-            method: "get",
-            host: "10.0.0.1",
-            port: 8080,
-            path: "health",
-            tls: None,
-        };
-        let bytes = String::from_utf8(http_request_bytes(&req)).unwrap_or_default();
-        assert!(bytes.starts_with("GET /health HTTP/1.1\r\nHost: 10.0.0.1:8080\r\n"));
-        assert!(bytes.ends_with("Connection: close\r\n\r\n"));
-        let plain = parse_http_response(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        assert_eq!(
-            plain,
-            Ok(HttpResponse {
-                status: 200,
-                body: "ok".into()
-            })
-        );
-        let chunked = parse_http_response(
-            b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        );
-        assert_eq!(
-            chunked,
-            Ok(HttpResponse {
-                status: 503,
-                body: "abcde".into()
-            })
-        );
-        assert!(parse_http_response(b"SSH-2.0-OpenSSH\r\n").is_err());
-    }
-
-    #[test]
     fn certificate_failures_are_told_in_words() {
-        use crate::config::TlsVerify;
-        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         assert_eq!(
-            tls::describe(&unknown, "10.1.2.3", &TlsVerify::SystemRoots),
+            tls_words(
+                &TlsFailure::UnknownIssuer,
+                "10.1.2.3",
+                &TlsVerify::SystemRoots
+            ),
             "certificate not trusted (unknown issuer) for 10.1.2.3: set requests_options.verify \
              to a CA file or false"
         );
-        let with_file = tls::describe(
-            &unknown,
+        let with_file = tls_words(
+            &TlsFailure::UnknownIssuer,
             "web.local",
             &TlsVerify::CaFile("/etc/ca.pem".into()),
         );
@@ -851,40 +552,24 @@ mod tests {
             with_file.contains("is /etc/ca.pem the CA that signed it?"),
             "{with_file}"
         );
-        let wrong_name =
-            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
-                expected: rustls::pki_types::ServerName::try_from("10.1.2.3")
-                    .map(|n| n.to_owned())
-                    .unwrap_or_else(|e| panic!("{e}")),
-                presented: vec!["IpAddress(10.9.9.9)".into()],
-            });
-        let text = tls::describe(&wrong_name, "10.1.2.3", &TlsVerify::SystemRoots);
+        let wrong_name = TlsFailure::NotValidForName {
+            presented: vec!["IpAddress(10.9.9.9)".into()],
+        };
+        let text = tls_words(&wrong_name, "10.1.2.3", &TlsVerify::SystemRoots);
         assert!(
             text.starts_with(
                 "certificate is not valid for 10.1.2.3 (it names IpAddress(10.9.9.9))"
             ),
             "{text}"
         );
-        let plain = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
-        let text = tls::describe(&plain, "10.1.2.3", &TlsVerify::Off);
+        let plain = TlsFailure::NotTls("received corrupt message".into());
+        let text = tls_words(&plain, "10.1.2.3", &TlsVerify::Off);
         assert!(
             text.contains("does not speak TLS") && text.contains("scheme: http"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn a_ca_file_without_certificates_is_refused_when_the_check_runs() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let file = dir.path().join("ca.pem");
-        std::fs::write(&file, "not a certificate\n").unwrap_or_else(|e| panic!("{e}"));
-        let verify = crate::config::TlsVerify::CaFile(file.clone());
-        let err = tls::Client::new(&verify, "10.1.2.3")
-            .err()
-            .unwrap_or_default();
-        assert!(err.contains("holds no certificate"), "{err}");
-        assert!(tls::Client::new(&crate::config::TlsVerify::Off, "10.1.2.3").is_ok());
-        assert!(tls::Client::new(&crate::config::TlsVerify::Off, "web.example").is_ok());
+        let no_roots = setup_words(&TlsSetupError::NoSystemRoots(None));
+        assert!(no_roots.contains("ca-certificates"), "{no_roots}");
     }
 
     #[tokio::test]

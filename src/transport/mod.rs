@@ -9,10 +9,12 @@ mod api_version;
 mod banner;
 mod connector;
 mod error;
+mod http;
 mod known_hosts;
 mod patterns;
 mod ssh;
 mod ssh_config;
+mod tls;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -26,8 +28,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use api_version::default_cache_dir;
 pub use error::TransportError;
+pub use http::{HttpAnswer, HttpError, HttpRequest};
 pub use known_hosts::HostKeyPolicy;
 pub use ssh::SessionPool;
+pub use tls::{TlsClient, TlsFailure, TlsSetupError, TlsTrust};
 
 /// The default connect timeout, per network step (TCP connect, SSH handshake, each
 /// authentication attempt, opening the Docker channel).
