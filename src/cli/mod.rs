@@ -29,12 +29,12 @@ pub fn main() -> i32 {
     match commands::run(&cli) {
         Ok(code) => code,
         Err(err) => {
-            // Error messages quote the user's file and the ships' replies: mask both.
-            let masker = crate::orchestrate::secrets::global();
-            eprintln!("{}", masker.mask_snippets(&err.to_string()));
+            // Error messages quote the user's file and the ships' replies: ui's writers mask
+            // both.
+            crate::ui::eprintln(&err.to_string());
             if cli.json {
                 // Scripts read standard output: the same error, as a JSON document there.
-                println!("{}", masker.mask(&err.to_json().to_string()));
+                crate::ui::println(&err.to_json().to_string());
             }
             err.exit_code()
         }

@@ -11,5 +11,6 @@ pub mod logs;
 pub mod ops;
 pub mod plan;
 pub mod secrets;
+pub mod ships;
 pub mod spec;
 pub mod status;

@@ -397,6 +397,16 @@ pub fn mask(text: &str) -> String {
     }
 }
 
+/// The installed masker's [`Masker::mask_snippets`] applied to `text`: what `ui`'s writers
+/// do to every line they print.
+pub fn mask_output(text: &str) -> String {
+    let slot = GLOBAL.read().unwrap_or_else(|e| e.into_inner());
+    match slot.as_ref() {
+        Some(masker) => masker.mask_snippets(text),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,9 +19,14 @@ use crate::orchestrate::events::EventStream;
 
 pub mod json;
 mod live;
+pub mod logs;
+pub mod output;
 pub mod plain;
 pub mod progress;
+pub mod report;
 pub mod summary;
+
+pub use output::{eprintln, print, println};
 
 /// Which renderer the CLI picked (progress on a terminal, plain otherwise or with `--plain`,
 /// json with `--json`).
@@ -101,8 +106,11 @@ pub async fn render_with<W: Write + Send>(
     colors: bool,
 ) -> io::Result<()> {
     let palette = Palette::new(colors);
-    // Every renderer sees events with secrets masked (reasons and log tails quote daemons).
+    // Every renderer writes through the masking writer, and sees events already masked:
+    // laying an event out may cut a secret (a reason cut to the terminal's width), and a cut
+    // secret no longer matches (see `output`).
     let masker = crate::orchestrate::secrets::global();
+    let out = output::Masked::new(out);
     match mode {
         RenderMode::Json => {
             let mut renderer = json::JsonRenderer::new(out);
@@ -117,7 +125,15 @@ pub async fn render_with<W: Write + Send>(
             }
         }
         RenderMode::Progress => {
-            let target = indicatif::ProgressDrawTarget::stderr();
+            // As indicatif's own stderr target: nothing drawn on a dumb terminal.
+            let target = if std::env::var_os("TERM").is_some_and(|t| t == "dumb") {
+                indicatif::ProgressDrawTarget::hidden()
+            } else {
+                indicatif::ProgressDrawTarget::term_like_with_hz(
+                    Box::new(output::MaskedTerm(console::Term::buffered_stderr())),
+                    20,
+                )
+            };
             let mut renderer = progress::ProgressRenderer::new(target, out, palette);
             let mut ticks = tokio::time::interval(progress::TICK);
             // A late tick is simply skipped: the next frame shows the time as it is then.

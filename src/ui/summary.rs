@@ -3,8 +3,6 @@
 
 use std::fmt::Write as _;
 
-use console::measure_text_width;
-
 use super::{Palette, format_duration};
 use crate::orchestrate::executor::{JobState, Summary};
 
@@ -14,7 +12,7 @@ const HEADERS: [&str; 6] = ["#", "INSTANCE", "SERVICE", "SHIP", "TIME", "RESULT"
 /// padded, so long reasons do not push the other columns about and lines carry no
 /// trailing spaces.
 pub fn render_table(summary: &Summary, palette: Palette) -> String {
-    let rows: Vec<([String; 5], String)> = summary
+    let rows: Vec<Vec<String>> = summary
         .jobs
         .iter()
         .enumerate()
@@ -24,58 +22,34 @@ pub fn render_table(summary: &Summary, palette: Palette) -> String {
                 .map(format_duration)
                 .unwrap_or_else(|| "-".into());
             let result = match &report.state {
-                JobState::Done { outcome } => palette.good(outcome.as_str()),
-                JobState::Failed { reason, .. } => palette.bad(&format!("failed: {reason}")),
-                JobState::Skipped { reason } => palette.warn(&format!("skipped: {reason}")),
-                JobState::Cancelled { reason } => palette.warn(&format!("cancelled: {reason}")),
+                JobState::Done { outcome } => outcome.as_str().to_string(),
+                JobState::Failed { reason, .. } => format!("failed: {reason}"),
+                JobState::Skipped { reason } => format!("skipped: {reason}"),
+                JobState::Cancelled { reason } => format!("cancelled: {reason}"),
             };
-            (
-                [
-                    (n + 1).to_string(),
-                    report.instance.clone(),
-                    report.service.clone(),
-                    report.ship.clone(),
-                    time,
-                ],
+            vec![
+                (n + 1).to_string(),
+                report.instance.clone(),
+                report.service.clone(),
+                report.ship.clone(),
+                time,
                 result,
-            )
+            ]
         })
         .collect();
-
-    let mut widths: Vec<usize> = HEADERS[..5].iter().map(|h| h.len()).collect();
-    for (cells, _) in &rows {
-        for (width, cell) in widths.iter_mut().zip(cells) {
-            *width = (*width).max(measure_text_width(cell));
-        }
-    }
-
-    let mut table = String::new();
-    let header: Vec<String> = HEADERS[..5]
-        .iter()
-        .zip(&widths)
-        .map(|(h, w)| format!("{h:<w$}"))
-        .collect();
-    let _ = writeln!(
-        table,
-        "{}",
-        palette.strong(&format!("{}  {}", header.join("  "), HEADERS[5]))
+    // Numbers and times read better right-aligned.
+    let mut table = super::report::table(
+        &HEADERS,
+        &rows,
+        &[0, 4],
+        |header| palette.strong(header),
+        |r, k, cell| match (k, summary.jobs.get(r).map(|job| &job.state)) {
+            (5, Some(JobState::Done { .. })) => palette.good(cell),
+            (5, Some(JobState::Failed { .. })) => palette.bad(cell),
+            (5, Some(JobState::Skipped { .. } | JobState::Cancelled { .. })) => palette.warn(cell),
+            _ => cell.to_string(),
+        },
     );
-    for (cells, result) in rows {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(column, (cell, w))| {
-                // Numbers and times read better right-aligned.
-                if column == 0 || column == 4 {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
-            .collect();
-        let _ = writeln!(table, "{}  {}", padded.join("  "), result);
-    }
     let _ = writeln!(table, "{}", totals_line(summary, palette));
     table
 }

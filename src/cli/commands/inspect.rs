@@ -24,9 +24,9 @@ pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
             "services": env.services.len(),
             "instances": instances,
         });
-        println!("{report}");
+        ui::println(&report.to_string());
     } else {
-        println!(
+        ui::println(&format!(
             "{}: environment `{}` is valid (schema {}): {}, {}, {}",
             env.source,
             env.name,
@@ -34,7 +34,7 @@ pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
             ui::count(env.ships.len(), "ship"),
             ui::count(env.services.len(), "service"),
             ui::count(instances, "instance")
-        );
+        ));
     }
     Ok(0)
 }
@@ -50,9 +50,9 @@ pub(in crate::cli) fn deptree(
         let tree = plan::deptree(&env, names, recursive)?;
         let text = serde_json::to_string_pretty(&tree)
             .map_err(|err| CliError::Failed(format!("cannot print the tree: {err}")))?;
-        println!("{text}");
+        ui::println(&text);
     } else {
-        print!("{}", plan::render_deptree(&env, names, recursive)?);
+        ui::print(&plan::render_deptree(&env, names, recursive)?);
     }
     Ok(0)
 }
@@ -90,12 +90,11 @@ pub(in crate::cli) fn dump(
             doc.to_yaml().map_err(failed)?
         }
     };
-    let text = if show_secrets {
-        text
+    if show_secrets {
+        ui::output::println_revealed(text.trim_end());
     } else {
-        masker.mask(&text)
-    };
-    println!("{}", text.trim_end());
+        ui::println(text.trim_end());
+    }
     Ok(0)
 }
 

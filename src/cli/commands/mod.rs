@@ -36,12 +36,12 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
                 *shell,
                 &mut Cli::command(),
                 "maestro",
-                &mut std::io::stdout(),
+                &mut crate::ui::output::stdout(),
             );
             Ok(0)
         }
         Command::Man => {
-            std::io::stdout().write_all(&man::render(Cli::command())?)?;
+            crate::ui::output::stdout().write_all(&man::render(Cli::command())?)?;
             Ok(0)
         }
     }

@@ -1,0 +1,181 @@
+//! The one way out of the process: every byte maestro writes to stdout or stderr passes
+//! through [`Masked`] (or, for the live display, [`MaskedTerm`]), which replaces each known
+//! secret with `***` (see `orchestrate::secrets`). A print site cannot forget to mask: there
+//! is no other way to print.
+//!
+//! Masking works on whole lines, so a secret is never split between two writes: a writer keeps
+//! an unfinished line until its newline, a flush or its drop. Lines that quote the environment
+//! file (error snippets, `12 |     DB_PASSWORD: hunter2`) also have the values of secret-named
+//! keys masked, since a file that failed to load has not told us its secrets.
+//!
+//! Events are also masked before a renderer lays them out (`ui::render`): laying out may cut a
+//! reason to the terminal's width, and a cut secret no longer matches.
+
+use std::io::{self, Write};
+
+use crate::orchestrate::secrets;
+
+/// A writer that masks secrets line by line before passing the text on.
+pub struct Masked<W: Write> {
+    inner: W,
+    /// The unfinished line.
+    pending: Vec<u8>,
+    /// None: the process-wide masker, read at each line (secrets are added as files load).
+    masker: Option<secrets::Masker>,
+}
+
+impl<W: Write> Masked<W> {
+    pub fn new(inner: W) -> Masked<W> {
+        Masked {
+            inner,
+            pending: Vec::new(),
+            masker: None,
+        }
+    }
+
+    /// A writer with its own masker instead of the process-wide one.
+    pub fn with_masker(inner: W, masker: secrets::Masker) -> Masked<W> {
+        Masked {
+            inner,
+            pending: Vec::new(),
+            masker: Some(masker),
+        }
+    }
+
+    fn write_masked(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let text = String::from_utf8_lossy(bytes);
+        let masked = match &self.masker {
+            Some(masker) => masker.mask_snippets(&text),
+            None => secrets::mask_output(&text),
+        };
+        self.inner.write_all(masked.as_bytes())
+    }
+}
+
+impl<W: Write> Write for Masked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            let (line, after) = rest.split_at(end + 1);
+            if self.pending.is_empty() {
+                self.write_masked(line)?;
+            } else {
+                let mut whole = std::mem::take(&mut self.pending);
+                whole.extend_from_slice(line);
+                self.write_masked(&whole)?;
+            }
+            rest = after;
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.write_masked(&pending)?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for Masked<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Standard output, masked.
+pub fn stdout() -> Masked<io::Stdout> {
+    Masked::new(io::stdout())
+}
+
+/// Standard error, masked.
+pub fn stderr() -> Masked<io::Stderr> {
+    Masked::new(io::stderr())
+}
+
+/// Writes `text` to standard output, masked. A closed pipe (`maestro status | head`) is not
+/// an error worth reporting: the reader has what it wanted.
+pub fn print(text: &str) {
+    let mut out = stdout();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// [`print`] and a newline.
+pub fn println(text: &str) {
+    print(&format!("{text}\n"));
+}
+
+/// Writes `text` and a newline to standard output unmasked: only for what the operator asked to
+/// see in clear (`dump --show-secrets`).
+pub fn println_revealed(text: &str) {
+    let mut out = io::stdout();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// Writes `text` and a newline to standard error, masked.
+pub fn eprintln(text: &str) {
+    let mut err = stderr();
+    let _ = writeln!(err, "{text}");
+    let _ = err.flush();
+}
+
+/// The terminal the live display draws on, masked: indicatif writes whole lines through
+/// `write_line` / `write_str`, and each is masked before it reaches the terminal.
+#[derive(Debug)]
+pub struct MaskedTerm(pub console::Term);
+
+impl indicatif::TermLike for MaskedTerm {
+    fn width(&self) -> u16 {
+        self.0.size().1
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        self.0.write_line(&secrets::mask_output(s))
+    }
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        self.0.write_str(&secrets::mask_output(s))
+    }
+    fn clear_line(&self) -> io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_split_across_writes_is_masked() {
+        let mut masker = secrets::Masker::default();
+        masker.add("hunter2-secret");
+        let mut buffer = Vec::new();
+        {
+            let mut writer = Masked::with_masker(&mut buffer, masker);
+            let _ = writer.write_all(b"password: hunter2");
+            let _ = writer.write_all(b"-secret and more\nnext line hunter2-secret");
+        }
+        let out = String::from_utf8(buffer).unwrap_or_default();
+        assert_eq!(out, "password: *** and more\nnext line ***");
+    }
+}
