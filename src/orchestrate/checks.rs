@@ -265,82 +265,9 @@ async fn run_one(
     match check {
         Check::Tcp { port, max_wait } => {
             let port = port_of(target, &name, port)?;
-            attempts(&name, *max_wait, ctx, || async {
-                match tokio::time::timeout(
-                    ATTEMPT_INTERVAL,
-                    target.connection.open_tcp(target.ship_ip, port),
-                )
-                .await
-                {
-                    Ok(Ok(_stream)) => Ok(()),
-                    Ok(Err(err)) => Err(err.to_string()),
-                    Err(_) => Err(format!(
-                        "no answer from {}:{port} within 1 s",
-                        target.ship_ip
-                    )),
-                }
-            })
-            .await
+            tcp_check(target, ctx, &name, port, *max_wait).await
         }
-        Check::Http {
-            port,
-            host,
-            path,
-            scheme,
-            method,
-            match_regex,
-            max_wait,
-            verify,
-        } => {
-            let port = port_of(target, &name, port)?;
-            let regex = match match_regex {
-                Some(text) => Some(regex::Regex::new(text).map_err(|e| CheckError::Failed {
-                    check: name.clone(),
-                    reason: format!("bad match_regex: {e}"),
-                })?),
-                None => None,
-            };
-            let host = host.as_deref().unwrap_or(target.ship_ip);
-            // Built once: loading the system's roots reads a directory of files.
-            let tls = if scheme == "https" {
-                Some(
-                    TlsClient::new(&trust_of(verify), host).map_err(|e| CheckError::Failed {
-                        check: name.clone(),
-                        reason: setup_words(&e),
-                    })?,
-                )
-            } else {
-                None
-            };
-            let request = HttpRequest {
-                method,
-                host,
-                port,
-                path,
-                tls: tls.as_ref(),
-            };
-            // max_wait is in seconds of trying, one attempt a second.
-            attempts(&name, *max_wait, ctx, || async {
-                let response =
-                    tokio::time::timeout(HTTP_REQUEST_TIMEOUT, target.connection.http(&request))
-                        .await
-                        .map_err(|_| {
-                            format!("no answer within {} s", HTTP_REQUEST_TIMEOUT.as_secs())
-                        })?
-                        .map_err(|e| http_words(&e, host, verify))?;
-                match &regex {
-                    Some(re) if re.is_match(&response.body) => Ok(()),
-                    Some(re) => Err(format!(
-                        "status {}, body does not match /{}/",
-                        response.status,
-                        re.as_str()
-                    )),
-                    None if response.status == 200 => Ok(()),
-                    None => Err(format!("status {} (expected 200)", response.status)),
-                }
-            })
-            .await
-        }
+        Check::Http { .. } => http_check(target, ctx, &name, check).await,
         Check::Exec {
             command,
             attempts: max,
@@ -354,26 +281,7 @@ async fn run_one(
         Check::Rexec {
             command,
             attempts: max,
-        } => {
-            let argv = split_command(command);
-            attempts(&name, *max, ctx, || async {
-                let outcome = target
-                    .ship
-                    .exec(target.container, &argv, &[])
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if outcome.exit_code == 0 {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "`{command}` exited with {}: {}",
-                        outcome.exit_code,
-                        outcome.output.trim()
-                    ))
-                }
-            })
-            .await
-        }
+        } => rexec_check(target, ctx, &name, command, *max).await,
         Check::Sleep { wait } => {
             let seconds = if wait.is_finite() && *wait > 0.0 {
                 *wait
@@ -390,6 +298,125 @@ async fn run_one(
             Ok(())
         }
     }
+}
+
+/// `tcp`: the port accepts a connection from the ship's side; `max_wait` attempts.
+async fn tcp_check(
+    target: &CheckTarget<'_>,
+    ctx: &StepContext,
+    name: &str,
+    port: u16,
+    max_wait: u32,
+) -> Result<(), CheckError> {
+    attempts(name, max_wait, ctx, || async {
+        match tokio::time::timeout(
+            ATTEMPT_INTERVAL,
+            target.connection.open_tcp(target.ship_ip, port),
+        )
+        .await
+        {
+            Ok(Ok(_stream)) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err(format!(
+                "no answer from {}:{port} within 1 s",
+                target.ship_ip
+            )),
+        }
+    })
+    .await
+}
+
+/// `http`: status 200, or a body matching `match_regex`, within `max_wait` seconds of trying.
+async fn http_check(
+    target: &CheckTarget<'_>,
+    ctx: &StepContext,
+    name: &str,
+    check: &Check,
+) -> Result<(), CheckError> {
+    let Check::Http {
+        port,
+        host,
+        path,
+        scheme,
+        method,
+        match_regex,
+        max_wait,
+        verify,
+    } = check
+    else {
+        return Ok(());
+    };
+    let failed = |reason: String| CheckError::Failed {
+        check: name.to_string(),
+        reason,
+    };
+    let port = port_of(target, name, port)?;
+    let regex = match match_regex {
+        Some(text) => {
+            Some(regex::Regex::new(text).map_err(|e| failed(format!("bad match_regex: {e}")))?)
+        }
+        None => None,
+    };
+    let host = host.as_deref().unwrap_or(target.ship_ip);
+    // Built once: loading the system's roots reads a directory of files.
+    let tls = if scheme == "https" {
+        Some(TlsClient::new(&trust_of(verify), host).map_err(|e| failed(setup_words(&e)))?)
+    } else {
+        None
+    };
+    let request = HttpRequest {
+        method,
+        host,
+        port,
+        path,
+        tls: tls.as_ref(),
+    };
+    // max_wait is in seconds of trying, one attempt a second.
+    attempts(name, *max_wait, ctx, || async {
+        let response = tokio::time::timeout(HTTP_REQUEST_TIMEOUT, target.connection.http(&request))
+            .await
+            .map_err(|_| format!("no answer within {} s", HTTP_REQUEST_TIMEOUT.as_secs()))?
+            .map_err(|e| http_words(&e, host, verify))?;
+        match &regex {
+            Some(re) if re.is_match(&response.body) => Ok(()),
+            Some(re) => Err(format!(
+                "status {}, body does not match /{}/",
+                response.status,
+                re.as_str()
+            )),
+            None if response.status == 200 => Ok(()),
+            None => Err(format!("status {} (expected 200)", response.status)),
+        }
+    })
+    .await
+}
+
+/// `rexec`: the command exits 0 inside the container; `attempts` attempts.
+async fn rexec_check(
+    target: &CheckTarget<'_>,
+    ctx: &StepContext,
+    name: &str,
+    command: &str,
+    max: u32,
+) -> Result<(), CheckError> {
+    let argv = split_command(command);
+    attempts(name, max, ctx, || async {
+        let outcome = target
+            .ship
+            .exec(target.container, &argv, &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        if outcome.exit_code == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{command}` exited with {}: {}",
+                outcome.exit_code,
+                outcome.output.trim()
+            ))
+        }
+    })
+    .await
 }
 
 /// One `exec` attempt: `sh -c command` on this machine with the container's environment in

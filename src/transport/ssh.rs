@@ -19,7 +19,9 @@ use std::time::Duration;
 use russh::client::{self, AuthResult, Handle};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::{
+    Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate,
+};
 use russh::{ChannelMsg, ChannelOpenFailure};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -629,15 +631,7 @@ async fn connect_hop(
     via: Option<String>,
     options: &ConnectOptions,
 ) -> Result<Session, TransportError> {
-    let mut warnings = Vec::new();
-    let mut proxy = None;
-    let ship = options.ship.clone();
     let timeout = options.timeout;
-    let timed_out = || TransportError::Timeout {
-        ship: ship.clone(),
-        hop: hop.label.clone(),
-        after: timeout,
-    };
     let outcome = Arc::new(Mutex::new(HostKeyOutcome::default()));
     let handler = HostKeyCheck {
         host: hop.host.clone(),
@@ -647,11 +641,73 @@ async fn connect_hop(
         outcome: outcome.clone(),
     };
     let config = Arc::new(client_config(hop, options));
-
-    let mut proxy_stderr = None;
+    let link = open_link(hop, previous.as_ref(), via, options).await?;
     // What the server sent, for when the handshake fails (see `banner`).
-    let greeting;
-    let handshake = match (&previous, &hop.proxy_command) {
+    let (stream, greeting) = Recorded::new(link.stream);
+    let handshake =
+        tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await;
+    let mut handle = match handshake {
+        Err(_) => {
+            return Err(TransportError::Timeout {
+                ship: options.ship.clone(),
+                hop: hop.label.clone(),
+                after: timeout,
+            });
+        }
+        Ok(Ok(handle)) => handle,
+        Ok(Err(err)) => {
+            let greeting = greeting.lock().map(|seen| seen.clone()).unwrap_or_default();
+            return Err(handshake_failure(
+                hop,
+                options,
+                &outcome,
+                link.proxy_stderr,
+                &greeting,
+                err,
+            )
+            .await);
+        }
+    };
+    let (fingerprint, mut warnings) = host_key_notes(hop, &outcome);
+    let auth_method = authenticate(&mut handle, hop, options, &mut warnings).await?;
+    Ok(Session {
+        handle,
+        info: HopInfo {
+            address: hop.label.clone(),
+            auth_method,
+            host_key_fingerprint: fingerprint,
+        },
+        warnings,
+        _proxy: link.proxy,
+        _via: previous,
+        users: AtomicUsize::new(0),
+    })
+}
+
+/// How a hop's bytes travel before SSH starts: a ProxyCommand's pipes, a TCP connection, or a
+/// `direct-tcpip` channel of the hop before it.
+struct HopLink {
+    stream: Box<dyn Duplex>,
+    /// The ProxyCommand, which lives as long as the session.
+    proxy: Option<tokio::process::Child>,
+    /// What the ProxyCommand prints on stderr, read until it exits.
+    proxy_stderr: Option<tokio::task::JoinHandle<String>>,
+}
+
+async fn open_link(
+    hop: &Hop,
+    previous: Option<&Arc<Session>>,
+    via: Option<String>,
+    options: &ConnectOptions,
+) -> Result<HopLink, TransportError> {
+    let ship = &options.ship;
+    let timeout = options.timeout;
+    let timed_out = || TransportError::Timeout {
+        ship: ship.clone(),
+        hop: hop.label.clone(),
+        after: timeout,
+    };
+    match (previous, &hop.proxy_command) {
         (None, Some(command)) => {
             let spawned =
                 ProxyCommand::spawn(command).map_err(|err| TransportError::ProxyCommand {
@@ -660,11 +716,11 @@ async fn connect_hop(
                     command: command.clone(),
                     reason: format!("cannot start it: {err}"),
                 })?;
-            proxy_stderr = Some(spawned.stderr);
-            proxy = Some(spawned.child);
-            let (stream, seen) = Recorded::new(spawned.stream);
-            greeting = seen;
-            tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await
+            Ok(HopLink {
+                stream: Box::new(spawned.stream),
+                proxy: Some(spawned.child),
+                proxy_stderr: Some(spawned.stderr),
+            })
         }
         (None, None) => {
             let addresses = tokio::time::timeout(
@@ -683,11 +739,13 @@ async fn connect_hop(
                 tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..]))
                     .await
                     .map_err(|_| timed_out())?
-                    .map_err(|source| io_error(&ship, &hop.label, timeout, source))?;
+                    .map_err(|source| io_error(ship, &hop.label, timeout, source))?;
             let _ = stream.set_nodelay(true);
-            let (stream, seen) = Recorded::new(stream);
-            greeting = seen;
-            tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await
+            Ok(HopLink {
+                stream: Box::new(stream),
+                proxy: None,
+                proxy_stderr: None,
+            })
         }
         (Some(previous), _) => {
             let channel = tokio::time::timeout(
@@ -706,7 +764,7 @@ async fn connect_hop(
                     TransportError::Refused {
                         ship: ship.clone(),
                         hop: hop.label.clone(),
-                        via: via.clone(),
+                        via,
                     }
                 }
                 other => TransportError::Ssh {
@@ -715,99 +773,87 @@ async fn connect_hop(
                     source: Box::new(other),
                 },
             })?;
-            let (stream, seen) = Recorded::new(channel.into_stream());
-            greeting = seen;
-            tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await
+            Ok(HopLink {
+                stream: Box::new(channel.into_stream()),
+                proxy: None,
+                proxy_stderr: None,
+            })
         }
-    };
-    let mut handle = match handshake {
-        Err(_) => return Err(timed_out()),
-        Ok(Ok(handle)) => handle,
-        Ok(Err(err)) => {
-            let refused = {
-                let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-                host_key_error(&ship, hop, &outcome)
-            };
-            if let Some(refused) = refused {
-                return Err(refused);
-            }
-            // A proxy that fails usually just exits: say what it printed, not "EOF".
-            if let (Some(command), Some(stderr)) = (&hop.proxy_command, proxy_stderr) {
-                // Its stderr closes when it exits; one still running says nothing more.
-                let said = tokio::time::timeout(Duration::from_secs(1), stderr)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-                return Err(TransportError::ProxyCommand {
-                    ship: ship.clone(),
-                    hop: hop.label.clone(),
-                    command: command.clone(),
-                    reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
-                });
-            }
-            let sent = greeting
-                .lock()
-                .map(|seen| foreign_greeting(&seen))
-                .ok()
-                .flatten();
-            if let Some(sent) = sent {
-                return Err(TransportError::NotSsh {
-                    ship: ship.clone(),
-                    hop: hop.label.clone(),
-                    sent,
-                });
-            }
-            if dropped_before_login(&err) {
-                return Err(TransportError::DroppedBeforeLogin {
-                    ship: ship.clone(),
-                    hop: hop.label.clone(),
-                    attempts: 1,
-                });
-            }
-            return Err(ssh_error(&ship, &hop.label, timeout, err));
-        }
-    };
-    let (fingerprint, recorded_in, certificate_problem) = {
+    }
+}
+
+/// Why a handshake failed, in the order that explains it best: a refused host key, then what
+/// a failed ProxyCommand printed, then a server that is not sshd (it sent `greeting`), then a
+/// busy sshd, then the SSH error itself.
+async fn handshake_failure(
+    hop: &Hop,
+    options: &ConnectOptions,
+    outcome: &Mutex<HostKeyOutcome>,
+    proxy_stderr: Option<tokio::task::JoinHandle<String>>,
+    greeting: &[u8],
+    err: russh::Error,
+) -> TransportError {
+    let ship = &options.ship;
+    let refused = {
         let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-        let recorded_in = match &outcome.verdict {
-            Some(Verdict::Recorded { file }) => Some(file.clone()),
-            _ => None,
-        };
-        (
-            outcome.fingerprint.clone().unwrap_or_default(),
-            recorded_in,
-            outcome.certificate_problem.clone(),
-        )
+        host_key_error(ship, hop, &outcome)
     };
-    if let Some(problem) = certificate_problem {
+    if let Some(refused) = refused {
+        return refused;
+    }
+    // A proxy that fails usually just exits: say what it printed, not "EOF".
+    if let (Some(command), Some(stderr)) = (&hop.proxy_command, proxy_stderr) {
+        // Its stderr closes when it exits; one still running says nothing more.
+        let said = tokio::time::timeout(Duration::from_secs(1), stderr)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        return TransportError::ProxyCommand {
+            ship: ship.clone(),
+            hop: hop.label.clone(),
+            command: command.clone(),
+            reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
+        };
+    }
+    if let Some(sent) = foreign_greeting(greeting) {
+        return TransportError::NotSsh {
+            ship: ship.clone(),
+            hop: hop.label.clone(),
+            sent,
+        };
+    }
+    if dropped_before_login(&err) {
+        return TransportError::DroppedBeforeLogin {
+            ship: ship.clone(),
+            hop: hop.label.clone(),
+            attempts: 1,
+        };
+    }
+    ssh_error(ship, &hop.label, options.timeout, err)
+}
+
+/// The host key's fingerprint, and the warnings its check left: a broken host certificate
+/// accepted as a plain key, or a new key recorded (accept-new).
+fn host_key_notes(hop: &Hop, outcome: &Mutex<HostKeyOutcome>) -> (String, Vec<String>) {
+    let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
+    let fingerprint = outcome.fingerprint.clone().unwrap_or_default();
+    let mut warnings = Vec::new();
+    if let Some(problem) = &outcome.certificate_problem {
         // OpenSSH says so too: the CA setup is broken even though this connection is fine.
         warnings.push(format!(
             "host certificate of {} {problem}; accepted its key {fingerprint} as a plain host key",
             hop.label
         ));
     }
-    if let Some(file) = recorded_in {
+    if let Some(Verdict::Recorded { file }) = &outcome.verdict {
         warnings.push(format!(
             "host key of {} ({fingerprint}) was not known; recorded it in {} (accept-new)",
             hop.label,
             file.display()
         ));
     }
-
-    let auth_method = authenticate(&mut handle, hop, options, &mut warnings).await?;
-    Ok(Session {
-        handle,
-        info: HopInfo {
-            address: hop.label.clone(),
-            auth_method,
-            host_key_fingerprint: fingerprint,
-        },
-        warnings,
-        _proxy: proxy,
-        _via: previous,
-        users: AtomicUsize::new(0),
-    })
+    (fingerprint, warnings)
 }
 
 /// sshd past its `MaxStartups` accepts the connection and closes it at once: before the
@@ -1077,7 +1123,6 @@ async fn authenticate(
     options: &ConnectOptions,
     warnings: &mut Vec<String>,
 ) -> Result<String, TransportError> {
-    let ship = &options.ship;
     let mut tried: Vec<String> = Vec::new();
     let rsa_hash = handle
         .best_supported_rsa_hash()
@@ -1085,87 +1130,12 @@ async fn authenticate(
         .ok()
         .flatten()
         .flatten();
-    let network = |err: russh::Error| ssh_error(ship, &hop.label, options.timeout, err);
-
     // 1. ssh-agent.
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match AgentClient::connect_env().await {
-            Ok(mut agent) => {
-                let mut identities = agent.request_identities().await.unwrap_or_default();
-                if identities.is_empty() {
-                    tried.push("ssh-agent (no keys)".into());
-                } else if hop.identities_only {
-                    let allowed = public_keys_beside(&hop.identity_files);
-                    identities.retain(|identity| match identity {
-                        AgentIdentity::PublicKey { key, .. } => allowed
-                            .iter()
-                            .any(|allowed| allowed.key_data() == key.key_data()),
-                        AgentIdentity::Certificate { .. } => false,
-                    });
-                    if identities.is_empty() {
-                        tried.push(
-                            "ssh-agent (IdentitiesOnly: none of its keys is a configured key file)"
-                                .into(),
-                        );
-                    }
-                }
-                for identity in identities {
-                    let (described, result) = match &identity {
-                        AgentIdentity::PublicKey { key, comment } => {
-                            let hash = if key.algorithm().is_rsa() {
-                                rsa_hash
-                            } else {
-                                None
-                            };
-                            (
-                                format!(
-                                    "ssh-agent key {} {comment}",
-                                    known_hosts::fingerprint(key)
-                                ),
-                                tokio::time::timeout(
-                                    options.timeout,
-                                    handle.authenticate_publickey_with(
-                                        &hop.user,
-                                        key.clone(),
-                                        hash,
-                                        &mut agent,
-                                    ),
-                                )
-                                .await,
-                            )
-                        }
-                        AgentIdentity::Certificate {
-                            certificate,
-                            comment,
-                        } => (
-                            format!("ssh-agent certificate {comment}"),
-                            tokio::time::timeout(
-                                options.timeout,
-                                handle.authenticate_certificate_with(
-                                    &hop.user,
-                                    certificate.clone(),
-                                    rsa_hash,
-                                    &mut agent,
-                                ),
-                            )
-                            .await,
-                        ),
-                    };
-                    match result {
-                        Err(_) => return Err(timeout_err(ship, hop, options)),
-                        Ok(Ok(AuthResult::Success)) => return Ok(described),
-                        Ok(Ok(_)) => tried.push(format!("{described}: rejected")),
-                        Ok(Err(err)) => tried.push(format!("{described}: {err}")),
-                    }
-                    if handle.is_closed() {
-                        return Err(auth_error(ship, hop, tried));
-                    }
-                }
-            }
-            Err(err) => tried.push(format!("ssh-agent: {err}")),
-        }
+    if std::env::var_os("SSH_AUTH_SOCK").is_some()
+        && let Some(method) = try_agent(handle, hop, options, rsa_hash, &mut tried).await?
+    {
+        return Ok(method);
     }
-
     // 2. Key files named in the settings or ssh_config, 3. the defaults.
     let explicit = hop.identity_files.clone();
     let defaults: Vec<PathBuf> = default_identity_files()
@@ -1177,60 +1147,181 @@ async fn authenticate(
         .map(|p| (p, true))
         .chain(defaults.iter().map(|p| (p, false)))
     {
-        if !path.exists() {
-            if named {
-                tried.push(format!("key {}: no such file", path.display()));
-            }
-            continue;
-        }
-        let key = match load_key(path, options.batch_mode).await {
-            Ok(key) => key,
-            Err(reason) => {
-                tried.push(format!("key {}: {reason}", path.display()));
-                continue;
-            }
+        let key = KeyAttempt {
+            path,
+            named,
+            rsa_hash,
         };
-        if let Some(warning) = permission_warning(path)
-            && !warnings.contains(&warning)
-        {
-            warnings.push(warning);
+        if let Some(method) = try_key_file(handle, hop, options, key, &mut tried, warnings).await? {
+            return Ok(method);
         }
-        let key = Arc::new(key);
-        if let Some(cert) = certificate_beside(path) {
-            let result = tokio::time::timeout(
-                options.timeout,
-                handle.authenticate_openssh_cert(&hop.user, key.clone(), cert),
-            )
-            .await
-            .map_err(|_| timeout_err(ship, hop, options))?;
-            match result {
-                Ok(result) if result.success() => {
-                    return Ok(format!("certificate {}-cert.pub", path.display()));
+    }
+    Err(auth_error(&options.ship, hop, tried))
+}
+
+/// Every identity of the ssh-agent (those of `IdentitiesOnly`'s files only, when set): the
+/// method that worked, or None with what was tried added to `tried`.
+async fn try_agent(
+    handle: &mut Handle<HostKeyCheck>,
+    hop: &Hop,
+    options: &ConnectOptions,
+    rsa_hash: Option<HashAlg>,
+    tried: &mut Vec<String>,
+) -> Result<Option<String>, TransportError> {
+    let ship = &options.ship;
+    match AgentClient::connect_env().await {
+        Ok(mut agent) => {
+            let mut identities = agent.request_identities().await.unwrap_or_default();
+            if identities.is_empty() {
+                tried.push("ssh-agent (no keys)".into());
+            } else if hop.identities_only {
+                let allowed = public_keys_beside(&hop.identity_files);
+                identities.retain(|identity| match identity {
+                    AgentIdentity::PublicKey { key, .. } => allowed
+                        .iter()
+                        .any(|allowed| allowed.key_data() == key.key_data()),
+                    AgentIdentity::Certificate { .. } => false,
+                });
+                if identities.is_empty() {
+                    tried.push(
+                        "ssh-agent (IdentitiesOnly: none of its keys is a configured key file)"
+                            .into(),
+                    );
                 }
-                Ok(_) => tried.push(format!("certificate {}-cert.pub: rejected", path.display())),
-                Err(err) => {
-                    give_up_if_closed(handle, ship, hop, &mut tried, err, &network)?;
+            }
+            for identity in identities {
+                let (described, result) = match &identity {
+                    AgentIdentity::PublicKey { key, comment } => {
+                        let hash = if key.algorithm().is_rsa() {
+                            rsa_hash
+                        } else {
+                            None
+                        };
+                        (
+                            format!("ssh-agent key {} {comment}", known_hosts::fingerprint(key)),
+                            tokio::time::timeout(
+                                options.timeout,
+                                handle.authenticate_publickey_with(
+                                    &hop.user,
+                                    key.clone(),
+                                    hash,
+                                    &mut agent,
+                                ),
+                            )
+                            .await,
+                        )
+                    }
+                    AgentIdentity::Certificate {
+                        certificate,
+                        comment,
+                    } => (
+                        format!("ssh-agent certificate {comment}"),
+                        tokio::time::timeout(
+                            options.timeout,
+                            handle.authenticate_certificate_with(
+                                &hop.user,
+                                certificate.clone(),
+                                rsa_hash,
+                                &mut agent,
+                            ),
+                        )
+                        .await,
+                    ),
+                };
+                match result {
+                    Err(_) => return Err(timeout_err(ship, hop, options)),
+                    Ok(Ok(AuthResult::Success)) => return Ok(Some(described)),
+                    Ok(Ok(_)) => tried.push(format!("{described}: rejected")),
+                    Ok(Err(err)) => tried.push(format!("{described}: {err}")),
+                }
+                if handle.is_closed() {
+                    return Err(auth_error(ship, hop, std::mem::take(tried)));
                 }
             }
         }
-        let hash = if key.algorithm().is_rsa() {
-            rsa_hash
-        } else {
-            None
-        };
+        Err(err) => tried.push(format!("ssh-agent: {err}")),
+    }
+    Ok(None)
+}
+
+/// One key file to log in with.
+struct KeyAttempt<'a> {
+    path: &'a PathBuf,
+    /// Named in the settings or ssh_config (a missing default file is not worth a word).
+    named: bool,
+    rsa_hash: Option<HashAlg>,
+}
+
+/// One key file: its certificate beside it first, if any, then the key itself. The method
+/// that worked, or None with what was tried added to `tried`.
+async fn try_key_file(
+    handle: &mut Handle<HostKeyCheck>,
+    hop: &Hop,
+    options: &ConnectOptions,
+    key: KeyAttempt<'_>,
+    tried: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<String>, TransportError> {
+    let KeyAttempt {
+        path,
+        named,
+        rsa_hash,
+    } = key;
+    let ship = &options.ship;
+    let network = |err: russh::Error| ssh_error(ship, &hop.label, options.timeout, err);
+    if !path.exists() {
+        if named {
+            tried.push(format!("key {}: no such file", path.display()));
+        }
+        return Ok(None);
+    }
+    let key = match load_key(path, options.batch_mode).await {
+        Ok(key) => key,
+        Err(reason) => {
+            tried.push(format!("key {}: {reason}", path.display()));
+            return Ok(None);
+        }
+    };
+    if let Some(warning) = permission_warning(path)
+        && !warnings.contains(&warning)
+    {
+        warnings.push(warning);
+    }
+    let key = Arc::new(key);
+    if let Some(cert) = certificate_beside(path) {
         let result = tokio::time::timeout(
             options.timeout,
-            handle.authenticate_publickey(&hop.user, PrivateKeyWithHashAlg::new(key, hash)),
+            handle.authenticate_openssh_cert(&hop.user, key.clone(), cert),
         )
         .await
         .map_err(|_| timeout_err(ship, hop, options))?;
         match result {
-            Ok(result) if result.success() => return Ok(format!("key {}", path.display())),
-            Ok(_) => tried.push(format!("key {}: rejected", path.display())),
-            Err(err) => give_up_if_closed(handle, ship, hop, &mut tried, err, &network)?,
+            Ok(result) if result.success() => {
+                return Ok(Some(format!("certificate {}-cert.pub", path.display())));
+            }
+            Ok(_) => tried.push(format!("certificate {}-cert.pub: rejected", path.display())),
+            Err(err) => {
+                give_up_if_closed(handle, ship, hop, tried, err, &network)?;
+            }
         }
     }
-    Err(auth_error(ship, hop, tried))
+    let hash = if key.algorithm().is_rsa() {
+        rsa_hash
+    } else {
+        None
+    };
+    let result = tokio::time::timeout(
+        options.timeout,
+        handle.authenticate_publickey(&hop.user, PrivateKeyWithHashAlg::new(key, hash)),
+    )
+    .await
+    .map_err(|_| timeout_err(ship, hop, options))?;
+    match result {
+        Ok(result) if result.success() => return Ok(Some(format!("key {}", path.display()))),
+        Ok(_) => tried.push(format!("key {}: rejected", path.display())),
+        Err(err) => give_up_if_closed(handle, ship, hop, tried, err, &network)?,
+    }
+    Ok(None)
 }
 
 /// The public keys of `files`, read from the `.pub` beside each (the private key may be
