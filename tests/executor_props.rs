@@ -605,3 +605,285 @@ fn ctrl_c_once_cancels_twice_aborts() {
         assert_eq!(interruptions, vec![false, true]);
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// restart: the sequence of runs (orchestrate::lifecycle::sequence) over the same executor
+
+use maestro::orchestrate::lifecycle::{self, Request};
+use maestro::orchestrate::ops::Action;
+use maestro::orchestrate::plan::{Plan, PlanStep};
+
+#[derive(Debug, Clone)]
+struct RestartScenario {
+    /// `deps[k]`: the steps step k requires (lower indices).
+    deps: Vec<Vec<usize>>,
+    ships: Vec<usize>,
+    durations: Vec<u64>,
+    rolling: bool,
+    stop_start_delay: Option<u64>,
+    only_if_changed: bool,
+    refresh_images: bool,
+    cancel_at: Option<u64>,
+}
+
+fn restart_scenario() -> impl Strategy<Value = RestartScenario> {
+    (1usize..8).prop_flat_map(|n| {
+        (
+            prop::collection::vec(any::<u8>(), n),
+            prop::collection::vec(0..SHIPS.len(), n),
+            prop::collection::vec(1u64..30, n),
+            any::<bool>(),
+            prop::option::of(1u64..50),
+            any::<bool>(),
+            any::<bool>(),
+            prop::option::weighted(0.5, 0u64..200),
+        )
+            .prop_map(
+                |(masks, ships, durations, rolling, delay, only_if_changed, refresh, cancel_at)| {
+                    let deps = masks
+                        .iter()
+                        .enumerate()
+                        .map(|(k, mask)| (0..k.min(8)).filter(|d| mask & (1 << d) != 0).collect())
+                        .collect();
+                    RestartScenario {
+                        deps,
+                        ships,
+                        durations,
+                        rolling,
+                        stop_start_delay: delay,
+                        only_if_changed,
+                        refresh_images: refresh,
+                        cancel_at,
+                    }
+                },
+            )
+    })
+}
+
+impl RestartScenario {
+    /// The plan of one half, as `plan::select` makes it: in a forward plan a step's deps are
+    /// what it requires; in a reverse plan, the steps that require it (they stop first), and
+    /// the steps are listed in reverse, so that every dep still comes earlier.
+    fn plan(&self, direction: Direction) -> Plan {
+        let n = self.deps.len();
+        let position = |k: usize| match direction {
+            Direction::Forward => k,
+            Direction::Reverse => n - 1 - k,
+        };
+        let mut steps: Vec<PlanStep> = (0..n)
+            .map(|k| {
+                let deps = match direction {
+                    Direction::Forward => self.deps[k].clone(),
+                    Direction::Reverse => (0..n).filter(|&j| self.deps[j].contains(&k)).collect(),
+                };
+                PlanStep {
+                    node: k,
+                    instance: format!("i{k}"),
+                    service: format!("s{k}"),
+                    ship: SHIPS[self.ships[k]].to_string(),
+                    deps: deps.into_iter().map(position).collect(),
+                }
+            })
+            .collect();
+        steps.sort_by_key(|step| position(step.node));
+        Plan { steps, direction }
+    }
+
+    fn request(&self) -> Request {
+        Request::Restart {
+            step_delay: self.rolling.then(|| Duration::from_millis(5)),
+            stop_start_delay: self.stop_start_delay.map(Duration::from_millis),
+            only_if_changed: self.only_if_changed,
+            refresh_images: self.refresh_images,
+        }
+    }
+}
+
+/// One call of the scripted operation: which run, which action, which instance (`job`: its
+/// index in the scenario), when (logical clock) it began and ended.
+#[derive(Debug, Clone)]
+struct Call {
+    command: &'static str,
+    action: Action,
+    job: usize,
+    began: u64,
+    ended: Option<u64>,
+}
+
+#[derive(Default)]
+struct RestartRecord {
+    clock: u64,
+    calls: Vec<Call>,
+    cancelled_at: Option<u64>,
+}
+
+struct ScriptedOp {
+    command: &'static str,
+    action: Action,
+    /// The scenario's index of each job's instance.
+    nodes: Vec<usize>,
+    durations: Vec<u64>,
+    record: Arc<Mutex<RestartRecord>>,
+}
+
+impl Operation for ScriptedOp {
+    fn run(&self, job: usize, _ctx: StepContext) -> BoxFuture<'_, Result<Outcome, OpError>> {
+        let job = self.nodes[job];
+        Box::pin(async move {
+            let index = {
+                let mut r = self.record.lock().unwrap();
+                r.clock += 1;
+                let began = r.clock;
+                r.calls.push(Call {
+                    command: self.command,
+                    action: self.action,
+                    job,
+                    began,
+                    ended: None,
+                });
+                r.calls.len() - 1
+            };
+            tokio::time::sleep(Duration::from_millis(self.durations[job])).await;
+            let mut r = self.record.lock().unwrap();
+            r.clock += 1;
+            r.calls[index].ended = Some(r.clock);
+            Ok(Outcome::Started)
+        })
+    }
+}
+
+fn run_restart(scenario: &RestartScenario) -> (Vec<Summary>, RestartRecord) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let request = scenario.request();
+        let plans = if scenario.rolling {
+            vec![scenario.plan(Direction::Forward)]
+        } else {
+            vec![
+                scenario.plan(Direction::Reverse),
+                scenario.plan(Direction::Forward),
+            ]
+        };
+        let record = Arc::new(Mutex::new(RestartRecord::default()));
+        let cancel = Cancel::new();
+        if let Some(at) = scenario.cancel_at {
+            let (cancel, record) = (cancel.clone(), Arc::clone(&record));
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(at)).await;
+                let mut r = record.lock().unwrap();
+                r.clock += 1;
+                r.cancelled_at = Some(r.clock);
+                cancel.cancel();
+            });
+        }
+        let (sink, _events) = EventSink::new();
+        let limits = Concurrency {
+            global: 0,
+            per_ship: HashMap::new(),
+        };
+        let run = |command: &'static str, plan: &Plan, action: Action, limits: Concurrency| {
+            let (jobs, direction) = maestro::orchestrate::ops::jobs_of(plan);
+            let op = Arc::new(ScriptedOp {
+                command,
+                action,
+                nodes: plan.steps.iter().map(|step| step.node).collect(),
+                durations: scenario.durations.clone(),
+                record: Arc::clone(&record),
+            });
+            let spec = RunSpec {
+                command: command.to_string(),
+                jobs,
+                direction,
+                limits,
+            };
+            executor::run(spec, op, sink.clone(), cancel.clone())
+        };
+        let summaries = lifecycle::sequence(&request, &plans, limits, &cancel, run)
+            .await
+            .unwrap();
+        let record = std::mem::take(&mut *record.lock().unwrap());
+        (summaries, record)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn restarts_stop_all_then_start_all_and_stop_at_an_interruption(
+        scenario in restart_scenario()
+    ) {
+        let (summaries, record) = run_restart(&scenario);
+        let n = scenario.deps.len();
+        let calls = |command: &'static str| record.calls.iter().filter(move |c| c.command == command);
+        if scenario.rolling {
+            // One run, one instance at a time, each unit the whole stop-wait-start.
+            prop_assert_eq!(summaries.len(), 1);
+            let as_asked = |c: &Call| matches!(
+                c.action,
+                Action::RestartUnit { only_if_changed, refresh_images, .. }
+                    if only_if_changed == scenario.only_if_changed
+                        && refresh_images == scenario.refresh_images
+            );
+            prop_assert!(calls("restart").all(as_asked), "units not as asked");
+            let mut spans: Vec<(u64, u64)> = calls("restart")
+                .filter_map(|c| Some((c.began, c.ended?)))
+                .collect();
+            spans.sort_unstable();
+            for pair in spans.windows(2) {
+                prop_assert!(pair[0].1 < pair[1].0, "two units overlapped: {:?}", spans);
+            }
+            // Each unit after what it requires.
+            for c in calls("restart") {
+                for &d in &scenario.deps[c.job] {
+                    let dep = calls("restart").find(|x| x.job == d);
+                    prop_assert!(dep.and_then(|x| x.ended).is_some_and(|end| end < c.began));
+                }
+            }
+            return Ok(());
+        }
+        let stop_action = if scenario.only_if_changed {
+            Action::StopIfChanged { refresh_images: scenario.refresh_images }
+        } else {
+            Action::Stop
+        };
+        prop_assert!(calls("restart (stop)").all(|c| c.action == stop_action));
+        let start_action = Action::Start {
+            refresh_images: scenario.refresh_images && !scenario.only_if_changed,
+            reuse: false,
+        };
+        prop_assert!(calls("restart (start)").all(|c| c.action == start_action));
+        // Dependents stop first: a step stops only after every step that requires it.
+        for c in calls("restart (stop)") {
+            for (k, deps) in scenario.deps.iter().enumerate() {
+                if deps.contains(&c.job) {
+                    let dependent = calls("restart (stop)").find(|x| x.job == k);
+                    prop_assert!(dependent.and_then(|x| x.ended).is_some_and(|end| end < c.began));
+                }
+            }
+        }
+        let stop_ends = calls("restart (stop)").filter_map(|c| c.ended).max().unwrap_or(0);
+        let started: Vec<&Call> = calls("restart (start)").collect();
+        // Nothing starts before everything has stopped.
+        prop_assert!(started.iter().all(|c| c.began > stop_ends));
+        match record.cancelled_at {
+            // Interrupted during the stop half or the delay: the start half never runs.
+            Some(at) if at < started.iter().map(|c| c.began).min().unwrap_or(u64::MAX) => {
+                prop_assert!(started.is_empty(), "started after the cancel: {:?}", started);
+                prop_assert_eq!(summaries.len(), 1);
+            }
+            _ => {
+                prop_assert_eq!(summaries.len(), 2);
+                prop_assert_eq!(calls("restart (stop)").count(), n);
+                // The start half is interrupted only by a cancel during it.
+                if record.cancelled_at.is_none() {
+                    prop_assert_eq!(started.len(), n);
+                }
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! each one (one [`Fleet`] for the whole sequence), runs the executor, and returns the
 //! summaries. It never prints: the events go to the sink, whose renderer is the caller's.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,8 +90,7 @@ pub fn plan(
 }
 
 /// Runs `plans` (from [`plan`]) as `request` says, with one fleet for the ships they touch,
-/// and returns every run's summary. A restart stops at its stop half when that half was
-/// interrupted, and Ctrl-C during the delay between the halves ends it there.
+/// and returns every run's summary (see [`sequence`]).
 pub async fn run(
     env: Arc<Environment>,
     request: Request,
@@ -101,7 +101,7 @@ pub async fn run(
     cancel: Cancel,
 ) -> Result<Vec<Summary>, ExecError> {
     let fleet = Arc::new(Fleet::for_plans(&env, &plans, options).with_events(sink.clone()));
-    let run = |command: &str, plan: &Plan, action: Action, limits: Concurrency| {
+    let run = |command: &'static str, plan: &Plan, action: Action, limits: Concurrency| {
         let (jobs, direction) = ops::jobs_of(plan);
         let op = Arc::new(LifecycleOp::new(
             Arc::clone(&env),
@@ -117,73 +117,90 @@ pub async fn run(
         };
         executor::run(spec, op, sink.clone(), cancel.clone())
     };
+    let summaries = sequence(&request, &plans, limits, &cancel, run).await;
+    fleet.close().await;
+    summaries
+}
+
+/// The sequence of runs `request` asks for, each made by `run` (the command's name, a plan,
+/// the action, the concurrency): one run for a single action; for a rolling restart, one run
+/// of one instance at a time; for a restart, the stop half, then the delay, then the start
+/// half. A restart stops at its stop half when that half was interrupted, and Ctrl-C during
+/// the delay ends it there. Generic over `run` so that the property tests drive it with a
+/// scripted operation.
+pub async fn sequence<'p, R, F>(
+    request: &Request,
+    plans: &'p [Plan],
+    limits: Concurrency,
+    cancel: &Cancel,
+    mut run: R,
+) -> Result<Vec<Summary>, ExecError>
+where
+    R: FnMut(&'static str, &'p Plan, Action, Concurrency) -> F,
+    F: Future<Output = Result<Summary, ExecError>>,
+{
     let mut summaries: Vec<Summary> = Vec::new();
-    let outcome: Result<(), ExecError> = async {
-        match request {
-            Request::Single {
-                command, action, ..
-            } => {
-                if let Some(plan) = plans.first() {
-                    summaries.push(run(command, plan, action, limits).await?);
-                }
-            }
-            Request::Restart {
-                step_delay: Some(step_delay),
-                stop_start_delay,
-                only_if_changed,
-                refresh_images,
-            } => {
-                if let Some(plan) = plans.first() {
-                    let action = Action::RestartUnit {
-                        refresh_images,
-                        only_if_changed,
-                        stop_start_delay: stop_start_delay.unwrap_or_default(),
-                        step_delay,
-                    };
-                    let one_at_a_time = Concurrency {
-                        global: 1,
-                        ..limits
-                    };
-                    summaries.push(run("restart", plan, action, one_at_a_time).await?);
-                }
-            }
-            Request::Restart {
-                step_delay: None,
-                stop_start_delay,
-                only_if_changed,
-                refresh_images,
-            } => {
-                let (Some(stop), Some(start)) = (plans.first(), plans.get(1)) else {
-                    return Ok(());
-                };
-                let stop_action = if only_if_changed {
-                    Action::StopIfChanged { refresh_images }
-                } else {
-                    Action::Stop
-                };
-                let stopped = run("restart (stop)", stop, stop_action, limits.clone()).await?;
-                let interrupted = stopped.interrupted;
-                summaries.push(stopped);
-                if interrupted {
-                    return Ok(());
-                }
-                if let Some(delay) = stop_start_delay {
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = cancel.cancelled() => return Ok(()),
-                    }
-                }
-                let start_action = Action::Start {
-                    // The stop half already pulled when it compared images.
-                    refresh_images: refresh_images && !only_if_changed,
-                    reuse: false,
-                };
-                summaries.push(run("restart (start)", start, start_action, limits).await?);
+    match *request {
+        Request::Single {
+            command, action, ..
+        } => {
+            if let Some(plan) = plans.first() {
+                summaries.push(run(command, plan, action, limits).await?);
             }
         }
-        Ok(())
+        Request::Restart {
+            step_delay: Some(step_delay),
+            stop_start_delay,
+            only_if_changed,
+            refresh_images,
+        } => {
+            if let Some(plan) = plans.first() {
+                let action = Action::RestartUnit {
+                    refresh_images,
+                    only_if_changed,
+                    stop_start_delay: stop_start_delay.unwrap_or_default(),
+                    step_delay,
+                };
+                let one_at_a_time = Concurrency {
+                    global: 1,
+                    ..limits
+                };
+                summaries.push(run("restart", plan, action, one_at_a_time).await?);
+            }
+        }
+        Request::Restart {
+            step_delay: None,
+            stop_start_delay,
+            only_if_changed,
+            refresh_images,
+        } => {
+            let (Some(stop), Some(start)) = (plans.first(), plans.get(1)) else {
+                return Ok(summaries);
+            };
+            let stop_action = if only_if_changed {
+                Action::StopIfChanged { refresh_images }
+            } else {
+                Action::Stop
+            };
+            let stopped = run("restart (stop)", stop, stop_action, limits.clone()).await?;
+            let interrupted = stopped.interrupted;
+            summaries.push(stopped);
+            if interrupted {
+                return Ok(summaries);
+            }
+            if let Some(delay) = stop_start_delay {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => return Ok(summaries),
+                }
+            }
+            let start_action = Action::Start {
+                // The stop half already pulled when it compared images.
+                refresh_images: refresh_images && !only_if_changed,
+                reuse: false,
+            };
+            summaries.push(run("restart (start)", start, start_action, limits).await?);
+        }
     }
-    .await;
-    fleet.close().await;
-    outcome.map(|()| summaries)
+    Ok(summaries)
 }
