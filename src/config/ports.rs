@@ -1,9 +1,10 @@
 //! Port specs: `80`, `"80"`, `"53/udp"`, `"8000-8010"`, `"exposed:external"` (container port
 //! first, unlike `docker -p`), and `{exposed: spec, external: spec | [bind_ip, spec]}`.
 
+use super::map_reader::MapReader;
 use super::model::{Port, PortRange, Protocol};
 use super::node::{Node, Value};
-use super::reader::{Cx, MapReader, Result, string};
+use super::reader::{Cx, Result, string};
 
 /// A port number or range with an optional protocol, e.g. `8080`, `53/udp`, `1234-1236`.
 pub(crate) fn parse_side(text: &str) -> std::result::Result<(PortRange, Option<Protocol>), String> {
@@ -136,7 +137,7 @@ pub(crate) fn parse_port(cx: &mut Cx<'_>, name: &str, spec: &Node, path: &str) -
                     }
                 },
             };
-            m.finish(cx, &["exposed", "external"], "a port")?;
+            m.finish(cx, "a port")?;
             let protocol =
                 merge_protocols(p1, p2).map_err(|w| bad(cx, spec.pos, w, "{exposed, external}"))?;
             check_ranges(exposed, external)
