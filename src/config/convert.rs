@@ -1,121 +1,21 @@
 //! From the node tree to the resolved model: types, defaults, inheritance from services and
 //! ship defaults, and the references that can be checked while reading.
+//!
+//! Every mapping is read through a [`MapReader`]: the keys a section knows are the keys its
+//! reading asks for, so there is no list of known keys to keep in step with the readers. The
+//! order of the reads is the order in which problems are reported, and it is kept as it was.
+//! An optional key is read with `opt` when an explicit `null` means "not given", and with
+//! `given` when `null` is the value's reader's to refuse (see map_reader.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::error::{closest, did_you_mean};
+use super::map_reader::{MapReader, join};
 use super::model::*;
 use super::node::{Node, Pos, Value};
 use super::ports::parse_port;
 use super::reader::*;
-
-const TOP_KEYS: &[&str] = &[
-    "__maestro",
-    "name",
-    "registries",
-    "ship_defaults",
-    "ship_provider",
-    "ships",
-    "services",
-    "audit",
-    "secrets",
-];
-
-fn root_has(root: &Node, key: &str) -> bool {
-    match &root.value {
-        Value::Map(pairs) => pairs
-            .iter()
-            .any(|(k, _)| k.scalar_text().as_deref() == Some(key)),
-        _ => false,
-    }
-}
-
-pub(crate) const SHIP_KEYS: &[&str] = &[
-    "ip",
-    "endpoint",
-    "docker_port",
-    "socket_path",
-    "api_version",
-    "timeout",
-    "ssh_timeout",
-    "tls",
-    "tls_verify",
-    "tls_ca_cert",
-    "tls_cert",
-    "tls_key",
-    "ssh_tunnel",
-    "ssh",
-    "max_concurrency",
-    // MaestroNG's TLS protocol version (a Python `ssl` constant); rustls negotiates TLS 1.2 or
-    // 1.3 itself, so it is accepted and not used.
-    "ssl_version",
-];
-
-const SSH_KEYS: &[&str] = &[
-    "user",
-    "port",
-    "identity_files",
-    "key",
-    "jump",
-    "known_hosts",
-    "known_hosts_file",
-];
-
-const REGISTRY_KEYS: &[&str] = &["registry", "username", "password", "email", "retry"];
-
-const SERVICE_KEYS: &[&str] = &[
-    "image",
-    "instances",
-    "requires",
-    "wants_info",
-    "env",
-    "envfile",
-    "omit",
-    "lifecycle",
-    "limits",
-    "ports",
-];
-
-pub(crate) const INSTANCE_KEYS: &[&str] = &[
-    "ship",
-    "image",
-    "command",
-    "cmd",
-    "ports",
-    "env",
-    "envfile",
-    "volumes",
-    "container_volumes",
-    "volumes_from",
-    "links",
-    "username",
-    "workdir",
-    "privileged",
-    "cap_add",
-    "cap_drop",
-    "extra_hosts",
-    "net",
-    "restart",
-    "dns",
-    "stop_timeout",
-    "limits",
-    "log_driver",
-    "log_opt",
-    "security_opt",
-    "ulimits",
-    "labels",
-    "lifecycle",
-    "entrypoint",
-    "networks",
-    "healthcheck",
-    "devices",
-    "tmpfs",
-    "init",
-    "stop_signal",
-    // Options of Docker's LXC driver, which Docker removed in 1.10; accepted and not sent.
-    "lxc_conf",
-];
 
 const CHECK_STATES: &[&str] = &["pre-start", "running", "pre-stop", "stopped"];
 const CHECK_TYPES: &[&str] = &["tcp", "http", "exec", "rexec", "sleep"];
@@ -142,94 +42,26 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
         ));
     }
     let mut top = MapReader::new(cx, root, "", "the environment file")?;
-
-    let schema = match top.get("__maestro") {
-        Some(meta) => {
-            let mut m = MapReader::new(cx, meta, "__maestro", "`__maestro`")?;
-            let schema = match m.get("schema") {
-                Some(n) => {
-                    let v = integer(cx, n, "__maestro.schema", i64::MIN, i64::MAX)?;
-                    if v != 1 && v != 2 {
-                        return Err(cx.invalid(
-                            n.pos,
-                            "__maestro.schema",
-                            format!("unsupported schema {v} (expected 1 or 2)"),
-                        ));
-                    }
-                    v as u32
-                }
-                None => 1,
-            };
-            m.finish(cx, &["schema"], "`__maestro`")?;
-            schema
-        }
-        None => 1,
-    };
-    cx.schema = schema;
-
+    cx.schema = top.given(cx, "__maestro", maestro_schema)?.unwrap_or(1);
     let name_node = top.require(cx, "name", "the environment file")?;
     let name = non_empty_string(cx, name_node, "name")?;
-
     let names = collect_names(cx, &mut top)?;
-
-    let registries = match top.get("registries") {
-        Some(n) if !matches!(n.value, Value::Null) => registries(cx, n)?,
-        _ => Vec::new(),
-    };
-    let ship_provider = match top.get("ship_provider") {
-        Some(n) => {
-            let p = string(cx, n, "ship_provider")?;
-            if p != "ships" && p != "static" {
-                return Err(cx.invalid(
-                    n.pos,
-                    "ship_provider",
-                    format!("unsupported ship provider \"{p}\" (only `ships` is supported)"),
-                ));
-            }
-            Some(p)
-        }
-        None => None,
-    };
-    let defaults = top.get("ship_defaults");
+    let registries = top.opt(cx, "registries", registries)?.unwrap_or_default();
+    let ship_provider = top.given(cx, "ship_provider", ship_provider)?;
+    let defaults = top.opt_node("ship_defaults");
     let ships_node = top.require(cx, "ships", "the environment file")?;
     let ships = ships(cx, ships_node, defaults, &names)?;
-    let services = match top.get("services") {
-        Some(n) if !matches!(n.value, Value::Null) => services(cx, n, &names, &ships, &name)?,
-        _ => Vec::new(),
-    };
-    let audit = match top.get("audit") {
-        Some(n) if !matches!(n.value, Value::Null) => audit(cx, n)?,
-        _ => Vec::new(),
-    };
-    let secret_patterns = match top.get("secrets") {
-        Some(n) if !matches!(n.value, Value::Null) => secret_patterns(cx, n)?,
-        _ => Vec::new(),
-    };
-    // Other top-level keys are ignored on purpose: people park YAML anchors there (MaestroNG's
-    // documentation puts them under `ship:`, beside `ships:`). A key whose closest known key
-    // is absent is a typo, though, and would otherwise silently drop a whole section.
-    // Keys named the way anchors are parked (`x-...` as in compose, `_...`, `.`) never are.
-    for (key, key_node, _) in top.all() {
-        let parked = ["x-", "x_", "_", "."].iter().any(|p| key.starts_with(p));
-        if TOP_KEYS.contains(&key.as_str()) || parked {
-            continue;
-        }
-        if let Some(meant) = closest(&key, TOP_KEYS.iter().copied())
-            && strsim::osa_distance(&key, meant) <= 2
-            && !root_has(root, meant)
-        {
-            return Err(cx.invalid_help(
-                key_node.pos,
-                &key,
-                format!("unknown top-level key `{key}`"),
-                Some(format!("did you mean `{meant}`?")),
-            ));
-        }
-    }
-
+    let services = top
+        .opt(cx, "services", |cx, n, _| {
+            services(cx, n, &names, &ships, &name)
+        })?
+        .unwrap_or_default();
+    let audit = top.opt(cx, "audit", audit)?.unwrap_or_default();
+    let secret_patterns = top.opt(cx, "secrets", secret_patterns)?.unwrap_or_default();
+    top_level_typos(cx, &mut top)?;
     Ok(Environment {
         name,
-        schema,
+        schema: cx.schema,
         source: source.to_owned(),
         base_dir: cx.base_dir.clone(),
         registries,
@@ -241,18 +73,70 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
     })
 }
 
+/// `__maestro: {schema: 1 | 2}`.
+fn maestro_schema(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<u32> {
+    let mut m = MapReader::new(cx, node, path, "`__maestro`")?;
+    let schema = m.given(cx, "schema", |cx, n, p| {
+        let v = integer(cx, n, p, i64::MIN, i64::MAX)?;
+        if v != 1 && v != 2 {
+            return Err(cx.invalid(
+                n.pos,
+                p,
+                format!("unsupported schema {v} (expected 1 or 2)"),
+            ));
+        }
+        Ok(v as u32)
+    })?;
+    m.finish(cx, "`__maestro`")?;
+    Ok(schema.unwrap_or(1))
+}
+
+fn ship_provider(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<String> {
+    let p = string(cx, node, path)?;
+    if p != "ships" && p != "static" {
+        return Err(cx.invalid(
+            node.pos,
+            path,
+            format!("unsupported ship provider \"{p}\" (only `ships` is supported)"),
+        ));
+    }
+    Ok(p)
+}
+
+/// Other top-level keys are ignored on purpose: people park YAML anchors there (MaestroNG's
+/// documentation puts them under `ship:`, beside `ships:`). A key whose closest known key is
+/// absent is a typo, though, and would otherwise silently drop a whole section. Keys named the
+/// way anchors are parked (`x-...` as in compose, `_...`, `.`) never are.
+fn top_level_typos(cx: &mut Cx<'_>, top: &mut MapReader<'_>) -> Result<()> {
+    let known: Vec<String> = top.known().into_iter().map(str::to_owned).collect();
+    for (key, key_node, _) in top.all() {
+        let parked = ["x-", "x_", "_", "."].iter().any(|p| key.starts_with(p));
+        if known.contains(&key) || parked {
+            continue;
+        }
+        if let Some(meant) = closest(&key, known.iter().map(String::as_str))
+            && strsim::osa_distance(&key, meant) <= 2
+            && !top.has(meant)
+        {
+            return Err(cx.invalid_help(
+                key_node.pos,
+                &key,
+                format!("unknown top-level key `{key}`"),
+                Some(format!("did you mean `{meant}`?")),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `secrets: {patterns: [...]}`: more names of environment variables whose values are masked
 /// in output. Each is checked as a glob here, so that a typo is reported at its place.
-fn secret_patterns(cx: &mut Cx<'_>, node: &Node) -> Result<Vec<String>> {
-    let mut m = MapReader::new(cx, node, "secrets", "`secrets`")?;
-    let mut patterns = Vec::new();
-    if let Some(list) = m.get("patterns") {
-        let items: Vec<&Node> = match &list.value {
-            Value::Seq(items) => items.iter().collect(),
-            _ => vec![list],
-        };
-        for (i, item) in items.into_iter().enumerate() {
-            let path = format!("secrets.patterns[{i}]");
+fn secret_patterns(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Vec<String>> {
+    let mut m = MapReader::new(cx, node, path, "`secrets`")?;
+    let patterns = m.given(cx, "patterns", |cx, list, p| {
+        let mut patterns = Vec::new();
+        for (i, item) in one_or_many(list).into_iter().enumerate() {
+            let path = format!("{p}[{i}]");
             let pattern = non_empty_string(cx, item, &path)?;
             if let Err(err) = globset::Glob::new(&pattern) {
                 return Err(cx.invalid(
@@ -263,11 +147,29 @@ fn secret_patterns(cx: &mut Cx<'_>, node: &Node) -> Result<Vec<String>> {
             }
             patterns.push(pattern);
         }
-    }
-    m.finish(cx, &["patterns"], "`secrets`")?;
-    Ok(patterns)
+        Ok(patterns)
+    })?;
+    m.finish(cx, "`secrets`")?;
+    Ok(patterns.unwrap_or_default())
 }
 
+/// The items of a list, or the one value written in its place.
+fn one_or_many(node: &Node) -> Vec<&Node> {
+    match &node.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => vec![node],
+    }
+}
+
+/// The path of the `i`th of the values `string_list` read at `path`: a lone value has no
+/// index.
+fn item_path(node: &Node, path: &str, i: usize) -> String {
+    if matches!(node.value, Value::Seq(_)) {
+        format!("{path}[{i}]")
+    } else {
+        path.to_owned()
+    }
+}
 fn collect_names(cx: &mut Cx<'_>, top: &mut MapReader<'_>) -> Result<Names> {
     let mut names = Names {
         ships: Vec::new(),
@@ -332,43 +234,20 @@ fn collect_names(cx: &mut Cx<'_>, top: &mut MapReader<'_>) -> Result<Names> {
     Ok(names)
 }
 
-fn registries(cx: &mut Cx<'_>, node: &Node) -> Result<Vec<Registry>> {
-    let mut map = MapReader::new(cx, node, "registries", "`registries`")?;
+fn registries(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Vec<Registry>> {
+    let mut map = MapReader::new(cx, node, path, "`registries`")?;
     let mut out = Vec::new();
     for (name, _, value) in map.all() {
-        let path = join("registries", &name);
+        let path = join(path, &name);
         let what = format!("registry `{name}`");
         let mut r = MapReader::new(cx, value, &path, &what)?;
         let url_node = r.require(cx, "registry", &what)?;
         let registry = non_empty_string(cx, url_node, &r.field("registry"))?;
-        let username = opt_string(cx, &mut r, "username")?;
-        let password = opt_string(cx, &mut r, "password")?.map(Secret::new);
-        let email = opt_string(cx, &mut r, "email")?;
-        let retry = match r.get("retry") {
-            Some(n) => {
-                let rp = r.field("retry");
-                let mut rr = MapReader::new(cx, n, &rp, "`retry`")?;
-                let attempts = match rr.get("attempts") {
-                    Some(a) => unsigned(cx, a, &rr.field("attempts"), 1000)?,
-                    None => 3,
-                };
-                let mut when = Vec::new();
-                if let Some(w) = rr.get("when") {
-                    let wp = rr.field("when");
-                    let items: Vec<&Node> = match &w.value {
-                        Value::Seq(items) => items.iter().collect(),
-                        _ => vec![w],
-                    };
-                    for (i, item) in items.into_iter().enumerate() {
-                        when.push(unsigned::<u16>(cx, item, &format!("{wp}[{i}]"), 599)?);
-                    }
-                }
-                rr.finish(cx, &["attempts", "when"], "`retry`")?;
-                RetryPolicy { attempts, when }
-            }
-            None => RetryPolicy::default(),
-        };
-        r.finish(cx, REGISTRY_KEYS, &what)?;
+        let username = r.opt(cx, "username", string)?;
+        let password = r.opt(cx, "password", string)?.map(Secret::new);
+        let email = r.opt(cx, "email", string)?;
+        let retry = r.given(cx, "retry", retry_policy)?.unwrap_or_default();
+        r.finish(cx, &what)?;
         out.push(Registry {
             name,
             registry,
@@ -381,20 +260,23 @@ fn registries(cx: &mut Cx<'_>, node: &Node) -> Result<Vec<Registry>> {
     Ok(out)
 }
 
-fn opt_string(cx: &mut Cx<'_>, map: &mut MapReader<'_>, key: &str) -> Result<Option<String>> {
-    match map.get(key) {
-        None => Ok(None),
-        Some(Node {
-            value: Value::Null, ..
-        }) => Ok(None),
-        Some(n) => Ok(Some(string(cx, n, &map.field(key))?)),
-    }
-}
-
-fn opt_bool(cx: &mut Cx<'_>, map: &mut MapReader<'_>, key: &str) -> Result<Option<bool>> {
-    map.get(key)
-        .map(|n| boolean(cx, n, &map.field(key)))
-        .transpose()
+fn retry_policy(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<RetryPolicy> {
+    let mut rr = MapReader::new(cx, node, path, "`retry`")?;
+    let attempts = rr
+        .given(cx, "attempts", |cx, n, p| unsigned(cx, n, p, 1000))?
+        .unwrap_or(3);
+    let when = rr.given(cx, "when", |cx, w, wp| {
+        one_or_many(w)
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| unsigned::<u16>(cx, item, &format!("{wp}[{i}]"), 599))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    rr.finish(cx, "`retry`")?;
+    Ok(RetryPolicy {
+        attempts,
+        when: when.unwrap_or_default(),
+    })
 }
 
 fn ships(
@@ -403,42 +285,9 @@ fn ships(
     defaults: Option<&Node>,
     names: &Names,
 ) -> Result<Vec<Ship>> {
-    // Defaults are checked on their own first, so that their errors name `ship_defaults`.
-    let default_entries: Vec<(Node, Node)> = match defaults {
+    let default_entries = match defaults {
+        Some(d) => ship_defaults(cx, d, names)?,
         None => Vec::new(),
-        Some(Node {
-            value: Value::Null, ..
-        }) => Vec::new(),
-        Some(d) => {
-            let mut m = MapReader::new(cx, d, "ship_defaults", "`ship_defaults`")?;
-            for (key, key_node, _) in m.all() {
-                if key == "ip" || key == "endpoint" {
-                    return Err(cx.invalid(
-                        key_node.pos,
-                        &join("ship_defaults", &key),
-                        format!("`{key}` cannot have a default: it is different for every ship"),
-                    ));
-                }
-                if !SHIP_KEYS.contains(&key.as_str()) {
-                    return Err(cx.invalid_help(
-                        key_node.pos,
-                        &join("ship_defaults", &key),
-                        format!("unknown key `{key}` in `ship_defaults`"),
-                        did_you_mean(&key, SHIP_KEYS.iter().copied()),
-                    ));
-                }
-            }
-            let as_ship = Node {
-                value: d.value.clone(),
-                pos: d.pos,
-                raw: None,
-            };
-            ship(cx, "ship_defaults", &as_ship, names, true)?;
-            match &d.value {
-                Value::Map(pairs) => pairs.clone(),
-                _ => Vec::new(),
-            }
-        }
     };
     let mut map = MapReader::new(cx, node, "ships", "`ships`")?;
     let mut out = Vec::new();
@@ -468,8 +317,77 @@ fn ships(
             s.name = name;
         }
     }
-    // Jump hosts that are ships must not lead back to the ship itself.
-    for s in &out {
+    check_jump_loops(cx, &out);
+    Ok(out)
+}
+
+/// `ship_defaults`, checked on their own first so that their errors name `ship_defaults`;
+/// returns the entries every ship takes when it does not set them.
+fn ship_defaults(cx: &mut Cx<'_>, d: &Node, names: &Names) -> Result<Vec<(Node, Node)>> {
+    let ship_keys = ship_keys(cx, names);
+    let mut m = MapReader::new(cx, d, "ship_defaults", "`ship_defaults`")?;
+    for (key, key_node, _) in m.all() {
+        if key == "ip" || key == "endpoint" {
+            return Err(cx.invalid(
+                key_node.pos,
+                &join("ship_defaults", &key),
+                format!("`{key}` cannot have a default: it is different for every ship"),
+            ));
+        }
+        if !ship_keys.contains(&key) {
+            return Err(cx.invalid_help(
+                key_node.pos,
+                &join("ship_defaults", &key),
+                format!("unknown key `{key}` in `ship_defaults`"),
+                did_you_mean(&key, ship_keys.iter().map(String::as_str)),
+            ));
+        }
+    }
+    let as_ship = Node {
+        value: d.value.clone(),
+        pos: d.pos,
+        raw: None,
+    };
+    ship(cx, "ship_defaults", &as_ship, names, true)?;
+    Ok(match &d.value {
+        Value::Map(pairs) => pairs.clone(),
+        _ => Vec::new(),
+    })
+}
+
+/// The keys a ship may have: those that reading a ship with only an `ip` asks for. The read
+/// is done aside, so it leaves no positions or problems behind.
+fn ship_keys(cx: &Cx<'_>, names: &Names) -> Vec<String> {
+    let scalar = |text: &str| Node {
+        value: Value::Str(text.to_owned()),
+        pos: Pos::default(),
+        raw: None,
+    };
+    let only_ip = Node {
+        value: Value::Map(vec![(scalar("ip"), scalar("0.0.0.0"))]),
+        pos: Pos::default(),
+        raw: None,
+    };
+    let mut aside = Cx {
+        src: cx.src,
+        schema: cx.schema,
+        base_dir: cx.base_dir.clone(),
+        home: cx.home.clone(),
+        spans: Default::default(),
+        key_spans: Default::default(),
+        semantic: Vec::new(),
+    };
+    let Ok(mut m) = MapReader::new(&mut aside, &only_ip, "", "a ship") else {
+        return Vec::new();
+    };
+    // Whatever the read makes of nothing, the keys it asked for are what is wanted.
+    let _ = read_ship(&mut aside, &mut m, "", names, false);
+    m.known().into_iter().map(str::to_owned).collect()
+}
+
+/// Jump hosts that are ships must not lead back to the ship itself.
+fn check_jump_loops(cx: &mut Cx<'_>, ships: &[Ship]) {
+    for s in ships {
         let mut seen = vec![s.name.clone()];
         let mut current = s;
         while let Some(JumpHost::Ship(next)) = current.ssh.as_ref().and_then(|x| x.jump.first()) {
@@ -486,13 +404,12 @@ fn ships(
                 break;
             }
             seen.push(next.clone());
-            match out.iter().find(|o| o.name == *next) {
+            match ships.iter().find(|o| o.name == *next) {
                 Some(o) => current = o,
                 None => break,
             }
         }
     }
-    Ok(out)
 }
 
 fn ship(
@@ -508,72 +425,62 @@ fn ship(
         format!("ship `{}`", path.trim_start_matches("ships."))
     };
     let mut m = MapReader::new(cx, node, path, &what)?;
+    let ship = read_ship(cx, &mut m, &what, names, is_defaults)?;
+    m.finish(cx, &what)?;
+    Ok(ship)
+}
+
+fn read_ship(
+    cx: &mut Cx<'_>,
+    m: &mut MapReader<'_>,
+    what: &str,
+    names: &Names,
+    is_defaults: bool,
+) -> Result<Ship> {
     let ip = if is_defaults {
         String::new()
     } else {
-        let n = m.require(cx, "ip", &what)?;
+        let n = m.require(cx, "ip", what)?;
         non_empty_string(cx, n, &m.field("ip"))?
     };
-    let endpoint = opt_string(cx, &mut m, "endpoint")?.unwrap_or_else(|| ip.clone());
-    let tls = opt_bool(cx, &mut m, "tls")?.unwrap_or(false);
+    let endpoint = m.opt(cx, "endpoint", string)?.unwrap_or_else(|| ip.clone());
+    let tls = m.given(cx, "tls", boolean)?.unwrap_or(false);
     let docker_port_given = m.get("docker_port").is_some();
-    let docker_port = match m.get("docker_port") {
-        Some(n) => unsigned(cx, n, &m.field("docker_port"), 65535)?,
-        None if tls => 2376,
-        None => 2375,
+    let docker_port = m
+        .given(cx, "docker_port", |cx, n, p| unsigned(cx, n, p, 65535))?
+        .unwrap_or(if tls { 2376 } else { 2375 });
+    let socket_path = m.opt(cx, "socket_path", string)?;
+    let api_version = m.opt(cx, "api_version", string)?;
+    let timeout = m
+        .given(cx, "timeout", duration)?
+        .unwrap_or(Duration::from_secs(5));
+    let ssh_timeout = m.given(cx, "ssh_timeout", duration)?;
+    let tls_verify = m.given(cx, "tls_verify", boolean)?.unwrap_or(false);
+    let mut path_of = |cx: &mut Cx<'_>, key| -> Result<_> {
+        let written = m.opt(cx, key, string)?;
+        Ok(written.map(|p| cx.resolve_path(&p)))
     };
-    let socket_path = opt_string(cx, &mut m, "socket_path")?;
-    let api_version = opt_string(cx, &mut m, "api_version")?;
-    let timeout = match m.get("timeout") {
-        Some(n) => duration(cx, n, &m.field("timeout"))?,
-        None => std::time::Duration::from_secs(5),
-    };
-    let ssh_timeout = m
-        .get("ssh_timeout")
-        .map(|n| duration(cx, n, &format!("{path}.ssh_timeout")))
-        .transpose()?;
-    let tls_verify = opt_bool(cx, &mut m, "tls_verify")?.unwrap_or(false);
-    let tls_ca_cert = opt_string(cx, &mut m, "tls_ca_cert")?.map(|p| cx.resolve_path(&p));
-    let tls_cert = opt_string(cx, &mut m, "tls_cert")?.map(|p| cx.resolve_path(&p));
-    let tls_key = opt_string(cx, &mut m, "tls_key")?.map(|p| cx.resolve_path(&p));
-    // Accepted for MaestroNG's files and not used: rustls negotiates the TLS version.
-    let _ = m.get("ssl_version");
-    let max_concurrency = match m.get("max_concurrency") {
-        Some(n) => {
-            let v: usize = unsigned(cx, n, &m.field("max_concurrency"), 1024)?;
-            if v == 0 {
-                return Err(cx.invalid(
-                    n.pos,
-                    &m.field("max_concurrency"),
-                    "max_concurrency must be at least 1",
-                ));
-            }
-            Some(v)
+    let tls_ca_cert = path_of(cx, "tls_ca_cert")?;
+    let tls_cert = path_of(cx, "tls_cert")?;
+    let tls_key = path_of(cx, "tls_key")?;
+    // MaestroNG's TLS protocol version (a Python `ssl` constant); rustls negotiates TLS 1.2 or
+    // 1.3 itself, so it is accepted and not used.
+    m.accept_ignored(&["ssl_version"]);
+    let max_concurrency = m.given(cx, "max_concurrency", |cx, n, p| {
+        let v: usize = unsigned(cx, n, p, 1024)?;
+        if v == 0 {
+            return Err(cx.invalid(n.pos, p, "max_concurrency must be at least 1"));
         }
-        None => None,
-    };
-    let ssh_tunnel = match m.get("ssh_tunnel") {
-        Some(n) => {
-            let tp = m.field("ssh_tunnel");
-            let mut t = MapReader::new(cx, n, &tp, "`ssh_tunnel`")?;
-            let user_node = t.require(cx, "user", "`ssh_tunnel`")?;
-            let user = non_empty_string(cx, user_node, &t.field("user"))?;
-            let key_node = t.require(cx, "key", "`ssh_tunnel`")?;
-            let key = cx.resolve_path(&non_empty_string(cx, key_node, &t.field("key"))?);
-            let port = match t.get("port") {
-                Some(p) => unsigned(cx, p, &t.field("port"), 65535)?,
-                None => 22,
-            };
-            t.finish(cx, &["user", "key", "port"], "`ssh_tunnel`")?;
-            Some(SshTunnel { user, key, port })
-        }
-        None => None,
-    };
-    let ssh = match m.get("ssh") {
-        Some(n) => Some(ssh_settings(cx, &m.field("ssh"), n, names, path)?),
+        Ok(v)
+    })?;
+    let ssh_tunnel = m.given(cx, "ssh_tunnel", ssh_tunnel)?;
+    let ship_path = m.path.clone();
+    let ssh = match m.given(cx, "ssh", |cx, n, p| {
+        ssh_settings(cx, p, n, names, &ship_path)
+    })? {
+        Some(ssh) => Some(ssh),
         None => ssh_tunnel.as_ref().map(SshTunnel::as_ssh),
     };
-    m.finish(cx, SHIP_KEYS, &what)?;
     Ok(Ship {
         name: String::new(),
         ip,
@@ -595,6 +502,20 @@ fn ship(
     })
 }
 
+fn ssh_tunnel(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<SshTunnel> {
+    let mut t = MapReader::new(cx, node, path, "`ssh_tunnel`")?;
+    let user_node = t.require(cx, "user", "`ssh_tunnel`")?;
+    let user = non_empty_string(cx, user_node, &t.field("user"))?;
+    let key_node = t.require(cx, "key", "`ssh_tunnel`")?;
+    let key = non_empty_string(cx, key_node, &t.field("key"))?;
+    let key = cx.resolve_path(&key);
+    let port = t
+        .given(cx, "port", |cx, n, p| unsigned(cx, n, p, 65535))?
+        .unwrap_or(22);
+    t.finish(cx, "`ssh_tunnel`")?;
+    Ok(SshTunnel { user, key, port })
+}
+
 fn ssh_settings(
     cx: &mut Cx<'_>,
     path: &str,
@@ -603,78 +524,28 @@ fn ssh_settings(
     ship_path: &str,
 ) -> Result<SshSettings> {
     let mut s = MapReader::new(cx, node, path, "`ssh`")?;
-    let user = opt_string(cx, &mut s, "user")?;
-    let port = match s.get("port") {
-        Some(p) => unsigned(cx, p, &s.field("port"), 65535)?,
-        None => 22,
-    };
+    let user = s.opt(cx, "user", string)?;
+    let port = s
+        .given(cx, "port", |cx, n, p| unsigned(cx, n, p, 65535))?
+        .unwrap_or(22);
     let mut identity_files = Vec::new();
     for key in ["identity_files", "key"] {
-        if let Some(n) = s.get(key) {
-            for f in string_list(cx, n, &s.field(key))? {
-                identity_files.push(cx.resolve_path(&f));
-            }
+        for f in s.opt(cx, key, string_list)?.unwrap_or_default() {
+            identity_files.push(cx.resolve_path(&f));
         }
     }
-    let mut jump = Vec::new();
-    if let Some(n) = s.get("jump") {
-        let jp = s.field("jump");
-        let hops = string_list(cx, n, &jp)?;
-        let this_ship = ship_path.strip_prefix("ships.").unwrap_or("");
-        for (i, hop) in hops.into_iter().enumerate() {
-            let hop_path = if matches!(n.value, Value::Seq(_)) {
-                format!("{jp}[{i}]")
-            } else {
-                jp.clone()
-            };
-            if hop == this_ship {
-                let pos = cx.pos_of(&hop_path);
-                return Err(cx.invalid(
-                    pos,
-                    &hop_path,
-                    format!("ship `{hop}` cannot be its own jump host"),
-                ));
-            }
-            if names.ships.contains(&hop) {
-                jump.push(JumpHost::Ship(hop));
-                continue;
-            }
-            match parse_jump(&hop) {
-                Some(j) => jump.push(j),
-                None => {
-                    let pos = cx.pos_of(&hop_path);
-                    return Err(cx.invalid_help(
-                        pos,
-                        &hop_path,
-                        format!("invalid jump host \"{hop}\" (expected [user@]host[:port] or a ship name)"),
-                        did_you_mean(&hop, names.ships.iter().map(String::as_str)),
-                    ));
-                }
-            }
-        }
-    }
-    let known_hosts = match s.get("known_hosts") {
-        Some(n) => {
-            let kp = s.field("known_hosts");
-            match string(cx, n, &kp)?.as_str() {
-                "strict" => KnownHostsPolicy::Strict,
-                "accept-new" | "accept_new" => KnownHostsPolicy::AcceptNew,
-                other => {
-                    return Err(cx.invalid_help(
-                        n.pos,
-                        &kp,
-                        format!(
-                            "invalid known_hosts policy \"{other}\" (expected strict or accept-new)"
-                        ),
-                        did_you_mean(other, ["strict", "accept-new"]),
-                    ));
-                }
-            }
-        }
-        None => KnownHostsPolicy::Strict,
-    };
-    let known_hosts_file = opt_string(cx, &mut s, "known_hosts_file")?.map(|p| cx.resolve_path(&p));
-    s.finish(cx, SSH_KEYS, "`ssh`")?;
+    let this_ship = ship_path.strip_prefix("ships.").unwrap_or("");
+    let jump = s
+        .opt(cx, "jump", |cx, n, p| {
+            jump_hosts(cx, n, p, names, this_ship)
+        })?
+        .unwrap_or_default();
+    let known_hosts = s
+        .given(cx, "known_hosts", known_hosts_policy)?
+        .unwrap_or(KnownHostsPolicy::Strict);
+    let known_hosts_file = s.opt(cx, "known_hosts_file", string)?;
+    let known_hosts_file = known_hosts_file.map(|p| cx.resolve_path(&p));
+    s.finish(cx, "`ssh`")?;
     Ok(SshSettings {
         user,
         port,
@@ -683,6 +554,60 @@ fn ssh_settings(
         known_hosts,
         known_hosts_file,
     })
+}
+
+/// `ssh.jump`: ship names, or `[user@]host[:port]`.
+fn jump_hosts(
+    cx: &mut Cx<'_>,
+    n: &Node,
+    jp: &str,
+    names: &Names,
+    this_ship: &str,
+) -> Result<Vec<JumpHost>> {
+    let mut jump = Vec::new();
+    for (i, hop) in string_list(cx, n, jp)?.into_iter().enumerate() {
+        let hop_path = item_path(n, jp, i);
+        if hop == this_ship {
+            let pos = cx.pos_of(&hop_path);
+            return Err(cx.invalid(
+                pos,
+                &hop_path,
+                format!("ship `{hop}` cannot be its own jump host"),
+            ));
+        }
+        if names.ships.contains(&hop) {
+            jump.push(JumpHost::Ship(hop));
+            continue;
+        }
+        match parse_jump(&hop) {
+            Some(j) => jump.push(j),
+            None => {
+                let pos = cx.pos_of(&hop_path);
+                return Err(cx.invalid_help(
+                    pos,
+                    &hop_path,
+                    format!(
+                        "invalid jump host \"{hop}\" (expected [user@]host[:port] or a ship name)"
+                    ),
+                    did_you_mean(&hop, names.ships.iter().map(String::as_str)),
+                ));
+            }
+        }
+    }
+    Ok(jump)
+}
+
+fn known_hosts_policy(cx: &mut Cx<'_>, n: &Node, kp: &str) -> Result<KnownHostsPolicy> {
+    match string(cx, n, kp)?.as_str() {
+        "strict" => Ok(KnownHostsPolicy::Strict),
+        "accept-new" | "accept_new" => Ok(KnownHostsPolicy::AcceptNew),
+        other => Err(cx.invalid_help(
+            n.pos,
+            kp,
+            format!("invalid known_hosts policy \"{other}\" (expected strict or accept-new)"),
+            did_you_mean(other, ["strict", "accept-new"]),
+        )),
+    }
 }
 
 /// `[user@]host[:port]`.
@@ -735,16 +660,22 @@ fn services(
         let mut m = MapReader::new(cx, value, &path, &what)?;
         let image_node = m.require(cx, "image", &what)?;
         let image = non_empty_string(cx, image_node, &m.field("image"))?;
-        let requires = service_refs(cx, &mut m, "requires", names, &name)?;
-        let wants_info = service_refs(cx, &mut m, "wants_info", names, &name)?;
-        let omit = opt_bool(cx, &mut m, "omit")?.unwrap_or(false);
+        let mut refs = |cx: &mut Cx<'_>, key: &'static str| -> Result<Vec<String>> {
+            let list = m.opt(cx, key, |cx, n, p| {
+                service_refs(cx, n, p, key, names, &name)
+            })?;
+            Ok(list.unwrap_or_default())
+        };
+        let requires = refs(cx, "requires")?;
+        let wants_info = refs(cx, "wants_info")?;
+        let omit = m.given(cx, "omit", boolean)?.unwrap_or(false);
         let inherited = Inherited {
             image: Some(image.clone()),
-            env_files: env_files(cx, &mut m)?,
-            env: env_map(cx, &mut m)?,
-            ports: ports(cx, &mut m)?,
-            limits: limits(cx, &mut m)?,
-            lifecycle: lifecycle(cx, &mut m)?,
+            env_files: m.opt(cx, "envfile", env_files)?.unwrap_or_default(),
+            env: m.opt(cx, "env", env_map)?.unwrap_or_default(),
+            ports: m.opt(cx, "ports", ports)?.unwrap_or_default(),
+            limits: m.given(cx, "limits", limits)?.unwrap_or_default(),
+            lifecycle: m.given(cx, "lifecycle", lifecycle)?.unwrap_or_default(),
             generated: vec![
                 (
                     "MAESTRO_ENVIRONMENT_NAME".to_owned(),
@@ -755,7 +686,7 @@ fn services(
         };
         let instances_node = m.require(cx, "instances", &what)?;
         let ip = m.field("instances");
-        m.finish(cx, SERVICE_KEYS, &what)?;
+        m.finish(cx, &what)?;
         let mut im = MapReader::new(cx, instances_node, &ip, "`instances`")?;
         let mut instances = Vec::new();
         for (iname, _, ivalue) in im.all() {
@@ -778,22 +709,15 @@ fn services(
 
 fn service_refs(
     cx: &mut Cx<'_>,
-    m: &mut MapReader<'_>,
+    n: &Node,
+    path: &str,
     key: &str,
     names: &Names,
     this: &str,
 ) -> Result<Vec<String>> {
-    let Some(n) = m.get(key) else {
-        return Ok(Vec::new());
-    };
-    let path = m.field(key);
-    let list = string_list(cx, n, &path)?;
+    let list = string_list(cx, n, path)?;
     for (i, r) in list.iter().enumerate() {
-        let p = if matches!(n.value, Value::Seq(_)) {
-            format!("{path}[{i}]")
-        } else {
-            path.clone()
-        };
+        let p = item_path(n, path, i);
         if r == this && key == "requires" {
             let pos = cx.pos_of(&p);
             cx.semantic(pos, &p, format!("dependency cycle: {this} -> {this}"), None);
@@ -806,19 +730,11 @@ fn service_refs(
     Ok(list)
 }
 
-fn env_files(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<(String, Pos, String)>> {
-    let Some(n) = m.get("envfile") else {
-        return Ok(Vec::new());
-    };
-    let path = m.field("envfile");
-    let files = string_list(cx, n, &path)?;
+fn env_files(cx: &mut Cx<'_>, n: &Node, path: &str) -> Result<Vec<(String, Pos, String)>> {
+    let files = string_list(cx, n, path)?;
     let mut out = Vec::new();
     for (i, f) in files.into_iter().enumerate() {
-        let p = if matches!(n.value, Value::Seq(_)) {
-            format!("{path}[{i}]")
-        } else {
-            path.clone()
-        };
+        let p = item_path(n, path, i);
         out.push((f, cx.pos_of(&p), p));
     }
     Ok(out)
@@ -826,20 +742,13 @@ fn env_files(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<(String, Pos,
 
 /// The `env` of a service or instance; `None` for a name given no value (null), which
 /// unsets it.
-fn env_map(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<(String, Option<String>)>> {
-    let Some(n) = m.get("env") else {
-        return Ok(Vec::new());
-    };
-    if matches!(n.value, Value::Null) {
-        return Ok(Vec::new());
-    }
-    let path = m.field("env");
-    let mut e = MapReader::new(cx, n, &path, "`env`")?;
+fn env_map(cx: &mut Cx<'_>, n: &Node, path: &str) -> Result<Vec<(String, Option<String>)>> {
+    let mut e = MapReader::new(cx, n, path, "`env`")?;
     let mut out = Vec::new();
     for (k, _, v) in e.all() {
         let value = match v.value {
             Value::Null => None,
-            _ => Some(env_value(cx, v, &join(&path, &k))?),
+            _ => Some(env_value(cx, v, &join(path, &k))?),
         };
         out.push((k.clone(), value));
     }
@@ -885,74 +794,48 @@ fn read_env_file(cx: &Cx<'_>, file: &str, pos: Pos, path: &str) -> Result<Vec<(S
     Ok(out)
 }
 
-fn ports(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<Port>> {
-    let Some(n) = m.get("ports") else {
-        return Ok(Vec::new());
-    };
-    if matches!(n.value, Value::Null) {
-        return Ok(Vec::new());
-    }
-    let path = m.field("ports");
-    let mut pm = MapReader::new(cx, n, &path, "`ports`")?;
+fn ports(cx: &mut Cx<'_>, n: &Node, path: &str) -> Result<Vec<Port>> {
+    let mut pm = MapReader::new(cx, n, path, "`ports`")?;
     let mut out = Vec::new();
     for (name, _, spec) in pm.all() {
-        out.push(parse_port(cx, &name, spec, &join(&path, &name))?);
+        out.push(parse_port(cx, &name, spec, &join(path, &name))?);
     }
     Ok(out)
 }
 
-fn limits(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Limits> {
-    let Some(n) = m.get("limits") else {
-        return Ok(Limits::default());
-    };
-    let path = m.field("limits");
-    let mut l = MapReader::new(cx, n, &path, "`limits`")?;
-    let memory = l
-        .get("memory")
-        .map(|x| size(cx, x, &join(&path, "memory")))
-        .transpose()?;
-    let swap = l
-        .get("swap")
-        .map(|x| size(cx, x, &join(&path, "swap")))
-        .transpose()?;
-    let cpu = l
-        .get("cpu")
-        .map(|x| unsigned::<u64>(cx, x, &join(&path, "cpu"), 262_144))
-        .transpose()?;
-    l.finish(cx, &["memory", "cpu", "swap"], "`limits`")?;
+fn limits(cx: &mut Cx<'_>, n: &Node, path: &str) -> Result<Limits> {
+    let mut l = MapReader::new(cx, n, path, "`limits`")?;
+    let memory = l.given(cx, "memory", size)?;
+    let swap = l.given(cx, "swap", size)?;
+    let cpu = l.given(cx, "cpu", |cx, x, p| unsigned::<u64>(cx, x, p, 262_144))?;
+    l.finish(cx, "`limits`")?;
     Ok(Limits { memory, cpu, swap })
 }
 
-fn lifecycle(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<(&'static str, Check, String)>> {
-    let Some(n) = m.get("lifecycle") else {
-        return Ok(Vec::new());
-    };
-    let path = m.field("lifecycle");
-    let mut lm = MapReader::new(cx, n, &path, "`lifecycle`")?;
+fn lifecycle(cx: &mut Cx<'_>, n: &Node, path: &str) -> Result<Vec<(&'static str, Check, String)>> {
+    let mut lm = MapReader::new(cx, n, path, "`lifecycle`")?;
     let mut out = Vec::new();
     for state in CHECK_STATES {
-        let Some(list) = lm.get(state) else { continue };
-        let sp = join(&path, state);
-        let items = match &list.value {
-            Value::Seq(items) => items,
-            Value::Null => continue,
-            _ => {
-                return Err(cx.invalid(
-                    list.pos,
-                    &sp,
-                    format!(
-                        "`{state}` must be a list of checks, found {}",
-                        list.kind_name()
-                    ),
-                ));
-            }
+        let Some(list) = lm.opt_node(state) else {
+            continue;
+        };
+        let sp = join(path, state);
+        let Value::Seq(items) = &list.value else {
+            return Err(cx.invalid(
+                list.pos,
+                &sp,
+                format!(
+                    "`{state}` must be a list of checks, found {}",
+                    list.kind_name()
+                ),
+            ));
         };
         for (i, item) in items.iter().enumerate() {
             let cp = format!("{sp}[{i}]");
             out.push((*state, check(cx, item, &cp)?, format!("{cp}.port")));
         }
     }
-    lm.finish(cx, CHECK_STATES, "`lifecycle` (states)")?;
+    lm.finish(cx, "`lifecycle` (states)")?;
     Ok(out)
 }
 
@@ -960,133 +843,26 @@ fn check(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Check> {
     let mut c = MapReader::new(cx, node, path, "a lifecycle check")?;
     let type_node = c.require(cx, "type", "a lifecycle check")?;
     let kind = string(cx, type_node, &c.field("type"))?;
-    let max_wait = |cx: &mut Cx<'_>, c: &mut MapReader<'_>, default: u32| -> Result<u32> {
-        match c.get("max_wait") {
-            Some(n) => unsigned(cx, n, &c.field("max_wait"), 1_000_000),
-            None => Ok(default),
-        }
-    };
-    let attempts = |cx: &mut Cx<'_>, c: &mut MapReader<'_>| -> Result<u32> {
-        match c.get("attempts") {
-            Some(n) => unsigned(cx, n, &c.field("attempts"), 1_000_000),
-            None => Ok(180),
-        }
-    };
-    let port = |cx: &mut Cx<'_>, c: &mut MapReader<'_>| -> Result<String> {
-        let n = c.require(cx, "port", "a tcp/http check")?;
-        non_empty_string(cx, n, &c.field("port"))
-    };
-    let command = |cx: &mut Cx<'_>, c: &mut MapReader<'_>| -> Result<String> {
-        let n = c.require(cx, "command", "an exec/rexec check")?;
-        match &n.value {
-            Value::Seq(_) => Ok(string_list(cx, n, &c.field("command"))?.join(" ")),
-            _ => non_empty_string(cx, n, &c.field("command")),
-        }
-    };
-    let (check, known): (Check, &[&str]) = match kind.as_str() {
-        "tcp" => (
-            Check::Tcp {
-                port: port(cx, &mut c)?,
-                max_wait: max_wait(cx, &mut c, 180)?,
-            },
-            &["type", "port", "max_wait"],
-        ),
-        "http" => {
-            let port = port(cx, &mut c)?;
-            let host = opt_string(cx, &mut c, "host")?;
-            let path_ = opt_string(cx, &mut c, "path")?.unwrap_or_else(|| "/".to_owned());
-            let scheme = opt_string(cx, &mut c, "scheme")?.unwrap_or_else(|| "http".to_owned());
-            if scheme != "http" && scheme != "https" {
-                let p = c.field("scheme");
-                return Err(cx.invalid(
-                    cx.pos_of(&p),
-                    &p,
-                    format!("invalid scheme \"{scheme}\" (expected http or https)"),
-                ));
-            }
-            let method = opt_string(cx, &mut c, "method")?
-                .unwrap_or_else(|| "GET".to_owned())
-                .to_ascii_uppercase();
-            let match_regex = opt_string(cx, &mut c, "match_regex")?;
-            if let Some(re) = &match_regex
-                && let Err(e) = regex::Regex::new(re)
-            {
-                let p = c.field("match_regex");
-                return Err(cx.invalid(cx.pos_of(&p), &p, format!("invalid match_regex: {e}")));
-            }
-            let max_wait = max_wait(cx, &mut c, 300)?;
-            let verify = match c.get("requests_options") {
-                Some(n) => requests_options(cx, n, &c.field("requests_options"))?,
-                None => TlsVerify::SystemRoots,
-            };
-            (
-                Check::Http {
-                    port,
-                    host,
-                    path: path_,
-                    scheme,
-                    method,
-                    match_regex,
-                    max_wait,
-                    verify,
-                },
-                &[
-                    "type",
-                    "port",
-                    "host",
-                    "path",
-                    "scheme",
-                    "method",
-                    "match_regex",
-                    "max_wait",
-                    "requests_options",
-                ],
-            )
-        }
-        "exec" => {
-            let command = command(cx, &mut c)?;
-            let attempts = attempts(cx, &mut c)?;
-            let envfrom = match c.get("envfrom") {
-                Some(n) => {
-                    let p = c.field("envfrom");
-                    match string(cx, n, &p)?.as_str() {
-                        "env" => EnvFrom::Env,
-                        "stdin" => EnvFrom::Stdin,
-                        other => {
-                            return Err(cx.invalid(
-                                n.pos,
-                                &p,
-                                format!("invalid envfrom \"{other}\" (expected env or stdin)"),
-                            ));
-                        }
-                    }
-                }
-                None => EnvFrom::Env,
-            };
-            (
-                Check::Exec {
-                    command,
-                    attempts,
-                    envfrom,
-                },
-                &["type", "command", "attempts", "envfrom"],
-            )
-        }
-        "rexec" => (
-            Check::Rexec {
-                command: command(cx, &mut c)?,
-                attempts: attempts(cx, &mut c)?,
-            },
-            &["type", "command", "attempts"],
-        ),
+    let check = match kind.as_str() {
+        "tcp" => Check::Tcp {
+            port: check_port(cx, &mut c)?,
+            max_wait: max_wait(cx, &mut c, 180)?,
+        },
+        "http" => http_check(cx, &mut c)?,
+        "exec" => Check::Exec {
+            command: check_command(cx, &mut c)?,
+            attempts: attempts(cx, &mut c)?,
+            envfrom: c.given(cx, "envfrom", envfrom)?.unwrap_or(EnvFrom::Env),
+        },
+        "rexec" => Check::Rexec {
+            command: check_command(cx, &mut c)?,
+            attempts: attempts(cx, &mut c)?,
+        },
         "sleep" => {
             let n = c.require(cx, "wait", "a sleep check")?;
-            (
-                Check::Sleep {
-                    wait: number(cx, n, &c.field("wait"))?,
-                },
-                &["type", "wait"],
-            )
+            Check::Sleep {
+                wait: number(cx, n, &c.field("wait"))?,
+            }
         }
         other => {
             return Err(cx.invalid_help(
@@ -1097,70 +873,137 @@ fn check(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Check> {
             ));
         }
     };
-    c.finish(cx, known, &format!("a {kind} check"))?;
+    c.finish(cx, &format!("a {kind} check"))?;
     Ok(check)
+}
+
+fn max_wait(cx: &mut Cx<'_>, c: &mut MapReader<'_>, default: u32) -> Result<u32> {
+    let max_wait = c.given(cx, "max_wait", |cx, n, p| unsigned(cx, n, p, 1_000_000))?;
+    Ok(max_wait.unwrap_or(default))
+}
+
+fn attempts(cx: &mut Cx<'_>, c: &mut MapReader<'_>) -> Result<u32> {
+    let attempts = c.given(cx, "attempts", |cx, n, p| unsigned(cx, n, p, 1_000_000))?;
+    Ok(attempts.unwrap_or(180))
+}
+
+fn check_port(cx: &mut Cx<'_>, c: &mut MapReader<'_>) -> Result<String> {
+    let n = c.require(cx, "port", "a tcp/http check")?;
+    non_empty_string(cx, n, &c.field("port"))
+}
+
+fn check_command(cx: &mut Cx<'_>, c: &mut MapReader<'_>) -> Result<String> {
+    let n = c.require(cx, "command", "an exec/rexec check")?;
+    match &n.value {
+        Value::Seq(_) => Ok(string_list(cx, n, &c.field("command"))?.join(" ")),
+        _ => non_empty_string(cx, n, &c.field("command")),
+    }
+}
+
+fn envfrom(cx: &mut Cx<'_>, n: &Node, p: &str) -> Result<EnvFrom> {
+    match string(cx, n, p)?.as_str() {
+        "env" => Ok(EnvFrom::Env),
+        "stdin" => Ok(EnvFrom::Stdin),
+        other => Err(cx.invalid(
+            n.pos,
+            p,
+            format!("invalid envfrom \"{other}\" (expected env or stdin)"),
+        )),
+    }
+}
+
+fn http_check(cx: &mut Cx<'_>, c: &mut MapReader<'_>) -> Result<Check> {
+    let port = check_port(cx, c)?;
+    let host = c.opt(cx, "host", string)?;
+    let path = c.opt(cx, "path", string)?.unwrap_or_else(|| "/".to_owned());
+    let scheme = c
+        .opt(cx, "scheme", string)?
+        .unwrap_or_else(|| "http".to_owned());
+    if scheme != "http" && scheme != "https" {
+        let p = c.field("scheme");
+        return Err(cx.invalid(
+            cx.pos_of(&p),
+            &p,
+            format!("invalid scheme \"{scheme}\" (expected http or https)"),
+        ));
+    }
+    let method = c
+        .opt(cx, "method", string)?
+        .unwrap_or_else(|| "GET".to_owned())
+        .to_ascii_uppercase();
+    let match_regex = c.opt(cx, "match_regex", string)?;
+    if let Some(re) = &match_regex
+        && let Err(e) = regex::Regex::new(re)
+    {
+        let p = c.field("match_regex");
+        return Err(cx.invalid(cx.pos_of(&p), &p, format!("invalid match_regex: {e}")));
+    }
+    let max_wait = max_wait(cx, c, 300)?;
+    let verify = c
+        .opt(cx, "requests_options", requests_options)?
+        .unwrap_or(TlsVerify::SystemRoots);
+    Ok(Check::Http {
+        port,
+        host,
+        path,
+        scheme,
+        method,
+        match_regex,
+        max_wait,
+        verify,
+    })
 }
 
 /// MaestroNG passes an http check's `requests_options` to python-requests; of those, we
 /// support `verify`: `true` (system roots, the default), `false` (no verification), or the
 /// path of a PEM CA bundle, which must be readable and hold a certificate.
 fn requests_options(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<TlsVerify> {
-    if matches!(node.value, Value::Null) {
-        return Ok(TlsVerify::SystemRoots);
-    }
     let mut m = MapReader::new(cx, node, path, "`requests_options`")?;
-    let verify = match m.get("verify") {
-        None
-        | Some(Node {
-            value: Value::Null, ..
-        }) => TlsVerify::SystemRoots,
-        Some(n) => {
-            let vp = join(path, "verify");
-            match &n.value {
-                Value::Bool(true) => TlsVerify::SystemRoots,
-                Value::Bool(false) => TlsVerify::Off,
-                Value::Str(s) if s == "true" => TlsVerify::SystemRoots,
-                Value::Str(s) if s == "false" => TlsVerify::Off,
-                Value::Str(s) if !s.trim().is_empty() => {
-                    let file = cx.resolve_path(s);
-                    if let Err(problem) = check_ca_file(&file) {
-                        return Err(cx.invalid_help(
-                            n.pos,
-                            &vp,
-                            format!("invalid verify: {problem}"),
-                            Some(
-                                "verify is true (system roots), false (no verification) or \
-                                 the path of a PEM file of CA certificates"
-                                    .to_owned(),
-                            ),
-                        ));
-                    }
-                    TlsVerify::CaFile(file)
-                }
-                _ => {
-                    return Err(cx.invalid(
-                        n.pos,
-                        &vp,
-                        format!(
-                            "invalid verify: expected true, false or the path of a PEM file of \
-                             CA certificates, found {}",
-                            if matches!(n.value, Value::Str(_)) {
-                                "an empty string"
-                            } else {
-                                n.kind_name()
-                            }
-                        ),
-                    ));
-                }
-            }
-        }
-    };
-    m.finish(
-        cx,
-        &["verify"],
-        "`requests_options` (maestro supports only `verify`)",
-    )?;
+    let verify = m
+        .opt(cx, "verify", tls_verify)?
+        .unwrap_or(TlsVerify::SystemRoots);
+    m.finish(cx, "`requests_options` (maestro supports only `verify`)")?;
     Ok(verify)
+}
+
+fn tls_verify(cx: &mut Cx<'_>, n: &Node, vp: &str) -> Result<TlsVerify> {
+    Ok(match &n.value {
+        Value::Bool(true) => TlsVerify::SystemRoots,
+        Value::Bool(false) => TlsVerify::Off,
+        Value::Str(s) if s == "true" => TlsVerify::SystemRoots,
+        Value::Str(s) if s == "false" => TlsVerify::Off,
+        Value::Str(s) if !s.trim().is_empty() => {
+            let file = cx.resolve_path(s);
+            if let Err(problem) = check_ca_file(&file) {
+                return Err(cx.invalid_help(
+                    n.pos,
+                    vp,
+                    format!("invalid verify: {problem}"),
+                    Some(
+                        "verify is true (system roots), false (no verification) or \
+                         the path of a PEM file of CA certificates"
+                            .to_owned(),
+                    ),
+                ));
+            }
+            TlsVerify::CaFile(file)
+        }
+        _ => {
+            return Err(cx.invalid(
+                n.pos,
+                vp,
+                format!(
+                    "invalid verify: expected true, false or the path of a PEM file of \
+                     CA certificates, found {}",
+                    if matches!(n.value, Value::Str(_)) {
+                        "an empty string"
+                    } else {
+                        n.kind_name()
+                    }
+                ),
+            ));
+        }
+    })
 }
 
 /// A CA bundle is usable when it can be read and holds at least one PEM certificate; the
@@ -1189,7 +1032,92 @@ fn instance(
     names: &Names,
     ships: &[Ship],
 ) -> Result<Instance> {
+    check_container_name(cx, path, name, node)?;
     let what = format!("instance `{name}`");
+    let mut m = MapReader::new(cx, node, path, &what)?;
+    let ship = instance_ship(cx, &mut m, &what, names)?;
+    let image = m.opt(cx, "image", string)?;
+    let image = image.unwrap_or_else(|| inherited.image.clone().unwrap_or_default());
+    let command = match m.get_any(&["command", "cmd"]) {
+        Some((key, n)) => Some(command_spec(cx, n, &m.field(key))?),
+        None => None,
+    };
+    let entrypoint = m.given(cx, "entrypoint", command_spec)?;
+    // Inheritance: env/envfile merged, ports/limits key by key, lifecycle added per state.
+    let (env, unset_env) = instance_env(cx, &mut m, inherited)?;
+    let ports = instance_ports(cx, &mut m, inherited)?;
+    let own_limits = m.given(cx, "limits", limits)?.unwrap_or_default();
+    let limits = Limits {
+        memory: own_limits.memory.or(inherited.limits.memory),
+        cpu: own_limits.cpu.or(inherited.limits.cpu),
+        swap: own_limits.swap.or(inherited.limits.swap),
+    };
+    let own_checks = m.given(cx, "lifecycle", lifecycle)?.unwrap_or_default();
+    let lifecycle = instance_lifecycle(cx, name, inherited, own_checks, &ports);
+    // The rest is read in the order the fields are written: that is the order in which their
+    // problems are reported.
+    let instance = Instance {
+        volumes: m.opt(cx, "volumes", volumes)?.unwrap_or_default(),
+        container_volumes: m
+            .opt(cx, "container_volumes", container_volumes)?
+            .unwrap_or_default(),
+        volumes_from: m
+            .opt(cx, "volumes_from", |cx, n, p| {
+                volumes_from(cx, n, p, names, name, &ship)
+            })?
+            .unwrap_or_default(),
+        links: m
+            .opt(cx, "links", |cx, n, p| links(cx, n, p, names, name))?
+            .unwrap_or_default(),
+        username: m.opt(cx, "username", string)?,
+        workdir: m.opt(cx, "workdir", string)?,
+        privileged: m.given(cx, "privileged", boolean)?.unwrap_or(false),
+        cap_add: m.opt(cx, "cap_add", string_list)?.unwrap_or_default(),
+        cap_drop: m.opt(cx, "cap_drop", string_list)?.unwrap_or_default(),
+        extra_hosts: m
+            .given(cx, "extra_hosts", |cx, n, p| {
+                extra_hosts(cx, n, p, ships, names)
+            })?
+            .unwrap_or_default(),
+        net: m.opt(cx, "net", string)?,
+        restart: m.given(cx, "restart", restart)?,
+        dns: m.opt(cx, "dns", string_list)?.unwrap_or_default(),
+        stop_timeout: m
+            .given(cx, "stop_timeout", |cx, n, p| unsigned(cx, n, p, 86_400))?
+            .unwrap_or(10),
+        log_driver: m.opt(cx, "log_driver", string)?,
+        log_opt: m
+            .given(cx, "log_opt", |cx, n, p| string_map(cx, n, p, "`log_opt`"))?
+            .unwrap_or_default(),
+        security_opt: m.opt(cx, "security_opt", string_list)?.unwrap_or_default(),
+        ulimits: m.given(cx, "ulimits", ulimits)?.unwrap_or_default(),
+        labels: m.opt(cx, "labels", labels)?.unwrap_or_default(),
+        networks: m.opt(cx, "networks", networks)?.unwrap_or_default(),
+        healthcheck: m.given(cx, "healthcheck", healthcheck)?,
+        devices: m.opt(cx, "devices", devices)?.unwrap_or_default(),
+        tmpfs: m.opt(cx, "tmpfs", tmpfs)?.unwrap_or_default(),
+        init: m.given(cx, "init", boolean)?,
+        stop_signal: m.opt(cx, "stop_signal", string)?,
+        name: name.to_owned(),
+        service: service.to_owned(),
+        ship,
+        image,
+        command,
+        entrypoint,
+        ports,
+        env,
+        unset_env,
+        limits,
+        lifecycle,
+    };
+    // Options of Docker's LXC driver, which Docker removed in 1.10; accepted and not sent.
+    m.accept_ignored(&["lxc_conf"]);
+    m.finish(cx, &what)?;
+    Ok(instance)
+}
+
+/// The instance name becomes the container name, so it must be one Docker accepts.
+fn check_container_name(cx: &mut Cx<'_>, path: &str, name: &str, node: &Node) -> Result<()> {
     let valid_container_name = name
         .chars()
         .next()
@@ -1197,19 +1125,28 @@ fn instance(
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !valid_container_name {
-        let pos = cx.key_spans.get(path).copied().unwrap_or(node.pos);
-        return Err(cx.invalid(
-            pos,
-            path,
-            format!(
-                "invalid instance name `{name}`: it becomes the container name, which may hold only \
-                 letters, digits, `_`, `.` and `-`, and must start with a letter or digit"
-            ),
-        ));
+    if valid_container_name {
+        return Ok(());
     }
-    let mut m = MapReader::new(cx, node, path, &what)?;
-    let ship_node = m.require(cx, "ship", &what)?;
+    let pos = cx.key_spans.get(path).copied().unwrap_or(node.pos);
+    Err(cx.invalid(
+        pos,
+        path,
+        format!(
+            "invalid instance name `{name}`: it becomes the container name, which may hold only \
+             letters, digits, `_`, `.` and `-`, and must start with a letter or digit"
+        ),
+    ))
+}
+
+/// The instance's `ship`, which must name a ship (reported with the other references).
+fn instance_ship(
+    cx: &mut Cx<'_>,
+    m: &mut MapReader<'_>,
+    what: &str,
+    names: &Names,
+) -> Result<String> {
+    let ship_node = m.require(cx, "ship", what)?;
     let ship = non_empty_string(cx, ship_node, &m.field("ship"))?;
     if !names.ships.contains(&ship) {
         let help = did_you_mean(&ship, names.ships.iter().map(String::as_str));
@@ -1220,23 +1157,19 @@ fn instance(
             help,
         );
     }
-    let image = match opt_string(cx, &mut m, "image")? {
-        Some(i) => i,
-        None => inherited.image.clone().unwrap_or_default(),
-    };
-    let command = match m.get_any(&["command", "cmd"]) {
-        Some((key, n)) => Some(command_spec(cx, n, &m.field(key))?),
-        None => None,
-    };
-    let entrypoint = match m.get("entrypoint") {
-        Some(n) => Some(command_spec(cx, n, &m.field("entrypoint"))?),
-        None => None,
-    };
+    Ok(ship)
+}
 
-    // Inheritance: env/envfile merged, ports/limits key by key, lifecycle added per state.
+/// The environment in MaestroNG's layers: the service's envfiles, its env, the generated
+/// names, the instance's envfiles, its env. A null unsets the name whatever came before.
+fn instance_env(
+    cx: &mut Cx<'_>,
+    m: &mut MapReader<'_>,
+    inherited: &Inherited,
+) -> Result<(BTreeMap<String, String>, BTreeSet<String>)> {
+    let own_files = m.opt(cx, "envfile", env_files)?.unwrap_or_default();
+    let own_env = m.opt(cx, "env", env_map)?.unwrap_or_default();
     let mut merged: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let own_files = env_files(cx, &mut m)?;
-    let own_env = env_map(cx, &mut m)?;
     let set = |pairs: Vec<(String, String)>| pairs.into_iter().map(|(k, v)| (k, Some(v)));
     for (f, pos, p) in &inherited.env_files {
         merged.extend(set(read_env_file(cx, f, *pos, p)?));
@@ -1259,22 +1192,35 @@ fn instance(
             }
         }
     }
+    Ok((env, unset_env))
+}
 
+/// The service's ports, each replaced by the instance's port of the same name.
+fn instance_ports(
+    cx: &mut Cx<'_>,
+    m: &mut MapReader<'_>,
+    inherited: &Inherited,
+) -> Result<Vec<Port>> {
     let mut port_list = inherited.ports.clone();
-    for p in ports(cx, &mut m)? {
+    for p in m.opt(cx, "ports", ports)?.unwrap_or_default() {
         match port_list.iter_mut().find(|q| q.name == p.name) {
             Some(q) => *q = p,
             None => port_list.push(p),
         }
     }
-    let own_limits = limits(cx, &mut m)?;
-    let limits = Limits {
-        memory: own_limits.memory.or(inherited.limits.memory),
-        cpu: own_limits.cpu.or(inherited.limits.cpu),
-        swap: own_limits.swap.or(inherited.limits.swap),
-    };
+    Ok(port_list)
+}
+
+/// The service's checks then the instance's, per state; a tcp or http check must name one of
+/// the instance's ports (or give a number).
+fn instance_lifecycle(
+    cx: &mut Cx<'_>,
+    name: &str,
+    inherited: &Inherited,
+    own_checks: Vec<(&'static str, Check, String)>,
+    port_list: &[Port],
+) -> Lifecycle {
     let mut lc = Lifecycle::default();
-    let own_checks = lifecycle(cx, &mut m)?;
     for (state, check, port_path) in inherited.lifecycle.iter().cloned().chain(own_checks) {
         if let Check::Tcp { port, .. } | Check::Http { port, .. } = &check
             && !port_list.iter().any(|p| &p.name == port)
@@ -1283,11 +1229,14 @@ fn instance(
             let pos = cx.pos_of(&port_path);
             let help = did_you_mean(port, port_list.iter().map(|p| p.name.as_str()));
             cx.semantic(
-                    pos,
-                    &port_path,
-                    format!("lifecycle check of `{name}` uses port `{port}`, which is not one of its named ports"),
-                    help,
-                );
+                pos,
+                &port_path,
+                format!(
+                    "lifecycle check of `{name}` uses port `{port}`, which is not one of its \
+                     named ports"
+                ),
+                help,
+            );
         }
         match state {
             "pre-start" => lc.pre_start.push(check),
@@ -1296,185 +1245,69 @@ fn instance(
             _ => lc.stopped.push(check),
         }
     }
+    lc
+}
 
-    let volumes = volumes(cx, &mut m)?;
-    let container_volumes = match m.get("container_volumes") {
-        Some(n) => {
-            let p = m.field("container_volumes");
-            let list = string_list(cx, n, &p)?;
-            for v in &list {
-                if !v.starts_with('/') {
-                    return Err(cx.invalid(
-                        n.pos,
-                        &p,
-                        format!("invalid volume: container path \"{v}\" must be absolute"),
-                    ));
-                }
-            }
-            list
+fn container_volumes(cx: &mut Cx<'_>, n: &Node, p: &str) -> Result<Vec<String>> {
+    let list = string_list(cx, n, p)?;
+    for v in &list {
+        if !v.starts_with('/') {
+            return Err(cx.invalid(
+                n.pos,
+                p,
+                format!("invalid volume: container path \"{v}\" must be absolute"),
+            ));
         }
-        None => Vec::new(),
-    };
-    let volumes_from = match m.get("volumes_from") {
-        Some(n) => {
-            let p = m.field("volumes_from");
-            let list = string_list(cx, n, &p)?;
-            for (i, target) in list.iter().enumerate() {
-                let tp = if matches!(n.value, Value::Seq(_)) {
-                    format!("{p}[{i}]")
-                } else {
-                    p.clone()
-                };
-                let pos = cx.pos_of(&tp);
-                match names.instances.iter().find(|(inst, _, _)| inst == target) {
-                    None => {
-                        let help = did_you_mean(
-                            target,
-                            names.instances.iter().map(|(i, _, _)| i.as_str()),
-                        );
-                        cx.semantic(
-                            pos,
-                            &tp,
-                            format!("volumes_from: unknown instance `{target}`"),
-                            help,
-                        );
-                    }
-                    Some((_, _, Some(other_ship))) if *other_ship != ship => {
-                        cx.semantic(
-                            pos,
-                            &tp,
-                            format!(
-                                "volumes_from: instance `{target}` runs on ship `{other_ship}`, \
-                                 but `{name}` runs on `{ship}` (volumes can only come from the same ship)"
-                            ),
-                            None,
-                        );
-                    }
-                    _ if target == name => {
-                        cx.semantic(
-                            pos,
-                            &tp,
-                            format!("volumes_from: `{name}` cannot take volumes from itself"),
-                            None,
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            list
-        }
-        None => Vec::new(),
-    };
-    let links = match m.get("links") {
-        Some(n) => links(cx, n, &m.field("links"), names, name)?,
-        None => Vec::new(),
-    };
-    let username = opt_string(cx, &mut m, "username")?;
-    let workdir = opt_string(cx, &mut m, "workdir")?;
-    let privileged = opt_bool(cx, &mut m, "privileged")?.unwrap_or(false);
-    let cap_add = m
-        .get("cap_add")
-        .map(|n| string_list(cx, n, &format!("{path}.cap_add")))
-        .transpose()?
-        .unwrap_or_default();
-    let cap_drop = m
-        .get("cap_drop")
-        .map(|n| string_list(cx, n, &format!("{path}.cap_drop")))
-        .transpose()?
-        .unwrap_or_default();
-    let extra_hosts = match m.get("extra_hosts") {
-        Some(n) => extra_hosts(cx, n, &m.field("extra_hosts"), ships, names)?,
-        None => Vec::new(),
-    };
-    let net = opt_string(cx, &mut m, "net")?;
-    let restart = match m.get("restart") {
-        Some(n) => Some(restart(cx, n, &m.field("restart"))?),
-        None => None,
-    };
-    let dns = m
-        .get("dns")
-        .map(|n| string_list(cx, n, &format!("{path}.dns")))
-        .transpose()?
-        .unwrap_or_default();
-    let stop_timeout = match m.get("stop_timeout") {
-        Some(n) => unsigned(cx, n, &m.field("stop_timeout"), 86_400)?,
-        None => 10,
-    };
-    let log_driver = opt_string(cx, &mut m, "log_driver")?;
-    let log_opt = string_map(cx, &mut m, "log_opt")?;
-    let security_opt = m
-        .get("security_opt")
-        .map(|n| string_list(cx, n, &format!("{path}.security_opt")))
-        .transpose()?
-        .unwrap_or_default();
-    let ulimits = match m.get("ulimits") {
-        Some(n) => ulimits(cx, n, &m.field("ulimits"))?,
-        None => Vec::new(),
-    };
-    let labels = match m.get("labels") {
-        Some(n) => labels(cx, n, &m.field("labels"))?,
-        None => BTreeMap::new(),
-    };
-    let networks = match m.get("networks") {
-        Some(n) => networks(cx, n, &m.field("networks"))?,
-        None => Vec::new(),
-    };
-    let healthcheck = match m.get("healthcheck") {
-        Some(n) => Some(healthcheck(cx, n, &m.field("healthcheck"))?),
-        None => None,
-    };
-    let devices = match m.get("devices") {
-        Some(n) => devices(cx, n, &m.field("devices"))?,
-        None => Vec::new(),
-    };
-    let tmpfs = match m.get("tmpfs") {
-        Some(n) => tmpfs(cx, n, &m.field("tmpfs"))?,
-        None => BTreeMap::new(),
-    };
-    let init = opt_bool(cx, &mut m, "init")?;
-    let stop_signal = opt_string(cx, &mut m, "stop_signal")?;
-    // The LXC driver's options: Docker removed the driver in 1.10; accepted, not sent.
-    let _ = m.get("lxc_conf");
-    m.finish(cx, INSTANCE_KEYS, &what)?;
+    }
+    Ok(list)
+}
 
-    Ok(Instance {
-        name: name.to_owned(),
-        service: service.to_owned(),
-        ship,
-        image,
-        command,
-        entrypoint,
-        ports: port_list,
-        env,
-        unset_env,
-        volumes,
-        container_volumes,
-        volumes_from,
-        links,
-        username,
-        workdir,
-        privileged,
-        cap_add,
-        cap_drop,
-        extra_hosts,
-        net,
-        restart,
-        dns,
-        stop_timeout,
-        limits,
-        log_driver,
-        log_opt,
-        security_opt,
-        ulimits,
-        labels,
-        lifecycle: lc,
-        networks,
-        healthcheck,
-        devices,
-        tmpfs,
-        init,
-        stop_signal,
-    })
+/// `volumes_from`: instances on the same ship, other than this one.
+fn volumes_from(
+    cx: &mut Cx<'_>,
+    n: &Node,
+    p: &str,
+    names: &Names,
+    name: &str,
+    ship: &str,
+) -> Result<Vec<String>> {
+    let list = string_list(cx, n, p)?;
+    for (i, target) in list.iter().enumerate() {
+        let tp = item_path(n, p, i);
+        let pos = cx.pos_of(&tp);
+        match names.instances.iter().find(|(inst, _, _)| inst == target) {
+            None => {
+                let help = did_you_mean(target, names.instances.iter().map(|(i, _, _)| i.as_str()));
+                cx.semantic(
+                    pos,
+                    &tp,
+                    format!("volumes_from: unknown instance `{target}`"),
+                    help,
+                );
+            }
+            Some((_, _, Some(other_ship))) if *other_ship != ship => {
+                cx.semantic(
+                    pos,
+                    &tp,
+                    format!(
+                        "volumes_from: instance `{target}` runs on ship `{other_ship}`, \
+                         but `{name}` runs on `{ship}` (volumes can only come from the same ship)"
+                    ),
+                    None,
+                );
+            }
+            _ if target == name => {
+                cx.semantic(
+                    pos,
+                    &tp,
+                    format!("volumes_from: `{name}` cannot take volumes from itself"),
+                    None,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(list)
 }
 
 fn command_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<CommandSpec> {
@@ -1484,60 +1317,28 @@ fn command_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<CommandSpec>
     }
 }
 
+/// A mapping of names to strings (`log_opt`, an http auditor's `headers`).
 fn string_map(
     cx: &mut Cx<'_>,
-    m: &mut MapReader<'_>,
-    key: &str,
+    n: &Node,
+    path: &str,
+    what: &str,
 ) -> Result<BTreeMap<String, String>> {
-    let Some(n) = m.get(key) else {
-        return Ok(BTreeMap::new());
-    };
-    let path = m.field(key);
-    let mut sm = MapReader::new(cx, n, &path, &format!("`{key}`"))?;
+    let mut sm = MapReader::new(cx, n, path, what)?;
     let mut out = BTreeMap::new();
     for (k, _, v) in sm.all() {
-        out.insert(k.clone(), string(cx, v, &join(&path, &k))?);
+        out.insert(k.clone(), string(cx, v, &join(path, &k))?);
     }
     Ok(out)
 }
 
-fn volumes(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<VolumeBind>> {
-    let Some(n) = m.get("volumes") else {
-        return Ok(Vec::new());
-    };
-    if matches!(n.value, Value::Null) {
-        return Ok(Vec::new());
-    }
-    let path = m.field("volumes");
-    let mut vm = MapReader::new(cx, n, &path, "`volumes`")?;
+fn volumes(cx: &mut Cx<'_>, n: &Node, path: &str) -> Result<Vec<VolumeBind>> {
+    let mut vm = MapReader::new(cx, n, path, "`volumes`")?;
     let mut out = Vec::new();
     for (key, key_node, value) in vm.all() {
-        let vp = join(&path, &key);
+        let vp = join(path, &key);
         let (target, mode) = match &value.value {
-            Value::Map(_) => {
-                let mut t = MapReader::new(cx, value, &vp, "a volume")?;
-                let tn = t.require(cx, "target", "a volume")?;
-                let target = non_empty_string(cx, tn, &t.field("target"))?;
-                let mode = match t.get("mode") {
-                    Some(mn) => {
-                        let mp = t.field("mode");
-                        match string(cx, mn, &mp)?.as_str() {
-                            "ro" => VolumeMode::ReadOnly,
-                            "rw" => VolumeMode::ReadWrite,
-                            other => {
-                                return Err(cx.invalid(
-                                    mn.pos,
-                                    &mp,
-                                    format!("invalid volume mode \"{other}\" (expected ro or rw)"),
-                                ));
-                            }
-                        }
-                    }
-                    None => VolumeMode::ReadWrite,
-                };
-                t.finish(cx, &["target", "mode"], "a volume")?;
-                (target, mode)
-            }
+            Value::Map(_) => volume_target(cx, value, &vp)?,
             _ => (non_empty_string(cx, value, &vp)?, VolumeMode::ReadWrite),
         };
         // Schema 1 (the original README): `/container: /host`; schema 2: `/host: /container`.
@@ -1585,6 +1386,26 @@ fn volumes(cx: &mut Cx<'_>, m: &mut MapReader<'_>) -> Result<Vec<VolumeBind>> {
         });
     }
     Ok(out)
+}
+
+/// A volume written as `{target, mode}`.
+fn volume_target(cx: &mut Cx<'_>, value: &Node, vp: &str) -> Result<(String, VolumeMode)> {
+    let mut t = MapReader::new(cx, value, vp, "a volume")?;
+    let tn = t.require(cx, "target", "a volume")?;
+    let target = non_empty_string(cx, tn, &t.field("target"))?;
+    let mode = t.given(cx, "mode", |cx, mn, mp| {
+        match string(cx, mn, mp)?.as_str() {
+            "ro" => Ok(VolumeMode::ReadOnly),
+            "rw" => Ok(VolumeMode::ReadWrite),
+            other => Err(cx.invalid(
+                mn.pos,
+                mp,
+                format!("invalid volume mode \"{other}\" (expected ro or rw)"),
+            )),
+        }
+    })?;
+    t.finish(cx, "a volume")?;
+    Ok((target, mode.unwrap_or(VolumeMode::ReadWrite)))
 }
 
 fn links(cx: &mut Cx<'_>, node: &Node, path: &str, names: &Names, this: &str) -> Result<Vec<Link>> {
@@ -1647,7 +1468,7 @@ fn extra_hosts(
                 let sn = sm.require(cx, "ship", "an extra host")?;
                 let ship_path = sm.field("ship");
                 let ship = string(cx, sn, &ship_path)?;
-                sm.finish(cx, &["ship"], "an extra host")?;
+                sm.finish(cx, "an extra host")?;
                 let address = match ships.iter().find(|s| s.name == ship) {
                     Some(s) => s.ip.clone(),
                     None => {
@@ -1685,7 +1506,7 @@ fn restart(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<RestartPolicy> {
                 Some((k, n)) => Some(unsigned::<u32>(cx, n, &rm.field(k), 1_000_000)?),
                 None => None,
             };
-            rm.finish(cx, &["name", "retries", "maximum_retry_count"], "`restart`")?;
+            rm.finish(cx, "`restart`")?;
             (name, retries, nn.pos)
         }
         _ => {
@@ -1746,7 +1567,7 @@ fn ulimits(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Vec<Ulimit>> {
                 let soft = ulimit_value(cx, s, &lm.field("soft"))?;
                 let h = lm.require(cx, "hard", "a ulimit")?;
                 let hard = ulimit_value(cx, h, &lm.field("hard"))?;
-                lm.finish(cx, &["soft", "hard"], "a ulimit")?;
+                lm.finish(cx, "a ulimit")?;
                 (soft, hard)
             }
             _ => {
@@ -1798,13 +1619,10 @@ fn networks(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Vec<NetworkAttac
                     Value::Null => (Vec::new(), None),
                     _ => {
                         let mut am = MapReader::new(cx, value, &np, "a network")?;
-                        let aliases = am
-                            .get("aliases")
-                            .map(|n| string_list(cx, n, &join(&np, "aliases")))
-                            .transpose()?
-                            .unwrap_or_default();
-                        let ip = opt_string(cx, &mut am, "ipv4_address")?;
-                        am.finish(cx, &["aliases", "ipv4_address"], "a network")?;
+                        let aliases = am.opt(cx, "aliases", string_list)?;
+                        let ip = am.opt(cx, "ipv4_address", string)?;
+                        am.finish(cx, "a network")?;
+                        let aliases = aliases.unwrap_or_default();
                         (aliases, ip)
                     }
                 };
@@ -1844,23 +1662,13 @@ fn healthcheck(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Healthcheck> 
             non_empty_string(cx, tn, &h.field("test"))?,
         ],
     };
-    let mut dur = |key: &str| -> Result<Option<std::time::Duration>> {
-        h.get(key)
-            .map(|n| duration(cx, n, &join(path, key)))
-            .transpose()
-    };
-    let interval = dur("interval")?;
-    let timeout = dur("timeout")?;
-    let start_period = dur("start_period")?;
-    let retries = h
-        .get("retries")
-        .map(|n| unsigned::<u32>(cx, n, &join(path, "retries"), 1_000_000))
-        .transpose()?;
-    h.finish(
-        cx,
-        &["test", "interval", "timeout", "retries", "start_period"],
-        "`healthcheck`",
-    )?;
+    let interval = h.given(cx, "interval", duration)?;
+    let timeout = h.given(cx, "timeout", duration)?;
+    let start_period = h.given(cx, "start_period", duration)?;
+    let retries = h.given(cx, "retries", |cx, n, p| {
+        unsigned::<u32>(cx, n, p, 1_000_000)
+    })?;
+    h.finish(cx, "`healthcheck`")?;
     Ok(Healthcheck {
         test,
         interval,
@@ -1936,11 +1744,11 @@ fn tmpfs(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<BTreeMap<String, St
     Ok(out)
 }
 
-fn audit(cx: &mut Cx<'_>, node: &Node) -> Result<Vec<Auditor>> {
+fn audit(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Vec<Auditor>> {
     let Value::Seq(items) = &node.value else {
         return Err(cx.invalid(
             node.pos,
-            "audit",
+            path,
             format!(
                 "`audit` must be a list of auditors, found {}",
                 node.kind_name()
@@ -1950,7 +1758,7 @@ fn audit(cx: &mut Cx<'_>, node: &Node) -> Result<Vec<Auditor>> {
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| auditor(cx, item, &format!("audit[{i}]")))
+        .map(|(i, item)| auditor(cx, item, &format!("{path}[{i}]")))
         .collect()
 }
 
@@ -1961,48 +1769,29 @@ fn auditor(cx: &mut Cx<'_>, item: &Node, path: &str) -> Result<Auditor> {
     let tn = a.require(cx, "type", "an auditor")?;
     let kind = string(cx, tn, &a.field("type"))?;
     let what = format!("a {kind} auditor");
-    let required = |cx: &mut Cx<'_>, a: &mut MapReader<'_>, key: &str| -> Result<String> {
-        let node = a.require(cx, key, &what)?;
-        non_empty_string(cx, node, &a.field(key))
-    };
-    let (target, known): (AuditTarget, &[&str]) = match kind.as_str() {
-        "log" => (
-            AuditTarget::Log {
-                file: required(cx, &mut a, "file")?,
-            },
-            &["file"],
-        ),
+    let target = match kind.as_str() {
+        "log" => AuditTarget::Log {
+            file: required(cx, &mut a, "file", &what)?,
+        },
         "http" => {
-            let endpoint = required(cx, &mut a, "endpoint")?;
-            (
-                http_auditor(cx, &mut a, endpoint)?,
-                &["endpoint", "payload", "headers", "method", "timeout"],
-            )
+            let endpoint = required(cx, &mut a, "endpoint", &what)?;
+            http_auditor(cx, &mut a, endpoint)?
         }
-        "slack" => (
-            AuditTarget::Slack {
-                channel: required(cx, &mut a, "channel")?,
-                token: required(cx, &mut a, "token")?,
-                name: opt_string(cx, &mut a, "name")?,
-                icon: opt_string(cx, &mut a, "icon")?,
-            },
-            &["channel", "token", "name", "icon"],
-        ),
-        "hipchat" => (
-            AuditTarget::HipChat {
-                room: required(cx, &mut a, "room")?,
-                token: required(cx, &mut a, "token")?,
-                name: opt_string(cx, &mut a, "name")?,
-            },
-            &["room", "token", "name"],
-        ),
-        "exec" => (
-            AuditTarget::Exec {
-                script: required(cx, &mut a, "script")?,
-                args: opt_string(cx, &mut a, "args")?.unwrap_or_default(),
-            },
-            &["script", "args"],
-        ),
+        "slack" => AuditTarget::Slack {
+            channel: required(cx, &mut a, "channel", &what)?,
+            token: required(cx, &mut a, "token", &what)?,
+            name: a.opt(cx, "name", string)?,
+            icon: a.opt(cx, "icon", string)?,
+        },
+        "hipchat" => AuditTarget::HipChat {
+            room: required(cx, &mut a, "room", &what)?,
+            token: required(cx, &mut a, "token", &what)?,
+            name: a.opt(cx, "name", string)?,
+        },
+        "exec" => AuditTarget::Exec {
+            script: required(cx, &mut a, "script", &what)?,
+            args: a.opt(cx, "args", string)?.unwrap_or_default(),
+        },
         _ => {
             let help = if kind == "webhook" {
                 Some("MaestroNG's webhook auditor is `type: http`, with `endpoint`".into())
@@ -2020,7 +1809,7 @@ fn auditor(cx: &mut Cx<'_>, item: &Node, path: &str) -> Result<Auditor> {
             ));
         }
     };
-    let level = match opt_string(cx, &mut a, "level")?.as_deref() {
+    let level = match a.opt(cx, "level", string)?.as_deref() {
         None | Some("info") => AuditLevel::Info,
         Some("debug") => AuditLevel::Debug,
         Some(other) => {
@@ -2031,10 +1820,8 @@ fn auditor(cx: &mut Cx<'_>, item: &Node, path: &str) -> Result<Auditor> {
             ));
         }
     };
-    let ignore_errors = opt_bool(cx, &mut a, "ignore_errors")?.unwrap_or(false);
-    let mut keys = vec!["type", "level", "ignore_errors"];
-    keys.extend_from_slice(known);
-    a.finish(cx, &keys, &format!("a {kind} auditor"))?;
+    let ignore_errors = a.given(cx, "ignore_errors", boolean)?.unwrap_or(false);
+    a.finish(cx, &what)?;
     Ok(Auditor {
         target,
         level,
@@ -2042,14 +1829,21 @@ fn auditor(cx: &mut Cx<'_>, item: &Node, path: &str) -> Result<Auditor> {
     })
 }
 
+fn required(cx: &mut Cx<'_>, a: &mut MapReader<'_>, key: &str, what: &str) -> Result<String> {
+    let node = a.require(cx, key, what)?;
+    non_empty_string(cx, node, &a.field(key))
+}
+
 /// The keys of an `http` auditor besides its `endpoint`, with MaestroNG's defaults.
 fn http_auditor(cx: &mut Cx<'_>, a: &mut MapReader<'_>, endpoint: String) -> Result<AuditTarget> {
-    let payload = match a.get("payload") {
-        Some(n) => json_value(cx, n, &a.field("payload"))?,
-        None => serde_json::Value::Object(serde_json::Map::new()),
-    };
-    let headers = string_map(cx, a, "headers")?;
-    let method = opt_string(cx, a, "method")?
+    let payload = a
+        .given(cx, "payload", json_value)?
+        .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+    let headers = a
+        .given(cx, "headers", |cx, n, p| string_map(cx, n, p, "`headers`"))?
+        .unwrap_or_default();
+    let method = a
+        .opt(cx, "method", string)?
         .unwrap_or_else(|| "POST".into())
         .to_uppercase();
     if method != "GET" && method != "POST" {
@@ -2059,10 +1853,9 @@ fn http_auditor(cx: &mut Cx<'_>, a: &mut MapReader<'_>, endpoint: String) -> Res
             format!("invalid HTTP method `{method}` (expected GET or POST)"),
         ));
     }
-    let timeout = match a.get("timeout") {
-        Some(n) => duration(cx, n, &a.field("timeout"))?,
-        None => Duration::from_secs(3),
-    };
+    let timeout = a
+        .given(cx, "timeout", duration)?
+        .unwrap_or(Duration::from_secs(3));
     Ok(AuditTarget::Http {
         endpoint,
         payload,
@@ -2133,6 +1926,43 @@ mod tests {
             Ok(env) => env,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    fn load_err(text: &str) -> String {
+        let vars = std::collections::BTreeMap::new();
+        match crate::config::load_str_with_vars(text, "t.yaml", std::path::Path::new("/cfg"), &vars)
+        {
+            Ok(env) => panic!("expected an error, got {env:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The keys a section knows are the keys its reading asks for, present or not; the
+    /// compatibility keys are known and ignored, also as ship defaults.
+    #[test]
+    fn known_keys_come_from_the_readers() {
+        let web = |extra: &str| {
+            format!(
+                "name: t\nships: {{s1: {{ip: 10.0.0.1}}}}\nservices:\n  web:\n    image: a\n    \
+                 instances:\n      web-1: {{ship: s1, {extra}}}\n"
+            )
+        };
+        let msg = load_err(&web("stop_signl: 15"));
+        assert!(msg.contains("did you mean `stop_signal`?"), "{msg}");
+        let msg = load_err(&web("limits: {memroy: 1g}"));
+        assert!(msg.contains("did you mean `memory`?"), "{msg}");
+        let msg = load_err(&web("limits: {nothing_like_it: 1}"));
+        assert!(msg.contains("known keys here: memory, swap, cpu"), "{msg}");
+        let msg = load_err(
+            "name: t\nship_defaults: {ssl_version: 5, max_concurency: 2}\nships: {s1: {ip: x}}\n",
+        );
+        assert!(
+            msg.contains("unknown key `max_concurency` in `ship_defaults`")
+                && msg.contains("did you mean `max_concurrency`?"),
+            "{msg}"
+        );
+        load("name: t\nships: {s1: {ip: x, ssl_version: 5}}\nship_defaults: {ssl_version: 5}\n");
+        load(&web("lxc_conf: {lxc.utsname: x}"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod convert;
 mod error;
 pub mod graph;
 mod load;
+mod map_reader;
 mod model;
 mod node;
 mod ports;

@@ -1,9 +1,11 @@
 //! Port specs: `80`, `"80"`, `"53/udp"`, `"8000-8010"`, `"exposed:external"` (container port
 //! first, unlike `docker -p`), and `{exposed: spec, external: spec | [bind_ip, spec]}`.
 
+use super::error::ConfigError;
+use super::map_reader::MapReader;
 use super::model::{Port, PortRange, Protocol};
-use super::node::{Node, Value};
-use super::reader::{Cx, MapReader, Result, string};
+use super::node::{Node, Pos, Value};
+use super::reader::{Cx, Result, string};
 
 /// A port number or range with an optional protocol, e.g. `8080`, `53/udp`, `1234-1236`.
 pub(crate) fn parse_side(text: &str) -> std::result::Result<(PortRange, Option<Protocol>), String> {
@@ -73,123 +75,31 @@ fn check_ranges(exposed: PortRange, external: PortRange) -> std::result::Result<
     Ok(())
 }
 
-pub(crate) fn parse_port(cx: &mut Cx<'_>, name: &str, spec: &Node, path: &str) -> Result<Port> {
-    let bad = |cx: &Cx<'_>, pos, why: String, written: &str| {
+/// The port being read, for its error messages.
+struct Spec<'a> {
+    name: &'a str,
+    path: &'a str,
+}
+
+impl Spec<'_> {
+    fn bad(&self, cx: &Cx<'_>, pos: Pos, why: String, written: &str) -> ConfigError {
         cx.invalid(
             pos,
-            path,
-            format!("invalid port spec {written} for port `{name}`: {why}"),
+            self.path,
+            format!(
+                "invalid port spec {written} for port `{}`: {why}",
+                self.name
+            ),
         )
-    };
+    }
+}
+
+pub(crate) fn parse_port(cx: &mut Cx<'_>, name: &str, spec: &Node, path: &str) -> Result<Port> {
+    let at = Spec { name, path };
     match &spec.value {
-        Value::Map(_) => {
-            let mut m = MapReader::new(cx, spec, path, "a port")?;
-            let en = m.require(cx, "exposed", "a port")?;
-            let exposed_text = scalar_side(en).ok_or_else(|| {
-                bad(
-                    cx,
-                    en.pos,
-                    format!("`exposed` must be a port, found {}", en.kind_name()),
-                    "",
-                )
-            })?;
-            let (exposed, p1) = parse_side(&exposed_text)
-                .map_err(|w| bad(cx, en.pos, w, &format!("\"{exposed_text}\"")))?;
-            let (external, p2, bind_ip) = match m.get("external") {
-                None => (exposed, None, None),
-                Some(xn) => match &xn.value {
-                    Value::Seq(items) if items.len() == 2 => {
-                        let ip = string(cx, &items[0], &format!("{path}.external[0]"))?;
-                        if ip.parse::<std::net::IpAddr>().is_err() {
-                            return Err(bad(
-                                cx,
-                                items[0].pos,
-                                format!("\"{ip}\" is not an IP address"),
-                                "[bind_ip, port]",
-                            ));
-                        }
-                        let t = scalar_side(&items[1]).unwrap_or_default();
-                        let (r, p) = parse_side(&t)
-                            .map_err(|w| bad(cx, items[1].pos, w, &format!("\"{t}\"")))?;
-                        (r, p, Some(ip))
-                    }
-                    Value::Seq(_) => {
-                        return Err(bad(
-                            cx,
-                            xn.pos,
-                            "`external` as a list must be [bind_ip, port]".into(),
-                            "[...]",
-                        ));
-                    }
-                    _ => {
-                        let t = scalar_side(xn).ok_or_else(|| {
-                            bad(
-                                cx,
-                                xn.pos,
-                                format!("`external` must be a port, found {}", xn.kind_name()),
-                                "",
-                            )
-                        })?;
-                        let (r, p) =
-                            parse_side(&t).map_err(|w| bad(cx, xn.pos, w, &format!("\"{t}\"")))?;
-                        (r, p, None)
-                    }
-                },
-            };
-            m.finish(cx, &["exposed", "external"], "a port")?;
-            let protocol =
-                merge_protocols(p1, p2).map_err(|w| bad(cx, spec.pos, w, "{exposed, external}"))?;
-            check_ranges(exposed, external)
-                .map_err(|w| bad(cx, spec.pos, w, "{exposed, external}"))?;
-            Ok(Port {
-                name: name.to_owned(),
-                exposed,
-                external,
-                protocol,
-                bind_ip,
-            })
-        }
-        Value::Int(_) | Value::Str(_) => {
-            let text = spec.scalar_text().unwrap_or_default();
-            let written = format!("\"{text}\"");
-            // docker's `-p ip:host:container`, written from compose habit.
-            if let [ip, host, container] = text.split(':').collect::<Vec<_>>()[..] {
-                return Err(bad(
-                    cx,
-                    spec.pos,
-                    format!(
-                        "this is docker's `-p ADDRESS:HOST:CONTAINER`; here the container port \
-                         comes first, and a bind address needs the long form: \
-                         `{{exposed: {container}, external: [{ip}, {host}]}}`"
-                    ),
-                    &written,
-                ));
-            }
-            let (exposed, external, protocol) = match text.split_once(':') {
-                Some((a, b)) => {
-                    let (exposed, p1) =
-                        parse_side(a).map_err(|w| bad(cx, spec.pos, w, &written))?;
-                    let (external, p2) =
-                        parse_side(b).map_err(|w| bad(cx, spec.pos, w, &written))?;
-                    let protocol =
-                        merge_protocols(p1, p2).map_err(|w| bad(cx, spec.pos, w, &written))?;
-                    (exposed, external, protocol)
-                }
-                None => {
-                    let (r, p) = parse_side(&text).map_err(|w| bad(cx, spec.pos, w, &written))?;
-                    (r, r, p.unwrap_or(Protocol::Tcp))
-                }
-            };
-            check_ranges(exposed, external).map_err(|w| bad(cx, spec.pos, w, &written))?;
-            Ok(Port {
-                name: name.to_owned(),
-                exposed,
-                external,
-                protocol,
-                bind_ip: None,
-            })
-        }
-        _ => Err(bad(
+        Value::Map(_) => long_form(cx, &at, spec),
+        Value::Int(_) | Value::Str(_) => short_form(cx, &at, spec),
+        _ => Err(at.bad(
             cx,
             spec.pos,
             format!(
@@ -199,6 +109,119 @@ pub(crate) fn parse_port(cx: &mut Cx<'_>, name: &str, spec: &Node, path: &str) -
             "",
         )),
     }
+}
+
+/// `{exposed: spec, external: spec | [bind_ip, spec]}`.
+fn long_form(cx: &mut Cx<'_>, at: &Spec<'_>, spec: &Node) -> Result<Port> {
+    let mut m = MapReader::new(cx, spec, at.path, "a port")?;
+    let en = m.require(cx, "exposed", "a port")?;
+    let exposed_text = scalar_side(en).ok_or_else(|| {
+        at.bad(
+            cx,
+            en.pos,
+            format!("`exposed` must be a port, found {}", en.kind_name()),
+            "",
+        )
+    })?;
+    let (exposed, p1) = parse_side(&exposed_text)
+        .map_err(|w| at.bad(cx, en.pos, w, &format!("\"{exposed_text}\"")))?;
+    // A null `external` is refused as a port, as it always was.
+    let (external, p2, bind_ip) = match m.get("external") {
+        None => (exposed, None, None),
+        Some(xn) => external_side(cx, at, xn)?,
+    };
+    m.finish(cx, "a port")?;
+    let protocol =
+        merge_protocols(p1, p2).map_err(|w| at.bad(cx, spec.pos, w, "{exposed, external}"))?;
+    check_ranges(exposed, external).map_err(|w| at.bad(cx, spec.pos, w, "{exposed, external}"))?;
+    Ok(Port {
+        name: at.name.to_owned(),
+        exposed,
+        external,
+        protocol,
+        bind_ip,
+    })
+}
+
+/// The long form's `external`: a port spec, or `[bind_ip, spec]`.
+fn external_side(
+    cx: &mut Cx<'_>,
+    at: &Spec<'_>,
+    xn: &Node,
+) -> Result<(PortRange, Option<Protocol>, Option<String>)> {
+    match &xn.value {
+        Value::Seq(items) if items.len() == 2 => {
+            let ip = string(cx, &items[0], &format!("{}.external[0]", at.path))?;
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(at.bad(
+                    cx,
+                    items[0].pos,
+                    format!("\"{ip}\" is not an IP address"),
+                    "[bind_ip, port]",
+                ));
+            }
+            let t = scalar_side(&items[1]).unwrap_or_default();
+            let (r, p) =
+                parse_side(&t).map_err(|w| at.bad(cx, items[1].pos, w, &format!("\"{t}\"")))?;
+            Ok((r, p, Some(ip)))
+        }
+        Value::Seq(_) => Err(at.bad(
+            cx,
+            xn.pos,
+            "`external` as a list must be [bind_ip, port]".into(),
+            "[...]",
+        )),
+        _ => {
+            let t = scalar_side(xn).ok_or_else(|| {
+                at.bad(
+                    cx,
+                    xn.pos,
+                    format!("`external` must be a port, found {}", xn.kind_name()),
+                    "",
+                )
+            })?;
+            let (r, p) = parse_side(&t).map_err(|w| at.bad(cx, xn.pos, w, &format!("\"{t}\"")))?;
+            Ok((r, p, None))
+        }
+    }
+}
+
+/// `80`, `"53/udp"`, `"8000-8010"`, `"exposed:external"`.
+fn short_form(cx: &mut Cx<'_>, at: &Spec<'_>, spec: &Node) -> Result<Port> {
+    let text = spec.scalar_text().unwrap_or_default();
+    let written = format!("\"{text}\"");
+    let bad = |cx: &Cx<'_>, why: String| at.bad(cx, spec.pos, why, &written);
+    // docker's `-p ip:host:container`, written from compose habit.
+    if let [ip, host, container] = text.split(':').collect::<Vec<_>>()[..] {
+        return Err(bad(
+            cx,
+            format!(
+                "this is docker's `-p ADDRESS:HOST:CONTAINER`; here the container port \
+                 comes first, and a bind address needs the long form: \
+                 `{{exposed: {container}, external: [{ip}, {host}]}}`"
+            ),
+        ));
+    }
+    let (exposed, external, protocol) = match text.split_once(':') {
+        Some((a, b)) => {
+            let (exposed, p1) = parse_side(a).map_err(|w| bad(cx, w))?;
+            let (external, p2) = parse_side(b).map_err(|w| bad(cx, w))?;
+            let protocol = merge_protocols(p1, p2).map_err(|w| bad(cx, w))?;
+            (exposed, external, protocol)
+        }
+        None => {
+            let (r, p) = parse_side(&text).map_err(|w| bad(cx, w))?;
+            (r, r, p.unwrap_or(Protocol::Tcp))
+        }
+    };
+    check_ranges(exposed, external).map_err(|w| bad(cx, w))?;
+    Ok(Port {
+        name: at.name.to_owned(),
+        exposed,
+        external,
+        protocol,
+        bind_ip: None,
+    })
 }
 
 #[cfg(test)]

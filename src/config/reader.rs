@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::error::{ConfigError, Diagnostic, SourceText, did_you_mean};
+use super::error::{ConfigError, Diagnostic, SourceText};
 use super::node::{Node, Pos, Value};
 
 pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
@@ -88,107 +88,8 @@ impl<'s> Cx<'s> {
     }
 }
 
-pub(crate) fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-/// A mapping being read: remembers which keys were consumed so the rest can be reported.
-pub(crate) struct MapReader<'n> {
-    pub path: String,
-    pub pos: Pos,
-    entries: Vec<(String, &'n Node, &'n Node)>,
-    used: Vec<bool>,
-}
-
-impl<'n> MapReader<'n> {
-    pub fn new(cx: &mut Cx<'_>, node: &'n Node, path: &str, what: &str) -> Result<Self> {
-        let Value::Map(pairs) = &node.value else {
-            return Err(cx.invalid(
-                node.pos,
-                path,
-                format!("{what} must be a mapping, found {}", node.kind_name()),
-            ));
-        };
-        cx.record(path, node.pos);
-        let mut entries = Vec::with_capacity(pairs.len());
-        for (k, v) in pairs {
-            let Some(key) = k.scalar_text() else {
-                return Err(cx.invalid(
-                    k.pos,
-                    path,
-                    format!("keys of {what} must be names, found {}", k.kind_name()),
-                ));
-            };
-            cx.record(&join(path, &key), v.pos);
-            cx.key_spans.insert(join(path, &key), k.pos);
-            entries.push((key, k, v));
-        }
-        let used = vec![false; entries.len()];
-        // A missing key is best shown at the key that names this mapping (`web:`).
-        let pos = cx.key_spans.get(path).copied().unwrap_or(node.pos);
-        Ok(MapReader {
-            path: path.to_owned(),
-            pos,
-            entries,
-            used,
-        })
-    }
-
-    pub fn get(&mut self, key: &str) -> Option<&'n Node> {
-        let i = self.entries.iter().position(|(k, _, _)| k == key)?;
-        self.used[i] = true;
-        Some(self.entries[i].2)
-    }
-
-    /// The first of `keys` present (aliases such as `command`/`cmd`), with the spelling used.
-    pub fn get_any(&mut self, keys: &[&'static str]) -> Option<(&'static str, &'n Node)> {
-        keys.iter().find_map(|k| self.get(k).map(|n| (*k, n)))
-    }
-
-    pub fn require(&mut self, cx: &Cx<'_>, key: &str, what: &str) -> Result<&'n Node> {
-        self.get(key).ok_or_else(|| {
-            cx.invalid(
-                self.pos,
-                &self.path,
-                format!("{what} is missing the required key `{key}`"),
-            )
-        })
-    }
-
-    pub fn field(&self, key: &str) -> String {
-        join(&self.path, key)
-    }
-
-    /// Every entry, in file order (for user-keyed maps such as `env` or `ports`).
-    pub fn all(&mut self) -> Vec<(String, &'n Node, &'n Node)> {
-        self.used.iter_mut().for_each(|u| *u = true);
-        self.entries.clone()
-    }
-
-    /// Fails on the first key that was not consumed, suggesting the closest known key.
-    pub fn finish(self, cx: &Cx<'_>, known: &[&str], what: &str) -> Result<()> {
-        for (i, (key, key_node, _)) in self.entries.iter().enumerate() {
-            if !self.used[i] {
-                let help = did_you_mean(key, known.iter().copied())
-                    .or_else(|| Some(format!("known keys here: {}", known.join(", "))));
-                return Err(cx.invalid_help(
-                    key_node.pos,
-                    &join(&self.path, key),
-                    format!("unknown key `{key}` in {what}"),
-                    help,
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// A scalar as text: strings, numbers and booleans are accepted, as YAML users expect.
-pub(crate) fn string(cx: &Cx<'_>, node: &Node, path: &str) -> Result<String> {
+pub(crate) fn string(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<String> {
     match &node.value {
         Value::Str(s) => Ok(s.clone()),
         Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
@@ -202,7 +103,7 @@ pub(crate) fn string(cx: &Cx<'_>, node: &Node, path: &str) -> Result<String> {
     }
 }
 
-pub(crate) fn non_empty_string(cx: &Cx<'_>, node: &Node, path: &str) -> Result<String> {
+pub(crate) fn non_empty_string(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<String> {
     let s = string(cx, node, path)?;
     if s.trim().is_empty() {
         return Err(cx.invalid(node.pos, path, "expected a non-empty string"));
@@ -210,7 +111,7 @@ pub(crate) fn non_empty_string(cx: &Cx<'_>, node: &Node, path: &str) -> Result<S
     Ok(s)
 }
 
-pub(crate) fn boolean(cx: &Cx<'_>, node: &Node, path: &str) -> Result<bool> {
+pub(crate) fn boolean(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<bool> {
     match &node.value {
         Value::Bool(b) => Ok(*b),
         Value::Str(s) if s == "true" || s == "false" => Ok(s == "true"),
@@ -223,7 +124,7 @@ pub(crate) fn boolean(cx: &Cx<'_>, node: &Node, path: &str) -> Result<bool> {
 }
 
 /// A whole number in `[min, max]`.
-pub(crate) fn integer(cx: &Cx<'_>, node: &Node, path: &str, min: i64, max: i64) -> Result<i64> {
+pub(crate) fn integer(cx: &mut Cx<'_>, node: &Node, path: &str, min: i64, max: i64) -> Result<i64> {
     let value = match &node.value {
         Value::Int(i) => Some(*i),
         Value::Str(s) => s.trim().parse::<i64>().ok(),
@@ -246,7 +147,7 @@ pub(crate) fn integer(cx: &Cx<'_>, node: &Node, path: &str, min: i64, max: i64) 
 }
 
 pub(crate) fn unsigned<T: TryFrom<i64>>(
-    cx: &Cx<'_>,
+    cx: &mut Cx<'_>,
     node: &Node,
     path: &str,
     max: i64,
@@ -255,7 +156,7 @@ pub(crate) fn unsigned<T: TryFrom<i64>>(
     T::try_from(v).map_err(|_| cx.invalid(node.pos, path, format!("{v} is out of range")))
 }
 
-pub(crate) fn number(cx: &Cx<'_>, node: &Node, path: &str) -> Result<f64> {
+pub(crate) fn number(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<f64> {
     let value = match &node.value {
         Value::Int(i) => Some(*i as f64),
         Value::Float(f) => Some(*f),
@@ -290,7 +191,7 @@ pub(crate) fn string_list(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Ve
 }
 
 /// Seconds as a number, or a duration text such as `500ms`, `10s`, `2m`, `1h`.
-pub(crate) fn duration(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Duration> {
+pub(crate) fn duration(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Duration> {
     if let Value::Str(s) = &node.value {
         return parse_duration(s).ok_or_else(|| {
             cx.invalid(
@@ -326,7 +227,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// Bytes from an integer or a size with a `k`, `m`, `g` or `t` suffix (any case, optional `b`).
-pub(crate) fn size(cx: &Cx<'_>, node: &Node, path: &str) -> Result<u64> {
+pub(crate) fn size(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<u64> {
     let text = match &node.value {
         Value::Int(i) if *i >= 0 => return Ok(*i as u64),
         Value::Str(s) => s.trim().to_ascii_lowercase(),
@@ -388,7 +289,7 @@ pub(crate) fn describe(node: &Node) -> String {
 
 /// Environment values: strings, numbers, booleans (as Python prints them, like MaestroNG) and
 /// lists (space-joined).
-pub(crate) fn env_value(cx: &Cx<'_>, node: &Node, path: &str) -> Result<String> {
+pub(crate) fn env_value(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<String> {
     match &node.value {
         Value::Null => Ok(String::new()),
         Value::Bool(b) => Ok(if *b { "True" } else { "False" }.to_owned()),
