@@ -464,6 +464,21 @@ start_sshd() { # NS HOSTDIR [SSHD_ARGS...]: logs (-e: to stderr) go to HOSTDIR/s
     local ns=$1 hd=$2
     shift 2
     rm -f "$hd/sshd.pid"
+    if grep -qx "SetEnv DOCKER_HOST=unix://$hd/docker.sock" "$hd/sshd_config"; then
+        # A ship with a dockerd of its own: its sshd runs in a mount namespace of its own in
+        # which /run (so /var/run) is a private tmpfs holding sshd's privilege separation dir
+        # and docker.sock, a symlink to the ship's daemon. Over SSH the ship then answers at
+        # Docker's default path, as a real host does, so a file without `socket_path` (the
+        # README's walk-through) runs on the bed unchanged. A symlink, not a bind mount: the
+        # daemon makes its socket after sshd starts, and again after each restart. Nothing of
+        # the machine's own /run is touched (unshare makes the mounts private).
+        setsid nsenter --net="/var/run/netns/$ns" unshare --mount --propagation private \
+            sh -c 'mount -t tmpfs -o mode=0755 bed-run /run && mkdir -m 0755 /run/sshd &&
+                ln -s "$0" /run/docker.sock && exec "$@"' "$hd/docker.sock" \
+            "$SSHD_BIN" -D -e -f "$hd/sshd_config" "$@" \
+            </dev/null >>"$hd/sshd.log" 2>&1 8>&- &
+        return
+    fi
     setsid nsenter --net="/var/run/netns/$ns" "$SSHD_BIN" -D -e -f "$hd/sshd_config" "$@" \
         </dev/null >>"$hd/sshd.log" 2>&1 8>&- &
 }
@@ -590,6 +605,9 @@ write_bed_json() {
         printf '    "ssh_config": %s\n  },\n' "$(json_str "$DIR/ssh_config")"
         printf '  "user": "root",\n'
         printf '  "image": %s,\n' "$(json_str "$IMAGE_REF")"
+        # Over SSH, every ship with its own dockerd answers at Docker's default socket path too
+        # (see start_sshd); cheap ships do not.
+        printf '  "default_socket_path": "/var/run/docker.sock",\n'
         printf '  "outer_subnet": "%s.0/24",\n' "$OUTER_NET"
         printf '  "inner_subnet": %s,\n' "$(has_bastion && echo "\"$INNER_NET.0/24\"" || echo null)"
         printf '  "ships": ['

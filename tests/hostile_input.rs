@@ -175,6 +175,16 @@ const CASES: &[Case] = &[
         outcome: "`undefined value` naming the variable, at its line in the template, exit 2",
     },
     Case {
+        name: "many_nodes_9mb",
+        input: "a 9 MB file of 260 000 list items (the node budget is 250 000), with a key given twice on line 2",
+        file: "",
+        expect: &[
+            "invalid YAML: too many nodes: the document has more than 250000",
+            "env.yaml:249997:3",
+        ],
+        outcome: "refused by a line-by-line count of nodes before the YAML is parsed (`too many nodes`, at the line where the count passes the budget; not the twice-given key that a parse would report first), exit 2",
+    },
+    Case {
         name: "huge_file_100mb",
         input: "a 100 MB file",
         file: "",
@@ -343,6 +353,20 @@ fn invalid_volume_spec() {
 #[test]
 fn template_undefined_variable() {
     refuse_everywhere(case("template_undefined_variable"), None);
+}
+
+/// The file is under the size limit, and parsing it up to the node budget takes seconds in a
+/// debug build: it is refused from a count made before parsing. Line 2 is an error that a
+/// parse would report at once (a key given twice): that it is not reported shows that the
+/// file was not parsed.
+#[test]
+fn many_nodes_9mb() {
+    let mut text = String::from("name: x\nname: y\nships: {}\nx:\n");
+    for i in 0..260_000 {
+        text.push_str(&format!("  - item-{i:06}-abcdefghijklmnopqrstu\n"));
+    }
+    assert!(text.len() > 9_000_000 && text.len() < 10 * 1024 * 1024);
+    refuse_everywhere(case("many_nodes_9mb"), Some(text.into_bytes()));
 }
 
 /// A sparse 100 MB file: the size is refused from the file's metadata, so this is fast

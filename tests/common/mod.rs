@@ -148,6 +148,10 @@ pub struct BedInfo {
     pub operator: Operator,
     pub user: String,
     pub image: String,
+    /// Over SSH, every ship with its own dockerd also answers at this path (Docker's
+    /// default), as a real host does; `None` for a bed made by a bed.sh without that.
+    #[serde(default)]
+    pub default_socket_path: Option<PathBuf>,
     pub ships: Vec<Ship>,
     pub bastion: Option<Bastion>,
     #[serde(default)]
