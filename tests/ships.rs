@@ -282,3 +282,114 @@ fn a_missing_docker_socket_keeps_the_route_login_and_host_key() {
         "{text}"
     );
 }
+
+/// `-v`'s diagnostic log names each step of a connection, on stderr: TCP connect, the key
+/// exchange's algorithms, the host key check with its verdict, each login method and its
+/// answer, and, once logged in, the Docker API requests with their status. Checked against an
+/// unknown host key, a refused key, and a ship that works.
+#[test]
+fn verbose_diagnostics_name_each_step_of_a_connection() {
+    let bed = common::TestBed::shared();
+    let ship = bed.outer_ships()[0].clone();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty_known_hosts = dir.path().join("empty_known_hosts");
+    std::fs::write(&empty_known_hosts, "").expect("write known_hosts");
+    let stranger = dir.path().join("id_stranger");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .output()
+        .expect("ssh-keygen");
+    assert!(keygen.status.success(), "{keygen:?}");
+    let file = dir.path().join("env.yaml");
+    let ssh = |key: &Path, known_hosts: &Path| {
+        format!(
+            "{{ip: {}, socket_path: \"{}\", ssh: {{user: {}, identity_files: [\"{}\"], known_hosts_file: \"{}\"}}}}",
+            ship.ip,
+            ship.docker_socket.display(),
+            bed.info.user,
+            key.display(),
+            known_hosts.display()
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "name: v\nships:\n  unknown: {}\n  refused: {}\n  good: {}\nservices: {{}}\n",
+            ssh(bed.key(), &empty_known_hosts),
+            ssh(&stranger, bed.known_hosts()),
+            ssh(bed.key(), bed.known_hosts()),
+        ),
+    )
+    .expect("write environment");
+    let out = ships(&file, dir.path(), &["-v"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}\n{log}");
+    let hop = format!("{}@{}:{}", bed.info.user, ship.ip, ship.ssh_port);
+    let lines_of = |ship: &str| -> Vec<&str> {
+        log.lines()
+            .filter(|l| l.contains(&format!(" {ship}: ")))
+            .collect()
+    };
+    for name in ["unknown", "refused", "good"] {
+        let lines = lines_of(name).join("\n");
+        assert!(
+            lines.contains(&format!("{name}: {hop}: TCP connect to"))
+                && lines.contains("TCP connected to")
+                && lines.contains(&format!("{name}: {hop}: SSH handshake")),
+            "{name}:\n{log}"
+        );
+    }
+    // The key exchange's choice (russh's own message) and the host key's verdict.
+    assert!(
+        log.contains("negotiated algorithms") && log.contains("curve25519"),
+        "{log}"
+    );
+    let fingerprint = ship.host_key_fingerprint.clone();
+    assert!(
+        log.contains(&format!("host key {fingerprint} (ssh-ed25519): Unknown"))
+            && log.contains(&format!("host key {fingerprint} (ssh-ed25519): Known")),
+        "{log}"
+    );
+    assert!(
+        lines_of("unknown")
+            .join("\n")
+            .contains("SSH handshake failed: Unknown server key"),
+        "{log}"
+    );
+    // Each login method and the server's answer.
+    assert!(
+        log.contains(&format!(
+            "{hop}: login as {}: key {}: rejected",
+            bed.info.user,
+            stranger.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "{hop}: login as {}: key {}: accepted",
+            bed.info.user,
+            bed.key().display()
+        )),
+        "{log}"
+    );
+    // Once in: the channel to the daemon and the API requests, with status and time.
+    assert!(
+        log.contains(&format!(
+            "channel to {} opened in",
+            ship.docker_socket.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("good: Docker GET /") && l.contains(": 200 in")),
+        "{log}"
+    );
+    // Without -v, none of it.
+    let quiet = ships(&file, dir.path(), &[]);
+    let quiet_log = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!quiet_log.contains("TCP connect"), "{quiet_log}");
+}

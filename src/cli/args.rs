@@ -43,6 +43,13 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "output")]
     pub json: bool,
 
+    /// Diagnostics on stderr: each SSH step (TCP connect, key exchange, host key, every login
+    /// method tried and its answer, channels) and each Docker API request with its status
+    /// and time. `-vv` adds the SSH library's own messages. MAESTRO_LOG (`debug`,
+    /// `maestro::transport=trace`) sets the filter instead. Secrets are masked.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }

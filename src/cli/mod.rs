@@ -26,6 +26,7 @@ pub fn main() -> i32 {
             return err.exit_code();
         }
     };
+    crate::ui::diagnostics::init(cli.verbose);
     match commands::run(&cli) {
         Ok(code) => code,
         Err(err) => {

@@ -119,12 +119,14 @@ impl tower_service::Service<Uri> for ChannelConnector {
 }
 
 pub(crate) fn ssh_docker(
+    ship: &str,
     chain: Arc<SshChain>,
     target: DockerTarget,
     spare: Vec<SpareChannel>,
     version: &ClientVersion,
     api: Arc<ApiVersionState>,
 ) -> Result<Docker, bollard::errors::Error> {
+    let ship = ship.to_string();
     let connector = ChannelConnector {
         chain,
         target,
@@ -139,7 +141,26 @@ pub(crate) fn ssh_docker(
         move |request: BollardRequest| {
             let client = client.clone();
             let api = api.clone();
-            async move { send_with_version(&client, &api, request).await }
+            let ship = ship.clone();
+            async move {
+                let method = request.method().clone();
+                let path = request.uri().path().to_string();
+                let started = std::time::Instant::now();
+                let answer = send_with_version(&client, &api, request).await;
+                let ms = started.elapsed().as_millis();
+                match &answer {
+                    // The status line arrives before a streamed body (logs, pulls, events):
+                    // the time is the time to the answer's head.
+                    Ok(response) => tracing::debug!(
+                        "{ship}: Docker {method} {path}: {} in {ms} ms",
+                        response.status().as_u16()
+                    ),
+                    Err(err) => {
+                        tracing::debug!("{ship}: Docker {method} {path}: {err} after {ms} ms")
+                    }
+                }
+                answer
+            }
         },
         Some("http://docker"),
         DEFAULT_REQUEST_TIMEOUT_SECS,

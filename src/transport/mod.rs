@@ -611,6 +611,7 @@ async fn connect_ssh(
     .await
     .map_err(after_login)?;
     let docker = connector::ssh_docker(
+        &endpoint.ship,
         chain.clone(),
         endpoint.docker.clone(),
         spare,

@@ -14,7 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use russh::client::{self, AuthResult, Handle};
 use russh::keys::agent::AgentIdentity;
@@ -81,7 +81,18 @@ impl SshChain {
         path: &str,
     ) -> Result<russh::ChannelStream<client::Msg>, russh::Error> {
         let session = self.ship_session().ok_or(russh::Error::Disconnect)?;
-        let channel = session.channel_open_direct_streamlocal(path).await?;
+        let started = Instant::now();
+        let channel = session
+            .channel_open_direct_streamlocal(path)
+            .await
+            .inspect_err(|err| {
+                tracing::debug!("{}: channel to {path}: {err}", self.ship_label);
+            })?;
+        tracing::debug!(
+            "{}: channel to {path} opened in {} ms",
+            self.ship_label,
+            started.elapsed().as_millis()
+        );
         self.channels_opened.fetch_add(1, Ordering::Relaxed);
         Ok(channel.into_stream())
     }
@@ -92,9 +103,18 @@ impl SshChain {
         port: u16,
     ) -> Result<russh::ChannelStream<client::Msg>, russh::Error> {
         let session = self.ship_session().ok_or(russh::Error::Disconnect)?;
+        let started = Instant::now();
         let channel = session
             .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
-            .await?;
+            .await
+            .inspect_err(|err| {
+                tracing::debug!("{}: channel to {host}:{port}: {err}", self.ship_label);
+            })?;
+        tracing::debug!(
+            "{}: channel to {host}:{port} opened in {} ms",
+            self.ship_label,
+            started.elapsed().as_millis()
+        );
         self.channels_opened.fetch_add(1, Ordering::Relaxed);
         Ok(channel.into_stream())
     }
@@ -487,6 +507,17 @@ impl client::Handler for HostKeyCheck {
             verdict,
             Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified
         );
+        tracing::debug!(
+            "{}:{}: host key {} ({}): {verdict:?}{}",
+            self.host,
+            self.port,
+            known_hosts::fingerprint(&key),
+            key.algorithm(),
+            certificate_problem
+                .as_ref()
+                .map(|p| format!(" (host certificate {p})"))
+                .unwrap_or_default()
+        );
         let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         outcome.fingerprint = Some(known_hosts::fingerprint(&key));
         outcome.verdict = Some(verdict);
@@ -644,8 +675,26 @@ async fn connect_hop(
     let link = open_link(hop, previous.as_ref(), via, options).await?;
     // What the server sent, for when the handshake fails (see `banner`).
     let (stream, greeting) = Recorded::new(link.stream);
+    tracing::debug!("{}: {}: SSH handshake", options.ship, hop.label);
+    let started = Instant::now();
     let handshake =
         tokio::time::timeout(timeout, client::connect_stream(config, stream, handler)).await;
+    match &handshake {
+        Ok(Ok(_)) => tracing::debug!(
+            "{}: {}: SSH handshake done in {} ms",
+            options.ship,
+            hop.label,
+            started.elapsed().as_millis()
+        ),
+        Ok(Err(err)) => {
+            tracing::debug!(
+                "{}: {}: SSH handshake failed: {err}",
+                options.ship,
+                hop.label
+            )
+        }
+        Err(_) => tracing::debug!("{}: {}: SSH handshake timed out", options.ship, hop.label),
+    }
     let mut handle = match handshake {
         Err(_) => {
             return Err(TransportError::Timeout {
@@ -709,6 +758,7 @@ async fn open_link(
     };
     match (previous, &hop.proxy_command) {
         (None, Some(command)) => {
+            tracing::debug!("{ship}: {}: ProxyCommand `{command}`", hop.label);
             let spawned =
                 ProxyCommand::spawn(command).map_err(|err| TransportError::ProxyCommand {
                     ship: ship.clone(),
@@ -735,11 +785,25 @@ async fn open_link(
                 source,
             })?
             .collect::<Vec<_>>();
+            tracing::debug!("{ship}: {}: TCP connect to {addresses:?}", hop.label);
+            let started = Instant::now();
             let stream =
                 tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..]))
                     .await
                     .map_err(|_| timed_out())?
-                    .map_err(|source| io_error(ship, &hop.label, timeout, source))?;
+                    .map_err(|source| io_error(ship, &hop.label, timeout, source))
+                    .inspect_err(|err| {
+                        tracing::debug!("{ship}: {}: TCP connect: {err}", hop.label)
+                    })?;
+            tracing::debug!(
+                "{ship}: {}: TCP connected to {} in {} ms",
+                hop.label,
+                stream
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                started.elapsed().as_millis()
+            );
             let _ = stream.set_nodelay(true);
             Ok(HopLink {
                 stream: Box::new(stream),
@@ -748,6 +812,11 @@ async fn open_link(
             })
         }
         (Some(previous), _) => {
+            tracing::debug!(
+                "{ship}: {}: direct-tcpip channel through {}",
+                hop.label,
+                previous.info.address
+            );
             let channel = tokio::time::timeout(
                 timeout,
                 previous.handle.channel_open_direct_tcpip(
@@ -1228,6 +1297,17 @@ async fn try_agent(
                         .await,
                     ),
                 };
+                let answer = match &result {
+                    Err(_) => "no answer".to_string(),
+                    Ok(Ok(AuthResult::Success)) => "accepted".to_string(),
+                    Ok(Ok(_)) => "rejected".to_string(),
+                    Ok(Err(err)) => err.to_string(),
+                };
+                tracing::debug!(
+                    "{}: login as {}: {described}: {answer}",
+                    hop.label,
+                    hop.user
+                );
                 match result {
                     Err(_) => return Err(timeout_err(ship, hop, options)),
                     Ok(Ok(AuthResult::Success)) => return Ok(Some(described)),
@@ -1239,9 +1319,21 @@ async fn try_agent(
                 }
             }
         }
-        Err(err) => tried.push(format!("ssh-agent: {err}")),
+        Err(err) => {
+            tracing::debug!("{}: ssh-agent: {err}", hop.label);
+            tried.push(format!("ssh-agent: {err}"));
+        }
     }
     Ok(None)
+}
+
+/// What the server said to one login attempt, for the diagnostic log.
+fn answer_text(result: &Result<AuthResult, russh::Error>) -> String {
+    match result {
+        Ok(result) if result.success() => "accepted".to_string(),
+        Ok(_) => "rejected".to_string(),
+        Err(err) => err.to_string(),
+    }
 }
 
 /// One key file to log in with.
@@ -1278,6 +1370,7 @@ async fn try_key_file(
     let key = match load_key(path, options.batch_mode).await {
         Ok(key) => key,
         Err(reason) => {
+            tracing::debug!("{}: key {}: {reason}", hop.label, path.display());
             tried.push(format!("key {}: {reason}", path.display()));
             return Ok(None);
         }
@@ -1295,6 +1388,13 @@ async fn try_key_file(
         )
         .await
         .map_err(|_| timeout_err(ship, hop, options))?;
+        tracing::debug!(
+            "{}: login as {}: certificate {}-cert.pub: {}",
+            hop.label,
+            hop.user,
+            path.display(),
+            answer_text(&result)
+        );
         match result {
             Ok(result) if result.success() => {
                 return Ok(Some(format!("certificate {}-cert.pub", path.display())));
@@ -1316,6 +1416,13 @@ async fn try_key_file(
     )
     .await
     .map_err(|_| timeout_err(ship, hop, options))?;
+    tracing::debug!(
+        "{}: login as {}: key {}: {}",
+        hop.label,
+        hop.user,
+        path.display(),
+        answer_text(&result)
+    );
     match result {
         Ok(result) if result.success() => return Ok(Some(format!("key {}", path.display()))),
         Ok(_) => tried.push(format!("key {}: rejected", path.display())),

@@ -17,6 +17,7 @@ use console::Style;
 
 use crate::orchestrate::events::EventStream;
 
+pub mod diagnostics;
 pub mod json;
 mod live;
 pub mod logs;

@@ -182,7 +182,8 @@ fn render_mode(cli: &Cli) -> RenderMode {
         Output::Json => RenderMode::Json,
         Output::Plain => RenderMode::Plain,
         Output::Progress => RenderMode::Progress,
-        Output::Auto => RenderMode::choose(false, false),
+        // Diagnostics and the live display would both write stderr: plain lines then.
+        Output::Auto => RenderMode::choose(false, crate::ui::diagnostics::wanted(cli.verbose)),
     }
 }
 

@@ -139,6 +139,10 @@ The ssh_config file to read instead of ~/.ssh/config.
 Comma\-separated globs of variable names whose values are masked in output; replaces the
 default *PASSWORD*, *SECRET*, *TOKEN*, *KEY*. The file's secrets: {patterns: [...]} adds to it.
 .TP
+\fBMAESTRO_LOG\fR
+The diagnostic log's filter, instead of \-v: a level (debug, trace) or target=level pairs
+(maestro::transport=trace, russh=debug). Written on stderr, secrets masked.
+.TP
 \fBSSH_AUTH_SOCK\fR
 The SSH agent, tried before key files.
 .TP
