@@ -901,3 +901,73 @@ fn a_volume_written_host_first_in_a_schema_1_file_says_how_to_write_it() {
         ],
     );
 }
+
+/// Addresses and user names reach a shell when a ProxyCommand runs (`nc %h %p` through
+/// `sh -c`): anything that is not a host name, an IP address or a user name is refused when
+/// the file loads, located, before any command could run.
+#[test]
+fn addresses_and_users_with_shell_metacharacters_are_refused_where_written() {
+    let services = "services:\n  a:\n    image: a\n    instances:\n      a1: {ship: s}\n";
+    let (_, msg) = load_err(&format!(
+        "name: x\nships:\n  s: {{ip: \"10.231.1.2$(touch /tmp/x)\"}}\n{services}"
+    ));
+    assert_has(
+        &msg,
+        &[
+            "env.yaml:3",
+            "ships.s.ip",
+            "`10.231.1.2$(touch /tmp/x)` is not a host name or an IP address: `$` cannot be in one",
+            "addresses reach a shell when a ProxyCommand runs",
+        ],
+    );
+    let (_, msg) = load_err(&format!(
+        "name: x\nships:\n  s:\n    ip: 10.0.0.1\n    ssh: {{user: \"deploy;id\"}}\n{services}"
+    ));
+    assert_has(
+        &msg,
+        &[
+            "env.yaml:5",
+            "ships.s.ssh.user",
+            "`deploy;id` is not a user name: `;` cannot be in one",
+        ],
+    );
+    let (_, msg) = load_err(&format!(
+        "name: x\nships:\n  s:\n    ip: 10.0.0.1\n    ssh: {{jump: [\"ops@gate$(id)\", \"o`id`@gate\"]}}\n{services}"
+    ));
+    assert_has(
+        &msg,
+        &[
+            "ships.s.ssh.jump[0]",
+            "invalid jump host",
+            "its host `gate$(id)` `$` cannot be in one",
+        ],
+    );
+    let (_, msg) = load_err(&format!(
+        "name: x\nships:\n  s: {{ip: 10.0.0.1, endpoint: \"-oProxyCommand=x\"}}\n{services}"
+    ));
+    assert_has(&msg, &["ships.s.endpoint", "it starts with `-`"]);
+    let (_, msg) = load_err(&format!(
+        "name: x\nships:\n  s:\n    ip: 10.0.0.1\n    ssh_tunnel: {{user: \"a b\", key: k}}\n{services}"
+    ));
+    assert_has(
+        &msg,
+        &["ships.s.ssh_tunnel.user", "a space cannot be in one"],
+    );
+    // Names as they are: host names, IPv4, IPv6, users with a domain or a trailing `$`.
+    for (ip, user) in [
+        ("docker-1.prod_eu.example.com", "deploy"),
+        ("fe80::1%eth0", "ops@corp.example"),
+        ("[::1]", "HOST$"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("env.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "name: x\nships:\n  s: {{ip: \"{ip}\", ssh: {{user: \"{user}\"}}}}\n{services}"
+            ),
+        )
+        .expect("write");
+        assert!(config::load(&path).is_ok(), "{ip} {user}");
+    }
+}

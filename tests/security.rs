@@ -473,3 +473,55 @@ fn a_secret_in_a_daemons_error_is_masked_on_stderr() {
     }
     let _ = bed.docker_cli(&ship, &["rm", "-f", "secdaemon-1"]);
 }
+
+/// A host name from ssh_config's `HostName` that holds shell metacharacters is never put into
+/// a ProxyCommand or a `Match exec` command, which run through `sh -c`: the connection is
+/// refused with the reason, and the command in the name does not run (OpenSSH 9.6 refuses
+/// such names for the same reason, CVE-2023-51385). Addresses in the environment file itself
+/// are refused when it loads (tests/config_errors.rs).
+#[test]
+fn names_with_shell_metacharacters_never_reach_a_proxy_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("env.yaml");
+    std::fs::write(
+        &file,
+        "name: n\nships:\n  web: {ip: web, ssh: {user: root}}\n  db: {ip: db, ssh: {user: root}}\nservices: {}\n",
+    )
+    .expect("write environment");
+    let proxied = dir.path().join("proxied");
+    let matched = dir.path().join("matched");
+    let config = dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host web\n  HostName 10.0.0.1$(touch {})\n  ProxyCommand nc %h %p\n\
+             Host db\n  HostName 10.0.0.2;touch${{IFS}}{}\n\
+             Match originalhost db exec \"test %h = x\"\n  User nobody\n",
+            proxied.display(),
+            matched.display()
+        ),
+    )
+    .expect("write ssh_config");
+    let out = common::maestro(dir.path())
+        .env("MAESTRO_SSH_CONFIG", &config)
+        .arg("-f")
+        .arg(&file)
+        .args(["ships", "--json"])
+        .output()
+        .expect("run maestro");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!(
+            "refusing to run the ProxyCommand `nc %h %p`: %h would be `10.0.0.1$(touch {})`",
+            proxied.display()
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("refusing to run `Match exec test %h = x`: %h would be `10.0.0.2;touch"),
+        "{report}"
+    );
+    assert!(!proxied.exists(), "the ProxyCommand ran the name's command");
+    assert!(!matched.exists(), "Match exec ran the name's command");
+}

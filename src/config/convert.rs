@@ -441,9 +441,15 @@ fn read_ship(
         String::new()
     } else {
         let n = m.require(cx, "ip", what)?;
-        non_empty_string(cx, n, &m.field("ip"))?
+        host_name(cx, n, &m.field("ip"))?
     };
-    let endpoint = m.opt(cx, "endpoint", string)?.unwrap_or_else(|| ip.clone());
+    // A local daemon's socket (`unix:///...` or a path) never reaches a shell; a host does.
+    let endpoint = m
+        .opt(cx, "endpoint", |cx, n, p| match string(cx, n, p)? {
+            path if path.starts_with("unix://") || path.starts_with('/') => Ok(path),
+            _ => host_name(cx, n, p),
+        })?
+        .unwrap_or_else(|| ip.clone());
     let tls = m.given(cx, "tls", boolean)?.unwrap_or(false);
     let docker_port_given = m.get("docker_port").is_some();
     let docker_port = m
@@ -505,7 +511,7 @@ fn read_ship(
 fn ssh_tunnel(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<SshTunnel> {
     let mut t = MapReader::new(cx, node, path, "`ssh_tunnel`")?;
     let user_node = t.require(cx, "user", "`ssh_tunnel`")?;
-    let user = non_empty_string(cx, user_node, &t.field("user"))?;
+    let user = user_name(cx, user_node, &t.field("user"))?;
     let key_node = t.require(cx, "key", "`ssh_tunnel`")?;
     let key = non_empty_string(cx, key_node, &t.field("key"))?;
     let key = cx.resolve_path(&key);
@@ -524,7 +530,7 @@ fn ssh_settings(
     ship_path: &str,
 ) -> Result<SshSettings> {
     let mut s = MapReader::new(cx, node, path, "`ssh`")?;
-    let user = s.opt(cx, "user", string)?;
+    let user = s.opt(cx, "user", user_name)?;
     let port = s
         .given(cx, "port", |cx, n, p| unsigned(cx, n, p, 65535))?
         .unwrap_or(22);
@@ -580,7 +586,22 @@ fn jump_hosts(
             continue;
         }
         match parse_jump(&hop) {
-            Some(j) => jump.push(j),
+            Some(j) => {
+                if let Some((what, why)) = jump_problem(&j) {
+                    let pos = cx.pos_of(&hop_path);
+                    return Err(cx.invalid_help(
+                        pos,
+                        &hop_path,
+                        format!("invalid jump host \"{hop}\": its {what} {why}"),
+                        Some(
+                            "addresses and users reach a shell when a ProxyCommand runs, so \
+                             maestro refuses them, as OpenSSH does"
+                                .to_string(),
+                        ),
+                    ));
+                }
+                jump.push(j)
+            }
             None => {
                 let pos = cx.pos_of(&hop_path);
                 return Err(cx.invalid_help(
@@ -611,6 +632,16 @@ fn known_hosts_policy(cx: &mut Cx<'_>, n: &Node, kp: &str) -> Result<KnownHostsP
 }
 
 /// `[user@]host[:port]`.
+/// What of a jump host is not a user name or a host name, and why (see `host_problem`).
+fn jump_problem(jump: &JumpHost) -> Option<(String, String)> {
+    let JumpHost::Address { user, host, .. } = jump else {
+        return None;
+    };
+    user.as_deref()
+        .and_then(|u| user_problem(u).map(|why| (format!("user `{u}`"), why)))
+        .or_else(|| host_problem(host).map(|why| (format!("host `{host}`"), why)))
+}
+
 pub(crate) fn parse_jump(text: &str) -> Option<JumpHost> {
     let (user, rest) = match text.split_once('@') {
         Some((u, r)) if !u.is_empty() => (Some(u.to_owned()), r),

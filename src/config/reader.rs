@@ -111,6 +111,82 @@ pub(crate) fn non_empty_string(cx: &mut Cx<'_>, node: &Node, path: &str) -> Resu
     Ok(s)
 }
 
+/// Why `text` is not a host name or an IP address, if it is not. Addresses reach a shell: a
+/// ProxyCommand (`nc %h %p`) runs through `sh -c`, so a ship at `10.0.0.1$(touch /tmp/x)`
+/// would run a command there, and addresses often come from templates or generated
+/// inventories. OpenSSH 9.6 refuses such names for this reason (CVE-2023-51385). Host names,
+/// IPv4 and IPv6 addresses (bracketed, or with a zone) need only letters, digits and `.-_:%[]`.
+pub(crate) fn host_problem(text: &str) -> Option<String> {
+    if text.starts_with('-') {
+        return Some("it starts with `-`, which a command would take for an option".into());
+    }
+    let bad = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ".-_:%[]".contains(*c)))?;
+    Some(format!("{} cannot be in one", describe_char(bad)))
+}
+
+/// Why `text` is not a user name, if it is not (see [`host_problem`] for why it matters).
+/// Letters (any script), digits and `._-@+` are allowed, and `$` at the end (machine
+/// accounts).
+pub(crate) fn user_problem(text: &str) -> Option<String> {
+    if text.starts_with('-') {
+        return Some("it starts with `-`, which a command would take for an option".into());
+    }
+    let last = text.chars().count().saturating_sub(1);
+    let bad = text.chars().enumerate().find(|(i, c)| {
+        !(c.is_alphanumeric() || "._-@+".contains(*c) || (*c == '$' && *i == last))
+    })?;
+    Some(format!("{} cannot be in one", describe_char(bad.1)))
+}
+
+fn describe_char(c: char) -> String {
+    match c {
+        ' ' => "a space".into(),
+        '`' => "a backquote".into(),
+        '\t' => "a tab".into(),
+        '\n' => "a line break".into(),
+        c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+        c => format!("`{c}`"),
+    }
+}
+
+/// A host name or IP address (see [`host_problem`]), located when it is not one.
+pub(crate) fn host_name(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<String> {
+    let s = non_empty_string(cx, node, path)?;
+    match host_problem(&s) {
+        None => Ok(s),
+        Some(why) => Err(cx.invalid_help(
+            node.pos,
+            path,
+            format!("`{s}` is not a host name or an IP address: {why}"),
+            Some(
+                "addresses reach a shell when a ProxyCommand runs, so maestro refuses them, \
+                 as OpenSSH does; check the template or inventory that wrote it"
+                    .to_string(),
+            ),
+        )),
+    }
+}
+
+/// A user name (see [`user_problem`]), located when it is not one.
+pub(crate) fn user_name(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<String> {
+    let s = non_empty_string(cx, node, path)?;
+    match user_problem(&s) {
+        None => Ok(s),
+        Some(why) => Err(cx.invalid_help(
+            node.pos,
+            path,
+            format!("`{s}` is not a user name: {why}"),
+            Some(
+                "user names reach a shell when a ProxyCommand runs (%r), so maestro refuses \
+                 them, as OpenSSH does"
+                    .to_string(),
+            ),
+        )),
+    }
+}
+
 pub(crate) fn boolean(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<bool> {
     match &node.value {
         Value::Bool(b) => Ok(*b),

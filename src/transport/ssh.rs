@@ -353,21 +353,21 @@ pub(crate) fn resolve_hops(ship: &str, route: &SshRoute) -> Result<Vec<Hop>, Tra
             },
         )
         .map_err(settings_err)?;
-        hops.push(make_hop(
-            route,
-            &jump.host,
-            jump.user.clone(),
-            jump.port,
-            &settings,
-        ));
+        hops.push(
+            make_hop(route, &jump.host, jump.user.clone(), jump.port, &settings)
+                .map_err(settings_err)?,
+        );
     }
-    hops.push(make_hop(
-        route,
-        &route.host,
-        route.user.clone(),
-        route.port,
-        &target_settings,
-    ));
+    hops.push(
+        make_hop(
+            route,
+            &route.host,
+            route.user.clone(),
+            route.port,
+            &target_settings,
+        )
+        .map_err(settings_err)?,
+    );
     Ok(hops)
 }
 
@@ -377,7 +377,7 @@ fn make_hop(
     user: Option<String>,
     port: Option<u16>,
     settings: &HostSettings,
-) -> Hop {
+) -> Result<Hop, String> {
     let host = settings
         .host_name
         .clone()
@@ -412,8 +412,9 @@ fn make_hop(
         .proxy_command
         .as_ref()
         .filter(|_| route.jumps.is_empty() && settings.proxy_jump.is_none())
-        .map(|command| expand_proxy_tokens(command, &host, port, &user, alias));
-    Hop {
+        .map(|command| expand_proxy_tokens(command, &host, port, &user, alias))
+        .transpose()?;
+    Ok(Hop {
         label: format!("{user}@{host}:{port}"),
         host,
         port,
@@ -423,24 +424,42 @@ fn make_hop(
         proxy_command,
         known_hosts_files,
         policy,
-    }
+    })
 }
 
 /// ssh_config's `%` tokens of a ProxyCommand: `%h` host, `%p` port, `%r` user, `%n` the
-/// name as given, `%%` a percent sign.
-fn expand_proxy_tokens(command: &str, host: &str, port: u16, user: &str, alias: &str) -> String {
+/// name as given, `%%` a percent sign. The command runs through `sh -c`, so a value holding
+/// shell metacharacters is refused, as OpenSSH 9.6 refuses it (CVE-2023-51385): host names
+/// and user names may come from templates, inventories or ssh_config's `HostName`.
+fn expand_proxy_tokens(
+    command: &str,
+    host: &str,
+    port: u16,
+    user: &str,
+    alias: &str,
+) -> Result<String, String> {
     let mut out = String::with_capacity(command.len());
     let mut chars = command.chars();
+    let checked = |token: char, value: &str, valid: fn(&str) -> bool| {
+        if valid(value) {
+            Ok(value.to_string())
+        } else {
+            Err(format!(
+                "refusing to run the ProxyCommand `{command}`: %{token} would be `{value}`, \
+                 which holds characters a shell interprets (OpenSSH refuses it too)"
+            ))
+        }
+    };
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
             continue;
         }
         match chars.next() {
-            Some('h') => out.push_str(host),
+            Some('h') => out.push_str(&checked('h', host, valid_hostname)?),
             Some('p') => out.push_str(&port.to_string()),
-            Some('r') => out.push_str(user),
-            Some('n') => out.push_str(alias),
+            Some('r') => out.push_str(&checked('r', user, valid_user)?),
+            Some('n') => out.push_str(&checked('n', alias, valid_hostname)?),
             Some('%') => out.push('%'),
             Some(other) => {
                 out.push('%');
@@ -449,7 +468,27 @@ fn expand_proxy_tokens(command: &str, host: &str, port: u16, user: &str, alias: 
             None => out.push('%'),
         }
     }
-    out
+    Ok(out)
+}
+
+/// OpenSSH's `valid_hostname` (ssh.c): no shell metacharacter, blank or control character,
+/// and no leading `-`.
+pub(crate) fn valid_hostname(text: &str) -> bool {
+    !text.starts_with('-')
+        && !text
+            .chars()
+            .any(|c| "'`\"$\\;&<>|(){}".contains(c) || c.is_whitespace() || c.is_control())
+}
+
+/// OpenSSH's `valid_ruser` (ssh.c): no shell metacharacter, no leading `-` nor one after a
+/// blank, no trailing backslash.
+pub(crate) fn valid_user(text: &str) -> bool {
+    !text.starts_with('-')
+        && !text.contains(" -")
+        && !text.ends_with('\\')
+        && !text
+            .chars()
+            .any(|c| "'`\";&<>|(){}".contains(c) || c.is_control())
 }
 
 /// Why the host key check refused, kept beside the handler so that the error russh
@@ -1571,7 +1610,20 @@ mod tests {
                 "ops",
                 "web"
             ),
-            "ssh -l ops -W 10.0.0.1:2222 web 100% %x %"
+            Ok("ssh -l ops -W 10.0.0.1:2222 web 100% %x %".to_string())
         );
+        let refused = expand_proxy_tokens("nc %h %p", "10.0.0.1$(touch /tmp/x)", 22, "ops", "w");
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("%h would be `10.0.0.1$(touch /tmp/x)`")),
+            "{refused:?}"
+        );
+        assert!(
+            expand_proxy_tokens("nc %h %p", "h", 22, "a;b", "w").is_ok(),
+            "%r unused"
+        );
+        assert!(expand_proxy_tokens("ssh -l %r -W %h:%p g", "h", 22, "a;b", "w").is_err());
+        assert!(expand_proxy_tokens("nc %n %p", "h", 22, "u", "-oProxyCommand=x").is_err());
     }
 }

@@ -276,7 +276,7 @@ impl<'a> Walk<'a> {
                         "localuser" => patterns::list_matches(&local_user(), arg, false),
                         // As OpenSSH, a command is not run once the line has failed.
                         "exec" if !result => false,
-                        "exec" => self.exec_succeeds(arg),
+                        "exec" => self.exec_succeeds(arg)?,
                         "localnetwork" | "tagged" | "version" | "sessiontype" | "command" => {
                             result = false;
                             continue;
@@ -294,10 +294,28 @@ impl<'a> Walk<'a> {
 
     /// `Match exec`: the command, tokens expanded, run with `sh -c`; exit status 0 matches.
     /// stdin and stdout are closed and stderr left to the operator, as OpenSSH does.
-    fn exec_succeeds(&self, command: &str) -> bool {
+    fn exec_succeeds(&self, command: &str) -> Result<bool, String> {
         let port = self.given.port.or(self.port).unwrap_or(22).to_string();
         let remote_user = self.remote_user();
         let local = local_user();
+        // The command runs through `sh -c`: names holding shell metacharacters are refused
+        // before anything runs, as for a ProxyCommand (see `ssh::valid_hostname`).
+        for (token, value, valid) in [
+            (
+                'h',
+                self.host(),
+                super::ssh::valid_hostname as fn(&str) -> bool,
+            ),
+            ('n', self.alias, super::ssh::valid_hostname),
+            ('r', remote_user.as_str(), super::ssh::valid_user),
+        ] {
+            if command.contains(&format!("%{token}")) && !valid(value) {
+                return Err(format!(
+                    "refusing to run `Match exec {command}`: %{token} would be `{value}`, which \
+                     holds characters a shell interprets (OpenSSH refuses it too)"
+                ));
+            }
+        }
         let command = expand_tokens(
             command,
             &[
@@ -314,7 +332,8 @@ impl<'a> Walk<'a> {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .status()
-            .is_ok_and(|status| status.success())
+            .map(|status| status.success())
+            .or(Ok(false))
     }
 }
 
