@@ -525,3 +525,73 @@ fn names_with_shell_metacharacters_never_reach_a_proxy_command() {
     assert!(!proxied.exists(), "the ProxyCommand ran the name's command");
     assert!(!matched.exists(), "Match exec ran the name's command");
 }
+
+/// No label of a container holds a value of its environment, nor its command line: the spec
+/// label records fingerprints of them. Change detection still works, and `plan` still shows
+/// the field-by-field diff, reading old values from the container's own config, with the
+/// values of secret-named variables masked on both sides.
+#[test]
+fn labels_hold_no_secret_and_plan_still_shows_what_changed() {
+    const MODE_OLD: &str = "blue-0008";
+    const MODE_NEW: &str = "green-0009";
+    const NEW_PASSWORD: &str = "db-pass-0010-new";
+    let bed = common::TestBed::shared();
+    let ship = bed.outer_ships()[0].name.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |password: &str, mode: &str| {
+        one_ship_file(
+            &bed,
+            &ship,
+            "seclabel",
+            &format!(
+                "services:\n  sec:\n    image: {}\n    env: {{DB_PASSWORD: \"{password}\", MODE: {mode}}}\n    instances:\n      seclabel-1: {{ship: {ship}, command: \"sh -c 'sleep 600' --token={PROCESS_TOKEN}\"}}\n",
+                bed.image
+            ),
+        )
+    };
+    std::fs::write(dir.path().join("env.yaml"), file(DB_PASSWORD, MODE_OLD)).expect("write");
+    let run = run_maestro(dir.path(), &["-f", "env.yaml", "start", "--plain"], ENVS);
+    assert_eq!(run.code, 0, "{run}");
+    let labels = bed.docker_ok(
+        &ship,
+        &[
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            "seclabel-1",
+        ],
+    );
+    assert!(labels.contains("io.maestro.spec"), "{labels}");
+    for value in [DB_PASSWORD, MODE_OLD, PROCESS_TOKEN] {
+        assert!(!labels.contains(value), "a label holds {value}: {labels}");
+    }
+    // The container itself has them, as it must.
+    let env = bed.docker_ok(
+        &ship,
+        &["inspect", "--format", "{{json .Config.Env}}", "seclabel-1"],
+    );
+    assert!(env.contains(DB_PASSWORD) && env.contains(MODE_OLD), "{env}");
+
+    // Unchanged: nothing to do. Changed: re-created, with each field's old and new value.
+    let run = run_maestro(dir.path(), &["-f", "env.yaml", "plan"], ENVS);
+    assert!(run.stdout.contains("nothing"), "{run}");
+    std::fs::write(dir.path().join("env.yaml"), file(NEW_PASSWORD, MODE_NEW)).expect("write");
+    let run = run_maestro(dir.path(), &["-f", "env.yaml", "plan"], ENVS);
+    assert!(
+        run.stdout
+            .contains("recreate: the container spec changed (2 fields)"),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("env.MODE: \"{MODE_OLD}\" -> \"{MODE_NEW}\"")),
+        "the old value is read from the container: {run}"
+    );
+    assert!(
+        run.stdout.contains("env.DB_PASSWORD: \"***\" -> \"***\""),
+        "{run}"
+    );
+    assert!(!run.all().contains(NEW_PASSWORD), "{run}");
+    assert_no_secret("plan", &run);
+    let _ = bed.docker_cli(&ship, &["rm", "-f", "seclabel-1"]);
+}

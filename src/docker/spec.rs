@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use super::ship::ContainerDetails;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
     HostConfigLogConfig, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicyNameEnum,
@@ -19,10 +20,21 @@ pub const SERVICE_LABEL: &str = "io.maestro.service";
 pub const INSTANCE_LABEL: &str = "io.maestro.instance";
 /// Label carrying [`ContainerSpec::hash`] of the spec the container was created from.
 pub const SPEC_HASH_LABEL: &str = "io.maestro.spec-hash";
-/// Label carrying the canonical JSON of the spec the container was created from, so that a
-/// dry run can say what changed (see [`ContainerSpec::changes_since`]). It holds nothing that
-/// `docker inspect` does not already show.
+/// Label carrying the spec the container was created from, so that a dry run can say which
+/// fields changed (see [`ContainerSpec::changes_since`]). What can hold a secret is recorded as
+/// a fingerprint, not a value (see [`ContainerSpec::recorded_json`]): labels travel further
+/// than a container's config (`docker ps --format`, the events stream, log drivers, monitoring
+/// that exports labels).
 pub const SPEC_LABEL: &str = "io.maestro.spec";
+
+/// How a fingerprinted value starts in [`SPEC_LABEL`].
+const FINGERPRINT_PREFIX: &str = "sha256:";
+
+/// The fields of the spec whose values can hold a secret: every value of these pair lists
+/// (`env`, `log_opt`: a log driver's token), and every item of these lists (a command or a
+/// health check may carry a password on its command line).
+const SECRET_PAIR_LISTS: &[&str] = &["env", "log_opt"];
+const SECRET_ITEM_LISTS: &[&str] = &["command", "entrypoint"];
 
 /// Labels this layer writes itself; a spec's own copies of them are ignored.
 fn is_own_label(key: &str) -> bool {
@@ -266,6 +278,111 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, S
     }
 }
 
+/// The fingerprint [`SPEC_LABEL`] records instead of `value`: enough to tell that it changed,
+/// too short to be worth reversing for a strong secret. The field name is mixed in, so that
+/// one value used in two places does not show as the same fingerprint.
+fn fingerprint(field: &str, value: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"maestro-recorded-value-v1\0");
+    hasher.update(field.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(value.as_bytes());
+    let digest = hex::encode(hasher.finalize());
+    format!("{FINGERPRINT_PREFIX}{}", &digest[..16])
+}
+
+/// Replaces, in a spec's JSON, every value of [`SECRET_PAIR_LISTS`] and every item of
+/// [`SECRET_ITEM_LISTS`] and of the health check's `test` by its fingerprint (values already
+/// fingerprinted are kept).
+fn fingerprint_secrets(spec: &mut serde_json::Value) {
+    use serde_json::Value;
+    let keep_or_fingerprint = |field: &str, value: &mut Value| {
+        if let Value::String(text) = value
+            && !text.starts_with(FINGERPRINT_PREFIX)
+        {
+            *text = fingerprint(field, text);
+        }
+    };
+    for list in SECRET_PAIR_LISTS {
+        if let Some(Value::Array(pairs)) = spec.get_mut(*list) {
+            for pair in pairs {
+                if let Value::Array(pair) = pair
+                    && let [Value::String(key), value] = pair.as_mut_slice()
+                {
+                    keep_or_fingerprint(&format!("{list}.{key}"), value);
+                }
+            }
+        }
+    }
+    for list in SECRET_ITEM_LISTS {
+        if let Some(Value::Array(items)) = spec.get_mut(*list) {
+            for item in items.iter_mut() {
+                keep_or_fingerprint(list, item);
+            }
+        }
+    }
+    if let Some(Value::Array(items)) = spec.get_mut("healthcheck").and_then(|h| h.get_mut("test")) {
+        for item in items.iter_mut() {
+            keep_or_fingerprint("healthcheck.test", item);
+        }
+    }
+}
+
+/// The flattened field a fingerprint stands for, fingerprinted again from a value seen in the
+/// container's own config (see [`deployed_fields`]); None for fields not fingerprinted.
+fn fingerprint_of_field(field: &str, seen: &str) -> Option<String> {
+    if let Some((list, key)) = field.split_once('.')
+        && SECRET_PAIR_LISTS.contains(&list)
+    {
+        return Some(fingerprint(&format!("{list}.{key}"), seen));
+    }
+    // Item lists flatten to one field holding the JSON array.
+    let list = if SECRET_ITEM_LISTS.contains(&field) {
+        field
+    } else if field == "healthcheck.test" {
+        "healthcheck.test"
+    } else {
+        return None;
+    };
+    let items: Vec<String> = serde_json::from_str(seen).ok()?;
+    let fingerprinted: Vec<String> = items.iter().map(|i| fingerprint(list, i)).collect();
+    serde_json::to_string(&fingerprinted).ok()
+}
+
+/// What the container's own config says of the fields [`SPEC_LABEL`] fingerprints, flattened
+/// as the spec is: `env.NAME`, `command`, `entrypoint`, `log_opt.KEY`, `healthcheck.test`.
+fn deployed_fields(details: &ContainerDetails) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    for (name, value) in &details.env {
+        fields.insert(format!("env.{name}"), value.clone());
+    }
+    let config = details.raw.config.as_ref();
+    let as_json =
+        |items: &Option<Vec<String>>| items.as_ref().and_then(|i| serde_json::to_string(i).ok());
+    if let Some(command) = config.and_then(|c| as_json(&c.cmd)) {
+        fields.insert("command".to_string(), command);
+    }
+    if let Some(entrypoint) = config.and_then(|c| as_json(&c.entrypoint)) {
+        fields.insert("entrypoint".to_string(), entrypoint);
+    }
+    if let Some(test) = config
+        .and_then(|c| c.healthcheck.as_ref())
+        .and_then(|h| as_json(&h.test))
+    {
+        fields.insert("healthcheck.test".to_string(), test);
+    }
+    let log_config = details
+        .raw
+        .host_config
+        .as_ref()
+        .and_then(|h| h.log_config.as_ref())
+        .and_then(|l| l.config.as_ref());
+    for (key, value) in log_config.into_iter().flatten() {
+        fields.insert(format!("log_opt.{key}"), value.clone());
+    }
+    fields
+}
+
 fn is_string_pair(value: &serde_json::Value) -> bool {
     matches!(value, serde_json::Value::Array(pair) if pair.len() == 2 && pair[0].is_string())
 }
@@ -302,11 +419,28 @@ impl ContainerSpec {
         serde_json::to_string(&canonical).unwrap_or_default()
     }
 
+    /// The spec as [`SPEC_LABEL`] records it: [`ContainerSpec::canonical_json`] with every
+    /// value that can hold a secret replaced by its fingerprint.
+    pub fn recorded_json(&self) -> String {
+        let mut value: serde_json::Value =
+            serde_json::from_str(&self.canonical_json()).unwrap_or(serde_json::Value::Null);
+        fingerprint_secrets(&mut value);
+        value.to_string()
+    }
+
     /// What differs between the spec a container was created from (the JSON of its
     /// [`SPEC_LABEL`]) and this one, field by field; environment variables, labels and other
     /// pair lists are compared by key. Unparsable old JSON gives one change naming it.
-    pub fn changes_since(&self, recorded: &str) -> Vec<SpecChange> {
-        let old: serde_json::Value = match serde_json::from_str(recorded) {
+    ///
+    /// Fields the label records as fingerprints are compared by fingerprint; their old value
+    /// is read from `actual` (the container's own config, from an inspect) when it still has
+    /// the value the fingerprint was made of, else shown as the fingerprint.
+    pub fn changes_since(
+        &self,
+        recorded: &str,
+        actual: Option<&ContainerDetails>,
+    ) -> Vec<SpecChange> {
+        let mut old: serde_json::Value = match serde_json::from_str(recorded) {
             Ok(value) => value,
             Err(_) => {
                 return vec![SpecChange {
@@ -316,20 +450,39 @@ impl ContainerSpec {
                 }];
             }
         };
-        let new: serde_json::Value =
+        // A label written before fingerprints holds values in clear: compare like with like,
+        // and show what it held.
+        let mut recorded_fields = BTreeMap::new();
+        flatten("", &old, &mut recorded_fields);
+        fingerprint_secrets(&mut old);
+        let clear: serde_json::Value =
             serde_json::from_str(&self.canonical_json()).unwrap_or(serde_json::Value::Null);
+        let mut new = clear.clone();
+        fingerprint_secrets(&mut new);
         let mut old_fields = BTreeMap::new();
         let mut new_fields = BTreeMap::new();
+        let mut clear_fields = BTreeMap::new();
         flatten("", &old, &mut old_fields);
         flatten("", &new, &mut new_fields);
+        flatten("", &clear, &mut clear_fields);
+        let deployed = actual.map(deployed_fields).unwrap_or_default();
+        let old_text = |field: &String, value: &String| -> String {
+            match (deployed.get(field), recorded_fields.get(field)) {
+                (Some(seen), _) if fingerprint_of_field(field, seen).as_deref() == Some(value) => {
+                    seen.clone()
+                }
+                (_, Some(recorded)) if !recorded.contains(FINGERPRINT_PREFIX) => recorded.clone(),
+                _ => value.clone(),
+            }
+        };
         let mut changes = Vec::new();
         for (field, old_value) in &old_fields {
             let new_value = new_fields.get(field);
             if new_value != Some(old_value) {
                 changes.push(SpecChange {
                     field: field.clone(),
-                    old: Some(old_value.clone()),
-                    new: new_value.cloned(),
+                    old: Some(old_text(field, old_value)),
+                    new: new_value.and(clear_fields.get(field)).cloned(),
                 });
             }
         }
@@ -338,7 +491,7 @@ impl ContainerSpec {
                 changes.push(SpecChange {
                     field: field.clone(),
                     old: None,
-                    new: Some(new_value.clone()),
+                    new: clear_fields.get(field).cloned().or(Some(new_value.clone())),
                 });
             }
         }
@@ -373,7 +526,7 @@ impl ContainerSpec {
             .cloned()
             .collect();
         labels.push((SPEC_HASH_LABEL.to_string(), self.hash()));
-        labels.push((SPEC_LABEL.to_string(), self.canonical_json()));
+        labels.push((SPEC_LABEL.to_string(), self.recorded_json()));
         labels
     }
 
@@ -673,7 +826,9 @@ mod tests {
         new.limits.memory = Some(1024);
         new.ports[0].host_port = HostPort::Port(8081);
         new.links.clear();
-        let changes = new.changes_since(&old.canonical_json());
+        // A label written before fingerprints (values in clear) still compares.
+        let changes = new.changes_since(&old.canonical_json(), None);
+        let fingerprinted = new.changes_since(&old.recorded_json(), None);
         let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -687,15 +842,98 @@ mod tests {
             ]
         );
         assert_eq!(changes[0].old.as_deref(), Some("1"));
+        assert!(
+            fingerprinted[0]
+                .old
+                .as_deref()
+                .is_some_and(|o| o.starts_with(FINGERPRINT_PREFIX))
+        );
         assert_eq!(changes[0].new.as_deref(), Some("2"));
         assert_eq!(changes[1].old, None);
+        assert_eq!(changes[1].new.as_deref(), Some("3"));
         assert_eq!(changes[3].new, None);
         assert!(
             sample()
-                .changes_since(&sample().canonical_json())
+                .changes_since(&sample().canonical_json(), None)
                 .is_empty()
         );
-        assert_eq!(sample().changes_since("not json").len(), 1);
+        assert!(
+            sample()
+                .changes_since(&sample().recorded_json(), None)
+                .is_empty()
+        );
+        assert_eq!(sample().changes_since("not json", None).len(), 1);
+    }
+
+    #[test]
+    fn the_label_records_fingerprints_of_what_can_hold_a_secret() {
+        let mut spec = sample();
+        spec.env.push(("DB_PASSWORD".into(), "hunter2-long".into()));
+        spec.command = Some(vec!["server".into(), "--token=tok-9876".into()]);
+        spec.log_opt = vec![("splunk-token".into(), "splunk-555".into())];
+        spec.healthcheck = Some(Healthcheck {
+            test: vec!["CMD-SHELL".into(), "curl -u a:pw-4321 x".into()],
+            ..Default::default()
+        });
+        let recorded = spec.recorded_json();
+        for secret in ["hunter2-long", "tok-9876", "splunk-555", "pw-4321", "x=y"] {
+            assert!(!recorded.contains(secret), "{secret} in {recorded}");
+        }
+        assert!(recorded.contains("DB_PASSWORD") && recorded.contains("maestro-test:latest"));
+        assert!(spec.changes_since(&recorded, None).is_empty());
+        // The old value comes from the container's own config, when it is what was recorded.
+        let mut changed = spec.clone();
+        changed.env.retain(|(k, _)| k != "DB_PASSWORD");
+        changed
+            .env
+            .push(("DB_PASSWORD".into(), "new-secret-1".into()));
+        changed.command = Some(vec!["server".into()]);
+        let details = ContainerDetails {
+            id: "1".into(),
+            name: "web-1".into(),
+            image: String::new(),
+            image_id: String::new(),
+            state: super::super::ContainerStatus::Running,
+            running: true,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            health: None,
+            labels: BTreeMap::new(),
+            env: vec![
+                ("DB_PASSWORD".into(), "hunter2-long".into()),
+                ("PATH".into(), "/bin".into()),
+            ],
+            published_ports: BTreeMap::new(),
+            spec_hash: None,
+            raw: bollard::models::ContainerInspectResponse {
+                config: Some(bollard::models::ContainerConfig {
+                    cmd: Some(vec!["server".into(), "--token=tok-9876".into()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        };
+        let changes = changed.changes_since(&recorded, Some(&details));
+        let by_field = |f: &str| changes.iter().find(|c| c.field == f).cloned();
+        let password = by_field("env.DB_PASSWORD");
+        assert_eq!(
+            password.as_ref().and_then(|c| c.old.as_deref()),
+            Some("hunter2-long")
+        );
+        assert_eq!(
+            password.as_ref().and_then(|c| c.new.as_deref()),
+            Some("new-secret-1")
+        );
+        let command = by_field("command");
+        assert_eq!(
+            command.and_then(|c| c.old),
+            Some(r#"["server","--token=tok-9876"]"#.to_string())
+        );
+        assert!(
+            by_field("env.PATH").is_none(),
+            "the image's own variables are not changes"
+        );
     }
 
     #[test]
@@ -703,7 +941,7 @@ mod tests {
         let spec = sample();
         let labels = spec.to_create_body().labels.unwrap_or_default();
         let recorded = labels.get(SPEC_LABEL).cloned().unwrap_or_default();
-        assert!(spec.changes_since(&recorded).is_empty());
+        assert!(spec.changes_since(&recorded, None).is_empty());
         let mut relabelled = sample();
         relabelled.labels.push((SPEC_LABEL.into(), "junk".into()));
         assert_eq!(relabelled.hash(), spec.hash());

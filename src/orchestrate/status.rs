@@ -518,10 +518,69 @@ pub async fn what_start_would_do(
             Err(err) => lookup_errors.push(err.to_string()),
         }
     }
-    (
-        plan_actions(plan, &observed.listings, &specs, &images),
-        lookup_errors,
-    )
+    let mut rows = plan_actions(plan, &observed.listings, &specs, &images);
+    read_deployed_values(&mut rows, &specs, &observed).await;
+    for row in &mut rows {
+        if let PlannedAction::Recreate { changes, .. } = &mut row.action {
+            mask_secret_fields(changes);
+        }
+    }
+    (rows, lookup_errors)
+}
+
+/// The old values of the fields the spec label records only as fingerprints (environment,
+/// command, ...), read from each re-created container's own config: one inspect per such
+/// container, all at once.
+async fn read_deployed_values(
+    rows: &mut [PlanRow],
+    specs: &BTreeMap<String, ContainerSpec>,
+    observed: &Observation,
+) {
+    let fingerprinted = |changes: &[crate::docker::SpecChange]| {
+        changes
+            .iter()
+            .any(|c| c.old.as_deref().is_some_and(|o| o.contains("sha256:")))
+    };
+    let inspections = rows.iter().enumerate().filter_map(|(k, row)| {
+        let PlannedAction::Recreate { changes, .. } = &row.action else {
+            return None;
+        };
+        if !fingerprinted(changes) {
+            return None;
+        }
+        let spec = specs.get(&row.instance)?;
+        let ship = observed.ships.get(&row.ship)?.docker.clone();
+        Some(async move { (k, ship.inspect(&spec.name).await) })
+    });
+    for (k, inspected) in join_all(inspections).await {
+        let (Some(row), Ok(Some(details))) = (rows.get_mut(k), inspected) else {
+            continue;
+        };
+        let (Some(spec), Some(recorded)) = (specs.get(&row.instance), details.recorded_spec())
+        else {
+            continue;
+        };
+        if let PlannedAction::Recreate { changes, .. } = &mut row.action {
+            *changes = spec.changes_since(recorded, Some(&details));
+        }
+    }
+}
+
+/// Values of secret-named environment variables shown as `***`, old and new: an old value is
+/// no longer in the file, so the output's masking does not know it.
+fn mask_secret_fields(changes: &mut [crate::docker::SpecChange]) {
+    let masker = super::secrets::global();
+    for change in changes {
+        let secret = change
+            .field
+            .strip_prefix("env.")
+            .is_some_and(|name| masker.is_secret_name(name));
+        if secret {
+            for value in [&mut change.old, &mut change.new].into_iter().flatten() {
+                *value = super::secrets::MASK.to_string();
+            }
+        }
+    }
 }
 
 /// What `start` would do for each instance of `plan`: `specs` are the wanted container specs
@@ -588,7 +647,7 @@ fn action_for(
         None => reasons.push("the container has no spec hash (not created by maestro)".into()),
         Some(hash) if hash != spec.hash() => match container.recorded_spec() {
             Some(recorded) => {
-                changes = spec.changes_since(recorded);
+                changes = spec.changes_since(recorded, None);
                 reasons.push(format!(
                     "the container spec changed ({} field{})",
                     changes.len(),
