@@ -695,6 +695,7 @@ impl RestartScenario {
             stop_start_delay: self.stop_start_delay.map(Duration::from_millis),
             only_if_changed: self.only_if_changed,
             refresh_images: self.refresh_images,
+            adopt: false,
         }
     }
 }

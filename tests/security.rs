@@ -595,3 +595,102 @@ fn labels_hold_no_secret_and_plan_still_shows_what_changed() {
     assert_no_secret("plan", &run);
     let _ = bed.docker_cli(&ship, &["rm", "-f", "seclabel-1"]);
 }
+
+/// maestro changes or removes only containers that carry its labels for this environment and
+/// instance. A container with an instance's name that is someone else's (no labels, or
+/// another environment's) is refused, named with its labels, and left exactly as it was;
+/// `--adopt` takes it over (the path from a MaestroNG deployment).
+#[test]
+fn a_foreign_container_is_refused_and_left_alone_until_adopted() {
+    let bed = common::TestBed::shared();
+    let ship = bed.outer_ships()[0].name.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = |env_name: &str| {
+        one_ship_file(
+            &bed,
+            &ship,
+            env_name,
+            &format!(
+                "services:\n  own:\n    image: {}\n    instances:\n      secown-1: {{ship: {ship}, command: \"sleep 600\"}}\n",
+                bed.image
+            ),
+        )
+    };
+    let _ = bed.docker_cli(&ship, &["rm", "-f", "secown-1"]);
+    let foreign_id = bed.docker_ok(
+        &ship,
+        &[
+            "create",
+            "--name",
+            "secown-1",
+            "--label",
+            "owner=someone-else",
+            &bed.image,
+            "sleep",
+            "600",
+        ],
+    );
+    let state = || {
+        bed.docker_ok(
+            &ship,
+            &[
+                "inspect",
+                "--format",
+                "{{.Id}} {{.State.Status}} {{json .Config.Labels}}",
+                "secown-1",
+            ],
+        )
+    };
+    let before = state();
+    std::fs::write(dir.path().join("env.yaml"), service("secown")).expect("write");
+    for args in [
+        &["-f", "env.yaml", "start", "--plain"][..],
+        &["-f", "env.yaml", "restart", "secown-1", "--plain"][..],
+        &["-f", "env.yaml", "clean", "--plain"][..],
+    ] {
+        let run = run_maestro(dir.path(), args, ENVS);
+        assert_eq!(run.code, 1, "{args:?}: {run}");
+        assert!(
+            run.stdout.contains(&format!(
+                "container secown-1 on {ship} is not this environment's: it has none of \
+                 maestro's labels for this instance (its labels are owner=someone-else)"
+            )) && run.stdout.contains("--adopt"),
+            "{args:?}: {run}"
+        );
+        assert_eq!(state(), before, "{args:?} changed the foreign container");
+    }
+    assert!(before.starts_with(foreign_id.trim()), "{before}");
+
+    // Taken over explicitly: re-created with this environment's labels, and running.
+    let run = run_maestro(
+        dir.path(),
+        &["-f", "env.yaml", "start", "--adopt", "--plain"],
+        ENVS,
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let after = state();
+    assert!(
+        !after.starts_with(foreign_id.trim()),
+        "not re-created: {after}"
+    );
+    assert!(
+        after.contains("running") && after.contains("\"io.maestro.environment\":\"secown\""),
+        "{after}"
+    );
+
+    // Another environment with an instance of the same name on the ship cannot touch it.
+    std::fs::write(dir.path().join("other.yaml"), service("secother")).expect("write");
+    let run = run_maestro(
+        dir.path(),
+        &["-f", "other.yaml", "stop", "-a", "--plain"],
+        ENVS,
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stdout
+            .contains("it belongs to the environment `secown`"),
+        "{run}"
+    );
+    assert_eq!(state(), after, "the other environment changed it");
+    let _ = bed.docker_cli(&ship, &["rm", "-f", "secown-1"]);
+}

@@ -69,15 +69,15 @@ impl Cli {
         match &self.command {
             Command::Status { things, .. }
             | Command::Start { things, .. }
-            | Command::Stop { things }
-            | Command::Kill { things }
+            | Command::Stop { things, .. }
+            | Command::Kill { things, .. }
             | Command::Restart { things, .. }
             | Command::Pull { things }
-            | Command::Clean { things }
+            | Command::Clean { things, .. }
             | Command::Logs { things, .. }
             | Command::Plan { things }
             | Command::Up { things, .. }
-            | Command::Down { things } => things.accept_new_host_keys,
+            | Command::Down { things, .. } => things.accept_new_host_keys,
             Command::Ships {
                 accept_new_host_keys,
                 ..
@@ -87,6 +87,20 @@ impl Cli {
             | Command::Validate
             | Command::Completions { .. }
             | Command::Man => false,
+        }
+    }
+
+    /// `--adopt` of the commands that change ships (false for the others).
+    pub fn adopt(&self) -> bool {
+        match &self.command {
+            Command::Start { ownership, .. }
+            | Command::Up { ownership, .. }
+            | Command::Stop { ownership, .. }
+            | Command::Down { ownership, .. }
+            | Command::Kill { ownership, .. }
+            | Command::Restart { ownership, .. }
+            | Command::Clean { ownership, .. } => ownership.adopt,
+            _ => false,
         }
     }
 
@@ -119,6 +133,8 @@ pub enum Command {
     Start {
         #[command(flatten)]
         things: Things,
+        #[command(flatten)]
+        ownership: Ownership,
         /// Pull images even when the ship already has them.
         #[arg(short = 'r', long)]
         refresh_images: bool,
@@ -130,16 +146,22 @@ pub enum Command {
     Stop {
         #[command(flatten)]
         things: Things,
+        #[command(flatten)]
+        ownership: Ownership,
     },
     /// Kill instances, dependents first.
     Kill {
         #[command(flatten)]
         things: Things,
+        #[command(flatten)]
+        ownership: Ownership,
     },
     /// Stop the selected instances in reverse order, then start them in order.
     Restart {
         #[command(flatten)]
         things: Things,
+        #[command(flatten)]
+        ownership: Ownership,
         /// Restart one instance at a time, waiting this long between instances (seconds, or
         /// a duration such as 500ms, 2s, 1m).
         #[arg(long, value_name = "DURATION", value_parser = duration)]
@@ -164,6 +186,8 @@ pub enum Command {
     Clean {
         #[command(flatten)]
         things: Things,
+        #[command(flatten)]
+        ownership: Ownership,
     },
     /// Show the logs of one or more instances.
     Logs {
@@ -185,6 +209,8 @@ pub enum Command {
     Up {
         #[command(flatten)]
         things: Things,
+        #[command(flatten)]
+        ownership: Ownership,
         /// Pull images even when the ship already has them.
         #[arg(short = 'r', long)]
         refresh_images: bool,
@@ -194,6 +220,8 @@ pub enum Command {
     Down {
         #[command(flatten)]
         things: Things,
+        #[command(flatten)]
+        ownership: Ownership,
     },
     /// Print the dependency tree of the selected services.
     Deptree {
@@ -280,6 +308,16 @@ pub struct Things {
     pub accept_new_host_keys: bool,
 }
 
+/// Whose containers a command that changes ships may touch.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Ownership {
+    /// Take over a container that has an instance's name but not this environment's labels
+    /// (one MaestroNG or a person created): it is stopped, removed or re-created as if maestro
+    /// had made it. Without it, such a container is refused and left as it is.
+    #[arg(long)]
+    pub adopt: bool,
+}
+
 /// A `--step-delay`-style value: seconds, or a number with ms, s, m or h, as in the file.
 fn duration(text: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(text).ok_or_else(|| {
@@ -309,8 +347,9 @@ mod tests {
                 things,
                 refresh_images,
                 reuse,
+                ownership,
             } => {
-                assert!(refresh_images && !reuse);
+                assert!(refresh_images && !reuse && !ownership.adopt);
                 assert!(things.with_dependencies);
                 assert_eq!(things.concurrency, 4);
                 assert_eq!(things.container_filter, vec!["web*"]);

@@ -28,6 +28,8 @@ pub enum Request {
         direction: Direction,
         /// Pull has no ordering to respect.
         ignore_dependencies: bool,
+        /// Take over containers with an instance's name but not this environment's labels.
+        adopt: bool,
     },
     Restart {
         /// Rolling: one instance at a time, this long between two.
@@ -35,6 +37,7 @@ pub enum Request {
         stop_start_delay: Option<Duration>,
         only_if_changed: bool,
         refresh_images: bool,
+        adopt: bool,
     },
 }
 
@@ -44,6 +47,13 @@ impl Request {
         match self {
             Request::Single { direction, .. } => *direction,
             Request::Restart { .. } => Direction::Reverse,
+        }
+    }
+
+    /// Whether the request takes over containers that are not this environment's (`--adopt`).
+    pub fn adopts(&self) -> bool {
+        match self {
+            Request::Single { adopt, .. } | Request::Restart { adopt, .. } => *adopt,
         }
     }
 
@@ -101,14 +111,12 @@ pub async fn run(
     cancel: Cancel,
 ) -> Result<Vec<Summary>, ExecError> {
     let fleet = Arc::new(Fleet::for_plans(&env, &plans, options).with_events(sink.clone()));
+    let adopt = request.adopts();
     let run = |command: &'static str, plan: &Plan, action: Action, limits: Concurrency| {
         let (jobs, direction) = ops::jobs_of(plan);
-        let op = Arc::new(LifecycleOp::new(
-            Arc::clone(&env),
-            Arc::clone(&fleet),
-            &jobs,
-            action,
-        ));
+        let op = Arc::new(
+            LifecycleOp::new(Arc::clone(&env), Arc::clone(&fleet), &jobs, action).adopting(adopt),
+        );
         let spec = RunSpec {
             command: command.to_string(),
             jobs,
@@ -153,6 +161,7 @@ where
             stop_start_delay,
             only_if_changed,
             refresh_images,
+            ..
         } => {
             if let Some(plan) = plans.first() {
                 let action = Action::RestartUnit {
@@ -173,6 +182,7 @@ where
             stop_start_delay,
             only_if_changed,
             refresh_images,
+            ..
         } => {
             let (Some(stop), Some(start)) = (plans.first(), plans.get(1)) else {
                 return Ok(summaries);

@@ -135,6 +135,8 @@ pub struct LifecycleOp {
     units_done: std::sync::atomic::AtomicUsize,
     /// Per ship, for `Action::Start` (see [`ShipSnapshot`]).
     snapshots: Mutex<HashMap<String, SnapshotSlot>>,
+    /// `--adopt`: see [`LifecycleOp::adopting`].
+    adopt: bool,
 }
 
 impl LifecycleOp {
@@ -147,7 +149,15 @@ impl LifecycleOp {
             pulls: Mutex::new(HashMap::new()),
             units_done: std::sync::atomic::AtomicUsize::new(0),
             snapshots: Mutex::new(HashMap::new()),
+            adopt: false,
         }
+    }
+
+    /// With `adopt`, containers that have an instance's name but not this environment's
+    /// labels are taken over (`--adopt`) instead of refused.
+    pub fn adopting(mut self, adopt: bool) -> Self {
+        self.adopt = adopt;
+        self
     }
 
     /// The ship as this run first found it. Only a plain start may rely on it: its jobs
@@ -345,11 +355,30 @@ impl Unit<'_> {
         }
     }
 
+    /// The instance's container, if there is one. Every operation that changes a container
+    /// finds it here, so this is where ownership is enforced: a container with the instance's
+    /// name that does not carry this environment's labels for this instance (another
+    /// environment's, MaestroNG's, someone's by hand) is refused, and left as it is, unless
+    /// the run adopts it.
     async fn inspect(&self) -> Result<Option<ContainerDetails>, OpError> {
-        self.ship()
+        let details = self
+            .ship()
             .inspect(self.name())
             .await
-            .map_err(docker_failed)
+            .map_err(docker_failed)?;
+        if let Some(found) = &details
+            && !self.op.adopt
+            && let Some(why) = foreign(found, &self.env.name, self.name())
+        {
+            return Err(OpError::failed(format!(
+                "container {} on {} is not this environment's: {why}. maestro left it as it \
+                 is; if it is this instance (deployed by MaestroNG, or by hand), run with \
+                 --adopt to take it over",
+                self.name(),
+                self.instance.ship
+            )));
+        }
+        Ok(details)
     }
 
     /// The container's last log lines, for a failure report; none if they cannot be read.
@@ -699,6 +728,37 @@ impl Unit<'_> {
             _ => Ok(Outcome::NothingToDo),
         }
     }
+}
+
+/// Why a container named after an instance is not that instance of `environment`, in words
+/// that show its labels; None when it is.
+fn foreign(container: &ContainerDetails, environment: &str, instance: &str) -> Option<String> {
+    let label = |key: &str| container.labels.get(key).map(String::as_str);
+    let (env_label, instance_label) = (
+        label(docker::ENVIRONMENT_LABEL),
+        label(docker::INSTANCE_LABEL),
+    );
+    if env_label == Some(environment) && instance_label == Some(instance) {
+        return None;
+    }
+    let shown: Vec<String> = container
+        .labels
+        .iter()
+        .filter(|(key, _)| *key != docker::SPEC_LABEL)
+        .take(8)
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    let labels = if shown.is_empty() {
+        "it has no labels".to_string()
+    } else {
+        format!("its labels are {}", shown.join(", "))
+    };
+    Some(match env_label {
+        Some(other) if other != environment => {
+            format!("it belongs to the environment `{other}` ({labels})")
+        }
+        _ => format!("it has none of maestro's labels for this instance ({labels})"),
+    })
 }
 
 fn stop_timeout(instance: &Instance) -> Duration {

@@ -76,17 +76,20 @@ fn guarded_command(command: &Command) -> Option<&'static str> {
 }
 
 fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
+    let adopt = cli.adopt();
     let single = |command, action, direction| Request::Single {
         command,
         action,
         direction,
         ignore_dependencies: false,
+        adopt,
     };
     Ok(match &cli.command {
         Command::Start {
             things,
             refresh_images,
             reuse,
+            ..
         } => (
             things.clone(),
             single(
@@ -101,6 +104,7 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
         Command::Up {
             things,
             refresh_images,
+            ..
         } => (
             things.clone(),
             single(
@@ -112,25 +116,25 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
                 Direction::Forward,
             ),
         ),
-        Command::Stop { things } => {
+        Command::Stop { things, .. } => {
             require_names_or_all("stop", things)?;
             (
                 things.clone(),
                 single("stop", Action::Stop, Direction::Reverse),
             )
         }
-        Command::Down { things } => (
+        Command::Down { things, .. } => (
             things.clone(),
             single("down", Action::Stop, Direction::Reverse),
         ),
-        Command::Kill { things } => {
+        Command::Kill { things, .. } => {
             require_names_or_all("kill", things)?;
             (
                 things.clone(),
                 single("kill", Action::Kill, Direction::Reverse),
             )
         }
-        Command::Clean { things } => (
+        Command::Clean { things, .. } => (
             things.clone(),
             single("clean", Action::Clean, Direction::Forward),
         ),
@@ -141,6 +145,7 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
                 action: Action::Pull,
                 direction: Direction::Forward,
                 ignore_dependencies: true,
+                adopt: false,
             },
         ),
         Command::Restart {
@@ -149,6 +154,7 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
             stop_start_delay,
             only_if_changed,
             refresh_images,
+            ..
         } => {
             require_names_or_all("restart", things)?;
             (
@@ -158,6 +164,7 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
                     stop_start_delay: *stop_start_delay,
                     only_if_changed: *only_if_changed,
                     refresh_images: *refresh_images,
+                    adopt,
                 },
             )
         }
