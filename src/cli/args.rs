@@ -22,6 +22,16 @@ THINGs are service or instance names. stop, kill and restart take a service name
 its instances) only with -s/--expand-services or -a, and need names or -a.
 Exit codes: 0 done, 1 some instance failed, 2 bad input, 130 interrupted.";
 
+const FORWARD_HELP: &str = "\
+Examples:
+  maestro forward db-1 sql              a free local port to db-1's port `sql`
+  maestro forward db-1 sql:15432        127.0.0.1:15432 to db-1's port `sql`
+  maestro forward web-1 8080:8080       web-1's exposed port 8080 (its published port)
+  maestro forward inner1 5432           port 5432 of ship inner1 itself (its 127.0.0.1)
+
+Exit codes: 0 ended with Ctrl-C, 1 the ship or the instance could not be reached, 2 bad
+input (unknown name or port, local port in use), 130 Ctrl-C while connecting.";
+
 /// Deploy and control multi-host Docker environments over SSH, with no agent on the hosts.
 #[derive(Debug, Parser)]
 #[command(name = "maestro", version, after_help = AFTER_HELP, max_term_width = 100)]
@@ -72,6 +82,10 @@ impl Cli {
             | Command::Up { things, .. }
             | Command::Down { things } => things.accept_new_host_keys,
             Command::Ships {
+                accept_new_host_keys,
+                ..
+            }
+            | Command::Forward {
                 accept_new_host_keys,
                 ..
             } => *accept_new_host_keys,
@@ -216,6 +230,34 @@ pub enum Command {
         /// Only ships whose name matches these glob patterns.
         #[arg(value_name = "SHIP")]
         ships: Vec<String>,
+        /// Record the host keys of ships seen for the first time instead of refusing them.
+        /// A changed host key is always refused.
+        #[arg(long)]
+        accept_new_host_keys: bool,
+    },
+    /// Forward a local TCP port to an instance's port, or to a ship's own port, through the
+    /// ship's SSH session (jump hosts included): e.g. a local SQL client against a database
+    /// behind a bastion.
+    ///
+    /// Prints the local address it listens on, serves any number of connections at once (one
+    /// SSH channel each) and runs until Ctrl-C, which ends it with exit code 0.
+    #[command(after_help = FORWARD_HELP)]
+    Forward {
+        /// An instance, to reach one of its ports (the port published on its ship, where the
+        /// lifecycle checks reach it); or a ship, to reach a port of the ship itself
+        /// (127.0.0.1 as the ship sees it).
+        #[arg(value_name = "INSTANCE|SHIP")]
+        target: String,
+        /// The instance's named port (`sql`) or a port number, then optionally `:LOCAL_PORT`.
+        /// A number the instance exposes is its published port; any other number is that
+        /// port on the ship. Without LOCAL_PORT (or with 0) a free local port is picked and
+        /// printed.
+        #[arg(value_name = "PORT[:LOCAL_PORT]", value_parser = crate::orchestrate::forward::PortSpec::parse)]
+        port: crate::orchestrate::forward::PortSpec,
+        /// The local address to listen on. Anything but a loopback address lets other
+        /// machines use your SSH session.
+        #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
         /// Record the host keys of ships seen for the first time instead of refusing them.
         /// A changed host key is always refused.
         #[arg(long)]

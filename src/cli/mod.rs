@@ -49,6 +49,8 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Plan(#[from] crate::orchestrate::plan::PlanError),
+    #[error("{0}")]
+    Forward(#[from] crate::orchestrate::forward::ForwardError),
     #[error("error: {0}")]
     Io(#[from] std::io::Error),
     /// A usage error that clap cannot see (e.g. `stop` without names or `-a`).
@@ -94,6 +96,7 @@ impl CliError {
         match self {
             CliError::Config(err) => err.exit_code(),
             CliError::Plan(err) => err.exit_code(),
+            CliError::Forward(err) => err.exit_code(),
             CliError::Usage(_) => EXIT_BAD_INPUT,
             CliError::Io(_) | CliError::Failed(_) => EXIT_FAILED,
         }

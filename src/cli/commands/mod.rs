@@ -1,5 +1,6 @@
 //! One module per group of commands; `run` dispatches.
 
+mod forward;
 mod inspect;
 mod lifecycle;
 mod man;
@@ -22,6 +23,9 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
             show_secrets,
         } => inspect::dump(cli, *containers, *show_secrets),
         Command::Ships { ships, .. } => ships::ships(cli, ships),
+        Command::Forward {
+            target, port, bind, ..
+        } => forward::forward(cli, target, port, *bind),
         Command::Status { .. } | Command::Logs { .. } | Command::Plan { .. } => observe::run(cli),
         Command::Start { .. }
         | Command::Up { .. }
