@@ -182,6 +182,17 @@ pub enum Command {
         /// Show only the last N lines of each instance (`--tail N` as in docker logs).
         #[arg(short = 'n', long, visible_alias = "tail", value_name = "N")]
         lines: Option<usize>,
+        /// Only lines written since TIME: a duration ago (`10m`, `90s`, `2h`), a UTC time
+        /// (`2026-11-25T11:38:22Z`, or with an offset such as `+02:00`), or Unix seconds.
+        #[arg(long, value_name = "TIME", value_parser = log_time)]
+        since: Option<std::time::SystemTime>,
+        /// Only lines written until TIME (same forms as --since). Not with --follow, which
+        /// would wait for lines past it.
+        #[arg(long, value_name = "TIME", value_parser = log_time, conflicts_with = "follow")]
+        until: Option<std::time::SystemTime>,
+        /// Start each line with the time the daemon wrote it (RFC 3339, UTC, nanoseconds).
+        #[arg(short = 't', long)]
+        timestamps: bool,
     },
     /// Dry run: what `start` would do for each instance, and why.
     Plan {
@@ -322,6 +333,34 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
     })
 }
 
+/// A `logs --since/--until` time: a duration ago (with its unit: a bare number is a time, as
+/// in docker), Unix seconds, or an RFC 3339 time with its zone.
+fn log_time(text: &str) -> Result<std::time::SystemTime, String> {
+    let now = std::time::SystemTime::now();
+    let unix = text
+        .split_once('.')
+        .map_or((text, ""), |(whole, fraction)| (whole, fraction));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(unix.0) && (unix.1.is_empty() || digits(unix.1)) {
+        if let Ok(seconds) = text.parse::<f64>() {
+            return Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds));
+        }
+    } else if let Some(ago) = crate::config::parse_duration(text) {
+        return Ok(now.checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH));
+    } else if let Some(time) = crate::docker::parse_docker_time(text) {
+        return Ok(time);
+    }
+    let zone = if text.len() == 19 && text.as_bytes().get(10) == Some(&b'T') {
+        "; add its zone: `Z` for UTC, or an offset such as `+02:00`"
+    } else {
+        ""
+    };
+    Err(format!(
+        "expected a duration ago (10m, 90s, 2h), a time such as 2026-11-25T11:38:22Z, or Unix \
+         seconds, not `{text}`{zone}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +455,25 @@ mod tests {
         for name in ["start", "status", "ships", "logs"] {
             assert!(help(name).contains("--accept-new-host-keys"), "{name}");
         }
+    }
+
+    #[test]
+    fn log_times_are_durations_ago_times_or_unix_seconds() {
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(log_time("2026-11-25T11:38:22Z"), Ok(at(1_795_606_702)));
+        assert_eq!(log_time("2026-11-25T13:38:22+02:00"), Ok(at(1_795_606_702)));
+        assert_eq!(log_time("1795606702"), Ok(at(1_795_606_702)));
+        let ago = log_time("10m").expect("a duration");
+        let age = SystemTime::now().duration_since(ago).expect("in the past");
+        assert!(age >= Duration::from_secs(600) && age < Duration::from_secs(660));
+        let err = log_time("2026-11-25T11:38:22").expect_err("no zone");
+        assert!(err.contains("add its zone"), "{err}");
+        let err = log_time("yesterday").expect_err("refused");
+        assert!(err.contains("not `yesterday`"), "{err}");
+        let err = Cli::try_parse_from(["maestro", "logs", "-F", "--until", "1m"])
+            .expect_err("until and follow");
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
     }
 
     #[test]
