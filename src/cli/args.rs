@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
+
+use super::complete;
 
 pub(super) const AFTER_HELP: &str = "\
 Examples:
@@ -216,7 +219,7 @@ pub enum Command {
     /// Print the dependency tree of the selected services.
     Deptree {
         /// Service or instance names; none means every service that is not `omit`-ted.
-        #[arg(value_name = "THING")]
+        #[arg(value_name = "THING", add = ArgValueCompleter::new(complete::things))]
         names: Vec<String>,
         /// Expand dependencies recursively.
         #[arg(short = 'r', long)]
@@ -239,7 +242,7 @@ pub enum Command {
     /// Connect to every ship at once and report route, authentication, host key and engine.
     Ships {
         /// Only ships whose name matches these glob patterns.
-        #[arg(value_name = "SHIP")]
+        #[arg(value_name = "SHIP", add = ArgValueCompleter::new(complete::ship_names))]
         ships: Vec<String>,
         /// Record the host keys of ships seen for the first time instead of refusing them.
         /// A changed host key is always refused.
@@ -257,7 +260,7 @@ pub enum Command {
         /// An instance, to reach one of its ports (the port published on its ship, where the
         /// lifecycle checks reach it); or a ship, to reach a port of the ship itself
         /// (127.0.0.1 as the ship sees it).
-        #[arg(value_name = "INSTANCE|SHIP")]
+        #[arg(value_name = "INSTANCE|SHIP", add = ArgValueCompleter::new(complete::instances_and_ships))]
         target: String,
         /// The instance's named port (`sql`) or a port number, then optionally `:LOCAL_PORT`.
         /// A number the instance exposes is its published port; any other number is that
@@ -274,7 +277,11 @@ pub enum Command {
         #[arg(long)]
         accept_new_host_keys: bool,
     },
-    /// Print a shell completion script.
+    /// Print the shell completion script: it completes commands and options, and the
+    /// services, instances and ships of the environment file on the command line (`-f`, else
+    /// MAESTRO_FILE, else maestro.yaml or maestro.yml here), asking maestro at each Tab.
+    /// bash: `source <(maestro completions bash)`; zsh: `source <(maestro completions zsh)`;
+    /// fish: `maestro completions fish | source`.
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
@@ -287,7 +294,7 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct Things {
     /// Service or instance names; none means every service that is not `omit`-ted.
-    #[arg(value_name = "THING")]
+    #[arg(value_name = "THING", add = ArgValueCompleter::new(complete::things))]
     pub names: Vec<String>,
 
     /// How many operations may run at once across all ships; 0 means no limit.
@@ -303,11 +310,13 @@ pub struct Things {
     pub ignore_dependencies: bool,
 
     /// Only instances whose name matches one of these glob patterns.
-    #[arg(short = 'C', long = "container-filter", value_name = "GLOB")]
+    #[arg(short = 'C', long = "container-filter", value_name = "GLOB",
+          add = ArgValueCompleter::new(complete::instance_names))]
     pub container_filter: Vec<String>,
 
     /// Only instances on ships whose name matches one of these glob patterns.
-    #[arg(short = 'S', long = "ship-filter", value_name = "GLOB")]
+    #[arg(short = 'S', long = "ship-filter", value_name = "GLOB",
+          add = ArgValueCompleter::new(complete::ship_names))]
     pub ship_filter: Vec<String>,
 
     /// Let service names stand for all their instances; stop, kill and restart refuse a

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+pub mod complete;
 
 pub use args::{Cli, Command, Output, Things};
 
@@ -18,6 +19,10 @@ pub fn main() -> i32 {
     // Before anything can fail or print: secrets of the process environment are known from
     // the start; the environment file's are added once it is loaded.
     crate::orchestrate::secrets::install(crate::orchestrate::secrets::Masker::from_process_env());
+    // The shell asking for completions (`COMPLETE=bash maestro -- WORDS`): answer, and stop.
+    if let Some(code) = complete::answer_if_asked() {
+        return code;
+    }
     let cli = match <Cli as clap::Parser>::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
