@@ -443,6 +443,148 @@ async fn logs_follow_survives_a_restart() -> TestResult {
     Ok(())
 }
 
+/// The time and text of each line of `docker logs -t`.
+fn stamped(logged: &str) -> Vec<(std::time::SystemTime, String)> {
+    logged
+        .lines()
+        .filter_map(|l| {
+            let (stamp, text) = l.split_once(' ')?;
+            Some((maestro::docker::parse_docker_time(stamp)?, text.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_since_until_and_timestamps_pick_lines_by_their_time() -> TestResult {
+    let mut s = setup(
+        "obs-since",
+        r#"
+  lgtime:
+    image: IMAGE
+    instances:
+      lgtime-1: {ship: inner1, command: "sh -c 'echo one; sleep 1.5; echo two; sleep 1.5; echo three; sleep 600'"}
+"#,
+    )?;
+    s.make("lgtime-1", true).await?;
+    let mut logged = Vec::new();
+    let all_three = common::support::wait_for(Duration::from_secs(30), || {
+        logged = stamped(&s.docker("inner1", &["logs", "-t", "lgtime-1"]));
+        logged.len() == 3
+    });
+    assert!(all_three, "the container logged {logged:?}");
+    let between = |a: usize, b: usize| {
+        let (ta, tb) = (logged[a].0, logged[b].0);
+        let mid = ta + tb.duration_since(ta).unwrap_or_default() / 2;
+        maestro::ui::logs::rfc3339(mid)
+    };
+    let (after_one, after_two) = (between(0, 1), between(1, 2));
+    let logs = |args: &[&str]| {
+        let out = s.maestro(&[&["logs"], args, &["lgtime-1"]].concat());
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(logs(&["--since", &after_one]), "two\nthree\n");
+    assert_eq!(logs(&["--until", &after_two]), "one\ntwo\n");
+    assert_eq!(
+        logs(&["--since", &after_one, "--until", &after_two]),
+        "two\n"
+    );
+    // Exact at the line's own time: since is inclusive, so is until.
+    let at_two = maestro::ui::logs::rfc3339(logged[1].0);
+    assert_eq!(logs(&["--since", &at_two, "--until", &at_two]), "two\n");
+    assert_eq!(logs(&["--since", "1h"]), "one\ntwo\nthree\n");
+
+    let shown = logs(&["-t", "-n", "2"]);
+    let times: Vec<_> = stamped(&shown);
+    let expected: Vec<_> = logged[1..].to_vec();
+    assert_eq!(
+        times, expected,
+        "the daemon's times, to the nanosecond: {shown}"
+    );
+
+    let out = s.maestro(&["logs", "--since", "2026-11-25T11:38:22", "lgtime-1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not `2026-11-25T11:38:22`; add its zone: `Z` for UTC"),
+        "{err}"
+    );
+    Ok(())
+}
+
+const TICKER: &str = r#"sh -c 'i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.25; done'"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_of_several_followed_instances_are_merged_in_time_order() -> TestResult {
+    let services = format!(
+        "  lgmerge:\n    image: IMAGE\n    instances:\n      lgmerge-1: {{ship: ship1, command: \"{TICKER}\"}}\n      lgmerge-2: {{ship: inner1, command: \"{TICKER}\"}}\n"
+    );
+    let mut s = setup("obs-merge", &services)?;
+    s.make("lgmerge-1", true).await?;
+    s.make("lgmerge-2", true).await?;
+    // Both have a backlog of interleaved lines before the follow starts.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+
+    let mut child = s
+        .command(&["logs", "-F", "-t", "-n", "5", "lgmerge"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 20 {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait()?;
+    assert_eq!(seen.len(), 20, "{seen:?}");
+    assert_eq!(status.code(), Some(0));
+    // `lgmerge-1 | 2026-...Z tickN`
+    let parsed: Vec<(String, std::time::SystemTime)> = seen
+        .iter()
+        .filter_map(|l| {
+            let (instance, rest) = l.split_once(" | ")?;
+            let stamp = rest.split(' ').next()?;
+            Some((
+                instance.trim().to_string(),
+                maestro::docker::parse_docker_time(stamp)?,
+            ))
+        })
+        .collect();
+    assert_eq!(parsed.len(), seen.len(), "{seen:?}");
+    // The backlogs (5 lines each) came from two ships at different speeds: merged, in order.
+    assert!(
+        parsed[..10].windows(2).all(|w| w[0].1 <= w[1].1),
+        "the backlogs in time order: {seen:?}"
+    );
+    let first_ten: Vec<&str> = parsed[..10].iter().map(|p| p.0.as_str()).collect();
+    assert!(
+        first_ten.contains(&"lgmerge-1") && first_ten.contains(&"lgmerge-2"),
+        "{seen:?}"
+    );
+    // Live lines are held a moment to be merged; each instance's own stay in order.
+    for instance in ["lgmerge-1", "lgmerge-2"] {
+        let own: Vec<_> = parsed.iter().filter(|p| p.0 == instance).collect();
+        assert!(own.windows(2).all(|w| w[0].1 < w[1].1), "{seen:?}");
+    }
+    Ok(())
+}
+
 const PLAN_V1: &str = r#"
   pldb:
     image: IMAGE

@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
+
+use super::complete;
 
 pub(super) const AFTER_HELP: &str = "\
 Examples:
@@ -21,6 +24,16 @@ Examples:
 THINGs are service or instance names. stop, kill and restart take a service name (for all
 its instances) only with -s/--expand-services or -a, and need names or -a.
 Exit codes: 0 done, 1 some instance failed, 2 bad input, 130 interrupted.";
+
+const FORWARD_HELP: &str = "\
+Examples:
+  maestro forward db-1 sql              a free local port to db-1's port `sql`
+  maestro forward db-1 sql:15432        127.0.0.1:15432 to db-1's port `sql`
+  maestro forward web-1 8080:8080       web-1's exposed port 8080 (its published port)
+  maestro forward inner1 5432           port 5432 of ship inner1 itself (its 127.0.0.1)
+
+Exit codes: 0 ended with Ctrl-C, 1 the ship or the instance could not be reached, 2 bad
+input (unknown name or port, local port in use), 130 Ctrl-C while connecting.";
 
 /// Deploy and control multi-host Docker environments over SSH, with no agent on the hosts.
 #[derive(Debug, Parser)]
@@ -79,6 +92,10 @@ impl Cli {
             | Command::Up { things, .. }
             | Command::Down { things, .. } => things.accept_new_host_keys,
             Command::Ships {
+                accept_new_host_keys,
+                ..
+            }
+            | Command::Forward {
                 accept_new_host_keys,
                 ..
             } => *accept_new_host_keys,
@@ -199,6 +216,17 @@ pub enum Command {
         /// Show only the last N lines of each instance (`--tail N` as in docker logs).
         #[arg(short = 'n', long, visible_alias = "tail", value_name = "N")]
         lines: Option<usize>,
+        /// Only lines written since TIME: a duration ago (`10m`, `90s`, `2h`), a UTC time
+        /// (`2026-11-25T11:38:22Z`, or with an offset such as `+02:00`), or Unix seconds.
+        #[arg(long, value_name = "TIME", value_parser = log_time)]
+        since: Option<std::time::SystemTime>,
+        /// Only lines written until TIME (same forms as --since). Not with --follow, which
+        /// would wait for lines past it.
+        #[arg(long, value_name = "TIME", value_parser = log_time, conflicts_with = "follow")]
+        until: Option<std::time::SystemTime>,
+        /// Start each line with the time the daemon wrote it (RFC 3339, UTC, nanoseconds).
+        #[arg(short = 't', long)]
+        timestamps: bool,
     },
     /// Dry run: what `start` would do for each instance, and why.
     Plan {
@@ -226,7 +254,7 @@ pub enum Command {
     /// Print the dependency tree of the selected services.
     Deptree {
         /// Service or instance names; none means every service that is not `omit`-ted.
-        #[arg(value_name = "THING")]
+        #[arg(value_name = "THING", add = ArgValueCompleter::new(complete::things))]
         names: Vec<String>,
         /// Expand dependencies recursively.
         #[arg(short = 'r', long)]
@@ -249,14 +277,46 @@ pub enum Command {
     /// Connect to every ship at once and report route, authentication, host key and engine.
     Ships {
         /// Only ships whose name matches these glob patterns.
-        #[arg(value_name = "SHIP")]
+        #[arg(value_name = "SHIP", add = ArgValueCompleter::new(complete::ship_names))]
         ships: Vec<String>,
         /// Record the host keys of ships seen for the first time instead of refusing them.
         /// A changed host key is always refused.
         #[arg(long)]
         accept_new_host_keys: bool,
     },
-    /// Print a shell completion script.
+    /// Forward a local TCP port to an instance's port, or to a ship's own port, through the
+    /// ship's SSH session (jump hosts included): e.g. a local SQL client against a database
+    /// behind a bastion.
+    ///
+    /// Prints the local address it listens on, serves any number of connections at once (one
+    /// SSH channel each) and runs until Ctrl-C, which ends it with exit code 0.
+    #[command(after_help = FORWARD_HELP)]
+    Forward {
+        /// An instance, to reach one of its ports (the port published on its ship, where the
+        /// lifecycle checks reach it); or a ship, to reach a port of the ship itself
+        /// (127.0.0.1 as the ship sees it).
+        #[arg(value_name = "INSTANCE|SHIP", add = ArgValueCompleter::new(complete::instances_and_ships))]
+        target: String,
+        /// The instance's named port (`sql`) or a port number, then optionally `:LOCAL_PORT`.
+        /// A number the instance exposes is its published port; any other number is that
+        /// port on the ship. Without LOCAL_PORT (or with 0) a free local port is picked and
+        /// printed.
+        #[arg(value_name = "PORT[:LOCAL_PORT]", value_parser = crate::orchestrate::forward::PortSpec::parse)]
+        port: crate::orchestrate::forward::PortSpec,
+        /// The local address to listen on. Anything but a loopback address lets other
+        /// machines use your SSH session.
+        #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Record the host keys of ships seen for the first time instead of refusing them.
+        /// A changed host key is always refused.
+        #[arg(long)]
+        accept_new_host_keys: bool,
+    },
+    /// Print the shell completion script: it completes commands and options, and the
+    /// services, instances and ships of the environment file on the command line (`-f`, else
+    /// MAESTRO_FILE, else maestro.yaml or maestro.yml here), asking maestro at each Tab.
+    /// bash: `source <(maestro completions bash)`; zsh: `source <(maestro completions zsh)`;
+    /// fish: `maestro completions fish | source`.
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
@@ -269,7 +329,7 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct Things {
     /// Service or instance names; none means every service that is not `omit`-ted.
-    #[arg(value_name = "THING")]
+    #[arg(value_name = "THING", add = ArgValueCompleter::new(complete::things))]
     pub names: Vec<String>,
 
     /// How many operations may run at once across all ships; 0 means no limit.
@@ -285,11 +345,13 @@ pub struct Things {
     pub ignore_dependencies: bool,
 
     /// Only instances whose name matches one of these glob patterns.
-    #[arg(short = 'C', long = "container-filter", value_name = "GLOB")]
+    #[arg(short = 'C', long = "container-filter", value_name = "GLOB",
+          add = ArgValueCompleter::new(complete::instance_names))]
     pub container_filter: Vec<String>,
 
     /// Only instances on ships whose name matches one of these glob patterns.
-    #[arg(short = 'S', long = "ship-filter", value_name = "GLOB")]
+    #[arg(short = 'S', long = "ship-filter", value_name = "GLOB",
+          add = ArgValueCompleter::new(complete::ship_names))]
     pub ship_filter: Vec<String>,
 
     /// Let service names stand for all their instances; stop, kill and restart refuse a
@@ -323,6 +385,34 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(text).ok_or_else(|| {
         format!("expected seconds or a duration such as 500ms, 2s, 1m, not `{text}`")
     })
+}
+
+/// A `logs --since/--until` time: a duration ago (with its unit: a bare number is a time, as
+/// in docker), Unix seconds, or an RFC 3339 time with its zone.
+fn log_time(text: &str) -> Result<std::time::SystemTime, String> {
+    let now = std::time::SystemTime::now();
+    let unix = text
+        .split_once('.')
+        .map_or((text, ""), |(whole, fraction)| (whole, fraction));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(unix.0) && (unix.1.is_empty() || digits(unix.1)) {
+        if let Ok(seconds) = text.parse::<f64>() {
+            return Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds));
+        }
+    } else if let Some(ago) = crate::config::parse_duration(text) {
+        return Ok(now.checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH));
+    } else if let Some(time) = crate::docker::parse_docker_time(text) {
+        return Ok(time);
+    }
+    let zone = if text.len() == 19 && text.as_bytes().get(10) == Some(&b'T') {
+        "; add its zone: `Z` for UTC, or an offset such as `+02:00`"
+    } else {
+        ""
+    };
+    Err(format!(
+        "expected a duration ago (10m, 90s, 2h), a time such as 2026-11-25T11:38:22Z, or Unix \
+         seconds, not `{text}`{zone}"
+    ))
 }
 
 #[cfg(test)]
@@ -420,6 +510,25 @@ mod tests {
         for name in ["start", "status", "ships", "logs"] {
             assert!(help(name).contains("--accept-new-host-keys"), "{name}");
         }
+    }
+
+    #[test]
+    fn log_times_are_durations_ago_times_or_unix_seconds() {
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(log_time("2026-11-25T11:38:22Z"), Ok(at(1_795_606_702)));
+        assert_eq!(log_time("2026-11-25T13:38:22+02:00"), Ok(at(1_795_606_702)));
+        assert_eq!(log_time("1795606702"), Ok(at(1_795_606_702)));
+        let ago = log_time("10m").expect("a duration");
+        let age = SystemTime::now().duration_since(ago).expect("in the past");
+        assert!(age >= Duration::from_secs(600) && age < Duration::from_secs(660));
+        let err = log_time("2026-11-25T11:38:22").expect_err("no zone");
+        assert!(err.contains("add its zone"), "{err}");
+        let err = log_time("yesterday").expect_err("refused");
+        assert!(err.contains("not `yesterday`"), "{err}");
+        let err = Cli::try_parse_from(["maestro", "logs", "-F", "--until", "1m"])
+            .expect_err("until and follow");
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+pub mod complete;
 
 pub use args::{Cli, Command, Output, Things};
 
@@ -18,6 +19,10 @@ pub fn main() -> i32 {
     // Before anything can fail or print: secrets of the process environment are known from
     // the start; the environment file's are added once it is loaded.
     crate::orchestrate::secrets::install(crate::orchestrate::secrets::Masker::from_process_env());
+    // The shell asking for completions (`COMPLETE=bash maestro -- WORDS`): answer, and stop.
+    if let Some(code) = complete::answer_if_asked() {
+        return code;
+    }
     let cli = match <Cli as clap::Parser>::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -50,6 +55,8 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Plan(#[from] crate::orchestrate::plan::PlanError),
+    #[error("{0}")]
+    Forward(#[from] crate::orchestrate::forward::ForwardError),
     #[error("error: {0}")]
     Io(#[from] std::io::Error),
     /// A usage error that clap cannot see (e.g. `stop` without names or `-a`).
@@ -95,6 +102,7 @@ impl CliError {
         match self {
             CliError::Config(err) => err.exit_code(),
             CliError::Plan(err) => err.exit_code(),
+            CliError::Forward(err) => err.exit_code(),
             CliError::Usage(_) => EXIT_BAD_INPUT,
             CliError::Io(_) | CliError::Failed(_) => EXIT_FAILED,
         }

@@ -45,6 +45,9 @@ pub struct LogQuery {
     pub tail: Option<usize>,
     /// Only lines from this second on (the daemon takes whole seconds).
     pub since: Option<i32>,
+    /// Only lines up to this second (whole seconds too: callers that want better filter the
+    /// lines' times themselves).
+    pub until: Option<i32>,
     /// Then new lines, until the container stops.
     pub follow: bool,
     /// Ask the daemon for each line's time, and split it off into [`LogLine::time`].
@@ -64,6 +67,9 @@ impl LogQuery {
             .tail(&tail);
         if let Some(since) = self.since {
             options = options.since(since);
+        }
+        if let Some(until) = self.until {
+            options = options.until(until);
         }
         options.build()
     }

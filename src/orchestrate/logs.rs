@@ -4,10 +4,27 @@
 //! runs again and ask for its log from the last timestamp seen on: the daemon's `since` only
 //! takes whole seconds, so we ask with timestamps and drop every line not newer than the last
 //! one printed. Nothing is shown twice, nothing written in between is lost.
+//!
+//! Several instances are merged in time order (by the daemon's timestamp of each line):
+//!
+//! - Each instance's backlog (its last N lines, or those since `--since`) is read to its end
+//!   first, also when following, and nothing is shown until every instance's backlog is in (or
+//!   its ship is known unreachable): the backlogs come from ships at different speeds, and
+//!   only then is their order known. A follow continues from the backlog's last line the way
+//!   it does after a restart. (`-n 0` has no backlog: it follows at once.)
+//! - Then a line is held [`MERGE_WINDOW`] after it arrives and released in time order: lines
+//!   written at about the same time on two ships arrive in the order of the network, not of
+//!   the clocks. Each instance's own lines keep their order (their times grow).
+//! - `--since` and `--until` are exact: the daemon takes whole seconds, the rest is filtered
+//!   on the lines' times.
 
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -18,6 +35,9 @@ use crate::docker::{self, DockerError, LogQuery, LogSource};
 /// How often a follower asks whether a stopped container runs again.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 
+/// How long a followed line is held to be merged in time order with other instances' lines.
+pub const MERGE_WINDOW: Duration = Duration::from_millis(200);
+
 /// What a log reader reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogEvent {
@@ -26,11 +46,16 @@ pub enum LogEvent {
         instance: String,
         source: LogSource,
         text: String,
+        /// When the daemon wrote it.
+        time: Option<SystemTime>,
     },
     /// Something about the follow itself (stopped, running again).
     Notice { instance: String, text: String },
     /// The instance's ship could not be reached: its log will not be read.
     Unreachable { instance: String, text: String },
+    /// The instance's backlog is read: [`FanOut`] consumes it to merge the backlogs, and
+    /// never hands it on.
+    CaughtUp { instance: String },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +66,10 @@ pub struct LogOptions {
     pub follow: bool,
     /// How often to look whether a stopped (or missing) container runs again.
     pub poll: Duration,
+    /// Only lines written at or after this time.
+    pub since: Option<SystemTime>,
+    /// Only lines written at or before this time.
+    pub until: Option<SystemTime>,
 }
 
 impl Default for LogOptions {
@@ -49,6 +78,8 @@ impl Default for LogOptions {
             tail: None,
             follow: false,
             poll: DEFAULT_POLL,
+            since: None,
+            until: None,
         }
     }
 }
@@ -72,6 +103,9 @@ pub struct FanOut {
     events: mpsc::Receiver<LogEvent>,
     readers: Vec<tokio::task::JoinHandle<Result<(), LogError>>>,
     unreachable: Arc<AtomicBool>,
+    merge: Merge,
+    /// Every reader has ended.
+    closed: bool,
 }
 
 impl FanOut {
@@ -83,21 +117,30 @@ impl FanOut {
     ) -> FanOut {
         let (sender, events) = mpsc::channel::<LogEvent>(1024);
         let unreachable = Arc::new(AtomicBool::new(false));
+        let instances: Vec<(String, String)> = instances.into_iter().collect();
+        let merge = Merge::new(instances.iter().map(|(_, i)| i.clone()), MERGE_WINDOW);
         let readers = instances
             .into_iter()
             .map(|(ship, instance)| {
                 let (fleet, sender) = (Arc::clone(fleet), sender.clone());
                 let unreachable = Arc::clone(&unreachable);
                 tokio::spawn(async move {
-                    match fleet.ship(&ship).await {
-                        Ok(handle) => read_instance(handle.docker, instance, options, sender).await,
+                    let outcome = match fleet.ship(&ship).await {
+                        Ok(handle) => {
+                            let sender = sender.clone();
+                            read_instance(handle.docker, instance.clone(), options, sender).await
+                        }
                         Err(err) => {
                             unreachable.store(true, Ordering::SeqCst);
                             let text = err.to_string();
+                            let instance = instance.clone();
                             let _ = sender.send(LogEvent::Unreachable { instance, text }).await;
                             Ok(())
                         }
-                    }
+                    };
+                    // A reader that ended early (an error) holds up no one's merge.
+                    let _ = sender.send(LogEvent::CaughtUp { instance }).await;
+                    outcome
                 })
             })
             .collect();
@@ -105,12 +148,36 @@ impl FanOut {
             events,
             readers,
             unreachable,
+            merge,
+            closed: false,
         }
     }
 
-    /// The next line or notice of any instance; `None` once every reader has ended.
+    /// The next line or notice of any instance, merged in time order (see the module's
+    /// header); `None` once every reader has ended and every line was handed on.
     pub async fn next(&mut self) -> Option<LogEvent> {
-        self.events.recv().await
+        loop {
+            if let Some(event) = self.merge.pop(Instant::now(), self.closed) {
+                return Some(event);
+            }
+            if self.closed {
+                return None;
+            }
+            let deadline = self.merge.next_release();
+            tokio::select! {
+                received = self.events.recv() => match received {
+                    Some(event) => self.merge.push(event, Instant::now()),
+                    None => self.closed = true,
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
+                    if deadline.is_some() => {}
+            }
+        }
+    }
+
+    /// The lines held for the merge, in time order: for the end of a follow (Ctrl-C).
+    pub fn held(&mut self) -> Vec<LogEvent> {
+        std::iter::from_fn(|| self.merge.pop(Instant::now(), true)).collect()
     }
 
     /// Whether some instance's ship could not be reached so far.
@@ -131,6 +198,102 @@ impl FanOut {
             }
         }
         failures
+    }
+}
+
+/// Lines of several instances put in time order (see the module's header).
+#[derive(Debug)]
+struct Merge {
+    /// Instances whose backlog is not in yet: until it is, no line is released.
+    waiting: BTreeSet<String>,
+    held: BinaryHeap<Reverse<Held>>,
+    /// Notices and errors: handed on at once.
+    now: VecDeque<LogEvent>,
+    window: Duration,
+    arrived: u64,
+}
+
+#[derive(Debug)]
+struct Held {
+    time: SystemTime,
+    /// Arrival order: equal times keep it, so an instance's lines keep theirs.
+    seq: u64,
+    release: Instant,
+    event: LogEvent,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+
+impl Merge {
+    fn new(instances: impl IntoIterator<Item = String>, window: Duration) -> Merge {
+        Merge {
+            waiting: instances.into_iter().collect(),
+            held: BinaryHeap::new(),
+            now: VecDeque::new(),
+            window,
+            arrived: 0,
+        }
+    }
+
+    fn push(&mut self, event: LogEvent, now: Instant) {
+        match event {
+            LogEvent::CaughtUp { instance } => {
+                self.waiting.remove(&instance);
+            }
+            LogEvent::Line { time, .. } => {
+                self.arrived += 1;
+                self.held.push(Reverse(Held {
+                    // A line without a time (none is asked without) is placed at its arrival.
+                    time: time.unwrap_or_else(SystemTime::now),
+                    seq: self.arrived,
+                    release: now + self.window,
+                    event,
+                }));
+            }
+            LogEvent::Unreachable { ref instance, .. } => {
+                self.waiting.remove(instance);
+                self.now.push_back(event);
+            }
+            LogEvent::Notice { .. } => self.now.push_back(event),
+        }
+    }
+
+    /// The next event to hand on at `now`; with `all`, every held line, in order.
+    fn pop(&mut self, now: Instant, all: bool) -> Option<LogEvent> {
+        if let Some(event) = self.now.pop_front() {
+            return Some(event);
+        }
+        let ready = all
+            || (self.waiting.is_empty()
+                && self.held.peek().is_some_and(|Reverse(h)| h.release <= now));
+        if ready {
+            self.held.pop().map(|Reverse(h)| h.event)
+        } else {
+            None
+        }
+    }
+
+    /// When the earliest held line may go, once every backlog is in.
+    fn next_release(&self) -> Option<Instant> {
+        if !self.waiting.is_empty() {
+            return None;
+        }
+        self.held.peek().map(|Reverse(h)| h.release)
     }
 }
 
@@ -179,7 +342,29 @@ pub async fn read_instance(
         instance: instance.clone(),
         source,
     };
-    let mut resume = Resume::default();
+    let caught_up = || LogEvent::CaughtUp {
+        instance: instance.clone(),
+    };
+    // Lines at `since` itself are shown.
+    let mut resume = Resume {
+        after: options
+            .since
+            .and_then(|t| t.checked_sub(Duration::from_nanos(1))),
+    };
+    let before_until = |time: Option<SystemTime>| match (options.until, time) {
+        (Some(until), Some(time)) => time <= until,
+        _ => true,
+    };
+    // The daemon's `until` is whole seconds: one more, and the rest is filtered here.
+    let until_seconds = options
+        .until
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| i32::try_from(d.as_secs() + 1).unwrap_or(i32::MAX));
+    // `-n 0` has no backlog to merge: follow at once (see the module's header).
+    let backlog_first = options.follow && options.tail != Some(0);
+    if options.follow && !backlog_first && events.send(caught_up()).await.is_err() {
+        return Ok(());
+    }
     let mut first = true;
     loop {
         let details = match ship.inspect(&instance).await {
@@ -218,14 +403,16 @@ pub async fn read_instance(
             let query = if first {
                 LogQuery {
                     tail: options.tail,
-                    since: None,
-                    follow: options.follow,
+                    since: resume.since_seconds(),
+                    until: until_seconds,
+                    follow: options.follow && !backlog_first,
                     timestamps: true,
                 }
             } else {
                 LogQuery {
                     tail: None,
                     since: resume.since_seconds(),
+                    until: None,
                     follow: true,
                     timestamps: true,
                 }
@@ -236,7 +423,7 @@ pub async fn read_instance(
                 match item {
                     Ok(line) => {
                         read_any = true;
-                        if !resume.is_new(line.time) {
+                        if !resume.is_new(line.time) || !before_until(line.time) {
                             continue;
                         }
                         if line.time.is_some() {
@@ -246,6 +433,7 @@ pub async fn read_instance(
                             instance: instance.clone(),
                             source: line.source,
                             text: line.text,
+                            time: line.time,
                         };
                         if events.send(event).await.is_err() {
                             return Ok(());
@@ -270,7 +458,16 @@ pub async fn read_instance(
                 tokio::time::sleep(options.poll).await;
             }
         }
-        first = false;
+        if first {
+            first = false;
+            if events.send(caught_up()).await.is_err() {
+                return Ok(());
+            }
+            if backlog_first && running {
+                // The backlog is read: follow on from its last line.
+                continue;
+            }
+        }
         // The follow ended: the container stopped (or went away, or the stream broke).
         wait_until_running(&ship, &instance, options.poll, &events).await;
         if events.is_closed() {
@@ -340,6 +537,77 @@ async fn wait_until_running(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(instance: &str, secs: u64) -> LogEvent {
+        LogEvent::Line {
+            instance: instance.into(),
+            source: LogSource::Stdout,
+            text: format!("{instance}@{secs}"),
+            time: Some(UNIX_EPOCH + Duration::from_secs(secs)),
+        }
+    }
+
+    fn text(event: Option<LogEvent>) -> String {
+        match event {
+            Some(LogEvent::Line { text, .. }) => text,
+            Some(LogEvent::Notice { text, .. }) => format!("notice {text}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn backlogs_are_merged_in_time_order_once_all_are_in() {
+        let start = Instant::now();
+        let window = Duration::from_millis(200);
+        let mut merge = Merge::new(["a".to_string(), "b".to_string()], window);
+        for secs in [1, 3, 5] {
+            merge.push(line("a", secs), start);
+        }
+        merge.push(
+            LogEvent::CaughtUp {
+                instance: "a".into(),
+            },
+            start,
+        );
+        let later = start + Duration::from_secs(1);
+        assert_eq!(merge.pop(later, false), None, "b's backlog is not in yet");
+        assert_eq!(merge.next_release(), None);
+        merge.push(
+            LogEvent::Notice {
+                instance: "b".into(),
+                text: "waiting".into(),
+            },
+            later,
+        );
+        assert_eq!(
+            text(merge.pop(later, false)),
+            "notice waiting",
+            "notices go at once"
+        );
+        for secs in [2, 4] {
+            merge.push(line("b", secs), later);
+        }
+        merge.push(
+            LogEvent::CaughtUp {
+                instance: "b".into(),
+            },
+            later,
+        );
+        assert_eq!(text(merge.pop(later + window, false)), "a@1");
+        assert_eq!(text(merge.pop(later + window, false)), "b@2");
+        // A live line held less than the window waits, even when older lines are gone.
+        merge.push(line("a", 6), later + window);
+        let order: Vec<String> = std::iter::from_fn(|| merge.pop(later + window, false))
+            .map(|e| text(Some(e)))
+            .collect();
+        assert_eq!(order, ["a@3", "b@4", "a@5"]);
+        assert_eq!(merge.next_release(), Some(later + window + window));
+        assert_eq!(
+            text(merge.pop(later + window, true)),
+            "a@6",
+            "all: at the end"
+        );
+    }
 
     #[test]
     fn a_resumed_log_skips_what_was_shown() {

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod events;
 pub mod executor;
 pub mod fleet;
+pub mod forward;
 pub mod lifecycle;
 pub mod logs;
 pub mod ops;

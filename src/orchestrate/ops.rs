@@ -393,23 +393,6 @@ impl Unit<'_> {
         OpError::failed(reason).with_log_tail(self.log_tail().await)
     }
 
-    /// Named port -> port published on the ship: the one configured, or for a range the one
-    /// Docker picked (from the container's details, when there is a container).
-    fn published_ports(&self, details: Option<&ContainerDetails>) -> BTreeMap<String, u16> {
-        let mut out = BTreeMap::new();
-        for port in &self.instance.ports {
-            let picked = details.and_then(|d| {
-                let key = format!("{}/{}", port.exposed.start, port.protocol.as_str());
-                d.published_ports.get(&key).and_then(|p| p.first().copied())
-            });
-            let configured = port.external.is_single().then_some(port.external.start);
-            if let Some(p) = picked.or(configured) {
-                out.insert(port.name.clone(), p);
-            }
-        }
-        out
-    }
-
     async fn checks(
         &self,
         state: CheckState,
@@ -421,7 +404,7 @@ impl Unit<'_> {
             return Ok(());
         }
         let details = self.ship().inspect(self.name()).await.ok().flatten();
-        let ports = self.published_ports(details.as_ref());
+        let ports = published_ports(self.instance, details.as_ref());
         let target = CheckTarget {
             connection: &self.handle.connection,
             ship: self.ship(),
@@ -781,6 +764,27 @@ pub fn reason_to_recreate(
         Some(id) if id != existing.image_id => Some("the image changed".into()),
         _ => None,
     }
+}
+
+/// Named port -> port published on the ship: the one configured, or for a range the one
+/// Docker picked (from the container's details, when there is a container). The lifecycle
+/// checks and `forward` reach an instance's named ports through this one map.
+pub fn published_ports(
+    instance: &Instance,
+    details: Option<&ContainerDetails>,
+) -> BTreeMap<String, u16> {
+    let mut out = BTreeMap::new();
+    for port in &instance.ports {
+        let picked = details.and_then(|d| {
+            let key = format!("{}/{}", port.exposed.start, port.protocol.as_str());
+            d.published_ports.get(&key).and_then(|p| p.first().copied())
+        });
+        let configured = port.external.is_single().then_some(port.external.start);
+        if let Some(p) = picked.or(configured) {
+            out.insert(port.name.clone(), p);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The printer of `logs`: each line of a container's output on the stream it came from,
 //! prefixed with its instance (padded, in a colour the instance keeps from run to run) when
-//! several instances are shown, and maestro's own notices dimmed. Everything goes through the
+//! several instances are shown, and maestro's own notices dimmed. With `--timestamps`, each
+//! line starts with the daemon's time of it, as `docker logs -t` writes it (RFC 3339, UTC,
+//! nanoseconds), after the prefix. Everything goes through the
 //! masking writer: a container may print its own secrets (its environment, a config file).
 
 use std::io::Write;
@@ -27,6 +29,7 @@ pub struct LogPrinter {
     several: bool,
     /// The longest instance name, to align the prefixes.
     width: usize,
+    timestamps: bool,
     out_colours: bool,
     err_colours: bool,
     stdout: Masked<std::io::Stdout>,
@@ -34,12 +37,13 @@ pub struct LogPrinter {
 }
 
 impl LogPrinter {
-    /// A printer for the logs of `instances`.
-    pub fn new<'a>(instances: impl IntoIterator<Item = &'a str>) -> LogPrinter {
+    /// A printer for the logs of `instances`; `timestamps` shows each line's time.
+    pub fn new<'a>(instances: impl IntoIterator<Item = &'a str>, timestamps: bool) -> LogPrinter {
         let widths: Vec<usize> = instances.into_iter().map(|i| i.chars().count()).collect();
         LogPrinter {
             several: widths.len() > 1,
             width: widths.iter().copied().max().unwrap_or(0),
+            timestamps,
             out_colours: colors_wanted(console::Term::stdout().is_term()),
             err_colours: colors_wanted(console::Term::stderr().is_term()),
             stdout: output::stdout(),
@@ -54,7 +58,15 @@ impl LogPrinter {
                 instance,
                 source,
                 text,
-            } => (instance, text, source == LogSource::Stderr, false),
+                time,
+            } => {
+                let text = match time {
+                    Some(time) if self.timestamps => format!("{} {text}", rfc3339(time)),
+                    _ => text,
+                };
+                (instance, text, source == LogSource::Stderr, false)
+            }
+            LogEvent::CaughtUp { .. } => return,
             LogEvent::Notice { instance, text } => (instance, text, true, true),
             LogEvent::Unreachable { instance, text } => {
                 let _ = writeln!(self.stderr, "{instance}: {text}");
@@ -98,6 +110,32 @@ impl LogPrinter {
     }
 }
 
+/// `2026-11-25T11:38:22.472438429Z`: UTC, nanoseconds, as the daemon writes its times.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (H. Hinnant's algorithm), for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_nanos()
+    )
+}
+
 /// FNV-1a: stable across runs and platforms, unlike the standard library's hasher.
 fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
@@ -128,5 +166,23 @@ mod tests {
         let coloured = prefix("web-1", 7, true);
         assert!(coloured.contains("\u{1b}["));
         assert_eq!(coloured, prefix("web-1", 7, true), "stable colour");
+    }
+
+    #[test]
+    fn times_are_written_as_the_daemon_writes_them() {
+        use std::time::{Duration, UNIX_EPOCH};
+        for text in [
+            "2026-11-25T11:38:22.472438429Z",
+            "1970-01-01T00:00:00.000000000Z",
+            "2000-02-29T23:59:59.000000001Z",
+            "2024-12-31T00:00:00.500000000Z",
+        ] {
+            let time = crate::docker::parse_docker_time(text).expect("parses");
+            assert_eq!(rfc3339(time), text);
+        }
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::new(1_795_606_702, 472_438_429)),
+            "2026-11-25T11:38:22.472438429Z"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! One module per group of commands; `run` dispatches.
 
+mod forward;
 mod inspect;
 mod lifecycle;
 mod man;
@@ -22,6 +23,9 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
             show_secrets,
         } => inspect::dump(cli, *containers, *show_secrets),
         Command::Ships { ships, .. } => ships::ships(cli, ships),
+        Command::Forward {
+            target, port, bind, ..
+        } => forward::forward(cli, target, port, *bind),
         Command::Status { .. } | Command::Logs { .. } | Command::Plan { .. } => observe::run(cli),
         Command::Start { .. }
         | Command::Up { .. }
@@ -32,12 +36,8 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         | Command::Pull { .. }
         | Command::Clean { .. } => lifecycle::run(cli),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "maestro",
-                &mut crate::ui::output::stdout(),
-            );
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = crate::ui::output::stdout().write_all(&super::complete::script(*shell)?);
             Ok(0)
         }
         Command::Man => {
@@ -68,14 +68,16 @@ fn follow_hint(cli: &Cli, err: config::ConfigError) -> CliError {
     err.into()
 }
 
+/// The environment file's names looked for in the current directory, in this order.
+pub(super) const DEFAULT_FILES: [&str; 2] = ["maestro.yaml", "maestro.yml"];
+
 /// The file `-f` (or `MAESTRO_FILE`) names; without either, `maestro.yaml` or `maestro.yml` in
 /// the current directory, the way compose looks for its file.
 fn environment_file(cli: &Cli) -> Result<std::path::PathBuf, CliError> {
     if let Some(file) = &cli.file {
         return Ok(file.clone());
     }
-    const DEFAULTS: [&str; 2] = ["maestro.yaml", "maestro.yml"];
-    if let Some(found) = DEFAULTS
+    if let Some(found) = DEFAULT_FILES
         .iter()
         .find(|name| std::path::Path::new(name).is_file())
     {

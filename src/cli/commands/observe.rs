@@ -30,7 +30,19 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
             things,
             follow,
             lines,
-        } => logs_command(cli, things, *follow, *lines),
+            since,
+            until,
+            timestamps,
+        } => {
+            let options = LogOptions {
+                tail: *lines,
+                follow: *follow,
+                since: *since,
+                until: *until,
+                ..LogOptions::default()
+            };
+            logs_command(cli, things, options, *timestamps)
+        }
         Command::Plan { things } => plan_command(cli, things),
         _ => Err(CliError::Usage("not a status, logs or plan command".into())),
     }
@@ -140,24 +152,19 @@ fn status_command(
 fn logs_command(
     cli: &Cli,
     things: &Things,
-    follow: bool,
-    lines: Option<usize>,
+    options: LogOptions,
+    timestamps: bool,
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
     let plan = selected(&env, things, false)?;
     let fleet = fleet_of(cli, &env, &plan);
-    let options = LogOptions {
-        tail: lines,
-        follow,
-        ..LogOptions::default()
-    };
     runtime()?.block_on(async {
         let instances = plan
             .steps
             .iter()
             .map(|s| (s.ship.clone(), s.instance.clone()));
         let mut logs = FanOut::start(&fleet, instances, options);
-        let mut printer = LogPrinter::new(plan.instances());
+        let mut printer = LogPrinter::new(plan.instances(), timestamps);
         let interrupted = fleet::ctrl_c();
         tokio::pin!(interrupted);
         loop {
@@ -167,6 +174,9 @@ fn logs_command(
                     None => break,
                 },
                 _ = &mut interrupted => {
+                    for event in logs.held() {
+                        printer.print(event);
+                    }
                     // Following ends with Ctrl-C by design: that is success, not failure;
                     // while ships are still connecting, it is an interruption.
                     let code = if fleet.connecting() > 0 {

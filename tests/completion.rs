@@ -1,0 +1,192 @@
+//! Completion of the environment file's names, run the way the shells run it: the binary
+//! with `COMPLETE=SHELL` and the words typed so far, and for bash the script of
+//! `maestro completions bash` itself, sourced and called as bash calls it at a Tab.
+//! No ship is contacted: completion reads only the file.
+
+use std::path::Path;
+use std::process::Output;
+
+mod common;
+
+const FILE: &str = r#"
+name: comp
+ships:
+  alpha: {ip: 10.0.0.1}
+  beta: {ip: 10.0.0.2}
+services:
+  web:
+    image: busybox
+    instances:
+      web-1: {ship: alpha}
+      web-2: {ship: beta}
+  worker:
+    image: busybox
+    instances:
+      worker-1: {ship: beta}
+  db:
+    image: busybox
+    instances:
+      db-1: {ship: alpha}
+"#;
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `COMPLETE=shell maestro -- WORDS` in `dir`, as the shell's function calls it: bash and zsh
+/// say which word is completed; lines are split on newlines.
+fn complete(dir: &Path, shell: &str, words: &[&str], envs: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = common::maestro(dir);
+    cmd.current_dir(dir)
+        .env("COMPLETE", shell)
+        .env("_CLAP_IFS", "\n")
+        .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+        .arg("--")
+        .args(words);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run maestro");
+    assert_eq!(out.status.code(), Some(0), "{words:?}: {}", text(&out));
+    assert!(out.stderr.is_empty(), "{words:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn setup() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("env.yaml");
+    std::fs::write(&file, FILE).expect("write");
+    let file = file.display().to_string();
+    (dir, file)
+}
+
+#[test]
+fn services_and_instances_complete_from_the_file_named_by_f() {
+    let (dir, file) = setup();
+    let got = complete(
+        dir.path(),
+        "bash",
+        &["maestro", "-f", &file, "logs", "w"],
+        &[],
+    );
+    assert_eq!(got, ["web", "worker", "web-1", "web-2", "worker-1"]);
+    let got = complete(
+        dir.path(),
+        "bash",
+        &["maestro", "--file", &file, "restart", "-s", "web-"],
+        &[],
+    );
+    assert_eq!(got, ["web-1", "web-2"]);
+    let got = complete(
+        dir.path(),
+        "zsh",
+        &["maestro", "-f", &file, "status", "-S", ""],
+        &[],
+    );
+    assert_eq!(got, ["alpha:ship at 10.0.0.1", "beta:ship at 10.0.0.2"]);
+    let got = complete(
+        dir.path(),
+        "fish",
+        &["maestro", "-f", &file, "forward", "d"],
+        &[],
+    );
+    assert_eq!(got, ["db-1\tinstance of db on alpha"]);
+    let got = complete(
+        dir.path(),
+        "fish",
+        &["maestro", "-f", &file, "forward", "b"],
+        &[],
+    );
+    assert_eq!(got, ["beta\tship at 10.0.0.2"]);
+}
+
+#[test]
+fn without_f_the_file_is_maestro_file_then_the_default_name() {
+    let (dir, file) = setup();
+    let words = ["maestro", "stop", "db"];
+    assert_eq!(
+        complete(dir.path(), "bash", &words, &[("MAESTRO_FILE", &file)]),
+        ["db", "db-1"]
+    );
+    assert!(
+        complete(dir.path(), "bash", &words, &[]).is_empty(),
+        "no file here yet"
+    );
+    std::fs::write(dir.path().join("maestro.yml"), FILE).expect("write");
+    assert_eq!(complete(dir.path(), "bash", &words, &[]), ["db", "db-1"]);
+    // A file that does not load completes nothing, and says nothing mid-line.
+    std::fs::write(dir.path().join("maestro.yml"), "services: [").expect("write");
+    assert!(complete(dir.path(), "bash", &words, &[]).is_empty());
+}
+
+#[test]
+fn the_bash_script_completes_names_when_bash_calls_it() {
+    let (dir, file) = setup();
+    let script = format!(
+        r#"source <("$MAESTRO" completions bash) || exit 9
+COMP_WORDS=(maestro -f "{file}" logs web-)
+COMP_CWORD=4
+COMP_TYPE=9
+_clap_complete_maestro maestro web- logs
+printf '%s\n' "${{COMPREPLY[@]}}"
+"#
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("MAESTRO", env!("CARGO_BIN_EXE_maestro"))
+        .env_remove("COMPLETE")
+        .current_dir(dir.path())
+        .output()
+        .expect("bash");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "web-1\nweb-2\n",
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn completions_prints_a_script_that_calls_maestro_back_for_each_shell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (shell, call) in [
+        ("bash", "COMPLETE=\"bash\""),
+        ("zsh", "COMPLETE=\"zsh\""),
+        ("fish", "COMPLETE=fish"),
+    ] {
+        let out = common::maestro(dir.path())
+            .args(["completions", shell])
+            .output()
+            .expect("run maestro");
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(call), "{shell}:\n{script}");
+        assert!(
+            script.contains(env!("CARGO_BIN_EXE_maestro")),
+            "{shell}: calls this binary back:\n{script}"
+        );
+    }
+    let out = common::maestro(dir.path())
+        .env("COMPLETE", "tcsh")
+        .args(["--", "maestro", ""])
+        .output()
+        .expect("run maestro");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("error: COMPLETE=tcsh: not a shell maestro completes for"),
+        "{}",
+        text(&out)
+    );
+}
