@@ -12,6 +12,7 @@ mod error;
 mod http;
 mod known_hosts;
 mod patterns;
+mod session;
 mod ssh;
 mod ssh_config;
 mod tls;
@@ -30,6 +31,7 @@ pub use api_version::default_cache_dir;
 pub use error::TransportError;
 pub use http::{HttpAnswer, HttpError, HttpRequest};
 pub use known_hosts::HostKeyPolicy;
+pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
 pub use ssh::SessionPool;
 pub use tls::{TlsClient, TlsFailure, TlsSetupError, TlsTrust};
 
@@ -415,6 +417,34 @@ impl Connection {
                     },
                 }),
         }
+    }
+
+    /// Opens a login session on the ship, over its own SSH session (its jump hosts crossed as
+    /// for Docker): a command or the login shell, with a terminal when `request.pty` asks.
+    /// Only for ships reached over SSH.
+    pub async fn open_session(
+        &self,
+        request: &SessionRequest,
+    ) -> Result<ShipSession, TransportError> {
+        let Link::Ssh(chain, _) = &self.link else {
+            return Err(TransportError::Settings {
+                ship: self.info.ship.clone(),
+                message: format!(
+                    "is not reached over SSH (its route: {}), so there is no shell to open \
+                     on it; give the ship an `ssh:` block to reach it over SSH",
+                    self.info.route
+                ),
+            });
+        };
+        let channel = chain
+            .open_session()
+            .await
+            .map_err(|source| TransportError::Ssh {
+                ship: self.info.ship.clone(),
+                hop: chain.ship_label().to_string(),
+                source: Box::new(source),
+            })?;
+        session::start(channel, request, &self.info.ship, chain.ship_label()).await
     }
 
     /// Asks the daemon its versions and measures the round trip of one ping.
