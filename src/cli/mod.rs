@@ -4,7 +4,7 @@
 mod args;
 mod commands;
 
-pub use args::{Cli, Command, Output, Things};
+pub use args::{Cli, Command, ExecArgs, Output, SshArgs, Things};
 
 /// Exit code for input the user must fix (bad file, bad arguments); no ship was contacted.
 pub const EXIT_BAD_INPUT: i32 = 2;
@@ -49,6 +49,9 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Plan(#[from] crate::orchestrate::plan::PlanError),
+    /// Boxed: a Docker error inside makes it the largest by far.
+    #[error("{0}")]
+    Exec(Box<crate::orchestrate::exec::ExecError>),
     #[error("error: {0}")]
     Io(#[from] std::io::Error),
     /// A usage error that clap cannot see (e.g. `stop` without names or `-a`).
@@ -56,6 +59,12 @@ pub enum CliError {
     Usage(String),
     #[error("error: {0}")]
     Failed(String),
+}
+
+impl From<crate::orchestrate::exec::ExecError> for CliError {
+    fn from(err: crate::orchestrate::exec::ExecError) -> Self {
+        CliError::Exec(Box::new(err))
+    }
 }
 
 impl CliError {
@@ -94,6 +103,7 @@ impl CliError {
         match self {
             CliError::Config(err) => err.exit_code(),
             CliError::Plan(err) => err.exit_code(),
+            CliError::Exec(err) => err.exit_code(),
             CliError::Usage(_) => EXIT_BAD_INPUT,
             CliError::Io(_) | CliError::Failed(_) => EXIT_FAILED,
         }

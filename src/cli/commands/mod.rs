@@ -1,5 +1,6 @@
 //! One module per group of commands; `run` dispatches.
 
+mod exec;
 mod inspect;
 mod lifecycle;
 mod man;
@@ -31,6 +32,8 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         | Command::Restart { .. }
         | Command::Pull { .. }
         | Command::Clean { .. } => lifecycle::run(cli),
+        Command::Exec(args) => exec::exec(cli, args),
+        Command::Ssh(args) => exec::ssh(cli, args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
