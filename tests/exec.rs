@@ -216,7 +216,7 @@ fn exec_without_a_terminal_streams_stdin_and_passes_the_exit_code() {
     let s = setup(
         "ex-pipe",
         &format!(
-            "  expipe:\n{SLEEPER}    instances:\n      expipe-1: {{ship: ship1, command: \"sleep 600\"}}\n"
+            "  expipe:\n{SLEEPER}    env: {{DB_PASSWORD: hunter2-in-the-file}}\n    instances:\n      expipe-1: {{ship: ship1, command: \"sleep 600\"}}\n"
         ),
         &[("expipe-1", "ship1")],
     );
@@ -228,6 +228,21 @@ fn exec_without_a_terminal_streams_stdin_and_passes_the_exit_code() {
     assert_eq!(run.code, 3, "{run}");
     assert_eq!(run.stdout, "FIRST LINE\nSECOND LINE\n", "{run}");
     assert_eq!(run.stderr, "to-stderr\n", "{run}");
+
+    // The container's secrets are masked in what it prints, as in every output of maestro.
+    let run = s.run(
+        &[
+            "exec",
+            "-T",
+            "expipe-1",
+            "--",
+            "sh",
+            "-c",
+            "echo \"pw=$DB_PASSWORD\"",
+        ],
+        None,
+    );
+    assert_eq!((run.code, run.stdout.as_str()), (0, "pw=***\n"), "{run}");
 
     // No stdin at all: the command sees its end at once.
     let run = s.run(&["exec", "expipe-1", "--", "wc", "-c"], None);
