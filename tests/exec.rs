@@ -40,17 +40,21 @@ fn inner_name(bed: &common::TestBed) -> String {
         .unwrap_or_else(|| panic!("these tests need an inner ship behind the bastion"))
 }
 
-/// `name`'s file: ship1, inner1 (through the bastion) and `plain`, a ship reached without
-/// SSH; `services` with IMAGE for the bed's image. Starts `start` (instance, real ship).
+/// `name`'s file: ship1, inner1 (through the bastion), `nodocker` (ship2 with a Docker socket
+/// that does not exist) and `plain`, a ship reached without SSH; `services` with IMAGE for the bed's image. Starts `start` (instance, real ship).
 fn setup(name: &str, services: &str, start: &[(&str, &str)]) -> Setup {
     let bed = common::TestBed::shared();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(format!("{name}.yaml"));
     let inner = inner_name(&bed);
     let text = format!(
-        "name: {name}\nships:\n{}{}  plain: {{ip: 127.0.0.1, docker_port: 9}}\nservices:\n{}",
+        "name: {name}\nships:\n{}{}{}  plain: {{ip: 127.0.0.1, docker_port: 9}}\nservices:\n{}",
         bed.ship_yaml("ship1", "ship1"),
         bed.ship_yaml(&inner, "inner1"),
+        bed.ship_yaml("ship2", "nodocker").replace(
+            &bed.ship("ship2").docker_socket.display().to_string(),
+            "/nonexistent/docker.sock"
+        ),
         services.replace("IMAGE", &bed.image)
     );
     std::fs::write(&path, text).expect("write the file");
@@ -308,7 +312,7 @@ fn exec_on_several_instances_prefixes_their_lines_and_returns_the_worst_code() {
 fn ssh_runs_a_command_on_an_inner_ship_and_passes_its_exit_code() {
     let s = setup(
         "ex-ssh",
-        "  unused:\n    image: IMAGE\n    instances: {}\n",
+        "  exnd:\n    image: IMAGE\n    instances:\n      exnd-1: {ship: nodocker}\n",
         &[],
     );
     let inner = inner_name(&s.bed);
@@ -324,6 +328,22 @@ fn ssh_runs_a_command_on_an_inner_ship_and_passes_its_exit_code() {
 
     let run = s.run(&["ssh", "inner1", "--", "cat"], Some("through\n"));
     assert_eq!((run.code, run.stdout.as_str()), (0, "through\n"), "{run}");
+
+    // A shell on a ship does not need its Docker daemon, which `status` finds missing.
+    let run = s.run(
+        &[
+            "ssh",
+            "nodocker",
+            "--",
+            "echo on-$(hostname -I | wc -w)-addresses",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.starts_with("on-"), "{run}");
+    let run = s.run(&["status"], None);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("/nonexistent/docker.sock"), "{run}");
 }
 
 #[test]
@@ -428,7 +448,7 @@ fn bad_inputs_are_named_with_what_to_do() {
             2,
             &[
                 "unknown ship `inner2x`; did you mean `inner1`?",
-                "the file's ships: ship1, inner1, plain",
+                "the file's ships: ship1, inner1, nodocker, plain",
             ],
         ),
     ];

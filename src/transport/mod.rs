@@ -57,6 +57,10 @@ pub struct Endpoint {
     /// (SSH routes; see `api_version.rs`); None: negotiate on every connection.
     pub api_version_cache: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// SSH routes: stop after the login, for a shell on the ship (`maestro ssh`), which must
+    /// work while its Docker daemon is down. The connection's Docker handle is then unchecked
+    /// and its API version the default.
+    pub login_only: bool,
 }
 
 impl Endpoint {
@@ -68,6 +72,7 @@ impl Endpoint {
             api_version: None,
             api_version_cache: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            login_only: false,
         }
     }
 }
@@ -627,6 +632,21 @@ async fn connect_ssh(
         host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
         warnings: chain.warnings.clone(),
     };
+    if endpoint.login_only {
+        let docker = connector::ssh_docker(
+            chain.clone(),
+            endpoint.docker.clone(),
+            Vec::new(),
+            &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
+            api.clone(),
+        )
+        .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
+        return Ok(Connection {
+            docker,
+            info,
+            link: Link::Ssh(chain, api),
+        });
+    }
     // Past the login, what was found (route, login, host key) is kept with the error.
     let after_login = |source: TransportError| TransportError::AfterLogin {
         reached: Box::new(info.clone()),

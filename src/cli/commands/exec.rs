@@ -87,7 +87,12 @@ pub(super) fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32, CliError> {
 pub(super) fn ssh(cli: &Cli, args: &SshArgs) -> Result<i32, CliError> {
     let env = load(cli)?;
     let ship = exec::ssh_ship(&env, &args.ship)?;
-    let fleet = Arc::new(Fleet::new(&env, &[&ship.name], connect_options(cli)));
+    // A shell on the ship must not depend on its Docker daemon.
+    let options = ConnectOptions {
+        login_only: true,
+        ..connect_options(cli)
+    };
+    let fleet = Arc::new(Fleet::new(&env, &[&ship.name], options));
     // As OpenSSH: a terminal for a login shell, none for a command unless -t.
     let tty = wants_tty(args.tty, args.no_tty, args.command.is_empty());
     let request = SessionRequest {
@@ -112,6 +117,7 @@ pub(super) fn ssh(cli: &Cli, args: &SshArgs) -> Result<i32, CliError> {
 fn connect_options(cli: &Cli) -> ConnectOptions {
     ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
+        ..ConnectOptions::default()
     }
 }
 
