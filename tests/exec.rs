@@ -418,6 +418,14 @@ fn bad_inputs_are_named_with_what_to_do() {
             ],
         ),
         (
+            &["exec", "exbad-1", "ls"],
+            2,
+            &[
+                "unknown service or container `ls`",
+                "help: the command comes after `--`: maestro exec exbad-1 -- ls ...",
+            ],
+        ),
+        (
             &["exec"],
             2,
             &[

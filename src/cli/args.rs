@@ -223,16 +223,20 @@ pub enum Command {
         #[arg(long)]
         accept_new_host_keys: bool,
     },
-    /// Run a command in an instance's container, through its ship's SSH session: a shell
-    /// when no command is given. With a terminal on both ends it is an interactive terminal
-    /// (raw keys, the window's size); otherwise standard input, output and error are streamed.
-    /// Several instances (a service name, -C, -S) each run the command, without a terminal,
-    /// their lines prefixed as `logs` does. The exit code is the command's (the worst one of
-    /// several); 1 when it could not run.
+    /// Run a command in an instance's container (a shell when none is given).
+    ///
+    /// Through the ship's SSH session, with Docker's exec API. With a terminal on both ends
+    /// the command gets one (raw keys, the window's size, restored at the end); otherwise
+    /// standard input, output and error are streamed. Several instances (a service name, -C,
+    /// -S) each run the command, without a terminal, their lines prefixed as `logs` does.
+    /// The exit code is the command's (the worst one of several); 1 when it could not run.
     #[command(after_help = EXEC_HELP)]
     Exec(ExecArgs),
-    /// Open a shell on a ship, or run a command there, through its whole jump chain, with the
-    /// same host-key rules as every other command. The exit code is the command's.
+    /// Open a shell on a ship, or run a command there.
+    ///
+    /// Through the ship's whole jump chain, with the same keys and host-key rules as every
+    /// other command; its Docker daemon is not needed. A login shell gets a terminal when
+    /// both ends are terminals, a command only with -t. The exit code is the command's.
     #[command(after_help = SSH_HELP)]
     Ssh(SshArgs),
     /// Print a shell completion script.

@@ -32,7 +32,21 @@ pub(super) fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32, CliError> {
         include_omitted: true,
         ..Selection::default()
     };
-    let plan = plan::select(&env, &Graph::new(&env), &selection)?;
+    let plan = plan::select(&env, &Graph::new(&env), &selection).map_err(|err| {
+        // `exec web-1 ls`: the command was taken for a second instance.
+        match &err {
+            plan::PlanError::UnknownName { name, .. }
+                if args.command.is_empty() && args.names.len() > 1 =>
+            {
+                CliError::Usage(format!(
+                    "{}\n  = help: the command comes after `--`: maestro exec {} -- {name} ...",
+                    err.to_string().trim_start_matches("error: "),
+                    args.names.first().map_or("INSTANCE", String::as_str)
+                ))
+            }
+            _ => err.into(),
+        }
+    })?;
     let fleet = Arc::new(Fleet::for_plans(&env, [&plan], connect_options(cli)));
     let mut options = ExecOptions {
         command: args.command.clone(),
