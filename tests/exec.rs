@@ -173,6 +173,17 @@ fn exec_on_a_terminal_types_reads_resizes_and_returns_the_exit_code() {
         out["restored"], true,
         "the terminal was left changed: {out:#}"
     );
+    // SIGTERM in the middle of a session: maestro ends with 128 + 15, the terminal restored.
+    let steps = serde_json::json!([
+        {"expect": "# "},
+        {"send": "echo ready-$((1+1))\r"}, {"expect": "ready-2"},
+        {"signal": "TERM"},
+    ]);
+    let Some(out) = s.on_terminal(&["exec", "extty-1"], steps) else {
+        return;
+    };
+    assert_eq!(out["exit"], 143, "{out:#}");
+    assert_eq!(out["restored"], true, "{out:#}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ STEPS.json is a list of steps, run in order:
                                 type text, again after each quiet second, until it matches
   {"resize": [rows, cols]}      change the window size (the kernel and an explicit SIGWINCH
                                 tell the program)
+  {"signal": "TERM"}            send the program a signal
 
 Prints one JSON object: {"exit": code or null, "output": everything read,
 "restored": whether the terminal's settings after the program are those before it,
@@ -112,6 +113,8 @@ def main():
             if not expect(step["expect"]):
                 failed = step
                 break
+        elif "signal" in step:
+            os.kill(pid, getattr(signal, "SIG" + step["signal"]))
         elif "resize" in step:
             set_size(master, *step["resize"])
             os.kill(pid, signal.SIGWINCH)
