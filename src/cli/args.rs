@@ -99,6 +99,8 @@ impl Cli {
                 accept_new_host_keys,
                 ..
             } => *accept_new_host_keys,
+            Command::Exec(args) => args.accept_new_host_keys,
+            Command::Ssh(args) => args.accept_new_host_keys,
             Command::Deptree { .. }
             | Command::Dump { .. }
             | Command::Validate
@@ -284,6 +286,22 @@ pub enum Command {
         #[arg(long)]
         accept_new_host_keys: bool,
     },
+    /// Run a command in an instance's container (a shell when none is given).
+    ///
+    /// Through the ship's SSH session, with Docker's exec API. With a terminal on both ends
+    /// the command gets one (raw keys, the window's size, restored at the end); otherwise
+    /// standard input, output and error are streamed. Several instances (a service name, -C,
+    /// -S) each run the command, without a terminal, their lines prefixed as `logs` does.
+    /// The exit code is the command's (the worst one of several); 1 when it could not run.
+    #[command(after_help = EXEC_HELP)]
+    Exec(ExecArgs),
+    /// Open a shell on a ship, or run a command there.
+    ///
+    /// Through the ship's whole jump chain, with the same keys and host-key rules as every
+    /// other command; its Docker daemon is not needed. A login shell gets a terminal when
+    /// both ends are terminals, a command only with -t. The exit code is the command's.
+    #[command(after_help = SSH_HELP)]
+    Ssh(SshArgs),
     /// Forward a local TCP port to an instance's port, or to a ship's own port, through the
     /// ship's SSH session (jump hosts included): e.g. a local SQL client against a database
     /// behind a bastion.
@@ -378,6 +396,101 @@ pub struct Ownership {
     /// had made it. Without it, such a container is refused and left as it is.
     #[arg(long)]
     pub adopt: bool,
+const EXEC_HELP: &str = "\
+Examples:
+  maestro exec web-1                      a shell (/bin/sh) in web-1's container
+  maestro exec web-1 -- ls -l /data       one command; its exit code is maestro's
+  maestro exec -u root -w /tmp web-1 -- id
+  echo select 1 | maestro exec -T db-1 -- psql    standard input passed through
+  maestro exec web -- cat /etc/hostname   every instance of the service web";
+
+const SSH_HELP: &str = "\
+Examples:
+  maestro ssh ship1                       a login shell on ship1 (through its bastion)
+  maestro ssh ship1 -- df -h /            one command; its exit code is maestro's";
+
+/// `exec`'s selection and how the command runs.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExecArgs {
+    /// The instance (or service) to run in; several are allowed without a terminal.
+    #[arg(value_name = "INSTANCE")]
+    pub names: Vec<String>,
+
+    /// The command and its arguments, after `--`; default: /bin/sh.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+
+    /// Keep standard input attached (always done; accepted for docker's `-it`).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the command a terminal even when standard input or output is not one.
+    #[arg(short = 't', long, conflicts_with = "no_tty")]
+    pub tty: bool,
+
+    /// No terminal, even on one: plain streams, as in a script.
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
+
+    /// The user (name or uid, optionally `:group`) to run as; default: the container's.
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// The directory to run in, inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// An environment variable for the command (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = env_assignment)]
+    pub env: Vec<String>,
+
+    /// Only instances whose name matches one of these glob patterns.
+    #[arg(short = 'C', long = "container-filter", value_name = "GLOB")]
+    pub container_filter: Vec<String>,
+
+    /// Only instances on ships whose name matches one of these glob patterns.
+    #[arg(short = 'S', long = "ship-filter", value_name = "GLOB")]
+    pub ship_filter: Vec<String>,
+
+    /// Record the host keys of ships seen for the first time instead of refusing them.
+    /// A changed host key is always refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+/// `ssh`'s ship and command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SshArgs {
+    /// The ship, as the environment file names it.
+    #[arg(value_name = "SHIP")]
+    pub ship: String,
+
+    /// A command to run instead of the login shell, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+
+    /// Ask for a terminal even when standard input or output is not one.
+    #[arg(short = 't', long, conflicts_with = "no_tty")]
+    pub tty: bool,
+
+    /// No terminal, even on one.
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
+
+    /// Record the host keys of ships seen for the first time instead of refusing them.
+    /// A changed host key is always refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+/// `-e NAME=value`: a name, then `=`.
+fn env_assignment(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((name, _)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
+            Ok(text.to_string())
+        }
+        _ => Err(format!("expected NAME=value, not `{text}`")),
+    }
 }
 
 /// A `--step-delay`-style value: seconds, or a number with ms, s, m or h, as in the file.

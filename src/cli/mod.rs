@@ -5,7 +5,7 @@ mod args;
 mod commands;
 pub mod complete;
 
-pub use args::{Cli, Command, Output, Things};
+pub use args::{Cli, Command, ExecArgs, Output, SshArgs, Things};
 
 /// Exit code for input the user must fix (bad file, bad arguments); no ship was contacted.
 pub const EXIT_BAD_INPUT: i32 = 2;
@@ -57,6 +57,9 @@ pub enum CliError {
     Plan(#[from] crate::orchestrate::plan::PlanError),
     #[error("{0}")]
     Forward(#[from] crate::orchestrate::forward::ForwardError),
+    /// Boxed: a Docker error inside makes it the largest by far.
+    #[error("{0}")]
+    Exec(Box<crate::orchestrate::exec::ExecError>),
     #[error("error: {0}")]
     Io(#[from] std::io::Error),
     /// A usage error that clap cannot see (e.g. `stop` without names or `-a`).
@@ -64,6 +67,12 @@ pub enum CliError {
     Usage(String),
     #[error("error: {0}")]
     Failed(String),
+}
+
+impl From<crate::orchestrate::exec::ExecError> for CliError {
+    fn from(err: crate::orchestrate::exec::ExecError) -> Self {
+        CliError::Exec(Box::new(err))
+    }
 }
 
 impl CliError {
@@ -103,6 +112,7 @@ impl CliError {
             CliError::Config(err) => err.exit_code(),
             CliError::Plan(err) => err.exit_code(),
             CliError::Forward(err) => err.exit_code(),
+            CliError::Exec(err) => err.exit_code(),
             CliError::Usage(_) => EXIT_BAD_INPUT,
             CliError::Io(_) | CliError::Failed(_) => EXIT_FAILED,
         }

@@ -19,7 +19,8 @@ pub use logs::{LogLine, LogQuery, LogSource, LogStream};
 pub use progress::{PullProgress, PullTracker};
 pub use retry::RetryPolicy;
 pub use ship::{
-    ContainerDetails, DockerVersion, ExecOutcome, ManagedContainer, PublishedPort, PullRetry, Ship,
+    ContainerDetails, DockerVersion, ExecOutcome, ExecOutput, ExecRequest, ExecSession,
+    ManagedContainer, PublishedPort, PullRetry, Ship,
 };
 pub use spec::{
     BindMount, ContainerSpec, Device, ENVIRONMENT_LABEL, Healthcheck, HostPort, INSTANCE_LABEL,

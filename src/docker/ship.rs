@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerInspectResponse, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest,
@@ -143,6 +144,52 @@ pub struct ExecOutcome {
     pub exit_code: i64,
     /// Standard output and error, interleaved as produced.
     pub output: String,
+}
+
+/// A command to run in a container with [`Ship::exec_attach`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// A terminal: output comes as one stream, and the caller sends its size.
+    pub tty: bool,
+    /// Attach standard input (the session's `input`; shut it down for end of file).
+    pub stdin: bool,
+    /// `user`, `user:group`, `uid` or `uid:gid`; `None`: the container's.
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    /// `NAME=value` entries added to the container's environment.
+    pub env: Vec<String>,
+}
+
+/// A chunk of an exec's output, as the daemon sent it (not cut at lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutput {
+    /// Standard output, or everything with a terminal.
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+}
+
+impl ExecOutput {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            ExecOutput::Stdout(b) | ExecOutput::Stderr(b) => b,
+        }
+    }
+}
+
+/// A started exec: its id (for [`Ship::exec_resize`] and [`Ship::exec_exit_code`]), its
+/// output until the command ends, and its standard input.
+pub struct ExecSession {
+    pub id: String,
+    pub output:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<ExecOutput, DockerError>> + Send>>,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession").field("id", &self.id).finish()
+    }
 }
 
 /// When a failed pull is tried again.
@@ -726,16 +773,40 @@ impl Ship {
         command: &[String],
         env: &[(String, String)],
     ) -> Result<ExecOutcome, DockerError> {
+        let request = ExecRequest {
+            command: command.to_vec(),
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            ..ExecRequest::default()
+        };
+        let mut session = self.exec_attach(name, &request).await?;
+        let mut output = String::new();
+        while let Some(chunk) = session.output.next().await {
+            output.push_str(&String::from_utf8_lossy(chunk?.bytes()));
+        }
+        let exit_code = self.exec_exit_code(name, &session.id).await?;
+        Ok(ExecOutcome { exit_code, output })
+    }
+
+    /// Creates and starts `request` in the running container `name`, attached: its output
+    /// as it comes, and its standard input (when `request.stdin`).
+    // The output stream's items are `Result<_, DockerError>` as every stream of this module.
+    #[allow(clippy::result_large_err)]
+    pub async fn exec_attach(
+        &self,
+        name: &str,
+        request: &ExecRequest,
+    ) -> Result<ExecSession, DockerError> {
         let call = format!("exec in {name}");
+        let some = |text: &Option<String>| text.clone().filter(|t| !t.is_empty());
         let options = CreateExecOptions::<String> {
+            attach_stdin: Some(request.stdin),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            cmd: Some(command.to_vec()),
-            env: if env.is_empty() {
-                None
-            } else {
-                Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect())
-            },
+            tty: Some(request.tty),
+            cmd: Some(request.command.clone()),
+            env: (!request.env.is_empty()).then(|| request.env.clone()),
+            user: some(&request.user),
+            working_dir: some(&request.working_dir),
             ..Default::default()
         };
         let exec = self
@@ -749,33 +820,63 @@ impl Ship {
                 &exec.id,
                 Some(StartExecOptions {
                     detach: false,
-                    tty: false,
+                    tty: request.tty,
                     output_capacity: None,
                 }),
             )
             .await
             .map_err(|e| self.err(call.clone(), e))?;
-        let mut output = String::new();
-        if let StartExecResults::Attached {
-            output: mut stream, ..
-        } = started
-        {
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.err(call.clone(), e))?;
-                output.push_str(&String::from_utf8_lossy(chunk.as_ref()));
-            }
-        }
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(DockerError::new(
+                &self.name,
+                call,
+                ErrorKind::Other,
+                "the daemon started the command detached",
+            ));
+        };
+        let ship = self.name.clone();
+        let output = output.map(move |chunk| match chunk {
+            Ok(LogOutput::StdErr { message }) => Ok(ExecOutput::Stderr(message)),
+            Ok(
+                LogOutput::StdOut { message }
+                | LogOutput::Console { message }
+                | LogOutput::StdIn { message },
+            ) => Ok(ExecOutput::Stdout(message)),
+            Err(e) => Err(DockerError::from_bollard(&ship, call.clone(), e)),
+        });
+        Ok(ExecSession {
+            id: exec.id,
+            output: Box::pin(output),
+            input,
+        })
+    }
+
+    /// Tells the exec's terminal its new size (`tty` execs only).
+    pub async fn exec_resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::ResizeExecOptionsBuilder::new()
+            .h(i32::from(rows))
+            .w(i32::from(cols))
+            .build();
+        self.docker
+            .resize_exec(id, options)
+            .await
+            .map_err(|e| self.err("resize of an exec's terminal", e))
+    }
+
+    /// The exit code of the exec `id` (in container `name`), once its output has ended.
+    pub async fn exec_exit_code(&self, name: &str, id: &str) -> Result<i64, DockerError> {
+        let call = format!("exec in {name}");
         // The exit code is recorded a moment after the output ends.
         for _ in 0..50 {
             let inspected = self
                 .docker
-                .inspect_exec(&exec.id)
+                .inspect_exec(id)
                 .await
                 .map_err(|e| self.err(call.clone(), e))?;
             if inspected.running != Some(true)
                 && let Some(exit_code) = inspected.exit_code
             {
-                return Ok(ExecOutcome { exit_code, output });
+                return Ok(exit_code);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

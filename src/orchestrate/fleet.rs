@@ -25,6 +25,8 @@ use crate::transport::{
 pub struct ConnectOptions {
     /// `--accept-new-host-keys`: record unknown host keys (changed keys are still refused).
     pub accept_new_host_keys: bool,
+    /// Log in to each ship over SSH and stop there: no Docker check (`maestro ssh`).
+    pub login_only: bool,
 }
 
 /// The transport endpoint of `ship`, from its settings in `env`.
@@ -87,6 +89,7 @@ pub fn endpoint(env: &Environment, ship: &Ship, options: ConnectOptions) -> Endp
         api_version: ship.api_version.clone(),
         api_version_cache: crate::transport::default_cache_dir(),
         connect_timeout: ship.ssh_timeout.unwrap_or(ship.timeout),
+        login_only: options.login_only,
     }
 }
 
@@ -404,6 +407,7 @@ services: {}
         let e = env("name: t\nships:\n  a: {ip: 10.0.0.1, ssh: {user: root}}\nservices: {}\n");
         let options = ConnectOptions {
             accept_new_host_keys: true,
+            ..ConnectOptions::default()
         };
         match endpoint(&e, &e.ships[0], options).route {
             Route::Ssh(r) => assert_eq!(r.host_key_policy, Some(HostKeyPolicy::AcceptNew)),

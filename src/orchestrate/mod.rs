@@ -4,6 +4,7 @@
 pub mod autoconf;
 pub mod checks;
 pub mod events;
+pub mod exec;
 pub mod executor;
 pub mod fleet;
 pub mod forward;

@@ -12,6 +12,7 @@ mod error;
 mod http;
 mod known_hosts;
 mod patterns;
+mod session;
 mod ssh;
 mod ssh_config;
 mod tls;
@@ -30,6 +31,7 @@ pub use api_version::default_cache_dir;
 pub use error::TransportError;
 pub use http::{HttpAnswer, HttpError, HttpRequest};
 pub use known_hosts::HostKeyPolicy;
+pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
 pub use ssh::SessionPool;
 pub use tls::{TlsClient, TlsFailure, TlsSetupError, TlsTrust};
 
@@ -55,6 +57,10 @@ pub struct Endpoint {
     /// (SSH routes; see `api_version.rs`); None: negotiate on every connection.
     pub api_version_cache: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// SSH routes: stop after the login, for a shell on the ship (`maestro ssh`), which must
+    /// work while its Docker daemon is down. The connection's Docker handle is then unchecked
+    /// and its API version the default.
+    pub login_only: bool,
 }
 
 impl Endpoint {
@@ -66,6 +72,7 @@ impl Endpoint {
             api_version: None,
             api_version_cache: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            login_only: false,
         }
     }
 }
@@ -417,6 +424,34 @@ impl Connection {
         }
     }
 
+    /// Opens a login session on the ship, over its own SSH session (its jump hosts crossed as
+    /// for Docker): a command or the login shell, with a terminal when `request.pty` asks.
+    /// Only for ships reached over SSH.
+    pub async fn open_session(
+        &self,
+        request: &SessionRequest,
+    ) -> Result<ShipSession, TransportError> {
+        let Link::Ssh(chain, _) = &self.link else {
+            return Err(TransportError::Settings {
+                ship: self.info.ship.clone(),
+                message: format!(
+                    "is not reached over SSH (its route: {}), so there is no shell to open \
+                     on it; give the ship an `ssh:` block to reach it over SSH",
+                    self.info.route
+                ),
+            });
+        };
+        let channel = chain
+            .open_session()
+            .await
+            .map_err(|source| TransportError::Ssh {
+                ship: self.info.ship.clone(),
+                hop: chain.ship_label().to_string(),
+                source: Box::new(source),
+            })?;
+        session::start(channel, request, &self.info.ship, chain.ship_label()).await
+    }
+
     /// Asks the daemon its versions and measures the round trip of one ping.
     pub async fn probe(&self) -> Result<ProbeReport, TransportError> {
         let api_err = |source| TransportError::docker(&self.info.ship, source);
@@ -597,6 +632,21 @@ async fn connect_ssh(
         host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
         warnings: chain.warnings.clone(),
     };
+    if endpoint.login_only {
+        let docker = connector::ssh_docker(
+            chain.clone(),
+            endpoint.docker.clone(),
+            Vec::new(),
+            &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
+            api.clone(),
+        )
+        .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
+        return Ok(Connection {
+            docker,
+            info,
+            link: Link::Ssh(chain, api),
+        });
+    }
     // Past the login, what was found (route, login, host key) is kept with the error.
     let after_login = |source: TransportError| TransportError::AfterLogin {
         reached: Box::new(info.clone()),

@@ -119,6 +119,14 @@ impl SshChain {
         Ok(channel.into_stream())
     }
 
+    /// A `session` channel on the ship's own session, for a login shell or a command.
+    pub async fn open_session(&self) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let session = self.ship_session().ok_or(russh::Error::Disconnect)?;
+        let channel = session.channel_open_session().await?;
+        self.channels_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(channel)
+    }
+
     /// Runs a shell command on the ship and returns its standard output. Used only to tell
     /// a missing Docker socket from an inaccessible one after sshd refused the channel.
     pub async fn run(&self, command: &str) -> Option<String> {

@@ -26,6 +26,7 @@ pub mod plain;
 pub mod progress;
 pub mod report;
 pub mod summary;
+pub mod terminal;
 
 pub use output::{eprintln, print, println};
 

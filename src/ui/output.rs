@@ -95,6 +95,76 @@ pub fn stderr() -> Masked<io::Stderr> {
     Masked::new(io::stderr())
 }
 
+/// A writer for the bytes of a remote program (`exec`, `ssh`): each write goes out at once,
+/// since a prompt has no newline to wait for, with the known secrets masked in its text. Bytes
+/// that are not text pass as they are (a secret is text), and a character cut between two
+/// writes is held for the next one, so output comes out byte for byte when nothing is masked.
+/// A secret cut between two chunks of the remote side is not seen: masking here is a courtesy
+/// to the operator's screen, not a barrier.
+pub struct Passthrough<W: Write> {
+    inner: W,
+    /// The start of a character whose end is in the next write.
+    pending: Vec<u8>,
+}
+
+impl<W: Write> Passthrough<W> {
+    pub fn new(inner: W) -> Passthrough<W> {
+        Passthrough {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for Passthrough<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut bytes = std::mem::take(&mut self.pending);
+        bytes.extend_from_slice(buf);
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut chunks = bytes.utf8_chunks().peekable();
+        while let Some(chunk) = chunks.next() {
+            out.extend_from_slice(secrets::mask(chunk.valid()).as_bytes());
+            let invalid = chunk.invalid();
+            // An invalid tail of at most 3 bytes at the very end may be a cut character.
+            if chunks.peek().is_none() && !invalid.is_empty() && invalid.len() < 4 {
+                let start = bytes.len() - invalid.len();
+                if std::str::from_utf8(&bytes[start..]).is_err_and(|e| e.error_len().is_none()) {
+                    self.pending = invalid.to_vec();
+                    continue;
+                }
+            }
+            out.extend_from_slice(invalid);
+        }
+        self.inner.write_all(&out)?;
+        self.inner.flush()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.inner.write_all(&pending)?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for Passthrough<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Standard output for a remote program's bytes (see [`Passthrough`]).
+pub fn stdout_passthrough() -> Passthrough<io::Stdout> {
+    Passthrough::new(io::stdout())
+}
+
+/// Standard error for a remote program's bytes (see [`Passthrough`]).
+pub fn stderr_passthrough() -> Passthrough<io::Stderr> {
+    Passthrough::new(io::stderr())
+}
+
 /// Writes `text` to standard output, masked. A closed pipe (`maestro status | head`) is not
 /// an error worth reporting: the reader has what it wanted.
 pub fn print(text: &str) {
@@ -177,5 +247,20 @@ mod tests {
         }
         let out = String::from_utf8(buffer).unwrap_or_default();
         assert_eq!(out, "password: *** and more\nnext line ***");
+    }
+
+    #[test]
+    fn passthrough_keeps_bytes_and_characters_cut_between_writes() {
+        let mut buffer = Vec::new();
+        {
+            let mut writer = Passthrough::new(&mut buffer);
+            let euro = "€".as_bytes();
+            let _ = writer.write_all(&[b'a', 0xff, b'b', euro[0]]);
+            let _ = writer.write_all(&euro[1..]);
+            let _ = writer.write_all(b"$ ");
+        }
+        let mut expected = vec![b'a', 0xff, b'b'];
+        expected.extend_from_slice("€$ ".as_bytes());
+        assert_eq!(buffer, expected);
     }
 }

@@ -49,7 +49,14 @@ fn command(out: &mut Vec<u8>, sub: &Command) {
                 .get_value_names()
                 .and_then(|n| n.first())
                 .map_or_else(|| p.get_id().to_string(), ToString::to_string);
-            format!("[{name}...]")
+            let many = p.get_num_args().is_some_and(|n| n.max_values() > 1);
+            match (p.is_required_set(), many, p.is_last_set()) {
+                (_, _, true) => format!("[-- {name}...]"),
+                (true, false, _) => name,
+                (true, true, _) => format!("{name}..."),
+                (false, false, _) => format!("[{name}]"),
+                (false, true, _) => format!("[{name}...]"),
+            }
         })
         .collect();
     out.extend_from_slice(
@@ -212,6 +219,11 @@ mod tests {
         ] {
             assert!(page.contains(&format!(".SS \"{command} ")), "{command}");
         }
+        assert!(
+            page.contains(".SS \"ssh SHIP [\\-\\- CMD...]\""),
+            "one SHIP, CMD after --"
+        );
+        assert!(page.contains(".SS \"exec [INSTANCE...] [\\-\\- CMD...]\""));
         assert!(page.contains("MAESTRO_SSH_PASSPHRASE"));
         assert!(page.contains("\\-\\-step\\-delay"), "restart's own options");
         assert!(

@@ -1,6 +1,7 @@
 //! One module per group of commands; `run` dispatches.
 
 mod forward;
+mod exec;
 mod inspect;
 mod lifecycle;
 mod man;
@@ -35,6 +36,8 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         | Command::Restart { .. }
         | Command::Pull { .. }
         | Command::Clean { .. } => lifecycle::run(cli),
+        Command::Exec(args) => exec::exec(cli, args),
+        Command::Ssh(args) => exec::ssh(cli, args),
         Command::Completions { shell } => {
             // A closed pipe (`| head`) is the reader's choice, not an error.
             let _ = crate::ui::output::stdout().write_all(&super::complete::script(*shell)?);
