@@ -396,6 +396,8 @@ pub struct Ownership {
     /// had made it. Without it, such a container is refused and left as it is.
     #[arg(long)]
     pub adopt: bool,
+}
+
 const EXEC_HELP: &str = "\
 Examples:
   maestro exec web-1                      a shell (/bin/sh) in web-1's container

@@ -19,7 +19,7 @@ pub use logs::{LogLine, LogQuery, LogSource, LogStream};
 pub use progress::{PullProgress, PullTracker};
 pub use retry::RetryPolicy;
 pub use ship::{
-    ContainerDetails, DockerVersion, ExecOutcome, ExecOutput, ExecRequest, ExecSession,
+    ContainerDetails, DockerVersion, ExecOutcome, ExecOutput, ExecRequest, ExecSession, ImageFacts,
     ManagedContainer, PublishedPort, PullRetry, Ship,
 };
 pub use spec::{

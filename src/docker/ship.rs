@@ -129,6 +129,16 @@ pub struct ContainerDetails {
     pub raw: ContainerInspectResponse,
 }
 
+/// What an image is and declares, for `plan`'s decisions and its hints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFacts {
+    pub id: String,
+    /// `EXPOSE`, as `80/tcp`.
+    pub exposed_ports: Vec<String>,
+    /// `VOLUME`, container paths.
+    pub volumes: Vec<String>,
+}
+
 /// The daemon's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerVersion {
@@ -432,8 +442,13 @@ impl Ship {
         }))
     }
 
-    /// Id of a local image, `None` when the ship does not have it.
+    /// The id of `image` on the ship, None when the ship does not have it.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+        Ok(self.image(image).await?.map(|facts| facts.id))
+    }
+
+    /// What the ship's `image` is and declares, None when the ship does not have it.
+    pub async fn image(&self, image: &str) -> Result<Option<ImageFacts>, DockerError> {
         let result = self
             .retry
             .run(|| async {
@@ -444,7 +459,14 @@ impl Ship {
             })
             .await;
         match result {
-            Ok(found) => Ok(found.id),
+            Ok(found) => Ok(found.id.map(|id| {
+                let config = found.config.unwrap_or_default();
+                ImageFacts {
+                    id,
+                    exposed_ports: config.exposed_ports.unwrap_or_default(),
+                    volumes: config.volumes.unwrap_or_default(),
+                }
+            })),
             Err(err) if err.is_not_found() => Ok(None),
             Err(err) => Err(err),
         }

@@ -393,6 +393,7 @@ async fn exec_lines(
                 instance: instance.to_string(),
                 source,
                 text,
+                time: None,
             };
             let _ = lines.send(line).await;
         }
@@ -404,6 +405,7 @@ async fn exec_lines(
                 instance,
                 source,
                 text,
+                time: None,
             })
             .await;
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::config::{Environment, Protocol as ConfigProtocol};
 use crate::docker::{
-    ContainerSpec, ContainerStatus, HealthState, ManagedContainer, Protocol, SpecChange,
+    ContainerSpec, ContainerStatus, HealthState, ImageFacts, ManagedContainer, Protocol, SpecChange,
 };
 use crate::orchestrate::fleet::{Fleet, ShipHandle};
 use crate::orchestrate::plan::Plan;
@@ -504,20 +504,25 @@ pub async fn what_start_would_do(
     let lookups = wanted.into_iter().filter_map(|(ship, image)| {
         let docker_ship = observed.ships.get(&ship)?.docker.clone();
         Some(async move {
-            let id = docker_ship.image_id(&image).await;
-            ((ship, image), id)
+            let facts = docker_ship.image(&image).await;
+            ((ship, image), facts)
         })
     });
     let mut images = ImageIds::new();
+    let mut facts = BTreeMap::new();
     let mut lookup_errors = Vec::new();
-    for (key, id) in join_all(lookups).await {
-        match id {
-            Ok(id) => {
-                images.insert(key, id);
+    for (key, found) in join_all(lookups).await {
+        match found {
+            Ok(found) => {
+                images.insert(key.clone(), found.as_ref().map(|f| f.id.clone()));
+                if let Some(found) = found {
+                    facts.insert(key, found);
+                }
             }
             Err(err) => lookup_errors.push(err.to_string()),
         }
     }
+    lookup_errors.extend(compose_habit_hints(env, plan, &facts));
     let mut rows = plan_actions(plan, &observed.listings, &specs, &images);
     read_deployed_values(&mut rows, &specs, &observed).await;
     for row in &mut rows {
@@ -526,6 +531,80 @@ pub async fn what_start_would_do(
         }
     }
     (rows, lookup_errors)
+}
+
+/// Hints for a file that looks written with compose's meaning in mind where MaestroNG's
+/// meaning stays, judged against what the image declares, so that a correct MaestroNG file is
+/// never warned about on its text alone:
+/// - a port `8080:80` is CONTAINER:HOST in MaestroNG's format (compose reads HOST:CONTAINER):
+///   when the image exposes the host side and not the container side, it was probably meant
+///   the other way round;
+/// - a schema 1 volume `{/a: /b}` mounts the ship's /b at /a (container first; compose and
+///   schema 2 read host first): when the image declares /b as a volume and not /a, likewise.
+pub fn compose_habit_hints(
+    env: &Environment,
+    plan: &Plan,
+    images: &BTreeMap<(String, String), ImageFacts>,
+) -> Vec<String> {
+    let mut hints = Vec::new();
+    for step in &plan.steps {
+        let Some((_, instance)) = env.instance(&step.instance) else {
+            continue;
+        };
+        let Some(image) = images.get(&(step.ship.clone(), instance.image.clone())) else {
+            continue;
+        };
+        for port in &instance.ports {
+            if !port.exposed.is_single() || !port.external.is_single() {
+                continue;
+            }
+            let (inside, outside) = (port.exposed.start, port.external.start);
+            let proto = port.protocol.as_str();
+            let exposes = |p: u16| {
+                image
+                    .exposed_ports
+                    .iter()
+                    .any(|e| *e == format!("{p}/{proto}"))
+            };
+            if inside != outside && exposes(outside) && !exposes(inside) {
+                hints.push(format!(
+                    "instance {}: port `{}` publishes container port {inside} as the ship's port \
+                     {outside}, but the image {} exposes {outside}/{proto}, not {inside}/{proto}. \
+                     In maestro's (MaestroNG's) format `{inside}:{outside}` is CONTAINER:HOST, \
+                     the reverse of compose's; if the container listens on {outside}, write \
+                     `{outside}:{inside}`, or `{{exposed: {outside}, external: {inside}}}`",
+                    instance.name, port.name, instance.image
+                ));
+            }
+        }
+        if env.schema != 1 {
+            continue;
+        }
+        for bind in &instance.volumes {
+            let declares = |path: &str| image.volumes.iter().any(|v| v == path);
+            if bind.host.starts_with('/') && declares(&bind.host) && !declares(&bind.container) {
+                hints.push(format!(
+                    "instance {}: the volume `{}: {}` mounts the ship's {} at {} in the \
+                     container (schema 1 reads volumes container-first), but the image {} \
+                     declares the volume {}. If you meant the ship's {} at {}, write `{}: {}`, \
+                     or use schema 2 (`__maestro: {{schema: 2}}`), whose volumes read host-first \
+                     as compose's do",
+                    instance.name,
+                    bind.container,
+                    bind.host,
+                    bind.host,
+                    bind.container,
+                    instance.image,
+                    bind.host,
+                    bind.container,
+                    bind.host,
+                    bind.host,
+                    bind.container
+                ));
+            }
+        }
+    }
+    hints
 }
 
 /// The old values of the fields the spec label records only as fingerprints (environment,
@@ -722,6 +801,49 @@ services:
             },
         )
         .expect("plan")
+    }
+
+    #[test]
+    fn compose_habits_are_hinted_only_when_the_image_disagrees() {
+        let text = "name: t\nships:\n  a: {ip: 10.0.0.1}\nservices:\n  web:\n    image: nginx\n    \
+                    instances:\n      web-1:\n        ship: a\n        ports: {http: \"8080:80\", \
+                    api: \"9000:9000\", admin: \"8443:443\"}\n        volumes: {/data: \
+                    /var/lib/mysql, /conf: /srv/conf}\n";
+        let env = crate::config::load_str(text, "t.yaml", Path::new(".")).expect("valid");
+        let plan = plan(&env, false);
+        let images = BTreeMap::from([(
+            ("a".to_string(), "nginx".to_string()),
+            ImageFacts {
+                id: "sha256:1".into(),
+                exposed_ports: vec!["80/tcp".into(), "8443/tcp".into(), "443/tcp".into()],
+                volumes: vec!["/var/lib/mysql".into()],
+            },
+        )]);
+        let hints = compose_habit_hints(&env, &plan, &images);
+        assert_eq!(hints.len(), 2, "{hints:#?}");
+        // 8080:80 with an image exposing 80 only: compose's reading, most likely.
+        assert!(
+            hints[0].contains("port `http` publishes container port 8080 as the ship's port 80")
+                && hints[0].contains("write `80:8080`"),
+            "{}",
+            hints[0]
+        );
+        // Schema 1: /data: /var/lib/mysql mounts the ship's /var/lib/mysql at /data.
+        assert!(
+            hints[1].contains("the image nginx declares the volume /var/lib/mysql")
+                && hints[1].contains("write `/var/lib/mysql: /data`"),
+            "{}",
+            hints[1]
+        );
+        // A file that agrees with its image (or an image that says nothing) gets no hint.
+        let silent = BTreeMap::from([(
+            ("a".to_string(), "nginx".to_string()),
+            ImageFacts {
+                id: "sha256:1".into(),
+                ..ImageFacts::default()
+            },
+        )]);
+        assert!(compose_habit_hints(&env, &plan, &silent).is_empty());
     }
 
     const NOW: i64 = 1_800_000_000;

@@ -634,6 +634,7 @@ async fn connect_ssh(
     };
     if endpoint.login_only {
         let docker = connector::ssh_docker(
+            &endpoint.ship,
             chain.clone(),
             endpoint.docker.clone(),
             Vec::new(),

@@ -76,7 +76,7 @@ pub(super) fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32, CliError> {
         .steps
         .iter()
         .map(|s| (s.ship.clone(), s.instance.clone()));
-    let mut printer = LogPrinter::new(plan.instances());
+    let mut printer = LogPrinter::new(plan.instances(), false);
     let exits = runtime()?.block_on(fleet.run(async {
         let (mut lines, all) = exec::fan_out(&fleet, instances.collect(), &options);
         while let Some(line) = lines.recv().await {

@@ -23,6 +23,7 @@ pub(super) fn forward(
     let request = Request::resolve(&env, target, port.clone())?;
     let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
+        login_only: false,
     };
     let fleet = Arc::new(Fleet::new(&env, &[request.ship.as_str()], options));
     runtime()?.block_on(async {

@@ -1,7 +1,7 @@
 //! One module per group of commands; `run` dispatches.
 
-mod forward;
 mod exec;
+mod forward;
 mod inspect;
 mod lifecycle;
 mod man;
