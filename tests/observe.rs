@@ -654,3 +654,65 @@ async fn plan_shows_what_start_would_do_and_the_diff() -> TestResult {
     );
     Ok(())
 }
+
+/// A file written with compose's order in mind is valid MaestroNG and keeps its meaning, but
+/// `plan` says so when the image disagrees: `8080:80` on an image that exposes 80 and not
+/// 8080, and a schema 1 volume whose ship-side path the image declares as a VOLUME.
+#[test]
+fn plan_hints_at_compose_habits_when_the_image_disagrees() -> TestResult {
+    let bed = common::TestBed::shared();
+    let image = "maestro-test-hint:1";
+    let _ = bed.docker_cli("ship1", &["rm", "-f", "obs-hint-src"]);
+    bed.docker_ok(
+        "ship1",
+        &["create", "--name", "obs-hint-src", &bed.image, "true"],
+    );
+    bed.docker_ok(
+        "ship1",
+        &[
+            "commit",
+            "--change",
+            "EXPOSE 80",
+            "--change",
+            "VOLUME /var/lib/data",
+            "obs-hint-src",
+            image,
+        ],
+    );
+    let _ = bed.docker_cli("ship1", &["rm", "-f", "obs-hint-src"]);
+    let s = setup(
+        "obs-hint",
+        &format!(
+            "  hint:\n    image: {image}\n    instances:\n      hint-1:\n        ship: ship1\n        \
+             ports: {{http: \"8080:80\"}}\n        volumes: {{/data: /var/lib/data}}\n"
+        ),
+    )?;
+    let out = s.maestro(&["plan", "hint-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stderr.contains(&format!(
+            "warning: instance hint-1: port `http` publishes container port 8080 as the ship's \
+             port 80, but the image {image} exposes 80/tcp, not 8080/tcp"
+        )) && stderr.contains("write `80:8080`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("declares the volume /var/lib/data")
+            && stderr.contains("write `/var/lib/data: /data`"),
+        "{stderr}"
+    );
+    // Written the way the image expects: no hint.
+    let quiet = setup(
+        "obs-hint2",
+        &format!(
+            "  hint:\n    image: {image}\n    instances:\n      hint-1:\n        ship: ship1\n        \
+             ports: {{http: \"80:8080\"}}\n        volumes: {{/var/lib/data: /srv/data}}\n"
+        ),
+    )?;
+    let out = quiet.maestro(&["plan", "hint-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let _ = bed.docker_cli("ship1", &["rmi", "-f", image]);
+    Ok(())
+}
