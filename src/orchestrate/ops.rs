@@ -556,24 +556,7 @@ impl Unit<'_> {
                 });
                 return self.start_created(&vars, Outcome::Started).await;
             }
-            if let Some(reason) = &change {
-                self.ctx.step(Step::Message {
-                    text: format!("re-creating: {reason}"),
-                });
-            }
-            if c.running {
-                replaced = true;
-                self.ctx.step(Step::Stopping);
-                self.ship()
-                    .stop(self.name(), stop_timeout(self.instance))
-                    .await
-                    .map_err(docker_failed)?;
-            }
-            self.ctx.step(Step::Removing);
-            self.ship()
-                .remove(self.name(), true)
-                .await
-                .map_err(docker_failed)?;
+            replaced = self.remove_old(c, change.as_deref()).await?;
         }
         if self.ctx.is_cancelled() {
             return Err(OpError::interrupted(if existing.is_some() {
@@ -612,6 +595,33 @@ impl Unit<'_> {
             Outcome::Started
         };
         self.start_created(&vars, outcome).await
+    }
+
+    /// Stops (if it runs) and removes the container `start` is about to re-create; whether it
+    /// was running, which makes the outcome a re-creation.
+    async fn remove_old(
+        &self,
+        existing: &ContainerDetails,
+        reason: Option<&str>,
+    ) -> Result<bool, OpError> {
+        if let Some(reason) = reason {
+            self.ctx.step(Step::Message {
+                text: format!("re-creating: {reason}"),
+            });
+        }
+        if existing.running {
+            self.ctx.step(Step::Stopping);
+            self.ship()
+                .stop(self.name(), stop_timeout(self.instance))
+                .await
+                .map_err(docker_failed)?;
+        }
+        self.ctx.step(Step::Removing);
+        self.ship()
+            .remove(self.name(), true)
+            .await
+            .map_err(docker_failed)?;
+        Ok(existing.running)
     }
 
     /// Starts the existing container, waits until it runs and passes its `running` checks.

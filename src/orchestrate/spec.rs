@@ -183,18 +183,7 @@ pub fn container_spec_with_env(
             .cloned()
             .collect(),
         ports: ports(instance),
-        binds: instance
-            .volumes
-            .iter()
-            .map(|v| BindMount {
-                host_path: v.host.clone(),
-                container_path: v.container.clone(),
-                mode: match v.mode {
-                    VolumeMode::ReadWrite => MountMode::Rw,
-                    VolumeMode::ReadOnly => MountMode::Ro,
-                },
-            })
-            .collect(),
+        binds: binds(instance),
         volumes: instance.container_volumes.clone(),
         volumes_from: instance.volumes_from.clone(),
         links: instance
@@ -216,19 +205,7 @@ pub fn container_spec_with_env(
             .map(|h| (h.host.clone(), h.address.clone()))
             .collect(),
         network_mode,
-        networks: instance
-            .networks
-            .iter()
-            .map(|n| {
-                // Peers on the network find the container by its instance name.
-                let mut aliases = vec![instance.name.clone()];
-                aliases.extend(n.aliases.iter().filter(|a| **a != instance.name).cloned());
-                NetworkAttachment {
-                    name: n.name.clone(),
-                    aliases,
-                }
-            })
-            .collect(),
+        networks: networks(instance),
         restart: instance.restart.as_ref().map(restart),
         dns: instance.dns.clone(),
         stop_timeout: Some(i64::from(instance.stop_timeout)),
@@ -262,15 +239,7 @@ pub fn container_spec_with_env(
             retries: h.retries.map(i64::from),
             start_period: h.start_period,
         }),
-        devices: instance
-            .devices
-            .iter()
-            .map(|d| Device {
-                host_path: d.host.clone(),
-                container_path: d.container.clone(),
-                permissions: d.permissions.clone(),
-            })
-            .collect(),
+        devices: devices(instance),
         tmpfs: instance
             .tmpfs
             .iter()
@@ -278,6 +247,49 @@ pub fn container_spec_with_env(
             .collect(),
         init: instance.init,
     }
+}
+
+fn binds(instance: &Instance) -> Vec<BindMount> {
+    instance
+        .volumes
+        .iter()
+        .map(|v| BindMount {
+            host_path: v.host.clone(),
+            container_path: v.container.clone(),
+            mode: match v.mode {
+                VolumeMode::ReadWrite => MountMode::Rw,
+                VolumeMode::ReadOnly => MountMode::Ro,
+            },
+        })
+        .collect()
+}
+
+/// The instance's networks; peers on each find the container by its instance name.
+fn networks(instance: &Instance) -> Vec<NetworkAttachment> {
+    instance
+        .networks
+        .iter()
+        .map(|n| {
+            let mut aliases = vec![instance.name.clone()];
+            aliases.extend(n.aliases.iter().filter(|a| **a != instance.name).cloned());
+            NetworkAttachment {
+                name: n.name.clone(),
+                aliases,
+            }
+        })
+        .collect()
+}
+
+fn devices(instance: &Instance) -> Vec<Device> {
+    instance
+        .devices
+        .iter()
+        .map(|d| Device {
+            host_path: d.host.clone(),
+            container_path: d.container.clone(),
+            permissions: d.permissions.clone(),
+        })
+        .collect()
 }
 
 /// The full container spec of `instance`: the file's settings and the auto-configuration

@@ -99,71 +99,81 @@ pub(crate) async fn start(
             .await
             .map_err(|e| failed("shell", e))?,
     }
-    let (input_tx, mut input_rx) = mpsc::channel::<SessionInput>(64);
+    let (input_tx, input_rx) = mpsc::channel::<SessionInput>(64);
     let (output_tx, output_rx) = mpsc::channel::<SessionOutput>(64);
-    let (mut read, write) = channel.split();
-    tokio::spawn(async move {
-        let mut input_open = true;
-        // OpenSSH may send the exit status before the last of the output: it is passed on
-        // once the channel closes.
-        let mut ended: Option<SessionOutput> = None;
-        loop {
-            tokio::select! {
-                message = read.wait() => {
-                    let out = match message {
-                        Some(ChannelMsg::Data { data }) => SessionOutput::Stdout(data.to_vec()),
-                        Some(ChannelMsg::ExtendedData { data, .. }) => {
-                            SessionOutput::Stderr(data.to_vec())
-                        }
-                        Some(ChannelMsg::ExitStatus { exit_status }) => {
-                            ended = Some(SessionOutput::Exit(exit_status));
-                            continue;
-                        }
-                        Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
-                            ended = Some(SessionOutput::Signal(signal_text(&signal_name)));
-                            continue;
-                        }
-                        // The server refused the terminal, the command or the shell.
-                        Some(ChannelMsg::Failure) => {
-                            ended = Some(SessionOutput::Refused);
-                            break;
-                        }
-                        Some(ChannelMsg::Close) | None => break,
-                        Some(_) => continue,
-                    };
-                    if output_tx.send(out).await.is_err() {
-                        break;
-                    }
-                }
-                input = input_rx.recv(), if input_open => {
-                    let sent = match input {
-                        Some(SessionInput::Data(bytes)) => write.data_bytes(bytes).await,
-                        Some(SessionInput::Resize { rows, cols }) => {
-                            write
-                                .window_change(u32::from(cols), u32::from(rows), 0, 0)
-                                .await
-                        }
-                        Some(SessionInput::Eof) => write.eof().await,
-                        None => {
-                            input_open = false;
-                            Ok(())
-                        }
-                    };
-                    if sent.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(last) = ended {
-            let _ = output_tx.send(last).await;
-        }
-        let _ = write.close().await;
-    });
+    let (read, write) = channel.split();
+    tokio::spawn(pump(read, write, input_rx, output_tx));
     Ok(ShipSession {
         input: input_tx,
         output: output_rx,
     })
+}
+
+/// Moves the session's bytes both ways until the channel closes: the remote output (and its
+/// end: exit status, signal, or refusal) to `output_tx`, the operator's input and window
+/// changes to the channel.
+async fn pump(
+    mut read: russh::ChannelReadHalf,
+    write: russh::ChannelWriteHalf<russh::client::Msg>,
+    mut input_rx: mpsc::Receiver<SessionInput>,
+    output_tx: mpsc::Sender<SessionOutput>,
+) {
+    let mut input_open = true;
+    // OpenSSH may send the exit status before the last of the output: it is passed on
+    // once the channel closes.
+    let mut ended: Option<SessionOutput> = None;
+    loop {
+        tokio::select! {
+            message = read.wait() => {
+                let out = match message {
+                    Some(ChannelMsg::Data { data }) => SessionOutput::Stdout(data.to_vec()),
+                    Some(ChannelMsg::ExtendedData { data, .. }) => {
+                        SessionOutput::Stderr(data.to_vec())
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        ended = Some(SessionOutput::Exit(exit_status));
+                        continue;
+                    }
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        ended = Some(SessionOutput::Signal(signal_text(&signal_name)));
+                        continue;
+                    }
+                    // The server refused the terminal, the command or the shell.
+                    Some(ChannelMsg::Failure) => {
+                        ended = Some(SessionOutput::Refused);
+                        break;
+                    }
+                    Some(ChannelMsg::Close) | None => break,
+                    Some(_) => continue,
+                };
+                if output_tx.send(out).await.is_err() {
+                    break;
+                }
+            }
+            input = input_rx.recv(), if input_open => {
+                let sent = match input {
+                    Some(SessionInput::Data(bytes)) => write.data_bytes(bytes).await,
+                    Some(SessionInput::Resize { rows, cols }) => {
+                        write
+                            .window_change(u32::from(cols), u32::from(rows), 0, 0)
+                            .await
+                    }
+                    Some(SessionInput::Eof) => write.eof().await,
+                    None => {
+                        input_open = false;
+                        Ok(())
+                    }
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(last) = ended {
+        let _ = output_tx.send(last).await;
+    }
+    let _ = write.close().await;
 }
 
 fn signal_text(signal: &russh::Sig) -> String {

@@ -797,11 +797,10 @@ async fn open_link(
     options: &ConnectOptions,
 ) -> Result<HopLink, TransportError> {
     let ship = &options.ship;
-    let timeout = options.timeout;
-    let timed_out = || TransportError::Timeout {
-        ship: ship.clone(),
-        hop: hop.label.clone(),
-        after: timeout,
+    let link = |stream: Box<dyn Duplex>| HopLink {
+        stream,
+        proxy: None,
+        proxy_stderr: None,
     };
     match (previous, &hop.proxy_command) {
         (None, Some(command)) => {
@@ -819,83 +818,99 @@ async fn open_link(
                 proxy_stderr: Some(spawned.stderr),
             })
         }
-        (None, None) => {
-            let addresses = tokio::time::timeout(
-                timeout,
-                tokio::net::lookup_host((hop.host.as_str(), hop.port)),
-            )
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|source| TransportError::Dns {
+        (None, None) => Ok(link(Box::new(tcp_link(hop, options).await?))),
+        (Some(previous), _) => Ok(link(Box::new(
+            channel_link(hop, previous, via, options).await?,
+        ))),
+    }
+}
+
+/// A hop reached directly: its name resolved, then a TCP connection.
+async fn tcp_link(
+    hop: &Hop,
+    options: &ConnectOptions,
+) -> Result<tokio::net::TcpStream, TransportError> {
+    let (ship, timeout) = (&options.ship, options.timeout);
+    let timed_out = || TransportError::Timeout {
+        ship: ship.clone(),
+        hop: hop.label.clone(),
+        after: timeout,
+    };
+    let addresses = tokio::time::timeout(
+        timeout,
+        tokio::net::lookup_host((hop.host.as_str(), hop.port)),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(|source| TransportError::Dns {
+        ship: ship.clone(),
+        hop: hop.label.clone(),
+        source,
+    })?
+    .collect::<Vec<_>>();
+    tracing::debug!("{ship}: {}: TCP connect to {addresses:?}", hop.label);
+    let started = Instant::now();
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..]))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|source| io_error(ship, &hop.label, timeout, source))
+        .inspect_err(|err| tracing::debug!("{ship}: {}: TCP connect: {err}", hop.label))?;
+    tracing::debug!(
+        "{ship}: {}: TCP connected to {} in {} ms",
+        hop.label,
+        stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        started.elapsed().as_millis()
+    );
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// A hop reached through the one before it: a `direct-tcpip` channel of its session.
+async fn channel_link(
+    hop: &Hop,
+    previous: &Arc<Session>,
+    via: Option<String>,
+    options: &ConnectOptions,
+) -> Result<russh::ChannelStream<client::Msg>, TransportError> {
+    let ship = &options.ship;
+    tracing::debug!(
+        "{ship}: {}: direct-tcpip channel through {}",
+        hop.label,
+        previous.info.address
+    );
+    let channel = tokio::time::timeout(
+        options.timeout,
+        previous.handle.channel_open_direct_tcpip(
+            hop.host.as_str(),
+            u32::from(hop.port),
+            "127.0.0.1",
+            0,
+        ),
+    )
+    .await
+    .map_err(|_| TransportError::Timeout {
+        ship: ship.clone(),
+        hop: hop.label.clone(),
+        after: options.timeout,
+    })?
+    .map_err(|err| match err {
+        russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed) => {
+            TransportError::Refused {
                 ship: ship.clone(),
                 hop: hop.label.clone(),
-                source,
-            })?
-            .collect::<Vec<_>>();
-            tracing::debug!("{ship}: {}: TCP connect to {addresses:?}", hop.label);
-            let started = Instant::now();
-            let stream =
-                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..]))
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(|source| io_error(ship, &hop.label, timeout, source))
-                    .inspect_err(|err| {
-                        tracing::debug!("{ship}: {}: TCP connect: {err}", hop.label)
-                    })?;
-            tracing::debug!(
-                "{ship}: {}: TCP connected to {} in {} ms",
-                hop.label,
-                stream
-                    .peer_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-                started.elapsed().as_millis()
-            );
-            let _ = stream.set_nodelay(true);
-            Ok(HopLink {
-                stream: Box::new(stream),
-                proxy: None,
-                proxy_stderr: None,
-            })
+                via,
+            }
         }
-        (Some(previous), _) => {
-            tracing::debug!(
-                "{ship}: {}: direct-tcpip channel through {}",
-                hop.label,
-                previous.info.address
-            );
-            let channel = tokio::time::timeout(
-                timeout,
-                previous.handle.channel_open_direct_tcpip(
-                    hop.host.as_str(),
-                    u32::from(hop.port),
-                    "127.0.0.1",
-                    0,
-                ),
-            )
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|err| match err {
-                russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed) => {
-                    TransportError::Refused {
-                        ship: ship.clone(),
-                        hop: hop.label.clone(),
-                        via,
-                    }
-                }
-                other => TransportError::Ssh {
-                    ship: ship.clone(),
-                    hop: hop.label.clone(),
-                    source: Box::new(other),
-                },
-            })?;
-            Ok(HopLink {
-                stream: Box::new(channel.into_stream()),
-                proxy: None,
-                proxy_stderr: None,
-            })
-        }
-    }
+        other => TransportError::Ssh {
+            ship: ship.clone(),
+            hop: hop.label.clone(),
+            source: Box::new(other),
+        },
+    })?;
+    Ok(channel.into_stream())
 }
 
 /// Why a handshake failed, in the order that explains it best: a refused host key, then what
