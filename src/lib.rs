@@ -13,7 +13,8 @@
 //! - [`docker`]: what we ask of one ship's Docker daemon;
 //! - [`transport`]: how we reach that daemon (SSH, local socket, TCP/TLS);
 //! - [`config`]: beside them all: loading, templating and validating the environment file
-//!   into a typed model, which feeds `orchestrate`.
+//!   into a typed model, which feeds `orchestrate`;
+//! - [`clock`]: a leaf any layer may use: the calendar arithmetic of UTC times.
 
 // Every path of the library can be reached by user input or the network: no unwrap there
 // (tests, compiled with cfg(test), may).
@@ -23,6 +24,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod docker;
 pub mod orchestrate;

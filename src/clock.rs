@@ -1,0 +1,49 @@
+//! Calendar arithmetic for the few places that read or write UTC times (Docker's RFC 3339
+//! times, log timestamps, host certificate validity): no date crate is a dependency for this
+//! much. A leaf that every layer may use, like `config`.
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The date and time of day, UTC, of `secs` since 1970-01-01:
+/// `(year, month, day, hour, minute, second)`.
+pub fn utc_fields(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date, the inverse of `days_from_civil`.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(utc_fields(0), (1970, 1, 1, 0, 0, 0));
+        // 2024-02-29 12:34:56, a leap day.
+        let secs = days_from_civil(2024, 2, 29) as u64 * 86_400 + 12 * 3600 + 34 * 60 + 56;
+        assert_eq!(utc_fields(secs), (2024, 2, 29, 12, 34, 56));
+        for days in [0i64, 59, 365, 10_956, 20_000, 47_482] {
+            let (y, m, d, ..) = utc_fields(days as u64 * 86_400);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+}
