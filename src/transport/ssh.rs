@@ -81,20 +81,8 @@ impl SshChain {
         path: &str,
     ) -> Result<russh::ChannelStream<client::Msg>, russh::Error> {
         let session = self.ship_session().ok_or(russh::Error::Disconnect)?;
-        let started = Instant::now();
-        let channel = session
-            .channel_open_direct_streamlocal(path)
+        self.opened(path, session.channel_open_direct_streamlocal(path))
             .await
-            .inspect_err(|err| {
-                tracing::debug!("{}: channel to {path}: {err}", self.ship_label);
-            })?;
-        tracing::debug!(
-            "{}: channel to {path} opened in {} ms",
-            self.ship_label,
-            started.elapsed().as_millis()
-        );
-        self.channels_opened.fetch_add(1, Ordering::Relaxed);
-        Ok(channel.into_stream())
     }
 
     pub async fn open_tcpip(
@@ -103,15 +91,26 @@ impl SshChain {
         port: u16,
     ) -> Result<russh::ChannelStream<client::Msg>, russh::Error> {
         let session = self.ship_session().ok_or(russh::Error::Disconnect)?;
+        let target = format!("{host}:{port}");
+        self.opened(
+            &target,
+            session.channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0),
+        )
+        .await
+    }
+
+    /// A channel being opened to `target`, counted and logged (`-v`) with its time.
+    async fn opened(
+        &self,
+        target: &str,
+        open: impl std::future::Future<Output = Result<russh::Channel<client::Msg>, russh::Error>>,
+    ) -> Result<russh::ChannelStream<client::Msg>, russh::Error> {
         let started = Instant::now();
-        let channel = session
-            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
-            .await
-            .inspect_err(|err| {
-                tracing::debug!("{}: channel to {host}:{port}: {err}", self.ship_label);
-            })?;
+        let channel = open.await.inspect_err(|err| {
+            tracing::debug!("{}: channel to {target}: {err}", self.ship_label);
+        })?;
         tracing::debug!(
-            "{}: channel to {host}:{port} opened in {} ms",
+            "{}: channel to {target} opened in {} ms",
             self.ship_label,
             started.elapsed().as_millis()
         );
