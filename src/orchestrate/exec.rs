@@ -24,9 +24,9 @@ use super::fleet::{Fleet, ShipError};
 use super::logs::LogEvent;
 use crate::config::{Environment, did_you_mean};
 use crate::docker::{self, DockerError, ExecOutput, ExecRequest, LogSource};
-use crate::transport::{Route, SessionInput, SessionOutput, SessionRequest, TransportError};
+use crate::transport::{Route, SessionInput, SessionOutput, TransportError};
 
-pub use crate::transport::PtyRequest;
+pub use crate::transport::{PtyRequest, SessionRequest};
 
 /// What to run in a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

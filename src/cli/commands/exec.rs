@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use super::super::{Cli, CliError, EXIT_FAILED, EXIT_INTERRUPTED, ExecArgs, SshArgs};
 use super::{load, runtime};
-use crate::orchestrate::exec::{self, ExecOptions, Local, PtyRequest, Remote};
+use crate::orchestrate::exec::{self, ExecOptions, Local, PtyRequest, Remote, SessionRequest};
 use crate::orchestrate::fleet::{ConnectOptions, Fleet};
 use crate::orchestrate::plan::{self, Graph, Selection};
-use crate::transport::SessionRequest;
 use crate::ui::logs::LogPrinter;
 use crate::ui::{self, output, terminal};
 
