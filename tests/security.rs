@@ -643,6 +643,17 @@ fn a_foreign_container_is_refused_and_left_alone_until_adopted() {
     };
     let before = state();
     std::fs::write(dir.path().join("env.yaml"), service("secown")).expect("write");
+    // plan says beforehand what start would do: refuse it.
+    let run = run_maestro(dir.path(), &["-f", "env.yaml", "plan"], ENVS);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stdout
+            .contains("refused: not this environment's container")
+            && run.stdout.contains("1 refused (not this environment's)")
+            && run.stderr.contains("owner=someone-else")
+            && run.stderr.contains("--adopt"),
+        "{run}"
+    );
     for args in [
         &["-f", "env.yaml", "start", "--plain"][..],
         &["-f", "env.yaml", "restart", "secown-1", "--plain"][..],

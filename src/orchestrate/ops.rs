@@ -370,12 +370,10 @@ impl Unit<'_> {
             && !self.op.adopt
             && let Some(why) = foreign(found, &self.env.name, self.name())
         {
-            return Err(OpError::failed(format!(
-                "container {} on {} is not this environment's: {why}. maestro left it as it \
-                 is; if it is this instance (deployed by MaestroNG, or by hand), run with \
-                 --adopt to take it over",
+            return Err(OpError::failed(refusal(
                 self.name(),
-                self.instance.ship
+                &self.instance.ship,
+                &why,
             )));
         }
         Ok(details)
@@ -723,9 +721,18 @@ impl Unit<'_> {
     }
 }
 
+/// What a run says of a container it will not touch (see `Unit::inspect`); `plan` says the same.
+pub fn refusal(container: &str, ship: &str, why: &str) -> String {
+    format!(
+        "container {container} on {ship} is not this environment's: {why}. maestro left it as \
+         it is; if it is this instance (deployed by MaestroNG, or by hand), run with --adopt to \
+         take it over"
+    )
+}
+
 /// Why a container named after an instance is not that instance of `environment`, in words
 /// that show its labels; None when it is.
-fn foreign(container: &ContainerDetails, environment: &str, instance: &str) -> Option<String> {
+pub fn foreign(container: &ContainerDetails, environment: &str, instance: &str) -> Option<String> {
     let label = |key: &str| container.labels.get(key).map(String::as_str);
     let (env_label, instance_label) = (
         label(docker::ENVIRONMENT_LABEL),

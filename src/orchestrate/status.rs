@@ -457,6 +457,9 @@ pub enum PlannedAction {
     Nothing,
     /// Its ship could not be asked.
     Unknown { cause: String, message: String },
+    /// A container with the instance's name that is not this environment's: `start` would
+    /// refuse it (and `start --adopt` would re-create it).
+    Refused { reason: String },
 }
 
 /// One line of `plan`.
@@ -525,6 +528,7 @@ pub async fn what_start_would_do(
     lookup_errors.extend(compose_habit_hints(env, plan, &facts));
     let mut rows = plan_actions(plan, &observed.listings, &specs, &images);
     read_deployed_values(&mut rows, &specs, &observed).await;
+    find_foreign_containers(env, &mut rows, &specs, &observed).await;
     for row in &mut rows {
         if let PlannedAction::Recreate { changes, .. } = &mut row.action {
             mask_secret_fields(changes);
@@ -641,6 +645,35 @@ async fn read_deployed_values(
         };
         if let PlannedAction::Recreate { changes, .. } = &mut row.action {
             *changes = spec.changes_since(recorded, Some(&details));
+        }
+    }
+}
+
+/// The rows `plan_actions` would create, checked for a container of the same name that the
+/// listing (by this environment's labels) could not see: `start` would refuse it. One inspect
+/// per such row, all at once.
+async fn find_foreign_containers(
+    env: &Environment,
+    rows: &mut [PlanRow],
+    specs: &BTreeMap<String, ContainerSpec>,
+    observed: &Observation,
+) {
+    let inspections = rows.iter().enumerate().filter_map(|(k, row)| {
+        if !matches!(row.action, PlannedAction::Create { .. }) {
+            return None;
+        }
+        let spec = specs.get(&row.instance)?;
+        let ship = observed.ships.get(&row.ship)?.docker.clone();
+        Some(async move { (k, ship.inspect(&spec.name).await) })
+    });
+    for (k, inspected) in join_all(inspections).await {
+        let (Some(row), Ok(Some(found))) = (rows.get_mut(k), inspected) else {
+            continue;
+        };
+        if let Some(why) = super::ops::foreign(&found, &env.name, &row.instance) {
+            row.action = PlannedAction::Refused {
+                reason: super::ops::refusal(found.name.trim_start_matches('/'), &row.ship, &why),
+            };
         }
     }
 }

@@ -188,6 +188,7 @@ fn action_word(action: &PlannedAction) -> String {
         PlannedAction::Start => "start".into(),
         PlannedAction::Nothing => "nothing".into(),
         PlannedAction::Unknown { cause, .. } => format!("unknown: host down: {cause}"),
+        PlannedAction::Refused { .. } => "refused: not this environment's container".into(),
     }
 }
 
@@ -219,7 +220,7 @@ pub fn plan_table(rows: &[PlanRow], palette: Palette) -> String {
                 PlannedAction::Nothing => palette.dim(cell),
                 PlannedAction::Create { .. } | PlannedAction::Start => palette.good(cell),
                 PlannedAction::Recreate { .. } => palette.warn(cell),
-                PlannedAction::Unknown { .. } => palette.bad(cell),
+                PlannedAction::Unknown { .. } | PlannedAction::Refused { .. } => palette.bad(cell),
             }
         },
     );
@@ -257,10 +258,20 @@ pub fn plan_table(rows: &[PlanRow], palette: Palette) -> String {
         count(|a| matches!(a, PlannedAction::Recreate { .. })),
         count(|a| matches!(a, PlannedAction::Start)),
         count(|a| matches!(a, PlannedAction::Nothing)),
-        match count(|a| matches!(a, PlannedAction::Unknown { .. })) {
-            0 => String::new(),
-            n => format!(", {n} unknown (ship down)"),
-        }
+        [
+            (
+                count(|a| matches!(a, PlannedAction::Unknown { .. })),
+                "unknown (ship down)"
+            ),
+            (
+                count(|a| matches!(a, PlannedAction::Refused { .. })),
+                "refused (not this environment's)"
+            ),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!(", {n} {what}"))
+        .collect::<String>()
     ));
     out
 }

@@ -222,15 +222,22 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
     }
     let mut explained = std::collections::BTreeSet::new();
     for row in &rows {
-        if let PlannedAction::Unknown { message, .. } = &row.action
-            && explained.insert(message.clone())
-        {
-            ui::eprintln(message);
+        let explanation = match &row.action {
+            PlannedAction::Unknown { message, .. } => message,
+            PlannedAction::Refused { reason } => reason,
+            _ => continue,
+        };
+        if explained.insert(explanation.clone()) {
+            ui::eprintln(explanation);
         }
     }
-    let unknown = rows
-        .iter()
-        .any(|r| matches!(r.action, PlannedAction::Unknown { .. }));
+    // `start` would not do what was asked of these.
+    let unknown = rows.iter().any(|r| {
+        matches!(
+            r.action,
+            PlannedAction::Unknown { .. } | PlannedAction::Refused { .. }
+        )
+    });
     // The spec diff shows environment values, which may be secrets.
     if cli.json {
         let planned = PlanReport {
