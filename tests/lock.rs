@@ -279,3 +279,26 @@ fn a_killed_operator_leaves_a_lock_that_status_shows_dead_and_force_clears() {
     assert_eq!(holders(d, &file), vec![None, None]);
     remove_containers(&bed, &name);
 }
+
+#[test]
+fn ctrl_c_during_a_start_releases_its_locks() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("lki{}", std::process::id() % 100_000);
+    let file = environment(&bed, dir.path(), &name, 60);
+    remove_containers(&bed, &name);
+    let d = dir.path();
+
+    let started = Instant::now();
+    let child = spawn(d, &file, "alice@desk1", &["--json", "start"]);
+    wait_until_held_by(d, &file, "alice@desk1");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let interrupted = support::finish_within(child, support::RUN_LIMIT, started);
+    assert_eq!(interrupted.code, 130, "{interrupted}");
+    assert_eq!(holders(d, &file), vec![None, None], "{interrupted}");
+    remove_containers(&bed, &name);
+}
