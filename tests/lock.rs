@@ -228,7 +228,7 @@ fn a_maintenance_window_admits_its_holder_and_refuses_the_others() {
 }
 
 #[test]
-fn a_killed_operator_leaves_a_lock_that_status_shows_dead_and_force_clears() {
+fn a_killed_operators_lock_shows_dead_is_cleared_by_force_or_taken_over() {
     let bed = bed();
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("lkk{}", std::process::id() % 100_000);
@@ -262,12 +262,10 @@ fn a_killed_operator_leaves_a_lock_that_status_shows_dead_and_force_clears() {
         "{json}"
     );
 
-    // A dead command's lock admits nobody, its own operator included, until cleared.
-    let blocked = run(d, &file, "alice@desk1", &["--json", "start"]);
-    assert_ne!(blocked.code, 0, "{blocked}");
-    assert!(blocked.stderr.contains("DEAD"), "{blocked}");
+    // Not released without --force: a command's lock is not anyone's to end.
     let plain = run(d, &file, "alice@desk1", &["lock", "release"]);
     assert_eq!(plain.code, 1, "{plain}");
+    assert!(plain.stderr.contains("DEAD"), "{plain}");
     assert!(plain.stderr.contains("--force"), "{plain}");
 
     let forced = run(d, &file, "bob@desk2", &["lock", "release", "--force"]);
@@ -275,6 +273,21 @@ fn a_killed_operator_leaves_a_lock_that_status_shows_dead_and_force_clears() {
     assert!(
         forced.stdout.contains("released (held by alice@desk1"),
         "{forced}"
+    );
+    assert_eq!(holders(d, &file), vec![None, None]);
+
+    // Killed again: the next command takes the dead holder's lock over (its pid is on this
+    // machine and gone), runs, and leaves the ships free.
+    remove_containers(&bed, &name);
+    let mut victim = spawn(d, &file, "alice@desk1", &["--json", "start"]);
+    wait_until_held_by(d, &file, "alice@desk1");
+    victim.kill().expect("kill -9");
+    victim.wait().expect("reap");
+    let next = run(d, &file, "bob@desk2", &["--json", "-v", "start"]);
+    assert_eq!(next.code, 0, "{next}");
+    assert!(
+        next.stderr.contains("took over the lock of alice@desk1"),
+        "{next}"
     );
     assert_eq!(holders(d, &file), vec![None, None]);
     remove_containers(&bed, &name);

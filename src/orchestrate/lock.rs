@@ -15,9 +15,11 @@
 //!   command's own lock admits nobody, not even its own operator's next command; a
 //!   maintenance lock (`maestro lock acquire`) admits its holder's commands, which then take
 //!   and release nothing.
-//! - A dead holder is recognised, not cleared: the record has the host and the pid, and
-//!   `lock status` says whether that pid is alive when the host is this one. Clearing is
-//!   the operator's choice (`lock release --force`).
+//! - A dead holder is recognised: the record has the host and the pid, and `lock status`
+//!   says whether that pid is alive when the host is this one. A command's lock whose pid
+//!   on this machine is gone is taken over by the next command (it protects nothing: its
+//!   holder provably ended); one from another machine is cleared by the operator's choice
+//!   (`lock release --force`), as nothing here can tell whether it lives.
 //! - Ships reached over TCP run no commands: they cannot be locked and are skipped (see
 //!   [`Skipped`]).
 
@@ -303,6 +305,22 @@ fn acquire_script(dir: &str, record: &str) -> String {
     )
 }
 
+/// Takes over a lock whose holder is dead, if its record still has `stale` (the dead
+/// holder's token). `mkdir takeover` inside it admits one taker at a time, and the token is
+/// checked after that claim: a late taker finds the new holder's token and backs off.
+fn takeover_script(dir: &str, stale: &str, record: &str) -> String {
+    let d = quote(dir);
+    let r = quote(record);
+    let needle = quote(&format!("\"token\":\"{stale}\""));
+    format!(
+        "d={d}; if mkdir \"$d/takeover\" 2>/dev/null; then \
+         if grep -qF {needle} \"$d/holder.json\" 2>/dev/null && printf '%s\\n' {r} > \"$d/holder.json.new\" \
+         && mv -f \"$d/holder.json.new\" \"$d/holder.json\"; then rmdir \"$d/takeover\"; echo taken; \
+         else rmdir \"$d/takeover\"; echo held; cat \"$d/holder.json\" 2>/dev/null; fi; \
+         else echo held; cat \"$d/holder.json\" 2>/dev/null; fi"
+    )
+}
+
 fn status_script(dir: &str) -> String {
     let d = quote(dir);
     format!(
@@ -323,7 +341,10 @@ fn release_script(dir: &str, token: Option<&str>) -> String {
                  elif [ -d \"$d\" ]; then echo other; else echo free; fi"
             )
         }
-        None => format!("d={d}; if [ -d \"$d\" ]; then {remove}; else echo free; fi"),
+        // Forced: whatever is inside, a half-done takeover included.
+        None => format!(
+            "d={d}; if [ -d \"$d\" ]; then rm -rf \"$d\" && echo released; else echo free; fi"
+        ),
     }
 }
 
@@ -380,9 +401,28 @@ async fn acquire_one(
         status: "none".into(),
         stderr: err.to_string(),
     })?;
-    let out = run(connection, ship, &dir, &acquire_script(&dir, &record)).await?;
-    if out.lines().next().map(str::trim) == Some("taken") {
+    let taken = |out: &str| out.lines().next().map(str::trim) == Some("taken");
+    let mut out = run(connection, ship, &dir, &acquire_script(&dir, &record)).await?;
+    if taken(&out) {
         return Ok(Outcome::Taken);
+    }
+    // A command's lock whose process ran on this machine and is gone protects nothing (a
+    // kill -9, or a ship lost before the release): taken over. Another machine's holder
+    // cannot be checked from here: that is `lock release --force`'s.
+    if let State::Held(Some(dead)) = parse_state(&out)
+        && dead.alive() == Some(false)
+    {
+        out = run(
+            connection,
+            ship,
+            &dir,
+            &takeover_script(&dir, &dead.token, &record),
+        )
+        .await?;
+        if taken(&out) {
+            tracing::warn!("{ship}: took over the lock of {}", dead.describe());
+            return Ok(Outcome::Taken);
+        }
     }
     match parse_state(&out) {
         State::Held(Some(holder))
