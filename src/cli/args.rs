@@ -329,8 +329,10 @@ pub enum Command {
     /// finds it held by someone else fails at once, naming the holder, and changes nothing.
     /// `lock acquire` holds it across commands (a maintenance window): the holder's own
     /// commands run under it, nobody else's do. The holder is `user@host` of this machine,
-    /// or MAESTRO_LOCK_HOLDER when set. The lock is a directory on each ship
-    /// (/tmp/maestro-lock.ENV.SHIP) made over SSH; ships reached over TCP cannot be locked.
+    /// or MAESTRO_LOCK_HOLDER when set. A command's lock whose process ran on this machine and
+    /// died is taken over by the next command; another machine's needs `release --force`.
+    /// The lock is a directory on each ship (/tmp/maestro-lock.ENV.SHIP.ADDRESS) made over
+    /// SSH; ships reached over TCP cannot be locked.
     #[command(after_help = LOCK_HELP)]
     Lock {
         #[command(subcommand)]
