@@ -35,6 +35,38 @@ Examples:
 Exit codes: 0 ended with Ctrl-C, 1 the ship or the instance could not be reached, 2 bad
 input (unknown name or port, local port in use), 130 Ctrl-C while connecting.";
 
+const LOCK_HELP: &str = "\
+Examples:
+  maestro lock status                   who holds the lock on each ship, since when
+  maestro lock acquire -m \"db upgrade\"  hold it across commands (a maintenance window)
+  maestro lock release                  end your maintenance window
+  maestro lock release --force          clear a lock whose holder died (see its pid)
+
+Exit codes: 0 done, 1 a lock is held by someone else or a ship could not be reached, 2 bad
+input.";
+
+/// What `maestro lock` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum LockAction {
+    /// Show the lock on every ship: free, or its holder, command, age, message, and whether
+    /// the holder's process is alive (when it ran on this host).
+    Status,
+    /// Take the lock on every ship of the environment, all or nothing, until `lock release`:
+    /// your own commands run under it, everyone else's fail naming you and the message.
+    Acquire {
+        /// Why: shown to whoever finds the lock held.
+        #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
+        message: String,
+    },
+    /// Release your maintenance lock on every ship.
+    Release {
+        /// Release the lock whoever holds it: a holder that died (kill -9, a lost laptop)
+        /// leaves it behind. Check `lock status` first: a live holder loses its protection.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 /// Deploy and control multi-host Docker environments over SSH, with no agent on the hosts.
 #[derive(Debug, Parser)]
 #[command(name = "maestro", version, after_help = AFTER_HELP, max_term_width = 100)]
@@ -96,6 +128,10 @@ impl Cli {
                 ..
             }
             | Command::Forward {
+                accept_new_host_keys,
+                ..
+            }
+            | Command::Lock {
                 accept_new_host_keys,
                 ..
             } => *accept_new_host_keys,
@@ -284,6 +320,26 @@ pub enum Command {
         /// Record the host keys of ships seen for the first time instead of refusing them.
         /// A changed host key is always refused.
         #[arg(long)]
+        accept_new_host_keys: bool,
+    },
+    /// Show, take or release the environment's deploy lock on its ships.
+    ///
+    /// Every command that changes ships (start, up, stop, down, kill, restart, clean, pull)
+    /// takes the lock on the ships it touches and releases it at the end; a command that
+    /// finds it held by someone else fails at once, naming the holder, and changes nothing.
+    /// `lock acquire` holds it across commands (a maintenance window): the holder's own
+    /// commands run under it, nobody else's do. The holder is `user@host` of this machine,
+    /// or MAESTRO_LOCK_HOLDER when set. A command's lock whose process ran on this machine and
+    /// died is taken over by the next command; another machine's needs `release --force`.
+    /// The lock is a directory on each ship (/tmp/maestro-lock.ENV.SHIP.ADDRESS) made over
+    /// SSH; ships reached over TCP cannot be locked.
+    #[command(after_help = LOCK_HELP)]
+    Lock {
+        #[command(subcommand)]
+        action: LockAction,
+        /// Record the host keys of ships seen for the first time instead of refusing them.
+        /// A changed host key is always refused.
+        #[arg(long, global = true)]
         accept_new_host_keys: bool,
     },
     /// Run a command in an instance's container (a shell when none is given).

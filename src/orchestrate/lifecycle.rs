@@ -6,6 +6,11 @@
 //! module plans it ([`plan`]), connects the ships the plans touch as the run first needs
 //! each one (one [`Fleet`] for the whole sequence), runs the executor, and returns the
 //! summaries. It never prints: the events go to the sink, whose renderer is the caller's.
+//!
+//! Before the first run, it takes the environment's deploy lock on every ship the plans
+//! touch (see [`super::lock`]), and releases it after the last, whatever the outcome: a
+//! failed or interrupted run ends through the same path. Only a third Ctrl-C (which exits
+//! at once) or a killed process leaves the lock behind, with a record that says so.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use std::time::Duration;
 use super::events::EventSink;
 use super::executor::{self, Cancel, Concurrency, ExecError, RunSpec, Summary};
 use super::fleet::{ConnectOptions, Fleet};
+use super::lock::{self, Holder, LockError, LockKind};
 use super::ops::{self, Action, LifecycleOp};
 use super::plan::{self, Direction, Graph, Plan, PlanError, Selection};
 use crate::config::Environment;
@@ -42,6 +48,14 @@ pub enum Request {
 }
 
 impl Request {
+    /// The command's name, as the lock's record tells it to other operators.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Request::Single { command, .. } => command,
+            Request::Restart { .. } => "restart",
+        }
+    }
+
     /// The direction in which the request selects its instances.
     pub fn direction(&self) -> Direction {
         match self {
@@ -99,8 +113,19 @@ pub fn plan(
     }
 }
 
+/// Why a sequence did not run to its summaries.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Exec(#[from] ExecError),
+    /// The deploy lock of a ship was held by someone else, or could not be taken: nothing ran.
+    #[error("{0}")]
+    Lock(#[from] LockError),
+}
+
 /// Runs `plans` (from [`plan`]) as `request` says, with one fleet for the ships they touch,
-/// and returns every run's summary (see [`sequence`]).
+/// under the deploy lock of those ships, and returns every run's summary (see [`sequence`]).
+/// Locks that could not be released are returned beside the summaries, to be told.
 pub async fn run(
     env: Arc<Environment>,
     request: Request,
@@ -109,8 +134,21 @@ pub async fn run(
     options: ConnectOptions,
     sink: EventSink,
     cancel: Cancel,
-) -> Result<Vec<Summary>, ExecError> {
+) -> Result<(Vec<Summary>, Vec<LockError>), RunError> {
     let fleet = Arc::new(Fleet::for_plans(&env, &plans, options).with_events(sink.clone()));
+    let ours = Holder::ours(request.command(), LockKind::Command, None);
+    let ships: Vec<&str> = fleet.names().collect();
+    let locks = lock::acquire(&fleet, &env, &ours, &ships, true, &cancel).await;
+    let locks = match locks {
+        Ok(locks) => locks,
+        Err(err) => {
+            fleet.close().await;
+            return Err(err.into());
+        }
+    };
+    for skipped in &locks.skipped {
+        tracing::warn!("{}: not locked: {}", skipped.ship, skipped.reason);
+    }
     let adopt = request.adopts();
     let run = |command: &'static str, plan: &Plan, action: Action, limits: Concurrency| {
         let (jobs, direction) = ops::jobs_of(plan);
@@ -126,8 +164,9 @@ pub async fn run(
         executor::run(spec, op, sink.clone(), cancel.clone())
     };
     let summaries = sequence(&request, &plans, limits, &cancel, run).await;
+    let unreleased = locks.release().await;
     fleet.close().await;
-    summaries
+    Ok((summaries?, unreleased))
 }
 
 /// The sequence of runs `request` asks for, each made by `run` (the command's name, a plan,

@@ -9,6 +9,7 @@ pub mod executor;
 pub mod fleet;
 pub mod forward;
 pub mod lifecycle;
+pub mod lock;
 pub mod logs;
 pub mod ops;
 pub mod plan;

@@ -31,6 +31,7 @@ pub use api_version::default_cache_dir;
 pub use error::TransportError;
 pub use http::{HttpAnswer, HttpError, HttpRequest};
 pub use known_hosts::HostKeyPolicy;
+pub(crate) use known_hosts::format_unix_time;
 pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
 pub use ssh::SessionPool;
 pub use tls::{TlsClient, TlsFailure, TlsSetupError, TlsTrust};
@@ -321,6 +322,15 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// What a command run on a ship ([`Connection::run_shell`]) ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// `None` when the command ended without one (killed by a signal).
+    pub status: Option<u32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
 /// A byte stream opened from the ship's side (see [`Connection::open_tcp`]).
 pub struct ShipStream(Box<dyn ssh::Duplex>);
 
@@ -450,6 +460,57 @@ impl Connection {
                 source: Box::new(source),
             })?;
         session::start(channel, request, &self.info.ship, chain.ship_label()).await
+    }
+
+    /// Runs `script` with `sh -c` on the ship and waits for its end: over the ship's own SSH
+    /// session, or on this machine for a ship whose daemon is a local socket (this machine
+    /// is that ship). A ship reached over TCP has no shell to run it in: refused, naming it.
+    /// The caller quotes what it puts in `script`.
+    pub async fn run_shell(&self, script: &str) -> Result<CommandOutput, TransportError> {
+        match &self.link {
+            Link::Ssh(chain, _) => {
+                let (status, stdout, stderr) =
+                    chain
+                        .exec(script)
+                        .await
+                        .map_err(|source| TransportError::Ssh {
+                            ship: self.info.ship.clone(),
+                            hop: chain.ship_label().to_string(),
+                            source: Box::new(source),
+                        })?;
+                Ok(CommandOutput {
+                    status,
+                    stdout,
+                    stderr,
+                })
+            }
+            Link::Direct if self.info.transport == TransportKind::Local => {
+                let out = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(script)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .await
+                    .map_err(|source| TransportError::Io {
+                        ship: self.info.ship.clone(),
+                        hop: "sh on this machine".into(),
+                        source,
+                    })?;
+                Ok(CommandOutput {
+                    status: out.status.code().and_then(|c| u32::try_from(c).ok()),
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                })
+            }
+            Link::Direct => Err(TransportError::Settings {
+                ship: self.info.ship.clone(),
+                message: format!(
+                    "is reached over {} ({}), which runs no commands on it; give the ship an \
+                     `ssh:` block to reach it over SSH",
+                    self.info.transport, self.info.route
+                ),
+            }),
+        }
     }
 
     /// Asks the daemon its versions and measures the round trip of one ping.

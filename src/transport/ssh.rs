@@ -143,6 +143,30 @@ impl SshChain {
         String::from_utf8(out).ok()
     }
 
+    /// Runs a shell command on the ship to its end: its exit status (`None` when sshd sent
+    /// none, e.g. the command was killed by a signal), standard output and standard error.
+    pub async fn exec(
+        &self,
+        command: &str,
+    ) -> Result<(Option<u32>, Vec<u8>, Vec<u8>), russh::Error> {
+        let session = self.ship_session().ok_or(russh::Error::Disconnect)?;
+        let mut channel = session.channel_open_session().await?;
+        self.channels_opened.fetch_add(1, Ordering::Relaxed);
+        channel.exec(true, command).await?;
+        let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
+        // The exit status may come after EOF: read until the channel closes.
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => err.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        Ok((status, out, err))
+    }
+
     /// Closes the sessions that no other chain still uses (a shared jump host stays up
     /// for the ships behind it; the pool closes it at the end of the run).
     pub async fn disconnect(&self) {

@@ -4,7 +4,9 @@
 //! selection, checks the guards that MaestroNG users expect (`-a` for everything, `-s` for a
 //! whole service), and hands the sequence to `orchestrate::lifecycle` while a renderer shows
 //! its events. A ship that cannot be reached fails its own instances (and skips what waits on
-//! them); the rest of the run goes on.
+//! them); the rest of the run goes on. The run holds the environment's deploy lock on the
+//! ships it touches (see `orchestrate::lock`): a lock held by someone else fails the command
+//! before it changes anything.
 //!
 //! [`orchestrate::lifecycle::Request`]: crate::orchestrate::lifecycle::Request
 
@@ -17,6 +19,7 @@ use crate::orchestrate::events::EventSink;
 use crate::orchestrate::executor::{self, Concurrency};
 use crate::orchestrate::fleet::ConnectOptions;
 use crate::orchestrate::lifecycle::{self, Request};
+use crate::orchestrate::lock::LockError;
 use crate::orchestrate::ops::Action;
 use crate::orchestrate::plan::{Direction, Graph, Plan, Selection};
 use crate::ui::{self, RenderMode};
@@ -238,11 +241,20 @@ async fn run_async(
     // finishes.
     let outcome = lifecycle::run(env, request, plans, limits, options, sink, cancel).await;
     let rendered = renderer.await;
-    let summaries = outcome.map_err(failed)?;
+    let (summaries, unreleased) = match outcome {
+        Ok(done) => done,
+        Err(lifecycle::RunError::Lock(LockError::Interrupted)) => {
+            ui::eprintln("interrupted before anything changed; no lock is left");
+            return Ok(super::super::EXIT_INTERRUPTED);
+        }
+        Err(err) => return Err(CliError::Failed(err.to_string())),
+    };
     rendered.map_err(std::io::Error::other)??;
+    for err in &unreleased {
+        ui::eprintln(&format!(
+            "warning: {err}\n  = help: `maestro lock status` shows it; `maestro lock release \
+             --force` clears it"
+        ));
+    }
     Ok(executor::combined_exit_code(&summaries))
-}
-
-fn failed(err: executor::ExecError) -> CliError {
-    CliError::Failed(err.to_string())
 }

@@ -4,6 +4,7 @@ mod exec;
 mod forward;
 mod inspect;
 mod lifecycle;
+mod lock;
 mod man;
 mod observe;
 mod ships;
@@ -36,6 +37,7 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         | Command::Restart { .. }
         | Command::Pull { .. }
         | Command::Clean { .. } => lifecycle::run(cli),
+        Command::Lock { action, .. } => lock::run(cli, action),
         Command::Exec(args) => exec::exec(cli, args),
         Command::Ssh(args) => exec::ssh(cli, args),
         Command::Completions { shell } => {

@@ -1,0 +1,125 @@
+//! `maestro lock status|acquire|release`: the environment's deploy lock on its ships.
+//!
+//! Glue: the lock's sequences (all or nothing, name order, who may release) are
+//! `orchestrate::lock`'s; this prints them. Every ship of the environment is covered: a
+//! maintenance window is about the environment, not about one command's instances.
+
+use std::sync::Arc;
+
+use super::super::args::LockAction;
+use super::super::{Cli, CliError, EXIT_FAILED, EXIT_INTERRUPTED};
+use super::{load, runtime};
+use crate::orchestrate::executor::Cancel;
+use crate::orchestrate::fleet::{ConnectOptions, Fleet};
+use crate::orchestrate::lock::{self, Holder, LockKind, Released, State};
+use crate::ui;
+
+pub(in crate::cli) fn run(cli: &Cli, action: &LockAction) -> Result<i32, CliError> {
+    let env = load(cli)?;
+    let names: Vec<&str> = env.ships.iter().map(|s| s.name.as_str()).collect();
+    let options = ConnectOptions {
+        accept_new_host_keys: cli.accept_new_host_keys(),
+        ..ConnectOptions::default()
+    };
+    let fleet = Arc::new(Fleet::new(&env, &names, options));
+    let rt = runtime()?;
+    let done = match action {
+        LockAction::Status => rt.block_on(fleet.run(async {
+            let states = lock::status_all(&fleet, &env, &names).await;
+            status(cli, &env.name, states)
+        })),
+        LockAction::Acquire { message } => rt.block_on(fleet.run(async {
+            let ours = Holder::ours("lock acquire", LockKind::Maintenance, Some(message.clone()));
+            // `fleet.run` hears Ctrl-C itself; the acquisition is all or nothing either way.
+            let locks = lock::acquire(&fleet, &env, &ours, &names, false, &Cancel::new())
+                .await
+                .map_err(|err| CliError::Failed(err.to_string()))?;
+            let ships: Vec<&str> = locks.ships().collect();
+            ui::println(&format!(
+                "locked environment `{}` for {} on {}: \"{message}\"\n  release it with \
+                 `maestro lock release`",
+                env.name,
+                ours.holder,
+                if ships.is_empty() {
+                    "no ship (you held it already)".to_string()
+                } else {
+                    ships.join(", ")
+                }
+            ));
+            Ok(0)
+        })),
+        LockAction::Release { force } => rt.block_on(fleet.run(async {
+            let results = lock::release_all(&fleet, &env, &names, &lock::operator(), *force).await;
+            let mut code = 0;
+            for (ship, result) in results {
+                match result {
+                    Ok(Released::Removed(holder)) => ui::println(&format!(
+                        "{ship}: released{}",
+                        holder.map_or(String::new(), |h| format!(" (held by {})", h.describe()))
+                    )),
+                    Ok(Released::NotHeld) => ui::println(&format!("{ship}: not locked")),
+                    Err(err) => {
+                        code = EXIT_FAILED;
+                        ui::eprintln(&format!("error: {err}"));
+                    }
+                }
+            }
+            Ok(code)
+        })),
+    };
+    done.unwrap_or(Ok(EXIT_INTERRUPTED))
+}
+
+fn status(
+    cli: &Cli,
+    env: &str,
+    states: Vec<(String, Result<State, lock::LockError>)>,
+) -> Result<i32, CliError> {
+    let mut code = 0;
+    if cli.json {
+        let rows: Vec<serde_json::Value> = states
+            .iter()
+            .map(|(ship, state)| match state {
+                Ok(State::Free) => serde_json::json!({"ship": ship, "state": "free"}),
+                Ok(State::Held(holder)) => serde_json::json!({
+                    "ship": ship,
+                    "state": "held",
+                    "holder": holder,
+                    "alive": holder.as_ref().and_then(Holder::alive),
+                }),
+                Err(err) => {
+                    serde_json::json!({"ship": ship, "state": "unknown", "error": err.to_string()})
+                }
+            })
+            .collect();
+        let doc = serde_json::json!({"environment": env, "locks": rows});
+        ui::println(
+            &serde_json::to_string_pretty(&doc).map_err(|e| CliError::Failed(e.to_string()))?,
+        );
+        if states.iter().any(|(_, s)| s.is_err()) {
+            code = EXIT_FAILED;
+        }
+        return Ok(code);
+    }
+    for (ship, state) in states {
+        match state {
+            Ok(State::Free) => ui::println(&format!("{ship}: free")),
+            Ok(State::Held(Some(holder))) => {
+                let kind = match holder.kind {
+                    LockKind::Command => "held by a command",
+                    LockKind::Maintenance => "held for maintenance",
+                };
+                ui::println(&format!("{ship}: {kind}: {}", holder.describe()));
+            }
+            Ok(State::Held(None)) => ui::println(&format!(
+                "{ship}: held, but its record is missing (being taken right now, or left \
+                 half-written): `maestro lock release --force` clears it"
+            )),
+            Err(err) => {
+                code = EXIT_FAILED;
+                ui::eprintln(&format!("error: {err}"));
+            }
+        }
+    }
+    Ok(code)
+}
