@@ -477,6 +477,38 @@ pub struct PlanRow {
 /// does not have the image.
 pub type ImageIds = BTreeMap<(String, String), Option<String>>;
 
+/// `status`'s sequence: one list call per ship, a row per instance of `plan`, and with
+/// `full` each named port checked from the ship's side, all ships at once.
+pub async fn what_runs(
+    env: &Environment,
+    plan: &Plan,
+    fleet: &Arc<Fleet>,
+    full: bool,
+) -> Vec<StatusRow> {
+    let observed = gather(env, fleet).await;
+    let mut rows = rows(env, plan, &observed.listings, SystemTime::now());
+    if !full {
+        return rows;
+    }
+    for row in rows.iter_mut() {
+        let listing = match observed.listings.get(&row.ship) {
+            Some(ShipListing::Listed(containers)) => Some(containers.as_slice()),
+            _ => None,
+        };
+        row.ports = port_targets(env, row, listing);
+    }
+    let checks = rows.iter_mut().filter_map(|row| {
+        let handle = observed.ships.get(&row.ship)?;
+        Some(check_ports(
+            &handle.connection,
+            &mut row.ports,
+            PORT_CHECK_TIMEOUT,
+        ))
+    });
+    join_all(checks).await;
+    rows
+}
+
 /// `plan`'s sequence: what `start` would do to each instance of `plan`, from one listing per
 /// ship and one image lookup per (ship, image), all at once; and the lookups that failed, as
 /// warnings (a failed lookup leaves the image unknown, which reads as "pull first").

@@ -4,9 +4,6 @@
 //! and prints a table (or one JSON document with `--json`).
 
 use std::sync::Arc;
-use std::time::SystemTime;
-
-use futures_util::future::join_all;
 
 use super::super::{Cli, CliError, Command, EXIT_FAILED, EXIT_INTERRUPTED, Things};
 use super::{load, runtime};
@@ -14,7 +11,7 @@ use crate::config::Environment;
 use crate::orchestrate::fleet::{self, ConnectOptions, Fleet};
 use crate::orchestrate::logs::{FanOut, LogOptions};
 use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
-use crate::orchestrate::status::{self, InstanceState, PlannedAction, ShipListing};
+use crate::orchestrate::status::{self, InstanceState, PlannedAction};
 use crate::ui::logs::LogPrinter;
 use crate::ui::report::{self, PlanReport, StatusReport};
 use crate::ui::{self, Palette};
@@ -88,29 +85,7 @@ fn status_command(
     let env = load(cli)?;
     let plan = selected(&env, things, true)?;
     let fleet = fleet_of(cli, &env, &plan);
-    let rows = runtime()?.block_on(fleet.run(async {
-        let observed = status::gather(&env, &fleet).await;
-        let mut rows = status::rows(&env, &plan, &observed.listings, SystemTime::now());
-        if full {
-            for row in rows.iter_mut() {
-                let listing = match observed.listings.get(&row.ship) {
-                    Some(ShipListing::Listed(containers)) => Some(containers.as_slice()),
-                    _ => None,
-                };
-                row.ports = status::port_targets(&env, row, listing);
-            }
-            let checks = rows.iter_mut().filter_map(|row| {
-                let handle = observed.ships.get(&row.ship)?;
-                Some(status::check_ports(
-                    &handle.connection,
-                    &mut row.ports,
-                    status::PORT_CHECK_TIMEOUT,
-                ))
-            });
-            join_all(checks).await;
-        }
-        rows
-    }));
+    let rows = runtime()?.block_on(fleet.run(status::what_runs(&env, &plan, &fleet, full)));
     let Some(rows) = rows else {
         return Ok(EXIT_INTERRUPTED);
     };
