@@ -243,6 +243,10 @@ where
                     _ = cancel.cancelled() => return Ok(summaries),
                 }
             }
+            // A Ctrl-C as the delay ends (both ready at once) still ends the restart here.
+            if cancel.is_cancelled() {
+                return Ok(summaries);
+            }
             let start_action = Action::Start {
                 // The stop half already pulled when it compared images.
                 refresh_images: refresh_images && !only_if_changed,
