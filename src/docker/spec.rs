@@ -237,6 +237,16 @@ pub struct SpecChange {
     pub new: Option<String>,
 }
 
+impl SpecChange {
+    /// Whether the old value is only the fingerprint the label recorded, not the value itself
+    /// (see [`ContainerSpec::changes_since`]: the container's own config can tell it).
+    pub fn old_is_fingerprint(&self) -> bool {
+        self.old
+            .as_deref()
+            .is_some_and(|old| old.contains(FINGERPRINT_PREFIX))
+    }
+}
+
 /// Leaves of a JSON value by dotted path. Lists of `[key, value]` pairs become keyed fields.
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
     use serde_json::Value;

@@ -651,11 +651,8 @@ async fn read_deployed_values(
     specs: &BTreeMap<String, ContainerSpec>,
     observed: &Observation,
 ) {
-    let fingerprinted = |changes: &[crate::docker::SpecChange]| {
-        changes
-            .iter()
-            .any(|c| c.old.as_deref().is_some_and(|o| o.contains("sha256:")))
-    };
+    let fingerprinted =
+        |changes: &[crate::docker::SpecChange]| changes.iter().any(|c| c.old_is_fingerprint());
     let inspections = rows.iter().enumerate().filter_map(|(k, row)| {
         let PlannedAction::Recreate { changes, .. } = &row.action else {
             return None;
