@@ -30,6 +30,16 @@ pub fn utc_fields(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     (year, month, day, rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
+/// `YYYY-MM-DD HH:MM:SS UTC` of `secs` since 1970-01-01 (`u64::MAX`, a certificate's
+/// "no end", is `forever`).
+pub fn format_unix_time(secs: u64) -> String {
+    if secs == u64::MAX {
+        return "forever".to_string();
+    }
+    let (year, month, day, hour, minute, second) = utc_fields(secs);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,9 +20,10 @@ Examples:
   maestro -f env.yaml status -F         status with images and a port check
   maestro -f env.yaml restart -s web    restart every instance of the service web
   maestro -f env.yaml stop -a           stop everything, dependents first
+  maestro -f env.yaml rollback web      web back to its previous deployment (see history)
 
 THINGs are service or instance names. stop, kill and restart take a service name (for all
-its instances) only with -s/--expand-services or -a, and need names or -a.
+its instances) only with -s/--expand-services or -a; they and rollback need names or -a.
 Exit codes: 0 done, 1 some instance failed, 2 bad input, 130 interrupted.";
 
 const FORWARD_HELP: &str = "\
@@ -44,6 +45,15 @@ Examples:
 
 Exit codes: 0 done, 1 a lock is held by someone else or a ship could not be reached, 2 bad
 input.";
+
+const ROLLBACK_HELP: &str = "\
+Examples:
+  maestro history web                   what web's instances ran, and what a rollback returns to
+  maestro rollback web                  every instance of web back to its previous deployment
+  maestro rollback -a                   everything that was redeployed, in dependency order
+
+Exit codes: 0 done, 1 some instance failed (its checks, or the ship), 2 bad input, 130
+interrupted.";
 
 /// What `maestro lock` does.
 #[derive(Debug, Clone, Subcommand)]
@@ -119,6 +129,8 @@ impl Cli {
             | Command::Restart { things, .. }
             | Command::Pull { things }
             | Command::Clean { things, .. }
+            | Command::Rollback { things }
+            | Command::History { things }
             | Command::Logs { things, .. }
             | Command::Plan { things }
             | Command::Up { things, .. }
@@ -243,6 +255,29 @@ pub enum Command {
         things: Things,
         #[command(flatten)]
         ownership: Ownership,
+    },
+    /// Return instances to their deployment before the last one, in dependency order, with
+    /// the same checks as `start`.
+    ///
+    /// `start` keeps the container it replaces, stopped, on the ship (NAME.replaced until the
+    /// new one has passed its checks, then NAME.previous); rollback removes the current
+    /// container and starts the kept one again: the same image id and config, whatever the
+    /// file or the registry say now. The file is not changed: the next `start` deploys what
+    /// it says again. An instance with nothing kept is left as it is. `history` shows what a
+    /// rollback returns to.
+    #[command(after_help = ROLLBACK_HELP)]
+    Rollback {
+        #[command(flatten)]
+        things: Things,
+    },
+    /// List the deployments of each instance: when, by whom, the image and the spec hash,
+    /// and which one a rollback returns to.
+    ///
+    /// Read from the labels of the containers on the ships (each records its deployment and
+    /// the ones before it), so every operator sees the same history.
+    History {
+        #[command(flatten)]
+        things: Things,
     },
     /// Show the logs of one or more instances.
     Logs {
@@ -433,7 +468,8 @@ pub struct Things {
     #[arg(short = 's', long)]
     pub expand_services: bool,
 
-    /// No names means everything; stop, kill and restart need it when no names are given.
+    /// No names means everything; stop, kill, restart and rollback need it when no names are
+    /// given.
     /// Implies -s.
     #[arg(short = 'a', long)]
     pub all: bool,

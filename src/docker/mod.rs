@@ -5,6 +5,7 @@
 //! described by a [`ContainerSpec`], independent of the environment file's model.
 
 mod credentials;
+mod deployment;
 mod error;
 pub mod logs;
 mod progress;
@@ -14,6 +15,7 @@ mod spec;
 mod status;
 
 pub use credentials::{Credentials, CredentialsError, registry_of_image};
+pub use deployment::{DEPLOYMENT_LABEL, Deployment, HISTORY_LABEL};
 pub use error::{DockerError, ErrorKind};
 pub use logs::{LogLine, LogQuery, LogSource, LogStream};
 pub use progress::{PullProgress, PullTracker};

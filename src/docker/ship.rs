@@ -542,12 +542,26 @@ impl Ship {
     /// Creates the container (never removing an existing one) and connects it to the spec's
     /// further networks. Returns its id.
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
+        self.create_recorded(spec, &[]).await
+    }
+
+    /// [`Ship::create`], with `record` added to the container's labels: labels that are not
+    /// part of the spec (and so not of its hash), such as its deployment record.
+    pub async fn create_recorded(
+        &self,
+        spec: &ContainerSpec,
+        record: &[(String, String)],
+    ) -> Result<String, DockerError> {
         let options = CreateContainerOptionsBuilder::new()
             .name(&spec.name)
             .build();
+        let mut body = spec.to_create_body();
+        body.labels
+            .get_or_insert_with(HashMap::new)
+            .extend(record.iter().cloned());
         let created = self
             .docker
-            .create_container(Some(options), spec.to_create_body())
+            .create_container(Some(options), body)
             .await
             .map_err(|e| self.err(format!("create {}", spec.name), e))?;
         for network in spec.secondary_networks() {
@@ -662,6 +676,17 @@ impl Ship {
             .kill_container(name, Some(options))
             .await
             .map_err(|e| self.err(format!("kill {name} with {signal}"), e))
+    }
+
+    /// Renames the container `name` to `to`.
+    pub async fn rename(&self, name: &str, to: &str) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::RenameContainerOptions {
+            name: to.to_string(),
+        };
+        self.docker
+            .rename_container(name, options)
+            .await
+            .map_err(|e| self.err(format!("rename {name} to {to}"), e))
     }
 
     /// Removes the container; `force` also removes a running one. Its anonymous volumes are

@@ -18,15 +18,31 @@ pub enum ContainerStatus {
 
 impl ContainerStatus {
     pub fn from_docker(state: &str) -> Self {
-        match state {
-            "created" => ContainerStatus::Created,
-            "running" => ContainerStatus::Running,
-            "paused" => ContainerStatus::Paused,
-            "restarting" => ContainerStatus::Restarting,
-            "exited" => ContainerStatus::Exited,
-            "removing" => ContainerStatus::Removing,
-            "dead" => ContainerStatus::Dead,
-            _ => ContainerStatus::Unknown,
+        [
+            ContainerStatus::Created,
+            ContainerStatus::Running,
+            ContainerStatus::Paused,
+            ContainerStatus::Restarting,
+            ContainerStatus::Exited,
+            ContainerStatus::Removing,
+            ContainerStatus::Dead,
+        ]
+        .into_iter()
+        .find(|known| known.as_str() == state)
+        .unwrap_or(ContainerStatus::Unknown)
+    }
+
+    /// The daemon's word for the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerStatus::Created => "created",
+            ContainerStatus::Running => "running",
+            ContainerStatus::Paused => "paused",
+            ContainerStatus::Restarting => "restarting",
+            ContainerStatus::Exited => "exited",
+            ContainerStatus::Removing => "removing",
+            ContainerStatus::Dead => "dead",
+            ContainerStatus::Unknown => "unknown",
         }
     }
 

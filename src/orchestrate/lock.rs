@@ -30,8 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use super::executor::Cancel;
 use super::fleet::Fleet;
+use crate::clock::format_unix_time;
 use crate::config::Environment;
-use crate::transport::{Connection, TransportError, format_unix_time};
+use crate::transport::{Connection, TransportError};
 
 /// The environment variable that names the holder instead of `user@host`.
 pub const HOLDER_ENV: &str = "MAESTRO_LOCK_HOLDER";

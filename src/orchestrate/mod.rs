@@ -8,6 +8,7 @@ pub mod exec;
 pub mod executor;
 pub mod fleet;
 pub mod forward;
+pub mod history;
 pub mod lifecycle;
 pub mod lock;
 pub mod logs;

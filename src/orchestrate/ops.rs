@@ -15,13 +15,14 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use crate::config::{Check, Environment, Instance, Service};
-use crate::docker::{self, ContainerDetails, ContainerSpec, Credentials, PullRetry};
+use crate::docker::{self, ContainerDetails, ContainerSpec, Credentials, Deployment, PullRetry};
 
 use super::autoconf;
 use super::checks::{self, CheckError, CheckState, CheckTarget};
 use super::events::{Outcome, Step};
 use super::executor::{Direction, Job, OpError, Operation, StepContext};
 use super::fleet::{Fleet, ShipHandle};
+use super::history::Kept;
 use super::plan::Plan;
 use super::spec;
 
@@ -107,6 +108,8 @@ pub enum Action {
     Kill,
     Clean,
     Pull,
+    /// Back to the deployment kept for a rollback (see [`super::history`]).
+    Rollback,
     /// The stop half of `restart --only-if-changed`: only containers whose spec or image
     /// changed are stopped; the start half then leaves the others running.
     StopIfChanged {
@@ -238,6 +241,7 @@ impl LifecycleOp {
             Action::Stop => unit.halt(Halt::Stop).await,
             Action::Kill => unit.halt(Halt::Kill).await,
             Action::Clean => unit.clean().await,
+            Action::Rollback => unit.rollback().await,
             Action::Pull => {
                 unit.pull().await?;
                 Ok(Outcome::Pulled)
@@ -303,7 +307,17 @@ impl Operation for LifecycleOp {
     }
 }
 
-/// One instance being worked on.
+/// What `start` did with the container it replaces.
+#[derive(Debug, Default)]
+struct SetAside {
+    /// The records of the deployments before the new container, newest first.
+    earlier: Vec<Deployment>,
+    /// A `.replaced` is kept: once the new container succeeds, it becomes `.previous`.
+    replaced_kept: bool,
+    /// The old container was just kept as `.replaced` (rather than removed).
+    kept_now: bool,
+}
+
 /// How a running container is brought down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Halt {
@@ -547,25 +561,35 @@ impl Unit<'_> {
         .map_err(|e| Self::check_failure(e, "nothing changed"))?;
 
         let mut replaced = false;
-        if let Some(c) = &existing {
-            if reuse && change.is_none() {
-                self.ctx.step(Step::Message {
-                    text: "re-using the stopped container".into(),
-                });
-                return self.start_created(&vars, Outcome::Started).await;
+        let aside = match &existing {
+            Some(c) => {
+                if reuse && change.is_none() {
+                    self.ctx.step(Step::Message {
+                        text: "re-using the stopped container".into(),
+                    });
+                    return self.start_created(&vars, Outcome::Started).await;
+                }
+                replaced = c.running;
+                self.set_aside(c, change.as_deref()).await?
             }
-            replaced = self.remove_old(c, change.as_deref()).await?;
-        }
+            None => self.nothing_to_set_aside().await?,
+        };
         if self.ctx.is_cancelled() {
-            return Err(OpError::interrupted(if existing.is_some() {
-                "interrupted before create: old container removed, none created"
-            } else {
-                "interrupted before create: nothing created"
+            return Err(OpError::interrupted(match (&existing, aside.kept_now) {
+                (None, _) => "interrupted before create: nothing created",
+                (Some(_), true) => {
+                    "interrupted before create: old container stopped and kept for `rollback`, \
+                     none created"
+                }
+                (Some(_), false) => {
+                    "interrupted before create: old container removed, none created"
+                }
             }));
         }
-        if image_id.is_none() {
-            self.pull().await?;
-        }
+        let image_id = match image_id {
+            Some(id) => id,
+            None => self.pull().await?,
+        };
         if spec.network_mode.is_none() {
             for network in &spec.networks {
                 self.ship()
@@ -575,7 +599,21 @@ impl Unit<'_> {
             }
         }
         self.ctx.step(Step::Creating);
-        self.ship().create(&spec).await.map_err(docker_failed)?;
+        let record = Deployment {
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+            by: super::lock::operator(),
+            image: self.instance.image.clone(),
+            image_id,
+            spec_hash: hash,
+            succeeded: true,
+        };
+        self.ship()
+            .create_recorded(&spec, &record.labels(&aside.earlier))
+            .await
+            .map_err(docker_failed)?;
         if self.ctx.is_cancelled() {
             // Never leave a container created but not started behind.
             return match self.ship().remove(self.name(), true).await {
@@ -592,16 +630,51 @@ impl Unit<'_> {
         } else {
             Outcome::Started
         };
-        self.start_created(&vars, outcome).await
+        let outcome = self.start_created(&vars, outcome).await?;
+        if aside.replaced_kept {
+            self.settle().await;
+        }
+        Ok(outcome)
     }
 
-    /// Stops (if it runs) and removes the container `start` is about to re-create; whether it
-    /// was running, which makes the outcome a re-creation.
-    async fn remove_old(
+    /// The instance's container kept for a rollback as `kept`, if there is one; one that is
+    /// not this environment's is refused like the instance's own container.
+    async fn kept(&self, kept: Kept) -> Result<Option<ContainerDetails>, OpError> {
+        let name = kept.name(self.name());
+        let details = self.ship().inspect(&name).await.map_err(docker_failed)?;
+        if let Some(found) = &details
+            && let Some(why) = foreign(found, &self.env.name, self.name())
+        {
+            return Err(OpError::failed(refusal(&name, &self.instance.ship, &why)));
+        }
+        Ok(details)
+    }
+
+    /// The labels of the instance's container kept as `kept`, if there is one: from the run's
+    /// snapshot of the ship when it has one (a start: no call), else by inspecting it.
+    async fn kept_labels(&self, kept: Kept) -> Result<Option<BTreeMap<String, String>>, OpError> {
+        if matches!(self.op.action, Action::Start { .. })
+            && let Some(snapshot) = self.op.snapshot(&self.instance.ship, self.ship()).await
+        {
+            // Only this job changes this instance's containers: the snapshot is still true.
+            let name = kept.name(self.name());
+            return Ok(snapshot.containers.get(&name).map(|c| c.labels.clone()));
+        }
+        Ok(self.kept(kept).await?.map(|c| c.labels))
+    }
+
+    /// Moves the container `start` is about to replace out of the way, stopped. A container
+    /// of another deployment (`reason` says what changed) is kept as `NAME.replaced` when it
+    /// is the environment's and no `.replaced` is kept already, and removed when a
+    /// `.replaced` is kept (it is a deployment that never succeeded). The same deployment
+    /// re-created (a stopped container started again) or a container that is not the
+    /// environment's (adopted: nothing to return to) is removed: keeping it would make the
+    /// rollback point a copy of what runs.
+    async fn set_aside(
         &self,
         existing: &ContainerDetails,
         reason: Option<&str>,
-    ) -> Result<bool, OpError> {
+    ) -> Result<SetAside, OpError> {
         if let Some(reason) = reason {
             self.ctx.step(Step::Message {
                 text: format!("re-creating: {reason}"),
@@ -614,12 +687,159 @@ impl Unit<'_> {
                 .await
                 .map_err(docker_failed)?;
         }
+        let mut earlier = Deployment::history_of(&existing.labels);
+        let record = Deployment::of(&existing.labels);
+        let ours = foreign(existing, &self.env.name, self.name()).is_none();
+        let another_deployment = ours && reason.is_some();
+        let replaced_kept = self.kept_labels(Kept::Replaced).await?.is_some();
+        if another_deployment && !replaced_kept {
+            earlier.splice(0..0, record);
+            self.ship()
+                .rename(self.name(), &Kept::Replaced.name(self.name()))
+                .await
+                .map_err(docker_failed)?;
+            return Ok(SetAside {
+                earlier,
+                replaced_kept: true,
+                kept_now: true,
+            });
+        }
+        if another_deployment && let Some(mut failed) = record {
+            failed.succeeded = false;
+            earlier.insert(0, failed);
+        }
         self.ctx.step(Step::Removing);
         self.ship()
             .remove(self.name(), true)
             .await
             .map_err(docker_failed)?;
-        Ok(existing.running)
+        Ok(SetAside {
+            earlier,
+            replaced_kept,
+            kept_now: false,
+        })
+    }
+
+    /// When the instance has no container: the records before the new one are those of the
+    /// container kept for a rollback (a start interrupted after setting the old one aside,
+    /// or an instance cleaned since).
+    async fn nothing_to_set_aside(&self) -> Result<SetAside, OpError> {
+        for kept in [Kept::Replaced, Kept::Previous] {
+            if let Some(labels) = self.kept_labels(kept).await? {
+                let mut earlier = Deployment::history_of(&labels);
+                earlier.splice(0..0, Deployment::of(&labels));
+                return Ok(SetAside {
+                    earlier,
+                    replaced_kept: kept == Kept::Replaced,
+                    kept_now: false,
+                });
+            }
+        }
+        Ok(SetAside::default())
+    }
+
+    /// After a deployment succeeded, when a `.replaced` is kept: it becomes `NAME.previous`
+    /// (the older one goes). A failure here leaves the deployment as it is, and is said.
+    async fn settle(&self) {
+        let settled = async {
+            let previous = Kept::Previous.name(self.name());
+            if self.kept(Kept::Previous).await?.is_some() {
+                self.ship()
+                    .remove(&previous, true)
+                    .await
+                    .map_err(docker_failed)?;
+            }
+            self.ship()
+                .rename(&Kept::Replaced.name(self.name()), &previous)
+                .await
+                .map_err(docker_failed)
+        };
+        if let Err(err) = settled.await {
+            self.ctx.step(Step::Message {
+                text: format!(
+                    "deployed, but the replaced container stays the rollback point: {err}"
+                ),
+            });
+        }
+    }
+
+    /// `rollback`: the container kept for a rollback takes the instance's name again and is
+    /// started, with `start`'s checks. The current container, stopped, is kept as
+    /// `NAME.previous` when it was a deployment that succeeded (a second rollback undoes the
+    /// first, as `kubectl rollout undo` does), and removed when it never succeeded (the
+    /// rollback returned to `.replaced`). Nothing kept: nothing to do.
+    async fn rollback(&self) -> Result<Outcome, OpError> {
+        let current = self.inspect().await?;
+        let (target, failed_current) = match self.kept(Kept::Replaced).await? {
+            Some(found) => (found, true),
+            None => match self.kept(Kept::Previous).await? {
+                Some(found) => (found, false),
+                None => {
+                    self.ctx.step(Step::Message {
+                        text: "no earlier deployment is kept: nothing to return to".into(),
+                    });
+                    return Ok(Outcome::NothingToDo);
+                }
+            },
+        };
+        let (_, vars) = self.spec();
+        self.checks(
+            CheckState::PreStart,
+            &self.instance.lifecycle.pre_start,
+            &vars,
+            false,
+        )
+        .await
+        .map_err(|e| Self::check_failure(e, "nothing changed"))?;
+        let returning_to = match Deployment::of(&target.labels) {
+            Some(r) => format!(
+                "returning to the deployment of {} by {} ({})",
+                crate::clock::format_unix_time(r.at),
+                r.by,
+                r.image
+            ),
+            None => format!("returning to {} ({})", target.name, target.image),
+        };
+        self.ctx.step(Step::Message { text: returning_to });
+        let swap = match &current {
+            Some(c) => {
+                if c.running {
+                    self.ctx.step(Step::Stopping);
+                    self.ship()
+                        .stop(self.name(), stop_timeout(self.instance))
+                        .await
+                        .map_err(docker_failed)?;
+                }
+                let keep = !failed_current && foreign(c, &self.env.name, self.name()).is_none();
+                if keep {
+                    // `.previous` is the target: the current one waits as `.replaced`.
+                    self.rename(self.name(), &Kept::Replaced.name(self.name()))
+                        .await?;
+                } else {
+                    self.ctx.step(Step::Removing);
+                    self.ship()
+                        .remove(self.name(), true)
+                        .await
+                        .map_err(docker_failed)?;
+                }
+                keep
+            }
+            None => false,
+        };
+        self.rename(&target.name, self.name()).await?;
+        if swap {
+            self.rename(
+                &Kept::Replaced.name(self.name()),
+                &Kept::Previous.name(self.name()),
+            )
+            .await?;
+        }
+        self.start_created(&vars, Outcome::Other("rolled back".into()))
+            .await
+    }
+
+    async fn rename(&self, name: &str, to: &str) -> Result<(), OpError> {
+        self.ship().rename(name, to).await.map_err(docker_failed)
     }
 
     /// Starts the existing container, waits until it runs and passes its `running` checks.
@@ -706,18 +926,31 @@ impl Unit<'_> {
         Ok(outcome)
     }
 
+    /// Removes the stopped container, and a kept `.previous` that a `.replaced` has made
+    /// older than the rollback point; what a rollback returns to stays.
     async fn clean(&self) -> Result<Outcome, OpError> {
-        match self.inspect().await? {
-            Some(c) if !c.running => {
-                self.ctx.step(Step::Removing);
-                self.ship()
-                    .remove(self.name(), false)
-                    .await
-                    .map_err(docker_failed)?;
-                Ok(Outcome::Removed)
-            }
-            _ => Ok(Outcome::NothingToDo),
+        let mut outcome = Outcome::NothingToDo;
+        if let Some(c) = self.inspect().await?
+            && !c.running
+        {
+            self.ctx.step(Step::Removing);
+            self.ship()
+                .remove(self.name(), false)
+                .await
+                .map_err(docker_failed)?;
+            outcome = Outcome::Removed;
         }
+        if self.kept(Kept::Replaced).await?.is_some()
+            && let Some(older) = self.kept(Kept::Previous).await?
+        {
+            self.ctx.step(Step::Removing);
+            self.ship()
+                .remove(&older.name, true)
+                .await
+                .map_err(docker_failed)?;
+            outcome = Outcome::Removed;
+        }
+        Ok(outcome)
     }
 }
 

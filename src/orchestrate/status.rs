@@ -17,6 +17,7 @@ use crate::docker::{
     ContainerSpec, ContainerStatus, HealthState, ImageFacts, ManagedContainer, Protocol, SpecChange,
 };
 use crate::orchestrate::fleet::{Fleet, ShipHandle};
+use crate::orchestrate::history::Kept;
 use crate::orchestrate::plan::Plan;
 use crate::transport::Connection;
 
@@ -158,14 +159,15 @@ impl PortCheck {
 }
 
 /// The container of `instance` among a ship's listing: the one labelled with it (a running
-/// one first, should there be several).
+/// one first, should there be several), never one kept for a rollback (see
+/// [`super::history`]).
 pub fn container_of<'a>(
     containers: &'a [ManagedContainer],
     instance: &str,
 ) -> Option<&'a ManagedContainer> {
     let mut candidates: Vec<&ManagedContainer> = containers
         .iter()
-        .filter(|c| c.instance == instance)
+        .filter(|c| c.instance == instance && !Kept::is_kept(&c.name, instance))
         .collect();
     candidates.sort_by_key(|c| (!c.state.is_up(), c.name != instance, -c.created));
     candidates.into_iter().next()

@@ -21,6 +21,7 @@ use russh::keys::ssh_key::public::KeyData;
 use russh::keys::{Certificate, HashAlg, PublicKey};
 
 use super::patterns;
+use crate::clock::format_unix_time;
 
 /// What the operator allows for a host whose key is not recorded yet. A key that differs
 /// from the recorded one is refused under every policy.
@@ -419,15 +420,6 @@ fn hashed_name_matches(name: &str, salt_and_hash: &str) -> bool {
         return false;
     };
     sha1::hmac(&salt, name.as_bytes()).as_slice() == hash.as_slice()
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` for certificate validity times (no date crate is a dependency).
-pub(crate) fn format_unix_time(secs: u64) -> String {
-    if secs == u64::MAX {
-        return "forever".to_string();
-    }
-    let (year, month, day, hour, minute, second) = crate::clock::utc_fields(secs);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
 }
 
 fn record(host: &str, port: u16, key: &PublicKey, file: &Path) -> Result<(), String> {

@@ -31,7 +31,6 @@ pub use api_version::default_cache_dir;
 pub use error::TransportError;
 pub use http::{HttpAnswer, HttpError, HttpRequest};
 pub use known_hosts::HostKeyPolicy;
-pub(crate) use known_hosts::format_unix_time;
 pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
 pub use ssh::SessionPool;
 pub use tls::{TlsClient, TlsFailure, TlsSetupError, TlsTrust};

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Palette;
 use crate::docker;
+use crate::orchestrate::history::{DeploymentRow, InstanceHistory, Role};
 use crate::orchestrate::ships::ShipReport;
 use crate::orchestrate::status::{
     self, InstanceState, PlanRow, PlannedAction, PortCheck, StatusRow,
@@ -274,6 +275,100 @@ pub fn plan_table(rows: &[PlanRow], palette: Palette) -> String {
         .collect::<String>()
     ));
     out
+}
+
+// ---------------------------------------------------------------------------------------
+// history
+
+/// `history --json`.
+#[derive(Serialize)]
+pub struct HistoryReport<'a> {
+    pub environment: &'a str,
+    pub instances: &'a [InstanceHistory],
+}
+
+/// What a deployment is now, in the WHAT column.
+fn role_text(row: &DeploymentRow) -> String {
+    let mut text = match row.role {
+        Role::Current => match row.state {
+            Some(state) => format!("current, {}", state.as_str()),
+            None => "current".to_string(),
+        },
+        Role::RollbackTarget => "kept: rollback returns here".to_string(),
+        Role::Older => "kept, older (clean removes it)".to_string(),
+        Role::Removed => "removed".to_string(),
+    };
+    if row.record.as_ref().is_some_and(|r| !r.succeeded) {
+        text.push_str(", did not succeed");
+    }
+    text
+}
+
+/// `history`: one line per deployment of each instance, newest first.
+pub fn history_table(histories: &[InstanceHistory], palette: Palette) -> String {
+    let mut cells: Vec<Vec<String>> = Vec::new();
+    let mut roles: Vec<Option<Role>> = Vec::new();
+    for history in histories {
+        let mut line = |deployed: String, by: String, image: String, spec: String, what: String| {
+            cells.push(vec![
+                history.instance.clone(),
+                history.ship.clone(),
+                deployed,
+                by,
+                image,
+                spec,
+                what,
+            ]);
+        };
+        let dash = || "-".to_string();
+        if history.unreachable.is_some() {
+            line(dash(), dash(), dash(), dash(), "unknown (ship down)".into());
+            roles.push(None);
+            continue;
+        }
+        if history.deployments.is_empty() {
+            line(dash(), dash(), dash(), dash(), "no container".into());
+            roles.push(None);
+        }
+        for row in &history.deployments {
+            let (by, when) = match &row.record {
+                Some(record) => (record.by.clone(), record.at),
+                None => ("(not recorded)".to_string(), row.at()),
+            };
+            let image = format!("{} ({})", row.image, status::short_id(&row.image_id));
+            let spec = row
+                .spec_hash
+                .as_deref()
+                .map_or_else(dash, |h| status::short_id(h).to_string());
+            line(
+                crate::clock::format_unix_time(when),
+                by,
+                image,
+                spec,
+                role_text(row),
+            );
+            roles.push(Some(row.role));
+        }
+    }
+    table(
+        &[
+            "INSTANCE", "SHIP", "DEPLOYED", "BY", "IMAGE", "SPEC", "WHAT",
+        ],
+        &cells,
+        &[],
+        |h| h.to_string(),
+        |r, k, cell| {
+            if k != 6 {
+                return cell.to_string();
+            }
+            match roles.get(r).copied().flatten() {
+                Some(Role::Current) => palette.good(cell),
+                Some(Role::RollbackTarget) => palette.warn(cell),
+                Some(Role::Older | Role::Removed) => palette.dim(cell),
+                None => palette.bad(cell),
+            }
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------

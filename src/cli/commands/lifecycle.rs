@@ -1,4 +1,5 @@
-//! start, up, stop, down, kill, restart, pull, clean: the commands that change ships.
+//! start, up, stop, down, kill, restart, pull, clean, rollback: the commands that change
+//! ships.
 //!
 //! Glue: each reads what was asked into an [`orchestrate::lifecycle::Request`] and a
 //! selection, checks the guards that MaestroNG users expect (`-a` for everything, `-s` for a
@@ -141,6 +142,13 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
             things.clone(),
             single("clean", Action::Clean, Direction::Forward),
         ),
+        Command::Rollback { things } => {
+            require_names_or_all("rollback", things)?;
+            (
+                things.clone(),
+                single("rollback", Action::Rollback, Direction::Forward),
+            )
+        }
         Command::Pull { things } => (
             things.clone(),
             Request::Single {

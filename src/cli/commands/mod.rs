@@ -28,7 +28,10 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         Command::Forward {
             target, port, bind, ..
         } => forward::forward(cli, target, port, *bind),
-        Command::Status { .. } | Command::Logs { .. } | Command::Plan { .. } => observe::run(cli),
+        Command::Status { .. }
+        | Command::Logs { .. }
+        | Command::Plan { .. }
+        | Command::History { .. } => observe::run(cli),
         Command::Start { .. }
         | Command::Up { .. }
         | Command::Stop { .. }
@@ -36,7 +39,8 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         | Command::Kill { .. }
         | Command::Restart { .. }
         | Command::Pull { .. }
-        | Command::Clean { .. } => lifecycle::run(cli),
+        | Command::Clean { .. }
+        | Command::Rollback { .. } => lifecycle::run(cli),
         Command::Lock { action, .. } => lock::run(cli, action),
         Command::Exec(args) => exec::exec(cli, args),
         Command::Ssh(args) => exec::ssh(cli, args),

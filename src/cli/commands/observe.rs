@@ -1,4 +1,4 @@
-//! status, logs, plan: the commands that look at ships without changing them.
+//! status, logs, plan, history: the commands that look at ships without changing them.
 //!
 //! Each connects only to the ships its selection involves, asks each of them at the same time,
 //! and prints a table (or one JSON document with `--json`).
@@ -9,11 +9,12 @@ use super::super::{Cli, CliError, Command, EXIT_FAILED, EXIT_INTERRUPTED, Things
 use super::{load, runtime};
 use crate::config::Environment;
 use crate::orchestrate::fleet::{self, ConnectOptions, Fleet};
+use crate::orchestrate::history;
 use crate::orchestrate::logs::{FanOut, LogOptions};
 use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
 use crate::orchestrate::status::{self, InstanceState, PlannedAction};
 use crate::ui::logs::LogPrinter;
-use crate::ui::report::{self, PlanReport, StatusReport};
+use crate::ui::report::{self, HistoryReport, PlanReport, StatusReport};
 use crate::ui::{self, Palette};
 
 pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
@@ -41,7 +42,10 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
             logs_command(cli, things, options, *timestamps)
         }
         Command::Plan { things } => plan_command(cli, things),
-        _ => Err(CliError::Usage("not a status, logs or plan command".into())),
+        Command::History { things } => history_command(cli, things),
+        _ => Err(CliError::Usage(
+            "not a status, logs, plan or history command".into(),
+        )),
     }
 }
 
@@ -224,4 +228,43 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
         ui::print(&report::plan_table(&rows, stdout_palette()));
     }
     Ok(if unknown { EXIT_FAILED } else { 0 })
+}
+
+// ---------------------------------------------------------------------------------------
+// history
+
+fn history_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
+    let env = load(cli)?;
+    let plan = selected(&env, things, true)?;
+    let fleet = fleet_of(cli, &env, &plan);
+    let histories = runtime()?.block_on(fleet.run(history::deployments(&env, &plan, &fleet)));
+    let Some(histories) = histories else {
+        return Ok(EXIT_INTERRUPTED);
+    };
+    if cli.json {
+        let report = HistoryReport {
+            environment: &env.name,
+            instances: &histories,
+        };
+        ui::println(&report::json(&report).map_err(CliError::Failed)?);
+    } else {
+        ui::print(&report::history_table(&histories, stdout_palette()));
+    }
+    let unreachable: Vec<&str> = histories
+        .iter()
+        .filter_map(|h| h.unreachable.as_deref())
+        .collect();
+    if !cli.json {
+        let mut said = std::collections::BTreeSet::new();
+        for message in &unreachable {
+            if said.insert(*message) {
+                ui::eprintln(message);
+            }
+        }
+    }
+    Ok(if unreachable.is_empty() {
+        0
+    } else {
+        EXIT_FAILED
+    })
 }
