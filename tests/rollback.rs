@@ -286,39 +286,57 @@ fn deploy_v1_then_v2_roll_back_to_v1_then_a_failed_v3_rolls_back_to_the_last_goo
         "{text}"
     );
 
-    // v2 again, then a v3 whose checks fail: v2 stays the rollback point.
+    // v2 again; a stopped container started again unchanged is no new deployment.
     let file = write_environment(&bed, dir, "v2");
     assert_eq!(run(dir, &file, "bob@ci", &["start"]).code, 0);
+    assert_eq!(run(dir, &file, "bob@ci", &["stop", DB, APP]).code, 0);
+    assert_eq!(run(dir, &file, "bob@ci", &["start"]).code, 0);
+    let roles = || -> Vec<(String, String)> {
+        history(dir, &file)[DB]
+            .iter()
+            .map(|(role, image, _)| (role.clone(), image.clone()))
+            .collect()
+    };
+    let pair = |role: &str, image: &str| (role.to_string(), image.to_string());
+    assert_eq!(
+        roles(),
+        vec![
+            pair("current", "maestro-rb:v2"),
+            pair("rollback-target", "maestro-rb:v1")
+        ]
+    );
+
+    // Then a v3 whose checks fail: v2 stays the rollback point.
     let file = write_environment(&bed, dir, "v3");
     let v3 = run(dir, &file, "dave@laptop", &["--json", "start"]);
     assert_eq!(v3.code, 1, "the v3 checks fail: {v3}");
-    let h = history(dir, &file);
-    let roles: Vec<(&str, &str)> = h[DB]
-        .iter()
-        .map(|(role, image, _)| (role.as_str(), image.as_str()))
-        .collect();
     assert_eq!(
-        roles,
+        roles(),
         vec![
-            ("current", "maestro-rb:v3"),
-            ("rollback-target", "maestro-rb:v2"),
-            ("older", "maestro-rb:v1"),
+            pair("current", "maestro-rb:v3"),
+            pair("rollback-target", "maestro-rb:v2"),
+            pair("older", "maestro-rb:v1"),
+        ]
+    );
+    // `clean` prunes what is older than the rollback point, and keeps the point.
+    assert_eq!(run(dir, &file, "dave@laptop", &["clean", DB]).code, 0);
+    assert_eq!(
+        roles(),
+        vec![
+            pair("current", "maestro-rb:v3"),
+            pair("rollback-target", "maestro-rb:v2"),
+            pair("removed", "maestro-rb:v1"),
         ]
     );
     let back = run(dir, &file, "dave@laptop", &["--json", "rollback", "db"]);
     assert_eq!(back.code, 0, "{back}");
     assert_eq!(version(&bed, &a, DB), "ok v2");
-    // The failed v3 is gone; v1 is the rollback point again.
-    let h = history(dir, &file);
-    let roles: Vec<(&str, &str)> = h[DB]
-        .iter()
-        .map(|(role, image, _)| (role.as_str(), image.as_str()))
-        .collect();
+    // The failed v3 is gone: nothing is left to return to.
     assert_eq!(
-        roles,
+        roles(),
         vec![
-            ("current", "maestro-rb:v2"),
-            ("rollback-target", "maestro-rb:v1")
+            pair("current", "maestro-rb:v2"),
+            pair("removed", "maestro-rb:v1")
         ]
     );
     assert_no_secret_in_labels(&bed);
