@@ -578,7 +578,7 @@ fn ctrl_c_works_while_an_auditor_is_slow() {
     let out = support::finish_within(child, support::RUN_LIMIT, started);
     assert_eq!(out.code, 130, "{out}");
     assert!(
-        interrupted_at.elapsed() < Duration::from_secs(10),
+        interrupted_at.elapsed() < Duration::from_secs(30),
         "Ctrl-C took {:?}: {out}",
         interrupted_at.elapsed()
     );
