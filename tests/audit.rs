@@ -600,3 +600,41 @@ fn ctrl_c_works_while_an_auditor_is_slow() {
         "a lock was left: {status}"
     );
 }
+
+/// A restart is one command to the auditors: one begin, one end, and at `debug` one record
+/// per instance of each half.
+#[test]
+fn a_restart_is_one_command_with_a_record_per_instance_of_each_half_at_debug() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("aur");
+    let log = dir.path().join("audit.log");
+    let audit = format!(
+        "  - {{type: log, file: \"{}\", level: debug}}\n",
+        log.display()
+    );
+    let file = environment(&bed, dir.path(), &name, 1, &audit);
+    let instance = format!("{name}-web-1");
+    remove(&bed, std::slice::from_ref(&instance));
+    let started = run(dir.path(), &file, "hal@desk", &["start", "--plain"], &[]);
+    assert_eq!(started.code, 0, "{started}");
+    std::fs::remove_file(&log).expect("remove log");
+    let restarted = run(
+        dir.path(),
+        &file,
+        "hal@desk",
+        &["restart", "-a", "--plain"],
+        &[],
+    );
+    assert_eq!(restarted.code, 0, "{restarted}");
+    assert_eq!(
+        log_records(&log),
+        vec![
+            format!("INFO: hal@desk is restarting {instance}."),
+            format!("DEBUG: Restart (stop) of {instance} on a succeeded (stopped)."),
+            format!("DEBUG: Restart (start) of {instance} on a succeeded (started)."),
+            format!("INFO: Restart of {instance} succeeded."),
+        ]
+    );
+    remove(&bed, &[instance]);
+}
