@@ -567,8 +567,8 @@ pub struct Device {
     pub permissions: String,
 }
 
-/// An `audit:` entry, with MaestroNG 0.8.3's types and keys: parsed and validated; acting
-/// on it is orchestrate's business.
+/// An `audit:` entry, with MaestroNG 0.8.3's types and keys: parsed and validated here;
+/// `orchestrate::audit` acts on it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Auditor {
     pub target: AuditTarget,

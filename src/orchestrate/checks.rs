@@ -370,6 +370,8 @@ async fn http_check(
         port,
         path,
         tls: tls.as_ref(),
+        headers: &[],
+        body: None,
     };
     // max_wait is in seconds of trying, one attempt a second.
     attempts(name, *max_wait, ctx, || async {

@@ -11,11 +11,17 @@
 //! touch (see [`super::lock`]), and releases it after the last, whatever the outcome: a
 //! failed or interrupted run ends through the same path. Only a third Ctrl-C (which exits
 //! at once) or a killed process leaves the lock behind, with a record that says so.
+//!
+//! Under the lock, the environment's auditors hear the command begin (before anything
+//! changes: one that fails without `ignore_errors` stops it there) and end (before the lock
+//! is released); see [`super::audit`]. Keyed on [`Request::command`], so every command that
+//! comes through here is audited.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::audit::{Audit, AuditError, Note};
 use super::events::EventSink;
 use super::executor::{self, Cancel, Concurrency, ExecError, RunSpec, Summary};
 use super::fleet::{ConnectOptions, Fleet};
@@ -121,11 +127,27 @@ pub enum RunError {
     /// The deploy lock of a ship was held by someone else, or could not be taken: nothing ran.
     #[error("{0}")]
     Lock(#[from] LockError),
+    /// An auditor could not hear the command begin (or Ctrl-C came then): nothing ran. The
+    /// locks were released; those that could not be are beside it, to be told.
+    #[error("{0}")]
+    Audit(AuditError, Vec<LockError>),
+}
+
+/// What a sequence that ran leaves to tell.
+#[derive(Debug)]
+pub struct Finished {
+    /// Every run's summary, in order.
+    pub summaries: Vec<Summary>,
+    /// Locks that could not be released.
+    pub unreleased: Vec<LockError>,
+    /// Auditors that failed (without changing the result), or hipchat's notice.
+    pub audit: Vec<Note>,
 }
 
 /// Runs `plans` (from [`plan`]) as `request` says, with one fleet for the ships they touch,
 /// under the deploy lock of those ships, and returns every run's summary (see [`sequence`]).
-/// Locks that could not be released are returned beside the summaries, to be told.
+/// Locks that could not be released and the auditors' notes are returned beside the
+/// summaries, to be told.
 pub async fn run(
     env: Arc<Environment>,
     request: Request,
@@ -134,7 +156,7 @@ pub async fn run(
     options: ConnectOptions,
     sink: EventSink,
     cancel: Cancel,
-) -> Result<(Vec<Summary>, Vec<LockError>), RunError> {
+) -> Result<Finished, RunError> {
     let fleet = Arc::new(Fleet::for_plans(&env, &plans, options).with_events(sink.clone()));
     let ours = Holder::ours(request.command(), LockKind::Command, None);
     let ships: Vec<&str> = fleet.names().collect();
@@ -149,6 +171,15 @@ pub async fn run(
     for skipped in &locks.skipped {
         tracing::warn!("{}: not locked: {}", skipped.ship, skipped.reason);
     }
+    let audit = Audit::new(&env, request.command(), &plans);
+    let mut notes = match audit.begin(&cancel).await {
+        Ok(notes) => notes,
+        Err(err) => {
+            let unreleased = locks.release().await;
+            fleet.close().await;
+            return Err(RunError::Audit(err, unreleased));
+        }
+    };
     let adopt = request.adopts();
     let run = |command: &'static str, plan: &Plan, action: Action, limits: Concurrency| {
         let (jobs, direction) = ops::jobs_of(plan);
@@ -164,9 +195,15 @@ pub async fn run(
         executor::run(spec, op, sink.clone(), cancel.clone())
     };
     let summaries = sequence(&request, &plans, limits, &cancel, run).await;
+    // Still under the lock: the next operator's begin record comes after this end record.
+    notes.extend(audit.end(&summaries, &cancel).await);
     let unreleased = locks.release().await;
     fleet.close().await;
-    Ok((summaries?, unreleased))
+    Ok(Finished {
+        summaries: summaries?,
+        unreleased,
+        audit: notes,
+    })
 }
 
 /// The sequence of runs `request` asks for, each made by `run` (the command's name, a plan,

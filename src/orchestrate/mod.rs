@@ -1,6 +1,7 @@
 //! The orchestration layer: the plan (which instances, in which order), the executor that
 //! runs it across ships, and the events it emits for the renderers in `ui`.
 
+pub mod audit;
 pub mod autoconf;
 pub mod checks;
 pub mod events;

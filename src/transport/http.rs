@@ -5,13 +5,16 @@
 //!
 //! One connection per request, dropped after it: a check makes one attempt a second, and a
 //! server that keeps connections alive must not hold a channel open between them.
+//!
+//! [`direct`] sends the same kind of request from this machine (the audit's webhooks and
+//! Slack): the one client for both, so that the audit writes no HTTP of its own either.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{ACCEPT, HOST, USER_AGENT};
+use http_body_util::{BodyExt, Either, Empty, Full};
+use hyper::header::{ACCEPT, HOST, HeaderName, HeaderValue, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -33,6 +36,10 @@ pub struct HttpRequest<'a> {
     pub path: &'a str,
     /// Set for https: the request goes through TLS over the ship's stream.
     pub tls: Option<&'a TlsClient>,
+    /// More headers, sent as given (after `Host`, `User-Agent` and `Accept`).
+    pub headers: &'a [(String, String)],
+    /// A body, sent with its `Content-Length`; none for the checks.
+    pub body: Option<&'a [u8]>,
 }
 
 /// Status and body (at most [`HTTP_MAX_BODY`] bytes, not necessarily UTF-8 on the wire).
@@ -46,6 +53,11 @@ pub struct HttpAnswer {
 pub enum HttpError {
     #[error(transparent)]
     Connect(#[from] TransportError),
+    /// A direct connection from this machine could not be made.
+    #[error("cannot connect to {0}")]
+    Unreachable(String),
+    #[error("`{0}` cannot be sent as an HTTP header")]
+    Header(String),
     #[error("TLS handshake failed: {0:?}")]
     Tls(TlsFailure),
     #[error("`{0}` is not an HTTP method")]
@@ -73,6 +85,23 @@ impl Connection {
     }
 }
 
+/// Sends one request from this machine straight to `req.host:req.port` (no ship in between)
+/// and reads the answer. No timeout here either: the caller bounds it.
+pub async fn direct(req: &HttpRequest<'_>) -> Result<HttpAnswer, HttpError> {
+    // An IPv6 literal comes bracketed from a URL; the socket wants it bare.
+    let host = req.host.trim_start_matches('[').trim_end_matches(']');
+    let stream = tokio::net::TcpStream::connect((host, req.port))
+        .await
+        .map_err(|e| HttpError::Unreachable(format!("{}:{}: {e}", req.host, req.port)))?;
+    match req.tls {
+        Some(tls) => {
+            let stream = tls.handshake(stream).await.map_err(HttpError::Tls)?;
+            exchange(CloseIsEnd(stream), req).await
+        }
+        None => exchange(stream, req).await,
+    }
+}
+
 /// The request and its answer over an open stream.
 async fn exchange<S>(stream: S, req: &HttpRequest<'_>) -> Result<HttpAnswer, HttpError>
 where
@@ -85,13 +114,26 @@ where
     } else {
         format!("/{}", req.path)
     };
-    let request = hyper::Request::builder()
+    let mut builder = hyper::Request::builder()
         .method(method)
         .uri(path)
         .header(HOST, format!("{}:{}", req.host, req.port))
         .header(USER_AGENT, "maestro")
-        .header(ACCEPT, "*/*")
-        .body(Empty::<Bytes>::new())
+        .header(ACCEPT, "*/*");
+    for (name, value) in req.headers {
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| HttpError::Header(name.clone()))?;
+        // The value is not repeated in the error: it may be a credential.
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| HttpError::Header(format!("the value of {name}")))?;
+        builder = builder.header(name, value);
+    }
+    let body = match req.body {
+        Some(bytes) => Either::Right(Full::new(Bytes::copy_from_slice(bytes))),
+        None => Either::Left(Empty::<Bytes>::new()),
+    };
+    let request = builder
+        .body(body)
         .map_err(|e| HttpError::Send(e.to_string()))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -192,7 +234,8 @@ mod tests {
             let (mut socket, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
             let mut request = Vec::new();
             let mut buf = [0u8; 1024];
-            while !request.ends_with(b"\r\n\r\n") {
+            // The head is enough: a body, if any, is not waited for.
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
                 match socket.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => request.extend_from_slice(&buf[..n]),
@@ -216,6 +259,8 @@ mod tests {
             port,
             path: "health",
             tls: None,
+            headers: &[],
+            body: None,
         };
         let answer = exchange(stream, &req).await;
         (answer, server.await.unwrap_or_default())
@@ -249,6 +294,45 @@ mod tests {
         );
         let (until_close, _) = ask(b"HTTP/1.0 200 OK\r\n\r\nto the end").await;
         assert_eq!(until_close.ok().map(|a| a.body), Some("to the end".into()));
+    }
+
+    #[tokio::test]
+    async fn a_direct_request_sends_its_headers_and_body() {
+        let (port, server) = serve_once(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+        let headers = vec![("X-Token".to_string(), "abc".to_string())];
+        let req = HttpRequest {
+            method: "post",
+            host: "127.0.0.1",
+            port,
+            path: "/hook?x=1",
+            tls: None,
+            headers: &headers,
+            body: Some(b"{\"a\":1}"),
+        };
+        let answer = direct(&req).await.map(|a| a.status).ok();
+        let request = server.await.unwrap_or_default();
+        assert_eq!(answer, Some(204));
+        assert!(
+            request.starts_with("POST /hook?x=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("x-token: abc\r\n"), "{request}");
+        assert!(request.contains("content-length: 7\r\n"), "{request}");
+
+        let (port, _server) = serve_once(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+        let bad = vec![("Bad Name".to_string(), "v".to_string())];
+        let refused = direct(&HttpRequest {
+            headers: &bad,
+            port,
+            ..req
+        })
+        .await
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some("`Bad Name` cannot be sent as an HTTP header")
+        );
     }
 
     #[tokio::test]

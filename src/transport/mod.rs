@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use api_version::default_cache_dir;
 pub use error::TransportError;
-pub use http::{HttpAnswer, HttpError, HttpRequest};
+pub use http::{HttpAnswer, HttpError, HttpRequest, direct as http_direct};
 pub use known_hosts::HostKeyPolicy;
 pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
 pub use ssh::SessionPool;

@@ -7,7 +7,8 @@
 //! its events. A ship that cannot be reached fails its own instances (and skips what waits on
 //! them); the rest of the run goes on. The run holds the environment's deploy lock on the
 //! ships it touches (see `orchestrate::lock`): a lock held by someone else fails the command
-//! before it changes anything.
+//! before it changes anything, and so does an auditor of the environment file that cannot
+//! hear the command begin (unless it has `ignore_errors`; see `orchestrate::audit`).
 //!
 //! [`orchestrate::lifecycle::Request`]: crate::orchestrate::lifecycle::Request
 
@@ -16,10 +17,11 @@ use std::sync::Arc;
 use super::super::{Cli, CliError, Command, Output, Things};
 use super::{load, runtime};
 use crate::config::Environment;
+use crate::orchestrate::audit::AuditError;
 use crate::orchestrate::events::EventSink;
 use crate::orchestrate::executor::{self, Concurrency};
 use crate::orchestrate::fleet::ConnectOptions;
-use crate::orchestrate::lifecycle::{self, Request};
+use crate::orchestrate::lifecycle::{self, Finished, Request};
 use crate::orchestrate::lock::LockError;
 use crate::orchestrate::ops::Action;
 use crate::orchestrate::plan::{Direction, Graph, Plan, Selection};
@@ -249,20 +251,39 @@ async fn run_async(
     // finishes.
     let outcome = lifecycle::run(env, request, plans, limits, options, sink, cancel).await;
     let rendered = renderer.await;
-    let (summaries, unreleased) = match outcome {
+    let Finished {
+        summaries,
+        unreleased,
+        audit,
+    } = match outcome {
         Ok(done) => done,
         Err(lifecycle::RunError::Lock(LockError::Interrupted)) => {
             ui::eprintln("interrupted before anything changed; no lock is left");
             return Ok(super::super::EXIT_INTERRUPTED);
         }
+        Err(lifecycle::RunError::Audit(err, unreleased)) => {
+            warn_unreleased(&unreleased);
+            if err == AuditError::Interrupted {
+                ui::eprintln(&err.to_string());
+                return Ok(super::super::EXIT_INTERRUPTED);
+            }
+            return Err(CliError::Failed(err.to_string()));
+        }
         Err(err) => return Err(CliError::Failed(err.to_string())),
     };
     rendered.map_err(std::io::Error::other)??;
-    for err in &unreleased {
+    warn_unreleased(&unreleased);
+    for note in &audit {
+        ui::eprintln(&format!("warning: {note}"));
+    }
+    Ok(executor::combined_exit_code(&summaries))
+}
+
+fn warn_unreleased(unreleased: &[LockError]) {
+    for err in unreleased {
         ui::eprintln(&format!(
             "warning: {err}\n  = help: `maestro lock status` shows it; `maestro lock release \
              --force` clears it"
         ));
     }
-    Ok(executor::combined_exit_code(&summaries))
 }
