@@ -590,6 +590,28 @@ impl Unit<'_> {
             Some(id) => id,
             None => self.pull().await?,
         };
+        self.create(&spec, image_id, &aside.earlier).await?;
+        let outcome = if replaced {
+            Outcome::Other("re-created".into())
+        } else {
+            Outcome::Started
+        };
+        let outcome = self.start_created(&vars, outcome).await?;
+        if aside.replaced_kept {
+            self.settle().await;
+        }
+        Ok(outcome)
+    }
+
+    /// Creates the instance's container (its networks first), recording its deployment after
+    /// `earlier`. A Ctrl-C meanwhile removes it again: never a container created but not
+    /// started.
+    async fn create(
+        &self,
+        spec: &ContainerSpec,
+        image_id: String,
+        earlier: &[Deployment],
+    ) -> Result<(), OpError> {
         if spec.network_mode.is_none() {
             for network in &spec.networks {
                 self.ship()
@@ -607,11 +629,11 @@ impl Unit<'_> {
             by: super::lock::operator(),
             image: self.instance.image.clone(),
             image_id,
-            spec_hash: hash,
+            spec_hash: spec.hash(),
             succeeded: true,
         };
         self.ship()
-            .create_recorded(&spec, &record.labels(&aside.earlier))
+            .create_recorded(spec, &record.labels(earlier))
             .await
             .map_err(docker_failed)?;
         if self.ctx.is_cancelled() {
@@ -625,16 +647,7 @@ impl Unit<'_> {
                 ))),
             };
         }
-        let outcome = if replaced {
-            Outcome::Other("re-created".into())
-        } else {
-            Outcome::Started
-        };
-        let outcome = self.start_created(&vars, outcome).await?;
-        if aside.replaced_kept {
-            self.settle().await;
-        }
-        Ok(outcome)
+        Ok(())
     }
 
     /// The instance's container kept for a rollback as `kept`, if there is one; one that is

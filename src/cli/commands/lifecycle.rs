@@ -27,7 +27,8 @@ use crate::orchestrate::ops::Action;
 use crate::orchestrate::plan::{Direction, Graph, Plan, Selection};
 use crate::ui::{self, RenderMode};
 
-/// stop, kill and restart act on everything only when asked to with `-a`, as in MaestroNG.
+/// stop, kill and restart act on everything only when asked to with `-a`, as in MaestroNG;
+/// so does rollback.
 fn require_names_or_all(command: &str, things: &Things) -> Result<(), CliError> {
     if things.names.is_empty() && !things.all {
         return Err(CliError::Usage(format!(
@@ -81,75 +82,59 @@ fn guarded_command(command: &Command) -> Option<&'static str> {
     }
 }
 
+/// The commands that act on everything only with `-a`.
+fn needs_names_or_all(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Stop { .. }
+            | Command::Kill { .. }
+            | Command::Restart { .. }
+            | Command::Rollback { .. }
+    )
+}
+
 fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
     let adopt = cli.adopt();
-    let single = |command, action, direction| Request::Single {
-        command,
-        action,
-        direction,
-        ignore_dependencies: false,
-        adopt,
+    let single = |things: &Things, command, action, direction| {
+        let request = Request::Single {
+            command,
+            action,
+            direction,
+            ignore_dependencies: false,
+            adopt,
+        };
+        (things.clone(), request)
     };
-    Ok(match &cli.command {
+    let (things, request) = match &cli.command {
         Command::Start {
             things,
             refresh_images,
             reuse,
             ..
-        } => (
-            things.clone(),
-            single(
-                "start",
-                Action::Start {
-                    refresh_images: *refresh_images,
-                    reuse: *reuse,
-                },
-                Direction::Forward,
-            ),
-        ),
+        } => {
+            let action = Action::Start {
+                refresh_images: *refresh_images,
+                reuse: *reuse,
+            };
+            single(things, "start", action, Direction::Forward)
+        }
         Command::Up {
             things,
             refresh_images,
             ..
-        } => (
-            things.clone(),
-            single(
-                "up",
-                Action::Start {
-                    refresh_images: *refresh_images,
-                    reuse: false,
-                },
-                Direction::Forward,
-            ),
-        ),
-        Command::Stop { things, .. } => {
-            require_names_or_all("stop", things)?;
-            (
-                things.clone(),
-                single("stop", Action::Stop, Direction::Reverse),
-            )
+        } => {
+            let action = Action::Start {
+                refresh_images: *refresh_images,
+                reuse: false,
+            };
+            single(things, "up", action, Direction::Forward)
         }
-        Command::Down { things, .. } => (
-            things.clone(),
-            single("down", Action::Stop, Direction::Reverse),
-        ),
-        Command::Kill { things, .. } => {
-            require_names_or_all("kill", things)?;
-            (
-                things.clone(),
-                single("kill", Action::Kill, Direction::Reverse),
-            )
-        }
-        Command::Clean { things, .. } => (
-            things.clone(),
-            single("clean", Action::Clean, Direction::Forward),
-        ),
+        Command::Stop { things, .. } => single(things, "stop", Action::Stop, Direction::Reverse),
+        Command::Down { things, .. } => single(things, "down", Action::Stop, Direction::Reverse),
+        Command::Kill { things, .. } => single(things, "kill", Action::Kill, Direction::Reverse),
+        Command::Clean { things, .. } => single(things, "clean", Action::Clean, Direction::Forward),
         Command::Rollback { things } => {
-            require_names_or_all("rollback", things)?;
-            (
-                things.clone(),
-                single("rollback", Action::Rollback, Direction::Forward),
-            )
+            single(things, "rollback", Action::Rollback, Direction::Forward)
         }
         Command::Pull { things } => (
             things.clone(),
@@ -168,21 +153,22 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
             only_if_changed,
             refresh_images,
             ..
-        } => {
-            require_names_or_all("restart", things)?;
-            (
-                things.clone(),
-                Request::Restart {
-                    step_delay: *step_delay,
-                    stop_start_delay: *stop_start_delay,
-                    only_if_changed: *only_if_changed,
-                    refresh_images: *refresh_images,
-                    adopt,
-                },
-            )
-        }
+        } => (
+            things.clone(),
+            Request::Restart {
+                step_delay: *step_delay,
+                stop_start_delay: *stop_start_delay,
+                only_if_changed: *only_if_changed,
+                refresh_images: *refresh_images,
+                adopt,
+            },
+        ),
         _ => return Err(CliError::Usage("not a lifecycle command".into())),
-    })
+    };
+    if needs_names_or_all(&cli.command) {
+        require_names_or_all(request.command(), &things)?;
+    }
+    Ok((things, request))
 }
 
 fn selection(things: &Things, request: &Request) -> Selection {
