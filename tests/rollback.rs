@@ -58,23 +58,26 @@ fn build_images(bed: &TestBed) {
     }
 }
 
-/// Every container of the test, kept ones included, on both ships.
+/// Removes every container of the test.
 fn remove_everything(bed: &TestBed) {
-    let (a, c) = ships(bed);
-    for ship in [&a, &c] {
-        let names = bed.docker_ok(
-            ship,
-            &[
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=io.maestro.environment={ENV}"),
-            ],
-        );
-        for id in names.split_whitespace() {
-            let _ = bed.docker_cli(ship, &["rm", "-f", id]);
-        }
+    for (ship, id) in containers(bed) {
+        let _ = bed.docker_cli(&ship, &["rm", "-f", &id]);
     }
+}
+
+/// (ship, container id) of every container of the test, kept ones included, on both ships.
+fn containers(bed: &TestBed) -> Vec<(String, String)> {
+    let (a, c) = ships(bed);
+    let filter = format!("label=io.maestro.environment={ENV}");
+    [a, c]
+        .into_iter()
+        .flat_map(|ship| {
+            let ids = bed.docker_ok(&ship, &["ps", "-aq", "--filter", &filter]);
+            ids.split_whitespace()
+                .map(|id| (ship.clone(), id.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 struct Cleanup(Arc<TestBed>);
@@ -185,21 +188,9 @@ fn container_image(bed: &TestBed, ship: &str, container: &str) -> String {
 
 /// No label of any container of the test holds the variable's value.
 fn assert_no_secret_in_labels(bed: &TestBed) {
-    let (a, c) = ships(bed);
-    for ship in [&a, &c] {
-        let ids = bed.docker_ok(
-            ship,
-            &[
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=io.maestro.environment={ENV}"),
-            ],
-        );
-        for id in ids.split_whitespace() {
-            let labels = bed.docker_ok(ship, &["inspect", "-f", "{{json .Config.Labels}}", id]);
-            assert!(!labels.contains(SECRET), "{id} on {ship}: {labels}");
-        }
+    for (ship, id) in containers(bed) {
+        let labels = bed.docker_ok(&ship, &["inspect", "-f", "{{json .Config.Labels}}", &id]);
+        assert!(!labels.contains(SECRET), "{id} on {ship}: {labels}");
     }
 }
 

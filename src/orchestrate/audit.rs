@@ -176,34 +176,29 @@ impl Record {
         message: String,
         outcome: Option<Outcome>,
     ) -> Record {
-        let masker = secrets::global();
-        Record::masked(
-            &masker, stage, severity, command, what, who, message, outcome,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn masked(
-        masker: &secrets::Masker,
-        stage: Stage,
-        severity: Severity,
-        command: &str,
-        what: &str,
-        who: &str,
-        message: String,
-        outcome: Option<Outcome>,
-    ) -> Record {
         Record {
             stage,
             severity,
             command: command.to_string(),
-            what: masker.mask(what),
-            who: masker.mask(who),
-            message: masker.mask(&message),
-            outcome: outcome.map(|o| match o {
+            what: what.to_string(),
+            who: who.to_string(),
+            message,
+            outcome,
+        }
+        .masked(&secrets::global())
+    }
+
+    /// The record with its texts masked by `masker`.
+    fn masked(self, masker: &secrets::Masker) -> Record {
+        Record {
+            what: masker.mask(&self.what),
+            who: masker.mask(&self.who),
+            message: masker.mask(&self.message),
+            outcome: self.outcome.map(|o| match o {
                 Outcome::Failed(reason) => Outcome::Failed(masker.mask(&reason)),
                 other => other,
             }),
+            ..self
         }
     }
 }
@@ -1178,16 +1173,16 @@ mod tests {
     fn records_are_masked() {
         // A masker of its own: installing one would change what other tests print.
         let masker = secrets::Masker::from_vars([("DB_PASSWORD", "audit-unit-secret-7f3")]);
-        let r = Record::masked(
-            &masker,
-            Stage::End,
-            Severity::Error,
-            "start",
-            "web-1",
-            "alice-audit-unit-secret-7f3@laptop",
-            "Failed to start web-1! (message: DB_PASSWORD=audit-unit-secret-7f3)".into(),
-            Some(Outcome::Failed("audit-unit-secret-7f3".into())),
-        );
+        let r = Record {
+            stage: Stage::End,
+            severity: Severity::Error,
+            command: "start".into(),
+            what: "web-1".into(),
+            who: "alice-audit-unit-secret-7f3@laptop".into(),
+            message: "Failed to start web-1! (message: DB_PASSWORD=audit-unit-secret-7f3)".into(),
+            outcome: Some(Outcome::Failed("audit-unit-secret-7f3".into())),
+        }
+        .masked(&masker);
         assert_eq!(
             r.message,
             "Failed to start web-1! (message: DB_PASSWORD=***)"

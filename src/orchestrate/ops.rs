@@ -551,14 +551,7 @@ impl Unit<'_> {
             return Ok(Outcome::AlreadyRunning);
         }
 
-        self.checks(
-            CheckState::PreStart,
-            &self.instance.lifecycle.pre_start,
-            &vars,
-            false,
-        )
-        .await
-        .map_err(|e| Self::check_failure(e, "nothing changed"))?;
+        self.pre_start_checks(&vars).await?;
 
         let mut replaced = false;
         let aside = match &existing {
@@ -601,6 +594,39 @@ impl Unit<'_> {
             self.settle().await;
         }
         Ok(outcome)
+    }
+
+    /// `pre-start` checks; their failure leaves everything as it was.
+    async fn pre_start_checks(&self, vars: &BTreeMap<String, String>) -> Result<(), OpError> {
+        self.checks(
+            CheckState::PreStart,
+            &self.instance.lifecycle.pre_start,
+            vars,
+            false,
+        )
+        .await
+        .map_err(|e| Self::check_failure(e, "nothing changed"))
+    }
+
+    /// Stops the instance's container when `existing` (its inspection) says it runs.
+    async fn stop_if_running(&self, existing: &ContainerDetails) -> Result<(), OpError> {
+        if existing.running {
+            self.ctx.step(Step::Stopping);
+            self.ship()
+                .stop(self.name(), stop_timeout(self.instance))
+                .await
+                .map_err(docker_failed)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the instance's container, running or not.
+    async fn remove_own(&self) -> Result<(), OpError> {
+        self.ctx.step(Step::Removing);
+        self.ship()
+            .remove(self.name(), true)
+            .await
+            .map_err(docker_failed)
     }
 
     /// Creates the instance's container (its networks first), recording its deployment after
@@ -693,13 +719,7 @@ impl Unit<'_> {
                 text: format!("re-creating: {reason}"),
             });
         }
-        if existing.running {
-            self.ctx.step(Step::Stopping);
-            self.ship()
-                .stop(self.name(), stop_timeout(self.instance))
-                .await
-                .map_err(docker_failed)?;
-        }
+        self.stop_if_running(existing).await?;
         let mut earlier = Deployment::history_of(&existing.labels);
         let record = Deployment::of(&existing.labels);
         let ours = foreign(existing, &self.env.name, self.name()).is_none();
@@ -721,11 +741,7 @@ impl Unit<'_> {
             failed.succeeded = false;
             earlier.insert(0, failed);
         }
-        self.ctx.step(Step::Removing);
-        self.ship()
-            .remove(self.name(), true)
-            .await
-            .map_err(docker_failed)?;
+        self.remove_own().await?;
         Ok(SetAside {
             earlier,
             replaced_kept,
@@ -796,14 +812,7 @@ impl Unit<'_> {
             },
         };
         let (_, vars) = self.spec();
-        self.checks(
-            CheckState::PreStart,
-            &self.instance.lifecycle.pre_start,
-            &vars,
-            false,
-        )
-        .await
-        .map_err(|e| Self::check_failure(e, "nothing changed"))?;
+        self.pre_start_checks(&vars).await?;
         let returning_to = match Deployment::of(&target.labels) {
             Some(r) => format!(
                 "returning to the deployment of {} by {} ({})",
@@ -816,24 +825,14 @@ impl Unit<'_> {
         self.ctx.step(Step::Message { text: returning_to });
         let swap = match &current {
             Some(c) => {
-                if c.running {
-                    self.ctx.step(Step::Stopping);
-                    self.ship()
-                        .stop(self.name(), stop_timeout(self.instance))
-                        .await
-                        .map_err(docker_failed)?;
-                }
+                self.stop_if_running(c).await?;
                 let keep = !failed_current && foreign(c, &self.env.name, self.name()).is_none();
                 if keep {
                     // `.previous` is the target: the current one waits as `.replaced`.
                     self.rename(self.name(), &Kept::Replaced.name(self.name()))
                         .await?;
                 } else {
-                    self.ctx.step(Step::Removing);
-                    self.ship()
-                        .remove(self.name(), true)
-                        .await
-                        .map_err(docker_failed)?;
+                    self.remove_own().await?;
                 }
                 keep
             }
