@@ -583,7 +583,8 @@ impl Unit<'_> {
             Some(id) => id,
             None => self.pull().await?,
         };
-        self.create(&spec, image_id, &aside.earlier).await?;
+        let record = self.record(hash, image_id);
+        self.create(&spec, &record, &aside.earlier).await?;
         let outcome = if replaced {
             Outcome::Other("re-created".into())
         } else {
@@ -629,13 +630,29 @@ impl Unit<'_> {
             .map_err(docker_failed)
     }
 
-    /// Creates the instance's container (its networks first), recording its deployment after
-    /// `earlier`. A Ctrl-C meanwhile removes it again: never a container created but not
-    /// started.
+    /// The record of a deployment made now, of the instance's image as `image_id`, with the
+    /// spec whose hash is `spec_hash`.
+    fn record(&self, spec_hash: String, image_id: String) -> Deployment {
+        Deployment {
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+            by: super::lock::operator(),
+            image: self.instance.image.clone(),
+            image_id,
+            spec_hash,
+            succeeded: true,
+        }
+    }
+
+    /// Creates the instance's container (its networks first), with `record` after `earlier`
+    /// as its deployment labels. A Ctrl-C meanwhile removes it again: never a container
+    /// created but not started.
     async fn create(
         &self,
         spec: &ContainerSpec,
-        image_id: String,
+        record: &Deployment,
         earlier: &[Deployment],
     ) -> Result<(), OpError> {
         if spec.network_mode.is_none() {
@@ -647,17 +664,6 @@ impl Unit<'_> {
             }
         }
         self.ctx.step(Step::Creating);
-        let record = Deployment {
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
-            by: super::lock::operator(),
-            image: self.instance.image.clone(),
-            image_id,
-            spec_hash: spec.hash(),
-            succeeded: true,
-        };
         self.ship()
             .create_recorded(spec, &record.labels(earlier))
             .await
