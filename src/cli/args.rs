@@ -260,11 +260,12 @@ pub enum Command {
     /// the same checks as `start`.
     ///
     /// `start` keeps the container it replaces, stopped, on the ship (NAME.replaced until the
-    /// new one has passed its checks, then NAME.previous); rollback removes the current
+    /// new one has passed its checks, then NAME.previous); rollback stops the current
     /// container and starts the kept one again: the same image id and config, whatever the
-    /// file or the registry say now. The file is not changed: the next `start` deploys what
-    /// it says again. An instance with nothing kept is left as it is. `history` shows what a
-    /// rollback returns to.
+    /// file or the registry say now. The current one is kept in turn as NAME.previous (a
+    /// second rollback undoes the first), unless it never passed its checks. The file is not
+    /// changed: the next `start` deploys what it says again. An instance with nothing kept
+    /// is left as it is. `history` shows what a rollback returns to.
     #[command(after_help = ROLLBACK_HELP)]
     Rollback {
         #[command(flatten)]
