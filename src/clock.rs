@@ -30,6 +30,14 @@ pub fn utc_fields(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     (year, month, day, rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
+/// Seconds since 1970-01-01 UTC, now (0 for a clock set before then).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
 /// `YYYY-MM-DD HH:MM:SS UTC` of `secs` since 1970-01-01 (`u64::MAX`, a certificate's
 /// "no end", is `forever`).
 pub fn format_unix_time(secs: u64) -> String {

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::executor::Cancel;
 use super::fleet::Fleet;
-use crate::clock::format_unix_time;
+use crate::clock::{format_unix_time, now_secs};
 use crate::config::Environment;
 use crate::transport::{Connection, TransportError};
 
@@ -120,13 +120,6 @@ pub fn age_text(secs: u64) -> String {
         3600..86_400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
         _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
 }
 
 /// Who takes locks from this process: `MAESTRO_LOCK_HOLDER`, else `user@host`.

@@ -375,20 +375,22 @@ impl Unit<'_> {
     /// environment's, MaestroNG's, someone's by hand) is refused, and left as it is, unless
     /// the run adopts it.
     async fn inspect(&self) -> Result<Option<ContainerDetails>, OpError> {
-        let details = self
-            .ship()
-            .inspect(self.name())
-            .await
-            .map_err(docker_failed)?;
+        self.inspect_owned(self.name(), self.op.adopt).await
+    }
+
+    /// The container `name` of this instance (its own or a kept one), if there is one;
+    /// refused when it is not the environment's instance, unless `adopt`.
+    async fn inspect_owned(
+        &self,
+        name: &str,
+        adopt: bool,
+    ) -> Result<Option<ContainerDetails>, OpError> {
+        let details = self.ship().inspect(name).await.map_err(docker_failed)?;
         if let Some(found) = &details
-            && !self.op.adopt
+            && !adopt
             && let Some(why) = foreign(found, &self.env.name, self.name())
         {
-            return Err(OpError::failed(refusal(
-                self.name(),
-                &self.instance.ship,
-                &why,
-            )));
+            return Err(OpError::failed(refusal(name, &self.instance.ship, &why)));
         }
         Ok(details)
     }
@@ -634,10 +636,7 @@ impl Unit<'_> {
     /// spec whose hash is `spec_hash`.
     fn record(&self, spec_hash: String, image_id: String) -> Deployment {
         Deployment {
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
+            at: crate::clock::now_secs(),
             by: super::lock::operator(),
             image: self.instance.image.clone(),
             image_id,
@@ -683,16 +682,10 @@ impl Unit<'_> {
     }
 
     /// The instance's container kept for a rollback as `kept`, if there is one; one that is
-    /// not this environment's is refused like the instance's own container.
+    /// not this environment's is refused, `--adopt` or not: only the instance's own
+    /// container is taken over.
     async fn kept(&self, kept: Kept) -> Result<Option<ContainerDetails>, OpError> {
-        let name = kept.name(self.name());
-        let details = self.ship().inspect(&name).await.map_err(docker_failed)?;
-        if let Some(found) = &details
-            && let Some(why) = foreign(found, &self.env.name, self.name())
-        {
-            return Err(OpError::failed(refusal(&name, &self.instance.ship, &why)));
-        }
-        Ok(details)
+        self.inspect_owned(&kept.name(self.name()), false).await
     }
 
     /// The labels of the instance's container kept as `kept`, if there is one: from the run's
@@ -733,10 +726,8 @@ impl Unit<'_> {
         let replaced_kept = self.kept_labels(Kept::Replaced).await?.is_some();
         if another_deployment && !replaced_kept {
             earlier.splice(0..0, record);
-            self.ship()
-                .rename(self.name(), &Kept::Replaced.name(self.name()))
-                .await
-                .map_err(docker_failed)?;
+            self.rename(self.name(), &Kept::Replaced.name(self.name()))
+                .await?;
             return Ok(SetAside {
                 earlier,
                 replaced_kept: true,
@@ -784,10 +775,8 @@ impl Unit<'_> {
                     .await
                     .map_err(docker_failed)?;
             }
-            self.ship()
-                .rename(&Kept::Replaced.name(self.name()), &previous)
+            self.rename(&Kept::Replaced.name(self.name()), &previous)
                 .await
-                .map_err(docker_failed)
         };
         if let Err(err) = settled.await {
             self.ctx.step(Step::Message {
