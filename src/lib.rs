@@ -14,7 +14,9 @@
 //! - [`transport`]: how we reach that daemon (SSH, local socket, TCP/TLS);
 //! - [`config`]: beside them all: loading, templating and validating the environment file
 //!   into a typed model, which feeds `orchestrate`;
-//! - [`clock`]: a leaf any layer may use: the calendar arithmetic of UTC times.
+//! - [`clock`]: a leaf any layer may use: the calendar arithmetic of UTC times;
+//! - [`printable`]: a leaf any layer may use: text from ships and other operators made safe
+//!   to print.
 
 // Every path of the library can be reached by user input or the network: no unwrap there
 // (tests, compiled with cfg(test), may).
@@ -28,5 +30,6 @@ pub mod clock;
 pub mod config;
 pub mod docker;
 pub mod orchestrate;
+pub mod printable;
 pub mod transport;
 pub mod ui;

@@ -27,14 +27,23 @@ fn bed() -> Arc<TestBed> {
 fn environment(bed: &TestBed, dir: &Path, name: &str, wait: u32) -> PathBuf {
     let inner = bed.inner_ships()[0].name.clone();
     let outer = bed.outer_ships()[0].name.clone();
+    let ships = format!(
+        "{}{}",
+        bed.ship_yaml(&outer, "a"),
+        bed.ship_yaml(&inner, "c")
+    );
+    environment_on(dir, name, &ships, wait, "c")
+}
+
+/// An environment named `name` on the ships `ships` (YAML lines, one of them `a`): `slow-1`
+/// on `a` takes `wait` seconds to be declared running, `quick-1` is on `quick_ship`.
+fn environment_on(dir: &Path, name: &str, ships: &str, wait: u32, quick_ship: &str) -> PathBuf {
     let yaml = format!(
-        "name: {name}\nships:\n{}{}services:\n  slow:\n    image: maestro-test:latest\n    \
+        "name: {name}\nships:\n{ships}services:\n  slow:\n    image: maestro-test:latest\n    \
          instances:\n      {name}-slow-1:\n        ship: a\n        command: sleep 3600\n        \
          stop_timeout: 1\n        lifecycle:\n          running: [{{type: sleep, wait: {wait}}}]\n  \
          quick:\n    image: maestro-test:latest\n    instances:\n      {name}-quick-1:\n        \
-         ship: c\n        command: sleep 3600\n        stop_timeout: 1\n",
-        bed.ship_yaml(&outer, "a"),
-        bed.ship_yaml(&inner, "c"),
+         ship: {quick_ship}\n        command: sleep 3600\n        stop_timeout: 1\n",
     );
     let file = dir.join("env.yaml");
     std::fs::write(&file, yaml).expect("write env");
@@ -283,12 +292,15 @@ fn a_killed_operators_lock_shows_dead_is_cleared_by_force_or_taken_over() {
     wait_until_held_by(d, &file, "alice@desk1");
     victim.kill().expect("kill -9");
     victim.wait().expect("reap");
-    let next = run(d, &file, "bob@desk2", &["--json", "-v", "start"]);
+    let next = run(d, &file, "bob@desk2", &["--json", "start"]);
     assert_eq!(next.code, 0, "{next}");
+    // Told without -v: a takeover is something the operator must know of.
     assert!(
-        next.stderr.contains("took over the lock of alice@desk1"),
+        next.stderr
+            .contains("warning: took over the deploy lock of ship a: alice@desk1"),
         "{next}"
     );
+    assert!(next.stderr.contains("is DEAD"), "{next}");
     assert_eq!(holders(d, &file), vec![None, None]);
     remove_containers(&bed, &name);
 }
@@ -314,4 +326,322 @@ fn ctrl_c_during_a_start_releases_its_locks() {
     assert_eq!(interrupted.code, 130, "{interrupted}");
     assert_eq!(holders(d, &file), vec![None, None], "{interrupted}");
     remove_containers(&bed, &name);
+}
+
+/// Alice's `start` holds the lock of every ship of `file` (its slow instance keeps it for a
+/// while), bob's `start` meanwhile is refused at once, naming her, and runs nothing; then
+/// alice's run ends and every ship is free.
+fn alice_holds_and_bob_is_refused(dir: &Path, file: &Path) {
+    let started = Instant::now();
+    let first = spawn(dir, file, "alice@desk1", &["--json", "start"]);
+    wait_until_held_by(dir, file, "alice@desk1");
+    let second = run(dir, file, "bob@desk2", &["--json", "start"]);
+    let first = support::finish_within(first, support::RUN_LIMIT, started);
+    assert_eq!(second.code, 1, "{second}");
+    assert!(second.stderr.contains("held by alice@desk1"), "{second}");
+    assert!(job_events(&second).is_empty(), "{second}");
+    assert_eq!(first.code, 0, "{first}");
+    assert!(
+        holders(dir, file).iter().all(Option::is_none),
+        "{:?}",
+        status_json(dir, file)
+    );
+}
+
+/// This machine's name, as a lock record's `host` has it.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[test]
+fn a_lock_from_another_machine_by_this_hosts_name_is_never_taken_over() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("lkh{}", std::process::id() % 100_000);
+    let file = environment(&bed, dir.path(), &name, 0);
+    remove_containers(&bed, &name);
+    let d = dir.path();
+    let outer = bed.outer_ships()[0].name.clone();
+
+    // Another CI machine, or a container in another pid namespace, with this host's name: its
+    // pid means nothing here, whether or not a process of that number runs on this machine.
+    let record = serde_json::json!({
+        "holder": "carol@ci", "host": this_host(), "pid": 4_000_000,
+        "machine": "00000000-0000-0000-0000-000000000000/pid:[4026531836]",
+        "command": "start", "since": now_secs(), "kind": "command", "token": "theirs",
+    });
+    let lock = format!("maestro-lock.{name}.a");
+    bed.docker_ok(
+        &outer,
+        &[
+            "create",
+            "--name",
+            &lock,
+            "--label",
+            &format!("io.maestro.lock={record}"),
+            "maestro-test:latest",
+            "true",
+        ],
+    );
+
+    let refused = run(d, &file, "bob@desk2", &["--json", "start"]);
+    assert_eq!(refused.code, 1, "{refused}");
+    for needle in [
+        "ship a: the deploy lock",
+        "held by carol@ci",
+        "pid 4000000 on",
+        "another machine or pid namespace by this host's name",
+        "nothing was changed",
+        "--force",
+    ] {
+        assert!(refused.stderr.contains(needle), "no `{needle}`: {refused}");
+    }
+    assert!(job_events(&refused).is_empty(), "{refused}");
+    assert!(container_exists(&bed, &outer, &lock));
+    assert!(!container_exists(&bed, &outer, &format!("{name}-slow-1")));
+
+    let forced = run(d, &file, "bob@desk2", &["lock", "release", "--force"]);
+    assert_eq!(forced.code, 0, "{forced}");
+    assert!(
+        forced.stdout.contains("a: released (held by carol@ci"),
+        "{forced}"
+    );
+    assert!(!container_exists(&bed, &outer, &lock));
+    remove_containers(&bed, &name);
+}
+
+/// A directory removed when the test ends, however it ends.
+struct Planted(PathBuf);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_lock_directory_and_symlink_planted_on_the_ship_are_never_written_through() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("lks{}", std::process::id() % 100_000);
+    let file = environment(&bed, dir.path(), &name, 0);
+    remove_containers(&bed, &name);
+    let d = dir.path();
+    let ship = bed.outer_ships()[0].clone();
+
+    // What any user of the ship could plant for the lock of the past (the ships share this
+    // machine's /tmp): its directory under its predictable name, with the record of a dead
+    // holder of this host, and a symlink where a takeover wrote the new record.
+    let planted = Planted(PathBuf::from(format!(
+        "/tmp/maestro-lock.{name}.a.{}",
+        ship.ip
+    )));
+    std::fs::create_dir_all(&planted.0).expect("plant the directory");
+    let forged = serde_json::json!({
+        "holder": "mallory@ship", "host": this_host(), "pid": 4_000_000, "command": "start",
+        "since": now_secs(), "kind": "command", "token": "planted",
+    });
+    std::fs::write(planted.0.join("holder.json"), forged.to_string()).expect("plant record");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    std::os::unix::fs::symlink(&victim, planted.0.join("holder.json.new")).expect("symlink");
+
+    let started = run(d, &file, "bob@desk2", &["--json", "start"]);
+    assert_eq!(started.code, 0, "{started}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n",
+        "the lock wrote through the planted symlink"
+    );
+    assert_eq!(holders(d, &file), vec![None, None]);
+    remove_containers(&bed, &name);
+}
+
+/// sshd of `ship` restarted with the bed's own settings when the test ends, however it ends.
+struct SshdRestored<'a>(&'a TestBed, String);
+
+impl Drop for SshdRestored<'_> {
+    fn drop(&mut self) {
+        self.0.restart_sshd(&self.1, &[]);
+    }
+}
+
+#[test]
+fn a_deploy_only_account_with_no_session_channels_is_locked() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("lkd{}", std::process::id() % 100_000);
+    // Its own ship: no other test of this file uses the third outer ship.
+    let ship = bed.outer_ships()[2].name.clone();
+    let file = environment_on(dir.path(), &name, &bed.ship_yaml(&ship, "a"), 20, "a");
+    // Forwarding still works; shells, commands and subsystems are refused.
+    bed.restart_sshd(&ship, &["-o", "MaxSessions=0"]);
+    let _restored = SshdRestored(&bed, ship.clone());
+    let shell = bed.ssh(&ship, "true");
+    assert!(!shell.status.success(), "MaxSessions=0 still ran a command");
+
+    alice_holds_and_bob_is_refused(dir.path(), &file);
+    let _ = bed.docker_cli(&ship, &["rm", "-f", &format!("{name}-slow-1")]);
+    let _ = bed.docker_cli(&ship, &["rm", "-f", &format!("{name}-quick-1")]);
+}
+
+/// A TCP port on this machine relaying to `socket`: a daemon reached over plain TCP, as a
+/// ship without `ssh:` is. The relay ends with the test process.
+fn tcp_relay(socket: &Path) -> u16 {
+    use std::net::TcpListener;
+    use std::os::unix::net::UnixStream;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let Ok(unix) = UnixStream::connect(&socket) else {
+                continue;
+            };
+            let (Ok(mut tcp_in), Ok(mut unix_out)) = (tcp.try_clone(), unix.try_clone()) else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut tcp_in, &mut unix_out);
+                let _ = unix_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut unix_in, mut tcp_out) = (unix, tcp);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut unix_in, &mut tcp_out);
+                let _ = tcp_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_ship_reached_over_tcp_is_locked() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("lkt{}", std::process::id() % 100_000);
+    let ship = bed.outer_ships()[0].clone();
+    let port = tcp_relay(&ship.docker_socket);
+    let ships = format!("  a: {{ip: 127.0.0.1, docker_port: {port}}}\n");
+    let file = environment_on(dir.path(), &name, &ships, 20, "a");
+    remove_containers(&bed, &name);
+    let _ = bed.docker_cli(&ship.name, &["rm", "-f", &format!("{name}-quick-1")]);
+
+    alice_holds_and_bob_is_refused(dir.path(), &file);
+    let _ = bed.docker_cli(&ship.name, &["rm", "-f", &format!("{name}-quick-1")]);
+    remove_containers(&bed, &name);
+}
+
+#[test]
+fn ctrl_c_during_lock_acquire_releases_the_locks_taken() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("lkc{}", std::process::id() % 100_000);
+    let live = bed.outer_ships()[0].name.clone();
+    let silent = bed.outer_ships()[1].clone();
+    let ships = format!(
+        "{}{}",
+        bed.ship_yaml(&live, "a"),
+        bed.ship_yaml_with(&silent.name, "b", ", timeout: 60")
+    );
+    let file = environment_on(dir.path(), &name, &ships, 0, "b");
+    let _silent = support::PacketsDropped::new(&silent.netns);
+
+    // `a` answers at once and is locked; `b` never answers, so the acquisition waits.
+    let started = Instant::now();
+    let child = spawn(
+        dir.path(),
+        &file,
+        "alice@desk1",
+        &["lock", "acquire", "-m", "window"],
+    );
+    let lock = format!("maestro-lock.{name}.a");
+    let taken = support::wait_for(Duration::from_secs(30), || {
+        container_exists(&bed, &live, &lock)
+    });
+    assert!(taken, "a's lock was never taken");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let interrupted = support::finish_within(child, Duration::from_secs(30), started);
+    assert_eq!(interrupted.code, 130, "{interrupted}");
+    assert!(
+        interrupted
+            .stderr
+            .contains("interrupted; the locks taken were released"),
+        "{interrupted}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "Ctrl-C waited for the silent ship: {interrupted}"
+    );
+    assert!(!container_exists(&bed, &live, &lock), "{interrupted}");
+}
+
+#[tokio::test]
+async fn release_force_removes_the_lock_it_read_and_not_the_one_that_replaced_it() {
+    use bollard::{API_DEFAULT_VERSION, Docker};
+    use maestro::docker::{LockClaim, Ship};
+    use maestro::orchestrate::lock::{self, Holder, LockKind, Released};
+
+    let bed = bed();
+    let name = format!("lkf{}", std::process::id() % 100_000);
+    let socket = bed.outer_ships()[0].docker_socket.clone();
+    let docker = Docker::connect_with_unix(&socket.to_string_lossy(), 30, API_DEFAULT_VERSION)
+        .expect("docker");
+    let ship = Ship::new("a", docker);
+    let env = maestro::config::load_str(
+        &format!("name: {name}\nships:\n  a: {{ip: 10.0.0.1}}\nservices: {{}}\n"),
+        "env.yaml",
+        Path::new("."),
+    )
+    .expect("environment");
+    let lock_name = lock::lock_name(&env, "a");
+    let record = |who: &str| {
+        let mut holder = Holder::ours("start", LockKind::Command, None);
+        holder.holder = who.to_string();
+        holder.token = who.to_string();
+        serde_json::to_string(&holder).expect("record")
+    };
+
+    let Ok(LockClaim::Taken { id: alices }) = ship.claim_lock(&lock_name, &record("alice")).await
+    else {
+        panic!("alice could not take the lock");
+    };
+    // What `lock release --force` read...
+    let read = ship
+        .read_lock(&lock_name)
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(read.id, alices);
+    // ...then alice's run ends and bob's begins, before the forced removal acts.
+    assert!(ship.remove_lock(&alices).await.expect("alice releases"));
+    let Ok(LockClaim::Taken { id: bobs }) = ship.claim_lock(&lock_name, &record("bob")).await
+    else {
+        panic!("bob could not take the lock");
+    };
+    let released = lock::release_read(&ship, &env, "a", &read, "carol", true)
+        .await
+        .expect("release");
+    assert_eq!(released, Released::NotHeld);
+    let now = ship
+        .read_lock(&lock_name)
+        .await
+        .expect("read")
+        .expect("bob's lock stands");
+    assert_eq!(now.id, bobs);
+    assert!(ship.remove_lock(&bobs).await.expect("bob releases"));
 }

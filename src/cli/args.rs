@@ -44,7 +44,7 @@ Examples:
   maestro lock release --force          clear a lock whose holder died (see its pid)
 
 Exit codes: 0 done, 1 a lock is held by someone else or a ship could not be reached, 2 bad
-input.";
+input, 130 interrupted (the locks taken were released).";
 
 const ROLLBACK_HELP: &str = "\
 Examples:
@@ -59,7 +59,7 @@ interrupted.";
 #[derive(Debug, Clone, Subcommand)]
 pub enum LockAction {
     /// Show the lock on every ship: free, or its holder, command, age, message, and whether
-    /// the holder's process is alive (when it ran on this host).
+    /// the holder's process is alive (when it provably ran on this machine).
     Status,
     /// Take the lock on every ship of the environment, all or nothing, until `lock release`:
     /// your own commands run under it, everyone else's fail naming you and the message.
@@ -360,15 +360,17 @@ pub enum Command {
     },
     /// Show, take or release the environment's deploy lock on its ships.
     ///
-    /// Every command that changes ships (start, up, stop, down, kill, restart, clean, pull)
-    /// takes the lock on the ships it touches and releases it at the end; a command that
-    /// finds it held by someone else fails at once, naming the holder, and changes nothing.
-    /// `lock acquire` holds it across commands (a maintenance window): the holder's own
-    /// commands run under it, nobody else's do. The holder is `user@host` of this machine,
-    /// or MAESTRO_LOCK_HOLDER when set. A command's lock whose process ran on this machine and
-    /// died is taken over by the next command; another machine's needs `release --force`.
-    /// The lock is a directory on each ship (/tmp/maestro-lock.ENV.SHIP.ADDRESS) made over
-    /// SSH; ships reached over TCP cannot be locked.
+    /// Every command that changes ships (start, up, stop, down, kill, restart, rollback,
+    /// clean, pull) takes the lock on the ships it touches, all at once, and releases it at
+    /// the end; a command that finds it held by someone else fails at once, naming the
+    /// holder, and changes nothing. `lock acquire` holds it across commands (a maintenance
+    /// window): the holder's own commands run under it, nobody else's do. The holder is
+    /// `user@host` of this machine, or MAESTRO_LOCK_HOLDER when set. A command's lock whose
+    /// process provably died on this machine (same boot, same pid namespace) is taken over
+    /// by the next command, with a warning; any other needs `release --force`, which removes
+    /// only the lock it read. The lock is a container that is never started,
+    /// maestro-lock.ENV.SHIP, in each ship's own Docker daemon: every ship maestro can
+    /// deploy to can be locked, and only who can use the daemon can touch it.
     #[command(after_help = LOCK_HELP)]
     Lock {
         #[command(subcommand)]

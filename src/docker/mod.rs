@@ -7,6 +7,7 @@
 mod credentials;
 mod deployment;
 mod error;
+mod lock;
 pub mod logs;
 mod progress;
 mod retry;
@@ -17,6 +18,7 @@ mod status;
 pub use credentials::{Credentials, CredentialsError, registry_of_image};
 pub use deployment::{DEPLOYMENT_LABEL, Deployment, HISTORY_LABEL};
 pub use error::{DockerError, ErrorKind};
+pub use lock::{LOCK_IMAGE, LOCK_LABEL, LockClaim, LockObject};
 pub use logs::{LogLine, LogQuery, LogSource, LogStream};
 pub use progress::{PullProgress, PullTracker};
 pub use retry::RetryPolicy;

@@ -44,8 +44,8 @@ const NETWORK_SETTLE_ROUNDS: usize = 10;
 #[derive(Clone)]
 pub struct Ship {
     name: String,
-    docker: Docker,
-    retry: RetryPolicy,
+    pub(super) docker: Docker,
+    pub(super) retry: RetryPolicy,
     /// Serializes our own network creations so concurrent instances do not race each other.
     network_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -270,7 +270,7 @@ impl Ship {
         &self.name
     }
 
-    fn err(&self, call: impl Into<String>, err: bollard::errors::Error) -> DockerError {
+    pub(super) fn err(&self, call: impl Into<String>, err: bollard::errors::Error) -> DockerError {
         DockerError::from_bollard(&self.name, call, err)
     }
 

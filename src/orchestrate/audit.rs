@@ -609,6 +609,32 @@ impl Audit {
             .collect()
     }
 
+    /// Tells every auditor that the command it heard begin was refused before anything
+    /// changed (a ship's deploy lock was held, or could not be taken), with the first line of
+    /// `reason`. Failures are dropped: the command's own error is what the operator reads.
+    /// The second Ctrl-C cuts it short.
+    pub async fn refused(&self, reason: &str, cancel: &Cancel) {
+        if self.auditors.is_empty() {
+            return;
+        }
+        let what = self.what();
+        let reason = reason.lines().next().unwrap_or_default();
+        let outcome = Outcome::Failed(format!("refused: {reason}"));
+        let record = Record::new(
+            Stage::End,
+            Severity::Error,
+            &self.command,
+            &what,
+            &self.who,
+            end_message(&self.command, &what, &outcome),
+            Some(outcome),
+        );
+        tokio::select! {
+            _ = self.stage(std::slice::from_ref(&record)) => {}
+            _ = cancel.aborted() => {}
+        }
+    }
+
     /// `records` to every auditor at once, each in order; an auditor stops at its first
     /// failure. One result per auditor, in file order.
     async fn stage(&self, records: &[Record]) -> Vec<Result<Option<Note>, Failure>> {

@@ -12,10 +12,12 @@
 //! failed or interrupted run ends through the same path. Only a third Ctrl-C (which exits
 //! at once) or a killed process leaves the lock behind, with a record that says so.
 //!
-//! Under the lock, the environment's auditors hear the command begin (before anything
-//! changes: one that fails without `ignore_errors` stops it there) and end (before the lock
-//! is released); see [`super::audit`]. Keyed on [`Request::command`], so every command that
-//! comes through here is audited.
+//! The environment's auditors hear the command begin while the locks are being taken, and
+//! end while they are given back (see [`super::audit`]): both overlap the lock's round trip
+//! rather than add to it. Nothing changes before both the locks and the begin record are
+//! done; an auditor that fails without `ignore_errors` stops the command there, and a
+//! command the lock refuses is told to the auditors as refused. Keyed on
+//! [`Request::command`], so every command that comes through here is audited.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -125,8 +127,9 @@ pub enum RunError {
     #[error("{0}")]
     Exec(#[from] ExecError),
     /// The deploy lock of a ship was held by someone else, or could not be taken: nothing ran.
+    /// Locks taken meanwhile that could not be given back are beside it, to be told.
     #[error("{0}")]
-    Lock(#[from] LockError),
+    Lock(LockError, Vec<LockError>),
     /// An auditor could not hear the command begin (or Ctrl-C came then): nothing ran. The
     /// locks were released; those that could not be are beside it, to be told.
     #[error("{0}")]
@@ -140,6 +143,8 @@ pub struct Finished {
     pub summaries: Vec<Summary>,
     /// Locks that could not be released.
     pub unreleased: Vec<LockError>,
+    /// Dead holders' locks this command took over (`ship: holder`).
+    pub taken_over: Vec<String>,
     /// Auditors that failed (without changing the result), or hipchat's notice.
     pub audit: Vec<Note>,
 }
@@ -160,26 +165,41 @@ pub async fn run(
     let fleet = Arc::new(Fleet::for_plans(&env, &plans, options).with_events(sink.clone()));
     let ours = Holder::ours(request.command(), LockKind::Command, None);
     let ships: Vec<&str> = fleet.names().collect();
-    let locks = lock::acquire(&fleet, &env, &ours, &ships, true, &cancel).await;
-    let locks = match locks {
-        Ok(locks) => locks,
-        Err(err) => {
+    let audit = Audit::new(&env, request.command(), &plans);
+    let (locks, begun) = tokio::join!(
+        lock::acquire(&fleet, &env, &ours, &ships, true, &cancel),
+        audit.begin(&cancel)
+    );
+    let (locks, mut notes) = match (locks, begun) {
+        (Ok(locks), Ok(notes)) => (locks, notes),
+        (Ok(locks), Err(err)) => {
+            let unreleased = locks.release().await;
             fleet.close().await;
-            return Err(err.into());
+            return Err(RunError::Audit(err, unreleased));
+        }
+        // Ctrl-C heard by both: the auditors are what the operator was waiting on.
+        (
+            Err(lock::Refusal {
+                error: LockError::Interrupted,
+                unreleased,
+            }),
+            Err(err),
+        ) => {
+            fleet.close().await;
+            return Err(RunError::Audit(err, unreleased));
+        }
+        (Err(refusal), begun) => {
+            if begun.is_ok() {
+                audit.refused(&refusal.error.to_string(), &cancel).await;
+            }
+            fleet.close().await;
+            return Err(RunError::Lock(refusal.error, refusal.unreleased));
         }
     };
     for skipped in &locks.skipped {
         tracing::warn!("{}: not locked: {}", skipped.ship, skipped.reason);
     }
-    let audit = Audit::new(&env, request.command(), &plans);
-    let mut notes = match audit.begin(&cancel).await {
-        Ok(notes) => notes,
-        Err(err) => {
-            let unreleased = locks.release().await;
-            fleet.close().await;
-            return Err(RunError::Audit(err, unreleased));
-        }
-    };
+    let taken_over = locks.taken_over.clone();
     let adopt = request.adopts();
     let run = |command: &'static str, plan: &Plan, action: Action, limits: Concurrency| {
         let (jobs, direction) = ops::jobs_of(plan);
@@ -195,13 +215,13 @@ pub async fn run(
         executor::run(spec, op, sink.clone(), cancel.clone())
     };
     let summaries = sequence(&request, &plans, limits, &cancel, run).await;
-    // Still under the lock: the next operator's begin record comes after this end record.
-    notes.extend(audit.end(&summaries, &cancel).await);
-    let unreleased = locks.release().await;
+    let (ended, unreleased) = tokio::join!(audit.end(&summaries, &cancel), locks.release());
+    notes.extend(ended);
     fleet.close().await;
     Ok(Finished {
         summaries: summaries?,
         unreleased,
+        taken_over,
         audit: notes,
     })
 }

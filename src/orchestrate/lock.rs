@@ -2,37 +2,46 @@
 //! same ships at once.
 //!
 //! Decisions (see docs/security.md, "The deploy lock"):
-//! - Agentless: the lock is a directory on the ship, `/tmp/maestro-lock.<env>.<ship>`,
-//!   made with `mkdir` over the ship's SSH session (on this machine for a local-socket
-//!   ship). `mkdir` is atomic on POSIX: of two concurrent calls exactly one creates the
-//!   directory, the other fails with EEXIST. The holder's record (`holder.json`) is written
-//!   inside only by the one that made it. The ship's name is in the path because several
-//!   ships may share one filesystem (daemons side by side on one host, the test bed).
-//! - Several ships: taken one at a time in ship-name order and all-or-nothing (one held by
-//!   someone else releases those taken and fails), so two operators never wait on each
-//!   other: there is no waiting at all.
+//! - In the ship's Docker daemon, not on its filesystem: the lock is a container that is
+//!   created and never started, named `maestro-lock.ENV.SHIP`, with its holder's record in a
+//!   label (see `docker::Ship::claim_lock`). A name is unique in a daemon, so of concurrent
+//!   creates exactly one wins. It reaches every ship a deploy reaches (SSH to the socket or a
+//!   port, TCP, TLS, a local socket), needs no shell, no login shell of a given kind and no
+//!   session channel, and only who may use the daemon can see or touch it: a user of the ship
+//!   without Docker access cannot plant or forge it.
+//! - One round trip per ship to take it and one to release it, on every ship at once, each
+//!   as soon as that ship's connection is up. All or nothing, and nobody ever waits: a ship
+//!   whose lock is held makes the command release what it took and fail, so two operators
+//!   never deadlock.
+//! - Released by container id, never by name: a release removes only the lock it took, and
+//!   `lock release --force` only the lock it read.
 //! - Who holds it: `MAESTRO_LOCK_HOLDER` if set, else `user@host` of this machine. A
 //!   command's own lock admits nobody, not even its own operator's next command; a
 //!   maintenance lock (`maestro lock acquire`) admits its holder's commands, which then take
 //!   and release nothing.
-//! - A dead holder is recognised: the record has the host and the pid, and `lock status`
-//!   says whether that pid is alive when the host is this one. A command's lock whose pid
-//!   on this machine is gone is taken over by the next command (it protects nothing: its
-//!   holder provably ended); one from another machine is cleared by the operator's choice
-//!   (`lock release --force`), as nothing here can tell whether it lives.
-//! - Ships reached over TCP run no commands: they cannot be locked and are skipped (see
-//!   [`Skipped`]).
+//! - A holder is dead only on proof: its record names this kernel's boot and this pid
+//!   namespace (Linux: `/proc/sys/kernel/random/boot_id` and `/proc/self/ns/pid`), and its
+//!   pid is gone there or belongs to a process started at another time. A host name proves
+//!   nothing (two CI machines, two containers), so anything less is `lock release --force`'s,
+//!   the operator's decision. A command's lock whose holder is proven dead protects nothing
+//!   and is taken over by the next command, with a warning.
+//! - The record came from another operator or from whoever can use the daemon: every text of
+//!   it is made printable before it is shown.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::executor::Cancel;
 use super::fleet::Fleet;
 use crate::clock::{format_unix_time, now_secs};
 use crate::config::Environment;
-use crate::transport::{Connection, TransportError};
+use crate::docker::{self, DockerError, LockClaim};
+use crate::printable::printable;
+use crate::transport::TransportError;
 
 /// The environment variable that names the holder instead of `user@host`.
 pub const HOLDER_ENV: &str = "MAESTRO_LOCK_HOLDER";
@@ -45,14 +54,22 @@ pub enum LockKind {
     Maintenance,
 }
 
-/// The record of a lock's holder, kept in `holder.json` on the ship.
+/// The record of a lock's holder, kept in the lock container's label.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
     /// `user@host`, or `MAESTRO_LOCK_HOLDER`.
     pub holder: String,
-    /// The machine the holder's process runs on (its uname nodename).
+    /// The machine the holder's process runs on (its uname nodename), for people to read.
     pub host: String,
+    /// What proves the holder's process is on this machine: this boot of its kernel and its
+    /// pid namespace (`BOOT_ID/pid:[INODE]`); `None` where that cannot be known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     pub pid: u32,
+    /// When that process started, in clock ticks since boot: a pid reused by another
+    /// process has another start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
     /// The command that took it: `start`, `restart`, `lock acquire`.
     pub command: String,
     /// Unix seconds.
@@ -60,7 +77,7 @@ pub struct Holder {
     pub kind: LockKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Unique per acquisition: a release removes only the lock it took.
+    /// Unique per acquisition: a create whose answer was lost is recognised by it.
     pub token: String,
 }
 
@@ -74,7 +91,9 @@ impl Holder {
         Holder {
             holder: operator(),
             host: this_host(),
+            machine: identity::this_machine(),
             pid,
+            started: identity::process_start(pid),
             command: command.to_string(),
             since: now.as_secs(),
             kind,
@@ -83,30 +102,48 @@ impl Holder {
         }
     }
 
-    /// Whether the holder's process is alive: `None` when it runs on another host, or for a
-    /// maintenance lock, which outlives the `lock acquire` that took it.
-    pub fn alive(&self) -> Option<bool> {
-        (self.kind == LockKind::Command && self.host == this_host()).then(|| pid_alive(self.pid))
+    /// The record as a lock label holds it; `None` when it is not one.
+    pub fn parse(record: &str) -> Option<Holder> {
+        serde_json::from_str(record).ok()
     }
 
-    /// `alice@host (`start`, pid 42 on host, since 2026-12-01 03:40:12 UTC, 5s ago)`.
+    /// Whether the holder's process is alive, when that can be proven either way: `None`
+    /// for a maintenance lock (it outlives the `lock acquire` that took it) and for a
+    /// process that is not provably on this machine and in this pid namespace.
+    pub fn alive(&self) -> Option<bool> {
+        if self.kind != LockKind::Command {
+            return None;
+        }
+        let here = identity::this_machine()?;
+        (self.machine.as_deref() == Some(here.as_str()))
+            .then(|| identity::running(self.pid, self.started))
+    }
+
+    /// `alice@host (`start`, pid 42 on host, since 2026-12-01 03:40:12 UTC, 5s ago)`, every
+    /// text of the record made printable.
     pub fn describe(&self) -> String {
         let age = now_secs().saturating_sub(self.since);
+        let host = printable(&self.host);
         let pid = match (self.kind, self.alive()) {
-            (LockKind::Maintenance, _) => format!("from {}", self.host),
+            (LockKind::Maintenance, _) => format!("from {host}"),
             (_, Some(true)) => format!("pid {} alive on this host", self.pid),
             (_, Some(false)) => format!("pid {} on this host is DEAD", self.pid),
-            (_, None) => format!("pid {} on {}", self.pid, self.host),
+            (_, None) if self.host == this_host() => format!(
+                "pid {} on {host}, which is another machine or pid namespace by this host's \
+                 name",
+                self.pid
+            ),
+            (_, None) => format!("pid {} on {host}", self.pid),
         };
         let mut text = format!(
             "{} (`{}`, {pid}, since {}, {} ago)",
-            self.holder,
-            self.command,
+            printable(&self.holder),
+            printable(&self.command),
             format_unix_time(self.since),
             age_text(age)
         );
         if let Some(message) = &self.message {
-            text.push_str(&format!(": \"{message}\""));
+            text.push_str(&format!(": \"{}\"", printable(message)));
         }
         text
     }
@@ -161,31 +198,57 @@ fn this_host() -> String {
     std::env::var("COMPUTERNAME").unwrap_or_else(|_| "localhost".to_string())
 }
 
-#[cfg(unix)]
-fn pid_alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    // EPERM: it exists, as another user's process.
-    match rustix::process::test_kill_process(pid) {
-        Ok(()) => true,
-        Err(err) => err == rustix::io::Errno::PERM,
+/// What proves that a holder's process is this machine's, and whether it still runs.
+#[cfg(target_os = "linux")]
+mod identity {
+    /// This boot of this kernel (random per boot, shared by every container on it) and this
+    /// process's pid namespace (unique among that kernel's namespaces): two processes with
+    /// the same value see the same pids.
+    pub fn this_machine() -> Option<String> {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let pid_namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        Some(format!("{}/{}", boot.trim(), pid_namespace.display()))
+    }
+
+    /// When process `pid` started, in clock ticks since boot (`/proc/PID/stat`, field 22).
+    pub fn process_start(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) is in parentheses and may hold spaces and parentheses.
+        let (_, fields) = stat.rsplit_once(')')?;
+        fields.split_whitespace().nth(19)?.parse().ok()
+    }
+
+    /// Whether `pid` still runs here as the process that started at `started`.
+    pub fn running(pid: u32, started: Option<u64>) -> bool {
+        match (process_start(pid), started) {
+            (None, _) => false,
+            (Some(now), Some(then)) => now == then,
+            (Some(_), None) => true,
+        }
     }
 }
 
-#[cfg(not(unix))]
-fn pid_alive(_pid: u32) -> bool {
-    true
+/// Elsewhere no holder is provably this machine's: a lock left behind is `--force`'s.
+#[cfg(not(target_os = "linux"))]
+mod identity {
+    pub fn this_machine() -> Option<String> {
+        None
+    }
+
+    pub fn process_start(_pid: u32) -> Option<u64> {
+        None
+    }
+
+    pub fn running(_pid: u32, _started: Option<u64>) -> bool {
+        true
+    }
 }
 
 /// The state of one ship's lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
     Free,
-    /// `None`: the directory is there but its record is not (yet, or it is unreadable).
+    /// `None`: a lock whose record is missing or not one of ours.
     Held(Option<Holder>),
 }
 
@@ -196,7 +259,7 @@ pub enum LockError {
         "ship {ship}: the deploy lock of environment `{env}` is held by {}; nothing was \
          changed\n  = help: see `maestro lock status`; wait for it to be released, or if its \
          holder died, `maestro lock release --force`",
-        holder.as_ref().map_or_else(|| "someone whose record is not written (yet)".to_string(), Holder::describe)
+        holder.as_ref().map_or_else(|| "someone whose record is missing".to_string(), Holder::describe)
     )]
     Held {
         ship: String,
@@ -205,330 +268,294 @@ pub enum LockError {
     },
     #[error("{0}")]
     Ship(Arc<TransportError>),
+    /// The daemon refused or failed a lock call: the ship is reachable but cannot be locked.
     #[error(
-        "ship {ship}: the lock command failed (exit {status}): {stderr}\n  = help: the lock is \
-         the directory {dir} on the ship: its SSH user must be able to create it"
+        "{source}\n  = help: the deploy lock is the container `{name}` on the ship's Docker \
+         daemon: the user maestro reaches the daemon as must be able to create and remove it"
     )]
-    Script {
+    Daemon {
         ship: String,
-        dir: String,
-        status: String,
-        stderr: String,
+        name: String,
+        source: Arc<DockerError>,
     },
-    #[error("interrupted while taking the deploy locks; those taken were released")]
+    #[error("interrupted while taking the deploy locks")]
     Interrupted,
 }
 
-/// A ship left out of locking, and why (reached over TCP, or unreachable).
+/// Why [`acquire`] took nothing: the error, and the locks it had taken meanwhile that could
+/// not be given back (each names its ship).
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: LockError,
+    pub unreleased: Vec<LockError>,
+}
+
+/// A ship left out of locking because it could not be reached: the run cannot change it.
 #[derive(Debug, Clone)]
 pub struct Skipped {
     pub ship: String,
     pub reason: String,
 }
 
+/// One ship's lock that this run took.
+#[derive(Debug)]
+struct Taken {
+    ship: String,
+    name: String,
+    id: String,
+    docker: docker::Ship,
+}
+
 /// The locks one run took: released with [`Locks::release`].
 #[derive(Debug, Default)]
 pub struct Locks {
-    token: String,
-    /// Ship, its lock directory, its connection.
-    taken: Vec<(String, String, Connection)>,
+    taken: Vec<Taken>,
     pub skipped: Vec<Skipped>,
+    /// Dead holders' locks taken over, as `ship: holder`, for the operator to be told.
+    pub taken_over: Vec<String>,
 }
 
 impl Locks {
-    /// The ships whose lock this run took (not those it runs under a maintenance lock).
-    pub fn ships(&self) -> impl Iterator<Item = &str> {
-        self.taken.iter().map(|(ship, _, _)| ship.as_str())
+    /// The ships whose lock this run took (not those it runs under a maintenance lock), in
+    /// name order.
+    pub fn ships(&self) -> Vec<&str> {
+        let mut ships: Vec<&str> = self.taken.iter().map(|t| t.ship.as_str()).collect();
+        ships.sort_unstable();
+        ships
     }
 
-    /// Releases every lock taken, in reverse order; returns what could not be released.
+    /// Releases every lock taken, all at once, one round trip each; returns those that could
+    /// not be released, each naming its ship.
     pub async fn release(self) -> Vec<LockError> {
-        let mut failed = Vec::new();
-        for (ship, dir, connection) in self.taken.iter().rev() {
-            if let Err(err) = release_own(connection, dir, ship, &self.token).await {
-                failed.push(err);
-            }
-        }
-        failed
+        let removals = self.taken.iter().map(|t| async move {
+            t.docker
+                .remove_lock(&t.id)
+                .await
+                .map_err(|err| daemon_error(&t.ship, &t.name, err))
+        });
+        join_all(removals)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect()
     }
 }
 
-/// `'text'` for sh, whatever `text` holds.
-pub fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
+fn daemon_error(ship: &str, name: &str, err: DockerError) -> LockError {
+    LockError::Daemon {
+        ship: ship.to_string(),
+        name: name.to_string(),
+        source: Arc::new(err),
+    }
 }
 
-/// The lock directory of `env` on `ship`: `/tmp/maestro-lock.ENV.SHIP.ADDRESS`. The address
-/// is in it because ships of different environment files (or test beds) may share one
-/// filesystem under the same names; what is not a plain file-name character becomes `_`.
-pub fn lock_dir(env: &Environment, ship: &str) -> String {
-    let address = env
-        .ships
-        .iter()
-        .find(|s| s.name == ship)
-        .map_or("", |s| s.endpoint.as_str());
+/// The lock container of `env` on `ship`: `maestro-lock.ENV.SHIP`. The ship is in it
+/// because several ships of a file may share one daemon (names for one host, the test bed).
+/// Characters a container name cannot have become `_`, and then a hash of the real names
+/// keeps two environments apart that differ only there.
+pub fn lock_name(env: &Environment, ship: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
     let safe = |text: &str| -> String {
         text.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
+            .map(|c| if plain(c) { c } else { '_' })
             .collect()
     };
-    format!(
-        "/tmp/maestro-lock.{}.{}.{}",
-        safe(&env.name),
-        safe(ship),
-        safe(address)
-    )
-}
-
-fn acquire_script(dir: &str, record: &str) -> String {
-    let d = quote(dir);
-    let r = quote(record);
-    // The record is written aside and renamed, so a reader sees all of it or none.
-    format!(
-        "d={d}; if mkdir -m 755 \"$d\" 2>/dev/null; then \
-         if printf '%s\\n' {r} > \"$d/holder.json.new\" && mv -f \"$d/holder.json.new\" \"$d/holder.json\"; \
-         then echo taken; else rm -rf \"$d\"; exit 3; fi; \
-         elif [ -d \"$d\" ]; then echo held; cat \"$d/holder.json\" 2>/dev/null; \
-         else mkdir \"$d\"; exit 3; fi"
-    )
-}
-
-/// Takes over a lock whose holder is dead, if its record still has `stale` (the dead
-/// holder's token). `mkdir takeover` inside it admits one taker at a time, and the token is
-/// checked after that claim: a late taker finds the new holder's token and backs off.
-fn takeover_script(dir: &str, stale: &str, record: &str) -> String {
-    let d = quote(dir);
-    let r = quote(record);
-    let needle = quote(&format!("\"token\":\"{stale}\""));
-    format!(
-        "d={d}; if mkdir \"$d/takeover\" 2>/dev/null; then \
-         if grep -qF {needle} \"$d/holder.json\" 2>/dev/null && printf '%s\\n' {r} > \"$d/holder.json.new\" \
-         && mv -f \"$d/holder.json.new\" \"$d/holder.json\"; then rmdir \"$d/takeover\"; echo taken; \
-         else rmdir \"$d/takeover\"; echo held; cat \"$d/holder.json\" 2>/dev/null; fi; \
-         else echo held; cat \"$d/holder.json\" 2>/dev/null; fi"
-    )
-}
-
-fn status_script(dir: &str) -> String {
-    let d = quote(dir);
-    format!(
-        "d={d}; if [ -d \"$d\" ]; then echo held; cat \"$d/holder.json\" 2>/dev/null; \
-         else echo free; fi"
-    )
-}
-
-/// Removes the lock only if its record has `token` (compact JSON, as serde_json writes it).
-fn release_script(dir: &str, token: Option<&str>) -> String {
-    let d = quote(dir);
-    let remove = "rm -f \"$d/holder.json\" \"$d/holder.json.new\" && rmdir \"$d\" && echo released";
-    match token {
-        Some(token) => {
-            let needle = quote(&format!("\"token\":\"{token}\""));
-            format!(
-                "d={d}; if grep -qF {needle} \"$d/holder.json\" 2>/dev/null; then {remove}; \
-                 elif [ -d \"$d\" ]; then echo other; else echo free; fi"
-            )
-        }
-        // Forced: whatever is inside, a half-done takeover included.
-        None => format!(
-            "d={d}; if [ -d \"$d\" ]; then rm -rf \"$d\" && echo released; else echo free; fi"
-        ),
+    let mut name = format!("maestro-lock.{}.{}", safe(&env.name), safe(ship));
+    if !env.name.chars().chain(ship.chars()).all(plain) {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}\n{ship}", env.name).as_bytes());
+        name.push('.');
+        name.push_str(&hex::encode(&digest[..4]));
     }
-}
-
-async fn run(
-    connection: &Connection,
-    ship: &str,
-    dir: &str,
-    script: &str,
-) -> Result<String, LockError> {
-    let out = connection
-        .run_shell(script)
-        .await
-        .map_err(|err| LockError::Ship(Arc::new(err)))?;
-    if out.status != Some(0) {
-        return Err(LockError::Script {
-            ship: ship.to_string(),
-            dir: dir.to_string(),
-            status: out.status.map_or("none".to_string(), |s| s.to_string()),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn parse_state(text: &str) -> State {
-    let mut lines = text.lines();
-    match lines.next().map(str::trim) {
-        Some("free") => State::Free,
-        _ => State::Held(
-            lines
-                .find(|l| !l.trim().is_empty())
-                .and_then(|l| serde_json::from_str(l).ok()),
-        ),
-    }
+    name
 }
 
 /// What taking one ship's lock gave.
-enum Outcome {
-    Taken,
+enum Claimed {
+    Taken {
+        id: String,
+        took_over: Option<String>,
+    },
     /// Under the caller's own maintenance lock: nothing taken, nothing to release.
     Admitted,
 }
 
-async fn acquire_one(
-    connection: &Connection,
+/// Takes the lock of `env` on one ship: one create; on a clash, one read to learn who holds
+/// it; and for a holder proven dead, its removal (by id) and one more create.
+async fn claim(
+    docker: &docker::Ship,
     env: &Environment,
     ship: &str,
     ours: &Holder,
-) -> Result<Outcome, LockError> {
-    let dir = lock_dir(env, ship);
-    let record = serde_json::to_string(ours).map_err(|err| LockError::Script {
+    record: &str,
+) -> Result<Claimed, LockError> {
+    let name = lock_name(env, ship);
+    let daemon = |err| daemon_error(ship, &name, err);
+    let mut took_over = None;
+    loop {
+        if let LockClaim::Taken { id } = docker.claim_lock(&name, record).await.map_err(daemon)? {
+            return Ok(Claimed::Taken { id, took_over });
+        }
+        let Some(found) = docker.read_lock(&name).await.map_err(daemon)? else {
+            // Released between our create and our read: someone's run just ended. Told as
+            // held rather than tried again, so that the operator sees the contention.
+            return Err(held(env, ship, None));
+        };
+        let holder = found.record.as_deref().and_then(Holder::parse);
+        match holder {
+            // A create of ours whose answer was lost.
+            Some(h) if h.token == ours.token => {
+                return Ok(Claimed::Taken {
+                    id: found.id,
+                    took_over,
+                });
+            }
+            Some(h) if h.kind == LockKind::Maintenance && h.holder == ours.holder => {
+                return Ok(Claimed::Admitted);
+            }
+            Some(h) if took_over.is_none() && h.alive() == Some(false) => {
+                docker.remove_lock(&found.id).await.map_err(daemon)?;
+                took_over = Some(h.describe());
+            }
+            holder => return Err(held(env, ship, holder)),
+        }
+    }
+}
+
+fn held(env: &Environment, ship: &str, holder: Option<Holder>) -> LockError {
+    LockError::Held {
         ship: ship.to_string(),
-        dir: dir.clone(),
-        status: "none".into(),
-        stderr: err.to_string(),
-    })?;
-    let taken = |out: &str| out.lines().next().map(str::trim) == Some("taken");
-    let mut out = run(connection, ship, &dir, &acquire_script(&dir, &record)).await?;
-    if taken(&out) {
-        return Ok(Outcome::Taken);
-    }
-    // A command's lock whose process ran on this machine and is gone protects nothing (a
-    // kill -9, or a ship lost before the release): taken over. Another machine's holder
-    // cannot be checked from here: that is `lock release --force`'s.
-    if let State::Held(Some(dead)) = parse_state(&out)
-        && dead.alive() == Some(false)
-    {
-        out = run(
-            connection,
-            ship,
-            &dir,
-            &takeover_script(&dir, &dead.token, &record),
-        )
-        .await?;
-        if taken(&out) {
-            tracing::warn!("{ship}: took over the lock of {}", dead.describe());
-            return Ok(Outcome::Taken);
-        }
-    }
-    match parse_state(&out) {
-        State::Held(Some(holder))
-            if holder.kind == LockKind::Maintenance && holder.holder == ours.holder =>
-        {
-            Ok(Outcome::Admitted)
-        }
-        State::Held(holder) => Err(LockError::Held {
-            ship: ship.to_string(),
-            env: env.name.clone(),
-            holder,
-        }),
-        // Released between our mkdir and our read: someone else's run just ended; report
-        // it as held rather than retry, so that the operator sees the contention.
-        State::Free => Err(LockError::Held {
-            ship: ship.to_string(),
-            env: env.name.clone(),
-            holder: None,
-        }),
+        env: env.name.clone(),
+        holder,
     }
 }
 
-async fn release_own(
-    connection: &Connection,
-    dir: &str,
-    ship: &str,
-    token: &str,
-) -> Result<(), LockError> {
-    run(connection, ship, dir, &release_script(dir, Some(token))).await?;
-    Ok(())
-}
+/// How one ship's attempt ended: `None` when it gave up before anything was sent, as the
+/// outcome was decided elsewhere; else the claim and the ship's daemon.
+type Attempt = Option<(Result<Claimed, LockError>, Option<docker::Ship>)>;
 
-/// Takes the lock of `env` on each of `ships` (sorted here), all or nothing.
+/// Takes the lock of `env` on each of `ships`, all or nothing, every ship at once, each as
+/// soon as its connection is up.
 ///
-/// With `skip_unlockable`, a ship that cannot be reached or runs no commands (TCP) is left
-/// out and listed in [`Locks::skipped`]: the run cannot change it either way. Without it
-/// (a maintenance window), such a ship fails the whole acquisition.
+/// With `skip_unreachable`, a ship that cannot be connected is left out and listed in
+/// [`Locks::skipped`]: the run cannot change it either way. Without it (a maintenance
+/// window), such a ship fails the whole acquisition. A ship that is reached but cannot be
+/// locked always fails it.
+///
+/// Once the outcome is decided (a refusal, a failure, Ctrl-C), ships still connecting are
+/// not asked; a request already sent is waited for, so that every lock taken is known and
+/// given back before this returns.
 pub async fn acquire(
     fleet: &Arc<Fleet>,
     env: &Environment,
     ours: &Holder,
     ships: &[&str],
-    skip_unlockable: bool,
+    skip_unreachable: bool,
     cancel: &Cancel,
-) -> Result<Locks, LockError> {
+) -> Result<Locks, Refusal> {
+    let record = serde_json::to_string(ours).unwrap_or_default();
     let mut sorted: Vec<&str> = ships.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut locks = Locks {
-        token: ours.token.clone(),
-        ..Locks::default()
-    };
-    for ship in sorted {
-        // Ctrl-C is heard while waiting for a ship's connection, never inside a lock
-        // command (a few round trips): a lock taken is always known, to be released.
-        let connected = tokio::select! {
-            connected = fleet.ship(ship) => connected,
-            _ = cancel.cancelled() => {
-                let _ = locks.release().await;
-                return Err(LockError::Interrupted);
+    let decided = Cancel::new();
+    let mut attempts: FuturesUnordered<_> = sorted
+        .into_iter()
+        .map(|ship| {
+            let (decided, record) = (&decided, &record);
+            async move {
+                let connected = tokio::select! {
+                    biased;
+                    _ = decided.cancelled() => return (ship, None),
+                    _ = cancel.cancelled() => return (ship, None),
+                    connected = fleet.ship(ship) => connected,
+                };
+                match connected {
+                    Ok(handle) => {
+                        let claimed = claim(&handle.docker, env, ship, ours, record).await;
+                        (ship, Some((claimed, Some(handle.docker))))
+                    }
+                    Err(err) => (ship, Some((Err(LockError::Ship(err)), None))),
+                }
+            }
+        })
+        .collect();
+    let mut locks = Locks::default();
+    let mut failure: Option<LockError> = None;
+    loop {
+        let next = tokio::select! {
+            next = attempts.next() => next,
+            _ = cancel.cancelled(), if failure.is_none() => {
+                failure = Some(LockError::Interrupted);
+                decided.cancel();
+                continue;
             }
         };
-        let outcome = match connected {
-            Ok(handle) => acquire_one(&handle.connection, env, ship, ours)
-                .await
-                .map(|o| (o, handle.connection)),
-            Err(err) => Err(LockError::Ship(err)),
+        let Some((ship, attempt)): Option<(&str, Attempt)> = next else {
+            break;
         };
-        match outcome {
-            Ok((Outcome::Taken, connection)) => {
-                locks
-                    .taken
-                    .push((ship.to_string(), lock_dir(env, ship), connection));
+        match attempt {
+            None | Some((Ok(Claimed::Admitted), _)) => {}
+            Some((Ok(Claimed::Taken { id, took_over }), Some(docker))) => {
+                if let Some(dead) = took_over {
+                    locks.taken_over.push(format!("{ship}: {dead}"));
+                }
+                locks.taken.push(Taken {
+                    ship: ship.to_string(),
+                    name: lock_name(env, ship),
+                    id,
+                    docker,
+                });
             }
-            Ok((Outcome::Admitted, _)) => {}
-            Err(LockError::Ship(err)) if skip_unlockable => locks.skipped.push(Skipped {
-                ship: ship.to_string(),
-                reason: err.to_string(),
-            }),
-            Err(err) => {
-                // All or nothing: what was taken goes back before the failure is told.
-                let _ = locks.release().await;
-                return Err(err);
+            Some((Err(LockError::Ship(err)), _)) if skip_unreachable => {
+                locks.skipped.push(Skipped {
+                    ship: ship.to_string(),
+                    reason: err.to_string(),
+                });
+            }
+            Some((result, _)) => {
+                if failure.is_none() {
+                    failure = Some(match result {
+                        Err(err) => err,
+                        Ok(_) => LockError::Interrupted,
+                    });
+                    decided.cancel();
+                }
             }
         }
     }
-    Ok(locks)
+    match failure {
+        None => Ok(locks),
+        Some(error) => Err(Refusal {
+            error,
+            unreleased: locks.release().await,
+        }),
+    }
 }
 
-/// The lock of `env` on one ship.
-pub async fn status(fleet: &Arc<Fleet>, env: &Environment, ship: &str) -> Result<State, LockError> {
-    let handle = fleet.ship(ship).await.map_err(LockError::Ship)?;
-    let dir = lock_dir(env, ship);
-    let out = run(&handle.connection, ship, &dir, &status_script(&dir)).await?;
-    Ok(parse_state(&out))
-}
-
-/// Releases the lock of `env` on `ship`: with `token`, only if it is that acquisition's;
-/// without, whoever holds it (`--force`). Returns whether a lock was removed.
-pub async fn release(
+/// The lock of `env` on one ship as the daemon has it: `None` when free.
+async fn read(
     fleet: &Arc<Fleet>,
     env: &Environment,
     ship: &str,
-    token: Option<&str>,
-) -> Result<bool, LockError> {
+) -> Result<Option<(docker::Ship, docker::LockObject)>, LockError> {
     let handle = fleet.ship(ship).await.map_err(LockError::Ship)?;
-    let dir = lock_dir(env, ship);
-    let out = run(&handle.connection, ship, &dir, &release_script(&dir, token)).await?;
-    Ok(out.lines().next().map(str::trim) == Some("released"))
+    let name = lock_name(env, ship);
+    let found = handle
+        .docker
+        .read_lock(&name)
+        .await
+        .map_err(|err| daemon_error(ship, &name, err))?;
+    Ok(found.map(|found| (handle.docker, found)))
 }
 
-/// The lock of `env` on each of `ships`, in name order.
+fn state_of(found: Option<&docker::LockObject>) -> State {
+    match found {
+        None => State::Free,
+        Some(found) => State::Held(found.record.as_deref().and_then(Holder::parse)),
+    }
+}
+
+/// The lock of `env` on each of `ships`, in name order, read on all of them at once.
 pub async fn status_all(
     fleet: &Arc<Fleet>,
     env: &Environment,
@@ -536,11 +563,13 @@ pub async fn status_all(
 ) -> Vec<(String, Result<State, LockError>)> {
     let mut sorted: Vec<&str> = ships.to_vec();
     sorted.sort_unstable();
-    let mut states = Vec::new();
-    for ship in sorted {
-        states.push((ship.to_string(), status(fleet, env, ship).await));
-    }
-    states
+    join_all(sorted.into_iter().map(|ship| async move {
+        let state = read(fleet, env, ship)
+            .await
+            .map(|found| state_of(found.as_ref().map(|(_, f)| f)));
+        (ship.to_string(), state)
+    }))
+    .await
 }
 
 /// What `lock release` did on one ship.
@@ -551,8 +580,10 @@ pub enum Released {
     NotHeld,
 }
 
-/// Releases the lock of `env` on each of `ships`: without `force`, only the maintenance lock
-/// of `operator` (a command's lock ends with its command; another's is theirs to end).
+/// Releases the lock of `env` on each of `ships`, all at once: without `force`, only the
+/// maintenance lock of `operator` (a command's lock ends with its command; another's is
+/// theirs to end). Each removes the lock it read, by id: if the lock changed hands between
+/// the read and the removal, the new holder's lock stays.
 pub async fn release_all(
     fleet: &Arc<Fleet>,
     env: &Environment,
@@ -562,63 +593,69 @@ pub async fn release_all(
 ) -> Vec<(String, Result<Released, LockError>)> {
     let mut sorted: Vec<&str> = ships.to_vec();
     sorted.sort_unstable();
-    let mut results = Vec::new();
-    for ship in sorted {
+    join_all(sorted.into_iter().map(|ship| async move {
         let result = async {
-            let holder = match status(fleet, env, ship).await? {
-                State::Free => return Ok(Released::NotHeld),
-                State::Held(holder) => holder,
+            let Some((docker, found)) = read(fleet, env, ship).await? else {
+                return Ok(Released::NotHeld);
             };
-            let token = match (&holder, force) {
-                (_, true) => None,
-                (Some(h), false) if h.kind == LockKind::Maintenance && h.holder == operator => {
-                    Some(h.token.clone())
-                }
-                _ => {
-                    return Err(LockError::Held {
-                        ship: ship.to_string(),
-                        env: env.name.clone(),
-                        holder,
-                    });
-                }
-            };
-            Ok(if release(fleet, env, ship, token.as_deref()).await? {
-                Released::Removed(holder)
-            } else {
-                Released::NotHeld
-            })
+            release_read(&docker, env, ship, &found, operator, force).await
         }
         .await;
-        results.push((ship.to_string(), result));
+        (ship.to_string(), result)
+    }))
+    .await
+}
+
+/// Removes `found`, the lock read on `ship`, if `operator` may (see [`release_all`]).
+pub async fn release_read(
+    docker: &docker::Ship,
+    env: &Environment,
+    ship: &str,
+    found: &docker::LockObject,
+    operator: &str,
+    force: bool,
+) -> Result<Released, LockError> {
+    let holder = found.record.as_deref().and_then(Holder::parse);
+    let theirs = match &holder {
+        Some(h) => h.kind == LockKind::Maintenance && h.holder == operator,
+        None => false,
+    };
+    if !force && !theirs {
+        return Err(held(env, ship, holder));
     }
-    results
+    let name = lock_name(env, ship);
+    let removed = docker
+        .remove_lock(&found.id)
+        .await
+        .map_err(|err| daemon_error(ship, &name, err))?;
+    Ok(if removed {
+        Released::Removed(holder)
+    } else {
+        Released::NotHeld
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
-    fn quoting_keeps_single_quotes_and_shell_syntax_inert() {
-        assert_eq!(quote("a'b"), r"'a'\''b'");
-        assert_eq!(quote("$(rm -rf /)"), "'$(rm -rf /)'");
-    }
-
-    #[test]
-    fn a_holder_record_round_trips_and_a_release_finds_its_token() {
+    fn a_holder_record_round_trips() {
         let ours = Holder::ours("start", LockKind::Command, Some("it's \"done\"".into()));
         let record = serde_json::to_string(&ours).expect("json");
-        assert!(record.contains(&format!("\"token\":\"{}\"", ours.token)));
-        assert_eq!(
-            parse_state(&format!("held\n{record}\n")),
-            State::Held(Some(ours))
-        );
-        assert_eq!(parse_state("held\n"), State::Held(None));
-        assert_eq!(parse_state("free\n"), State::Free);
+        assert_eq!(Holder::parse(&record), Some(ours));
+        assert_eq!(Holder::parse("not json"), None);
+        // A record without the newer fields still reads, and is never provably dead.
+        let old = r#"{"holder":"a@b","host":"b","pid":1,"command":"start","since":0,"kind":"command","token":"t"}"#;
+        let old = Holder::parse(old).expect("old record");
+        assert_eq!(old.machine, None);
+        assert_eq!(old.alive(), None);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
-    fn this_process_is_alive_and_ages_read_as_durations() {
+    fn this_process_is_alive_and_a_holder_elsewhere_is_never_dead() {
         let ours = Holder::ours("start", LockKind::Command, None);
         assert_eq!(ours.alive(), Some(true));
         assert!(
@@ -626,14 +663,68 @@ mod tests {
             "{}",
             ours.describe()
         );
+        // The same pid started at another time: a reused pid, so the holder is dead.
+        let reused = Holder {
+            started: ours.started.map(|s| s + 1),
+            ..ours.clone()
+        };
+        assert_eq!(reused.alive(), Some(false));
+        // The same host name and a dead pid, but another boot or pid namespace: unknown.
+        let elsewhere = Holder {
+            machine: Some("0-0-0/pid:[4026531836]".into()),
+            pid: u32::MAX - 1,
+            ..ours.clone()
+        };
+        assert_eq!(elsewhere.alive(), None);
+        assert!(
+            elsewhere
+                .describe()
+                .contains("another machine or pid namespace"),
+            "{}",
+            elsewhere.describe()
+        );
+        let maintenance = Holder {
+            kind: LockKind::Maintenance,
+            ..reused
+        };
+        assert_eq!(maintenance.alive(), None);
+    }
+
+    #[test]
+    fn ages_read_as_durations() {
         assert_eq!(age_text(5), "5s");
         assert_eq!(age_text(192), "3m12s");
         assert_eq!(age_text(7500), "2h05m");
     }
 
     #[test]
+    fn a_record_from_a_ship_is_shown_without_its_control_characters() {
+        let mut forged = Holder::ours("start\x1b]0;pwned\x07", LockKind::Command, None);
+        forged.holder = "eve\x1b[2J@ship".into();
+        forged.message = Some("line\nbreak".into());
+        let shown = forged.describe();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("eve?[2J@ship"), "{shown}");
+    }
+
+    #[test]
+    fn lock_names_are_container_names_and_keep_environments_apart() {
+        let env = |name: &str| {
+            crate::config::load_str(
+                &format!("name: {name}\nships:\n  a: {{ip: 10.0.0.1}}\nservices: {{}}\n"),
+                "test.yaml",
+                Path::new("."),
+            )
+            .expect("valid environment")
+        };
+        assert_eq!(lock_name(&env("shop"), "a"), "maestro-lock.shop.a");
+        let odd = lock_name(&env("shop x"), "a");
+        assert!(odd.starts_with("maestro-lock.shop_x.a."), "{odd}");
+        assert_ne!(odd, lock_name(&env("shop/x"), "a"));
+    }
+
+    #[test]
     fn the_holder_override_names_the_operator() {
-        // Read-only check of the default's shape: user@host.
         if std::env::var_os(HOLDER_ENV).is_none() {
             assert!(operator().contains('@'), "{}", operator());
         }

@@ -240,12 +240,22 @@ async fn run_async(
     let Finished {
         summaries,
         unreleased,
+        taken_over,
         audit,
     } = match outcome {
         Ok(done) => done,
-        Err(lifecycle::RunError::Lock(LockError::Interrupted)) => {
-            ui::eprintln("interrupted before anything changed; no lock is left");
+        Err(lifecycle::RunError::Lock(LockError::Interrupted, unreleased)) => {
+            ui::eprintln(if unreleased.is_empty() {
+                "interrupted before anything changed; no lock is left"
+            } else {
+                "interrupted before anything changed"
+            });
+            warn_unreleased(&unreleased);
             return Ok(super::super::EXIT_INTERRUPTED);
+        }
+        Err(lifecycle::RunError::Lock(err, unreleased)) => {
+            warn_unreleased(&unreleased);
+            return Err(CliError::Failed(err.to_string()));
         }
         Err(lifecycle::RunError::Audit(err, unreleased)) => {
             warn_unreleased(&unreleased);
@@ -258,6 +268,12 @@ async fn run_async(
         Err(err) => return Err(CliError::Failed(err.to_string())),
     };
     rendered.map_err(std::io::Error::other)??;
+    for took in &taken_over {
+        ui::eprintln(&format!(
+            "warning: took over the deploy lock of ship {took}: its holder ended without \
+             releasing it"
+        ));
+    }
     warn_unreleased(&unreleased);
     for note in &audit {
         ui::eprintln(&format!("warning: {note}"));

@@ -1,6 +1,6 @@
 //! `maestro lock status|acquire|release`: the environment's deploy lock on its ships.
 //!
-//! Glue: the lock's sequences (all or nothing, name order, who may release) are
+//! Glue: the lock's sequences (all or nothing, every ship at once, who may release) are
 //! `orchestrate::lock`'s; this prints them. Every ship of the environment is covered: a
 //! maintenance window is about the environment, not about one command's instances.
 
@@ -9,9 +9,11 @@ use std::sync::Arc;
 use super::super::args::LockAction;
 use super::super::{Cli, CliError, EXIT_FAILED, EXIT_INTERRUPTED};
 use super::{load, runtime};
-use crate::orchestrate::executor::Cancel;
+use crate::orchestrate::executor;
 use crate::orchestrate::fleet::{ConnectOptions, Fleet};
-use crate::orchestrate::lock::{self, Holder, LockKind, Released, State};
+use crate::orchestrate::lock::{
+    self, Holder, LockError, LockKind, Locks, Refusal, Released, State,
+};
 use crate::ui;
 
 pub(in crate::cli) fn run(cli: &Cli, action: &LockAction) -> Result<i32, CliError> {
@@ -28,26 +30,15 @@ pub(in crate::cli) fn run(cli: &Cli, action: &LockAction) -> Result<i32, CliErro
             let states = lock::status_all(&fleet, &env, &names).await;
             status(cli, &env.name, states)
         })),
-        LockAction::Acquire { message } => rt.block_on(fleet.run(async {
+        LockAction::Acquire { message } => rt.block_on(async {
             let ours = Holder::ours("lock acquire", LockKind::Maintenance, Some(message.clone()));
-            // `fleet.run` hears Ctrl-C itself; the acquisition is all or nothing either way.
-            let locks = lock::acquire(&fleet, &env, &ours, &names, false, &Cancel::new())
-                .await
-                .map_err(|err| CliError::Failed(err.to_string()))?;
-            let ships: Vec<&str> = locks.ships().collect();
-            ui::println(&format!(
-                "locked environment `{}` for {} on {}: \"{message}\"\n  release it with \
-                 `maestro lock release`",
-                env.name,
-                ours.holder,
-                if ships.is_empty() {
-                    "no ship (you held it already)".to_string()
-                } else {
-                    ships.join(", ")
-                }
-            ));
-            Ok(0)
-        })),
+            // Not `fleet.run`, which drops its work on Ctrl-C: the acquisition hears Ctrl-C
+            // itself and gives back what it took before it returns.
+            let cancel = executor::interrupt_on_ctrl_c();
+            let acquired = lock::acquire(&fleet, &env, &ours, &names, false, &cancel).await;
+            fleet.close().await;
+            Some(acquired_report(&env.name, &ours, message, acquired))
+        }),
         LockAction::Release { force } => rt.block_on(fleet.run(async {
             let results = lock::release_all(&fleet, &env, &names, &lock::operator(), *force).await;
             let mut code = 0;
@@ -68,6 +59,50 @@ pub(in crate::cli) fn run(cli: &Cli, action: &LockAction) -> Result<i32, CliErro
         })),
     };
     done.unwrap_or(Ok(EXIT_INTERRUPTED))
+}
+
+fn acquired_report(
+    env: &str,
+    ours: &Holder,
+    message: &str,
+    acquired: Result<Locks, Refusal>,
+) -> Result<i32, CliError> {
+    let locks = match acquired {
+        Ok(locks) => locks,
+        Err(Refusal { error, unreleased }) => {
+            for err in &unreleased {
+                ui::eprintln(&format!(
+                    "warning: {err}\n  = help: `maestro lock release --force` clears it"
+                ));
+            }
+            if let LockError::Interrupted = error {
+                ui::eprintln(if unreleased.is_empty() {
+                    "interrupted; the locks taken were released"
+                } else {
+                    "interrupted; the locks above could not be released"
+                });
+                return Ok(EXIT_INTERRUPTED);
+            }
+            return Err(CliError::Failed(error.to_string()));
+        }
+    };
+    for took in &locks.taken_over {
+        ui::eprintln(&format!(
+            "warning: took over the deploy lock of ship {took}"
+        ));
+    }
+    let ships = locks.ships();
+    ui::println(&format!(
+        "locked environment `{env}` for {} on {}: \"{message}\"\n  release it with \
+         `maestro lock release`",
+        ours.holder,
+        if ships.is_empty() {
+            "no ship (you held it already)".to_string()
+        } else {
+            ships.join(", ")
+        }
+    ));
+    Ok(0)
 }
 
 fn status(
