@@ -14,7 +14,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -601,9 +601,14 @@ impl Ship {
             .await
     }
 
-    /// Waits until the container runs. Fails with [`ErrorKind::Exited`] (and its exit code)
-    /// when it stopped instead, or [`ErrorKind::TimedOut`].
-    pub async fn wait_running(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
+    /// Waits until the container runs, and returns its details as they were then. Fails
+    /// with [`ErrorKind::Exited`] (and its exit code) when it stopped instead, or
+    /// [`ErrorKind::TimedOut`].
+    pub async fn wait_running(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<ContainerDetails, DockerError> {
         let call = format!("wait for {name} to run");
         let deadline = Instant::now() + timeout;
         loop {
@@ -616,7 +621,7 @@ impl Ship {
                 )
             })?;
             match details.state {
-                ContainerStatus::Running => return Ok(()),
+                ContainerStatus::Running => return Ok(details),
                 ContainerStatus::Exited | ContainerStatus::Dead => {
                     let code = details.exit_code.unwrap_or(-1);
                     let reason = details
@@ -666,6 +671,23 @@ impl Ship {
                     .map_err(|e| self.err(format!("stop {name}"), e))
             })
             .await
+    }
+
+    /// Restarts the container in one request: the daemon stops it (killing it after
+    /// `timeout`) and starts it again, keeping the container.
+    pub async fn restart(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
+        let seconds = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let options = RestartContainerOptionsBuilder::new().t(seconds).build();
+        let needed = timeout.saturating_add(STOP_ANSWER_MARGIN);
+        let docker = if needed > self.docker.timeout() {
+            self.docker.clone().with_timeout(needed)
+        } else {
+            self.docker.clone()
+        };
+        docker
+            .restart_container(name, Some(options))
+            .await
+            .map_err(|e| self.err(format!("restart {name}"), e))
     }
 
     /// Sends `signal` (e.g. `SIGKILL`, `SIGTERM`); a container that is not running is a

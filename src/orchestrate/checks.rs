@@ -80,6 +80,9 @@ pub struct CheckTarget<'a> {
     pub ports: &'a BTreeMap<String, u16>,
     /// The container's environment (for `exec`).
     pub env: &'a BTreeMap<String, String>,
+    /// Whether the container has its own Docker HEALTHCHECK, when already known from its
+    /// details; `None`: asked of the daemon when needed.
+    pub has_healthcheck: Option<bool>,
 }
 
 /// The name a check is shown with: its type and its port, e.g. `tcp:client`.
@@ -155,7 +158,10 @@ pub async fn run_checks(
 }
 
 async fn has_healthcheck(target: &CheckTarget<'_>) -> bool {
-    matches!(target.ship.health(target.container).await, Ok(Some(_)))
+    match target.has_healthcheck {
+        Some(known) => known,
+        None => matches!(target.ship.health(target.container).await, Ok(Some(_))),
+    }
 }
 
 /// How long to wait for the container's HEALTHCHECK: its start period plus as many rounds as

@@ -145,6 +145,8 @@ pub enum Step {
         max: u32,
     },
     Stopping,
+    /// One restart request: the daemon stops and starts the container.
+    Restarting,
     Killing,
     Removing,
     Message {
@@ -163,6 +165,7 @@ impl Step {
             Step::WaitingRunning => "waiting for running",
             Step::Checking { .. } => "checking",
             Step::Stopping => "stopping",
+            Step::Restarting => "restarting",
             Step::Killing => "killing",
             Step::Removing => "removing",
             Step::Message { .. } => "message",

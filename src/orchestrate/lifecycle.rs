@@ -102,7 +102,12 @@ pub fn plan(
 ) -> Result<Vec<Plan>, PlanError> {
     match request {
         Request::Single { .. } => Ok(vec![plan::select(env, graph, selection)?]),
-        Request::Restart { step_delay, .. } => {
+        Request::Restart {
+            step_delay,
+            stop_start_delay,
+            only_if_changed,
+            ..
+        } => {
             // -d widens a restart to the dependents, whichever half runs.
             let (stop, start) = plan::select_restart(env, graph, selection)?;
             // Nothing to stop means nothing to restart (the start half's names would be
@@ -112,7 +117,12 @@ pub fn plan(
             } else {
                 start
             };
-            Ok(if step_delay.is_some() {
+            // No instance of the restart depends on another: no order to keep between
+            // them, so each restarts on its own, in place (see [`sequence`]).
+            let in_place = !only_if_changed
+                && stop_start_delay.is_none()
+                && start.steps.iter().all(|s| s.deps.is_empty());
+            Ok(if step_delay.is_some() || in_place {
                 vec![start]
             } else {
                 vec![stop, start]
@@ -228,8 +238,9 @@ pub async fn run(
 
 /// The sequence of runs `request` asks for, each made by `run` (the command's name, a plan,
 /// the action, the concurrency): one run for a single action; for a rolling restart, one run
-/// of one instance at a time; for a restart, the stop half, then the delay, then the start
-/// half. A restart stops at its stop half when that half was interrupted, and Ctrl-C during
+/// of one instance at a time; for a restart whose [`plan`] is one plan (no instance of it
+/// depends on another), one run that restarts each in place; for other restarts, the stop
+/// half, then the delay, then the start half. A restart stops at its stop half when that half was interrupted, and Ctrl-C during
 /// the delay ends it there. Generic over `run` so that the property tests drive it with a
 /// scripted operation.
 pub async fn sequence<'p, R, F>(
@@ -280,6 +291,11 @@ where
             refresh_images,
             ..
         } => {
+            if let [plan] = plans {
+                let action = Action::RestartInPlace { refresh_images };
+                summaries.push(run("restart", plan, action, limits).await?);
+                return Ok(summaries);
+            }
             let (Some(stop), Some(start)) = (plans.first(), plans.get(1)) else {
                 return Ok(summaries);
             };

@@ -115,6 +115,12 @@ pub enum Action {
     StopIfChanged {
         refresh_images: bool,
     },
+    /// A restart of an instance that nothing else of the run depends on, nor it on them:
+    /// one restart request when its container runs and matches the file and the image (the
+    /// daemon stops and starts it, as `docker restart` does), else stop then start.
+    RestartInPlace {
+        refresh_images: bool,
+    },
     /// A rolling restart of one instance: stop, wait, start, then wait before the next.
     RestartUnit {
         refresh_images: bool,
@@ -256,6 +262,9 @@ impl LifecycleOp {
                     }
                     None => Ok(Outcome::NothingToDo),
                 }
+            }
+            Action::RestartInPlace { refresh_images } => {
+                unit.restart_in_place(refresh_images).await
             }
             Action::RestartUnit {
                 refresh_images,
@@ -414,10 +423,25 @@ impl Unit<'_> {
         vars: &BTreeMap<String, String>,
         watch: bool,
     ) -> Result<(), CheckError> {
+        self.checks_of(state, checks, vars, watch, None).await
+    }
+
+    /// [`Unit::checks`], with the container's `details` when the caller has just read them.
+    async fn checks_of(
+        &self,
+        state: CheckState,
+        checks: &[Check],
+        vars: &BTreeMap<String, String>,
+        watch: bool,
+        details: Option<ContainerDetails>,
+    ) -> Result<(), CheckError> {
         if checks.is_empty() && !watch {
             return Ok(());
         }
-        let details = self.ship().inspect(self.name()).await.ok().flatten();
+        let details = match details {
+            Some(details) => Some(details),
+            None => self.ship().inspect(self.name()).await.ok().flatten(),
+        };
         let ports = published_ports(self.instance, details.as_ref());
         let target = CheckTarget {
             connection: &self.handle.connection,
@@ -426,6 +450,7 @@ impl Unit<'_> {
             container: self.name(),
             ports: &ports,
             env: vars,
+            has_healthcheck: details.as_ref().map(|d| d.health.is_some()),
         };
         checks::run_checks(&target, state, checks, watch, self.ctx).await
     }
@@ -859,16 +884,29 @@ impl Unit<'_> {
         if let Err(err) = self.ship().start(self.name()).await {
             return Err(self.fail_with_logs(err.to_string()).await);
         }
+        self.wait_and_check_running(vars, outcome).await
+    }
+
+    /// After the daemon started the container: until it runs, then the `running` checks.
+    async fn wait_and_check_running(
+        &self,
+        vars: &BTreeMap<String, String>,
+        outcome: Outcome,
+    ) -> Result<Outcome, OpError> {
         self.ctx.step(Step::WaitingRunning);
-        if let Err(err) = self.ship().wait_running(self.name(), WAIT_RUNNING).await {
-            return Err(self.fail_with_logs(err.to_string()).await);
-        }
+        let running = match self.ship().wait_running(self.name(), WAIT_RUNNING).await {
+            Ok(details) => details,
+            Err(err) => return Err(self.fail_with_logs(err.to_string()).await),
+        };
+        // The details just read serve the checks (ports, whether it has a HEALTHCHECK):
+        // no second look at the container.
         match self
-            .checks(
+            .checks_of(
                 CheckState::Running,
                 &self.instance.lifecycle.running,
                 vars,
                 true,
+                Some(running),
             )
             .await
         {
@@ -878,6 +916,48 @@ impl Unit<'_> {
             ))),
             Err(err) => Err(self.fail_with_logs(err.to_string()).await),
         }
+    }
+
+    /// [`Action::RestartInPlace`]: one request to the daemon when the container runs and
+    /// nothing about it changed, with the `pre-stop` checks before and the `running` checks
+    /// after. An instance with `stopped` or `pre-start` checks (which need the moment in
+    /// between), or whose container changed, is stopped and then started (re-created).
+    async fn restart_in_place(&self, refresh: bool) -> Result<Outcome, OpError> {
+        let lifecycle = &self.instance.lifecycle;
+        let in_between = !lifecycle.stopped.is_empty() || !lifecycle.pre_start.is_empty();
+        let (spec, vars) = self.spec();
+        let image_id = async {
+            if refresh {
+                self.pull().await.map(Some)
+            } else {
+                self.ship()
+                    .image_id(&self.instance.image)
+                    .await
+                    .map_err(docker_failed)
+            }
+        };
+        // Both reads at once: one round trip.
+        let (existing, image_id) = tokio::try_join!(self.inspect(), image_id)?;
+        let unchanged = existing.as_ref().is_some_and(|c| {
+            c.running && reason_to_recreate(c, &spec.hash(), image_id.as_deref()).is_none()
+        });
+        if in_between || !unchanged {
+            self.halt(Halt::Stop).await?;
+            self.start(refresh, false).await?;
+            return Ok(Outcome::Restarted);
+        }
+        self.checks(CheckState::PreStop, &lifecycle.pre_stop, &vars, false)
+            .await
+            .map_err(|e| Self::check_failure(e, "the container is left running"))?;
+        self.ctx.step(Step::Restarting);
+        if let Err(err) = self
+            .ship()
+            .restart(self.name(), stop_timeout(self.instance))
+            .await
+        {
+            return Err(self.fail_with_logs(err.to_string()).await);
+        }
+        self.wait_and_check_running(&vars, Outcome::Restarted).await
     }
 
     /// stop and kill: `pre-stop` checks, the daemon stops (or kills) the container, then
