@@ -476,12 +476,16 @@ impl Drop for SshdRestored<'_> {
     }
 }
 
+/// Serializes the tests that change the third outer ship's sshd (its settings, its
+/// sessions); no other test of this file uses that ship.
+static THIRD_SHIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_deploy_only_account_with_no_session_channels_is_locked() {
+    let _third = THIRD_SHIP.lock().unwrap_or_else(|e| e.into_inner());
     let bed = bed();
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("lkd{}", std::process::id() % 100_000);
-    // Its own ship: no other test of this file uses the third outer ship.
     let ship = bed.outer_ships()[2].name.clone();
     let file = environment_on(dir.path(), &name, &bed.ship_yaml(&ship, "a"), 20, "a");
     // Forwarding still works; shells, commands and subsystems are refused.
@@ -644,4 +648,40 @@ async fn release_force_removes_the_lock_it_read_and_not_the_one_that_replaced_it
         .expect("bob's lock stands");
     assert_eq!(now.id, bobs);
     assert!(ship.remove_lock(&bobs).await.expect("bob releases"));
+}
+
+#[test]
+fn a_ship_whose_connection_was_lost_mid_run_is_still_released() {
+    let _third = THIRD_SHIP.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("lkl{}", std::process::id() % 100_000);
+    let ship = bed.outer_ships()[2].clone();
+    let file = environment_on(dir.path(), &name, &bed.ship_yaml(&ship.name, "a"), 10, "a");
+    let d = dir.path();
+
+    let started = Instant::now();
+    let child = spawn(d, &file, "alice@desk1", &["--json", "-v", "start"]);
+    wait_until_held_by(d, &file, "alice@desk1");
+    // Cut the run's SSH session: every per-connection process of the ship's sshd ends, its
+    // listener stays (as when a laptop's network drops and comes back).
+    let listener = std::fs::read_to_string(ship.sshd_pidfile.as_ref().expect("sshd pidfile"))
+        .expect("sshd pid");
+    let cut = std::process::Command::new("pkill")
+        .args(["-P", listener.trim()])
+        .status()
+        .expect("pkill");
+    assert!(cut.success(), "no session to cut");
+    let run = support::finish_within(child, support::RUN_LIMIT, started);
+    assert!(
+        run.stderr.contains("connection lost")
+            && run.stderr.contains("reconnecting to release the lock"),
+        "{run}"
+    );
+    // Not told as left behind...
+    assert!(!run.stderr.contains("lock release --force"), "{run}");
+    // ...because it is not.
+    assert_eq!(holders(d, &file), vec![None], "{run}");
+    let _ = bed.docker_cli(&ship.name, &["rm", "-f", &format!("{name}-slow-1")]);
+    let _ = bed.docker_cli(&ship.name, &["rm", "-f", &format!("{name}-quick-1")]);
 }

@@ -531,6 +531,70 @@ fn lifecycle_on_the_bed() {
         }
     }
 
+    // restart of instances none of which depends on another (the stores need nothing, and
+    // what needs them is not restarted): one run, each restarted in place with one request,
+    // the same containers started again, their running checks passed.
+    let before = container_ids(&bed, &topo);
+    let started_at =
+        |inst: &str, ship: &str| inspect(&bed, ship, inst)["State"]["StartedAt"].clone();
+    let store3_before = started_at("store-3", &ships.inner1.name);
+    let steps = |run: &Run| -> Vec<String> {
+        run.events
+            .iter()
+            .filter(|e| kind(e) == "step")
+            .filter_map(|e| e["step"]["step"].as_str().map(str::to_string))
+            .collect()
+    };
+    let runs = |run: &Run| {
+        run.events
+            .iter()
+            .filter(|e| kind(e) == "plan_started")
+            .count()
+    };
+    let in_place = maestro(&file, work.path(), &["--json", "restart", "-s", "store"]);
+    assert_ok(&in_place, "restart in place");
+    assert_eq!(runs(&in_place), 1, "one run: no stop half");
+    let restarted = outcomes(&in_place.events);
+    assert_eq!(restarted.len(), 3, "{restarted:?}");
+    assert!(
+        restarted.values().all(|o| o == "restarted"),
+        "{restarted:?}"
+    );
+    let seen = steps(&in_place);
+    assert!(seen.iter().any(|s| s == "restarting"), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|s| ["creating", "removing", "stopping"].contains(&s.as_str())),
+        "{seen:?}"
+    );
+    assert_eq!(
+        container_ids(&bed, &topo),
+        before,
+        "restarted in place, not re-created"
+    );
+    assert_ne!(started_at("store-3", &ships.inner1.name), store3_before);
+
+    // front has `stopped` checks, which need the moment between stop and start: each front
+    // instance is stopped, then started again (re-created), still in one run.
+    let two_steps = maestro(&file, work.path(), &["--json", "restart", "-s", "front"]);
+    assert_ok(&two_steps, "restart with stopped checks");
+    assert_eq!(runs(&two_steps), 1);
+    assert!(
+        outcomes(&two_steps.events)
+            .values()
+            .all(|o| o == "restarted")
+    );
+    let seen = steps(&two_steps);
+    assert!(
+        seen.iter().any(|s| s == "stopping") && seen.iter().any(|s| s == "creating"),
+        "{seen:?}"
+    );
+    let after = container_ids(&bed, &topo);
+    for (inst, id) in &before {
+        assert_eq!(id != &after[inst], inst.starts_with("front"), "{inst}");
+    }
+
     // kill one instance, then stop everything: dependents first.
     let kill = maestro(&file, work.path(), &["--json", "kill", "front-2"]);
     assert_ok(&kill, "kill");

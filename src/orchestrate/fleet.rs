@@ -272,6 +272,25 @@ impl Fleet {
         }
     }
 
+    /// A new connection to `name`, on sessions of its own: for a last request to a ship
+    /// whose connection of the run was lost (the release of its deploy lock). Not kept by
+    /// the fleet: the caller closes it.
+    pub async fn reconnect(&self, name: &str) -> Result<ShipHandle, ShipError> {
+        let endpoint = self.endpoints.get(name).ok_or_else(|| {
+            Arc::new(TransportError::Settings {
+                ship: name.to_string(),
+                message: "is not one of the ships this command connects to".into(),
+            })
+        })?;
+        let connection = transport::connect_in(endpoint, &SessionPool::new())
+            .await
+            .map_err(Arc::new)?;
+        Ok(ShipHandle {
+            docker: docker::Ship::new(name, connection.docker().clone()),
+            connection,
+        })
+    }
+
     /// How many ships are still connecting.
     pub fn connecting(&self) -> usize {
         self.results

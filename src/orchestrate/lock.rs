@@ -310,6 +310,8 @@ struct Taken {
 #[derive(Debug, Default)]
 pub struct Locks {
     taken: Vec<Taken>,
+    /// To reach a ship again whose connection was lost before the release.
+    fleet: Option<Arc<Fleet>>,
     pub skipped: Vec<Skipped>,
     /// Dead holders' locks taken over, as `ship: holder`, for the operator to be told.
     pub taken_over: Vec<String>,
@@ -325,12 +327,34 @@ impl Locks {
     }
 
     /// Releases every lock taken, all at once, one round trip each; returns those that could
-    /// not be released, each naming its ship.
+    /// not be released, each naming its ship. A ship whose connection was lost meanwhile
+    /// is connected again, once, for its release.
     pub async fn release(self) -> Vec<LockError> {
+        let fleet = self.fleet.as_ref();
         let removals = self.taken.iter().map(|t| async move {
-            t.docker
-                .remove_lock(&t.id)
+            let lost = match t.docker.remove_lock(&t.id).await {
+                Ok(_) => return Ok(()),
+                // The daemon answered: no new connection would change its answer.
+                Err(err) if err.status.is_some() => {
+                    return Err(daemon_error(&t.ship, &t.name, err));
+                }
+                Err(err) => err,
+            };
+            let Some(fleet) = fleet else {
+                return Err(daemon_error(&t.ship, &t.name, lost));
+            };
+            tracing::info!(
+                "{}: connection lost ({lost}); reconnecting to release the lock",
+                t.ship
+            );
+            let handle = fleet
+                .reconnect(&t.ship)
                 .await
+                .map_err(|_| daemon_error(&t.ship, &t.name, lost))?;
+            let removed = handle.docker.remove_lock(&t.id).await;
+            handle.connection.close().await;
+            removed
+                .map(|_| ())
                 .map_err(|err| daemon_error(&t.ship, &t.name, err))
         });
         join_all(removals)
@@ -479,7 +503,10 @@ pub async fn acquire(
             }
         })
         .collect();
-    let mut locks = Locks::default();
+    let mut locks = Locks {
+        fleet: Some(Arc::clone(fleet)),
+        ..Locks::default()
+    };
     let mut failure: Option<LockError> = None;
     loop {
         let next = tokio::select! {
