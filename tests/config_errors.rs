@@ -607,6 +607,35 @@ fn unknown_jump_ship_or_bad_address() {
 }
 
 #[test]
+fn instance_names_that_maestro_gives_its_own_containers_are_refused() {
+    for (name, why) in [
+        (
+            "web-1.replaced",
+            "ends in `.replaced`, which maestro gives the containers it keeps for `rollback`",
+        ),
+        ("web-1.previous", "ends in `.previous`"),
+        (
+            "maestro-lock.x.ship1",
+            "starts with `maestro-lock.`, which names maestro's deploy lock",
+        ),
+    ] {
+        let text = format!(
+            "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      {name}: {{ship: ship1}}\n"
+        );
+        let (_, msg) = load_err(&text);
+        assert_has(
+            &msg,
+            &[
+                &format!("invalid instance name `{name}`"),
+                why,
+                "rename the instance",
+                "env.yaml:9:7",
+            ],
+        );
+    }
+}
+
+#[test]
 fn instance_names_must_be_valid_container_names() {
     let text = format!(
         "name: x\n{SHIPS}services:\n  a:\n    image: a\n    instances:\n      \"web 1\": {{ship: ship1}}\n"

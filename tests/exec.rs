@@ -482,3 +482,39 @@ fn bad_inputs_are_named_with_what_to_do() {
         }
     }
 }
+
+#[test]
+fn exec_refuses_a_container_that_has_the_name_but_is_not_this_environments() {
+    let mut s = setup(
+        "ex-own",
+        &format!(
+            "  exown:\n{SLEEPER}    instances:\n      exown-1: {{ship: ship1, command: \"sleep 600\"}}\n"
+        ),
+        &[],
+    );
+    // Someone else's container with the instance's name, running, without maestro's labels.
+    let _ = s.bed.docker_cli("ship1", &["rm", "-f", "exown-1"]);
+    s.made.push(("ship1".into(), "exown-1".into()));
+    let image = s.bed.image.clone();
+    s.bed.docker_ok(
+        "ship1",
+        &["run", "-d", "--name", "exown-1", &image, "sleep", "600"],
+    );
+
+    let run = s.run(&["exec", "exown-1", "--", "touch", "/ran"], None);
+    assert_eq!(run.code, 1, "{run}");
+    for needle in [
+        "container exown-1 on ship1 is not this environment's",
+        "it has none of maestro's labels",
+        "--adopt",
+    ] {
+        assert!(run.stderr.contains(needle), "no `{needle}`: {run}");
+    }
+    let ran = s
+        .bed
+        .docker_cli("ship1", &["exec", "exown-1", "test", "-e", "/ran"]);
+    assert!(
+        !ran.status.success(),
+        "the command ran in someone else's container"
+    );
+}

@@ -346,3 +346,83 @@ fn deploy_v1_then_v2_roll_back_to_v1_then_a_failed_v3_rolls_back_to_the_last_goo
         "{nothing}"
     );
 }
+
+/// The restart policy of `container` on `ship`, as Docker applies it.
+fn restart_policy(bed: &TestBed, ship: &str, container: &str) -> String {
+    bed.docker_ok(
+        ship,
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            container,
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn kept_containers_stay_down_and_status_warns_when_one_runs() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, _) = ships(&bed);
+    let web = "rbk-web-1";
+    let kept = format!("{web}.previous");
+    let cleanup = || {
+        for name in [web, kept.as_str(), &format!("{web}.replaced")] {
+            let _ = bed.docker_cli(&a, &["rm", "-f", name]);
+        }
+    };
+    cleanup();
+    let write = |version: &str| {
+        let yaml = format!(
+            "name: rbk\nships:\n{}services:\n  web:\n    image: maestro-test:latest\n    \
+             instances:\n      {web}:\n        ship: a\n        command: sleep 3600\n        \
+             stop_timeout: 1\n        restart: always\n        env: {{VERSION: \"{version}\"}}\n",
+            bed.ship_yaml(&a, "a"),
+        );
+        let file = dir.path().join("env.yaml");
+        std::fs::write(&file, yaml).expect("write env");
+        file
+    };
+    let file = write("1");
+    let first = run(dir.path(), &file, "kim@desk", &["--json", "start"]);
+    assert_eq!(first.code, 0, "{first}");
+    let file = write("2");
+    let second = run(dir.path(), &file, "kim@desk", &["--json", "start"]);
+    assert_eq!(second.code, 0, "{second}");
+
+    // Set aside, the first deployment cannot come back by itself (a daemon restart, a
+    // reboot); the current one keeps the file's policy.
+    assert_eq!(restart_policy(&bed, &a, &kept), "no");
+    assert_eq!(restart_policy(&bed, &a, web), "always");
+
+    // Started behind maestro's back, it is warned about, naming it.
+    bed.docker_ok(&a, &["start", &kept]);
+    let status = run(dir.path(), &file, "kim@desk", &["status"]);
+    assert!(
+        status.stderr.contains(&format!(
+            "warning: ship a: {kept}, kept for `maestro rollback`, is running beside {web}"
+        )),
+        "{status}"
+    );
+    let json = run(dir.path(), &file, "kim@desk", &["--json", "status"]);
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(
+        doc["instances"][0]["kept_running"],
+        serde_json::json!([kept]),
+        "{json}"
+    );
+    bed.docker_ok(&a, &["stop", "-t", "0", &kept]);
+
+    // Rolled back, the first deployment runs with its own policy again; the one it replaced
+    // is set aside with `no`.
+    let back = run(dir.path(), &file, "kim@desk", &["--json", "rollback", web]);
+    assert_eq!(back.code, 0, "{back}");
+    assert_eq!(restart_policy(&bed, &a, web), "always");
+    assert_eq!(restart_policy(&bed, &a, &kept), "no");
+    let quiet = run(dir.path(), &file, "kim@desk", &["status"]);
+    assert!(!quiet.stderr.contains("kept for"), "{quiet}");
+    cleanup();
+}

@@ -1156,10 +1156,29 @@ fn check_container_name(cx: &mut Cx<'_>, path: &str, name: &str, node: &Node) ->
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let pos = cx.key_spans.get(path).copied().unwrap_or(node.pos);
+    let reserved = KEPT_SUFFIXES
+        .iter()
+        .find(|suffix| name.ends_with(*suffix))
+        .map(|suffix| format!("ends in `{suffix}`, which maestro gives the containers it keeps for `rollback`"))
+        .or_else(|| {
+            name.starts_with(LOCK_CONTAINER_PREFIX).then(|| {
+                format!("starts with `{LOCK_CONTAINER_PREFIX}`, which names maestro's deploy lock on each ship")
+            })
+        });
+    if let Some(why) = reserved {
+        return Err(cx.invalid(
+            pos,
+            path,
+            format!(
+                "invalid instance name `{name}`: it {why}, so another instance's deploy could \
+                 rename or remove its container\n  = help: rename the instance"
+            ),
+        ));
+    }
     if valid_container_name {
         return Ok(());
     }
-    let pos = cx.key_spans.get(path).copied().unwrap_or(node.pos);
     Err(cx.invalid(
         pos,
         path,

@@ -6,6 +6,15 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The suffixes of the names maestro gives an instance's containers kept for `rollback`
+/// (`web-1.replaced`, `web-1.previous`): no instance may be named so, or one instance's
+/// deploy would rename another's container.
+pub const KEPT_SUFFIXES: [&str; 2] = [".replaced", ".previous"];
+
+/// How the deploy lock's container is named on each ship (`maestro-lock.ENV.SHIP`): no
+/// instance may be named so.
+pub const LOCK_CONTAINER_PREFIX: &str = "maestro-lock.";
+
 use serde::Serialize;
 
 /// A whole environment file, loaded and validated.

@@ -8,8 +8,8 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerInspectResponse, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest,
-    PortSummaryTypeEnum,
+    ContainerInspectResponse, ContainerUpdateBody, EndpointSettings, NetworkConnectRequest,
+    NetworkCreateRequest, PortSummaryTypeEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
@@ -24,8 +24,8 @@ use super::logs::{LogQuery, LogStream};
 use super::progress::{PullProgress, PullTracker};
 use super::retry::RetryPolicy;
 use super::spec::{
-    ContainerSpec, ENVIRONMENT_LABEL, INSTANCE_LABEL, Protocol, SERVICE_LABEL, SPEC_HASH_LABEL,
-    SPEC_LABEL,
+    ContainerSpec, ENVIRONMENT_LABEL, INSTANCE_LABEL, Protocol, RestartPolicy, SERVICE_LABEL,
+    SPEC_HASH_LABEL, SPEC_LABEL,
 };
 use super::status::{
     ContainerStatus, HealthState, parse_docker_time, parse_status_age, parse_status_exit_code,
@@ -698,6 +698,27 @@ impl Ship {
             .kill_container(name, Some(options))
             .await
             .map_err(|e| self.err(format!("kill {name} with {signal}"), e))
+    }
+
+    /// Sets the container's restart policy (`None`: `no`), which Docker applies from its
+    /// next start on, the daemon's own restarts included.
+    pub async fn set_restart_policy(
+        &self,
+        name: &str,
+        policy: Option<&RestartPolicy>,
+    ) -> Result<(), DockerError> {
+        let body = ContainerUpdateBody {
+            restart_policy: Some(
+                policy
+                    .map(RestartPolicy::to_docker)
+                    .unwrap_or_else(|| RestartPolicy::default().to_docker()),
+            ),
+            ..Default::default()
+        };
+        self.docker
+            .update_container(name, body)
+            .await
+            .map_err(|e| self.err(format!("set the restart policy of {name}"), e))
     }
 
     /// Renames the container `name` to `to`.

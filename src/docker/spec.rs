@@ -120,7 +120,7 @@ pub struct NetworkAttachment {
 }
 
 /// Docker's restart policy names.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicyName {
     #[default]
@@ -131,10 +131,40 @@ pub enum RestartPolicyName {
 }
 
 /// Restart policy; `max_retries` only matters for `on-failure`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RestartPolicy {
     pub name: RestartPolicyName,
     pub max_retries: Option<i64>,
+}
+
+impl RestartPolicy {
+    /// The policy as the Engine API takes it.
+    pub fn to_docker(&self) -> bollard::models::RestartPolicy {
+        bollard::models::RestartPolicy {
+            name: Some(match self.name {
+                RestartPolicyName::No => RestartPolicyNameEnum::NO,
+                RestartPolicyName::Always => RestartPolicyNameEnum::ALWAYS,
+                RestartPolicyName::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+                RestartPolicyName::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+            }),
+            maximum_retry_count: match self.name {
+                RestartPolicyName::OnFailure => self.max_retries,
+                _ => None,
+            },
+        }
+    }
+
+    /// The policy recorded in a container's spec label (`None` when it had none, or the
+    /// label is not one of ours).
+    pub fn recorded_in(spec_label: &str) -> Option<RestartPolicy> {
+        #[derive(serde::Deserialize)]
+        struct Recorded {
+            restart: Option<RestartPolicy>,
+        }
+        serde_json::from_str::<Recorded>(spec_label)
+            .ok()
+            .and_then(|r| r.restart)
+    }
 }
 
 /// Resource limits.
@@ -712,20 +742,7 @@ impl ContainerSpec {
     }
 
     fn restart_policy(&self) -> Option<bollard::models::RestartPolicy> {
-        self.restart
-            .as_ref()
-            .map(|r| bollard::models::RestartPolicy {
-                name: Some(match r.name {
-                    RestartPolicyName::No => RestartPolicyNameEnum::NO,
-                    RestartPolicyName::Always => RestartPolicyNameEnum::ALWAYS,
-                    RestartPolicyName::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
-                    RestartPolicyName::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
-                }),
-                maximum_retry_count: match r.name {
-                    RestartPolicyName::OnFailure => r.max_retries,
-                    _ => None,
-                },
-            })
+        self.restart.as_ref().map(RestartPolicy::to_docker)
     }
 
     fn log_config(&self) -> Option<HostConfigLogConfig> {

@@ -39,6 +39,8 @@ pub struct ExecOptions {
     pub working_dir: Option<String>,
     /// `NAME=value` entries.
     pub env: Vec<String>,
+    /// The environment the container must belong to (its labels say so, as `start` checks).
+    pub environment: String,
 }
 
 /// The shell when no command is given: every image with a shell has this one (busybox
@@ -63,6 +65,16 @@ pub enum ExecError {
         instance: String,
         ship: String,
         state: String,
+    },
+    #[error(
+        "error: {}\n  = help: `maestro exec` runs commands only in this environment's own \
+         containers; `maestro start --adopt {instance}` takes the container over",
+        super::ops::refusal(instance, ship, reason)
+    )]
+    Foreign {
+        instance: String,
+        ship: String,
+        reason: String,
     },
     #[error("error: {instance}: {source}")]
     Docker {
@@ -193,7 +205,7 @@ pub async fn start_exec(
     instance: &str,
     options: &ExecOptions,
 ) -> Result<Remote, ExecError> {
-    let docker = running_container(fleet, ship, instance).await?;
+    let docker = running_container(fleet, ship, instance, &options.environment).await?;
     let request = exec_request(options, true);
     let session = docker
         .exec_attach(instance, &request)
@@ -237,11 +249,14 @@ fn docker_error(instance: &str, source: DockerError) -> ExecError {
     }
 }
 
-/// The ship's Docker API, once `instance`'s container is known to be running there.
+/// The ship's Docker API, once `instance`'s container is known to be running there and to
+/// be that instance of `environment` (by its labels, as `start` checks before it touches
+/// one): a container that merely has the name is someone else's.
 async fn running_container(
     fleet: &Arc<Fleet>,
     ship: &str,
     instance: &str,
+    environment: &str,
 ) -> Result<docker::Ship, ExecError> {
     let handle = fleet.ship(ship).await.map_err(ExecError::Unreachable)?;
     let details = handle
@@ -254,6 +269,15 @@ async fn running_container(
             instance: instance.to_string(),
             ship: ship.to_string(),
         }),
+        Some(details)
+            if let Some(reason) = super::ops::foreign(&details, environment, instance) =>
+        {
+            Err(ExecError::Foreign {
+                instance: instance.to_string(),
+                ship: ship.to_string(),
+                reason,
+            })
+        }
         Some(details) if !details.running => Err(ExecError::NotRunning {
             instance: instance.to_string(),
             ship: ship.to_string(),
@@ -354,8 +378,10 @@ pub fn fan_out(
         .into_iter()
         .map(|(ship, instance)| {
             let (fleet, request, lines_tx) = (Arc::clone(fleet), request.clone(), lines_tx.clone());
+            let environment = options.environment.clone();
             tokio::spawn(async move {
-                let result = exec_lines(&fleet, &ship, &instance, &request, &lines_tx).await;
+                let target = (ship.as_str(), instance.as_str(), environment.as_str());
+                let result = exec_lines(&fleet, target, &request, &lines_tx).await;
                 InstanceExit { instance, result }
             })
         })
@@ -373,14 +399,14 @@ pub fn fan_out(
     (lines, all)
 }
 
+/// `request` in the container of `(ship, instance, environment)`, its output as lines.
 async fn exec_lines(
     fleet: &Arc<Fleet>,
-    ship: &str,
-    instance: &str,
+    (ship, instance, environment): (&str, &str, &str),
     request: &ExecRequest,
     lines: &mpsc::Sender<LogEvent>,
 ) -> Result<i32, ExecError> {
-    let docker = running_container(fleet, ship, instance).await?;
+    let docker = running_container(fleet, ship, instance, environment).await?;
     let mut session = docker
         .exec_attach(instance, request)
         .await

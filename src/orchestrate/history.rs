@@ -23,6 +23,7 @@
 //! holds for them as for the current one), so everything that lists an environment's
 //! containers tells them from the current one by name.
 
+use crate::config::KEPT_SUFFIXES;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -44,9 +45,11 @@ pub enum Kept {
 
 impl Kept {
     fn suffix(self) -> &'static str {
+        // The file may not name an instance so (config::KEPT_SUFFIXES).
+        let [replaced, previous] = KEPT_SUFFIXES;
         match self {
-            Kept::Replaced => ".replaced",
-            Kept::Previous => ".previous",
+            Kept::Replaced => replaced,
+            Kept::Previous => previous,
         }
     }
 

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::executor::Cancel;
 use super::fleet::Fleet;
 use crate::clock::{format_unix_time, now_secs};
-use crate::config::Environment;
+use crate::config::{Environment, LOCK_CONTAINER_PREFIX};
 use crate::docker::{self, DockerError, LockClaim};
 use crate::printable::printable;
 use crate::transport::TransportError;
@@ -384,7 +384,8 @@ pub fn lock_name(env: &Environment, ship: &str) -> String {
             .map(|c| if plain(c) { c } else { '_' })
             .collect()
     };
-    let mut name = format!("maestro-lock.{}.{}", safe(&env.name), safe(ship));
+    // No instance may be named so (config::LOCK_CONTAINER_PREFIX).
+    let mut name = format!("{LOCK_CONTAINER_PREFIX}{}.{}", safe(&env.name), safe(ship));
     if !env.name.chars().chain(ship.chars()).all(plain) {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(format!("{}\n{ship}", env.name).as_bytes());

@@ -15,7 +15,9 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use crate::config::{Check, Environment, Instance, Service};
-use crate::docker::{self, ContainerDetails, ContainerSpec, Credentials, Deployment, PullRetry};
+use crate::docker::{
+    self, ContainerDetails, ContainerSpec, Credentials, Deployment, PullRetry, RestartPolicy,
+};
 
 use super::autoconf;
 use super::checks::{self, CheckError, CheckState, CheckTarget};
@@ -751,8 +753,7 @@ impl Unit<'_> {
         let replaced_kept = self.kept_labels(Kept::Replaced).await?.is_some();
         if another_deployment && !replaced_kept {
             earlier.splice(0..0, record);
-            self.rename(self.name(), &Kept::Replaced.name(self.name()))
-                .await?;
+            self.keep(self.name(), Kept::Replaced).await?;
             return Ok(SetAside {
                 earlier,
                 replaced_kept: true,
@@ -849,8 +850,7 @@ impl Unit<'_> {
                 let keep = !failed_current && foreign(c, &self.env.name, self.name()).is_none();
                 if keep {
                     // `.previous` is the target: the current one waits as `.replaced`.
-                    self.rename(self.name(), &Kept::Replaced.name(self.name()))
-                        .await?;
+                    self.keep(self.name(), Kept::Replaced).await?;
                 } else {
                     self.remove_own().await?;
                 }
@@ -859,6 +859,12 @@ impl Unit<'_> {
             None => false,
         };
         self.rename(&target.name, self.name()).await?;
+        // Set aside, it could not come back by itself; restored, it restarts as it was made.
+        let policy = target.recorded_spec().and_then(RestartPolicy::recorded_in);
+        self.ship()
+            .set_restart_policy(self.name(), policy.as_ref())
+            .await
+            .map_err(docker_failed)?;
         if swap {
             self.rename(
                 &Kept::Replaced.name(self.name()),
@@ -868,6 +874,17 @@ impl Unit<'_> {
         }
         self.start_created(&vars, Outcome::Other("rolled back".into()))
             .await
+    }
+
+    /// Sets the stopped container `name` aside as `kept`, with the restart policy `no`: a
+    /// daemon restart (a reboot) would otherwise start it again beside the current one (a
+    /// port clash, one network alias served by two versions, consumers running twice).
+    async fn keep(&self, name: &str, kept: Kept) -> Result<(), OpError> {
+        self.ship()
+            .set_restart_policy(name, None)
+            .await
+            .map_err(docker_failed)?;
+        self.rename(name, &kept.name(self.name())).await
     }
 
     async fn rename(&self, name: &str, to: &str) -> Result<(), OpError> {
@@ -1066,7 +1083,7 @@ pub fn foreign(container: &ContainerDetails, environment: &str, instance: &str) 
         .iter()
         .filter(|(key, _)| *key != docker::SPEC_LABEL)
         .take(8)
-        .map(|(key, value)| format!("{key}={value}"))
+        .map(|(key, value)| crate::printable::printable(&format!("{key}={value}")))
         .collect();
     let labels = if shown.is_empty() {
         "it has no labels".to_string()
@@ -1075,6 +1092,7 @@ pub fn foreign(container: &ContainerDetails, environment: &str, instance: &str) 
     };
     Some(match env_label {
         Some(other) if other != environment => {
+            let other = crate::printable::printable(other);
             format!("it belongs to the environment `{other}` ({labels})")
         }
         _ => format!("it has none of maestro's labels for this instance ({labels})"),

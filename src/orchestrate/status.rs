@@ -55,6 +55,11 @@ pub struct StatusRow {
     /// Named ports and their checks (`-F` only; empty otherwise).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortStatus>,
+    /// Containers kept for a rollback (`NAME.previous`, `NAME.replaced`) that run: they
+    /// should not (a daemon restart with an old restart policy, or someone's `docker
+    /// start`), and run beside the instance's own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_running: Vec<String>,
 }
 
 impl StatusRow {
@@ -263,6 +268,18 @@ pub fn rows(
                 .ship(&step.ship)
                 .map(|s| s.ip.clone())
                 .unwrap_or_default();
+            let kept_running = match listings.get(&step.ship) {
+                Some(ShipListing::Listed(containers)) => containers
+                    .iter()
+                    .filter(|c| {
+                        c.instance == step.instance
+                            && Kept::is_kept(&c.name, &step.instance)
+                            && c.state.is_up()
+                    })
+                    .map(|c| c.name.clone())
+                    .collect(),
+                _ => Vec::new(),
+            };
             let (state, container) = match listings.get(&step.ship) {
                 Some(ShipListing::Listed(containers)) => {
                     match container_of(containers, &step.instance) {
@@ -294,6 +311,7 @@ pub fn rows(
                 state,
                 container,
                 ports: Vec::new(),
+                kept_running,
             }
         })
         .collect()

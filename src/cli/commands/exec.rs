@@ -53,6 +53,7 @@ pub(super) fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32, CliError> {
         user: args.user.clone(),
         working_dir: args.workdir.clone(),
         env: args.env.clone(),
+        environment: env.name.clone(),
     };
     if let [step] = plan.steps.as_slice() {
         let tty = wants_tty(args.tty, args.no_tty, true);

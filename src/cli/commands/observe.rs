@@ -96,6 +96,16 @@ fn status_command(
     let ok = rows
         .iter()
         .all(|r| r.is_running() && !r.ports.iter().any(|p| p.check.is_failure()));
+    for row in &rows {
+        for kept in &row.kept_running {
+            ui::eprintln(&format!(
+                "warning: ship {}: {kept}, kept for `maestro rollback`, is running beside {}\n  \
+                 = help: stop it (`docker stop {kept}` on the ship): a kept container runs only \
+                 when a rollback brings it back",
+                row.ship, row.instance
+            ));
+        }
+    }
     if cli.json {
         let status = StatusReport {
             environment: &env.name,
