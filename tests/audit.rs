@@ -227,6 +227,12 @@ fn start_and_stop_are_heard_by_a_log_file_and_an_http_receiver() {
     let started = run(dir.path(), &file, &holder, &["start", "--plain"], &[]);
     assert_eq!(started.code, 0, "{started}");
     assert!(!started.stderr.contains("warning"), "{started}");
+    // A new log is the operator's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log).expect("log").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the new audit log has mode {mode:o}");
+    }
     let stopped = run(dir.path(), &file, &holder, &["stop", "-a", "--plain"], &[]);
     assert_eq!(stopped.code, 0, "{stopped}");
 
@@ -475,7 +481,12 @@ fn an_unreachable_auditor_stops_the_command_unless_it_ignores_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let name = unique("auu");
     let port = closed_port();
-    let audit = format!("  - {{type: http, endpoint: \"http://127.0.0.1:{port}/secret-path\"}}\n");
+    let log = dir.path().join("audit.log");
+    let audit = format!(
+        "  - {{type: http, endpoint: \"http://127.0.0.1:{port}/secret-path\"}}\n  - {{type: log, \
+         file: \"{}\"}}\n",
+        log.display()
+    );
     let file = environment(&bed, dir.path(), &name, 1, &audit);
     let instance = format!("{name}-web-1");
     remove(&bed, std::slice::from_ref(&instance));
@@ -497,6 +508,18 @@ fn an_unreachable_auditor_stops_the_command_unless_it_ignores_errors() {
         !exists(&bed, &instance),
         "a container was created: {refused}"
     );
+    // The auditor that heard the command begin hears that nothing followed, and why.
+    assert_eq!(
+        log_records(&log),
+        vec![
+            format!("INFO: erin@desk is starting {instance}."),
+            format!(
+                "ERROR: Failed to start {instance}! (message: refused: audit[0] (http, \
+                 http://127.0.0.1:{port}) could not record its start)"
+            ),
+        ]
+    );
+    std::fs::remove_file(&log).expect("remove log");
 
     // The lock was released: the same command goes on once the auditor ignores errors.
     let text = std::fs::read_to_string(&file)
@@ -637,4 +660,42 @@ fn a_restart_is_one_command_with_a_record_per_instance_at_debug() {
         ]
     );
     remove(&bed, &[instance]);
+}
+
+/// A command the deploy lock refuses changed nothing: the auditors that heard it begin (the
+/// begin record goes out while the locks are taken) hear that it was refused, and by whom.
+#[test]
+fn a_command_the_lock_refuses_is_told_to_the_auditors_as_refused() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("aul");
+    let log = dir.path().join("audit.log");
+    let audit = format!("  - {{type: log, file: \"{}\"}}\n", log.display());
+    let file = environment(&bed, dir.path(), &name, 1, &audit);
+    let instance = format!("{name}-web-1");
+    remove(&bed, std::slice::from_ref(&instance));
+
+    let window = run(
+        dir.path(),
+        &file,
+        "ivy@desk",
+        &["lock", "acquire", "-m", "upgrade"],
+        &[],
+    );
+    assert_eq!(window.code, 0, "{window}");
+    let refused = run(dir.path(), &file, "jo@desk", &["start", "--plain"], &[]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(!exists(&bed, &instance), "{refused}");
+    let records = log_records(&log);
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0], format!("INFO: jo@desk is starting {instance}."));
+    assert!(
+        records[1].starts_with(&format!(
+            "ERROR: Failed to start {instance}! (message: refused: ship a: the deploy lock of \
+             environment `{name}` is held by ivy@desk"
+        )),
+        "{records:?}"
+    );
+    let released = run(dir.path(), &file, "ivy@desk", &["lock", "release"], &[]);
+    assert_eq!(released.code, 0, "{released}");
 }

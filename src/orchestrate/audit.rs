@@ -557,19 +557,27 @@ impl Audit {
         };
         let mut notes = Vec::new();
         let mut refused = Vec::new();
-        for result in results {
+        let mut heard = Vec::new();
+        for (index, result) in results.into_iter().enumerate() {
             match result {
                 Err(failure) if !failure.ignore_errors => refused.push(failure),
                 Err(failure) => notes.push(Note::Failed(failure)),
-                Ok(Some(note)) => notes.push(note),
-                Ok(None) => {}
+                Ok(note) => {
+                    heard.push(index);
+                    notes.extend(note);
+                }
             }
         }
         if refused.is_empty() {
-            Ok(notes)
-        } else {
-            Err(AuditError::Refused(refused))
+            return Ok(notes);
         }
+        // Those that heard the command begin hear that nothing followed, and why.
+        let why: Vec<String> = refused
+            .iter()
+            .map(|f| format!("{} could not record its start", f.auditor))
+            .collect();
+        self.refused_to(Some(&heard), &why.join("; "), cancel).await;
+        Err(AuditError::Refused(refused))
     }
 
     /// Tells every auditor how the command ended. Failures are notes, whatever
@@ -614,7 +622,12 @@ impl Audit {
     /// `reason`. Failures are dropped: the command's own error is what the operator reads.
     /// The second Ctrl-C cuts it short.
     pub async fn refused(&self, reason: &str, cancel: &Cancel) {
-        if self.auditors.is_empty() {
+        self.refused_to(None, reason, cancel).await;
+    }
+
+    /// [`Audit::refused`], told to the auditors at `only` (indices in file order), or to all.
+    async fn refused_to(&self, only: Option<&[usize]>, reason: &str, cancel: &Cancel) {
+        if self.auditors.is_empty() || only.is_some_and(<[usize]>::is_empty) {
             return;
         }
         let what = self.what();
@@ -630,7 +643,7 @@ impl Audit {
             Some(outcome),
         );
         tokio::select! {
-            _ = self.stage(std::slice::from_ref(&record)) => {}
+            _ = self.stage_to(only, std::slice::from_ref(&record)) => {}
             _ = cancel.aborted() => {}
         }
     }
@@ -638,10 +651,21 @@ impl Audit {
     /// `records` to every auditor at once, each in order; an auditor stops at its first
     /// failure. One result per auditor, in file order.
     async fn stage(&self, records: &[Record]) -> Vec<Result<Option<Note>, Failure>> {
+        self.stage_to(None, records).await
+    }
+
+    /// [`Audit::stage`] for the auditors at `only` (indices in file order), or all; one
+    /// result per auditor asked.
+    async fn stage_to(
+        &self,
+        only: Option<&[usize]>,
+        records: &[Record],
+    ) -> Vec<Result<Option<Note>, Failure>> {
         let per_auditor = self
             .auditors
             .iter()
             .enumerate()
+            .filter(|(i, _)| only.is_none_or(|only| only.contains(i)))
             .map(|(i, auditor)| async move {
                 let mut note = None;
                 for record in records {
@@ -792,9 +816,13 @@ async fn deliver(auditor: &Auditor, record: &Record, targets: &[Target]) -> Resu
 
 /// Appends `line` to `file`, creating it (not its directory).
 async fn append(file: &str, line: &str) -> Result<(), String> {
-    let mut handle = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    let mut options = tokio::fs::OpenOptions::new();
+    options.create(true).append(true);
+    // A new log is the operator's alone: it names who changed what, and when. An existing
+    // file keeps the mode it has (the operator may have shared it on purpose).
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut handle = options
         .open(file)
         .await
         .map_err(|e| format!("cannot open {file} to append to it: {e}"))?;
