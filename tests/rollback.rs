@@ -426,3 +426,51 @@ fn kept_containers_stay_down_and_status_warns_when_one_runs() {
     assert!(!quiet.stderr.contains("kept for"), "{quiet}");
     cleanup();
 }
+
+#[test]
+fn a_deployment_record_forged_with_escape_sequences_is_shown_without_them() {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, _) = ships(&bed);
+    let web = "rbe-web-1";
+    let _ = bed.docker_cli(&a, &["rm", "-f", web]);
+    let yaml = format!(
+        "name: rbe\nships:\n{}services:\n  web:\n    image: maestro-test:latest\n    \
+         instances:\n      {web}: {{ship: a, command: sleep 3600}}\n",
+        bed.ship_yaml(&a, "a"),
+    );
+    let file = dir.path().join("env.yaml");
+    std::fs::write(&file, yaml).expect("write env");
+    // Anyone who can use the daemon can write labels: a record whose operator clears the
+    // screen and sets the terminal's title.
+    let record = serde_json::json!({
+        "at": 1, "by": "eve\u{1b}[2J\u{1b}]0;pwned\u{7}@x", "image": "maestro-test:latest",
+        "image_id": "sha256:0", "spec_hash": "0",
+    });
+    bed.docker_ok(
+        &a,
+        &[
+            "create",
+            "--name",
+            web,
+            "--label",
+            "io.maestro.environment=rbe",
+            "--label",
+            &format!("io.maestro.instance={web}"),
+            "--label",
+            &format!("io.maestro.deployment={record}"),
+            "maestro-test:latest",
+            "true",
+        ],
+    );
+    for args in [&["history"][..], &["--json", "history"][..]] {
+        let out = run(dir.path(), &file, "kim@desk", args);
+        assert_eq!(out.code, 0, "{out}");
+        assert!(
+            !out.all().contains('\u{1b}') && !out.all().contains('\u{7}'),
+            "{out:?}"
+        );
+        assert!(out.stdout.contains("eve?[2J?]0;pwned?@x"), "{out}");
+    }
+    let _ = bed.docker_cli(&a, &["rm", "-f", web]);
+}

@@ -71,24 +71,56 @@ impl Deployment {
     }
 
     /// The record of a container, from its labels; `None` for a container created before
-    /// maestro recorded deployments, or by something else.
+    /// maestro recorded deployments, or by something else. Its texts are made printable:
+    /// anyone who can use the daemon can write labels.
     pub fn of(labels: &BTreeMap<String, String>) -> Option<Deployment> {
-        serde_json::from_str(labels.get(DEPLOYMENT_LABEL)?).ok()
+        serde_json::from_str(labels.get(DEPLOYMENT_LABEL)?)
+            .ok()
+            .map(Deployment::printable)
     }
 
     /// The records of the deployments before a container's, newest first; none when its label
-    /// is missing or unreadable.
+    /// is missing or unreadable. Their texts are made printable, as [`Deployment::of`]'s.
     pub fn history_of(labels: &BTreeMap<String, String>) -> Vec<Deployment> {
         labels
             .get(HISTORY_LABEL)
-            .and_then(|json| serde_json::from_str(json).ok())
+            .and_then(|json| serde_json::from_str::<Vec<Deployment>>(json).ok())
             .unwrap_or_default()
+            .into_iter()
+            .map(Deployment::printable)
+            .collect()
+    }
+
+    fn printable(self) -> Deployment {
+        Deployment {
+            by: crate::printable::printable(&self.by),
+            image: crate::printable::printable(&self.image),
+            image_id: crate::printable::printable(&self.image_id),
+            spec_hash: crate::printable::printable(&self.spec_hash),
+            ..self
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_written_by_anyone_with_the_daemon_is_read_without_control_characters() {
+        let forged = serde_json::json!({
+            "at": 1, "by": "eve\u{1b}[2J@x", "image": "web\nv1", "image_id": "i", "spec_hash": "h",
+        })
+        .to_string();
+        let labels = BTreeMap::from([
+            (DEPLOYMENT_LABEL.to_string(), forged.to_string()),
+            (HISTORY_LABEL.to_string(), format!("[{forged}]")),
+        ]);
+        let record = Deployment::of(&labels).expect("record");
+        assert_eq!(record.by, "eve?[2J@x");
+        assert_eq!(record.image, "web?v1");
+        assert_eq!(Deployment::history_of(&labels)[0].by, "eve?[2J@x");
+    }
 
     fn record(at: u64) -> Deployment {
         Deployment {

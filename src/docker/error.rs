@@ -123,7 +123,13 @@ fn classify(err: &bollard::errors::Error) -> (ErrorKind, Option<u16>, String) {
                 502..=504 => ErrorKind::Transient,
                 _ => ErrorKind::Other,
             };
-            (kind, Some(*status_code), message.clone())
+            // The daemon's own words (which may quote a name or label anyone with the
+            // daemon chose): shown without their control characters.
+            (
+                kind,
+                Some(*status_code),
+                crate::printable::printable(message),
+            )
         }
         B::RequestTimeoutError => (ErrorKind::Transient, None, err.to_string()),
         _ => {
