@@ -190,3 +190,46 @@ fn completions_prints_a_script_that_calls_maestro_back_for_each_shell() {
         text(&out)
     );
 }
+
+#[test]
+fn a_reader_that_stops_reading_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [&["man"][..], &["completions", "bash"][..]] {
+        // `maestro man | head -1`: the reader is gone before maestro writes.
+        let mut child = common::maestro(dir.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run maestro");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out));
+    }
+}
+
+#[test]
+fn docker_habits_ps_and_version_are_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        common::maestro(dir.path())
+            .args(args)
+            .output()
+            .expect("run maestro")
+    };
+    // `ps` is `status`, as in docker and docker compose.
+    let ps = run(&["ps", "--help"]);
+    let status = run(&["status", "--help"]);
+    assert_eq!(ps.status.code(), Some(0), "{}", text(&ps));
+    assert_eq!(ps.stdout, status.stdout);
+    assert!(
+        String::from_utf8_lossy(&run(&["--help"]).stdout).contains("status  "),
+        "status is listed"
+    );
+    // `version` says what `--version` says.
+    let version = run(&["version"]);
+    assert_eq!(version.status.code(), Some(0), "{}", text(&version));
+    assert_eq!(version.stdout, run(&["--version"]).stdout);
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("maestro "));
+}

@@ -153,7 +153,8 @@ impl Cli {
             | Command::Dump { .. }
             | Command::Validate
             | Command::Completions { .. }
-            | Command::Man => false,
+            | Command::Man
+            | Command::Version => false,
         }
     }
 
@@ -186,6 +187,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the state of each instance: one list call per ship.
+    #[command(visible_alias = "ps")]
     Status {
         #[command(flatten)]
         things: Things,
@@ -435,6 +437,8 @@ pub enum Command {
     },
     /// Print the manual page (roff) on standard output.
     Man,
+    /// Print maestro's version (as `--version` does).
+    Version,
 }
 
 /// What a command acts on, and how dependencies widen or narrow that set.

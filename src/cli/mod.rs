@@ -34,6 +34,9 @@ pub fn main() -> i32 {
     crate::ui::diagnostics::init(cli.verbose);
     match commands::run(&cli) {
         Ok(code) => code,
+        // A reader that stopped reading (`maestro man | head`): the output was wanted no
+        // further, which is no error, as in ripgrep and every Unix filter.
+        Err(CliError::Io(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Err(err) => {
             // Error messages quote the user's file and the ships' replies: ui's writers mask
             // both.

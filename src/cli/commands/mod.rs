@@ -53,6 +53,15 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
             crate::ui::output::stdout().write_all(&man::render(Cli::command())?)?;
             Ok(0)
         }
+        Command::Version => {
+            let command = Cli::command();
+            crate::ui::println(&format!(
+                "{} {}",
+                command.get_name(),
+                command.get_version().unwrap_or_default()
+            ));
+            Ok(0)
+        }
     }
 }
 
