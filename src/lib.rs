@@ -16,7 +16,8 @@
 //!   into a typed model, which feeds `orchestrate`;
 //! - [`clock`]: a leaf any layer may use: the calendar arithmetic of UTC times;
 //! - [`printable`]: a leaf any layer may use: text from ships and other operators made safe
-//!   to print.
+//!   to print;
+//! - [`secrets`]: a leaf any layer may use: which values are secret, and their masking.
 
 // Every path of the library can be reached by user input or the network: no unwrap there
 // (tests, compiled with cfg(test), may).
@@ -31,5 +32,6 @@ pub mod config;
 pub mod docker;
 pub mod orchestrate;
 pub mod printable;
+pub mod secrets;
 pub mod transport;
 pub mod ui;

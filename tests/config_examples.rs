@@ -212,7 +212,8 @@ fn zookeeper_kafka_keeps_the_readme_shape() {
         ["vm2.ore1", "vm3.ore1"],
         "brokers on different ships"
     );
-    let vars = maestro::orchestrate::autoconf::container_env_of(&env, "kafka-1").expect("env");
+    let vars =
+        maestro::orchestrate::plan::autoconf::container_env_of(&env, "kafka-1").expect("env");
     assert_eq!(
         vars.get("ZOOKEEPER_ZK_1_HOST").map(String::as_str),
         Some("10.200.0.11")
@@ -278,7 +279,7 @@ fn webapp_bastion_resolves_inheritance_and_ssh() {
     assert_eq!(web.volumes[0].container, "/etc/webapp");
     assert_eq!(web.volumes[0].mode, VolumeMode::ReadOnly);
     assert_eq!(web.restart.and_then(|r| r.retries), Some(3));
-    let vars = maestro::orchestrate::autoconf::container_env_of(&env, "web-1").expect("env");
+    let vars = maestro::orchestrate::plan::autoconf::container_env_of(&env, "web-1").expect("env");
     assert_eq!(
         vars.get("POSTGRES_DB_HOST").map(String::as_str),
         Some("10.200.1.22")
@@ -489,7 +490,7 @@ fn envfiles_merge_in_maestrong_precedence() {
 
 #[test]
 fn plan_and_deptree_on_examples() {
-    use maestro::orchestrate::plan::{self, Graph, Selection};
+    use maestro::orchestrate::plan::select::{self, Graph, Selection};
     let mut files = examples();
     files.extend([
         "tests/fixtures/maestrong-readme.yaml".to_owned(),
@@ -501,30 +502,30 @@ fn plan_and_deptree_on_examples() {
         let env = load(file);
         let graph = Graph::new(&env);
         assert!(graph.topological_order().is_ok(), "{file}");
-        let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+        let plan = select::select(&env, &graph, &Selection::default()).expect("plan");
         assert!(!plan.is_empty(), "{file}");
         for (i, step) in plan.steps.iter().enumerate() {
             assert!(step.deps.iter().all(|d| *d < i), "{file}: deps come first");
         }
         assert!(
-            !plan::render_deptree(&env, &[], true)
+            !select::render_deptree(&env, &[], true)
                 .expect("deptree")
                 .is_empty()
         );
     }
     let env = load("tests/fixtures/maestrong-readme.yaml");
     assert_eq!(
-        plan::render_deptree(&env, &["kafka".into()], true).expect("deptree"),
+        select::render_deptree(&env, &["kafka".into()], true).expect("deptree"),
         "kafka (kafka-broker on vm2.ore1)\n└── zookeeper\n"
     );
     let env = load("examples/zookeeper-kafka.yaml");
     assert_eq!(
-        plan::render_deptree(&env, &["kafka".into()], true).expect("deptree"),
+        select::render_deptree(&env, &["kafka".into()], true).expect("deptree"),
         "kafka (kafka-1 on vm2.ore1, kafka-2 on vm3.ore1)\n└── zookeeper\n"
     );
     let env = load("examples/demo.yaml");
     let graph = Graph::new(&env);
-    let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+    let plan = select::select(&env, &graph, &Selection::default()).expect("plan");
     let order: Vec<&str> = plan.instances().collect();
     assert_eq!(order, vec!["store-1", "api-1", "api-2", "frontend-1"]);
 }
@@ -532,7 +533,7 @@ fn plan_and_deptree_on_examples() {
 /// A large environment loads and plans in reasonable time (quadratic work would show here).
 #[test]
 fn large_environment_loads_and_plans_quickly() {
-    use maestro::orchestrate::plan::{self, Graph, Selection};
+    use maestro::orchestrate::plan::select::{self, Graph, Selection};
     let mut text = String::from("name: big\nships:\n");
     for s in 0..50 {
         text.push_str(&format!("  ship{s}: {{ip: 10.0.{s}.1}}\n"));
@@ -556,7 +557,7 @@ fn large_environment_loads_and_plans_quickly() {
     let env = config::load_str(&text, "big.yaml", Path::new(".")).expect("loads");
     println!("loaded in {:?}", started.elapsed());
     let graph = Graph::new(&env);
-    let plan = plan::select(&env, &graph, &Selection::default()).expect("plan");
+    let plan = select::select(&env, &graph, &Selection::default()).expect("plan");
     assert_eq!(plan.steps.len(), 2000);
     let elapsed = started.elapsed();
     assert!(elapsed.as_secs() < 20, "took {elapsed:?}");
@@ -646,7 +647,7 @@ fn every_environment_file() -> Vec<String> {
 /// and fixture.
 #[test]
 fn dump_reloads_into_the_same_environment_and_start_order() {
-    use maestro::orchestrate::spec;
+    use maestro::orchestrate::plan::spec;
     let mut round_trips = 0;
     for file in every_environment_file() {
         let vars = demo_vars();

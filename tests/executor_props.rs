@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use maestro::orchestrate::events::{Direction, Event, EventKind, EventSink, Outcome, Step};
-use maestro::orchestrate::executor::{
+use maestro::orchestrate::engine::events::{Event, EventKind, EventSink, Outcome, Step};
+use maestro::orchestrate::engine::executor::{
     self, Cancel, Concurrency, Job, JobState, OpError, Operation, RunSpec, StepContext, Summary,
 };
+use maestro::orchestrate::plan::select::Direction;
 use proptest::prelude::*;
 use tokio::time::Instant;
 
@@ -607,11 +608,11 @@ fn ctrl_c_once_cancels_twice_aborts() {
 }
 
 // ---------------------------------------------------------------------------------------
-// restart: the sequence of runs (orchestrate::lifecycle::sequence) over the same executor
+// restart: the sequence of runs (orchestrate::deploy::lifecycle::sequence) over the same executor
 
-use maestro::orchestrate::lifecycle::{self, Request};
-use maestro::orchestrate::ops::Action;
-use maestro::orchestrate::plan::{Plan, PlanStep};
+use maestro::orchestrate::deploy::lifecycle::{self, Request};
+use maestro::orchestrate::deploy::ops::Action;
+use maestro::orchestrate::plan::select::{Plan, PlanStep};
 
 #[derive(Debug, Clone)]
 struct RestartScenario {
@@ -793,7 +794,7 @@ fn run_restart(scenario: &RestartScenario) -> (Vec<Summary>, RestartRecord) {
             per_ship: HashMap::new(),
         };
         let run = |command: &'static str, plan: &Plan, action: Action, limits: Concurrency| {
-            let (jobs, direction) = maestro::orchestrate::ops::jobs_of(plan);
+            let (jobs, direction) = maestro::orchestrate::deploy::ops::jobs_of(plan);
             let op = Arc::new(ScriptedOp {
                 command,
                 action,

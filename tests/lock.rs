@@ -598,7 +598,7 @@ fn ctrl_c_during_lock_acquire_releases_the_locks_taken() {
 async fn release_force_removes_the_lock_it_read_and_not_the_one_that_replaced_it() {
     use bollard::{API_DEFAULT_VERSION, Docker};
     use maestro::docker::{LockClaim, Ship};
-    use maestro::orchestrate::lock::{self, Holder, LockKind, Released};
+    use maestro::orchestrate::deploy::lock::{self, Holder, LockKind, Released};
 
     let bed = bed();
     let name = format!("lkf{}", std::process::id() % 100_000);

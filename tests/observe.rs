@@ -112,7 +112,7 @@ impl Setup {
             .env
             .instance(instance)
             .ok_or_else(|| format!("no instance {instance}"))?;
-        let spec = maestro::orchestrate::spec::container_spec(&self.env, service, inst);
+        let spec = maestro::orchestrate::plan::spec::container_spec(&self.env, service, inst);
         let ship_name = inst.ship.clone();
         let real = self.real_ship(&ship_name).to_string();
         let _ = self.bed.docker_cli(&real, &["rm", "-f", instance]);

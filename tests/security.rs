@@ -2,7 +2,7 @@
 //! errors, `--json`, plan, start), host keys are never trusted silently, and a private key
 //! that others can read gets a warning.
 //!
-//! The masking facility itself is unit-tested in src/orchestrate/secrets.rs; these tests run
+//! The masking facility itself is unit-tested in src/secrets.rs; these tests run
 //! `maestro` as an operator would and search its whole output for the secret texts.
 
 mod common;

@@ -9,13 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use maestro::orchestrate::events::{
-    Direction, Event, EventKind, EventSink, JobInfo, Outcome, Step,
-};
-use maestro::orchestrate::executor::{
+use maestro::orchestrate::engine::events::{Event, EventKind, EventSink, JobInfo, Outcome, Step};
+use maestro::orchestrate::engine::executor::{
     self, Cancel, Concurrency, Job, JobReport, JobState, OpError, Operation, RunSpec, StepContext,
     Summary,
 };
+use maestro::orchestrate::plan::select::Direction;
 #[path = "common/golden.rs"]
 mod golden;
 

@@ -415,8 +415,8 @@ pub enum Command {
         /// A number the instance exposes is its published port; any other number is that
         /// port on the ship. Without LOCAL_PORT (or with 0) a free local port is picked and
         /// printed.
-        #[arg(value_name = "PORT[:LOCAL_PORT]", value_parser = crate::orchestrate::forward::PortSpec::parse)]
-        port: crate::orchestrate::forward::PortSpec,
+        #[arg(value_name = "PORT[:LOCAL_PORT]", value_parser = crate::orchestrate::session::forward::PortSpec::parse)]
+        port: crate::orchestrate::session::forward::PortSpec,
         /// The local address to listen on. Anything but a loopback address lets other
         /// machines use your SSH session.
         #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1")]

@@ -135,7 +135,7 @@ fn file_of(words: &[OsString]) -> Option<PathBuf> {
     match named {
         Some(file) if file.as_os_str() == "-" => None,
         Some(file) => Some(file),
-        None => super::commands::DEFAULT_FILES
+        None => super::DEFAULT_FILES
             .iter()
             .map(PathBuf::from)
             .find(|p| p.is_file()),

@@ -14,11 +14,15 @@ pub const EXIT_FAILED: i32 = 1;
 /// Exit code when Ctrl-C ended the command (the shell's convention for SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
+/// The environment file's names looked for in the current directory, in this order (by the
+/// commands and by completion alike).
+const DEFAULT_FILES: [&str; 2] = ["maestro.yaml", "maestro.yml"];
+
 /// Runs maestro with the process arguments and returns the exit code.
 pub fn main() -> i32 {
     // Before anything can fail or print: secrets of the process environment are known from
     // the start; the environment file's are added once it is loaded.
-    crate::orchestrate::secrets::install(crate::orchestrate::secrets::Masker::from_process_env());
+    crate::secrets::install(crate::secrets::Masker::from_process_env());
     // The shell asking for completions (`COMPLETE=bash maestro -- WORDS`): answer, and stop.
     if let Some(code) = complete::answer_if_asked() {
         return code;
@@ -57,12 +61,12 @@ pub enum CliError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
-    Plan(#[from] crate::orchestrate::plan::PlanError),
+    Plan(#[from] crate::orchestrate::plan::select::PlanError),
     #[error("{0}")]
-    Forward(#[from] crate::orchestrate::forward::ForwardError),
+    Forward(#[from] crate::orchestrate::session::forward::ForwardError),
     /// Boxed: a Docker error inside makes it the largest by far.
     #[error("{0}")]
-    Exec(Box<crate::orchestrate::exec::ExecError>),
+    Exec(Box<crate::orchestrate::session::exec::ExecError>),
     #[error("error: {0}")]
     Io(#[from] std::io::Error),
     /// A usage error that clap cannot see (e.g. `stop` without names or `-a`).
@@ -72,8 +76,8 @@ pub enum CliError {
     Failed(String),
 }
 
-impl From<crate::orchestrate::exec::ExecError> for CliError {
-    fn from(err: crate::orchestrate::exec::ExecError) -> Self {
+impl From<crate::orchestrate::session::exec::ExecError> for CliError {
+    fn from(err: crate::orchestrate::session::exec::ExecError) -> Self {
         CliError::Exec(Box::new(err))
     }
 }

@@ -37,7 +37,7 @@ pub struct Environment {
     pub services: Vec<Service>,
     pub audit: Vec<Auditor>,
     /// `secrets.patterns`: globs (case-insensitive) naming environment variables whose values
-    /// are masked in output, in addition to the defaults (see `orchestrate::secrets`).
+    /// are masked in output, in addition to the defaults (see `secrets`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secret_patterns: Vec<String>,
 }
@@ -577,7 +577,7 @@ pub struct Device {
 }
 
 /// An `audit:` entry, with MaestroNG 0.8.3's types and keys: parsed and validated here;
-/// `orchestrate::audit` acts on it.
+/// `orchestrate::deploy::audit` acts on it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Auditor {
     pub target: AuditTarget,

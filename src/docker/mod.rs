@@ -23,12 +23,14 @@ pub use logs::{LogLine, LogQuery, LogSource, LogStream};
 pub use progress::{PullProgress, PullTracker};
 pub use retry::RetryPolicy;
 pub use ship::{
-    ContainerDetails, DockerVersion, ExecOutcome, ExecOutput, ExecRequest, ExecSession, ImageFacts,
-    ManagedContainer, PublishedPort, PullRetry, Ship,
+    DockerVersion, ExecOutcome, ExecOutput, ExecRequest, ExecSession, ImageFacts, ManagedContainer,
+    PublishedPort, PullRetry, Ship,
 };
 pub use spec::{
     BindMount, ContainerSpec, Device, ENVIRONMENT_LABEL, Healthcheck, HostPort, INSTANCE_LABEL,
     Limits, Link, MountMode, NetworkAttachment, PortSpec, Protocol, RestartPolicy,
     RestartPolicyName, SERVICE_LABEL, SPEC_HASH_LABEL, SPEC_LABEL, SpecChange, Ulimit,
 };
-pub use status::{ContainerStatus, HealthState, parse_docker_time, parse_status_age};
+pub use status::{
+    ContainerDetails, ContainerStatus, HealthState, parse_docker_time, parse_status_age,
+};

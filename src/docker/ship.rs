@@ -8,8 +8,8 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerInspectResponse, ContainerUpdateBody, EndpointSettings, NetworkConnectRequest,
-    NetworkCreateRequest, PortSummaryTypeEnum,
+    ContainerUpdateBody, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest,
+    PortSummaryTypeEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
@@ -28,7 +28,8 @@ use super::spec::{
     SPEC_HASH_LABEL, SPEC_LABEL,
 };
 use super::status::{
-    ContainerStatus, HealthState, parse_docker_time, parse_status_age, parse_status_exit_code,
+    ContainerDetails, ContainerStatus, HealthState, parse_docker_time, parse_status_age,
+    parse_status_exit_code,
 };
 
 /// Time the daemon may take beyond the stop timeout to kill and reap a container.
@@ -89,14 +90,6 @@ impl ManagedContainer {
     }
 }
 
-impl ContainerDetails {
-    /// The canonical JSON of the spec it was created from, for
-    /// [`ContainerSpec::changes_since`].
-    pub fn recorded_spec(&self) -> Option<&str> {
-        self.labels.get(SPEC_LABEL).map(String::as_str)
-    }
-}
-
 /// A container port published on a ship's address.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct PublishedPort {
@@ -104,29 +97,6 @@ pub struct PublishedPort {
     pub protocol: Protocol,
     pub host_ip: String,
     pub host_port: u16,
-}
-
-/// A container's details from one inspect call.
-#[derive(Debug, Clone)]
-pub struct ContainerDetails {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    pub image_id: String,
-    pub state: ContainerStatus,
-    pub running: bool,
-    pub exit_code: Option<i64>,
-    pub started_at: Option<SystemTime>,
-    pub finished_at: Option<SystemTime>,
-    pub health: Option<HealthState>,
-    pub labels: BTreeMap<String, String>,
-    /// The container's environment, as `NAME=value` split at the first `=`.
-    pub env: Vec<(String, String)>,
-    /// Container port key (`80/tcp`) to the host ports it is published on.
-    pub published_ports: BTreeMap<String, Vec<u16>>,
-    pub spec_hash: Option<String>,
-    /// The full answer, for whatever the fields above do not cover.
-    pub raw: ContainerInspectResponse,
 }
 
 /// What an image is and declares, for `plan`'s decisions and its hints.

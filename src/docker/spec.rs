@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::ship::ContainerDetails;
+use super::status::ContainerDetails;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
     HostConfigLogConfig, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicyNameEnum,
@@ -757,6 +757,14 @@ impl ContainerSpec {
                 Some(self.log_opt.iter().cloned().collect())
             },
         })
+    }
+}
+
+impl ContainerDetails {
+    /// The canonical JSON of the spec it was created from, for
+    /// [`ContainerSpec::changes_since`].
+    pub fn recorded_spec(&self) -> Option<&str> {
+        self.labels.get(SPEC_LABEL).map(String::as_str)
     }
 }
 

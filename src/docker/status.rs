@@ -1,6 +1,32 @@
 //! Container states and the daemon's time and duration texts.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::models::ContainerInspectResponse;
+
+/// A container's details from one inspect call.
+#[derive(Debug, Clone)]
+pub struct ContainerDetails {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub state: ContainerStatus,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    pub health: Option<HealthState>,
+    pub labels: BTreeMap<String, String>,
+    /// The container's environment, as `NAME=value` split at the first `=`.
+    pub env: Vec<(String, String)>,
+    /// Container port key (`80/tcp`) to the host ports it is published on.
+    pub published_ports: BTreeMap<String, Vec<u16>>,
+    pub spec_hash: Option<String>,
+    /// The full answer, for whatever the fields above do not cover.
+    pub raw: ContainerInspectResponse,
+}
 
 /// A container's state as the daemon reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

@@ -1,9 +1,9 @@
-//! `--json`: the event stream itself, one object per line (see `orchestrate::events` for the
+//! `--json`: the event stream itself, one object per line (see `orchestrate::engine::events` for the
 //! schema), flushed per line so a consumer sees events as they happen.
 
 use std::io::{self, Write};
 
-use crate::orchestrate::events::Event;
+use crate::orchestrate::engine::events::Event;
 
 pub struct JsonRenderer<W: Write> {
     out: W,

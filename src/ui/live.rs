@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use console::truncate_str;
 
 use super::{Palette, format_duration};
-use crate::orchestrate::events::{Event, EventKind, JobInfo, Step};
+use crate::orchestrate::engine::events::{Event, EventKind, JobInfo, Step};
 
 /// Width of the hand-drawn pull bar inside a ship line. Drawn by hand (not an indicatif
 /// bar) because the ship line's position already counts jobs, and a ship can pull for
@@ -527,7 +527,8 @@ pub fn pull_bar(percent: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrate::events::{Direction, Outcome};
+    use crate::orchestrate::engine::events::Outcome;
+    use crate::orchestrate::plan::select::Direction;
 
     const PLAIN: Palette = Palette::new(false);
 

@@ -12,7 +12,7 @@ use console::Style;
 use super::output::{self, Masked};
 use super::{Palette, colors_wanted};
 use crate::docker::LogSource;
-use crate::orchestrate::logs::LogEvent;
+use crate::orchestrate::observe::logs::LogEvent;
 
 /// Colours for instance prefixes.
 const PREFIX_COLOURS: [fn(Style) -> Style; 6] = [

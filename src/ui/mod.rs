@@ -15,7 +15,7 @@ use std::io::{self, Write};
 
 use console::Style;
 
-use crate::orchestrate::events::EventStream;
+use crate::orchestrate::engine::events::EventStream;
 
 pub mod diagnostics;
 pub mod json;
@@ -111,19 +111,19 @@ pub async fn render_with<W: Write + Send>(
     // Every renderer writes through the masking writer, and sees events already masked:
     // laying an event out may cut a secret (a reason cut to the terminal's width), and a cut
     // secret no longer matches (see `output`).
-    let masker = crate::orchestrate::secrets::global();
+    let masker = crate::secrets::global();
     let out = output::Masked::new(out);
     match mode {
         RenderMode::Json => {
             let mut renderer = json::JsonRenderer::new(out);
             while let Some(event) = events.recv().await {
-                renderer.event(&masker.mask_event(&event))?;
+                renderer.event(&masker.mask_value(&event))?;
             }
         }
         RenderMode::Plain => {
             let mut renderer = plain::PlainRenderer::new(out, palette);
             while let Some(event) = events.recv().await {
-                renderer.event(&masker.mask_event(&event))?;
+                renderer.event(&masker.mask_value(&event))?;
             }
         }
         RenderMode::Progress => {
@@ -143,7 +143,7 @@ pub async fn render_with<W: Write + Send>(
             loop {
                 tokio::select! {
                     event = events.recv() => match event {
-                        Some(event) => renderer.event(&masker.mask_event(&event))?,
+                        Some(event) => renderer.event(&masker.mask_value(&event))?,
                         None => break,
                     },
                     _ = ticks.tick() => renderer.tick(),
@@ -228,10 +228,10 @@ impl Unreachable {
 
 /// How a job that never ran is described: skipped (a dependency failed) or cancelled
 /// (interrupted before it began). Shared so every renderer says the same.
-fn not_attempted_word(kind: &crate::orchestrate::events::EventKind) -> &'static str {
+fn not_attempted_word(kind: &crate::orchestrate::engine::events::EventKind) -> &'static str {
     if matches!(
         kind,
-        crate::orchestrate::events::EventKind::JobSkipped { .. }
+        crate::orchestrate::engine::events::EventKind::JobSkipped { .. }
     ) {
         "skipped"
     } else {

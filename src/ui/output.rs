@@ -1,6 +1,6 @@
 //! The one way out of the process: every byte maestro writes to stdout or stderr passes
 //! through [`Masked`] (or, for the live display, [`MaskedTerm`]), which replaces each known
-//! secret with `***` (see `orchestrate::secrets`). A print site cannot forget to mask: there
+//! secret with `***` (see `secrets`). A print site cannot forget to mask: there
 //! is no other way to print.
 //!
 //! Masking works on whole lines, so a secret is never split between two writes: a writer keeps
@@ -13,7 +13,7 @@
 
 use std::io::{self, Write};
 
-use crate::orchestrate::secrets;
+use crate::secrets;
 
 /// A writer that masks secrets line by line before passing the text on.
 pub struct Masked<W: Write> {

@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 
 use super::{Palette, format_duration, summary};
-use crate::orchestrate::events::{Event, EventKind};
+use crate::orchestrate::engine::events::{Event, EventKind};
 
 pub struct PlainRenderer<W: Write> {
     out: W,
@@ -47,8 +47,9 @@ impl<W: Write> PlainRenderer<W> {
                     super::count(jobs.len(), "job"),
                     super::count(ships.len(), "ship"),
                     match direction {
-                        crate::orchestrate::events::Direction::Forward => "dependencies first",
-                        crate::orchestrate::events::Direction::Reverse => "dependents first",
+                        crate::orchestrate::plan::select::Direction::Forward =>
+                            "dependencies first",
+                        crate::orchestrate::plan::select::Direction::Reverse => "dependents first",
                     }
                 )?;
             }

@@ -19,7 +19,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, P
 
 use super::live::{Board, View};
 use super::{Palette, format_duration, summary};
-use crate::orchestrate::events::{Event, EventKind, Step};
+use crate::orchestrate::engine::events::{Event, EventKind, Step};
 
 /// How often the render loop should call [`ProgressRenderer::tick`]: often enough for the
 /// spinners and the connecting times to look alive, rarely enough to cost nothing.
@@ -390,8 +390,9 @@ mod render_tests {
     use indicatif::TermLike;
 
     use super::*;
-    use crate::orchestrate::events::{Direction, JobInfo, Outcome};
-    use crate::orchestrate::executor::{JobReport, JobState, Summary};
+    use crate::orchestrate::engine::events::{JobInfo, Outcome};
+    use crate::orchestrate::engine::executor::{JobReport, JobState, Summary};
+    use crate::orchestrate::plan::select::Direction;
 
     /// A terminal that keeps every line written to it, to see what the live view drew.
     #[derive(Debug, Clone, Default)]

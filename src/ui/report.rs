@@ -7,11 +7,10 @@ use serde::Serialize;
 
 use super::Palette;
 use crate::docker;
-use crate::orchestrate::history::{DeploymentRow, InstanceHistory, Role};
-use crate::orchestrate::ships::ShipReport;
-use crate::orchestrate::status::{
-    self, InstanceState, PlanRow, PlannedAction, PortCheck, StatusRow,
-};
+use crate::orchestrate::observe::history::{DeploymentRow, InstanceHistory, Role};
+use crate::orchestrate::observe::preview::{PlanRow, PlannedAction};
+use crate::orchestrate::observe::ships::ShipReport;
+use crate::orchestrate::observe::status::{self, InstanceState, PortCheck, StatusRow};
 
 /// A report as one pretty-printed JSON document.
 pub fn json<T: Serialize>(report: &T) -> Result<String, String> {
@@ -477,7 +476,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrate::status::Age;
+    use crate::orchestrate::observe::status::Age;
 
     #[test]
     fn status_texts_read_like_maestrong() {

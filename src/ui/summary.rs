@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Palette, format_duration};
-use crate::orchestrate::executor::{JobState, Summary};
+use crate::orchestrate::engine::executor::{JobState, Summary};
 
 const HEADERS: [&str; 6] = ["#", "INSTANCE", "SERVICE", "SHIP", "TIME", "RESULT"];
 

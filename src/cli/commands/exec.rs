@@ -1,5 +1,5 @@
 //! exec and ssh: the operator's terminal (`ui::terminal`) joined to a command on the remote
-//! side (`orchestrate::exec`).
+//! side (`orchestrate::session::exec`).
 //!
 //! Raw mode begins only once the remote command runs: connecting may still ask for a key's
 //! passphrase on the terminal, and an error before then prints on a terminal as it was.
@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use super::super::{Cli, CliError, EXIT_FAILED, EXIT_INTERRUPTED, ExecArgs, SshArgs};
 use super::{load, runtime};
-use crate::orchestrate::exec::{self, ExecOptions, Local, PtyRequest, Remote, SessionRequest};
-use crate::orchestrate::fleet::{ConnectOptions, Fleet};
-use crate::orchestrate::plan::{self, Graph, Selection};
+use crate::orchestrate::engine::fleet::{ConnectOptions, Fleet};
+use crate::orchestrate::plan::select::{self, Graph, Selection};
+use crate::orchestrate::session::exec::{
+    self, ExecOptions, Local, PtyRequest, Remote, SessionRequest,
+};
 use crate::ui::logs::LogPrinter;
 use crate::ui::{self, output, terminal};
 
@@ -31,10 +33,10 @@ pub(super) fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32, CliError> {
         include_omitted: true,
         ..Selection::default()
     };
-    let plan = plan::select(&env, &Graph::new(&env), &selection).map_err(|err| {
+    let plan = select::select(&env, &Graph::new(&env), &selection).map_err(|err| {
         // `exec web-1 ls`: the command was taken for a second instance.
         match &err {
-            plan::PlanError::UnknownName { name, .. }
+            select::PlanError::UnknownName { name, .. }
                 if args.command.is_empty() && args.names.len() > 1 =>
             {
                 CliError::Usage(format!(

@@ -1,4 +1,4 @@
-//! forward: glue between the command line and `orchestrate::forward`, which owns the
+//! forward: glue between the command line and `orchestrate::session::forward`, which owns the
 //! sequence (see its header for the decisions). Ctrl-C is how a forward ends: exit code 0
 //! once it listens, 130 while its ship is still being connected.
 
@@ -9,8 +9,9 @@ use tokio::sync::mpsc;
 
 use super::super::{Cli, CliError, EXIT_INTERRUPTED};
 use super::{load, runtime};
-use crate::orchestrate::fleet::{self, ConnectOptions, Fleet};
-use crate::orchestrate::forward::{self, ForwardEvent, PortSpec, Request};
+use crate::orchestrate::engine::cancel;
+use crate::orchestrate::engine::fleet::{ConnectOptions, Fleet};
+use crate::orchestrate::session::forward::{self, ForwardEvent, PortSpec, Request};
 use crate::ui;
 
 pub(super) fn forward(
@@ -32,7 +33,7 @@ pub(super) fn forward(
         let (events, mut received) = mpsc::unbounded_channel();
         // Boxed, so that it can be dropped (its connections with it) before the sessions close.
         let mut work = Box::pin(forward::run(&env, &fleet, &request, listener, events));
-        let interrupted = fleet::ctrl_c();
+        let interrupted = cancel::ctrl_c();
         tokio::pin!(interrupted);
         let outcome = loop {
             tokio::select! {

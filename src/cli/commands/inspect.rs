@@ -3,8 +3,8 @@
 use super::super::{Cli, CliError};
 use super::load;
 use crate::config;
-use crate::orchestrate::plan::{self, Graph};
-use crate::orchestrate::spec;
+use crate::orchestrate::plan::select::{self, Graph};
+use crate::orchestrate::plan::spec;
 use crate::ui;
 
 /// `maestro validate`: the whole file is loaded and checked (template, YAML, model, cross
@@ -47,12 +47,12 @@ pub(in crate::cli) fn deptree(
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
     if cli.json {
-        let tree = plan::deptree(&env, names, recursive)?;
+        let tree = select::deptree(&env, names, recursive)?;
         let text = serde_json::to_string_pretty(&tree)
             .map_err(|err| CliError::Failed(format!("cannot print the tree: {err}")))?;
         ui::println(&text);
     } else {
-        ui::print(&plan::render_deptree(&env, names, recursive)?);
+        ui::print(&select::render_deptree(&env, names, recursive)?);
     }
     Ok(0)
 }
@@ -67,7 +67,7 @@ pub(in crate::cli) fn dump(
     show_secrets: bool,
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
-    let masker = crate::orchestrate::secrets::global();
+    let masker = crate::secrets::global();
     let text = if containers {
         dump_containers(&env)?
     } else {

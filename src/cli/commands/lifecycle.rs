@@ -1,30 +1,30 @@
 //! start, up, stop, down, kill, restart, pull, clean, rollback: the commands that change
 //! ships.
 //!
-//! Glue: each reads what was asked into an [`orchestrate::lifecycle::Request`] and a
+//! Glue: each reads what was asked into an [`orchestrate::deploy::lifecycle::Request`] and a
 //! selection, checks the guards that MaestroNG users expect (`-a` for everything, `-s` for a
-//! whole service), and hands the sequence to `orchestrate::lifecycle` while a renderer shows
+//! whole service), and hands the sequence to `orchestrate::deploy::lifecycle` while a renderer shows
 //! its events. A ship that cannot be reached fails its own instances (and skips what waits on
 //! them); the rest of the run goes on. The run holds the environment's deploy lock on the
-//! ships it touches (see `orchestrate::lock`): a lock held by someone else fails the command
+//! ships it touches (see `orchestrate::deploy::lock`): a lock held by someone else fails the command
 //! before it changes anything, and so does an auditor of the environment file that cannot
-//! hear the command begin (unless it has `ignore_errors`; see `orchestrate::audit`).
+//! hear the command begin (unless it has `ignore_errors`; see `orchestrate::deploy::audit`).
 //!
-//! [`orchestrate::lifecycle::Request`]: crate::orchestrate::lifecycle::Request
+//! [`orchestrate::deploy::lifecycle::Request`]: crate::orchestrate::deploy::lifecycle::Request
 
 use std::sync::Arc;
 
 use super::super::{Cli, CliError, Command, Output, Things};
 use super::{load, runtime};
 use crate::config::Environment;
-use crate::orchestrate::audit::AuditError;
-use crate::orchestrate::events::EventSink;
-use crate::orchestrate::executor::{self, Concurrency};
-use crate::orchestrate::fleet::ConnectOptions;
-use crate::orchestrate::lifecycle::{self, Finished, Request};
-use crate::orchestrate::lock::LockError;
-use crate::orchestrate::ops::Action;
-use crate::orchestrate::plan::{Direction, Graph, Plan, Selection};
+use crate::orchestrate::deploy::audit::AuditError;
+use crate::orchestrate::deploy::lifecycle::{self, Finished, Request};
+use crate::orchestrate::deploy::lock::LockError;
+use crate::orchestrate::deploy::ops::Action;
+use crate::orchestrate::engine::events::EventSink;
+use crate::orchestrate::engine::executor::{self, Concurrency};
+use crate::orchestrate::engine::fleet::ConnectOptions;
+use crate::orchestrate::plan::select::{Direction, Graph, Plan, Selection};
 use crate::ui::{self, RenderMode};
 
 /// stop, kill and restart act on everything only when asked to with `-a`, as in MaestroNG;

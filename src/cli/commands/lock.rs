@@ -1,7 +1,7 @@
 //! `maestro lock status|acquire|release`: the environment's deploy lock on its ships.
 //!
 //! Glue: the lock's sequences (all or nothing, every ship at once, who may release) are
-//! `orchestrate::lock`'s; this prints them. Every ship of the environment is covered: a
+//! `orchestrate::deploy::lock`'s; this prints them. Every ship of the environment is covered: a
 //! maintenance window is about the environment, not about one command's instances.
 
 use std::sync::Arc;
@@ -9,11 +9,11 @@ use std::sync::Arc;
 use super::super::args::LockAction;
 use super::super::{Cli, CliError, EXIT_FAILED, EXIT_INTERRUPTED};
 use super::{load, runtime};
-use crate::orchestrate::executor;
-use crate::orchestrate::fleet::{ConnectOptions, Fleet};
-use crate::orchestrate::lock::{
+use crate::orchestrate::deploy::lock::{
     self, Holder, LockError, LockKind, Locks, Refusal, Released, State,
 };
+use crate::orchestrate::engine::executor;
+use crate::orchestrate::engine::fleet::{ConnectOptions, Fleet};
 use crate::ui;
 
 pub(in crate::cli) fn run(cli: &Cli, action: &LockAction) -> Result<i32, CliError> {

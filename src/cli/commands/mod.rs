@@ -68,7 +68,7 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
 /// Loads the environment file named by `-f`, reporting errors against the user's text.
 fn load(cli: &Cli) -> Result<Environment, CliError> {
     let env = config::load(&environment_file(cli)?).map_err(|err| follow_hint(cli, err))?;
-    crate::orchestrate::secrets::add_environment(&env);
+    crate::secrets::add_environment(&env);
     Ok(env)
 }
 
@@ -86,16 +86,13 @@ fn follow_hint(cli: &Cli, err: config::ConfigError) -> CliError {
     err.into()
 }
 
-/// The environment file's names looked for in the current directory, in this order.
-pub(super) const DEFAULT_FILES: [&str; 2] = ["maestro.yaml", "maestro.yml"];
-
 /// The file `-f` (or `MAESTRO_FILE`) names; without either, `maestro.yaml` or `maestro.yml` in
 /// the current directory, the way compose looks for its file.
 fn environment_file(cli: &Cli) -> Result<std::path::PathBuf, CliError> {
     if let Some(file) = &cli.file {
         return Ok(file.clone());
     }
-    if let Some(found) = DEFAULT_FILES
+    if let Some(found) = super::DEFAULT_FILES
         .iter()
         .find(|name| std::path::Path::new(name).is_file())
     {

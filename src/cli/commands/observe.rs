@@ -8,11 +8,13 @@ use std::sync::Arc;
 use super::super::{Cli, CliError, Command, EXIT_FAILED, EXIT_INTERRUPTED, Things};
 use super::{load, runtime};
 use crate::config::Environment;
-use crate::orchestrate::fleet::{self, ConnectOptions, Fleet};
-use crate::orchestrate::history;
-use crate::orchestrate::logs::{FanOut, LogOptions};
-use crate::orchestrate::plan::{self, Direction, Graph, Plan, Selection};
-use crate::orchestrate::status::{self, InstanceState, PlannedAction};
+use crate::orchestrate::engine::cancel;
+use crate::orchestrate::engine::fleet::{ConnectOptions, Fleet};
+use crate::orchestrate::observe::history;
+use crate::orchestrate::observe::logs::{FanOut, LogOptions};
+use crate::orchestrate::observe::preview::{self, PlannedAction};
+use crate::orchestrate::observe::status::{self, InstanceState};
+use crate::orchestrate::plan::select::{self, Direction, Graph, Plan, Selection};
 use crate::ui::logs::LogPrinter;
 use crate::ui::report::{self, HistoryReport, PlanReport, StatusReport};
 use crate::ui::{self, Palette};
@@ -70,7 +72,7 @@ fn selected(env: &Environment, things: &Things, include_omitted: bool) -> Result
         direction: Direction::Forward,
         include_omitted,
     };
-    Ok(plan::select(env, &graph, &selection)?)
+    Ok(select::select(env, &graph, &selection)?)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ fn logs_command(
             .map(|s| (s.ship.clone(), s.instance.clone()));
         let mut logs = FanOut::start(&fleet, instances, options);
         let mut printer = LogPrinter::new(plan.instances(), timestamps);
-        let interrupted = fleet::ctrl_c();
+        let interrupted = cancel::ctrl_c();
         tokio::pin!(interrupted);
         loop {
             tokio::select! {
@@ -202,7 +204,7 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
     let env = load(cli)?;
     let plan = selected(&env, things, false)?;
     let fleet = fleet_of(cli, &env, &plan);
-    let rows = runtime()?.block_on(fleet.run(status::what_start_would_do(&env, &plan, &fleet)));
+    let rows = runtime()?.block_on(fleet.run(preview::what_start_would_do(&env, &plan, &fleet)));
     let Some((rows, lookup_errors)) = rows else {
         return Ok(EXIT_INTERRUPTED);
     };

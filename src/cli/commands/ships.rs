@@ -7,8 +7,8 @@ use globset::{Glob, GlobSetBuilder};
 
 use super::super::{Cli, CliError, EXIT_FAILED, EXIT_INTERRUPTED};
 use super::{load, runtime};
-use crate::orchestrate::fleet::{ConnectOptions, Fleet};
-use crate::orchestrate::ships;
+use crate::orchestrate::engine::fleet::{ConnectOptions, Fleet};
+use crate::orchestrate::observe::ships;
 use crate::ui::{self, report};
 
 pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliError> {

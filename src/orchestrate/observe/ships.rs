@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::fleet::Fleet;
+use crate::orchestrate::engine::fleet::Fleet;
 use crate::transport::{ConnectionInfo, ProbeReport, TransportError};
 
 /// One ship's line of the report: `connection` when the login worked (even if Docker then

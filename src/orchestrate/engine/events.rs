@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::executor::Summary;
+use crate::orchestrate::plan::select::Direction;
 
 /// One thing that happened, stamped with the time since the sink was created.
 ///
@@ -28,22 +28,6 @@ pub struct Event {
     pub at_ms: u64,
     #[serde(flatten)]
     pub kind: EventKind,
-}
-
-/// Which way the dependency edges are followed: by the planner (which way `-d` widens a
-/// selection), the executor (which jobs wait for which) and the events (`--json` readers see
-/// it in `plan_started`). One type for all three; it lives here so that the event vocabulary
-/// stands on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Dependencies first: a job begins after everything it requires (start, pull, status,
-    /// clean); `-d` adds dependencies.
-    #[default]
-    Forward,
-    /// Dependents first: a job begins after everything that requires it (stop, kill, and
-    /// restart's stop half); `-d` adds dependents.
-    Reverse,
 }
 
 /// The identity of one job as announced at the start of a plan.
@@ -310,6 +294,118 @@ impl EventSink {
         };
         // A closed receiver only means nobody is watching any more; see the type's docs.
         let _ = self.tx.send(event);
+    }
+}
+
+// --- what a run reports at its end -----------------------------------------------------
+
+/// How one job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    Done {
+        outcome: Outcome,
+    },
+    Failed {
+        reason: String,
+        log_tail: Vec<String>,
+    },
+    Skipped {
+        reason: String,
+    },
+    Cancelled {
+        reason: String,
+    },
+}
+
+impl JobState {
+    pub fn is_done(&self) -> bool {
+        matches!(self, JobState::Done { .. })
+    }
+}
+
+/// The record of one job in the summary. Times are milliseconds on the event stream's
+/// clock; `None` for jobs that never started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobReport {
+    pub job: usize,
+    pub instance: String,
+    pub service: String,
+    pub ship: String,
+    pub state: JobState,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+}
+
+impl JobReport {
+    pub fn elapsed_ms(&self) -> Option<u64> {
+        Some(self.finished_at_ms?.saturating_sub(self.started_at_ms?))
+    }
+}
+
+/// Per-state job counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub done: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub cancelled: usize,
+}
+
+/// What a run did, job by job, in job order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub command: String,
+    pub jobs: Vec<JobReport>,
+    /// A cancellation was requested during the run.
+    pub interrupted: bool,
+    /// The second request came: in-flight operations were dropped.
+    pub aborted: bool,
+    pub started_at_ms: u64,
+    pub finished_at_ms: u64,
+}
+
+impl Summary {
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for report in &self.jobs {
+            match report.state {
+                JobState::Done { .. } => counts.done += 1,
+                JobState::Failed { .. } => counts.failed += 1,
+                JobState::Skipped { .. } => counts.skipped += 1,
+                JobState::Cancelled { .. } => counts.cancelled += 1,
+            }
+        }
+        counts
+    }
+
+    pub fn elapsed_ms(&self) -> u64 {
+        self.finished_at_ms.saturating_sub(self.started_at_ms)
+    }
+
+    /// The process exit code for this run: 130 when interrupted (the shell convention for
+    /// SIGINT), 1 when any job did not succeed, 0 when all did.
+    pub fn exit_code(&self) -> i32 {
+        if self.interrupted {
+            130
+        } else if self.jobs.iter().all(|report| report.state.is_done()) {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// The exit code of a command made of several runs (restart = stop, then start): an
+/// interruption anywhere wins, then any unsuccessful job, as for a single run.
+pub fn combined_exit_code<'a>(summaries: impl IntoIterator<Item = &'a Summary>) -> i32 {
+    let codes: Vec<i32> = summaries.into_iter().map(Summary::exit_code).collect();
+    if codes.contains(&130) {
+        130
+    } else if codes.contains(&1) {
+        1
+    } else {
+        0
     }
 }
 

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::events::{EventKind, EventSink};
-use super::plan::Plan;
 use crate::config::{Environment, JumpHost, KnownHostsPolicy, Ship};
 use crate::docker;
+use crate::orchestrate::engine::cancel::ctrl_c;
+use crate::orchestrate::engine::events::{EventKind, EventSink};
+use crate::orchestrate::plan::select::Plan;
 use crate::transport::{
     self, Connection, DockerTarget, Endpoint, HostKeyPolicy, JumpSpec, Route, SessionPool,
     SshRoute, TlsFiles, TransportError,
@@ -334,13 +335,6 @@ impl Fleet {
         }
         self.pool.close().await;
         self.events.lock().unwrap_or_else(|e| e.into_inner()).take();
-    }
-}
-
-/// Resolves on SIGINT; never, where no handler can be installed.
-pub async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 

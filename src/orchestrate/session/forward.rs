@@ -32,8 +32,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::fleet::Fleet;
 use crate::config::{Environment, Instance, Protocol, did_you_mean};
+use crate::orchestrate::engine::fleet::Fleet;
 use crate::transport::{Connection, TransportError, TransportKind};
 
 /// `PORT[:LOCAL_PORT]` as written on the command line.
@@ -295,7 +295,7 @@ pub struct Destination {
 }
 
 /// The destination of `request`, given the ship's connection and, for an instance, its
-/// container's published ports (`published`, from [`super::ops::published_ports`]).
+/// container's published ports (`published`, from [`crate::orchestrate::plan::container::published_ports`]).
 pub fn destination(
     env: &Environment,
     request: &Request,
@@ -396,7 +396,7 @@ pub async fn run(
             })?;
             let running = details.as_ref().is_some_and(|d| d.running);
             (
-                super::ops::published_ports(instance, details.as_ref()),
+                crate::orchestrate::plan::container::published_ports(instance, details.as_ref()),
                 running,
             )
         }
@@ -574,7 +574,7 @@ services:
     fn destinations_are_where_the_checks_look() {
         let env = env();
         let (_, db) = env.instance("db-1").expect("db-1");
-        let published = super::super::ops::published_ports(db, None);
+        let published = crate::orchestrate::plan::container::published_ports(db, None);
         let to = |text: &str| {
             let request = Request::resolve(&env, "db-1", spec(text)).expect("resolves");
             destination(&env, &request, TransportKind::Ssh, &published, true)

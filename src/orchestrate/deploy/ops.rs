@@ -19,14 +19,16 @@ use crate::docker::{
     self, ContainerDetails, ContainerSpec, Credentials, Deployment, PullRetry, RestartPolicy,
 };
 
-use super::autoconf;
-use super::checks::{self, CheckError, CheckState, CheckTarget};
-use super::events::{Outcome, Step};
-use super::executor::{Direction, Job, OpError, Operation, StepContext};
-use super::fleet::{Fleet, ShipHandle};
-use super::history::Kept;
-use super::plan::Plan;
-use super::spec;
+use crate::orchestrate::deploy::checks::{self, CheckError, CheckState, CheckTarget};
+use crate::orchestrate::engine::events::{Outcome, Step};
+use crate::orchestrate::engine::executor::{Job, OpError, Operation, StepContext};
+use crate::orchestrate::engine::fleet::{Fleet, ShipHandle};
+use crate::orchestrate::plan::autoconf;
+use crate::orchestrate::plan::container::{
+    Kept, foreign, published_ports, reason_to_recreate, refusal,
+};
+use crate::orchestrate::plan::select::{Direction, Plan};
+use crate::orchestrate::plan::spec;
 
 /// How many log lines a failed start shows.
 pub const LOG_TAIL_LINES: usize = 20;
@@ -110,7 +112,7 @@ pub enum Action {
     Kill,
     Clean,
     Pull,
-    /// Back to the deployment kept for a rollback (see [`super::history`]).
+    /// Back to the deployment kept for a rollback (see [`crate::orchestrate::observe::history`]).
     Rollback,
     /// The stop half of `restart --only-if-changed`: only containers whose spec or image
     /// changed are stopped; the start half then leaves the others running.
@@ -664,7 +666,7 @@ impl Unit<'_> {
     fn record(&self, spec_hash: String, image_id: String) -> Deployment {
         Deployment {
             at: crate::clock::now_secs(),
-            by: super::lock::operator(),
+            by: crate::orchestrate::deploy::lock::operator(),
             image: self.instance.image.clone(),
             image_id,
             spec_hash,
@@ -1058,94 +1060,14 @@ impl Unit<'_> {
     }
 }
 
-/// What a run says of a container it will not touch (see `Unit::inspect`); `plan` says the same.
-pub fn refusal(container: &str, ship: &str, why: &str) -> String {
-    format!(
-        "container {container} on {ship} is not this environment's: {why}. maestro left it as \
-         it is; if it is this instance (deployed by MaestroNG, or by hand), run with --adopt to \
-         take it over"
-    )
-}
-
-/// Why a container named after an instance is not that instance of `environment`, in words
-/// that show its labels; None when it is.
-pub fn foreign(container: &ContainerDetails, environment: &str, instance: &str) -> Option<String> {
-    let label = |key: &str| container.labels.get(key).map(String::as_str);
-    let (env_label, instance_label) = (
-        label(docker::ENVIRONMENT_LABEL),
-        label(docker::INSTANCE_LABEL),
-    );
-    if env_label == Some(environment) && instance_label == Some(instance) {
-        return None;
-    }
-    let shown: Vec<String> = container
-        .labels
-        .iter()
-        .filter(|(key, _)| *key != docker::SPEC_LABEL)
-        .take(8)
-        .map(|(key, value)| crate::printable::printable(&format!("{key}={value}")))
-        .collect();
-    let labels = if shown.is_empty() {
-        "it has no labels".to_string()
-    } else {
-        format!("its labels are {}", shown.join(", "))
-    };
-    Some(match env_label {
-        Some(other) if other != environment => {
-            let other = crate::printable::printable(other);
-            format!("it belongs to the environment `{other}` ({labels})")
-        }
-        _ => format!("it has none of maestro's labels for this instance ({labels})"),
-    })
-}
-
 fn stop_timeout(instance: &Instance) -> Duration {
     Duration::from_secs(u64::from(instance.stop_timeout))
-}
-
-/// Why `existing` no longer matches: its spec hash differs from `hash`, or its image is not
-/// the ship's current `image_id` for the image (when the ship has the image).
-pub fn reason_to_recreate(
-    existing: &ContainerDetails,
-    hash: &str,
-    image_id: Option<&str>,
-) -> Option<String> {
-    match existing.spec_hash.as_deref() {
-        None => return Some("the container has no spec hash (not created by maestro)".into()),
-        Some(h) if h != hash => return Some("the container spec changed".into()),
-        _ => {}
-    }
-    match image_id {
-        Some(id) if id != existing.image_id => Some("the image changed".into()),
-        _ => None,
-    }
-}
-
-/// Named port -> port published on the ship: the one configured, or for a range the one
-/// Docker picked (from the container's details, when there is a container). The lifecycle
-/// checks and `forward` reach an instance's named ports through this one map.
-pub fn published_ports(
-    instance: &Instance,
-    details: Option<&ContainerDetails>,
-) -> BTreeMap<String, u16> {
-    let mut out = BTreeMap::new();
-    for port in &instance.ports {
-        let picked = details.and_then(|d| {
-            let key = format!("{}/{}", port.exposed.start, port.protocol.as_str());
-            d.published_ports.get(&key).and_then(|p| p.first().copied())
-        });
-        let configured = port.external.is_single().then_some(port.external.start);
-        if let Some(p) = picked.or(configured) {
-            out.insert(port.name.clone(), p);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrate::plan;
+    use crate::orchestrate::plan::select;
     use std::path::Path;
 
     fn listed(
@@ -1215,17 +1137,18 @@ services:
             Ok(e) => e,
             Err(e) => panic!("{e}"),
         };
-        let graph = plan::Graph::new(&env);
-        let forward = plan::select(&env, &graph, &plan::Selection::default()).unwrap_or_default();
+        let graph = select::Graph::new(&env);
+        let forward =
+            select::select(&env, &graph, &select::Selection::default()).unwrap_or_default();
         let (jobs, dir) = jobs_of(&forward);
         assert_eq!(dir, Direction::Forward);
         assert_eq!(jobs[0].instance, "db-1");
         assert_eq!(jobs[1].deps, vec![0]);
-        let reverse = plan::select(
+        let reverse = select::select(
             &env,
             &graph,
-            &plan::Selection {
-                direction: plan::Direction::Reverse,
+            &select::Selection {
+                direction: select::Direction::Reverse,
                 ..Default::default()
             },
         )

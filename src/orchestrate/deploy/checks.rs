@@ -23,9 +23,9 @@ use crate::transport::{
     Connection, HttpError, HttpRequest, TlsClient, TlsFailure, TlsSetupError, TlsTrust,
 };
 
-use super::events::Step;
-use super::executor::StepContext;
-use super::spec::split_command;
+use crate::orchestrate::engine::events::Step;
+use crate::orchestrate::engine::executor::StepContext;
+use crate::orchestrate::plan::spec::split_command;
 
 /// Time between two attempts of a check.
 const ATTEMPT_INTERVAL: Duration = Duration::from_secs(1);

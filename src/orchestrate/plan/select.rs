@@ -5,6 +5,7 @@
 //! runs on and the steps it must wait for (`deps`, already oriented for the command's
 //! direction), so a generic executor can run it with per-ship concurrency.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -159,7 +160,20 @@ impl Graph {
 }
 
 /// Which way a command walks the graph: the one type of the executor and its events too.
-pub use super::events::Direction;
+/// Which way the dependency edges are followed: by the planner (which way `-d` widens a
+/// selection), the executor (which jobs wait for which) and the events (`--json` readers see
+/// it in `plan_started`). One type for all three; it lives in the plan, the lowest of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Dependencies first: a job begins after everything it requires (start, pull, status,
+    /// clean); `-d` adds dependencies.
+    #[default]
+    Forward,
+    /// Dependents first: a job begins after everything that requires it (stop, kill, and
+    /// restart's stop half); `-d` adds dependents.
+    Reverse,
+}
 
 /// What the user asked to act on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

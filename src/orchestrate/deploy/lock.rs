@@ -35,11 +35,11 @@ use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::executor::Cancel;
-use super::fleet::Fleet;
 use crate::clock::{format_unix_time, now_secs};
 use crate::config::{Environment, LOCK_CONTAINER_PREFIX};
 use crate::docker::{self, DockerError, LockClaim};
+use crate::orchestrate::engine::executor::Cancel;
+use crate::orchestrate::engine::fleet::Fleet;
 use crate::printable::printable;
 use crate::transport::TransportError;
 

@@ -12,8 +12,8 @@ use crate::docker::{
     RestartPolicyName, SERVICE_LABEL, Ulimit,
 };
 
-use super::autoconf;
-use super::plan::{Graph, PlanError};
+use crate::orchestrate::plan::autoconf;
+use crate::orchestrate::plan::select::{Graph, PlanError};
 
 /// Splits a command line the way Python's `shlex.split` (which MaestroNG's docker-py used)
 /// does: whitespace separates words, single quotes are literal, double quotes allow `\"`

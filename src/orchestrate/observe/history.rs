@@ -23,48 +23,16 @@
 //! holds for them as for the current one), so everything that lists an environment's
 //! containers tells them from the current one by name.
 
-use crate::config::KEPT_SUFFIXES;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::fleet::Fleet;
-use super::plan::Plan;
-use super::status::{self, ShipListing};
 use crate::config::Environment;
 use crate::docker::{ContainerStatus, Deployment, ManagedContainer, SPEC_HASH_LABEL};
-
-/// A container kept for a rollback, by the name it has on the ship.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kept {
-    /// The container a deployment that has not succeeded yet replaced.
-    Replaced,
-    /// The deployment before the current one.
-    Previous,
-}
-
-impl Kept {
-    fn suffix(self) -> &'static str {
-        // The file may not name an instance so (config::KEPT_SUFFIXES).
-        let [replaced, previous] = KEPT_SUFFIXES;
-        match self {
-            Kept::Replaced => replaced,
-            Kept::Previous => previous,
-        }
-    }
-
-    /// The name of `instance`'s container kept this way.
-    pub fn name(self, instance: &str) -> String {
-        format!("{instance}{}", self.suffix())
-    }
-
-    /// Whether `container` is one of `instance`'s kept containers.
-    pub fn is_kept(container: &str, instance: &str) -> bool {
-        [Kept::Replaced, Kept::Previous]
-            .iter()
-            .any(|kept| container.strip_prefix(instance) == Some(kept.suffix()))
-    }
-}
+use crate::orchestrate::engine::fleet::Fleet;
+use crate::orchestrate::observe::status::{self, ShipListing};
+use crate::orchestrate::plan::container::Kept;
+use crate::orchestrate::plan::select::Plan;
 
 /// What a container of an instance is to its history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

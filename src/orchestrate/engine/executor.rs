@@ -21,8 +21,8 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # use maestro::orchestrate::events::EventSink;
-//! # use maestro::orchestrate::executor::{self, Operation, RunSpec};
+//! # use maestro::orchestrate::engine::events::EventSink;
+//! # use maestro::orchestrate::engine::executor::{self, Operation, RunSpec};
 //! # use maestro::ui::{self, RenderMode};
 //! # async fn example(spec: RunSpec, op: Arc<dyn Operation>) -> std::io::Result<i32> {
 //! let cancel = executor::interrupt_on_ctrl_c();
@@ -43,13 +43,15 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use super::events::Direction;
-use super::events::{EventKind, EventSink, JobInfo, Outcome, Step};
 use crate::config::graph::{Cycle, toposort_all};
+pub use crate::orchestrate::engine::cancel::{Cancel, interrupt_on_ctrl_c};
+pub use crate::orchestrate::engine::events::{
+    Counts, JobReport, JobState, Summary, combined_exit_code,
+};
+use crate::orchestrate::engine::events::{EventKind, EventSink, JobInfo, Outcome, Step};
+use crate::orchestrate::plan::select::Direction;
 
 /// One unit of work: usually one instance of a service on its ship.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,219 +195,6 @@ impl StepContext {
     /// Resolves when the user asks to stop; for racing against long waits (pull, checks).
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await
-    }
-}
-
-/// How far a cancellation has gone; ordered so that "at least" comparisons read naturally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum CancelLevel {
-    Running,
-    Graceful,
-    Abort,
-}
-
-/// A two-level cancellation signal shared by the run, its operations and whoever triggers it
-/// (the Ctrl-C handler or a test).
-///
-/// A `watch` channel rather than a plain flag so that waiters wake up instead of polling.
-#[derive(Debug, Clone)]
-pub struct Cancel {
-    level: Arc<watch::Sender<CancelLevel>>,
-}
-
-impl Default for Cancel {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Cancel {
-    pub fn new() -> Self {
-        let (tx, _rx) = watch::channel(CancelLevel::Running);
-        Cancel {
-            level: Arc::new(tx),
-        }
-    }
-
-    /// The first request: start nothing new, let in-flight operations finish or clean up.
-    pub fn cancel(&self) {
-        self.raise(CancelLevel::Graceful);
-    }
-
-    /// The second request: drop in-flight operations now.
-    pub fn abort(&self) {
-        self.raise(CancelLevel::Abort);
-    }
-
-    /// One more request, as from one more Ctrl-C: the first cancels, the next aborts.
-    pub fn escalate(&self) {
-        let next = match *self.level.borrow() {
-            CancelLevel::Running => CancelLevel::Graceful,
-            _ => CancelLevel::Abort,
-        };
-        self.raise(next);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        *self.level.borrow() >= CancelLevel::Graceful
-    }
-
-    pub fn is_aborted(&self) -> bool {
-        *self.level.borrow() >= CancelLevel::Abort
-    }
-
-    pub async fn cancelled(&self) {
-        self.reached(CancelLevel::Graceful).await
-    }
-
-    pub async fn aborted(&self) {
-        self.reached(CancelLevel::Abort).await
-    }
-
-    fn raise(&self, to: CancelLevel) {
-        // send_modify never fails, even without receivers, unlike send.
-        self.level.send_modify(|level| {
-            if *level < to {
-                *level = to;
-            }
-        });
-    }
-
-    async fn reached(&self, wanted: CancelLevel) {
-        let mut rx = self.level.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait; an error
-        // could only mean that, and then there is nothing left to wait for.
-        let _ = rx.wait_for(|level| *level >= wanted).await;
-    }
-}
-
-/// A [`Cancel`] driven by SIGINT: the first Ctrl-C cancels, the second aborts, and a third
-/// exits the process with 130 — installing a handler disables the default "Ctrl-C kills
-/// the program", and an operator must always have a way out even if some operation
-/// ignores cancellation. Must be called inside a tokio runtime.
-pub fn interrupt_on_ctrl_c() -> Cancel {
-    let cancel = Cancel::new();
-    let handle = cancel.clone();
-    tokio::spawn(async move {
-        let mut received = 0u32;
-        while tokio::signal::ctrl_c().await.is_ok() {
-            received += 1;
-            if received >= 3 {
-                std::process::exit(130);
-            }
-            handle.escalate();
-        }
-    });
-    cancel
-}
-
-/// How one job ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum JobState {
-    Done {
-        outcome: Outcome,
-    },
-    Failed {
-        reason: String,
-        log_tail: Vec<String>,
-    },
-    Skipped {
-        reason: String,
-    },
-    Cancelled {
-        reason: String,
-    },
-}
-
-impl JobState {
-    pub fn is_done(&self) -> bool {
-        matches!(self, JobState::Done { .. })
-    }
-}
-
-/// The record of one job in the summary. Times are milliseconds on the event stream's
-/// clock; `None` for jobs that never started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobReport {
-    pub job: usize,
-    pub instance: String,
-    pub service: String,
-    pub ship: String,
-    pub state: JobState,
-    pub started_at_ms: Option<u64>,
-    pub finished_at_ms: Option<u64>,
-}
-
-impl JobReport {
-    pub fn elapsed_ms(&self) -> Option<u64> {
-        Some(self.finished_at_ms?.saturating_sub(self.started_at_ms?))
-    }
-}
-
-/// Per-state job counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub done: usize,
-    pub failed: usize,
-    pub skipped: usize,
-    pub cancelled: usize,
-}
-
-/// What a run did, job by job, in job order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    pub command: String,
-    pub jobs: Vec<JobReport>,
-    /// A cancellation was requested during the run.
-    pub interrupted: bool,
-    /// The second request came: in-flight operations were dropped.
-    pub aborted: bool,
-    pub started_at_ms: u64,
-    pub finished_at_ms: u64,
-}
-
-impl Summary {
-    pub fn counts(&self) -> Counts {
-        let mut counts = Counts::default();
-        for report in &self.jobs {
-            match report.state {
-                JobState::Done { .. } => counts.done += 1,
-                JobState::Failed { .. } => counts.failed += 1,
-                JobState::Skipped { .. } => counts.skipped += 1,
-                JobState::Cancelled { .. } => counts.cancelled += 1,
-            }
-        }
-        counts
-    }
-
-    pub fn elapsed_ms(&self) -> u64 {
-        self.finished_at_ms.saturating_sub(self.started_at_ms)
-    }
-
-    /// The process exit code for this run: 130 when interrupted (the shell convention for
-    /// SIGINT), 1 when any job did not succeed, 0 when all did.
-    pub fn exit_code(&self) -> i32 {
-        if self.interrupted {
-            130
-        } else if self.jobs.iter().all(|report| report.state.is_done()) {
-            0
-        } else {
-            1
-        }
-    }
-}
-
-/// The exit code of a command made of several runs (restart = stop, then start): an
-/// interruption anywhere wins, then any unsuccessful job, as for a single run.
-pub fn combined_exit_code<'a>(summaries: impl IntoIterator<Item = &'a Summary>) -> i32 {
-    let codes: Vec<i32> = summaries.into_iter().map(Summary::exit_code).collect();
-    if codes.contains(&130) {
-        130
-    } else if codes.contains(&1) {
-        1
-    } else {
-        0
     }
 }
 
@@ -862,7 +651,7 @@ impl Scheduler<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrate::events::{Event, EventStream};
+    use crate::orchestrate::engine::events::{Event, EventStream};
     use std::time::Duration;
 
     /// What the fake operation does for one job.

@@ -20,10 +20,10 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::fleet::{Fleet, ShipError};
-use super::logs::LogEvent;
 use crate::config::{Environment, did_you_mean};
 use crate::docker::{self, DockerError, ExecOutput, ExecRequest, LogSource};
+use crate::orchestrate::engine::fleet::{Fleet, ShipError};
+use crate::orchestrate::observe::logs::LogEvent;
 use crate::transport::{Route, SessionInput, SessionOutput, TransportError};
 
 pub use crate::transport::{PtyRequest, SessionRequest};
@@ -69,7 +69,7 @@ pub enum ExecError {
     #[error(
         "error: {}\n  = help: `maestro exec` runs commands only in this environment's own \
          containers; `maestro start --adopt {instance}` takes the container over",
-        super::ops::refusal(instance, ship, reason)
+        crate::orchestrate::plan::container::refusal(instance, ship, reason)
     )]
     Foreign {
         instance: String,
@@ -270,7 +270,8 @@ async fn running_container(
             ship: ship.to_string(),
         }),
         Some(details)
-            if let Some(reason) = super::ops::foreign(&details, environment, instance) =>
+            if let Some(reason) =
+                crate::orchestrate::plan::container::foreign(&details, environment, instance) =>
         {
             Err(ExecError::Foreign {
                 instance: instance.to_string(),
@@ -490,7 +491,11 @@ pub fn ssh_ship<'a>(
             known: names.collect::<Vec<_>>().join(", "),
         });
     };
-    let endpoint = super::fleet::endpoint(env, ship, super::fleet::ConnectOptions::default());
+    let endpoint = crate::orchestrate::engine::fleet::endpoint(
+        env,
+        ship,
+        crate::orchestrate::engine::fleet::ConnectOptions::default(),
+    );
     match endpoint.route {
         Route::Ssh(_) => Ok(ship),
         Route::Local { socket } => Err(ExecError::NotSsh {

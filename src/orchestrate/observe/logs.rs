@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::fleet::Fleet;
 use crate::docker::{self, DockerError, LogQuery, LogSource};
+use crate::orchestrate::engine::fleet::Fleet;
 
 /// How often a follower asks whether a stopped container runs again.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(1);

@@ -139,7 +139,7 @@ pub fn container_env_of(env: &Environment, instance: &str) -> Option<BTreeMap<St
 
 // The golden-file checker the integration tests use too.
 #[cfg(test)]
-#[path = "../../tests/common/golden.rs"]
+#[path = "../../../tests/common/golden.rs"]
 mod golden;
 
 #[cfg(test)]

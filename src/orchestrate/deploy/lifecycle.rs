@@ -8,12 +8,12 @@
 //! summaries. It never prints: the events go to the sink, whose renderer is the caller's.
 //!
 //! Before the first run, it takes the environment's deploy lock on every ship the plans
-//! touch (see [`super::lock`]), and releases it after the last, whatever the outcome: a
+//! touch (see [`crate::orchestrate::deploy::lock`]), and releases it after the last, whatever the outcome: a
 //! failed or interrupted run ends through the same path. Only a third Ctrl-C (which exits
 //! at once) or a killed process leaves the lock behind, with a record that says so.
 //!
 //! The environment's auditors hear the command begin while the locks are being taken, and
-//! end while they are given back (see [`super::audit`]): both overlap the lock's round trip
+//! end while they are given back (see [`crate::orchestrate::deploy::audit`]): both overlap the lock's round trip
 //! rather than add to it. Nothing changes before both the locks and the begin record are
 //! done; an auditor that fails without `ignore_errors` stops the command there, and a
 //! command the lock refuses is told to the auditors as refused. Keyed on
@@ -23,14 +23,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::audit::{Audit, AuditError, Note};
-use super::events::EventSink;
-use super::executor::{self, Cancel, Concurrency, ExecError, RunSpec, Summary};
-use super::fleet::{ConnectOptions, Fleet};
-use super::lock::{self, Holder, LockError, LockKind};
-use super::ops::{self, Action, LifecycleOp};
-use super::plan::{self, Direction, Graph, Plan, PlanError, Selection};
 use crate::config::Environment;
+use crate::orchestrate::deploy::audit::{Audit, AuditError, Note};
+use crate::orchestrate::deploy::lock::{self, Holder, LockError, LockKind};
+use crate::orchestrate::deploy::ops::{self, Action, LifecycleOp};
+use crate::orchestrate::engine::events::EventSink;
+use crate::orchestrate::engine::executor::{
+    self, Cancel, Concurrency, ExecError, RunSpec, Summary,
+};
+use crate::orchestrate::engine::fleet::{ConnectOptions, Fleet};
+use crate::orchestrate::plan::select::{self, Direction, Graph, Plan, PlanError, Selection};
 
 /// What the command line asked for, reduced to what the runs need.
 #[derive(Debug, Clone)]
@@ -101,7 +103,7 @@ pub fn plan(
     selection: &Selection,
 ) -> Result<Vec<Plan>, PlanError> {
     match request {
-        Request::Single { .. } => Ok(vec![plan::select(env, graph, selection)?]),
+        Request::Single { .. } => Ok(vec![select::select(env, graph, selection)?]),
         Request::Restart {
             step_delay,
             stop_start_delay,
@@ -109,7 +111,7 @@ pub fn plan(
             ..
         } => {
             // -d widens a restart to the dependents, whichever half runs.
-            let (stop, start) = plan::select_restart(env, graph, selection)?;
+            let (stop, start) = select::select_restart(env, graph, selection)?;
             // Nothing to stop means nothing to restart (the start half's names would be
             // empty, which selects everything).
             let start = if stop.is_empty() {

@@ -3,7 +3,7 @@
 //! wording (see docs/configuration.md, "Audit").
 //!
 //! Decisions:
-//! - One hook for every command that changes ships: [`super::lifecycle::run`] builds an
+//! - One hook for every command that changes ships: [`crate::orchestrate::deploy::lifecycle::run`] builds an
 //!   [`Audit`] from the request's command name and its plans, so a command added there is
 //!   audited without more code. The begin record goes out once the deploy lock is held (a
 //!   locked-out attempt changed nothing and is not audited), and the end record before the
@@ -38,11 +38,11 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use super::executor::{Cancel, ExecError, JobReport, JobState, Summary};
-use super::lock;
-use super::plan::Plan;
-use super::secrets;
 use crate::config::{AuditLevel, AuditTarget, Auditor, Environment};
+use crate::orchestrate::deploy::lock;
+use crate::orchestrate::engine::executor::{Cancel, ExecError, JobReport, JobState, Summary};
+use crate::orchestrate::plan::select::Plan;
+use crate::secrets;
 use crate::transport::{self, HttpAnswer, HttpError, HttpRequest, TlsClient, TlsFailure, TlsTrust};
 
 /// Where Slack's Web API is, unless [`SLACK_API_VARIABLE`] says otherwise.
@@ -980,7 +980,7 @@ async fn run_script(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrate::events::Outcome as JobOutcome;
+    use crate::orchestrate::engine::events::Outcome as JobOutcome;
 
     fn record(stage: Stage) -> Record {
         Record::new(

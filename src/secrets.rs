@@ -22,7 +22,6 @@ use std::sync::RwLock;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::config::Environment;
-use crate::orchestrate::events::Event;
 
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
@@ -340,16 +339,20 @@ impl Masker {
         }
     }
 
-    /// The event with every secret in its texts masked (job names, reasons, log tails...).
-    pub fn mask_event(&self, event: &Event) -> Event {
+    /// `value` (an event, a report) with every secret in its texts masked, field by field
+    /// through its JSON form (job names, reasons, log tails...).
+    pub fn mask_value<T>(&self, value: &T) -> T
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+    {
         if self.secrets.is_empty() {
-            return event.clone();
+            return value.clone();
         }
-        let Ok(mut value) = serde_json::to_value(event) else {
-            return event.clone();
+        let Ok(mut json) = serde_json::to_value(value) else {
+            return value.clone();
         };
-        self.mask_json(&mut value);
-        serde_json::from_value(value).unwrap_or_else(|_| event.clone())
+        self.mask_json(&mut json);
+        serde_json::from_value(json).unwrap_or_else(|_| value.clone())
     }
 }
 
