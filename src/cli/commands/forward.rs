@@ -11,7 +11,7 @@ use super::super::{Cli, CliError, EXIT_INTERRUPTED};
 use super::{load, runtime};
 use crate::orchestrate::engine::cancel;
 use crate::orchestrate::engine::fleet::{ConnectOptions, Fleet};
-use crate::orchestrate::session::forward::{self, ForwardEvent, PortSpec, Request};
+use crate::orchestrate::session::forward::{self, ForwardEvent, ForwardRequest, PortSpec};
 use crate::ui;
 
 pub(super) fn forward(
@@ -21,7 +21,7 @@ pub(super) fn forward(
     bind: IpAddr,
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
-    let request = Request::resolve(&env, target, port.clone())?;
+    let request = ForwardRequest::resolve(&env, target, port.clone())?;
     let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
         login_only: false,

@@ -40,7 +40,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::{AuditLevel, AuditTarget, Auditor, Environment};
 use crate::orchestrate::deploy::lock;
-use crate::orchestrate::engine::executor::{Cancel, ExecError, JobReport, JobState, Summary};
+use crate::orchestrate::engine::executor::{Cancel, JobReport, JobState, ScheduleError, Summary};
 use crate::orchestrate::plan::select::Plan;
 use crate::secrets;
 use crate::transport::{self, HttpAnswer, HttpError, HttpRequest, TlsClient, TlsFailure, TlsTrust};
@@ -67,24 +67,24 @@ pub struct Target {
     pub ship_ip: String,
 }
 
-/// How a command ended.
+/// How a command ended, as the auditors hear it (a job's own is `engine::events::Outcome`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Ending {
     Succeeded,
     Failed(String),
     Interrupted,
 }
 
-impl Outcome {
+impl Ending {
     /// The outcome of a sequence of runs: interrupted anywhere, else failed when any job did
     /// not succeed (the reason names them), else succeeded.
-    pub fn of(result: &Result<Vec<Summary>, ExecError>) -> Outcome {
+    pub fn of(result: &Result<Vec<Summary>, ScheduleError>) -> Ending {
         let summaries = match result {
             Ok(summaries) => summaries,
-            Err(err) => return Outcome::Failed(err.to_string()),
+            Err(err) => return Ending::Failed(err.to_string()),
         };
         if summaries.iter().any(|s| s.interrupted) {
-            return Outcome::Interrupted;
+            return Ending::Interrupted;
         }
         let reports = || summaries.iter().flat_map(|s| s.jobs.iter());
         let mut reasons: Vec<String> = reports()
@@ -104,17 +104,17 @@ impl Outcome {
             reasons.push(format!("{not_done} not attempted"));
         }
         if reasons.is_empty() {
-            Outcome::Succeeded
+            Ending::Succeeded
         } else {
-            Outcome::Failed(reasons.join("; "))
+            Ending::Failed(reasons.join("; "))
         }
     }
 
     fn word(&self) -> &'static str {
         match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed(_) => "failed",
-            Outcome::Interrupted => "interrupted",
+            Ending::Succeeded => "succeeded",
+            Ending::Failed(_) => "failed",
+            Ending::Interrupted => "interrupted",
         }
     }
 }
@@ -162,7 +162,7 @@ pub struct Record {
     /// The sentence (`{message}`).
     pub message: String,
     /// At the end and per instance.
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<Ending>,
 }
 
 impl Record {
@@ -174,7 +174,7 @@ impl Record {
         what: &str,
         who: &str,
         message: String,
-        outcome: Option<Outcome>,
+        outcome: Option<Ending>,
     ) -> Record {
         Record {
             stage,
@@ -195,7 +195,7 @@ impl Record {
             who: masker.mask(&self.who),
             message: masker.mask(&self.message),
             outcome: self.outcome.map(|o| match o {
-                Outcome::Failed(reason) => Outcome::Failed(masker.mask(&reason)),
+                Ending::Failed(reason) => Ending::Failed(masker.mask(&reason)),
                 other => other,
             }),
             ..self
@@ -210,11 +210,11 @@ pub fn begin_message(who: &str, command: &str, what: &str) -> String {
 
 /// `Start of web-1, web-2 succeeded.`, `Failed to start web-1! (message: ...)`,
 /// `Stop of web-1 was interrupted.`
-pub fn end_message(command: &str, what: &str, outcome: &Outcome) -> String {
+pub fn end_message(command: &str, what: &str, outcome: &Ending) -> String {
     match outcome {
-        Outcome::Succeeded => format!("{} of {what} succeeded.", title(command)),
-        Outcome::Failed(reason) => format!("Failed to {command} {what}! (message: {reason})"),
-        Outcome::Interrupted => format!("{} of {what} was interrupted.", title(command)),
+        Ending::Succeeded => format!("{} of {what} succeeded.", title(command)),
+        Ending::Failed(reason) => format!("Failed to {command} {what}! (message: {reason})"),
+        Ending::Interrupted => format!("{} of {what} was interrupted.", title(command)),
     }
 }
 
@@ -249,22 +249,22 @@ fn instance_record(command: &str, who: &str, report: &JobReport) -> Record {
     let (message, outcome) = match &report.state {
         JobState::Done { outcome } => (
             format!("{} of {what} succeeded ({outcome}).", title(command)),
-            Outcome::Succeeded,
+            Ending::Succeeded,
         ),
         JobState::Failed { reason, .. } => {
             let reason = reason.lines().next().unwrap_or_default().to_string();
             (
                 format!("Failed to {command} {what}! (message: {reason})"),
-                Outcome::Failed(reason),
+                Ending::Failed(reason),
             )
         }
         JobState::Skipped { reason } => (
             format!("{} of {what} was skipped: {reason}.", title(command)),
-            Outcome::Failed(reason.clone()),
+            Ending::Failed(reason.clone()),
         ),
         JobState::Cancelled { reason } => (
             format!("{} of {what} was cancelled: {reason}.", title(command)),
-            Outcome::Interrupted,
+            Ending::Interrupted,
         ),
     };
     Record::new(
@@ -353,8 +353,8 @@ pub fn log_line(now: SystemTime, record: &Record) -> String {
 pub fn slack_body(channel: &str, name: Option<&str>, icon: Option<&str>, record: &Record) -> Value {
     let color = match (&record.stage, &record.outcome) {
         (Stage::Begin, _) => COLOR_BEGIN,
-        (_, Some(Outcome::Succeeded)) => COLOR_SUCCESS,
-        (_, Some(Outcome::Interrupted)) => "warning",
+        (_, Some(Ending::Succeeded)) => COLOR_SUCCESS,
+        (_, Some(Ending::Interrupted)) => "warning",
         _ => COLOR_ERROR,
     };
     let mut fields = vec![
@@ -363,7 +363,7 @@ pub fn slack_body(channel: &str, name: Option<&str>, icon: Option<&str>, record:
         json!({"title": "Containers", "value": record.what, "short": false}),
     ];
     if let Some(outcome) = &record.outcome {
-        fields.push(json!({"title": "Outcome", "value": outcome.word(), "short": true}));
+        fields.push(json!({"title": "Ending", "value": outcome.word(), "short": true}));
     }
     let mut body = json!({
         "channel": channel,
@@ -516,7 +516,7 @@ impl Audit {
     }
 
     /// The instance records (for `debug` auditors), then the end record.
-    pub fn end_records(&self, result: &Result<Vec<Summary>, ExecError>) -> Vec<Record> {
+    pub fn end_records(&self, result: &Result<Vec<Summary>, ScheduleError>) -> Vec<Record> {
         let mut records: Vec<Record> = Vec::new();
         if let Ok(summaries) = result {
             for summary in summaries {
@@ -525,11 +525,11 @@ impl Audit {
                 }
             }
         }
-        let outcome = Outcome::of(result);
+        let outcome = Ending::of(result);
         let severity = match outcome {
-            Outcome::Succeeded => Severity::Info,
-            Outcome::Failed(_) => Severity::Error,
-            Outcome::Interrupted => Severity::Warning,
+            Ending::Succeeded => Severity::Info,
+            Ending::Failed(_) => Severity::Error,
+            Ending::Interrupted => Severity::Warning,
         };
         let what = self.what();
         records.push(Record::new(
@@ -585,7 +585,7 @@ impl Audit {
     /// cuts it short.
     pub async fn end(
         &self,
-        result: &Result<Vec<Summary>, ExecError>,
+        result: &Result<Vec<Summary>, ScheduleError>,
         cancel: &Cancel,
     ) -> Vec<Note> {
         if self.auditors.is_empty() {
@@ -632,7 +632,7 @@ impl Audit {
         }
         let what = self.what();
         let reason = reason.lines().next().unwrap_or_default();
-        let outcome = Outcome::Failed(format!("refused: {reason}"));
+        let outcome = Ending::Failed(format!("refused: {reason}"));
         let record = Record::new(
             Stage::End,
             Severity::Error,
@@ -805,7 +805,7 @@ async fn deliver(auditor: &Auditor, record: &Record, targets: &[Target]) -> Resu
             Sent::Skipped
         }),
         AuditTarget::Exec { script, args } => {
-            if record.stage != Stage::End || record.outcome != Some(Outcome::Succeeded) {
+            if record.stage != Stage::End || record.outcome != Some(Ending::Succeeded) {
                 return Ok(Sent::Skipped);
             }
             run_script(script, args, record, targets).await?;
@@ -1028,15 +1028,15 @@ mod tests {
             "bob@ci is stopping web-1."
         );
         assert_eq!(
-            end_message("start", "web-1, web-2", &Outcome::Succeeded),
+            end_message("start", "web-1, web-2", &Ending::Succeeded),
             "Start of web-1, web-2 succeeded."
         );
         assert_eq!(
-            end_message("start", "web-1", &Outcome::Failed("web-1: exited".into())),
+            end_message("start", "web-1", &Ending::Failed("web-1: exited".into())),
             "Failed to start web-1! (message: web-1: exited)"
         );
         assert_eq!(
-            end_message("stop", "web-1", &Outcome::Interrupted),
+            end_message("stop", "web-1", &Ending::Interrupted),
             "Stop of web-1 was interrupted."
         );
         assert_eq!(
@@ -1055,7 +1055,7 @@ mod tests {
             vec![report("w1", done.clone())],
             false,
         )]);
-        assert_eq!(Outcome::of(&ok), Outcome::Succeeded);
+        assert_eq!(Ending::of(&ok), Ending::Succeeded);
         let failed = Ok(vec![summary(
             "start",
             vec![
@@ -1077,11 +1077,11 @@ mod tests {
             false,
         )]);
         assert_eq!(
-            Outcome::of(&failed),
-            Outcome::Failed("w2: container exited (code 1); 1 not attempted".into())
+            Ending::of(&failed),
+            Ending::Failed("w2: container exited (code 1); 1 not attempted".into())
         );
         let interrupted = Ok(vec![summary("stop", vec![report("w1", done)], true)]);
-        assert_eq!(Outcome::of(&interrupted), Outcome::Interrupted);
+        assert_eq!(Ending::of(&interrupted), Ending::Interrupted);
     }
 
     #[test]
@@ -1192,12 +1192,12 @@ mod tests {
         assert_eq!(begin["icon_url"], "http://i/x.png");
         assert_eq!(begin["attachments"][0]["color"], COLOR_BEGIN);
         let mut end = record(Stage::End);
-        end.outcome = Some(Outcome::Succeeded);
+        end.outcome = Some(Ending::Succeeded);
         assert_eq!(
             slack_body("#ops", Some("bot"), None, &end)["attachments"][0]["color"],
             "good"
         );
-        end.outcome = Some(Outcome::Failed("x".into()));
+        end.outcome = Some(Ending::Failed("x".into()));
         let body = slack_body("#ops", Some("bot"), None, &end);
         assert_eq!(body["attachments"][0]["color"], "danger");
         assert_eq!(body["username"], "bot");
@@ -1234,7 +1234,7 @@ mod tests {
             what: "web-1".into(),
             who: "alice-audit-unit-secret-7f3@laptop".into(),
             message: "Failed to start web-1! (message: DB_PASSWORD=audit-unit-secret-7f3)".into(),
-            outcome: Some(Outcome::Failed("audit-unit-secret-7f3".into())),
+            outcome: Some(Ending::Failed("audit-unit-secret-7f3".into())),
         }
         .masked(&masker);
         assert_eq!(
@@ -1242,6 +1242,6 @@ mod tests {
             "Failed to start web-1! (message: DB_PASSWORD=***)"
         );
         assert_eq!(r.who, "alice-***@laptop");
-        assert_eq!(r.outcome, Some(Outcome::Failed("***".into())));
+        assert_eq!(r.outcome, Some(Ending::Failed("***".into())));
     }
 }

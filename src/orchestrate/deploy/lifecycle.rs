@@ -29,7 +29,7 @@ use crate::orchestrate::deploy::lock::{self, Holder, LockError, LockKind};
 use crate::orchestrate::deploy::ops::{self, Action, LifecycleOp};
 use crate::orchestrate::engine::events::EventSink;
 use crate::orchestrate::engine::executor::{
-    self, Cancel, Concurrency, ExecError, RunSpec, Summary,
+    self, Cancel, Concurrency, RunSpec, ScheduleError, Summary,
 };
 use crate::orchestrate::engine::fleet::{ConnectOptions, Fleet};
 use crate::orchestrate::plan::select::{self, Direction, Graph, Plan, PlanError, Selection};
@@ -137,7 +137,7 @@ pub fn plan(
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
-    Exec(#[from] ExecError),
+    Schedule(#[from] ScheduleError),
     /// The deploy lock of a ship was held by someone else, or could not be taken: nothing ran.
     /// Locks taken meanwhile that could not be given back are beside it, to be told.
     #[error("{0}")]
@@ -251,10 +251,10 @@ pub async fn sequence<'p, R, F>(
     limits: Concurrency,
     cancel: &Cancel,
     mut run: R,
-) -> Result<Vec<Summary>, ExecError>
+) -> Result<Vec<Summary>, ScheduleError>
 where
     R: FnMut(&'static str, &'p Plan, Action, Concurrency) -> F,
-    F: Future<Output = Result<Summary, ExecError>>,
+    F: Future<Output = Result<Summary, ScheduleError>>,
 {
     let mut summaries: Vec<Summary> = Vec::new();
     match *request {

@@ -201,7 +201,7 @@ impl StepContext {
 /// A job list the scheduler cannot run. The plan module rejects these with better messages
 /// first; the executor still checks so that a bug there cannot hang a run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExecError {
+pub enum ScheduleError {
     #[error("job {job} ({instance}) requires job {dep}, but there are only {len} jobs")]
     UnknownDependency {
         job: usize,
@@ -230,14 +230,14 @@ pub async fn run(
     op: Arc<dyn Operation>,
     sink: EventSink,
     cancel: Cancel,
-) -> Result<Summary, ExecError> {
+) -> Result<Summary, ScheduleError> {
     let RunSpec {
         command,
         jobs,
         direction,
         limits,
     } = spec;
-    let graph = Graph::new(&jobs, direction)?;
+    let graph = Waits::new(&jobs, direction)?;
     let started_at_ms = sink.elapsed_ms();
     sink.send(EventKind::PlanStarted {
         command: command.clone(),
@@ -340,7 +340,7 @@ pub async fn run(
         }
     }
     // Nothing can still be pending here unless the run was interrupted (cancel_pending) or
-    // the graph left jobs unreachable, which Graph::new rules out; be defensive anyway so
+    // the graph left jobs unreachable, which Waits::new rules out; be defensive anyway so
     // every job ends in exactly one state.
     scheduler.cancel_pending();
 
@@ -358,17 +358,17 @@ pub async fn run(
     Ok(summary)
 }
 
-/// The dependency graph oriented for one direction: `waits_on[j]` must all succeed before
+/// The dependency graph oriented for one direction (not `plan::select::Graph`, the file's): `waits_on[j]` must all succeed before
 /// `j` begins; `unblocks[j]` are the jobs waiting on `j`.
 #[derive(Debug)]
-struct Graph {
+struct Waits {
     unblocks: Vec<Vec<usize>>,
     /// How many of `waits_on[j]` have not succeeded yet.
     waiting: Vec<usize>,
 }
 
-impl Graph {
-    fn new(jobs: &[Job], direction: Direction) -> Result<Graph, ExecError> {
+impl Waits {
+    fn new(jobs: &[Job], direction: Direction) -> Result<Waits, ScheduleError> {
         let len = jobs.len();
         let mut requires: Vec<Vec<usize>> = vec![Vec::new(); len];
         let mut required_by: Vec<Vec<usize>> = vec![Vec::new(); len];
@@ -377,7 +377,7 @@ impl Graph {
             let deps: BTreeSet<usize> = j.deps.iter().copied().collect();
             for dep in deps {
                 if dep >= len {
-                    return Err(ExecError::UnknownDependency {
+                    return Err(ScheduleError::UnknownDependency {
                         job,
                         instance: j.instance.clone(),
                         dep,
@@ -398,20 +398,20 @@ impl Graph {
         // either direction.
         if let Err(Cycle { stuck, .. }) = toposort_all(&requires) {
             let instances = stuck.iter().map(|&j| jobs[j].instance.clone()).collect();
-            return Err(ExecError::Cycle { instances });
+            return Err(ScheduleError::Cycle { instances });
         }
         let (waits_on, unblocks) = match direction {
             Direction::Forward => (requires, required_by),
             Direction::Reverse => (required_by, requires),
         };
         let waiting: Vec<usize> = waits_on.iter().map(Vec::len).collect();
-        Ok(Graph { unblocks, waiting })
+        Ok(Waits { unblocks, waiting })
     }
 }
 
 struct Scheduler<'a> {
     jobs: &'a [Job],
-    graph: Graph,
+    graph: Waits,
     limits: Concurrency,
     direction: Direction,
     sink: EventSink,
@@ -991,7 +991,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err,
-            ExecError::Cycle {
+            ScheduleError::Cycle {
                 instances: vec!["a1".into(), "b1".into()]
             }
         );
@@ -1004,7 +1004,10 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(err, ExecError::UnknownDependency { dep: 7, .. }));
+        assert!(matches!(
+            err,
+            ScheduleError::UnknownDependency { dep: 7, .. }
+        ));
         assert!(rx.try_recv().is_err(), "no events for a refused graph");
     }
 

@@ -103,7 +103,7 @@ impl PortSpec {
 
 /// What is forwarded to, as far as the file tells (before any ship is asked).
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct ForwardRequest {
     /// The instance, or `None` for a ship's own port.
     pub instance: Option<Instance>,
     pub ship: String,
@@ -204,13 +204,13 @@ impl ForwardError {
     }
 }
 
-impl Request {
+impl ForwardRequest {
     /// Resolves `target` (an instance, else a ship) and checks the port against the file.
     pub fn resolve(
         env: &Environment,
         target: &str,
         port: PortSpec,
-    ) -> Result<Request, ForwardError> {
+    ) -> Result<ForwardRequest, ForwardError> {
         if let Some((_, instance)) = env.instance(target) {
             if let RemotePort::Named(name) = &port.remote {
                 match instance.ports.iter().find(|p| &p.name == name) {
@@ -238,7 +238,7 @@ impl Request {
                     Some(_) => {}
                 }
             }
-            return Ok(Request {
+            return Ok(ForwardRequest {
                 ship: instance.ship.clone(),
                 instance: Some(instance.clone()),
                 port,
@@ -250,7 +250,7 @@ impl Request {
                     ship: ship.name.clone(),
                 });
             }
-            return Ok(Request {
+            return Ok(ForwardRequest {
                 instance: None,
                 ship: ship.name.clone(),
                 port,
@@ -298,7 +298,7 @@ pub struct Destination {
 /// container's published ports (`published`, from [`crate::orchestrate::plan::container::published_ports`]).
 pub fn destination(
     env: &Environment,
-    request: &Request,
+    request: &ForwardRequest,
     transport: TransportKind,
     published: &BTreeMap<String, u16>,
     running: bool,
@@ -311,7 +311,7 @@ pub fn destination(
         };
         let port = match request.port.remote {
             RemotePort::Number(n) => n,
-            // Refused by `Request::resolve`.
+            // Refused by `ForwardRequest::resolve`.
             RemotePort::Named(_) => 0,
         };
         return Ok(Destination {
@@ -381,7 +381,7 @@ pub enum ForwardEvent {
 pub async fn run(
     env: &Environment,
     fleet: &Arc<Fleet>,
-    request: &Request,
+    request: &ForwardRequest,
     listener: TcpListener,
     events: mpsc::UnboundedSender<ForwardEvent>,
 ) -> Result<(), ForwardError> {
@@ -550,10 +550,10 @@ services:
     #[test]
     fn targets_and_ports_are_checked_against_the_file() {
         let env = env();
-        let err = Request::resolve(&env, "db-2", spec("sql")).expect_err("unknown");
+        let err = ForwardRequest::resolve(&env, "db-2", spec("sql")).expect_err("unknown");
         assert!(err.to_string().contains("did you mean `db-1`?"), "{err}");
         assert_eq!(err.exit_code(), 2);
-        let err = Request::resolve(&env, "db-1", spec("sqll")).expect_err("unknown port");
+        let err = ForwardRequest::resolve(&env, "db-1", spec("sqll")).expect_err("unknown port");
         let msg = err.to_string();
         assert!(
             msg.contains("has no port named `sqll`; did you mean `sql`?"),
@@ -563,11 +563,11 @@ services:
             msg.contains("its ports: sql (5432/tcp), stats (9000/udp)"),
             "{msg}"
         );
-        let err = Request::resolve(&env, "db-1", spec("stats")).expect_err("udp");
+        let err = ForwardRequest::resolve(&env, "db-1", spec("stats")).expect_err("udp");
         assert!(err.to_string().contains("is udp"), "{err}");
-        let err = Request::resolve(&env, "s1", spec("sql")).expect_err("named port on ship");
+        let err = ForwardRequest::resolve(&env, "s1", spec("sql")).expect_err("named port on ship");
         assert!(err.to_string().contains("`s1` is a ship"), "{err}");
-        assert!(Request::resolve(&env, "s1", spec("22")).is_ok());
+        assert!(ForwardRequest::resolve(&env, "s1", spec("22")).is_ok());
     }
 
     #[test]
@@ -576,7 +576,7 @@ services:
         let (_, db) = env.instance("db-1").expect("db-1");
         let published = crate::orchestrate::plan::container::published_ports(db, None);
         let to = |text: &str| {
-            let request = Request::resolve(&env, "db-1", spec(text)).expect("resolves");
+            let request = ForwardRequest::resolve(&env, "db-1", spec(text)).expect("resolves");
             destination(&env, &request, TransportKind::Ssh, &published, true)
         };
         let sql = to("sql").expect("sql");
@@ -591,7 +591,7 @@ services:
         assert!(err.to_string().contains("publishes no host port"), "{err}");
 
         let ship = |name: &str, kind| {
-            let request = Request::resolve(&env, name, spec("22")).expect("resolves");
+            let request = ForwardRequest::resolve(&env, name, spec("22")).expect("resolves");
             destination(&env, &request, kind, &BTreeMap::new(), true).expect("ship")
         };
         assert_eq!(ship("s1", TransportKind::Ssh).host, "127.0.0.1");
