@@ -691,27 +691,31 @@ async fn paced_login(
     }
 }
 
+/// The host key algorithms to ask for, those of the key types on record first, so that a
+/// host known by its ECDSA key is not reported unknown because it also offers Ed25519.
+/// known_hosts records an RSA key as `ssh-rsa` whatever the server signs with; OpenSSH 8.8+
+/// servers no longer sign with SHA-1 `ssh-rsa`, so an RSA key on record asks for
+/// `rsa-sha2-512` and `rsa-sha2-256` first, as OpenSSH does. `ssh-rsa` stays last of them,
+/// for old servers, as it always was here.
+fn host_key_order(
+    default: &[russh::keys::Algorithm],
+    recorded: &[russh::keys::Algorithm],
+) -> Vec<russh::keys::Algorithm> {
+    use russh::keys::Algorithm::Rsa;
+    let on_record = |alg: &russh::keys::Algorithm| {
+        recorded
+            .iter()
+            .any(|rec| rec == alg || (matches!(rec, Rsa { .. }) && matches!(alg, Rsa { .. })))
+    };
+    let mut order: Vec<_> = default.iter().filter(|a| on_record(a)).cloned().collect();
+    order.extend(default.iter().filter(|a| !on_record(a)).cloned());
+    order
+}
+
 fn client_config(hop: &Hop, options: &ConnectOptions) -> client::Config {
     let mut preferred = russh::Preferred::default();
-    // Ask first for the key types we have on record, so a host known by its ECDSA key is
-    // not reported unknown because it also offers Ed25519.
     let recorded = known_hosts::recorded_algorithms(&hop.host, hop.port, &hop.known_hosts_files);
-    if !recorded.is_empty() {
-        let mut order: Vec<_> = preferred
-            .key
-            .iter()
-            .filter(|alg| recorded.contains(alg))
-            .cloned()
-            .collect();
-        order.extend(
-            preferred
-                .key
-                .iter()
-                .filter(|alg| !recorded.contains(alg))
-                .cloned(),
-        );
-        preferred.key = order.into();
-    }
+    preferred.key = host_key_order(&preferred.key, &recorded).into();
     // OpenSSH asks for certificates first when a CA is listed for the host; russh asks for
     // none unless told, and a certificate nobody trusts would only be judged by its key.
     if known_hosts::trusts_cas_for(&hop.host, hop.port, &hop.known_hosts_files) {
@@ -1596,6 +1600,35 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
 
 #[cfg(test)]
 mod tests {
+    use russh::keys::Algorithm;
+    use russh::keys::ssh_key::EcdsaCurve;
+
+    #[test]
+    fn an_rsa_key_on_record_asks_for_sha2_rsa_signatures_first() {
+        let default = russh::Preferred::default().key;
+        let rsa_first = super::host_key_order(&default, &[Algorithm::Rsa { hash: None }]);
+        assert_eq!(
+            rsa_first[..3],
+            [
+                Algorithm::Rsa {
+                    hash: Some(russh::keys::HashAlg::Sha512)
+                },
+                Algorithm::Rsa {
+                    hash: Some(russh::keys::HashAlg::Sha256)
+                },
+                Algorithm::Rsa { hash: None },
+            ]
+        );
+        assert_eq!(rsa_first.len(), default.len());
+        let ecdsa = Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        };
+        let ecdsa_first = super::host_key_order(&default, std::slice::from_ref(&ecdsa));
+        assert_eq!(ecdsa_first[0], ecdsa);
+        assert_eq!(ecdsa_first[1], Algorithm::Ed25519);
+        assert_eq!(super::host_key_order(&default, &[]), default.to_vec());
+    }
+
     use super::*;
 
     #[test]
