@@ -28,7 +28,7 @@ use bollard::{ClientVersion, Docker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use api_version::default_cache_dir;
-pub use error::TransportError;
+pub use error::{ChangedKeyRecord, TransportError};
 pub use http::{HttpAnswer, HttpError, HttpRequest, direct as http_direct};
 pub use known_hosts::HostKeyPolicy;
 pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
@@ -136,7 +136,8 @@ pub struct SshRoute {
     pub jumps: Vec<JumpSpec>,
     /// `None`: from ssh_config's `StrictHostKeyChecking` (`no` means accept-new), else strict.
     pub host_key_policy: Option<HostKeyPolicy>,
-    /// Overrides ssh_config's `UserKnownHostsFile` and `~/.ssh/known_hosts`.
+    /// The only known_hosts file read when set: overrides ssh_config's `UserKnownHostsFile`
+    /// and `GlobalKnownHostsFile` and their defaults.
     pub known_hosts_file: Option<PathBuf>,
     /// Default: `MAESTRO_SSH_CONFIG` if set, else `~/.ssh/config`.
     pub ssh_config_file: Option<PathBuf>,
