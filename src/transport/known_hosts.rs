@@ -473,30 +473,69 @@ fn marked_lines(files: &[PathBuf]) -> MarkedLines {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
         };
-        for line in text.lines() {
-            let mut fields = line.split_whitespace();
-            let marker = match fields.next() {
-                Some(m) if m.eq_ignore_ascii_case("@cert-authority") => Marker::CertAuthority,
-                Some(m) if m.eq_ignore_ascii_case("@revoked") => Marker::Revoked,
-                _ => continue,
-            };
-            let (Some(hosts), Some(_algorithm), Some(b64)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            let Ok(key) = russh::keys::parse_public_key_base64(b64) else {
-                continue;
-            };
-            found.push(MarkedLine {
-                marker,
-                hosts: hosts.to_string(),
-                key,
-                file: file.clone(),
-            });
-        }
+        marked_lines_of(&text, file, &mut found);
     }
     MarkedLines(found)
+}
+
+fn marked_lines_of(text: &str, file: &Path, found: &mut Vec<MarkedLine>) {
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let marker = match fields.next() {
+            Some(m) if m.eq_ignore_ascii_case("@cert-authority") => Marker::CertAuthority,
+            Some(m) if m.eq_ignore_ascii_case("@revoked") => Marker::Revoked,
+            _ => continue,
+        };
+        let (Some(hosts), Some(_algorithm), Some(b64)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Ok(key) = russh::keys::parse_public_key_base64(b64) else {
+            continue;
+        };
+        found.push(MarkedLine {
+            marker,
+            hosts: hosts.to_string(),
+            key,
+            file: file.to_path_buf(),
+        });
+    }
+}
+
+/// Our known_hosts readers on `text`, for the fuzz target (`transport::fuzzing`): marker
+/// lines, host fields (plain, patterns, hashed) against fixed hosts, keys, the verdict for a
+/// key against the others, and a `CASignatureAlgorithms` value. The plain lines' own
+/// matching is russh's and reads files, so it is not driven from here.
+pub(crate) fn fuzz_text(text: &str) {
+    let source = Path::new("(fuzz input)");
+    let mut found = Vec::new();
+    marked_lines_of(text, source, &mut found);
+    let marked = MarkedLines(found);
+    let hosts = [("10.0.0.1", 22), ("web", 2222), ("", 0)];
+    let mut on_record = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let mut fields = line.split_whitespace();
+        let (Some(field), Some(_algorithm), Some(b64)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        for (host, port) in hosts {
+            let _ = hosts_field_matches(host, port, field);
+        }
+        if let Ok(key) = russh::keys::parse_public_key_base64(b64) {
+            on_record.push((source.to_path_buf(), number + 1, key));
+        }
+    }
+    for (host, port) in hosts {
+        let _ = marked.cert_authorities(host, port).count();
+    }
+    if let Some(((_, _, key), rest)) = on_record.split_first() {
+        let _ = marked.revoked(key.key_data());
+        let _ = changed(key, rest);
+    }
+    let _ = ca_signature_allowed("rsa-sha2-512", text.lines().next());
 }
 
 /// Whether a known_hosts host field names `host:port`, which OpenSSH writes `[host]:port`

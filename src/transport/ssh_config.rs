@@ -92,8 +92,24 @@ fn lookup_with(
         }
         Err(err) => return Err(format!("cannot read ssh config {}: {err}", path.display())),
     };
-    let text = Walk::new(alias, given, dot_ssh)
-        .run(&text)
+    settings_from(&text, path, Walk::new(alias, given, dot_ssh))
+}
+
+/// Parses `text` as an ssh_config for `alias` without touching the system: an `Include`
+/// reads nothing and `Match exec` runs nothing (it does not match). For the fuzz target
+/// (`transport::fuzzing`): the result depends on the text alone and hostile input cannot
+/// run commands.
+pub(crate) fn parse_offline(text: &str, alias: &str) -> Result<HostSettings, String> {
+    let mut walk = Walk::new(alias, Given::default(), None);
+    walk.offline = true;
+    settings_from(text, Path::new("(fuzz input)"), walk)
+}
+
+/// The settings `text` (read from `path`, named in errors) gives `walk.alias`.
+fn settings_from(text: &str, path: &Path, walk: Walk<'_>) -> Result<HostSettings, String> {
+    let alias = walk.alias;
+    let text = walk
+        .run(text)
         .map_err(|err| format!("ssh config {}: {err}", path.display()))?;
     let normalised = normalise(&text);
     let parsed = russh_config::parse(&normalised, alias)
@@ -147,6 +163,8 @@ struct Walk<'a> {
     host_name: Option<String>,
     user: Option<String>,
     port: Option<u16>,
+    /// Read no `Include` and run no `Match exec` (see [`parse_offline`]).
+    offline: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -158,6 +176,7 @@ impl<'a> Walk<'a> {
             host_name: None,
             user: None,
             port: None,
+            offline: false,
         }
     }
 
@@ -197,7 +216,7 @@ impl<'a> Walk<'a> {
                     continue;
                 }
                 "include" => {
-                    if !applies {
+                    if !applies || self.offline {
                         continue;
                     }
                     for pattern in value.split_whitespace() {
@@ -284,7 +303,7 @@ impl<'a> Walk<'a> {
                         "user" => patterns::list_matches(&self.remote_user(), arg, false),
                         "localuser" => patterns::list_matches(&local_user(), arg, false),
                         // As OpenSSH, a command is not run once the line has failed.
-                        "exec" if !result => false,
+                        "exec" if !result || self.offline => false,
                         "exec" => self.exec_succeeds(arg)?,
                         "localnetwork" | "tagged" | "version" | "sessiontype" | "command" => {
                             result = false;
@@ -647,6 +666,24 @@ mod tests {
             port: 2222,
             remote_user: "deploy",
         }
+    }
+
+    #[test]
+    fn offline_parsing_reads_no_include_and_runs_no_exec() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let included = dir.path().join("included");
+        std::fs::write(&included, "Host *\n  Port 7\n").expect("write");
+        let text = format!(
+            "Include {}\nMatch exec \"touch {}\"\n  User ran\nHost web\n  HostName 10.0.0.5\n",
+            included.display(),
+            marker.display()
+        );
+        let settings = parse_offline(&text, "web").expect("parses");
+        assert_eq!(settings.host_name.as_deref(), Some("10.0.0.5"));
+        assert_eq!(settings.port, None, "Include must not be read");
+        assert_eq!(settings.user, None, "Match exec must not match");
+        assert!(!marker.exists(), "Match exec must not run");
     }
 
     #[test]
