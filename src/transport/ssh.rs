@@ -1174,23 +1174,27 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
         Verdict::Unknown => Some(TransportError::HostKeyUnknown {
             ship: ship.to_string(),
             hop: hop.label.clone(),
-            hint: format!(
-                "If {fingerprint} is the right key for {}:{}, accept it with \
-                 --accept-new-host-keys or the ship setting `ssh: {{known_hosts: accept-new}}` \
-                 (it is then recorded in {}), or add it with `ssh-keyscan -p {} {} >> {}`",
-                hop.host,
-                hop.port,
-                hop.record_file
-                    .as_ref()
-                    .map(|f| f.display().to_string())
-                    .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
-                hop.port,
-                hop.host,
-                hop.record_file
-                    .as_ref()
-                    .map(|f| f.display().to_string())
-                    .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
-            ),
+            hint: match &hop.record_file {
+                Some(file) => format!(
+                    "If {fingerprint} is the right key for {}:{}, accept it with \
+                     --accept-new-host-keys or the ship setting `ssh: {{known_hosts: accept-new}}` \
+                     (it is then recorded in {}), or add it with `ssh-keyscan -p {} {} >> {}`",
+                    hop.host,
+                    hop.port,
+                    file.display(),
+                    hop.port,
+                    hop.host,
+                    shell_word(&file.display().to_string()),
+                ),
+                // `UserKnownHostsFile none`: accept-new has nowhere to record it.
+                None => format!(
+                    "If {fingerprint} is the right key for {}:{}, add it to a known_hosts file \
+                     with `ssh-keyscan -p {} {}` (ssh_config's UserKnownHostsFile is none, so \
+                     --accept-new-host-keys has nowhere to record it), or name one with the \
+                     ship setting `ssh: {{known_hosts_file: FILE}}`",
+                    hop.host, hop.port, hop.port, hop.host,
+                ),
+            },
             fingerprint,
         }),
         Verdict::Changed {
@@ -1209,7 +1213,7 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
                 // known_hosts names a host on another port than 22 `[host]:port`.
                 forget: format!(
                     "ssh-keygen -f {} -R {}",
-                    file.display(),
+                    shell_word(&file.display().to_string()),
                     if hop.port == 22 {
                         hop.host.clone()
                     } else {
@@ -1244,6 +1248,20 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
             fingerprint,
         }),
         Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified => None,
+    }
+}
+
+/// `text` as one word of a shell command the operator may paste: as is when it is plain,
+/// else in single quotes (a known_hosts path may hold blanks, e.g. from UserKnownHostsFile).
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=~".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -1780,6 +1798,19 @@ mod tests {
         let err = super::known_hosts_files(None, &bad, &tokens, &global_default)
             .expect_err("unknown token");
         assert!(err.contains("UserKnownHostsFile `~/kh_%C`"), "{err}");
+    }
+
+    #[test]
+    fn paths_in_pasted_commands_are_quoted_when_they_need_it() {
+        assert_eq!(
+            super::shell_word("/root/.ssh/known_hosts"),
+            "/root/.ssh/known_hosts"
+        );
+        assert_eq!(
+            super::shell_word("/home/me/first kh"),
+            "'/home/me/first kh'"
+        );
+        assert_eq!(super::shell_word("/a'b"), "'/a'\\''b'");
     }
 
     #[test]
