@@ -41,17 +41,32 @@ cargo test "$@"
 step "benchmark harness self-test"
 timeout 900 python3 bench/harness.py --selftest "$bed_json"
 
-# --- bounded fuzz run of the config loader (reliability; see fuzz/ and docs/reliability.md) ---
+# --- bounded fuzz runs of the config loader and the SSH file parsers (reliability; see fuzz/
+# and docs/reliability.md) ---
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the stable toolchain use them.
 # Seeds: the examples and every test fixture as they are (read only; libFuzzer walks the
-# directories), so that no copy of them goes stale.
-# MAESTRO_SKIP_FUZZ=1 skips it; MAESTRO_FUZZ_SECONDS sets the budget (default 60).
+# directories), so that no copy of them goes stale; the SSH parsers start from the bed's own
+# ssh_config and known_hosts when a bed is up, else from nothing.
+# MAESTRO_SKIP_FUZZ=1 skips it; MAESTRO_FUZZ_SECONDS sets the whole budget (default 60):
+# two thirds to config_load, a sixth each to known_hosts and ssh_config.
 if [ "${MAESTRO_SKIP_FUZZ:-}" != 1 ]; then
-    step "cargo fuzz run config_load (${MAESTRO_FUZZ_SECONDS:-60}s)"
+    fuzz_total=${MAESTRO_FUZZ_SECONDS:-60}
+    fuzz_ssh=$(( fuzz_total / 6 > 0 ? fuzz_total / 6 : 1 ))
+    fuzz_config=$(( fuzz_total - 2 * fuzz_ssh > 0 ? fuzz_total - 2 * fuzz_ssh : 1 ))
     command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+    step "cargo fuzz run config_load (${fuzz_config}s)"
     mkdir -p fuzz/corpus/config_load
     RUSTC_BOOTSTRAP=1 cargo fuzz run config_load fuzz/corpus/config_load examples tests/fixtures -- \
-        -max_total_time="${MAESTRO_FUZZ_SECONDS:-60}" -max_len=65536 -timeout=10 -rss_limit_mb=2048
+        -max_total_time="$fuzz_config" -max_len=65536 -timeout=10 -rss_limit_mb=2048
+    bed_dir=$(dirname "$bed_json")
+    for target in known_hosts ssh_config; do
+        step "cargo fuzz run $target (${fuzz_ssh}s)"
+        mkdir -p "fuzz/corpus/$target"
+        seeds=()
+        [ -f "$bed_dir/$target" ] && { mkdir -p "fuzz/corpus/$target-seed"; cp "$bed_dir/$target" "fuzz/corpus/$target-seed/"; seeds=("fuzz/corpus/$target-seed"); }
+        RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "fuzz/corpus/$target" "${seeds[@]}" -- \
+            -max_total_time="$fuzz_ssh" -max_len=16384 -timeout=10 -rss_limit_mb=2048
+    done
 fi
 # --- end of the fuzz run ---
 

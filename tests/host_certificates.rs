@@ -1,7 +1,12 @@
 //! Host certificates on the real test bed: an extra sshd in a ship's namespace presents a
 //! certificate of the ship's host key signed by a CA made here, and known_hosts trusts only
 //! that CA (`@cert-authority`). maestro must reach the ship as OpenSSH does, and refuse it,
-//! saying why, when the CA is `@revoked` or the certificate names another host.
+//! saying why, when the CA is `@revoked` or the certificate names another host, or when the
+//! CA signed with SHA-1 `ssh-rsa`.
+//!
+//! The same extra sshd, given other host keys, plays the man in the middle who offers a key
+//! of another type than the one on record, and the modern server that no longer signs with
+//! `ssh-rsa` for a host on record only by its RSA key.
 
 mod common;
 
@@ -22,6 +27,24 @@ struct ExtraSshd {
 impl ExtraSshd {
     /// The ship's sshd config with another port, pidfile and a `HostCertificate`.
     fn start(ship: &common::Ship, dir: &Path, port: u16, certificate: &Path) -> ExtraSshd {
+        ExtraSshd::start_with(
+            ship,
+            dir,
+            port,
+            None,
+            &format!("HostCertificate {}\n", certificate.display()),
+        )
+    }
+
+    /// The ship's sshd config with another port and pidfile, `host_keys` instead of the
+    /// ship's own host key when given, and `extra` lines.
+    fn start_with(
+        ship: &common::Ship,
+        dir: &Path,
+        port: u16,
+        host_keys: Option<&[&Path]>,
+        extra: &str,
+    ) -> ExtraSshd {
         let ship_dir = ship
             .dir
             .as_ref()
@@ -30,13 +53,16 @@ impl ExtraSshd {
         let mut config: String = base
             .lines()
             .filter(|line| !line.starts_with("Port ") && !line.starts_with("PidFile "))
+            .filter(|line| host_keys.is_none() || !line.starts_with("HostKey "))
             .map(|line| format!("{line}\n"))
             .collect();
         config.push_str(&format!(
-            "Port {port}\nPidFile {}\nHostCertificate {}\n",
+            "Port {port}\nPidFile {}\n{extra}",
             dir.join(format!("sshd-{port}.pid")).display(),
-            certificate.display()
         ));
+        for key in host_keys.unwrap_or_default() {
+            config.push_str(&format!("HostKey {}\n", key.display()));
+        }
         let config_path = dir.join(format!("sshd-{port}.conf"));
         std::fs::write(&config_path, config).expect("write sshd config");
         let log = dir.join(format!("sshd-{port}.log"));
@@ -112,12 +138,23 @@ fn ships_report(
     port: u16,
     known_hosts: &Path,
 ) -> Value {
+    ships_report_with(bed, ship, port, known_hosts, "")
+}
+
+/// [`ships_report`] with more settings of the ship's `ssh` map (`, key: value`).
+fn ships_report_with(
+    bed: &common::TestBed,
+    ship: &common::Ship,
+    port: u16,
+    known_hosts: &Path,
+    more_ssh: &str,
+) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("ships.yaml");
     std::fs::write(
         &file,
         format!(
-            "name: certs\nships:\n  certified: {{ip: {}, socket_path: \"{}\", ssh: {{user: {}, port: {port}, identity_files: [\"{}\"], known_hosts_file: \"{}\"}}}}\nservices: {{}}\n",
+            "name: certs\nships:\n  certified: {{ip: {}, socket_path: \"{}\", ssh: {{user: {}, port: {port}, identity_files: [\"{}\"], known_hosts_file: \"{}\"{more_ssh}}}}}\nservices: {{}}\n",
             ship.ip,
             ship.docker_socket.display(),
             bed.user,
@@ -263,5 +300,150 @@ fn host_certificate_from_a_trusted_ca_is_accepted_and_refused_when_revoked_or_mi
         warnings.contains("is for principals [other.example]")
             && warnings.contains("accepted its key"),
         "{report}"
+    );
+}
+
+/// A new key pair of `kind` (`rsa`, `ecdsa`, `ed25519`) at `path`; its public line.
+fn new_key(kind: &str, path: &Path) -> String {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", kind, "-N", "", "-C", "maestro-test", "-f"])
+        .arg(path));
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
+    public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn fingerprint_of(public: &Path) -> String {
+    let out = run(Command::new("ssh-keygen").arg("-lf").arg(public));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_string()
+}
+
+#[test]
+fn a_host_offering_a_key_type_not_on_record_is_changed_even_with_accept_new() {
+    let bed = common::TestBed::shared();
+    let ship = bed.outer_ships()[bed.outer_ships().len() - 1].clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The impostor has no Ed25519 key of the ship, so it offers only an RSA key.
+    let rsa = dir.path().join("impostor_rsa");
+    new_key("rsa", &rsa);
+    let _sshd = ExtraSshd::start_with(&ship, dir.path(), 2224, Some(&[rsa.as_path()]), "");
+    let host_key = std::fs::read_to_string(ship.host_key_public.as_ref().expect("host key"))
+        .expect("read host key");
+    let known_hosts = dir.path().join("known_hosts");
+    let recorded = format!("[{}]:2224 {}\n", ship.ip, host_key.trim());
+    std::fs::write(&known_hosts, &recorded).expect("write known_hosts");
+    for policy in ["strict", "accept-new"] {
+        let report = ships_report_with(
+            &bed,
+            &ship,
+            2224,
+            &known_hosts,
+            &format!(", known_hosts: {policy}"),
+        );
+        assert_eq!(report["ok"], false, "{policy}: {report}");
+        assert_eq!(
+            report["error"]["cause"], "host-key-changed",
+            "{policy}: {report}"
+        );
+        let message = report["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(&format!(
+                "it presented the ssh-rsa key {}",
+                fingerprint_of(&rsa.with_extension("pub"))
+            )) && message.contains("key types on record: ssh-ed25519")
+                && message.contains(&ship.host_key_fingerprint),
+            "{policy}: {message}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&known_hosts).expect("read known_hosts"),
+        recorded,
+        "nothing may be recorded for a host whose key type changed"
+    );
+}
+
+#[test]
+fn a_host_on_record_by_its_rsa_key_is_reached_with_sha2_signatures() {
+    let bed = common::TestBed::shared();
+    let ship = bed.outer_ships()[bed.outer_ships().len() - 1].clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rsa = dir.path().join("host_rsa");
+    let rsa_public = new_key("rsa", &rsa);
+    let ship_key = ship.host_key_public.as_ref().expect("host key");
+    let ship_private = ship_key.with_extension("");
+    // An OpenSSH 8.8+ server: Ed25519 and RSA keys, `ssh-rsa` signatures not offered.
+    let _sshd = ExtraSshd::start_with(
+        &ship,
+        dir.path(),
+        2225,
+        Some(&[ship_private.as_path(), rsa.as_path()]),
+        "HostKeyAlgorithms ssh-ed25519,rsa-sha2-512,rsa-sha2-256\n",
+    );
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, format!("[{}]:2225 {rsa_public}\n", ship.ip))
+        .expect("write known_hosts");
+    assert!(
+        openssh_connects(&bed, &ship, 2225, &known_hosts),
+        "OpenSSH itself reaches a host on record by its RSA key"
+    );
+    let report = ships_report(&bed, &ship, 2225, &known_hosts);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["connection"]["host_key_fingerprint"],
+        fingerprint_of(&rsa.with_extension("pub")),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_host_certificate_signed_with_sha1_rsa_is_refused() {
+    let bed = common::TestBed::shared();
+    let ship = bed.outer_ships()[bed.outer_ships().len() - 1].clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("rsa_ca");
+    let ca_public = new_key("rsa", &ca);
+    let public = ship.host_key_public.as_ref().expect("host key");
+    let copy = dir.path().join("host-sha1.pub");
+    std::fs::copy(public, &copy).expect("copy host key");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca)
+        .args(["-t", "ssh-rsa", "-h", "-I", "maestro-test", "-n"])
+        .arg(&ship.ip)
+        .args(["-V", "-5m:+1h"])
+        .arg(&copy));
+    let _sshd = ExtraSshd::start(
+        &ship,
+        dir.path(),
+        2226,
+        &dir.path().join("host-sha1-cert.pub"),
+    );
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("@cert-authority [{}]:2226 {ca_public}\n", ship.ip),
+    )
+    .expect("write known_hosts");
+    assert!(
+        !openssh_connects(&bed, &ship, 2226, &known_hosts),
+        "OpenSSH refuses a certificate its CA signed with ssh-rsa"
+    );
+    let report = ships_report(&bed, &ship, 2226, &known_hosts);
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["error"]["cause"], "host-certificate", "{report}");
+    let message = report["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!(
+            "is signed by CA key {} with ssh-rsa, an algorithm CASignatureAlgorithms does not allow",
+            fingerprint_of(&ca.with_extension("pub"))
+        )),
+        "{message}"
     );
 }

@@ -1,6 +1,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where a changed host key's old entry is and what types are involved: a host with keys on
+/// record that presents a type not among them is refused as changed too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedKeyRecord {
+    /// `known_hosts file:line` of the recorded key.
+    pub at: String,
+    /// The command that removes the old entry: `ssh-keygen -f FILE -R HOST`.
+    pub forget: String,
+    /// The type of the key presented: `ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256`, ...
+    pub offered_type: String,
+    /// The key types on record for the host, in the order of the known_hosts files.
+    pub types_on_record: Vec<String>,
+}
+
 /// Why a ship could not be reached. Every message names the ship and, for SSH, the hop
 /// (`user@host:port`, with the jump hosts it was reached through) where it went wrong, so
 /// that a per-ship report needs nothing else.
@@ -116,20 +130,23 @@ pub enum TransportError {
     },
 
     #[error(
-        "ship {ship}: HOST KEY OF {hop} HAS CHANGED: it presented {found}, but {recorded_at} \
-         records {}. Someone may be intercepting the connection; if the change is expected, \
-         verify the new key out of band and remove the old entry with `{forget}`",
-        expected.join(", ")
+        "ship {ship}: HOST KEY OF {hop} HAS CHANGED: it presented the {} key {found}, but \
+         {} records {} (key types on record: {}). Someone may be intercepting the \
+         connection; if the change is expected, verify the new key out of band and remove the \
+         old entry with `{}`",
+        record.offered_type,
+        record.at,
+        expected.join(", "),
+        record.types_on_record.join(", "),
+        record.forget
     )]
     HostKeyChanged {
         ship: String,
         hop: String,
         found: String,
         expected: Box<[String]>,
-        /// `known_hosts file:line` of the recorded key.
-        recorded_at: Box<str>,
-        /// The command that removes the old entry: `ssh-keygen -f FILE -R HOST`.
-        forget: Box<str>,
+        /// Boxed: kept out of the size of every `Result` that carries this error.
+        record: Box<ChangedKeyRecord>,
     },
 
     #[error(
@@ -376,16 +393,14 @@ impl TransportError {
                 hop,
                 found,
                 expected,
-                recorded_at,
-                forget,
+                record,
                 ..
             } => TransportError::HostKeyChanged {
                 ship,
                 hop: hop.clone(),
                 found: found.clone(),
                 expected: expected.clone(),
-                recorded_at: recorded_at.clone(),
-                forget: forget.clone(),
+                record: record.clone(),
             },
             TransportError::HostKeyRevoked {
                 hop,

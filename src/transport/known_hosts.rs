@@ -10,6 +10,14 @@
 //! fails is judged by its plain key, so a host also known by its key still connects (and a
 //! changed key is still refused). When the plain key is not known either, the error says
 //! what was wrong with the certificate, which is what the operator needs to fix.
+//!
+//! A host with keys on record that presents none of them is CHANGED, whether the presented
+//! key is of a recorded type or of a type never recorded for it: a man in the middle
+//! without the host's Ed25519 key would otherwise offer only an RSA or ECDSA key, be judged
+//! unknown, and be recorded under accept-new. This is stricter than OpenSSH's accept-new
+//! (which records such a key); the operator who really added a key type adds its line by hand.
+//! Key exchange asks first for the types on record (`ssh::client_config`), so an honest
+//! host that has one of them presents it.
 //! `@revoked` applies to every host whatever its host field (safer than OpenSSH, which scopes
 //! it to matching hosts), to the presented key, the certificate's key and its CA alike.
 
@@ -46,8 +54,14 @@ pub(crate) enum Verdict {
     Revoked {
         file: PathBuf,
     },
+    /// The host has keys on record and presented none of them: a key of a recorded type
+    /// that differs, or a key of a type not on record at all.
     Changed {
         expected: Vec<String>,
+        /// The key types on record for this host (`ssh-ed25519`, ...), in file order.
+        recorded_types: Vec<String>,
+        /// The type of the key presented.
+        offered_type: String,
         file: PathBuf,
         line: usize,
     },
@@ -77,6 +91,12 @@ pub(crate) enum CertProblem {
     },
     BadSignature {
         ca: String,
+    },
+    /// Signed with an algorithm `CASignatureAlgorithms` does not allow (by default `ssh-rsa`,
+    /// RSA with SHA-1).
+    WeakSignature {
+        ca: String,
+        algorithm: String,
     },
     UserCertificate,
     NoPrincipals,
@@ -109,6 +129,13 @@ impl std::fmt::Display for CertProblem {
                     "has a signature that does not verify with its CA key {ca}"
                 )
             }
+            CertProblem::WeakSignature { ca, algorithm } => write!(
+                f,
+                "is signed by CA key {ca} with {algorithm}, an algorithm CASignatureAlgorithms \
+                 does not allow (OpenSSH 8.2+ refuses SHA-1 `ssh-rsa` CA signatures too); \
+                 re-sign it with `ssh-keygen -s CA_KEY -t rsa-sha2-512 -h ...`, or allow it \
+                 in ssh_config with `CASignatureAlgorithms +{algorithm}`"
+            ),
             CertProblem::UserCertificate => {
                 write!(f, "is a user certificate, not a host certificate")
             }
@@ -143,21 +170,24 @@ pub(crate) fn fingerprint(key: &PublicKey) -> String {
 // Recording new keys appends to a shared file, possibly for many ships at once.
 static RECORD_LOCK: Mutex<()> = Mutex::new(());
 
-/// Checks `key` presented by `host:port` against `files` (the first one is where new keys
-/// are recorded under [`HostKeyPolicy::AcceptNew`]).
+/// Checks `key` presented by `host:port` against `files`. A new key is recorded in
+/// `accept_new_into` when there is one: the first user file under
+/// [`HostKeyPolicy::AcceptNew`] (see [`accept_new_into`]); without one it is unknown.
 pub(crate) fn verify(
     host: &str,
     port: u16,
     key: &PublicKey,
     files: &[PathBuf],
-    policy: HostKeyPolicy,
+    accept_new_into: Option<&Path>,
 ) -> Verdict {
     if let Some(line) = marked_lines(files).revoked(key.key_data()) {
         return Verdict::Revoked {
             file: line.file.clone(),
         };
     }
-    let mut same_algorithm_mismatch: Option<(Vec<String>, PathBuf, usize)> = None;
+    // Every key on record for this host, whatever its type: a host known by one type and
+    // presenting another is as suspect as one presenting another key of the same type.
+    let mut on_record: Vec<(PathBuf, usize, PublicKey)> = Vec::new();
     for file in files {
         let entries = match russh::keys::known_hosts::known_host_keys_path(host, port, file) {
             Ok(entries) => entries,
@@ -172,55 +202,88 @@ pub(crate) fn verify(
             if recorded.key_data() == key.key_data() {
                 return Verdict::Known;
             }
-            if recorded.algorithm() == key.algorithm() {
-                let slot =
-                    same_algorithm_mismatch.get_or_insert_with(|| (Vec::new(), file.clone(), line));
-                slot.0.push(fingerprint(&recorded));
-            }
+            on_record.push((file.clone(), line, recorded));
         }
     }
-    if let Some((expected, file, line)) = same_algorithm_mismatch {
-        return Verdict::Changed {
-            expected,
-            file,
-            line,
-        };
+    if let Some(verdict) = changed(key, &on_record) {
+        return verdict;
     }
+    let Some(file) = accept_new_into else {
+        return Verdict::Unknown;
+    };
+    match record(host, port, key, file) {
+        Ok(()) => Verdict::Recorded {
+            file: file.to_path_buf(),
+        },
+        Err(reason) => Verdict::FileError {
+            file: file.to_path_buf(),
+            reason,
+        },
+    }
+}
+
+/// Where new keys go under `policy`: nowhere when strict, else the first user file (none
+/// when ssh_config says `UserKnownHostsFile none`: the host then stays unknown).
+pub(crate) fn accept_new_into(policy: HostKeyPolicy, record_file: Option<&Path>) -> Option<&Path> {
     match policy {
-        HostKeyPolicy::Strict => Verdict::Unknown,
-        HostKeyPolicy::AcceptNew => {
-            let Some(file) = files.first() else {
-                return Verdict::Unknown;
-            };
-            match record(host, port, key, file) {
-                Ok(()) => Verdict::Recorded { file: file.clone() },
-                Err(reason) => Verdict::FileError {
-                    file: file.clone(),
-                    reason,
-                },
-            }
+        HostKeyPolicy::Strict => None,
+        HostKeyPolicy::AcceptNew => record_file,
+    }
+}
+
+/// The verdict for `key` when `on_record` (the host's keys, none equal to `key`) is not
+/// empty. The keys listed as expected are those of the presented type when there are some
+/// (that is the entry to replace), else all of them; the file and line are the first such.
+fn changed(key: &PublicKey, on_record: &[(PathBuf, usize, PublicKey)]) -> Option<Verdict> {
+    let same_type: Vec<_> = on_record
+        .iter()
+        .filter(|(_, _, recorded)| recorded.algorithm() == key.algorithm())
+        .collect();
+    let shown: Vec<_> = if same_type.is_empty() {
+        on_record.iter().collect()
+    } else {
+        same_type
+    };
+    let (file, line, _) = shown.first()?;
+    let mut recorded_types: Vec<String> = Vec::new();
+    for (_, _, recorded) in on_record {
+        let name = recorded.algorithm().as_str().to_string();
+        if !recorded_types.contains(&name) {
+            recorded_types.push(name);
         }
     }
+    Some(Verdict::Changed {
+        expected: shown
+            .iter()
+            .map(|(_, _, recorded)| fingerprint(recorded))
+            .collect(),
+        recorded_types,
+        offered_type: key.algorithm().as_str().to_string(),
+        file: file.clone(),
+        line: *line,
+    })
 }
 
 /// Checks a host certificate presented by `host:port` (see the module header for the
 /// rules), at `now` (Unix seconds). When the certificate failed but its plain key was
 /// accepted, the problem comes back too: OpenSSH prints it, and so should we.
+/// `ca_algorithms` is ssh_config's `CASignatureAlgorithms` (`None`: OpenSSH's default).
 pub(crate) fn verify_certificate(
     host: &str,
     port: u16,
     cert: &Certificate,
     files: &[PathBuf],
-    policy: HostKeyPolicy,
+    accept_new_into: Option<&Path>,
+    ca_algorithms: Option<&str>,
     now: u64,
 ) -> (Verdict, Option<CertProblem>) {
-    let verdict = certificate_verdict(host, port, cert, files, policy, now);
+    let verdict = certificate_verdict(host, port, cert, files, accept_new_into, ca_algorithms, now);
     match verdict {
         Verdict::Known | Verdict::Recorded { .. } => {
             let marked = marked_lines(files);
             (
                 verdict,
-                check_certificate(host, port, cert, &marked, now).err(),
+                check_certificate(host, port, cert, &marked, ca_algorithms, now).err(),
             )
         }
         other => (other, None),
@@ -232,7 +295,8 @@ fn certificate_verdict(
     port: u16,
     cert: &Certificate,
     files: &[PathBuf],
-    policy: HostKeyPolicy,
+    accept_new_into: Option<&Path>,
+    ca_algorithms: Option<&str>,
     now: u64,
 ) -> Verdict {
     let key = PublicKey::from(cert.public_key().clone());
@@ -249,12 +313,12 @@ fn certificate_verdict(
             file: line.file.clone(),
         };
     }
-    let problem = match check_certificate(host, port, cert, &marked, now) {
+    let problem = match check_certificate(host, port, cert, &marked, ca_algorithms, now) {
         Ok(verdict) => return verdict,
         Err(problem) => problem,
     };
     // As OpenSSH: a certificate that fails is retried as the plain key it certifies.
-    match verify(host, port, &key, files, policy) {
+    match verify(host, port, &key, files, accept_new_into) {
         Verdict::Unknown => Verdict::BadCertificate { problem },
         other => other,
     }
@@ -265,6 +329,7 @@ fn check_certificate(
     port: u16,
     cert: &Certificate,
     marked: &MarkedLines,
+    ca_algorithms: Option<&str>,
     now: u64,
 ) -> Result<Verdict, CertProblem> {
     let ca_key = PublicKey::from(cert.signature_key().clone());
@@ -293,6 +358,10 @@ fn check_certificate(
     if cert.validate_at(now, [&ca_fingerprint]).is_err() {
         return Err(CertProblem::BadSignature { ca });
     }
+    let algorithm = cert.signature().algorithm().as_str().to_string();
+    if !ca_signature_allowed(&algorithm, ca_algorithms) {
+        return Err(CertProblem::WeakSignature { ca, algorithm });
+    }
     let principals = cert.valid_principals();
     if principals.is_empty() {
         return Err(CertProblem::NoPrincipals);
@@ -314,6 +383,42 @@ fn check_certificate(
         return Err(CertProblem::CriticalOptions { names: critical });
     }
     Ok(Verdict::Certified)
+}
+
+/// OpenSSH's default `CASignatureAlgorithms` (9.x): no `ssh-rsa`, whose signatures are SHA-1.
+const DEFAULT_CA_SIGNATURE_ALGORITHMS: &str = "ssh-ed25519,ecdsa-sha2-nistp256,\
+     ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,sk-ssh-ed25519@openssh.com,\
+     sk-ecdsa-sha2-nistp256@openssh.com,rsa-sha2-512,rsa-sha2-256";
+
+/// Whether a CA may sign host certificates with `algorithm` under ssh_config's
+/// `CASignatureAlgorithms` `setting`: a list replaces the default, `+list` and `^list` add to
+/// it (order does not matter for a yes/no), `-list` removes from it; entries are OpenSSH
+/// patterns (`*`, `?`).
+fn ca_signature_allowed(algorithm: &str, setting: Option<&str>) -> bool {
+    let default = || {
+        DEFAULT_CA_SIGNATURE_ALGORITHMS
+            .split(',')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+    };
+    let listed = |list: &str| {
+        list.split(',')
+            .map(str::trim)
+            .any(|pattern| !pattern.is_empty() && patterns::glob_match(algorithm, pattern))
+    };
+    let setting = setting.map(str::trim).filter(|s| !s.is_empty());
+    match setting {
+        None => default().contains(&algorithm),
+        Some(setting) => {
+            if let Some(extra) = setting.strip_prefix('+').or(setting.strip_prefix('^')) {
+                default().contains(&algorithm) || listed(extra)
+            } else if let Some(removed) = setting.strip_prefix('-') {
+                default().contains(&algorithm) && !listed(removed)
+            } else {
+                listed(setting)
+            }
+        }
+    }
 }
 
 /// Whether some `@cert-authority` line applies to `host:port`: only then is the server
@@ -368,30 +473,69 @@ fn marked_lines(files: &[PathBuf]) -> MarkedLines {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
         };
-        for line in text.lines() {
-            let mut fields = line.split_whitespace();
-            let marker = match fields.next() {
-                Some(m) if m.eq_ignore_ascii_case("@cert-authority") => Marker::CertAuthority,
-                Some(m) if m.eq_ignore_ascii_case("@revoked") => Marker::Revoked,
-                _ => continue,
-            };
-            let (Some(hosts), Some(_algorithm), Some(b64)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            let Ok(key) = russh::keys::parse_public_key_base64(b64) else {
-                continue;
-            };
-            found.push(MarkedLine {
-                marker,
-                hosts: hosts.to_string(),
-                key,
-                file: file.clone(),
-            });
-        }
+        marked_lines_of(&text, file, &mut found);
     }
     MarkedLines(found)
+}
+
+fn marked_lines_of(text: &str, file: &Path, found: &mut Vec<MarkedLine>) {
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let marker = match fields.next() {
+            Some(m) if m.eq_ignore_ascii_case("@cert-authority") => Marker::CertAuthority,
+            Some(m) if m.eq_ignore_ascii_case("@revoked") => Marker::Revoked,
+            _ => continue,
+        };
+        let (Some(hosts), Some(_algorithm), Some(b64)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Ok(key) = russh::keys::parse_public_key_base64(b64) else {
+            continue;
+        };
+        found.push(MarkedLine {
+            marker,
+            hosts: hosts.to_string(),
+            key,
+            file: file.to_path_buf(),
+        });
+    }
+}
+
+/// Our known_hosts readers on `text`, for the fuzz target (`transport::fuzzing`): marker
+/// lines, host fields (plain, patterns, hashed) against fixed hosts, keys, the verdict for a
+/// key against the others, and a `CASignatureAlgorithms` value. The plain lines' own
+/// matching is russh's and reads files, so it is not driven from here.
+pub(crate) fn fuzz_text(text: &str) {
+    let source = Path::new("(fuzz input)");
+    let mut found = Vec::new();
+    marked_lines_of(text, source, &mut found);
+    let marked = MarkedLines(found);
+    let hosts = [("10.0.0.1", 22), ("web", 2222), ("", 0)];
+    let mut on_record = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let mut fields = line.split_whitespace();
+        let (Some(field), Some(_algorithm), Some(b64)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        for (host, port) in hosts {
+            let _ = hosts_field_matches(host, port, field);
+        }
+        if let Ok(key) = russh::keys::parse_public_key_base64(b64) {
+            on_record.push((source.to_path_buf(), number + 1, key));
+        }
+    }
+    for (host, port) in hosts {
+        let _ = marked.cert_authorities(host, port).count();
+    }
+    if let Some(((_, _, key), rest)) = on_record.split_first() {
+        let _ = marked.revoked(key.key_data());
+        let _ = changed(key, rest);
+    }
+    let _ = ca_signature_allowed("rsa-sha2-512", text.lines().next());
 }
 
 /// Whether a known_hosts host field names `host:port`, which OpenSSH writes `[host]:port`
@@ -587,6 +731,25 @@ mod tests {
 
     const KEY_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
     const KEY_B: &str = "AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+    const KEY_RSA: &str = "AAAAB3NzaC1yc2EAAAADAQABAAABAQDeIa0K3VWwQBCosKOQC3wIEvaRD4JB3ke3TGOAGenzOA0ELcHXs8fRvLq5b6xZEvciYCqt88iDuzbnPbwPrYbkVeM58opGVe94aCtGIZmIorr6k+62KMzEJUHSJbXg7lVVQoTNEGw+59yYfXwOHHRtGAsaAVxwB9kqdPTNrEuMte9F1Fc6Yzeujie41udyHTYRODQEyvM7gJjnXWtX57FpDy/GkGe6cA1L0kY1KZnaqCOIfVBgU31NmogWj0RXy0L6oTBU2muesSL83skBbDFHDKKPf3oSeHIiXxL1vtuhK9Q4SfoAReytreBXV3qP4Dj54BZwICak7wwOxYZH8KiB";
+    const KEY_ECDSA: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBNEZzZpulFw9C7+rCfd0XKDgaeKyoFkkRz9Gi/kQiAMHVh6Vwb4isetsFSeZVrIRENRlvlxEIn9iJmUI72bnf94=";
+
+    /// `verify`, recording into the first file as a user's known_hosts is.
+    fn check_key(
+        host: &str,
+        port: u16,
+        key: &PublicKey,
+        files: &[PathBuf],
+        policy: HostKeyPolicy,
+    ) -> Verdict {
+        verify(
+            host,
+            port,
+            key,
+            files,
+            accept_new_into(policy, files.first().map(PathBuf::as_path)),
+        )
+    }
 
     fn key(b64: &str) -> PublicKey {
         russh::keys::parse_public_key_base64(b64).expect("test key")
@@ -602,7 +765,7 @@ mod tests {
         )
         .expect("write");
         assert!(matches!(
-            verify(
+            check_key(
                 "10.0.0.1",
                 22,
                 &key(KEY_A),
@@ -621,28 +784,36 @@ mod tests {
         let files = vec![file.clone()];
 
         assert!(matches!(
-            verify("10.0.0.1", 2222, &key(KEY_A), &files, HostKeyPolicy::Strict),
+            check_key("10.0.0.1", 2222, &key(KEY_A), &files, HostKeyPolicy::Strict),
             Verdict::Known
         ));
         assert!(matches!(
-            verify("10.0.0.2", 22, &key(KEY_A), &files, HostKeyPolicy::Strict),
+            check_key("10.0.0.2", 22, &key(KEY_A), &files, HostKeyPolicy::Strict),
             Verdict::Unknown
         ));
-        match verify(
+        match check_key(
             "10.0.0.1",
             2222,
             &key(KEY_B),
             &files,
             HostKeyPolicy::AcceptNew,
         ) {
-            Verdict::Changed { expected, line, .. } => {
+            Verdict::Changed {
+                expected,
+                line,
+                recorded_types,
+                offered_type,
+                ..
+            } => {
                 assert_eq!(expected, vec![fingerprint(&key(KEY_A))]);
                 assert_eq!(line, 1);
+                assert_eq!(recorded_types, vec!["ssh-ed25519"]);
+                assert_eq!(offered_type, "ssh-ed25519");
             }
             other => panic!("expected Changed, got {other:?}"),
         }
         assert!(matches!(
-            verify(
+            check_key(
                 "10.0.0.2",
                 22,
                 &key(KEY_B),
@@ -652,9 +823,60 @@ mod tests {
             Verdict::Recorded { .. }
         ));
         assert!(matches!(
-            verify("10.0.0.2", 22, &key(KEY_B), &files, HostKeyPolicy::Strict),
+            check_key("10.0.0.2", 22, &key(KEY_B), &files, HostKeyPolicy::Strict),
             Verdict::Known
         ));
+    }
+
+    #[test]
+    fn a_key_of_a_type_not_on_record_is_changed_even_with_accept_new() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("known_hosts");
+        let text = format!("10.0.0.1 ssh-ed25519 {KEY_A}\n");
+        std::fs::write(&file, &text).expect("write");
+        let files = vec![file.clone()];
+        for (offered, name) in [(KEY_RSA, "ssh-rsa"), (KEY_ECDSA, "ecdsa-sha2-nistp256")] {
+            for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
+                match check_key("10.0.0.1", 22, &key(offered), &files, policy) {
+                    Verdict::Changed {
+                        expected,
+                        recorded_types,
+                        offered_type,
+                        line,
+                        ..
+                    } => {
+                        assert_eq!(expected, vec![fingerprint(&key(KEY_A))]);
+                        assert_eq!(recorded_types, vec!["ssh-ed25519"]);
+                        assert_eq!(offered_type, name);
+                        assert_eq!(line, 1);
+                    }
+                    other => panic!("{name} {policy:?}: expected Changed, got {other:?}"),
+                }
+            }
+        }
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), text);
+        // A host with both types on record accepts either, and a new key of a recorded type
+        // is named against the entry of that type.
+        std::fs::write(
+            &file,
+            format!("10.0.0.1 ssh-ed25519 {KEY_A}\n10.0.0.1 ssh-rsa {KEY_RSA}\n"),
+        )
+        .expect("write");
+        assert!(matches!(
+            check_key("10.0.0.1", 22, &key(KEY_RSA), &files, HostKeyPolicy::Strict),
+            Verdict::Known
+        ));
+        match check_key("10.0.0.1", 22, &key(KEY_B), &files, HostKeyPolicy::Strict) {
+            Verdict::Changed {
+                expected,
+                recorded_types,
+                ..
+            } => {
+                assert_eq!(expected, vec![fingerprint(&key(KEY_A))]);
+                assert_eq!(recorded_types, vec!["ssh-ed25519", "ssh-rsa"]);
+            }
+            other => panic!("expected Changed, got {other:?}"),
+        }
     }
 
     mod certificates {
@@ -713,7 +935,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let file = dir.path().join("known_hosts");
             std::fs::write(&file, known_hosts).expect("write");
-            verify_certificate(host, port, cert, &[file], HostKeyPolicy::Strict, NOW).0
+            verify_certificate(host, port, cert, &[file], None, None, NOW).0
         }
 
         fn problem(verdict: Verdict) -> CertProblem {
@@ -934,8 +1156,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let file = dir.path().join("known_hosts");
             std::fs::write(&file, &known).expect("write");
-            let (_, problem) =
-                verify_certificate("10.0.0.1", 22, &cert, &[file], HostKeyPolicy::Strict, NOW);
+            let (_, problem) = verify_certificate("10.0.0.1", 22, &cert, &[file], None, None, NOW);
             assert!(
                 matches!(problem, Some(CertProblem::UntrustedCa { .. })),
                 "the certificate's problem is kept for a warning: {problem:?}"
@@ -945,6 +1166,93 @@ mod tests {
                 check(&changed, "10.0.0.1", 22, &cert),
                 Verdict::Changed { .. }
             ));
+        }
+
+        // Made with ssh-keygen: an RSA CA, and one Ed25519 host key signed by it for 10.0.0.1,
+        // valid forever, once with `-t ssh-rsa` (SHA-1) and once with `-t rsa-sha2-512`.
+        const RSA_CA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC4ys/wA0hXpqbFwVsepLQjsBXJ+Fc9K78s6ruqw0dwk+SpwoRe\
+NfF4Kf+I+mjxgeNyTwBvofk6+lWkDM/1RmwqWVfjddh1zFgxCWMrJmvqCG2O4p5lkLTAT0VtPvqEJnBF\
+boQCrZvgrvsSW1/rp8vWlS6xkooN12LskbCf3IZNgnoVbTBit7a2VJxCKec0TWfmvdN+wcd2H+Q/cedk\
+NuGKxXwqrXCV7Vod9t3psGXzYMak9kciqW2GJvyxpyUbAmT33DeWJtATLusQrkRS1XbkD9YfiCsiAkSC\
+GCtIVSgHGUYetEY3PeKHpR2Wav8K4cWNc78/2nGcnb4LAd1cg9ub";
+        const SIGNED_SHA1: &str = "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29tAAAAIEG/VrluY1cGzYCv2Ifg1/zEaWOG\
+t37PiFlxFqdeeusuAAAAINAw8W3lSiNhmEPVPGasd4z1Zyxm3ck8hC8KasAOAbiWAAAAAAAAAAAAAAAC\
+AAAAAXQAAAAMAAAACDEwLjAuMC4xAAAAAAAAAAD//////////wAAAAAAAAAAAAAAAAAAARcAAAAHc3No\
+LXJzYQAAAAMBAAEAAAEBALjKz/ADSFempsXBWx6ktCOwFcn4Vz0rvyzqu6rDR3CT5KnChF418Xgp/4j6\
+aPGB43JPAG+h+Tr6VaQMz/VGbCpZV+N12HXMWDEJYysma+oIbY7inmWQtMBPRW0++oQmcEVuhAKtm+Cu\
++xJbX+uny9aVLrGSig3XYuyRsJ/chk2CehVtMGK3trZUnEIp5zRNZ+a9037Bx3Yf5D9x52Q24YrFfCqt\
+cJXtWh323emwZfNgxqT2RyKpbYYm/LGnJRsCZPfcN5Ym0BMu6xCuRFLVduQP1h+IKyICRIIYK0hVKAcZ\
+Rh60Rjc94oelHZZq/wrhxY1zvz/acZydvgsB3VyD25sAAAEPAAAAB3NzaC1yc2EAAAEAJBxfKVn/uaF0\
+QzN1u0rR/nPnohhsau0+gP/xwHa6nDGwx/6jwj413zI+jwhmb6KawOaSL04R85b199qgk3rbGxPOeHfw\
+StU7qXvrwBRL4TQggE116UZBKh1IS38PsJbmwlbCEfMxXRP0eUO+lFsbEqsWObIno4E198v/n8OdBcn+\
+65ajNgd0NB4UyFeJXjnRSPZSLZNmW4nilrIaP5jUEO770AAVFnA7Ldbj2MyfIPSl2NhLrQB8x8/S7pLV\
+wFvzxGMn1IgmSPL9I/GzG8MH2SkOTzRWrHj0alSB2eYCaxGqFcMcZSQBeI0jZ3oKtAIk0fQL0MS2lisr\
+I5sY1CT3BA==";
+        const SIGNED_SHA512: &str = "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29tAAAAIB2RdrRXHzcJDYuMWlOUX4E9VPy4\
+LJnOUH/u7fQXok8JAAAAINAw8W3lSiNhmEPVPGasd4z1Zyxm3ck8hC8KasAOAbiWAAAAAAAAAAAAAAAC\
+AAAAAXQAAAAMAAAACDEwLjAuMC4xAAAAAAAAAAD//////////wAAAAAAAAAAAAAAAAAAARcAAAAHc3No\
+LXJzYQAAAAMBAAEAAAEBALjKz/ADSFempsXBWx6ktCOwFcn4Vz0rvyzqu6rDR3CT5KnChF418Xgp/4j6\
+aPGB43JPAG+h+Tr6VaQMz/VGbCpZV+N12HXMWDEJYysma+oIbY7inmWQtMBPRW0++oQmcEVuhAKtm+Cu\
++xJbX+uny9aVLrGSig3XYuyRsJ/chk2CehVtMGK3trZUnEIp5zRNZ+a9037Bx3Yf5D9x52Q24YrFfCqt\
+cJXtWh323emwZfNgxqT2RyKpbYYm/LGnJRsCZPfcN5Ym0BMu6xCuRFLVduQP1h+IKyICRIIYK0hVKAcZ\
+Rh60Rjc94oelHZZq/wrhxY1zvz/acZydvgsB3VyD25sAAAEUAAAADHJzYS1zaGEyLTUxMgAAAQA5qxwB\
+bEw2/qcjgiKgm7Tpj2R4n1clt4gY2mRQuvTZcCWOYTH+ULjkbZA7FxHTyCLxX9nwbPAZ8UlDXI3IhaX3\
+8JuoLGiJJ4g3UCnfItjFGJTrTKfoRIz7roSYE/FbeoUg3aeVGY0qOlJxrIZ7s1jG+7dl5JBZmPFryRWs\
+nvH6M3tzgRvIsz7o3JRogP6pvkB6hj11tYH8ixzpU8v/n9x58bfHf0swXbRkCY3eKEf+nU5zyy4X89CR\
+RLnaHxbKerJBahDldlI7Dlb82+urdDaVcLS2HLk2JRzN9UXck+KznMBBTUzMPgVBr+NkYHAo/oNn7e63\
+uNDlVvzY+6NjHn5b";
+
+        fn verdict_with(cert: &str, ca_algorithms: Option<&str>) -> Verdict {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = dir.path().join("known_hosts");
+            std::fs::write(&file, format!("@cert-authority * {RSA_CA}\n")).expect("write");
+            let cert = Certificate::from_openssh(cert).expect("certificate");
+            verify_certificate("10.0.0.1", 22, &cert, &[file], None, ca_algorithms, NOW).0
+        }
+
+        #[test]
+        fn sha1_rsa_ca_signatures_are_refused_unless_allowed() {
+            match problem(verdict_with(SIGNED_SHA1, None)) {
+                CertProblem::WeakSignature { algorithm, .. } => assert_eq!(algorithm, "ssh-rsa"),
+                other => panic!("expected WeakSignature, got {other:?}"),
+            }
+            assert!(matches!(
+                verdict_with(SIGNED_SHA512, None),
+                Verdict::Certified
+            ));
+            for allowed in ["+ssh-rsa", "^ssh-rsa", "ssh-rsa,rsa-sha2-512", "*"] {
+                assert!(
+                    matches!(verdict_with(SIGNED_SHA1, Some(allowed)), Verdict::Certified),
+                    "{allowed}"
+                );
+            }
+            for refused in ["ssh-ed25519", "-rsa-sha2-*", "-rsa-sha2-512"] {
+                assert!(
+                    matches!(
+                        problem(verdict_with(SIGNED_SHA512, Some(refused))),
+                        CertProblem::WeakSignature { .. }
+                    ),
+                    "{refused}"
+                );
+            }
+        }
+
+        #[test]
+        fn ca_signature_algorithms_follow_openssh_defaults_and_modifiers() {
+            for good in [
+                "ssh-ed25519",
+                "ecdsa-sha2-nistp256",
+                "rsa-sha2-256",
+                "rsa-sha2-512",
+            ] {
+                assert!(ca_signature_allowed(good, None), "{good}");
+            }
+            assert!(!ca_signature_allowed("ssh-rsa", None));
+            assert!(!ca_signature_allowed("ssh-rsa", Some("")));
+            assert!(ca_signature_allowed("ssh-rsa", Some("+ssh-rsa")));
+            assert!(!ca_signature_allowed("ssh-ed25519", Some("-ssh-*")));
+            assert!(ca_signature_allowed("rsa-sha2-512", Some("-ssh-*")));
+            assert!(!ca_signature_allowed("rsa-sha2-512", Some("ssh-ed25519")));
         }
 
         #[test]

@@ -28,12 +28,50 @@ use bollard::{ClientVersion, Docker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use api_version::default_cache_dir;
-pub use error::TransportError;
+pub use error::{ChangedKeyRecord, TransportError};
 pub use http::{HttpAnswer, HttpError, HttpRequest, direct as http_direct};
 pub use known_hosts::HostKeyPolicy;
 pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
 pub use ssh::SessionPool;
 pub use tls::{TlsClient, TlsFailure, TlsSetupError, TlsTrust};
+
+/// Entry points for the fuzz targets in fuzz/ (`known_hosts`, `ssh_config`): the parsers of
+/// text that comes from files the operator may not have written. Not an API; they change
+/// with the parsers. Each must return, whatever the input: never panic, hang or touch the
+/// system.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads `text` as a known_hosts file: its marker lines, every host field matched
+    /// against fixed hosts and ports, every key parsed, and a verdict for a fixed key.
+    pub fn known_hosts(text: &str) {
+        super::known_hosts::fuzz_text(text);
+    }
+
+    /// Reads `text` as an ssh_config for a few fixed aliases (no `Include` is read, no
+    /// `Match exec` runs), then expands the known-hosts file lists it gives.
+    pub fn ssh_config(text: &str) {
+        for alias in ["web", "10.0.0.1", "*"] {
+            if let Ok(settings) = super::ssh_config::parse_offline(text, alias) {
+                let tokens = super::ssh_config::FileTokens {
+                    home: Some(std::path::Path::new("/nonexistent-maestro-fuzz")),
+                    local_user: "fuzz",
+                    host: settings.host_name.as_deref().unwrap_or(alias),
+                    original_host: alias,
+                    port: settings.port.unwrap_or(22),
+                    remote_user: settings.user.as_deref().unwrap_or("fuzz"),
+                };
+                for (value, keyword) in [
+                    (&settings.user_known_hosts_files, "UserKnownHostsFile"),
+                    (&settings.global_known_hosts_files, "GlobalKnownHostsFile"),
+                ] {
+                    for word in super::ssh_config::split_file_list(value.as_deref().unwrap_or("")) {
+                        let _ = super::ssh_config::expand_file(&word, keyword, &tokens);
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// The default connect timeout, per network step (TCP connect, SSH handshake, each
 /// authentication attempt, opening the Docker channel).
@@ -136,7 +174,8 @@ pub struct SshRoute {
     pub jumps: Vec<JumpSpec>,
     /// `None`: from ssh_config's `StrictHostKeyChecking` (`no` means accept-new), else strict.
     pub host_key_policy: Option<HostKeyPolicy>,
-    /// Overrides ssh_config's `UserKnownHostsFile` and `~/.ssh/known_hosts`.
+    /// The only known_hosts file read when set: overrides ssh_config's `UserKnownHostsFile`
+    /// and `GlobalKnownHostsFile` and their defaults.
     pub known_hosts_file: Option<PathBuf>,
     /// Default: `MAESTRO_SSH_CONFIG` if set, else `~/.ssh/config`.
     pub ssh_config_file: Option<PathBuf>,

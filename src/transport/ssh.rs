@@ -45,8 +45,13 @@ pub(crate) struct Hop {
     /// ssh_config's `ProxyCommand`, tokens expanded: its stdin/stdout carry the session
     /// instead of a TCP connection (first hop only; later hops ride the previous session).
     pub proxy_command: Option<String>,
+    /// Every known_hosts file read, the user's first, then the global ones.
     pub known_hosts_files: Vec<PathBuf>,
+    /// Where a new key is recorded under accept-new: the first user file, if any.
+    pub record_file: Option<PathBuf>,
     pub policy: HostKeyPolicy,
+    /// ssh_config's `CASignatureAlgorithms` (`None`: OpenSSH's default, without `ssh-rsa`).
+    pub ca_signature_algorithms: Option<String>,
 }
 
 /// The established chain; the last session is the ship's own. Each session keeps the one
@@ -426,13 +431,22 @@ fn make_hop(
         .collect();
     identity_files.extend(settings.identity_files.iter().cloned());
 
-    let known_hosts_files = match (&route.known_hosts_file, &settings.known_hosts_file) {
-        (Some(explicit), _) => vec![ssh_config::expand_home(explicit)],
-        (None, Some(from_config)) => vec![ssh_config::expand_home(from_config)],
-        (None, None) => ssh_config::home_dir()
-            .map(|home| vec![home.join(".ssh").join("known_hosts")])
-            .unwrap_or_default(),
+    let local_user = std::env::var("USER").unwrap_or_default();
+    let home = ssh_config::home_dir();
+    let tokens = ssh_config::FileTokens {
+        home: home.as_deref(),
+        local_user: &local_user,
+        host: &host,
+        original_host: alias,
+        port,
+        remote_user: &user,
     };
+    let (known_hosts_files, record_file) = known_hosts_files(
+        route.known_hosts_file.as_deref(),
+        settings,
+        &tokens,
+        GLOBAL_KNOWN_HOSTS,
+    )?;
     let policy = match (route.host_key_policy, settings.strict_host_key_checking) {
         (Some(policy), _) => policy,
         (None, Some(false)) => HostKeyPolicy::AcceptNew,
@@ -454,8 +468,60 @@ fn make_hop(
         identities_only: settings.identities_only,
         proxy_command,
         known_hosts_files,
+        record_file,
         policy,
+        ca_signature_algorithms: settings.ca_signature_algorithms.clone(),
     })
+}
+
+/// OpenSSH's default `GlobalKnownHostsFile`.
+const GLOBAL_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2";
+/// OpenSSH's default `UserKnownHostsFile`.
+const USER_KNOWN_HOSTS: &str = "~/.ssh/known_hosts ~/.ssh/known_hosts2";
+
+/// The known_hosts files of a hop, and the one new keys go to. The ship's
+/// `known_hosts_file` is then the only file read (the operator named it for this ship;
+/// tests and CI rely on nothing else being trusted). Otherwise OpenSSH's rule: every file of
+/// `UserKnownHostsFile` (default `~/.ssh/known_hosts ~/.ssh/known_hosts2`), then every file
+/// of `GlobalKnownHostsFile` (default `global_default`, injected so that tests never read
+/// this machine's /etc/ssh), new keys recorded in the first user file.
+fn known_hosts_files(
+    explicit: Option<&Path>,
+    settings: &HostSettings,
+    tokens: &ssh_config::FileTokens,
+    global_default: &str,
+) -> Result<(Vec<PathBuf>, Option<PathBuf>), String> {
+    if let Some(explicit) = explicit {
+        let file = ssh_config::expand_home(explicit);
+        return Ok((vec![file.clone()], Some(file)));
+    }
+    let expand_all = |value: &str, keyword: &str| {
+        ssh_config::split_file_list(value)
+            .iter()
+            .map(|word| ssh_config::expand_file(word, keyword, tokens))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let user = match (&settings.user_known_hosts_files, tokens.home) {
+        (Some(value), _) => expand_all(value, "UserKnownHostsFile")?,
+        (None, Some(_)) => expand_all(USER_KNOWN_HOSTS, "UserKnownHostsFile")?,
+        // No home and nothing configured: no user file, as before; nothing to record into.
+        (None, None) => Vec::new(),
+    };
+    let global = expand_all(
+        settings
+            .global_known_hosts_files
+            .as_deref()
+            .unwrap_or(global_default),
+        "GlobalKnownHostsFile",
+    )?;
+    let record_file = user.first().cloned();
+    let mut files = user;
+    for file in global {
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    Ok((files, record_file))
 }
 
 /// ssh_config's `%` tokens of a ProxyCommand: `%h` host, `%p` port, `%r` user, `%n` the
@@ -536,7 +602,9 @@ pub(crate) struct HostKeyCheck {
     host: String,
     port: u16,
     files: Vec<PathBuf>,
+    record_file: Option<PathBuf>,
     policy: HostKeyPolicy,
+    ca_signature_algorithms: Option<String>,
     outcome: Arc<Mutex<HostKeyOutcome>>,
 }
 
@@ -549,8 +617,13 @@ impl client::Handler for HostKeyCheck {
     ) -> Result<bool, Self::Error> {
         let (key, verdict, certificate_problem) = match server_key {
             PublicKeyOrCertificate::PublicKey { key, .. } => {
-                let verdict =
-                    known_hosts::verify(&self.host, self.port, key, &self.files, self.policy);
+                let verdict = known_hosts::verify(
+                    &self.host,
+                    self.port,
+                    key,
+                    &self.files,
+                    known_hosts::accept_new_into(self.policy, self.record_file.as_deref()),
+                );
                 (key.clone(), verdict, None)
             }
             PublicKeyOrCertificate::Certificate(cert) => {
@@ -563,7 +636,8 @@ impl client::Handler for HostKeyCheck {
                     self.port,
                     cert,
                     &self.files,
-                    self.policy,
+                    known_hosts::accept_new_into(self.policy, self.record_file.as_deref()),
+                    self.ca_signature_algorithms.as_deref(),
                     now,
                 );
                 (
@@ -691,27 +765,31 @@ async fn paced_login(
     }
 }
 
+/// The host key algorithms to ask for, those of the key types on record first, so that a
+/// host known by its ECDSA key is not refused because it also offers Ed25519 (a type not on
+/// record is CHANGED, see `known_hosts`). known_hosts records an RSA key as `ssh-rsa`
+/// whatever the server signs with; OpenSSH 8.8+ servers no longer sign with SHA-1
+/// `ssh-rsa`, so an RSA key on record asks for `rsa-sha2-512` and `rsa-sha2-256` first, as
+/// OpenSSH does. `ssh-rsa` stays last of them, for old servers, as it always was here.
+fn host_key_order(
+    default: &[russh::keys::Algorithm],
+    recorded: &[russh::keys::Algorithm],
+) -> Vec<russh::keys::Algorithm> {
+    use russh::keys::Algorithm::Rsa;
+    let on_record = |alg: &russh::keys::Algorithm| {
+        recorded
+            .iter()
+            .any(|rec| rec == alg || (matches!(rec, Rsa { .. }) && matches!(alg, Rsa { .. })))
+    };
+    let mut order: Vec<_> = default.iter().filter(|a| on_record(a)).cloned().collect();
+    order.extend(default.iter().filter(|a| !on_record(a)).cloned());
+    order
+}
+
 fn client_config(hop: &Hop, options: &ConnectOptions) -> client::Config {
     let mut preferred = russh::Preferred::default();
-    // Ask first for the key types we have on record, so a host known by its ECDSA key is
-    // not reported unknown because it also offers Ed25519.
     let recorded = known_hosts::recorded_algorithms(&hop.host, hop.port, &hop.known_hosts_files);
-    if !recorded.is_empty() {
-        let mut order: Vec<_> = preferred
-            .key
-            .iter()
-            .filter(|alg| recorded.contains(alg))
-            .cloned()
-            .collect();
-        order.extend(
-            preferred
-                .key
-                .iter()
-                .filter(|alg| !recorded.contains(alg))
-                .cloned(),
-        );
-        preferred.key = order.into();
-    }
+    preferred.key = host_key_order(&preferred.key, &recorded).into();
     // OpenSSH asks for certificates first when a CA is listed for the host; russh asks for
     // none unless told, and a certificate nobody trusts would only be judged by its key.
     if known_hosts::trusts_cas_for(&hop.host, hop.port, &hop.known_hosts_files) {
@@ -738,7 +816,9 @@ async fn connect_hop(
         host: hop.host.clone(),
         port: hop.port,
         files: hop.known_hosts_files.clone(),
+        record_file: hop.record_file.clone(),
         policy: hop.policy,
+        ca_signature_algorithms: hop.ca_signature_algorithms.clone(),
         outcome: outcome.clone(),
     };
     let config = Arc::new(client_config(hop, options));
@@ -1094,27 +1174,33 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
         Verdict::Unknown => Some(TransportError::HostKeyUnknown {
             ship: ship.to_string(),
             hop: hop.label.clone(),
-            hint: format!(
-                "If {fingerprint} is the right key for {}:{}, accept it with \
-                 --accept-new-host-keys or the ship setting `ssh: {{known_hosts: accept-new}}` \
-                 (it is then recorded in {}), or add it with `ssh-keyscan -p {} {} >> {}`",
-                hop.host,
-                hop.port,
-                hop.known_hosts_files
-                    .first()
-                    .map(|f| f.display().to_string())
-                    .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
-                hop.port,
-                hop.host,
-                hop.known_hosts_files
-                    .first()
-                    .map(|f| f.display().to_string())
-                    .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
-            ),
+            hint: match &hop.record_file {
+                Some(file) => format!(
+                    "If {fingerprint} is the right key for {}:{}, accept it with \
+                     --accept-new-host-keys or the ship setting `ssh: {{known_hosts: accept-new}}` \
+                     (it is then recorded in {}), or add it with `ssh-keyscan -p {} {} >> {}`",
+                    hop.host,
+                    hop.port,
+                    file.display(),
+                    hop.port,
+                    hop.host,
+                    shell_word(&file.display().to_string()),
+                ),
+                // `UserKnownHostsFile none`: accept-new has nowhere to record it.
+                None => format!(
+                    "If {fingerprint} is the right key for {}:{}, add it to a known_hosts file \
+                     with `ssh-keyscan -p {} {}` (ssh_config's UserKnownHostsFile is none, so \
+                     --accept-new-host-keys has nowhere to record it), or name one with the \
+                     ship setting `ssh: {{known_hosts_file: FILE}}`",
+                    hop.host, hop.port, hop.port, hop.host,
+                ),
+            },
             fingerprint,
         }),
         Verdict::Changed {
             expected,
+            recorded_types,
+            offered_type,
             file,
             line,
         } => Some(TransportError::HostKeyChanged {
@@ -1122,18 +1208,21 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
             hop: hop.label.clone(),
             found: fingerprint,
             expected: expected.clone().into(),
-            recorded_at: format!("{}:{line}", file.display()).into(),
-            // known_hosts names a host on another port than 22 `[host]:port`.
-            forget: format!(
-                "ssh-keygen -f {} -R {}",
-                file.display(),
-                if hop.port == 22 {
-                    hop.host.clone()
-                } else {
-                    format!("'[{}]:{}'", hop.host, hop.port)
-                }
-            )
-            .into(),
+            record: Box::new(super::error::ChangedKeyRecord {
+                at: format!("{}:{line}", file.display()),
+                // known_hosts names a host on another port than 22 `[host]:port`.
+                forget: format!(
+                    "ssh-keygen -f {} -R {}",
+                    shell_word(&file.display().to_string()),
+                    if hop.port == 22 {
+                        hop.host.clone()
+                    } else {
+                        format!("'[{}]:{}'", hop.host, hop.port)
+                    }
+                ),
+                offered_type: offered_type.clone(),
+                types_on_record: recorded_types.clone(),
+            }),
         }),
         Verdict::Revoked { file } => Some(TransportError::HostKeyRevoked {
             ship: ship.to_string(),
@@ -1159,6 +1248,20 @@ fn host_key_error(ship: &str, hop: &Hop, outcome: &HostKeyOutcome) -> Option<Tra
             fingerprint,
         }),
         Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified => None,
+    }
+}
+
+/// `text` as one word of a shell command the operator may paste: as is when it is plain,
+/// else in single quotes (a known_hosts path may hold blanks, e.g. from UserKnownHostsFile).
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=~".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -1596,6 +1699,146 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
 
 #[cfg(test)]
 mod tests {
+    use russh::keys::Algorithm;
+    use russh::keys::ssh_key::EcdsaCurve;
+
+    #[test]
+    fn every_user_and_global_known_hosts_file_is_read_and_new_keys_go_to_the_first_user_file() {
+        use super::{HostKeyPolicy, HostSettings, Verdict, known_hosts, ssh_config};
+        use std::path::PathBuf;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path();
+        let tokens = ssh_config::FileTokens {
+            home: Some(home),
+            local_user: "me",
+            host: "10.0.0.1",
+            original_host: "web",
+            port: 22,
+            remote_user: "deploy",
+        };
+        // Injected: the real /etc/ssh of the machine running the tests is never read.
+        let global_default = format!("{0}/global1 {0}/global2", home.display());
+        let settings = HostSettings {
+            user_known_hosts_files: Some("~/kh_%n_%h \"%d/second file\"".into()),
+            ..HostSettings::default()
+        };
+        let (files, record) =
+            super::known_hosts_files(None, &settings, &tokens, &global_default).expect("files");
+        assert_eq!(
+            files,
+            vec![
+                home.join("kh_web_10.0.0.1"),
+                home.join("second file"),
+                home.join("global1"),
+                home.join("global2"),
+            ]
+        );
+        assert_eq!(record, Some(home.join("kh_web_10.0.0.1")));
+
+        // A key only in a global file is known; a new key is recorded in the first user file.
+        let key = |b64: &str| russh::keys::parse_public_key_base64(b64).expect("key");
+        let known = "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+        let new = "AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+        std::fs::write(
+            home.join("global2"),
+            format!("10.0.0.1 ssh-ed25519 {known}\n"),
+        )
+        .expect("write");
+        let verify = |b64: &str, host: &str| {
+            known_hosts::verify(
+                host,
+                22,
+                &key(b64),
+                &files,
+                known_hosts::accept_new_into(HostKeyPolicy::AcceptNew, record.as_deref()),
+            )
+        };
+        assert!(matches!(verify(known, "10.0.0.1"), Verdict::Known));
+        assert!(matches!(verify(new, "10.0.0.1"), Verdict::Changed { .. }));
+        match verify(new, "10.0.0.9") {
+            Verdict::Recorded { file } => assert_eq!(file, home.join("kh_web_10.0.0.1")),
+            other => panic!("expected Recorded, got {other:?}"),
+        }
+
+        // `UserKnownHostsFile none`: globals still read, nothing to record into.
+        let none = HostSettings {
+            user_known_hosts_files: Some("none".into()),
+            global_known_hosts_files: Some("%d/site_known_hosts".into()),
+            ..HostSettings::default()
+        };
+        let (files, record) =
+            super::known_hosts_files(None, &none, &tokens, &global_default).expect("files");
+        assert_eq!(files, vec![home.join("site_known_hosts")]);
+        assert_eq!(record, None);
+
+        // OpenSSH's defaults, and the ship's own file alone when it names one.
+        let (files, record) =
+            super::known_hosts_files(None, &HostSettings::default(), &tokens, &global_default)
+                .expect("files");
+        assert_eq!(
+            files[..2],
+            [
+                home.join(".ssh/known_hosts"),
+                home.join(".ssh/known_hosts2")
+            ]
+        );
+        assert_eq!(files.len(), 4);
+        assert_eq!(record, Some(home.join(".ssh/known_hosts")));
+        let explicit = PathBuf::from("/ship/kh");
+        let (files, record) =
+            super::known_hosts_files(Some(&explicit), &settings, &tokens, &global_default)
+                .expect("files");
+        assert_eq!(files, vec![explicit.clone()]);
+        assert_eq!(record, Some(explicit));
+
+        let bad = HostSettings {
+            user_known_hosts_files: Some("~/kh_%C".into()),
+            ..HostSettings::default()
+        };
+        let err = super::known_hosts_files(None, &bad, &tokens, &global_default)
+            .expect_err("unknown token");
+        assert!(err.contains("UserKnownHostsFile `~/kh_%C`"), "{err}");
+    }
+
+    #[test]
+    fn paths_in_pasted_commands_are_quoted_when_they_need_it() {
+        assert_eq!(
+            super::shell_word("/root/.ssh/known_hosts"),
+            "/root/.ssh/known_hosts"
+        );
+        assert_eq!(
+            super::shell_word("/home/me/first kh"),
+            "'/home/me/first kh'"
+        );
+        assert_eq!(super::shell_word("/a'b"), "'/a'\\''b'");
+    }
+
+    #[test]
+    fn an_rsa_key_on_record_asks_for_sha2_rsa_signatures_first() {
+        let default = russh::Preferred::default().key;
+        let rsa_first = super::host_key_order(&default, &[Algorithm::Rsa { hash: None }]);
+        assert_eq!(
+            rsa_first[..3],
+            [
+                Algorithm::Rsa {
+                    hash: Some(russh::keys::HashAlg::Sha512)
+                },
+                Algorithm::Rsa {
+                    hash: Some(russh::keys::HashAlg::Sha256)
+                },
+                Algorithm::Rsa { hash: None },
+            ]
+        );
+        assert_eq!(rsa_first.len(), default.len());
+        let ecdsa = Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        };
+        let ecdsa_first = super::host_key_order(&default, std::slice::from_ref(&ecdsa));
+        assert_eq!(ecdsa_first[0], ecdsa);
+        assert_eq!(ecdsa_first[1], Algorithm::Ed25519);
+        assert_eq!(super::host_key_order(&default, &[]), default.to_vec());
+    }
+
     use super::*;
 
     #[test]

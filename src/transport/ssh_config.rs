@@ -31,10 +31,16 @@ pub(crate) struct HostSettings {
     pub proxy_command: Option<String>,
     /// `IdentitiesOnly yes`: offer only the configured key files, not every agent key.
     pub identities_only: bool,
-    pub known_hosts_file: Option<PathBuf>,
+    /// `UserKnownHostsFile`, as written: a blank-separated list, `%` tokens and `~` not yet
+    /// expanded (they depend on the final host, port and user; see [`expand_file`]).
+    pub user_known_hosts_files: Option<String>,
+    /// `GlobalKnownHostsFile`, as written.
+    pub global_known_hosts_files: Option<String>,
     /// `Some(false)` for `StrictHostKeyChecking no` or `accept-new` (both accept-new to us:
     /// a changed key is refused regardless).
     pub strict_host_key_checking: Option<bool>,
+    /// `CASignatureAlgorithms`, as written (a list, or `+`/`-`/`^` and a list).
+    pub ca_signature_algorithms: Option<String>,
 }
 
 /// The ssh_config file in effect: the ship setting, else `MAESTRO_SSH_CONFIG`, else
@@ -86,8 +92,24 @@ fn lookup_with(
         }
         Err(err) => return Err(format!("cannot read ssh config {}: {err}", path.display())),
     };
-    let text = Walk::new(alias, given, dot_ssh)
-        .run(&text)
+    settings_from(&text, path, Walk::new(alias, given, dot_ssh))
+}
+
+/// Parses `text` as an ssh_config for `alias` without touching the system: an `Include`
+/// reads nothing and `Match exec` runs nothing (it does not match). For the fuzz target
+/// (`transport::fuzzing`): the result depends on the text alone and hostile input cannot
+/// run commands.
+pub(crate) fn parse_offline(text: &str, alias: &str) -> Result<HostSettings, String> {
+    let mut walk = Walk::new(alias, Given::default(), None);
+    walk.offline = true;
+    settings_from(text, Path::new("(fuzz input)"), walk)
+}
+
+/// The settings `text` (read from `path`, named in errors) gives `walk.alias`.
+fn settings_from(text: &str, path: &Path, walk: Walk<'_>) -> Result<HostSettings, String> {
+    let alias = walk.alias;
+    let text = walk
+        .run(text)
         .map_err(|err| format!("ssh config {}: {err}", path.display()))?;
     let normalised = normalise(&text);
     let parsed = russh_config::parse(&normalised, alias)
@@ -103,8 +125,11 @@ fn lookup_with(
         proxy_command: host.proxy_command.filter(not_none),
         identities_only: keyword_value(&normalised, alias, "identitiesonly")
             .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
-        known_hosts_file: host.user_known_hosts_file,
+        // Read raw: russh-config takes the value for one path and expands only `~`.
+        user_known_hosts_files: keyword_value(&normalised, alias, "userknownhostsfile"),
+        global_known_hosts_files: keyword_value(&normalised, alias, "globalknownhostsfile"),
         strict_host_key_checking: host.strict_host_key_checking,
+        ca_signature_algorithms: keyword_value(&normalised, alias, "casignaturealgorithms"),
     })
 }
 
@@ -138,6 +163,8 @@ struct Walk<'a> {
     host_name: Option<String>,
     user: Option<String>,
     port: Option<u16>,
+    /// Read no `Include` and run no `Match exec` (see [`parse_offline`]).
+    offline: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -149,6 +176,7 @@ impl<'a> Walk<'a> {
             host_name: None,
             user: None,
             port: None,
+            offline: false,
         }
     }
 
@@ -188,7 +216,7 @@ impl<'a> Walk<'a> {
                     continue;
                 }
                 "include" => {
-                    if !applies {
+                    if !applies || self.offline {
                         continue;
                     }
                     for pattern in value.split_whitespace() {
@@ -275,7 +303,7 @@ impl<'a> Walk<'a> {
                         "user" => patterns::list_matches(&self.remote_user(), arg, false),
                         "localuser" => patterns::list_matches(&local_user(), arg, false),
                         // As OpenSSH, a command is not run once the line has failed.
-                        "exec" if !result => false,
+                        "exec" if !result || self.offline => false,
                         "exec" => self.exec_succeeds(arg)?,
                         "localnetwork" | "tagged" | "version" | "sessiontype" | "command" => {
                             result = false;
@@ -522,9 +550,171 @@ pub(crate) fn expand_home(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
+/// What the `%` tokens of `UserKnownHostsFile` and `GlobalKnownHostsFile` stand for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileTokens<'a> {
+    /// `%d` and `~`.
+    pub home: Option<&'a Path>,
+    /// `%u`: who runs maestro.
+    pub local_user: &'a str,
+    /// `%h`: the host connected to (after `HostName`).
+    pub host: &'a str,
+    /// `%n`: the host as the route or jump names it.
+    pub original_host: &'a str,
+    /// `%p`.
+    pub port: u16,
+    /// `%r`: the user logged in as.
+    pub remote_user: &'a str,
+}
+
+/// The files of a `UserKnownHostsFile`/`GlobalKnownHostsFile` value: words separated by
+/// blanks, a word in double or single quotes may hold blanks; `none` alone means no file.
+pub(crate) fn split_file_list(value: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in value.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => word.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                in_word = true;
+            }
+            None if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            None => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    if words.len() == 1 && words[0].eq_ignore_ascii_case("none") {
+        return Vec::new();
+    }
+    words
+}
+
+/// One file of a known-hosts list with `~` and the `%` tokens OpenSSH expands there
+/// (`%d %u %h %n %p %r %%`). An unknown token is an error, as it is to OpenSSH: a path
+/// silently read with a literal `%x` would only hide a typo.
+pub(crate) fn expand_file(
+    word: &str,
+    keyword: &str,
+    tokens: &FileTokens,
+) -> Result<PathBuf, String> {
+    let home = || {
+        tokens.home.ok_or_else(|| {
+            format!("{keyword} `{word}` needs the home directory, and HOME is not set; write a full path")
+        })
+    };
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    if rest == "~" || rest.starts_with("~/") {
+        out.push_str(&home()?.to_string_lossy());
+        rest = &rest[1..];
+    } else if rest.starts_with('~') {
+        return Err(format!(
+            "{keyword} `{word}`: `~user` is not supported; write the full path"
+        ));
+    }
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('d') => out.push_str(&home()?.to_string_lossy()),
+            Some('u') => out.push_str(tokens.local_user),
+            Some('h') => out.push_str(tokens.host),
+            Some('n') => out.push_str(tokens.original_host),
+            Some('p') => out.push_str(&tokens.port.to_string()),
+            Some('r') => out.push_str(tokens.remote_user),
+            other => {
+                return Err(format!(
+                    "{keyword} `{word}`: unknown token %{}; known here are %d (home), \
+                     %u (local user), %h (host), %n (host as given), %p (port), \
+                     %r (remote user) and %% (a percent sign)",
+                    other.map(String::from).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(PathBuf::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tokens(home: Option<&Path>) -> FileTokens<'_> {
+        FileTokens {
+            home,
+            local_user: "me",
+            host: "10.0.0.1",
+            original_host: "web",
+            port: 2222,
+            remote_user: "deploy",
+        }
+    }
+
+    #[test]
+    fn offline_parsing_reads_no_include_and_runs_no_exec() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let included = dir.path().join("included");
+        std::fs::write(&included, "Host *\n  Port 7\n").expect("write");
+        let text = format!(
+            "Include {}\nMatch exec \"touch {}\"\n  User ran\nHost web\n  HostName 10.0.0.5\n",
+            included.display(),
+            marker.display()
+        );
+        let settings = parse_offline(&text, "web").expect("parses");
+        assert_eq!(settings.host_name.as_deref(), Some("10.0.0.5"));
+        assert_eq!(settings.port, None, "Include must not be read");
+        assert_eq!(settings.user, None, "Match exec must not match");
+        assert!(!marker.exists(), "Match exec must not run");
+    }
+
+    #[test]
+    fn known_hosts_file_lists_split_and_expand_tokens() {
+        assert_eq!(
+            split_file_list("~/.ssh/a \"/with space/b\"  'c'"),
+            vec!["~/.ssh/a", "/with space/b", "c"]
+        );
+        assert!(split_file_list("none").is_empty());
+        assert!(split_file_list("  ").is_empty());
+        let home = Path::new("/home/me");
+        let expand = |word: &str| expand_file(word, "UserKnownHostsFile", &tokens(Some(home)));
+        assert_eq!(
+            expand("~/.ssh/kh_%h_%p").expect("expands"),
+            PathBuf::from("/home/me/.ssh/kh_10.0.0.1_2222")
+        );
+        assert_eq!(
+            expand("%d/%u/%n/%r/100%%").expect("expands"),
+            PathBuf::from("/home/me/me/web/deploy/100%")
+        );
+        assert_eq!(expand("~").expect("expands"), PathBuf::from("/home/me"));
+        let unknown = expand("/kh/%C").expect_err("unknown token");
+        assert!(
+            unknown.contains("UserKnownHostsFile `/kh/%C`: unknown token %C"),
+            "{unknown}"
+        );
+        assert!(expand("~other/kh").is_err());
+        let no_home =
+            expand_file("%d/kh", "GlobalKnownHostsFile", &tokens(None)).expect_err("no home");
+        assert!(no_home.contains("HOME is not set"), "{no_home}");
+    }
 
     #[test]
     fn resolves_host_with_tabs_equals_and_globals() {
@@ -540,6 +730,7 @@ mod tests {
              \tIdentityFile /keys/a\n\
              \tProxyJump root@bastion:22\n\
              \tUserKnownHostsFile /kh\n\
+             \tCASignatureAlgorithms +ssh-rsa\n\
              Host other\n  User other\n  StrictHostKeyChecking accept-new\n\
              Host third\n  StrictHostKeyChecking yes\n",
         )
@@ -550,8 +741,9 @@ mod tests {
         assert_eq!(inner.user.as_deref(), Some("globaluser"));
         assert_eq!(inner.identity_files, vec![PathBuf::from("/keys/a")]);
         assert_eq!(inner.proxy_jump.as_deref(), Some("root@bastion:22"));
-        assert_eq!(inner.known_hosts_file, Some(PathBuf::from("/kh")));
+        assert_eq!(inner.user_known_hosts_files.as_deref(), Some("/kh"));
         assert_eq!(inner.strict_host_key_checking, Some(false));
+        assert_eq!(inner.ca_signature_algorithms.as_deref(), Some("+ssh-rsa"));
         let other = lookup(Some(&path), "other", Given::default()).expect("lookup");
         assert_eq!(other.strict_host_key_checking, Some(false));
         let third = lookup(Some(&path), "third", Given::default()).expect("lookup");
