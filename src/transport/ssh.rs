@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::banner::{Recorded, foreign_greeting};
 use super::error::TransportError;
 use super::known_hosts::{self, HostKeyPolicy, Verdict};
-use super::ssh_config::{self, HostSettings};
+use super::ssh_config::{self, HostSettings, valid_hostname, valid_user};
 use super::{HopInfo, JumpSpec, SshRoute};
 
 /// One hop after resolution through ssh_config: where we connect and as whom.
@@ -566,26 +566,6 @@ fn expand_proxy_tokens(
         }
     }
     Ok(out)
-}
-
-/// OpenSSH's `valid_hostname` (ssh.c): no shell metacharacter, blank or control character,
-/// and no leading `-`.
-pub(crate) fn valid_hostname(text: &str) -> bool {
-    !text.starts_with('-')
-        && !text
-            .chars()
-            .any(|c| "'`\"$\\;&<>|(){}".contains(c) || c.is_whitespace() || c.is_control())
-}
-
-/// OpenSSH's `valid_ruser` (ssh.c): no shell metacharacter, no leading `-` nor one after a
-/// blank, no trailing backslash.
-pub(crate) fn valid_user(text: &str) -> bool {
-    !text.starts_with('-')
-        && !text.contains(" -")
-        && !text.ends_with('\\')
-        && !text
-            .chars()
-            .any(|c| "'`\";&<>|(){}".contains(c) || c.is_control())
 }
 
 /// Why the host key check refused, kept beside the handler so that the error russh

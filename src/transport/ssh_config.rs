@@ -327,15 +327,11 @@ impl<'a> Walk<'a> {
         let remote_user = self.remote_user();
         let local = local_user();
         // The command runs through `sh -c`: names holding shell metacharacters are refused
-        // before anything runs, as for a ProxyCommand (see `ssh::valid_hostname`).
+        // before anything runs, as for a ProxyCommand (see [`valid_hostname`]).
         for (token, value, valid) in [
-            (
-                'h',
-                self.host(),
-                super::ssh::valid_hostname as fn(&str) -> bool,
-            ),
-            ('n', self.alias, super::ssh::valid_hostname),
-            ('r', remote_user.as_str(), super::ssh::valid_user),
+            ('h', self.host(), valid_hostname as fn(&str) -> bool),
+            ('n', self.alias, valid_hostname),
+            ('r', remote_user.as_str(), valid_user),
         ] {
             if command.contains(&format!("%{token}")) && !valid(value) {
                 return Err(format!(
@@ -651,6 +647,28 @@ pub(crate) fn expand_file(
         }
     }
     Ok(PathBuf::from(out))
+}
+
+/// Names that reach a shell (a ProxyCommand, a `Match exec`) are checked with OpenSSH's own
+/// rules first; ssh.rs checks a route's names with the same two.
+/// OpenSSH's `valid_hostname` (ssh.c): no shell metacharacter, blank or control character,
+/// and no leading `-`.
+pub(crate) fn valid_hostname(text: &str) -> bool {
+    !text.starts_with('-')
+        && !text
+            .chars()
+            .any(|c| "'`\"$\\;&<>|(){}".contains(c) || c.is_whitespace() || c.is_control())
+}
+
+/// OpenSSH's `valid_ruser` (ssh.c): no shell metacharacter, no leading `-` nor one after a
+/// blank, no trailing backslash.
+pub(crate) fn valid_user(text: &str) -> bool {
+    !text.starts_with('-')
+        && !text.contains(" -")
+        && !text.ends_with('\\')
+        && !text
+            .chars()
+            .any(|c| "'`\";&<>|(){}".contains(c) || c.is_control())
 }
 
 #[cfg(test)]
