@@ -1,0 +1,387 @@
+//! The ships: `ships`, `ship_defaults` merged into each, how each is reached (SSH and its
+//! jump hosts, MaestroNG's `ssh_tunnel`, TCP and TLS), and the jump loops between them.
+
+use super::*;
+
+pub(super) fn ships(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    defaults: Option<&Node>,
+    names: &Names,
+) -> Result<Vec<Ship>> {
+    let default_entries = match defaults {
+        Some(d) => ship_defaults(cx, d, names)?,
+        None => Vec::new(),
+    };
+    let mut map = MapReader::new(cx, node, "ships", "`ships`")?;
+    let mut out = Vec::new();
+    for (name, _, value) in map.all() {
+        let path = join("ships", &name);
+        let merged = match &value.value {
+            Value::Map(pairs) => {
+                let mut pairs = pairs.clone();
+                for (k, v) in &default_entries {
+                    let present = pairs
+                        .iter()
+                        .any(|(pk, _)| pk.scalar_text() == k.scalar_text());
+                    if !present {
+                        pairs.push((k.clone(), v.clone()));
+                    }
+                }
+                Node {
+                    value: Value::Map(pairs),
+                    pos: value.pos,
+                    raw: None,
+                }
+            }
+            _ => value.clone(),
+        };
+        out.push(ship(cx, &path, &merged, names, false)?);
+        if let Some(s) = out.last_mut() {
+            s.name = name;
+        }
+    }
+    check_jump_loops(cx, &out);
+    Ok(out)
+}
+
+/// `ship_defaults`, checked on their own first so that their errors name `ship_defaults`;
+/// returns the entries every ship takes when it does not set them.
+pub(super) fn ship_defaults(cx: &mut Cx<'_>, d: &Node, names: &Names) -> Result<Vec<(Node, Node)>> {
+    let ship_keys = ship_keys(cx, names);
+    let mut m = MapReader::new(cx, d, "ship_defaults", "`ship_defaults`")?;
+    for (key, key_node, _) in m.all() {
+        if key == "ip" || key == "endpoint" {
+            return Err(cx.invalid(
+                key_node.pos,
+                &join("ship_defaults", &key),
+                format!("`{key}` cannot have a default: it is different for every ship"),
+            ));
+        }
+        if !ship_keys.contains(&key) {
+            return Err(cx.invalid_help(
+                key_node.pos,
+                &join("ship_defaults", &key),
+                format!("unknown key `{key}` in `ship_defaults`"),
+                did_you_mean(&key, ship_keys.iter().map(String::as_str)),
+            ));
+        }
+    }
+    let as_ship = Node {
+        value: d.value.clone(),
+        pos: d.pos,
+        raw: None,
+    };
+    ship(cx, "ship_defaults", &as_ship, names, true)?;
+    Ok(match &d.value {
+        Value::Map(pairs) => pairs.clone(),
+        _ => Vec::new(),
+    })
+}
+
+/// The keys a ship may have: those that reading a ship with only an `ip` asks for. The read
+/// is done aside, so it leaves no positions or problems behind.
+pub(super) fn ship_keys(cx: &Cx<'_>, names: &Names) -> Vec<String> {
+    let scalar = |text: &str| Node {
+        value: Value::Str(text.to_owned()),
+        pos: Pos::default(),
+        raw: None,
+    };
+    let only_ip = Node {
+        value: Value::Map(vec![(scalar("ip"), scalar("0.0.0.0"))]),
+        pos: Pos::default(),
+        raw: None,
+    };
+    let mut aside = Cx {
+        src: cx.src,
+        schema: cx.schema,
+        base_dir: cx.base_dir.clone(),
+        home: cx.home.clone(),
+        spans: Default::default(),
+        key_spans: Default::default(),
+        semantic: Vec::new(),
+    };
+    let Ok(mut m) = MapReader::new(&mut aside, &only_ip, "", "a ship") else {
+        return Vec::new();
+    };
+    // Whatever the read makes of nothing, the keys it asked for are what is wanted.
+    let _ = read_ship(&mut aside, &mut m, "", names, false);
+    m.known().into_iter().map(str::to_owned).collect()
+}
+
+/// Jump hosts that are ships must not lead back to the ship itself.
+pub(super) fn check_jump_loops(cx: &mut Cx<'_>, ships: &[Ship]) {
+    for s in ships {
+        let mut seen = vec![s.name.clone()];
+        let mut current = s;
+        while let Some(JumpHost::Ship(next)) = current.ssh.as_ref().and_then(|x| x.jump.first()) {
+            if seen.contains(next) {
+                seen.push(next.clone());
+                let path = format!("ships.{}.ssh.jump", s.name);
+                let pos = cx.pos_of(&path);
+                cx.semantic(
+                    pos,
+                    &path,
+                    format!("jump hosts form a loop: {}", seen.join(" -> ")),
+                    None,
+                );
+                break;
+            }
+            seen.push(next.clone());
+            match ships.iter().find(|o| o.name == *next) {
+                Some(o) => current = o,
+                None => break,
+            }
+        }
+    }
+}
+
+pub(super) fn ship(
+    cx: &mut Cx<'_>,
+    path: &str,
+    node: &Node,
+    names: &Names,
+    is_defaults: bool,
+) -> Result<Ship> {
+    let what = if is_defaults {
+        "`ship_defaults`".to_owned()
+    } else {
+        format!("ship `{}`", path.trim_start_matches("ships."))
+    };
+    let mut m = MapReader::new(cx, node, path, &what)?;
+    let ship = read_ship(cx, &mut m, &what, names, is_defaults)?;
+    m.finish(cx, &what)?;
+    Ok(ship)
+}
+
+pub(super) fn read_ship(
+    cx: &mut Cx<'_>,
+    m: &mut MapReader<'_>,
+    what: &str,
+    names: &Names,
+    is_defaults: bool,
+) -> Result<Ship> {
+    let ip = if is_defaults {
+        String::new()
+    } else {
+        let n = m.require(cx, "ip", what)?;
+        host_name(cx, n, &m.field("ip"))?
+    };
+    // A local daemon's socket (`unix:///...` or a path) never reaches a shell; a host does.
+    let endpoint = m
+        .opt(cx, "endpoint", |cx, n, p| match string(cx, n, p)? {
+            path if path.starts_with("unix://") || path.starts_with('/') => Ok(path),
+            _ => host_name(cx, n, p),
+        })?
+        .unwrap_or_else(|| ip.clone());
+    let tls = m.given(cx, "tls", boolean)?.unwrap_or(false);
+    let docker_port_given = m.get("docker_port").is_some();
+    let docker_port = m
+        .given(cx, "docker_port", |cx, n, p| unsigned(cx, n, p, 65535))?
+        .unwrap_or(if tls { 2376 } else { 2375 });
+    let socket_path = m.opt(cx, "socket_path", string)?;
+    let api_version = m.opt(cx, "api_version", string)?;
+    let timeout = m
+        .given(cx, "timeout", duration)?
+        .unwrap_or(Duration::from_secs(5));
+    let ssh_timeout = m.given(cx, "ssh_timeout", duration)?;
+    let tls_verify = m.given(cx, "tls_verify", boolean)?.unwrap_or(false);
+    let mut path_of = |cx: &mut Cx<'_>, key| -> Result<_> {
+        let written = m.opt(cx, key, string)?;
+        Ok(written.map(|p| cx.resolve_path(&p)))
+    };
+    let tls_ca_cert = path_of(cx, "tls_ca_cert")?;
+    let tls_cert = path_of(cx, "tls_cert")?;
+    let tls_key = path_of(cx, "tls_key")?;
+    // MaestroNG's TLS protocol version (a Python `ssl` constant); rustls negotiates TLS 1.2 or
+    // 1.3 itself, so it is accepted and not used.
+    m.accept_ignored(&["ssl_version"]);
+    let max_concurrency = m.given(cx, "max_concurrency", |cx, n, p| {
+        let v: usize = unsigned(cx, n, p, 1024)?;
+        if v == 0 {
+            return Err(cx.invalid(n.pos, p, "max_concurrency must be at least 1"));
+        }
+        Ok(v)
+    })?;
+    let ssh_tunnel = m.given(cx, "ssh_tunnel", ssh_tunnel)?;
+    let ship_path = m.path.clone();
+    let ssh = match m.given(cx, "ssh", |cx, n, p| {
+        ssh_settings(cx, p, n, names, &ship_path)
+    })? {
+        Some(ssh) => Some(ssh),
+        None => ssh_tunnel.as_ref().map(SshTunnel::as_ssh),
+    };
+    Ok(Ship {
+        name: String::new(),
+        ip,
+        endpoint,
+        docker_port,
+        docker_port_given,
+        socket_path,
+        api_version,
+        timeout,
+        ssh_timeout,
+        tls,
+        tls_verify,
+        tls_ca_cert,
+        tls_cert,
+        tls_key,
+        ssh_tunnel,
+        ssh,
+        max_concurrency,
+    })
+}
+
+pub(super) fn ssh_tunnel(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<SshTunnel> {
+    let mut t = MapReader::new(cx, node, path, "`ssh_tunnel`")?;
+    let user_node = t.require(cx, "user", "`ssh_tunnel`")?;
+    let user = user_name(cx, user_node, &t.field("user"))?;
+    let key_node = t.require(cx, "key", "`ssh_tunnel`")?;
+    let key = non_empty_string(cx, key_node, &t.field("key"))?;
+    let key = cx.resolve_path(&key);
+    let port = t
+        .given(cx, "port", |cx, n, p| unsigned(cx, n, p, 65535))?
+        .unwrap_or(22);
+    t.finish(cx, "`ssh_tunnel`")?;
+    Ok(SshTunnel { user, key, port })
+}
+
+pub(super) fn ssh_settings(
+    cx: &mut Cx<'_>,
+    path: &str,
+    node: &Node,
+    names: &Names,
+    ship_path: &str,
+) -> Result<SshSettings> {
+    let mut s = MapReader::new(cx, node, path, "`ssh`")?;
+    let user = s.opt(cx, "user", user_name)?;
+    let port = s
+        .given(cx, "port", |cx, n, p| unsigned(cx, n, p, 65535))?
+        .unwrap_or(22);
+    let mut identity_files = Vec::new();
+    for key in ["identity_files", "key"] {
+        for f in s.opt(cx, key, string_list)?.unwrap_or_default() {
+            identity_files.push(cx.resolve_path(&f));
+        }
+    }
+    let this_ship = ship_path.strip_prefix("ships.").unwrap_or("");
+    let jump = s
+        .opt(cx, "jump", |cx, n, p| {
+            jump_hosts(cx, n, p, names, this_ship)
+        })?
+        .unwrap_or_default();
+    let known_hosts = s
+        .given(cx, "known_hosts", known_hosts_policy)?
+        .unwrap_or(KnownHostsPolicy::Strict);
+    let known_hosts_file = s.opt(cx, "known_hosts_file", string)?;
+    let known_hosts_file = known_hosts_file.map(|p| cx.resolve_path(&p));
+    s.finish(cx, "`ssh`")?;
+    Ok(SshSettings {
+        user,
+        port,
+        identity_files,
+        jump,
+        known_hosts,
+        known_hosts_file,
+    })
+}
+
+/// `ssh.jump`: ship names, or `[user@]host[:port]`.
+pub(super) fn jump_hosts(
+    cx: &mut Cx<'_>,
+    n: &Node,
+    jp: &str,
+    names: &Names,
+    this_ship: &str,
+) -> Result<Vec<JumpHost>> {
+    let mut jump = Vec::new();
+    for (i, hop) in string_list(cx, n, jp)?.into_iter().enumerate() {
+        let hop_path = item_path(n, jp, i);
+        if hop == this_ship {
+            let pos = cx.pos_of(&hop_path);
+            return Err(cx.invalid(
+                pos,
+                &hop_path,
+                format!("ship `{hop}` cannot be its own jump host"),
+            ));
+        }
+        if names.ships.contains(&hop) {
+            jump.push(JumpHost::Ship(hop));
+            continue;
+        }
+        match parse_jump(&hop) {
+            Some(j) => {
+                if let Some((what, why)) = jump_problem(&j) {
+                    let pos = cx.pos_of(&hop_path);
+                    return Err(cx.invalid_help(
+                        pos,
+                        &hop_path,
+                        format!("invalid jump host \"{hop}\": its {what} {why}"),
+                        Some(
+                            "addresses and users reach a shell when a ProxyCommand runs, so \
+                             maestro refuses them, as OpenSSH does"
+                                .to_string(),
+                        ),
+                    ));
+                }
+                jump.push(j)
+            }
+            None => {
+                let pos = cx.pos_of(&hop_path);
+                return Err(cx.invalid_help(
+                    pos,
+                    &hop_path,
+                    format!(
+                        "invalid jump host \"{hop}\" (expected [user@]host[:port] or a ship name)"
+                    ),
+                    did_you_mean(&hop, names.ships.iter().map(String::as_str)),
+                ));
+            }
+        }
+    }
+    Ok(jump)
+}
+
+pub(super) fn known_hosts_policy(cx: &mut Cx<'_>, n: &Node, kp: &str) -> Result<KnownHostsPolicy> {
+    match string(cx, n, kp)?.as_str() {
+        "strict" => Ok(KnownHostsPolicy::Strict),
+        "accept-new" | "accept_new" => Ok(KnownHostsPolicy::AcceptNew),
+        other => Err(cx.invalid_help(
+            n.pos,
+            kp,
+            format!("invalid known_hosts policy \"{other}\" (expected strict or accept-new)"),
+            did_you_mean(other, ["strict", "accept-new"]),
+        )),
+    }
+}
+
+/// `[user@]host[:port]`.
+/// What of a jump host is not a user name or a host name, and why (see `host_problem`).
+pub(super) fn jump_problem(jump: &JumpHost) -> Option<(String, String)> {
+    let JumpHost::Address { user, host, .. } = jump else {
+        return None;
+    };
+    user.as_deref()
+        .and_then(|u| user_problem(u).map(|why| (format!("user `{u}`"), why)))
+        .or_else(|| host_problem(host).map(|why| (format!("host `{host}`"), why)))
+}
+
+pub(crate) fn parse_jump(text: &str) -> Option<JumpHost> {
+    let (user, rest) = match text.split_once('@') {
+        Some((u, r)) if !u.is_empty() => (Some(u.to_owned()), r),
+        Some(_) => return None,
+        None => (None, text),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p.parse::<u16>().ok().filter(|p| *p > 0)?)),
+        _ => (rest, None),
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+        return None;
+    }
+    Some(JumpHost::Address {
+        user,
+        host: host.to_owned(),
+        port,
+    })
+}
