@@ -50,6 +50,23 @@ fn environment_on(dir: &Path, name: &str, ships: &str, wait: u32, quick_ship: &s
     file
 }
 
+/// A test's environment name, unique per test (its letters) and per run (the pid).
+fn unique(letters: &str) -> String {
+    format!("{letters}{}", std::process::id() % 100_000)
+}
+
+/// The usual start of a test: the shared bed, a directory, a unique environment named
+/// after `letters` on `a` and `c` (see [`environment`], `wait` for its slow instance), and
+/// no container of that name left on the ships.
+fn fresh(letters: &str, wait: u32) -> (Arc<TestBed>, tempfile::TempDir, String, PathBuf) {
+    let bed = bed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique(letters);
+    let file = environment(&bed, dir.path(), &name, wait);
+    remove_containers(&bed, &name);
+    (bed, dir, name, file)
+}
+
 fn spawn(dir: &Path, file: &Path, holder: &str, args: &[&str]) -> Child {
     common::maestro(dir)
         .arg("-f")
@@ -120,11 +137,7 @@ fn container_exists(bed: &TestBed, ship: &str, container: &str) -> bool {
 
 #[test]
 fn a_second_start_fails_at_once_naming_the_holder_and_changes_nothing() {
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lka{}", std::process::id() % 100_000);
-    let file = environment(&bed, dir.path(), &name, 20);
-    remove_containers(&bed, &name);
+    let (bed, dir, name, file) = fresh("lka", 20);
 
     let started = Instant::now();
     let first = spawn(dir.path(), &file, "alice@desk1", &["--json", "start"]);
@@ -174,11 +187,7 @@ fn a_second_start_fails_at_once_naming_the_holder_and_changes_nothing() {
 
 #[test]
 fn a_maintenance_window_admits_its_holder_and_refuses_the_others() {
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lkm{}", std::process::id() % 100_000);
-    let file = environment(&bed, dir.path(), &name, 0);
-    remove_containers(&bed, &name);
+    let (bed, dir, name, file) = fresh("lkm", 0);
     let d = dir.path();
 
     let missing = run(d, &file, "alice@desk1", &["lock", "acquire"]);
@@ -238,11 +247,7 @@ fn a_maintenance_window_admits_its_holder_and_refuses_the_others() {
 
 #[test]
 fn a_killed_operators_lock_shows_dead_is_cleared_by_force_or_taken_over() {
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lkk{}", std::process::id() % 100_000);
-    let file = environment(&bed, dir.path(), &name, 60);
-    remove_containers(&bed, &name);
+    let (bed, dir, name, file) = fresh("lkk", 60);
     let d = dir.path();
 
     let mut victim = spawn(d, &file, "alice@desk1", &["--json", "start"]);
@@ -307,11 +312,7 @@ fn a_killed_operators_lock_shows_dead_is_cleared_by_force_or_taken_over() {
 
 #[test]
 fn ctrl_c_during_a_start_releases_its_locks() {
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lki{}", std::process::id() % 100_000);
-    let file = environment(&bed, dir.path(), &name, 60);
-    remove_containers(&bed, &name);
+    let (bed, dir, name, file) = fresh("lki", 60);
     let d = dir.path();
 
     let started = Instant::now();
@@ -365,11 +366,7 @@ fn now_secs() -> u64 {
 
 #[test]
 fn a_lock_from_another_machine_by_this_hosts_name_is_never_taken_over() {
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lkh{}", std::process::id() % 100_000);
-    let file = environment(&bed, dir.path(), &name, 0);
-    remove_containers(&bed, &name);
+    let (bed, dir, name, file) = fresh("lkh", 0);
     let d = dir.path();
     let outer = bed.outer_ships()[0].name.clone();
 
@@ -431,11 +428,7 @@ impl Drop for Planted {
 
 #[test]
 fn a_lock_directory_and_symlink_planted_on_the_ship_are_never_written_through() {
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lks{}", std::process::id() % 100_000);
-    let file = environment(&bed, dir.path(), &name, 0);
-    remove_containers(&bed, &name);
+    let (bed, dir, name, file) = fresh("lks", 0);
     let d = dir.path();
     let ship = bed.outer_ships()[0].clone();
 
@@ -485,7 +478,7 @@ fn a_deploy_only_account_with_no_session_channels_is_locked() {
     let _third = THIRD_SHIP.lock().unwrap_or_else(|e| e.into_inner());
     let bed = bed();
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lkd{}", std::process::id() % 100_000);
+    let name = unique("lkd");
     let ship = bed.outer_ships()[2].name.clone();
     let file = environment_on(dir.path(), &name, &bed.ship_yaml(&ship, "a"), 20, "a");
     // Forwarding still works; shells, commands and subsystems are refused.
@@ -533,7 +526,7 @@ fn tcp_relay(socket: &Path) -> u16 {
 fn a_ship_reached_over_tcp_is_locked() {
     let bed = bed();
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lkt{}", std::process::id() % 100_000);
+    let name = unique("lkt");
     let ship = bed.outer_ships()[0].clone();
     let port = tcp_relay(&ship.docker_socket);
     let ships = format!("  a: {{ip: 127.0.0.1, docker_port: {port}}}\n");
@@ -550,7 +543,7 @@ fn a_ship_reached_over_tcp_is_locked() {
 fn ctrl_c_during_lock_acquire_releases_the_locks_taken() {
     let bed = bed();
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lkc{}", std::process::id() % 100_000);
+    let name = unique("lkc");
     let live = bed.outer_ships()[0].name.clone();
     let silent = bed.outer_ships()[1].clone();
     let ships = format!(
@@ -601,7 +594,7 @@ async fn release_force_removes_the_lock_it_read_and_not_the_one_that_replaced_it
     use maestro::orchestrate::deploy::lock::{self, Holder, LockKind, Released};
 
     let bed = bed();
-    let name = format!("lkf{}", std::process::id() % 100_000);
+    let name = unique("lkf");
     let socket = bed.outer_ships()[0].docker_socket.clone();
     let docker = Docker::connect_with_unix(&socket.to_string_lossy(), 30, API_DEFAULT_VERSION)
         .expect("docker");
@@ -655,7 +648,7 @@ fn a_ship_whose_connection_was_lost_mid_run_is_still_released() {
     let _third = THIRD_SHIP.lock().unwrap_or_else(|e| e.into_inner());
     let bed = bed();
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("lkl{}", std::process::id() % 100_000);
+    let name = unique("lkl");
     let ship = bed.outer_ships()[2].clone();
     let file = environment_on(dir.path(), &name, &bed.ship_yaml(&ship.name, "a"), 10, "a");
     let d = dir.path();
