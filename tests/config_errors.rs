@@ -1000,3 +1000,40 @@ fn addresses_and_users_with_shell_metacharacters_are_refused_where_written() {
         assert!(config::load(&path).is_ok(), "{ip} {user}");
     }
 }
+
+#[test]
+fn a_ship_address_with_a_user_or_a_port_says_where_each_part_goes() {
+    for (address, parts) in [
+        (
+            "deploy@10.0.1.10",
+            &[
+                "`deploy@10.0.1.10` puts a user in the address",
+                "`ssh: {user: deploy}`",
+                "(`10.0.1.10`)",
+                "env.yaml:3:",
+            ][..],
+        ),
+        (
+            "10.0.1.10:2222",
+            &[
+                "`10.0.1.10:2222` has a port in the address",
+                "`ssh: {port: 2222}`",
+                "`docker_port: 2222`",
+            ][..],
+        ),
+    ] {
+        let text = format!("name: x\nships:\n  ship1: {{ip: \"{address}\"}}\nservices: {{}}\n");
+        let (_, msg) = load_err(&text);
+        assert_has(&msg, parts);
+        assert!(!msg.contains("shell"), "{msg}");
+    }
+    // An IPv6 address is an address.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(
+        &path,
+        "name: x\nships:\n  ship1: {ip: \"fd00::10\"}\nservices: {}\n",
+    )
+    .expect("write");
+    assert!(config::load(&path).is_ok());
+}

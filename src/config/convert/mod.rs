@@ -316,6 +316,13 @@ mod tests {
         assert_eq!(parse_jump("@x"), None);
         assert_eq!(parse_jump("a b"), None);
         assert_eq!(parse_jump("h:0"), None);
+        // OpenSSH's ProxyJump URI form.
+        assert_eq!(
+            parse_jump("ssh://ops@bastion:2222"),
+            parse_jump("ops@bastion:2222")
+        );
+        assert_eq!(parse_jump("ssh://bastion/"), parse_jump("bastion"));
+        assert_eq!(parse_jump("ssh://a/b"), None);
     }
 
     fn load(text: &str) -> Environment {

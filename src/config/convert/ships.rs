@@ -165,13 +165,13 @@ pub(super) fn read_ship(
         String::new()
     } else {
         let n = m.require(cx, "ip", what)?;
-        host_name(cx, n, &m.field("ip"))?
+        ship_address(cx, n, &m.field("ip"))?
     };
     // A local daemon's socket (`unix:///...` or a path) never reaches a shell; a host does.
     let endpoint = m
         .opt(cx, "endpoint", |cx, n, p| match string(cx, n, p)? {
             path if path.starts_with("unix://") || path.starts_with('/') => Ok(path),
-            _ => host_name(cx, n, p),
+            _ => ship_address(cx, n, p),
         })?
         .unwrap_or_else(|| ip.clone());
     let tls = m.given(cx, "tls", boolean)?.unwrap_or(false);
@@ -367,6 +367,11 @@ pub(super) fn jump_problem(jump: &JumpHost) -> Option<(String, String)> {
 }
 
 pub(crate) fn parse_jump(text: &str) -> Option<JumpHost> {
+    // OpenSSH's ProxyJump also takes the URI form, `ssh://[user@]host[:port]`.
+    let text = match text.strip_prefix("ssh://") {
+        Some(uri) => uri.strip_suffix('/').unwrap_or(uri),
+        None => text,
+    };
     let (user, rest) = match text.split_once('@') {
         Some((u, r)) if !u.is_empty() => (Some(u.to_owned()), r),
         Some(_) => return None,
@@ -384,4 +389,40 @@ pub(crate) fn parse_jump(text: &str) -> Option<JumpHost> {
         host: host.to_owned(),
         port,
     })
+}
+
+/// A ship's `ip` or `endpoint`: a host name or address alone. The habits of other tools (a
+/// `user@` in front, a `:port` behind, as ssh and docker -H take them) are answered with
+/// where each part goes, before the host name check would call them shell syntax.
+pub(super) fn ship_address(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<String> {
+    let text = non_empty_string(cx, node, path)?;
+    if let Some((user, host)) = text.split_once('@') {
+        return Err(cx.invalid_help(
+            node.pos,
+            path,
+            format!("`{text}` puts a user in the address"),
+            Some(format!(
+                "the address goes alone here (`{host}`), and the user in the ship's ssh \
+                 block: `ssh: {{user: {user}}}` (or in `ship_defaults`)"
+            )),
+        ));
+    }
+    // One colon and digits after it: a port (an IPv6 address has several colons).
+    if let Some((host, port)) = text.split_once(':')
+        && !host.contains(':')
+        && !port.contains(':')
+        && !port.is_empty()
+        && port.chars().all(|c| c.is_ascii_digit())
+    {
+        return Err(cx.invalid_help(
+            node.pos,
+            path,
+            format!("`{text}` has a port in the address"),
+            Some(format!(
+                "the address goes alone here (`{host}`); an SSH port is `ssh: {{port: {port}}}`, \
+                 the Docker daemon's TCP port `docker_port: {port}`"
+            )),
+        ));
+    }
+    host_name(cx, node, path)
 }
