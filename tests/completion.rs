@@ -233,3 +233,52 @@ fn docker_habits_ps_and_version_are_answered() {
     assert_eq!(version.stdout, run(&["--version"]).stdout);
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("maestro "));
 }
+
+#[test]
+fn validate_json_has_one_shape_on_both_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = |yaml: &str| {
+        let file = dir.path().join("env.yaml");
+        std::fs::write(&file, yaml).expect("write");
+        let out = common::maestro(dir.path())
+            .arg("-f")
+            .arg(&file)
+            .args(["--json", "validate"])
+            .output()
+            .expect("run maestro");
+        let doc: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        (out.status.code(), doc)
+    };
+    let (code, good) = json(FILE);
+    assert_eq!(code, Some(0));
+    let (code, bad) = json("name: x\nships: {}\nservices: {web: {image: x}}\n");
+    assert_ne!(code, Some(0));
+    for key in ["ok", "valid", "exit_code"] {
+        assert!(
+            good.get(key).is_some() && bad.get(key).is_some(),
+            "{key}: {good} / {bad}"
+        );
+    }
+    assert_eq!((&good["ok"], &good["valid"]), (&true.into(), &true.into()));
+    assert_eq!((&bad["ok"], &bad["valid"]), (&false.into(), &false.into()));
+}
+
+#[test]
+fn help_says_which_commands_look_at_omitted_services() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let help = |command: &str| {
+        let out = common::maestro(dir.path())
+            .args([command, "--help"])
+            .output()
+            .expect("run maestro");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for command in ["status", "history"] {
+        assert!(
+            help(command).contains("`omit`-ted ones included"),
+            "{command}"
+        );
+    }
+    assert!(help("start").contains("every service that is not `omit`-ted"));
+}

@@ -603,7 +603,13 @@ fn unknown_jump_ship_or_bad_address() {
     );
     assert_has(&msg, &["invalid jump host \"bad host\"", "env.yaml:4:33"]);
     let (_, msg) = load_err("name: x\nships:\n  a: {ip: 1.2.3.5, ssh: {jump: a}}\n");
-    assert_has(&msg, &["ship `a` cannot be its own jump host"]);
+    assert_has(
+        &msg,
+        &[
+            "ship `a` cannot be its own jump host",
+            "give `a` an `ssh` block of its own, without `jump`",
+        ],
+    );
 }
 
 #[test]

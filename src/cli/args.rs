@@ -36,6 +36,10 @@ Examples:
 Exit codes: 0 ended with Ctrl-C, 1 the ship or the instance could not be reached, 2 bad
 input (unknown name or port, local port in use), 130 Ctrl-C while connecting.";
 
+/// `status` and `history` look at every service, `omit`-ted ones too (as MaestroNG's status).
+const ALL_SERVICES_INCLUDING_OMITTED: &str =
+    "Service or instance names; none means every service, `omit`-ted ones included.";
+
 const LOCK_HELP: &str = "\
 Examples:
   maestro lock status                   who holds the lock on each ship, since when
@@ -187,7 +191,10 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the state of each instance: one list call per ship.
-    #[command(visible_alias = "ps")]
+    #[command(
+        visible_alias = "ps",
+        mut_arg("names", |a| a.help(ALL_SERVICES_INCLUDING_OMITTED))
+    )]
     Status {
         #[command(flatten)]
         things: Things,
@@ -278,6 +285,7 @@ pub enum Command {
     ///
     /// Read from the labels of the containers on the ships (each records its deployment and
     /// the ones before it), so every operator sees the same history.
+    #[command(mut_arg("names", |a| a.help(ALL_SERVICES_INCLUDING_OMITTED)))]
     History {
         #[command(flatten)]
         things: Things,

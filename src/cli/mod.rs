@@ -46,8 +46,15 @@ pub fn main() -> i32 {
             // both.
             crate::ui::eprintln(&err.to_string());
             if cli.json {
-                // Scripts read standard output: the same error, as a JSON document there.
-                crate::ui::println(&err.to_json().to_string());
+                // Scripts read standard output: the same error, as a JSON document there;
+                // for `validate`, with the key its success has.
+                let mut doc = err.to_json();
+                if matches!(cli.command, Command::Validate)
+                    && let Some(fields) = doc.as_object_mut()
+                {
+                    fields.insert("valid".into(), serde_json::Value::Bool(false));
+                }
+                crate::ui::println(&doc.to_string());
             }
             err.exit_code()
         }

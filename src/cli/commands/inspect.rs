@@ -15,8 +15,11 @@ pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
     graph.topological_order()?;
     let instances = graph.nodes.len();
     if cli.json {
+        // The shape of the failure's document (`CliError::to_json`), `valid` included.
         let report = serde_json::json!({
+            "ok": true,
             "valid": true,
+            "exit_code": 0,
             "file": env.source,
             "name": env.name,
             "schema": env.schema,

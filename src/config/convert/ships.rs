@@ -299,10 +299,14 @@ pub(super) fn jump_hosts(
         let hop_path = item_path(n, jp, i);
         if hop == this_ship {
             let pos = cx.pos_of(&hop_path);
-            return Err(cx.invalid(
+            return Err(cx.invalid_help(
                 pos,
                 &hop_path,
                 format!("ship `{hop}` cannot be its own jump host"),
+                Some(format!(
+                    "give `{hop}` an `ssh` block of its own, without `jump`: a ship without one \
+                     takes `ship_defaults`' whole `ssh` block, jump hosts included"
+                )),
             ));
         }
         if names.ships.contains(&hop) {
