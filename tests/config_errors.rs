@@ -1043,3 +1043,32 @@ fn a_ship_address_with_a_user_or_a_port_says_where_each_part_goes() {
     .expect("write");
     assert!(config::load(&path).is_ok());
 }
+
+#[test]
+fn compose_key_names_point_at_their_names_here() {
+    for (key, value, expected) in [
+        (
+            "environment",
+            "{A: b}",
+            "docker compose's `environment` is `env` here",
+        ),
+        (
+            "depends_on",
+            "[db]",
+            "docker compose's `depends_on` is `requires` here",
+        ),
+        ("restart", "always", "`restart` is set per instance here"),
+        (
+            "container_name",
+            "web",
+            "an instance's name is its container's name",
+        ),
+    ] {
+        let text = format!(
+            "name: x\n{SHIPS}services:\n  web:\n    image: a\n    {key}: {value}\n    instances:\n      web-1: {{ship: ship1}}\n"
+        );
+        let (_, msg) = load_err(&text);
+        assert_has(&msg, &[&format!("unknown key `{key}`"), expected]);
+        assert!(!msg.contains("did you mean"), "{msg}");
+    }
+}

@@ -159,7 +159,8 @@ impl<'n> MapReader<'n> {
         let known = self.known();
         for (i, (key, key_node, _)) in self.entries.iter().enumerate() {
             if !self.used[i] {
-                let help = did_you_mean(key, known.iter().copied())
+                let help = compose_habit(key, &known)
+                    .or_else(|| did_you_mean(key, known.iter().copied()))
                     .or_else(|| Some(format!("known keys here: {}", known.join(", "))));
                 return Err(cx.invalid_help(
                     key_node.pos,
@@ -170,5 +171,30 @@ impl<'n> MapReader<'n> {
             }
         }
         Ok(())
+    }
+}
+
+/// docker compose's name for a key whose meaning here has another name (or another place):
+/// the spelling suggestion would point elsewhere (`environment` is closest to `envfile`).
+fn compose_habit(key: &str, known: &[&str]) -> Option<String> {
+    let has = |k: &str| known.contains(&k);
+    match key {
+        "environment" if has("env") => Some(
+            "docker compose's `environment` is `env` here: a mapping `NAME: value`".to_string(),
+        ),
+        "depends_on" if has("requires") => Some(
+            "docker compose's `depends_on` is `requires` here: the services to start first \
+             (`wants_info` gives their variables without the order)"
+                .to_string(),
+        ),
+        "restart" if has("instances") => Some(
+            "`restart` is set per instance here: `instances: {NAME: {restart: always}}`"
+                .to_string(),
+        ),
+        "container_name" if has("instances") => Some(
+            "an instance's name is its container's name: name the instance under `instances`"
+                .to_string(),
+        ),
+        _ => None,
     }
 }
