@@ -282,3 +282,29 @@ fn help_says_which_commands_look_at_omitted_services() {
     }
     assert!(help("start").contains("every service that is not `omit`-ted"));
 }
+
+#[test]
+fn output_json_is_json_however_it_is_typed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("maestro.yaml");
+    std::fs::write(&file, FILE).expect("write");
+    for args in [
+        &["-o", "json", "validate"][..],
+        &["validate", "--output", "json"][..],
+    ] {
+        let out = common::maestro(dir.path())
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .expect("run maestro");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&out)));
+        assert_eq!(doc["valid"], true, "{args:?}");
+    }
+    // `up --reuse`, as commands.md presents `up`: accepted like start's.
+    let help = common::maestro(dir.path())
+        .args(["up", "--help"])
+        .output()
+        .expect("run maestro");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--reuse"));
+}

@@ -90,8 +90,9 @@ pub struct Cli {
     #[arg(short = 'f', long = "file", global = true, env = "MAESTRO_FILE")]
     pub file: Option<PathBuf>,
 
-    /// How progress is shown: live bars on a terminal, plain timestamped lines otherwise.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Auto)]
+    /// How progress is shown: live bars on a terminal, plain timestamped lines otherwise;
+    /// `-o json` as kubectl and docker hands type it.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Auto)]
     pub output: Output,
 
     /// Plain timestamped lines, one per event (same as `--output plain`).
@@ -326,6 +327,9 @@ pub enum Command {
         /// Pull images even when the ship already has them.
         #[arg(short = 'r', long)]
         refresh_images: bool,
+        /// Start an existing stopped container as it is instead of re-creating it.
+        #[arg(long)]
+        reuse: bool,
     },
     /// Stop everything selected, dependents first (alias of `stop -a`). Unlike `docker compose
     /// down`, containers are kept: `clean` removes them.

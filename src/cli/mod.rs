@@ -28,6 +28,8 @@ pub fn main() -> i32 {
         return code;
     }
     let cli = match <Cli as clap::Parser>::try_parse() {
+        // `--output json` (`-o json`) is `--json`, for the reports as for the events.
+        Ok(cli) if cli.output == Output::Json => Cli { json: true, ..cli },
         Ok(cli) => cli,
         Err(err) => {
             // clap prints help and version to stdout with code 0, usage errors with code 2.

@@ -283,23 +283,37 @@ pub(crate) fn duration(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Durat
     Ok(Duration::from_secs_f64(number(cx, node, path)?))
 }
 
-/// `1.5` (seconds), `500ms`, `10s`, `2m`, `1h`: durations as the file and the command line
-/// write them.
+/// `1.5` (seconds), `500ms`, `10s`, `2m`, `1h`, and compounds of them as Go and docker write
+/// them (`1h30m`, `2m30s`, `1m500ms`): durations as the file and the command line write them.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let s = text.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let factor = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return None,
-    };
-    let n = num.parse::<f64>().ok()?;
-    Duration::try_from_secs_f64(n * factor).ok()
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if rest.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Duration::try_from_secs_f64(rest.parse::<f64>().ok()?).ok();
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|end| *end > 0)?;
+        let n = rest[..number_end].parse::<f64>().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match rest[..unit_end].trim() {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * factor;
+        rest = &rest[unit_end..];
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// Bytes from an integer or a size with a `k`, `m`, `g` or `t` suffix (any case, optional `b`).
@@ -388,6 +402,22 @@ pub(crate) fn env_value(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Stri
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn durations_are_plain_seconds_or_units_and_their_compounds() {
+        let secs = |t: &str| parse_duration(t).map(|d| d.as_secs_f64());
+        assert_eq!(secs("1.5"), Some(1.5));
+        assert_eq!(secs("500ms"), Some(0.5));
+        assert_eq!(secs("10 s"), Some(10.0));
+        assert_eq!(secs("2m"), Some(120.0));
+        assert_eq!(secs("1h30m"), Some(5400.0));
+        assert_eq!(secs("2m30s"), Some(150.0));
+        assert_eq!(secs("1m500ms"), Some(60.5));
+        for bad in ["", "h", "1x", "1h30", "m5", "1.2.3s"] {
+            assert_eq!(secs(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -121,11 +121,12 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
         Command::Up {
             things,
             refresh_images,
+            reuse,
             ..
         } => {
             let action = Action::Start {
                 refresh_images: *refresh_images,
-                reuse: false,
+                reuse: *reuse,
             };
             single(things, "up", action, Direction::Forward)
         }
