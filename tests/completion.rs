@@ -308,3 +308,19 @@ fn output_json_is_json_however_it_is_typed() {
         .expect("run maestro");
     assert!(String::from_utf8_lossy(&help.stdout).contains("--reuse"));
 }
+
+#[test]
+fn logs_with_f_at_the_end_is_told_that_f_is_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = common::maestro(dir.path())
+        .args(["logs", "web", "-f"])
+        .output()
+        .expect("run maestro");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("`-f` names the environment file; `logs -F` (or --follow) follows the logs"),
+        "{}",
+        text(&out)
+    );
+}

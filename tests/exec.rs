@@ -450,9 +450,9 @@ fn bad_inputs_are_named_with_what_to_do() {
             &["-t gives one instance a terminal, and 3 are selected"],
         ),
         (
-            &["exec", "-e", "NOVALUE", "exbad-1"],
+            &["exec", "-e", "=novalue", "exbad-1"],
             2,
-            &["expected NAME=value, not `NOVALUE`"],
+            &["expected NAME=value or NAME, not `=novalue`"],
         ),
         (
             &["ssh", "plain"],
@@ -517,4 +517,38 @@ fn exec_refuses_a_container_that_has_the_name_but_is_not_this_environments() {
         !ran.status.success(),
         "the command ran in someone else's container"
     );
+}
+
+#[test]
+fn exec_e_name_takes_the_value_from_this_machine_as_docker_does() {
+    let s = setup(
+        "ex-env",
+        &format!(
+            "  exenv:\n{SLEEPER}    instances:\n      exenv-1: {{ship: ship1, command: \"sleep 600\"}}\n"
+        ),
+        &[("exenv-1", "ship1")],
+    );
+    let out = common::maestro(s.home())
+        .arg("-f")
+        .arg(&s.path)
+        .args([
+            "exec",
+            "-e",
+            "FROM_HERE",
+            "-e",
+            "NOT_SET_HERE",
+            "exenv-1",
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "echo \"$FROM_HERE\"; echo \"${NOT_SET_HERE-unset}\"",
+        ])
+        .env("FROM_HERE", "local value")
+        .output()
+        .expect("run maestro");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(text, "local value\nunset\n");
 }

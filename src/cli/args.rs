@@ -553,7 +553,8 @@ pub struct ExecArgs {
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
 
-    /// An environment variable for the command (repeatable).
+    /// An environment variable for the command (repeatable); `-e NAME` alone passes NAME's
+    /// value from this machine's environment, as `docker exec -e NAME` does.
     #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = env_assignment)]
     pub env: Vec<String>,
 
@@ -598,12 +599,12 @@ pub struct SshArgs {
 
 /// `-e NAME=value`: a name, then `=`.
 fn env_assignment(text: &str) -> Result<String, String> {
-    match text.split_once('=') {
-        Some((name, _)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
-            Ok(text.to_string())
-        }
-        _ => Err(format!("expected NAME=value, not `{text}`")),
+    // `NAME` alone takes its value from this machine's environment (see commands::exec).
+    let name = text.split_once('=').map_or(text, |(name, _)| name);
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(format!("expected NAME=value or NAME, not `{text}`"));
     }
+    Ok(text.to_string())
 }
 
 /// A `--step-delay`-style value: seconds, or a number with ms, s, m or h, as in the file.

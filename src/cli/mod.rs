@@ -34,6 +34,9 @@ pub fn main() -> i32 {
         Err(err) => {
             // clap prints help and version to stdout with code 0, usage errors with code 2.
             let _ = err.print();
+            if let Some(hint) = usage_hint(&err, std::env::args().skip(1).collect()) {
+                crate::ui::eprintln(&hint);
+            }
             return err.exit_code();
         }
     };
@@ -133,4 +136,15 @@ impl CliError {
             CliError::Io(_) | CliError::Failed(_) => EXIT_FAILED,
         }
     }
+}
+
+/// What a docker hand meant when clap refused the line: `logs web -f` (docker's follow) ends
+/// with `-f`, which is the environment file here.
+fn usage_hint(err: &clap::Error, args: Vec<String>) -> Option<String> {
+    let missing_value = err.kind() == clap::error::ErrorKind::InvalidValue;
+    let follow = args.iter().any(|a| a == "logs") && args.last().is_some_and(|a| a == "-f");
+    (missing_value && follow).then(|| {
+        "  = help: `-f` names the environment file; `logs -F` (or --follow) follows the logs"
+            .to_string()
+    })
 }

@@ -54,7 +54,7 @@ pub(super) fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32, CliError> {
         tty: None,
         user: args.user.clone(),
         working_dir: args.workdir.clone(),
-        env: args.env.clone(),
+        env: local_values(&args.env),
         environment: env.name.clone(),
     };
     if let [step] = plan.steps.as_slice() {
@@ -164,4 +164,20 @@ async fn attach(remote: Remote, tty: bool) -> Result<i32, CliError> {
 /// is 130.
 fn finish(outcome: Option<Result<i32, CliError>>) -> Result<i32, CliError> {
     outcome.unwrap_or(Ok(EXIT_INTERRUPTED))
+}
+
+/// `-e NAME=value` as given; `-e NAME` takes NAME's value from this machine's environment, as
+/// `docker exec -e NAME` does (and is left out when NAME is not set here).
+fn local_values(entries: &[String]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|entry| {
+            if entry.contains('=') {
+                return Some(entry.clone());
+            }
+            std::env::var(entry)
+                .ok()
+                .map(|value| format!("{entry}={value}"))
+        })
+        .collect()
 }
