@@ -124,6 +124,11 @@ fn template_diagnostic(
         message.push_str(": ");
         message.push_str(detail);
     }
+    let help = match e.kind() {
+        minijinja::ErrorKind::UnknownFilter => unknown_name(e.detail(), "filter", FILTERS),
+        minijinja::ErrorKind::UnknownTest => unknown_name(e.detail(), "test", TESTS),
+        _ => None,
+    };
     let src = SourceText {
         name: file,
         text: source,
@@ -133,8 +138,104 @@ fn template_diagnostic(
         Pos { line, column },
         None,
         message,
-        None,
+        help,
     )))
+}
+
+/// The filters the template engine has (minijinja's built-ins and ours), for a "did you
+/// mean"; a unit test checks each against the engine, so the list cannot drift.
+const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "trim",
+    "unique",
+    "upper",
+];
+
+/// The tests the template engine has (`is defined`, ...), likewise.
+const TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "equalto",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
+/// "did you mean" for minijinja's `filter NAME is unknown` / `test NAME is unknown`.
+fn unknown_name(detail: Option<&str>, kind: &str, known: &[&str]) -> Option<String> {
+    let name = detail?
+        .strip_prefix(kind)?
+        .trim_start()
+        .strip_suffix("is unknown")?
+        .trim();
+    super::error::did_you_mean(name, known.iter().copied())
 }
 
 fn column_of(text: &str, byte_offset: usize) -> Option<usize> {
@@ -165,6 +266,46 @@ mod tests {
         let msg = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("t.yaml:2:"), "{msg}");
         assert!(msg.contains("undefined"), "{msg}");
+    }
+
+    #[test]
+    fn an_unknown_filter_or_test_gets_the_closest_name() {
+        let err = render(
+            "a: {{ 'x' | defualt('y') }}\n",
+            "t.yaml",
+            Path::new("."),
+            &vars(),
+        );
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("did you mean `default`?"), "{msg}");
+        let err = render(
+            "{% if x is defnied %}a{% endif %}\n",
+            "t.yaml",
+            Path::new("."),
+            &vars(),
+        );
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("did you mean `defined`?"), "{msg}");
+    }
+
+    #[test]
+    fn every_name_offered_is_one_the_engine_has() {
+        for name in FILTERS {
+            let text = format!("a: {{{{ 1 | {name} }}}}\n");
+            let msg = render(&text, "t.yaml", Path::new("."), &vars())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(!msg.contains("is unknown"), "filter {name}: {msg}");
+        }
+        for name in TESTS {
+            let text = format!("{{% if 1 is {name} %}}a{{% endif %}}\n");
+            let msg = render(&text, "t.yaml", Path::new("."), &vars())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(!msg.contains("is unknown"), "test {name}: {msg}");
+        }
     }
 
     #[test]
