@@ -324,3 +324,24 @@ fn logs_with_f_at_the_end_is_told_that_f_is_the_file() {
         text(&out)
     );
 }
+
+#[test]
+fn a_file_with_ships_alone_is_said_to_have_no_services() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("env.yaml");
+    std::fs::write(&file, "name: x\nships:\n  a: {ip: 10.0.0.1}\n").expect("write");
+    for command in ["validate", "deptree"] {
+        let out = common::maestro(dir.path())
+            .arg("-f")
+            .arg(&file)
+            .arg(command)
+            .output()
+            .expect("run maestro");
+        assert_eq!(out.status.code(), Some(0), "{command}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("has no services"),
+            "{command}: {}",
+            text(&out)
+        );
+    }
+}

@@ -11,6 +11,7 @@ use crate::ui;
 /// references, cycles); nothing is contacted.
 pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
     let env = load(cli)?;
+    warn_without_services(&env);
     let graph = Graph::new(&env);
     graph.topological_order()?;
     let instances = graph.nodes.len();
@@ -49,6 +50,7 @@ pub(in crate::cli) fn deptree(
     recursive: bool,
 ) -> Result<i32, CliError> {
     let env = load(cli)?;
+    warn_without_services(&env);
     if cli.json {
         let tree = select::deptree(&env, names, recursive)?;
         let text = serde_json::to_string_pretty(&tree)
@@ -116,4 +118,16 @@ fn dump_containers(env: &config::Environment) -> Result<String, CliError> {
         .collect();
     serde_json::to_string_pretty(&containers)
         .map_err(|err| CliError::Failed(format!("cannot print the containers: {err}")))
+}
+
+/// A file of ships alone loads (MaestroNG's does), but every command acts on services: say
+/// so rather than print nothing.
+fn warn_without_services(env: &crate::config::Environment) {
+    if env.services.is_empty() {
+        ui::eprintln(&format!(
+            "warning: {} has no services: start, stop, status and the others have nothing to \
+             act on\n  = help: add a `services:` section (see docs/configuration.md)",
+            env.source
+        ));
+    }
 }
