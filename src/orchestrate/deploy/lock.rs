@@ -397,8 +397,9 @@ pub fn lock_name(env: &Environment, ship: &str) -> String {
 
 /// What taking one ship's lock gave.
 enum Claimed {
+    /// `took_over`: the dead holder whose lock was removed first, described.
     Taken {
-        id: String,
+        lock: Box<Taken>,
         took_over: Option<String>,
     },
     /// Under the caller's own maintenance lock: nothing taken, nothing to release.
@@ -416,10 +417,19 @@ async fn claim(
 ) -> Result<Claimed, LockError> {
     let name = lock_name(env, ship);
     let daemon = |err| daemon_error(ship, &name, err);
+    let taken = |id: String, took_over: Option<String>| Claimed::Taken {
+        lock: Box::new(Taken {
+            ship: ship.to_string(),
+            name: name.clone(),
+            id,
+            docker: docker.clone(),
+        }),
+        took_over,
+    };
     let mut took_over = None;
     loop {
         if let LockClaim::Taken { id } = docker.claim_lock(&name, record).await.map_err(daemon)? {
-            return Ok(Claimed::Taken { id, took_over });
+            return Ok(taken(id, took_over));
         }
         let Some(found) = docker.read_lock(&name).await.map_err(daemon)? else {
             // Released between our create and our read: someone's run just ended. Told as
@@ -429,12 +439,7 @@ async fn claim(
         let holder = found.record.as_deref().and_then(Holder::parse);
         match holder {
             // A create of ours whose answer was lost.
-            Some(h) if h.token == ours.token => {
-                return Ok(Claimed::Taken {
-                    id: found.id,
-                    took_over,
-                });
-            }
+            Some(h) if h.token == ours.token => return Ok(taken(found.id, took_over)),
             Some(h) if h.kind == LockKind::Maintenance && h.holder == ours.holder => {
                 return Ok(Claimed::Admitted);
             }
@@ -456,8 +461,8 @@ fn held(env: &Environment, ship: &str, holder: Option<Holder>) -> LockError {
 }
 
 /// How one ship's attempt ended: `None` when it gave up before anything was sent, as the
-/// outcome was decided elsewhere; else the claim and the ship's daemon.
-type Attempt = Option<(Result<Claimed, LockError>, Option<docker::Ship>)>;
+/// outcome was decided elsewhere.
+type Attempt = Option<Result<Claimed, LockError>>;
 
 /// Takes the lock of `env` on each of `ships`, all or nothing, every ship at once, each as
 /// soon as its connection is up.
@@ -494,13 +499,11 @@ pub async fn acquire(
                     _ = cancel.cancelled() => return (ship, None),
                     connected = fleet.ship(ship) => connected,
                 };
-                match connected {
-                    Ok(handle) => {
-                        let claimed = claim(&handle.docker, env, ship, ours, record).await;
-                        (ship, Some((claimed, Some(handle.docker))))
-                    }
-                    Err(err) => (ship, Some((Err(LockError::Ship(err)), None))),
-                }
+                let claimed = match connected {
+                    Ok(handle) => claim(&handle.docker, env, ship, ours, record).await,
+                    Err(err) => Err(LockError::Ship(err)),
+                };
+                (ship, Some(claimed))
             }
         })
         .collect();
@@ -522,30 +525,28 @@ pub async fn acquire(
             break;
         };
         match attempt {
-            None | Some((Ok(Claimed::Admitted), _)) => {}
-            Some((Ok(Claimed::Taken { id, took_over }), Some(docker))) => {
+            // An attempt gives up only once the outcome is decided or on Ctrl-C; the latter
+            // may reach it before this loop's own select hears it, and must not be lost.
+            None if failure.is_none() => {
+                failure = Some(LockError::Interrupted);
+                decided.cancel();
+            }
+            None | Some(Ok(Claimed::Admitted)) => {}
+            Some(Ok(Claimed::Taken { lock, took_over })) => {
                 if let Some(dead) = took_over {
                     locks.taken_over.push(format!("{ship}: {dead}"));
                 }
-                locks.taken.push(Taken {
-                    ship: ship.to_string(),
-                    name: lock_name(env, ship),
-                    id,
-                    docker,
-                });
+                locks.taken.push(*lock);
             }
-            Some((Err(LockError::Ship(err)), _)) if skip_unreachable => {
+            Some(Err(LockError::Ship(err))) if skip_unreachable => {
                 locks.skipped.push(Skipped {
                     ship: ship.to_string(),
                     reason: err.to_string(),
                 });
             }
-            Some((result, _)) => {
+            Some(Err(err)) => {
                 if failure.is_none() {
-                    failure = Some(match result {
-                        Err(err) => err,
-                        Ok(_) => LockError::Interrupted,
-                    });
+                    failure = Some(err);
                     decided.cancel();
                 }
             }
