@@ -25,6 +25,41 @@ use crate::config::Environment;
 
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
+/// Fields of structured output (events, reports, JSON documents) whose values are names the
+/// environment file gave (or Docker's ids of them), shown as written: masking by substring
+/// turned a service named like a common password into `***` and a path into `***s/web.yaml`.
+/// Every other string field is free text (reasons, daemon messages, log lines) and keeps
+/// substring masking, since a secret can appear anywhere in it.
+pub const NAME_FIELDS: &[&str] = &[
+    "instance",
+    "instances",
+    "service",
+    "services",
+    "ship",
+    "ships",
+    "ship_address",
+    "environment",
+    "image",
+    "image_id",
+    "container",
+    "container_id",
+    "id",
+    "name",
+    "file",
+    "field",
+    "source",
+];
+/// Column headers of the tables whose cells are names (see [`NAME_FIELDS`]).
+pub const NAME_COLUMNS: &[&str] = &[
+    "#",
+    "INSTANCE",
+    "SERVICE",
+    "SHIP",
+    "HOST",
+    "CONTAINER",
+    "IMAGE",
+    "IMAGE ID",
+];
 /// Shorter values are left alone (see the module documentation).
 pub const MIN_SECRET_LEN: usize = 4;
 /// Names of environment variables whose values are secret, unless `MAESTRO_SECRET_PATTERNS`
@@ -272,11 +307,23 @@ impl Masker {
     /// name is secret, up to the end of the line. A file that fails to load has not told us
     /// its secrets yet, but its snippets may show them.
     pub fn mask_snippets(&self, text: &str) -> String {
+        // Masked whole first: a secret may span lines (a key file's text).
         let masked = self.mask(text);
+        let originals: Vec<&str> = text.split('\n').collect();
+        let same_lines = masked.split('\n').count() == originals.len();
         let mut out = String::with_capacity(masked.len());
         for (i, line) in masked.split('\n').enumerate() {
             if i > 0 {
                 out.push('\n');
+            }
+            // An error's location (`  --> examples/web.yaml:12:3`, `  = field: services.db`)
+            // is a path and names of the file: shown as written.
+            if let Some(original) = originals.get(i).filter(|_| same_lines) {
+                let trimmed = original.trim_start();
+                if trimmed.starts_with("--> ") || trimmed.starts_with("= field: ") {
+                    out.push_str(original);
+                    continue;
+                }
             }
             match snippet_source(line) {
                 Some(start) => {
@@ -314,7 +361,9 @@ impl Masker {
         line.to_owned()
     }
 
-    /// Masks every string inside a JSON value (keys are names, not secrets, and stay).
+    /// Masks a JSON value field by field: keys are names and stay, values of the
+    /// [`NAME_FIELDS`] are shown as written, every other string is masked wherever a secret
+    /// appears in it.
     pub fn mask_json(&self, value: &mut serde_json::Value) {
         if self.secrets.is_empty() {
             return;
@@ -330,7 +379,8 @@ impl Masker {
             serde_json::Value::Object(map) => {
                 for (key, v) in map.iter_mut() {
                     // Tags select the variant; masking one would make the event unreadable.
-                    if key != "event" && key != "step" && key != "outcome" {
+                    let tag = key == "event" || key == "step" || key == "outcome";
+                    if !tag && !is_name_field(key, v) {
                         self.mask_json(v);
                     }
                 }
@@ -354,6 +404,67 @@ impl Masker {
         self.mask_json(&mut json);
         serde_json::from_value(json).unwrap_or_else(|_| value.clone())
     }
+}
+
+/// Words people use as passwords in examples and first deployments: a secret spelled like one
+/// is weak, and masking it also masks the word wherever it appears in logs.
+const COMMON_WORDS: &[&str] = &[
+    "admin",
+    "changeme",
+    "default",
+    "example",
+    "guest",
+    "letmein",
+    "master",
+    "mysql",
+    "pass",
+    "passw0rd",
+    "password",
+    "postgres",
+    "qwerty",
+    "redis",
+    "root",
+    "secret",
+    "test",
+    "user",
+    "welcome",
+    "123456",
+    "12345678",
+    "password1",
+];
+
+/// Why a secret value is a poor one, if it is: shorter than [`MIN_SECRET_LEN`] (never masked),
+/// one of `names` (the file's own names: masking it hides that name in free text), or a
+/// common word. `validate` warns with it.
+pub fn weak_secret(value: &str, names: &[&str]) -> Option<String> {
+    if value.chars().count() < MIN_SECRET_LEN {
+        return Some(format!(
+            "it is shorter than {MIN_SECRET_LEN} characters, so it is never masked in output"
+        ));
+    }
+    if let Some(name) = names.iter().find(|n| n.eq_ignore_ascii_case(value)) {
+        return Some(format!(
+            "it is spelled like `{name}`, a name in this file: that name will show as `{MASK}` \
+             in container logs and daemon messages, and the secret is easy to guess"
+        ));
+    }
+    if COMMON_WORDS.iter().any(|w| w.eq_ignore_ascii_case(value)) {
+        return Some(format!(
+            "it is a common word: it will show as `{MASK}` wherever that word appears in \
+             container logs and daemon messages, and it is easy to guess"
+        ));
+    }
+    None
+}
+
+/// A name field holds a name or a list of names (never an object, whose own fields decide).
+fn is_name_field(key: &str, value: &serde_json::Value) -> bool {
+    let names = match value {
+        serde_json::Value::String(_) => true,
+        serde_json::Value::Array(items) => items.iter().all(serde_json::Value::is_string),
+        _ => false,
+    };
+    names && NAME_FIELDS.contains(&key)
 }
 
 /// Where the quoted source starts in a snippet line (`  12 | text`, `   | ^^^`), if it is one.

@@ -705,3 +705,125 @@ fn a_foreign_container_is_refused_and_left_alone_until_adopted() {
     assert_eq!(state(), after, "the other environment changed it");
     let _ = bed.docker_cli(&ship, &["rm", "-f", "secown-1"]);
 }
+
+/// The README's habit (`POSTGRES_PASSWORD: example`, a service named `postgres`, a host under
+/// example.com, a file under examples/): structured output is masked by field, never by
+/// substring. Names, images, paths and hosts show as written, secret fields as `***`, free text
+/// (a URL that holds the password) is masked where the secret appears, and a dump reloads.
+#[test]
+fn structured_output_masks_by_field_and_keeps_names() {
+    let recorder = ContactRecorder::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("examples")).expect("mkdir");
+    let text = format!(
+        "name: shop\nships:\n  db1: {{ip: 127.0.0.1, ssh: {{port: {port}, jump: [bastion.example.com]}}}}\n\
+         services:\n  postgres:\n    image: postgres:16\n    env:\n      POSTGRES_PASSWORD: example\n      \
+         DATABASE_URL: \"postgres://app:example@db/app\"\n    instances:\n      postgres-1: {{ship: db1}}\n  \
+         web:\n    image: example/web:1\n    requires: [postgres]\n    instances:\n      web-1: {{ship: db1}}\n\
+         audit:\n  - {{type: slack, channel: ops, token: xoxb-slack-0011}}\n  \
+         - {{type: hipchat, room: ops, token: hipchat-0012}}\n  \
+         - {{type: http, endpoint: \"https://hooks.example.com/services/T0/B0/hook-0013\", \
+         headers: {{Authorization: \"Bearer header-0014\"}}}}\n",
+        port = recorder.port
+    );
+    std::fs::write(dir.path().join("examples/shop.yaml"), text).expect("write");
+    let file = "examples/shop.yaml";
+
+    let run = run_maestro(dir.path(), &["-f", file, "deptree", "-r"], &[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("postgres (postgres-1 on db1)"), "{run}");
+
+    let run = run_maestro(dir.path(), &["-f", file, "validate"], &[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout
+            .contains("examples/shop.yaml: environment `shop` is valid"),
+        "{run}"
+    );
+    let run = run_maestro(dir.path(), &["-f", file, "validate", "--json"], &[]);
+    assert!(
+        run.stdout.contains(r#""file":"examples/shop.yaml""#),
+        "{run}"
+    );
+
+    let run = run_maestro(dir.path(), &["-f", file, "dump"], &[]);
+    assert_eq!(run.code, 0, "{run}");
+    for shown in [
+        "  postgres:\n",
+        "image: postgres:16",
+        "image: example/web:1",
+        "- bastion.example.com",
+        "POSTGRES_PASSWORD: \"***\"",
+        "DATABASE_URL: postgres://app:***@db/app",
+        "SERVICE_NAME: postgres",
+        "endpoint: https://hooks.example.com/***",
+    ] {
+        assert!(run.stdout.contains(shown), "{shown}: {run}");
+    }
+    for hidden in [
+        "xoxb-slack-0011",
+        "hipchat-0012",
+        "hook-0013",
+        "header-0014",
+        ":example@",
+    ] {
+        assert!(!run.stdout.contains(hidden), "{hidden}: {run}");
+    }
+    // The dump is a file that loads into the same services, instances and ships.
+    std::fs::write(dir.path().join("dumped.yaml"), &run.stdout).expect("write");
+    let again = run_maestro(dir.path(), &["-f", "dumped.yaml", "deptree", "-r"], &[]);
+    assert_eq!(again.code, 0, "{again}");
+    assert!(
+        again.stdout.contains("postgres (postgres-1 on db1)"),
+        "{again}"
+    );
+
+    // Reports and events of a ship that cannot be reached keep the names too (a file without
+    // the auditors and the jump host, which would be contacted).
+    let text = format!(
+        "name: shop\nships:\n  db1: {{ip: 127.0.0.1, ssh: {{port: {port}}}}}\n\
+         services:\n  postgres:\n    image: postgres:16\n    env:\n      POSTGRES_PASSWORD: example\n      \
+         DATABASE_URL: \"postgres://app:example@db/app\"\n    instances:\n      postgres-1: {{ship: db1}}\n",
+        port = recorder.port
+    );
+    std::fs::write(dir.path().join("examples/local.yaml"), text).expect("write");
+    let file = "examples/local.yaml";
+    for args in [
+        &["-f", file, "status", "--json"][..],
+        &["-f", file, "start", "--json"][..],
+    ] {
+        let run = run_maestro(dir.path(), args, &[]);
+        assert!(run.stdout.contains(r#""postgres-1""#), "{args:?}: {run}");
+        assert!(!run.stdout.contains(":example@"), "{args:?}: {run}");
+    }
+}
+
+/// `validate` warns about a secret that is also a name of the file or a common word (it will
+/// be masked wherever that word appears, and it is weak), and one too short to be masked;
+/// it never shows the value.
+#[test]
+fn validate_warns_about_weak_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "name: shop\nships:\n  db1: {ip: 127.0.0.1}\nservices:\n  postgres:\n    \
+                image: postgres:16\n    env: {POSTGRES_PASSWORD: postgres, API_TOKEN: abc, \
+                SESSION_SECRET: password, GOOD_SECRET: k3Jd9-xq0P-77aa}\n    \
+                instances:\n      postgres-1: {ship: db1}\n";
+    std::fs::write(dir.path().join("env.yaml"), text).expect("write");
+    let run = run_maestro(dir.path(), &["-f", "env.yaml", "validate"], &[]);
+    assert_eq!(run.code, 0, "{run}");
+    for part in [
+        "warning: env.yaml: service `postgres`: the value of POSTGRES_PASSWORD is a weak secret: \
+         it is spelled like `postgres`, a name in this file",
+        "the value of API_TOKEN is a weak secret: it is shorter than 4 characters, so it is \
+         never masked in output",
+        "the value of SESSION_SECRET is a weak secret: it is a common word",
+        "= help: use a long random value",
+    ] {
+        assert!(run.stderr.contains(part), "{part}: {run}");
+    }
+    assert!(!run.stderr.contains("GOOD_SECRET"), "{run}");
+    assert!(
+        !run.stderr.contains("abc"),
+        "the value is never shown: {run}"
+    );
+}

@@ -59,7 +59,9 @@ pub fn main() -> i32 {
                 {
                     fields.insert("valid".into(), serde_json::Value::Bool(false));
                 }
-                crate::ui::println(&doc.to_string());
+                // Masked field by field: the location as written, the messages as text.
+                crate::secrets::global().mask_json(&mut doc);
+                crate::ui::println_fields(&doc.to_string());
             }
             err.exit_code()
         }

@@ -31,8 +31,9 @@
 //!   (`{{ '{{' }}`), so that rendering gives the text back exactly. JSON (`dump --json`) is
 //!   data for programs and is not escaped.
 //! - Masking: with [`Reveal::Masks`] registry passwords (the model's [`Secret`]s) are `***`.
-//!   Environment values whose names are secret are masked by the caller, which knows the
-//!   patterns (orchestrate's business, not config's): see [`Document::mask_strings`].
+//!   Auditor credentials (Slack and HipChat tokens, HTTP headers, the user and path of an HTTP
+//!   endpoint) are `***` too. Environment values whose names are secret are masked by the
+//!   caller, which knows the patterns, field by field: see [`Document::mask_fields`].
 //! - Order follows the file: ships, services, instances, ports, volumes, auditors in the
 //!   model's order; maps the model keeps sorted (env, labels, tmpfs, log_opt) sorted.
 //! - What schema 2 cannot say is refused with a [`WriteError`] rather than written wrongly: a
@@ -45,6 +46,37 @@ use std::time::Duration;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use super::model::*;
+
+/// The fields of a written file whose values are names, addresses or paths the operator
+/// chose (never masked by [`Document::mask_fields`]).
+pub const NAME_KEYS: &[&str] = &[
+    "name",
+    "ship",
+    "image",
+    "ip",
+    "endpoint",
+    "jump",
+    "socket_path",
+    "key",
+    "known_hosts_file",
+    "user",
+    "requires",
+    "wants_info",
+    "links",
+    "net",
+    "network",
+    "volumes_from",
+    "container_name",
+    "hostname",
+    "registry",
+    "username",
+    "channel",
+    "room",
+    "file",
+    "script",
+    "volumes",
+    "container_volumes",
+];
 
 /// Whether secret values (registry passwords) are written or masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +113,48 @@ impl Document {
             Document::Seq(items) => items.iter_mut().for_each(|d| d.mask_strings(f)),
             Document::Map(entries) => entries.iter_mut().for_each(|(_, d)| d.mask_strings(f)),
             Document::Null | Document::Bool(_) | Document::Int(_) | Document::Float(_) => {}
+        }
+    }
+
+    /// Masks the document field by field, as `dump` prints it: the value of every variable of
+    /// an `env` mapping whose name `secret_name` says is secret becomes `***`; the fields that
+    /// hold names, addresses and paths ([`NAME_KEYS`]) stay as written, so that the dump
+    /// reloads and a service named like a password keeps its name; every other string (a
+    /// variable's value, a command, a label) goes through `mask_text`, since a secret can be
+    /// part of it (`postgres://app:hunter2@db`). Keys are names and stay.
+    pub fn mask_fields(
+        &mut self,
+        secret_name: &dyn Fn(&str) -> bool,
+        mask_text: &dyn Fn(&str) -> String,
+    ) {
+        self.mask_under(None, false, secret_name, mask_text);
+    }
+
+    /// `names`: under a name field (a `volumes` mapping's paths are all names).
+    fn mask_under(
+        &mut self,
+        key: Option<&str>,
+        names: bool,
+        secret_name: &dyn Fn(&str) -> bool,
+        mask_text: &dyn Fn(&str) -> String,
+    ) {
+        let names = names || key.is_some_and(|k| NAME_KEYS.contains(&k));
+        match self {
+            Document::Str(s) if !names => *s = mask_text(s),
+            Document::Seq(items) => items
+                .iter_mut()
+                .for_each(|d| d.mask_under(key, names, secret_name, mask_text)),
+            Document::Map(entries) => {
+                let env = key == Some("env");
+                for (name, value) in entries.iter_mut() {
+                    if env && secret_name(name) && !matches!(value, Document::Null) {
+                        *value = Document::Str("***".to_owned());
+                    } else {
+                        value.mask_under(Some(name), names, secret_name, mask_text);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -278,7 +352,7 @@ pub fn to_schema2(env: &Environment, reveal: Reveal) -> Result<Document, WriteEr
     if !env.audit.is_empty() {
         top.put(
             "audit",
-            Document::Seq(env.audit.iter().map(auditor).collect()),
+            Document::Seq(env.audit.iter().map(|a| auditor(a, reveal)).collect()),
         );
     }
     if !env.secret_patterns.is_empty() {
@@ -750,7 +824,38 @@ fn device(d: &Device) -> Document {
     Document::Str(format!("{}:{}:{}", d.host, d.container, d.permissions))
 }
 
-fn auditor(a: &Auditor) -> Document {
+/// A credential of an auditor as `reveal` says.
+fn credential(value: &str, reveal: Reveal) -> String {
+    match reveal {
+        Reveal::Secrets => value.to_owned(),
+        Reveal::Masks => "***".to_owned(),
+    }
+}
+
+/// A URL with its credentials masked: the user information and everything after the host
+/// (a webhook's path is its key: `https://hooks.example.com/services/T0/B0/XYZ`).
+fn masked_url(url: &str, reveal: Reveal) -> String {
+    if reveal == Reveal::Secrets {
+        return url.to_owned();
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let tail = if tail.is_empty() || tail == "/" {
+        tail.to_owned()
+    } else {
+        "/***".to_owned()
+    };
+    format!("{scheme}://{host}{tail}")
+}
+
+fn auditor(a: &Auditor, reveal: Reveal) -> Document {
     let mut f = Fields::default();
     f.put("type", a.kind());
     match &a.target {
@@ -762,9 +867,13 @@ fn auditor(a: &Auditor) -> Document {
             method,
             timeout,
         } => {
-            f.put("endpoint", endpoint);
+            f.put("endpoint", masked_url(endpoint, reveal));
             f.put("payload", json(payload));
-            f.put("headers", string_map(headers).done());
+            let mut masked = Fields::default();
+            for (name, value) in headers {
+                masked.put(name, credential(value, reveal));
+            }
+            f.put("headers", masked.done());
             f.put("method", method);
             f.put("timeout", duration(*timeout));
         }
@@ -775,13 +884,13 @@ fn auditor(a: &Auditor) -> Document {
             icon,
         } => {
             f.put("channel", channel);
-            f.put("token", token);
+            f.put("token", credential(token, reveal));
             f.opt("name", name.as_ref());
             f.opt("icon", icon.as_ref());
         }
         AuditTarget::HipChat { room, token, name } => {
             f.put("room", room);
-            f.put("token", token);
+            f.put("token", credential(token, reveal));
             f.opt("name", name.as_ref());
         }
         AuditTarget::Exec { script, args } => {

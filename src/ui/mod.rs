@@ -28,7 +28,7 @@ pub mod report;
 pub mod summary;
 pub mod terminal;
 
-pub use output::{eprintln, print, println};
+pub use output::{eprintln, print, print_fields, println, println_fields};
 
 /// Which renderer the CLI picked (progress on a terminal, plain otherwise or with `--plain`,
 /// json with `--json`).
@@ -108,11 +108,12 @@ pub async fn render_with<W: Write + Send>(
     colors: bool,
 ) -> io::Result<()> {
     let palette = Palette::new(colors);
-    // Every renderer writes through the masking writer, and sees events already masked:
-    // laying an event out may cut a secret (a reason cut to the terminal's width), and a cut
-    // secret no longer matches (see `output`).
+    // Events are masked field by field before a renderer lays them out: names as written,
+    // free text masked wherever a secret appears (laying out may cut a reason to the
+    // terminal's width, and a cut secret no longer matches). What renderers write then
+    // passes on as it is (see `output::Fields`).
     let masker = crate::secrets::global();
-    let out = output::Masked::new(out);
+    let out = output::Fields(out);
     match mode {
         RenderMode::Json => {
             let mut renderer = json::JsonRenderer::new(out);
@@ -132,7 +133,7 @@ pub async fn render_with<W: Write + Send>(
                 indicatif::ProgressDrawTarget::hidden()
             } else {
                 indicatif::ProgressDrawTarget::term_like_with_hz(
-                    Box::new(output::MaskedTerm(console::Term::buffered_stderr())),
+                    Box::new(output::FieldsTerm(console::Term::buffered_stderr())),
                     20,
                 )
             };

@@ -1,7 +1,8 @@
 //! The one way out of the process: every byte maestro writes to stdout or stderr passes
-//! through [`Masked`] (or, for the live display, [`MaskedTerm`]), which replaces each known
-//! secret with `***` (see `secrets`). A print site cannot forget to mask: there
-//! is no other way to print.
+//! through [`Masked`], which replaces each known secret with `***` wherever it appears (see
+//! `secrets`), or, for structured output already masked field by field (events, reports,
+//! tables, dumps), through [`Fields`] and [`FieldsTerm`]. A print site cannot forget to mask:
+//! there is no other way to print.
 //!
 //! Masking works on whole lines, so a secret is never split between two writes: a writer keeps
 //! an unfinished line until its newline, a flush or its drop. Lines that quote the environment
@@ -193,12 +194,48 @@ pub fn eprintln(text: &str) {
     let _ = err.flush();
 }
 
-/// The terminal the live display draws on, masked: indicatif writes whole lines through
-/// `write_line` / `write_str`, and each is masked before it reaches the terminal.
-#[derive(Debug)]
-pub struct MaskedTerm(pub console::Term);
+/// Output masked field by field before it was laid out (events, reports, tables, dumps):
+/// names as the file wrote them, secret fields `***`, free text masked wherever a secret
+/// appears (see `secrets::NAME_FIELDS`). Its bytes pass on as they are: a second, substring
+/// pass would turn a service named like a password, or a path holding one, into `***`.
+pub struct Fields<W: Write>(pub W);
 
-impl indicatif::TermLike for MaskedTerm {
+impl<W: Write> Write for Fields<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Writes `text`, masked field by field by its maker (see [`Fields`]), to standard output.
+pub fn print_fields(text: &str) {
+    let mut out = Fields(io::stdout());
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// [`print_fields`] and a newline.
+pub fn println_fields(text: &str) {
+    print_fields(&format!("{text}\n"));
+}
+
+/// Writes `text`, made of names and fixed words only (never a value the file holds), and a
+/// newline to standard error as it is (see [`Fields`]).
+pub fn eprintln_fields(text: &str) {
+    let mut err = Fields(io::stderr());
+    let _ = writeln!(err, "{text}");
+    let _ = err.flush();
+}
+
+/// The terminal the live display draws on: it draws events masked field by field (see
+/// [`Fields`]), so lines pass on as they are.
+#[derive(Debug)]
+pub struct FieldsTerm(pub console::Term);
+
+impl indicatif::TermLike for FieldsTerm {
     fn width(&self) -> u16 {
         self.0.size().1
     }
@@ -218,10 +255,10 @@ impl indicatif::TermLike for MaskedTerm {
         self.0.move_cursor_left(n)
     }
     fn write_line(&self, s: &str) -> io::Result<()> {
-        self.0.write_line(&secrets::mask_output(s))
+        self.0.write_line(s)
     }
     fn write_str(&self, s: &str) -> io::Result<()> {
-        self.0.write_str(&secrets::mask_output(s))
+        self.0.write_str(s)
     }
     fn clear_line(&self) -> io::Result<()> {
         self.0.clear_line()

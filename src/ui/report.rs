@@ -1,6 +1,7 @@
 //! The printer of the commands' reports: `status`, `plan` and `ships` as text tables or
 //! JSON documents, and the one table renderer, which the run summary uses too. Commands hand
-//! their rows here and print what comes back through `ui`'s masking writer.
+//! their rows here and print what comes back with `ui::print_fields`: it is masked field by
+//! field here (names as the file wrote them, free text masked wherever a secret appears).
 
 use console::measure_text_width;
 use serde::Serialize;
@@ -11,10 +12,15 @@ use crate::orchestrate::observe::history::{DeploymentRow, InstanceHistory, Role}
 use crate::orchestrate::observe::preview::{PlanRow, PlannedAction};
 use crate::orchestrate::observe::ships::ShipReport;
 use crate::orchestrate::observe::status::{self, InstanceState, PortCheck, StatusRow};
+use crate::secrets;
 
-/// A report as one pretty-printed JSON document.
+/// A report as one pretty-printed JSON document, masked field by field (names as written,
+/// free text masked wherever a secret appears): print it with `ui::println_fields`.
 pub fn json<T: Serialize>(report: &T) -> Result<String, String> {
-    serde_json::to_string_pretty(report).map_err(|err| format!("cannot encode the report: {err}"))
+    let mut value =
+        serde_json::to_value(report).map_err(|err| format!("cannot encode the report: {err}"))?;
+    secrets::global().mask_json(&mut value);
+    serde_json::to_string_pretty(&value).map_err(|err| format!("cannot encode the report: {err}"))
 }
 
 /// `status --json`.
@@ -238,9 +244,16 @@ pub fn plan_table(rows: &[PlanRow], palette: Palette) -> String {
         }) = row
         {
             for change in changes {
-                let show = |v: &Option<String>| {
-                    v.as_ref()
-                        .map_or_else(|| "(absent)".to_string(), |v| format!("{v:?}"))
+                let masker = secrets::global();
+                let secret = change
+                    .field
+                    .rsplit(['.', ' '])
+                    .next()
+                    .is_some_and(|name| masker.is_secret_name(name));
+                let show = |v: &Option<String>| match v {
+                    None => "(absent)".to_string(),
+                    Some(_) if secret => format!("{:?}", secrets::MASK),
+                    Some(v) => format!("{:?}", masker.mask(v)),
                 };
                 out.push_str(&format!(
                     "{indent}{}: {} -> {}\n",
@@ -394,7 +407,7 @@ pub fn ships_text(reports: &[ShipReport]) -> String {
                 "{}: FAILED ({})\n  {}\n",
                 report.ship,
                 failure.cause,
-                failure.message.replace('\n', "\n  ")
+                secrets::mask(&failure.message).replace('\n', "\n  ")
             ));
         }
         // How the ship was reached, also when what came after the login failed.
@@ -410,7 +423,7 @@ pub fn ships_text(reports: &[ShipReport]) -> String {
                 ));
             }
             for warning in &conn.warnings {
-                out.push_str(&format!("  warning:  {warning}\n"));
+                out.push_str(&format!("  warning:  {}\n", secrets::mask(warning)));
             }
         }
     }
@@ -433,6 +446,22 @@ pub fn table(
     header_style: impl Fn(&str) -> String,
     colour: impl Fn(usize, usize, &str) -> String,
 ) -> String {
+    // Columns of names show them as written; every other cell is free text, masked wherever
+    // a secret appears (before it is measured, so the padding fits what is shown).
+    let masker = secrets::global();
+    let masked: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .map(|(k, cell)| match header.get(k) {
+                    Some(h) if secrets::NAME_COLUMNS.contains(h) => cell.clone(),
+                    _ => masker.mask(cell),
+                })
+                .collect()
+        })
+        .collect();
+    let rows = &masked;
     let mut widths: Vec<usize> = header.iter().map(|h| measure_text_width(h)).collect();
     for row in rows {
         for (k, cell) in row.iter().enumerate() {

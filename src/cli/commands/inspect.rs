@@ -12,6 +12,7 @@ use crate::ui;
 pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
     let env = load(cli)?;
     warn_without_services(&env);
+    warn_weak_secrets(&env);
     let graph = Graph::new(&env);
     graph.topological_order()?;
     let instances = graph.nodes.len();
@@ -28,9 +29,10 @@ pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
             "services": env.services.len(),
             "instances": instances,
         });
-        ui::println(&report.to_string());
+        // Names and counts only: as written.
+        ui::println_fields(&report.to_string());
     } else {
-        ui::println(&format!(
+        ui::println_fields(&format!(
             "{}: environment `{}` is valid (schema {}): {}, {}, {}",
             env.source,
             env.name,
@@ -55,9 +57,10 @@ pub(in crate::cli) fn deptree(
         let tree = select::deptree(&env, names, recursive)?;
         let text = serde_json::to_string_pretty(&tree)
             .map_err(|err| CliError::Failed(format!("cannot print the tree: {err}")))?;
-        ui::println(&text);
+        ui::println_fields(&text);
     } else {
-        ui::print(&select::render_deptree(&env, names, recursive)?);
+        // Only names of the file: as written, never masked as text.
+        ui::print_fields(&select::render_deptree(&env, names, recursive)?);
     }
     Ok(0)
 }
@@ -87,7 +90,16 @@ pub(in crate::cli) fn dump(
         // otherwise (quoted, escaped, its template syntax escaped), and the text masking
         // below would then miss it.
         if !show_secrets {
-            doc.mask_strings(&|value| masker.mask(value));
+            // A value that is a whole name of the file (`SERVICE_NAME: postgres`) is a name,
+            // shown as written even when a secret has the same spelling.
+            let names = env_names(&env);
+            doc.mask_fields(&|name| masker.is_secret_name(name), &|value| {
+                if names.contains(value) {
+                    value.to_owned()
+                } else {
+                    masker.mask(value)
+                }
+            });
         }
         if cli.json {
             doc.to_json().map_err(failed)?
@@ -97,10 +109,30 @@ pub(in crate::cli) fn dump(
     };
     if show_secrets {
         ui::output::println_revealed(text.trim_end());
-    } else {
+    } else if containers {
         ui::println(text.trim_end());
+    } else {
+        // Masked field by field above: names, images, paths and hosts as the file gave them.
+        ui::println_fields(text.trim_end());
     }
     Ok(0)
+}
+
+/// The names the file gives: environment, ships (and their addresses), services, instances.
+fn env_names(env: &config::Environment) -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::from([env.name.clone()]);
+    for ship in &env.ships {
+        names.insert(ship.name.clone());
+        names.insert(ship.ip.clone());
+        names.insert(ship.endpoint.clone());
+    }
+    for service in &env.services {
+        names.insert(service.name.clone());
+    }
+    for (_, instance) in env.instances() {
+        names.insert(instance.name.clone());
+    }
+    names
 }
 
 /// The JSON of `dump --containers`: one object per container, in start order.
@@ -122,6 +154,42 @@ fn dump_containers(env: &config::Environment) -> Result<String, CliError> {
 
 /// A file of ships alone loads (MaestroNG's does), but every command acts on services: say
 /// so rather than print nothing.
+/// Secret values that are short, a name of the file, or a common word: each is warned about
+/// once, naming where it is set, never showing it.
+fn warn_weak_secrets(env: &config::Environment) {
+    let masker = crate::secrets::global();
+    let names = env_names(env);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for (service, instance) in env.instances() {
+        for (var, value) in &instance.env {
+            if !masker.is_secret_name(var) || !seen.insert((service.name.clone(), var.clone())) {
+                continue;
+            }
+            if let Some(why) = crate::secrets::weak_secret(value, &names) {
+                ui::output::eprintln_fields(&format!(
+                    "warning: {}: service `{}`: the value of {var} is a weak secret: {why}\n  \
+                     = help: use a long random value (from the environment: \
+                     `{{{{ env.{var} }}}}`)",
+                    env.source, service.name
+                ));
+            }
+        }
+    }
+    for registry in &env.registries {
+        let Some(password) = &registry.password else {
+            continue;
+        };
+        if let Some(why) = crate::secrets::weak_secret(password.expose(), &names) {
+            ui::output::eprintln_fields(&format!(
+                "warning: {}: registry `{}`: its password is a weak secret: {why}\n  \
+                 = help: use a long random value, or a token",
+                env.source, registry.name
+            ));
+        }
+    }
+}
+
 fn warn_without_services(env: &crate::config::Environment) {
     if env.services.is_empty() {
         ui::eprintln(&format!(

@@ -114,9 +114,9 @@ fn status_command(
             ok,
             instances: &rows,
         };
-        ui::println(&report::json(&status).map_err(CliError::Failed)?);
+        ui::println_fields(&report::json(&status).map_err(CliError::Failed)?);
     } else {
-        ui::print(&report::status_table(
+        ui::print_fields(&report::status_table(
             &rows,
             full,
             show_hosts,
@@ -235,9 +235,9 @@ fn plan_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
             environment: &env.name,
             instances: &rows,
         };
-        ui::println(&report::json(&planned).map_err(CliError::Failed)?);
+        ui::println_fields(&report::json(&planned).map_err(CliError::Failed)?);
     } else {
-        ui::print(&report::plan_table(&rows, stdout_palette()));
+        ui::print_fields(&report::plan_table(&rows, stdout_palette()));
     }
     Ok(if unknown { EXIT_FAILED } else { 0 })
 }
@@ -258,9 +258,9 @@ fn history_command(cli: &Cli, things: &Things) -> Result<i32, CliError> {
             environment: &env.name,
             instances: &histories,
         };
-        ui::println(&report::json(&report).map_err(CliError::Failed)?);
+        ui::println_fields(&report::json(&report).map_err(CliError::Failed)?);
     } else {
-        ui::print(&report::history_table(&histories, stdout_palette()));
+        ui::print_fields(&report::history_table(&histories, stdout_palette()));
     }
     let unreachable: Vec<&str> = histories
         .iter()

@@ -48,9 +48,9 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
     // In the file's order, as the operator wrote the ships.
     reports.sort_by_key(|r| names.iter().position(|n| *n == r.ship));
     if cli.json {
-        ui::println(&report::json(&reports).map_err(CliError::Failed)?);
+        ui::println_fields(&report::json(&reports).map_err(CliError::Failed)?);
     } else {
-        ui::print(&report::ships_text(&reports));
+        ui::print_fields(&report::ships_text(&reports));
     }
     Ok(if reports.iter().all(|r| r.ok) {
         0
