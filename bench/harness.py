@@ -271,13 +271,40 @@ def bounds(row, floor, login_rtts, hops=1):
     opened before timing)."""
     setup = login_rtts if CONNECTS[row["tool"]] == "login" else CHANNEL_RTTS
     lo, hi = floor.low(), floor.high()
+    api = api_rtts_of(row.get("traced_rtts"))
     row.update({
         "setup_rtts": setup,
+        "api_rtts": api,
         "floor_samples": list(floor.samples),
         "floor_s": lo,
-        "bound_s": {op: round(lower_bound_s(op, row["rtt_ms"], row["daemon_ms"], lo, setup, hops), 4) for op in OPS},
-        "bound_hi_s": {op: round(lower_bound_s(op, row["rtt_ms"], row["daemon_ms"], hi, setup, hops), 4) for op in OPS},
+        "bound_s": {op: round(lower_bound_s(op, row["rtt_ms"], row["daemon_ms"], lo, setup, hops, api), 4) for op in OPS},
+        "bound_hi_s": {op: round(lower_bound_s(op, row["rtt_ms"], row["daemon_ms"], hi, setup, hops, api), 4) for op in OPS},
     })
+    # A model that charges no login or a bound at or under zero is a harness bug (a trace that
+    # failed), never a figure to publish: the row says so and the page shows no ratio for it.
+    broken = [f"{op} bound {v}" for op, v in row["bound_s"].items() if not v or v <= 0]
+    if not setup or setup < 1:
+        broken.insert(0, f"setup round trips {setup}")
+    if broken:
+        row["model_broken"] = "; ".join(broken)
+    else:
+        row.pop("model_broken", None)
+
+
+# A row measured while the machine was already this busy (1-minute load average per CPU) is
+# re-run once the load has settled, or published marked.
+LOAD_LIMIT = 1.5
+
+
+def settle_load(wait_s=180):
+    """The 1-minute load per CPU once it is under LOAD_LIMIT, or as it is after wait_s."""
+    deadline = time.time() + wait_s
+    while True:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        if load <= LOAD_LIMIT or time.time() > deadline:
+            return round(load, 2)
+        log(f"  load {load:.2f} per CPU before the next row: waiting for it to settle under {LOAD_LIMIT}")
+        time.sleep(10)
 
 
 # ----------------------------------------------------------------------------------------
@@ -386,9 +413,10 @@ def parallel_block(per_ship_cmds):
 
 def docker_scripts(instances, ships):
     """The docker CLI, as a script author would drive it for speed: one dependency level after
-    another, and within a level everything at once, one `docker run` per container in the
-    background; the CLI's own multi-container start/stop/restart, one per ship and level,
-    already works on its containers in parallel."""
+    another, and within a level everything at once: one `docker run`, `docker start` or `docker
+    restart` per container in the background (the CLI's `start a b c` and `restart a b c` work
+    on one container after another); `stop` takes all of a ship's level in one command, since
+    the CLI's stop alone works on its containers in parallel."""
     lv = by_level_and_ship(instances, ships)
     cmd = " ".join(sh_quote(c) for c in COMMAND)
 
@@ -404,12 +432,12 @@ def docker_scripts(instances, ships):
                 for s, insts in lv.get(level, {}).items()
             }
         )
-        noop += parallel_block({s: [f"{d(s)} start {' '.join(insts)} >/dev/null"] for s, insts in lv.get(level, {}).items()})
+        noop += parallel_block({s: [f"{d(s)} start {i} >/dev/null" for i in insts] for s, insts in lv.get(level, {}).items()})
     for level in reversed(range(len(LEVELS))):
         stop += parallel_block({s: [f"{d(s)} stop -t 2 {' '.join(insts)} >/dev/null"] for s, insts in lv.get(level, {}).items()})
     status = parallel_block({s["name"]: [f"{d(s['name'])} ps -a"] for s in ships})
     web = lv.get(LEVELS.index(RESTARTED), {})
-    restart = parallel_block({s: [f"{d(s)} restart -t 2 {' '.join(insts)} >/dev/null"] for s, insts in web.items()})
+    restart = parallel_block({s: [f"{d(s)} restart -t 2 {i} >/dev/null" for i in insts] for s, insts in web.items()})
     for op, body in [("start", start), ("noop_start", noop), ("status", status), ("restart", restart), ("stop", stop)]:
         scripts[op] = "\n".join(["#!/usr/bin/env bash", "rc=0; pids=()"] + body + ["exit $rc"]) + "\n"
     return scripts
@@ -473,43 +501,134 @@ def cpu_jiffies():
     return sum(v) - idle, sum(v)
 
 
+class MemCgroup:
+    """Each timed command's own peak memory: the command runs in a memory cgroup of its own,
+    made for it (cgroup v2 `memory.peak`, or v1 `memory.max_usage_in_bytes`), entered by a
+    tiny shell that then execs the command. `ru_maxrss` from `wait4` cannot tell it: exec keeps
+    the high-water mark of the process that forked, here the harness's own Python, so every
+    tool read as big as the harness. The cgroup also counts what the command starts (a script's
+    docker processes and their ssh, all at once), which is what it costs the operator's
+    machine. None where this machine gives no writable memory cgroup: then no figure is
+    published, rather than a wrong one."""
+
+    def __init__(self):
+        self.base, self.peak_file, self.kind = None, None, None
+        try:
+            with open("/proc/self/cgroup") as f:
+                lines = [l.rstrip("\n").split(":", 2) for l in f]
+        except OSError:
+            return
+        for _, ctrls, path in lines:
+            if "memory" in ctrls.split(",") and os.path.isdir("/sys/fs/cgroup/memory"):
+                self.base = "/sys/fs/cgroup/memory" + path
+                self.peak_file, self.kind = "memory.max_usage_in_bytes", "cgroup v1 memory.max_usage_in_bytes"
+        if self.base is None:
+            for _, ctrls, path in lines:
+                if ctrls == "" and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+                    # v2: a process may not sit in an inner cgroup that has children, so the
+                    # timed commands' cgroups are siblings under the parent.
+                    self.base = "/sys/fs/cgroup" + os.path.dirname(path.rstrip("/") or "/")
+                    self.peak_file, self.kind = "memory.peak", "cgroup v2 memory.peak"
+        self.n = 0
+        if self.base is not None:
+            probe = self.make()
+            if probe is None or not os.path.exists(os.path.join(probe, self.peak_file)):
+                self.base = None
+            if probe is not None:
+                self.remove(probe)
+
+    def make(self):
+        self.n += 1
+        d = os.path.join(self.base, f"maestro-bench-{os.getpid()}-{self.n}")
+        try:
+            os.mkdir(d)
+            return d
+        except OSError:
+            return None
+
+    def wrap(self, cg, argv):
+        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg, *argv]
+
+    def peak_kib(self, cg):
+        try:
+            with open(os.path.join(cg, self.peak_file)) as f:
+                return int(f.read().strip()) // 1024
+        except (OSError, ValueError):
+            return None
+
+    def remove(self, cg):
+        # Whatever the command left running (a background daemon it started) goes back to
+        # the harness's cgroup, so the directory can go.
+        parent = os.path.join(os.path.dirname(cg), "cgroup.procs") if self.kind.startswith("cgroup v2") else \
+            os.path.join(self.base, "cgroup.procs")
+        for _ in range(3):
+            try:
+                with open(os.path.join(cg, "cgroup.procs")) as f:
+                    pids = f.read().split()
+                for pid in pids:
+                    with open(parent, "w") as f:
+                        f.write(pid)
+                os.rmdir(cg)
+                return
+            except OSError:
+                time.sleep(0.05)
+
+
+MEM = None
+
+
+def mem_cgroup():
+    global MEM
+    if MEM is None:
+        MEM = MemCgroup()
+    return MEM
+
+
 def run_timed(argv, env, log_path, usage=None, timeout=COMMAND_TIMEOUT, stdout_path=None):
-    """(seconds, exit code, peak RSS KiB) of one command, measured with wait4; exit code -9 when
-    it overran timeout and was killed. With usage (a dict), also its CPU seconds (user + system,
-    children included) and how busy the whole machine was meanwhile (0..1 of all CPUs: the
-    ships' sshd and dockerd run on them too). stdout_path: its standard output goes there
-    (read by the checks) instead of the log."""
+    """(seconds, exit code, peak memory KiB or None) of one command; exit code -9 when it
+    overran timeout and was killed. The peak is the command's own, with what it started (see
+    MemCgroup). With usage (a dict), also its CPU seconds (user + system, children included) and
+    how busy the whole machine was meanwhile (0..1 of all CPUs: the ships' sshd and dockerd run
+    on them too). stdout_path: its standard output goes there (read by the checks) instead of
+    the log."""
     busy0, total0 = cpu_jiffies()
-    with open(log_path, "ab") as out, open(stdout_path or os.devnull, "wb") as so:
-        out.write(f"\n$ {' '.join(argv)}\n".encode())
-        out.flush()
-        t0 = time.perf_counter()
-        p = subprocess.Popen(argv, env=env, stdout=so if stdout_path else out, stderr=out,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = t0 + timeout
-        while True:
-            pid, status, rusage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                os.killpg(p.pid, signal.SIGKILL)
-                pid, status, rusage = os.wait4(p.pid, 0)
-                p.returncode = -9
-                out.write(f"# killed after {timeout}s\n".encode())
-                return timeout, -9, rusage.ru_maxrss
-            time.sleep(0.002)
-        elapsed = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        busy1, total1 = cpu_jiffies()
-        cpu = rusage.ru_utime + rusage.ru_stime
-        if usage is not None:
-            usage["cpu_s"] = round(cpu, 3)
-            usage["machine_busy"] = round((busy1 - busy0) / max(1, total1 - total0), 3)
-        out.write(f"# exit {p.returncode} in {elapsed:.3f}s, maxrss {rusage.ru_maxrss} KiB, cpu {cpu:.3f}s\n".encode())
-    if stdout_path:
-        with open(stdout_path, "rb") as so, open(log_path, "ab") as out:
-            out.write(so.read())
-    return elapsed, p.returncode, rusage.ru_maxrss
+    mem = mem_cgroup()
+    cg = mem.make() if mem.base else None
+    try:
+        with open(log_path, "ab") as out, open(stdout_path or os.devnull, "wb") as so:
+            out.write(f"\n$ {' '.join(argv)}\n".encode())
+            out.flush()
+            t0 = time.perf_counter()
+            p = subprocess.Popen(mem.wrap(cg, argv) if cg else argv, env=env, stdout=so if stdout_path else out,
+                                 stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+            deadline = t0 + timeout
+            while True:
+                pid, status, rusage = os.wait4(p.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() > deadline:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    pid, status, rusage = os.wait4(p.pid, 0)
+                    p.returncode = -9
+                    out.write(f"# killed after {timeout}s\n".encode())
+                    return timeout, -9, (mem.peak_kib(cg) if cg else None)
+                time.sleep(0.002)
+            elapsed = time.perf_counter() - t0
+            p.returncode = os.waitstatus_to_exitcode(status)
+            busy1, total1 = cpu_jiffies()
+            cpu = rusage.ru_utime + rusage.ru_stime
+            peak = mem.peak_kib(cg) if cg else None
+            if usage is not None:
+                usage["cpu_s"] = round(cpu, 3)
+                usage["machine_busy"] = round((busy1 - busy0) / max(1, total1 - total0), 3)
+            out.write(f"# exit {p.returncode} in {elapsed:.3f}s, peak memory {peak} KiB, cpu {cpu:.3f}s\n".encode())
+        if stdout_path:
+            with open(stdout_path, "rb") as so, open(log_path, "ab") as out:
+                out.write(so.read())
+        return elapsed, p.returncode, peak
+    finally:
+        if cg:
+            mem.remove(cg)
 
 
 def ssh_logins(ships):
@@ -774,11 +893,11 @@ def rtt_ms():
     return float(out.stdout.strip())
 
 
-# The Docker API round trips an operation cannot avoid once a channel to the socket is open,
-# all ships in parallel: one list of containers, then per dependency level what the API needs
-# (create and start are two calls; stop, restart one). The SSH part is not assumed: a login's
-# round trips are counted from a trace of the protocol (traced_login_rtts); a tool riding an
-# SSH session opened before timing pays one channel open instead.
+# The fewest Docker API round trips of each operation, all ships in parallel: one list of
+# containers, then per dependency level create and start, or one stop or restart. maestro's
+# own are counted from a trace of its commands (traced_api_rtts), as a login's are
+# (traced_login_rtts); the model charges the smaller (api_rtts_of) and the page shows both.
+# A tool riding an SSH session opened before timing pays one channel open instead of a login.
 API_RTTS = {
     "status": 1,
     "noop_start": 1,
@@ -790,7 +909,15 @@ CHANNEL_RTTS = 1
 TRACE_ADDR = "127.77.1.1"
 
 
-def lower_bound_s(op, rtt, daemon, floor, setup_rtts, hops=1):
+def api_rtts_of(traced):
+    """The API round trips the model charges: the fewest the API allows, or maestro's traced
+    count where that is fewer (then the assumption was wrong, and the trace shows it). A model
+    of what a tool must pay cannot charge maestro's own extra round trips to every tool."""
+    api = (traced or {}).get("api") or {}
+    return {op: min(API_RTTS[op], api[op]) if api.get(op) is not None else API_RTTS[op] for op in OPS}
+
+
+def lower_bound_s(op, rtt, daemon, floor, setup_rtts, hops=1, api=None):
     """The model's seconds: setup_rtts + the API's round trips, plus the daemon's own work along
     the longest chain, or the machine's measured floor for that work when it is longer (CPUs
     shared). hops=2: the ship behind a jump host whose link alone is delayed, so the ship's own
@@ -803,7 +930,7 @@ def lower_bound_s(op, rtt, daemon, floor, setup_rtts, hops=1):
         "restart": daemon["list"] + daemon["restart"],
     }[op]
     own = max(own, 1000.0 * floor.get(op, 0.0))
-    return ((hops * setup_rtts + API_RTTS[op]) * rtt + own) / 1000.0
+    return ((hops * setup_rtts + (api or API_RTTS)[op]) * rtt + own) / 1000.0
 
 
 def turns(trace_path):
@@ -894,7 +1021,56 @@ def traced_login_rtts(cfg, logdir):
             out[tool] = 1 + min(counts[1:] or counts) - after[tool]
     if out:
         out["login"] = min(out.values())
+    if "maestro" in out:
+        out["api"] = traced_api_rtts(cfg, d, kh, trace, out["maestro"] - 1)
     return out
+
+
+def traced_api_rtts(cfg, d, kh, trace, login_turns):
+    """{op: n}: the Docker API round trips of each operation, counted in a trace of maestro's own
+    commands on the trace ship (one instance per level, the chain of the benchmark): every wait
+    of the client on the connection, less those of its login (login_turns, from the same kind of
+    trace). What maestro's protocol does, its deploy lock and its waits for a container to run
+    included. None where no run of an operation gave one whole connection."""
+    ship = cfg.ships[0]
+    op_user = cfg.bed["operator"]
+    inst = [(svc, f"trace-{svc}", ship["name"]) for svc in LEVELS]
+    path = os.path.join(d, "maestro-chain.yaml")
+    with open(path, "w") as f:
+        f.write("\n".join([
+            "__maestro:", "  schema: 2", "name: bench-trace-api", "ships:",
+            f"  {ship['name']}:", f"    ip: {ship['ip']}", f"    endpoint: {TRACE_ADDR}",
+            f"    socket_path: {ship['docker_socket']}", "    timeout: 120",
+            "    ssh:", "      user: root", f"      key: {op_user['key']}", f"      known_hosts_file: {kh}",
+        ] + services_yaml(inst)) + "\n")
+    env = cfg.env("maestro")
+    ops = {
+        "start": ["start"], "noop_start": ["start"], "status": ["status"],
+        "restart": ["restart", "-s", RESTARTED], "stop": ["stop", "-a"],
+    }
+    base = [cfg.args.maestro, "-f", path, "--plain"]
+    counts = {op: [] for op in ops}
+    try:
+        for rnd in range(3):  # the first round also takes what a ship's first run needs (the lock's image)
+            for op, rest in ops.items():
+                if os.path.exists(trace):
+                    os.remove(trace)
+                p = subprocess.Popen([PROXY, "serve", "--delay-ms", str(cfg.args.delay_ms),
+                                      "--map", f"{TRACE_ADDR}:22={ship['ip']}:22", "--trace", trace],
+                                     stdout=subprocess.PIPE, text=True)
+                try:
+                    p.stdout.readline()
+                    subprocess.run(base + rest, env=env, capture_output=True, timeout=300)
+                finally:
+                    p.terminate()
+                    p.wait(10)
+                conns = turns(trace)
+                if rnd > 0 and len(conns) == 1:
+                    counts[op].append(len(next(iter(conns.values()))[1]) - login_turns)
+            remove_all([ship], "trace-")
+    finally:
+        remove_all([ship], "trace-")
+    return {op: (min(v) if v else None) for op, v in counts.items()}
 
 
 def wait_port(host, port, seconds=60):
@@ -981,7 +1157,7 @@ def bench_tool(cfg, tool, reps, logdir, before_rep=None):
                 list(ex.map(lambda s: subprocess.run(["ssh", s["name"], "true"], env=env, timeout=120), cfg.ships))
             extra["master_setup_s"] = round(time.perf_counter() - t0, 3)
         timeout = TUNNEL_TOOL_TIMEOUT if tool == "maestrong_tunnel" else COMMAND_TIMEOUT
-        results = {op: {"runs": [], "ok": True, "bad": [], "maxrss_kib": 0, "exit": [], "ssh_logins": [],
+        results = {op: {"runs": [], "ok": True, "bad": [], "peak_kib": None, "exit": [], "ssh_logins": [],
                         "cpu_s": [], "machine_busy": []} for op in OPS}
         status_out = os.path.join(logdir, f"{tool}.status.out")
         victim = status_victim(cfg)
@@ -1034,7 +1210,8 @@ def bench_tool(cfg, tool, reps, logdir, before_rep=None):
                 r["runs"].append(round(secs, 4))
                 r["exit"].append(code)
                 r["ssh_logins"].append(logins)
-                r["maxrss_kib"] = max(r["maxrss_kib"], rss)
+                if rss is not None:
+                    r["peak_kib"] = max(r["peak_kib"] or 0, rss)
                 if bad:
                     r["ok"] = False
                     r["bad"] = r["bad"] or bad[:5]
@@ -1156,13 +1333,14 @@ def run_scale(args, scale):
                         logins[shape] = direct if shape == "bastion" and direct else traced_login_rtts(cfg, logdir)
                         log(f"scale {shape}: round trip {rtt:.1f} ms; daemon (ms) {daemon}; login (traced) {logins[shape]}")
                     log(f"scale {shape} K={kk} N={n}: maestro")
+                    load = settle_load()
                     try:
                         r = bench_tool(cfg, "maestro", args.scale_reps, logdir, floor.before_rep)
                     except Exception as e:
                         log(f"  maestro failed: {e}")
                         r = {"error": str(e)}
                     row = {"tool": "maestro", "shape": shape, "ships": kk, "instances": n, "rtt_ms": rtt,
-                           "daemon_ms": daemon, "traced_rtts": logins[shape], "ops": r}
+                           "daemon_ms": daemon, "traced_rtts": logins[shape], "ops": r, "load_before": load}
                     scale["rows"].append(row)
                     rows.append((row, 2 if shape == "bastion" else 1))
                     floor.fill()
@@ -1189,7 +1367,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--delay-ms", type=float, default=25.0, help="one-way delay (default 25)")
-    ap.add_argument("--reps", type=int, default=3, help="rounds per tool and configuration (median)")
+    ap.add_argument("--reps", type=int, default=5, help="rounds per tool and configuration (median; at least 5 for a published run)")
     ap.add_argument("--reps-compose", type=int, default=1, help="rounds for docker-compose (slow)")
     ap.add_argument("--reps-tunnel", type=int, default=1,
                     help=f"rounds for MaestroNG's own ssh_tunnel (each command limited to {TUNNEL_TOOL_TIMEOUT} s)")
@@ -1210,7 +1388,7 @@ def main():
     ap.add_argument("--scale-base", type=int, default=4, help="K the scale rows are compared with (default 4)")
     ap.add_argument("--scale-instances", type=int, default=200, help="N of the scale rows (default 200)")
     ap.add_argument("--scale-shapes", default=",".join(SCALE_SHAPES), help="direct,bastion (default both)")
-    ap.add_argument("--scale-reps", type=int, default=3, help="rounds per scale row (median)")
+    ap.add_argument("--scale-reps", type=int, default=5, help="rounds per scale row (median)")
     ap.add_argument("--selftest", metavar="BED_JSON",
                     help="test the harness's checks on an existing test bed (see selftest) and exit")
     args = ap.parse_args()
@@ -1254,6 +1432,7 @@ def main():
             "grid_reps": args.grid_reps,
             "levels": LEVELS,
             "api_rtts": API_RTTS,
+            "mem_source": mem_cgroup().kind,
             "channel_rtts": CHANNEL_RTTS,
             "connects": CONNECTS,
             "default": {"ships": args.ships, "instances": args.instances},
@@ -1282,6 +1461,7 @@ def main():
             versions[t] = f"unavailable: {e}"
     # Which maestro was measured (the tree its release binary was built from), and which harness.
     versions["maestro_commit"] = commit_of("src", "Cargo.toml", "Cargo.lock")
+    versions["head"] = head_of()
     versions["harness_commit"] = commit_of("bench", "bench.sh", "testbed")
     results["versions"] = versions
     results["startup_s"] = startup
@@ -1317,12 +1497,14 @@ def main():
                             log(f"maestro binary {args.maestro} missing: skipped")
                             continue
                         log(f"K={k} N={n}: {tool}")
+                        load = None
                         try:
                             reps = args.reps_compose if tool.startswith("compose") else args.reps
                             if tool == "maestrong_tunnel":
                                 reps = min(reps, args.reps_tunnel)
                             if (k, n) != (args.ships, args.instances) and args.grid_reps:
                                 reps = min(reps, args.grid_reps)
+                            load = settle_load()
                             t0 = time.perf_counter()
                             r = bench_tool(cfg, tool, reps, logdir, floor.before_rep)
                         except Exception as e:
@@ -1330,7 +1512,7 @@ def main():
                             r = {"error": str(e)}
                         row = {"tool": tool, "label": TOOL_LABELS[tool], "ships": k, "instances": n,
                                "rtt_ms": rtt, "daemon_ms": daemon, "traced_rtts": logins, "ops": r,
-                               "wall_s": round(time.perf_counter() - t0)}
+                               "wall_s": round(time.perf_counter() - t0), "load_before": load}
                         rows.append(row)
                         results["runs"].append(row)
                         for rw in rows:
@@ -1385,6 +1567,7 @@ def selftest(bed_json):
     pass every check, and each deliberately broken tool must be marked wrong on the operation it
     breaks. Uses 2 ships of the bed at their own addresses (no proxy) and only containers named
     hs-*, so that it can share a bed. Exit status 0 when the harness caught every broken tool."""
+    selftest_memory()
     with open(bed_json) as f:
         bed = json.load(f)
     ships = [s for s in bed["ships"] if not s.get("inner") and not s.get("cheap")][:2]
@@ -1440,6 +1623,26 @@ def selftest(bed_json):
     print("selftest: the harness marks every broken tool wrong")
 
 
+def selftest_memory():
+    """A known case for the peak memory column: `dd bs=50M` holds one 50 MiB buffer, and must
+    read 50 MiB (plus its own few hundred KiB) while the harness itself holds far more."""
+    ballast = bytearray(200 << 20)  # the harness's own memory must not show in the figure
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    log_path = os.path.join(HERE, "work", f"selftest-memory-{os.getpid()}.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    _, code, peak = run_timed(["dd", "if=/dev/zero", "of=/dev/null", "bs=50M", "count=1"], dict(os.environ), log_path)
+    os.remove(log_path)
+    mem = mem_cgroup()
+    if mem.base is None:
+        print("selftest: peak memory: this machine gives no writable memory cgroup; the column is left empty")
+        return
+    mib = (peak or 0) / 1024
+    if code != 0 or not 50 <= mib < 53:
+        raise SystemExit(f"selftest: a command holding 50 MiB read {mib:.1f} MiB of peak memory ({mem.kind}), exit {code}")
+    print(f"selftest: peak memory: a command holding 50 MiB reads {mib:.1f} MiB ({mem.kind}): ok")
+    del ballast
+
+
 def commit_of(*paths):
     """The last commit that changed paths, and whether they differ from it now: results.json
     says which maestro and which harness made its numbers."""
@@ -1453,6 +1656,21 @@ def commit_of(*paths):
         return f"unknown: {e}"
 
 
+def head_of():
+    """The checkout's commit when the run began, and whether its tree differed from it: the page
+    says the binary measured is main's at the time (bench.sh builds it from this tree first)."""
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        branch = subprocess.run(["git", "-C", ROOT, "rev-parse", "--abbrev-ref", "HEAD"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        return {"commit": head or "unknown", "branch": branch or "unknown", "sources_modified": bool(dirty)}
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"commit": f"unknown: {e}", "branch": "unknown", "sources_modified": None}
+
+
 def maestro_version(binary):
     out = {}
     try:
@@ -1461,6 +1679,7 @@ def maestro_version(binary):
     except (OSError, subprocess.SubprocessError, IndexError) as e:
         out["error"] = str(e)
     out["commit"] = commit_of("src", "Cargo.toml", "Cargo.lock")
+    out["head"] = head_of()
     out["harness_commit"] = commit_of("bench", "bench.sh", "testbed")
     return out
 

@@ -22,6 +22,8 @@ OPS = [
 ]
 TOOLS = ["maestro", "maestrong", "maestrong_tunnel", "docker", "docker_cm", "compose", "compose_cm"]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+# The harness's LOAD_LIMIT: rows whose 1-minute load per CPU before them was above it.
+LOAD_LIMIT = 1.5
 
 
 def fmt_s(v):
@@ -33,6 +35,9 @@ def fmt_s(v):
 def fmt_x(v):
     if v is None:
         return "—"
+    # Near a tie, one decimal would hide which side of it a ratio is on (0.95 is not 1.0).
+    if 0.9 <= v <= 1.1:
+        return f"{v:.2f}×"
     return f"{v:.1f}×" if v < 100 else f"{v:.0f}×"
 
 
@@ -61,8 +66,12 @@ SHAPE_LABELS = {
 
 def peak_rss_mib(run):
     ops = run.get("ops", {})
-    v = [o.get("maxrss_kib", 0) for o in ops.values() if isinstance(o, dict) and "maxrss_kib" in o]
+    v = [o["peak_kib"] for o in ops.values() if isinstance(o, dict) and o.get("peak_kib")]
     return max(v) / 1024 if v else None
+
+
+def fmt_mib(v):
+    return "—" if v is None else f"{v:.1f} MiB"
 
 
 def scale_section(data, w):
@@ -110,7 +119,7 @@ def scale_section(data, w):
     by = {}
     for r in rows:
         by.setdefault(r["shape"], {})[r["ships"]] = r
-    w("| shape | K | " + " | ".join(label for _, label in SCALE_OPS) + " | peak RSS |")
+    w("| shape | K | " + " | ".join(label for _, label in SCALE_OPS) + " | peak memory |")
     w("|---|---|" + "---|" * len(SCALE_OPS) + "---|")
     targets = []
     for shape in sc.get("shapes", list(by)):
@@ -121,8 +130,7 @@ def scale_section(data, w):
                 w(f"| {shape} | {kk} | failed: {r['ops']['error']} |" + " |" * len(SCALE_OPS))
                 continue
             cells = [f"{fmt_s(med(r, op))}{'' if cell_ok(r, op) else ' ✗'}" for op, _ in SCALE_OPS]
-            rss = peak_rss_mib(r)
-            w(f"| {shape} | {kk} | " + " | ".join(cells) + f" | {rss:.1f} MiB |")
+            w(f"| {shape} | {kk} | " + " | ".join(cells) + f" | {fmt_mib(peak_rss_mib(r))} |")
         if b and big and "error" not in b.get("ops", {}) and "error" not in big.get("ops", {}) and k != base:
             ratios = [fmt_x(med(big, op) / med(b, op)) if med(b, op) else "—" for op, _ in SCALE_OPS]
             rb, rk = peak_rss_mib(b), peak_rss_mib(big)
@@ -178,6 +186,14 @@ def scale_section(data, w):
             w(f"| {shape} | {kk} | {f['seconds']:.2f} s | {f['bytes_each'] / 1024:.0f} KiB"
               f" | {kk * f['bytes_each'] / 1024 / 1024:.1f} MiB |")
         w("")
+    under = under_model(rows, data.get("api_rtts", {}), lambda r: f"{r['shape']} K={r['ships']}")
+    if under:
+        w("Cells of the scale rows under their model bound (same model as the side-by-side table, the"
+          " bastion's login charged as well behind it):")
+        w("")
+        for u in under:
+            w(f"- {u}")
+        w("")
     grid = [r for r in data.get("runs", []) if r["tool"] == "maestro" and r["ships"] == base and r["instances"] == n
             and "error" not in r.get("ops", {})]
     if grid:
@@ -220,7 +236,7 @@ def ratio_cell(r, op):
     """Median over the model's bound on the smallest floor sample, and the range from the
     largest floor sample's bound; ✗ for a wrong run."""
     m, lo, hi = med(r, op), r["bound_s"][op], r.get("bound_hi_s", r["bound_s"])[op]
-    if m is None:
+    if m is None or r.get("model_broken"):
         return "—"
     if not cell_ok(r, op):
         return "✗"  # a wrong run has no speed
@@ -228,6 +244,47 @@ def ratio_cell(r, op):
     if abs(hi - lo) / lo >= 0.005:
         text += f" <sub>({fmt_x(m / hi)}–{fmt_x(m / lo)})</sub>"
     return text + ("" if cell_ok(r, op) else " ✗")
+
+
+def head_sentence(head):
+    if not isinstance(head, dict):
+        return " Which checkout it ran from was not recorded."
+    mod = " with its sources modified" if head.get("sources_modified") else ""
+    return (f" The binary was built by the run itself from the checkout of `{head.get('branch')}` at"
+            f" `{head.get('commit')}`{mod}, its head when the run began.")
+
+
+def why_under(r, op, minimum):
+    """Why a cell came in under its model bound, from what the bound was built on."""
+    d = r.get("daemon_ms") or {}
+    levels = 4
+    own = {
+        "status": d.get("list", 0),
+        "noop_start": d.get("list", 0),
+        "start": d.get("list", 0) + levels * (d.get("create", 0) + d.get("start", 0)),
+        "stop": d.get("list", 0) + levels * d.get("stop", 0),
+        "restart": d.get("list", 0) + d.get("restart", 0),
+    }[op]
+    floor_ms = 1000 * (r.get("floor_s") or {}).get(op, 0)
+    if op in ("start", "stop", "restart") and floor_ms > own:
+        return ("its bound rests on the machine's floor, measured by the harness's Python client (a thread"
+                " per container), which is slower at this than the tool: the start, stop and restart"
+                " bounds are loose")
+    return ("a round trip the model charges overlaps another in the tool (the trace counts every wait"
+            " one after the other)")
+
+
+def under_model(rows, minimum, label_of):
+    """[(text)]: every cell of rows that came in under its bound, each with its reason."""
+    out = []
+    for r in rows:
+        if r.get("model_broken") or "bound_s" not in r:
+            continue
+        for op, label in OPS:
+            m = med(r, op)
+            if m and cell_ok(r, op) and m < r["bound_s"][op]:
+                out.append(f"{label_of(r)}, {label} ({fmt_x(m / r['bound_s'][op])}): {why_under(r, op, minimum)}")
+    return out
 
 
 NOTE_FIGURE = re.compile(r"\d+(\.\d+)?\s?(ms|s|×|x|%|MiB|KiB|GB|minutes?)\b")
@@ -268,8 +325,9 @@ def main():
     w("")
     w("*This page is written by `./bench.sh` (bench/report.py) from `bench/results.json`;"
       " do not edit the numbers by hand. Every figure on it is read from that file, which records"
-      f" the commits it measured: maestro `{versions.get('maestro_commit', '?')}`, harness"
-      f" `{versions.get('harness_commit', '?')}`.*")
+      f" the commits it measured: maestro `{versions.get('maestro_commit', '?')}` (the last commit that"
+      f" changed its sources), harness `{versions.get('harness_commit', '?')}`."
+      + head_sentence(versions.get("head")) + "*")
     w("")
     w("## How to run")
     w("")
@@ -346,8 +404,10 @@ def main():
       " ship's Docker TCP port opened by every command), each command limited to"
       f" {data.get('tunnel_timeout_s', 180)} s with its log kept.")
     w("  - docker CLI with `-H ssh://root@shipN`: a script that runs the levels in order and, within a level,"
-      " everything at once: one `docker run -d` per container in the background; for start, stop and"
-      " restart one command per ship and level with all the names (the CLI works on them in parallel)."
+      " everything at once: one `docker run -d`, `docker start` or `docker restart` per container in the"
+      " background (the CLI's own `start a b c` and `restart a b c` work on one container after another);"
+      " for stop one command per ship and level with all the names (the CLI's stop alone works on them"
+      " in parallel)."
       " Without, and with an OpenSSH ControlMaster (`ControlMaster auto`, `ControlPersist 600`; masters"
       " opened before timing, as a user's earlier command would have).")
     w("  - docker-compose 1.29 (Debian), one file per ship (`network_mode: bridge`, `depends_on` within"
@@ -355,7 +415,10 @@ def main():
       " another ship, so the script runs `up -d --no-deps <instances of the level>` per level, ships in"
       " parallel.")
     w("- **maestro** as `maestro -f maestro.yaml --plain start|status|restart -s web|stop -a`, release build;"
-      " peak memory is the process's `ru_maxrss` from `wait4`.")
+      " peak memory is each command's own, with whatever it starts: it runs in a memory cgroup of its own"
+      f" ({data.get('mem_source') or 'none on this machine: no figure'}), since `ru_maxrss` from `wait4`"
+      " keeps the high-water mark of the harness that forked it (the harness's self-test checks that a"
+      " command holding 50 MiB reads 50).")
     w("")
     w("### The model: what a tool must pay on this link and these daemons")
     w("")
@@ -366,10 +429,22 @@ def main():
       " the harness's own Python client (a thread per container), whose overhead is part of the floor,"
       " and a round trip the model charges may overlap another in a tool. Such a ratio under 1.0× is"
       " shown as it is.")
-    under = sorted({(r["label"], r["ships"], r["instances"], label) for r in runs for op, label in OPS
-                    if med(r, op) and cell_ok(r, op) and med(r, op) < r["bound_s"][op]})
+    under = under_model(runs, data.get("api_rtts", {}), lambda r: f"{r['label']} at K={r['ships']} N={r['instances']}")
     if under:
-        w(" In this run: " + "; ".join(f"{lb} at K={kk} N={nn}, {opl}" for lb, kk, nn, opl in under) + ".")
+        w(" In this run (the scale rows' are listed in their section):")
+        w("")
+        for u in under:
+            w(f"- {u}")
+    loaded = [r for r in runs + ((data.get("scale") or {}).get("rows") or [])
+              if (r.get("load_before") or 0) > LOAD_LIMIT]
+    for r in loaded:
+        w(f"- **Measured on a loaded machine**: {r.get('label', r['tool'])} at K={r['ships']} N={r['instances']}"
+          f"{' (' + r['shape'] + ')' if r.get('shape') else ''}: load {r['load_before']} per CPU before it,"
+          f" over {LOAD_LIMIT} after waiting for it to settle; read it with care.")
+    broken = [r for r in runs + ((data.get("scale") or {}).get("rows") or []) if r.get("model_broken")]
+    for r in broken:
+        w(f"- **No model** for {r.get('label', r['tool'])} at K={r['ships']} N={r['instances']}: {r['model_broken']}"
+          " (a trace that failed; its ratios are left out).")
     w("")
     w(f"- **SSH, counted from a trace.** The harness puts a tracing proxy in front of one ship and counts every"
       f" wait of the client for the server on the connection (bench/harness.py `traced_login_rtts`). From a TCP"
@@ -378,9 +453,12 @@ def main():
       f" The model charges a tool that logs in on every command the smaller, **{tr.get('login', '?')}**."
       f" A tool that rides an SSH session opened before timing (MaestroNG's kept tunnels, a ControlMaster)"
       f" is charged one channel open, **{data.get('channel_rtts', 1)}**.")
-    w("- **Docker API**: the round trips an operation cannot avoid on an open channel, all ships in parallel:"
-      " a list of containers, then per dependency level what the API needs (create and start are two"
-      " calls; stop and restart one).")
+    w("- **Docker API**: the fewest round trips the API allows on an open channel, all ships in parallel"
+      " (a list of containers, then per dependency level create and start, or one stop or restart),"
+      " checked against a trace: maestro's own commands on the traced ship, one instance per level"
+      " (bench/harness.py `traced_api_rtts`, every wait of the client less its login's). The model"
+      " charges the smaller of the two; where maestro's count is larger, the difference is what its"
+      " protocol adds (the deploy lock, a wait for each container to run), which the ratio then shows.")
     w("- **The daemons' own work** along the longest chain (create, start, stop, restart, list: timed on a"
       " ship's local socket, no proxy), or, where longer, **the machine's floor**: the same environment's"
       " daemon work with no tool and no network (every container of a level at once, a thread each, on the"
@@ -398,8 +476,11 @@ def main():
         "stop": "list + 4 × stop, or the machine's floor",
         "restart": "list + restart, or the machine's floor",
     }
+    traced = ((any_row or {}).get("traced_rtts") or {}).get("api") or {}
+    charged = (any_row or {}).get("api_rtts") or data["api_rtts"]
     for op, label in OPS:
-        w(f"| {label} | {data['api_rtts'][op]} | {own[op]} |")
+        w(f"| {label} | {charged.get(op, data['api_rtts'][op])} (fewest the API allows {data['api_rtts'][op]};"
+          f" maestro's, traced: {traced.get(op, 'not traced')}) | {own[op]} |")
     w("")
     if any_row:
         fl = any_row.get("floor_samples") or []
@@ -415,7 +496,7 @@ def main():
       f" {', '.join(f'{x:.1f}' for x in host.get('loadavg_at_start', []))}. The ships' dockerd and sshd run"
       " on the same CPUs as the tools, so local CPU (OpenSSH's key exchange, Python start-up, container"
       " creation) shows in every number; compare tools within one run. Versions: "
-      + "; ".join(f"{t}: `{v}`" for t, v in versions.items()) + ".")
+      + "; ".join(f"{t}: `{v}`" for t, v in versions.items() if t != "head") + ".")
     w("")
     w(f"Run {data.get('started', '?')} – {data.get('finished', 'unfinished')}.")
     w("")
@@ -532,7 +613,8 @@ def main():
         big = [r for r in runs if r["tool"] == "maestro" and r["ships"] == 16 and r["instances"] == 200]
         if big:
             rss = peak_rss_mib(big[0])
-            targets.append(("peak memory under 50 MiB at K=16, N=200", f"{rss:.1f} MiB", "met" if rss < 50 else "**missed**"))
+            targets.append(("peak memory under 50 MiB at K=16, N=200", fmt_mib(rss),
+                            "no figure" if rss is None else "met" if rss < 50 else "**missed**"))
         w("| target | measured | |")
         w("|---|---|---|")
         for t, v, ok in targets:
@@ -550,16 +632,15 @@ def main():
         w("![maestro against N and K](benchmarks-scaling.png)")
         w("")
     if grid or others:
-        w("| tool | K | N | " + " | ".join(label for _, label in OPS) + " | peak RSS |")
+        w("| tool | K | N | " + " | ".join(label for _, label in OPS) + " | peak memory |")
         w("|---|---|---|" + "---|" * len(OPS) + "---|")
         for r in grid + others:
             if "error" in r.get("ops", {}):
                 w(f"| {r['label']} | {r['ships']} | {r['instances']} | failed: {r['ops']['error']} |")
                 continue
-            rss = peak_rss_mib(r) or 0
             cells = [f"{fmt_s(med(r, op))}{'' if cell_ok(r, op) else ' ✗'} ({fmt_x(med(r, op) / r['bound_s'][op])} m)"
                      if med(r, op) is not None else "—" for op, _ in OPS]
-            w(f"| {r['label']} | {r['ships']} | {r['instances']} | " + " | ".join(cells) + f" | {rss:.1f} MiB |")
+            w(f"| {r['label']} | {r['ships']} | {r['instances']} | " + " | ".join(cells) + f" | {fmt_mib(peak_rss_mib(r))} |")
         w("")
         w("(*x× m*: ratio to that configuration's model bound on its smallest floor sample.)")
     w("")

@@ -63,7 +63,7 @@ def main():
             got = sum(len(rounds) for _, rounds in conns.values())
             print(f"## maestro {op}: {total:.0f} ms in all, round trip {rtt:.1f} ms; {got} round trips traced"
                   f" on {len(conns)} connection(s), plus the TCP handshake; the model's API part is"
-                  f" {harness.API_RTTS[op]} (bench/harness.py API_RTTS)")
+                  f" counted by the harness (bench/harness.py traced_api_rtts); the fewest the API allows: {harness.API_RTTS[op]}")
             for c, (dur, rounds) in sorted(conns.items()):
                 print(f"connection {c}: open {dur} ms, {len(rounds)} round trips the client waited for")
                 for i, (t, sent, got) in enumerate(rounds, 1):
