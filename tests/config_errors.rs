@@ -1072,3 +1072,51 @@ fn compose_key_names_point_at_their_names_here() {
         assert!(!msg.contains("did you mean"), "{msg}");
     }
 }
+
+/// `tls: true` on a ship reached on its TCP port is refused at load when the connector could
+/// not use it (no verification, a file missing), with the fix; a `tls: false` ship or one over
+/// SSH never is.
+#[test]
+fn tls_that_cannot_connect_is_refused_at_load() {
+    let (_, msg) = load_err("name: x\nships:\n  s1: {ip: 10.0.0.1, tls: true}\n");
+    assert_has(
+        &msg,
+        &[
+            "TLS without verification (`tls_verify: false`, the default) is not supported",
+            "env.yaml:3:",
+            "field: ships.s1.tls",
+            "set `tls_verify: true` with `tls_ca_cert`",
+        ],
+    );
+    let (_, msg) = load_err(
+        "name: x\nships:\n  s1: {ip: 10.0.0.1, tls: true, tls_verify: true, tls_cert: c.pem, tls_key: k.pem}\n",
+    );
+    assert_has(
+        &msg,
+        &[
+            "TLS with verification needs `tls_ca_cert`",
+            "field: ships.s1.tls_ca_cert",
+        ],
+    );
+    let (_, msg) = load_err(
+        "name: x\nships:\n  s1: {ip: 10.0.0.1, tls: true, tls_verify: true, tls_ca_cert: nowhere/ca.pem, \
+         tls_cert: c.pem, tls_key: k.pem}\n",
+    );
+    assert_has(
+        &msg,
+        &[
+            "invalid tls_ca_cert: cannot read",
+            "nowhere/ca.pem",
+            "field: ships.s1.tls_ca_cert",
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(
+        &path,
+        "name: x\nships:\n  off: {ip: 10.0.0.1, tls: false, tls_ca_cert: missing.pem}\n  \
+         over-ssh: {ip: 10.0.0.2, tls: true, ssh: {user: deploy}}\n",
+    )
+    .expect("write");
+    assert!(config::load(&path).is_ok());
+}
