@@ -607,9 +607,46 @@ fn unknown_jump_ship_or_bad_address() {
         &msg,
         &[
             "ship `a` cannot be its own jump host",
-            "give `a` an `ssh` block of its own, without `jump`",
+            "give `a` `ssh: {jump: []}`",
         ],
     );
+}
+
+/// `ssh` is maestro's own key: a ship's block is merged key by key with `ship_defaults`' one
+/// (MaestroNG's keys are still replaced whole), and `jump: []` makes the bastion direct.
+#[test]
+fn ship_ssh_is_merged_with_the_defaults_key_by_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(
+        &path,
+        concat!(
+            "name: x\n",
+            "ship_defaults:\n",
+            "  timeout: 10\n",
+            "  ssh: {user: deploy, port: 2222, jump: [bastion]}\n",
+            "ships:\n",
+            "  bastion: {ip: 10.0.0.1, ssh: {jump: []}}\n",
+            "  app: {ip: 10.0.1.1, ssh: {port: 22}}\n",
+            "  db: {ip: 10.0.1.2, timeout: 3}\n",
+        ),
+    )
+    .expect("write");
+    let env = config::load(&path).expect("loads");
+    let ship = |name: &str| {
+        env.ships
+            .iter()
+            .find(|s| s.name == name)
+            .expect("ship")
+            .clone()
+    };
+    let ssh = |name: &str| ship(name).ssh.expect("ssh");
+    assert_eq!(ssh("app").user.as_deref(), Some("deploy"));
+    assert_eq!(ssh("app").port, 22, "the ship's own key wins");
+    assert_eq!(ssh("app").jump.len(), 1, "the default jump host is kept");
+    assert_eq!(ssh("bastion").user.as_deref(), Some("deploy"));
+    assert!(ssh("bastion").jump.is_empty(), "jump: [] is direct");
+    assert_eq!(ship("db").timeout, std::time::Duration::from_secs(3));
 }
 
 #[test]

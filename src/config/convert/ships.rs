@@ -22,10 +22,17 @@ pub(super) fn ships(
                 let mut pairs = pairs.clone();
                 for (k, v) in &default_entries {
                     let present = pairs
-                        .iter()
-                        .any(|(pk, _)| pk.scalar_text() == k.scalar_text());
-                    if !present {
-                        pairs.push((k.clone(), v.clone()));
+                        .iter_mut()
+                        .find(|(pk, _)| pk.scalar_text() == k.scalar_text());
+                    match present {
+                        None => pairs.push((k.clone(), v.clone())),
+                        // `ssh` is maestro's own key: a ship's block is merged key by key
+                        // with the defaults' (a ship that adds `jump` keeps the default
+                        // `user`). MaestroNG's keys keep its meaning: the ship's value wins.
+                        Some((_, mine)) if k.scalar_text().as_deref() == Some("ssh") => {
+                            merge_missing_keys(mine, v);
+                        }
+                        Some(_) => {}
                     }
                 }
                 Node {
@@ -43,6 +50,21 @@ pub(super) fn ships(
     }
     check_jump_loops(cx, &out);
     Ok(out)
+}
+
+/// Adds to the mapping `mine` the entries of the mapping `defaults` it does not have.
+fn merge_missing_keys(mine: &mut Node, defaults: &Node) {
+    let (Value::Map(own), Value::Map(more)) = (&mut mine.value, &defaults.value) else {
+        return;
+    };
+    for (k, v) in more {
+        if !own
+            .iter()
+            .any(|(ok, _)| ok.scalar_text() == k.scalar_text())
+        {
+            own.push((k.clone(), v.clone()));
+        }
+    }
 }
 
 /// `ship_defaults`, checked on their own first so that their errors name `ship_defaults`;
@@ -370,8 +392,9 @@ pub(super) fn jump_hosts(
                 &hop_path,
                 format!("ship `{hop}` cannot be its own jump host"),
                 Some(format!(
-                    "give `{hop}` an `ssh` block of its own, without `jump`: a ship without one \
-                     takes `ship_defaults`' whole `ssh` block, jump hosts included"
+                    "give `{hop}` `ssh: {{jump: []}}`: a ship's `ssh` block is merged key by \
+                     key with `ship_defaults`' one, so `{hop}` takes its jump hosts unless it \
+                     says it is reached directly"
                 )),
             ));
         }
