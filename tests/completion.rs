@@ -109,6 +109,40 @@ fn services_and_instances_complete_from_the_file_named_by_f() {
     assert_eq!(got, ["beta\tship at 10.0.0.2"]);
 }
 
+/// Where people press Tab most: `exec NAME`, `exec -C GLOB`, `ssh SHIP`.
+#[test]
+fn exec_and_ssh_complete_names() {
+    let (dir, file) = setup();
+    let got = complete(
+        dir.path(),
+        "bash",
+        &["maestro", "-f", &file, "exec", "web-"],
+        &[],
+    );
+    assert_eq!(got, ["web-1", "web-2"]);
+    let got = complete(
+        dir.path(),
+        "bash",
+        &["maestro", "-f", &file, "exec", "-C", "w"],
+        &[],
+    );
+    assert_eq!(got, ["web-1", "web-2", "worker-1"]);
+    let got = complete(
+        dir.path(),
+        "bash",
+        &["maestro", "-f", &file, "ssh", "a"],
+        &[],
+    );
+    assert_eq!(got, ["alpha"]);
+    let got = complete(
+        dir.path(),
+        "bash",
+        &["maestro", "-f", &file, "exec", "-S", "b"],
+        &[],
+    );
+    assert_eq!(got, ["beta"]);
+}
+
 #[test]
 fn without_f_the_file_is_maestro_file_then_the_default_name() {
     let (dir, file) = setup();

@@ -526,7 +526,7 @@ Examples:
 #[derive(Debug, Clone, Default, Args)]
 pub struct ExecArgs {
     /// The instance (or service) to run in; several are allowed without a terminal.
-    #[arg(value_name = "INSTANCE")]
+    #[arg(value_name = "INSTANCE", add = ArgValueCompleter::new(complete::things))]
     pub names: Vec<String>,
 
     /// The command and its arguments, after `--`; default: /bin/sh.
@@ -559,11 +559,13 @@ pub struct ExecArgs {
     pub env: Vec<String>,
 
     /// Only instances whose name matches one of these glob patterns.
-    #[arg(short = 'C', long = "container-filter", value_name = "GLOB")]
+    #[arg(short = 'C', long = "container-filter", value_name = "GLOB",
+          add = ArgValueCompleter::new(complete::instance_names))]
     pub container_filter: Vec<String>,
 
     /// Only instances on ships whose name matches one of these glob patterns.
-    #[arg(short = 'S', long = "ship-filter", value_name = "GLOB")]
+    #[arg(short = 'S', long = "ship-filter", value_name = "GLOB",
+          add = ArgValueCompleter::new(complete::ship_names))]
     pub ship_filter: Vec<String>,
 
     /// Record the host keys of ships seen for the first time instead of refusing them.
@@ -576,7 +578,7 @@ pub struct ExecArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct SshArgs {
     /// The ship, as the environment file names it.
-    #[arg(value_name = "SHIP")]
+    #[arg(value_name = "SHIP", add = ArgValueCompleter::new(complete::ship_names))]
     pub ship: String,
 
     /// A command to run instead of the login shell, after `--`.
@@ -595,6 +597,78 @@ pub struct SshArgs {
     /// A changed host key is always refused.
     #[arg(long)]
     pub accept_new_host_keys: bool,
+}
+
+/// The arguments with the options of the command moved after its name when they were typed
+/// before it (`maestro -c 4 start`, `maestro --accept-new-host-keys ships`), as docker and
+/// kubectl users type them: clap takes a command's options only after its name. Options of
+/// `maestro` itself (`-f`, `-o`, `--json`, `-v`...) stay where they are; an option that
+/// neither knows is left in place, for clap to refuse with its own message.
+pub fn options_after_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let top_takes_value = |arg: &str| -> Option<bool> {
+        find_option(&cli, arg).map(|a| a.get_action().takes_values())
+    };
+    let Some(program) = args.first().cloned() else {
+        return args;
+    };
+    let mut moved: Vec<std::ffi::OsString> = Vec::new();
+    let mut kept: Vec<std::ffi::OsString> = vec![program];
+    let mut i = 1;
+    while i < args.len() {
+        let Some(text) = args[i].to_str() else {
+            break;
+        };
+        if text == "--" || !text.starts_with('-') || text == "-" {
+            break;
+        }
+        // `--opt=value` and `-c4` carry their value; otherwise a value follows.
+        let name = text.split_once('=').map_or(text, |(n, _)| n);
+        let inline = text.contains('=') || (!text.starts_with("--") && text.len() > 2);
+        let take = |into: &mut Vec<std::ffi::OsString>, with_value: bool, i: &mut usize| {
+            into.push(args[*i].clone());
+            if with_value && !inline && *i + 1 < args.len() {
+                *i += 1;
+                into.push(args[*i].clone());
+            }
+            *i += 1;
+        };
+        if let Some(with_value) = top_takes_value(name) {
+            take(&mut kept, with_value, &mut i);
+            continue;
+        }
+        // Known to the command named next? Find the command first.
+        let command = args[i + 1..]
+            .iter()
+            .filter_map(|a| a.to_str())
+            .find_map(|a| cli.find_subcommand(a));
+        match command.and_then(|c| find_option(c, name)) {
+            Some(arg) => take(&mut moved, arg.get_action().takes_values(), &mut i),
+            None => break,
+        }
+    }
+    let rest = &args[i..];
+    if moved.is_empty() || rest.is_empty() {
+        return args;
+    }
+    // The command's name, then what was moved, then the rest as typed.
+    kept.extend(rest.iter().take(1).cloned());
+    kept.extend(moved);
+    kept.extend(rest.iter().skip(1).cloned());
+    kept
+}
+
+/// The option `text` (`-c`, `--concurrency`, or `-c4`'s `-c`) of `command`.
+fn find_option<'c>(command: &'c clap::Command, text: &str) -> Option<&'c clap::Arg> {
+    command.get_arguments().find(|a| {
+        if let Some(long) = text.strip_prefix("--") {
+            a.get_long() == Some(long) || a.get_all_aliases().is_some_and(|al| al.contains(&long))
+        } else {
+            let short = text.strip_prefix('-').and_then(|s| s.chars().next());
+            short.is_some() && a.get_short() == short
+        }
+    })
 }
 
 /// `-e NAME=value`: a name, then `=`.
@@ -678,6 +752,50 @@ mod tests {
 
     #[test]
     fn json_and_plain_shortcuts_pick_the_output() {
+        let cli = Cli::try_parse_from(["maestro", "status", "--json"]).expect("parses");
+        assert!(cli.json);
+        // A command's options typed before its name, as docker and kubectl users do.
+        let reordered = |words: &[&str]| {
+            let args = options_after_command(words.iter().map(|w| (*w).into()).collect());
+            args.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            reordered(&["maestro", "-c", "4", "start"]),
+            "maestro start -c 4"
+        );
+        assert_eq!(
+            reordered(&["maestro", "-c4", "-f", "x.yaml", "start", "web"]),
+            "maestro -f x.yaml start -c4 web"
+        );
+        assert_eq!(
+            reordered(&["maestro", "--accept-new-host-keys", "ships"]),
+            "maestro ships --accept-new-host-keys"
+        );
+        assert_eq!(
+            reordered(&["maestro", "--json", "status"]),
+            "maestro --json status"
+        );
+        assert_eq!(
+            reordered(&["maestro", "--bogus", "start"]),
+            "maestro --bogus start"
+        );
+        let cli = Cli::try_parse_from(options_after_command(
+            ["maestro", "-c", "4", "-d", "start", "web"]
+                .map(Into::into)
+                .to_vec(),
+        ))
+        .expect("parses");
+        match cli.command {
+            Command::Start { things, .. } => {
+                assert_eq!(things.concurrency, 4);
+                assert!(things.with_dependencies);
+                assert_eq!(things.names, ["web"]);
+            }
+            other => panic!("{other:?}"),
+        }
         let cli = Cli::try_parse_from(["maestro", "status", "--json"]).expect("parses");
         assert_eq!(cli.output_mode(), Output::Json);
         let cli = Cli::try_parse_from(["maestro", "--plain", "start"]).expect("parses");

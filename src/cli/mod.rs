@@ -27,7 +27,9 @@ pub fn main() -> i32 {
     if let Some(code) = complete::answer_if_asked() {
         return code;
     }
-    let cli = match <Cli as clap::Parser>::try_parse() {
+    let cli = match <Cli as clap::Parser>::try_parse_from(args::options_after_command(
+        std::env::args_os().collect(),
+    )) {
         // `--output json` (`-o json`) is `--json`, for the reports as for the events.
         Ok(cli) if cli.output == Output::Json => Cli { json: true, ..cli },
         Ok(cli) => cli,
