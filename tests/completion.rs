@@ -243,6 +243,32 @@ fn a_reader_that_stops_reading_ends_the_output_quietly() {
     }
 }
 
+/// The manual page has every command's own commands and options (`lock acquire -m`, `lock
+/// release --force`), the variables maestro reads, and no `help` pseudo-command.
+#[test]
+fn the_man_page_has_the_lock_commands_and_their_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = common::maestro(dir.path())
+        .arg("man")
+        .output()
+        .expect("run maestro");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        ".SS \"lock status\"",
+        ".SS \"lock acquire\"",
+        "\\fB\\-m, \\-\\-message\\fR MESSAGE",
+        ".SS \"lock release\"",
+        "\\fB\\-\\-force\\fR",
+        "\\fBMAESTRO_LOCK_HOLDER\\fR",
+        "(start, up, stop, down, kill, restart, rollback, clean, pull)",
+    ] {
+        assert!(page.contains(part), "{part}\n{page}");
+    }
+    assert!(!page.contains(".SS \"lock help\""), "{page}");
+    assert!(!page.contains(".SS \"help"), "{page}");
+}
+
 #[test]
 fn docker_habits_ps_and_version_are_answered() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -20,7 +20,10 @@ pub(super) fn render(cmd: Command) -> std::io::Result<Vec<u8>> {
         option(&mut out, arg);
     }
     out.extend_from_slice(b".SH COMMANDS\n");
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         command(&mut out, sub);
     }
     out.extend_from_slice(b".SH EXAMPLES\n.nf\n");
@@ -68,14 +71,45 @@ fn command(out: &mut Vec<u8>, sub: &Command) {
         )
         .as_bytes(),
     );
-    // Global options are listed once, above.
-    for arg in sub
-        .get_arguments()
-        .filter(|a| !a.is_global_set() && !a.is_positional() && !a.is_hide_set())
+    command_options(out, sub, false);
+    // A command's own commands (`lock status`, `lock acquire -m`, `lock release --force`).
+    for action in sub
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
     {
+        let about = action
+            .get_long_about()
+            .or(action.get_about())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        out.extend_from_slice(
+            format!(
+                ".SS \"{} {}\"\n{}\n",
+                sub.get_name(),
+                action.get_name(),
+                escape(&about)
+            )
+            .as_bytes(),
+        );
+        command_options(out, action, true);
+    }
+}
+
+/// The options of a command that are not already listed: `maestro`'s own (under OPTIONS),
+/// and for a command's own command (`lock acquire`) those its parent passes down.
+fn command_options(out: &mut Vec<u8>, sub: &Command, inherited: bool) {
+    for arg in sub.get_arguments().filter(|a| {
+        let listed = a.is_global_set() && (inherited || TOP_OPTIONS.contains(&a.get_id().as_str()));
+        !a.is_positional() && !a.is_hide_set() && !listed
+    }) {
         option(out, arg);
     }
 }
+
+/// `maestro`'s own options, listed once under OPTIONS.
+const TOP_OPTIONS: &[&str] = &[
+    "file", "output", "plain", "json", "verbose", "help", "version",
+];
 
 fn option(out: &mut Vec<u8>, arg: &Arg) {
     if arg.get_id() == "help" || arg.get_id() == "version" {
@@ -145,6 +179,10 @@ The ssh_config file to read instead of ~/.ssh/config.
 \fBMAESTRO_SECRET_PATTERNS\fR
 Comma\-separated globs of variable names whose values are masked in output; replaces the
 default *PASSWORD*, *SECRET*, *TOKEN*, *KEY*. The file's secrets: {patterns: [...]} adds to it.
+.TP
+\fBMAESTRO_LOCK_HOLDER\fR
+Who holds the deploy lock, instead of user@host of this machine: shown to whoever finds the
+lock held (lock status, a refused command). Two operators on one machine set it apart.
 .TP
 \fBMAESTRO_LOG\fR
 The diagnostic log's filter, instead of \-v: a level (debug, trace) or target=level pairs
