@@ -1157,3 +1157,69 @@ fn tls_that_cannot_connect_is_refused_at_load() {
     .expect("write");
     assert!(config::load(&path).is_ok());
 }
+
+/// compose's list forms of `ports` and `volumes` are refused with the mapping written out
+/// from the user's own values, each side named; the written-out mapping loads.
+#[test]
+fn compose_lists_of_ports_and_volumes_get_the_mapping_written_out() {
+    let (_, msg) = load_err(concat!(
+        "name: x\n",
+        "ships: {a: {ip: 1.2.3.4}}\n",
+        "services:\n",
+        "  web:\n",
+        "    image: nginx\n",
+        "    ports: [\"8080:80\", \"443\", \"127.0.0.1:9000:9000/udp\"]\n",
+        "    instances: {web-1: {ship: a}}\n",
+    ));
+    let lines = [
+        "    port-80: \"80:8080\"   # container 80, published on the ship as 8080",
+        "    port-443: \"443\"",
+        "    port-9000: {exposed: \"9000/udp\", external: [127.0.0.1, 9000]}",
+    ];
+    assert_has(
+        &msg,
+        &[
+            "`ports` must be a mapping, found a list (compose's form)",
+            "field: services.web.ports",
+            "the container's port first",
+            lines[0],
+            lines[1],
+            lines[2],
+        ],
+    );
+    let (_, msg) = load_err(concat!(
+        "__maestro: {schema: 2}\n",
+        "name: x\n",
+        "ships: {a: {ip: 1.2.3.4}}\n",
+        "services:\n",
+        "  web:\n",
+        "    image: nginx\n",
+        "    instances:\n",
+        "      web-1: {ship: a, volumes: [\"/srv/data:/data\", \"/logs:/var/log:ro\", \"./x:/x\"]}\n",
+    ));
+    assert_has(
+        &msg,
+        &[
+            "`volumes` must be a mapping, found a list (compose's form)",
+            "maps the ship's path to the container's (schema 2)",
+            "    /srv/data: /data",
+            "    /logs: {target: /var/log, mode: ro}",
+            "`./x` is relative: the ship's side must be an absolute path or a volume name",
+        ],
+    );
+    // What the help wrote, pasted into the file, loads.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.yaml");
+    let text = format!(
+        "__maestro: {{schema: 2}}\nname: x\nships: {{a: {{ip: 1.2.3.4}}}}\nservices:\n  web:\n    \
+         image: nginx\n    ports:\n{}\n    instances:\n      web-1:\n        ship: a\n        \
+         volumes:\n          /srv/data: /data\n          /logs: {{target: /var/log, mode: ro}}\n",
+        lines
+            .iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    std::fs::write(&path, text).expect("write");
+    config::load(&path).expect("the written-out mapping loads");
+}

@@ -340,6 +340,9 @@ pub(super) fn string_map(
 }
 
 pub(super) fn volumes(cx: &mut Cx<'_>, n: &Node, path: &str) -> Result<Vec<VolumeBind>> {
+    if let Value::Seq(items) = &n.value {
+        return Err(compose_list(cx, n, path, "volumes", items));
+    }
     let mut vm = MapReader::new(cx, n, path, "`volumes`")?;
     let mut out = Vec::new();
     for (key, key_node, value) in vm.all() {

@@ -180,6 +180,9 @@ pub(super) fn read_env_file(
 }
 
 pub(super) fn ports(cx: &mut Cx<'_>, n: &Node, path: &str) -> Result<Vec<Port>> {
+    if let Value::Seq(items) = &n.value {
+        return Err(compose_list(cx, n, path, "ports", items));
+    }
     let mut pm = MapReader::new(cx, n, path, "`ports`")?;
     let mut out = Vec::new();
     for (name, _, spec) in pm.all() {
@@ -195,4 +198,93 @@ pub(super) fn limits(cx: &mut Cx<'_>, n: &Node, path: &str) -> Result<Limits> {
     let cpu = l.given(cx, "cpu", |cx, x, p| unsigned::<u64>(cx, x, p, 262_144))?;
     l.finish(cx, "`limits`")?;
     Ok(Limits { memory, cpu, swap })
+}
+
+/// compose's list form of `ports` or `volumes` (`["8080:80"]`, `["./data:/data"]`): refused,
+/// with the mapping this file wants written out from the user's own values, each side named.
+pub(super) fn compose_list(
+    cx: &mut Cx<'_>,
+    n: &Node,
+    path: &str,
+    key: &str,
+    items: &[Node],
+) -> crate::config::ConfigError {
+    let texts: Vec<String> = items.iter().filter_map(Node::scalar_text).collect();
+    let mut lines = vec![format!("  {key}:")];
+    for text in &texts {
+        lines.push(if key == "ports" {
+            compose_port_line(text)
+        } else {
+            compose_volume_line(text, cx.schema)
+        });
+    }
+    let intro = if key == "ports" {
+        "here `ports` maps a name to a port, the container's port first (MaestroNG's form, \
+         the reverse of compose's and `docker -p`); your list written that way"
+    } else if cx.schema >= 2 {
+        "here `volumes` maps the ship's path to the container's (schema 2); your list \
+         written that way"
+    } else {
+        "here `volumes` maps the container's path to the ship's (schema 1, the default; \
+         `__maestro: {schema: 2}` puts the ship's path first, as compose does); your list \
+         written that way"
+    };
+    cx.invalid_help(
+        n.pos,
+        path,
+        format!("`{key}` must be a mapping, found a list (compose's form)"),
+        Some(format!("{intro}:\n{}", lines.join("\n"))),
+    )
+}
+
+/// One compose port (`[ADDRESS:]SHIP:CONTAINER[/proto]` or `CONTAINER`) as a line of the map.
+fn compose_port_line(text: &str) -> String {
+    let (spec, proto) = match text.split_once('/') {
+        Some((spec, proto)) => (spec, format!("/{proto}")),
+        None => (text, String::new()),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let name = |container: &str| format!("port-{}", container.replace('-', "_"));
+    match parts.as_slice() {
+        [container] => format!("    {}: \"{container}{proto}\"", name(container)),
+        [ship, container] => format!(
+            "    {}: \"{container}{proto}:{ship}{proto}\"   # container {container}, published \
+             on the ship as {ship}",
+            name(container)
+        ),
+        [address, ship, container] => format!(
+            "    {}: {{exposed: \"{container}{proto}\", external: [{address}, {ship}]}}   \
+             # container {container}, published on {address}:{ship} of the ship",
+            name(container)
+        ),
+        _ => format!("    name: \"{text}\"   # (not a compose port spec)"),
+    }
+}
+
+/// One compose volume (`SHIP:CONTAINER[:ro|rw]`) as a line of the map in `schema`.
+fn compose_volume_line(text: &str, schema: u32) -> String {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (ship, container, mode) = match parts.as_slice() {
+        [ship, container] => (*ship, *container, None),
+        [ship, container, mode] => (*ship, *container, Some(*mode)),
+        _ => return format!("    # {text}: not a compose volume spec (SHIP_PATH:CONTAINER_PATH)"),
+    };
+    let relative = !(ship.starts_with('/') || ship.starts_with('~'))
+        && (ship.starts_with('.') || ship.contains('/'));
+    let note = if relative {
+        format!(
+            "   # `{ship}` is relative: the ship's side must be an absolute path or a volume name"
+        )
+    } else {
+        String::new()
+    };
+    let (key, target) = if schema >= 2 {
+        (ship, container)
+    } else {
+        (container, ship)
+    };
+    match mode {
+        Some(mode) => format!("    {key}: {{target: {target}, mode: {mode}}}{note}"),
+        None => format!("    {key}: {target}{note}"),
+    }
 }
