@@ -1223,3 +1223,50 @@ fn compose_lists_of_ports_and_volumes_get_the_mapping_written_out() {
     std::fs::write(&path, text).expect("write");
     config::load(&path).expect("the written-out mapping loads");
 }
+
+/// A plain scalar of `env` or `labels` that YAML 1.1 types into something else (as PyYAML and
+/// MaestroNG do) is warned about at `validate`, with the quoted form; `true` and quoted values
+/// are not.
+#[test]
+fn validate_warns_when_yaml_1_1_changed_a_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("env.yaml"),
+        concat!(
+            "name: x\n",
+            "ships: {a: {ip: 1.2.3.4}}\n",
+            "services:\n",
+            "  web:\n",
+            "    image: nginx\n",
+            "    env: {FEATURE: on, AT: 12:30, DEBUG: true, Q: \"off\"}\n",
+            "    instances:\n",
+            "      web-1: {ship: a, labels: {enabled: yes}}\n",
+            "      web-2: {ship: a}\n",
+        ),
+    )
+    .expect("write");
+    let out = common::maestro(dir.path())
+        .current_dir(dir.path())
+        .args(["-f", "env.yaml", "validate"])
+        .output()
+        .expect("run maestro");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_has(
+        &stderr,
+        &[
+            "warning: `on` is read as `True`: YAML 1.1 types plain `on`",
+            "env.yaml:6:20",
+            "field: services.web.env.FEATURE",
+            "quote it to keep the text: `FEATURE: \"on\"`",
+            "warning: `12:30` is read as `750`",
+            "quote it to keep the text: `AT: \"12:30\"`",
+            "warning: `yes` is read as `True`",
+            "field: services.web.instances.web-1.labels.enabled",
+        ],
+    );
+    assert_eq!(stderr.matches("warning: `on`").count(), 1, "{stderr}");
+    assert!(!stderr.contains("warning: `true`"), "{stderr}");
+    assert!(!stderr.contains("warning: `off`"), "{stderr}");
+    assert_eq!(stderr.matches("warning: ").count(), 3, "{stderr}");
+}

@@ -28,6 +28,17 @@ pub struct Diagnostic {
     pub note: Option<String>,
 }
 
+impl Diagnostic {
+    /// The diagnostic as a warning: the same layout, `warning:` instead of `error:`.
+    pub fn as_warning(&self) -> String {
+        let text = self.to_string();
+        match text.strip_prefix("error: ") {
+            Some(rest) => format!("warning: {rest}"),
+            None => text,
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "error: {}", self.message)?;

@@ -144,6 +144,7 @@ pub fn load_str_with_vars(
         spans: HashMap::new(),
         key_spans: HashMap::new(),
         semantic: Vec::new(),
+        warnings: Vec::new(),
     };
     let env = convert(&mut cx, &root, name_for_errors)?;
     validate::validate(&mut cx, &env);

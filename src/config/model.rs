@@ -40,6 +40,21 @@ pub struct Environment {
     /// are masked in output, in addition to the defaults (see `secrets`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secret_patterns: Vec<String>,
+    /// What the file says that it probably did not mean (see [`Warnings`]).
+    #[serde(skip)]
+    pub warnings: Warnings,
+}
+
+/// Warnings about the text of a file that loaded (`validate` prints them): not part of what
+/// the environment is, so two environments that deploy the same are equal whatever their
+/// warnings.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(pub Vec<super::Diagnostic>);
+
+impl PartialEq for Warnings {
+    fn eq(&self, _: &Warnings) -> bool {
+        true
+    }
 }
 
 impl Environment {

@@ -22,6 +22,8 @@ pub(crate) struct Cx<'s> {
     /// Field path -> position of its key (for "missing key" errors on the parent).
     pub key_spans: HashMap<String, Pos>,
     pub semantic: Vec<Diagnostic>,
+    /// What loads but was probably not meant (a plain `on` typed as `True`).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl<'s> Cx<'s> {
@@ -380,6 +382,39 @@ pub(crate) fn describe(node: &Node) -> String {
 /// Environment values: strings, numbers, booleans (as Python prints them, like MaestroNG) and
 /// lists (space-joined).
 pub(crate) fn env_value(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<String> {
+    let value = env_value_of(cx, node, path)?;
+    warn_if_retyped(cx, node, path, &value);
+    Ok(value)
+}
+
+/// A warning when YAML 1.1 typed a plain scalar of `env` or `labels` into something else than
+/// its text (`on` into `True`, `12:30` into `750`, `010` into `8`), as PyYAML and so MaestroNG
+/// do: the container gets the value, the warning shows the quoted form that keeps the text.
+/// `true` becoming `True` is only Python's spelling, and not warned about.
+fn warn_if_retyped(cx: &mut Cx<'_>, node: &Node, path: &str, value: &str) {
+    if !(path.contains(".env.") || path.contains(".labels.")) {
+        return;
+    }
+    let Some(written) = super::yaml11::written_plain(node, &cx.src.text) else {
+        return;
+    };
+    if written.eq_ignore_ascii_case(value) {
+        return;
+    }
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let d = cx.src.diagnostic(
+        node.pos,
+        Some(path),
+        format!(
+            "`{written}` is read as `{value}`: YAML 1.1 types plain `{written}` (as PyYAML, and \
+             so MaestroNG, do), and the container gets `{value}`"
+        ),
+        Some(format!("quote it to keep the text: `{key}: \"{written}\"`")),
+    );
+    cx.warnings.push(d);
+}
+
+fn env_value_of(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<String> {
     match &node.value {
         Value::Null => Ok(String::new()),
         Value::Bool(b) => Ok(if *b { "True" } else { "False" }.to_owned()),
@@ -387,7 +422,7 @@ pub(crate) fn env_value(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Stri
         Value::Seq(items) => {
             let mut parts = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                parts.push(env_value(cx, item, &format!("{path}[{i}]"))?);
+                parts.push(env_value_of(cx, item, &format!("{path}[{i}]"))?);
             }
             Ok(parts.join(" "))
         }

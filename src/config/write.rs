@@ -1117,7 +1117,7 @@ mod tests {
                     b: {ip: 10.0.0.2, ssh_tunnel: {user: ops, key: id, port: 2200}, \
                     ssh: {user: other, jump: a}}\n  \
                     c: {ip: 10.0.0.3, docker_port: 2375}\n  \
-                    d: {ip: 10.0.0.4, tls: true}\n";
+                    d: {ip: 10.0.0.4, tls: true, endpoint: \"unix:///run/d.sock\"}\n";
         let (env, written) = round_trip(text);
         assert_eq!(written.matches("ssh_tunnel:").count(), 2, "{written}");
         assert_eq!(written.matches("ssh:").count(), 1, "{written}");

@@ -29,6 +29,12 @@ pub fn retype(node: &mut Node, text: &str) {
     }
 }
 
+/// The text of `node` as written in `text`, when it is a plain scalar (not quoted, not a
+/// block, not tagged) on one line: what YAML 1.1's implicit types were applied to.
+pub fn written_plain<'t>(node: &Node, text: &'t str) -> Option<&'t str> {
+    plain_text(node, text)
+}
+
 /// The scalar as written, when it is a plain scalar on one line.
 fn plain_text<'t>(node: &Node, text: &'t str) -> Option<&'t str> {
     let (start, end) = node.raw?;

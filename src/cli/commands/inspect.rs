@@ -13,6 +13,9 @@ pub(in crate::cli) fn validate(cli: &Cli) -> Result<i32, CliError> {
     let env = load(cli)?;
     warn_without_services(&env);
     warn_weak_secrets(&env);
+    for warning in &env.warnings.0 {
+        ui::eprintln(&warning.as_warning());
+    }
     let graph = Graph::new(&env);
     graph.topological_order()?;
     let instances = graph.nodes.len();

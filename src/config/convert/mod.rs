@@ -82,6 +82,12 @@ pub(crate) fn convert(cx: &mut Cx<'_>, root: &Node, source: &str) -> Result<Envi
         services,
         audit,
         secret_patterns,
+        warnings: Warnings({
+            let mut warnings = std::mem::take(&mut cx.warnings);
+            warnings.sort_by_key(|d| (d.line, d.column));
+            warnings.dedup();
+            warnings
+        }),
     })
 }
 

@@ -122,6 +122,7 @@ pub(super) fn ship_keys(cx: &Cx<'_>, names: &Names) -> Vec<String> {
         spans: Default::default(),
         key_spans: Default::default(),
         semantic: Vec::new(),
+        warnings: Vec::new(),
     };
     let Ok(mut m) = MapReader::new(&mut aside, &only_ip, "", "a ship") else {
         return Vec::new();
