@@ -411,20 +411,37 @@ fn volumes_from_must_be_on_the_same_ship_and_known() {
     );
 }
 
+/// As in MaestroNG, a link to a container that is not an instance of the file loads (Docker
+/// links the container of that name on the ship, if there is one), with a warning that says a
+/// near-miss of an instance; a link to itself is refused.
 #[test]
-fn links_to_unknown_instances() {
+fn links_to_containers_outside_the_file_load_with_a_warning() {
     let text = format!(
-        "name: x\n{SHIPS}services:\n  app:\n    image: b\n    instances:\n      app1:\n        ship: ship1\n        links: {{dbb: db}}\n  db:\n    image: d\n    instances:\n      db1: {{ship: ship1}}\n"
+        "name: x\n{SHIPS}services:\n  app:\n    image: b\n    instances:\n      app1:\n        ship: ship1\n        links: {{dbb: db, legacy-cache: cache}}\n  db:\n    image: d\n    instances:\n      db1: {{ship: ship1}}\n"
     );
-    let (_, msg) = load_err(&text);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(&path, text).expect("write");
+    let env = config::load(&path).expect("loads");
+    let warnings: Vec<String> = env.warnings.0.iter().map(|w| w.as_warning()).collect();
+    let all = warnings.join("\n");
+    assert_eq!(warnings.len(), 2, "{all}");
     assert_has(
-        &msg,
+        &all,
         &[
-            "links: unknown instance `dbb`",
+            "warning: links: `dbb` is not an instance of this file: it is passed to Docker as it is",
             "env.yaml:11:",
-            "did you mean `db1`?",
+            "did you mean `db1`? (an instance of this file)",
+            "links: `legacy-cache` is not an instance of this file",
+            "`maestro plan` says whether it does",
         ],
     );
+    let app = env.services.iter().find(|s| s.name == "app").expect("app");
+    assert_eq!(app.instances[0].links.len(), 2);
+    let (_, msg) = load_err(&format!(
+        "name: x\n{SHIPS}services:\n  app:\n    image: b\n    instances:\n      app1: {{ship: ship1, links: [app1]}}\n"
+    ));
+    assert_has(&msg, &["links: `app1` cannot link to itself"]);
 }
 
 #[test]

@@ -716,3 +716,59 @@ fn plan_hints_at_compose_habits_when_the_image_disagrees() -> TestResult {
     let _ = bed.docker_cli("ship1", &["rmi", "-f", image]);
     Ok(())
 }
+
+/// A link to a container that is not an instance of the file (MaestroNG passes it to Docker):
+/// `plan` says whether the ship has that container, since Docker refuses to create one whose
+/// link it cannot find; `start` then links it.
+#[test]
+fn plan_says_whether_a_link_outside_the_file_is_on_the_ship() -> TestResult {
+    let bed = common::TestBed::shared();
+    let _ = bed.docker_cli("ship1", &["rm", "-f", "obs-legacy-cache"]);
+    let s = setup(
+        "obs-extlink",
+        "  app:\n    image: IMAGE\n    instances:\n      extlink-1:\n        ship: ship1\n        \
+         command: sleep 600\n        links: {obs-legacy-cache: cache}\n",
+    )?;
+    let out = s.maestro(&["plan", "extlink-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stderr.contains(
+            "warning: extlink-1 links `obs-legacy-cache`, not an instance of this file, and ship \
+             ship1 has no container of that name: Docker will refuse to create extlink-1"
+        ),
+        "{stderr}"
+    );
+    bed.docker_ok(
+        "ship1",
+        &[
+            "run",
+            "-d",
+            "--name",
+            "obs-legacy-cache",
+            &bed.image,
+            "sleep",
+            "600",
+        ],
+    );
+    let out = s.maestro(&["plan", "extlink-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ship ship1 has a container of that name, which Docker will link"),
+        "{stderr}"
+    );
+    let out = s.maestro(&["start", "--plain", "extlink-1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let links = s.docker(
+        "ship1",
+        &[
+            "inspect",
+            "--format",
+            "{{json .HostConfig.Links}}",
+            "extlink-1",
+        ],
+    );
+    assert!(links.contains("obs-legacy-cache"), "{links}");
+    let _ = bed.docker_cli("ship1", &["rm", "-f", "extlink-1", "obs-legacy-cache"]);
+    Ok(())
+}

@@ -454,18 +454,39 @@ pub(super) fn links(
         } else {
             p.clone()
         };
-        if !names.instances.iter().any(|(i, _, _)| *i == link.target) || link.target == this {
-            let pos = cx.pos_of(&p);
-            let help = did_you_mean(
-                &link.target,
-                names.instances.iter().map(|(i, _, _)| i.as_str()),
-            );
+        let pos = cx.pos_of(&p);
+        if link.target == this {
             cx.semantic(
                 pos,
                 &p,
-                format!("links: unknown instance `{}`", link.target),
-                help,
+                format!("links: `{}` cannot link to itself", link.target),
+                None,
             );
+        } else if !names.instances.iter().any(|(i, _, _)| *i == link.target) {
+            // As in MaestroNG: a container that is not an instance of the file (one started
+            // by hand, another tool's) is linked by name if the ship has it; `plan` says
+            // whether it does. A near-miss of an instance is likelier a typo: said too.
+            let close = did_you_mean(
+                &link.target,
+                names.instances.iter().map(|(i, _, _)| i.as_str()),
+            );
+            let help = match close {
+                Some(close) => format!("{close} (an instance of this file)"),
+                None => "nothing to do if that container exists on the ship; `maestro plan` \
+                         says whether it does"
+                    .to_owned(),
+            };
+            let d = cx.src.diagnostic(
+                pos,
+                Some(&p),
+                format!(
+                    "links: `{}` is not an instance of this file: it is passed to Docker as \
+                     it is, which links the container of that name on the ship, if there is one",
+                    link.target
+                ),
+                Some(help),
+            );
+            cx.warnings.push(d);
         }
     }
     Ok(out.into_iter().map(|(l, _)| l).collect())

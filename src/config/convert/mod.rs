@@ -105,6 +105,9 @@ fn maestro_schema(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<u32> {
         }
         Ok(v as u32)
     })?;
+    // MaestroNG's loader writes the file's directory there itself (over whatever was
+    // written), so a configuration dumped from MaestroNG carries it: read, not used.
+    m.accept_ignored(&["base_dir"]);
     m.finish(cx, "`__maestro`")?;
     Ok(schema.unwrap_or(1))
 }

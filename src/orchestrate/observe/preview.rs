@@ -104,6 +104,7 @@ pub async fn what_start_would_do(
         }
     }
     lookup_errors.extend(compose_habit_hints(env, plan, &facts));
+    lookup_errors.extend(links_outside_the_file(env, plan, &observed).await);
     let mut rows = plan_actions(plan, &observed.listings, &specs, &images);
     read_deployed_values(&mut rows, &specs, &observed).await;
     find_foreign_containers(env, &mut rows, &specs, &observed).await;
@@ -227,6 +228,52 @@ async fn read_deployed_values(
 /// The rows `plan_actions` would create, checked for a container of the same name that the
 /// listing (by this environment's labels) could not see: `start` would refuse it. One inspect
 /// per such row, all at once.
+/// Links to containers that are not instances of the file (MaestroNG passes them to Docker,
+/// which links the container of that name on the ship): whether each ship has it, one
+/// inspection per link, all at once. Docker refuses to create a container whose link it
+/// cannot find, so a missing one is said before `start` fails on it.
+async fn links_outside_the_file(
+    env: &Environment,
+    plan: &Plan,
+    observed: &Observation,
+) -> Vec<String> {
+    let checks = plan.steps.iter().flat_map(|step| {
+        let links = env
+            .instance(&step.instance)
+            .map(|(_, instance)| instance.links.clone())
+            .unwrap_or_default();
+        links
+            .into_iter()
+            .filter(|link| env.instance(&link.target).is_none())
+            .filter_map(|link| {
+                let docker = observed.ships.get(&step.ship)?.docker.clone();
+                let (instance, ship) = (step.instance.clone(), step.ship.clone());
+                Some(async move {
+                    let found = docker.inspect(&link.target).await;
+                    (instance, ship, link.target, found)
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut out = Vec::new();
+    for (instance, ship, target, found) in join_all(checks).await {
+        match found {
+            Ok(Some(_)) => out.push(format!(
+                "{instance} links `{target}`, not an instance of this file: ship {ship} has a \
+                 container of that name, which Docker will link"
+            )),
+            Ok(None) => out.push(format!(
+                "{instance} links `{target}`, not an instance of this file, and ship {ship} has \
+                 no container of that name: Docker will refuse to create {instance}"
+            )),
+            Err(err) => out.push(format!(
+                "{instance} links `{target}`: cannot tell whether ship {ship} has it: {err}"
+            )),
+        }
+    }
+    out
+}
+
 async fn find_foreign_containers(
     env: &Environment,
     rows: &mut [PlanRow],
