@@ -405,3 +405,74 @@ fn a_file_with_ships_alone_is_said_to_have_no_services() {
         );
     }
 }
+
+/// Each command's `--help` lists the options it takes: `maestro`'s own (-f, -o, --json, -v)
+/// are listed once, by `maestro --help`, and work before or after any command's name; the
+/// read-only commands do not list -a, -s or -c, which mean something only to those that change
+/// ships.
+#[test]
+fn each_commands_help_lists_only_its_own_options() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let help = |args: &[&str]| {
+        let out = common::maestro(dir.path())
+            .args(args)
+            .output()
+            .expect("run maestro");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for command in [
+        "man",
+        "completions",
+        "version",
+        "status",
+        "logs",
+        "plan",
+        "history",
+    ] {
+        let page = help(&[command, "--help"]);
+        for shared in ["--json", "--plain", "--output", "--verbose", "--file"] {
+            assert!(
+                !page.contains(shared),
+                "{command} --help lists {shared}:\n{page}"
+            );
+        }
+    }
+    for command in ["status", "logs", "plan", "history"] {
+        let page = help(&[command, "--help"]);
+        for meaningless in ["--all", "--expand-services", "--concurrency"] {
+            assert!(
+                !page.contains(meaningless),
+                "{command} --help lists {meaningless}:\n{page}"
+            );
+        }
+    }
+    let stop = help(&["stop", "--help"]);
+    assert!(
+        stop.contains("--all") && stop.contains("--concurrency"),
+        "{stop}"
+    );
+    let top = help(&["--help"]);
+    assert!(
+        top.contains("--json") && top.contains("typed before or\nafter its name"),
+        "{top}"
+    );
+    // Where people type them: before or after the command's name, the same document.
+    std::fs::write(
+        dir.path().join("env.yaml"),
+        "name: x\nships: {a: {ip: 10.0.0.1}}\n",
+    )
+    .expect("write");
+    let run = |args: &[&str]| {
+        let out = common::maestro(dir.path())
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .expect("run maestro");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = run(&["--json", "-f", "env.yaml", "validate"]);
+    assert_eq!(run(&["validate", "--json", "-f", "env.yaml"]), before);
+    assert_eq!(run(&["validate", "-o", "json", "--file=env.yaml"]), before);
+}

@@ -22,6 +22,8 @@ Examples:
   maestro -f env.yaml stop -a           stop everything, dependents first
   maestro -f env.yaml rollback web      web back to its previous deployment (see history)
 
+The options above (-f, -o, --plain, --json, -v) work with every command, typed before or
+after its name; a command's own options may come before its name too (maestro -c 4 start).
 THINGs are service or instance names. stop, kill and restart take a service name (for all
 its instances) only with -s/--expand-services or -a; they and rollback need names or -a.
 Exit codes: 0 done, 1 some instance failed, 2 bad input, 130 interrupted.";
@@ -87,27 +89,28 @@ pub enum LockAction {
 pub struct Cli {
     /// The environment file; `-` reads it from standard input. Default: `maestro.yaml`, else
     /// `maestro.yml`, in the current directory.
-    #[arg(short = 'f', long = "file", global = true, env = "MAESTRO_FILE")]
+    #[arg(short = 'f', long = "file", env = "MAESTRO_FILE")]
     pub file: Option<PathBuf>,
 
     /// How progress is shown: live bars on a terminal, plain timestamped lines otherwise;
     /// `-o json` as kubectl and docker hands type it.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Auto)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Auto,
+          overrides_with_all = ["plain", "json"])]
     pub output: Output,
 
     /// Plain timestamped lines, one per event (same as `--output plain`).
-    #[arg(long, global = true, conflicts_with_all = ["json", "output"])]
+    #[arg(long, overrides_with_all = ["json", "output"])]
     pub plain: bool,
 
     /// Machine-readable output: JSON lines for events, a JSON document for reports.
-    #[arg(long, global = true, conflicts_with = "output")]
+    #[arg(long, overrides_with_all = ["plain", "output"])]
     pub json: bool,
 
     /// Diagnostics on stderr: each SSH step (TCP connect, key exchange, host key, every login
     /// method tried and its answer, channels) and each Docker API request with its status
     /// and time. `-vv` adds the SSH library's own messages. MAESTRO_LOG (`debug`,
     /// `maestro::transport=trace`) sets the filter instead. Secrets are masked.
-    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -194,7 +197,10 @@ pub enum Command {
     /// Show the state of each instance: one list call per ship.
     #[command(
         visible_alias = "ps",
-        mut_arg("names", |a| a.help(ALL_SERVICES_INCLUDING_OMITTED))
+        mut_arg("names", |a| a.help(ALL_SERVICES_INCLUDING_OMITTED)),
+        mut_arg("all", |a| a.hide(true)),
+        mut_arg("expand_services", |a| a.hide(true)),
+        mut_arg("concurrency", |a| a.hide(true)),
     )]
     Status {
         #[command(flatten)]
@@ -286,12 +292,22 @@ pub enum Command {
     ///
     /// Read from the labels of the containers on the ships (each records its deployment and
     /// the ones before it), so every operator sees the same history.
-    #[command(mut_arg("names", |a| a.help(ALL_SERVICES_INCLUDING_OMITTED)))]
+    #[command(
+        mut_arg("names", |a| a.help(ALL_SERVICES_INCLUDING_OMITTED)),
+        mut_arg("all", |a| a.hide(true)),
+        mut_arg("expand_services", |a| a.hide(true)),
+        mut_arg("concurrency", |a| a.hide(true)),
+    )]
     History {
         #[command(flatten)]
         things: Things,
     },
     /// Show the logs of one or more instances.
+    #[command(
+        mut_arg("all", |a| a.hide(true)),
+        mut_arg("expand_services", |a| a.hide(true)),
+        mut_arg("concurrency", |a| a.hide(true)),
+    )]
     Logs {
         #[command(flatten)]
         things: Things,
@@ -314,6 +330,11 @@ pub enum Command {
         timestamps: bool,
     },
     /// Dry run: what `start` would do for each instance, and why.
+    #[command(
+        mut_arg("all", |a| a.hide(true)),
+        mut_arg("expand_services", |a| a.hide(true)),
+        mut_arg("concurrency", |a| a.hide(true)),
+    )]
     Plan {
         #[command(flatten)]
         things: Things,
@@ -453,7 +474,9 @@ pub enum Command {
     Version,
 }
 
-/// What a command acts on, and how dependencies widen or narrow that set.
+/// What a command acts on, and how dependencies widen or narrow that set. `-a`, `-s` and `-c`
+/// mean something only to the commands that change ships: the read-only ones (status, history,
+/// logs, plan) accept them, as MaestroNG's scripts pass them, and do not list them.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Things {
     /// Service or instance names; none means every service that is not `omit`-ted.
@@ -599,64 +622,105 @@ pub struct SshArgs {
     pub accept_new_host_keys: bool,
 }
 
-/// The arguments with the options of the command moved after its name when they were typed
-/// before it (`maestro -c 4 start`, `maestro --accept-new-host-keys ships`), as docker and
-/// kubectl users type them: clap takes a command's options only after its name. Options of
-/// `maestro` itself (`-f`, `-o`, `--json`, `-v`...) stay where they are; an option that
-/// neither knows is left in place, for clap to refuse with its own message.
+/// The arguments in the order clap reads them, whatever order they were typed in, as docker
+/// and kubectl users type them: a command's options typed before its name (`maestro -c 4
+/// start`, `maestro --accept-new-host-keys ships`) go after it, and `maestro`'s own options
+/// typed after the command (`maestro status --json`, `start -f env.yaml`) go before it. They
+/// are not clap `global` options, so that each command's `--help` lists only its own. Nothing
+/// after `--` moves; an option that neither knows is left in place, for clap to refuse with its
+/// own message.
 pub fn options_after_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     use clap::CommandFactory;
     let cli = Cli::command();
-    let top_takes_value = |arg: &str| -> Option<bool> {
-        find_option(&cli, arg).map(|a| a.get_action().takes_values())
-    };
     let Some(program) = args.first().cloned() else {
         return args;
     };
+    // Whether `text` carries its own value (`--opt=value`, `-c4`).
+    let inline = |text: &str| text.contains('=') || (!text.starts_with("--") && text.len() > 2);
+    let name_of = |text: &str| text.split_once('=').map_or(text, |(n, _)| n).to_owned();
+    let is_option = |text: &str| text.starts_with('-') && text != "-" && text != "--";
+
+    // Before the command: `maestro`'s own stay, the command's are moved after its name.
+    let mut front: Vec<std::ffi::OsString> = vec![program];
     let mut moved: Vec<std::ffi::OsString> = Vec::new();
-    let mut kept: Vec<std::ffi::OsString> = vec![program];
     let mut i = 1;
-    while i < args.len() {
-        let Some(text) = args[i].to_str() else {
-            break;
-        };
-        if text == "--" || !text.starts_with('-') || text == "-" {
+    while let Some(text) = args.get(i).and_then(|a| a.to_str()) {
+        if !is_option(text) {
             break;
         }
-        // `--opt=value` and `-c4` carry their value; otherwise a value follows.
-        let name = text.split_once('=').map_or(text, |(n, _)| n);
-        let inline = text.contains('=') || (!text.starts_with("--") && text.len() > 2);
-        let take = |into: &mut Vec<std::ffi::OsString>, with_value: bool, i: &mut usize| {
-            into.push(args[*i].clone());
-            if with_value && !inline && *i + 1 < args.len() {
-                *i += 1;
-                into.push(args[*i].clone());
+        let name = name_of(text);
+        let (into, arg) = match find_option(&cli, &name) {
+            Some(arg) => (&mut front, arg),
+            None => {
+                let command = args[i + 1..]
+                    .iter()
+                    .filter_map(|a| a.to_str())
+                    .find_map(|a| cli.find_subcommand(a));
+                match command.and_then(|c| find_option(c, &name)) {
+                    Some(arg) => (&mut moved, arg),
+                    None => break,
+                }
             }
-            *i += 1;
         };
-        if let Some(with_value) = top_takes_value(name) {
-            take(&mut kept, with_value, &mut i);
-            continue;
+        into.push(args[i].clone());
+        if arg.get_action().takes_values() && !inline(text) && i + 1 < args.len() {
+            i += 1;
+            into.push(args[i].clone());
         }
-        // Known to the command named next? Find the command first.
-        let command = args[i + 1..]
-            .iter()
-            .filter_map(|a| a.to_str())
-            .find_map(|a| cli.find_subcommand(a));
-        match command.and_then(|c| find_option(c, name)) {
-            Some(arg) => take(&mut moved, arg.get_action().takes_values(), &mut i),
-            None => break,
-        }
+        i += 1;
     }
-    let rest = &args[i..];
-    if moved.is_empty() || rest.is_empty() {
+    let Some(command_word) = args.get(i).cloned() else {
         return args;
+    };
+    let Some(command) = command_word.to_str().and_then(|w| cli.find_subcommand(w)) else {
+        front.extend(moved);
+        front.extend(args[i..].iter().cloned());
+        return front;
+    };
+    // After the command: `maestro`'s own options go before it; the command's own (and their
+    // values) and the names stay, in order.
+    let mut rest: Vec<std::ffi::OsString> = vec![command_word.clone()];
+    rest.extend(moved);
+    let mut j = i + 1;
+    while j < args.len() {
+        let Some(text) = args[j].to_str() else {
+            rest.push(args[j].clone());
+            j += 1;
+            continue;
+        };
+        if text == "--" {
+            rest.extend(args[j..].iter().cloned());
+            break;
+        }
+        if is_option(text) {
+            let name = name_of(text);
+            let own = find_option(command, &name);
+            let top = find_option(&cli, &name);
+            // `maestro`'s own option without the value it needs (`logs web -f`) stays, for
+            // clap to refuse where it was typed (and `usage_hint` to explain).
+            let missing_value = |arg: &clap::Arg| {
+                arg.get_action().takes_values() && !inline(text) && j + 1 >= args.len()
+            };
+            let (into, arg) = match (own, top) {
+                (Some(arg), _) => (&mut rest, Some(arg)),
+                (None, Some(arg)) if !missing_value(arg) => (&mut front, Some(arg)),
+                (None, _) => (&mut rest, None),
+            };
+            into.push(args[j].clone());
+            if arg.is_some_and(|a| a.get_action().takes_values())
+                && !inline(text)
+                && j + 1 < args.len()
+            {
+                j += 1;
+                into.push(args[j].clone());
+            }
+        } else {
+            rest.push(args[j].clone());
+        }
+        j += 1;
     }
-    // The command's name, then what was moved, then the rest as typed.
-    kept.extend(rest.iter().take(1).cloned());
-    kept.extend(moved);
-    kept.extend(rest.iter().skip(1).cloned());
-    kept
+    front.extend(rest);
+    front
 }
 
 /// The option `text` (`-c`, `--concurrency`, or `-c4`'s `-c`) of `command`.
@@ -721,6 +785,13 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    /// As `main` parses: the words reordered first (see [`options_after_command`]).
+    fn parse(words: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(options_after_command(
+            words.iter().map(|w| (*w).into()).collect(),
+        ))
+    }
+
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
@@ -752,7 +823,7 @@ mod tests {
 
     #[test]
     fn json_and_plain_shortcuts_pick_the_output() {
-        let cli = Cli::try_parse_from(["maestro", "status", "--json"]).expect("parses");
+        let cli = parse(&["maestro", "status", "--json"]).expect("parses");
         assert!(cli.json);
         // A command's options typed before its name, as docker and kubectl users do.
         let reordered = |words: &[&str]| {
@@ -796,7 +867,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let cli = Cli::try_parse_from(["maestro", "status", "--json"]).expect("parses");
+        let cli = parse(&["maestro", "status", "--json"]).expect("parses");
         assert_eq!(cli.output_mode(), Output::Json);
         let cli = Cli::try_parse_from(["maestro", "--plain", "start"]).expect("parses");
         assert_eq!(cli.output_mode(), Output::Plain);

@@ -145,7 +145,10 @@ impl CliError {
 /// What a docker hand meant when clap refused the line: `logs web -f` (docker's follow) ends
 /// with `-f`, which is the environment file here.
 fn usage_hint(err: &clap::Error, args: Vec<String>) -> Option<String> {
-    let missing_value = err.kind() == clap::error::ErrorKind::InvalidValue;
+    let missing_value = matches!(
+        err.kind(),
+        clap::error::ErrorKind::InvalidValue | clap::error::ErrorKind::UnknownArgument
+    );
     let follow = args.iter().any(|a| a == "logs") && args.last().is_some_and(|a| a == "-f");
     (missing_value && follow).then(|| {
         "  = help: `-f` names the environment file; `logs -F` (or --follow) follows the logs"
