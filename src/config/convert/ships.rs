@@ -234,71 +234,12 @@ pub(super) fn read_ship(
         Some(ssh) => Some(ssh),
         None => ssh_tunnel.as_ref().map(SshTunnel::as_ssh),
     };
-    // TLS is used only on the daemon's TCP port, reached directly: check there, at load, what
-    // the connector would refuse, so that `validate` never passes a file `start` cannot run.
     let direct_tcp = ssh.is_none()
         && socket_path.is_none()
         && !endpoint.starts_with("unix://")
         && !endpoint.starts_with('/');
     if tls && direct_tcp {
-        let tls_node = m.get("tls");
-        let verify_node = m.get("tls_verify");
-        let at = verify_node.or(tls_node).map_or(m.pos, |n| n.pos);
-        if !tls_verify {
-            return Err(cx.invalid_help(
-                at,
-                &m.field(if verify_node.is_some() {
-                    "tls_verify"
-                } else {
-                    "tls"
-                }),
-                "TLS without verification (`tls_verify: false`, the default) is not supported: \
-                 maestro always checks the Docker daemon's certificate",
-                Some(
-                    "set `tls_verify: true` with `tls_ca_cert` (the CA that signed the daemon's \
-                     certificate), `tls_cert` and `tls_key` (this machine's client certificate), \
-                     or reach the ship over SSH (`ssh: {user: ...}`) and drop `tls`"
-                        .to_owned(),
-                ),
-            ));
-        }
-        for (key, file) in [
-            ("tls_ca_cert", &tls_ca_cert),
-            ("tls_cert", &tls_cert),
-            ("tls_key", &tls_key),
-        ] {
-            let Some(file) = file else {
-                return Err(cx.invalid_help(
-                    at,
-                    &m.field(key),
-                    format!("TLS with verification needs `{key}`"),
-                    Some(
-                        "give tls_ca_cert (the daemon's CA), tls_cert and tls_key (this \
-                         machine's client certificate and key), as PEM files"
-                            .to_owned(),
-                    ),
-                ));
-            };
-            let node_pos = m.get(key).map_or(at, |n| n.pos);
-            let problem = if key == "tls_ca_cert" {
-                super::checks::check_ca_file(file).err()
-            } else {
-                std::fs::metadata(file)
-                    .err()
-                    .map(|e| format!("cannot read {}: {e}", file.display()))
-            };
-            if let Some(problem) = problem {
-                return Err(cx.invalid_help(
-                    node_pos,
-                    &m.field(key),
-                    format!("invalid {key}: {problem}"),
-                    Some(
-                        "a path relative to this file's directory, or absolute, of a PEM file"
-                            .to_owned(),
-                    ),
-                ));
-            }
-        }
+        check_tls(cx, m, tls_verify, [&tls_ca_cert, &tls_cert, &tls_key])?;
     }
     Ok(Ship {
         name: String::new(),
@@ -319,6 +260,75 @@ pub(super) fn read_ship(
         ssh,
         max_concurrency,
     })
+}
+
+/// `tls: true` on a ship reached on its TCP port: what the connector would refuse, refused at
+/// load with the fix, so that `validate` never passes a file `start` cannot run. `files`: the
+/// CA, certificate and key, resolved.
+fn check_tls(
+    cx: &mut Cx<'_>,
+    m: &mut MapReader<'_>,
+    tls_verify: bool,
+    files: [&Option<std::path::PathBuf>; 3],
+) -> Result<()> {
+    let tls_node = m.get("tls");
+    let verify_node = m.get("tls_verify");
+    let at = verify_node.or(tls_node).map_or(m.pos, |n| n.pos);
+    if !tls_verify {
+        return Err(cx.invalid_help(
+            at,
+            &m.field(if verify_node.is_some() {
+                "tls_verify"
+            } else {
+                "tls"
+            }),
+            "TLS without verification (`tls_verify: false`, the default) is not supported: \
+             maestro always checks the Docker daemon's certificate",
+            Some(
+                "set `tls_verify: true` with `tls_ca_cert` (the CA that signed the daemon's \
+                 certificate), `tls_cert` and `tls_key` (this machine's client certificate), \
+                 or reach the ship over SSH (`ssh: {user: ...}`) and drop `tls`"
+                    .to_owned(),
+            ),
+        ));
+    }
+    for (key, file) in ["tls_ca_cert", "tls_cert", "tls_key"]
+        .into_iter()
+        .zip(files)
+    {
+        let Some(file) = file else {
+            return Err(cx.invalid_help(
+                at,
+                &m.field(key),
+                format!("TLS with verification needs `{key}`"),
+                Some(
+                    "give tls_ca_cert (the daemon's CA), tls_cert and tls_key (this \
+                     machine's client certificate and key), as PEM files"
+                        .to_owned(),
+                ),
+            ));
+        };
+        let node_pos = m.get(key).map_or(at, |n| n.pos);
+        let problem = if key == "tls_ca_cert" {
+            super::checks::check_ca_file(file).err()
+        } else {
+            std::fs::metadata(file)
+                .err()
+                .map(|e| format!("cannot read {}: {e}", file.display()))
+        };
+        if let Some(problem) = problem {
+            return Err(cx.invalid_help(
+                node_pos,
+                &m.field(key),
+                format!("invalid {key}: {problem}"),
+                Some(
+                    "a path relative to this file's directory, or absolute, of a PEM file"
+                        .to_owned(),
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn ssh_tunnel(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<SshTunnel> {
