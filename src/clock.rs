@@ -1,6 +1,9 @@
 //! Calendar arithmetic for the few places that read or write UTC times (Docker's RFC 3339
 //! times, log timestamps, host certificate validity): no date crate is a dependency for this
-//! much. A leaf that every layer may use, like `config`.
+//! much. A leaf that every layer may use, like `config`. The one home of calendar code:
+//! Docker's times are read here (`parse_rfc3339`) and log times written (`format_rfc3339`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
@@ -46,6 +49,56 @@ pub fn format_unix_time(secs: u64) -> String {
     }
     let (year, month, day, hour, minute, second) = utc_fields(secs);
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
+}
+
+/// Parses an RFC 3339 time, as the Docker daemon writes them (`2026-11-25T11:38:22.472438429Z`). Docker's zero
+/// time (`0001-01-01T00:00:00Z`, "never") and anything unparsable give `None`.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if year <= 1 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut nanos: u32 = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits: String = fraction.chars().take_while(char::is_ascii_digit).collect();
+        let padded = format!("{:0<9}", &digits[..digits.len().min(9)]);
+        nanos = padded.parse().ok()?;
+        rest = &fraction[digits.len()..];
+    }
+    let offset_seconds = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hours: i64 = rest.get(1..3)?.parse().ok()?;
+            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (hours * 3600 + minutes * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
+    let seconds = u64::try_from(seconds).ok()?;
+    Some(UNIX_EPOCH + Duration::new(seconds, nanos))
+}
+
+/// `2026-11-25T11:38:22.472438429Z`: UTC, nanoseconds, as the daemon writes its times.
+pub fn format_rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (year, month, day, hour, minute, second) = utc_fields(since.as_secs());
+    format!(
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{:09}Z",
+        since.subsec_nanos()
+    )
 }
 
 #[cfg(test)]

@@ -36,11 +36,7 @@ fn options() -> Vec<(String, Option<String>, Option<char>)> {
             ));
         }
         for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-            walk(
-                sub,
-                format!("{path} {}", sub.get_name()).trim(),
-                out,
-            );
+            walk(sub, format!("{path} {}", sub.get_name()).trim(), out);
         }
     }
     let mut out = Vec::new();

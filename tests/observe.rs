@@ -449,7 +449,7 @@ fn stamped(logged: &str) -> Vec<(std::time::SystemTime, String)> {
         .lines()
         .filter_map(|l| {
             let (stamp, text) = l.split_once(' ')?;
-            Some((maestro::docker::parse_docker_time(stamp)?, text.to_string()))
+            Some((maestro::clock::parse_rfc3339(stamp)?, text.to_string()))
         })
         .collect()
 }
@@ -562,7 +562,7 @@ async fn logs_of_several_followed_instances_are_merged_in_time_order() -> TestRe
             let stamp = rest.split(' ').next()?;
             Some((
                 instance.trim().to_string(),
-                maestro::docker::parse_docker_time(stamp)?,
+                maestro::clock::parse_rfc3339(stamp)?,
             ))
         })
         .collect();

@@ -766,7 +766,7 @@ fn log_time(text: &str) -> Result<std::time::SystemTime, String> {
         }
     } else if let Some(ago) = crate::config::parse_duration(text) {
         return Ok(now.checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH));
-    } else if let Some(time) = crate::docker::parse_docker_time(text) {
+    } else if let Some(time) = crate::clock::parse_rfc3339(text) {
         return Ok(time);
     }
     let zone = if text.len() == 19 && text.as_bytes().get(10) == Some(&b'T') {

@@ -16,7 +16,7 @@ use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::{Stream, StreamExt};
 
 use super::error::DockerError;
-use super::status::parse_docker_time;
+use crate::clock::parse_rfc3339;
 
 /// Which stream of the container a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +79,11 @@ impl LogQuery {
 /// readable time is all text.
 pub fn split_timestamp(line: &str) -> (Option<SystemTime>, &str) {
     if let Some((stamp, rest)) = line.split_once(' ')
-        && let Some(time) = parse_docker_time(stamp)
+        && let Some(time) = parse_rfc3339(stamp)
     {
         return (Some(time), rest);
     }
-    if let Some(time) = parse_docker_time(line) {
+    if let Some(time) = parse_rfc3339(line) {
         return (Some(time), "");
     }
     (None, line)

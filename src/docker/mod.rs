@@ -31,6 +31,4 @@ pub use spec::{
     Limits, Link, MountMode, NetworkAttachment, PortSpec, Protocol, RestartPolicy,
     RestartPolicyName, SERVICE_LABEL, SPEC_HASH_LABEL, SPEC_LABEL, SpecChange, Ulimit,
 };
-pub use status::{
-    ContainerDetails, ContainerStatus, HealthState, parse_docker_time, parse_status_age,
-};
+pub use status::{ContainerDetails, ContainerStatus, HealthState, parse_status_age};

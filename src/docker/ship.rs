@@ -28,8 +28,7 @@ use super::spec::{
     SPEC_HASH_LABEL, SPEC_LABEL,
 };
 use super::status::{
-    ContainerDetails, ContainerStatus, HealthState, parse_docker_time, parse_status_age,
-    parse_status_exit_code,
+    ContainerDetails, ContainerStatus, HealthState, parse_status_age, parse_status_exit_code,
 };
 
 /// Time the daemon may take beyond the stop timeout to kill and reap a container.
@@ -398,8 +397,14 @@ impl Ship {
                 .unwrap_or(ContainerStatus::Unknown),
             running: state.running.unwrap_or(false),
             exit_code: state.exit_code,
-            started_at: state.started_at.as_deref().and_then(parse_docker_time),
-            finished_at: state.finished_at.as_deref().and_then(parse_docker_time),
+            started_at: state
+                .started_at
+                .as_deref()
+                .and_then(crate::clock::parse_rfc3339),
+            finished_at: state
+                .finished_at
+                .as_deref()
+                .and_then(crate::clock::parse_rfc3339),
             health: state
                 .health
                 .and_then(|h| h.status)
@@ -791,7 +796,7 @@ impl Ship {
             .filter(|n| n.name.as_deref() == Some(name))
             .map(|n| {
                 (
-                    n.created.as_deref().and_then(parse_docker_time),
+                    n.created.as_deref().and_then(crate::clock::parse_rfc3339),
                     n.id.unwrap_or_default(),
                 )
             })

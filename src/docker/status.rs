@@ -1,7 +1,7 @@
 //! Container states and the daemon's time and duration texts.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bollard::models::ContainerInspectResponse;
 
@@ -99,46 +99,6 @@ impl HealthState {
     }
 }
 
-/// Parses the daemon's RFC 3339 timestamps (`2026-11-25T11:38:22.472438429Z`). Docker's zero
-/// time (`0001-01-01T00:00:00Z`, "never") and anything unparsable give `None`.
-pub fn parse_docker_time(text: &str) -> Option<SystemTime> {
-    let bytes = text.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if year <= 1 {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut nanos: u32 = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits: String = fraction.chars().take_while(char::is_ascii_digit).collect();
-        let padded = format!("{:0<9}", &digits[..digits.len().min(9)]);
-        nanos = padded.parse().ok()?;
-        rest = &fraction[digits.len()..];
-    }
-    let offset_seconds = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let hours: i64 = rest.get(1..3)?.parse().ok()?;
-            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (hours * 3600 + minutes * 60)
-        }
-    };
-    let days = crate::clock::days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
-    let seconds = u64::try_from(seconds).ok()?;
-    Some(UNIX_EPOCH + Duration::new(seconds, nanos))
-}
-
 /// The approximate age in the list call's `Status` text: how long a container has been up
 /// (`Up 3 minutes`) or down (`Exited (0) 2 hours ago`). Docker rounds these (see its
 /// `HumanDuration`); `None` when the text carries no age (`Created`, `Dead`).
@@ -200,15 +160,15 @@ mod tests {
 
     #[test]
     fn parses_docker_times() {
-        let t = parse_docker_time("2026-11-25T11:38:22.472438429Z");
+        let t = crate::clock::parse_rfc3339("2026-11-25T11:38:22.472438429Z");
         let expected = UNIX_EPOCH + Duration::new(1_795_606_702, 472_438_429);
         assert_eq!(t, Some(expected));
         assert_eq!(
-            parse_docker_time("1970-01-01T01:00:00+01:00"),
+            crate::clock::parse_rfc3339("1970-01-01T01:00:00+01:00"),
             Some(UNIX_EPOCH)
         );
-        assert_eq!(parse_docker_time("0001-01-01T00:00:00Z"), None);
-        assert_eq!(parse_docker_time("garbage"), None);
+        assert_eq!(crate::clock::parse_rfc3339("0001-01-01T00:00:00Z"), None);
+        assert_eq!(crate::clock::parse_rfc3339("garbage"), None);
     }
 
     #[test]

@@ -61,7 +61,9 @@ impl LogPrinter {
                 time,
             } => {
                 let text = match time {
-                    Some(time) if self.timestamps => format!("{} {text}", rfc3339(time)),
+                    Some(time) if self.timestamps => {
+                        format!("{} {text}", crate::clock::format_rfc3339(time))
+                    }
                     _ => text,
                 };
                 (instance, text, source == LogSource::Stderr, false)
@@ -110,18 +112,6 @@ impl LogPrinter {
     }
 }
 
-/// `2026-11-25T11:38:22.472438429Z`: UTC, nanoseconds, as the daemon writes its times.
-pub fn rfc3339(time: std::time::SystemTime) -> String {
-    let since = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let (year, month, day, hour, minute, second) = crate::clock::utc_fields(since.as_secs());
-    format!(
-        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{:09}Z",
-        since.subsec_nanos()
-    )
-}
-
 /// FNV-1a: stable across runs and platforms, unlike the standard library's hasher.
 fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
@@ -163,11 +153,11 @@ mod tests {
             "2000-02-29T23:59:59.000000001Z",
             "2024-12-31T00:00:00.500000000Z",
         ] {
-            let time = crate::docker::parse_docker_time(text).expect("parses");
-            assert_eq!(rfc3339(time), text);
+            let time = crate::clock::parse_rfc3339(text).expect("parses");
+            assert_eq!(crate::clock::format_rfc3339(time), text);
         }
         assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::new(1_795_606_702, 472_438_429)),
+            crate::clock::format_rfc3339(UNIX_EPOCH + Duration::new(1_795_606_702, 472_438_429)),
             "2026-11-25T11:38:22.472438429Z"
         );
     }
