@@ -106,6 +106,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parses_docker_times() {
+        let t = parse_rfc3339("2026-11-25T11:38:22.472438429Z");
+        let expected = UNIX_EPOCH + Duration::new(1_795_606_702, 472_438_429);
+        assert_eq!(t, Some(expected));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(UNIX_EPOCH));
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
     fn round_trips_and_known_dates() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(utc_fields(0), (1970, 1, 1, 0, 0, 0));

@@ -159,19 +159,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_docker_times() {
-        let t = crate::clock::parse_rfc3339("2026-11-25T11:38:22.472438429Z");
-        let expected = UNIX_EPOCH + Duration::new(1_795_606_702, 472_438_429);
-        assert_eq!(t, Some(expected));
-        assert_eq!(
-            crate::clock::parse_rfc3339("1970-01-01T01:00:00+01:00"),
-            Some(UNIX_EPOCH)
-        );
-        assert_eq!(crate::clock::parse_rfc3339("0001-01-01T00:00:00Z"), None);
-        assert_eq!(crate::clock::parse_rfc3339("garbage"), None);
-    }
-
-    #[test]
     fn parses_status_ages() {
         let secs = |s| Some(Duration::from_secs(s));
         assert_eq!(parse_status_age("Up 3 minutes"), secs(180));
