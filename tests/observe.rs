@@ -475,7 +475,7 @@ async fn logs_since_until_and_timestamps_pick_lines_by_their_time() -> TestResul
     let between = |a: usize, b: usize| {
         let (ta, tb) = (logged[a].0, logged[b].0);
         let mid = ta + tb.duration_since(ta).unwrap_or_default() / 2;
-        maestro::ui::logs::rfc3339(mid)
+        maestro::clock::format_rfc3339(mid)
     };
     let (after_one, after_two) = (between(0, 1), between(1, 2));
     let logs = |args: &[&str]| {
@@ -490,7 +490,7 @@ async fn logs_since_until_and_timestamps_pick_lines_by_their_time() -> TestResul
         "two\n"
     );
     // Exact at the line's own time: since is inclusive, so is until.
-    let at_two = maestro::ui::logs::rfc3339(logged[1].0);
+    let at_two = maestro::clock::format_rfc3339(logged[1].0);
     assert_eq!(logs(&["--since", &at_two, "--until", &at_two]), "two\n");
     assert_eq!(logs(&["--since", "1h"]), "one\ntwo\nthree\n");
 
