@@ -275,6 +275,7 @@ pub(super) fn ssh_settings(
         .unwrap_or(KnownHostsPolicy::Strict);
     let known_hosts_file = s.opt(cx, "known_hosts_file", string)?;
     let known_hosts_file = known_hosts_file.map(|p| cx.resolve_path(&p));
+    let persist = s.given(cx, "persist", duration)?;
     s.finish(cx, "`ssh`")?;
     Ok(SshSettings {
         user,
@@ -283,6 +284,7 @@ pub(super) fn ssh_settings(
         jump,
         known_hosts,
         known_hosts_file,
+        persist,
     })
 }
 
