@@ -2,8 +2,9 @@
 //! sessions of the routes commands asked for, opens channels on them, and relays each
 //! channel's bytes to the command's unix-socket connection.
 //!
-//! Sessions come from one [`SessionPool`] for the daemon's life, so ships behind the same
-//! jump host share its login across commands too. A session found dead (closed, or a
+//! Sessions come from a [`SessionPool`] per login context (identity files' contents, agent,
+//! HOME, batch mode: what the pool's own key, the hops, does not hold), kept for the
+//! daemon's life, so ships behind the same jump host share its login across commands too. A session found dead (closed, or a
 //! channel open failing on it) is forgotten and logged in again, once per request. The
 //! daemon exits after the idle time with no channel open (the latest request's `persist`
 //! sets it), on `persist stop`, and closes every session when it does.
@@ -34,7 +35,7 @@ struct RouteEntry {
 
 struct Daemon {
     uid: u32,
-    pool: SessionPool,
+    pools: Mutex<HashMap<String, SessionPool>>,
     routes: Mutex<HashMap<String, Arc<RouteEntry>>>,
     /// Connections being served (channels relayed included).
     active: AtomicUsize,
@@ -81,7 +82,7 @@ pub async fn serve(dir: &Path) -> i32 {
     }
     let daemon = Arc::new(Daemon {
         uid: rustix::process::getuid().as_raw(),
-        pool: SessionPool::new(),
+        pools: Mutex::new(HashMap::new()),
         routes: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
         last_activity: Mutex::new(Instant::now()),
@@ -140,7 +141,10 @@ pub async fn serve(dir: &Path) -> i32 {
     for chain in chains {
         chain.disconnect().await;
     }
-    daemon.pool.close().await;
+    let pools: Vec<SessionPool> = lock_of(&daemon.pools).drain().map(|(_, p)| p).collect();
+    for pool in pools {
+        pool.close().await;
+    }
     drop(lock);
     0
 }
@@ -160,6 +164,18 @@ fn eprintln_log(text: &str) {
 }
 
 impl Daemon {
+    /// The pool of `route`'s login context.
+    fn pool(&self, route: &RouteSpec) -> SessionPool {
+        let context = serde_json::json!([
+            route.identities_digest,
+            route.agent_socket,
+            route.home,
+            route.batch_mode,
+        ])
+        .to_string();
+        lock_of(&self.pools).entry(context).or_default().clone()
+    }
+
     fn touch(&self) {
         *lock_of(&self.last_activity) = Instant::now();
     }
@@ -317,6 +333,7 @@ impl Daemon {
         route: &RouteSpec,
         fresh: bool,
     ) -> Result<Arc<SshChain>, TransportError> {
+        let pool = self.pool(route);
         let mut held = entry.chain.lock().await;
         if let Some(chain) = held.as_ref()
             && chain.is_alive()
@@ -330,9 +347,9 @@ impl Daemon {
                 old.ship_label()
             ));
             old.disconnect().await;
-            self.pool.forget(&route.hops);
+            pool.forget(&route.hops);
         }
-        self.pool.forget_closed();
+        pool.forget_closed();
         let options = ssh::ConnectOptions {
             ship: ship.to_string(),
             timeout: Duration::from_millis(route.timeout_ms),
@@ -340,7 +357,7 @@ impl Daemon {
             batch_mode: route.batch_mode,
             agent_socket: route.agent_socket.clone(),
         };
-        let chain = Arc::new(ssh::connect_chain(&route.hops, &options, &self.pool).await?);
+        let chain = Arc::new(ssh::connect_chain(&route.hops, &options, &pool).await?);
         *held = Some(chain.clone());
         Ok(chain)
     }

@@ -1,0 +1,486 @@
+//! Warm commands (`--persist`), on the real test bed: the background maestro keeps one SSH
+//! session per ship between commands, only for the same route, in a private directory that
+//! answers only our uid; it survives a client's Ctrl-C, recovers a session the ship cut, and
+//! exits when idle.
+//!
+//! Each test has its own runtime directory (MAESTRO_RUNTIME_DIR) and stops its daemon at
+//! the end, also when it fails (see [`Warm`]). The tests count logins in the ships' sshd
+//! logs, so they run one at a time.
+
+mod common;
+use common::support::{self, Run};
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::TestBed;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A generous limit for anything asynchronous to happen (a daemon to exit, to listen).
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// One test's environment file and runtime directory. Dropping it stops the daemon.
+struct Warm {
+    dir: tempfile::TempDir,
+    runtime: PathBuf,
+}
+
+impl Warm {
+    fn new(bed: &TestBed, ships: &[&str]) -> Warm {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = dir.path().join("rt");
+        let warm = Warm { dir, runtime };
+        warm.write_env("env.yaml", bed, ships, "");
+        warm
+    }
+
+    /// An environment of the bed's `ships` (no services: status and plan still connect to
+    /// every ship... through `ships`), with `ssh_extra` added to every `ssh:` block.
+    fn write_env(&self, name: &str, bed: &TestBed, ships: &[&str], ssh_extra: &str) {
+        let mut text = String::from("name: warm\nships:\n");
+        for ship in ships {
+            let s = bed.ship(ship);
+            let jump = if s.inner {
+                format!(", jump: [\"{}@{}\"]", bed.user, bed.bastion().ip)
+            } else {
+                String::new()
+            };
+            text.push_str(&format!(
+                "  {ship}: {{ip: {}, socket_path: \"{}\", ssh: {}}}\n",
+                s.ip,
+                s.docker_socket.display(),
+                bed.ssh_yaml(&format!("{jump}{ssh_extra}")),
+            ));
+        }
+        text.push_str("services:\n  wweb:\n    image: ");
+        text.push_str(&bed.image);
+        text.push_str("\n    instances:\n");
+        for ship in ships {
+            text.push_str(&format!(
+                "      wweb-{ship}: {{ship: {ship}, command: \"sleep 3600\", stop_timeout: 1}}\n"
+            ));
+        }
+        std::fs::write(self.dir.path().join(name), text).expect("write env");
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = common::maestro(self.dir.path());
+        cmd.current_dir(self.dir.path())
+            .env("MAESTRO_RUNTIME_DIR", &self.runtime)
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run maestro");
+        support::finish_within(child, support::RUN_LIMIT, started)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.runtime.join("persist.sock")
+    }
+
+    /// `persist status --json`: the sessions held (None when not running).
+    fn sessions(&self) -> Option<Vec<serde_json::Value>> {
+        let run = self.run(&["persist", "status", "--json"]);
+        reached(&run);
+        let doc: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("json");
+        doc["sessions"].as_array().cloned()
+    }
+}
+
+impl Drop for Warm {
+    fn drop(&mut self) {
+        let _ = self
+            .command(&["persist", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let socket = self.socket();
+        support::wait_for(LIMIT, || !socket.exists());
+    }
+}
+
+/// The command reached its ships: `status` exits 1 for absent instances (the test's
+/// containers mostly are), never for a reached ship alone; a ship not reached shows as
+/// `host-down` or an error.
+fn reached(run: &Run) {
+    assert!(run.code == 0 || run.code == 1, "{run}");
+    let all = run.all();
+    assert!(
+        !all.contains("host-down") && !all.contains("error") && !all.contains("unreachable"),
+        "{run}"
+    );
+}
+
+/// Successful logins in `ship`'s sshd log so far.
+fn logins(bed: &TestBed, ship: &str) -> usize {
+    let log = bed.ship(ship).sshd_log.clone().expect("sshd log");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("Accepted publickey"))
+        .count()
+}
+
+fn bastion_logins(bed: &TestBed) -> usize {
+    bed.bastion_log_count("Accepted publickey")
+}
+
+/// Waits until the ship's sshd log has stopped changing count (a login is logged once its
+/// authentication ended, which is before our command ends: this only guards a slow write).
+fn settled(count: impl Fn() -> usize) -> usize {
+    let mut last = count();
+    support::wait_for(Duration::from_secs(5), || {
+        let now = count();
+        let same = now == last;
+        last = now;
+        same
+    });
+    last
+}
+
+#[test]
+fn several_commands_in_a_row_make_one_login_per_ship() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship1", "ship2", "inner1"]);
+    let before: Vec<usize> = ["ship1", "ship2", "inner1"]
+        .iter()
+        .map(|s| logins(&bed, s))
+        .collect();
+    let bastion_before = bastion_logins(&bed);
+    for args in [
+        &["status"][..],
+        &["plan"],
+        &["ships"],
+        &["lock", "status"],
+        &["status", "-F"],
+        &["history"],
+    ] {
+        let run = warm.run(&[&["-f", "env.yaml", "--persist", "1m"], args].concat());
+        reached(&run);
+    }
+    for (ship, before) in ["ship1", "ship2", "inner1"].iter().zip(before) {
+        assert_eq!(
+            settled(|| logins(&bed, ship)) - before,
+            1,
+            "logins to {ship} over six commands"
+        );
+    }
+    assert_eq!(
+        settled(|| bastion_logins(&bed)) - bastion_before,
+        1,
+        "logins to the bastion over six commands"
+    );
+    // The same through MAESTRO_PERSIST, and `persist status` lists them.
+    let run = {
+        let started = Instant::now();
+        let child = warm
+            .command(&["-f", "env.yaml", "status"])
+            .env("MAESTRO_PERSIST", "1m")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        support::finish_within(child, support::RUN_LIMIT, started)
+    };
+    reached(&run);
+    assert_eq!(logins(&bed, "ship1"), settled(|| logins(&bed, "ship1")));
+    let sessions = warm.sessions().expect("running");
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
+    let inner = sessions
+        .iter()
+        .find(|s| s["ships"][0] == "inner1")
+        .expect("inner1's session");
+    assert!(
+        inner["route"]
+            .as_str()
+            .is_some_and(|r| r.contains(" -> ") && r.contains(&bed.bastion().ip)),
+        "{inner}"
+    );
+    let text = warm.run(&["persist", "status"]);
+    assert!(
+        text.stdout.contains("3 sessions") && text.stdout.contains("SHIP"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_file_can_ask_for_persist_and_a_warm_start_changes_ships() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship2"]);
+    warm.write_env("env.yaml", &bed, &["ship2"], ", persist: 1m");
+    let before = logins(&bed, "ship2");
+    let start = warm.run(&["-f", "env.yaml", "start"]);
+    assert_eq!(start.code, 0, "{start}");
+    let again = warm.run(&["-f", "env.yaml", "start"]);
+    reached(&again);
+    let stop = warm.run(&["-f", "env.yaml", "stop", "-a"]);
+    assert_eq!(stop.code, 0, "{stop}");
+    let clean = warm.run(&["-f", "env.yaml", "clean", "-a"]);
+    assert_eq!(clean.code, 0, "{clean}");
+    assert_eq!(settled(|| logins(&bed, "ship2")) - before, 1);
+    // `--persist 0` turns the file's persist off: a login of its own.
+    let direct = warm.run(&["-f", "env.yaml", "--persist", "0", "status"]);
+    reached(&direct);
+    assert_eq!(settled(|| logins(&bed, "ship2")) - before, 2);
+}
+
+#[test]
+fn the_runtime_dir_and_socket_are_private_and_another_uid_is_refused() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship1"]);
+    // The test's own directory (0700 as made) is opened so that nobody can reach what
+    // lies in it: what protects the runtime directory must be that directory itself.
+    std::fs::set_permissions(warm.dir.path(), std::fs::Permissions::from_mode(0o711))
+        .expect("chmod tempdir");
+    let run = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    reached(&run);
+    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&warm.runtime), 0o700);
+    assert_eq!(mode(&warm.socket()), 0o600);
+
+    // `nobody` is refused by the directory check before anything is asked.
+    let nobody = warm
+        .command(&["persist", "status"])
+        .env("HOME", "/")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run as nobody");
+    let text = String::from_utf8_lossy(&nobody.stderr);
+    assert_ne!(nobody.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("belongs to uid 0, not to you (uid 65534)"),
+        "{text}"
+    );
+
+    // With the directory and socket opened to everyone (as a careless chmod would), the
+    // daemon still answers nobody with a refusal: it checks the peer's uid itself.
+    std::fs::set_permissions(&warm.runtime, std::fs::Permissions::from_mode(0o711))
+        .expect("chmod dir");
+    std::fs::set_permissions(warm.socket(), std::fs::Permissions::from_mode(0o666))
+        .expect("chmod socket");
+    let socket = warm.socket();
+    // The system's python (not a shim under root's home, which nobody cannot read).
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import socket,sys\n\
+             s=socket.socket(socket.AF_UNIX)\n\
+             s.connect(sys.argv[1])\n\
+             s.sendall(b'{\"op\":\"status\"}\\n')\n\
+             print(s.makefile().readline())",
+        )
+        .arg(&socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("python3 as nobody");
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answer.contains("\"ok\":false") && answer.contains("serves uid 0 only"),
+        "{answer}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!answer.contains("sessions\":[{"), "{answer}");
+    // And our own commands refuse the opened directory, saying how to fix it.
+    let refused = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    assert_ne!(refused.code, 0, "{refused}");
+    assert!(refused.all().contains("chmod 700"), "{refused}");
+    std::fs::set_permissions(&warm.runtime, std::fs::Permissions::from_mode(0o700))
+        .expect("chmod back");
+}
+
+#[test]
+fn the_daemon_exits_when_idle() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship1"]);
+    let run = warm.run(&["-f", "env.yaml", "--persist", "3s", "status"]);
+    reached(&run);
+    assert!(warm.sessions().is_some(), "running after the command");
+    let socket = warm.socket();
+    assert!(
+        support::wait_for(LIMIT, || !socket.exists()),
+        "the daemon still listens {}s later",
+        LIMIT.as_secs()
+    );
+    assert_eq!(warm.sessions(), None);
+    let log = std::fs::read_to_string(warm.runtime.join("daemon.log")).expect("log");
+    assert!(log.contains("idle for 3s: exiting"), "{log}");
+}
+
+#[test]
+fn a_session_the_ship_cut_is_recovered() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship3"]);
+    let first = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    reached(&first);
+    let before = settled(|| logins(&bed, "ship3"));
+    let ship = bed.ship("ship3");
+    let listener = std::fs::read_to_string(ship.sshd_pidfile.as_ref().expect("sshd pidfile"))
+        .expect("sshd pid");
+    let cut = Command::new("pkill")
+        .args(["-P", listener.trim()])
+        .status()
+        .expect("pkill");
+    assert!(cut.success(), "no session to cut");
+    let again = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    reached(&again);
+    assert!(again.stdout.contains("wweb-ship3"), "{again}");
+    assert_eq!(
+        settled(|| logins(&bed, "ship3")) - before,
+        1,
+        "one new login after the cut"
+    );
+    let log = std::fs::read_to_string(warm.runtime.join("daemon.log")).expect("log");
+    assert!(log.contains("session lost; logging in again"), "{log}");
+}
+
+#[test]
+fn ctrl_c_in_a_client_leaves_the_daemon_healthy() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship1"]);
+    let port = bed.ship("ship1").docker_tcp_port.to_string();
+    let started = Instant::now();
+    // In a process group of its own, as a shell runs a foreground job: the Ctrl-C below
+    // goes to the whole group, as the terminal's would.
+    let mut child = warm
+        .command(&[
+            "-f",
+            "env.yaml",
+            "--persist",
+            "1m",
+            "forward",
+            "ship1",
+            &port,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("forward");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).expect("line");
+    let local = first
+        .strip_prefix("forwarding ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    // One request through the daemon's channel, and one connection left open mid-way.
+    let mut client = std::net::TcpStream::connect(&local).expect("connect");
+    client
+        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .expect("write");
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).expect("read");
+    assert!(answer.ends_with("OK"), "{answer}");
+    let _open = std::net::TcpStream::connect(&local).expect("connect");
+    let before = settled(|| logins(&bed, "ship1"));
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+    let run = support::finish_within(child, LIMIT, started);
+    assert_ne!(
+        run.code, -1,
+        "the client ended on Ctrl-C, not killed: {run}"
+    );
+    let sessions = warm.sessions().expect("the daemon is still running");
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let status = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    reached(&status);
+    assert_eq!(
+        settled(|| logins(&bed, "ship1")),
+        before,
+        "the kept session served the next command"
+    );
+}
+
+#[test]
+fn a_changed_file_never_reuses_a_session_made_for_another_route() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship2"]);
+    let run = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    reached(&run);
+    let before = settled(|| logins(&bed, "ship2"));
+
+    // Another key (the same key under another name is another identity file).
+    let other_key = warm.dir.path().join("other_key");
+    std::fs::copy(bed.key(), &other_key).expect("copy key");
+    std::fs::set_permissions(&other_key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text = std::fs::read_to_string(warm.dir.path().join("env.yaml"))
+        .expect("env")
+        .replace(
+            &bed.key().display().to_string(),
+            &other_key.display().to_string(),
+        );
+    std::fs::write(warm.dir.path().join("other-key.yaml"), text).expect("write");
+    let run = warm.run(&["-f", "other-key.yaml", "--persist", "1m", "status"]);
+    reached(&run);
+    assert_eq!(
+        settled(|| logins(&bed, "ship2")) - before,
+        1,
+        "its own login"
+    );
+
+    // Another route: another user at the same address. The bed lets `nobody` log in with
+    // the operator's key, and its Docker socket is root's: the command fails after its own
+    // login, never on root's session.
+    let before = settled(|| logins(&bed, "ship2"));
+    let text = std::fs::read_to_string(warm.dir.path().join("env.yaml"))
+        .expect("env")
+        .replace(&format!("user: {}", bed.user), "user: nobody");
+    std::fs::write(warm.dir.path().join("other-user.yaml"), text).expect("write");
+    let run = warm.run(&["-f", "other-user.yaml", "--persist", "1m", "status"]);
+    assert_ne!(
+        run.code, 0,
+        "nobody has no access to root's Docker socket: {run}"
+    );
+    assert!(run.all().contains("nobody@"), "{run}");
+    assert_eq!(
+        settled(|| logins(&bed, "ship2")) - before,
+        1,
+        "its own login"
+    );
+
+    // A key replaced in place (same path, other contents) is another route too.
+    let mut key = std::fs::read(&other_key).expect("read key");
+    key.extend_from_slice(b"\n");
+    std::fs::write(&other_key, key).expect("rewrite key");
+    let before = settled(|| logins(&bed, "ship2"));
+    let run = warm.run(&["-f", "other-key.yaml", "--persist", "1m", "status"]);
+    reached(&run);
+    assert_eq!(
+        settled(|| logins(&bed, "ship2")) - before,
+        1,
+        "its own login"
+    );
+    let sessions = warm.sessions().expect("running");
+    let up = sessions.iter().filter(|s| s["alive"] == true).count();
+    assert_eq!(up, 4, "one per route: {sessions:?}");
+}
