@@ -377,7 +377,32 @@ impl WarmRoute {
             .await
             .map_err(|source| self.lost(source))?;
         if !answer.ok {
-            return Err(relayed(&self.ship, &answer));
+            let err = relayed(&self.ship, &answer);
+            if !answer.after_login || answer.hops.is_empty() {
+                return Err(err);
+            }
+            // Past the login: the route, login and host key found stay known, as for a
+            // direct connection (`maestro ships` reports them).
+            let mut route = String::from("ssh ");
+            for hop in &answer.hops {
+                route.push_str(&hop.address);
+                route.push_str(" -> ");
+            }
+            route.push_str(&request_target_text(&request));
+            let ship_hop = answer.hops.last();
+            let reached = super::ConnectionInfo {
+                ship: self.ship.clone(),
+                transport: super::TransportKind::Ssh,
+                route,
+                auth_method: ship_hop.map(|h| h.auth_method.clone()),
+                host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
+                hops: answer.hops.clone(),
+                warnings: answer.warnings.clone(),
+            };
+            return Err(TransportError::AfterLogin {
+                reached: Box::new(reached),
+                source: Box::new(err),
+            });
         }
         self.channels_opened.fetch_add(1, Ordering::Relaxed);
         Ok((stream, answer))
@@ -428,6 +453,20 @@ impl WarmRoute {
             hop: format!("the persist daemon at {}", self.socket.display()),
             source,
         }
+    }
+}
+
+fn request_target_text(request: &Request) -> String {
+    match request {
+        Request::Open {
+            target: Target::Docker(docker),
+            ..
+        } => docker.to_string(),
+        Request::Open {
+            target: Target::Tcp { host, port },
+            ..
+        } => format!("tcp:{host}:{port}"),
+        _ => String::new(),
     }
 }
 

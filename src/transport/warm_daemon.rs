@@ -46,10 +46,12 @@ struct Daemon {
 
 /// Runs the daemon in `dir` until it is idle or stopped. Returns the exit code.
 pub async fn serve(dir: &Path) -> i32 {
+    use std::os::unix::fs::OpenOptionsExt;
     let lock = match std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(dir.join(warm::LOCK))
     {
         Ok(file) => file,
