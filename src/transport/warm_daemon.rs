@@ -8,6 +8,12 @@
 //! channel open failing on it) is forgotten and logged in again, once per request. The
 //! daemon exits after the idle time with no channel open (the latest request's `persist`
 //! sets it), on `persist stop`, and closes every session when it does.
+//!
+//! Spare channels: per route, [`SPARES`] channels to the Docker target are kept open ahead
+//! of the next command (refilled after each use), so a warm command's first requests do
+//! not wait for a channel open: a warm `status` is one round trip, its list. A spare is
+//! checked before it is handed out (one the ship closed, as when dockerd restarted, reads as
+//! ended and is dropped); spares of a session that is replaced go with it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -22,6 +28,9 @@ use super::error::TransportError;
 use super::ssh::{self, SessionPool, SshChain};
 use super::warm::{self, Answer, ExecOutput, Request, RouteSpec, SessionStatus, Target};
 
+/// Channels kept open ahead, per route: commands open two at once (`check_docker_channel`).
+const SPARES: usize = 2;
+
 /// The idle time until a request says otherwise.
 const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 
@@ -31,6 +40,9 @@ struct RouteEntry {
     created: Instant,
     last_used: Mutex<Instant>,
     chain: tokio::sync::Mutex<Option<Arc<SshChain>>>,
+    /// Channels opened ahead on the current chain, with their target.
+    spares: Mutex<Vec<(super::DockerTarget, super::connector::SpareChannel)>>,
+    refilling: std::sync::atomic::AtomicBool,
 }
 
 struct Daemon {
@@ -245,6 +257,9 @@ impl Daemon {
                 let entry = self.entry(&key, &ship, &route);
                 match self.open(&entry, &ship, &route, &target).await {
                     Ok((channel, chain)) => {
+                        if let Target::Docker(docker) = &target {
+                            refill(entry.clone(), chain.clone(), docker.clone());
+                        }
                         let answer = Answer {
                             ok: true,
                             hops: chain.hops.clone(),
@@ -318,6 +333,8 @@ impl Daemon {
                     created: Instant::now(),
                     last_used: Mutex::new(Instant::now()),
                     chain: tokio::sync::Mutex::new(None),
+                    spares: Mutex::new(Vec::new()),
+                    refilling: std::sync::atomic::AtomicBool::new(false),
                 })
             })
             .clone();
@@ -343,6 +360,7 @@ impl Daemon {
         {
             return Ok(chain.clone());
         }
+        lock_of(&entry.spares).clear();
         if let Some(old) = held.take() {
             eprintln_log(&format!(
                 "{}: session lost; logging in again",
@@ -382,6 +400,11 @@ impl Daemon {
                 .chain(entry, ship, route, fresh)
                 .await
                 .map_err(|err| (err, None))?;
+            if let Target::Docker(docker) = target
+                && let Some(spare) = take_spare(entry, docker)
+            {
+                return Ok((spare, chain));
+            }
             let opened = tokio::time::timeout(timeout, open_on(&chain, target)).await;
             match opened {
                 Ok(Ok(channel)) => return Ok((channel, chain)),
@@ -439,6 +462,58 @@ impl Daemon {
         out.sort_by(|a, b| a.ships.cmp(&b.ships));
         out
     }
+}
+
+/// A spare channel to `docker` that is still open (the ship has not ended it).
+fn take_spare(
+    entry: &RouteEntry,
+    docker: &super::DockerTarget,
+) -> Option<super::connector::SpareChannel> {
+    use futures_util::FutureExt;
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut spare = {
+            let mut spares = lock_of(&entry.spares);
+            let at = spares.iter().position(|(target, _)| target == docker)?;
+            spares.swap_remove(at).1
+        };
+        // dockerd never speaks first: anything ready to read (its end, or bytes) means the
+        // channel is not a fresh HTTP connection any more.
+        let mut byte = [0u8; 1];
+        if spare.read(&mut byte).now_or_never().is_none() {
+            return Some(spare);
+        }
+    }
+}
+
+/// Opens channels to `docker` on `chain` until the route has [`SPARES`] of them (one refill
+/// at a time per route).
+fn refill(entry: Arc<RouteEntry>, chain: Arc<SshChain>, docker: super::DockerTarget) {
+    if entry.refilling.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tokio::spawn(async move {
+        let target = Target::Docker(docker.clone());
+        // Counted again after each round: channels taken meanwhile are made up for too.
+        for _ in 0..SPARES {
+            let have = lock_of(&entry.spares)
+                .iter()
+                .filter(|(target, _)| *target == docker)
+                .count();
+            let wanted = SPARES.saturating_sub(have);
+            if wanted == 0 || !chain.is_alive() {
+                break;
+            }
+            let opened =
+                futures_util::future::join_all((0..wanted).map(|_| open_on(&chain, &target)))
+                    .await;
+            let mut spares = lock_of(&entry.spares);
+            for channel in opened.into_iter().flatten() {
+                spares.push((docker.clone(), channel));
+            }
+        }
+        entry.refilling.store(false, Ordering::SeqCst);
+    });
 }
 
 async fn open_on(
