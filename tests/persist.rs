@@ -484,3 +484,72 @@ fn a_changed_file_never_reuses_a_session_made_for_another_route() {
     let up = sessions.iter().filter(|s| s["alive"] == true).count();
     assert_eq!(up, 4, "one per route: {sessions:?}");
 }
+
+/// Stops `ship`'s dockerd and starts it again as it was (its command line, in its namespace),
+/// waiting until it answers.
+fn restart_dockerd(bed: &TestBed, ship: &str) {
+    let s = bed.ship(ship);
+    let dir = s.dir.clone().expect("bed.json names the ship's dir");
+    let pid = std::fs::read_to_string(dir.join("dockerd.pid"))
+        .expect("dockerd pid")
+        .trim()
+        .to_string();
+    let cmdline: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .expect("dockerd cmdline")
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(
+        support::wait_for(LIMIT, || !Path::new(&format!("/proc/{pid}")).exists()),
+        "dockerd of {ship} did not stop"
+    );
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join("dockerd.log"))
+        .expect("dockerd log");
+    // `setsid --fork`: dockerd outlives this command, which returns at once.
+    let status = Command::new("setsid")
+        .arg("--fork")
+        .arg("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", s.netns))
+        .args(&cmdline)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .status()
+        .expect("restart dockerd");
+    assert!(status.success(), "setsid nsenter dockerd: {status}");
+    assert!(
+        support::wait_for(LIMIT, || bed
+            .docker_cli(ship, &["version"])
+            .status
+            .success()),
+        "dockerd of {ship} did not come back"
+    );
+}
+
+#[test]
+fn a_restarted_dockerd_does_not_break_warm_commands() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship3"]);
+    let first = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    reached(&first);
+    let before = settled(|| logins(&bed, "ship3"));
+    // The daemon now holds channels to ship3's dockerd, opened ahead; dockerd's restart
+    // ends them on the ship's side, not the SSH session.
+    restart_dockerd(&bed, "ship3");
+    for _ in 0..3 {
+        let again = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+        reached(&again);
+        assert!(again.stdout.contains("wweb-ship3"), "{again}");
+    }
+    assert_eq!(
+        settled(|| logins(&bed, "ship3")),
+        before,
+        "the session itself was kept"
+    );
+}
