@@ -505,8 +505,7 @@ fn refill(entry: Arc<RouteEntry>, chain: Arc<SshChain>, docker: super::DockerTar
                 break;
             }
             let opened =
-                futures_util::future::join_all((0..wanted).map(|_| open_on(&chain, &target)))
-                    .await;
+                futures_util::future::join_all((0..wanted).map(|_| open_on(&chain, &target))).await;
             let mut spares = lock_of(&entry.spares);
             for channel in opened.into_iter().flatten() {
                 spares.push((docker.clone(), channel));
