@@ -553,3 +553,54 @@ fn a_restarted_dockerd_does_not_break_warm_commands() {
         "the session itself was kept"
     );
 }
+
+#[test]
+fn a_bad_persist_duration_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (args, env) in [
+        (&["--persist", "soon", "persist", "status"][..], None),
+        (&["persist", "status"][..], Some("soon")),
+    ] {
+        let mut cmd = common::maestro(dir.path());
+        cmd.args(args)
+            .env("MAESTRO_RUNTIME_DIR", dir.path().join("rt"));
+        if let Some(value) = env {
+            cmd.env("MAESTRO_PERSIST", value);
+        }
+        let out = cmd.output().expect("run");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(
+            text.contains("--persist <DURATION>")
+                && text
+                    .contains("expected seconds or a duration such as 500ms, 2s, 1m, not `soon`"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn persist_status_and_stop_without_a_daemon_say_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = dir.path().join("rt");
+    for (args, said) in [
+        (&["persist", "status"][..], "persist: not running"),
+        (&["persist", "stop"][..], "persist: not running"),
+    ] {
+        let out = common::maestro(dir.path())
+            .args(args)
+            .env("MAESTRO_RUNTIME_DIR", &runtime)
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains(said), "{text}");
+    }
+    let out = common::maestro(dir.path())
+        .args(["persist", "status", "--json"])
+        .env("MAESTRO_RUNTIME_DIR", &runtime)
+        .output()
+        .expect("run");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["sessions"], serde_json::Value::Null, "{doc}");
+}
