@@ -604,3 +604,35 @@ fn persist_status_and_stop_without_a_daemon_say_so() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["sessions"], serde_json::Value::Null, "{doc}");
 }
+
+#[test]
+fn an_encrypted_key_takes_the_passphrase_of_the_command_that_asks() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship2"]);
+    let text = std::fs::read_to_string(warm.dir.path().join("env.yaml"))
+        .expect("env")
+        .replace(
+            &bed.key().display().to_string(),
+            &bed.encrypted_key().display().to_string(),
+        );
+    std::fs::write(warm.dir.path().join("env.yaml"), text).expect("write");
+    // No passphrase: refused at once, naming the variable (the daemon never prompts).
+    let run = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(run.all().contains("MAESTRO_SSH_PASSPHRASE"), "{run}");
+    // The same daemon (started without it) logs in with the next command's passphrase.
+    let started = Instant::now();
+    let child = warm
+        .command(&["-f", "env.yaml", "--persist", "1m", "status"])
+        .env("MAESTRO_SSH_PASSPHRASE", bed.passphrase())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let run = support::finish_within(child, support::RUN_LIMIT, started);
+    reached(&run);
+    assert!(run.stdout.contains("wweb-ship2"), "{run}");
+    let log = std::fs::read_to_string(warm.runtime.join("daemon.log")).expect("log");
+    assert!(!log.contains(bed.passphrase()), "{log}");
+}

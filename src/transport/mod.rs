@@ -750,6 +750,7 @@ async fn connect_ssh(
         keepalive: route.keepalive.unwrap_or(DEFAULT_KEEPALIVE),
         batch_mode: route.batch_mode,
         agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+        passphrase: std::env::var("MAESTRO_SSH_PASSPHRASE").ok(),
     };
     let chain = Arc::new(ssh::connect_chain(&hops, &options, pool).await?);
     let mut route_text = String::from("ssh ");

@@ -691,6 +691,9 @@ pub(crate) struct ConnectOptions {
     /// The ssh-agent's socket (`SSH_AUTH_SOCK` of the command; the persist daemon is told
     /// the one of the command that asked, not its own).
     pub agent_socket: Option<PathBuf>,
+    /// `MAESTRO_SSH_PASSPHRASE` of the command (the persist daemon is told the one of the
+    /// command that asked).
+    pub passphrase: Option<String>,
 }
 
 /// Establishes the whole chain, taking from `pool` the sessions that other ships of the run
@@ -1313,9 +1316,9 @@ fn ssh_error(ship: &str, hop: &str, timeout: Duration, err: russh::Error) -> Tra
 }
 
 /// The passphrase source: the environment, else the terminal, else none.
-async fn passphrase_for(path: &Path, batch_mode: bool) -> Option<String> {
-    if let Ok(passphrase) = std::env::var("MAESTRO_SSH_PASSPHRASE") {
-        return Some(passphrase);
+async fn passphrase_for(path: &Path, batch_mode: bool, given: Option<&str>) -> Option<String> {
+    if let Some(passphrase) = given {
+        return Some(passphrase.to_string());
     }
     use std::io::IsTerminal;
     if batch_mode || !std::io::stdin().is_terminal() {
@@ -1575,7 +1578,7 @@ async fn try_key_file(
         }
         return Ok(None);
     }
-    let key = match load_key(path, options.batch_mode).await {
+    let key = match load_key(path, options).await {
         Ok(key) => key,
         Err(reason) => {
             tracing::debug!("{}: key {}: {reason}", hop.label, path.display());
@@ -1689,11 +1692,13 @@ fn auth_error(ship: &str, hop: &Hop, tried: Vec<String>) -> TransportError {
     }
 }
 
-async fn load_key(path: &Path, batch_mode: bool) -> Result<PrivateKey, String> {
+async fn load_key(path: &Path, options: &ConnectOptions) -> Result<PrivateKey, String> {
     match russh::keys::load_secret_key(path, None) {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => {
-            let Some(passphrase) = passphrase_for(path, batch_mode).await else {
+            let Some(passphrase) =
+                passphrase_for(path, options.batch_mode, options.passphrase.as_deref()).await
+            else {
                 return Err(
                     "encrypted, and no passphrase: set MAESTRO_SSH_PASSPHRASE or run \
                             from a terminal to be asked"

@@ -95,6 +95,10 @@ pub(crate) enum Request {
         route: RouteSpec,
         target: Target,
         idle_ms: u64,
+        /// `MAESTRO_SSH_PASSPHRASE` of the command, for a login it causes (not in the route
+        /// key, never logged).
+        #[serde(default)]
+        passphrase: Option<String>,
     },
     /// `sh -c` a command on the ship, to its end.
     Exec {
@@ -103,6 +107,8 @@ pub(crate) enum Request {
         route: RouteSpec,
         command: String,
         idle_ms: u64,
+        #[serde(default)]
+        passphrase: Option<String>,
     },
     Status,
     Stop,
@@ -256,6 +262,8 @@ fn spawn_daemon(dir: &Path) -> std::io::Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)
+        // Not the command's directory, which may go away while the daemon runs.
+        .current_dir("/")
         // Its own process group: the terminal's Ctrl-C (SIGINT to the foreground group)
         // never reaches it.
         .process_group(0)
@@ -372,6 +380,7 @@ impl WarmRoute {
             route: self.spec.clone(),
             target,
             idle_ms: self.idle_ms(),
+            passphrase: passphrase(),
         };
         let (answer, stream) = ask(&self.socket, &request)
             .await
@@ -437,6 +446,7 @@ impl WarmRoute {
             route: self.spec.clone(),
             command: command.to_string(),
             idle_ms: self.idle_ms(),
+            passphrase: passphrase(),
         };
         let (answer, _) = ask(&self.socket, &request)
             .await
@@ -468,6 +478,10 @@ fn request_target_text(request: &Request) -> String {
         } => format!("tcp:{host}:{port}"),
         _ => String::new(),
     }
+}
+
+fn passphrase() -> Option<String> {
+    std::env::var("MAESTRO_SSH_PASSPHRASE").ok()
 }
 
 /// The daemon's error, in the ship's name, with the kind it had there.

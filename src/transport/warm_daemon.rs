@@ -252,10 +252,14 @@ impl Daemon {
                 route,
                 target,
                 idle_ms,
+                passphrase,
             } => {
                 *lock_of(&self.idle) = Duration::from_millis(idle_ms);
                 let entry = self.entry(&key, &ship, &route);
-                match self.open(&entry, &ship, &route, &target).await {
+                match self
+                    .open(&entry, &ship, &route, &target, passphrase.as_deref())
+                    .await
+                {
                     Ok((channel, chain)) => {
                         if let Target::Docker(docker) = &target {
                             refill(entry.clone(), chain.clone(), docker.clone());
@@ -286,10 +290,14 @@ impl Daemon {
                 route,
                 command,
                 idle_ms,
+                passphrase,
             } => {
                 *lock_of(&self.idle) = Duration::from_millis(idle_ms);
                 let entry = self.entry(&key, &ship, &route);
-                let answer = match self.chain(&entry, &ship, &route, false).await {
+                let answer = match self
+                    .chain(&entry, &ship, &route, false, passphrase.as_deref())
+                    .await
+                {
                     Ok(chain) => match chain.exec(&command).await {
                         Ok((status, stdout, stderr)) => Answer {
                             ok: true,
@@ -351,6 +359,7 @@ impl Daemon {
         ship: &str,
         route: &RouteSpec,
         fresh: bool,
+        passphrase: Option<&str>,
     ) -> Result<Arc<SshChain>, TransportError> {
         let pool = self.pool(route);
         let mut held = entry.chain.lock().await;
@@ -374,8 +383,14 @@ impl Daemon {
             ship: ship.to_string(),
             timeout: Duration::from_millis(route.timeout_ms),
             keepalive: Duration::from_millis(route.keepalive_ms),
-            batch_mode: route.batch_mode,
+            // Never a passphrase prompt: the daemon is in a background process group of the
+            // operator's terminal, where reading it would stop the daemon (SIGTTIN). An
+            // encrypted key needs MAESTRO_SSH_PASSPHRASE or the agent, and says so.
+            batch_mode: true,
             agent_socket: route.agent_socket.clone(),
+            passphrase: passphrase
+                .map(str::to_string)
+                .or_else(|| std::env::var("MAESTRO_SSH_PASSPHRASE").ok()),
         };
         let chain = Arc::new(ssh::connect_chain(&route.hops, &options, &pool).await?);
         *held = Some(chain.clone());
@@ -389,6 +404,7 @@ impl Daemon {
         ship: &str,
         route: &RouteSpec,
         target: &Target,
+        passphrase: Option<&str>,
     ) -> Result<
         (super::connector::SpareChannel, Arc<SshChain>),
         (TransportError, Option<Arc<SshChain>>),
@@ -397,7 +413,7 @@ impl Daemon {
         let mut fresh = false;
         loop {
             let chain = self
-                .chain(entry, ship, route, fresh)
+                .chain(entry, ship, route, fresh, passphrase)
                 .await
                 .map_err(|err| (err, None))?;
             if let Target::Docker(docker) = target
