@@ -220,6 +220,16 @@ fn several_commands_in_a_row_make_one_login_per_ship() {
         text.stdout.contains("3 sessions") && text.stdout.contains("SHIP"),
         "{text}"
     );
+    // `persist stop` ends it: its socket goes, and its sessions with it.
+    let stop = warm.run(&["persist", "stop"]);
+    assert_eq!(stop.code, 0, "{stop}");
+    assert!(stop.stdout.contains("stopped"), "{stop}");
+    let socket = warm.socket();
+    assert!(
+        support::wait_for(LIMIT, || !socket.exists()),
+        "still listening"
+    );
+    assert_eq!(warm.sessions(), None);
 }
 
 #[test]
@@ -233,6 +243,21 @@ fn the_file_can_ask_for_persist_and_a_warm_start_changes_ships() {
     assert_eq!(start.code, 0, "{start}");
     let again = warm.run(&["-f", "env.yaml", "start"]);
     reached(&again);
+    // Docker's exec (an upgraded HTTP connection) and a log stream ride the kept session.
+    let exec = warm.run(&[
+        "-f",
+        "env.yaml",
+        "exec",
+        "wweb-ship2",
+        "--",
+        "sh",
+        "-c",
+        "echo in-$((6*7)); exit 3",
+    ]);
+    assert_eq!(exec.code, 3, "{exec}");
+    assert!(exec.stdout.contains("in-42"), "{exec}");
+    let logs = warm.run(&["-f", "env.yaml", "logs", "wweb-ship2"]);
+    assert_eq!(logs.code, 0, "{logs}");
     let stop = warm.run(&["-f", "env.yaml", "stop", "-a"]);
     assert_eq!(stop.code, 0, "{stop}");
     let clean = warm.run(&["-f", "env.yaml", "clean", "-a"]);

@@ -68,7 +68,8 @@ Examples:
 
 Whoever can reach the daemon's socket can reach your ships' Docker daemons, as with
 OpenSSH's ControlPath: it lives in a 0700 directory of yours (MAESTRO_RUNTIME_DIR, else
-$XDG_RUNTIME_DIR/maestro, else /tmp/maestro-$UID) and answers only your uid.";
+$XDG_RUNTIME_DIR/maestro, else maestro-$UID in the temporary directory) and answers only
+your uid.";
 
 /// What `maestro persist` does.
 #[derive(Debug, Clone, Subcommand)]

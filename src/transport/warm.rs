@@ -15,7 +15,7 @@
 //!   identity files' contents, the agent socket and HOME included: a changed file never
 //!   reuses a session made for another route.
 //! - Runtime directory: `MAESTRO_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/maestro`, else
-//!   `/tmp/maestro-$UID`; created 0700, refused when it is not ours or has group/other
+//!   `maestro-$UID` in the temporary directory; created 0700, refused when it is not ours or has group/other
 //!   bits. Socket 0600, and the peer's uid is checked on every connection (SO_PEERCRED on
 //!   Linux, getpeereid on macOS, through tokio). Whoever can reach the socket can reach the
 //!   ships' Docker daemons, as with OpenSSH's ControlPath (docs/security.md).

@@ -219,7 +219,10 @@ impl Daemon {
                 let answer = Answer {
                     ok: false,
                     kind: Some("persist".into()),
-                    message: Some(format!("a request not understood: {err}")),
+                    message: Some(format!(
+                        "a request not understood ({err}): is the background maestro of another \
+                         version? run `maestro persist stop` and try again"
+                    )),
                     ..Answer::default()
                 };
                 let _ = reply(&mut stream, &answer).await;

@@ -147,7 +147,7 @@ As \-\-persist: keep SSH sessions between commands for this long (see \fBpersist
 .TP
 \fBMAESTRO_RUNTIME_DIR\fR
 Where the background maestro of \-\-persist listens (a 0700 directory of yours; default
-$XDG_RUNTIME_DIR/maestro, else /tmp/maestro\-$UID).
+$XDG_RUNTIME_DIR/maestro, else maestro\-$UID in the temporary directory).
 .TP
 \fBMAESTRO_SECRET_PATTERNS\fR
 Comma\-separated globs of variable names whose values are masked in output; replaces the
