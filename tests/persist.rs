@@ -661,3 +661,40 @@ fn an_encrypted_key_takes_the_passphrase_of_the_command_that_asks() {
     let log = std::fs::read_to_string(warm.runtime.join("daemon.log")).expect("log");
     assert!(!log.contains(bed.passphrase()), "{log}");
 }
+
+#[test]
+fn ships_behind_one_bastion_share_its_kept_login_across_commands() {
+    let _serial = serial();
+    // A bed of this test's own (named with the process id: concurrent runs never meet):
+    // twelve sshd-only ships behind the bastion.
+    let bed = TestBed::up_options(
+        &format!("pscale-{}", std::process::id()),
+        &common::BedOptions {
+            cheap_inner: 12,
+            ..Default::default()
+        },
+    );
+    let names: Vec<String> = bed.cheap_ships().iter().map(|s| s.name.clone()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let warm = Warm::new(&bed, &names);
+    let bastion_before = bastion_logins(&bed);
+    let before: Vec<usize> = names.iter().map(|s| logins(&bed, s)).collect();
+    for args in [&["status"][..], &["ships"], &["status"], &["plan"]] {
+        let run = warm.run(&[&["-f", "env.yaml", "--persist", "1m"], args].concat());
+        reached(&run);
+    }
+    assert_eq!(
+        settled(|| bastion_logins(&bed)) - bastion_before,
+        1,
+        "one login to the bastion for twelve ships over four commands"
+    );
+    for (ship, before) in names.iter().zip(before) {
+        assert_eq!(
+            settled(|| logins(&bed, ship)) - before,
+            1,
+            "logins to {ship}"
+        );
+    }
+    let sessions = warm.sessions().expect("running");
+    assert_eq!(sessions.len(), 12, "{sessions:?}");
+}
