@@ -31,6 +31,9 @@ use super::warm::{self, Answer, ExecOutput, Request, RouteSpec, SessionStatus, T
 /// Channels kept open ahead, per route: commands open two at once (`check_docker_channel`).
 const SPARES: usize = 2;
 
+/// How long a new daemon waits for the lock of one that is going away.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// The idle time until a request says otherwise.
 const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 
@@ -72,11 +75,16 @@ pub async fn serve(dir: &Path) -> i32 {
             return 1;
         }
     };
-    // Another daemon is starting or serving here: it answers the commands.
-    if lock.try_lock().is_err() {
-        return 0;
-    }
     let socket = dir.join(warm::SOCKET);
+    // Another daemon holds the lock: it is serving (it answers the commands), or starting,
+    // or closing its sessions after its socket went (it lets go of the lock at once then).
+    let began = Instant::now();
+    while lock.try_lock().is_err() {
+        if UnixStream::connect(&socket).await.is_ok() || began.elapsed() > LOCK_WAIT {
+            return 0;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = std::fs::remove_file(&socket);
     let listener = match UnixListener::bind(&socket) {
         Ok(listener) => listener,
@@ -140,8 +148,9 @@ pub async fn serve(dir: &Path) -> i32 {
             }
         }
     }
-    // No new command finds a daemon that is going away.
+    // No new command finds a daemon that is going away, and the next one may start now.
     let _ = std::fs::remove_file(&socket);
+    drop(lock);
     let chains: Vec<Arc<SshChain>> = {
         let routes: Vec<Arc<RouteEntry>> = lock_of(&daemon.routes).values().cloned().collect();
         let mut chains = Vec::new();
@@ -159,7 +168,6 @@ pub async fn serve(dir: &Path) -> i32 {
     for pool in pools {
         pool.close().await;
     }
-    drop(lock);
     0
 }
 

@@ -5,6 +5,10 @@
 //! One connection per ship per run: every operation on a ship shares its SSH session, and
 //! ships behind the same jump hosts share those hosts' sessions. No command connects to a
 //! ship or builds a `docker::Ship` any other way.
+//!
+//! Warm commands: with `--persist` or a ship's `ssh.persist`, the endpoint asks the
+//! transport to take its channels from the persist daemon's kept session (see
+//! `transport::warm`); that choice is made here, per ship, and nowhere in the commands.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
