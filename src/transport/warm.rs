@@ -330,6 +330,7 @@ pub(crate) struct WarmRoute {
     key: String,
     spec: RouteSpec,
     idle: Duration,
+    dir: PathBuf,
     socket: PathBuf,
     pub channels_opened: AtomicU64,
 }
@@ -356,6 +357,7 @@ impl WarmRoute {
             key: spec.key(),
             spec,
             idle,
+            dir,
             socket,
             channels_opened: AtomicU64::new(0),
         })
@@ -382,9 +384,7 @@ impl WarmRoute {
             idle_ms: self.idle_ms(),
             passphrase: passphrase(),
         };
-        let (answer, stream) = ask(&self.socket, &request)
-            .await
-            .map_err(|source| self.lost(source))?;
+        let (answer, stream) = self.ask(&request).await?;
         if !answer.ok {
             let err = relayed(&self.ship, &answer);
             if !answer.after_login || answer.hops.is_empty() {
@@ -448,12 +448,36 @@ impl WarmRoute {
             idle_ms: self.idle_ms(),
             passphrase: passphrase(),
         };
-        let (answer, _) = ask(&self.socket, &request)
-            .await
-            .map_err(|source| self.lost(source))?;
+        let (answer, _) = self.ask(&request).await?;
         match answer.exec {
             Some(out) if answer.ok => Ok(out),
             _ => Err(relayed(&self.ship, &answer)),
+        }
+    }
+
+    /// [`ask`], once more on a daemon started anew when this one is gone (it exited, idle or
+    /// stopped, between our finding it and asking).
+    async fn ask(
+        &self,
+        request: &Request,
+    ) -> Result<(Answer, BufReader<UnixStream>), TransportError> {
+        match ask(&self.socket, request).await {
+            Ok(answered) => Ok(answered),
+            Err(first) => {
+                tracing::debug!(
+                    "{}: the persist daemon did not answer ({first}); starting it again",
+                    self.ship
+                );
+                ensure_daemon(&self.dir)
+                    .await
+                    .map_err(|message| TransportError::Settings {
+                        ship: self.ship.clone(),
+                        message,
+                    })?;
+                ask(&self.socket, request)
+                    .await
+                    .map_err(|source| self.lost(source))
+            }
         }
     }
 

@@ -50,6 +50,7 @@ struct RouteEntry {
 
 struct Daemon {
     uid: u32,
+    socket: Option<std::path::PathBuf>,
     pools: Mutex<HashMap<String, SessionPool>>,
     routes: Mutex<HashMap<String, Arc<RouteEntry>>>,
     /// Connections being served (channels relayed included).
@@ -104,6 +105,7 @@ pub async fn serve(dir: &Path) -> i32 {
     }
     let daemon = Arc::new(Daemon {
         uid: rustix::process::getuid().as_raw(),
+        socket: Some(socket.clone()),
         pools: Mutex::new(HashMap::new()),
         routes: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
@@ -247,6 +249,10 @@ impl Daemon {
                 let _ = reply(&mut stream, &answer).await;
             }
             Request::Stop => {
+                // Gone before the answer: the command after `persist stop` starts a new one.
+                if let Some(socket) = &self.socket {
+                    let _ = std::fs::remove_file(socket);
+                }
                 let _ = reply(
                     &mut stream,
                     &Answer {
