@@ -698,3 +698,20 @@ fn ships_behind_one_bastion_share_its_kept_login_across_commands() {
     let sessions = warm.sessions().expect("running");
     assert_eq!(sessions.len(), 12, "{sessions:?}");
 }
+
+#[test]
+fn a_command_right_after_persist_stop_starts_a_new_daemon() {
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship1"]);
+    for _ in 0..3 {
+        let run = warm.run(&["-f", "env.yaml", "--persist", "1m", "ships"]);
+        assert_eq!(run.code, 0, "{run}");
+        let stop = warm.run(&["persist", "stop"]);
+        assert!(stop.stdout.contains("stopped"), "{stop}");
+    }
+    let run = warm.run(&["-f", "env.yaml", "--persist", "1m", "ships"]);
+    assert_eq!(run.code, 0, "{run}");
+    let log = std::fs::read_to_string(warm.runtime.join("daemon.log")).expect("log");
+    assert_eq!(log.matches("listening at").count(), 4, "{log}");
+}
