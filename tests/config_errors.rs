@@ -1287,3 +1287,42 @@ fn validate_warns_when_yaml_1_1_changed_a_value() {
     assert!(!stderr.contains("warning: `off`"), "{stderr}");
     assert_eq!(stderr.matches("warning: ").count(), 3, "{stderr}");
 }
+
+#[test]
+fn ssh_persist_takes_a_duration_and_says_where_when_it_is_not_one() {
+    let (_, msg) = load_err("name: x\nships: {a: {ip: 1.2.3.4, ssh: {persist: soon}}}\n");
+    assert_has(
+        &msg,
+        &["invalid duration \"soon\"", "field: ships.a.ssh.persist"],
+    );
+    let (_, msg) =
+        load_err("name: x\nship_defaults: {ssh: {persist: later}}\nships: {a: {ip: 1.2.3.4}}\n");
+    assert_has(
+        &msg,
+        &[
+            "invalid duration \"later\"",
+            "field: ship_defaults.ssh.persist",
+        ],
+    );
+    let (_, msg) = load_err("name: x\nships: {a: {ip: 1.2.3.4, ssh: {persits: 10m}}}\n");
+    assert_has(&msg, &["unknown key `persits`", "persist"]);
+    // And a good one loads, from the ship or its defaults.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(
+        &path,
+        "name: x\nship_defaults: {ssh: {persist: 10m}}\nships: {a: {ip: 1.2.3.4}, \
+         b: {ip: 1.2.3.5, ssh: {persist: 90}}}\n",
+    )
+    .expect("write");
+    let env = config::load(&path).expect("loads");
+    let persist = |name: &str| {
+        env.ships
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.ssh.as_ref())
+            .and_then(|ssh| ssh.persist)
+    };
+    assert_eq!(persist("a"), Some(std::time::Duration::from_secs(600)));
+    assert_eq!(persist("b"), Some(std::time::Duration::from_secs(90)));
+}

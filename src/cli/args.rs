@@ -61,6 +61,30 @@ Examples:
 Exit codes: 0 done, 1 some instance failed (its checks, or the ship), 2 bad input, 130
 interrupted.";
 
+const PERSIST_HELP: &str = "\
+Examples:
+  maestro --persist 10m status          log in once, keep the sessions 10 minutes
+  MAESTRO_PERSIST=10m maestro logs web  the same, for every command of this shell
+  maestro persist status                the sessions kept: ship, route, age, idle
+  maestro persist stop                  close them all now
+
+Whoever can reach the daemon's socket can reach your ships' Docker daemons, as with
+OpenSSH's ControlPath: it lives in a 0700 directory of yours (MAESTRO_RUNTIME_DIR, else
+$XDG_RUNTIME_DIR/maestro, else maestro-$UID in the temporary directory) and answers only
+your uid.";
+
+/// What `maestro persist` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PersistAction {
+    /// List the sessions the background maestro holds: ships, route, age, idle time.
+    Status,
+    /// End the background maestro and close its sessions.
+    Stop,
+    /// Run the background maestro itself (started by the commands that need it).
+    #[command(hide = true)]
+    Serve,
+}
+
 /// What `maestro lock` does.
 #[derive(Debug, Clone, Subcommand)]
 pub enum LockAction {
@@ -113,6 +137,18 @@ pub struct Cli {
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Keep each SSH ship's session open between commands, in a background maestro, for
+    /// DURATION after its last use (`10m`, `1h`; `0` turns the file's `ssh.persist` off).
+    /// Later commands take channels from it instead of logging in: see `maestro persist`.
+    #[arg(
+        long,
+        global = true,
+        env = "MAESTRO_PERSIST",
+        value_name = "DURATION",
+        value_parser = duration
+    )]
+    pub persist: Option<std::time::Duration>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -158,6 +194,7 @@ impl Cli {
             Command::Exec(args) => args.accept_new_host_keys,
             Command::Ssh(args) => args.accept_new_host_keys,
             Command::Deptree { .. }
+            | Command::Persist { .. }
             | Command::Dump { .. }
             | Command::Validate
             | Command::Completions { .. }
@@ -406,6 +443,17 @@ pub enum Command {
     /// only the lock it read. The lock is a container that is never started,
     /// maestro-lock.ENV.SHIP, in each ship's own Docker daemon: every ship maestro can
     /// deploy to can be locked, and only who can use the daemon can touch it.
+    /// The SSH sessions kept between commands (`--persist`, `ssh: {persist: 10m}`).
+    ///
+    /// With persist on, the first command that connects starts a background maestro that
+    /// holds the ships' SSH sessions, jump hosts included; later commands ask it for
+    /// channels over a unix socket instead of logging in again. It exits after the idle
+    /// time. `maestro ssh` always logs in on its own.
+    #[command(after_help = PERSIST_HELP)]
+    Persist {
+        #[command(subcommand)]
+        action: PersistAction,
+    },
     #[command(after_help = LOCK_HELP)]
     Lock {
         #[command(subcommand)]

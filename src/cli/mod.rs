@@ -5,7 +5,7 @@ mod args;
 mod commands;
 pub mod complete;
 
-pub use args::{Cli, Command, ExecArgs, Output, SshArgs, Things};
+pub use args::{Cli, Command, ExecArgs, Output, PersistAction, SshArgs, Things};
 
 /// Exit code for input the user must fix (bad file, bad arguments); no ship was contacted.
 pub const EXIT_BAD_INPUT: i32 = 2;

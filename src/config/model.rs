@@ -226,6 +226,7 @@ impl SshTunnel {
             jump: Vec::new(),
             known_hosts: KnownHostsPolicy::Strict,
             known_hosts_file: None,
+            persist: None,
         }
     }
 }
@@ -242,6 +243,9 @@ pub struct SshSettings {
     pub jump: Vec<JumpHost>,
     pub known_hosts: KnownHostsPolicy,
     pub known_hosts_file: Option<PathBuf>,
+    /// Keep the SSH session between commands, in the persist daemon, for this long after
+    /// its last use (maestro's own key; see docs/commands.md `persist`).
+    pub persist: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -469,6 +469,7 @@ impl Writer<'_> {
             "known_hosts_file",
             ssh.known_hosts_file.as_deref().map(|p| self.path(p)),
         );
+        f.opt("persist", ssh.persist.map(duration));
         f.done()
     }
 

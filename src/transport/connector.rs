@@ -34,8 +34,9 @@ type RequestBody = http_body_util::Either<
     >,
 >;
 
-/// One SSH channel as a hyper connection.
-pub(crate) struct ChannelIo(russh::ChannelStream<russh::client::Msg>);
+/// One channel to the daemon as a hyper connection: an SSH channel of our own session, or
+/// a stream the persist daemon relays to a channel of its session (see `warm`).
+pub(crate) struct ChannelIo(Box<dyn super::ssh::Duplex>);
 
 impl Connection for ChannelIo {
     fn connected(&self) -> Connected {
@@ -70,12 +71,46 @@ impl AsyncWrite for ChannelIo {
 }
 
 /// An open channel to the daemon, waiting to become the pool's first connection.
-pub(crate) type SpareChannel = russh::ChannelStream<russh::client::Msg>;
+pub(crate) type SpareChannel = Box<dyn super::ssh::Duplex>;
+
+/// Where the channels come from.
+#[derive(Clone)]
+pub(crate) enum Opener {
+    /// Our own SSH session.
+    Chain(Arc<SshChain>),
+    /// The persist daemon's session for this route.
+    Warm(Arc<super::warm::WarmRoute>),
+}
+
+impl Opener {
+    fn label(&self) -> &str {
+        match self {
+            Opener::Chain(chain) => chain.ship_label(),
+            Opener::Warm(route) => route.label(),
+        }
+    }
+
+    async fn open(&self, target: &DockerTarget) -> Result<SpareChannel, String> {
+        match self {
+            Opener::Chain(chain) => match target {
+                DockerTarget::Socket(path) => chain.open_streamlocal(path).await,
+                DockerTarget::Tcp(port) => chain.open_tcpip("127.0.0.1", *port).await,
+            }
+            .map(|stream| Box::new(stream) as SpareChannel)
+            .map_err(|err| err.to_string()),
+            Opener::Warm(route) => route
+                .open_docker(target)
+                .await
+                .map(|stream| Box::new(stream) as SpareChannel)
+                .map_err(|err| err.to_string()),
+        }
+    }
+}
 
 /// Opens a fresh channel to the Docker daemon for each connection the pool asks for.
 #[derive(Clone)]
 pub(crate) struct ChannelConnector {
-    chain: Arc<SshChain>,
+    opener: Opener,
     target: DockerTarget,
     /// The channels `check_docker_channel` opened: handing them to the pool saves the
     /// round trip of opening one for each of the first requests.
@@ -92,7 +127,7 @@ impl tower_service::Service<Uri> for ChannelConnector {
     }
 
     fn call(&mut self, _uri: Uri) -> Self::Future {
-        let chain = self.chain.clone();
+        let opener = self.opener.clone();
         let target = self.target.clone();
         let spare = self
             .spare
@@ -103,14 +138,10 @@ impl tower_service::Service<Uri> for ChannelConnector {
             if let Some(stream) = spare {
                 return Ok(TokioIo::new(ChannelIo(stream)));
             }
-            let stream = match &target {
-                DockerTarget::Socket(path) => chain.open_streamlocal(path).await,
-                DockerTarget::Tcp(port) => chain.open_tcpip("127.0.0.1", *port).await,
-            }
-            .map_err(|err| {
+            let stream = opener.open(&target).await.map_err(|err| {
                 std::io::Error::other(format!(
                     "{} could not open a channel to {target}: {err}",
-                    chain.ship_label()
+                    opener.label()
                 ))
             })?;
             Ok(TokioIo::new(ChannelIo(stream)))
@@ -120,7 +151,7 @@ impl tower_service::Service<Uri> for ChannelConnector {
 
 pub(crate) fn ssh_docker(
     ship: &str,
-    chain: Arc<SshChain>,
+    opener: Opener,
     target: DockerTarget,
     spare: Vec<SpareChannel>,
     version: &ClientVersion,
@@ -128,7 +159,7 @@ pub(crate) fn ssh_docker(
 ) -> Result<Docker, bollard::errors::Error> {
     let ship = ship.to_string();
     let connector = ChannelConnector {
-        chain,
+        opener,
         target,
         spare: Arc::new(std::sync::Mutex::new(spare)),
     };
@@ -366,9 +397,9 @@ pub(crate) async fn check_docker_channel(
     let (opened, second) = tokio::join!(open(), open());
     let err = match opened {
         Ok(Ok(stream)) => {
-            let mut channels = vec![stream];
+            let mut channels: Vec<SpareChannel> = vec![Box::new(stream)];
             if let Ok(Ok(stream)) = second {
-                channels.push(stream);
+                channels.push(Box::new(stream));
             }
             return Ok(channels);
         }

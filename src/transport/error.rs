@@ -244,6 +244,14 @@ pub enum TransportError {
 
     #[error("ship {ship}: {message}")]
     Settings { ship: String, message: String },
+
+    /// An error the persist daemon met for this ship, with its kind and text there.
+    #[error("ship {ship}: {message}")]
+    Relayed {
+        ship: String,
+        kind: &'static str,
+        message: String,
+    },
 }
 
 fn via_text(via: &Option<String>) -> String {
@@ -289,6 +297,7 @@ impl TransportError {
             }
             TransportError::Docker { .. } => "docker-api",
             TransportError::Settings { .. } => "settings",
+            TransportError::Relayed { kind, .. } => kind,
         }
     }
 
@@ -473,6 +482,11 @@ impl TransportError {
             },
             TransportError::Settings { message, .. } => TransportError::Settings {
                 ship,
+                message: message.clone(),
+            },
+            TransportError::Relayed { kind, message, .. } => TransportError::Relayed {
+                ship,
+                kind,
                 message: message.clone(),
             },
         }

@@ -33,7 +33,7 @@ use crate::clock::format_unix_time;
 
 /// What the operator allows for a host whose key is not recorded yet. A key that differs
 /// from the recorded one is refused under every policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostKeyPolicy {
     /// Unknown hosts are refused (OpenSSH `StrictHostKeyChecking yes`).

@@ -16,6 +16,8 @@ mod session;
 mod ssh;
 mod ssh_config;
 mod tls;
+mod warm;
+mod warm_daemon;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -34,6 +36,11 @@ pub use known_hosts::HostKeyPolicy;
 pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
 pub use ssh::SessionPool;
 pub use tls::{TlsClient, TlsFailure, TlsSetupError, TlsTrust};
+pub use warm::{
+    PersistStatus, SessionStatus, runtime_dir as persist_runtime_dir, status as persist_status,
+    stop as persist_stop,
+};
+pub use warm_daemon::serve as persist_serve;
 
 /// Entry points for the fuzz targets in fuzz/ (`known_hosts`, `ssh_config`): the parsers of
 /// text that comes from files the operator may not have written. Not an API; they change
@@ -99,6 +106,10 @@ pub struct Endpoint {
     /// work while its Docker daemon is down. The connection's Docker handle is then unchecked
     /// and its API version the default.
     pub login_only: bool,
+    /// SSH routes: keep the session in the persist daemon for this long after its last use
+    /// and take channels from it (see `warm.rs`); `None`: connect directly. Ignored with
+    /// `login_only`, whose shell needs a session channel of its own.
+    pub persist: Option<Duration>,
 }
 
 impl Endpoint {
@@ -111,6 +122,7 @@ impl Endpoint {
             api_version_cache: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             login_only: false,
+            persist: None,
         }
     }
 }
@@ -138,7 +150,8 @@ pub struct TlsFiles {
     pub verify: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DockerTarget {
     /// A unix socket on the ship, reached with a `direct-streamlocal` channel.
     Socket(String),
@@ -281,7 +294,7 @@ impl std::fmt::Display for TransportKind {
 }
 
 /// One SSH hop as established.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HopInfo {
     /// `user@host:port`.
     pub address: String,
@@ -340,6 +353,8 @@ pub struct TransportStats {
 #[derive(Clone)]
 enum Link {
     Ssh(Arc<ssh::SshChain>, Arc<connector::ApiVersionState>),
+    /// Channels of the persist daemon's session.
+    Warm(Arc<warm::WarmRoute>, Arc<connector::ApiVersionState>),
     Direct,
 }
 
@@ -423,6 +438,13 @@ impl Connection {
                     .load(std::sync::atomic::Ordering::Relaxed),
                 version_requests: api.version_requests(),
             },
+            Link::Warm(route, api) => TransportStats {
+                sessions: 0,
+                channels_opened: route
+                    .channels_opened
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                version_requests: api.version_requests(),
+            },
             Link::Direct => TransportStats {
                 sessions: 0,
                 channels_opened: 0,
@@ -454,6 +476,10 @@ impl Connection {
                         source: Box::new(other),
                     },
                 }),
+            Link::Warm(route, _) => route
+                .open_tcp(host, port)
+                .await
+                .map(|stream| ShipStream(Box::new(stream))),
             Link::Direct => tokio::net::TcpStream::connect((host, port))
                 .await
                 .map(|stream| ShipStream(Box::new(stream)))
@@ -479,15 +505,26 @@ impl Connection {
         &self,
         request: &SessionRequest,
     ) -> Result<ShipSession, TransportError> {
-        let Link::Ssh(chain, _) = &self.link else {
-            return Err(TransportError::Settings {
-                ship: self.info.ship.clone(),
-                message: format!(
-                    "is not reached over SSH (its route: {}), so there is no shell to open \
-                     on it; give the ship an `ssh:` block to reach it over SSH",
-                    self.info.route
-                ),
-            });
+        let chain = match &self.link {
+            Link::Ssh(chain, _) => chain,
+            Link::Warm(..) => {
+                return Err(TransportError::Settings {
+                    ship: self.info.ship.clone(),
+                    message: "was reached through the persist daemon, which relays no login \
+                              sessions; connect without --persist for a shell"
+                        .into(),
+                });
+            }
+            Link::Direct => {
+                return Err(TransportError::Settings {
+                    ship: self.info.ship.clone(),
+                    message: format!(
+                        "is not reached over SSH (its route: {}), so there is no shell to \
+                         open on it; give the ship an `ssh:` block to reach it over SSH",
+                        self.info.route
+                    ),
+                });
+            }
         };
         let channel = chain
             .open_session()
@@ -520,6 +557,14 @@ impl Connection {
                     status,
                     stdout,
                     stderr,
+                })
+            }
+            Link::Warm(route, _) => {
+                let out = route.exec(script).await?;
+                Ok(CommandOutput {
+                    status: out.status,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
                 })
             }
             Link::Direct if self.info.transport == TransportKind::Local => {
@@ -559,7 +604,7 @@ impl Connection {
         self.docker.ping().await.map_err(api_err)?;
         let round_trip = started.elapsed();
         let client = match &self.link {
-            Link::Ssh(_, api) => api.current(),
+            Link::Ssh(_, api) | Link::Warm(_, api) => api.current(),
             Link::Direct => None,
         }
         .unwrap_or_else(|| self.docker.client_version());
@@ -599,7 +644,14 @@ pub async fn connect_in(
     };
     let initial_version = forced_version.unwrap_or(*bollard::API_DEFAULT_VERSION);
     let (docker, info, link) = match &endpoint.route {
-        Route::Ssh(route) => return connect_ssh(endpoint, route, forced_version, pool).await,
+        Route::Ssh(route) => {
+            return match endpoint.persist {
+                Some(idle) if !endpoint.login_only => {
+                    connect_warm(endpoint, route, forced_version, idle).await
+                }
+                _ => connect_ssh(endpoint, route, forced_version, pool).await,
+            };
+        }
         Route::Local { socket } => {
             connector::check_local_socket(&endpoint.ship, socket).await?;
             let path = socket.to_string_lossy();
@@ -691,28 +743,14 @@ async fn connect_ssh(
     pool: &SessionPool,
 ) -> Result<Connection, TransportError> {
     let hops = ssh::resolve_hops(&endpoint.ship, route)?;
-    let api = Arc::new(connector::ApiVersionState::new(
-        endpoint.api_version_cache.as_ref().map(|dir| {
-            let mut key = String::from("ssh");
-            for hop in &hops {
-                key.push_str(&format!(" {}@{}:{} ->", hop.user, hop.host, hop.port));
-            }
-            key.push_str(&format!(" {}", endpoint.docker));
-            api_version::VersionCache::new(dir, &key)
-        }),
-    ));
-    let known = match forced_version {
-        Some(version) => {
-            api.set(version, false);
-            Some(version)
-        }
-        None => api.cached().inspect(|version| api.set(*version, true)),
-    };
+    let (api, known) = api_state(endpoint, &hops, forced_version);
     let options = ssh::ConnectOptions {
         ship: endpoint.ship.clone(),
         timeout: endpoint.connect_timeout,
         keepalive: route.keepalive.unwrap_or(DEFAULT_KEEPALIVE),
         batch_mode: route.batch_mode,
+        agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+        passphrase: std::env::var("MAESTRO_SSH_PASSPHRASE").ok(),
     };
     let chain = Arc::new(ssh::connect_chain(&hops, &options, pool).await?);
     let mut route_text = String::from("ssh ");
@@ -734,7 +772,7 @@ async fn connect_ssh(
     if endpoint.login_only {
         let docker = connector::ssh_docker(
             &endpoint.ship,
-            chain.clone(),
+            connector::Opener::Chain(chain.clone()),
             endpoint.docker.clone(),
             Vec::new(),
             &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
@@ -762,7 +800,7 @@ async fn connect_ssh(
     .map_err(after_login)?;
     let docker = connector::ssh_docker(
         &endpoint.ship,
-        chain.clone(),
+        connector::Opener::Chain(chain.clone()),
         endpoint.docker.clone(),
         spare,
         &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
@@ -780,6 +818,114 @@ async fn connect_ssh(
         docker,
         info,
         link: Link::Ssh(chain, api),
+    })
+}
+
+/// The API version state of an SSH route: forced, remembered from an earlier command (the
+/// cache is keyed by the hops and the Docker target), or to be negotiated (`None`).
+fn api_state(
+    endpoint: &Endpoint,
+    hops: &[ssh::Hop],
+    forced_version: Option<ClientVersion>,
+) -> (Arc<connector::ApiVersionState>, Option<ClientVersion>) {
+    let api = Arc::new(connector::ApiVersionState::new(
+        endpoint.api_version_cache.as_ref().map(|dir| {
+            let mut key = String::from("ssh");
+            for hop in hops {
+                key.push_str(&format!(" {}@{}:{} ->", hop.user, hop.host, hop.port));
+            }
+            key.push_str(&format!(" {}", endpoint.docker));
+            api_version::VersionCache::new(dir, &key)
+        }),
+    ));
+    let known = match forced_version {
+        Some(version) => {
+            api.set(version, false);
+            Some(version)
+        }
+        None => api.cached().inspect(|version| api.set(*version, true)),
+    };
+    (api, known)
+}
+
+/// [`connect_ssh`] through the persist daemon: the route is resolved here, the login (or the
+/// session kept from an earlier command) is the daemon's, and the first two Docker channels
+/// are opened at once, as `check_docker_channel` does.
+async fn connect_warm(
+    endpoint: &Endpoint,
+    route: &SshRoute,
+    forced_version: Option<ClientVersion>,
+    idle: Duration,
+) -> Result<Connection, TransportError> {
+    let hops = ssh::resolve_hops(&endpoint.ship, route)?;
+    let (api, known) = api_state(endpoint, &hops, forced_version);
+    let spec = warm::RouteSpec {
+        identities_digest: warm::identities_digest(&hops),
+        timeout_ms: u64::try_from(endpoint.connect_timeout.as_millis()).unwrap_or(u64::MAX),
+        keepalive_ms: u64::try_from(route.keepalive.unwrap_or(DEFAULT_KEEPALIVE).as_millis())
+            .unwrap_or(u64::MAX),
+        batch_mode: route.batch_mode,
+        agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        hops,
+    };
+    let warm = Arc::new(warm::WarmRoute::new(&endpoint.ship, spec, idle).await?);
+    let target = warm::Target::Docker(endpoint.docker.clone());
+    let (first, second) = tokio::join!(
+        warm.open(target.clone()),
+        warm.open_docker(&endpoint.docker)
+    );
+    let info_of = |hops: Vec<HopInfo>, warnings: Vec<String>| {
+        let mut route_text = String::from("ssh ");
+        for hop in &hops {
+            route_text.push_str(&hop.address);
+            route_text.push_str(" -> ");
+        }
+        route_text.push_str(&endpoint.docker.to_string());
+        let ship_hop = hops.last();
+        ConnectionInfo {
+            ship: endpoint.ship.clone(),
+            transport: TransportKind::Ssh,
+            route: route_text,
+            auth_method: ship_hop.map(|h| h.auth_method.clone()),
+            host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
+            hops,
+            warnings,
+        }
+    };
+    let (stream, answer) = match first {
+        Ok(opened) => opened,
+        Err(err) => return Err(err),
+    };
+    let info = info_of(answer.hops, answer.warnings);
+    let mut spare: Vec<connector::SpareChannel> = vec![Box::new(stream)];
+    if let Ok(stream) = second {
+        spare.push(Box::new(stream));
+    }
+    let after_login = |source: TransportError| TransportError::AfterLogin {
+        reached: Box::new(info.clone()),
+        source: Box::new(source),
+    };
+    let docker = connector::ssh_docker(
+        &endpoint.ship,
+        connector::Opener::Warm(warm.clone()),
+        endpoint.docker.clone(),
+        spare,
+        &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
+        api.clone(),
+    )
+    .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
+    let docker = if known.is_some() {
+        docker
+    } else {
+        let docker = negotiate(endpoint, docker).await.map_err(after_login)?;
+        api.set(docker.client_version(), true);
+        docker
+    };
+    Ok(Connection {
+        docker,
+        info,
+        link: Link::Warm(warm, api),
     })
 }
 

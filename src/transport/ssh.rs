@@ -31,8 +31,9 @@ use super::known_hosts::{self, HostKeyPolicy, Verdict};
 use super::ssh_config::{self, HostSettings, valid_hostname, valid_user};
 use super::{HopInfo, JumpSpec, SshRoute};
 
-/// One hop after resolution through ssh_config: where we connect and as whom.
-#[derive(Debug, Clone)]
+/// One hop after resolution through ssh_config: where we connect and as whom. Serialized
+/// for the persist daemon (see `warm`): the client resolves, the daemon logs in.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Hop {
     pub label: String,
     pub host: String,
@@ -72,6 +73,11 @@ impl SshChain {
 
     pub fn ship_label(&self) -> &str {
         &self.ship_label
+    }
+
+    /// Every session of the chain is still up (as far as we know without asking).
+    pub fn is_alive(&self) -> bool {
+        !self.sessions.is_empty() && self.sessions.iter().all(|s| !s.handle.is_closed())
     }
 
     pub fn session_count(&self) -> usize {
@@ -274,6 +280,33 @@ impl SessionPool {
             .entry(key)
             .or_insert_with(|| Arc::new(Gate::new(LOGINS_IN_FLIGHT)))
             .clone()
+    }
+
+    /// Forgets the sessions that have closed (the server ended them, the network dropped),
+    /// so that the next chain along their route logs in again: for the persist daemon,
+    /// whose pool outlives any one command.
+    pub(crate) fn forget_closed(&self) {
+        let mut sessions = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, cell| match cell.get() {
+            Some(Ok(session)) => !session.handle.is_closed(),
+            // A failed login is not remembered: the next command tries again.
+            Some(Err(_)) => false,
+            None => true,
+        });
+    }
+
+    /// Forgets the session of `route`'s last hop, so that the next chain logs in to it
+    /// again (it failed to open a channel although it looked alive).
+    pub(crate) fn forget(&self, route: &[Hop]) {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&route_key(route));
     }
 
     /// Closes every session of the run, the innermost first.
@@ -655,6 +688,12 @@ pub(crate) struct ConnectOptions {
     pub timeout: Duration,
     pub keepalive: Duration,
     pub batch_mode: bool,
+    /// The ssh-agent's socket (`SSH_AUTH_SOCK` of the command; the persist daemon is told
+    /// the one of the command that asked, not its own).
+    pub agent_socket: Option<PathBuf>,
+    /// `MAESTRO_SSH_PASSPHRASE` of the command (the persist daemon is told the one of the
+    /// command that asked).
+    pub passphrase: Option<String>,
 }
 
 /// Establishes the whole chain, taking from `pool` the sessions that other ships of the run
@@ -1277,9 +1316,9 @@ fn ssh_error(ship: &str, hop: &str, timeout: Duration, err: russh::Error) -> Tra
 }
 
 /// The passphrase source: the environment, else the terminal, else none.
-async fn passphrase_for(path: &Path, batch_mode: bool) -> Option<String> {
-    if let Ok(passphrase) = std::env::var("MAESTRO_SSH_PASSPHRASE") {
-        return Some(passphrase);
+async fn passphrase_for(path: &Path, batch_mode: bool, given: Option<&str>) -> Option<String> {
+    if let Some(passphrase) = given {
+        return Some(passphrase.to_string());
     }
     use std::io::IsTerminal;
     if batch_mode || !std::io::stdin().is_terminal() {
@@ -1368,7 +1407,7 @@ async fn authenticate(
         .flatten()
         .flatten();
     // 1. ssh-agent.
-    if std::env::var_os("SSH_AUTH_SOCK").is_some()
+    if options.agent_socket.is_some()
         && let Some(method) = try_agent(handle, hop, options, rsa_hash, &mut tried).await?
     {
         return Ok(method);
@@ -1406,7 +1445,11 @@ async fn try_agent(
     tried: &mut Vec<String>,
 ) -> Result<Option<String>, TransportError> {
     let ship = &options.ship;
-    match AgentClient::connect_env().await {
+    let connected = match &options.agent_socket {
+        Some(path) => AgentClient::connect_uds(path).await,
+        None => AgentClient::connect_env().await,
+    };
+    match connected {
         Ok(mut agent) => {
             let mut identities = agent.request_identities().await.unwrap_or_default();
             if identities.is_empty() {
@@ -1535,7 +1578,7 @@ async fn try_key_file(
         }
         return Ok(None);
     }
-    let key = match load_key(path, options.batch_mode).await {
+    let key = match load_key(path, options).await {
         Ok(key) => key,
         Err(reason) => {
             tracing::debug!("{}: key {}: {reason}", hop.label, path.display());
@@ -1649,11 +1692,13 @@ fn auth_error(ship: &str, hop: &Hop, tried: Vec<String>) -> TransportError {
     }
 }
 
-async fn load_key(path: &Path, batch_mode: bool) -> Result<PrivateKey, String> {
+async fn load_key(path: &Path, options: &ConnectOptions) -> Result<PrivateKey, String> {
     match russh::keys::load_secret_key(path, None) {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => {
-            let Some(passphrase) = passphrase_for(path, batch_mode).await else {
+            let Some(passphrase) =
+                passphrase_for(path, options.batch_mode, options.passphrase.as_deref()).await
+            else {
                 return Err(
                     "encrypted, and no passphrase: set MAESTRO_SSH_PASSPHRASE or run \
                             from a terminal to be asked"

@@ -133,6 +133,7 @@ pub(super) fn ssh(cli: &Cli, args: &SshArgs) -> Result<i32, CliError> {
 fn connect_options(cli: &Cli) -> ConnectOptions {
     ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
+        persist: cli.persist,
         ..ConnectOptions::default()
     }
 }

@@ -24,6 +24,7 @@ pub(super) fn forward(
     let request = ForwardRequest::resolve(&env, target, port.clone())?;
     let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
+        persist: cli.persist,
         login_only: false,
     };
     let fleet = Arc::new(Fleet::new(&env, &[request.ship.as_str()], options));

@@ -216,6 +216,7 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
     let plans: Vec<Plan> = lifecycle::plan(&env, &graph, &request, &selection(&things, &request))?;
     let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
+        persist: cli.persist,
         ..ConnectOptions::default()
     };
     let limits = limits(&env, &things);

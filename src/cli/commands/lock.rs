@@ -21,6 +21,7 @@ pub(in crate::cli) fn run(cli: &Cli, action: &LockAction) -> Result<i32, CliErro
     let names: Vec<&str> = env.ships.iter().map(|s| s.name.as_str()).collect();
     let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
+        persist: cli.persist,
         ..ConnectOptions::default()
     };
     let fleet = Arc::new(Fleet::new(&env, &names, options));

@@ -176,6 +176,13 @@ non\-interactive run). Masked in all output.
 \fBMAESTRO_SSH_CONFIG\fR
 The ssh_config file to read instead of ~/.ssh/config.
 .TP
+\fBMAESTRO_PERSIST\fR
+As \-\-persist: keep SSH sessions between commands for this long (see \fBpersist\fR).
+.TP
+\fBMAESTRO_RUNTIME_DIR\fR
+Where the background maestro of \-\-persist listens (a 0700 directory of yours; default
+$XDG_RUNTIME_DIR/maestro, else maestro\-$UID in the temporary directory).
+.TP
 \fBMAESTRO_SECRET_PATTERNS\fR
 Comma\-separated globs of variable names whose values are masked in output; replaces the
 default *PASSWORD*, *SECRET*, *TOKEN*, *KEY*. The file's secrets: {patterns: [...]} adds to it.

@@ -7,6 +7,7 @@ mod lifecycle;
 mod lock;
 mod man;
 mod observe;
+mod persist;
 mod ships;
 
 use std::io::Write;
@@ -42,6 +43,7 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         | Command::Clean { .. }
         | Command::Rollback { .. } => lifecycle::run(cli),
         Command::Lock { action, .. } => lock::run(cli, action),
+        Command::Persist { action } => persist::run(cli, action),
         Command::Exec(args) => exec::exec(cli, args),
         Command::Ssh(args) => exec::ssh(cli, args),
         Command::Completions { shell } => {

@@ -55,6 +55,7 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
 fn fleet_of(cli: &Cli, env: &Environment, plan: &Plan) -> Arc<Fleet> {
     let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
+        persist: cli.persist,
         ..ConnectOptions::default()
     };
     Arc::new(Fleet::for_plans(env, [plan], options))

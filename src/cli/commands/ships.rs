@@ -36,6 +36,7 @@ pub(in crate::cli) fn ships(cli: &Cli, patterns: &[String]) -> Result<i32, CliEr
     }
     let options = ConnectOptions {
         accept_new_host_keys: cli.accept_new_host_keys(),
+        persist: cli.persist,
         ..ConnectOptions::default()
     };
 

@@ -374,6 +374,7 @@ pub(super) fn ssh_settings(
         .unwrap_or(KnownHostsPolicy::Strict);
     let known_hosts_file = s.opt(cx, "known_hosts_file", string)?;
     let known_hosts_file = known_hosts_file.map(|p| cx.resolve_path(&p));
+    let persist = s.given(cx, "persist", duration)?;
     s.finish(cx, "`ssh`")?;
     Ok(SshSettings {
         user,
@@ -382,6 +383,7 @@ pub(super) fn ssh_settings(
         jump,
         known_hosts,
         known_hosts_file,
+        persist,
     })
 }
 

@@ -363,7 +363,8 @@ fn mask_strings_masks_values_not_keys() {
 
 #[test]
 fn durations_sizes_and_defaults_are_explicit() {
-    let text = "name: t\nships:\n  a: {ip: 10.0.0.1, timeout: 1500ms, ssh_timeout: 0.1}\n  \
+    let text = "name: t\nships:\n  a: {ip: 10.0.0.1, timeout: 1500ms, ssh_timeout: 0.1, \
+                ssh: {persist: 10m}}\n  \
                 b: {ip: 10.0.0.2, timeout: 1h, ssh_timeout: \"123.456789s\"}\n  \
                 c: {ip: 10.0.0.3, timeout: 2.5}\n\
                 services:\n  x:\n    image: x\n    instances:\n      x1:\n        ship: a\n        \
@@ -373,6 +374,7 @@ fn durations_sizes_and_defaults_are_explicit() {
     for form in [
         "timeout: 1.5\n",
         "ssh_timeout: 0.1\n",
+        "persist: 600\n",
         "timeout: 3600\n",
         "ssh_timeout: 123.456789\n",
         "timeout: 2.5\n",

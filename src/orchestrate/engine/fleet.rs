@@ -5,6 +5,10 @@
 //! One connection per ship per run: every operation on a ship shares its SSH session, and
 //! ships behind the same jump hosts share those hosts' sessions. No command connects to a
 //! ship or builds a `docker::Ship` any other way.
+//!
+//! Warm commands: with `--persist` or a ship's `ssh.persist`, the endpoint asks the
+//! transport to take its channels from the persist daemon's kept session (see
+//! `transport::warm`); that choice is made here, per ship, and nowhere in the commands.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -28,6 +32,9 @@ pub struct ConnectOptions {
     pub accept_new_host_keys: bool,
     /// Log in to each ship over SSH and stop there: no Docker check (`maestro ssh`).
     pub login_only: bool,
+    /// `--persist` / `MAESTRO_PERSIST`: keep every SSH ship's session in the persist
+    /// daemon this long (over the file's `ssh.persist`).
+    pub persist: Option<std::time::Duration>,
 }
 
 /// The transport endpoint of `ship`, from its settings in `env`.
@@ -91,6 +98,10 @@ pub fn endpoint(env: &Environment, ship: &Ship, options: ConnectOptions) -> Endp
         api_version_cache: crate::transport::default_cache_dir(),
         connect_timeout: ship.ssh_timeout.unwrap_or(ship.timeout),
         login_only: options.login_only,
+        persist: options
+            .persist
+            .or_else(|| ship.ssh.as_ref().and_then(|ssh| ssh.persist))
+            .filter(|idle| !idle.is_zero()),
     }
 }
 

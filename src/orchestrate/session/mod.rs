@@ -8,3 +8,4 @@
 
 pub mod exec;
 pub mod forward;
+pub mod persist;
