@@ -133,6 +133,7 @@ impl Cli {
             | Command::Kill { things, .. }
             | Command::Restart { things, .. }
             | Command::Pull { things }
+            | Command::Push { things }
             | Command::Clean { things, .. }
             | Command::Rollback { things }
             | Command::History { things }
@@ -256,6 +257,13 @@ pub enum Command {
     },
     /// Pull the images of the selected instances on their ships.
     Pull {
+        #[command(flatten)]
+        things: Things,
+    },
+    /// Put the images that come from this machine (`image_source: local` or an archive) on
+    /// the ships of the selected instances, through each ship's SSH session: only the
+    /// layers a ship lacks cross. Nothing is started.
+    Push {
         #[command(flatten)]
         things: Things,
     },

@@ -1,0 +1,286 @@
+//! A read-only registry (the part of the registry v2 API a daemon's pull uses: `GET /v2/`,
+//! `HEAD`/`GET` of manifests by digest and of blobs, with `Range`), served over any byte
+//! stream, here the connections a ship's sshd forwards back to us.
+//!
+//! Decisions:
+//! - Basic authentication with credentials made for the run from the system's random source;
+//!   every request without them gets 401, whatever it asks. They reach the ship's daemon
+//!   only inside the pull request (`X-Registry-Auth`), which travels in the SSH session.
+//! - Only manifests by digest: the daemon pulls `127.0.0.1:PORT/maestro/NAME@sha256:...`,
+//!   so no tag exists on the wire that could be pulled twice with different content.
+//! - Bytes are counted as they leave for the connection, per push, for the progress and the
+//!   report; which layers were asked for is recorded to report those the ship had.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::{Method, Request, Response, StatusCode, body::Frame};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
+
+use super::source::{Images, MANIFEST_V2};
+use crate::docker::Credentials;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// What one push served: bytes of blobs and manifests, and the blobs asked for.
+#[derive(Debug, Default)]
+pub struct Served {
+    bytes: AtomicU64,
+    fetched: Mutex<HashSet<String>>,
+}
+
+impl Served {
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the blob `digest` was asked for (`GET`).
+    pub fn fetched(&self, digest: &str) -> bool {
+        self.fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(digest)
+    }
+}
+
+/// The registry of a run: its images and its credentials.
+#[derive(Clone)]
+pub struct Registry {
+    images: Arc<Images>,
+    user: String,
+    password: String,
+    expected: Arc<String>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("user", &self.user).finish()
+    }
+}
+
+/// `bytes` random bytes from the system, hex-encoded.
+fn random_hex(bytes: usize) -> std::io::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    // Linux and macOS both have it; no crate needed.
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut buf)?;
+    Ok(hex::encode(buf))
+}
+
+impl Registry {
+    pub fn new(images: Arc<Images>) -> std::io::Result<Registry> {
+        let user = format!("maestro-{}", random_hex(4)?);
+        let password = random_hex(24)?;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        Ok(Registry {
+            images,
+            user,
+            password,
+            expected: Arc::new(expected),
+        })
+    }
+
+    pub fn images(&self) -> &Images {
+        &self.images
+    }
+
+    /// What the ship's daemon logs in with, for the registry at `127.0.0.1:port`.
+    pub fn credentials(&self, port: u16) -> Credentials {
+        let mut creds = Credentials::new(self.user.clone(), self.password.clone());
+        creds.server = Some(format!("127.0.0.1:{port}"));
+        creds
+    }
+
+    /// Serves HTTP/1.1 on `stream` until the peer closes it.
+    pub async fn serve<S>(&self, stream: S, served: Arc<Served>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let registry = self.clone();
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let registry = registry.clone();
+            let served = served.clone();
+            async move { Ok::<_, std::convert::Infallible>(registry.answer(request, &served).await) }
+        });
+        if let Err(err) = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+        {
+            tracing::debug!("registry connection ended: {err}");
+        }
+    }
+
+    fn authorized<B>(&self, request: &Request<B>) -> bool {
+        let given = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let expected = self.expected.as_bytes();
+        // Compared in full whatever differs first.
+        given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    async fn answer<B>(&self, request: Request<B>, served: &Arc<Served>) -> Response<Body> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        tracing::debug!("registry: {method} {path}");
+        if !self.authorized(&request) {
+            let mut response = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "credentials required");
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Basic realm=\"maestro\""),
+            );
+            return response;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "read-only registry");
+        }
+        let head = method == Method::HEAD;
+        if path == "/v2/" || path == "/v2" {
+            return with_body(StatusCode::OK, "application/json", Bytes::from_static(b"{}"), head);
+        }
+        if let Some((_, digest)) = path.rsplit_once("/manifests/") {
+            return match self.images.manifest(digest) {
+                Some(manifest) => {
+                    let mut response = with_body(
+                        StatusCode::OK,
+                        MANIFEST_V2,
+                        Bytes::from(manifest.as_ref().clone()),
+                        head,
+                    );
+                    if !head {
+                        served
+                            .bytes
+                            .fetch_add(manifest.len() as u64, Ordering::Relaxed);
+                    }
+                    set(&mut response, "Docker-Content-Digest", digest);
+                    response
+                }
+                None => error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown"),
+            };
+        }
+        if let Some((_, digest)) = path.rsplit_once("/blobs/") {
+            let Some(blob) = self.images.blob(digest) else {
+                return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown");
+            };
+            let start = request
+                .headers()
+                .get(hyper::header::RANGE)
+                .and_then(|r| r.to_str().ok())
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(from, _)| from.parse::<u64>().ok())
+                .filter(|from| *from < blob.size);
+            let mut response = Response::new(empty());
+            set(&mut response, "Docker-Content-Digest", digest);
+            set(&mut response, "Content-Type", "application/octet-stream");
+            set(&mut response, "Accept-Ranges", "bytes");
+            let from = start.unwrap_or(0);
+            set(
+                &mut response,
+                "Content-Length",
+                &(blob.size - from).to_string(),
+            );
+            if let Some(from) = start {
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                set(
+                    &mut response,
+                    "Content-Range",
+                    &format!("bytes {from}-{}/{}", blob.size.saturating_sub(1), blob.size),
+                );
+            }
+            api_version(&mut response);
+            if head {
+                return response;
+            }
+            served
+                .fetched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(digest.to_string());
+            let file = match tokio::fs::File::open(&blob.path).await {
+                Ok(file) => file,
+                Err(err) => {
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &err.to_string());
+                }
+            };
+            *response.body_mut() = file_body(file, from, served.clone());
+            return response;
+        }
+        error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "not served here")
+    }
+}
+
+/// The blob from `from` on, in chunks, each counted in `served` as it is handed to the
+/// connection.
+fn file_body(file: tokio::fs::File, from: u64, served: Arc<Served>) -> Body {
+    let chunks = futures_util::stream::try_unfold(
+        (file, from == 0, from),
+        move |(mut file, mut seeked, from)| {
+            let served = served.clone();
+            async move {
+                if !seeked {
+                    file.seek(std::io::SeekFrom::Start(from)).await?;
+                    seeked = true;
+                }
+                let mut buf = vec![0u8; 256 * 1024];
+                let n = file.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.truncate(n);
+                served.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(Some((Frame::data(Bytes::from(buf)), (file, seeked, from))))
+            }
+        },
+    );
+    BodyExt::boxed(StreamBody::new(chunks))
+}
+
+fn set(response: &mut Response<Body>, name: &'static str, value: &str) {
+    if let Ok(value) = hyper::header::HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+fn api_version(response: &mut Response<Body>) {
+    set(response, "Docker-Distribution-API-Version", "registry/2.0");
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+}
+
+fn with_body(status: StatusCode, content_type: &str, body: Bytes, head: bool) -> Response<Body> {
+    let length = body.len();
+    let mut response = Response::new(if head {
+        empty()
+    } else {
+        Full::new(body).map_err(|never| match never {}).boxed()
+    });
+    *response.status_mut() = status;
+    set(&mut response, "Content-Type", content_type);
+    set(&mut response, "Content-Length", &length.to_string());
+    api_version(&mut response);
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"errors": [{"code": code, "message": message}]});
+    let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+    with_body(status, "application/json", bytes, false)
+}
+

@@ -1,0 +1,187 @@
+//! Images from this machine (`image_source: local` or `{archive: FILE}`), put on ships
+//! through their own SSH sessions: `maestro push`, and the pulls of `start`, `restart` and
+//! `pull` for those images.
+//!
+//! Decisions:
+//! - Every image of the run is read and compressed before any ship is touched (see
+//!   [`prepare`]): a missing image fails the command with nothing changed, naming the
+//!   service and where it was looked for.
+//! - Per ship and image, one remote forward of the ship's session (a port sshd picks on the
+//!   ship's 127.0.0.1) for the length of the pull, cancelled when it ends, fails, or is
+//!   dropped (Ctrl-C); the registry behind it refuses requests without the run's
+//!   credentials. The ship's daemon decides which layers it lacks: only those cross.
+//! - The ship's daemon must share its sshd's loopback: a daemon reached over TCP from here,
+//!   or a local socket, cannot pull from it, and the ship is refused by name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::config::{Environment, ImageSource};
+use crate::docker::push::{Images, LocalSource, PreparedImage, Registry, Served};
+use crate::docker::{DockerError, ErrorKind, PullProgress};
+use crate::orchestrate::engine::fleet::ShipHandle;
+
+/// The images of a run that come from this machine, ready to serve.
+#[derive(Debug)]
+pub struct Pushes {
+    registry: Registry,
+    /// By image name as the file writes it.
+    sources: HashMap<String, ImageSource>,
+}
+
+/// What one push to one ship did.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    pub id: String,
+    pub bytes_sent: u64,
+    pub layers_total: usize,
+    pub layers_skipped: usize,
+}
+
+/// Reads and compresses the images of `instances` whose source is this machine. `None` when
+/// none is. An image missing from its source fails here, naming the service and the source.
+pub async fn prepare(env: &Environment, instances: &[String]) -> Result<Option<Pushes>, String> {
+    // Image -> (source, a service using it), in a stable order for messages.
+    let mut wanted: BTreeMap<String, (ImageSource, String)> = BTreeMap::new();
+    for name in instances {
+        let Some((service, instance)) = env.instance(name) else {
+            continue;
+        };
+        let source = env.image_source(instance);
+        if source == ImageSource::Registry {
+            continue;
+        }
+        if let Some((known, other)) = wanted.get(&instance.image)
+            && *known != source
+        {
+            return Err(format!(
+                "image {} comes from {} for service {other} and from {} for service {}: give \
+                 both the same image_source",
+                instance.image,
+                describe(known),
+                describe(&source),
+                service.name
+            ));
+        }
+        wanted.insert(instance.image.clone(), (source, service.name.clone()));
+    }
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let mut images = Images::new().map_err(|e| format!("temporary directory for images: {e}"))?;
+    let mut daemon: Option<LocalSource> = None;
+    for (image, (source, service)) in &wanted {
+        let local = match source {
+            ImageSource::Archive(path) => LocalSource::Archive(path.clone()),
+            _ => match &daemon {
+                Some(d) => d.clone(),
+                None => {
+                    let d = LocalSource::local_daemon()
+                        .map_err(|e| format!("image {image} of service {service}: {e}"))?;
+                    daemon = Some(d.clone());
+                    d
+                }
+            },
+        };
+        images
+            .prepare(image, Some(service), &local)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let registry =
+        Registry::new(Arc::new(images)).map_err(|e| format!("credentials for the push: {e}"))?;
+    Ok(Some(Pushes {
+        registry,
+        sources: wanted.into_iter().map(|(k, (s, _))| (k, s)).collect(),
+    }))
+}
+
+fn describe(source: &ImageSource) -> String {
+    match source {
+        ImageSource::Registry => "a registry".into(),
+        ImageSource::Local => "the local Docker daemon".into(),
+        ImageSource::Archive(path) => format!("archive {}", path.display()),
+    }
+}
+
+impl Pushes {
+    /// The prepared image `name`, when it comes from this machine.
+    pub fn image(&self, name: &str) -> Option<&PreparedImage> {
+        self.sources
+            .contains_key(name)
+            .then(|| self.registry.images().image(name))
+            .flatten()
+    }
+
+    /// Puts `image` on the ship: a forward of its session for the length of one pull by its
+    /// daemon. `progress` is told the bytes sent so far.
+    pub async fn push(
+        &self,
+        handle: &ShipHandle,
+        image: &PreparedImage,
+        mut progress: impl FnMut(u64),
+    ) -> Result<PushReport, DockerError> {
+        let ship = handle.docker.name().to_string();
+        let failed = |message: String| {
+            DockerError::new(&ship, format!("push {}", image.name), ErrorKind::Other, message)
+        };
+        let mut forward = handle
+            .connection
+            .remote_forward()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let port = forward.port();
+        let served = Arc::new(Served::default());
+        let mut connections = tokio::task::JoinSet::new();
+        let pull = crate::docker::push::receive(
+            &handle.docker,
+            &self.registry,
+            image,
+            port,
+            |_: PullProgress| progress(served.bytes()),
+        );
+        tokio::pin!(pull);
+        let mut listening = true;
+        let result = loop {
+            tokio::select! {
+                done = &mut pull => break done,
+                stream = forward.accept(), if listening => match stream {
+                    Some(stream) => {
+                        let registry = self.registry.clone();
+                        let served = served.clone();
+                        connections.spawn(async move { registry.serve(stream, served).await });
+                    }
+                    None => listening = false,
+                },
+            }
+        };
+        forward.close().await;
+        connections.abort_all();
+        let id = result.map_err(|err| explain(err, &handle.connection.info().route))?;
+        let skipped = image
+            .layers
+            .iter()
+            .filter(|(digest, _)| !served.fetched(digest))
+            .count();
+        Ok(PushReport {
+            id,
+            bytes_sent: served.bytes(),
+            layers_total: image.layers.len(),
+            layers_skipped: skipped,
+        })
+    }
+}
+
+/// A daemon that cannot reach the forward (it does not run in the network namespace of the
+/// ship's sshd) says "connection refused": say why.
+fn explain(mut err: DockerError, route: &str) -> DockerError {
+    if err.message.contains("127.0.0.1:") && err.message.contains("connection refused") {
+        err.message = format!(
+            "{}; its Docker daemon cannot reach the ship's 127.0.0.1, where its sshd listens for \
+             the push (route {route}): the daemon must run on the host of that sshd, in the \
+             same network namespace",
+            err.message
+        );
+    }
+    err
+}
