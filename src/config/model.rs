@@ -68,7 +68,10 @@ impl Environment {
     pub fn image_source(&self, instance: &Instance) -> ImageSource {
         self.service(&instance.service)
             .and_then(|s| s.image_source.clone())
-            .or_else(|| self.ship(&instance.ship).and_then(|s| s.image_source.clone()))
+            .or_else(|| {
+                self.ship(&instance.ship)
+                    .and_then(|s| s.image_source.clone())
+            })
             .unwrap_or(ImageSource::Registry)
     }
 

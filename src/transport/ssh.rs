@@ -192,7 +192,10 @@ impl SshChain {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(port, sender);
-        tracing::debug!("{}: listening on its 127.0.0.1:{port} for us", self.ship_label);
+        tracing::debug!(
+            "{}: listening on its 127.0.0.1:{port} for us",
+            self.ship_label
+        );
         let port = u16::try_from(port).map_err(|_| russh::Error::RequestDenied)?;
         Ok((port, receiver))
     }
@@ -724,14 +727,22 @@ impl client::Handler for HostKeyCheck {
              {originator_address}:{originator_port}{}",
             self.host,
             self.port,
-            if waiting.is_some() { "" } else { ": refused (no forward of ours)" }
+            if waiting.is_some() {
+                ""
+            } else {
+                ": refused (no forward of ours)"
+            }
         );
         match waiting {
             Some(sender) => {
                 reply.accept().await;
                 let _ = sender.send(channel);
             }
-            None => reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await,
+            None => {
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await
+            }
         }
         Ok(())
     }

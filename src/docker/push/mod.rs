@@ -31,7 +31,12 @@ pub async fn receive(
         ..PullRetry::default()
     };
     let id = ship
-        .pull(&reference, Some(registry.credentials(port)), &once, progress)
+        .pull(
+            &reference,
+            Some(registry.credentials(port)),
+            &once,
+            progress,
+        )
         .await?;
     if id != image.id {
         return Err(DockerError::new(

@@ -59,7 +59,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("user", &self.user).finish()
+        f.debug_struct("Registry")
+            .field("user", &self.user)
+            .finish()
     }
 }
 
@@ -138,7 +140,11 @@ impl Registry {
         let path = request.uri().path().to_string();
         tracing::debug!("registry: {method} {path}");
         if !self.authorized(&request) {
-            let mut response = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "credentials required");
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "credentials required",
+            );
             response.headers_mut().insert(
                 hyper::header::WWW_AUTHENTICATE,
                 hyper::header::HeaderValue::from_static("Basic realm=\"maestro\""),
@@ -146,11 +152,20 @@ impl Registry {
             return response;
         }
         if method != Method::GET && method != Method::HEAD {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "read-only registry");
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "read-only registry",
+            );
         }
         let head = method == Method::HEAD;
         if path == "/v2/" || path == "/v2" {
-            return with_body(StatusCode::OK, "application/json", Bytes::from_static(b"{}"), head);
+            return with_body(
+                StatusCode::OK,
+                "application/json",
+                Bytes::from_static(b"{}"),
+                head,
+            );
         }
         if let Some((_, digest)) = path.rsplit_once("/manifests/") {
             return match self.images.manifest(digest) {
@@ -169,7 +184,11 @@ impl Registry {
                     set(&mut response, "Docker-Content-Digest", digest);
                     response
                 }
-                None => error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown"),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "MANIFEST_UNKNOWN",
+                    "manifest unknown",
+                ),
             };
         }
         if let Some((_, digest)) = path.rsplit_once("/blobs/") {
@@ -214,7 +233,11 @@ impl Registry {
             let file = match tokio::fs::File::open(&blob.path).await {
                 Ok(file) => file,
                 Err(err) => {
-                    return error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &err.to_string());
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "UNKNOWN",
+                        &err.to_string(),
+                    );
                 }
             };
             *response.body_mut() = file_body(file, from, served.clone());
@@ -261,7 +284,9 @@ fn api_version(response: &mut Response<Body>) {
 }
 
 fn empty() -> Body {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn with_body(status: StatusCode, content_type: &str, body: Bytes, head: bool) -> Response<Body> {
@@ -283,4 +308,3 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
     with_body(status, "application/json", bytes, false)
 }
-

@@ -49,7 +49,9 @@ impl LocalSource {
     /// `archive ./app.tar`.
     pub fn describe(&self) -> String {
         match self {
-            LocalSource::Daemon { described, .. } => format!("the local Docker daemon ({described})"),
+            LocalSource::Daemon { described, .. } => {
+                format!("the local Docker daemon ({described})")
+            }
             LocalSource::Archive(path) => format!("archive {}", path.display()),
         }
     }
@@ -156,11 +158,11 @@ impl Images {
             LocalSource::Archive(path) => path.clone(),
             LocalSource::Daemon { docker, described } => {
                 let exported = work.join("export.tar");
-                export(docker, name, &exported)
-                    .await
-                    .map_err(|message| {
-                        fail(format!("{message} (asked the local Docker daemon, {described})"))
-                    })?;
+                export(docker, name, &exported).await.map_err(|message| {
+                    fail(format!(
+                        "{message} (asked the local Docker daemon, {described})"
+                    ))
+                })?;
                 exported
             }
         };
@@ -332,10 +334,13 @@ fn read_layout(root: &Path, wanted: &str) -> Result<Found, String> {
         .ok_or("index.json has no manifests")?;
     let name_of = |m: &serde_json::Value| -> Vec<String> {
         let annotations = m.get("annotations");
-        ["io.containerd.image.name", "org.opencontainers.image.ref.name"]
-            .iter()
-            .filter_map(|k| annotations?.get(*k)?.as_str().map(str::to_string))
-            .collect()
+        [
+            "io.containerd.image.name",
+            "org.opencontainers.image.ref.name",
+        ]
+        .iter()
+        .filter_map(|k| annotations?.get(*k)?.as_str().map(str::to_string))
+        .collect()
     };
     let chosen = manifests
         .iter()
@@ -433,13 +438,17 @@ impl<W: Write> Write for Hashing<W> {
 
 /// One layer into the blob directory: gzip-compressed, or as it is when it already is.
 /// Returns (compressed digest, size, digest of the uncompressed tar when it was read).
-fn compress(layer: &Path, blobs_dir: &Path, n: usize) -> Result<(String, u64, Option<String>), String> {
-    let mut input =
-        std::fs::File::open(layer).map_err(|e| format!("cannot read layer {}: {e}", layer.display()))?;
+fn compress(
+    layer: &Path,
+    blobs_dir: &Path,
+    n: usize,
+) -> Result<(String, u64, Option<String>), String> {
+    let mut input = std::fs::File::open(layer)
+        .map_err(|e| format!("cannot read layer {}: {e}", layer.display()))?;
     let mut magic = [0u8; 2];
     let is_gzip = input.read(&mut magic).ok() == Some(2) && magic == [0x1f, 0x8b];
-    let input =
-        std::fs::File::open(layer).map_err(|e| format!("cannot read layer {}: {e}", layer.display()))?;
+    let input = std::fs::File::open(layer)
+        .map_err(|e| format!("cannot read layer {}: {e}", layer.display()))?;
     let staging = blobs_dir.join(format!("incoming-{n}"));
     let out = std::fs::File::create(&staging).map_err(|e| format!("temporary file: {e}"))?;
     let mut hashed_out = Hashing {
@@ -453,8 +462,8 @@ fn compress(layer: &Path, blobs_dir: &Path, n: usize) -> Result<(String, u64, Op
         None
     } else {
         let mut tar_hash = Sha256::new();
-        let mut encoder = flate2::GzBuilder::new()
-            .write(&mut hashed_out, flate2::Compression::fast());
+        let mut encoder =
+            flate2::GzBuilder::new().write(&mut hashed_out, flate2::Compression::fast());
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = reader
@@ -491,7 +500,8 @@ type Built = (PreparedImage, Vec<(String, Blob)>);
 
 fn build(name: &str, _root: &Path, blobs_dir: &Path, found: Found) -> Result<Built, String> {
     std::fs::create_dir_all(blobs_dir).map_err(|e| format!("temporary directory: {e}"))?;
-    let config = std::fs::read(&found.config).map_err(|e| format!("cannot read its config: {e}"))?;
+    let config =
+        std::fs::read(&found.config).map_err(|e| format!("cannot read its config: {e}"))?;
     let id = sha256_hex(&config);
     let parsed: serde_json::Value =
         serde_json::from_slice(&config).map_err(|e| format!("its config is not JSON: {e}"))?;
@@ -499,7 +509,11 @@ fn build(name: &str, _root: &Path, blobs_dir: &Path, found: Found) -> Result<Bui
         .get("rootfs")
         .and_then(|r| r.get("diff_ids"))
         .and_then(|d| d.as_array())
-        .map(|d| d.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|d| {
+            d.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if diff_ids.len() != found.layers.len() {
         return Err(format!(
@@ -520,7 +534,10 @@ fn build(name: &str, _root: &Path, blobs_dir: &Path, found: Found) -> Result<Bui
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("compression failed".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("compression failed".into()))
+            })
             .collect()
     });
     let mut layers = Vec::new();
@@ -588,7 +605,11 @@ mod tests {
     #[test]
     fn an_archive_naming_files_outside_itself_is_refused() {
         let dir = tempfile::tempdir().expect("dir");
-        std::fs::write(dir.path().join("manifest.json"), r#"[{"Config":"../../etc/passwd","RepoTags":["a:latest"],"Layers":[]}]"#).expect("write");
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            r#"[{"Config":"../../etc/passwd","RepoTags":["a:latest"],"Layers":[]}]"#,
+        )
+        .expect("write");
         let err = read_layout(dir.path(), "a").err().expect("refused");
         assert!(err.contains("outside the archive"), "{err}");
         let missing = tempfile::tempdir().expect("dir");

@@ -86,10 +86,9 @@ impl Request {
     /// Whether the run may put images on ships (and so reads those of this machine first).
     pub fn needs_images(&self) -> bool {
         match self {
-            Request::Single { action, .. } => matches!(
-                action,
-                Action::Start { .. } | Action::Pull | Action::Push
-            ),
+            Request::Single { action, .. } => {
+                matches!(action, Action::Start { .. } | Action::Pull | Action::Push)
+            }
             Request::Restart { .. } => true,
         }
     }

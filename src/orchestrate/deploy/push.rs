@@ -123,7 +123,12 @@ impl Pushes {
     ) -> Result<PushReport, DockerError> {
         let ship = handle.docker.name().to_string();
         let failed = |message: String| {
-            DockerError::new(&ship, format!("push {}", image.name), ErrorKind::Other, message)
+            DockerError::new(
+                &ship,
+                format!("push {}", image.name),
+                ErrorKind::Other,
+                message,
+            )
         };
         let mut forward = handle
             .connection
