@@ -436,6 +436,10 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// A compressed layer: its digest, its size, and the digest of the uncompressed tar when it
+/// was read (not for a layer that came compressed).
+type Compressed = (String, u64, Option<String>);
+
 /// One layer into the blob directory: gzip-compressed, or as it is when it already is.
 /// Returns (compressed digest, size, digest of the uncompressed tar when it was read).
 fn compress(
@@ -523,7 +527,7 @@ fn build(name: &str, _root: &Path, blobs_dir: &Path, found: Found) -> Result<Bui
         ));
     }
     // Each layer on a thread of its own: compression is the run's one CPU-bound step.
-    let results: Vec<Result<(String, u64, Option<String>), String>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Compressed, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = found
             .layers
             .iter()
