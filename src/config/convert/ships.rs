@@ -240,9 +240,17 @@ pub(super) fn image_source(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<I
                        maestro) or `{archive: FILE}` (a `docker save` archive)";
     if let Value::Map(_) = node.value {
         let mut m = MapReader::new(cx, node, path, "`image_source`")?;
-        let file_node = m.require(cx, "archive", "`image_source`")?;
-        let file = non_empty_string(cx, file_node, &m.field("archive"))?;
+        // A misspelt key is told as such before the missing one.
+        let given = m.get("archive");
         m.finish(cx, "`image_source`")?;
+        let file_node = given.ok_or_else(|| {
+            cx.invalid(
+                node.pos,
+                path,
+                format!("`image_source` as a mapping needs `archive`: {HOW}"),
+            )
+        })?;
+        let file = non_empty_string(cx, file_node, &join(path, "archive"))?;
         return Ok(ImageSource::Archive(cx.resolve_path(&file)));
     }
     match string(cx, node, path)?.as_str() {

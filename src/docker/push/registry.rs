@@ -308,3 +308,152 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
     with_body(status, "application/json", bytes, false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::push::LocalSource;
+
+    /// Sends `request` to `registry` over an in-memory connection.
+    async fn ask(
+        registry: &Registry,
+        served: &Arc<Served>,
+        request: Request<Full<Bytes>>,
+    ) -> (StatusCode, hyper::HeaderMap, Bytes) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let serving = {
+            let registry = registry.clone();
+            let served = served.clone();
+            tokio::spawn(async move { registry.serve(server, served).await })
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(client))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await.expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        drop(sender);
+        let _ = serving.await;
+        (parts.status, parts.headers, body)
+    }
+
+    fn get(path: &str, auth: Option<&str>) -> Request<Full<Bytes>> {
+        let mut builder = Request::get(path);
+        if let Some(auth) = auth {
+            builder = builder.header(hyper::header::AUTHORIZATION, auth);
+        }
+        builder.body(Full::new(Bytes::new())).expect("request")
+    }
+
+    #[tokio::test]
+    async fn only_the_runs_credentials_get_anything_and_blobs_resume_at_a_range() {
+        // A docker save archive of one image, made here.
+        let dir = tempfile::tempdir().expect("dir");
+        let mut layer = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_cksum();
+        layer
+            .append_data(&mut header, "a", &b"abc"[..])
+            .expect("layer");
+        let layer = layer.into_inner().expect("layer");
+        let diff_id = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&layer))
+        );
+        let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#);
+        let archive_path = dir.path().join("a.tar");
+        let mut archive = tar::Builder::new(std::fs::File::create(&archive_path).expect("file"));
+        let manifest = r#"[{"Config":"c.json","RepoTags":["app:1"],"Layers":["l/layer.tar"]}]"#;
+        for (name, bytes) in [
+            ("manifest.json", manifest.as_bytes()),
+            ("c.json", config.as_bytes()),
+            ("l/layer.tar", &layer[..]),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive.append_data(&mut header, name, bytes).expect("add");
+        }
+        archive.finish().expect("finish");
+        drop(archive);
+        let mut images = Images::new().expect("images");
+        let image = images
+            .prepare("app:1", None, &LocalSource::Archive(archive_path))
+            .await
+            .expect("prepared");
+        let registry = Registry::new(Arc::new(images)).expect("registry");
+        let served = Arc::new(Served::default());
+        let creds = registry.credentials(4000);
+        assert_eq!(creds.server.as_deref(), Some("127.0.0.1:4000"));
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", creds.username, creds.password))
+        );
+        let wrong = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:guess", creds.username))
+        );
+        let layer_path = format!("/v2/maestro/push/blobs/{}", image.layers[0].0);
+        let manifest_path = format!("/v2/maestro/push/manifests/{}", image.manifest_digest);
+        for path in ["/v2/", manifest_path.as_str(), layer_path.as_str()] {
+            for auth in [None, Some(wrong.as_str())] {
+                let (status, headers, _) = ask(&registry, &served, get(path, auth)).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {auth:?}");
+                assert_eq!(headers["www-authenticate"], "Basic realm=\"maestro\"");
+            }
+        }
+        assert_eq!(served.bytes(), 0);
+        let (status, headers, _) = ask(&registry, &served, get("/v2/", Some(&good))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["docker-distribution-api-version"], "registry/2.0");
+        let (status, headers, body) =
+            ask(&registry, &served, get(&manifest_path, Some(&good))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], MANIFEST_V2);
+        assert_eq!(body.as_ref(), image.manifest.as_slice());
+        // By tag: nothing (pulls are by digest only).
+        let (status, _, _) = ask(
+            &registry,
+            &served,
+            get("/v2/maestro/push/manifests/latest", Some(&good)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, whole) = ask(&registry, &served, get(&layer_path, Some(&good))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(whole.len() as u64, image.layers[0].1);
+        assert!(served.fetched(&image.layers[0].0));
+        let mut ranged = get(&layer_path, Some(&good));
+        ranged
+            .headers_mut()
+            .insert(hyper::header::RANGE, "bytes=10-".parse().expect("range"));
+        let (status, headers, tail) = ask(&registry, &served, ranged).await;
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(tail.as_ref(), &whole[10..]);
+        assert!(
+            headers["content-range"]
+                .to_str()
+                .expect("text")
+                .starts_with("bytes 10-")
+        );
+        let mut post = get("/v2/maestro/push/blobs/uploads/", Some(&good));
+        *post.method_mut() = Method::POST;
+        let (status, _, _) = ask(&registry, &served, post).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        let (status, _, _) = ask(
+            &registry,
+            &served,
+            get(
+                &format!("/v2/x/blobs/sha256:{}", "0".repeat(64)),
+                Some(&good),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

@@ -353,7 +353,8 @@ fn read_layout(root: &Path, wanted: &str) -> Result<Found, String> {
             })
         })
         .or(match manifests.as_slice() {
-            [only] => Some(only),
+            // An archive of one image that names none is that image.
+            [only] if name_of(only).is_empty() => Some(only),
             _ => None,
         })
         .ok_or_else(|| {
@@ -604,6 +605,110 @@ mod tests {
         assert_eq!(with_tag("app"), "app:latest");
         assert_eq!(with_tag("reg:5000/app"), "reg:5000/app:latest");
         assert_eq!(with_tag("app:1"), "app:1");
+    }
+
+    /// An OCI layout (as `docker save` of Docker 25+ or containerd writes): index.json, the
+    /// manifest, the config and one uncompressed layer under blobs/sha256, in a tar.
+    fn oci_archive(dir: &Path, damaged: bool) -> PathBuf {
+        let mut layer = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        header.set_cksum();
+        layer
+            .append_data(&mut header, "hello.txt", &b"hello"[..])
+            .expect("layer");
+        let layer = layer.into_inner().expect("layer");
+        let diff_id = if damaged {
+            sha256_hex(b"something else")
+        } else {
+            sha256_hex(&layer)
+        };
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }))
+        .expect("json");
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": sha256_hex(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha256_hex(&layer), "size": layer.len()}],
+        }))
+        .expect("json");
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": sha256_hex(&manifest), "size": manifest.len(),
+                           "annotations": {"io.containerd.image.name": "docker.io/library/hello:1",
+                                           "org.opencontainers.image.ref.name": "1"}}],
+        }))
+        .expect("json");
+        let path = dir.join("oci.tar");
+        let mut archive = tar::Builder::new(std::fs::File::create(&path).expect("create"));
+        let mut add = |name: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive.append_data(&mut header, name, bytes).expect("add");
+        };
+        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        add("index.json", &index);
+        for blob in [&manifest, &config, &layer] {
+            let name = format!("blobs/sha256/{}", &sha256_hex(blob)[7..]);
+            add(&name, blob);
+        }
+        archive.finish().expect("finish");
+        path
+    }
+
+    #[tokio::test]
+    async fn an_oci_layout_archive_gives_the_sources_id_and_a_gzipped_layer() {
+        let dir = tempfile::tempdir().expect("dir");
+        let archive = oci_archive(dir.path(), false);
+        let mut images = Images::new().expect("images");
+        let source = LocalSource::Archive(archive.clone());
+        let image = images
+            .prepare("hello:1", Some("web"), &source)
+            .await
+            .expect("prepared");
+        let config =
+            std::fs::read(&images.blob(&image.id).expect("config blob").path).expect("config");
+        assert_eq!(image.id, sha256_hex(&config));
+        assert_eq!(image.layers.len(), 1);
+        let blob = images.blob(&image.layers[0].0).expect("layer blob");
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&blob.path).expect("blob"))
+            .read_to_end(&mut unpacked)
+            .expect("gzip");
+        assert!(unpacked.windows(5).any(|w| w == b"hello"));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&images.manifest(&image.manifest_digest).expect("manifest"))
+                .expect("json");
+        assert_eq!(manifest["config"]["digest"], image.id.as_str());
+        assert_eq!(manifest["mediaType"], MANIFEST_V2);
+
+        let err = images
+            .prepare("other:2", Some("db"), &source)
+            .await
+            .expect_err("not in it");
+        assert!(
+            err.to_string().starts_with(
+                "image other:2 of service db: not found in it (it holds docker.io/library/hello:1"
+            ) && err.to_string().contains(&archive.display().to_string()),
+            "{err}"
+        );
+        let damaged = tempfile::tempdir().expect("dir");
+        let archive = oci_archive(damaged.path(), true);
+        let err = Images::new()
+            .expect("images")
+            .prepare("hello:1", None, &LocalSource::Archive(archive))
+            .await
+            .expect_err("damaged");
+        assert!(err.to_string().contains("layer 1 is damaged"), "{err}");
     }
 
     #[test]

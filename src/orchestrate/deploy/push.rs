@@ -51,6 +51,19 @@ pub async fn prepare(env: &Environment, instances: &[String]) -> Result<Option<P
         if source == ImageSource::Registry {
             continue;
         }
+        // Checked before anything is read: the image reaches a ship only through its session.
+        if env.ship(&instance.ship).is_some_and(|s| s.ssh.is_none()) {
+            return Err(format!(
+                "ship {}: image {} of service {} comes from this machine ({}), which reaches a \
+                 ship only through its SSH session, and ship {} is not reached over SSH: give \
+                 it an `ssh:` block, or give the service `image_source: registry`",
+                instance.ship,
+                instance.image,
+                service.name,
+                describe(&source),
+                instance.ship
+            ));
+        }
         if let Some((known, other)) = wanted.get(&instance.image)
             && *known != source
         {
