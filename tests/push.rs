@@ -425,6 +425,30 @@ fn a_missing_local_image_fails_before_any_ship_is_touched() {
     }
     assert_eq!(bed.docker_ok("ship1", &["ps", "-aq"]), containers_before);
     assert_eq!(image_id_on(&bed, "ship1", "nothing-here:7"), None);
+
+    // A ship whose daemon is not reached over SSH cannot be served: refused by name.
+    let socket = bed.ship("ship1").docker_socket.display().to_string();
+    let file = d.join("socket.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: {name}\nships:\n  bare: {{ip: 127.0.0.1, endpoint: \"unix://{socket}\"}}\n\
+             services:\n  app:\n    image: {BUILDER}-anything:1\n    image_source: local\n    \
+             instances:\n      {name}-bare: {{ship: bare}}\n"
+        ),
+    )
+    .expect("write");
+    let run = maestro(d, &file, &["--json", "push"], &builder_host(&bed));
+    assert_ne!(run.code, 0, "{run}");
+    assert!(
+        run.stderr
+            .contains("ship bare: image ship3-anything:1 of service app comes from this machine")
+            && run
+                .stderr
+                .contains("is not reached over SSH: give it an `ssh:` block"),
+        "{run}"
+    );
+    assert!(!run.stdout.contains("ship_connecting"), "{run}");
 }
 
 /// Runs `maestro push` until it reports bytes sent, then calls `interrupt` with its pid;
