@@ -337,6 +337,36 @@ fn a_two_layer_image_reaches_three_ships_and_a_change_sends_only_the_small_layer
         assert_eq!(state, format!("true {second_id}"), "{ship}");
     }
 
+    // `restart` pushes a rebuilt image itself, and `pull` of such an image is a push.
+    let third_id = build_app(&bed, d, &base, &image, 20);
+    let run = maestro(d, &file, &["--json", "restart", "-a"], &local);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(pushed_events(&run).len(), 3, "{run}");
+    for ship in TARGETS {
+        let state = bed.docker_ok(
+            ship,
+            &[
+                "inspect",
+                "-f",
+                "{{.State.Running}} {{.Image}}",
+                &format!("{name}-{ship}"),
+            ],
+        );
+        assert_eq!(state, format!("true {third_id}"), "{ship}");
+    }
+    let run = maestro(d, &file, &["--json", "pull"], &local);
+    assert_eq!(run.code, 0, "{run}");
+    for event in pushed_events(&run) {
+        assert_eq!(event["step"]["layers_skipped"], 2, "{event}");
+    }
+    let outcomes: Vec<_> = run
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "job_done")
+        .map(|e| e["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, vec!["pushed"; 3], "{run}");
+
     // What operators do today sends the whole image again.
     let before = counters[0].bytes();
     let save_load = Command::new("sh")
