@@ -6,7 +6,7 @@ mod registry;
 mod source;
 
 pub use registry::{Registry, Served};
-pub use source::{Blob, Images, LocalSource, PreparedImage, SourceError};
+pub use source::{Blob, DigestCache, Images, LocalSource, PreparedImage, SourceError};
 
 use crate::docker::{DockerError, ErrorKind, PullProgress, PullRetry, Ship};
 

@@ -230,6 +230,9 @@ impl Registry {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(digest.to_string());
+            if let Err(err) = blob.ready().await {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &err);
+            }
             let file = match tokio::fs::File::open(&blob.path).await {
                 Ok(file) => file,
                 Err(err) => {
@@ -380,7 +383,7 @@ mod tests {
         }
         archive.finish().expect("finish");
         drop(archive);
-        let mut images = Images::new().expect("images");
+        let mut images = Images::new(None).expect("images");
         let image = images
             .prepare("app:1", None, &LocalSource::Archive(archive_path))
             .await

@@ -66,11 +66,119 @@ pub struct SourceError {
     pub message: String,
 }
 
-/// One blob ready to serve: a file of the temporary directory.
+/// One blob to serve: a file of the temporary directory, written when first asked for if
+/// it is a layer compressed in an earlier run (see [`Blob::ready`]).
 #[derive(Debug, Clone)]
 pub struct Blob {
     pub path: PathBuf,
     pub size: u64,
+    pending: Option<Arc<Pending>>,
+}
+
+/// A layer whose compressed digest and size are known from an earlier run (see
+/// [`DigestCache`]), compressed only when a ship asks for it.
+#[derive(Debug)]
+struct Pending {
+    layer: PathBuf,
+    digest: String,
+    blobs_dir: PathBuf,
+    remembered: PathBuf,
+    done: tokio::sync::OnceCell<Result<(), String>>,
+}
+
+impl Blob {
+    fn at(path: PathBuf, size: u64) -> Blob {
+        Blob {
+            path,
+            size,
+            pending: None,
+        }
+    }
+
+    /// Makes sure the file is there: a layer compressed in an earlier run is compressed now,
+    /// once for every ship of the run, and must come out as it did then (flate2's gzip is
+    /// deterministic); if not, the remembered digest is forgotten and the push fails, and
+    /// the next run compresses it before anything is served.
+    pub async fn ready(&self) -> Result<(), String> {
+        let Some(pending) = &self.pending else {
+            return Ok(());
+        };
+        pending
+            .done
+            .get_or_init(|| async {
+                let work = pending.clone();
+                tokio::task::spawn_blocking(move || {
+                    let unique = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (digest, _, _) = compress(&work.layer, &work.blobs_dir, unique)?;
+                    if digest != work.digest {
+                        let _ = std::fs::remove_file(&work.remembered);
+                        return Err(format!(
+                            "a layer compressed to {digest}, not to {} as in an earlier run \
+                             (maestro or its compression changed?): forgotten, run again",
+                            work.digest
+                        ));
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("compression stopped: {e}")))
+            })
+            .await
+            .clone()
+    }
+}
+
+/// What earlier runs learnt: the gzip digest and size of an uncompressed layer (by its
+/// diff id), so that a layer every ship already has is never compressed again. One small
+/// file per layer under the cache directory; no layer data is kept.
+#[derive(Debug, Clone)]
+pub struct DigestCache {
+    dir: PathBuf,
+}
+
+/// The compression a remembered digest is the result of: a change forgets every entry.
+const CACHE_FORMAT: &str = "maestro-layer-digest 1 gzip flate2-fast";
+
+impl DigestCache {
+    pub fn new(dir: PathBuf) -> DigestCache {
+        DigestCache { dir }
+    }
+
+    fn entry(&self, diff_id: &str) -> Option<PathBuf> {
+        let hex = diff_id.strip_prefix("sha256:")?;
+        (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| self.dir.join(hex))
+    }
+
+    fn get(&self, diff_id: &str) -> Option<(String, u64)> {
+        let text = std::fs::read_to_string(self.entry(diff_id)?).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != CACHE_FORMAT {
+            return None;
+        }
+        let (digest, size) = lines.next()?.split_once(' ')?;
+        let hex = digest.strip_prefix("sha256:")?;
+        (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| Some((digest.to_string(), size.parse().ok()?)))
+            .flatten()
+    }
+
+    /// Written to a temporary file and renamed: a reader never sees half an entry.
+    fn put(&self, diff_id: &str, digest: &str, size: u64) {
+        let Some(path) = self.entry(diff_id) else {
+            return;
+        };
+        let staging = path.with_extension(format!(
+            "tmp{}",
+            STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let written = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(&staging, format!("{CACHE_FORMAT}\n{digest} {size}\n")))
+            .and_then(|()| std::fs::rename(&staging, &path));
+        if let Err(err) = written {
+            tracing::debug!("layer digest cache {}: {err}", self.dir.display());
+            let _ = std::fs::remove_file(&staging);
+        }
+    }
 }
 
 /// One image ready to serve.
@@ -98,6 +206,7 @@ impl PreparedImage {
 #[derive(Debug)]
 pub struct Images {
     dir: tempfile::TempDir,
+    cache: Option<DigestCache>,
     images: HashMap<String, PreparedImage>,
     blobs: HashMap<String, Blob>,
     counter: usize,
@@ -108,11 +217,14 @@ const CONFIG_V1: &str = "application/vnd.docker.container.image.v1+json";
 const LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 impl Images {
-    pub fn new() -> std::io::Result<Images> {
+    /// `cache`: where the compressed digests of layers are remembered between runs (none:
+    /// every layer is compressed in every run).
+    pub fn new(cache: Option<DigestCache>) -> std::io::Result<Images> {
         // tempfile makes the directory 0700: only this user reads the layers.
         let dir = tempfile::Builder::new().prefix("maestro-push-").tempdir()?;
         Ok(Images {
             dir,
+            cache,
             images: HashMap::new(),
             blobs: HashMap::new(),
             counter: 0,
@@ -170,16 +282,18 @@ impl Images {
         let wanted = name.to_string();
         let raw = work.join("raw");
         let described = source.describe();
+        let cache = self.cache.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             unpack(&archive, &raw)?;
             let found = read_layout(&raw, &wanted)?;
-            build(&wanted, &raw, &blobs_dir, found)
+            build(&wanted, cache.as_ref(), &blobs_dir, found)
         })
         .await
         .map_err(|e| fail(format!("preparing it stopped: {e}")))?
         .map_err(|message| fail(format!("{message} (in {described})")))?;
-        // The unpacked source is no longer needed: only the compressed blobs are served.
-        let _ = std::fs::remove_dir_all(&work);
+        // The export is no longer needed; the unpacked layers are, for those compressed only
+        // if a ship asks (they go with the temporary directory).
+        let _ = std::fs::remove_file(work.join("export.tar"));
         let (image, blobs) = prepared;
         self.blobs.extend(blobs);
         self.images.insert(name.to_string(), image.clone());
@@ -503,7 +617,12 @@ static STAGING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 
 type Built = (PreparedImage, Vec<(String, Blob)>);
 
-fn build(name: &str, _root: &Path, blobs_dir: &Path, found: Found) -> Result<Built, String> {
+fn build(
+    name: &str,
+    cache: Option<&DigestCache>,
+    blobs_dir: &Path,
+    found: Found,
+) -> Result<Built, String> {
     std::fs::create_dir_all(blobs_dir).map_err(|e| format!("temporary directory: {e}"))?;
     let config =
         std::fs::read(&found.config).map_err(|e| format!("cannot read its config: {e}"))?;
@@ -527,14 +646,32 @@ fn build(name: &str, _root: &Path, blobs_dir: &Path, found: Found) -> Result<Bui
             found.layers.len()
         ));
     }
-    // Each layer on a thread of its own: compression is the run's one CPU-bound step.
+    // A layer compressed in an earlier run (and not compressed in the archive) waits until
+    // a ship asks for it.
+    let remembered: Vec<Option<(String, u64)>> = found
+        .layers
+        .iter()
+        .zip(&diff_ids)
+        .map(|(layer, diff_id)| {
+            let cache = cache?;
+            let mut magic = [0u8; 2];
+            let mut file = std::fs::File::open(layer).ok()?;
+            let gzip = file.read(&mut magic).ok() == Some(2) && magic == [0x1f, 0x8b];
+            if gzip { None } else { cache.get(diff_id) }
+        })
+        .collect();
+    // Each other layer on a thread of its own: compression is the run's CPU-bound step.
     let results: Vec<Result<Compressed, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = found
             .layers
             .iter()
-            .map(|layer| {
+            .zip(&remembered)
+            .map(|(layer, known)| {
                 let unique = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                scope.spawn(move || compress(layer, blobs_dir, unique))
+                scope.spawn(move || match known {
+                    Some((digest, size)) => Ok((digest.clone(), *size, None)),
+                    None => compress(layer, blobs_dir, unique),
+                })
             })
             .collect();
         handles
@@ -549,32 +686,41 @@ fn build(name: &str, _root: &Path, blobs_dir: &Path, found: Found) -> Result<Bui
     let mut blobs = Vec::new();
     for (n, result) in results.into_iter().enumerate() {
         let (digest, size, diff_id) = result?;
-        if let (Some(read), Some(expected)) = (&diff_id, diff_ids.get(n))
-            && read != expected
-        {
-            return Err(format!(
-                "layer {} is damaged: its content is {read}, its config says {expected}",
-                n + 1
-            ));
+        if let (Some(read), Some(expected)) = (&diff_id, diff_ids.get(n)) {
+            if read != expected {
+                return Err(format!(
+                    "layer {} is damaged: its content is {read}, its config says {expected}",
+                    n + 1
+                ));
+            }
+            if let Some(cache) = cache {
+                cache.put(expected, &digest, size);
+            }
         }
+        let path = blobs_dir.join(digest.trim_start_matches("sha256:"));
+        let pending = match (cache, &remembered[n], found.layers.get(n), diff_ids.get(n)) {
+            (Some(cache), Some(_), Some(layer), Some(diff_id)) => Some(Arc::new(Pending {
+                layer: layer.clone(),
+                digest: digest.clone(),
+                blobs_dir: blobs_dir.to_path_buf(),
+                remembered: cache.entry(diff_id).unwrap_or_default(),
+                done: tokio::sync::OnceCell::new(),
+            })),
+            _ => None,
+        };
         blobs.push((
             digest.clone(),
             Blob {
-                path: blobs_dir.join(digest.trim_start_matches("sha256:")),
+                path,
                 size,
+                pending,
             },
         ));
         layers.push((digest, size));
     }
     let config_path = blobs_dir.join(id.trim_start_matches("sha256:"));
     std::fs::write(&config_path, &config).map_err(|e| format!("temporary file: {e}"))?;
-    blobs.push((
-        id.clone(),
-        Blob {
-            path: config_path,
-            size: config.len() as u64,
-        },
-    ));
+    blobs.push((id.clone(), Blob::at(config_path, config.len() as u64)));
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_V2,
@@ -669,7 +815,7 @@ mod tests {
     async fn an_oci_layout_archive_gives_the_sources_id_and_a_gzipped_layer() {
         let dir = tempfile::tempdir().expect("dir");
         let archive = oci_archive(dir.path(), false);
-        let mut images = Images::new().expect("images");
+        let mut images = Images::new(None).expect("images");
         let source = LocalSource::Archive(archive.clone());
         let image = images
             .prepare("hello:1", Some("web"), &source)
@@ -703,12 +849,69 @@ mod tests {
         );
         let damaged = tempfile::tempdir().expect("dir");
         let archive = oci_archive(damaged.path(), true);
-        let err = Images::new()
+        let err = Images::new(None)
             .expect("images")
             .prepare("hello:1", None, &LocalSource::Archive(archive))
             .await
             .expect_err("damaged");
         assert!(err.to_string().contains("layer 1 is damaged"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_layer_compressed_in_an_earlier_run_is_compressed_again_only_when_asked_for() {
+        let dir = tempfile::tempdir().expect("dir");
+        let archive = LocalSource::Archive(oci_archive(dir.path(), false));
+        let cache = DigestCache::new(dir.path().join("cache"));
+        let mut first = Images::new(Some(cache.clone())).expect("images");
+        let image = first
+            .prepare("hello:1", None, &archive)
+            .await
+            .expect("first");
+        let (digest, size) = image.layers[0].clone();
+        let compressed = std::fs::read(&first.blob(&digest).expect("blob").path).expect("read");
+
+        let mut second = Images::new(Some(cache.clone())).expect("images");
+        let again = second
+            .prepare("hello:1", None, &archive)
+            .await
+            .expect("second");
+        assert_eq!(again.layers[0], (digest.clone(), size));
+        assert_eq!(
+            again.manifest, image.manifest,
+            "the same manifest, not compressed yet"
+        );
+        let blob = second.blob(&digest).expect("blob").clone();
+        assert!(!blob.path.exists(), "compressed before anyone asked");
+        blob.ready().await.expect("compressed on demand");
+        assert_eq!(std::fs::read(&blob.path).expect("read"), compressed);
+
+        // A remembered digest the compression no longer gives is forgotten.
+        let diff_id = {
+            let config: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&second.blob(&again.id).expect("config").path).expect("read"),
+            )
+            .expect("json");
+            config["rootfs"]["diff_ids"][0]
+                .as_str()
+                .expect("diff id")
+                .to_string()
+        };
+        let wrong = format!("sha256:{}", "ab".repeat(32));
+        cache.put(&diff_id, &wrong, 7);
+        let mut third = Images::new(Some(cache.clone())).expect("images");
+        let stale = third
+            .prepare("hello:1", None, &archive)
+            .await
+            .expect("third");
+        assert_eq!(stale.layers[0].0, wrong);
+        let err = third
+            .blob(&wrong)
+            .expect("blob")
+            .ready()
+            .await
+            .expect_err("mismatch");
+        assert!(err.contains("forgotten, run again"), "{err}");
+        assert_eq!(cache.get(&diff_id), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::config::{Environment, ImageSource};
-use crate::docker::push::{Images, LocalSource, PreparedImage, Registry, Served};
+use crate::docker::push::{DigestCache, Images, LocalSource, PreparedImage, Registry, Served};
 use crate::docker::{DockerError, ErrorKind, PullProgress};
 use crate::orchestrate::engine::fleet::ShipHandle;
 
@@ -81,7 +81,10 @@ pub async fn prepare(env: &Environment, instances: &[String]) -> Result<Option<P
     if wanted.is_empty() {
         return Ok(None);
     }
-    let mut images = Images::new().map_err(|e| format!("temporary directory for images: {e}"))?;
+    let cache = crate::transport::default_cache_dir()
+        .map(|dir| DigestCache::new(dir.join("layer-digests")));
+    let mut images =
+        Images::new(cache).map_err(|e| format!("temporary directory for images: {e}"))?;
     let mut daemon: Option<LocalSource> = None;
     for (image, (source, service)) in &wanted {
         let local = match source {
