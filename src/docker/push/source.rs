@@ -4,8 +4,13 @@
 //!
 //! Decisions:
 //! - Each source is read once per run, unpacked into a private temporary directory (mode
-//!   0700, removed when the [`Images`] is dropped), and each layer is compressed once: every
-//!   ship of the run is served the same bytes.
+//!   0700, removed when the [`Images`] is dropped), and each layer is compressed at most once:
+//!   every ship of the run is served the same bytes.
+//! - A layer's compressed digest and size are remembered by its diff id ([`DigestCache`]):
+//!   the manifest needs them before any ship says what it lacks, and without them every run
+//!   would compress every layer, also those all ships have (most of a second push's time).
+//!   A remembered layer is compressed only when a ship asks for it, and must come out the
+//!   same.
 //! - Layers are gzip-compressed at level 1: the run compresses every layer of the image,
 //!   also those that every ship already has, so speed counts more than the last percent of
 //!   size. flate2's gzip is deterministic (no time in its header), so the same layer gets
