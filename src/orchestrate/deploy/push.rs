@@ -51,6 +51,16 @@ pub async fn prepare(env: &Environment, instances: &[String]) -> Result<Option<P
         if source == ImageSource::Registry {
             continue;
         }
+        // The ship gets the image under this name: a tag, which a digest is not.
+        if instance.image.contains('@') {
+            return Err(format!(
+                "image {} of service {}: comes from this machine ({}), and is given to the ships \
+                 under its name, which cannot be a digest: name it with a tag (`app:1.4`)",
+                instance.image,
+                service.name,
+                describe(&source)
+            ));
+        }
         // Checked before anything is read: the image reaches a ship only through its session.
         if env.ship(&instance.ship).is_some_and(|s| s.ssh.is_none()) {
             return Err(format!(
@@ -205,4 +215,60 @@ fn explain(mut err: DockerError, route: &str) -> DockerError {
         );
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(text: &str) -> Environment {
+        crate::config::load_str(text, "t.yaml", std::path::Path::new(".")).expect("valid")
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_pushed_is_refused_before_anything_is_read() {
+        let ships = "ships:\n  a: {ip: 10.0.0.1, ssh: {user: root}}\n  \
+                     t: {ip: 10.0.0.2, docker_port: 2375}\n";
+        let digest = env(&format!(
+            "name: x\n{ships}services:\n  web:\n    image: app@sha256:{}\n    \
+             image_source: local\n    instances: {{w: {{ship: a}}}}\n",
+            "0".repeat(64)
+        ));
+        let err = prepare(&digest, &["w".into()]).await.expect_err("refused");
+        assert!(
+            err.contains("image app@sha256:") && err.contains("name it with a tag"),
+            "{err}"
+        );
+        let tcp = env(&format!(
+            "name: x\n{ships}services:\n  web:\n    image: app:1\n    \
+             image_source: {{archive: /nonexistent.tar}}\n    instances: {{w: {{ship: t}}}}\n"
+        ));
+        let err = prepare(&tcp, &["w".into()]).await.expect_err("refused");
+        assert!(
+            err.starts_with(
+                "ship t: image app:1 of service web comes from this machine \
+                             (archive /nonexistent.tar)"
+            ) && err.contains("give it an `ssh:` block"),
+            "{err}"
+        );
+        let mixed = env(&format!(
+            "name: x\n{ships}services:\n  web:\n    image: app:1\n    image_source: local\n    \
+             instances: {{w: {{ship: a}}}}\n  api:\n    image: app:1\n    \
+             image_source: {{archive: /a.tar}}\n    instances: {{p: {{ship: a}}}}\n"
+        ));
+        let err = prepare(&mixed, &["w".into(), "p".into()])
+            .await
+            .expect_err("refused");
+        assert!(err.contains("give both the same image_source"), "{err}");
+        // Nothing from this machine: nothing read.
+        let registry = env(&format!(
+            "name: x\n{ships}services:\n  web:\n    image: app:1\n    instances: {{w: {{ship: t}}}}\n"
+        ));
+        assert!(
+            prepare(&registry, &["w".into()])
+                .await
+                .expect("ok")
+                .is_none()
+        );
+    }
 }
