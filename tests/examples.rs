@@ -74,6 +74,8 @@ struct Example {
     vars: BTreeMap<String, String>,
     /// instance -> bed ship
     placement: BTreeMap<&'static str, String>,
+    /// The image its containers run (the bed's, unless the example builds one).
+    image: String,
 }
 
 struct Run {
@@ -118,11 +120,12 @@ impl Example {
             .map(|(instance, role)| (*instance, bed_ship(role)))
             .collect();
         let example = Example {
-            bed,
+            bed: bed.clone(),
             file: Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("examples")
                 .join(file),
             home: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+            image: bed.image.clone(),
             vars,
             placement,
         };
@@ -273,7 +276,7 @@ impl Example {
             let labels = &c["Config"]["Labels"];
             assert_eq!(labels["io.maestro.environment"], environment, "{instance}");
             assert_eq!(labels["io.maestro.instance"], *instance);
-            assert_eq!(c["Config"]["Image"], self.bed.image.as_str(), "{instance}");
+            assert_eq!(c["Config"]["Image"], self.image.as_str(), "{instance}");
             let env = self.container_env(instance);
             assert_eq!(
                 env.get("MAESTRO_ENVIRONMENT_NAME").map(String::as_str),
@@ -499,4 +502,48 @@ fn demo_runs_on_the_bed() {
             "{out:?}"
         );
     });
+}
+
+#[test]
+fn a_locally_built_image_reaches_hosts_behind_the_bastion_without_a_registry() {
+    let mut ex = Example::new(
+        "local-image-bastion.yaml",
+        &[("web-1", "inner1"), ("web-2", "inner2")],
+    );
+    // "This machine's" daemon is the bed's third outer ship's; the image is built there from
+    // the bed's image and one file, so that the hosts lack a layer of it.
+    let builder = ex.bed.outer_ships()[2].docker_socket.display().to_string();
+    let image = format!("maestro-example-local:{}", std::process::id());
+    let ctx = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ctx.path().join("index.html"), "built on this machine\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {}\nCOPY index.html /srv/index.html\n", ex.bed.image),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let built = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &image, "."])
+        .current_dir(ctx.path())
+        .env("DOCKER_HOST", format!("unix://{builder}"))
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("docker: {e}"));
+    assert!(built.status.success(), "{built:?}");
+    ex.vars.insert("WEB_IMAGE".into(), image.clone());
+    ex.vars
+        .insert("DOCKER_HOST".into(), format!("unix://{builder}"));
+    ex.image = image.clone();
+    ex.run("localimage", |ex| {
+        for instance in ["web-1", "web-2"] {
+            assert_eq!(
+                ex.exec(instance, &["cat", "/srv/index.html"]),
+                "built on this machine"
+            );
+        }
+    });
+    for ship in ["inner1", "inner2"] {
+        let bed_ship = &ex.placement[if ship == "inner1" { "web-1" } else { "web-2" }];
+        let _ = ex.bed.docker_cli(bed_ship, &["rmi", &image]);
+    }
 }

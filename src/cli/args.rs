@@ -22,7 +22,7 @@ Examples:
   maestro -f env.yaml stop -a           stop everything, dependents first
   maestro -f env.yaml rollback web      web back to its previous deployment (see history)
 
-The options above (-f, -o, --plain, --json, -v) work with every command, typed before or
+The options above (-f, -o, --plain, --json, -v, --persist) work with every command, typed before or
 after its name; a command's own options may come before its name too (maestro -c 4 start).
 THINGs are service or instance names. stop, kill and restart take a service name (for all
 its instances) only with -s/--expand-services or -a; they and rollback need names or -a.
@@ -142,7 +142,6 @@ pub struct Cli {
     /// Later commands take channels from it instead of logging in: see `maestro persist`.
     #[arg(
         long,
-        global = true,
         env = "MAESTRO_PERSIST",
         value_name = "DURATION",
         value_parser = duration
@@ -172,6 +171,7 @@ impl Cli {
             | Command::Kill { things, .. }
             | Command::Restart { things, .. }
             | Command::Pull { things }
+            | Command::Push { things }
             | Command::Clean { things, .. }
             | Command::Rollback { things }
             | Command::History { things }
@@ -299,6 +299,13 @@ pub enum Command {
     },
     /// Pull the images of the selected instances on their ships.
     Pull {
+        #[command(flatten)]
+        things: Things,
+    },
+    /// Put the images that come from this machine (`image_source: local` or an archive) on
+    /// the ships of the selected instances, through each ship's SSH session: only the
+    /// layers a ship lacks cross. Nothing is started.
+    Push {
         #[command(flatten)]
         things: Things,
     },

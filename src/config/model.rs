@@ -78,6 +78,18 @@ impl Environment {
             .flat_map(|s| s.instances.iter().map(move |i| (s, i)))
     }
 
+    /// Where `instance`'s image comes from: its service's `image_source`, else its ship's,
+    /// else a registry.
+    pub fn image_source(&self, instance: &Instance) -> ImageSource {
+        self.service(&instance.service)
+            .and_then(|s| s.image_source.clone())
+            .or_else(|| {
+                self.ship(&instance.ship)
+                    .and_then(|s| s.image_source.clone())
+            })
+            .unwrap_or(ImageSource::Registry)
+    }
+
     /// The registry that serves `image`: matched by registry name or by the host (with or
     /// without port) of its URL, as MaestroNG does.
     pub fn registry_for_image(&self, image: &str) -> Option<&Registry> {
@@ -205,6 +217,22 @@ pub struct Ship {
     pub ssh: Option<SshSettings>,
     /// Most operations run at once on this ship (our addition); `None` = the global `-c`.
     pub max_concurrency: Option<usize>,
+    /// Where the images of the instances on this ship come from, for services that do not
+    /// say (our addition; `None`: a registry, as in MaestroNG).
+    pub image_source: Option<ImageSource>,
+}
+
+/// Where an image comes from (our addition, key `image_source`): a registry the ship pulls
+/// from (MaestroNG's only way), or this machine, sent through the ship's SSH session
+/// (`maestro push`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageSource {
+    Registry,
+    /// The local Docker daemon (`DOCKER_HOST`, else the default socket).
+    Local,
+    /// An archive made by `docker save` (Docker or OCI layout).
+    Archive(std::path::PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -280,6 +308,8 @@ pub struct Service {
     pub wants_info: Vec<String>,
     /// Left out of commands given no names.
     pub omit: bool,
+    /// Where the service's image comes from; `None`: as its ship says.
+    pub image_source: Option<ImageSource>,
     pub instances: Vec<Instance>,
 }
 

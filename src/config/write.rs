@@ -443,7 +443,23 @@ impl Writer<'_> {
             f.put("ssh", self.ssh(ssh));
         }
         f.opt("max_concurrency", s.max_concurrency);
+        f.opt(
+            "image_source",
+            s.image_source.as_ref().map(|i| self.image_source(i)),
+        );
         f.done()
+    }
+
+    fn image_source(&self, source: &ImageSource) -> Document {
+        match source {
+            ImageSource::Registry => "registry".into(),
+            ImageSource::Local => "local".into(),
+            ImageSource::Archive(path) => {
+                let mut f = Fields::default();
+                f.put("archive", self.path(path));
+                f.done()
+            }
+        }
     }
 
     fn ssh(&self, ssh: &SshSettings) -> Document {
@@ -479,6 +495,10 @@ impl Writer<'_> {
         f.strings("requires", &s.requires);
         f.strings("wants_info", &s.wants_info);
         f.put("omit", s.omit);
+        f.opt(
+            "image_source",
+            s.image_source.as_ref().map(|i| self.image_source(i)),
+        );
         let mut instances = Fields::default();
         for i in &s.instances {
             instances.put(&i.name, self.instance(i)?);

@@ -10,6 +10,7 @@ mod error;
 mod lock;
 pub mod logs;
 mod progress;
+pub mod push;
 mod retry;
 mod ship;
 mod spec;

@@ -514,6 +514,48 @@ impl Ship {
         }
     }
 
+    /// Gives the image `id` the name `image` (`repo[:tag]`, `:latest` when it has none).
+    pub async fn tag(&self, id: &str, image: &str) -> Result<(), DockerError> {
+        let (repository, tag) = split_image_tag(image);
+        let options = bollard::query_parameters::TagImageOptionsBuilder::new()
+            .repo(repository)
+            .tag(tag)
+            .build();
+        self.docker
+            .tag_image(id, Some(options))
+            .await
+            .map_err(|e| self.err(format!("tag {id} as {image}"), e))
+    }
+
+    /// The `repo@digest` references of image `id`.
+    pub async fn repo_digests(&self, id: &str) -> Result<Vec<String>, DockerError> {
+        let found = self
+            .docker
+            .inspect_image(id)
+            .await
+            .map_err(|e| self.err(format!("inspect image {id}"), e))?;
+        Ok(found.repo_digests.unwrap_or_default())
+    }
+
+    /// Removes the name `reference` only: the image stays while another name has it, and its
+    /// layers are never pruned here.
+    pub async fn untag(&self, reference: &str) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::new()
+            .noprune(true)
+            .build();
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = self.err(format!("untag {reference}"), e);
+                if err.is_not_found() { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
     /// Creates the container (never removing an existing one) and connects it to the spec's
     /// further networks. Returns its id.
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {

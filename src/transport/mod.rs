@@ -375,6 +375,57 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// A listener on a ship's loopback whose connections arrive here (see
+/// [`Connection::remote_forward`]). Dropped without [`RemoteForward::close`], its listener
+/// is cancelled in the background; the end of the session ends it in any case.
+pub struct RemoteForward {
+    chain: Arc<ssh::SshChain>,
+    port: u16,
+    incoming: tokio::sync::mpsc::UnboundedReceiver<russh::Channel<russh::client::Msg>>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for RemoteForward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteForward")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl RemoteForward {
+    /// The port it listens on, on the ship's 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The next connection made to it on the ship; `None` once the session is gone.
+    pub async fn accept(&mut self) -> Option<ShipStream> {
+        let channel = self.incoming.recv().await?;
+        Some(ShipStream(Box::new(channel.into_stream())))
+    }
+
+    /// Stops listening on the ship. Connections already made are not cut.
+    pub async fn close(mut self) {
+        self.closed = true;
+        let _ = self.chain.cancel_forward(self.port).await;
+    }
+}
+
+impl Drop for RemoteForward {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        let (chain, port) = (self.chain.clone(), self.port);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = chain.cancel_forward(port).await;
+            });
+        }
+    }
+}
+
 /// What a command run on a ship ([`Connection::run_shell`]) ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandOutput {
@@ -496,6 +547,42 @@ impl Connection {
                     },
                 }),
         }
+    }
+
+    /// A listener on the ship's loopback (`127.0.0.1`, a port sshd picks) whose connections
+    /// come back to this process through the ship's own SSH session: a remote port forward.
+    /// It lives until [`RemoteForward::close`] (or until the session ends). Only for ships
+    /// reached over SSH: others are refused, naming the ship.
+    pub async fn remote_forward(&self) -> Result<RemoteForward, TransportError> {
+        let Link::Ssh(chain, _) = &self.link else {
+            return Err(TransportError::Settings {
+                ship: self.info.ship.clone(),
+                message: format!(
+                    "is not reached over SSH (its route: {}), so nothing can be served to it \
+                     through its session; give the ship an `ssh:` block",
+                    self.info.route
+                ),
+            });
+        };
+        let (port, incoming) =
+            chain
+                .remote_forward()
+                .await
+                .map_err(|source| TransportError::Ssh {
+                    ship: self.info.ship.clone(),
+                    hop: format!(
+                        "{} (remote port forward; is AllowTcpForwarding enabled in its \
+                         sshd_config?)",
+                        chain.ship_label()
+                    ),
+                    source: Box::new(source),
+                })?;
+        Ok(RemoteForward {
+            chain: chain.clone(),
+            port,
+            incoming,
+            closed: false,
+        })
     }
 
     /// Opens a login session on the ship, over its own SSH session (its jump hosts crossed as

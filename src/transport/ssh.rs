@@ -178,6 +178,54 @@ impl SshChain {
         Ok((status, out, err))
     }
 
+    /// Asks the ship's sshd to listen on its loopback at a port of its choosing and to send
+    /// each connection there back to us (`tcpip-forward`). The connections arrive on the
+    /// receiver; [`SshChain::cancel_forward`] ends the listener.
+    pub async fn remote_forward(
+        &self,
+    ) -> Result<
+        (
+            u16,
+            tokio::sync::mpsc::UnboundedReceiver<russh::Channel<client::Msg>>,
+        ),
+        russh::Error,
+    > {
+        let session = self.sessions.last().ok_or(russh::Error::Disconnect)?;
+        let port = session.handle.tcpip_forward("127.0.0.1", 0).await?;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        session
+            .forwards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port, sender);
+        tracing::debug!(
+            "{}: listening on its 127.0.0.1:{port} for us",
+            self.ship_label
+        );
+        let port = u16::try_from(port).map_err(|_| russh::Error::RequestDenied)?;
+        Ok((port, receiver))
+    }
+
+    /// Ends a forward of [`SshChain::remote_forward`]: sshd closes the listener, and a
+    /// connection still arriving is refused.
+    pub async fn cancel_forward(&self, port: u16) -> Result<(), russh::Error> {
+        let session = self.sessions.last().ok_or(russh::Error::Disconnect)?;
+        session
+            .forwards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&u32::from(port));
+        let cancelled = session
+            .handle
+            .cancel_tcpip_forward("127.0.0.1", u32::from(port))
+            .await;
+        tracing::debug!(
+            "{}: forward of 127.0.0.1:{port} cancelled: {cancelled:?}",
+            self.ship_label
+        );
+        cancelled
+    }
+
     /// Closes the sessions that no other chain still uses (a shared jump host stays up
     /// for the ships behind it; the pool closes it at the end of the run).
     pub async fn disconnect(&self) {
@@ -204,6 +252,8 @@ pub(crate) struct Session {
     _via: Option<Arc<Session>>,
     /// Chains that use it and have not closed.
     users: AtomicUsize,
+    /// Its remote forwards (see [`SshChain::remote_forward`]).
+    forwards: ForwardTable,
 }
 
 impl Session {
@@ -611,7 +661,14 @@ struct HostKeyOutcome {
     certificate_problem: Option<known_hosts::CertProblem>,
 }
 
+/// The remote forwards of one session (`tcpip-forward`): where the connections sshd opens
+/// back to us are handed, by the port it listens on. A connection to a port nobody waits on
+/// (a forward being cancelled) is refused.
+pub(crate) type ForwardTable =
+    Arc<Mutex<HashMap<u32, tokio::sync::mpsc::UnboundedSender<russh::Channel<client::Msg>>>>>;
+
 pub(crate) struct HostKeyCheck {
+    forwards: ForwardTable,
     host: String,
     port: u16,
     files: Vec<PathBuf>,
@@ -680,6 +737,47 @@ impl client::Handler for HostKeyCheck {
         outcome.verdict = Some(verdict);
         outcome.certificate_problem = certificate_problem;
         Ok(accepted)
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        _connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let waiting = self
+            .forwards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&connected_port)
+            .cloned();
+        tracing::debug!(
+            "{}:{}: forwarded connection to port {connected_port} from \
+             {originator_address}:{originator_port}{}",
+            self.host,
+            self.port,
+            if waiting.is_some() {
+                ""
+            } else {
+                ": refused (no forward of ours)"
+            }
+        );
+        match waiting {
+            Some(sender) => {
+                reply.accept().await;
+                let _ = sender.send(channel);
+            }
+            None => {
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await
+            }
+        }
+        Ok(())
     }
 }
 
@@ -831,7 +929,9 @@ async fn connect_hop(
 ) -> Result<Session, TransportError> {
     let timeout = options.timeout;
     let outcome = Arc::new(Mutex::new(HostKeyOutcome::default()));
+    let forwards = ForwardTable::default();
     let handler = HostKeyCheck {
+        forwards: forwards.clone(),
         host: hop.host.clone(),
         port: hop.port,
         files: hop.known_hosts_files.clone(),
@@ -899,6 +999,7 @@ async fn connect_hop(
         _proxy: link.proxy,
         _via: previous,
         users: AtomicUsize::new(0),
+        forwards,
     })
 }
 

@@ -175,6 +175,10 @@ impl<W: Write> ProgressRenderer<W> {
                 if let Step::Message { text } = step {
                     lines.push(p.dim(&format!("  {}: {text}", self.label(instance, ship))));
                 }
+                // What a push sent is its result: kept in the log like a message.
+                if let Step::Pushed { .. } = step {
+                    lines.push(p.dim(&format!("  {}: {step}", self.label(instance, ship))));
+                }
                 if let Some(current) = self.board.current_step(*job)
                     && current.step.kind_name() != step.kind_name()
                     && !matches!(current.step, Step::Message { .. })

@@ -147,6 +147,16 @@ fn request(cli: &Cli) -> Result<(Things, Request), CliError> {
                 adopt: false,
             },
         ),
+        Command::Push { things } => (
+            things.clone(),
+            Request::Single {
+                command: "push",
+                action: Action::Push,
+                direction: Direction::Forward,
+                ignore_dependencies: true,
+                adopt: false,
+            },
+        ),
         Command::Restart {
             things,
             step_delay,

@@ -40,6 +40,7 @@ pub(super) fn run(cli: &Cli) -> Result<i32, CliError> {
         | Command::Kill { .. }
         | Command::Restart { .. }
         | Command::Pull { .. }
+        | Command::Push { .. }
         | Command::Clean { .. }
         | Command::Rollback { .. } => lifecycle::run(cli),
         Command::Lock { action, .. } => lock::run(cli, action),

@@ -381,6 +381,59 @@ mod tests {
     }
 
     #[test]
+    fn image_source_is_read_per_service_ship_and_ship_defaults() {
+        let env = load(
+            "name: t\nship_defaults: {image_source: local}\nships:\n  s1: {ip: 10.0.0.1}\n  \
+             s2: {ip: 10.0.0.2, image_source: registry}\nservices:\n  web:\n    image: a\n    \
+             instances: {w1: {ship: s1}, w2: {ship: s2}}\n  db:\n    image: b\n    \
+             image_source: {archive: imgs/db.tar}\n    instances: {d1: {ship: s2}}\n",
+        );
+        let source = |name: &str| {
+            let (_, instance) = env.instance(name).expect("instance");
+            env.image_source(instance)
+        };
+        assert_eq!(source("w1"), ImageSource::Local);
+        assert_eq!(source("w2"), ImageSource::Registry);
+        match source("d1") {
+            ImageSource::Archive(path) => assert!(path.ends_with("imgs/db.tar"), "{path:?}"),
+            other => panic!("{other:?}"),
+        }
+        // A MaestroNG file never says it: a registry.
+        let plain = load(
+            "name: t\nships: {s1: {ip: x}}\nservices: {web: {image: a, instances: {w: {ship: s1}}}}\n",
+        );
+        let (_, w) = plain.instance("w").expect("instance");
+        assert_eq!(plain.image_source(w), ImageSource::Registry);
+    }
+
+    #[test]
+    fn a_bad_image_source_says_what_is_expected() {
+        let web = |source: &str| {
+            format!(
+                "name: t\nships: {{s1: {{ip: 10.0.0.1}}}}\nservices:\n  web:\n    image: a\n    \
+                 image_source: {source}\n    instances: {{w: {{ship: s1}}}}\n"
+            )
+        };
+        let msg = load_err(&web("lcoal"));
+        assert!(
+            msg.contains("unknown image_source `lcoal`")
+                && msg.contains("`{archive: FILE}`")
+                && msg.contains("did you mean `local`?"),
+            "{msg}"
+        );
+        let msg = load_err(&web("{archiv: a.tar}"));
+        assert!(msg.contains("did you mean `archive`?"), "{msg}");
+        let msg = load_err(&web("{archive: ''}"));
+        assert!(msg.contains("services.web.image_source.archive"), "{msg}");
+        let msg =
+            load_err("name: t\nship_defaults: {image_source: docker}\nships: {s1: {ip: x}}\n");
+        assert!(
+            msg.contains("unknown image_source `docker`") && msg.contains("ship_defaults"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn instance_forms() {
         let env = load(
             r#"

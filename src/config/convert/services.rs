@@ -41,6 +41,7 @@ pub(super) fn services(
         let requires = refs(cx, "requires")?;
         let wants_info = refs(cx, "wants_info")?;
         let omit = m.given(cx, "omit", boolean)?.unwrap_or(false);
+        let image_source = m.opt(cx, "image_source", image_source)?;
         let inherited = Inherited {
             image: Some(image.clone()),
             env_files: m.opt(cx, "envfile", env_files)?.unwrap_or_default(),
@@ -73,6 +74,7 @@ pub(super) fn services(
             requires,
             wants_info,
             omit,
+            image_source,
             instances,
         });
     }

@@ -227,6 +227,7 @@ pub(super) fn read_ship(
         Ok(v)
     })?;
     let ssh_tunnel = m.given(cx, "ssh_tunnel", ssh_tunnel)?;
+    let image_source = m.opt(cx, "image_source", image_source)?;
     let ship_path = m.path.clone();
     let ssh = match m.given(cx, "ssh", |cx, n, p| {
         ssh_settings(cx, p, n, names, &ship_path)
@@ -259,6 +260,7 @@ pub(super) fn read_ship(
         ssh_tunnel,
         ssh,
         max_concurrency,
+        image_source,
     })
 }
 
@@ -329,6 +331,37 @@ fn check_tls(
         }
     }
     Ok(())
+}
+
+/// `image_source: registry | local | {archive: PATH}` (a path relative to the file).
+pub(super) fn image_source(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<ImageSource> {
+    const HOW: &str = "expected `registry`, `local` (the Docker daemon of the machine running \
+                       maestro) or `{archive: FILE}` (a `docker save` archive)";
+    if let Value::Map(_) = node.value {
+        let mut m = MapReader::new(cx, node, path, "`image_source`")?;
+        // A misspelt key is told as such before the missing one.
+        let given = m.get("archive");
+        m.finish(cx, "`image_source`")?;
+        let file_node = given.ok_or_else(|| {
+            cx.invalid(
+                node.pos,
+                path,
+                format!("`image_source` as a mapping needs `archive`: {HOW}"),
+            )
+        })?;
+        let file = non_empty_string(cx, file_node, &join(path, "archive"))?;
+        return Ok(ImageSource::Archive(cx.resolve_path(&file)));
+    }
+    match string(cx, node, path)?.as_str() {
+        "registry" => Ok(ImageSource::Registry),
+        "local" => Ok(ImageSource::Local),
+        other => Err(cx.invalid_help(
+            node.pos,
+            path,
+            format!("unknown image_source `{other}`: {HOW}"),
+            did_you_mean(other, ["registry", "local"]),
+        )),
+    }
 }
 
 pub(super) fn ssh_tunnel(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<SshTunnel> {

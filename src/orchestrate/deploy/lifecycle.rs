@@ -27,6 +27,7 @@ use crate::config::Environment;
 use crate::orchestrate::deploy::audit::{Audit, AuditError, Note};
 use crate::orchestrate::deploy::lock::{self, Holder, LockError, LockKind};
 use crate::orchestrate::deploy::ops::{self, Action, LifecycleOp};
+use crate::orchestrate::deploy::push;
 use crate::orchestrate::engine::events::EventSink;
 use crate::orchestrate::engine::executor::{
     self, Cancel, Concurrency, RunSpec, ScheduleError, Summary,
@@ -82,6 +83,16 @@ impl Request {
     }
 
     /// Whether the request ignores dependencies whatever the selection says (pull).
+    /// Whether the run may put images on ships (and so reads those of this machine first).
+    pub fn needs_images(&self) -> bool {
+        match self {
+            Request::Single { action, .. } => {
+                matches!(action, Action::Start { .. } | Action::Pull | Action::Push)
+            }
+            Request::Restart { .. } => true,
+        }
+    }
+
     pub fn ignores_dependencies(&self) -> bool {
         matches!(
             self,
@@ -146,6 +157,9 @@ pub enum RunError {
     /// locks were released; those that could not be are beside it, to be told.
     #[error("{0}")]
     Audit(AuditError, Vec<LockError>),
+    /// An image that comes from this machine could not be read: nothing was touched.
+    #[error("{0}")]
+    Images(String),
 }
 
 /// What a sequence that ran leaves to tell.
@@ -174,6 +188,26 @@ pub async fn run(
     sink: EventSink,
     cancel: Cancel,
 ) -> Result<Finished, RunError> {
+    // Images of this machine are read before any ship is touched: a missing one changes
+    // nothing anywhere.
+    let pushes = if request.needs_images() {
+        let instances: Vec<String> = plans
+            .iter()
+            .flat_map(|p| p.steps.iter().map(|s| s.instance.clone()))
+            .collect();
+        tokio::select! {
+            prepared = push::prepare(&env, &instances) => {
+                prepared.map_err(RunError::Images)?.map(Arc::new)
+            }
+            _ = cancel.cancelled() => {
+                return Err(RunError::Images(
+                    "interrupted while reading the images of this machine: nothing done".into(),
+                ));
+            }
+        }
+    } else {
+        None
+    };
     let fleet = Arc::new(Fleet::for_plans(&env, &plans, options).with_events(sink.clone()));
     let ours = Holder::ours(request.command(), LockKind::Command, None);
     let ships: Vec<&str> = fleet.names().collect();
@@ -216,7 +250,9 @@ pub async fn run(
     let run = |command: &'static str, plan: &Plan, action: Action, limits: Concurrency| {
         let (jobs, direction) = ops::jobs_of(plan);
         let op = Arc::new(
-            LifecycleOp::new(Arc::clone(&env), Arc::clone(&fleet), &jobs, action).adopting(adopt),
+            LifecycleOp::new(Arc::clone(&env), Arc::clone(&fleet), &jobs, action)
+                .adopting(adopt)
+                .pushing(pushes.clone()),
         );
         let spec = RunSpec {
             command: command.to_string(),

@@ -10,3 +10,4 @@ pub mod checks;
 pub mod lifecycle;
 pub mod lock;
 pub mod ops;
+pub mod push;

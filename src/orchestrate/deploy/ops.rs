@@ -19,7 +19,9 @@ use crate::docker::{
     self, ContainerDetails, ContainerSpec, Credentials, Deployment, PullRetry, RestartPolicy,
 };
 
+use crate::docker::push::PreparedImage;
 use crate::orchestrate::deploy::checks::{self, CheckError, CheckState, CheckTarget};
+use crate::orchestrate::deploy::push::Pushes;
 use crate::orchestrate::engine::events::{Outcome, Step};
 use crate::orchestrate::engine::executor::{Job, OpError, Operation, StepContext};
 use crate::orchestrate::engine::fleet::{Fleet, ShipHandle};
@@ -112,6 +114,9 @@ pub enum Action {
     Kill,
     Clean,
     Pull,
+    /// Images of this machine to their ships (`maestro push`); images from a registry are
+    /// left alone.
+    Push,
     /// Back to the deployment kept for a rollback (see [`crate::orchestrate::observe::history`]).
     Rollback,
     /// The stop half of `restart --only-if-changed`: only containers whose spec or image
@@ -150,6 +155,8 @@ pub struct LifecycleOp {
     snapshots: Mutex<HashMap<String, SnapshotSlot>>,
     /// `--adopt`: see [`LifecycleOp::adopting`].
     adopt: bool,
+    /// The run's images from this machine, see [`LifecycleOp::pushing`].
+    pushes: Option<Arc<Pushes>>,
 }
 
 impl LifecycleOp {
@@ -163,7 +170,15 @@ impl LifecycleOp {
             units_done: std::sync::atomic::AtomicUsize::new(0),
             snapshots: Mutex::new(HashMap::new()),
             adopt: false,
+            pushes: None,
         }
+    }
+
+    /// Images that come from this machine are pushed through each ship's session instead of
+    /// pulled from a registry (see [`crate::orchestrate::deploy::push`]).
+    pub fn pushing(mut self, pushes: Option<Arc<Pushes>>) -> Self {
+        self.pushes = pushes;
+        self
     }
 
     /// With `adopt`, containers that have an instance's name but not this environment's
@@ -254,7 +269,24 @@ impl LifecycleOp {
             Action::Rollback => unit.rollback().await,
             Action::Pull => {
                 unit.pull().await?;
-                Ok(Outcome::Pulled)
+                Ok(if unit.local_image().is_some() {
+                    Outcome::Pushed
+                } else {
+                    Outcome::Pulled
+                })
+            }
+            Action::Push => {
+                if unit.local_image().is_none() {
+                    ctx.step(Step::Message {
+                        text: format!(
+                            "{} comes from a registry: nothing to push (`pull` fetches it)",
+                            instance.image
+                        ),
+                    });
+                    return Ok(Outcome::NothingToDo);
+                }
+                unit.pull().await?;
+                Ok(Outcome::Pushed)
             }
             Action::StopIfChanged { refresh_images } => {
                 match unit.change_reason(refresh_images).await? {
@@ -474,14 +506,7 @@ impl Unit<'_> {
         let Some(existing) = self.inspect().await? else {
             return Ok(Some("no container".into()));
         };
-        let image_id = if refresh {
-            Some(self.pull().await?)
-        } else {
-            self.ship()
-                .image_id(&self.instance.image)
-                .await
-                .map_err(docker_failed)?
-        };
+        let image_id = self.current_image_id(refresh).await?;
         Ok(reason_to_recreate(
             &existing,
             &spec.hash(),
@@ -489,13 +514,84 @@ impl Unit<'_> {
         ))
     }
 
-    /// Pulls the instance's image (once per ship and image in a run); returns its id.
+    /// The instance's image when it comes from this machine.
+    fn local_image(&self) -> Option<&PreparedImage> {
+        self.op.pushes.as_ref()?.image(&self.instance.image)
+    }
+
+    /// The id of the image the instance should run: pulled first with `refresh`; an image of
+    /// this machine is pushed first when the ship's is not the same.
+    async fn current_image_id(&self, refresh: bool) -> Result<Option<String>, OpError> {
+        if refresh {
+            return self.pull().await.map(Some);
+        }
+        let on_ship = self
+            .ship()
+            .image_id(&self.instance.image)
+            .await
+            .map_err(docker_failed)?;
+        match self.local_image() {
+            Some(local) if on_ship.as_deref() != Some(local.id.as_str()) => {
+                self.pull().await.map(Some)
+            }
+            _ => Ok(on_ship),
+        }
+    }
+
+    /// Pushes the instance's image from this machine through the ship's session (once per
+    /// ship and image in a run); returns its id.
+    async fn push(&self, local: &PreparedImage, pushes: &Pushes) -> Result<String, OpError> {
+        let image = &self.instance.image;
+        let total = local.layer_bytes();
+        self.ctx.step(Step::Pushing {
+            image: image.clone(),
+            bytes_sent: 0,
+            bytes_total: total,
+        });
+        let ctx = self.ctx;
+        let mut last = 0u64;
+        let push = pushes.push(self.handle, local, |sent| {
+            // One event per 1% of the image at most: the daemon reports every chunk.
+            if sent.saturating_sub(last) >= (total / 100).max(1) {
+                last = sent;
+                ctx.step(Step::Pushing {
+                    image: image.clone(),
+                    bytes_sent: sent,
+                    bytes_total: total,
+                });
+            }
+        });
+        let report = tokio::select! {
+            result = push => result.map_err(docker_failed)?,
+            _ = self.ctx.cancelled() => {
+                return Err(OpError::interrupted(
+                    "interrupted while pushing: the layers received are kept, the image is \
+                     not tagged",
+                ));
+            }
+        };
+        self.ctx.step(Step::Pushed {
+            image: image.clone(),
+            bytes_sent: report.bytes_sent,
+            layers_total: report.layers_total,
+            layers_skipped: report.layers_skipped,
+        });
+        Ok(report.id)
+    }
+
+    /// Pulls the instance's image (once per ship and image in a run); returns its id. An
+    /// image of this machine is pushed instead.
     async fn pull(&self) -> Result<String, OpError> {
         let image = &self.instance.image;
         let slot = self.op.pull_slot(&self.instance.ship, image);
         let mut pulled = slot.lock().await;
         if let Some(id) = pulled.as_ref() {
             return Ok(id.clone());
+        }
+        if let (Some(local), Some(pushes)) = (self.local_image(), self.op.pushes.as_ref()) {
+            let id = self.push(local, pushes).await?;
+            *pulled = Some(id.clone());
+            return Ok(id);
         }
         let (auth, retry) = self.registry_auth();
         self.ctx.step(Step::Pulling {
@@ -558,19 +654,13 @@ impl Unit<'_> {
         let hash = spec.hash();
         if !refresh
             && matches!(self.op.action, Action::Start { .. })
+            && self.local_image().is_none()
             && let Some(snapshot) = self.op.snapshot(&self.instance.ship, self.ship()).await
             && snapshot.already_running(self.name(), &hash, &self.instance.image)
         {
             return Ok(Outcome::AlreadyRunning);
         }
-        let mut image_id = self
-            .ship()
-            .image_id(&self.instance.image)
-            .await
-            .map_err(docker_failed)?;
-        if refresh {
-            image_id = Some(self.pull().await?);
-        }
+        let image_id = self.current_image_id(refresh).await?;
         let existing = self.inspect().await?;
         let change = existing
             .as_ref()
@@ -945,16 +1035,7 @@ impl Unit<'_> {
         let lifecycle = &self.instance.lifecycle;
         let in_between = !lifecycle.stopped.is_empty() || !lifecycle.pre_start.is_empty();
         let (spec, vars) = self.spec();
-        let image_id = async {
-            if refresh {
-                self.pull().await.map(Some)
-            } else {
-                self.ship()
-                    .image_id(&self.instance.image)
-                    .await
-                    .map_err(docker_failed)
-            }
-        };
+        let image_id = self.current_image_id(refresh);
         // Both reads at once: one round trip.
         let (existing, image_id) = tokio::try_join!(self.inspect(), image_id)?;
         let unchanged = existing.as_ref().is_some_and(|c| {

@@ -119,6 +119,21 @@ pub enum Step {
         percent: Option<u8>,
         detail: String,
     },
+    /// An image of this machine going to the ship through its SSH session (`image_source`):
+    /// bytes sent so far, of `bytes_total` were the ship to have none of its layers.
+    Pushing {
+        image: String,
+        bytes_sent: u64,
+        bytes_total: u64,
+    },
+    /// What a push sent: bytes through the ship's session, and how many of the image's
+    /// layers the ship already had.
+    Pushed {
+        image: String,
+        bytes_sent: u64,
+        layers_total: usize,
+        layers_skipped: usize,
+    },
     Creating,
     Starting,
     WaitingRunning,
@@ -144,6 +159,8 @@ impl Step {
     pub fn kind_name(&self) -> &'static str {
         match self {
             Step::Pulling { .. } => "pulling",
+            Step::Pushing { .. } => "pushing",
+            Step::Pushed { .. } => "pushed",
             Step::Creating => "creating",
             Step::Starting => "starting",
             Step::WaitingRunning => "waiting for running",
@@ -176,6 +193,26 @@ impl fmt::Display for Step {
                 percent: None,
                 detail,
             } => write!(f, "pulling {detail}"),
+            Step::Pushing {
+                image,
+                bytes_sent,
+                bytes_total,
+            } => write!(
+                f,
+                "pushing {image}: {} sent (image {})",
+                megabytes(*bytes_sent),
+                megabytes(*bytes_total)
+            ),
+            Step::Pushed {
+                image,
+                bytes_sent,
+                layers_total,
+                layers_skipped,
+            } => write!(
+                f,
+                "pushed {image}: {} sent, {layers_skipped} of {layers_total} layers already there",
+                megabytes(*bytes_sent)
+            ),
             Step::Checking {
                 check,
                 attempt,
@@ -184,6 +221,15 @@ impl fmt::Display for Step {
             Step::Message { text } => f.write_str(text),
             other => f.write_str(other.kind_name()),
         }
+    }
+}
+
+/// `12.3 MB`, `0.4 kB`: sizes as a person reads them.
+fn megabytes(bytes: u64) -> String {
+    if bytes >= 1_000_000 {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    } else {
+        format!("{:.1} kB", bytes as f64 / 1e3)
     }
 }
 
@@ -201,6 +247,7 @@ pub enum Outcome {
     Killed,
     Removed,
     Pulled,
+    Pushed,
     NothingToDo,
     Other(String),
 }
@@ -215,6 +262,7 @@ impl Outcome {
             Outcome::Killed => "killed",
             Outcome::Removed => "removed",
             Outcome::Pulled => "pulled",
+            Outcome::Pushed => "pushed",
             Outcome::NothingToDo => "nothing to do",
             Outcome::Other(text) => text,
         }
@@ -229,6 +277,7 @@ impl Outcome {
             "killed" => Outcome::Killed,
             "removed" => Outcome::Removed,
             "pulled" => Outcome::Pulled,
+            "pushed" => Outcome::Pushed,
             "nothing to do" => Outcome::NothingToDo,
             _ => Outcome::Other(text),
         }
