@@ -7,6 +7,8 @@
 #   ./bench.sh --tools maestro --merge       only maestro's rows; keep the peers' from results.json
 #   ./bench.sh --scale-only                  only the scale rows (maestro, K=4 and K=100 ships,
 #                                            direct and behind a bastion, N=200), into results.json
+#   ./bench.sh --push-only                   only the push rows (maestro push against docker save |
+#                                            gzip | ssh docker load, K=4), into results.json
 #   ./bench.sh --report-only                 rewrite docs/benchmarks.md from bench/results.json
 #   ./bench.sh --help                        the harness's options (delay, rounds, K, N, grid)
 #
@@ -24,7 +26,7 @@ log() { echo "bench.sh: $*" >&2; }
 [ "$(id -u)" = 0 ] || die "must run as root (the test bed uses network namespaces)"
 
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exec python3 bench/harness.py --help
 fi
 
@@ -38,6 +40,7 @@ for a in "$@"; do
     --report-only) REPORT_ONLY=1 WANT_MAESTRO=0 WANT_PEERS=0 ;;
     # The scale rows are maestro's alone: nothing of the peers is needed.
     --scale-only) WANT_PEERS=0 args+=("$a") ;;
+    --push-only) WANT_PEERS=0 args+=("$a") ;;
     *) args+=("$a") ;;
     esac
     # `--tools` without maestro needs no release build of maestro; `--tools maestro` no peers.
@@ -99,7 +102,8 @@ cleanup() {
         rm -f bench/work/proxy.pid
     fi
     local d
-    for d in "${MAESTRO_BED_ROOT:-/tmp/maestro-bed}"/bench-k*/ "${MAESTRO_BED_ROOT:-/tmp/maestro-bed}"/bench-scale/; do
+    for d in "${MAESTRO_BED_ROOT:-/tmp/maestro-bed}"/bench-k*/ "${MAESTRO_BED_ROOT:-/tmp/maestro-bed}"/bench-scale/ \
+        "${MAESTRO_BED_ROOT:-/tmp/maestro-bed}"/bench-push/; do
         [ -d "$d" ] || continue
         testbed/bed.sh down --name "$(basename "$d")" || true
     done

@@ -64,9 +64,10 @@ PROXY_NET = "127.77.0."
 # 0.0.0.0:22 needs another one (--proxy-port), written as [addr]:port in known_hosts.
 PROXY_PORT = 22
 ECHO_ADDR = PROXY_NET + "250:7"
-TOOLS = ["maestro", "maestrong", "maestrong_tunnel", "docker", "docker_cm", "compose", "compose_cm"]
+TOOLS = ["maestro", "maestro_warm", "maestrong", "maestrong_tunnel", "docker", "docker_cm", "compose", "compose_cm"]
 TOOL_LABELS = {
     "maestro": "maestro",
+    "maestro_warm": "maestro, sessions kept (--persist)",
     "maestrong": "MaestroNG 0.8.3 (ssh -L tunnels kept open)",
     "maestrong_tunnel": "MaestroNG 0.8.3 (its own ssh_tunnel)",
     "docker": "docker CLI, ssh://",
@@ -77,9 +78,11 @@ TOOL_LABELS = {
 # How each tool reaches a ship, which decides what its bound charges: "login" pays a whole SSH
 # login per command (TCP, key exchange, authentication, channel); "channel" rides an SSH
 # session opened before timing (kept `ssh -L` tunnels, a ControlMaster) and pays only a
-# channel open.
+# channel open; "kept" takes a channel its background process opened ahead of the command
+# (maestro --persist), and pays nothing before its first request.
 CONNECTS = {
     "maestro": "login",
+    "maestro_warm": "kept",
     "maestrong": "channel",
     "maestrong_tunnel": "login",
     "docker": "login",
@@ -269,7 +272,7 @@ def bounds(row, floor, login_rtts, hops=1):
     """Fills a result row's model: bound_s on the floor's smallest sample, bound_hi_s on its
     largest, and the SSH round trips charged to the tool (a login, or a channel of a session
     opened before timing)."""
-    setup = login_rtts if CONNECTS[row["tool"]] == "login" else CHANNEL_RTTS
+    setup = {"login": login_rtts, "channel": CHANNEL_RTTS, "kept": 0}[CONNECTS[row["tool"]]]
     lo, hi = floor.low(), floor.high()
     api = api_rtts_of(row.get("traced_rtts"))
     row.update({
@@ -283,7 +286,7 @@ def bounds(row, floor, login_rtts, hops=1):
     # A model that charges no login or a bound at or under zero is a harness bug (a trace that
     # failed), never a figure to publish: the row says so and the page shows no ratio for it.
     broken = [f"{op} bound {v}" for op, v in row["bound_s"].items() if not v or v <= 0]
-    if not setup or setup < 1:
+    if setup is None or setup < (1 if CONNECTS[row["tool"]] != "kept" else 0):
         broken.insert(0, f"setup round trips {setup}")
     if broken:
         row["model_broken"] = "; ".join(broken)
@@ -863,7 +866,18 @@ class Config:
         # maestro remembers each daemon's API version under the cache directory: keep the
         # bench's (warm after the first command, as for an operator) out of the user's ~/.cache.
         e["XDG_CACHE_HOME"] = os.path.join(self.workdir, "cache")
+        e.pop("MAESTRO_PERSIST", None)
+        if tool == "maestro_warm":
+            # Sessions kept by a background maestro, its socket in a directory of the run's.
+            e["MAESTRO_PERSIST"] = "10m"
+            e["MAESTRO_RUNTIME_DIR"] = self.runtime_dir()
         return e
+
+    def runtime_dir(self):
+        d = os.path.join(self.workdir, "rt")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)
+        return d
 
     def argv(self, tool, op):
         if (tool, op) in self.scripts:  # the self-test's broken tools
@@ -963,6 +977,22 @@ def turns(trace_path):
     return out
 
 
+def traced(cfg, ship, trace, argv, env, timeout):
+    """turns() of one run of argv through a fresh tracing proxy in front of `ship`."""
+    if os.path.exists(trace):
+        os.remove(trace)
+    p = subprocess.Popen([PROXY, "serve", "--delay-ms", str(cfg.args.delay_ms),
+                          "--map", f"{TRACE_ADDR}:22={ship['ip']}:22", "--trace", trace],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        p.stdout.readline()
+        subprocess.run(argv, env=env, capture_output=True, timeout=timeout)
+    finally:
+        p.terminate()
+        p.wait(10)
+    return turns(trace)
+
+
 def traced_login_rtts(cfg, logdir):
     """{"maestro": n, "openssh": n, "login": min}: round trips from a TCP connect to a channel
     on the Docker socket, counted in a trace of the protocol through a delaying proxy on the
@@ -1001,18 +1031,7 @@ def traced_login_rtts(cfg, logdir):
     for tool, argv in runs.items():
         counts = []
         for _ in range(3):  # the first maestro run fills the API version cache
-            if os.path.exists(trace):
-                os.remove(trace)
-            p = subprocess.Popen([PROXY, "serve", "--delay-ms", str(cfg.args.delay_ms),
-                                  "--map", f"{TRACE_ADDR}:22={ship['ip']}:22", "--trace", trace],
-                                 stdout=subprocess.PIPE, text=True)
-            try:
-                p.stdout.readline()
-                subprocess.run(argv, env=env, capture_output=True, timeout=120)
-            finally:
-                p.terminate()
-                p.wait(10)
-            conns = turns(trace)
+            conns = traced(cfg, ship, trace, argv, env, 120)
             # One connection that got as far as a channel, or the run tells nothing.
             if len(conns) == 1 and len(next(iter(conns.values()))[1]) > after[tool]:
                 counts.append(len(next(iter(conns.values()))[1]))
@@ -1053,18 +1072,7 @@ def traced_api_rtts(cfg, d, kh, trace, login_turns):
     try:
         for rnd in range(3):  # the first round also takes what a ship's first run needs (the lock's image)
             for op, rest in ops.items():
-                if os.path.exists(trace):
-                    os.remove(trace)
-                p = subprocess.Popen([PROXY, "serve", "--delay-ms", str(cfg.args.delay_ms),
-                                      "--map", f"{TRACE_ADDR}:22={ship['ip']}:22", "--trace", trace],
-                                     stdout=subprocess.PIPE, text=True)
-                try:
-                    p.stdout.readline()
-                    subprocess.run(base + rest, env=env, capture_output=True, timeout=300)
-                finally:
-                    p.terminate()
-                    p.wait(10)
-                conns = turns(trace)
+                conns = traced(cfg, ship, trace, base + rest, env, 300)
                 if rnd > 0 and len(conns) == 1:
                     counts[op].append(len(next(iter(conns.values()))[1]) - login_turns)
             remove_all([ship], "trace-")
@@ -1150,6 +1158,12 @@ def bench_tool(cfg, tool, reps, logdir, before_rep=None):
                 c.getresponse().read()
                 c.close()
             extra["tunnel_setup_s"] = round(time.perf_counter() - t0, 3)
+        if tool == "maestro_warm":
+            # As an operator's earlier command leaves it: the background maestro logged in to
+            # every ship (one untimed status), its sessions kept through the same proxy.
+            t0 = time.perf_counter()
+            subprocess.run(cfg.argv(tool, "status"), env=env, capture_output=True, timeout=300)
+            extra["persist_setup_s"] = round(time.perf_counter() - t0, 3)
         if tool in ("docker_cm", "compose_cm"):
             # Masters opened once, as ControlPersist leaves them between a user's commands.
             t0 = time.perf_counter()
@@ -1247,6 +1261,8 @@ def bench_tool(cfg, tool, reps, logdir, before_rep=None):
         if tool in ("docker_cm", "compose_cm"):
             for s in cfg.ships:
                 subprocess.run(["ssh", "-O", "exit", s["name"]], env=env, capture_output=True, timeout=30)
+        if tool == "maestro_warm":
+            subprocess.run([cfg.args.maestro, "persist", "stop"], env=env, capture_output=True, timeout=60)
         remove_all(cfg.ships, cfg.prefix)
 
 
@@ -1354,6 +1370,153 @@ def run_scale(args, scale):
     scale["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+PUSH_BED = "bench-push"
+PUSH_IMAGE = "bench-push:1"
+
+
+def ns_iptables(netns, *args):
+    return subprocess.run(["nsenter", f"--net=/var/run/netns/{netns}", "iptables", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+class SshdBytes:
+    """Bytes that reached each ship's sshd (port 22, counted by an iptables rule in the ship's
+    namespace): what crossed the wire, whatever the tool says it sent."""
+
+    def __init__(self, ships):
+        self.ships = ships
+        for s in ships:
+            ns_iptables(s["netns"], "-I", "INPUT", "-p", "tcp", "--dport", "22", "-m", "comment",
+                        "--comment", "bench-push")
+
+    def zero(self):
+        for s in self.ships:
+            ns_iptables(s["netns"], "-Z", "INPUT")
+
+    def read(self):
+        out = {}
+        for s in self.ships:
+            text = ns_iptables(s["netns"], "-L", "INPUT", "-vxn").stdout
+            line = next((l for l in text.splitlines() if "bench-push" in l), "")
+            fields = line.split()
+            out[s["name"]] = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+        return out
+
+    def remove(self):
+        for s in self.ships:
+            ns_iptables(s["netns"], "-D", "INPUT", "-p", "tcp", "--dport", "22", "-m", "comment",
+                        "--comment", "bench-push")
+
+
+def build_push_image(builder_sock, workdir, base_mib, small_kib, generation):
+    """On the builder's daemon (the operator's machine): PUSH_IMAGE from the bed's image, a
+    base_mib layer of random bytes, then a small_kib layer that changes with `generation`."""
+    env = dict(os.environ, DOCKER_HOST=f"unix://{builder_sock}", DOCKER_BUILDKIT="0")
+    ctx = os.path.join(workdir, "push-ctx")
+    os.makedirs(ctx, exist_ok=True)
+    if generation == 0:
+        with open(os.path.join(ctx, "big.bin"), "wb") as f:
+            f.write(os.urandom(base_mib << 20))
+        with open(os.path.join(ctx, "Dockerfile.base"), "w") as f:
+            f.write(f"FROM {IMAGE}\nCOPY big.bin /big.bin\n")
+        subprocess.run(["docker", "build", "-q", "-f", os.path.join(ctx, "Dockerfile.base"), "-t",
+                        "bench-push-base:1", ctx], env=env, check=True, capture_output=True, timeout=600)
+    with open(os.path.join(ctx, "small.bin"), "wb") as f:
+        f.write(os.urandom(small_kib << 10))
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM bench-push-base:1\nCOPY small.bin /small.bin\n")
+    subprocess.run(["docker", "build", "-q", "-t", PUSH_IMAGE, ctx], env=env, check=True,
+                   capture_output=True, timeout=600)
+
+
+def run_push(args, results):
+    """The push rows: a locally built image (the bed's image, then --push-base-mib of random
+    bytes, then a --push-small-kib layer) put on K ships behind the delaying proxy, by
+    `maestro push` (a registry served through each ship's SSH session: only missing layers) and
+    by `docker save | gzip | ssh SHIP docker load`, 4 at once; first onto ships that lack both
+    layers, then after a change of the small layer. Seconds, and bytes into each ship's sshd."""
+    k = args.push_ships
+    log(f"bed {PUSH_BED}: {k} ship(s) and a builder (the operator's daemon)")
+    bed = bed_up(PUSH_BED, k + 1)
+    out = {"ships": k, "base_mib": args.push_base_mib, "small_kib": args.push_small_kib,
+           "delay_ms": args.delay_ms, "reps": args.push_reps, "rows": {},
+           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results["push"] = out
+    logdir = os.path.join(HERE, "work", "logs-push")
+    os.makedirs(logdir, exist_ok=True)
+    ships, builder = bed["ships"][:k], bed["ships"][k]
+    counters = None
+    proxy = Proxy(bed, args.delay_ms, logdir, [s["ip"] for s in ships])
+    try:
+        out["rtt_ms"] = rtt_ms()
+        cfg = Config(args, k, k, dict(bed, ships=ships), workdir=os.path.join(HERE, "work", "push"))
+        path = os.path.join(cfg.workdir, "push.yaml")
+        text = open(os.path.join(cfg.workdir, "maestro.yaml")).read().split("services:")[0]
+        text += "services:\n  big:\n    image: " + PUSH_IMAGE + "\n    image_source: local\n    instances:\n"
+        text += "".join(f"      push-{i + 1}: {{ship: {s['name']}}}\n" for i, s in enumerate(ships))
+        with open(path, "w") as f:
+            f.write(text)
+        env = cfg.env("maestro")
+        env["DOCKER_HOST"] = f"unix://{builder['docker_socket']}"
+        counters = SshdBytes(ships)
+
+        def clean_ships():
+            for s in ships:
+                for img in (PUSH_IMAGE, "bench-push-base:1"):
+                    api_quiet(s["docker_socket"], "DELETE", f"/images/{img}?force=1")
+                api_quiet(s["docker_socket"], "POST", "/images/prune?filters=" +
+                          urllib.parse.quote(json.dumps({"dangling": ["false"]})))
+            shutil.rmtree(os.path.join(env["XDG_CACHE_HOME"], "maestro", "layer-digests"), ignore_errors=True)
+
+        def timed(label, argv):
+            counters.zero()
+            secs, code, _ = run_timed(argv, env, os.path.join(logdir, "push.log"))
+            per_ship = counters.read()
+            row = out["rows"].setdefault(label, {"runs": [], "bytes": [], "exit": []})
+            row["runs"].append(round(secs, 3))
+            row["bytes"].append(per_ship)
+            row["exit"].append(code)
+            log(f"  {label:28} {secs:7.2f}s exit {code} bytes per ship {per_ship}")
+
+        save_load = os.path.join(cfg.workdir, "save-load.sh")
+        with open(save_load, "w") as f:
+            f.write("#!/usr/bin/env bash\nrc=0; pids=()\n")
+            for s in ships:
+                f.write(f"docker save {PUSH_IMAGE} | gzip | /usr/bin/ssh -F {env['BENCH_SSH_CONFIG']} {s['name']} "
+                        f"docker -H unix://{s['docker_socket']} load >/dev/null & pids+=($!)\n")
+            f.write('for p in "${pids[@]}"; do wait "$p" || rc=1; done\nexit $rc\n')
+        os.chmod(save_load, 0o755)
+        for rep in range(args.push_reps):
+            build_push_image(builder["docker_socket"], cfg.workdir, args.push_base_mib, args.push_small_kib, 0)
+            clean_ships()
+            timed("maestro push, first", [args.maestro, "-f", path, "--json", "push"])
+            build_push_image(builder["docker_socket"], cfg.workdir, args.push_base_mib, args.push_small_kib, 1)
+            timed("maestro push, second", [args.maestro, "-f", path, "--json", "push"])
+            build_push_image(builder["docker_socket"], cfg.workdir, args.push_base_mib, args.push_small_kib, 2)
+            clean_ships()
+            timed("docker save | gzip | ssh docker load, first", ["bash", save_load])
+            build_push_image(builder["docker_socket"], cfg.workdir, args.push_base_mib, args.push_small_kib, 3)
+            timed("docker save | gzip | ssh docker load, second", ["bash", save_load])
+        for row in out["rows"].values():
+            row["median_s"] = round(statistics.median(row["runs"]), 3)
+            per = [b for run in row["bytes"] for b in run.values() if b is not None]
+            row["median_bytes_per_ship"] = int(statistics.median(per)) if per else None
+            row["ok"] = all(c == 0 for c in row["exit"])
+    finally:
+        if counters is not None:
+            counters.remove()
+        proxy.stop()
+        bed_down(PUSH_BED)
+    out["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def api_quiet(sock, method, path):
+    try:
+        api(sock, method, path)
+    except Exception:  # an image already gone is what was wanted
+        pass
+
+
 def mem_total_kib():
     try:
         with open("/proc/meminfo") as f:
@@ -1389,6 +1552,12 @@ def main():
     ap.add_argument("--scale-instances", type=int, default=200, help="N of the scale rows (default 200)")
     ap.add_argument("--scale-shapes", default=",".join(SCALE_SHAPES), help="direct,bastion (default both)")
     ap.add_argument("--scale-reps", type=int, default=5, help="rounds per scale row (median)")
+    ap.add_argument("--push", action="store_true", help="also the push rows (maestro push against docker save|load)")
+    ap.add_argument("--push-only", action="store_true", help="only the push rows, merged into --out")
+    ap.add_argument("--push-ships", type=int, default=4, help="K of the push rows (default 4)")
+    ap.add_argument("--push-base-mib", type=int, default=100, help="the image's big layer (MiB, default 100)")
+    ap.add_argument("--push-small-kib", type=int, default=1024, help="the layer that changes (KiB, default 1024)")
+    ap.add_argument("--push-reps", type=int, default=3, help="rounds of the push rows (default 3)")
     ap.add_argument("--selftest", metavar="BED_JSON",
                     help="test the harness's checks on an existing test bed (see selftest) and exit")
     args = ap.parse_args()
@@ -1416,6 +1585,17 @@ def main():
 
     if args.scale_only:
         return main_scale_only(args)
+    if args.push_only:
+        results = {"runs": []}
+        if os.path.exists(args.out):
+            with open(args.out) as f:
+                results = json.load(f)
+        try:
+            run_push(args, results)
+        finally:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
+        return None
     results = {"runs": []}
     if args.merge and os.path.exists(args.out):
         with open(args.out) as f:
@@ -1493,7 +1673,8 @@ def main():
                     floor = Floor(bed["ships"], n)
                     rows = []
                     for tool in ts:
-                        if tool == "maestro" and not os.access(args.maestro, os.X_OK):
+                        if tool.startswith("maestro") and not tool.startswith("maestrong") \
+                                and not os.access(args.maestro, os.X_OK):
                             log(f"maestro binary {args.maestro} missing: skipped")
                             continue
                         log(f"K={k} N={n}: {tool}")
@@ -1540,6 +1721,12 @@ def main():
         for _ in run_scale(args, results["scale"]):
             with open(args.out, "w") as f:
                 json.dump(results, f, indent=1)
+    if args.push:
+        try:
+            run_push(args, results)
+        except Exception as e:
+            log(f"push rows failed: {e}")
+            results.setdefault("push", {})["error"] = str(e)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

@@ -20,7 +20,7 @@ OPS = [
     ("restart", "restart web"),
     ("stop", "stop"),
 ]
-TOOLS = ["maestro", "maestrong", "maestrong_tunnel", "docker", "docker_cm", "compose", "compose_cm"]
+TOOLS = ["maestro", "maestro_warm", "maestrong", "maestrong_tunnel", "docker", "docker_cm", "compose", "compose_cm"]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 # The harness's LOAD_LIMIT: rows whose 1-minute load per CPU before them was above it.
 LOAD_LIMIT = 1.5
@@ -202,6 +202,40 @@ def scale_section(data, w):
           f" {fmt_s(med(g, 'status'))}, start {fmt_s(med(g, 'start'))}, no-op start {fmt_s(med(g, 'noop_start'))},"
           f" stop {fmt_s(med(g, 'stop'))}, round trip {g['rtt_ms']:.1f} ms; the ratios above use the K={base}"
           " row of the scale run instead, measured on the same bed at the same moment.")
+        w("")
+
+
+def push_section(data, w):
+    """The push rows (harness --push): maestro push against docker save | gzip | ssh docker load."""
+    pu = data.get("push") or {}
+    w("## Images without a registry: `maestro push` against `docker save | gzip | ssh docker load`")
+    w("")
+    if not pu.get("rows"):
+        w("**Pending**" + (f" (the last run failed: {pu['error']})" if pu.get("error") else "")
+          + ": run `sudo ./bench.sh --push-only` (it keeps every other row of `bench/results.json`).")
+        w("")
+        return
+    w(f"An image built on this machine's daemon (the bed's busybox image, a {pu['base_mib']} MiB layer of random"
+      f" bytes, a {pu['small_kib']} KiB layer) put on K={pu['ships']} ships, each behind the delaying proxy"
+      f" ({pu['delay_ms']:g} ms each way, round trip {pu.get('rtt_ms', 0):.1f} ms), median of {pu['reps']} rounds."
+      " *first*: onto ships that have neither layer; *second*: after a change of the small layer only."
+      " Bytes are those that reached each ship's sshd (an iptables counter on port 22 in the ship's"
+      " namespace), not the tool's own report. `maestro push` serves a registry through each ship's SSH"
+      " session and the ship's daemon pulls only the layers it lacks; the docker CLI pipeline sends the"
+      " whole image every time, four pipelines at once.")
+    w("")
+    w("| tool, push | median | bytes into each ship's sshd (median) |")
+    w("|---|---|---|")
+    for label, row in pu["rows"].items():
+        b = row.get("median_bytes_per_ship")
+        w(f"| {label}{'' if row.get('ok') else ' ✗'} | {fmt_s(row.get('median_s'))}"
+          f" | {'—' if b is None else f'{b / 1024 / 1024:.1f} MiB'} |")
+    w("")
+    rows = pu["rows"]
+    m2, d2 = rows.get("maestro push, second"), rows.get("docker save | gzip | ssh docker load, second")
+    if m2 and d2 and m2.get("median_bytes_per_ship") and d2.get("median_bytes_per_ship"):
+        w(f"On the second push maestro sends {d2['median_bytes_per_ship'] / m2['median_bytes_per_ship']:.0f}× fewer"
+          f" bytes and takes {d2['median_s'] / m2['median_s']:.1f}× less time than the pipeline.")
         w("")
 
 
@@ -414,6 +448,10 @@ def main():
       " the ship), without and with the same ControlMaster. Compose cannot express a dependency on"
       " another ship, so the script runs `up -d --no-deps <instances of the level>` per level, ships in"
       " parallel.")
+    w("- **maestro, sessions kept** (`--persist`, issue 27): the same commands with `MAESTRO_PERSIST=10m`, after"
+      " one untimed `status` that starts the background maestro and logs in to every ship through the"
+      " same proxy, as an operator's earlier command would; its channels are opened ahead of each command,"
+      " so the model charges it no SSH round trip (\"kept\"). Cold rows are plain `maestro`.")
     w("- **maestro** as `maestro -f maestro.yaml --plain start|status|restart -s web|stop -a`, release build;"
       " peak memory is each command's own, with whatever it starts: it runs in a memory cgroup of its own"
       f" ({data.get('mem_source') or 'none on this machine: no figure'}), since `ru_maxrss` from `wait4`"
@@ -610,6 +648,32 @@ def main():
                 targets.append((f"`status` ≥ 10× faster than {p['label']}",
                                 f"{med(p, 'status') / med(maestro, 'status'):.1f}× (rounds {worst:.1f}–{best:.1f}×)",
                                 verdict(worst, best, 10, higher_is_better=True)))
+        warm = at_default.get("maestro_warm")
+        if warm and "error" not in warm.get("ops", {}):
+            rtt, d = warm["rtt_ms"], warm["daemon_ms"]
+            # Issue 27's targets: warm status within 2 round trips plus the daemon's list, and 4x
+            # MaestroNG with kept tunnels; a warm no-op start within 4 round trips plus the
+            # daemon's own work (its list, and the lock's create).
+            for op, trips, own, label in [
+                ("status", 2, d["list"], "warm `status` within 2 round trips + the daemon's list"),
+                ("noop_start", 4, d["list"] + d["create"],
+                 "warm no-op `start` within 4 round trips + the daemon's list and the lock's create"),
+            ]:
+                limit = (trips * rtt + own) / 1000
+                rs = runs_of(warm, op)
+                if rs and cell_ok(warm, op):
+                    targets.append((label, f"{med(warm, op):.3f} s against {limit:.3f} s"
+                                    f" (rounds {min(rs):.3f}–{max(rs):.3f} s)",
+                                    verdict(max(rs) / limit, min(rs) / limit, 1.0)))
+                else:
+                    targets.append((label, "✗ (a check failed)", "**missed**"))
+            p = at_default.get("maestrong")
+            if p and runs_of(p, "status") and runs_of(warm, "status"):
+                worst = min(runs_of(p, "status")) / max(runs_of(warm, "status"))
+                best = max(runs_of(p, "status")) / min(runs_of(warm, "status"))
+                targets.append((f"warm `status` ≥ 4× faster than {p['label']}",
+                                f"{med(p, 'status') / med(warm, 'status'):.1f}× (rounds {worst:.1f}–{best:.1f}×)",
+                                verdict(worst, best, 4, higher_is_better=True)))
         big = [r for r in runs if r["tool"] == "maestro" and r["ships"] == 16 and r["instances"] == 200]
         if big:
             rss = peak_rss_mib(big[0])
@@ -645,6 +709,7 @@ def main():
         w("(*x× m*: ratio to that configuration's model bound on its smallest floor sample.)")
     w("")
     scale_section(data, w)
+    push_section(data, w)
     if notes:
         w(notes.rstrip())
         w("")

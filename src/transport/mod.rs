@@ -840,22 +840,7 @@ async fn connect_ssh(
         passphrase: std::env::var("MAESTRO_SSH_PASSPHRASE").ok(),
     };
     let chain = Arc::new(ssh::connect_chain(&hops, &options, pool).await?);
-    let mut route_text = String::from("ssh ");
-    for hop in &chain.hops {
-        route_text.push_str(&hop.address);
-        route_text.push_str(" -> ");
-    }
-    route_text.push_str(&endpoint.docker.to_string());
-    let ship_hop = chain.hops.last();
-    let info = ConnectionInfo {
-        ship: endpoint.ship.clone(),
-        transport: TransportKind::Ssh,
-        route: route_text,
-        hops: chain.hops.clone(),
-        auth_method: ship_hop.map(|h| h.auth_method.clone()),
-        host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
-        warnings: chain.warnings.clone(),
-    };
+    let info = ssh_info(endpoint, chain.hops.clone(), chain.warnings.clone());
     if endpoint.login_only {
         let docker = connector::ssh_docker(
             &endpoint.ship,
@@ -885,27 +870,60 @@ async fn connect_ssh(
     )
     .await
     .map_err(after_login)?;
+    let opener = connector::Opener::Chain(chain.clone());
+    let docker = docker_over_ssh(endpoint, opener, spare, known, &api, &after_login).await?;
+    Ok(Connection {
+        docker,
+        info,
+        link: Link::Ssh(chain, api),
+    })
+}
+
+/// What a connection over SSH reports: the route through `hops` to the Docker target.
+fn ssh_info(endpoint: &Endpoint, hops: Vec<HopInfo>, warnings: Vec<String>) -> ConnectionInfo {
+    let mut route_text = String::from("ssh ");
+    for hop in &hops {
+        route_text.push_str(&hop.address);
+        route_text.push_str(" -> ");
+    }
+    route_text.push_str(&endpoint.docker.to_string());
+    let ship_hop = hops.last();
+    ConnectionInfo {
+        ship: endpoint.ship.clone(),
+        transport: TransportKind::Ssh,
+        route: route_text,
+        auth_method: ship_hop.map(|h| h.auth_method.clone()),
+        host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
+        hops,
+        warnings,
+    }
+}
+
+/// The Docker handle over channels `opener` opens (`spare` ones already open), its API version
+/// forced, remembered, or negotiated once and then remembered.
+async fn docker_over_ssh(
+    endpoint: &Endpoint,
+    opener: connector::Opener,
+    spare: Vec<connector::SpareChannel>,
+    known: Option<ClientVersion>,
+    api: &Arc<connector::ApiVersionState>,
+    after_login: &(dyn Fn(TransportError) -> TransportError + Sync),
+) -> Result<Docker, TransportError> {
     let docker = connector::ssh_docker(
         &endpoint.ship,
-        connector::Opener::Chain(chain.clone()),
+        opener,
         endpoint.docker.clone(),
         spare,
         &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
         api.clone(),
     )
     .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
-    let docker = if known.is_some() {
-        docker
-    } else {
-        let docker = negotiate(endpoint, docker).await.map_err(after_login)?;
-        api.set(docker.client_version(), true);
-        docker
-    };
-    Ok(Connection {
-        docker,
-        info,
-        link: Link::Ssh(chain, api),
-    })
+    if known.is_some() {
+        return Ok(docker);
+    }
+    let docker = negotiate(endpoint, docker).await.map_err(after_login)?;
+    api.set(docker.client_version(), true);
+    Ok(docker)
 }
 
 /// The API version state of an SSH route: forced, remembered from an earlier command (the
@@ -962,29 +980,11 @@ async fn connect_warm(
         warm.open(target.clone()),
         warm.open_docker(&endpoint.docker)
     );
-    let info_of = |hops: Vec<HopInfo>, warnings: Vec<String>| {
-        let mut route_text = String::from("ssh ");
-        for hop in &hops {
-            route_text.push_str(&hop.address);
-            route_text.push_str(" -> ");
-        }
-        route_text.push_str(&endpoint.docker.to_string());
-        let ship_hop = hops.last();
-        ConnectionInfo {
-            ship: endpoint.ship.clone(),
-            transport: TransportKind::Ssh,
-            route: route_text,
-            auth_method: ship_hop.map(|h| h.auth_method.clone()),
-            host_key_fingerprint: ship_hop.map(|h| h.host_key_fingerprint.clone()),
-            hops,
-            warnings,
-        }
-    };
     let (stream, answer) = match first {
         Ok(opened) => opened,
         Err(err) => return Err(err),
     };
-    let info = info_of(answer.hops, answer.warnings);
+    let info = ssh_info(endpoint, answer.hops, answer.warnings);
     let mut spare: Vec<connector::SpareChannel> = vec![Box::new(stream)];
     if let Ok(stream) = second {
         spare.push(Box::new(stream));
@@ -993,22 +993,8 @@ async fn connect_warm(
         reached: Box::new(info.clone()),
         source: Box::new(source),
     };
-    let docker = connector::ssh_docker(
-        &endpoint.ship,
-        connector::Opener::Warm(warm.clone()),
-        endpoint.docker.clone(),
-        spare,
-        &known.unwrap_or(*bollard::API_DEFAULT_VERSION),
-        api.clone(),
-    )
-    .map_err(|source| TransportError::docker(&endpoint.ship, source))?;
-    let docker = if known.is_some() {
-        docker
-    } else {
-        let docker = negotiate(endpoint, docker).await.map_err(after_login)?;
-        api.set(docker.client_version(), true);
-        docker
-    };
+    let opener = connector::Opener::Warm(warm.clone());
+    let docker = docker_over_ssh(endpoint, opener, spare, known, &api, &after_login).await?;
     Ok(Connection {
         docker,
         info,

@@ -22,8 +22,9 @@ const OPS: [(&str, &str); 5] = [
     ("restart", "restart web"),
     ("stop", "stop"),
 ];
-const TOOLS: [&str; 7] = [
+const TOOLS: [&str; 8] = [
     "maestro",
+    "maestro_warm",
     "maestrong",
     "maestrong_tunnel",
     "docker",
@@ -32,8 +33,9 @@ const TOOLS: [&str; 7] = [
     "compose_cm",
 ];
 // One per tool, then the model's bound (grey).
-const COLORS: [RGBColor; 8] = [
+const COLORS: [RGBColor; 9] = [
     RGBColor(0x1b, 0x9e, 0x77),
+    RGBColor(0x0b, 0x5e, 0x47),
     RGBColor(0xd9, 0x5f, 0x02),
     RGBColor(0xa6, 0x76, 0x1d),
     RGBColor(0x75, 0x70, 0xb3),
@@ -139,7 +141,7 @@ fn tools_chart(data: &Value, path: &str) -> Result<(), Error> {
         .draw()?;
     let width = 0.8 / series.len().max(1) as f64;
     for (si, (label, values)) in series.iter().enumerate() {
-        let color = COLORS[if label == BOUND { 7 } else { si.min(6) }];
+        let color = COLORS[if label == BOUND { 8 } else { si.min(7) }];
         let bars = values.iter().enumerate().filter_map(|(oi, v)| {
             v.map(|v| {
                 let x0 = oi as f64 + 0.1 + si as f64 * width;
