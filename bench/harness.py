@@ -1466,7 +1466,13 @@ def run_push(args, results):
                     api_quiet(s["docker_socket"], "DELETE", f"/images/{img}?force=1")
                 api_quiet(s["docker_socket"], "POST", "/images/prune?filters=" +
                           urllib.parse.quote(json.dumps({"dangling": ["false"]})))
-            shutil.rmtree(os.path.join(env["XDG_CACHE_HOME"], "maestro", "layer-digests"), ignore_errors=True)
+            # maestro's memory of compressed layer digests: a cold push computes them again.
+            for home in (env["XDG_CACHE_HOME"], os.path.join(os.environ.get("HOME", "/root"), ".cache")):
+                cached = os.path.join(home, "maestro", "layer-digests")
+                if os.path.isdir(cached):
+                    shutil.rmtree(cached, ignore_errors=True)
+                elif os.path.exists(cached):
+                    os.remove(cached)
 
         def timed(label, argv):
             counters.zero()
