@@ -534,11 +534,15 @@ class MemCgroup:
                     self.peak_file, self.kind = "memory.peak", "cgroup v2 memory.peak"
         self.n = 0
         if self.base is not None:
+            # Usable only if a process can be moved in too (a cgroup may be made and not
+            # entered, under a delegation or a container's rules): else no figure at all.
             probe = self.make()
-            if probe is None or not os.path.exists(os.path.join(probe, self.peak_file)):
-                self.base = None
+            usable = probe is not None and os.path.exists(os.path.join(probe, self.peak_file)) and \
+                subprocess.run(self.wrap(probe, ["true"]), capture_output=True, timeout=30).returncode == 0
             if probe is not None:
                 self.remove(probe)
+            if not usable:
+                self.base = None
 
     def make(self):
         self.n += 1
