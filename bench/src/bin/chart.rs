@@ -111,6 +111,12 @@ fn tools_chart(data: &Value, path: &str) -> Result<(), Error> {
         .iter()
         .flat_map(|(_, v)| v.iter().flatten())
         .fold(1.0f64, |a, &b| a.max(b));
+    // The axis starts below the shortest bar (a warm status is under 0.1 s), never at 0.
+    let min = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .filter(|v| **v > 0.0)
+        .fold(0.1f64, |a, &b| a.min(b));
     let root = BitMapBackend::new(path, (1200, 620)).into_drawing_area();
     root.fill(&WHITE)?;
     let delay = data["delay_ms"].as_f64().unwrap_or(25.0);
@@ -122,7 +128,7 @@ fn tools_chart(data: &Value, path: &str) -> Result<(), Error> {
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..OPS.len() as f64, (0.1f64..max * 2.0).log_scale())?;
+        .build_cartesian_2d(0f64..OPS.len() as f64, (min / 2.0..max * 2.0).log_scale())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -145,7 +151,11 @@ fn tools_chart(data: &Value, path: &str) -> Result<(), Error> {
         let bars = values.iter().enumerate().filter_map(|(oi, v)| {
             v.map(|v| {
                 let x0 = oi as f64 + 0.1 + si as f64 * width;
-                Rectangle::new([(x0, 0.1), (x0 + width * 0.9, v.max(0.1))], color.filled())
+                let floor = min / 2.0;
+                Rectangle::new(
+                    [(x0, floor), (x0 + width * 0.9, v.max(floor))],
+                    color.filled(),
+                )
             })
         });
         chart
