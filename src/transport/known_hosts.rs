@@ -16,7 +16,7 @@
 //! without the host's Ed25519 key would otherwise offer only an RSA or ECDSA key, be judged
 //! unknown, and be recorded under accept-new. This is stricter than OpenSSH's accept-new
 //! (which records such a key); the operator who really added a key type adds its line by hand.
-//! Key exchange asks first for the types on record (`ssh::client_config`), so an honest
+//! Key exchange asks first for the types on record (`ssh::connect::client_config`), so an honest
 //! host that has one of them presents it.
 //! `@revoked` applies to every host whatever its host field (safer than OpenSSH, which scopes
 //! it to matching hosts), to the presented key, the certificate's key and its CA alike.
