@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::api_version::{self, VersionCache};
-use super::error::TransportError;
+use super::error::{TransportError, TransportErrorKind};
 use super::ssh::SshChain;
 use super::{DEFAULT_REQUEST_TIMEOUT_SECS, DockerTarget, TlsFiles, TransportKind};
 
@@ -404,11 +404,13 @@ pub(crate) async fn check_docker_channel(
             return Ok(channels);
         }
         Err(_) => {
-            return Err(TransportError::Timeout {
-                ship: ship.to_string(),
-                hop: format!("{target} on {hop}"),
-                after: timeout,
-            });
+            return Err(TransportError::new(
+                ship.to_string(),
+                TransportErrorKind::Timeout {
+                    hop: format!("{target} on {hop}"),
+                    after: timeout,
+                },
+            ));
         }
         Ok(Err(err)) => err,
     };
@@ -427,35 +429,43 @@ pub(crate) async fn check_docker_channel(
                 .flatten()
                 .unwrap_or_default();
             match diagnosis.trim() {
-                "missing" | "not-a-socket" => Err(TransportError::SocketMissing {
-                    ship: ship.to_string(),
-                    hop,
-                    path: path.clone(),
-                }),
-                "permission" => Err(TransportError::SocketPermission {
-                    ship: ship.to_string(),
-                    hop,
-                    path: path.clone(),
-                }),
-                _ => Err(TransportError::DockerUnreachable {
-                    ship: ship.to_string(),
-                    hop,
-                    target: target.to_string(),
-                    reason: format!(
-                        "{reason} (is AllowStreamLocalForwarding enabled in its sshd_config, \
+                "missing" | "not-a-socket" => Err(TransportError::new(
+                    ship.to_string(),
+                    TransportErrorKind::SocketMissing {
+                        hop,
+                        path: path.clone(),
+                    },
+                )),
+                "permission" => Err(TransportError::new(
+                    ship.to_string(),
+                    TransportErrorKind::SocketPermission {
+                        hop,
+                        path: path.clone(),
+                    },
+                )),
+                _ => Err(TransportError::new(
+                    ship.to_string(),
+                    TransportErrorKind::DockerUnreachable {
+                        hop,
+                        target: target.to_string(),
+                        reason: format!(
+                            "{reason} (is AllowStreamLocalForwarding enabled in its sshd_config, \
                          and is dockerd listening?)"
-                    ),
-                }),
+                        ),
+                    },
+                )),
             }
         }
-        DockerTarget::Tcp(_) => Err(TransportError::DockerUnreachable {
-            ship: ship.to_string(),
-            hop,
-            target: target.to_string(),
-            reason: format!(
-                "{reason} (is dockerd listening on that port, and AllowTcpForwarding enabled?)"
-            ),
-        }),
+        DockerTarget::Tcp(_) => Err(TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::DockerUnreachable {
+                hop,
+                target: target.to_string(),
+                reason: format!(
+                    "{reason} (is dockerd listening on that port, and AllowTcpForwarding enabled?)"
+                ),
+            },
+        )),
     }
 }
 
@@ -468,26 +478,34 @@ pub(crate) async fn check_local_socket(ship: &str, socket: &Path) -> Result<(), 
     match tokio::net::UnixStream::connect(socket).await {
         Ok(_) => Ok(()),
         Err(err) => match err.kind() {
-            std::io::ErrorKind::NotFound => Err(TransportError::SocketMissing {
-                ship: ship.to_string(),
-                hop: "this machine".into(),
-                path,
-            }),
-            std::io::ErrorKind::PermissionDenied => Err(TransportError::SocketPermission {
-                ship: ship.to_string(),
-                hop: "this machine".into(),
-                path,
-            }),
-            std::io::ErrorKind::ConnectionRefused => Err(TransportError::Refused {
-                ship: ship.to_string(),
-                hop: format!("unix:{path}"),
-                via: None,
-            }),
-            _ => Err(TransportError::Io {
-                ship: ship.to_string(),
-                hop: format!("unix:{path}"),
-                source: err,
-            }),
+            std::io::ErrorKind::NotFound => Err(TransportError::new(
+                ship.to_string(),
+                TransportErrorKind::SocketMissing {
+                    hop: "this machine".into(),
+                    path,
+                },
+            )),
+            std::io::ErrorKind::PermissionDenied => Err(TransportError::new(
+                ship.to_string(),
+                TransportErrorKind::SocketPermission {
+                    hop: "this machine".into(),
+                    path,
+                },
+            )),
+            std::io::ErrorKind::ConnectionRefused => Err(TransportError::new(
+                ship.to_string(),
+                TransportErrorKind::Refused {
+                    hop: format!("unix:{path}"),
+                    via: None,
+                },
+            )),
+            _ => Err(TransportError::new(
+                ship.to_string(),
+                TransportErrorKind::Io {
+                    hop: format!("unix:{path}"),
+                    source: err.into(),
+                },
+            )),
         },
     }
 }
@@ -501,36 +519,47 @@ pub(crate) async fn check_tcp(
     let hop = format!("{host}:{port}");
     let addresses = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
         .await
-        .map_err(|_| TransportError::Timeout {
-            ship: ship.to_string(),
-            hop: hop.clone(),
-            after: timeout,
+        .map_err(|_| {
+            TransportError::new(
+                ship.to_string(),
+                TransportErrorKind::Timeout {
+                    hop: hop.clone(),
+                    after: timeout,
+                },
+            )
         })?
-        .map_err(|source| TransportError::Dns {
-            ship: ship.to_string(),
-            hop: hop.clone(),
-            source,
+        .map_err(|source| {
+            TransportError::new(
+                ship.to_string(),
+                TransportErrorKind::Dns {
+                    hop: hop.clone(),
+                    source: source.into(),
+                },
+            )
         })?
         .collect::<Vec<_>>();
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..])).await {
-        Err(_) => Err(TransportError::Timeout {
-            ship: ship.to_string(),
-            hop,
-            after: timeout,
-        }),
+        Err(_) => Err(TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::Timeout {
+                hop,
+                after: timeout,
+            },
+        )),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(source)) if source.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err(TransportError::Refused {
-                ship: ship.to_string(),
-                hop,
-                via: None,
-            })
+            Err(TransportError::new(
+                ship.to_string(),
+                TransportErrorKind::Refused { hop, via: None },
+            ))
         }
-        Ok(Err(source)) => Err(TransportError::Io {
-            ship: ship.to_string(),
-            hop,
-            source,
-        }),
+        Ok(Err(source)) => Err(TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::Io {
+                hop,
+                source: source.into(),
+            },
+        )),
     }
 }
 
@@ -548,9 +577,13 @@ pub(crate) fn tcp_docker(
             .map_err(docker_err)?;
         return Ok((docker, TransportKind::Tcp));
     };
-    let settings = |message: &str| TransportError::Settings {
-        ship: ship.to_string(),
-        message: message.to_string(),
+    let settings = |message: &str| {
+        TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::Settings {
+                message: message.to_string(),
+            },
+        )
     };
     if !tls.verify {
         return Err(settings(

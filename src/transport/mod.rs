@@ -30,7 +30,7 @@ use bollard::{ClientVersion, Docker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use api_version::default_cache_dir;
-pub use error::{ChangedKeyRecord, TransportError};
+pub use error::{ChangedKeyRecord, TransportError, TransportErrorKind};
 pub use http::{HttpAnswer, HttpError, HttpRequest, direct as http_direct};
 pub use known_hosts::HostKeyPolicy;
 pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
@@ -515,17 +515,21 @@ impl Connection {
                 .map(|stream| ShipStream(Box::new(stream)))
                 .map_err(|err| match err {
                     russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
-                        TransportError::Refused {
-                            ship: self.info.ship.clone(),
-                            hop: format!("{host}:{port}"),
-                            via: Some(chain.ship_label().to_string()),
-                        }
+                        TransportError::new(
+                            self.info.ship.clone(),
+                            TransportErrorKind::Refused {
+                                hop: format!("{host}:{port}"),
+                                via: Some(chain.ship_label().to_string()),
+                            },
+                        )
                     }
-                    other => TransportError::Ssh {
-                        ship: self.info.ship.clone(),
-                        hop: chain.ship_label().to_string(),
-                        source: Box::new(other),
-                    },
+                    other => TransportError::new(
+                        self.info.ship.clone(),
+                        TransportErrorKind::Ssh {
+                            hop: chain.ship_label().to_string(),
+                            source: Arc::new(other),
+                        },
+                    ),
                 }),
             Link::Warm(route, _) => route
                 .open_tcp(host, port)
@@ -535,16 +539,20 @@ impl Connection {
                 .await
                 .map(|stream| ShipStream(Box::new(stream)))
                 .map_err(|source| match source.kind() {
-                    std::io::ErrorKind::ConnectionRefused => TransportError::Refused {
-                        ship: self.info.ship.clone(),
-                        hop: format!("{host}:{port}"),
-                        via: None,
-                    },
-                    _ => TransportError::Io {
-                        ship: self.info.ship.clone(),
-                        hop: format!("{host}:{port}"),
-                        source,
-                    },
+                    std::io::ErrorKind::ConnectionRefused => TransportError::new(
+                        self.info.ship.clone(),
+                        TransportErrorKind::Refused {
+                            hop: format!("{host}:{port}"),
+                            via: None,
+                        },
+                    ),
+                    _ => TransportError::new(
+                        self.info.ship.clone(),
+                        TransportErrorKind::Io {
+                            hop: format!("{host}:{port}"),
+                            source: source.into(),
+                        },
+                    ),
                 }),
         }
     }
@@ -555,28 +563,30 @@ impl Connection {
     /// reached over SSH: others are refused, naming the ship.
     pub async fn remote_forward(&self) -> Result<RemoteForward, TransportError> {
         let Link::Ssh(chain, _) = &self.link else {
-            return Err(TransportError::Settings {
-                ship: self.info.ship.clone(),
-                message: format!(
-                    "is not reached over SSH (its route: {}), so nothing can be served to it \
+            return Err(TransportError::new(
+                self.info.ship.clone(),
+                TransportErrorKind::Settings {
+                    message: format!(
+                        "is not reached over SSH (its route: {}), so nothing can be served to it \
                      through its session; give the ship an `ssh:` block",
-                    self.info.route
-                ),
-            });
+                        self.info.route
+                    ),
+                },
+            ));
         };
-        let (port, incoming) =
-            chain
-                .remote_forward()
-                .await
-                .map_err(|source| TransportError::Ssh {
-                    ship: self.info.ship.clone(),
+        let (port, incoming) = chain.remote_forward().await.map_err(|source| {
+            TransportError::new(
+                self.info.ship.clone(),
+                TransportErrorKind::Ssh {
                     hop: format!(
                         "{} (remote port forward; is AllowTcpForwarding enabled in its \
                          sshd_config?)",
                         chain.ship_label()
                     ),
-                    source: Box::new(source),
-                })?;
+                    source: Arc::new(source),
+                },
+            )
+        })?;
         Ok(RemoteForward {
             chain: chain.clone(),
             port,
@@ -595,32 +605,37 @@ impl Connection {
         let chain = match &self.link {
             Link::Ssh(chain, _) => chain,
             Link::Warm(..) => {
-                return Err(TransportError::Settings {
-                    ship: self.info.ship.clone(),
-                    message: "was reached through the persist daemon, which relays no login \
+                return Err(TransportError::new(
+                    self.info.ship.clone(),
+                    TransportErrorKind::Settings {
+                        message: "was reached through the persist daemon, which relays no login \
                               sessions; connect without --persist for a shell"
-                        .into(),
-                });
+                            .into(),
+                    },
+                ));
             }
             Link::Direct => {
-                return Err(TransportError::Settings {
-                    ship: self.info.ship.clone(),
-                    message: format!(
-                        "is not reached over SSH (its route: {}), so there is no shell to \
+                return Err(TransportError::new(
+                    self.info.ship.clone(),
+                    TransportErrorKind::Settings {
+                        message: format!(
+                            "is not reached over SSH (its route: {}), so there is no shell to \
                          open on it; give the ship an `ssh:` block to reach it over SSH",
-                        self.info.route
-                    ),
-                });
+                            self.info.route
+                        ),
+                    },
+                ));
             }
         };
-        let channel = chain
-            .open_session()
-            .await
-            .map_err(|source| TransportError::Ssh {
-                ship: self.info.ship.clone(),
-                hop: chain.ship_label().to_string(),
-                source: Box::new(source),
-            })?;
+        let channel = chain.open_session().await.map_err(|source| {
+            TransportError::new(
+                self.info.ship.clone(),
+                TransportErrorKind::Ssh {
+                    hop: chain.ship_label().to_string(),
+                    source: Arc::new(source),
+                },
+            )
+        })?;
         session::start(channel, request, &self.info.ship, chain.ship_label()).await
     }
 
@@ -631,15 +646,15 @@ impl Connection {
     pub async fn run_shell(&self, script: &str) -> Result<CommandOutput, TransportError> {
         match &self.link {
             Link::Ssh(chain, _) => {
-                let (status, stdout, stderr) =
-                    chain
-                        .exec(script)
-                        .await
-                        .map_err(|source| TransportError::Ssh {
-                            ship: self.info.ship.clone(),
+                let (status, stdout, stderr) = chain.exec(script).await.map_err(|source| {
+                    TransportError::new(
+                        self.info.ship.clone(),
+                        TransportErrorKind::Ssh {
                             hop: chain.ship_label().to_string(),
-                            source: Box::new(source),
-                        })?;
+                            source: Arc::new(source),
+                        },
+                    )
+                })?;
                 Ok(CommandOutput {
                     status,
                     stdout,
@@ -661,10 +676,14 @@ impl Connection {
                     .stdin(std::process::Stdio::null())
                     .output()
                     .await
-                    .map_err(|source| TransportError::Io {
-                        ship: self.info.ship.clone(),
-                        hop: "sh on this machine".into(),
-                        source,
+                    .map_err(|source| {
+                        TransportError::new(
+                            self.info.ship.clone(),
+                            TransportErrorKind::Io {
+                                hop: "sh on this machine".into(),
+                                source: source.into(),
+                            },
+                        )
                     })?;
                 Ok(CommandOutput {
                     status: out.status.code().and_then(|c| u32::try_from(c).ok()),
@@ -672,14 +691,16 @@ impl Connection {
                     stderr: out.stderr,
                 })
             }
-            Link::Direct => Err(TransportError::Settings {
-                ship: self.info.ship.clone(),
-                message: format!(
-                    "is reached over {} ({}), which runs no commands on it; give the ship an \
+            Link::Direct => Err(TransportError::new(
+                self.info.ship.clone(),
+                TransportErrorKind::Settings {
+                    message: format!(
+                        "is reached over {} ({}), which runs no commands on it; give the ship an \
                      `ssh:` block to reach it over SSH",
-                    self.info.transport, self.info.route
-                ),
-            }),
+                        self.info.transport, self.info.route
+                    ),
+                },
+            )),
         }
     }
 
@@ -759,13 +780,15 @@ pub async fn connect_in(
         Route::Tcp { host, port, tls } => {
             connector::check_tcp(&endpoint.ship, host, *port, endpoint.connect_timeout)
                 .await
-                .map_err(|err| match err {
-                    TransportError::Refused { ship, hop, .. } => TransportError::DockerTcpRefused {
-                        ship,
-                        hop,
-                        tls: tls.is_some(),
-                    },
-                    other => other,
+                .map_err(|err| match err.kind {
+                    TransportErrorKind::Refused { hop, .. } => TransportError::new(
+                        err.ship,
+                        TransportErrorKind::DockerTcpRefused {
+                            hop,
+                            tls: tls.is_some(),
+                        },
+                    ),
+                    _ => err,
                 })?;
             let (docker, kind) =
                 connector::tcp_docker(&endpoint.ship, host, *port, tls.as_ref(), &initial_version)?;
@@ -793,10 +816,14 @@ async fn negotiate(endpoint: &Endpoint, docker: Docker) -> Result<Docker, Transp
     let limit = endpoint.connect_timeout.max(Duration::from_secs(5));
     tokio::time::timeout(limit, docker.negotiate_version())
         .await
-        .map_err(|_| TransportError::Timeout {
-            ship: endpoint.ship.clone(),
-            hop: "the Docker daemon".into(),
-            after: limit,
+        .map_err(|_| {
+            TransportError::new(
+                endpoint.ship.clone(),
+                TransportErrorKind::Timeout {
+                    hop: "the Docker daemon".into(),
+                    after: limit,
+                },
+            )
         })?
         .map_err(|source| TransportError::docker(&endpoint.ship, source))
 }
@@ -809,9 +836,13 @@ pub async fn connect_all(endpoints: &[Endpoint]) -> Vec<Result<Connection, Trans
 }
 
 fn parse_api_version(ship: &str, text: &str) -> Result<ClientVersion, TransportError> {
-    let bad = || TransportError::Settings {
-        ship: ship.to_string(),
-        message: format!("API version `{text}` is not of the form 1.41"),
+    let bad = || {
+        TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::Settings {
+                message: format!("API version `{text}` is not of the form 1.41"),
+            },
+        )
     };
     let text = text.trim().trim_start_matches('v');
     let (major, minor) = text.split_once('.').ok_or_else(bad)?;
@@ -858,9 +889,14 @@ async fn connect_ssh(
         });
     }
     // Past the login, what was found (route, login, host key) is kept with the error.
-    let after_login = |source: TransportError| TransportError::AfterLogin {
-        reached: Box::new(info.clone()),
-        source: Box::new(source),
+    let after_login = |source: TransportError| {
+        TransportError::new(
+            source.ship,
+            TransportErrorKind::AfterLogin {
+                reached: Box::new(info.clone()),
+                source: Box::new(source.kind),
+            },
+        )
     };
     let spare = connector::check_docker_channel(
         &endpoint.ship,
@@ -989,9 +1025,14 @@ async fn connect_warm(
     if let Ok(stream) = second {
         spare.push(Box::new(stream));
     }
-    let after_login = |source: TransportError| TransportError::AfterLogin {
-        reached: Box::new(info.clone()),
-        source: Box::new(source),
+    let after_login = |source: TransportError| {
+        TransportError::new(
+            source.ship,
+            TransportErrorKind::AfterLogin {
+                reached: Box::new(info.clone()),
+                source: Box::new(source.kind),
+            },
+        )
     };
     let opener = connector::Opener::Warm(warm.clone());
     let docker = docker_over_ssh(endpoint, opener, spare, known, &api, &after_login).await?;

@@ -34,7 +34,7 @@ use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::error::TransportError;
+use super::error::{TransportError, TransportErrorKind};
 use super::ssh::Hop;
 use super::{DockerTarget, HopInfo};
 
@@ -345,9 +345,8 @@ impl WarmRoute {
         spec: RouteSpec,
         idle: Duration,
     ) -> Result<WarmRoute, TransportError> {
-        let settings = |message: String| TransportError::Settings {
-            ship: ship.to_string(),
-            message,
+        let settings = |message: String| {
+            TransportError::new(ship.to_string(), TransportErrorKind::Settings { message })
         };
         let dir = runtime_dir().map_err(settings)?;
         let socket = ensure_daemon(&dir).await.map_err(settings)?;
@@ -408,10 +407,13 @@ impl WarmRoute {
                 hops: answer.hops.clone(),
                 warnings: answer.warnings.clone(),
             };
-            return Err(TransportError::AfterLogin {
-                reached: Box::new(reached),
-                source: Box::new(err),
-            });
+            return Err(TransportError::new(
+                err.ship,
+                TransportErrorKind::AfterLogin {
+                    reached: Box::new(reached),
+                    source: Box::new(err.kind),
+                },
+            ));
         }
         self.channels_opened.fetch_add(1, Ordering::Relaxed);
         Ok((stream, answer))
@@ -468,12 +470,9 @@ impl WarmRoute {
                     "{}: the persist daemon did not answer ({first}); starting it again",
                     self.ship
                 );
-                ensure_daemon(&self.dir)
-                    .await
-                    .map_err(|message| TransportError::Settings {
-                        ship: self.ship.clone(),
-                        message,
-                    })?;
+                ensure_daemon(&self.dir).await.map_err(|message| {
+                    TransportError::new(self.ship.clone(), TransportErrorKind::Settings { message })
+                })?;
                 ask(&self.socket, request)
                     .await
                     .map_err(|source| self.lost(source))
@@ -482,11 +481,13 @@ impl WarmRoute {
     }
 
     fn lost(&self, source: std::io::Error) -> TransportError {
-        TransportError::Io {
-            ship: self.ship.clone(),
-            hop: format!("the persist daemon at {}", self.socket.display()),
-            source,
-        }
+        TransportError::new(
+            self.ship.clone(),
+            TransportErrorKind::Io {
+                hop: format!("the persist daemon at {}", self.socket.display()),
+                source: source.into(),
+            },
+        )
     }
 }
 
@@ -510,17 +511,19 @@ fn passphrase() -> Option<String> {
 
 /// The daemon's error, in the ship's name, with the kind it had there.
 pub(crate) fn relayed(ship: &str, answer: &Answer) -> TransportError {
-    TransportError::Relayed {
-        ship: ship.to_string(),
-        kind: static_kind(answer.kind.as_deref().unwrap_or("persist")),
-        message: answer
-            .message
-            .clone()
-            .unwrap_or_else(|| "the persist daemon refused, without a reason".into()),
-    }
+    TransportError::new(
+        ship.to_string(),
+        TransportErrorKind::Relayed {
+            code: static_kind(answer.kind.as_deref().unwrap_or("persist")),
+            message: answer
+                .message
+                .clone()
+                .unwrap_or_else(|| "the persist daemon refused, without a reason".into()),
+        },
+    )
 }
 
-/// `TransportError::kind`'s words, back from the daemon's text.
+/// `TransportError::code`'s words, back from the daemon's text.
 fn static_kind(kind: &str) -> &'static str {
     const KINDS: [&str; 21] = [
         "dns",

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::error::TransportError;
+use super::error::{TransportError, TransportErrorKind};
 use super::ssh::{self, SessionPool, SshChain};
 use super::warm::{self, Answer, ExecOutput, Request, RouteSpec, SessionStatus, Target};
 
@@ -327,11 +327,13 @@ impl Daemon {
                         },
                         Err(source) => failure(
                             &ship,
-                            &TransportError::Ssh {
-                                ship: ship.clone(),
-                                hop: chain.ship_label().to_string(),
-                                source: Box::new(source),
-                            },
+                            &TransportError::new(
+                                ship.clone(),
+                                TransportErrorKind::Ssh {
+                                    hop: chain.ship_label().to_string(),
+                                    source: Arc::new(source),
+                                },
+                            ),
                             Some(&chain),
                         ),
                     },
@@ -462,11 +464,13 @@ impl Daemon {
                 }
                 Err(_) => {
                     return Err((
-                        TransportError::Timeout {
-                            ship: ship.to_string(),
-                            hop: format!("{} on {}", target_text(target), chain.ship_label()),
-                            after: timeout,
-                        },
+                        TransportError::new(
+                            ship.to_string(),
+                            TransportErrorKind::Timeout {
+                                hop: format!("{} on {}", target_text(target), chain.ship_label()),
+                                after: timeout,
+                            },
+                        ),
                         Some(chain),
                     ));
                 }
@@ -582,26 +586,32 @@ async fn diagnose(
             match super::connector::check_docker_channel(ship, chain, docker, timeout).await {
                 Err(err) => err,
                 // It opened this time: report the first failure as it was.
-                Ok(_) => TransportError::Ssh {
-                    ship: ship.to_string(),
-                    hop: chain.ship_label().to_string(),
-                    source: Box::new(err),
-                },
+                Ok(_) => TransportError::new(
+                    ship.to_string(),
+                    TransportErrorKind::Ssh {
+                        hop: chain.ship_label().to_string(),
+                        source: Arc::new(err),
+                    },
+                ),
             }
         }
         Target::Tcp { host, port } => match err {
             russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
-                TransportError::Refused {
-                    ship: ship.to_string(),
-                    hop: format!("{host}:{port}"),
-                    via: Some(chain.ship_label().to_string()),
-                }
+                TransportError::new(
+                    ship.to_string(),
+                    TransportErrorKind::Refused {
+                        hop: format!("{host}:{port}"),
+                        via: Some(chain.ship_label().to_string()),
+                    },
+                )
             }
-            other => TransportError::Ssh {
-                ship: ship.to_string(),
-                hop: chain.ship_label().to_string(),
-                source: Box::new(other),
-            },
+            other => TransportError::new(
+                ship.to_string(),
+                TransportErrorKind::Ssh {
+                    hop: chain.ship_label().to_string(),
+                    source: Arc::new(other),
+                },
+            ),
         },
     }
 }
@@ -614,7 +624,7 @@ fn failure(ship: &str, err: &TransportError, chain: Option<&SshChain>) -> Answer
         .to_string();
     Answer {
         ok: false,
-        kind: Some(err.kind().to_string()),
+        kind: Some(err.code().to_string()),
         message: Some(message),
         after_login: chain.is_some(),
         hops: chain.map(|c| c.hops.clone()).unwrap_or_default(),

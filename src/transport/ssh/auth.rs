@@ -15,7 +15,7 @@ use russh::keys::{Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 use super::Hop;
 use super::connect::{ConnectOptions, ssh_error};
 use super::host_key::HostKeyCheck;
-use crate::transport::error::TransportError;
+use crate::transport::error::{TransportError, TransportErrorKind};
 use crate::transport::{known_hosts, ssh_config};
 
 /// The passphrase source: the environment, else the terminal, else none.
@@ -379,20 +379,24 @@ fn give_up_if_closed(
 }
 
 fn timeout_err(ship: &str, hop: &Hop, options: &ConnectOptions) -> TransportError {
-    TransportError::Timeout {
-        ship: ship.to_string(),
-        hop: hop.label.clone(),
-        after: options.timeout,
-    }
+    TransportError::new(
+        ship.to_string(),
+        TransportErrorKind::Timeout {
+            hop: hop.label.clone(),
+            after: options.timeout,
+        },
+    )
 }
 
 fn auth_error(ship: &str, hop: &Hop, tried: Vec<String>) -> TransportError {
-    TransportError::Auth {
-        ship: ship.to_string(),
-        hop: hop.label.clone(),
-        user: hop.user.clone(),
-        tried,
-    }
+    TransportError::new(
+        ship.to_string(),
+        TransportErrorKind::Auth {
+            hop: hop.label.clone(),
+            user: hop.user.clone(),
+            tried,
+        },
+    )
 }
 
 async fn load_key(path: &Path, options: &ConnectOptions) -> Result<PrivateKey, String> {

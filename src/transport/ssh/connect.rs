@@ -17,7 +17,7 @@ use super::route::{ProxyCommand, last_lines};
 use super::{Duplex, Hop, Session};
 use crate::transport::HopInfo;
 use crate::transport::banner::{Recorded, foreign_greeting};
-use crate::transport::error::TransportError;
+use crate::transport::error::{TransportError, TransportErrorKind};
 use crate::transport::known_hosts;
 
 pub(crate) struct ConnectOptions {
@@ -108,11 +108,13 @@ pub(super) async fn connect_hop(
     }
     let mut handle = match handshake {
         Err(_) => {
-            return Err(TransportError::Timeout {
-                ship: options.ship.clone(),
-                hop: hop.label.clone(),
-                after: timeout,
-            });
+            return Err(TransportError::new(
+                options.ship.clone(),
+                TransportErrorKind::Timeout {
+                    hop: hop.label.clone(),
+                    after: timeout,
+                },
+            ));
         }
         Ok(Ok(handle)) => handle,
         Ok(Err(err)) => {
@@ -170,13 +172,16 @@ async fn open_link(
     match (previous, &hop.proxy_command) {
         (None, Some(command)) => {
             tracing::debug!("{ship}: {}: ProxyCommand `{command}`", hop.label);
-            let spawned =
-                ProxyCommand::spawn(command).map_err(|err| TransportError::ProxyCommand {
-                    ship: ship.clone(),
-                    hop: hop.label.clone(),
-                    command: command.clone(),
-                    reason: format!("cannot start it: {err}"),
-                })?;
+            let spawned = ProxyCommand::spawn(command).map_err(|err| {
+                TransportError::new(
+                    ship.clone(),
+                    TransportErrorKind::ProxyCommand {
+                        hop: hop.label.clone(),
+                        command: command.clone(),
+                        reason: format!("cannot start it: {err}"),
+                    },
+                )
+            })?;
             Ok(HopLink {
                 stream: Box::new(spawned.stream),
                 proxy: Some(spawned.child),
@@ -196,10 +201,14 @@ async fn tcp_link(
     options: &ConnectOptions,
 ) -> Result<tokio::net::TcpStream, TransportError> {
     let (ship, timeout) = (&options.ship, options.timeout);
-    let timed_out = || TransportError::Timeout {
-        ship: ship.clone(),
-        hop: hop.label.clone(),
-        after: timeout,
+    let timed_out = || {
+        TransportError::new(
+            ship.clone(),
+            TransportErrorKind::Timeout {
+                hop: hop.label.clone(),
+                after: timeout,
+            },
+        )
     };
     let addresses = tokio::time::timeout(
         timeout,
@@ -207,10 +216,14 @@ async fn tcp_link(
     )
     .await
     .map_err(|_| timed_out())?
-    .map_err(|source| TransportError::Dns {
-        ship: ship.clone(),
-        hop: hop.label.clone(),
-        source,
+    .map_err(|source| {
+        TransportError::new(
+            ship.clone(),
+            TransportErrorKind::Dns {
+                hop: hop.label.clone(),
+                source: source.into(),
+            },
+        )
     })?
     .collect::<Vec<_>>();
     tracing::debug!("{ship}: {}: TCP connect to {addresses:?}", hop.label);
@@ -256,24 +269,30 @@ async fn channel_link(
         ),
     )
     .await
-    .map_err(|_| TransportError::Timeout {
-        ship: ship.clone(),
-        hop: hop.label.clone(),
-        after: options.timeout,
+    .map_err(|_| {
+        TransportError::new(
+            ship.clone(),
+            TransportErrorKind::Timeout {
+                hop: hop.label.clone(),
+                after: options.timeout,
+            },
+        )
     })?
     .map_err(|err| match err {
-        russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed) => {
-            TransportError::Refused {
-                ship: ship.clone(),
+        russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed) => TransportError::new(
+            ship.clone(),
+            TransportErrorKind::Refused {
                 hop: hop.label.clone(),
                 via,
-            }
-        }
-        other => TransportError::Ssh {
-            ship: ship.clone(),
-            hop: hop.label.clone(),
-            source: Box::new(other),
-        },
+            },
+        ),
+        other => TransportError::new(
+            ship.clone(),
+            TransportErrorKind::Ssh {
+                hop: hop.label.clone(),
+                source: Arc::new(other),
+            },
+        ),
     })?;
     Ok(channel.into_stream())
 }
@@ -305,26 +324,32 @@ async fn handshake_failure(
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        return TransportError::ProxyCommand {
-            ship: ship.clone(),
-            hop: hop.label.clone(),
-            command: command.clone(),
-            reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
-        };
+        return TransportError::new(
+            ship.clone(),
+            TransportErrorKind::ProxyCommand {
+                hop: hop.label.clone(),
+                command: command.clone(),
+                reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
+            },
+        );
     }
     if let Some(sent) = foreign_greeting(greeting) {
-        return TransportError::NotSsh {
-            ship: ship.clone(),
-            hop: hop.label.clone(),
-            sent,
-        };
+        return TransportError::new(
+            ship.clone(),
+            TransportErrorKind::NotSsh {
+                hop: hop.label.clone(),
+                sent,
+            },
+        );
     }
     if dropped_before_login(&err) {
-        return TransportError::DroppedBeforeLogin {
-            ship: ship.clone(),
-            hop: hop.label.clone(),
-            attempts: 1,
-        };
+        return TransportError::new(
+            ship.clone(),
+            TransportErrorKind::DroppedBeforeLogin {
+                hop: hop.label.clone(),
+                attempts: 1,
+            },
+        );
     }
     ssh_error(ship, &hop.label, options.timeout, err)
 }
@@ -349,21 +374,27 @@ fn dropped_before_login(err: &russh::Error) -> bool {
 
 fn io_error(ship: &str, hop: &str, timeout: Duration, source: std::io::Error) -> TransportError {
     match source.kind() {
-        std::io::ErrorKind::ConnectionRefused => TransportError::Refused {
-            ship: ship.to_string(),
-            hop: hop.to_string(),
-            via: None,
-        },
-        std::io::ErrorKind::TimedOut => TransportError::Timeout {
-            ship: ship.to_string(),
-            hop: hop.to_string(),
-            after: timeout,
-        },
-        _ => TransportError::Io {
-            ship: ship.to_string(),
-            hop: hop.to_string(),
-            source,
-        },
+        std::io::ErrorKind::ConnectionRefused => TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::Refused {
+                hop: hop.to_string(),
+                via: None,
+            },
+        ),
+        std::io::ErrorKind::TimedOut => TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::Timeout {
+                hop: hop.to_string(),
+                after: timeout,
+            },
+        ),
+        _ => TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::Io {
+                hop: hop.to_string(),
+                source: source.into(),
+            },
+        ),
     }
 }
 
@@ -375,10 +406,12 @@ pub(super) fn ssh_error(
 ) -> TransportError {
     match err {
         russh::Error::IO(source) => io_error(ship, hop, timeout, source),
-        other => TransportError::Ssh {
-            ship: ship.to_string(),
-            hop: hop.to_string(),
-            source: Box::new(other),
-        },
+        other => TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::Ssh {
+                hop: hop.to_string(),
+                source: Arc::new(other),
+            },
+        ),
     }
 }

@@ -12,7 +12,7 @@ use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 
 use super::Hop;
-use crate::transport::error::TransportError;
+use crate::transport::error::{TransportError, TransportErrorKind};
 use crate::transport::known_hosts::{self, HostKeyPolicy, Verdict};
 
 /// Why the host key check refused, kept beside the handler so that the error russh
@@ -196,82 +196,94 @@ pub(super) fn host_key_error(
 ) -> Option<TransportError> {
     let fingerprint = outcome.fingerprint.clone().unwrap_or_default();
     match outcome.verdict.as_ref()? {
-        Verdict::Unknown => Some(TransportError::HostKeyUnknown {
-            ship: ship.to_string(),
-            hop: hop.label.clone(),
-            hint: match &hop.record_file {
-                Some(file) => format!(
-                    "If {fingerprint} is the right key for {}:{}, accept it with \
+        Verdict::Unknown => Some(TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::HostKeyUnknown {
+                hop: hop.label.clone(),
+                hint: match &hop.record_file {
+                    Some(file) => format!(
+                        "If {fingerprint} is the right key for {}:{}, accept it with \
                      --accept-new-host-keys or the ship setting `ssh: {{known_hosts: accept-new}}` \
                      (it is then recorded in {}), or add it with `ssh-keyscan -p {} {} >> {}`",
-                    hop.host,
-                    hop.port,
-                    file.display(),
-                    hop.port,
-                    hop.host,
-                    shell_word(&file.display().to_string()),
-                ),
-                // `UserKnownHostsFile none`: accept-new has nowhere to record it.
-                None => format!(
-                    "If {fingerprint} is the right key for {}:{}, add it to a known_hosts file \
+                        hop.host,
+                        hop.port,
+                        file.display(),
+                        hop.port,
+                        hop.host,
+                        shell_word(&file.display().to_string()),
+                    ),
+                    // `UserKnownHostsFile none`: accept-new has nowhere to record it.
+                    None => format!(
+                        "If {fingerprint} is the right key for {}:{}, add it to a known_hosts file \
                      with `ssh-keyscan -p {} {}` (ssh_config's UserKnownHostsFile is none, so \
                      --accept-new-host-keys has nowhere to record it), or name one with the \
                      ship setting `ssh: {{known_hosts_file: FILE}}`",
-                    hop.host, hop.port, hop.port, hop.host,
-                ),
+                        hop.host, hop.port, hop.port, hop.host,
+                    ),
+                },
+                fingerprint,
             },
-            fingerprint,
-        }),
+        )),
         Verdict::Changed {
             expected,
             recorded_types,
             offered_type,
             file,
             line,
-        } => Some(TransportError::HostKeyChanged {
-            ship: ship.to_string(),
-            hop: hop.label.clone(),
-            found: fingerprint,
-            expected: expected.clone().into(),
-            record: Box::new(crate::transport::error::ChangedKeyRecord {
-                at: format!("{}:{line}", file.display()),
-                // known_hosts names a host on another port than 22 `[host]:port`.
-                forget: format!(
-                    "ssh-keygen -f {} -R {}",
-                    shell_word(&file.display().to_string()),
-                    if hop.port == 22 {
-                        hop.host.clone()
-                    } else {
-                        format!("'[{}]:{}'", hop.host, hop.port)
-                    }
-                ),
-                offered_type: offered_type.clone(),
-                types_on_record: recorded_types.clone(),
-            }),
-        }),
-        Verdict::Revoked { file } => Some(TransportError::HostKeyRevoked {
-            ship: ship.to_string(),
-            hop: hop.label.clone(),
-            fingerprint,
-            file: file.clone(),
-        }),
-        Verdict::FileError { file, reason } => Some(TransportError::KnownHosts {
-            ship: ship.to_string(),
-            path: file.clone(),
-            reason: reason.clone(),
-        }),
-        Verdict::CaRevoked { ca, file } => Some(TransportError::HostCaRevoked {
-            ship: ship.to_string(),
-            hop: hop.label.clone(),
-            ca: ca.clone(),
-            file: file.clone(),
-        }),
-        Verdict::BadCertificate { problem } => Some(TransportError::HostCertificate {
-            ship: ship.to_string(),
-            hop: hop.label.clone(),
-            problem: problem.to_string(),
-            fingerprint,
-        }),
+        } => Some(TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::HostKeyChanged {
+                hop: hop.label.clone(),
+                found: fingerprint,
+                expected: expected.clone().into(),
+                record: Box::new(crate::transport::error::ChangedKeyRecord {
+                    at: format!("{}:{line}", file.display()),
+                    // known_hosts names a host on another port than 22 `[host]:port`.
+                    forget: format!(
+                        "ssh-keygen -f {} -R {}",
+                        shell_word(&file.display().to_string()),
+                        if hop.port == 22 {
+                            hop.host.clone()
+                        } else {
+                            format!("'[{}]:{}'", hop.host, hop.port)
+                        }
+                    ),
+                    offered_type: offered_type.clone(),
+                    types_on_record: recorded_types.clone(),
+                }),
+            },
+        )),
+        Verdict::Revoked { file } => Some(TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::HostKeyRevoked {
+                hop: hop.label.clone(),
+                fingerprint,
+                file: file.clone(),
+            },
+        )),
+        Verdict::FileError { file, reason } => Some(TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::KnownHosts {
+                path: file.clone(),
+                reason: reason.clone(),
+            },
+        )),
+        Verdict::CaRevoked { ca, file } => Some(TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::HostCaRevoked {
+                hop: hop.label.clone(),
+                ca: ca.clone(),
+                file: file.clone(),
+            },
+        )),
+        Verdict::BadCertificate { problem } => Some(TransportError::new(
+            ship.to_string(),
+            TransportErrorKind::HostCertificate {
+                hop: hop.label.clone(),
+                problem: problem.to_string(),
+                fingerprint,
+            },
+        )),
         Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified => None,
     }
 }

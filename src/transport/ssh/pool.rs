@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::connect::{ConnectOptions, connect_hop};
 use super::{Hop, Session, SshChain};
-use crate::transport::error::TransportError;
+use crate::transport::error::{TransportError, TransportErrorKind};
 
 type SessionCell = Arc<tokio::sync::OnceCell<Result<Arc<Session>, Arc<TransportError>>>>;
 
@@ -207,11 +207,13 @@ pub(crate) async fn connect_chain(
             Ok(session) => sessions.push(session.clone()),
             // A shared hop failed once for every ship behind it: each is told in its name.
             Err(err) if index < last => {
-                return Err(TransportError::Jump {
-                    ship: options.ship.clone(),
-                    hop: hop.label.clone(),
-                    source: Box::new(err.for_ship(&options.ship)),
-                });
+                return Err(TransportError::new(
+                    options.ship.clone(),
+                    TransportErrorKind::Jump {
+                        hop: hop.label.clone(),
+                        source: Box::new(err.kind.clone()),
+                    },
+                ));
             }
             Err(err) => return Err(err.for_ship(&options.ship)),
         }
@@ -249,17 +251,25 @@ async fn paced_login(
     loop {
         let place = gate.enter().await;
         match connect_hop(hop, previous.clone(), via.clone(), options).await {
-            Err(TransportError::DroppedBeforeLogin { .. }) if attempt < LOGIN_ATTEMPTS => {
+            Err(err)
+                if matches!(err.kind, TransportErrorKind::DroppedBeforeLogin { .. })
+                    && attempt < LOGIN_ATTEMPTS =>
+            {
                 gate.shrink(place);
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
             }
-            Err(TransportError::DroppedBeforeLogin { ship, hop, .. }) => {
-                return Err(TransportError::DroppedBeforeLogin {
+            Err(TransportError {
+                ship,
+                kind: TransportErrorKind::DroppedBeforeLogin { hop, .. },
+            }) => {
+                return Err(TransportError::new(
                     ship,
-                    hop,
-                    attempts: attempt,
-                });
+                    TransportErrorKind::DroppedBeforeLogin {
+                        hop,
+                        attempts: attempt,
+                    },
+                ));
             }
             other => return other,
         }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Hop;
-use crate::transport::error::TransportError;
+use crate::transport::error::{TransportError, TransportErrorKind};
 use crate::transport::known_hosts::HostKeyPolicy;
 use crate::transport::ssh_config::{self, HostSettings, valid_hostname, valid_user};
 use crate::transport::{JumpSpec, SshRoute};
@@ -14,9 +14,8 @@ use crate::transport::{JumpSpec, SshRoute};
 /// Resolves the chain of hops for `route` (explicit jumps win over ProxyJump; settings of
 /// the environment win over ssh_config).
 pub(crate) fn resolve_hops(ship: &str, route: &SshRoute) -> Result<Vec<Hop>, TransportError> {
-    let settings_err = |message: String| TransportError::Settings {
-        ship: ship.to_string(),
-        message,
+    let settings_err = |message: String| {
+        TransportError::new(ship.to_string(), TransportErrorKind::Settings { message })
     };
     let config_path = ssh_config::config_path(route.ssh_config_file.as_deref());
     let target_settings = ssh_config::lookup(

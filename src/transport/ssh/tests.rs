@@ -9,7 +9,6 @@ use super::connect::host_key_order;
 use super::host_key::shell_word;
 use super::pool::{Gate, backoff};
 use super::route::{expand_proxy_tokens, known_hosts_files};
-use crate::transport::error::TransportError;
 use crate::transport::known_hosts::{self, HostKeyPolicy, Verdict};
 use crate::transport::ssh_config::{self, HostSettings};
 
@@ -167,27 +166,6 @@ async fn a_gate_shrinks_by_one_per_drop_down_to_one_place() {
     let place = gate.enter().await;
     assert!(place.is_some());
     assert_eq!(gate.places.available_permits(), 0);
-}
-
-#[test]
-fn a_shared_failure_is_told_in_each_ships_name() {
-    let first = TransportError::Jump {
-        ship: "a".into(),
-        hop: "root@bastion:22".into(),
-        source: Box::new(TransportError::Ssh {
-            ship: "a".into(),
-            hop: "root@bastion:22".into(),
-            source: Box::new(russh::Error::Kex),
-        }),
-    };
-    let text = first.for_ship("b").to_string();
-    assert!(!text.contains("ship a"), "{text}");
-    assert_eq!(
-        text,
-        "ship b: through jump host root@bastion:22: ship b: SSH protocol error with \
-         root@bastion:22: Key exchange failed"
-    );
-    assert_eq!(first.for_ship("b").kind(), first.kind());
 }
 
 #[test]
