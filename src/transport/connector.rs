@@ -404,13 +404,11 @@ pub(crate) async fn check_docker_channel(
             return Ok(channels);
         }
         Err(_) => {
-            return Err(TransportError::new(
-                ship.to_string(),
-                TransportErrorKind::Timeout {
-                    hop: format!("{target} on {hop}"),
-                    after: timeout,
-                },
-            ));
+            return Err(TransportErrorKind::Timeout {
+                hop: format!("{target} on {hop}"),
+                after: timeout,
+            }
+            .for_ship(ship));
         }
         Ok(Err(err)) => err,
     };
@@ -429,43 +427,35 @@ pub(crate) async fn check_docker_channel(
                 .flatten()
                 .unwrap_or_default();
             match diagnosis.trim() {
-                "missing" | "not-a-socket" => Err(TransportError::new(
-                    ship.to_string(),
-                    TransportErrorKind::SocketMissing {
-                        hop,
-                        path: path.clone(),
-                    },
-                )),
-                "permission" => Err(TransportError::new(
-                    ship.to_string(),
-                    TransportErrorKind::SocketPermission {
-                        hop,
-                        path: path.clone(),
-                    },
-                )),
-                _ => Err(TransportError::new(
-                    ship.to_string(),
-                    TransportErrorKind::DockerUnreachable {
-                        hop,
-                        target: target.to_string(),
-                        reason: format!(
-                            "{reason} (is AllowStreamLocalForwarding enabled in its sshd_config, \
+                "missing" | "not-a-socket" => Err(TransportErrorKind::SocketMissing {
+                    hop,
+                    path: path.clone(),
+                }
+                .for_ship(ship)),
+                "permission" => Err(TransportErrorKind::SocketPermission {
+                    hop,
+                    path: path.clone(),
+                }
+                .for_ship(ship)),
+                _ => Err(TransportErrorKind::DockerUnreachable {
+                    hop,
+                    target: target.to_string(),
+                    reason: format!(
+                        "{reason} (is AllowStreamLocalForwarding enabled in its sshd_config, \
                          and is dockerd listening?)"
-                        ),
-                    },
-                )),
+                    ),
+                }
+                .for_ship(ship)),
             }
         }
-        DockerTarget::Tcp(_) => Err(TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::DockerUnreachable {
-                hop,
-                target: target.to_string(),
-                reason: format!(
-                    "{reason} (is dockerd listening on that port, and AllowTcpForwarding enabled?)"
-                ),
-            },
-        )),
+        DockerTarget::Tcp(_) => Err(TransportErrorKind::DockerUnreachable {
+            hop,
+            target: target.to_string(),
+            reason: format!(
+                "{reason} (is dockerd listening on that port, and AllowTcpForwarding enabled?)"
+            ),
+        }
+        .for_ship(ship)),
     }
 }
 
@@ -478,34 +468,26 @@ pub(crate) async fn check_local_socket(ship: &str, socket: &Path) -> Result<(), 
     match tokio::net::UnixStream::connect(socket).await {
         Ok(_) => Ok(()),
         Err(err) => match err.kind() {
-            std::io::ErrorKind::NotFound => Err(TransportError::new(
-                ship.to_string(),
-                TransportErrorKind::SocketMissing {
-                    hop: "this machine".into(),
-                    path,
-                },
-            )),
-            std::io::ErrorKind::PermissionDenied => Err(TransportError::new(
-                ship.to_string(),
-                TransportErrorKind::SocketPermission {
-                    hop: "this machine".into(),
-                    path,
-                },
-            )),
-            std::io::ErrorKind::ConnectionRefused => Err(TransportError::new(
-                ship.to_string(),
-                TransportErrorKind::Refused {
-                    hop: format!("unix:{path}"),
-                    via: None,
-                },
-            )),
-            _ => Err(TransportError::new(
-                ship.to_string(),
-                TransportErrorKind::Io {
-                    hop: format!("unix:{path}"),
-                    source: err.into(),
-                },
-            )),
+            std::io::ErrorKind::NotFound => Err(TransportErrorKind::SocketMissing {
+                hop: "this machine".into(),
+                path,
+            }
+            .for_ship(ship)),
+            std::io::ErrorKind::PermissionDenied => Err(TransportErrorKind::SocketPermission {
+                hop: "this machine".into(),
+                path,
+            }
+            .for_ship(ship)),
+            std::io::ErrorKind::ConnectionRefused => Err(TransportErrorKind::Refused {
+                hop: format!("unix:{path}"),
+                via: None,
+            }
+            .for_ship(ship)),
+            _ => Err(TransportErrorKind::Io {
+                hop: format!("unix:{path}"),
+                source: err.into(),
+            }
+            .for_ship(ship)),
         },
     }
 }
@@ -520,46 +502,35 @@ pub(crate) async fn check_tcp(
     let addresses = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
         .await
         .map_err(|_| {
-            TransportError::new(
-                ship.to_string(),
-                TransportErrorKind::Timeout {
-                    hop: hop.clone(),
-                    after: timeout,
-                },
-            )
+            TransportErrorKind::Timeout {
+                hop: hop.clone(),
+                after: timeout,
+            }
+            .for_ship(ship)
         })?
         .map_err(|source| {
-            TransportError::new(
-                ship.to_string(),
-                TransportErrorKind::Dns {
-                    hop: hop.clone(),
-                    source: source.into(),
-                },
-            )
+            TransportErrorKind::Dns {
+                hop: hop.clone(),
+                source: source.into(),
+            }
+            .for_ship(ship)
         })?
         .collect::<Vec<_>>();
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..])).await {
-        Err(_) => Err(TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::Timeout {
-                hop,
-                after: timeout,
-            },
-        )),
+        Err(_) => Err(TransportErrorKind::Timeout {
+            hop,
+            after: timeout,
+        }
+        .for_ship(ship)),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(source)) if source.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err(TransportError::new(
-                ship.to_string(),
-                TransportErrorKind::Refused { hop, via: None },
-            ))
+            Err(TransportErrorKind::Refused { hop, via: None }.for_ship(ship))
         }
-        Ok(Err(source)) => Err(TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::Io {
-                hop,
-                source: source.into(),
-            },
-        )),
+        Ok(Err(source)) => Err(TransportErrorKind::Io {
+            hop,
+            source: source.into(),
+        }
+        .for_ship(ship)),
     }
 }
 
@@ -578,12 +549,10 @@ pub(crate) fn tcp_docker(
         return Ok((docker, TransportKind::Tcp));
     };
     let settings = |message: &str| {
-        TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::Settings {
-                message: message.to_string(),
-            },
-        )
+        TransportErrorKind::Settings {
+            message: message.to_string(),
+        }
+        .for_ship(ship)
     };
     if !tls.verify {
         return Err(settings(

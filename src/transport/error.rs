@@ -246,6 +246,14 @@ fn via_text(via: &Option<String>) -> String {
 }
 
 impl TransportErrorKind {
+    /// This cause, told for `ship`.
+    pub(crate) fn for_ship(self, ship: impl Into<String>) -> TransportError {
+        TransportError {
+            ship: ship.into(),
+            kind: self,
+        }
+    }
+
     /// The message for `ship`: a jump names the ship again before its cause, and the error
     /// after a login is told as its cause.
     fn tell(&self, ship: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -299,20 +307,11 @@ impl TransportErrorKind {
 }
 
 impl TransportError {
-    pub(crate) fn new(ship: impl Into<String>, kind: TransportErrorKind) -> TransportError {
-        TransportError {
-            ship: ship.into(),
-            kind,
-        }
-    }
-
     pub(crate) fn docker(ship: &str, source: bollard::errors::Error) -> TransportError {
-        TransportError::new(
-            ship,
-            TransportErrorKind::Docker {
-                source: Arc::new(source),
-            },
-        )
+        TransportErrorKind::Docker {
+            source: Arc::new(source),
+        }
+        .for_ship(ship)
     }
 
     /// A short word for the cause, for tables and JSON (see [`TransportErrorKind::code`]).
@@ -336,7 +335,7 @@ impl TransportError {
     /// The same cause told for `ship`: a session shared by several ships fails once, and
     /// each ship behind it reports it in its own name.
     pub(crate) fn for_ship(&self, ship: &str) -> TransportError {
-        TransportError::new(ship, self.kind.clone())
+        self.kind.clone().for_ship(ship)
     }
 }
 
@@ -346,16 +345,14 @@ mod tests {
 
     #[test]
     fn a_shared_failure_is_told_in_each_ships_name() {
-        let first = TransportError::new(
-            "a",
-            TransportErrorKind::Jump {
+        let first = TransportErrorKind::Jump {
+            hop: "root@bastion:22".into(),
+            source: Box::new(TransportErrorKind::Ssh {
                 hop: "root@bastion:22".into(),
-                source: Box::new(TransportErrorKind::Ssh {
-                    hop: "root@bastion:22".into(),
-                    source: Arc::new(russh::Error::Kex),
-                }),
-            },
-        );
+                source: Arc::new(russh::Error::Kex),
+            }),
+        }
+        .for_ship("a");
         let text = first.for_ship("b").to_string();
         assert!(!text.contains("ship a"), "{text}");
         assert_eq!(

@@ -515,21 +515,17 @@ impl Connection {
                 .map(|stream| ShipStream(Box::new(stream)))
                 .map_err(|err| match err {
                     russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
-                        TransportError::new(
-                            self.info.ship.clone(),
-                            TransportErrorKind::Refused {
-                                hop: format!("{host}:{port}"),
-                                via: Some(chain.ship_label().to_string()),
-                            },
-                        )
+                        TransportErrorKind::Refused {
+                            hop: format!("{host}:{port}"),
+                            via: Some(chain.ship_label().to_string()),
+                        }
+                        .for_ship(&self.info.ship)
                     }
-                    other => TransportError::new(
-                        self.info.ship.clone(),
-                        TransportErrorKind::Ssh {
-                            hop: chain.ship_label().to_string(),
-                            source: Arc::new(other),
-                        },
-                    ),
+                    other => TransportErrorKind::Ssh {
+                        hop: chain.ship_label().to_string(),
+                        source: Arc::new(other),
+                    }
+                    .for_ship(&self.info.ship),
                 }),
             Link::Warm(route, _) => route
                 .open_tcp(host, port)
@@ -539,20 +535,16 @@ impl Connection {
                 .await
                 .map(|stream| ShipStream(Box::new(stream)))
                 .map_err(|source| match source.kind() {
-                    std::io::ErrorKind::ConnectionRefused => TransportError::new(
-                        self.info.ship.clone(),
-                        TransportErrorKind::Refused {
-                            hop: format!("{host}:{port}"),
-                            via: None,
-                        },
-                    ),
-                    _ => TransportError::new(
-                        self.info.ship.clone(),
-                        TransportErrorKind::Io {
-                            hop: format!("{host}:{port}"),
-                            source: source.into(),
-                        },
-                    ),
+                    std::io::ErrorKind::ConnectionRefused => TransportErrorKind::Refused {
+                        hop: format!("{host}:{port}"),
+                        via: None,
+                    }
+                    .for_ship(&self.info.ship),
+                    _ => TransportErrorKind::Io {
+                        hop: format!("{host}:{port}"),
+                        source: source.into(),
+                    }
+                    .for_ship(&self.info.ship),
                 }),
         }
     }
@@ -563,29 +555,25 @@ impl Connection {
     /// reached over SSH: others are refused, naming the ship.
     pub async fn remote_forward(&self) -> Result<RemoteForward, TransportError> {
         let Link::Ssh(chain, _) = &self.link else {
-            return Err(TransportError::new(
-                self.info.ship.clone(),
-                TransportErrorKind::Settings {
-                    message: format!(
-                        "is not reached over SSH (its route: {}), so nothing can be served to it \
+            return Err(TransportErrorKind::Settings {
+                message: format!(
+                    "is not reached over SSH (its route: {}), so nothing can be served to it \
                      through its session; give the ship an `ssh:` block",
-                        self.info.route
-                    ),
-                },
-            ));
+                    self.info.route
+                ),
+            }
+            .for_ship(&self.info.ship));
         };
         let (port, incoming) = chain.remote_forward().await.map_err(|source| {
-            TransportError::new(
-                self.info.ship.clone(),
-                TransportErrorKind::Ssh {
-                    hop: format!(
-                        "{} (remote port forward; is AllowTcpForwarding enabled in its \
+            TransportErrorKind::Ssh {
+                hop: format!(
+                    "{} (remote port forward; is AllowTcpForwarding enabled in its \
                          sshd_config?)",
-                        chain.ship_label()
-                    ),
-                    source: Arc::new(source),
-                },
-            )
+                    chain.ship_label()
+                ),
+                source: Arc::new(source),
+            }
+            .for_ship(&self.info.ship)
         })?;
         Ok(RemoteForward {
             chain: chain.clone(),
@@ -605,36 +593,30 @@ impl Connection {
         let chain = match &self.link {
             Link::Ssh(chain, _) => chain,
             Link::Warm(..) => {
-                return Err(TransportError::new(
-                    self.info.ship.clone(),
-                    TransportErrorKind::Settings {
-                        message: "was reached through the persist daemon, which relays no login \
+                return Err(TransportErrorKind::Settings {
+                    message: "was reached through the persist daemon, which relays no login \
                               sessions; connect without --persist for a shell"
-                            .into(),
-                    },
-                ));
+                        .into(),
+                }
+                .for_ship(&self.info.ship));
             }
             Link::Direct => {
-                return Err(TransportError::new(
-                    self.info.ship.clone(),
-                    TransportErrorKind::Settings {
-                        message: format!(
-                            "is not reached over SSH (its route: {}), so there is no shell to \
+                return Err(TransportErrorKind::Settings {
+                    message: format!(
+                        "is not reached over SSH (its route: {}), so there is no shell to \
                          open on it; give the ship an `ssh:` block to reach it over SSH",
-                            self.info.route
-                        ),
-                    },
-                ));
+                        self.info.route
+                    ),
+                }
+                .for_ship(&self.info.ship));
             }
         };
         let channel = chain.open_session().await.map_err(|source| {
-            TransportError::new(
-                self.info.ship.clone(),
-                TransportErrorKind::Ssh {
-                    hop: chain.ship_label().to_string(),
-                    source: Arc::new(source),
-                },
-            )
+            TransportErrorKind::Ssh {
+                hop: chain.ship_label().to_string(),
+                source: Arc::new(source),
+            }
+            .for_ship(&self.info.ship)
         })?;
         session::start(channel, request, &self.info.ship, chain.ship_label()).await
     }
@@ -647,13 +629,11 @@ impl Connection {
         match &self.link {
             Link::Ssh(chain, _) => {
                 let (status, stdout, stderr) = chain.exec(script).await.map_err(|source| {
-                    TransportError::new(
-                        self.info.ship.clone(),
-                        TransportErrorKind::Ssh {
-                            hop: chain.ship_label().to_string(),
-                            source: Arc::new(source),
-                        },
-                    )
+                    TransportErrorKind::Ssh {
+                        hop: chain.ship_label().to_string(),
+                        source: Arc::new(source),
+                    }
+                    .for_ship(&self.info.ship)
                 })?;
                 Ok(CommandOutput {
                     status,
@@ -677,13 +657,11 @@ impl Connection {
                     .output()
                     .await
                     .map_err(|source| {
-                        TransportError::new(
-                            self.info.ship.clone(),
-                            TransportErrorKind::Io {
-                                hop: "sh on this machine".into(),
-                                source: source.into(),
-                            },
-                        )
+                        TransportErrorKind::Io {
+                            hop: "sh on this machine".into(),
+                            source: source.into(),
+                        }
+                        .for_ship(&self.info.ship)
                     })?;
                 Ok(CommandOutput {
                     status: out.status.code().and_then(|c| u32::try_from(c).ok()),
@@ -691,16 +669,14 @@ impl Connection {
                     stderr: out.stderr,
                 })
             }
-            Link::Direct => Err(TransportError::new(
-                self.info.ship.clone(),
-                TransportErrorKind::Settings {
-                    message: format!(
-                        "is reached over {} ({}), which runs no commands on it; give the ship an \
+            Link::Direct => Err(TransportErrorKind::Settings {
+                message: format!(
+                    "is reached over {} ({}), which runs no commands on it; give the ship an \
                      `ssh:` block to reach it over SSH",
-                        self.info.transport, self.info.route
-                    ),
-                },
-            )),
+                    self.info.transport, self.info.route
+                ),
+            }
+            .for_ship(&self.info.ship)),
         }
     }
 
@@ -781,13 +757,13 @@ pub async fn connect_in(
             connector::check_tcp(&endpoint.ship, host, *port, endpoint.connect_timeout)
                 .await
                 .map_err(|err| match err.kind {
-                    TransportErrorKind::Refused { hop, .. } => TransportError::new(
-                        err.ship,
+                    TransportErrorKind::Refused { hop, .. } => {
                         TransportErrorKind::DockerTcpRefused {
                             hop,
                             tls: tls.is_some(),
-                        },
-                    ),
+                        }
+                        .for_ship(err.ship)
+                    }
                     _ => err,
                 })?;
             let (docker, kind) =
@@ -817,13 +793,11 @@ async fn negotiate(endpoint: &Endpoint, docker: Docker) -> Result<Docker, Transp
     tokio::time::timeout(limit, docker.negotiate_version())
         .await
         .map_err(|_| {
-            TransportError::new(
-                endpoint.ship.clone(),
-                TransportErrorKind::Timeout {
-                    hop: "the Docker daemon".into(),
-                    after: limit,
-                },
-            )
+            TransportErrorKind::Timeout {
+                hop: "the Docker daemon".into(),
+                after: limit,
+            }
+            .for_ship(&endpoint.ship)
         })?
         .map_err(|source| TransportError::docker(&endpoint.ship, source))
 }
@@ -837,12 +811,10 @@ pub async fn connect_all(endpoints: &[Endpoint]) -> Vec<Result<Connection, Trans
 
 fn parse_api_version(ship: &str, text: &str) -> Result<ClientVersion, TransportError> {
     let bad = || {
-        TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::Settings {
-                message: format!("API version `{text}` is not of the form 1.41"),
-            },
-        )
+        TransportErrorKind::Settings {
+            message: format!("API version `{text}` is not of the form 1.41"),
+        }
+        .for_ship(ship)
     };
     let text = text.trim().trim_start_matches('v');
     let (major, minor) = text.split_once('.').ok_or_else(bad)?;
@@ -890,13 +862,11 @@ async fn connect_ssh(
     }
     // Past the login, what was found (route, login, host key) is kept with the error.
     let after_login = |source: TransportError| {
-        TransportError::new(
-            source.ship,
-            TransportErrorKind::AfterLogin {
-                reached: Box::new(info.clone()),
-                source: Box::new(source.kind),
-            },
-        )
+        TransportErrorKind::AfterLogin {
+            reached: Box::new(info.clone()),
+            source: Box::new(source.kind),
+        }
+        .for_ship(source.ship)
     };
     let spare = connector::check_docker_channel(
         &endpoint.ship,
@@ -1026,13 +996,11 @@ async fn connect_warm(
         spare.push(Box::new(stream));
     }
     let after_login = |source: TransportError| {
-        TransportError::new(
-            source.ship,
-            TransportErrorKind::AfterLogin {
-                reached: Box::new(info.clone()),
-                source: Box::new(source.kind),
-            },
-        )
+        TransportErrorKind::AfterLogin {
+            reached: Box::new(info.clone()),
+            source: Box::new(source.kind),
+        }
+        .for_ship(source.ship)
     };
     let opener = connector::Opener::Warm(warm.clone());
     let docker = docker_over_ssh(endpoint, opener, spare, known, &api, &after_login).await?;

@@ -73,13 +73,11 @@ pub(crate) async fn start(
     hop: &str,
 ) -> Result<ShipSession, TransportError> {
     let failed = |what: &str, source: russh::Error| {
-        TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::Ssh {
-                hop: format!("{hop} ({what})"),
-                source: Arc::new(source),
-            },
-        )
+        TransportErrorKind::Ssh {
+            hop: format!("{hop} ({what})"),
+            source: Arc::new(source),
+        }
+        .for_ship(ship)
     };
     if let Some(pty) = &request.pty {
         channel

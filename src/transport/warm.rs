@@ -345,9 +345,7 @@ impl WarmRoute {
         spec: RouteSpec,
         idle: Duration,
     ) -> Result<WarmRoute, TransportError> {
-        let settings = |message: String| {
-            TransportError::new(ship.to_string(), TransportErrorKind::Settings { message })
-        };
+        let settings = |message: String| TransportErrorKind::Settings { message }.for_ship(ship);
         let dir = runtime_dir().map_err(settings)?;
         let socket = ensure_daemon(&dir).await.map_err(settings)?;
         Ok(WarmRoute {
@@ -407,13 +405,11 @@ impl WarmRoute {
                 hops: answer.hops.clone(),
                 warnings: answer.warnings.clone(),
             };
-            return Err(TransportError::new(
-                err.ship,
-                TransportErrorKind::AfterLogin {
-                    reached: Box::new(reached),
-                    source: Box::new(err.kind),
-                },
-            ));
+            return Err(TransportErrorKind::AfterLogin {
+                reached: Box::new(reached),
+                source: Box::new(err.kind),
+            }
+            .for_ship(err.ship));
         }
         self.channels_opened.fetch_add(1, Ordering::Relaxed);
         Ok((stream, answer))
@@ -471,7 +467,7 @@ impl WarmRoute {
                     self.ship
                 );
                 ensure_daemon(&self.dir).await.map_err(|message| {
-                    TransportError::new(self.ship.clone(), TransportErrorKind::Settings { message })
+                    TransportErrorKind::Settings { message }.for_ship(&self.ship)
                 })?;
                 ask(&self.socket, request)
                     .await
@@ -481,13 +477,11 @@ impl WarmRoute {
     }
 
     fn lost(&self, source: std::io::Error) -> TransportError {
-        TransportError::new(
-            self.ship.clone(),
-            TransportErrorKind::Io {
-                hop: format!("the persist daemon at {}", self.socket.display()),
-                source: source.into(),
-            },
-        )
+        TransportErrorKind::Io {
+            hop: format!("the persist daemon at {}", self.socket.display()),
+            source: source.into(),
+        }
+        .for_ship(&self.ship)
     }
 }
 
@@ -511,16 +505,14 @@ fn passphrase() -> Option<String> {
 
 /// The daemon's error, in the ship's name, with the kind it had there.
 pub(crate) fn relayed(ship: &str, answer: &Answer) -> TransportError {
-    TransportError::new(
-        ship.to_string(),
-        TransportErrorKind::Relayed {
-            code: static_kind(answer.kind.as_deref().unwrap_or("persist")),
-            message: answer
-                .message
-                .clone()
-                .unwrap_or_else(|| "the persist daemon refused, without a reason".into()),
-        },
-    )
+    TransportErrorKind::Relayed {
+        code: static_kind(answer.kind.as_deref().unwrap_or("persist")),
+        message: answer
+            .message
+            .clone()
+            .unwrap_or_else(|| "the persist daemon refused, without a reason".into()),
+    }
+    .for_ship(ship)
 }
 
 /// `TransportError::code`'s words, back from the daemon's text.

@@ -327,13 +327,11 @@ impl Daemon {
                         },
                         Err(source) => failure(
                             &ship,
-                            &TransportError::new(
-                                ship.clone(),
-                                TransportErrorKind::Ssh {
-                                    hop: chain.ship_label().to_string(),
-                                    source: Arc::new(source),
-                                },
-                            ),
+                            &TransportErrorKind::Ssh {
+                                hop: chain.ship_label().to_string(),
+                                source: Arc::new(source),
+                            }
+                            .for_ship(&ship),
                             Some(&chain),
                         ),
                     },
@@ -464,13 +462,11 @@ impl Daemon {
                 }
                 Err(_) => {
                     return Err((
-                        TransportError::new(
-                            ship.to_string(),
-                            TransportErrorKind::Timeout {
-                                hop: format!("{} on {}", target_text(target), chain.ship_label()),
-                                after: timeout,
-                            },
-                        ),
+                        TransportErrorKind::Timeout {
+                            hop: format!("{} on {}", target_text(target), chain.ship_label()),
+                            after: timeout,
+                        }
+                        .for_ship(ship),
                         Some(chain),
                     ));
                 }
@@ -586,32 +582,26 @@ async fn diagnose(
             match super::connector::check_docker_channel(ship, chain, docker, timeout).await {
                 Err(err) => err,
                 // It opened this time: report the first failure as it was.
-                Ok(_) => TransportError::new(
-                    ship.to_string(),
-                    TransportErrorKind::Ssh {
-                        hop: chain.ship_label().to_string(),
-                        source: Arc::new(err),
-                    },
-                ),
+                Ok(_) => TransportErrorKind::Ssh {
+                    hop: chain.ship_label().to_string(),
+                    source: Arc::new(err),
+                }
+                .for_ship(ship),
             }
         }
         Target::Tcp { host, port } => match err {
             russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
-                TransportError::new(
-                    ship.to_string(),
-                    TransportErrorKind::Refused {
-                        hop: format!("{host}:{port}"),
-                        via: Some(chain.ship_label().to_string()),
-                    },
-                )
+                TransportErrorKind::Refused {
+                    hop: format!("{host}:{port}"),
+                    via: Some(chain.ship_label().to_string()),
+                }
+                .for_ship(ship)
             }
-            other => TransportError::new(
-                ship.to_string(),
-                TransportErrorKind::Ssh {
-                    hop: chain.ship_label().to_string(),
-                    source: Arc::new(other),
-                },
-            ),
+            other => TransportErrorKind::Ssh {
+                hop: chain.ship_label().to_string(),
+                source: Arc::new(other),
+            }
+            .for_ship(ship),
         },
     }
 }

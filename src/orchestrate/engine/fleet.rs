@@ -270,12 +270,12 @@ impl Fleet {
     /// begun yet).
     pub async fn ship(self: &Arc<Self>, name: &str) -> ShipResult {
         let Some(result) = self.results.get(name) else {
-            return Err(Arc::new(TransportError::new(
-                name.to_string(),
+            return Err(Arc::new(
                 TransportErrorKind::Settings {
                     message: "is not one of the ships this command connects to".into(),
-                },
-            )));
+                }
+                .for_ship(name),
+            ));
         };
         self.connect();
         let mut rx = result.subscribe();
@@ -291,12 +291,12 @@ impl Fleet {
     /// the fleet: the caller closes it.
     pub async fn reconnect(&self, name: &str) -> Result<ShipHandle, ShipError> {
         let endpoint = self.endpoints.get(name).ok_or_else(|| {
-            Arc::new(TransportError::new(
-                name.to_string(),
+            Arc::new(
                 TransportErrorKind::Settings {
                     message: "is not one of the ships this command connects to".into(),
-                },
-            ))
+                }
+                .for_ship(name),
+            )
         })?;
         let connection = transport::connect_in(endpoint, &SessionPool::new())
             .await
@@ -340,12 +340,12 @@ impl Fleet {
         for (name, result) in &self.results {
             // Taken out, so that the connections are dropped here, inside the runtime:
             // russh's channels need one to close.
-            let closed = Err(Arc::new(TransportError::new(
-                name.clone(),
+            let closed = Err(Arc::new(
                 TransportErrorKind::Settings {
                     message: "its connection was closed at the end of the command".into(),
-                },
-            )));
+                }
+                .for_ship(name.clone()),
+            ));
             if let Some(Ok(handle)) = result.send_replace(Some(closed)) {
                 handle.connection.close().await;
             }
@@ -369,12 +369,12 @@ impl Fleet {
 }
 
 fn unreachable_ship(name: &str) -> ShipResult {
-    Err(Arc::new(TransportError::new(
-        name.to_string(),
+    Err(Arc::new(
         TransportErrorKind::Settings {
             message: "its connection attempt ended without a result".into(),
-        },
-    )))
+        }
+        .for_ship(name),
+    ))
 }
 
 #[cfg(test)]

@@ -379,24 +379,20 @@ fn give_up_if_closed(
 }
 
 fn timeout_err(ship: &str, hop: &Hop, options: &ConnectOptions) -> TransportError {
-    TransportError::new(
-        ship.to_string(),
-        TransportErrorKind::Timeout {
-            hop: hop.label.clone(),
-            after: options.timeout,
-        },
-    )
+    TransportErrorKind::Timeout {
+        hop: hop.label.clone(),
+        after: options.timeout,
+    }
+    .for_ship(ship)
 }
 
 fn auth_error(ship: &str, hop: &Hop, tried: Vec<String>) -> TransportError {
-    TransportError::new(
-        ship.to_string(),
-        TransportErrorKind::Auth {
-            hop: hop.label.clone(),
-            user: hop.user.clone(),
-            tried,
-        },
-    )
+    TransportErrorKind::Auth {
+        hop: hop.label.clone(),
+        user: hop.user.clone(),
+        tried,
+    }
+    .for_ship(ship)
 }
 
 async fn load_key(path: &Path, options: &ConnectOptions) -> Result<PrivateKey, String> {

@@ -108,13 +108,11 @@ pub(super) async fn connect_hop(
     }
     let mut handle = match handshake {
         Err(_) => {
-            return Err(TransportError::new(
-                options.ship.clone(),
-                TransportErrorKind::Timeout {
-                    hop: hop.label.clone(),
-                    after: timeout,
-                },
-            ));
+            return Err(TransportErrorKind::Timeout {
+                hop: hop.label.clone(),
+                after: timeout,
+            }
+            .for_ship(&options.ship));
         }
         Ok(Ok(handle)) => handle,
         Ok(Err(err)) => {
@@ -173,14 +171,12 @@ async fn open_link(
         (None, Some(command)) => {
             tracing::debug!("{ship}: {}: ProxyCommand `{command}`", hop.label);
             let spawned = ProxyCommand::spawn(command).map_err(|err| {
-                TransportError::new(
-                    ship.clone(),
-                    TransportErrorKind::ProxyCommand {
-                        hop: hop.label.clone(),
-                        command: command.clone(),
-                        reason: format!("cannot start it: {err}"),
-                    },
-                )
+                TransportErrorKind::ProxyCommand {
+                    hop: hop.label.clone(),
+                    command: command.clone(),
+                    reason: format!("cannot start it: {err}"),
+                }
+                .for_ship(ship)
             })?;
             Ok(HopLink {
                 stream: Box::new(spawned.stream),
@@ -202,13 +198,11 @@ async fn tcp_link(
 ) -> Result<tokio::net::TcpStream, TransportError> {
     let (ship, timeout) = (&options.ship, options.timeout);
     let timed_out = || {
-        TransportError::new(
-            ship.clone(),
-            TransportErrorKind::Timeout {
-                hop: hop.label.clone(),
-                after: timeout,
-            },
-        )
+        TransportErrorKind::Timeout {
+            hop: hop.label.clone(),
+            after: timeout,
+        }
+        .for_ship(ship)
     };
     let addresses = tokio::time::timeout(
         timeout,
@@ -217,13 +211,11 @@ async fn tcp_link(
     .await
     .map_err(|_| timed_out())?
     .map_err(|source| {
-        TransportError::new(
-            ship.clone(),
-            TransportErrorKind::Dns {
-                hop: hop.label.clone(),
-                source: source.into(),
-            },
-        )
+        TransportErrorKind::Dns {
+            hop: hop.label.clone(),
+            source: source.into(),
+        }
+        .for_ship(ship)
     })?
     .collect::<Vec<_>>();
     tracing::debug!("{ship}: {}: TCP connect to {addresses:?}", hop.label);
@@ -270,29 +262,25 @@ async fn channel_link(
     )
     .await
     .map_err(|_| {
-        TransportError::new(
-            ship.clone(),
-            TransportErrorKind::Timeout {
-                hop: hop.label.clone(),
-                after: options.timeout,
-            },
-        )
+        TransportErrorKind::Timeout {
+            hop: hop.label.clone(),
+            after: options.timeout,
+        }
+        .for_ship(ship)
     })?
     .map_err(|err| match err {
-        russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed) => TransportError::new(
-            ship.clone(),
+        russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed) => {
             TransportErrorKind::Refused {
                 hop: hop.label.clone(),
                 via,
-            },
-        ),
-        other => TransportError::new(
-            ship.clone(),
-            TransportErrorKind::Ssh {
-                hop: hop.label.clone(),
-                source: Arc::new(other),
-            },
-        ),
+            }
+            .for_ship(ship)
+        }
+        other => TransportErrorKind::Ssh {
+            hop: hop.label.clone(),
+            source: Arc::new(other),
+        }
+        .for_ship(ship),
     })?;
     Ok(channel.into_stream())
 }
@@ -324,32 +312,26 @@ async fn handshake_failure(
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        return TransportError::new(
-            ship.clone(),
-            TransportErrorKind::ProxyCommand {
-                hop: hop.label.clone(),
-                command: command.clone(),
-                reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
-            },
-        );
+        return TransportErrorKind::ProxyCommand {
+            hop: hop.label.clone(),
+            command: command.clone(),
+            reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
+        }
+        .for_ship(ship);
     }
     if let Some(sent) = foreign_greeting(greeting) {
-        return TransportError::new(
-            ship.clone(),
-            TransportErrorKind::NotSsh {
-                hop: hop.label.clone(),
-                sent,
-            },
-        );
+        return TransportErrorKind::NotSsh {
+            hop: hop.label.clone(),
+            sent,
+        }
+        .for_ship(ship);
     }
     if dropped_before_login(&err) {
-        return TransportError::new(
-            ship.clone(),
-            TransportErrorKind::DroppedBeforeLogin {
-                hop: hop.label.clone(),
-                attempts: 1,
-            },
-        );
+        return TransportErrorKind::DroppedBeforeLogin {
+            hop: hop.label.clone(),
+            attempts: 1,
+        }
+        .for_ship(ship);
     }
     ssh_error(ship, &hop.label, options.timeout, err)
 }
@@ -374,27 +356,21 @@ fn dropped_before_login(err: &russh::Error) -> bool {
 
 fn io_error(ship: &str, hop: &str, timeout: Duration, source: std::io::Error) -> TransportError {
     match source.kind() {
-        std::io::ErrorKind::ConnectionRefused => TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::Refused {
-                hop: hop.to_string(),
-                via: None,
-            },
-        ),
-        std::io::ErrorKind::TimedOut => TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::Timeout {
-                hop: hop.to_string(),
-                after: timeout,
-            },
-        ),
-        _ => TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::Io {
-                hop: hop.to_string(),
-                source: source.into(),
-            },
-        ),
+        std::io::ErrorKind::ConnectionRefused => TransportErrorKind::Refused {
+            hop: hop.to_string(),
+            via: None,
+        }
+        .for_ship(ship),
+        std::io::ErrorKind::TimedOut => TransportErrorKind::Timeout {
+            hop: hop.to_string(),
+            after: timeout,
+        }
+        .for_ship(ship),
+        _ => TransportErrorKind::Io {
+            hop: hop.to_string(),
+            source: source.into(),
+        }
+        .for_ship(ship),
     }
 }
 
@@ -406,12 +382,10 @@ pub(super) fn ssh_error(
 ) -> TransportError {
     match err {
         russh::Error::IO(source) => io_error(ship, hop, timeout, source),
-        other => TransportError::new(
-            ship.to_string(),
-            TransportErrorKind::Ssh {
-                hop: hop.to_string(),
-                source: Arc::new(other),
-            },
-        ),
+        other => TransportErrorKind::Ssh {
+            hop: hop.to_string(),
+            source: Arc::new(other),
+        }
+        .for_ship(ship),
     }
 }

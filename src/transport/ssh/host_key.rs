@@ -196,8 +196,7 @@ pub(super) fn host_key_error(
 ) -> Option<TransportError> {
     let fingerprint = outcome.fingerprint.clone().unwrap_or_default();
     match outcome.verdict.as_ref()? {
-        Verdict::Unknown => Some(TransportError::new(
-            ship.to_string(),
+        Verdict::Unknown => Some(
             TransportErrorKind::HostKeyUnknown {
                 hop: hop.label.clone(),
                 hint: match &hop.record_file {
@@ -222,16 +221,16 @@ pub(super) fn host_key_error(
                     ),
                 },
                 fingerprint,
-            },
-        )),
+            }
+            .for_ship(ship),
+        ),
         Verdict::Changed {
             expected,
             recorded_types,
             offered_type,
             file,
             line,
-        } => Some(TransportError::new(
-            ship.to_string(),
+        } => Some(
             TransportErrorKind::HostKeyChanged {
                 hop: hop.label.clone(),
                 found: fingerprint,
@@ -251,39 +250,40 @@ pub(super) fn host_key_error(
                     offered_type: offered_type.clone(),
                     types_on_record: recorded_types.clone(),
                 }),
-            },
-        )),
-        Verdict::Revoked { file } => Some(TransportError::new(
-            ship.to_string(),
+            }
+            .for_ship(ship),
+        ),
+        Verdict::Revoked { file } => Some(
             TransportErrorKind::HostKeyRevoked {
                 hop: hop.label.clone(),
                 fingerprint,
                 file: file.clone(),
-            },
-        )),
-        Verdict::FileError { file, reason } => Some(TransportError::new(
-            ship.to_string(),
+            }
+            .for_ship(ship),
+        ),
+        Verdict::FileError { file, reason } => Some(
             TransportErrorKind::KnownHosts {
                 path: file.clone(),
                 reason: reason.clone(),
-            },
-        )),
-        Verdict::CaRevoked { ca, file } => Some(TransportError::new(
-            ship.to_string(),
+            }
+            .for_ship(ship),
+        ),
+        Verdict::CaRevoked { ca, file } => Some(
             TransportErrorKind::HostCaRevoked {
                 hop: hop.label.clone(),
                 ca: ca.clone(),
                 file: file.clone(),
-            },
-        )),
-        Verdict::BadCertificate { problem } => Some(TransportError::new(
-            ship.to_string(),
+            }
+            .for_ship(ship),
+        ),
+        Verdict::BadCertificate { problem } => Some(
             TransportErrorKind::HostCertificate {
                 hop: hop.label.clone(),
                 problem: problem.to_string(),
                 fingerprint,
-            },
-        )),
+            }
+            .for_ship(ship),
+        ),
         Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified => None,
     }
 }

@@ -207,13 +207,11 @@ pub(crate) async fn connect_chain(
             Ok(session) => sessions.push(session.clone()),
             // A shared hop failed once for every ship behind it: each is told in its name.
             Err(err) if index < last => {
-                return Err(TransportError::new(
-                    options.ship.clone(),
-                    TransportErrorKind::Jump {
-                        hop: hop.label.clone(),
-                        source: Box::new(err.kind.clone()),
-                    },
-                ));
+                return Err(TransportErrorKind::Jump {
+                    hop: hop.label.clone(),
+                    source: Box::new(err.kind.clone()),
+                }
+                .for_ship(&options.ship));
             }
             Err(err) => return Err(err.for_ship(&options.ship)),
         }
@@ -263,13 +261,11 @@ async fn paced_login(
                 ship,
                 kind: TransportErrorKind::DroppedBeforeLogin { hop, .. },
             }) => {
-                return Err(TransportError::new(
-                    ship,
-                    TransportErrorKind::DroppedBeforeLogin {
-                        hop,
-                        attempts: attempt,
-                    },
-                ));
+                return Err(TransportErrorKind::DroppedBeforeLogin {
+                    hop,
+                    attempts: attempt,
+                }
+                .for_ship(ship));
             }
             other => return other,
         }

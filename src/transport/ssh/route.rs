@@ -14,9 +14,7 @@ use crate::transport::{JumpSpec, SshRoute};
 /// Resolves the chain of hops for `route` (explicit jumps win over ProxyJump; settings of
 /// the environment win over ssh_config).
 pub(crate) fn resolve_hops(ship: &str, route: &SshRoute) -> Result<Vec<Hop>, TransportError> {
-    let settings_err = |message: String| {
-        TransportError::new(ship.to_string(), TransportErrorKind::Settings { message })
-    };
+    let settings_err = |message: String| TransportErrorKind::Settings { message }.for_ship(ship);
     let config_path = ssh_config::config_path(route.ssh_config_file.as_deref());
     let target_settings = ssh_config::lookup(
         config_path.as_deref(),
