@@ -34,7 +34,7 @@ pub use error::{ChangedKeyRecord, TransportError, TransportErrorKind};
 pub use http::{HttpAnswer, HttpError, HttpRequest, direct as http_direct};
 pub use known_hosts::HostKeyPolicy;
 pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
-pub use ssh::SessionPool;
+pub use ssh::{PassphrasePrompt, SessionPool, install_passphrase_prompt};
 pub use tls::{TlsClient, TlsFailure, TlsSetupError, TlsTrust};
 pub use warm::{
     PersistStatus, SessionStatus, runtime_dir as persist_runtime_dir, status as persist_status,
@@ -841,6 +841,7 @@ async fn connect_ssh(
         batch_mode: route.batch_mode,
         agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
         passphrase: std::env::var("MAESTRO_SSH_PASSPHRASE").ok(),
+        prompt: ssh::installed_prompt(),
     };
     let chain = Arc::new(ssh::connect_chain(&hops, &options, pool).await?);
     let info = ssh_info(endpoint, chain.hops.clone(), chain.warnings.clone());

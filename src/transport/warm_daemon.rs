@@ -408,6 +408,7 @@ impl Daemon {
             passphrase: passphrase
                 .map(str::to_string)
                 .or_else(|| std::env::var("MAESTRO_SSH_PASSPHRASE").ok()),
+            prompt: None,
         };
         let chain = Arc::new(ssh::connect_chain(&route.hops, &options, &pool).await?);
         *held = Some(chain.clone());

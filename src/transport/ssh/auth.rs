@@ -2,10 +2,11 @@
 //! configured files under `IdentitiesOnly`), then the key files named in the settings or
 //! ssh_config, then the default ones, each with its certificate beside it first. An
 //! encrypted key's passphrase comes from the command's environment, else from the
-//! operator's prompt, asked once per key for the whole run.
+//! operator's prompt, asked once per key for the whole run. The prompt is ui's (the
+//! terminal is ui's): the command line installs it ([`install_passphrase_prompt`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use russh::client::{AuthResult, Handle};
 use russh::keys::agent::AgentIdentity;
@@ -18,59 +19,46 @@ use super::host_key::HostKeyCheck;
 use crate::transport::error::{TransportError, TransportErrorKind};
 use crate::transport::{known_hosts, ssh_config};
 
-/// The passphrase source: the environment, else the terminal, else none.
-async fn passphrase_for(path: &Path, batch_mode: bool, given: Option<&str>) -> Option<String> {
-    if let Some(passphrase) = given {
-        return Some(passphrase.to_string());
+/// Asks the operator for the passphrase of an encrypted key. transport has no terminal: the
+/// command line installs ui's ([`install_passphrase_prompt`]); without one, nobody is asked.
+pub trait PassphrasePrompt: Send + Sync {
+    /// The passphrase of the private key at `key`, or `None` when there is nobody to ask.
+    /// Blocking: it is called off the async runtime's threads, one prompt at a time.
+    fn ask(&self, key: &Path) -> Option<String>;
+}
+
+static PROMPT: OnceLock<Arc<dyn PassphrasePrompt>> = OnceLock::new();
+
+/// Installs the prompt of this process's commands; the first one installed stays.
+pub fn install_passphrase_prompt(prompt: Arc<dyn PassphrasePrompt>) {
+    let _ = PROMPT.set(prompt);
+}
+
+/// The prompt installed for this process, if any.
+pub(crate) fn installed_prompt() -> Option<Arc<dyn PassphrasePrompt>> {
+    PROMPT.get().cloned()
+}
+
+/// The passphrase source: the environment, else the operator's prompt, else none.
+pub(super) async fn passphrase_for(path: &Path, options: &ConnectOptions) -> Option<String> {
+    if let Some(passphrase) = &options.passphrase {
+        return Some(passphrase.clone());
     }
-    use std::io::IsTerminal;
-    if batch_mode || !std::io::stdin().is_terminal() {
-        return None;
-    }
-    static PROMPT_LOCK: tokio::sync::Mutex<Vec<(PathBuf, String)>> =
+    let prompt = options.prompt.clone().filter(|_| !options.batch_mode)?;
+    static ASKED: tokio::sync::Mutex<Vec<(PathBuf, String)>> =
         tokio::sync::Mutex::const_new(Vec::new());
     // Ships connect concurrently: one prompt at a time, and one per key for the whole run.
-    let mut cache = PROMPT_LOCK.lock().await;
-    if let Some((_, known)) = cache.iter().find(|(p, _)| p == path) {
+    let mut asked = ASKED.lock().await;
+    if let Some((_, known)) = asked.iter().find(|(p, _)| p == path) {
         return Some(known.clone());
     }
-    let prompt = format!("Enter passphrase for key {}: ", path.display());
-    let answer = tokio::task::spawn_blocking(move || read_hidden(&prompt))
+    let key = path.to_path_buf();
+    let answer = tokio::task::spawn_blocking(move || prompt.ask(&key))
         .await
         .ok()
         .flatten()?;
-    cache.push((path.to_path_buf(), answer.clone()));
+    asked.push((path.to_path_buf(), answer.clone()));
     Some(answer)
-}
-
-fn read_hidden(prompt: &str) -> Option<String> {
-    use std::io::{BufRead, Write};
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .ok()?;
-    let stty = |arg: &str| {
-        std::process::Command::new("stty")
-            .arg(arg)
-            .stdin(
-                tty.try_clone()
-                    .ok()
-                    .map(std::process::Stdio::from)
-                    .unwrap_or_else(std::process::Stdio::null),
-            )
-            .status()
-    };
-    let mut writer = tty.try_clone().ok()?;
-    let _ = write!(writer, "{prompt}");
-    let _ = writer.flush();
-    let _ = stty("-echo");
-    let mut line = String::new();
-    let read = std::io::BufReader::new(tty.try_clone().ok()?).read_line(&mut line);
-    let _ = stty("echo");
-    let _ = writeln!(writer);
-    read.ok()?;
-    Some(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn default_identity_files() -> Vec<PathBuf> {
@@ -399,9 +387,7 @@ async fn load_key(path: &Path, options: &ConnectOptions) -> Result<PrivateKey, S
     match russh::keys::load_secret_key(path, None) {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => {
-            let Some(passphrase) =
-                passphrase_for(path, options.batch_mode, options.passphrase.as_deref()).await
-            else {
+            let Some(passphrase) = passphrase_for(path, options).await else {
                 return Err(
                     "encrypted, and no passphrase: set MAESTRO_SSH_PASSPHRASE or run \
                             from a terminal to be asked"

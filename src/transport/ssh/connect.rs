@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use russh::ChannelOpenFailure;
 use russh::client;
 
-use super::auth::authenticate;
+use super::auth::{PassphrasePrompt, authenticate};
 use super::host_key::{ForwardTable, HostKeyCheck, HostKeyOutcome, host_key_error, host_key_notes};
 use super::route::{ProxyCommand, last_lines};
 use super::{Duplex, Hop, Session};
@@ -31,6 +31,9 @@ pub(crate) struct ConnectOptions {
     /// `MAESTRO_SSH_PASSPHRASE` of the command (the persist daemon is told the one of the
     /// command that asked).
     pub passphrase: Option<String>,
+    /// Who asks for a key's passphrase when the environment gives none (not under
+    /// `batch_mode`); `None`: nobody.
+    pub prompt: Option<Arc<dyn PassphrasePrompt>>,
 }
 
 /// The host key algorithms to ask for, those of the key types on record first, so that a

@@ -41,6 +41,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::HopInfo;
 use super::known_hosts::HostKeyPolicy;
 
+pub(crate) use auth::installed_prompt;
+pub use auth::{PassphrasePrompt, install_passphrase_prompt};
 pub(crate) use connect::ConnectOptions;
 pub(crate) use host_key::ForwardTable;
 use host_key::HostKeyCheck;

@@ -1,10 +1,11 @@
 //! Unit tests of the SSH parts that need no server: route resolution, host key order and
-//! quoting, the pacing of logins.
+//! quoting, the pacing of logins, when a passphrase is asked.
 
 use russh::keys::Algorithm;
 use russh::keys::ssh_key::EcdsaCurve;
 use std::sync::atomic::Ordering;
 
+use super::auth::passphrase_for;
 use super::connect::host_key_order;
 use super::host_key::shell_word;
 use super::pool::{Gate, backoff};
@@ -193,4 +194,57 @@ fn proxy_command_tokens() {
     );
     assert!(expand_proxy_tokens("ssh -l %r -W %h:%p g", "h", 22, "a;b", "w").is_err());
     assert!(expand_proxy_tokens("nc %n %p", "h", 22, "u", "-oProxyCommand=x").is_err());
+}
+
+/// A prompt that answers from a script and counts the questions.
+struct ScriptedPrompt {
+    asked: std::sync::Mutex<Vec<std::path::PathBuf>>,
+}
+
+impl super::PassphrasePrompt for ScriptedPrompt {
+    fn ask(&self, key: &std::path::Path) -> Option<String> {
+        self.asked.lock().expect("lock").push(key.to_path_buf());
+        Some(format!("typed for {}", key.display()))
+    }
+}
+
+#[tokio::test]
+async fn a_passphrase_is_asked_once_per_key_and_never_in_batch_mode_or_when_given() {
+    use std::sync::Arc;
+    let prompt = Arc::new(ScriptedPrompt {
+        asked: std::sync::Mutex::new(Vec::new()),
+    });
+    let options = |batch_mode: bool, passphrase: Option<&str>| super::ConnectOptions {
+        ship: "web".into(),
+        timeout: std::time::Duration::from_secs(1),
+        keepalive: std::time::Duration::from_secs(1),
+        batch_mode,
+        agent_socket: None,
+        passphrase: passphrase.map(str::to_string),
+        prompt: Some(prompt.clone()),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("id_prompted");
+    let other = dir.path().join("id_other");
+
+    let given = passphrase_for(&key, &options(false, Some("from env"))).await;
+    assert_eq!(given.as_deref(), Some("from env"));
+    assert_eq!(passphrase_for(&key, &options(true, None)).await, None);
+    assert!(prompt.asked.lock().expect("lock").is_empty());
+
+    let typed = format!("typed for {}", key.display());
+    assert_eq!(
+        passphrase_for(&key, &options(false, None)).await,
+        Some(typed.clone())
+    );
+    assert_eq!(
+        passphrase_for(&key, &options(false, None)).await,
+        Some(typed)
+    );
+    assert!(
+        passphrase_for(&other, &options(false, None))
+            .await
+            .is_some()
+    );
+    assert_eq!(*prompt.asked.lock().expect("lock"), vec![key, other]);
 }
