@@ -1,7 +1,8 @@
 //! Why a ship could not be reached: [`TransportError`] is the ship and the cause
 //! ([`TransportErrorKind`]), kept apart because one cause is often told for several
 //! ships: a session shared by the ships behind one bastion fails once, and each of them
-//! reports it in its own name ([`TransportError::for_ship`] only changes the name).
+//! reports it in its own name (the SSH pool keeps the cause alone, and
+//! [`TransportErrorKind::for_ship`] tells it for each ship).
 //!
 //! Every message reads `ship NAME: CAUSE`; through a jump host, `ship NAME: through jump
 //! host HOP: ship NAME: CAUSE`, as it always read (tests and scripts match these texts).
@@ -331,12 +332,6 @@ impl TransportError {
     pub fn root(&self) -> &TransportErrorKind {
         self.kind.root()
     }
-
-    /// The same cause told for `ship`: a session shared by several ships fails once, and
-    /// each ship behind it reports it in its own name.
-    pub(crate) fn for_ship(&self, ship: &str) -> TransportError {
-        self.kind.clone().for_ship(ship)
-    }
 }
 
 #[cfg(test)]
@@ -345,21 +340,23 @@ mod tests {
 
     #[test]
     fn a_shared_failure_is_told_in_each_ships_name() {
-        let first = TransportErrorKind::Jump {
+        let cause = TransportErrorKind::Jump {
             hop: "root@bastion:22".into(),
             source: Box::new(TransportErrorKind::Ssh {
                 hop: "root@bastion:22".into(),
                 source: Arc::new(russh::Error::Kex),
             }),
-        }
-        .for_ship("a");
-        let text = first.for_ship("b").to_string();
+        };
+        let first = cause.clone().for_ship("a");
+        let second = cause.for_ship("b");
+        let text = second.to_string();
         assert!(!text.contains("ship a"), "{text}");
         assert_eq!(
             text,
             "ship b: through jump host root@bastion:22: ship b: SSH protocol error with \
              root@bastion:22: Key exchange failed"
         );
-        assert_eq!(first.for_ship("b").code(), first.code());
+        assert_eq!(second.code(), first.code());
+        assert_eq!(second.code(), "ssh");
     }
 }

@@ -16,7 +16,7 @@ use russh::keys::{Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 use super::Hop;
 use super::connect::{ConnectOptions, ssh_error};
 use super::host_key::HostKeyCheck;
-use crate::transport::error::{TransportError, TransportErrorKind};
+use crate::transport::error::TransportErrorKind;
 use crate::transport::{known_hosts, ssh_config};
 
 /// Asks the operator for the passphrase of an encrypted key. transport has no terminal: the
@@ -89,7 +89,7 @@ pub(super) async fn authenticate(
     hop: &Hop,
     options: &ConnectOptions,
     warnings: &mut Vec<String>,
-) -> Result<String, TransportError> {
+) -> Result<String, TransportErrorKind> {
     let mut tried: Vec<String> = Vec::new();
     let rsa_hash = handle
         .best_supported_rsa_hash()
@@ -123,7 +123,7 @@ pub(super) async fn authenticate(
             return Ok(method);
         }
     }
-    Err(auth_error(&options.ship, hop, tried))
+    Err(auth_error(hop, tried))
 }
 
 /// Every identity of the ssh-agent (those of `IdentitiesOnly`'s files only, when set): the
@@ -134,8 +134,7 @@ async fn try_agent(
     options: &ConnectOptions,
     rsa_hash: Option<HashAlg>,
     tried: &mut Vec<String>,
-) -> Result<Option<String>, TransportError> {
-    let ship = &options.ship;
+) -> Result<Option<String>, TransportErrorKind> {
     let connected = match &options.agent_socket {
         Some(path) => AgentClient::connect_uds(path).await,
         None => AgentClient::connect_env().await,
@@ -211,13 +210,13 @@ async fn try_agent(
                     hop.user
                 );
                 match result {
-                    Err(_) => return Err(timeout_err(ship, hop, options)),
+                    Err(_) => return Err(timeout_err(hop, options)),
                     Ok(Ok(AuthResult::Success)) => return Ok(Some(described)),
                     Ok(Ok(_)) => tried.push(format!("{described}: rejected")),
                     Ok(Err(err)) => tried.push(format!("{described}: {err}")),
                 }
                 if handle.is_closed() {
-                    return Err(auth_error(ship, hop, std::mem::take(tried)));
+                    return Err(auth_error(hop, std::mem::take(tried)));
                 }
             }
         }
@@ -255,14 +254,13 @@ async fn try_key_file(
     key: KeyAttempt<'_>,
     tried: &mut Vec<String>,
     warnings: &mut Vec<String>,
-) -> Result<Option<String>, TransportError> {
+) -> Result<Option<String>, TransportErrorKind> {
     let KeyAttempt {
         path,
         named,
         rsa_hash,
     } = key;
-    let ship = &options.ship;
-    let network = |err: russh::Error| ssh_error(ship, &hop.label, options.timeout, err);
+    let network = |err: russh::Error| ssh_error(&hop.label, options.timeout, err);
     if !path.exists() {
         if named {
             tried.push(format!("key {}: no such file", path.display()));
@@ -289,7 +287,7 @@ async fn try_key_file(
             handle.authenticate_openssh_cert(&hop.user, key.clone(), cert),
         )
         .await
-        .map_err(|_| timeout_err(ship, hop, options))?;
+        .map_err(|_| timeout_err(hop, options))?;
         tracing::debug!(
             "{}: login as {}: certificate {}-cert.pub: {}",
             hop.label,
@@ -303,7 +301,7 @@ async fn try_key_file(
             }
             Ok(_) => tried.push(format!("certificate {}-cert.pub: rejected", path.display())),
             Err(err) => {
-                give_up_if_closed(handle, ship, hop, tried, err, &network)?;
+                give_up_if_closed(handle, hop, tried, err, &network)?;
             }
         }
     }
@@ -317,7 +315,7 @@ async fn try_key_file(
         handle.authenticate_publickey(&hop.user, PrivateKeyWithHashAlg::new(key, hash)),
     )
     .await
-    .map_err(|_| timeout_err(ship, hop, options))?;
+    .map_err(|_| timeout_err(hop, options))?;
     tracing::debug!(
         "{}: login as {}: key {}: {}",
         hop.label,
@@ -328,7 +326,7 @@ async fn try_key_file(
     match result {
         Ok(result) if result.success() => return Ok(Some(format!("key {}", path.display()))),
         Ok(_) => tried.push(format!("key {}: rejected", path.display())),
-        Err(err) => give_up_if_closed(handle, ship, hop, tried, err, &network)?,
+        Err(err) => give_up_if_closed(handle, hop, tried, err, &network)?,
     }
     Ok(None)
 }
@@ -351,36 +349,33 @@ fn public_keys_beside(files: &[PathBuf]) -> Vec<russh::keys::PublicKey> {
 /// failure (with the list of what was tried), not a network one.
 fn give_up_if_closed(
     handle: &Handle<HostKeyCheck>,
-    ship: &str,
     hop: &Hop,
     tried: &mut Vec<String>,
     err: russh::Error,
-    network: &dyn Fn(russh::Error) -> TransportError,
-) -> Result<(), TransportError> {
+    network: &dyn Fn(russh::Error) -> TransportErrorKind,
+) -> Result<(), TransportErrorKind> {
     if handle.is_closed() || matches!(err, russh::Error::Disconnect) {
         tried.push(format!(
             "the server closed the connection ({err}; too many attempts for its MaxAuthTries?)"
         ));
-        return Err(auth_error(ship, hop, std::mem::take(tried)));
+        return Err(auth_error(hop, std::mem::take(tried)));
     }
     Err(network(err))
 }
 
-fn timeout_err(ship: &str, hop: &Hop, options: &ConnectOptions) -> TransportError {
+fn timeout_err(hop: &Hop, options: &ConnectOptions) -> TransportErrorKind {
     TransportErrorKind::Timeout {
         hop: hop.label.clone(),
         after: options.timeout,
     }
-    .for_ship(ship)
 }
 
-fn auth_error(ship: &str, hop: &Hop, tried: Vec<String>) -> TransportError {
+fn auth_error(hop: &Hop, tried: Vec<String>) -> TransportErrorKind {
     TransportErrorKind::Auth {
         hop: hop.label.clone(),
         user: hop.user.clone(),
         tried,
     }
-    .for_ship(ship)
 }
 
 async fn load_key(path: &Path, options: &ConnectOptions) -> Result<PrivateKey, String> {

@@ -17,7 +17,7 @@ use super::route::{ProxyCommand, last_lines};
 use super::{Duplex, Hop, Session};
 use crate::transport::HopInfo;
 use crate::transport::banner::{Recorded, foreign_greeting};
-use crate::transport::error::{TransportError, TransportErrorKind};
+use crate::transport::error::TransportErrorKind;
 use crate::transport::known_hosts;
 
 pub(crate) struct ConnectOptions {
@@ -80,7 +80,7 @@ pub(super) async fn connect_hop(
     previous: Option<Arc<Session>>,
     via: Option<String>,
     options: &ConnectOptions,
-) -> Result<Session, TransportError> {
+) -> Result<Session, TransportErrorKind> {
     let timeout = options.timeout;
     let outcome = Arc::new(Mutex::new(HostKeyOutcome::default()));
     let forwards = ForwardTable::default();
@@ -114,8 +114,7 @@ pub(super) async fn connect_hop(
             return Err(TransportErrorKind::Timeout {
                 hop: hop.label.clone(),
                 after: timeout,
-            }
-            .for_ship(&options.ship));
+            });
         }
         Ok(Ok(handle)) => handle,
         Ok(Err(err)) => {
@@ -163,7 +162,7 @@ async fn open_link(
     previous: Option<&Arc<Session>>,
     via: Option<String>,
     options: &ConnectOptions,
-) -> Result<HopLink, TransportError> {
+) -> Result<HopLink, TransportErrorKind> {
     let ship = &options.ship;
     let link = |stream: Box<dyn Duplex>| HopLink {
         stream,
@@ -173,14 +172,12 @@ async fn open_link(
     match (previous, &hop.proxy_command) {
         (None, Some(command)) => {
             tracing::debug!("{ship}: {}: ProxyCommand `{command}`", hop.label);
-            let spawned = ProxyCommand::spawn(command).map_err(|err| {
-                TransportErrorKind::ProxyCommand {
+            let spawned =
+                ProxyCommand::spawn(command).map_err(|err| TransportErrorKind::ProxyCommand {
                     hop: hop.label.clone(),
                     command: command.clone(),
                     reason: format!("cannot start it: {err}"),
-                }
-                .for_ship(ship)
-            })?;
+                })?;
             Ok(HopLink {
                 stream: Box::new(spawned.stream),
                 proxy: Some(spawned.child),
@@ -198,14 +195,11 @@ async fn open_link(
 async fn tcp_link(
     hop: &Hop,
     options: &ConnectOptions,
-) -> Result<tokio::net::TcpStream, TransportError> {
+) -> Result<tokio::net::TcpStream, TransportErrorKind> {
     let (ship, timeout) = (&options.ship, options.timeout);
-    let timed_out = || {
-        TransportErrorKind::Timeout {
-            hop: hop.label.clone(),
-            after: timeout,
-        }
-        .for_ship(ship)
+    let timed_out = || TransportErrorKind::Timeout {
+        hop: hop.label.clone(),
+        after: timeout,
     };
     let addresses = tokio::time::timeout(
         timeout,
@@ -213,12 +207,9 @@ async fn tcp_link(
     )
     .await
     .map_err(|_| timed_out())?
-    .map_err(|source| {
-        TransportErrorKind::Dns {
-            hop: hop.label.clone(),
-            source: source.into(),
-        }
-        .for_ship(ship)
+    .map_err(|source| TransportErrorKind::Dns {
+        hop: hop.label.clone(),
+        source: source.into(),
     })?
     .collect::<Vec<_>>();
     tracing::debug!("{ship}: {}: TCP connect to {addresses:?}", hop.label);
@@ -226,7 +217,7 @@ async fn tcp_link(
     let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..]))
         .await
         .map_err(|_| timed_out())?
-        .map_err(|source| io_error(ship, &hop.label, timeout, source))
+        .map_err(|source| io_error(&hop.label, timeout, source))
         .inspect_err(|err| tracing::debug!("{ship}: {}: TCP connect: {err}", hop.label))?;
     tracing::debug!(
         "{ship}: {}: TCP connected to {} in {} ms",
@@ -247,7 +238,7 @@ async fn channel_link(
     previous: &Arc<Session>,
     via: Option<String>,
     options: &ConnectOptions,
-) -> Result<russh::ChannelStream<client::Msg>, TransportError> {
+) -> Result<russh::ChannelStream<client::Msg>, TransportErrorKind> {
     let ship = &options.ship;
     tracing::debug!(
         "{ship}: {}: direct-tcpip channel through {}",
@@ -264,12 +255,9 @@ async fn channel_link(
         ),
     )
     .await
-    .map_err(|_| {
-        TransportErrorKind::Timeout {
-            hop: hop.label.clone(),
-            after: options.timeout,
-        }
-        .for_ship(ship)
+    .map_err(|_| TransportErrorKind::Timeout {
+        hop: hop.label.clone(),
+        after: options.timeout,
     })?
     .map_err(|err| match err {
         russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed) => {
@@ -277,13 +265,11 @@ async fn channel_link(
                 hop: hop.label.clone(),
                 via,
             }
-            .for_ship(ship)
         }
         other => TransportErrorKind::Ssh {
             hop: hop.label.clone(),
             source: Arc::new(other),
-        }
-        .for_ship(ship),
+        },
     })?;
     Ok(channel.into_stream())
 }
@@ -298,11 +284,10 @@ async fn handshake_failure(
     proxy_stderr: Option<tokio::task::JoinHandle<String>>,
     greeting: &[u8],
     err: russh::Error,
-) -> TransportError {
-    let ship = &options.ship;
+) -> TransportErrorKind {
     let refused = {
         let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-        host_key_error(ship, hop, &outcome)
+        host_key_error(hop, &outcome)
     };
     if let Some(refused) = refused {
         return refused;
@@ -319,24 +304,21 @@ async fn handshake_failure(
             hop: hop.label.clone(),
             command: command.clone(),
             reason: last_lines(&said).unwrap_or_else(|| err.to_string()),
-        }
-        .for_ship(ship);
+        };
     }
     if let Some(sent) = foreign_greeting(greeting) {
         return TransportErrorKind::NotSsh {
             hop: hop.label.clone(),
             sent,
-        }
-        .for_ship(ship);
+        };
     }
     if dropped_before_login(&err) {
         return TransportErrorKind::DroppedBeforeLogin {
             hop: hop.label.clone(),
             attempts: 1,
-        }
-        .for_ship(ship);
+        };
     }
-    ssh_error(ship, &hop.label, options.timeout, err)
+    ssh_error(&hop.label, options.timeout, err)
 }
 
 /// sshd past its `MaxStartups` accepts the connection and closes it at once: before the
@@ -357,38 +339,29 @@ fn dropped_before_login(err: &russh::Error) -> bool {
     }
 }
 
-fn io_error(ship: &str, hop: &str, timeout: Duration, source: std::io::Error) -> TransportError {
+fn io_error(hop: &str, timeout: Duration, source: std::io::Error) -> TransportErrorKind {
     match source.kind() {
         std::io::ErrorKind::ConnectionRefused => TransportErrorKind::Refused {
             hop: hop.to_string(),
             via: None,
-        }
-        .for_ship(ship),
+        },
         std::io::ErrorKind::TimedOut => TransportErrorKind::Timeout {
             hop: hop.to_string(),
             after: timeout,
-        }
-        .for_ship(ship),
+        },
         _ => TransportErrorKind::Io {
             hop: hop.to_string(),
             source: source.into(),
-        }
-        .for_ship(ship),
+        },
     }
 }
 
-pub(super) fn ssh_error(
-    ship: &str,
-    hop: &str,
-    timeout: Duration,
-    err: russh::Error,
-) -> TransportError {
+pub(super) fn ssh_error(hop: &str, timeout: Duration, err: russh::Error) -> TransportErrorKind {
     match err {
-        russh::Error::IO(source) => io_error(ship, hop, timeout, source),
+        russh::Error::IO(source) => io_error(hop, timeout, source),
         other => TransportErrorKind::Ssh {
             hop: hop.to_string(),
             source: Arc::new(other),
-        }
-        .for_ship(ship),
+        },
     }
 }

@@ -12,7 +12,7 @@ use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 
 use super::Hop;
-use crate::transport::error::{TransportError, TransportErrorKind};
+use crate::transport::error::TransportErrorKind;
 use crate::transport::known_hosts::{self, HostKeyPolicy, Verdict};
 
 /// Why the host key check refused, kept beside the handler so that the error russh
@@ -189,101 +189,79 @@ pub(super) fn host_key_notes(hop: &Hop, outcome: &Mutex<HostKeyOutcome>) -> (Str
     (fingerprint, warnings)
 }
 
-pub(super) fn host_key_error(
-    ship: &str,
-    hop: &Hop,
-    outcome: &HostKeyOutcome,
-) -> Option<TransportError> {
+pub(super) fn host_key_error(hop: &Hop, outcome: &HostKeyOutcome) -> Option<TransportErrorKind> {
     let fingerprint = outcome.fingerprint.clone().unwrap_or_default();
     match outcome.verdict.as_ref()? {
-        Verdict::Unknown => Some(
-            TransportErrorKind::HostKeyUnknown {
-                hop: hop.label.clone(),
-                hint: match &hop.record_file {
-                    Some(file) => format!(
-                        "If {fingerprint} is the right key for {}:{}, accept it with \
+        Verdict::Unknown => Some(TransportErrorKind::HostKeyUnknown {
+            hop: hop.label.clone(),
+            hint: match &hop.record_file {
+                Some(file) => format!(
+                    "If {fingerprint} is the right key for {}:{}, accept it with \
                      --accept-new-host-keys or the ship setting `ssh: {{known_hosts: accept-new}}` \
                      (it is then recorded in {}), or add it with `ssh-keyscan -p {} {} >> {}`",
-                        hop.host,
-                        hop.port,
-                        file.display(),
-                        hop.port,
-                        hop.host,
-                        shell_word(&file.display().to_string()),
-                    ),
-                    // `UserKnownHostsFile none`: accept-new has nowhere to record it.
-                    None => format!(
-                        "If {fingerprint} is the right key for {}:{}, add it to a known_hosts file \
+                    hop.host,
+                    hop.port,
+                    file.display(),
+                    hop.port,
+                    hop.host,
+                    shell_word(&file.display().to_string()),
+                ),
+                // `UserKnownHostsFile none`: accept-new has nowhere to record it.
+                None => format!(
+                    "If {fingerprint} is the right key for {}:{}, add it to a known_hosts file \
                      with `ssh-keyscan -p {} {}` (ssh_config's UserKnownHostsFile is none, so \
                      --accept-new-host-keys has nowhere to record it), or name one with the \
                      ship setting `ssh: {{known_hosts_file: FILE}}`",
-                        hop.host, hop.port, hop.port, hop.host,
-                    ),
-                },
-                fingerprint,
-            }
-            .for_ship(ship),
-        ),
+                    hop.host, hop.port, hop.port, hop.host,
+                ),
+            },
+            fingerprint,
+        }),
         Verdict::Changed {
             expected,
             recorded_types,
             offered_type,
             file,
             line,
-        } => Some(
-            TransportErrorKind::HostKeyChanged {
-                hop: hop.label.clone(),
-                found: fingerprint,
-                expected: expected.clone().into(),
-                record: Box::new(crate::transport::error::ChangedKeyRecord {
-                    at: format!("{}:{line}", file.display()),
-                    // known_hosts names a host on another port than 22 `[host]:port`.
-                    forget: format!(
-                        "ssh-keygen -f {} -R {}",
-                        shell_word(&file.display().to_string()),
-                        if hop.port == 22 {
-                            hop.host.clone()
-                        } else {
-                            format!("'[{}]:{}'", hop.host, hop.port)
-                        }
-                    ),
-                    offered_type: offered_type.clone(),
-                    types_on_record: recorded_types.clone(),
-                }),
-            }
-            .for_ship(ship),
-        ),
-        Verdict::Revoked { file } => Some(
-            TransportErrorKind::HostKeyRevoked {
-                hop: hop.label.clone(),
-                fingerprint,
-                file: file.clone(),
-            }
-            .for_ship(ship),
-        ),
-        Verdict::FileError { file, reason } => Some(
-            TransportErrorKind::KnownHosts {
-                path: file.clone(),
-                reason: reason.clone(),
-            }
-            .for_ship(ship),
-        ),
-        Verdict::CaRevoked { ca, file } => Some(
-            TransportErrorKind::HostCaRevoked {
-                hop: hop.label.clone(),
-                ca: ca.clone(),
-                file: file.clone(),
-            }
-            .for_ship(ship),
-        ),
-        Verdict::BadCertificate { problem } => Some(
-            TransportErrorKind::HostCertificate {
-                hop: hop.label.clone(),
-                problem: problem.to_string(),
-                fingerprint,
-            }
-            .for_ship(ship),
-        ),
+        } => Some(TransportErrorKind::HostKeyChanged {
+            hop: hop.label.clone(),
+            found: fingerprint,
+            expected: expected.clone().into(),
+            record: Box::new(crate::transport::error::ChangedKeyRecord {
+                at: format!("{}:{line}", file.display()),
+                // known_hosts names a host on another port than 22 `[host]:port`.
+                forget: format!(
+                    "ssh-keygen -f {} -R {}",
+                    shell_word(&file.display().to_string()),
+                    if hop.port == 22 {
+                        hop.host.clone()
+                    } else {
+                        format!("'[{}]:{}'", hop.host, hop.port)
+                    }
+                ),
+                offered_type: offered_type.clone(),
+                types_on_record: recorded_types.clone(),
+            }),
+        }),
+        Verdict::Revoked { file } => Some(TransportErrorKind::HostKeyRevoked {
+            hop: hop.label.clone(),
+            fingerprint,
+            file: file.clone(),
+        }),
+        Verdict::FileError { file, reason } => Some(TransportErrorKind::KnownHosts {
+            path: file.clone(),
+            reason: reason.clone(),
+        }),
+        Verdict::CaRevoked { ca, file } => Some(TransportErrorKind::HostCaRevoked {
+            hop: hop.label.clone(),
+            ca: ca.clone(),
+            file: file.clone(),
+        }),
+        Verdict::BadCertificate { problem } => Some(TransportErrorKind::HostCertificate {
+            hop: hop.label.clone(),
+            problem: problem.to_string(),
+            fingerprint,
+        }),
         Verdict::Known | Verdict::Recorded { .. } | Verdict::Certified => None,
     }
 }

@@ -9,6 +9,10 @@
 //! therefore behind a gate that bounds the logins in flight toward it, shrinks when the
 //! server drops one anyway, and a dropped login is retried with jittered backoff.
 //!
+//! A login fails with a cause alone ([`TransportErrorKind`](crate::transport::TransportErrorKind)):
+//! the pool keeps it so, and [`connect_chain`] tells it in the name of each ship that meets
+//! it.
+//!
 //! The parts, each behind its own seam:
 //! - `route`: a ship's route resolved through ssh_config into [`Hop`]s (jump chains,
 //!   ProxyCommand and its process, known_hosts files);

@@ -12,7 +12,9 @@ use super::connect::{ConnectOptions, connect_hop};
 use super::{Hop, Session, SshChain};
 use crate::transport::error::{TransportError, TransportErrorKind};
 
-type SessionCell = Arc<tokio::sync::OnceCell<Result<Arc<Session>, Arc<TransportError>>>>;
+/// A session of the pool, or why its login failed: the cause alone, told for each ship
+/// that meets it.
+type SessionCell = Arc<tokio::sync::OnceCell<Result<Arc<Session>, Arc<TransportErrorKind>>>>;
 
 /// How many logins may be in flight toward one sshd at first: well under OpenSSH's default
 /// `MaxStartups` of 10, which also counts other clients' connections.
@@ -180,7 +182,7 @@ pub(super) fn backoff(attempt: u32) -> Duration {
 
 /// Establishes the whole chain, taking from `pool` the sessions that other ships of the run
 /// already opened (or are opening) along the same route. Errors at a jump host are wrapped
-/// in [`TransportError::Jump`] naming that hop.
+/// in [`TransportErrorKind::Jump`] naming that hop.
 pub(crate) async fn connect_chain(
     hops: &[Hop],
     options: &ConnectOptions,
@@ -206,14 +208,14 @@ pub(crate) async fn connect_chain(
         match result {
             Ok(session) => sessions.push(session.clone()),
             // A shared hop failed once for every ship behind it: each is told in its name.
-            Err(err) if index < last => {
+            Err(cause) if index < last => {
                 return Err(TransportErrorKind::Jump {
                     hop: hop.label.clone(),
-                    source: Box::new(err.kind.clone()),
+                    source: Box::new(TransportErrorKind::clone(cause)),
                 }
                 .for_ship(&options.ship));
             }
-            Err(err) => return Err(err.for_ship(&options.ship)),
+            Err(cause) => return Err(TransportErrorKind::clone(cause).for_ship(&options.ship)),
         }
     }
     for session in &sessions {
@@ -244,28 +246,21 @@ async fn paced_login(
     via: Option<String>,
     options: &ConnectOptions,
     gate: &Gate,
-) -> Result<Session, TransportError> {
+) -> Result<Session, TransportErrorKind> {
     let mut attempt = 1;
     loop {
         let place = gate.enter().await;
         match connect_hop(hop, previous.clone(), via.clone(), options).await {
-            Err(err)
-                if matches!(err.kind, TransportErrorKind::DroppedBeforeLogin { .. })
-                    && attempt < LOGIN_ATTEMPTS =>
-            {
+            Err(TransportErrorKind::DroppedBeforeLogin { .. }) if attempt < LOGIN_ATTEMPTS => {
                 gate.shrink(place);
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
             }
-            Err(TransportError {
-                ship,
-                kind: TransportErrorKind::DroppedBeforeLogin { hop, .. },
-            }) => {
+            Err(TransportErrorKind::DroppedBeforeLogin { hop, .. }) => {
                 return Err(TransportErrorKind::DroppedBeforeLogin {
                     hop,
                     attempts: attempt,
-                }
-                .for_ship(ship));
+                });
             }
             other => return other,
         }
