@@ -113,7 +113,12 @@ pub async fn serve(dir: &Path) -> i32 {
         idle: Mutex::new(DEFAULT_IDLE),
         stop: tokio::sync::Notify::new(),
     });
-    eprintln_log(&format!("listening at {}", socket.display()));
+    eprintln_log(&format!(
+        "listening at {} (maestro {}, protocol {})",
+        socket.display(),
+        warm::VERSION,
+        warm::PROTOCOL
+    ));
     loop {
         let deadline = {
             let last = *lock_of(&daemon.last_activity);
@@ -240,6 +245,15 @@ impl Daemon {
             }
         };
         match request {
+            Request::Hello => {
+                let answer = Answer {
+                    ok: true,
+                    protocol: Some(warm::PROTOCOL),
+                    version: Some(warm::VERSION.to_string()),
+                    ..Answer::default()
+                };
+                let _ = reply(&mut stream, &answer).await;
+            }
             Request::Status => {
                 let answer = Answer {
                     ok: true,
