@@ -4,8 +4,72 @@
 //! (jobs that could never be released) all ask this module, so that a cycle is found, and
 //! named, one way. It lives in `config`, beside every layer, because the validator is its
 //! first user and `orchestrate` already reads `config`.
+//!
+//! The instance graph's edges are built here too, once ([`instance_edges`]): the validator's
+//! instance cycle check and the planner's graph used to build them each their own way, and a
+//! cycle the one saw the other must see.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+use super::model::Environment;
+
+/// One instance's edges, by index in `env.instances()` order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceEdges {
+    /// What must be up first: every instance of the services its service `requires`, and its
+    /// `volumes_from` and `links` targets; never itself nor its own service. Sorted.
+    pub deps: Vec<usize>,
+    /// The instances of its `wants_info` services that are not already in `deps`:
+    /// information, no ordering. Sorted.
+    pub info: Vec<usize>,
+}
+
+/// Every instance's edges, in `env.instances()` order. A name that matches no instance
+/// gives no edge (the reader reports unknown names).
+pub fn instance_edges(env: &Environment) -> Vec<InstanceEdges> {
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    let mut by_service: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (k, (s, i)) in env.instances().enumerate() {
+        by_name.insert(i.name.as_str(), k);
+        by_service.entry(s.name.as_str()).or_default().push(k);
+    }
+    let of_services = |services: &[String], own: &str| -> Vec<usize> {
+        let mut v: Vec<usize> = services
+            .iter()
+            .filter(|s| s.as_str() != own)
+            .flat_map(|s| by_service.get(s.as_str()).into_iter().flatten().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    env.instances()
+        .map(|(service, inst)| {
+            let mut deps = of_services(&service.requires, &service.name);
+            for target in inst
+                .volumes_from
+                .iter()
+                .chain(inst.links.iter().map(|l| &l.target))
+            {
+                if *target != inst.name {
+                    deps.extend(by_name.get(target.as_str()).copied());
+                }
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            let info = of_services(&service.wants_info, &service.name)
+                .into_iter()
+                .filter(|i| !deps.contains(i))
+                .collect();
+            InstanceEdges { deps, info }
+        })
+        .collect()
+}
+
+/// What each instance waits for (the `deps` of [`instance_edges`]).
+pub fn instance_deps(env: &Environment) -> Vec<Vec<usize>> {
+    instance_edges(env).into_iter().map(|e| e.deps).collect()
+}
 
 /// No order exists: `cycle` is one cycle (first = last), and `stuck` every node on a cycle or
 /// waiting behind one, in index order.
