@@ -378,58 +378,7 @@ fn read_layout(root: &Path, wanted: &str) -> Result<Found, String> {
     let tagged = with_tag(wanted);
     let docker_manifest = root.join("manifest.json");
     if docker_manifest.exists() {
-        let entries = read_json(&docker_manifest)?;
-        let entries = entries
-            .as_array()
-            .ok_or("manifest.json is not a list of images")?;
-        let names_of = |e: &serde_json::Value| -> Vec<String> {
-            e.get("RepoTags")
-                .and_then(|t| t.as_array())
-                .map(|t| {
-                    t.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let entry = entries
-            .iter()
-            .find(|e| names_of(e).iter().any(|n| *n == tagged || n == wanted))
-            .or(match entries.as_slice() {
-                // A daemon's export of one image by id has no tags.
-                [only] if names_of(only).is_empty() => Some(only),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                let held: Vec<String> = entries.iter().flat_map(names_of).collect();
-                format!(
-                    "not found in it (it holds {})",
-                    if held.is_empty() {
-                        "no tagged image".to_string()
-                    } else {
-                        held.join(", ")
-                    }
-                )
-            })?;
-        let config = entry
-            .get("Config")
-            .and_then(|c| c.as_str())
-            .ok_or("manifest.json has no Config for it")?;
-        let layers = entry
-            .get("Layers")
-            .and_then(|l| l.as_array())
-            .ok_or("manifest.json has no Layers for it")?
-            .iter()
-            .map(|l| {
-                l.as_str()
-                    .ok_or_else(|| "manifest.json: a layer is not a path".to_string())
-                    .and_then(|l| inside(root, l))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(Found {
-            config: inside(root, config)?,
-            layers,
-        });
+        return read_docker_layout(root, &docker_manifest, wanted, &tagged);
     }
     let index_path = root.join("index.json");
     if !index_path.exists() {
@@ -439,14 +388,79 @@ fn read_layout(root: &Path, wanted: &str) -> Result<Found, String> {
                 .into(),
         );
     }
-    let blob = |digest: &str| -> Result<PathBuf, String> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
-            .ok_or_else(|| format!("digest `{digest}` is not sha256"))?;
-        inside(root, &format!("blobs/sha256/{hex}"))
+    let chosen = oci_chosen_manifest(&index_path, wanted, &tagged)?;
+    read_oci_image(root, chosen)
+}
+
+/// `docker save`'s layout: manifest.json lists the images by tag, with their config and
+/// layers as paths.
+fn read_docker_layout(
+    root: &Path,
+    docker_manifest: &Path,
+    wanted: &str,
+    tagged: &str,
+) -> Result<Found, String> {
+    let entries = read_json(docker_manifest)?;
+    let entries = entries
+        .as_array()
+        .ok_or("manifest.json is not a list of images")?;
+    let names_of = |e: &serde_json::Value| -> Vec<String> {
+        e.get("RepoTags")
+            .and_then(|t| t.as_array())
+            .map(|t| {
+                t.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let index = read_json(&index_path)?;
+    let entry = entries
+        .iter()
+        .find(|e| names_of(e).iter().any(|n| *n == tagged || n == wanted))
+        .or(match entries.as_slice() {
+            // A daemon's export of one image by id has no tags.
+            [only] if names_of(only).is_empty() => Some(only),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            let held: Vec<String> = entries.iter().flat_map(names_of).collect();
+            format!(
+                "not found in it (it holds {})",
+                if held.is_empty() {
+                    "no tagged image".to_string()
+                } else {
+                    held.join(", ")
+                }
+            )
+        })?;
+    let config = entry
+        .get("Config")
+        .and_then(|c| c.as_str())
+        .ok_or("manifest.json has no Config for it")?;
+    let layers = entry
+        .get("Layers")
+        .and_then(|l| l.as_array())
+        .ok_or("manifest.json has no Layers for it")?
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .ok_or_else(|| "manifest.json: a layer is not a path".to_string())
+                .and_then(|l| inside(root, l))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Found {
+        config: inside(root, config)?,
+        layers,
+    })
+}
+
+/// The OCI layout's index entry for `wanted`, by the names its annotations give.
+fn oci_chosen_manifest(
+    index_path: &Path,
+    wanted: &str,
+    tagged: &str,
+) -> Result<serde_json::Value, String> {
+    let index = read_json(index_path)?;
     let manifests = index
         .get("manifests")
         .and_then(|m| m.as_array())
@@ -480,7 +494,22 @@ fn read_layout(root: &Path, wanted: &str) -> Result<Found, String> {
             let held: Vec<String> = manifests.iter().flat_map(name_of).collect();
             format!("not found in it (it holds {})", held.join(", "))
         })?;
-    let mut descriptor = chosen.clone();
+    Ok(chosen.clone())
+}
+
+/// A blob of the OCI layout, by its digest.
+fn oci_blob(root: &Path, digest: &str) -> Result<PathBuf, String> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        .ok_or_else(|| format!("digest `{digest}` is not sha256"))?;
+    inside(root, &format!("blobs/sha256/{hex}"))
+}
+
+/// The config and layers of the image `chosen` leads to, through nested indexes.
+fn read_oci_image(root: &Path, chosen: serde_json::Value) -> Result<Found, String> {
+    let blob = |digest: &str| oci_blob(root, digest);
+    let mut descriptor = chosen;
     // An index (several platforms) leads to one image manifest: this machine's platform if
     // listed, else the first.
     for _ in 0..4 {
