@@ -651,18 +651,11 @@ static STAGING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 
 type Built = (PreparedImage, Vec<(String, Blob)>);
 
-fn build(
-    name: &str,
-    cache: Option<&DigestCache>,
-    blobs_dir: &Path,
-    found: Found,
-) -> Result<Built, String> {
-    std::fs::create_dir_all(blobs_dir).map_err(|e| format!("temporary directory: {e}"))?;
-    let config =
-        std::fs::read(&found.config).map_err(|e| format!("cannot read its config: {e}"))?;
-    let id = sha256_hex(&config);
+/// The layers' digests uncompressed, as the image's config lists them: one per layer of the
+/// archive, or the archive is not this image's.
+fn layer_diff_ids(config: &[u8], layers: usize) -> Result<Vec<String>, String> {
     let parsed: serde_json::Value =
-        serde_json::from_slice(&config).map_err(|e| format!("its config is not JSON: {e}"))?;
+        serde_json::from_slice(config).map_err(|e| format!("its config is not JSON: {e}"))?;
     let diff_ids: Vec<String> = parsed
         .get("rootfs")
         .and_then(|r| r.get("diff_ids"))
@@ -673,33 +666,36 @@ fn build(
                 .collect()
         })
         .unwrap_or_default();
-    if diff_ids.len() != found.layers.len() {
+    if diff_ids.len() != layers {
         return Err(format!(
             "its config lists {} layers and the archive {}",
             diff_ids.len(),
-            found.layers.len()
+            layers
         ));
     }
-    // A layer compressed in an earlier run (and not compressed in the archive) waits until
-    // a ship asks for it.
-    let remembered: Vec<Option<(String, u64)>> = found
-        .layers
-        .iter()
-        .zip(&diff_ids)
-        .map(|(layer, diff_id)| {
-            let cache = cache?;
-            let mut magic = [0u8; 2];
-            let mut file = std::fs::File::open(layer).ok()?;
-            let gzip = file.read(&mut magic).ok() == Some(2) && magic == [0x1f, 0x8b];
-            if gzip { None } else { cache.get(diff_id) }
-        })
-        .collect();
-    // Each other layer on a thread of its own: compression is the run's CPU-bound step.
-    let results: Vec<Result<Compressed, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = found
-            .layers
+    Ok(diff_ids)
+}
+
+/// The compressed digest and size an earlier run found for a layer, unless the archive
+/// holds it compressed already (then it is sent as it is).
+fn remembered_layer(cache: &DigestCache, layer: &Path, diff_id: &str) -> Option<(String, u64)> {
+    let mut magic = [0u8; 2];
+    let mut file = std::fs::File::open(layer).ok()?;
+    let gzip = file.read(&mut magic).ok() == Some(2) && magic == [0x1f, 0x8b];
+    if gzip { None } else { cache.get(diff_id) }
+}
+
+/// Every layer not `remembered` compressed into `blobs_dir`, each on a thread of its own:
+/// compression is the run's CPU-bound step.
+fn compress_layers(
+    layers: &[PathBuf],
+    remembered: &[Option<(String, u64)>],
+    blobs_dir: &Path,
+) -> Vec<Result<Compressed, String>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = layers
             .iter()
-            .zip(&remembered)
+            .zip(remembered)
             .map(|(layer, known)| {
                 let unique = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 scope.spawn(move || match known {
@@ -715,7 +711,29 @@ fn build(
                     .unwrap_or_else(|_| Err("compression failed".into()))
             })
             .collect()
-    });
+    })
+}
+
+fn build(
+    name: &str,
+    cache: Option<&DigestCache>,
+    blobs_dir: &Path,
+    found: Found,
+) -> Result<Built, String> {
+    std::fs::create_dir_all(blobs_dir).map_err(|e| format!("temporary directory: {e}"))?;
+    let config =
+        std::fs::read(&found.config).map_err(|e| format!("cannot read its config: {e}"))?;
+    let id = sha256_hex(&config);
+    let diff_ids = layer_diff_ids(&config, found.layers.len())?;
+    // A layer compressed in an earlier run (and not compressed in the archive) waits until
+    // a ship asks for it.
+    let remembered: Vec<Option<(String, u64)>> = found
+        .layers
+        .iter()
+        .zip(&diff_ids)
+        .map(|(layer, diff_id)| remembered_layer(cache?, layer, diff_id))
+        .collect();
+    let results = compress_layers(&found.layers, &remembered, blobs_dir);
     let mut layers = Vec::new();
     let mut blobs = Vec::new();
     for (n, result) in results.into_iter().enumerate() {
