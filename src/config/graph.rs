@@ -146,6 +146,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn instance_edges_follow_requires_volumes_from_and_links() {
+        let text = r#"
+name: t
+ships: {a: {ip: 10.0.0.1}}
+services:
+  db: {image: db, instances: {db-1: {ship: a}, db-2: {ship: a, volumes_from: [db-1]}}}
+  web:
+    image: web
+    requires: [db]
+    wants_info: [db, cache]
+    instances: {web-1: {ship: a, links: {db-2: d}}}
+  front: {image: front, instances: {front-1: {ship: a, links: {web-1: w}}}}
+  cache: {image: cache, instances: {cache-1: {ship: a}}}
+"#;
+        let env = match crate::config::load_str(text, "t.yaml", std::path::Path::new(".")) {
+            Ok(env) => env,
+            Err(err) => panic!("{err}"),
+        };
+        let edges = instance_edges(&env);
+        assert_eq!(edges[0], InstanceEdges::default());
+        assert_eq!(edges[1].deps, vec![0], "volumes_from");
+        assert_eq!(
+            edges[2].deps,
+            vec![0, 1],
+            "requires, and a link already among them"
+        );
+        assert_eq!(edges[2].info, vec![4], "wants_info, minus what it requires");
+        assert_eq!(edges[3].deps, vec![2], "a link");
+        assert_eq!(instance_deps(&env)[2], vec![0, 1]);
+    }
+
+    #[test]
     fn orders_dependencies_first_lowest_index_first() {
         // 0 <- 2, 1 <- 2: 2 waits for 0 and 1.
         let deps = vec![vec![], vec![], vec![0, 1]];

@@ -16,7 +16,8 @@
 //! as one table against Python's documentation is the point. Splitting them would scatter
 //! the table without giving any arm a better home.
 //!
-//! - `PyList::call_method` (its `Object` impl): the list methods (`append`, `extend`, `insert`, `pop`...);
+//! - `PyList::call_method` (its `Object` impl): the list methods (`append`, `extend`,
+//!   `insert`, `pop`...);
 //! - `extra_str_method`: the str methods that minijinja-contrib's pycompat lacks.
 
 use std::sync::{Arc, Mutex, MutexGuard};
