@@ -6,6 +6,9 @@
 //! nothing; `pre-start` checks; remove the old container unless `--reuse`; pull if missing or
 //! asked to; create; start; wait until running; `running` checks. A failure carries the
 //! container's last log lines.
+//!
+//! Here is what a run shares between its jobs and the connection of each job's ship;
+//! `unit` holds what is done to one instance (split out to keep each file readable).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
