@@ -834,7 +834,7 @@ async fn connect_ssh(
 ) -> Result<Connection, TransportError> {
     let hops = ssh::resolve_hops(&endpoint.ship, route)?;
     let (api, known) = api_state(endpoint, &hops, forced_version);
-    let options = ssh::ConnectOptions {
+    let options = ssh::LoginOptions {
         ship: endpoint.ship.clone(),
         timeout: endpoint.connect_timeout,
         keepalive: route.keepalive.unwrap_or(DEFAULT_KEEPALIVE),
@@ -982,7 +982,7 @@ async fn connect_warm(
         hops,
     };
     let warm = Arc::new(warm::WarmRoute::new(&endpoint.ship, spec, idle).await?);
-    let target = warm::Target::Docker(endpoint.docker.clone());
+    let target = warm::ChannelTarget::Docker(endpoint.docker.clone());
     let (first, second) = tokio::join!(
         warm.open(target.clone()),
         warm.open_docker(&endpoint.docker)

@@ -88,21 +88,21 @@ impl RouteSpec {
 /// What a channel goes to, on the ship's side.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Target {
+pub(crate) enum ChannelTarget {
     Docker(DockerTarget),
     Tcp { host: String, port: u16 },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
-pub(crate) enum Request {
+pub(crate) enum DaemonRequest {
     /// A channel to `target` on the ship's session for `route` (logging in first when
     /// there is none, or it died).
     Open {
         ship: String,
         key: String,
         route: RouteSpec,
-        target: Target,
+        target: ChannelTarget,
         idle_ms: u64,
         /// `MAESTRO_SSH_PASSPHRASE` of the command, for a login it causes (not in the route
         /// key, never logged).
@@ -142,10 +142,10 @@ pub(crate) struct Answer {
     #[serde(default)]
     pub after_login: bool,
     #[serde(default)]
-    pub exec: Option<ExecOutput>,
+    pub exec: Option<CapturedExec>,
     #[serde(default)]
     pub sessions: Vec<SessionStatus>,
-    /// The daemon's, in answer to [`Request::Hello`].
+    /// The daemon's, in answer to [`DaemonRequest::Hello`].
     #[serde(default)]
     pub protocol: Option<u32>,
     #[serde(default)]
@@ -160,7 +160,7 @@ impl Answer {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ExecOutput {
+pub(crate) struct CapturedExec {
     pub status: Option<u32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
@@ -245,7 +245,7 @@ fn check_private_dir(dir: &Path, uid: u32) -> Result<(), String> {
 /// connection, past the answer, is the channel (for `Open`).
 pub(crate) async fn ask(
     socket: &Path,
-    request: &Request,
+    request: &DaemonRequest,
 ) -> std::io::Result<(Answer, BufReader<UnixStream>)> {
     let stream = UnixStream::connect(socket).await?;
     let mut stream = BufReader::new(stream);
@@ -312,7 +312,7 @@ async fn daemon_socket(dir: &Path) -> Result<PathBuf, String> {
 /// one started (the other one stopped first).
 async fn ensure_daemon(dir: &Path) -> Result<PathBuf, String> {
     let socket = dir.join(SOCKET);
-    match ask(&socket, &Request::Hello).await {
+    match ask(&socket, &DaemonRequest::Hello).await {
         Ok((answer, _)) if answer.is_ours() => return Ok(socket),
         Ok((answer, _)) => {
             tracing::debug!(
@@ -324,7 +324,7 @@ async fn ensure_daemon(dir: &Path) -> Result<PathBuf, String> {
                     .protocol
                     .map_or("older".to_string(), |p| p.to_string()),
             );
-            let _ = ask(&socket, &Request::Stop).await;
+            let _ = ask(&socket, &DaemonRequest::Stop).await;
         }
         // None listens (or one was going away).
         Err(_) => {}
@@ -355,7 +355,7 @@ async fn ensure_daemon(dir: &Path) -> Result<PathBuf, String> {
 pub async fn status() -> Result<PersistStatus, String> {
     let dir = runtime_dir()?;
     let socket = dir.join(SOCKET);
-    match ask(&socket, &Request::Status).await {
+    match ask(&socket, &DaemonRequest::Status).await {
         Ok((answer, _)) => Ok(PersistStatus {
             runtime_dir: dir,
             sessions: Some(answer.sessions),
@@ -371,7 +371,7 @@ pub async fn status() -> Result<PersistStatus, String> {
 pub async fn stop() -> Result<bool, String> {
     let dir = runtime_dir()?;
     let socket = dir.join(SOCKET);
-    Ok(ask(&socket, &Request::Stop).await.is_ok())
+    Ok(ask(&socket, &DaemonRequest::Stop).await.is_ok())
 }
 
 /// One ship's route through the daemon: what a [`super::Connection`] holds to ask for its
@@ -423,9 +423,9 @@ impl WarmRoute {
     /// A channel to `target`, with the daemon's answer (the hops as established).
     pub(crate) async fn open(
         &self,
-        target: Target,
+        target: ChannelTarget,
     ) -> Result<(WarmStream, Answer), TransportError> {
-        let request = Request::Open {
+        let request = DaemonRequest::Open {
             ship: self.ship.clone(),
             key: self.key.clone(),
             route: self.spec.clone(),
@@ -471,7 +471,7 @@ impl WarmRoute {
         &self,
         target: &DockerTarget,
     ) -> Result<WarmStream, TransportError> {
-        self.open(Target::Docker(target.clone()))
+        self.open(ChannelTarget::Docker(target.clone()))
             .await
             .map(|(stream, _)| stream)
     }
@@ -481,7 +481,7 @@ impl WarmRoute {
         host: &str,
         port: u16,
     ) -> Result<WarmStream, TransportError> {
-        self.open(Target::Tcp {
+        self.open(ChannelTarget::Tcp {
             host: host.to_string(),
             port,
         })
@@ -489,8 +489,8 @@ impl WarmRoute {
         .map(|(stream, _)| stream)
     }
 
-    pub(crate) async fn exec(&self, command: &str) -> Result<ExecOutput, TransportError> {
-        let request = Request::Exec {
+    pub(crate) async fn exec(&self, command: &str) -> Result<CapturedExec, TransportError> {
+        let request = DaemonRequest::Exec {
             ship: self.ship.clone(),
             key: self.key.clone(),
             route: self.spec.clone(),
@@ -509,7 +509,7 @@ impl WarmRoute {
     /// stopped, between our finding it and asking).
     async fn ask(
         &self,
-        request: &Request,
+        request: &DaemonRequest,
     ) -> Result<(Answer, BufReader<UnixStream>), TransportError> {
         match ask(&self.socket, request).await {
             Ok(answered) => Ok(answered),
@@ -537,14 +537,14 @@ impl WarmRoute {
     }
 }
 
-fn request_target_text(request: &Request) -> String {
+fn request_target_text(request: &DaemonRequest) -> String {
     match request {
-        Request::Open {
-            target: Target::Docker(docker),
+        DaemonRequest::Open {
+            target: ChannelTarget::Docker(docker),
             ..
         } => docker.to_string(),
-        Request::Open {
-            target: Target::Tcp { host, port },
+        DaemonRequest::Open {
+            target: ChannelTarget::Tcp { host, port },
             ..
         } => format!("tcp:{host}:{port}"),
         _ => String::new(),

@@ -26,7 +26,9 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::error::{TransportError, TransportErrorKind};
 use super::ssh::{self, SessionPool, SshChain};
-use super::warm::{self, Answer, ExecOutput, Request, RouteSpec, SessionStatus, Target};
+use super::warm::{
+    self, Answer, CapturedExec, ChannelTarget, DaemonRequest, RouteSpec, SessionStatus,
+};
 
 /// Channels kept open ahead, per route: commands open two at once (`check_docker_channel`).
 const SPARES: usize = 2;
@@ -222,7 +224,7 @@ impl Daemon {
             return;
         };
         match request {
-            Request::Hello => {
+            DaemonRequest::Hello => {
                 let answer = Answer {
                     ok: true,
                     protocol: Some(warm::PROTOCOL),
@@ -231,7 +233,7 @@ impl Daemon {
                 };
                 let _ = reply(&mut stream, &answer).await;
             }
-            Request::Status => {
+            DaemonRequest::Status => {
                 let answer = Answer {
                     ok: true,
                     sessions: self.sessions().await,
@@ -239,7 +241,7 @@ impl Daemon {
                 };
                 let _ = reply(&mut stream, &answer).await;
             }
-            Request::Stop => {
+            DaemonRequest::Stop => {
                 // Gone before the answer: the command after `persist stop` starts a new one.
                 if let Some(socket) = &self.socket {
                     let _ = std::fs::remove_file(socket);
@@ -251,7 +253,7 @@ impl Daemon {
                 let _ = reply(&mut stream, &ok).await;
                 self.stop.notify_one();
             }
-            Request::Open {
+            DaemonRequest::Open {
                 ship,
                 key,
                 route,
@@ -266,7 +268,7 @@ impl Daemon {
                     .await;
                 relay(stream, &entry, &ship, &target, opened).await;
             }
-            Request::Exec {
+            DaemonRequest::Exec {
                 ship,
                 key,
                 route,
@@ -287,7 +289,7 @@ impl Daemon {
 
     /// The connection's request, when it comes from our own uid (the socket reaches the
     /// ships' Docker daemons) and is understood; else it is answered with why not.
-    async fn read_request(&self, stream: &mut BufReader<UnixStream>) -> Option<Request> {
+    async fn read_request(&self, stream: &mut BufReader<UnixStream>) -> Option<DaemonRequest> {
         let peer = stream.get_ref().peer_cred().map(|cred| cred.uid());
         if peer.as_ref().ok() != Some(&self.uid) {
             eprintln_log(&format!("refused a connection from uid {peer:?}"));
@@ -336,7 +338,7 @@ impl Daemon {
         match chain.exec(command).await {
             Ok((status, stdout, stderr)) => Answer {
                 ok: true,
-                exec: Some(ExecOutput {
+                exec: Some(CapturedExec {
                     status,
                     stdout,
                     stderr,
@@ -408,7 +410,7 @@ impl Daemon {
             pool.forget(&route.hops);
         }
         pool.forget_closed();
-        let options = ssh::ConnectOptions {
+        let options = ssh::LoginOptions {
             ship: ship.to_string(),
             timeout: Duration::from_millis(route.timeout_ms),
             keepalive: Duration::from_millis(route.keepalive_ms),
@@ -433,7 +435,7 @@ impl Daemon {
         entry: &RouteEntry,
         ship: &str,
         route: &RouteSpec,
-        target: &Target,
+        target: &ChannelTarget,
         passphrase: Option<&str>,
     ) -> Opened {
         let timeout = Duration::from_millis(route.timeout_ms);
@@ -443,7 +445,7 @@ impl Daemon {
                 .chain(entry, ship, route, fresh, passphrase)
                 .await
                 .map_err(|err| (err, None))?;
-            if let Target::Docker(docker) = target
+            if let ChannelTarget::Docker(docker) = target
                 && let Some(spare) = take_spare(entry, docker)
             {
                 return Ok((spare, chain));
@@ -536,7 +538,7 @@ fn refill(entry: Arc<RouteEntry>, chain: Arc<SshChain>, docker: super::DockerTar
         return;
     }
     tokio::spawn(async move {
-        let target = Target::Docker(docker.clone());
+        let target = ChannelTarget::Docker(docker.clone());
         // Counted again after each round: channels taken meanwhile are made up for too.
         for _ in 0..SPARES {
             let have = lock_of(&entry.spares)
@@ -564,7 +566,7 @@ async fn relay(
     mut stream: BufReader<UnixStream>,
     entry: &Arc<RouteEntry>,
     ship: &str,
-    target: &Target,
+    target: &ChannelTarget,
     opened: Opened,
 ) {
     let (mut channel, chain) = match opened {
@@ -574,7 +576,7 @@ async fn relay(
             return;
         }
     };
-    if let Target::Docker(docker) = target {
+    if let ChannelTarget::Docker(docker) = target {
         refill(entry.clone(), chain.clone(), docker.clone());
     }
     let answer = Answer {
@@ -592,22 +594,24 @@ async fn relay(
 
 async fn open_on(
     chain: &SshChain,
-    target: &Target,
+    target: &ChannelTarget,
 ) -> Result<super::connector::SpareChannel, russh::Error> {
     let stream = match target {
-        Target::Docker(super::DockerTarget::Socket(path)) => chain.open_streamlocal(path).await?,
-        Target::Docker(super::DockerTarget::Tcp(port)) => {
+        ChannelTarget::Docker(super::DockerTarget::Socket(path)) => {
+            chain.open_streamlocal(path).await?
+        }
+        ChannelTarget::Docker(super::DockerTarget::Tcp(port)) => {
             chain.open_tcpip("127.0.0.1", *port).await?
         }
-        Target::Tcp { host, port } => chain.open_tcpip(host, *port).await?,
+        ChannelTarget::Tcp { host, port } => chain.open_tcpip(host, *port).await?,
     };
     Ok(Box::new(stream))
 }
 
-fn target_text(target: &Target) -> String {
+fn target_text(target: &ChannelTarget) -> String {
     match target {
-        Target::Docker(docker) => docker.to_string(),
-        Target::Tcp { host, port } => format!("{host}:{port}"),
+        ChannelTarget::Docker(docker) => docker.to_string(),
+        ChannelTarget::Tcp { host, port } => format!("{host}:{port}"),
     }
 }
 
@@ -615,12 +619,12 @@ fn target_text(target: &Target) -> String {
 async fn diagnose(
     ship: &str,
     chain: &SshChain,
-    target: &Target,
+    target: &ChannelTarget,
     timeout: Duration,
     err: russh::Error,
 ) -> TransportError {
     match target {
-        Target::Docker(docker) => {
+        ChannelTarget::Docker(docker) => {
             match super::connector::check_docker_channel(ship, chain, docker, timeout).await {
                 Err(err) => err,
                 // It opened this time: report the first failure as it was.
@@ -631,7 +635,7 @@ async fn diagnose(
                 .for_ship(ship),
             }
         }
-        Target::Tcp { host, port } => match err {
+        ChannelTarget::Tcp { host, port } => match err {
             russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
                 TransportErrorKind::Refused {
                     hop: format!("{host}:{port}"),

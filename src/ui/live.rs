@@ -65,19 +65,19 @@ fn compact_height(rows: usize) -> usize {
 
 /// How a job ended, as far as its ship's line is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub enum JobEnding {
     Done,
     Failed,
     NotAttempted,
 }
 
-impl Ending {
-    pub fn of(kind: &EventKind) -> Option<Ending> {
+impl JobEnding {
+    pub fn of(kind: &EventKind) -> Option<JobEnding> {
         match kind {
-            EventKind::JobDone { .. } => Some(Ending::Done),
-            EventKind::JobFailed { .. } => Some(Ending::Failed),
+            EventKind::JobDone { .. } => Some(JobEnding::Done),
+            EventKind::JobFailed { .. } => Some(JobEnding::Failed),
             EventKind::JobSkipped { .. } | EventKind::JobCancelled { .. } => {
-                Some(Ending::NotAttempted)
+                Some(JobEnding::NotAttempted)
             }
             _ => None,
         }
@@ -235,7 +235,7 @@ impl Board {
             | EventKind::JobFailed { job, ship, .. }
             | EventKind::JobSkipped { job, ship, .. }
             | EventKind::JobCancelled { job, ship, .. } => {
-                let Some(ending) = Ending::of(&event.kind) else {
+                let Some(ending) = JobEnding::of(&event.kind) else {
                     return;
                 };
                 self.steps.remove(job);
@@ -243,9 +243,9 @@ impl Board {
                     s.in_flight.retain(|j| j != job);
                     s.finished += 1;
                     match ending {
-                        Ending::Done => {}
-                        Ending::Failed => s.failed += 1,
-                        Ending::NotAttempted => s.not_attempted += 1,
+                        JobEnding::Done => {}
+                        JobEnding::Failed => s.failed += 1,
+                        JobEnding::NotAttempted => s.not_attempted += 1,
                     }
                 });
             }

@@ -14,7 +14,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
 use super::Hop;
-use super::connect::{ConnectOptions, ssh_error};
+use super::connect::{LoginOptions, ssh_error};
 use super::host_key::HostKeyCheck;
 use crate::transport::error::TransportErrorKind;
 use crate::transport::{known_hosts, ssh_config};
@@ -40,7 +40,7 @@ pub(crate) fn installed_prompt() -> Option<Arc<dyn PassphrasePrompt>> {
 }
 
 /// The passphrase source: the environment, else the operator's prompt, else none.
-pub(super) async fn passphrase_for(path: &Path, options: &ConnectOptions) -> Option<String> {
+pub(super) async fn passphrase_for(path: &Path, options: &LoginOptions) -> Option<String> {
     if let Some(passphrase) = &options.passphrase {
         return Some(passphrase.clone());
     }
@@ -87,7 +87,7 @@ fn permission_warning(path: &Path) -> Option<String> {
 pub(super) async fn authenticate(
     handle: &mut Handle<HostKeyCheck>,
     hop: &Hop,
-    options: &ConnectOptions,
+    options: &LoginOptions,
     warnings: &mut Vec<String>,
 ) -> Result<String, TransportErrorKind> {
     let mut tried: Vec<String> = Vec::new();
@@ -131,7 +131,7 @@ pub(super) async fn authenticate(
 async fn try_agent(
     handle: &mut Handle<HostKeyCheck>,
     hop: &Hop,
-    options: &ConnectOptions,
+    options: &LoginOptions,
     rsa_hash: Option<HashAlg>,
     tried: &mut Vec<String>,
 ) -> Result<Option<String>, TransportErrorKind> {
@@ -250,7 +250,7 @@ struct KeyAttempt<'a> {
 async fn try_key_file(
     handle: &mut Handle<HostKeyCheck>,
     hop: &Hop,
-    options: &ConnectOptions,
+    options: &LoginOptions,
     key: KeyAttempt<'_>,
     tried: &mut Vec<String>,
     warnings: &mut Vec<String>,
@@ -363,7 +363,7 @@ fn give_up_if_closed(
     Err(network(err))
 }
 
-fn timeout_err(hop: &Hop, options: &ConnectOptions) -> TransportErrorKind {
+fn timeout_err(hop: &Hop, options: &LoginOptions) -> TransportErrorKind {
     TransportErrorKind::Timeout {
         hop: hop.label.clone(),
         after: options.timeout,
@@ -378,7 +378,7 @@ fn auth_error(hop: &Hop, tried: Vec<String>) -> TransportErrorKind {
     }
 }
 
-async fn load_key(path: &Path, options: &ConnectOptions) -> Result<PrivateKey, String> {
+async fn load_key(path: &Path, options: &LoginOptions) -> Result<PrivateKey, String> {
     match russh::keys::load_secret_key(path, None) {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => {

@@ -20,7 +20,7 @@ use crate::transport::banner::{Recorded, foreign_greeting};
 use crate::transport::error::TransportErrorKind;
 use crate::transport::known_hosts;
 
-pub(crate) struct ConnectOptions {
+pub(crate) struct LoginOptions {
     pub ship: String,
     pub timeout: Duration,
     pub keepalive: Duration,
@@ -57,7 +57,7 @@ pub(super) fn host_key_order(
     order
 }
 
-fn client_config(hop: &Hop, options: &ConnectOptions) -> client::Config {
+fn client_config(hop: &Hop, options: &LoginOptions) -> client::Config {
     let mut preferred = russh::Preferred::default();
     let recorded = known_hosts::recorded_algorithms(&hop.host, hop.port, &hop.known_hosts_files);
     preferred.key = host_key_order(&preferred.key, &recorded).into();
@@ -79,7 +79,7 @@ pub(super) async fn connect_hop(
     hop: &Hop,
     previous: Option<Arc<Session>>,
     via: Option<String>,
-    options: &ConnectOptions,
+    options: &LoginOptions,
 ) -> Result<Session, TransportErrorKind> {
     let timeout = options.timeout;
     let outcome = Arc::new(Mutex::new(HostKeyOutcome::default()));
@@ -161,7 +161,7 @@ async fn open_link(
     hop: &Hop,
     previous: Option<&Arc<Session>>,
     via: Option<String>,
-    options: &ConnectOptions,
+    options: &LoginOptions,
 ) -> Result<HopLink, TransportErrorKind> {
     let ship = &options.ship;
     let link = |stream: Box<dyn Duplex>| HopLink {
@@ -194,7 +194,7 @@ async fn open_link(
 /// A hop reached directly: its name resolved, then a TCP connection.
 async fn tcp_link(
     hop: &Hop,
-    options: &ConnectOptions,
+    options: &LoginOptions,
 ) -> Result<tokio::net::TcpStream, TransportErrorKind> {
     let (ship, timeout) = (&options.ship, options.timeout);
     let timed_out = || TransportErrorKind::Timeout {
@@ -237,7 +237,7 @@ async fn channel_link(
     hop: &Hop,
     previous: &Arc<Session>,
     via: Option<String>,
-    options: &ConnectOptions,
+    options: &LoginOptions,
 ) -> Result<russh::ChannelStream<client::Msg>, TransportErrorKind> {
     let ship = &options.ship;
     tracing::debug!(
@@ -279,7 +279,7 @@ async fn channel_link(
 /// busy sshd, then the SSH error itself.
 async fn handshake_failure(
     hop: &Hop,
-    options: &ConnectOptions,
+    options: &LoginOptions,
     outcome: &Mutex<HostKeyOutcome>,
     proxy_stderr: Option<tokio::task::JoinHandle<String>>,
     greeting: &[u8],

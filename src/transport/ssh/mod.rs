@@ -47,7 +47,7 @@ use super::known_hosts::HostKeyPolicy;
 
 pub(crate) use auth::installed_prompt;
 pub use auth::{PassphrasePrompt, install_passphrase_prompt};
-pub(crate) use connect::ConnectOptions;
+pub(crate) use connect::LoginOptions;
 pub(crate) use host_key::ForwardTable;
 use host_key::HostKeyCheck;
 pub use pool::SessionPool;

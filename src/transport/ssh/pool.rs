@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::connect::{ConnectOptions, connect_hop};
+use super::connect::{LoginOptions, connect_hop};
 use super::{Hop, Session, SshChain};
 use crate::transport::error::{TransportError, TransportErrorKind};
 
@@ -185,7 +185,7 @@ pub(super) fn backoff(attempt: u32) -> Duration {
 /// in [`TransportErrorKind::Jump`] naming that hop.
 pub(crate) async fn connect_chain(
     hops: &[Hop],
-    options: &ConnectOptions,
+    options: &LoginOptions,
     pool: &SessionPool,
 ) -> Result<SshChain, TransportError> {
     let mut sessions: Vec<Arc<Session>> = Vec::with_capacity(hops.len());
@@ -244,7 +244,7 @@ async fn paced_login(
     hop: &Hop,
     previous: Option<Arc<Session>>,
     via: Option<String>,
-    options: &ConnectOptions,
+    options: &LoginOptions,
     gate: &Gate,
 ) -> Result<Session, TransportErrorKind> {
     let mut attempt = 1;

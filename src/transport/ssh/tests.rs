@@ -214,7 +214,7 @@ async fn a_passphrase_is_asked_once_per_key_and_never_in_batch_mode_or_when_give
     let prompt = Arc::new(ScriptedPrompt {
         asked: std::sync::Mutex::new(Vec::new()),
     });
-    let options = |batch_mode: bool, passphrase: Option<&str>| super::ConnectOptions {
+    let options = |batch_mode: bool, passphrase: Option<&str>| super::LoginOptions {
         ship: "web".into(),
         timeout: std::time::Duration::from_secs(1),
         keepalive: std::time::Duration::from_secs(1),
