@@ -9,7 +9,7 @@
 //!
 //! docs/reliability.md lists these faults; `reliability_doc_lists_every_fault` keeps it in step.
 
-mod common;
+use crate::common;
 use common::support;
 
 use std::collections::BTreeMap;

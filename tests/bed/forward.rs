@@ -9,10 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::support::{self, Run};
 
@@ -20,7 +20,7 @@ use common::support::{self, Run};
 const LIMIT: Duration = Duration::from_secs(60);
 
 struct Setup {
-    bed: Arc<common::TestBed>,
+    bed: common::SharedBed,
     dir: tempfile::TempDir,
     file: PathBuf,
     /// The bed's name of the inner ship written as `inner` in the file.

@@ -7,18 +7,17 @@
 //!
 //! Needs root. Uses the bed named by `MAESTRO_TESTBED` if set, else brings up its own.
 
-mod common;
+use crate::common;
 use common::support::{self, Run};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TestBed;
+use common::{SharedBed, TestBed};
 use serde_json::Value;
 
-fn bed() -> Arc<TestBed> {
+fn bed() -> SharedBed {
     TestBed::shared()
 }
 
@@ -58,7 +57,7 @@ fn unique(letters: &str) -> String {
 /// The usual start of a test: the shared bed, a directory, a unique environment named
 /// after `letters` on `a` and `c` (see [`environment`], `wait` for its slow instance), and
 /// no container of that name left on the ships.
-fn fresh(letters: &str, wait: u32) -> (Arc<TestBed>, tempfile::TempDir, String, PathBuf) {
+fn fresh(letters: &str, wait: u32) -> (SharedBed, tempfile::TempDir, String, PathBuf) {
     let bed = bed();
     let dir = tempfile::tempdir().expect("tempdir");
     let name = unique(letters);

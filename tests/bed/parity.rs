@@ -22,7 +22,7 @@
 //! after the containers of every service MaestroNG says it requires. Ties are broken
 //! differently (MaestroNG by name, maestro by file order), which changes nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! the end, also when it fails (see [`Warm`]). The tests count logins in the ships' sshd
 //! logs, so they run one at a time.
 
-mod common;
+use crate::common;
 use common::support::{self, Run};
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -11,23 +11,23 @@
 //!
 //! The tests share ships and counters: they run one at a time (`SERIAL`).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::TestBed;
 use common::support::{self, Run};
+use common::{SharedBed, TestBed};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const BUILDER: &str = "ship3";
 const TARGETS: [&str; 3] = ["ship1", "ship2", "inner1"];
 
-fn bed() -> Arc<TestBed> {
+fn bed() -> SharedBed {
     let bed = TestBed::shared();
     for ship in TARGETS.iter().chain([&BUILDER, &"inner2"]) {
         bed.ship(ship);

@@ -24,7 +24,7 @@
 //!
 //! Needs root and a bed with a bastion and 2 inner ships (the shared bed of `./test.sh`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use common::TestBed;
 use common::support::{Run, finish_within};
 
-const README: &str = include_str!("../README.md");
+const README: &str = include_str!("../../README.md");
 
 /// A cold release build on two busy cores takes minutes; a hang must still end the test.
 const INSTALL_LIMIT: Duration = Duration::from_secs(1800);

@@ -5,7 +5,7 @@
 //! The masking facility itself is unit-tested in src/secrets.rs; these tests run
 //! `maestro` as an operator would and search its whole output for the secret texts.
 
-mod common;
+use crate::common;
 use common::support;
 
 use std::os::unix::fs::PermissionsExt;

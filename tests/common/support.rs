@@ -1,5 +1,5 @@
-//! Helpers of tests/faults.rs, tests/fleet.rs, tests/security.rs, tests/orchestrate.rs and
-//! tests/hostile_input.rs: running the maestro binary in a clean environment, a listener that
+//! Helpers of the integration tests (tests/bed/ and tests/offline/): running the maestro binary
+//! in a clean environment and reading what it did (`Run`, `run`), a listener that
 //! records every connection made to it (to prove that nothing was contacted), environment
 //! files for the test bed, and faults injected in a ship's network namespace.
 #![allow(dead_code)]
@@ -40,13 +40,20 @@ impl Run {
         }
     }
 
-    /// The JSON events of a `--json` run, one per stdout line.
+    /// The JSON events of a `--json` run, one per stdout line; a line that starts like one
+    /// and is not JSON fails the test.
     pub fn events(&self) -> Vec<serde_json::Value> {
         self.stdout
             .lines()
             .filter(|l| l.starts_with('{'))
-            .filter_map(|l| serde_json::from_str(l).ok())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
             .collect()
+    }
+
+    /// stdout as one JSON document (`status --json`, `ships --json`).
+    pub fn document(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not a JSON document ({e}):\n{}", self.stdout))
     }
 
     /// stdout and stderr, for assertions that care about neither in particular.
@@ -81,8 +88,14 @@ pub fn maestro_command(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Comm
 pub const RUN_LIMIT: Duration = Duration::from_secs(180);
 
 pub fn run_maestro(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    run(&mut maestro_command(dir, args, envs))
+}
+
+/// Runs `cmd` (made by `common::maestro`, with the test's arguments and variables) to its end,
+/// at most [`RUN_LIMIT`]: the one way the tests run the binary and wait for it.
+pub fn run(cmd: &mut Command) -> Run {
     let started = Instant::now();
-    let child = maestro_command(dir, args, envs)
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

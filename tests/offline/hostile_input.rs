@@ -10,7 +10,7 @@
 //! docs/reliability.md lists these cases; `reliability_doc_lists_every_hostile_input` keeps
 //! it in step.
 
-mod common;
+use crate::common;
 use common::support;
 
 use std::io::Write;
