@@ -63,14 +63,7 @@ fn setup() -> Setup {
 
 impl Setup {
     fn run(&self, args: &[&str]) -> Run {
-        let started = Instant::now();
-        let child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run maestro");
-        support::finish_within(child, LIMIT, started)
+        support::run_within(&mut self.command(args), LIMIT)
     }
 
     fn command(&self, args: &[&str]) -> std::process::Command {
