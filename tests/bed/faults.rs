@@ -739,7 +739,7 @@ fn reliability_doc_lists_every_fault() {
         &support::docs_dir().join("reliability.md"),
         "faults",
         &support::table(
-            ("fault (test in tests/faults.rs)", "what maestro does"),
+            ("fault (test in tests/bed/faults.rs)", "what maestro does"),
             &rows,
         ),
     );

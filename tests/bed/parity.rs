@@ -888,6 +888,6 @@ fn the_documented_differences_are_the_tests_differences() {
     assert_eq!(
         documented_differences(),
         ours,
-        "{DOC}'s `{DOC_SECTION}` must list exactly the differences of tests/parity.rs"
+        "{DOC}'s `{DOC_SECTION}` must list exactly the differences of tests/bed/parity.rs"
     );
 }

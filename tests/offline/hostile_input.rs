@@ -3,7 +3,7 @@
 //! column, field), exit code 2, and contacts no ship: the ships of these files point at a
 //! listener that records every connection, and it must record none.
 //!
-//! tests/config_errors.rs checks the messages of the config layer in depth; here each kind of
+//! tests/offline/config_errors.rs checks the messages of the config layer in depth; here each kind of
 //! bad input is checked once more at the level an operator sees it. Crashes found by the fuzz
 //! target (fuzz/fuzz_targets/config_load.rs) become cases at the end of [`CASES`].
 //!
@@ -456,7 +456,7 @@ fn reliability_doc_lists_every_hostile_input() {
         "hostile-input",
         &support::table(
             (
-                "bad input (test in tests/hostile_input.rs)",
+                "bad input (test in tests/offline/hostile_input.rs)",
                 "what maestro does",
             ),
             &rows,
