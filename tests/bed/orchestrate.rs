@@ -3,8 +3,8 @@
 //! bastion), and the tests check through the Docker API what it made, and through the JSON
 //! event stream in which order it made it.
 //!
-//! Needs root. Uses the bed named by `MAESTRO_TESTBED` if set (it needs 2 outer ships and an
-//! inner one), else brings up its own.
+//! Needs root. Uses the shared bed (`TestBed::shared`: the one named by `MAESTRO_TESTBED` if
+//! set, else the bed binary's own); it needs 2 outer ships and an inner one.
 
 use crate::common;
 use crate::common::golden;
