@@ -655,15 +655,8 @@ fn a_ship_whose_connection_was_lost_mid_run_is_still_released() {
     let started = Instant::now();
     let child = spawn(d, &file, "alice@desk1", &["--json", "-v", "start"]);
     wait_until_held_by(d, &file, "alice@desk1");
-    // Cut the run's SSH session: every per-connection process of the ship's sshd ends, its
-    // listener stays (as when a laptop's network drops and comes back).
-    let listener = std::fs::read_to_string(ship.sshd_pidfile.as_ref().expect("sshd pidfile"))
-        .expect("sshd pid");
-    let cut = std::process::Command::new("pkill")
-        .args(["-P", listener.trim()])
-        .status()
-        .expect("pkill");
-    assert!(cut.success(), "no session to cut");
+    // Cut the run's SSH session.
+    support::cut_ssh_sessions(&ship);
     let run = support::finish_within(child, support::RUN_LIMIT, started);
     assert!(
         run.stderr.contains("connection lost")

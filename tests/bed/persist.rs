@@ -363,14 +363,7 @@ fn a_session_the_ship_cut_is_recovered() {
     let first = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
     reached(&first);
     let before = settled(|| logins(&bed, "ship3"));
-    let ship = bed.ship("ship3");
-    let listener = std::fs::read_to_string(ship.sshd_pidfile.as_ref().expect("sshd pidfile"))
-        .expect("sshd pid");
-    let cut = Command::new("pkill")
-        .args(["-P", listener.trim()])
-        .status()
-        .expect("pkill");
-    assert!(cut.success(), "no session to cut");
+    support::cut_ssh_sessions(bed.ship("ship3"));
     let again = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
     reached(&again);
     assert!(again.stdout.contains("wweb-ship3"), "{again}");

@@ -543,21 +543,9 @@ fn a_cut_push_leaves_no_image_under_its_name_and_a_rerun_completes() {
     let d = dir.path();
     let file = environment(&bed, d, &name, &image, "local", &["ship2"]);
     let local = builder_host(&bed);
-    let listener = std::fs::read_to_string(
-        bed.ship("ship2")
-            .sshd_pidfile
-            .as_ref()
-            .expect("sshd pidfile"),
-    )
-    .expect("sshd pid");
 
     let run = push_interrupted(d, &file, &local, |_| {
-        // Every session of the ship's sshd ends; the listener stays.
-        let cut = Command::new("pkill")
-            .args(["-P", listener.trim()])
-            .status()
-            .expect("pkill");
-        assert!(cut.success(), "no session to cut");
+        support::cut_ssh_sessions(bed.ship("ship2"))
     });
     assert_ne!(run.code, 0, "{run}");
     assert_eq!(image_id_on(&bed, "ship2", &image), None, "{run}");

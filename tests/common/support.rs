@@ -496,3 +496,20 @@ impl Drop for DockerdStopped<'_> {
         self.restore();
     }
 }
+
+/// Cuts every SSH session of `ship` on the ship's side: each per-connection process of its sshd
+/// ends (`pkill -P` of the listener), the listener stays, as when a laptop's network drops and
+/// comes back. Fails the test when there was no session to cut.
+pub fn cut_ssh_sessions(ship: &Ship) {
+    let pidfile = ship
+        .sshd_pidfile
+        .as_ref()
+        .expect("bed.json names the sshd pidfile");
+    let listener =
+        std::fs::read_to_string(pidfile).unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()));
+    let cut = Command::new("pkill")
+        .args(["-P", listener.trim()])
+        .status()
+        .expect("pkill");
+    assert!(cut.success(), "no session of {} to cut", ship.name);
+}
