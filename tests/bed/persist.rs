@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::TestBed;
+use common::{SharedBed, TestBed};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -176,6 +176,18 @@ fn settled(count: impl Fn() -> usize) -> usize {
         same
     });
     last
+}
+
+/// A test's start on one ship: this file's lock, the bed, a daemon that holds a session to
+/// `ship` after one warm `status`, and the ship's logins so far.
+fn warm_on(ship: &str) -> (MutexGuard<'static, ()>, SharedBed, Warm, usize) {
+    let serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &[ship]);
+    let first = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    reached(&first);
+    let before = settled(|| logins(&bed, ship));
+    (serial, bed, warm, before)
 }
 
 #[test]
@@ -357,12 +369,7 @@ fn the_daemon_exits_when_idle() {
 
 #[test]
 fn a_session_the_ship_cut_is_recovered() {
-    let _serial = serial();
-    let bed = TestBed::shared();
-    let warm = Warm::new(&bed, &["ship3"]);
-    let first = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
-    reached(&first);
-    let before = settled(|| logins(&bed, "ship3"));
+    let (_serial, bed, warm, before) = warm_on("ship3");
     support::cut_ssh_sessions(bed.ship("ship3"));
     let again = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
     reached(&again);
@@ -438,12 +445,7 @@ fn ctrl_c_in_a_client_leaves_the_daemon_healthy() {
 
 #[test]
 fn a_changed_file_never_reuses_a_session_made_for_another_route() {
-    let _serial = serial();
-    let bed = TestBed::shared();
-    let warm = Warm::new(&bed, &["ship2"]);
-    let run = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
-    reached(&run);
-    let before = settled(|| logins(&bed, "ship2"));
+    let (_serial, bed, warm, before) = warm_on("ship2");
 
     // Another key (the same key under another name is another identity file).
     let other_key = warm.dir.path().join("other_key");
@@ -508,12 +510,7 @@ fn restart_dockerd(bed: &TestBed, ship: &str) {
 
 #[test]
 fn a_restarted_dockerd_does_not_break_warm_commands() {
-    let _serial = serial();
-    let bed = TestBed::shared();
-    let warm = Warm::new(&bed, &["ship3"]);
-    let first = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
-    reached(&first);
-    let before = settled(|| logins(&bed, "ship3"));
+    let (_serial, bed, warm, before) = warm_on("ship3");
     // The daemon now holds channels to ship3's dockerd, opened ahead; dockerd's restart
     // ends them on the ship's side, not the SSH session.
     restart_dockerd(&bed, "ship3");
