@@ -169,8 +169,40 @@ def remove_all(ships, prefix=""):
         list(ex.map(one, socks))
 
 
-def daemon_times(sock, samples=5):
-    """Median milliseconds the daemon itself takes to create, start, list, stop, restart."""
+def lock_times(socks, samples=5):
+    """Median milliseconds, on every daemon of `socks` at once (as maestro takes and releases
+    its deploy lock on every ship at once), that the slowest takes to create a container it
+    never starts, and to remove it: the daemon's own part of the lock, which a no-op `start`
+    pays and the peers (who take no lock) do not. On a machine whose ships share its CPUs,
+    K creates at once take longer than one."""
+    t = {"lock_create": [], "lock_remove": []}
+
+    def one(args):
+        sock, i = args
+        body = {"Image": IMAGE, "Cmd": COMMAND, "NetworkDisabled": True,
+                "HostConfig": {"NetworkMode": "none"}}
+        t0 = time.perf_counter()
+        cid = api(sock, "POST", f"/containers/create?name=bench-lock-{i}", body)["Id"]
+        return t0, time.perf_counter(), cid
+
+    def remove(args):
+        sock, cid = args
+        t0 = time.perf_counter()
+        api(sock, "DELETE", f"/containers/{cid}")
+        return time.perf_counter() - t0
+
+    socks = list(socks)
+    with cf.ThreadPoolExecutor(max(1, len(socks))) as ex:
+        for i in range(samples):
+            made = list(ex.map(one, [(sock, i) for sock in socks]))
+            t["lock_create"].append(max(t1 - t0 for t0, t1, _ in made))
+            t["lock_remove"].append(max(ex.map(remove, [(sock, cid) for sock, (_, _, cid) in zip(socks, made)])))
+    return {k: round(statistics.median(v) * 1000, 2) for k, v in t.items()}
+
+
+def daemon_times(sock, samples=5, lock_socks=None):
+    """Median milliseconds the daemon itself takes to create, start, list, stop, restart; and
+    the lock's create and removal on every daemon of `lock_socks` at once (`lock_times`)."""
     t = {"create": [], "start": [], "list": [], "stop": [], "restart": []}
     for i in range(samples):
         name = f"bench-probe-{i}"
@@ -192,7 +224,9 @@ def daemon_times(sock, samples=5):
         t["list"].append(t3 - t2)
         t["restart"].append(t4 - t3)
         t["stop"].append(t5 - t4)
-    return {k: round(statistics.median(v) * 1000, 2) for k, v in t.items()}
+    out = {k: round(statistics.median(v) * 1000, 2) for k, v in t.items()}
+    out.update(lock_times(lock_socks or [sock], samples))
+    return out
 
 
 def machine_floor_s(ships, n):
@@ -1672,7 +1706,8 @@ def main():
             proxy = Proxy(bed, args.delay_ms, logdir)
             try:
                 rtt = rtt_ms()
-                daemon = daemon_times(bed["ships"][0]["docker_socket"])
+                daemon = daemon_times(bed["ships"][0]["docker_socket"],
+                                      lock_socks=list(sockets_of(bed["ships"])))
                 log(f"round trip through the proxy {rtt:.1f} ms; daemon (ms) {daemon}")
                 logins = None
                 for n, ts in sorted(by_k[k], key=lambda x: (x[0] != args.instances, x[0])):

@@ -16,6 +16,59 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
+def since(trace, offset):
+    """turns() of the lines the trace got after byte `offset`: one command's share of
+    connections that a background process keeps open."""
+    part = trace + ".part"
+    seen = set()
+    with open(trace) as f, open(part, "w") as out:
+        f.seek(offset)
+        for line in f:
+            c, t, _, _ = line.split()
+            if c not in seen:  # turns() takes a connection's first line for its start
+                seen.add(c)
+                out.write(f"{c} {t} + 0\n")
+            out.write(line)
+    try:
+        return harness.turns(part)
+    finally:
+        os.remove(part)
+
+
+def warm(args, argv, cfg, trace):
+    """The same two commands with sessions kept (--persist): a background maestro logs in
+    once, through the tracing proxy, on an untimed status; each traced command then costs
+    only what it asks of the kept session (channels, HTTP), which is what is printed."""
+    env = cfg.env("maestro_warm")
+    if os.path.exists(trace):
+        os.remove(trace)
+    proxy = subprocess.Popen(argv + ["--trace", trace], stdout=subprocess.PIPE, text=True)
+    try:
+        proxy.stdout.readline()
+        rtt = harness.rtt_ms()
+        subprocess.run(cfg.argv("maestro_warm", "status"), env=env, capture_output=True, timeout=600)
+        for op in ["status", "noop_start"]:
+            offset = os.path.getsize(trace)
+            t0 = time.perf_counter()
+            subprocess.run(cfg.argv("maestro_warm", op), env=env, capture_output=True, timeout=600)
+            total = (time.perf_counter() - t0) * 1000
+            time.sleep(0.5)  # the proxy writes what it read up to now
+            conns = since(trace, offset)
+            got = sum(len(rounds) for _, rounds in conns.values())
+            print(f"## maestro (sessions kept, --persist) {op}: {total:.0f} ms in all, round trip {rtt:.1f} ms;"
+                  f" {got} round trips traced on the kept connection, the client's unix socket not counted")
+            for c, (dur, rounds) in sorted(conns.items()):
+                print(f"connection {c}: {len(rounds)} round trips the background process waited for, "
+                      f"times from its first packet of this command")
+                for i, (t, sent, got) in enumerate(rounds, 1):
+                    print(f"  {i:2}. answer at {t:5} ms ({t / rtt:4.1f} rtt)  sent {sent:6} B, got {got:6} B")
+            print()
+    finally:
+        subprocess.run([cfg.args.maestro, "persist", "stop"], env=env, capture_output=True, timeout=60)
+        proxy.terminate()
+        proxy.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--maestro", default=os.path.join(harness.ROOT, "target", "release", "maestro"))
@@ -69,6 +122,7 @@ def main():
                 for i, (t, sent, got) in enumerate(rounds, 1):
                     print(f"  {i:2}. answer at {t:5} ms ({t / rtt:4.1f} rtt)  client sent {sent:6} B, got {got:6} B")
             print()
+        warm(args, argv, cfg, trace)
     finally:
         if proxy is not None:
             proxy.terminate()

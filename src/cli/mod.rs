@@ -43,6 +43,11 @@ pub fn main() -> i32 {
         }
     };
     crate::ui::diagnostics::init(cli.verbose);
+    // An encrypted key without MAESTRO_SSH_PASSPHRASE is asked for on the terminal, which is
+    // ui's: transport only calls the prompt installed here.
+    crate::transport::install_passphrase_prompt(std::sync::Arc::new(
+        crate::ui::terminal::PassphraseOnTerminal,
+    ));
     match commands::run(&cli) {
         Ok(code) => code,
         // A reader that stopped reading (`maestro man | head`): the output was wanted no

@@ -4,8 +4,72 @@
 //! (jobs that could never be released) all ask this module, so that a cycle is found, and
 //! named, one way. It lives in `config`, beside every layer, because the validator is its
 //! first user and `orchestrate` already reads `config`.
+//!
+//! The instance graph's edges are built here too, once ([`instance_edges`]): the validator's
+//! instance cycle check and the planner's graph used to build them each their own way, and a
+//! cycle the one saw the other must see.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+use super::model::Environment;
+
+/// One instance's edges, by index in `env.instances()` order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceEdges {
+    /// What must be up first: every instance of the services its service `requires`, and its
+    /// `volumes_from` and `links` targets; never itself nor its own service. Sorted.
+    pub deps: Vec<usize>,
+    /// The instances of its `wants_info` services that are not already in `deps`:
+    /// information, no ordering. Sorted.
+    pub info: Vec<usize>,
+}
+
+/// Every instance's edges, in `env.instances()` order. A name that matches no instance
+/// gives no edge (the reader reports unknown names).
+pub fn instance_edges(env: &Environment) -> Vec<InstanceEdges> {
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    let mut by_service: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (k, (s, i)) in env.instances().enumerate() {
+        by_name.insert(i.name.as_str(), k);
+        by_service.entry(s.name.as_str()).or_default().push(k);
+    }
+    let of_services = |services: &[String], own: &str| -> Vec<usize> {
+        let mut v: Vec<usize> = services
+            .iter()
+            .filter(|s| s.as_str() != own)
+            .flat_map(|s| by_service.get(s.as_str()).into_iter().flatten().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    env.instances()
+        .map(|(service, inst)| {
+            let mut deps = of_services(&service.requires, &service.name);
+            for target in inst
+                .volumes_from
+                .iter()
+                .chain(inst.links.iter().map(|l| &l.target))
+            {
+                if *target != inst.name {
+                    deps.extend(by_name.get(target.as_str()).copied());
+                }
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            let info = of_services(&service.wants_info, &service.name)
+                .into_iter()
+                .filter(|i| !deps.contains(i))
+                .collect();
+            InstanceEdges { deps, info }
+        })
+        .collect()
+}
+
+/// What each instance waits for (the `deps` of [`instance_edges`]).
+pub fn instance_deps(env: &Environment) -> Vec<Vec<usize>> {
+    instance_edges(env).into_iter().map(|e| e.deps).collect()
+}
 
 /// No order exists: `cycle` is one cycle (first = last), and `stuck` every node on a cycle or
 /// waiting behind one, in index order.
@@ -80,6 +144,38 @@ pub fn toposort_all(deps: &[Vec<usize>]) -> Result<Vec<usize>, Cycle> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_edges_follow_requires_volumes_from_and_links() {
+        let text = r#"
+name: t
+ships: {a: {ip: 10.0.0.1}}
+services:
+  db: {image: db, instances: {db-1: {ship: a}, db-2: {ship: a, volumes_from: [db-1]}}}
+  web:
+    image: web
+    requires: [db]
+    wants_info: [db, cache]
+    instances: {web-1: {ship: a, links: {db-2: d}}}
+  front: {image: front, instances: {front-1: {ship: a, links: {web-1: w}}}}
+  cache: {image: cache, instances: {cache-1: {ship: a}}}
+"#;
+        let env = match crate::config::load_str(text, "t.yaml", std::path::Path::new(".")) {
+            Ok(env) => env,
+            Err(err) => panic!("{err}"),
+        };
+        let edges = instance_edges(&env);
+        assert_eq!(edges[0], InstanceEdges::default());
+        assert_eq!(edges[1].deps, vec![0], "volumes_from");
+        assert_eq!(
+            edges[2].deps,
+            vec![0, 1],
+            "requires, and a link already among them"
+        );
+        assert_eq!(edges[2].info, vec![4], "wants_info, minus what it requires");
+        assert_eq!(edges[3].deps, vec![2], "a link");
+        assert_eq!(instance_deps(&env)[2], vec![0, 1]);
+    }
 
     #[test]
     fn orders_dependencies_first_lowest_index_first() {

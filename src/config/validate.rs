@@ -53,43 +53,7 @@ fn service_cycles(cx: &mut Cx<'_>, env: &Environment) {
 /// service graph does not show.
 fn instance_cycles(cx: &mut Cx<'_>, env: &Environment) {
     let all: Vec<&Instance> = env.instances().map(|(_, i)| i).collect();
-    let by_name: HashMap<&str, usize> = all
-        .iter()
-        .enumerate()
-        .map(|(k, i)| (i.name.as_str(), k))
-        .collect();
-    let mut by_service: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (k, i) in all.iter().enumerate() {
-        by_service.entry(i.service.as_str()).or_default().push(k);
-    }
-    let requires: HashMap<&str, &Vec<String>> = env
-        .services
-        .iter()
-        .map(|s| (s.name.as_str(), &s.requires))
-        .collect();
-    let edges = |k: usize| -> Vec<usize> {
-        let inst = all[k];
-        let mut deps: Vec<usize> = requires
-            .get(inst.service.as_str())
-            .into_iter()
-            .flat_map(|r| r.iter())
-            .filter(|r| **r != inst.service)
-            .flat_map(|r| by_service.get(r.as_str()).into_iter().flatten().copied())
-            .collect();
-        for target in inst
-            .volumes_from
-            .iter()
-            .chain(inst.links.iter().map(|l| &l.target))
-        {
-            if *target != inst.name {
-                deps.extend(by_name.get(target.as_str()).copied());
-            }
-        }
-        deps.sort_unstable();
-        deps.dedup();
-        deps
-    };
-    let deps: Vec<Vec<usize>> = (0..all.len()).map(edges).collect();
+    let deps = super::graph::instance_deps(env);
     if let Err(super::graph::Cycle { cycle, .. }) = super::graph::toposort_all(&deps) {
         let names: Vec<&str> = cycle.iter().map(|&i| all[i].name.as_str()).collect();
         // A pure service cycle was already reported with service names.

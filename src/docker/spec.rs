@@ -642,17 +642,56 @@ impl ContainerSpec {
         &self,
         port_bindings: HashMap<String, Option<Vec<PortBinding>>>,
     ) -> (HostConfig, Option<NetworkingConfig>) {
-        let binds: Vec<String> = self
-            .binds
-            .iter()
-            .map(|b| {
-                let mode = match b.mode {
-                    MountMode::Rw => "rw",
-                    MountMode::Ro => "ro",
-                };
-                format!("{}:{}:{}", b.host_path, b.container_path, mode)
-            })
-            .collect();
+        let (host_links, network_mode, networking_config) = self.network_config();
+        let host_config = HostConfig {
+            binds: non_empty(&self.docker_binds()),
+            port_bindings: if port_bindings.is_empty() {
+                None
+            } else {
+                Some(port_bindings)
+            },
+            volumes_from: non_empty(&self.volumes_from),
+            links: host_links,
+            privileged: self.privileged.then_some(true),
+            cap_add: non_empty(&self.cap_add),
+            cap_drop: non_empty(&self.cap_drop),
+            extra_hosts: non_empty(
+                &self
+                    .extra_hosts
+                    .iter()
+                    .map(|(host, ip)| format!("{host}:{ip}"))
+                    .collect::<Vec<_>>(),
+            ),
+            network_mode,
+            restart_policy: self.restart_policy(),
+            dns: non_empty(&self.dns),
+            memory: self.limits.memory,
+            cpu_shares: self.limits.cpu_shares,
+            memory_swap: self.limits.memory_swap,
+            log_config: self.log_config(),
+            security_opt: non_empty(&self.security_opt),
+            ulimits: non_empty(&self.docker_ulimits()),
+            devices: non_empty(&self.docker_devices()),
+            tmpfs: if self.tmpfs.is_empty() {
+                None
+            } else {
+                Some(self.tmpfs.iter().cloned().collect())
+            },
+            init: self.init,
+            ..Default::default()
+        };
+        (host_config, networking_config)
+    }
+
+    /// Where the container's links go, its network mode, and the endpoint of the primary
+    /// network when there is one.
+    fn network_config(
+        &self,
+    ) -> (
+        Option<Vec<String>>,
+        Option<String>,
+        Option<NetworkingConfig>,
+    ) {
         let links: Vec<String> = self
             .links
             .iter()
@@ -681,64 +720,43 @@ impl ContainerSpec {
                 },
             )])),
         });
-        let host_config = HostConfig {
-            binds: non_empty(&binds),
-            port_bindings: if port_bindings.is_empty() {
-                None
-            } else {
-                Some(port_bindings)
-            },
-            volumes_from: non_empty(&self.volumes_from),
-            links: host_links,
-            privileged: self.privileged.then_some(true),
-            cap_add: non_empty(&self.cap_add),
-            cap_drop: non_empty(&self.cap_drop),
-            extra_hosts: non_empty(
-                &self
-                    .extra_hosts
-                    .iter()
-                    .map(|(host, ip)| format!("{host}:{ip}"))
-                    .collect::<Vec<_>>(),
-            ),
-            network_mode,
-            restart_policy: self.restart_policy(),
-            dns: non_empty(&self.dns),
-            memory: self.limits.memory,
-            cpu_shares: self.limits.cpu_shares,
-            memory_swap: self.limits.memory_swap,
-            log_config: self.log_config(),
-            security_opt: non_empty(&self.security_opt),
-            ulimits: non_empty(
-                &self
-                    .ulimits
-                    .iter()
-                    .map(|u| ResourcesUlimits {
-                        name: Some(u.name.clone()),
-                        soft: Some(u.soft),
-                        hard: Some(u.hard),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            devices: non_empty(
-                &self
-                    .devices
-                    .iter()
-                    .map(|d| DeviceMapping {
-                        path_on_host: Some(d.host_path.clone()),
-                        path_in_container: Some(d.container_path.clone()),
-                        cgroup_permissions: Some(d.permissions.clone()),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            tmpfs: if self.tmpfs.is_empty() {
-                None
-            } else {
-                Some(self.tmpfs.iter().cloned().collect())
-            },
-            init: self.init,
-            ..Default::default()
-        };
-        (host_config, networking_config)
+        (host_links, network_mode, networking_config)
+    }
+
+    /// Binds as the daemon takes them: `host:container:mode`.
+    fn docker_binds(&self) -> Vec<String> {
+        self.binds
+            .iter()
+            .map(|b| {
+                let mode = match b.mode {
+                    MountMode::Rw => "rw",
+                    MountMode::Ro => "ro",
+                };
+                format!("{}:{}:{}", b.host_path, b.container_path, mode)
+            })
+            .collect()
+    }
+
+    fn docker_ulimits(&self) -> Vec<ResourcesUlimits> {
+        self.ulimits
+            .iter()
+            .map(|u| ResourcesUlimits {
+                name: Some(u.name.clone()),
+                soft: Some(u.soft),
+                hard: Some(u.hard),
+            })
+            .collect()
+    }
+
+    fn docker_devices(&self) -> Vec<DeviceMapping> {
+        self.devices
+            .iter()
+            .map(|d| DeviceMapping {
+                path_on_host: Some(d.host_path.clone()),
+                path_in_container: Some(d.container_path.clone()),
+                cgroup_permissions: Some(d.permissions.clone()),
+            })
+            .collect()
     }
 
     fn restart_policy(&self) -> Option<bollard::models::RestartPolicy> {

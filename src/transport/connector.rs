@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::api_version::{self, VersionCache};
-use super::error::TransportError;
+use super::error::{TransportError, TransportErrorKind};
 use super::ssh::SshChain;
 use super::{DEFAULT_REQUEST_TIMEOUT_SECS, DockerTarget, TlsFiles, TransportKind};
 
@@ -404,11 +404,11 @@ pub(crate) async fn check_docker_channel(
             return Ok(channels);
         }
         Err(_) => {
-            return Err(TransportError::Timeout {
-                ship: ship.to_string(),
+            return Err(TransportErrorKind::Timeout {
                 hop: format!("{target} on {hop}"),
                 after: timeout,
-            });
+            }
+            .for_ship(ship));
         }
         Ok(Err(err)) => err,
     };
@@ -427,35 +427,35 @@ pub(crate) async fn check_docker_channel(
                 .flatten()
                 .unwrap_or_default();
             match diagnosis.trim() {
-                "missing" | "not-a-socket" => Err(TransportError::SocketMissing {
-                    ship: ship.to_string(),
+                "missing" | "not-a-socket" => Err(TransportErrorKind::SocketMissing {
                     hop,
                     path: path.clone(),
-                }),
-                "permission" => Err(TransportError::SocketPermission {
-                    ship: ship.to_string(),
+                }
+                .for_ship(ship)),
+                "permission" => Err(TransportErrorKind::SocketPermission {
                     hop,
                     path: path.clone(),
-                }),
-                _ => Err(TransportError::DockerUnreachable {
-                    ship: ship.to_string(),
+                }
+                .for_ship(ship)),
+                _ => Err(TransportErrorKind::DockerUnreachable {
                     hop,
                     target: target.to_string(),
                     reason: format!(
                         "{reason} (is AllowStreamLocalForwarding enabled in its sshd_config, \
                          and is dockerd listening?)"
                     ),
-                }),
+                }
+                .for_ship(ship)),
             }
         }
-        DockerTarget::Tcp(_) => Err(TransportError::DockerUnreachable {
-            ship: ship.to_string(),
+        DockerTarget::Tcp(_) => Err(TransportErrorKind::DockerUnreachable {
             hop,
             target: target.to_string(),
             reason: format!(
                 "{reason} (is dockerd listening on that port, and AllowTcpForwarding enabled?)"
             ),
-        }),
+        }
+        .for_ship(ship)),
     }
 }
 
@@ -468,26 +468,26 @@ pub(crate) async fn check_local_socket(ship: &str, socket: &Path) -> Result<(), 
     match tokio::net::UnixStream::connect(socket).await {
         Ok(_) => Ok(()),
         Err(err) => match err.kind() {
-            std::io::ErrorKind::NotFound => Err(TransportError::SocketMissing {
-                ship: ship.to_string(),
+            std::io::ErrorKind::NotFound => Err(TransportErrorKind::SocketMissing {
                 hop: "this machine".into(),
                 path,
-            }),
-            std::io::ErrorKind::PermissionDenied => Err(TransportError::SocketPermission {
-                ship: ship.to_string(),
+            }
+            .for_ship(ship)),
+            std::io::ErrorKind::PermissionDenied => Err(TransportErrorKind::SocketPermission {
                 hop: "this machine".into(),
                 path,
-            }),
-            std::io::ErrorKind::ConnectionRefused => Err(TransportError::Refused {
-                ship: ship.to_string(),
+            }
+            .for_ship(ship)),
+            std::io::ErrorKind::ConnectionRefused => Err(TransportErrorKind::Refused {
                 hop: format!("unix:{path}"),
                 via: None,
-            }),
-            _ => Err(TransportError::Io {
-                ship: ship.to_string(),
+            }
+            .for_ship(ship)),
+            _ => Err(TransportErrorKind::Io {
                 hop: format!("unix:{path}"),
-                source: err,
-            }),
+                source: err.into(),
+            }
+            .for_ship(ship)),
         },
     }
 }
@@ -501,36 +501,36 @@ pub(crate) async fn check_tcp(
     let hop = format!("{host}:{port}");
     let addresses = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
         .await
-        .map_err(|_| TransportError::Timeout {
-            ship: ship.to_string(),
-            hop: hop.clone(),
-            after: timeout,
+        .map_err(|_| {
+            TransportErrorKind::Timeout {
+                hop: hop.clone(),
+                after: timeout,
+            }
+            .for_ship(ship)
         })?
-        .map_err(|source| TransportError::Dns {
-            ship: ship.to_string(),
-            hop: hop.clone(),
-            source,
+        .map_err(|source| {
+            TransportErrorKind::Dns {
+                hop: hop.clone(),
+                source: source.into(),
+            }
+            .for_ship(ship)
         })?
         .collect::<Vec<_>>();
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addresses[..])).await {
-        Err(_) => Err(TransportError::Timeout {
-            ship: ship.to_string(),
+        Err(_) => Err(TransportErrorKind::Timeout {
             hop,
             after: timeout,
-        }),
+        }
+        .for_ship(ship)),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(source)) if source.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err(TransportError::Refused {
-                ship: ship.to_string(),
-                hop,
-                via: None,
-            })
+            Err(TransportErrorKind::Refused { hop, via: None }.for_ship(ship))
         }
-        Ok(Err(source)) => Err(TransportError::Io {
-            ship: ship.to_string(),
+        Ok(Err(source)) => Err(TransportErrorKind::Io {
             hop,
-            source,
-        }),
+            source: source.into(),
+        }
+        .for_ship(ship)),
     }
 }
 
@@ -548,9 +548,11 @@ pub(crate) fn tcp_docker(
             .map_err(docker_err)?;
         return Ok((docker, TransportKind::Tcp));
     };
-    let settings = |message: &str| TransportError::Settings {
-        ship: ship.to_string(),
-        message: message.to_string(),
+    let settings = |message: &str| {
+        TransportErrorKind::Settings {
+            message: message.to_string(),
+        }
+        .for_ship(ship)
     };
     if !tls.verify {
         return Err(settings(

@@ -1,4 +1,15 @@
+//! Why a ship could not be reached: [`TransportError`] is the ship and the cause
+//! ([`TransportErrorKind`]), kept apart because one cause is often told for several
+//! ships: a session shared by the ships behind one bastion fails once, and each of them
+//! reports it in its own name (the SSH pool keeps the cause alone, and
+//! [`TransportErrorKind::for_ship`] tells it for each ship).
+//!
+//! Every message reads `ship NAME: CAUSE`; through a jump host, `ship NAME: through jump
+//! host HOP: ship NAME: CAUSE`, as it always read (tests and scripts match these texts).
+
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a changed host key's old entry is and what types are involved: a host with keys on
@@ -15,59 +26,48 @@ pub struct ChangedKeyRecord {
     pub types_on_record: Vec<String>,
 }
 
-/// Why a ship could not be reached. Every message names the ship and, for SSH, the hop
-/// (`user@host:port`, with the jump hosts it was reached through) where it went wrong, so
-/// that a per-ship report needs nothing else.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    #[error("ship {ship}: cannot resolve the address of {hop}: {source}")]
+/// Why a ship could not be reached, told without the ship: [`TransportError`] puts the
+/// ship's name in front. For SSH each names the hop (`user@host:port`, with the jump hosts
+/// it was reached through) where it went wrong. Sources are shared (`Arc`), so that one
+/// failure can be told for every ship behind it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportErrorKind {
+    #[error("cannot resolve the address of {hop}: {source}")]
     Dns {
-        ship: String,
         hop: String,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
 
     #[error(
-        "ship {ship}: connection to {hop} refused. With no `ssh:` block (nor `ssh_tunnel`), \
+        "connection to {hop} refused. With no `ssh:` block (nor `ssh_tunnel`), \
          maestro reaches the Docker daemon on its {} TCP port, as MaestroNG does; to reach the \
          ship's Docker socket through SSH instead, give the ship an `ssh:` block (for example \
          `ssh: {{user: deploy}}`)",
         if *tls { "TLS" } else { "unencrypted" }
     )]
-    DockerTcpRefused {
-        ship: String,
-        hop: String,
-        tls: bool,
-    },
+    DockerTcpRefused { hop: String, tls: bool },
 
-    #[error("ship {ship}: connection to {hop} refused{}", via_text(via))]
+    #[error("connection to {hop} refused{}", via_text(via))]
     Refused {
-        ship: String,
         hop: String,
         /// The jump host that tried to reach `hop`, when there is one (it cannot tell us
         /// whether the port was closed or the address unreachable).
         via: Option<String>,
     },
 
-    #[error("ship {ship}: {hop} did not answer within {}s", after.as_secs_f32())]
-    Timeout {
-        ship: String,
-        hop: String,
-        after: Duration,
-    },
+    #[error("{hop} did not answer within {}s", after.as_secs_f32())]
+    Timeout { hop: String, after: Duration },
 
-    #[error("ship {ship}: network error talking to {hop}: {source}")]
+    #[error("network error talking to {hop}: {source}")]
     Io {
-        ship: String,
         hop: String,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
 
-    #[error("ship {ship}: ProxyCommand `{command}` for {hop} failed: {reason}")]
+    #[error("ProxyCommand `{command}` for {hop} failed: {reason}")]
     ProxyCommand {
-        ship: String,
         hop: String,
         command: String,
         /// What the command said on stderr (its last lines), or why it could not start.
@@ -75,62 +75,52 @@ pub enum TransportError {
     },
 
     #[error(
-        "ship {ship}: {hop} is not an SSH server (it sent `{sent}`): check the address and the \
+        "{hop} is not an SSH server (it sent `{sent}`): check the address and the \
          SSH port (`ssh.port`, or Port in ~/.ssh/config)"
     )]
     NotSsh {
-        ship: String,
         hop: String,
         /// The first line it sent, printable.
         sent: String,
     },
 
     #[error(
-        "ship {ship}: {hop} closed the connection before login, without an SSH greeting \
+        "{hop} closed the connection before login, without an SSH greeting \
          ({attempts} attempt{}). An sshd does this while too many logins are being set up at \
          once (its MaxStartups, 10:30:100 by default, counts every client's): raise \
          MaxStartups in that host's sshd_config, or try again when fewer logins are under \
          way. If it keeps happening, check that this address and port is an SSH server",
         if *attempts == 1 { "" } else { "s" }
     )]
-    DroppedBeforeLogin {
-        ship: String,
-        hop: String,
-        attempts: u32,
-    },
+    DroppedBeforeLogin { hop: String, attempts: u32 },
 
-    #[error("ship {ship}: SSH protocol error with {hop}: {source}")]
+    #[error("SSH protocol error with {hop}: {source}")]
     Ssh {
-        ship: String,
         hop: String,
         #[source]
-        source: Box<russh::Error>,
+        source: Arc<russh::Error>,
     },
 
     #[error(
-        "ship {ship}: authentication as {user} at {hop} failed; tried: {}",
+        "authentication as {user} at {hop} failed; tried: {}",
         if tried.is_empty() { "nothing (no ssh-agent, no key file)".to_string() } else { tried.join("; ") }
     )]
     Auth {
-        ship: String,
         hop: String,
         user: String,
         /// Each method tried, with why it did not work.
         tried: Vec<String>,
     },
 
-    #[error(
-        "ship {ship}: host key of {hop} is not known ({fingerprint}); refusing to connect. {hint}"
-    )]
+    #[error("host key of {hop} is not known ({fingerprint}); refusing to connect. {hint}")]
     HostKeyUnknown {
-        ship: String,
         hop: String,
         fingerprint: String,
         hint: String,
     },
 
     #[error(
-        "ship {ship}: HOST KEY OF {hop} HAS CHANGED: it presented the {} key {found}, but \
+        "HOST KEY OF {hop} HAS CHANGED: it presented the {} key {found}, but \
          {} records {} (key types on record: {}). Someone may be intercepting the \
          connection; if the change is expected, verify the new key out of band and remove the \
          old entry with `{}`",
@@ -141,7 +131,6 @@ pub enum TransportError {
         record.forget
     )]
     HostKeyChanged {
-        ship: String,
         hop: String,
         found: String,
         expected: Box<[String]>,
@@ -150,22 +139,20 @@ pub enum TransportError {
     },
 
     #[error(
-        "ship {ship}: host key of {hop} ({fingerprint}) is marked @revoked in {}; refusing to connect",
+        "host key of {hop} ({fingerprint}) is marked @revoked in {}; refusing to connect",
         file.display()
     )]
     HostKeyRevoked {
-        ship: String,
         hop: String,
         fingerprint: String,
         file: PathBuf,
     },
 
     #[error(
-        "ship {ship}: host certificate of {hop} {problem}, and its key {fingerprint} is not \
+        "host certificate of {hop} {problem}, and its key {fingerprint} is not \
          in known_hosts either; refusing to connect"
     )]
     HostCertificate {
-        ship: String,
         hop: String,
         /// What is wrong with the certificate, worded to follow "host certificate of HOP".
         problem: String,
@@ -173,58 +160,41 @@ pub enum TransportError {
     },
 
     #[error(
-        "ship {ship}: host certificate of {hop} is signed by CA key {ca}, which is marked \
+        "host certificate of {hop} is signed by CA key {ca}, which is marked \
          @revoked in {}; refusing to connect",
         file.display()
     )]
     HostCaRevoked {
-        ship: String,
         hop: String,
         ca: String,
         file: PathBuf,
     },
 
-    #[error("ship {ship}: cannot use known_hosts file {}: {reason}", path.display())]
-    KnownHosts {
-        ship: String,
-        path: PathBuf,
-        reason: String,
-    },
+    #[error("cannot use known_hosts file {}: {reason}", path.display())]
+    KnownHosts { path: PathBuf, reason: String },
 
-    #[error("ship {ship}: no Docker socket at {path} on {hop}")]
-    SocketMissing {
-        ship: String,
-        hop: String,
-        path: String,
-    },
+    #[error("no Docker socket at {path} on {hop}")]
+    SocketMissing { hop: String, path: String },
 
     #[error(
-        "ship {ship}: permission denied on the Docker socket {path} on {hop}: the login user \
+        "permission denied on the Docker socket {path} on {hop}: the login user \
          cannot read and write it (add that user to the socket's group, usually `docker`, or \
          log in as a user who is in it)"
     )]
-    SocketPermission {
-        ship: String,
-        hop: String,
-        path: String,
-    },
+    SocketPermission { hop: String, path: String },
 
-    #[error(
-        "ship {ship}: {hop} could not open a channel to the Docker daemon at {target}: {reason}"
-    )]
+    #[error("{hop} could not open a channel to the Docker daemon at {target}: {reason}")]
     DockerUnreachable {
-        ship: String,
         hop: String,
         target: String,
         reason: String,
     },
 
-    #[error("ship {ship}: through jump host {hop}: {source}")]
+    #[error("through jump host {hop}: {source}")]
     Jump {
-        ship: String,
         hop: String,
         #[source]
-        source: Box<TransportError>,
+        source: Box<TransportErrorKind>,
     },
 
     /// The SSH login worked, and what came after it failed: the route, login and host key
@@ -232,26 +202,41 @@ pub enum TransportError {
     #[error("{source}")]
     AfterLogin {
         reached: Box<super::ConnectionInfo>,
-        source: Box<TransportError>,
+        source: Box<TransportErrorKind>,
     },
 
-    #[error("ship {ship}: Docker API: {source}")]
+    #[error("Docker API: {source}")]
     Docker {
-        ship: String,
         #[source]
-        source: Box<bollard::errors::Error>,
+        source: Arc<bollard::errors::Error>,
     },
 
-    #[error("ship {ship}: {message}")]
-    Settings { ship: String, message: String },
+    #[error("{message}")]
+    Settings { message: String },
 
     /// An error the persist daemon met for this ship, with its kind and text there.
-    #[error("ship {ship}: {message}")]
-    Relayed {
-        ship: String,
-        kind: &'static str,
-        message: String,
-    },
+    #[error("{message}")]
+    Relayed { code: &'static str, message: String },
+}
+
+/// Why `ship` could not be reached. Every message names the ship and, for SSH, the hop where
+/// it went wrong, so that a per-ship report needs nothing else.
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    pub ship: String,
+    pub kind: TransportErrorKind,
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.kind.tell(&self.ship, f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
 }
 
 fn via_text(via: &Option<String>) -> String {
@@ -261,234 +246,117 @@ fn via_text(via: &Option<String>) -> String {
     }
 }
 
-impl TransportError {
-    pub(crate) fn docker(ship: &str, source: bollard::errors::Error) -> TransportError {
-        TransportError::Docker {
-            ship: ship.to_string(),
-            source: Box::new(source),
+impl TransportErrorKind {
+    /// This cause, told for `ship`.
+    pub(crate) fn for_ship(self, ship: impl Into<String>) -> TransportError {
+        TransportError {
+            ship: ship.into(),
+            kind: self,
+        }
+    }
+
+    /// The message for `ship`: a jump names the ship again before its cause, and the error
+    /// after a login is told as its cause.
+    fn tell(&self, ship: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportErrorKind::Jump { hop, source } => {
+                write!(f, "ship {ship}: through jump host {hop}: ")?;
+                source.tell(ship, f)
+            }
+            TransportErrorKind::AfterLogin { source, .. } => source.tell(ship, f),
+            cause => write!(f, "ship {ship}: {cause}"),
         }
     }
 
     /// A short word for the cause, for tables and JSON (`dns`, `refused`, `timeout`, `auth`,
     /// `host-key`, `socket-missing`, `socket-permission`, ...).
-    pub fn kind(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
+        use TransportErrorKind as K;
         match self {
-            TransportError::Dns { .. } => "dns",
-            TransportError::Refused { .. } | TransportError::DockerTcpRefused { .. } => "refused",
-            TransportError::ProxyCommand { .. } => "proxy-command",
-            TransportError::Timeout { .. } => "timeout",
-            TransportError::Io { .. } => "network",
-            TransportError::DroppedBeforeLogin { .. } => "dropped-before-login",
-            TransportError::NotSsh { .. } => "not-ssh",
-            TransportError::Ssh { .. } => "ssh",
-            TransportError::Auth { .. } => "auth",
-            TransportError::HostKeyUnknown { .. } => "host-key-unknown",
-            TransportError::HostKeyChanged { .. } => "host-key-changed",
-            TransportError::HostKeyRevoked { .. } | TransportError::HostCaRevoked { .. } => {
-                "host-key-revoked"
-            }
-            TransportError::HostCertificate { .. } => "host-certificate",
-            TransportError::KnownHosts { .. } => "known-hosts",
-            TransportError::SocketMissing { .. } => "socket-missing",
-            TransportError::SocketPermission { .. } => "socket-permission",
-            TransportError::DockerUnreachable { .. } => "docker-unreachable",
-            TransportError::Jump { source, .. } | TransportError::AfterLogin { source, .. } => {
-                source.kind()
-            }
-            TransportError::Docker { .. } => "docker-api",
-            TransportError::Settings { .. } => "settings",
-            TransportError::Relayed { kind, .. } => kind,
+            K::Dns { .. } => "dns",
+            K::Refused { .. } | K::DockerTcpRefused { .. } => "refused",
+            K::ProxyCommand { .. } => "proxy-command",
+            K::Timeout { .. } => "timeout",
+            K::Io { .. } => "network",
+            K::DroppedBeforeLogin { .. } => "dropped-before-login",
+            K::NotSsh { .. } => "not-ssh",
+            K::Ssh { .. } => "ssh",
+            K::Auth { .. } => "auth",
+            K::HostKeyUnknown { .. } => "host-key-unknown",
+            K::HostKeyChanged { .. } => "host-key-changed",
+            K::HostKeyRevoked { .. } | K::HostCaRevoked { .. } => "host-key-revoked",
+            K::HostCertificate { .. } => "host-certificate",
+            K::KnownHosts { .. } => "known-hosts",
+            K::SocketMissing { .. } => "socket-missing",
+            K::SocketPermission { .. } => "socket-permission",
+            K::DockerUnreachable { .. } => "docker-unreachable",
+            K::Jump { source, .. } | K::AfterLogin { source, .. } => source.code(),
+            K::Docker { .. } => "docker-api",
+            K::Settings { .. } => "settings",
+            K::Relayed { code, .. } => code,
         }
+    }
+
+    /// The cause at the end of a chain of jumps (the cause itself).
+    pub fn root(&self) -> &TransportErrorKind {
+        match self {
+            TransportErrorKind::Jump { source, .. }
+            | TransportErrorKind::AfterLogin { source, .. } => source.root(),
+            other => other,
+        }
+    }
+}
+
+impl TransportError {
+    pub(crate) fn docker(ship: &str, source: bollard::errors::Error) -> TransportError {
+        TransportErrorKind::Docker {
+            source: Arc::new(source),
+        }
+        .for_ship(ship)
+    }
+
+    /// A short word for the cause, for tables and JSON (see [`TransportErrorKind::code`]).
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
     }
 
     /// How far the connection got when the login worked and something after it failed.
     pub fn reached(&self) -> Option<&super::ConnectionInfo> {
-        match self {
-            TransportError::AfterLogin { reached, .. } => Some(reached),
+        match &self.kind {
+            TransportErrorKind::AfterLogin { reached, .. } => Some(reached),
             _ => None,
         }
     }
 
-    /// The error at the end of a chain of jumps (the cause itself).
-    pub fn root(&self) -> &TransportError {
-        match self {
-            TransportError::Jump { source, .. } | TransportError::AfterLogin { source, .. } => {
-                source.root()
-            }
-            other => other,
-        }
+    /// The cause at the end of a chain of jumps (the cause itself).
+    pub fn root(&self) -> &TransportErrorKind {
+        self.kind.root()
     }
+}
 
-    /// The same error told for `ship`: a session shared by several ships fails once, and
-    /// each ship behind it reports it in its own name. Sources that cannot be copied are
-    /// kept as their text.
-    pub(crate) fn for_ship(&self, ship: &str) -> TransportError {
-        let ship = ship.to_string();
-        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
-        match self {
-            TransportError::Dns { hop, source, .. } => TransportError::Dns {
-                ship,
-                hop: hop.clone(),
-                source: io(source),
-            },
-            TransportError::DockerTcpRefused { hop, tls, .. } => TransportError::DockerTcpRefused {
-                ship,
-                hop: hop.clone(),
-                tls: *tls,
-            },
-            TransportError::Refused { hop, via, .. } => TransportError::Refused {
-                ship,
-                hop: hop.clone(),
-                via: via.clone(),
-            },
-            TransportError::Timeout { hop, after, .. } => TransportError::Timeout {
-                ship,
-                hop: hop.clone(),
-                after: *after,
-            },
-            TransportError::Io { hop, source, .. } => TransportError::Io {
-                ship,
-                hop: hop.clone(),
-                source: io(source),
-            },
-            TransportError::ProxyCommand {
-                hop,
-                command,
-                reason,
-                ..
-            } => TransportError::ProxyCommand {
-                ship,
-                hop: hop.clone(),
-                command: command.clone(),
-                reason: reason.clone(),
-            },
-            TransportError::NotSsh { hop, sent, .. } => TransportError::NotSsh {
-                ship,
-                hop: hop.clone(),
-                sent: sent.clone(),
-            },
-            TransportError::DroppedBeforeLogin { hop, attempts, .. } => {
-                TransportError::DroppedBeforeLogin {
-                    ship,
-                    hop: hop.clone(),
-                    attempts: *attempts,
-                }
-            }
-            TransportError::Ssh { hop, source, .. } => TransportError::Ssh {
-                ship,
-                hop: hop.clone(),
-                source: Box::new(russh::Error::IO(std::io::Error::other(source.to_string()))),
-            },
-            TransportError::Auth {
-                hop, user, tried, ..
-            } => TransportError::Auth {
-                ship,
-                hop: hop.clone(),
-                user: user.clone(),
-                tried: tried.clone(),
-            },
-            TransportError::HostKeyUnknown {
-                hop,
-                fingerprint,
-                hint,
-                ..
-            } => TransportError::HostKeyUnknown {
-                ship,
-                hop: hop.clone(),
-                fingerprint: fingerprint.clone(),
-                hint: hint.clone(),
-            },
-            TransportError::HostKeyChanged {
-                hop,
-                found,
-                expected,
-                record,
-                ..
-            } => TransportError::HostKeyChanged {
-                ship,
-                hop: hop.clone(),
-                found: found.clone(),
-                expected: expected.clone(),
-                record: record.clone(),
-            },
-            TransportError::HostKeyRevoked {
-                hop,
-                fingerprint,
-                file,
-                ..
-            } => TransportError::HostKeyRevoked {
-                ship,
-                hop: hop.clone(),
-                fingerprint: fingerprint.clone(),
-                file: file.clone(),
-            },
-            TransportError::HostCertificate {
-                hop,
-                problem,
-                fingerprint,
-                ..
-            } => TransportError::HostCertificate {
-                ship,
-                hop: hop.clone(),
-                problem: problem.clone(),
-                fingerprint: fingerprint.clone(),
-            },
-            TransportError::HostCaRevoked { hop, ca, file, .. } => TransportError::HostCaRevoked {
-                ship,
-                hop: hop.clone(),
-                ca: ca.clone(),
-                file: file.clone(),
-            },
-            TransportError::KnownHosts { path, reason, .. } => TransportError::KnownHosts {
-                ship,
-                path: path.clone(),
-                reason: reason.clone(),
-            },
-            TransportError::SocketMissing { hop, path, .. } => TransportError::SocketMissing {
-                ship,
-                hop: hop.clone(),
-                path: path.clone(),
-            },
-            TransportError::SocketPermission { hop, path, .. } => {
-                TransportError::SocketPermission {
-                    ship,
-                    hop: hop.clone(),
-                    path: path.clone(),
-                }
-            }
-            TransportError::DockerUnreachable {
-                hop,
-                target,
-                reason,
-                ..
-            } => TransportError::DockerUnreachable {
-                ship,
-                hop: hop.clone(),
-                target: target.clone(),
-                reason: reason.clone(),
-            },
-            TransportError::Jump { hop, source, .. } => TransportError::Jump {
-                ship: ship.clone(),
-                hop: hop.clone(),
-                source: Box::new(source.for_ship(&ship)),
-            },
-            TransportError::AfterLogin { reached, source } => TransportError::AfterLogin {
-                reached: reached.clone(),
-                source: Box::new(source.for_ship(&ship)),
-            },
-            TransportError::Docker { source, .. } => TransportError::Settings {
-                ship,
-                message: format!("Docker API: {source}"),
-            },
-            TransportError::Settings { message, .. } => TransportError::Settings {
-                ship,
-                message: message.clone(),
-            },
-            TransportError::Relayed { kind, message, .. } => TransportError::Relayed {
-                ship,
-                kind,
-                message: message.clone(),
-            },
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_failure_is_told_in_each_ships_name() {
+        let cause = TransportErrorKind::Jump {
+            hop: "root@bastion:22".into(),
+            source: Box::new(TransportErrorKind::Ssh {
+                hop: "root@bastion:22".into(),
+                source: Arc::new(russh::Error::Kex),
+            }),
+        };
+        let first = cause.clone().for_ship("a");
+        let second = cause.for_ship("b");
+        let text = second.to_string();
+        assert!(!text.contains("ship a"), "{text}");
+        assert_eq!(
+            text,
+            "ship b: through jump host root@bastion:22: ship b: SSH protocol error with \
+             root@bastion:22: Key exchange failed"
+        );
+        assert_eq!(second.code(), first.code());
+        assert_eq!(second.code(), "ssh");
     }
 }

@@ -30,11 +30,11 @@ use bollard::{ClientVersion, Docker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use api_version::default_cache_dir;
-pub use error::{ChangedKeyRecord, TransportError};
+pub use error::{ChangedKeyRecord, TransportError, TransportErrorKind};
 pub use http::{HttpAnswer, HttpError, HttpRequest, direct as http_direct};
 pub use known_hosts::HostKeyPolicy;
 pub use session::{PtyRequest, SessionInput, SessionOutput, SessionRequest, ShipSession};
-pub use ssh::SessionPool;
+pub use ssh::{PassphrasePrompt, SessionPool, install_passphrase_prompt};
 pub use tls::{TlsClient, TlsFailure, TlsSetupError, TlsTrust};
 pub use warm::{
     PersistStatus, SessionStatus, runtime_dir as persist_runtime_dir, status as persist_status,
@@ -515,17 +515,17 @@ impl Connection {
                 .map(|stream| ShipStream(Box::new(stream)))
                 .map_err(|err| match err {
                     russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
-                        TransportError::Refused {
-                            ship: self.info.ship.clone(),
+                        TransportErrorKind::Refused {
                             hop: format!("{host}:{port}"),
                             via: Some(chain.ship_label().to_string()),
                         }
+                        .for_ship(&self.info.ship)
                     }
-                    other => TransportError::Ssh {
-                        ship: self.info.ship.clone(),
+                    other => TransportErrorKind::Ssh {
                         hop: chain.ship_label().to_string(),
-                        source: Box::new(other),
-                    },
+                        source: Arc::new(other),
+                    }
+                    .for_ship(&self.info.ship),
                 }),
             Link::Warm(route, _) => route
                 .open_tcp(host, port)
@@ -535,16 +535,16 @@ impl Connection {
                 .await
                 .map(|stream| ShipStream(Box::new(stream)))
                 .map_err(|source| match source.kind() {
-                    std::io::ErrorKind::ConnectionRefused => TransportError::Refused {
-                        ship: self.info.ship.clone(),
+                    std::io::ErrorKind::ConnectionRefused => TransportErrorKind::Refused {
                         hop: format!("{host}:{port}"),
                         via: None,
-                    },
-                    _ => TransportError::Io {
-                        ship: self.info.ship.clone(),
+                    }
+                    .for_ship(&self.info.ship),
+                    _ => TransportErrorKind::Io {
                         hop: format!("{host}:{port}"),
-                        source,
-                    },
+                        source: source.into(),
+                    }
+                    .for_ship(&self.info.ship),
                 }),
         }
     }
@@ -555,28 +555,26 @@ impl Connection {
     /// reached over SSH: others are refused, naming the ship.
     pub async fn remote_forward(&self) -> Result<RemoteForward, TransportError> {
         let Link::Ssh(chain, _) = &self.link else {
-            return Err(TransportError::Settings {
-                ship: self.info.ship.clone(),
+            return Err(TransportErrorKind::Settings {
                 message: format!(
                     "is not reached over SSH (its route: {}), so nothing can be served to it \
                      through its session; give the ship an `ssh:` block",
                     self.info.route
                 ),
-            });
+            }
+            .for_ship(&self.info.ship));
         };
-        let (port, incoming) =
-            chain
-                .remote_forward()
-                .await
-                .map_err(|source| TransportError::Ssh {
-                    ship: self.info.ship.clone(),
-                    hop: format!(
-                        "{} (remote port forward; is AllowTcpForwarding enabled in its \
+        let (port, incoming) = chain.remote_forward().await.map_err(|source| {
+            TransportErrorKind::Ssh {
+                hop: format!(
+                    "{} (remote port forward; is AllowTcpForwarding enabled in its \
                          sshd_config?)",
-                        chain.ship_label()
-                    ),
-                    source: Box::new(source),
-                })?;
+                    chain.ship_label()
+                ),
+                source: Arc::new(source),
+            }
+            .for_ship(&self.info.ship)
+        })?;
         Ok(RemoteForward {
             chain: chain.clone(),
             port,
@@ -595,32 +593,31 @@ impl Connection {
         let chain = match &self.link {
             Link::Ssh(chain, _) => chain,
             Link::Warm(..) => {
-                return Err(TransportError::Settings {
-                    ship: self.info.ship.clone(),
+                return Err(TransportErrorKind::Settings {
                     message: "was reached through the persist daemon, which relays no login \
                               sessions; connect without --persist for a shell"
                         .into(),
-                });
+                }
+                .for_ship(&self.info.ship));
             }
             Link::Direct => {
-                return Err(TransportError::Settings {
-                    ship: self.info.ship.clone(),
+                return Err(TransportErrorKind::Settings {
                     message: format!(
                         "is not reached over SSH (its route: {}), so there is no shell to \
                          open on it; give the ship an `ssh:` block to reach it over SSH",
                         self.info.route
                     ),
-                });
+                }
+                .for_ship(&self.info.ship));
             }
         };
-        let channel = chain
-            .open_session()
-            .await
-            .map_err(|source| TransportError::Ssh {
-                ship: self.info.ship.clone(),
+        let channel = chain.open_session().await.map_err(|source| {
+            TransportErrorKind::Ssh {
                 hop: chain.ship_label().to_string(),
-                source: Box::new(source),
-            })?;
+                source: Arc::new(source),
+            }
+            .for_ship(&self.info.ship)
+        })?;
         session::start(channel, request, &self.info.ship, chain.ship_label()).await
     }
 
@@ -631,15 +628,13 @@ impl Connection {
     pub async fn run_shell(&self, script: &str) -> Result<CommandOutput, TransportError> {
         match &self.link {
             Link::Ssh(chain, _) => {
-                let (status, stdout, stderr) =
-                    chain
-                        .exec(script)
-                        .await
-                        .map_err(|source| TransportError::Ssh {
-                            ship: self.info.ship.clone(),
-                            hop: chain.ship_label().to_string(),
-                            source: Box::new(source),
-                        })?;
+                let (status, stdout, stderr) = chain.exec(script).await.map_err(|source| {
+                    TransportErrorKind::Ssh {
+                        hop: chain.ship_label().to_string(),
+                        source: Arc::new(source),
+                    }
+                    .for_ship(&self.info.ship)
+                })?;
                 Ok(CommandOutput {
                     status,
                     stdout,
@@ -661,10 +656,12 @@ impl Connection {
                     .stdin(std::process::Stdio::null())
                     .output()
                     .await
-                    .map_err(|source| TransportError::Io {
-                        ship: self.info.ship.clone(),
-                        hop: "sh on this machine".into(),
-                        source,
+                    .map_err(|source| {
+                        TransportErrorKind::Io {
+                            hop: "sh on this machine".into(),
+                            source: source.into(),
+                        }
+                        .for_ship(&self.info.ship)
                     })?;
                 Ok(CommandOutput {
                     status: out.status.code().and_then(|c| u32::try_from(c).ok()),
@@ -672,14 +669,14 @@ impl Connection {
                     stderr: out.stderr,
                 })
             }
-            Link::Direct => Err(TransportError::Settings {
-                ship: self.info.ship.clone(),
+            Link::Direct => Err(TransportErrorKind::Settings {
                 message: format!(
                     "is reached over {} ({}), which runs no commands on it; give the ship an \
                      `ssh:` block to reach it over SSH",
                     self.info.transport, self.info.route
                 ),
-            }),
+            }
+            .for_ship(&self.info.ship)),
         }
     }
 
@@ -759,13 +756,15 @@ pub async fn connect_in(
         Route::Tcp { host, port, tls } => {
             connector::check_tcp(&endpoint.ship, host, *port, endpoint.connect_timeout)
                 .await
-                .map_err(|err| match err {
-                    TransportError::Refused { ship, hop, .. } => TransportError::DockerTcpRefused {
-                        ship,
-                        hop,
-                        tls: tls.is_some(),
-                    },
-                    other => other,
+                .map_err(|err| match err.kind {
+                    TransportErrorKind::Refused { hop, .. } => {
+                        TransportErrorKind::DockerTcpRefused {
+                            hop,
+                            tls: tls.is_some(),
+                        }
+                        .for_ship(err.ship)
+                    }
+                    _ => err,
                 })?;
             let (docker, kind) =
                 connector::tcp_docker(&endpoint.ship, host, *port, tls.as_ref(), &initial_version)?;
@@ -793,10 +792,12 @@ async fn negotiate(endpoint: &Endpoint, docker: Docker) -> Result<Docker, Transp
     let limit = endpoint.connect_timeout.max(Duration::from_secs(5));
     tokio::time::timeout(limit, docker.negotiate_version())
         .await
-        .map_err(|_| TransportError::Timeout {
-            ship: endpoint.ship.clone(),
-            hop: "the Docker daemon".into(),
-            after: limit,
+        .map_err(|_| {
+            TransportErrorKind::Timeout {
+                hop: "the Docker daemon".into(),
+                after: limit,
+            }
+            .for_ship(&endpoint.ship)
         })?
         .map_err(|source| TransportError::docker(&endpoint.ship, source))
 }
@@ -809,9 +810,11 @@ pub async fn connect_all(endpoints: &[Endpoint]) -> Vec<Result<Connection, Trans
 }
 
 fn parse_api_version(ship: &str, text: &str) -> Result<ClientVersion, TransportError> {
-    let bad = || TransportError::Settings {
-        ship: ship.to_string(),
-        message: format!("API version `{text}` is not of the form 1.41"),
+    let bad = || {
+        TransportErrorKind::Settings {
+            message: format!("API version `{text}` is not of the form 1.41"),
+        }
+        .for_ship(ship)
     };
     let text = text.trim().trim_start_matches('v');
     let (major, minor) = text.split_once('.').ok_or_else(bad)?;
@@ -838,6 +841,7 @@ async fn connect_ssh(
         batch_mode: route.batch_mode,
         agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
         passphrase: std::env::var("MAESTRO_SSH_PASSPHRASE").ok(),
+        prompt: ssh::installed_prompt(),
     };
     let chain = Arc::new(ssh::connect_chain(&hops, &options, pool).await?);
     let info = ssh_info(endpoint, chain.hops.clone(), chain.warnings.clone());
@@ -858,9 +862,12 @@ async fn connect_ssh(
         });
     }
     // Past the login, what was found (route, login, host key) is kept with the error.
-    let after_login = |source: TransportError| TransportError::AfterLogin {
-        reached: Box::new(info.clone()),
-        source: Box::new(source),
+    let after_login = |source: TransportError| {
+        TransportErrorKind::AfterLogin {
+            reached: Box::new(info.clone()),
+            source: Box::new(source.kind),
+        }
+        .for_ship(source.ship)
     };
     let spare = connector::check_docker_channel(
         &endpoint.ship,
@@ -989,9 +996,12 @@ async fn connect_warm(
     if let Ok(stream) = second {
         spare.push(Box::new(stream));
     }
-    let after_login = |source: TransportError| TransportError::AfterLogin {
-        reached: Box::new(info.clone()),
-        source: Box::new(source),
+    let after_login = |source: TransportError| {
+        TransportErrorKind::AfterLogin {
+            reached: Box::new(info.clone()),
+            source: Box::new(source.kind),
+        }
+        .for_ship(source.ship)
     };
     let opener = connector::Opener::Warm(warm.clone());
     let docker = docker_over_ssh(endpoint, opener, spare, known, &api, &after_login).await?;

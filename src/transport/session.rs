@@ -7,10 +7,12 @@
 //! caller never holds the channel itself, so dropping a [`ShipSession`] ends the task, which
 //! closes the channel: the remote command's streams are not left open behind us.
 
+use std::sync::Arc;
+
 use russh::ChannelMsg;
 use tokio::sync::mpsc;
 
-use super::error::TransportError;
+use super::error::{TransportError, TransportErrorKind};
 
 /// What to run, and the terminal to give it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,10 +72,12 @@ pub(crate) async fn start(
     ship: &str,
     hop: &str,
 ) -> Result<ShipSession, TransportError> {
-    let failed = |what: &str, source: russh::Error| TransportError::Ssh {
-        ship: ship.to_string(),
-        hop: format!("{hop} ({what})"),
-        source: Box::new(source),
+    let failed = |what: &str, source: russh::Error| {
+        TransportErrorKind::Ssh {
+            hop: format!("{hop} ({what})"),
+            source: Arc::new(source),
+        }
+        .for_ship(ship)
     };
     if let Some(pty) = &request.pty {
         channel

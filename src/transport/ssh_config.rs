@@ -650,7 +650,7 @@ pub(crate) fn expand_file(
 }
 
 /// Names that reach a shell (a ProxyCommand, a `Match exec`) are checked with OpenSSH's own
-/// rules first; ssh.rs checks a route's names with the same two.
+/// rules first; ssh/route.rs checks a route's names with the same two.
 /// OpenSSH's `valid_hostname` (ssh.c): no shell metacharacter, blank or control character,
 /// and no leading `-`.
 pub(crate) fn valid_hostname(text: &str) -> bool {

@@ -22,6 +22,11 @@
 //! - The daemon is this binary, re-run as the hidden `maestro persist serve`, in a process
 //!   group of its own (a Ctrl-C in the operator's terminal never reaches it), stdin and
 //!   stdout null, stderr to `daemon.log` in the runtime directory.
+//! - A command first says hello: a daemon of another maestro version or [`PROTOCOL`] (the
+//!   operator upgraded maestro while one ran) is stopped and replaced, never spoken to; a
+//!   daemon from before the hello existed answers it as a request it does not understand,
+//!   which is another version too. Once per process: the ships of one command share the
+//!   answer, so that they do not stop each other's new daemon.
 //! - `maestro ssh` (a login shell, pty) connects directly: a session channel's requests
 //!   and exit status do not fit a raw byte stream.
 
@@ -34,7 +39,7 @@ use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::error::TransportError;
+use super::error::{TransportError, TransportErrorKind};
 use super::ssh::Hop;
 use super::{DockerTarget, HopInfo};
 
@@ -44,6 +49,10 @@ pub(crate) const SOCKET: &str = "persist.sock";
 pub(crate) const LOCK: &str = "persist.lock";
 /// The daemon's standard error.
 pub(crate) const LOG: &str = "daemon.log";
+/// Bumped whenever a request or an answer changes meaning.
+pub(crate) const PROTOCOL: u32 = 1;
+/// The maestro version a daemon and its commands must share.
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The longest a command waits for a daemon it started to listen.
 const START_LIMIT: Duration = Duration::from_secs(10);
 
@@ -110,6 +119,8 @@ pub(crate) enum Request {
         #[serde(default)]
         passphrase: Option<String>,
     },
+    /// Answered with the daemon's [`PROTOCOL`] and [`VERSION`].
+    Hello,
     Status,
     Stop,
 }
@@ -134,6 +145,18 @@ pub(crate) struct Answer {
     pub exec: Option<ExecOutput>,
     #[serde(default)]
     pub sessions: Vec<SessionStatus>,
+    /// The daemon's, in answer to [`Request::Hello`].
+    #[serde(default)]
+    pub protocol: Option<u32>,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+impl Answer {
+    /// The answer to a hello from a daemon that speaks as this binary does.
+    fn is_ours(&self) -> bool {
+        self.ok && self.protocol == Some(PROTOCOL) && self.version.as_deref() == Some(VERSION)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,11 +294,40 @@ fn spawn_daemon(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The daemon's socket, starting the daemon when none listens.
+/// The daemon's socket, as [`ensure_daemon`] found it, once per process and directory.
+async fn daemon_socket(dir: &Path) -> Result<PathBuf, String> {
+    static FOUND: tokio::sync::Mutex<Option<PathBuf>> = tokio::sync::Mutex::const_new(None);
+    let mut found = FOUND.lock().await;
+    if let Some(socket) = found.as_ref()
+        && socket.parent() == Some(dir)
+    {
+        return Ok(socket.clone());
+    }
+    let socket = ensure_daemon(dir).await?;
+    *found = Some(socket.clone());
+    Ok(socket)
+}
+
+/// The daemon's socket: the daemon listening there when it is of this version, else a new
+/// one started (the other one stopped first).
 async fn ensure_daemon(dir: &Path) -> Result<PathBuf, String> {
     let socket = dir.join(SOCKET);
-    if UnixStream::connect(&socket).await.is_ok() {
-        return Ok(socket);
+    match ask(&socket, &Request::Hello).await {
+        Ok((answer, _)) if answer.is_ours() => return Ok(socket),
+        Ok((answer, _)) => {
+            tracing::debug!(
+                "the persist daemon at {} is maestro {} (protocol {}), not {VERSION} \
+                 (protocol {PROTOCOL}): stopping it",
+                socket.display(),
+                answer.version.as_deref().unwrap_or("older"),
+                answer
+                    .protocol
+                    .map_or("older".to_string(), |p| p.to_string()),
+            );
+            let _ = ask(&socket, &Request::Stop).await;
+        }
+        // None listens (or one was going away).
+        Err(_) => {}
     }
     spawn_daemon(dir).map_err(|err| {
         format!(
@@ -345,12 +397,9 @@ impl WarmRoute {
         spec: RouteSpec,
         idle: Duration,
     ) -> Result<WarmRoute, TransportError> {
-        let settings = |message: String| TransportError::Settings {
-            ship: ship.to_string(),
-            message,
-        };
+        let settings = |message: String| TransportErrorKind::Settings { message }.for_ship(ship);
         let dir = runtime_dir().map_err(settings)?;
-        let socket = ensure_daemon(&dir).await.map_err(settings)?;
+        let socket = daemon_socket(&dir).await.map_err(settings)?;
         Ok(WarmRoute {
             ship: ship.to_string(),
             label: spec.label(),
@@ -408,10 +457,11 @@ impl WarmRoute {
                 hops: answer.hops.clone(),
                 warnings: answer.warnings.clone(),
             };
-            return Err(TransportError::AfterLogin {
+            return Err(TransportErrorKind::AfterLogin {
                 reached: Box::new(reached),
-                source: Box::new(err),
-            });
+                source: Box::new(err.kind),
+            }
+            .for_ship(err.ship));
         }
         self.channels_opened.fetch_add(1, Ordering::Relaxed);
         Ok((stream, answer))
@@ -468,12 +518,9 @@ impl WarmRoute {
                     "{}: the persist daemon did not answer ({first}); starting it again",
                     self.ship
                 );
-                ensure_daemon(&self.dir)
-                    .await
-                    .map_err(|message| TransportError::Settings {
-                        ship: self.ship.clone(),
-                        message,
-                    })?;
+                ensure_daemon(&self.dir).await.map_err(|message| {
+                    TransportErrorKind::Settings { message }.for_ship(&self.ship)
+                })?;
                 ask(&self.socket, request)
                     .await
                     .map_err(|source| self.lost(source))
@@ -482,11 +529,11 @@ impl WarmRoute {
     }
 
     fn lost(&self, source: std::io::Error) -> TransportError {
-        TransportError::Io {
-            ship: self.ship.clone(),
+        TransportErrorKind::Io {
             hop: format!("the persist daemon at {}", self.socket.display()),
-            source,
+            source: source.into(),
         }
+        .for_ship(&self.ship)
     }
 }
 
@@ -510,17 +557,17 @@ fn passphrase() -> Option<String> {
 
 /// The daemon's error, in the ship's name, with the kind it had there.
 pub(crate) fn relayed(ship: &str, answer: &Answer) -> TransportError {
-    TransportError::Relayed {
-        ship: ship.to_string(),
-        kind: static_kind(answer.kind.as_deref().unwrap_or("persist")),
+    TransportErrorKind::Relayed {
+        code: static_kind(answer.kind.as_deref().unwrap_or("persist")),
         message: answer
             .message
             .clone()
             .unwrap_or_else(|| "the persist daemon refused, without a reason".into()),
     }
+    .for_ship(ship)
 }
 
-/// `TransportError::kind`'s words, back from the daemon's text.
+/// `TransportError::code`'s words, back from the daemon's text.
 fn static_kind(kind: &str) -> &'static str {
     const KINDS: [&str; 21] = [
         "dns",

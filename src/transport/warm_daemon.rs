@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::error::TransportError;
+use super::error::{TransportError, TransportErrorKind};
 use super::ssh::{self, SessionPool, SshChain};
 use super::warm::{self, Answer, ExecOutput, Request, RouteSpec, SessionStatus, Target};
 
@@ -48,6 +48,13 @@ struct RouteEntry {
     refilling: std::sync::atomic::AtomicBool,
 }
 
+/// A channel opened on a route's session, or why not (with the session, when the login
+/// worked).
+type Opened = Result<
+    (super::connector::SpareChannel, Arc<SshChain>),
+    (TransportError, Option<Arc<SshChain>>),
+>;
+
 struct Daemon {
     uid: u32,
     socket: Option<std::path::PathBuf>,
@@ -62,47 +69,9 @@ struct Daemon {
 
 /// Runs the daemon in `dir` until it is idle or stopped. Returns the exit code.
 pub async fn serve(dir: &Path) -> i32 {
-    use std::os::unix::fs::OpenOptionsExt;
-    let lock = match std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(dir.join(warm::LOCK))
-    {
-        Ok(file) => file,
-        Err(err) => {
-            eprintln_log(&format!("cannot open {}: {err}", warm::LOCK));
-            return 1;
-        }
+    let Some((lock, listener, socket)) = listen(dir).await else {
+        return 1;
     };
-    let socket = dir.join(warm::SOCKET);
-    // Another daemon holds the lock: it is serving (it answers the commands), or starting,
-    // or closing its sessions after its socket went (it lets go of the lock at once then).
-    let began = Instant::now();
-    while lock.try_lock().is_err() {
-        if UnixStream::connect(&socket).await.is_ok() || began.elapsed() > LOCK_WAIT {
-            return 0;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = std::fs::remove_file(&socket);
-    let listener = match UnixListener::bind(&socket) {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln_log(&format!("cannot listen at {}: {err}", socket.display()));
-            return 1;
-        }
-    };
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(err) = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        {
-            eprintln_log(&format!("cannot make {} private: {err}", socket.display()));
-            let _ = std::fs::remove_file(&socket);
-            return 1;
-        }
-    }
     let daemon = Arc::new(Daemon {
         uid: rustix::process::getuid().as_raw(),
         socket: Some(socket.clone()),
@@ -113,64 +82,52 @@ pub async fn serve(dir: &Path) -> i32 {
         idle: Mutex::new(DEFAULT_IDLE),
         stop: tokio::sync::Notify::new(),
     });
-    eprintln_log(&format!("listening at {}", socket.display()));
-    loop {
-        let deadline = {
-            let last = *lock_of(&daemon.last_activity);
-            let idle = *lock_of(&daemon.idle);
-            last + idle
-        };
-        tokio::select! {
-            accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
-                    daemon.touch();
-                    daemon.active.fetch_add(1, Ordering::SeqCst);
-                    let daemon = daemon.clone();
-                    tokio::spawn(async move {
-                        daemon.serve_one(stream).await;
-                        daemon.touch();
-                        daemon.active.fetch_sub(1, Ordering::SeqCst);
-                    });
-                }
-            }
-            _ = daemon.stop.notified() => {
-                eprintln_log("stopped by `maestro persist stop`");
-                break;
-            }
-            // Wakes at least every second: the idle time may have changed.
-            _ = tokio::time::sleep_until(
-                tokio::time::Instant::from_std(deadline.min(Instant::now() + Duration::from_secs(1)))
-            ) => {
-                let idle = *lock_of(&daemon.idle);
-                let quiet = lock_of(&daemon.last_activity).elapsed() >= idle;
-                if quiet && daemon.active.load(Ordering::SeqCst) == 0 {
-                    eprintln_log(&format!("idle for {}s: exiting", idle.as_secs_f32()));
-                    break;
-                }
-            }
-        }
-    }
+    eprintln_log(&format!(
+        "listening at {} (maestro {}, protocol {})",
+        socket.display(),
+        warm::VERSION,
+        warm::PROTOCOL
+    ));
+    daemon.accept_until_done(&listener).await;
     // No new command finds a daemon that is going away, and the next one may start now.
     let _ = std::fs::remove_file(&socket);
     drop(lock);
-    let chains: Vec<Arc<SshChain>> = {
-        let routes: Vec<Arc<RouteEntry>> = lock_of(&daemon.routes).values().cloned().collect();
-        let mut chains = Vec::new();
-        for route in routes {
-            if let Some(chain) = route.chain.lock().await.take() {
-                chains.push(chain);
-            }
-        }
-        chains
-    };
-    for chain in chains {
-        chain.disconnect().await;
-    }
-    let pools: Vec<SessionPool> = lock_of(&daemon.pools).drain().map(|(_, p)| p).collect();
-    for pool in pools {
-        pool.close().await;
-    }
+    daemon.close_all().await;
     0
+}
+
+/// The daemon's lock (held for its life), its listener and socket path; None when another
+/// daemon serves `dir` (or is starting there), or on an error, which is logged.
+async fn listen(dir: &Path) -> Option<(std::fs::File, UnixListener, std::path::PathBuf)> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(warm::LOCK))
+        .inspect_err(|err| eprintln_log(&format!("cannot open {}: {err}", warm::LOCK)))
+        .ok()?;
+    let socket = dir.join(warm::SOCKET);
+    // Another daemon holds the lock: it is serving (it answers the commands), or starting,
+    // or closing its sessions after its socket went (it lets go of the lock at once then).
+    let began = Instant::now();
+    while lock.try_lock().is_err() {
+        if UnixStream::connect(&socket).await.is_ok() || began.elapsed() > LOCK_WAIT {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .inspect_err(|err| eprintln_log(&format!("cannot listen at {}: {err}", socket.display())))
+        .ok()?;
+    if let Err(err) = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)) {
+        eprintln_log(&format!("cannot make {} private: {err}", socket.display()));
+        let _ = std::fs::remove_file(&socket);
+        return None;
+    }
+    Some((lock, listener, socket))
 }
 
 fn lock_of<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -200,46 +157,80 @@ impl Daemon {
         lock_of(&self.pools).entry(context).or_default().clone()
     }
 
+    /// Serves connections until `persist stop`, or the idle time with none open.
+    async fn accept_until_done(self: &Arc<Self>, listener: &UnixListener) {
+        loop {
+            let deadline = {
+                let last = *lock_of(&self.last_activity);
+                let idle = *lock_of(&self.idle);
+                last + idle
+            };
+            tokio::select! {
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        self.touch();
+                        self.active.fetch_add(1, Ordering::SeqCst);
+                        let daemon = self.clone();
+                        tokio::spawn(async move {
+                            daemon.serve_one(stream).await;
+                            daemon.touch();
+                            daemon.active.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                }
+                _ = self.stop.notified() => {
+                    eprintln_log("stopped by `maestro persist stop`");
+                    return;
+                }
+                // Wakes at least every second: the idle time may have changed.
+                _ = tokio::time::sleep_until(
+                    tokio::time::Instant::from_std(deadline.min(Instant::now() + Duration::from_secs(1)))
+                ) => {
+                    let idle = *lock_of(&self.idle);
+                    let quiet = lock_of(&self.last_activity).elapsed() >= idle;
+                    if quiet && self.active.load(Ordering::SeqCst) == 0 {
+                        eprintln_log(&format!("idle for {}s: exiting", idle.as_secs_f32()));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes every session held (their channels with them), and the pools' jump sessions.
+    async fn close_all(&self) {
+        let routes: Vec<Arc<RouteEntry>> = lock_of(&self.routes).values().cloned().collect();
+        for route in routes {
+            let chain = route.chain.lock().await.take();
+            if let Some(chain) = chain {
+                chain.disconnect().await;
+            }
+        }
+        let pools: Vec<SessionPool> = lock_of(&self.pools).drain().map(|(_, p)| p).collect();
+        for pool in pools {
+            pool.close().await;
+        }
+    }
+
     fn touch(&self) {
         *lock_of(&self.last_activity) = Instant::now();
     }
 
     async fn serve_one(&self, stream: UnixStream) {
-        // Only our own uid: the socket reaches the ships' Docker daemons.
-        let peer = stream.peer_cred().map(|cred| cred.uid());
         let mut stream = BufReader::new(stream);
-        if peer.as_ref().ok() != Some(&self.uid) {
-            eprintln_log(&format!("refused a connection from uid {peer:?}"));
-            let answer = Answer {
-                ok: false,
-                kind: Some("refused-peer".into()),
-                message: Some(format!("this persist daemon serves uid {} only", self.uid)),
-                ..Answer::default()
-            };
-            let _ = reply(&mut stream, &answer).await;
+        let Some(request) = self.read_request(&mut stream).await else {
             return;
-        }
-        let mut line = String::new();
-        if stream.read_line(&mut line).await.is_err() {
-            return;
-        }
-        let request: Request = match serde_json::from_str(&line) {
-            Ok(request) => request,
-            Err(err) => {
+        };
+        match request {
+            Request::Hello => {
                 let answer = Answer {
-                    ok: false,
-                    kind: Some("persist".into()),
-                    message: Some(format!(
-                        "a request not understood ({err}): is the background maestro of another \
-                         version? run `maestro persist stop` and try again"
-                    )),
+                    ok: true,
+                    protocol: Some(warm::PROTOCOL),
+                    version: Some(warm::VERSION.to_string()),
                     ..Answer::default()
                 };
                 let _ = reply(&mut stream, &answer).await;
-                return;
             }
-        };
-        match request {
             Request::Status => {
                 let answer = Answer {
                     ok: true,
@@ -253,14 +244,11 @@ impl Daemon {
                 if let Some(socket) = &self.socket {
                     let _ = std::fs::remove_file(socket);
                 }
-                let _ = reply(
-                    &mut stream,
-                    &Answer {
-                        ok: true,
-                        ..Answer::default()
-                    },
-                )
-                .await;
+                let ok = Answer {
+                    ok: true,
+                    ..Answer::default()
+                };
+                let _ = reply(&mut stream, &ok).await;
                 self.stop.notify_one();
             }
             Request::Open {
@@ -273,33 +261,10 @@ impl Daemon {
             } => {
                 *lock_of(&self.idle) = Duration::from_millis(idle_ms);
                 let entry = self.entry(&key, &ship, &route);
-                match self
+                let opened = self
                     .open(&entry, &ship, &route, &target, passphrase.as_deref())
-                    .await
-                {
-                    Ok((channel, chain)) => {
-                        if let Target::Docker(docker) = &target {
-                            refill(entry.clone(), chain.clone(), docker.clone());
-                        }
-                        let answer = Answer {
-                            ok: true,
-                            hops: chain.hops.clone(),
-                            warnings: chain.warnings.clone(),
-                            ..Answer::default()
-                        };
-                        if reply(&mut stream, &answer).await.is_err() {
-                            return;
-                        }
-                        let mut channel = channel;
-                        // Ends when either side closes: the command's HTTP client, or the
-                        // ship's end of the channel.
-                        let _ = tokio::io::copy_bidirectional(&mut stream, &mut channel).await;
-                        *lock_of(&entry.last_used) = Instant::now();
-                    }
-                    Err((err, chain)) => {
-                        let _ = reply(&mut stream, &failure(&ship, &err, chain.as_deref())).await;
-                    }
-                }
+                    .await;
+                relay(stream, &entry, &ship, &target, opened).await;
             }
             Request::Exec {
                 ship,
@@ -311,35 +276,82 @@ impl Daemon {
             } => {
                 *lock_of(&self.idle) = Duration::from_millis(idle_ms);
                 let entry = self.entry(&key, &ship, &route);
-                let answer = match self
-                    .chain(&entry, &ship, &route, false, passphrase.as_deref())
-                    .await
-                {
-                    Ok(chain) => match chain.exec(&command).await {
-                        Ok((status, stdout, stderr)) => Answer {
-                            ok: true,
-                            exec: Some(ExecOutput {
-                                status,
-                                stdout,
-                                stderr,
-                            }),
-                            ..Answer::default()
-                        },
-                        Err(source) => failure(
-                            &ship,
-                            &TransportError::Ssh {
-                                ship: ship.clone(),
-                                hop: chain.ship_label().to_string(),
-                                source: Box::new(source),
-                            },
-                            Some(&chain),
-                        ),
-                    },
-                    Err(err) => failure(&ship, &err, None),
-                };
+                let answer = self
+                    .exec(&entry, &ship, &route, &command, passphrase.as_deref())
+                    .await;
                 *lock_of(&entry.last_used) = Instant::now();
                 let _ = reply(&mut stream, &answer).await;
             }
+        }
+    }
+
+    /// The connection's request, when it comes from our own uid (the socket reaches the
+    /// ships' Docker daemons) and is understood; else it is answered with why not.
+    async fn read_request(&self, stream: &mut BufReader<UnixStream>) -> Option<Request> {
+        let peer = stream.get_ref().peer_cred().map(|cred| cred.uid());
+        if peer.as_ref().ok() != Some(&self.uid) {
+            eprintln_log(&format!("refused a connection from uid {peer:?}"));
+            let answer = Answer {
+                ok: false,
+                kind: Some("refused-peer".into()),
+                message: Some(format!("this persist daemon serves uid {} only", self.uid)),
+                ..Answer::default()
+            };
+            let _ = reply(stream, &answer).await;
+            return None;
+        }
+        let mut line = String::new();
+        stream.read_line(&mut line).await.ok()?;
+        match serde_json::from_str(&line) {
+            Ok(request) => Some(request),
+            Err(err) => {
+                let answer = Answer {
+                    ok: false,
+                    kind: Some("persist".into()),
+                    message: Some(format!(
+                        "a request not understood ({err}): is the background maestro of another \
+                         version? run `maestro persist stop` and try again"
+                    )),
+                    ..Answer::default()
+                };
+                let _ = reply(stream, &answer).await;
+                None
+            }
+        }
+    }
+
+    /// Runs `command` on the route's session, to its end.
+    async fn exec(
+        &self,
+        entry: &RouteEntry,
+        ship: &str,
+        route: &RouteSpec,
+        command: &str,
+        passphrase: Option<&str>,
+    ) -> Answer {
+        let chain = match self.chain(entry, ship, route, false, passphrase).await {
+            Ok(chain) => chain,
+            Err(err) => return failure(ship, &err, None),
+        };
+        match chain.exec(command).await {
+            Ok((status, stdout, stderr)) => Answer {
+                ok: true,
+                exec: Some(ExecOutput {
+                    status,
+                    stdout,
+                    stderr,
+                }),
+                ..Answer::default()
+            },
+            Err(source) => failure(
+                ship,
+                &TransportErrorKind::Ssh {
+                    hop: chain.ship_label().to_string(),
+                    source: Arc::new(source),
+                }
+                .for_ship(ship),
+                Some(&chain),
+            ),
         }
     }
 
@@ -408,6 +420,7 @@ impl Daemon {
             passphrase: passphrase
                 .map(str::to_string)
                 .or_else(|| std::env::var("MAESTRO_SSH_PASSPHRASE").ok()),
+            prompt: None,
         };
         let chain = Arc::new(ssh::connect_chain(&route.hops, &options, &pool).await?);
         *held = Some(chain.clone());
@@ -422,10 +435,7 @@ impl Daemon {
         route: &RouteSpec,
         target: &Target,
         passphrase: Option<&str>,
-    ) -> Result<
-        (super::connector::SpareChannel, Arc<SshChain>),
-        (TransportError, Option<Arc<SshChain>>),
-    > {
+    ) -> Opened {
         let timeout = Duration::from_millis(route.timeout_ms);
         let mut fresh = false;
         loop {
@@ -462,11 +472,11 @@ impl Daemon {
                 }
                 Err(_) => {
                     return Err((
-                        TransportError::Timeout {
-                            ship: ship.to_string(),
+                        TransportErrorKind::Timeout {
                             hop: format!("{} on {}", target_text(target), chain.ship_label()),
                             after: timeout,
-                        },
+                        }
+                        .for_ship(ship),
                         Some(chain),
                     ));
                 }
@@ -548,6 +558,38 @@ fn refill(entry: Arc<RouteEntry>, chain: Arc<SshChain>, docker: super::DockerTar
     });
 }
 
+/// Answers an `open` request and, when the channel opened, relays its bytes until either
+/// side closes: the command's HTTP client, or the ship's end of the channel.
+async fn relay(
+    mut stream: BufReader<UnixStream>,
+    entry: &Arc<RouteEntry>,
+    ship: &str,
+    target: &Target,
+    opened: Opened,
+) {
+    let (mut channel, chain) = match opened {
+        Ok(opened) => opened,
+        Err((err, chain)) => {
+            let _ = reply(&mut stream, &failure(ship, &err, chain.as_deref())).await;
+            return;
+        }
+    };
+    if let Target::Docker(docker) = target {
+        refill(entry.clone(), chain.clone(), docker.clone());
+    }
+    let answer = Answer {
+        ok: true,
+        hops: chain.hops.clone(),
+        warnings: chain.warnings.clone(),
+        ..Answer::default()
+    };
+    if reply(&mut stream, &answer).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut stream, &mut channel).await;
+    *lock_of(&entry.last_used) = Instant::now();
+}
+
 async fn open_on(
     chain: &SshChain,
     target: &Target,
@@ -582,26 +624,26 @@ async fn diagnose(
             match super::connector::check_docker_channel(ship, chain, docker, timeout).await {
                 Err(err) => err,
                 // It opened this time: report the first failure as it was.
-                Ok(_) => TransportError::Ssh {
-                    ship: ship.to_string(),
+                Ok(_) => TransportErrorKind::Ssh {
                     hop: chain.ship_label().to_string(),
-                    source: Box::new(err),
-                },
+                    source: Arc::new(err),
+                }
+                .for_ship(ship),
             }
         }
         Target::Tcp { host, port } => match err {
             russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
-                TransportError::Refused {
-                    ship: ship.to_string(),
+                TransportErrorKind::Refused {
                     hop: format!("{host}:{port}"),
                     via: Some(chain.ship_label().to_string()),
                 }
+                .for_ship(ship)
             }
-            other => TransportError::Ssh {
-                ship: ship.to_string(),
+            other => TransportErrorKind::Ssh {
                 hop: chain.ship_label().to_string(),
-                source: Box::new(other),
-            },
+                source: Arc::new(other),
+            }
+            .for_ship(ship),
         },
     }
 }
@@ -614,7 +656,7 @@ fn failure(ship: &str, err: &TransportError, chain: Option<&SshChain>) -> Answer
         .to_string();
     Answer {
         ok: false,
-        kind: Some(err.kind().to_string()),
+        kind: Some(err.code().to_string()),
         message: Some(message),
         after_login: chain.is_some(),
         hops: chain.map(|c| c.hops.clone()).unwrap_or_default(),

@@ -17,6 +17,7 @@ use console::Style;
 
 use crate::orchestrate::engine::events::EventStream;
 
+pub mod describe;
 pub mod diagnostics;
 pub mod json;
 mod live;
@@ -206,40 +207,6 @@ impl Palette {
     }
 }
 
-/// The ships that could not be reached, with why: a job that failed for the same reason says
-/// so in a few words instead of printing the connection error a second time.
-#[derive(Debug, Default)]
-struct Unreachable(std::collections::HashMap<String, String>);
-
-impl Unreachable {
-    fn record(&mut self, ship: &str, reason: &str) {
-        self.0.insert(ship.to_owned(), reason.to_owned());
-    }
-
-    /// `reason`, or a pointer to the ship's line above when it only repeats it.
-    fn job_reason<'a>(&self, ship: &str, reason: &'a str) -> std::borrow::Cow<'a, str> {
-        match self.0.get(ship) {
-            Some(cause) if !cause.is_empty() && reason.ends_with(cause.as_str()) => {
-                format!("{ship} is unreachable (above)").into()
-            }
-            _ => reason.into(),
-        }
-    }
-}
-
-/// How a job that never ran is described: skipped (a dependency failed) or cancelled
-/// (interrupted before it began). Shared so every renderer says the same.
-fn not_attempted_word(kind: &crate::orchestrate::engine::events::EventKind) -> &'static str {
-    if matches!(
-        kind,
-        crate::orchestrate::engine::events::EventKind::JobSkipped { .. }
-    ) {
-        "skipped"
-    } else {
-        "cancelled"
-    }
-}
-
 /// Durations as people read them in a deployment log: tenths of a second under a minute,
 /// then minutes and seconds, then hours and minutes.
 pub fn format_duration(ms: u64) -> String {
@@ -269,21 +236,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_job_that_fails_because_its_ship_is_unreachable_points_at_the_ship() {
-        let mut unreachable = Unreachable::default();
-        unreachable.record("s1", "connection to root@10.0.0.1:22 refused");
-        assert_eq!(
-            unreachable.job_reason("s1", "ship s1: connection to root@10.0.0.1:22 refused"),
-            "s1 is unreachable (above)"
-        );
-        assert_eq!(
-            unreachable.job_reason("s1", "image x not found"),
-            "image x not found"
-        );
-        assert_eq!(
-            unreachable.job_reason("s2", "ship s2: refused"),
-            "ship s2: refused"
-        );
+    fn counts_read_naturally() {
         assert_eq!(count(1, "ship"), "1 ship");
         assert_eq!(count(0, "job"), "0 jobs");
     }

@@ -6,13 +6,14 @@
 
 use std::io::{self, Write};
 
-use super::{Palette, format_duration, summary};
+use super::describe::{Describer, Subject};
+use super::{Palette, summary};
 use crate::orchestrate::engine::events::{Event, EventKind};
 
 pub struct PlainRenderer<W: Write> {
     out: W,
     palette: Palette,
-    unreachable: super::Unreachable,
+    describer: Describer,
 }
 
 impl<W: Write> PlainRenderer<W> {
@@ -20,7 +21,7 @@ impl<W: Write> PlainRenderer<W> {
         PlainRenderer {
             out,
             palette,
-            unreachable: super::Unreachable::default(),
+            describer: Describer::default(),
         }
     }
 
@@ -29,140 +30,38 @@ impl<W: Write> PlainRenderer<W> {
     }
 
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
+        // Not logged: at a hundred ships it is a hundred lines saying nothing yet; the
+        // outcome (connected or unreachable) says how long it took.
+        if let EventKind::ShipConnecting { .. } = event.kind {
+            return Ok(());
+        }
         let time = self.palette.dim(&stamp(event.at_ms));
         let p = self.palette;
-        match &event.kind {
-            EventKind::PlanStarted {
-                command,
-                direction,
-                jobs,
-            } => {
-                let mut ships: Vec<&str> = jobs.iter().map(|j| j.ship.as_str()).collect();
-                ships.sort_unstable();
-                ships.dedup();
-                writeln!(
-                    self.out,
-                    "{time} {}: {} on {} ({})",
-                    p.strong(command),
-                    super::count(jobs.len(), "job"),
-                    super::count(ships.len(), "ship"),
-                    match direction {
-                        crate::orchestrate::plan::select::Direction::Forward =>
-                            "dependencies first",
-                        crate::orchestrate::plan::select::Direction::Reverse => "dependents first",
-                    }
-                )?;
+        let said = self.describer.describe(event);
+        match said.subject {
+            Subject::Plan(command) => {
+                let aside = said.aside.map(|a| format!(" ({a})")).unwrap_or_default();
+                let size = said.detail.as_deref().unwrap_or_default();
+                writeln!(self.out, "{time} {}: {size}{aside}", p.strong(command))?;
             }
-            // Not logged: at a hundred ships it is a hundred lines saying nothing yet; the
-            // outcome (connected or unreachable) says how long it took.
-            EventKind::ShipConnecting { .. } => return Ok(()),
-            // Indented by the width of the failure mark so ship names line up in a log.
-            EventKind::ShipConnected { ship, elapsed_ms } => {
-                writeln!(
-                    self.out,
-                    "{time}   {ship} {} ({})",
-                    p.good("connected"),
-                    format_duration(*elapsed_ms)
-                )?;
-            }
-            EventKind::ShipConnectFailed {
-                ship,
-                elapsed_ms,
-                reason,
-            } => {
-                self.unreachable.record(ship, reason);
-                writeln!(
-                    self.out,
-                    "{time} {} {ship} {} ({}): {reason}",
-                    p.bad("✘"),
-                    p.bad("unreachable"),
-                    format_duration(*elapsed_ms)
-                )?;
-            }
-            EventKind::JobStarted { instance, ship, .. } => {
-                writeln!(self.out, "{time} {}: begin", who(instance, ship))?;
-            }
-            EventKind::Step {
-                instance,
-                ship,
-                step,
-                ..
-            } => {
-                writeln!(self.out, "{time} {}: {step}", who(instance, ship))?;
-            }
-            EventKind::JobDone {
-                instance,
-                ship,
-                elapsed_ms,
-                outcome,
-                ..
-            } => {
-                writeln!(
-                    self.out,
-                    "{time} {}: {} ({})",
-                    who(instance, ship),
-                    p.good(outcome.as_str()),
-                    format_duration(*elapsed_ms)
-                )?;
-            }
-            EventKind::JobFailed {
-                instance,
-                ship,
-                elapsed_ms,
-                reason,
-                log_tail,
-                ..
-            } => {
-                writeln!(
-                    self.out,
-                    "{time} {}: {} after {}: {}",
-                    who(instance, ship),
-                    p.bad("FAILED"),
-                    format_duration(*elapsed_ms),
-                    self.unreachable.job_reason(ship, reason)
-                )?;
-                for line in log_tail {
-                    writeln!(self.out, "{time} {}:   | {line}", who(instance, ship))?;
+            // Marked, or indented by the width of the mark, so ship names line up in a log.
+            Subject::Ship(ship) => writeln!(
+                self.out,
+                "{time} {} {ship} {}",
+                said.mark.paint(p),
+                said.outcome(p)
+            )?,
+            Subject::Job { instance, ship } => {
+                let who = who(instance, ship);
+                writeln!(self.out, "{time} {who}: {}", said.outcome(p))?;
+                for line in said.quoted {
+                    writeln!(self.out, "{time} {who}:   | {line}")?;
                 }
             }
-            EventKind::JobSkipped {
-                instance,
-                ship,
-                reason,
-                ..
-            }
-            | EventKind::JobCancelled {
-                instance,
-                ship,
-                reason,
-                ..
-            } => {
-                let word = super::not_attempted_word(&event.kind);
-                writeln!(
-                    self.out,
-                    "{time} {}: {}: {reason}",
-                    who(instance, ship),
-                    p.warn(word)
-                )?;
-            }
-            EventKind::Interrupted { abort: false } => {
-                writeln!(
-                    self.out,
-                    "{time} {}: starting nothing new, letting operations in progress finish (interrupt again to abort)",
-                    p.warn("interrupted")
-                )?;
-            }
-            EventKind::Interrupted { abort: true } => {
-                writeln!(
-                    self.out,
-                    "{time} {}: dropping operations in progress",
-                    p.bad("aborted")
-                )?;
-            }
-            EventKind::PlanFinished { summary } => {
-                writeln!(self.out, "{time} {}", p.strong("finished"))?;
-                write!(self.out, "{}", summary::render_table(summary, self.palette))?;
-            }
+            Subject::Run => writeln!(self.out, "{time} {}", said.outcome(p))?,
+        }
+        if let EventKind::PlanFinished { summary } = &event.kind {
+            write!(self.out, "{}", summary::render_table(summary, self.palette))?;
         }
         self.out.flush()
     }

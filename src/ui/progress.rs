@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
+use super::describe::{Describer, Mark, Subject};
 use super::live::{Board, View};
 use super::{Palette, format_duration, summary};
 use crate::orchestrate::engine::events::{Event, EventKind, Step};
@@ -67,7 +68,7 @@ pub struct ProgressRenderer<W: Write> {
     last_frame_ms: Option<u64>,
     /// The latest event time seen; "now" never goes back before it.
     latest_ms: u64,
-    unreachable: super::Unreachable,
+    describer: Describer,
 }
 
 impl<W: Write> ProgressRenderer<W> {
@@ -86,7 +87,7 @@ impl<W: Write> ProgressRenderer<W> {
             min_frame_ms: MIN_FRAME_MS,
             last_frame_ms: None,
             latest_ms: 0,
-            unreachable: super::Unreachable::default(),
+            describer: Describer::default(),
         }
     }
 
@@ -120,9 +121,6 @@ impl<W: Write> ProgressRenderer<W> {
             EventKind::PlanStarted { .. } => self.finish(),
             _ => {}
         }
-        if let EventKind::ShipConnectFailed { ship, reason, .. } = &event.kind {
-            self.unreachable.record(ship, reason);
-        }
         // Worked out before the board moves on: a step's duration needs the step it leaves.
         let log = self.log_lines(event);
         self.board.apply(event);
@@ -133,125 +131,78 @@ impl<W: Write> ProgressRenderer<W> {
         Ok(())
     }
 
-    /// What the scrolling log says about an event, if anything.
-    fn log_lines(&self, event: &Event) -> Vec<String> {
+    /// What the scrolling log says about an event, if anything. Steps are on the board
+    /// while they last; the log keeps the news among them and how long each one took.
+    fn log_lines(&mut self, event: &Event) -> Vec<String> {
         let p = self.palette;
-        match &event.kind {
-            EventKind::PlanStarted { command, jobs, .. } => {
-                let mut ships: Vec<&str> = jobs.iter().map(|j| j.ship.as_str()).collect();
-                ships.sort_unstable();
-                ships.dedup();
-                vec![format!(
-                    "{} {} on {}",
-                    p.strong(command),
-                    super::count(jobs.len(), "job"),
-                    super::count(ships.len(), "ship")
-                )]
+        let said = self.describer.describe(event);
+        match (&event.kind, said.subject) {
+            (
+                EventKind::ShipConnecting { .. }
+                | EventKind::JobStarted { .. }
+                | EventKind::PlanFinished { .. },
+                _,
+            ) => vec![],
+            (EventKind::Step { job, step, .. }, Subject::Job { instance, ship }) => {
+                self.step_lines(event.at_ms, *job, step, &said.verdict, instance, ship)
             }
-            EventKind::ShipConnecting { .. } | EventKind::JobStarted { .. } => vec![],
-            EventKind::ShipConnected { ship, elapsed_ms } => vec![p.dim(&format!(
-                "  {ship} connected ({})",
-                format_duration(*elapsed_ms)
-            ))],
-            EventKind::ShipConnectFailed {
-                ship,
-                elapsed_ms,
-                reason,
-            } => vec![format!(
-                "{} {} {} ({}): {reason}",
-                p.bad("✘"),
+            (_, Subject::Plan(command)) => vec![format!(
+                "{} {}",
+                p.strong(command),
+                said.detail.as_deref().unwrap_or_default()
+            )],
+            // A line without a mark is news, not an outcome: dimmed, in one colour.
+            (_, Subject::Ship(ship)) if said.mark == Mark::None => {
+                vec![p.dim(&format!("  {ship} {}", said.outcome(Palette::new(false))))]
+            }
+            (_, Subject::Ship(ship)) => vec![format!(
+                "{} {} {}",
+                said.mark.paint(p),
                 p.strong(ship),
-                p.bad("unreachable"),
-                format_duration(*elapsed_ms)
+                said.outcome(p)
             )],
-            EventKind::Step {
-                job,
-                instance,
-                ship,
-                step,
-            } => {
-                let mut lines = Vec::new();
-                // Messages are news, not a state to wait in: log them as they come.
-                if let Step::Message { text } = step {
-                    lines.push(p.dim(&format!("  {}: {text}", self.label(instance, ship))));
-                }
-                // What a push sent is its result: kept in the log like a message.
-                if let Step::Pushed { .. } = step {
-                    lines.push(p.dim(&format!("  {}: {step}", self.label(instance, ship))));
-                }
-                if let Some(current) = self.board.current_step(*job)
-                    && current.step.kind_name() != step.kind_name()
-                    && !matches!(current.step, Step::Message { .. })
-                {
-                    lines.push(p.dim(&format!(
-                        "  {} {} ({})",
-                        self.label(instance, ship),
-                        current.step.kind_name(),
-                        format_duration(event.at_ms.saturating_sub(current.since_ms))
-                    )));
-                }
-                lines
-            }
-            EventKind::JobDone {
-                instance,
-                ship,
-                elapsed_ms,
-                outcome,
-                ..
-            } => vec![format!(
-                "{} {} {} ({})",
-                p.good("✔"),
-                self.label(instance, ship),
-                p.good(outcome.as_str()),
-                format_duration(*elapsed_ms)
-            )],
-            EventKind::JobFailed {
-                instance,
-                ship,
-                elapsed_ms,
-                reason,
-                log_tail,
-                ..
-            } => {
+            (_, Subject::Job { instance, ship }) => {
                 let mut lines = vec![format!(
-                    "{} {} {} after {}: {}",
-                    p.bad("✘"),
+                    "{} {} {}",
+                    said.mark.paint(p),
                     self.label(instance, ship),
-                    p.bad("failed"),
-                    format_duration(*elapsed_ms),
-                    self.unreachable.job_reason(ship, reason)
+                    said.outcome(p)
                 )];
-                lines.extend(log_tail.iter().map(|l| p.dim(&format!("    | {l}"))));
+                lines.extend(said.quoted.iter().map(|l| p.dim(&format!("    | {l}"))));
                 lines
             }
-            EventKind::JobSkipped {
-                instance,
-                ship,
-                reason,
-                ..
-            }
-            | EventKind::JobCancelled {
-                instance,
-                ship,
-                reason,
-                ..
-            } => {
-                let word = super::not_attempted_word(&event.kind);
-                vec![format!(
-                    "{} {} {}: {reason}",
-                    p.warn("-"),
-                    self.label(instance, ship),
-                    p.warn(word)
-                )]
-            }
-            EventKind::Interrupted { abort: true } => {
-                vec![p.bad("aborted: dropping operations in progress")]
-            }
-            EventKind::Interrupted { abort: false } => vec![p.warn(
-                "interrupted: starting nothing new, letting operations in progress finish (Ctrl-C again to abort)",
-            )],
-            EventKind::PlanFinished { .. } => vec![],
+            (_, Subject::Run) => vec![said.tone.paint(p, &said.outcome(Palette::new(false)))],
         }
+    }
+
+    /// The log lines for a step: a message or what a push sent as it comes (news, not a
+    /// state to wait in), and the step it leaves with how long that took.
+    fn step_lines(
+        &self,
+        at_ms: u64,
+        job: usize,
+        step: &Step,
+        said: &str,
+        instance: &str,
+        ship: &str,
+    ) -> Vec<String> {
+        let p = self.palette;
+        let mut lines = Vec::new();
+        if matches!(step, Step::Message { .. } | Step::Pushed { .. }) {
+            lines.push(p.dim(&format!("  {}: {said}", self.label(instance, ship))));
+        }
+        if let Some(current) = self.board.current_step(job)
+            && current.step.kind_name() != step.kind_name()
+            && !matches!(current.step, Step::Message { .. })
+        {
+            lines.push(p.dim(&format!(
+                "  {} {} ({})",
+                self.label(instance, ship),
+                current.step.kind_name(),
+                format_duration(at_ms.saturating_sub(current.since_ms))
+            )));
+        }
+        lines
     }
 
     /// Puts an event's log lines above the live area and redraws it. With log lines the
@@ -440,6 +391,17 @@ mod render_tests {
             0 => ("db1".to_string(), "alpha".to_string()),
             _ => ("web1".to_string(), "beta".to_string()),
         };
+        let started = |job: usize| EventKind::JobStarted {
+            job,
+            instance: who(job).0,
+            ship: who(job).1,
+        };
+        let step = |step: Step| EventKind::Step {
+            job: 0,
+            instance: who(0).0,
+            ship: who(0).1,
+            step,
+        };
         let report = |job: usize, state: JobState| JobReport {
             job,
             instance: who(job).0,
@@ -449,51 +411,45 @@ mod render_tests {
             started_at_ms: Some(0),
             finished_at_ms: Some(500),
         };
+        let jobs = (0..2)
+            .map(|job| JobInfo {
+                job,
+                instance: who(job).0,
+                service: "svc".into(),
+                ship: who(job).1,
+            })
+            .collect();
+        let pulling = Step::Pulling {
+            percent: Some(40),
+            detail: "layers".into(),
+        };
+        let done = JobState::Done {
+            outcome: Outcome::Started,
+        };
+        let failed = JobState::Failed {
+            reason: "boom".into(),
+            log_tail: vec![],
+        };
+        let summary = Summary {
+            command: "start".into(),
+            jobs: vec![report(0, done), report(1, failed)],
+            interrupted: true,
+            aborted: false,
+            started_at_ms: 0,
+            finished_at_ms: 8,
+        };
         vec![
             ev(
                 0,
                 EventKind::PlanStarted {
                     command: "start".into(),
                     direction: Direction::Forward,
-                    jobs: (0..2)
-                        .map(|job| JobInfo {
-                            job,
-                            instance: who(job).0,
-                            service: "svc".into(),
-                            ship: who(job).1,
-                        })
-                        .collect(),
+                    jobs,
                 },
             ),
-            ev(
-                1,
-                EventKind::JobStarted {
-                    job: 0,
-                    instance: who(0).0,
-                    ship: who(0).1,
-                },
-            ),
-            ev(
-                2,
-                EventKind::Step {
-                    job: 0,
-                    instance: who(0).0,
-                    ship: who(0).1,
-                    step: Step::Pulling {
-                        percent: Some(40),
-                        detail: "layers".into(),
-                    },
-                },
-            ),
-            ev(
-                3,
-                EventKind::Step {
-                    job: 0,
-                    instance: who(0).0,
-                    ship: who(0).1,
-                    step: Step::Starting,
-                },
-            ),
+            ev(1, started(0)),
+            ev(2, step(pulling)),
+            ev(3, step(Step::Starting)),
             ev(
                 4,
                 EventKind::JobDone {
@@ -504,14 +460,7 @@ mod render_tests {
                     outcome: Outcome::Started,
                 },
             ),
-            ev(
-                5,
-                EventKind::JobStarted {
-                    job: 1,
-                    instance: who(1).0,
-                    ship: who(1).1,
-                },
-            ),
+            ev(5, started(1)),
             ev(6, EventKind::Interrupted { abort: false }),
             ev(
                 7,
@@ -524,33 +473,7 @@ mod render_tests {
                     log_tail: vec!["last".into()],
                 },
             ),
-            ev(
-                8,
-                EventKind::PlanFinished {
-                    summary: Summary {
-                        command: "start".into(),
-                        jobs: vec![
-                            report(
-                                0,
-                                JobState::Done {
-                                    outcome: Outcome::Started,
-                                },
-                            ),
-                            report(
-                                1,
-                                JobState::Failed {
-                                    reason: "boom".into(),
-                                    log_tail: vec![],
-                                },
-                            ),
-                        ],
-                        interrupted: true,
-                        aborted: false,
-                        started_at_ms: 0,
-                        finished_at_ms: 8,
-                    },
-                },
-            ),
+            ev(8, EventKind::PlanFinished { summary }),
         ]
     }
 

@@ -8,10 +8,14 @@
 //! - [`size`] and [`resizes`]: the window size at the start and on each SIGWINCH.
 //! - [`input`]: standard input read on a thread of its own, since a read of a terminal cannot
 //!   be cancelled: the thread is left blocked when the session ends and goes with the process.
+//! - [`PassphraseOnTerminal`]: transport's prompt for an encrypted key's passphrase, read
+//!   from `/dev/tty` with echo off (termios, not a `stty` subprocess), asked only when
+//!   standard input is a terminal.
 //!
 //! termios and signals are unix-only; elsewhere there is no raw mode and no resize.
 
 use std::io::Read;
+use std::path::Path;
 
 use tokio::sync::mpsc;
 
@@ -147,4 +151,50 @@ pub fn input() -> mpsc::Receiver<Vec<u8>> {
     // Without a thread there is no input: the remote side sees end of file.
     drop(reader);
     rx
+}
+
+/// Asks for a key's passphrase on the operator's terminal: transport calls it (see
+/// `transport::PassphrasePrompt`); the command line installs it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassphraseOnTerminal;
+
+impl crate::transport::PassphrasePrompt for PassphraseOnTerminal {
+    fn ask(&self, key: &Path) -> Option<String> {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return None;
+        }
+        read_hidden(&format!("Enter passphrase for key {}: ", key.display()))
+    }
+}
+
+/// One line read from the controlling terminal with echo off; the terminal's modes are put
+/// back as they were, whether the read worked or not.
+#[cfg(unix)]
+fn read_hidden(prompt: &str) -> Option<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    let saved = tcgetattr(&tty).ok()?;
+    let mut hidden = saved.clone();
+    hidden.local_modes.remove(LocalModes::ECHO);
+    let mut writer = &tty;
+    let _ = write!(writer, "{prompt}");
+    let _ = writer.flush();
+    let _ = tcsetattr(&tty, OptionalActions::Drain, &hidden);
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    let _ = tcsetattr(&tty, OptionalActions::Drain, &saved);
+    // The Enter typed was not echoed: end the prompt's line ourselves.
+    let _ = writeln!(writer);
+    read.ok()?;
+    Some(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+#[cfg(not(unix))]
+fn read_hidden(_prompt: &str) -> Option<String> {
+    None
 }

@@ -644,3 +644,62 @@ fn a_command_right_after_persist_stop_starts_a_new_daemon() {
     let log = std::fs::read_to_string(warm.runtime.join("daemon.log")).expect("log");
     assert_eq!(log.matches("listening at").count(), 4, "{log}");
 }
+
+/// A daemon left by an older maestro (the operator upgraded while it ran) is stopped and
+/// replaced, never asked for a channel: it is played here by a listener that, as a daemon
+/// from before the hello did, answers any request it does not know as not understood, and
+/// `stop` by going away.
+#[test]
+fn a_daemon_of_another_version_is_replaced_not_spoken_to() {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::net::UnixListener;
+    let _serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &["ship1"]);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&warm.runtime)
+        .expect("runtime dir");
+    let socket = warm.socket();
+    let listener = UnixListener::bind(&socket).expect("bind the old daemon's socket");
+    let old = std::thread::spawn(move || {
+        let mut asked = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut line = String::new();
+            if BufReader::new(&stream).read_line(&mut line).is_err() {
+                continue;
+            }
+            let stop = line.contains(r#""op":"stop""#);
+            asked.push(line.trim().to_string());
+            if stop {
+                let _ = std::fs::remove_file(&socket);
+                let _ = stream.write_all(b"{\"ok\":true}\n");
+                break;
+            }
+            let _ = stream.write_all(
+                b"{\"ok\":false,\"kind\":\"persist\",\"message\":\"a request not understood\"}\n",
+            );
+        }
+        asked
+    });
+    let run = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    reached(&run);
+    let asked = old.join().expect("the old daemon's thread");
+    assert_eq!(
+        asked,
+        [r#"{"op":"hello"}"#, r#"{"op":"stop"}"#],
+        "what the old daemon was asked"
+    );
+    // The new daemon holds the ship's session.
+    let sessions = warm.sessions().expect("a new daemon running");
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let log = std::fs::read_to_string(warm.runtime.join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!(
+            "(maestro {}, protocol ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{log}"
+    );
+}

@@ -352,6 +352,69 @@ fn ships_never_trusts_a_host_key_silently() {
     }
 }
 
+/// Without MAESTRO_SSH_PASSPHRASE, on a terminal, the passphrase is asked (ui's prompt,
+/// which transport calls): what is typed is not echoed, and the terminal is left as it was.
+/// Driven on a pseudo-terminal by tests/pty_drive.py.
+#[test]
+fn a_passphrase_typed_at_the_prompt_is_not_echoed() {
+    if std::env::var_os("MAESTRO_SKIP_PTY_TESTS").is_some() {
+        return;
+    }
+    let bed = common::TestBed::shared();
+    let ship = bed.outer_ships()[0].name.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("env.yaml"),
+        bed_file(&bed, &[&ship], bed.encrypted_key(), bed.known_hosts()),
+    )
+    .expect("write");
+    let passphrase = bed.passphrase().to_string();
+    let steps = serde_json::json!([
+        {"expect": "Enter passphrase for key"},
+        {"send": format!("{passphrase}\r")},
+    ]);
+    let steps_file = dir.path().join("steps.json");
+    std::fs::write(&steps_file, steps.to_string()).expect("write steps");
+    let maestro = support::maestro_command(dir.path(), &["-f", "env.yaml", "ships"], &[]);
+    let mut driver = std::process::Command::new("python3");
+    driver.env_clear();
+    for (key, value) in maestro.get_envs() {
+        if let Some(value) = value {
+            driver.env(key, value);
+        }
+    }
+    driver
+        .env("TERM", "xterm")
+        .current_dir(dir.path())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pty_drive.py"))
+        .arg(&steps_file)
+        .arg("--")
+        .arg(maestro.get_program())
+        .args(maestro.get_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let started = std::time::Instant::now();
+    let child = driver.spawn().unwrap_or_else(|e| {
+        panic!("this test needs python3 ({e}); MAESTRO_SKIP_PTY_TESTS=1 skips it")
+    });
+    let run = support::finish_within(child, support::RUN_LIMIT, started);
+    assert_eq!(run.code, 0, "the driver failed: {run}");
+    let out: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"));
+    assert_eq!(out["failed"], serde_json::Value::Null, "{out:#}");
+    assert_eq!(out["exit"], 0, "{out:#}");
+    assert_eq!(
+        out["restored"], true,
+        "the terminal was left changed: {out:#}"
+    );
+    let output = out["output"].as_str().unwrap_or_default();
+    assert!(
+        !output.contains(&passphrase),
+        "the passphrase was echoed: {out:#}"
+    );
+}
+
 /// The passphrase of an encrypted key is used and never shown.
 #[test]
 fn encrypted_key_passphrase_is_never_printed() {

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use maestro::transport::{
-    self, DockerTarget, Endpoint, HostKeyPolicy, JumpSpec, Route, SshRoute, TransportError,
+    self, DockerTarget, Endpoint, HostKeyPolicy, JumpSpec, Route, SshRoute, TransportErrorKind,
     TransportKind,
 };
 
@@ -372,7 +372,7 @@ fn encrypted_key_without_passphrase_fails_clearly() {
         let err = transport::connect(&endpoint(ship, route))
             .await
             .expect_err("must fail");
-        let TransportError::Auth { tried, .. } = &err else {
+        let TransportErrorKind::Auth { tried, .. } = &err.kind else {
             panic!("expected Auth, got {err}");
         };
         assert_eq!(tried.len(), 1, "{tried:?}");
@@ -383,7 +383,7 @@ fn encrypted_key_without_passphrase_fails_clearly() {
             message.contains(&bed.encrypted_key.display().to_string()),
             "{message}"
         );
-        assert_eq!(err.kind(), "auth");
+        assert_eq!(err.code(), "auth");
 
         // A wrong passphrase says so too.
         set_env("MAESTRO_SSH_PASSPHRASE", "not-the-passphrase");
@@ -417,7 +417,10 @@ fn unauthorised_key_lists_methods_tried() {
             .await
             .expect_err("must fail");
         let message = err.to_string();
-        assert!(matches!(err, TransportError::Auth { .. }), "{message}");
+        assert!(
+            matches!(err.kind, TransportErrorKind::Auth { .. }),
+            "{message}"
+        );
         assert!(
             message.contains(&format!("ship {}", ship.name)),
             "{message}"
@@ -446,7 +449,7 @@ fn unauthorised_key_lists_methods_tried() {
         let err = transport::connect(&endpoint(ship, route))
             .await
             .expect_err("must fail");
-        assert_eq!(err.kind(), "auth", "{err}");
+        assert_eq!(err.code(), "auth", "{err}");
     });
 }
 
@@ -489,9 +492,9 @@ fn unknown_host_is_refused_with_its_fingerprint() {
         let err = transport::connect(&endpoint(ship, route))
             .await
             .expect_err("must refuse");
-        let TransportError::HostKeyUnknown {
+        let TransportErrorKind::HostKeyUnknown {
             fingerprint, hint, ..
-        } = &err
+        } = &err.kind
         else {
             panic!("expected HostKeyUnknown, got {err}");
         };
@@ -560,9 +563,9 @@ fn changed_host_key_is_refused_even_with_accept_new() {
             let err = transport::connect(&endpoint(ship, route))
                 .await
                 .expect_err("must refuse");
-            let TransportError::HostKeyChanged {
+            let TransportErrorKind::HostKeyChanged {
                 found, expected, ..
-            } = &err
+            } = &err.kind
             else {
                 panic!("expected HostKeyChanged, got {err}");
             };
@@ -728,7 +731,7 @@ fn ssh_config_proxy_command_carries_the_session() {
         let err = transport::connect(&endpoint(inner, route))
             .await
             .expect_err("the proxy exits");
-        assert_eq!(err.kind(), "proxy-command", "{err}");
+        assert_eq!(err.code(), "proxy-command", "{err}");
         let message = err.to_string();
         assert!(
             message.contains(&format!("proxy cannot reach {}", inner.ip)),
@@ -769,7 +772,7 @@ fn identities_only_keeps_other_agent_keys_back() {
         let err = transport::connect(&endpoint(ship, route("only-unrelated")))
             .await
             .expect_err("the agent's key is not a configured one");
-        assert_eq!(err.kind(), "auth", "{err}");
+        assert_eq!(err.code(), "auth", "{err}");
         assert!(err.to_string().contains("IdentitiesOnly"), "{err}");
 
         // The agent still signs for a configured key file it holds.
@@ -798,7 +801,7 @@ fn inner_ship_is_not_reachable_directly() {
             "{:?}: {err}",
             started.elapsed()
         );
-        assert!(matches!(err.kind(), "timeout" | "network"), "{err}");
+        assert!(matches!(err.code(), "timeout" | "network"), "{err}");
         eprintln!("direct connection to an inner ship: {err}");
     });
 }
@@ -871,15 +874,15 @@ fn jump_host_failure_names_the_hop() {
         let err = transport::connect(&endpoint(inner, route))
             .await
             .expect_err("bastion unknown");
-        let TransportError::Jump { hop, source, .. } = &err else {
+        let TransportErrorKind::Jump { hop, source, .. } = &err.kind else {
             panic!("expected Jump, got {err}");
         };
         assert_eq!(hop, &format!("root@{}:22", bed.bastion_ip));
         assert!(
-            matches!(**source, TransportError::HostKeyUnknown { .. }),
+            matches!(**source, TransportErrorKind::HostKeyUnknown { .. }),
             "{err}"
         );
-        assert_eq!(err.kind(), "host-key-unknown");
+        assert_eq!(err.code(), "host-key-unknown");
     });
 }
 
@@ -899,7 +902,7 @@ fn tcp_port_forwarding() {
         let mut e = endpoint(ship, key_route(bed, &ship.ip));
         e.docker = DockerTarget::Tcp(2376);
         let err = transport::connect(&e).await.expect_err("no daemon there");
-        assert_eq!(err.kind(), "docker-unreachable", "{err}");
+        assert_eq!(err.code(), "docker-unreachable", "{err}");
     });
 }
 
@@ -926,7 +929,7 @@ fn open_tcp_from_the_ship_side() {
             .open_tcp("127.0.0.1", 1)
             .await
             .expect_err("closed port");
-        assert_eq!(err.kind(), "refused", "{err}");
+        assert_eq!(err.code(), "refused", "{err}");
     });
 }
 
@@ -953,7 +956,10 @@ fn local_socket_ship() {
             },
         );
         let err = transport::connect(&e).await.expect_err("missing");
-        assert!(matches!(err, TransportError::SocketMissing { .. }), "{err}");
+        assert!(
+            matches!(err.kind, TransportErrorKind::SocketMissing { .. }),
+            "{err}"
+        );
     });
 }
 
@@ -966,10 +972,8 @@ fn wrong_socket_path_is_reported_as_missing() {
         let mut e = endpoint(ship, key_route(bed, &ship.ip));
         e.docker = DockerTarget::Socket("/var/run/no-docker-here.sock".into());
         let err = transport::connect(&e).await.expect_err("missing socket");
-        let TransportError::SocketMissing {
-            path, ship: name, ..
-        } = err.root()
-        else {
+        let name = &err.ship;
+        let TransportErrorKind::SocketMissing { path, .. } = err.root() else {
             panic!("expected SocketMissing, got {err}");
         };
         assert_eq!(path, "/var/run/no-docker-here.sock");
@@ -1002,7 +1006,10 @@ fn sshd_down_is_refused() {
         let err = transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
             .await
             .expect_err("sshd is down");
-        assert!(matches!(err, TransportError::Refused { .. }), "{err}");
+        assert!(
+            matches!(err.kind, TransportErrorKind::Refused { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains(&ship.ip), "{err}");
     });
 }
@@ -1140,7 +1147,7 @@ fn inner_sshd_down_or_bastion_down_name_the_hop() {
             let err = transport::connect(&endpoint(inner, route()))
                 .await
                 .expect_err("inner sshd is down");
-            let TransportError::Refused { hop, via, .. } = &err else {
+            let TransportErrorKind::Refused { hop, via, .. } = &err.kind else {
                 panic!("expected Refused, got {err}");
             };
             assert_eq!(hop, &format!("root@{}:22", inner.ip));
@@ -1151,12 +1158,15 @@ fn inner_sshd_down_or_bastion_down_name_the_hop() {
             let err = transport::connect(&endpoint(inner, route()))
                 .await
                 .expect_err("bastion is down");
-            let TransportError::Jump { hop, source, .. } = &err else {
+            let TransportErrorKind::Jump { hop, source, .. } = &err.kind else {
                 panic!("expected Jump, got {err}");
             };
             assert_eq!(hop, &format!("root@{}:22", bed.bastion_ip));
-            assert!(matches!(**source, TransportError::Refused { .. }), "{err}");
-            assert_eq!(err.kind(), "refused");
+            assert!(
+                matches!(**source, TransportErrorKind::Refused { .. }),
+                "{err}"
+            );
+            assert_eq!(err.code(), "refused");
         }
     });
 }
@@ -1207,7 +1217,7 @@ fn plain_tcp_route() {
             },
         );
         let err = transport::connect(&e).await.expect_err("closed port");
-        assert_eq!(err.kind(), "refused", "{err}");
+        assert_eq!(err.code(), "refused", "{err}");
 
         let e = Endpoint::new(
             ship.name.clone(),
@@ -1218,7 +1228,7 @@ fn plain_tcp_route() {
             },
         );
         let err = transport::connect(&e).await.expect_err("no such name");
-        assert_eq!(err.kind(), "dns", "{err}");
+        assert_eq!(err.code(), "dns", "{err}");
     });
 }
 
@@ -1347,7 +1357,7 @@ fn all_ships_connect_concurrently_and_failures_stay_per_ship() {
             conn.probe().await.expect("probe");
         }
         let err = results[4].as_ref().expect_err("broken ship");
-        assert_eq!(err.kind(), "socket-missing");
+        assert_eq!(err.code(), "socket-missing");
         assert!(err.to_string().starts_with("ship broken:"), "{err}");
     });
 }
@@ -1506,7 +1516,7 @@ fn tls_route_with_client_certificates() {
             },
         );
         let err = transport::connect(&e).await.expect_err("unverified TLS");
-        assert_eq!(err.kind(), "settings", "{err}");
+        assert_eq!(err.code(), "settings", "{err}");
     });
 }
 

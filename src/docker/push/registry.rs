@@ -168,85 +168,101 @@ impl Registry {
             );
         }
         if let Some((_, digest)) = path.rsplit_once("/manifests/") {
-            return match self.images.manifest(digest) {
-                Some(manifest) => {
-                    let mut response = with_body(
-                        StatusCode::OK,
-                        MANIFEST_V2,
-                        Bytes::from(manifest.as_ref().clone()),
-                        head,
-                    );
-                    if !head {
-                        served
-                            .bytes
-                            .fetch_add(manifest.len() as u64, Ordering::Relaxed);
-                    }
-                    set(&mut response, "Docker-Content-Digest", digest);
-                    response
-                }
-                None => error(
-                    StatusCode::NOT_FOUND,
-                    "MANIFEST_UNKNOWN",
-                    "manifest unknown",
-                ),
-            };
+            return self.answer_manifest(digest, head, served);
         }
         if let Some((_, digest)) = path.rsplit_once("/blobs/") {
-            let Some(blob) = self.images.blob(digest) else {
-                return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown");
-            };
-            let start = request
+            // Only where a range starts counts: the blob is sent from there to its end.
+            let from = request
                 .headers()
                 .get(hyper::header::RANGE)
                 .and_then(|r| r.to_str().ok())
                 .and_then(|r| r.strip_prefix("bytes="))
                 .and_then(|r| r.split_once('-'))
-                .and_then(|(from, _)| from.parse::<u64>().ok())
-                .filter(|from| *from < blob.size);
-            let mut response = Response::new(empty());
-            set(&mut response, "Docker-Content-Digest", digest);
-            set(&mut response, "Content-Type", "application/octet-stream");
-            set(&mut response, "Accept-Ranges", "bytes");
-            let from = start.unwrap_or(0);
-            set(
-                &mut response,
-                "Content-Length",
-                &(blob.size - from).to_string(),
-            );
-            if let Some(from) = start {
-                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-                set(
-                    &mut response,
-                    "Content-Range",
-                    &format!("bytes {from}-{}/{}", blob.size.saturating_sub(1), blob.size),
-                );
-            }
-            api_version(&mut response);
-            if head {
-                return response;
-            }
-            served
-                .fetched
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(digest.to_string());
-            if let Err(err) = blob.ready().await {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &err);
-            }
-            let file = match tokio::fs::File::open(&blob.path).await {
-                Ok(file) => file,
-                Err(err) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "UNKNOWN",
-                        &err.to_string(),
-                    );
-                }
-            };
-            *response.body_mut() = file_body(file, from, served.clone());
-            return response;
+                .and_then(|(from, _)| from.parse::<u64>().ok());
+            return self.answer_blob(digest, from, head, served).await;
         }
         error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "not served here")
+    }
+
+    fn answer_manifest(&self, digest: &str, head: bool, served: &Served) -> Response<Body> {
+        match self.images.manifest(digest) {
+            Some(manifest) => {
+                let mut response = with_body(
+                    StatusCode::OK,
+                    MANIFEST_V2,
+                    Bytes::from(manifest.as_ref().clone()),
+                    head,
+                );
+                if !head {
+                    served
+                        .bytes
+                        .fetch_add(manifest.len() as u64, Ordering::Relaxed);
+                }
+                set(&mut response, "Docker-Content-Digest", digest);
+                response
+            }
+            None => error(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                "manifest unknown",
+            ),
+        }
+    }
+
+    /// A blob, from `from` on when the request asked for a range inside it.
+    async fn answer_blob(
+        &self,
+        digest: &str,
+        from: Option<u64>,
+        head: bool,
+        served: &Arc<Served>,
+    ) -> Response<Body> {
+        let Some(blob) = self.images.blob(digest) else {
+            return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown");
+        };
+        let start = from.filter(|from| *from < blob.size);
+        let mut response = Response::new(empty());
+        set(&mut response, "Docker-Content-Digest", digest);
+        set(&mut response, "Content-Type", "application/octet-stream");
+        set(&mut response, "Accept-Ranges", "bytes");
+        let from = start.unwrap_or(0);
+        set(
+            &mut response,
+            "Content-Length",
+            &(blob.size - from).to_string(),
+        );
+        if let Some(from) = start {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            set(
+                &mut response,
+                "Content-Range",
+                &format!("bytes {from}-{}/{}", blob.size.saturating_sub(1), blob.size),
+            );
+        }
+        api_version(&mut response);
+        if head {
+            return response;
+        }
+        served
+            .fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest.to_string());
+        if let Err(err) = blob.ready().await {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &err);
+        }
+        let file = match tokio::fs::File::open(&blob.path).await {
+            Ok(file) => file,
+            Err(err) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    &err.to_string(),
+                );
+            }
+        };
+        *response.body_mut() = file_body(file, from, served.clone());
+        response
     }
 }
 

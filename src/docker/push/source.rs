@@ -378,58 +378,7 @@ fn read_layout(root: &Path, wanted: &str) -> Result<Found, String> {
     let tagged = with_tag(wanted);
     let docker_manifest = root.join("manifest.json");
     if docker_manifest.exists() {
-        let entries = read_json(&docker_manifest)?;
-        let entries = entries
-            .as_array()
-            .ok_or("manifest.json is not a list of images")?;
-        let names_of = |e: &serde_json::Value| -> Vec<String> {
-            e.get("RepoTags")
-                .and_then(|t| t.as_array())
-                .map(|t| {
-                    t.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let entry = entries
-            .iter()
-            .find(|e| names_of(e).iter().any(|n| *n == tagged || n == wanted))
-            .or(match entries.as_slice() {
-                // A daemon's export of one image by id has no tags.
-                [only] if names_of(only).is_empty() => Some(only),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                let held: Vec<String> = entries.iter().flat_map(names_of).collect();
-                format!(
-                    "not found in it (it holds {})",
-                    if held.is_empty() {
-                        "no tagged image".to_string()
-                    } else {
-                        held.join(", ")
-                    }
-                )
-            })?;
-        let config = entry
-            .get("Config")
-            .and_then(|c| c.as_str())
-            .ok_or("manifest.json has no Config for it")?;
-        let layers = entry
-            .get("Layers")
-            .and_then(|l| l.as_array())
-            .ok_or("manifest.json has no Layers for it")?
-            .iter()
-            .map(|l| {
-                l.as_str()
-                    .ok_or_else(|| "manifest.json: a layer is not a path".to_string())
-                    .and_then(|l| inside(root, l))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(Found {
-            config: inside(root, config)?,
-            layers,
-        });
+        return read_docker_layout(root, &docker_manifest, wanted, &tagged);
     }
     let index_path = root.join("index.json");
     if !index_path.exists() {
@@ -439,14 +388,79 @@ fn read_layout(root: &Path, wanted: &str) -> Result<Found, String> {
                 .into(),
         );
     }
-    let blob = |digest: &str| -> Result<PathBuf, String> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
-            .ok_or_else(|| format!("digest `{digest}` is not sha256"))?;
-        inside(root, &format!("blobs/sha256/{hex}"))
+    let chosen = oci_chosen_manifest(&index_path, wanted, &tagged)?;
+    read_oci_image(root, chosen)
+}
+
+/// `docker save`'s layout: manifest.json lists the images by tag, with their config and
+/// layers as paths.
+fn read_docker_layout(
+    root: &Path,
+    docker_manifest: &Path,
+    wanted: &str,
+    tagged: &str,
+) -> Result<Found, String> {
+    let entries = read_json(docker_manifest)?;
+    let entries = entries
+        .as_array()
+        .ok_or("manifest.json is not a list of images")?;
+    let names_of = |e: &serde_json::Value| -> Vec<String> {
+        e.get("RepoTags")
+            .and_then(|t| t.as_array())
+            .map(|t| {
+                t.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let index = read_json(&index_path)?;
+    let entry = entries
+        .iter()
+        .find(|e| names_of(e).iter().any(|n| *n == tagged || n == wanted))
+        .or(match entries.as_slice() {
+            // A daemon's export of one image by id has no tags.
+            [only] if names_of(only).is_empty() => Some(only),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            let held: Vec<String> = entries.iter().flat_map(names_of).collect();
+            format!(
+                "not found in it (it holds {})",
+                if held.is_empty() {
+                    "no tagged image".to_string()
+                } else {
+                    held.join(", ")
+                }
+            )
+        })?;
+    let config = entry
+        .get("Config")
+        .and_then(|c| c.as_str())
+        .ok_or("manifest.json has no Config for it")?;
+    let layers = entry
+        .get("Layers")
+        .and_then(|l| l.as_array())
+        .ok_or("manifest.json has no Layers for it")?
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .ok_or_else(|| "manifest.json: a layer is not a path".to_string())
+                .and_then(|l| inside(root, l))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Found {
+        config: inside(root, config)?,
+        layers,
+    })
+}
+
+/// The OCI layout's index entry for `wanted`, by the names its annotations give.
+fn oci_chosen_manifest(
+    index_path: &Path,
+    wanted: &str,
+    tagged: &str,
+) -> Result<serde_json::Value, String> {
+    let index = read_json(index_path)?;
     let manifests = index
         .get("manifests")
         .and_then(|m| m.as_array())
@@ -480,7 +494,22 @@ fn read_layout(root: &Path, wanted: &str) -> Result<Found, String> {
             let held: Vec<String> = manifests.iter().flat_map(name_of).collect();
             format!("not found in it (it holds {})", held.join(", "))
         })?;
-    let mut descriptor = chosen.clone();
+    Ok(chosen.clone())
+}
+
+/// A blob of the OCI layout, by its digest.
+fn oci_blob(root: &Path, digest: &str) -> Result<PathBuf, String> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        .ok_or_else(|| format!("digest `{digest}` is not sha256"))?;
+    inside(root, &format!("blobs/sha256/{hex}"))
+}
+
+/// The config and layers of the image `chosen` leads to, through nested indexes.
+fn read_oci_image(root: &Path, chosen: serde_json::Value) -> Result<Found, String> {
+    let blob = |digest: &str| oci_blob(root, digest);
+    let mut descriptor = chosen;
     // An index (several platforms) leads to one image manifest: this machine's platform if
     // listed, else the first.
     for _ in 0..4 {
@@ -622,18 +651,11 @@ static STAGING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 
 type Built = (PreparedImage, Vec<(String, Blob)>);
 
-fn build(
-    name: &str,
-    cache: Option<&DigestCache>,
-    blobs_dir: &Path,
-    found: Found,
-) -> Result<Built, String> {
-    std::fs::create_dir_all(blobs_dir).map_err(|e| format!("temporary directory: {e}"))?;
-    let config =
-        std::fs::read(&found.config).map_err(|e| format!("cannot read its config: {e}"))?;
-    let id = sha256_hex(&config);
+/// The layers' digests uncompressed, as the image's config lists them: one per layer of the
+/// archive, or the archive is not this image's.
+fn layer_diff_ids(config: &[u8], layers: usize) -> Result<Vec<String>, String> {
     let parsed: serde_json::Value =
-        serde_json::from_slice(&config).map_err(|e| format!("its config is not JSON: {e}"))?;
+        serde_json::from_slice(config).map_err(|e| format!("its config is not JSON: {e}"))?;
     let diff_ids: Vec<String> = parsed
         .get("rootfs")
         .and_then(|r| r.get("diff_ids"))
@@ -644,33 +666,36 @@ fn build(
                 .collect()
         })
         .unwrap_or_default();
-    if diff_ids.len() != found.layers.len() {
+    if diff_ids.len() != layers {
         return Err(format!(
             "its config lists {} layers and the archive {}",
             diff_ids.len(),
-            found.layers.len()
+            layers
         ));
     }
-    // A layer compressed in an earlier run (and not compressed in the archive) waits until
-    // a ship asks for it.
-    let remembered: Vec<Option<(String, u64)>> = found
-        .layers
-        .iter()
-        .zip(&diff_ids)
-        .map(|(layer, diff_id)| {
-            let cache = cache?;
-            let mut magic = [0u8; 2];
-            let mut file = std::fs::File::open(layer).ok()?;
-            let gzip = file.read(&mut magic).ok() == Some(2) && magic == [0x1f, 0x8b];
-            if gzip { None } else { cache.get(diff_id) }
-        })
-        .collect();
-    // Each other layer on a thread of its own: compression is the run's CPU-bound step.
-    let results: Vec<Result<Compressed, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = found
-            .layers
+    Ok(diff_ids)
+}
+
+/// The compressed digest and size an earlier run found for a layer, unless the archive
+/// holds it compressed already (then it is sent as it is).
+fn remembered_layer(cache: &DigestCache, layer: &Path, diff_id: &str) -> Option<(String, u64)> {
+    let mut magic = [0u8; 2];
+    let mut file = std::fs::File::open(layer).ok()?;
+    let gzip = file.read(&mut magic).ok() == Some(2) && magic == [0x1f, 0x8b];
+    if gzip { None } else { cache.get(diff_id) }
+}
+
+/// Every layer not `remembered` compressed into `blobs_dir`, each on a thread of its own:
+/// compression is the run's CPU-bound step.
+fn compress_layers(
+    layers: &[PathBuf],
+    remembered: &[Option<(String, u64)>],
+    blobs_dir: &Path,
+) -> Vec<Result<Compressed, String>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = layers
             .iter()
-            .zip(&remembered)
+            .zip(remembered)
             .map(|(layer, known)| {
                 let unique = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 scope.spawn(move || match known {
@@ -686,7 +711,29 @@ fn build(
                     .unwrap_or_else(|_| Err("compression failed".into()))
             })
             .collect()
-    });
+    })
+}
+
+fn build(
+    name: &str,
+    cache: Option<&DigestCache>,
+    blobs_dir: &Path,
+    found: Found,
+) -> Result<Built, String> {
+    std::fs::create_dir_all(blobs_dir).map_err(|e| format!("temporary directory: {e}"))?;
+    let config =
+        std::fs::read(&found.config).map_err(|e| format!("cannot read its config: {e}"))?;
+    let id = sha256_hex(&config);
+    let diff_ids = layer_diff_ids(&config, found.layers.len())?;
+    // A layer compressed in an earlier run (and not compressed in the archive) waits until
+    // a ship asks for it.
+    let remembered: Vec<Option<(String, u64)>> = found
+        .layers
+        .iter()
+        .zip(&diff_ids)
+        .map(|(layer, diff_id)| remembered_layer(cache?, layer, diff_id))
+        .collect();
+    let results = compress_layers(&found.layers, &remembered, blobs_dir);
     let mut layers = Vec::new();
     let mut blobs = Vec::new();
     for (n, result) in results.into_iter().enumerate() {

@@ -242,37 +242,10 @@ pub async fn run(
     sink.send(EventKind::PlanStarted {
         command: command.clone(),
         direction,
-        jobs: jobs
-            .iter()
-            .enumerate()
-            .map(|(job, j)| JobInfo {
-                job,
-                instance: j.instance.clone(),
-                service: j.service.clone(),
-                ship: j.ship.clone(),
-            })
-            .collect(),
+        jobs: job_infos(&jobs),
     });
-
-    let mut scheduler = Scheduler {
-        jobs: &jobs,
-        graph,
-        limits,
-        direction,
-        sink: sink.clone(),
-        slots: jobs.iter().map(|_| Slot::Pending).collect(),
-        ready: BTreeSet::new(),
-        running_global: 0,
-        running_per_ship: HashMap::new(),
-    };
-    for job in 0..jobs.len() {
-        if scheduler.graph.waiting[job] == 0 {
-            scheduler.ready.insert(job);
-        }
-    }
-
-    let mut tasks: JoinSet<(usize, Result<Outcome, OpError>)> = JoinSet::new();
-    let mut task_jobs: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut scheduler = Scheduler::new(&jobs, graph, limits, direction, sink.clone());
+    let mut running = Running::default();
     let mut interrupted = false;
     let mut aborted = false;
     loop {
@@ -287,7 +260,7 @@ pub async fn run(
                 sink.send(EventKind::Interrupted { abort: true });
             }
             // Dropping the futures is the point of an abort: the user asked twice.
-            tasks.abort_all();
+            running.tasks.abort_all();
             scheduler.abandon_running();
             break;
         }
@@ -300,40 +273,20 @@ pub async fn run(
                     sink: sink.clone(),
                     cancel: cancel.clone(),
                 };
-                let op = Arc::clone(&op);
-                let handle = tasks.spawn(async move {
-                    // A panicking operation must fail its job, not take the run down with
-                    // it and leave every other job unaccounted for.
-                    let result = AssertUnwindSafe(op.run(job, ctx))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| Err(OpError::failed("operation panicked")));
-                    (job, result)
-                });
-                task_jobs.insert(handle.id(), job);
+                running.spawn(job, Arc::clone(&op), ctx);
             }
         }
-        if tasks.is_empty() {
+        if running.tasks.is_empty() {
             break;
         }
         tokio::select! {
             // Prefer completions: a job that finished should be recorded as finished even
             // if the signal arrived in the same instant.
             biased;
-            joined = tasks.join_next_with_id() => match joined {
-                Some(Ok((id, (job, result)))) => {
-                    task_jobs.remove(&id);
+            ended = running.next_ended() => {
+                if let Some((job, result)) = ended {
                     scheduler.finish(job, result);
                 }
-                // Panics are caught inside the task, so this is the runtime cancelling the
-                // task (e.g. shutting down); the job still gets exactly one end state.
-                Some(Err(err)) => {
-                    if let Some(job) = task_jobs.remove(&err.id()) {
-                        let reason = format!("operation did not complete: {err}");
-                        scheduler.finish(job, Err(OpError::failed(reason)));
-                    }
-                }
-                None => {}
             },
             _ = cancel.cancelled(), if !interrupted => {}
             _ = cancel.aborted(), if !aborted => {}
@@ -356,6 +309,59 @@ pub async fn run(
         summary: summary.clone(),
     });
     Ok(summary)
+}
+
+/// What `PlanStarted` says about each job.
+fn job_infos(jobs: &[Job]) -> Vec<JobInfo> {
+    jobs.iter()
+        .enumerate()
+        .map(|(job, j)| JobInfo {
+            job,
+            instance: j.instance.clone(),
+            service: j.service.clone(),
+            ship: j.ship.clone(),
+        })
+        .collect()
+}
+
+/// The operations in flight, each task with the job it runs.
+#[derive(Default)]
+struct Running {
+    tasks: JoinSet<(usize, Result<Outcome, OpError>)>,
+    jobs: HashMap<tokio::task::Id, usize>,
+}
+
+impl Running {
+    fn spawn(&mut self, job: usize, op: Arc<dyn Operation>, ctx: StepContext) {
+        let handle = self.tasks.spawn(async move {
+            // A panicking operation must fail its job, not take the run down with it and
+            // leave every other job unaccounted for.
+            let result = AssertUnwindSafe(op.run(job, ctx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(OpError::failed("operation panicked")));
+            (job, result)
+        });
+        self.jobs.insert(handle.id(), job);
+    }
+
+    /// The next job to end, with its result; `None` when no task is left or the one that
+    /// ended is not known. Cancel safe, as `JoinSet::join_next_with_id` is.
+    async fn next_ended(&mut self) -> Option<(usize, Result<Outcome, OpError>)> {
+        match self.tasks.join_next_with_id().await? {
+            Ok((id, (job, result))) => {
+                self.jobs.remove(&id);
+                Some((job, result))
+            }
+            // Panics are caught inside the task, so this is the runtime cancelling the task
+            // (e.g. shutting down); the job still gets exactly one end state.
+            Err(err) => {
+                let job = self.jobs.remove(&err.id())?;
+                let reason = format!("operation did not complete: {err}");
+                Some((job, Err(OpError::failed(reason))))
+            }
+        }
+    }
 }
 
 /// The dependency graph oriented for one direction (not `plan::select::Graph`, the file's): `waits_on[j]` must all succeed before
@@ -423,7 +429,29 @@ struct Scheduler<'a> {
     running_per_ship: HashMap<String, usize>,
 }
 
-impl Scheduler<'_> {
+impl<'a> Scheduler<'a> {
+    /// Every job pending; those that wait on nothing are ready.
+    fn new(
+        jobs: &'a [Job],
+        graph: Waits,
+        limits: Concurrency,
+        direction: Direction,
+        sink: EventSink,
+    ) -> Self {
+        let ready = (0..jobs.len()).filter(|&j| graph.waiting[j] == 0).collect();
+        Scheduler {
+            jobs,
+            graph,
+            limits,
+            direction,
+            sink,
+            slots: jobs.iter().map(|_| Slot::Pending).collect(),
+            ready,
+            running_global: 0,
+            running_per_ship: HashMap::new(),
+        }
+    }
+
     /// Marks as running, and returns, every ready job that fits in the limits now. A job
     /// held back by its ship's limit does not hold back jobs on other ships.
     fn take_startable(&mut self) -> Vec<usize> {

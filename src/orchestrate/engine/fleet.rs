@@ -22,7 +22,7 @@ use crate::orchestrate::engine::events::{EventKind, EventSink};
 use crate::orchestrate::plan::select::Plan;
 use crate::transport::{
     self, Connection, DockerTarget, Endpoint, HostKeyPolicy, JumpSpec, Route, SessionPool,
-    SshRoute, TlsFiles, TransportError,
+    SshRoute, TlsFiles, TransportError, TransportErrorKind,
 };
 
 /// Choices the operator makes on the command line that apply to every ship.
@@ -270,10 +270,12 @@ impl Fleet {
     /// begun yet).
     pub async fn ship(self: &Arc<Self>, name: &str) -> ShipResult {
         let Some(result) = self.results.get(name) else {
-            return Err(Arc::new(TransportError::Settings {
-                ship: name.to_string(),
-                message: "is not one of the ships this command connects to".into(),
-            }));
+            return Err(Arc::new(
+                TransportErrorKind::Settings {
+                    message: "is not one of the ships this command connects to".into(),
+                }
+                .for_ship(name),
+            ));
         };
         self.connect();
         let mut rx = result.subscribe();
@@ -289,10 +291,12 @@ impl Fleet {
     /// the fleet: the caller closes it.
     pub async fn reconnect(&self, name: &str) -> Result<ShipHandle, ShipError> {
         let endpoint = self.endpoints.get(name).ok_or_else(|| {
-            Arc::new(TransportError::Settings {
-                ship: name.to_string(),
-                message: "is not one of the ships this command connects to".into(),
-            })
+            Arc::new(
+                TransportErrorKind::Settings {
+                    message: "is not one of the ships this command connects to".into(),
+                }
+                .for_ship(name),
+            )
         })?;
         let connection = transport::connect_in(endpoint, &SessionPool::new())
             .await
@@ -336,10 +340,12 @@ impl Fleet {
         for (name, result) in &self.results {
             // Taken out, so that the connections are dropped here, inside the runtime:
             // russh's channels need one to close.
-            let closed = Err(Arc::new(TransportError::Settings {
-                ship: name.clone(),
-                message: "its connection was closed at the end of the command".into(),
-            }));
+            let closed = Err(Arc::new(
+                TransportErrorKind::Settings {
+                    message: "its connection was closed at the end of the command".into(),
+                }
+                .for_ship(name.clone()),
+            ));
             if let Some(Ok(handle)) = result.send_replace(Some(closed)) {
                 handle.connection.close().await;
             }
@@ -363,10 +369,12 @@ impl Fleet {
 }
 
 fn unreachable_ship(name: &str) -> ShipResult {
-    Err(Arc::new(TransportError::Settings {
-        ship: name.to_string(),
-        message: "its connection attempt ended without a result".into(),
-    }))
+    Err(Arc::new(
+        TransportErrorKind::Settings {
+            message: "its connection attempt ended without a result".into(),
+        }
+        .for_ship(name),
+    ))
 }
 
 #[cfg(test)]

@@ -334,145 +334,198 @@ pub async fn read_instance(
     options: LogOptions,
     events: mpsc::Sender<LogEvent>,
 ) -> Result<(), LogError> {
-    let notice = |text: String| LogEvent::Notice {
-        instance: instance.clone(),
-        text,
+    let reader = InstanceLog {
+        ship: &ship,
+        instance: &instance,
+        options,
+        events: &events,
     };
-    let docker_error = |source: DockerError| LogError::Docker {
-        instance: instance.clone(),
-        source,
-    };
-    let caught_up = || LogEvent::CaughtUp {
-        instance: instance.clone(),
-    };
-    // Lines at `since` itself are shown.
-    let mut resume = Resume {
-        after: options
-            .since
-            .and_then(|t| t.checked_sub(Duration::from_nanos(1))),
-    };
-    let before_until = |time: Option<SystemTime>| match (options.until, time) {
-        (Some(until), Some(time)) => time <= until,
-        _ => true,
-    };
-    // The daemon's `until` is whole seconds: one more, and the rest is filtered here.
-    let until_seconds = options
-        .until
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| i32::try_from(d.as_secs() + 1).unwrap_or(i32::MAX));
-    // `-n 0` has no backlog to merge: follow at once (see the module's header).
-    let backlog_first = options.follow && options.tail != Some(0);
-    if options.follow && !backlog_first && events.send(caught_up()).await.is_err() {
-        return Ok(());
+    match reader.read().await {
+        Ok(()) | Err(Stop::Closed) => Ok(()),
+        Err(Stop::Failed(err)) => Err(err),
     }
-    let mut first = true;
-    loop {
-        let details = match ship.inspect(&instance).await {
-            Ok(Some(d)) => Some(d),
-            Ok(None) if !options.follow => {
-                return Err(LogError::Absent {
-                    instance: instance.clone(),
-                    ship: ship.name().to_string(),
-                });
-            }
-            Ok(None) => None,
-            Err(err) if !options.follow => return Err(docker_error(err)),
-            Err(err) => {
-                if events
-                    .send(notice(format!("{err}; trying again")))
-                    .await
-                    .is_err()
-                {
+}
+
+/// Why a log reader stops before its end.
+enum Stop {
+    /// The receiver is gone: nobody reads any more, which is not an error.
+    Closed,
+    Failed(LogError),
+}
+
+/// One instance's log being read (see [`read_instance`]).
+struct InstanceLog<'a> {
+    ship: &'a docker::Ship,
+    instance: &'a str,
+    options: LogOptions,
+    events: &'a mpsc::Sender<LogEvent>,
+}
+
+impl InstanceLog<'_> {
+    async fn read(&self) -> Result<(), Stop> {
+        // Lines at `since` itself are shown.
+        let mut resume = Resume {
+            after: self
+                .options
+                .since
+                .and_then(|t| t.checked_sub(Duration::from_nanos(1))),
+        };
+        // `-n 0` has no backlog to merge: follow at once (see the module's header).
+        let backlog_first = self.options.follow && self.options.tail != Some(0);
+        if self.options.follow && !backlog_first {
+            self.send(self.caught_up()).await?;
+        }
+        let mut first = true;
+        loop {
+            let details = self.inspect().await?;
+            let running = details.as_ref().is_some_and(|d| d.running);
+            // After the first pass, read only once the container runs, so that the whole new
+            // run is read in one follow.
+            if (first && details.is_some()) || running {
+                if !first && resume.after.is_none() {
+                    // Nothing shown yet (`-n 0`, or an empty log): only this run's lines are
+                    // new.
+                    resume.after = details
+                        .as_ref()
+                        .and_then(|d| d.started_at)
+                        .and_then(|t| t.checked_sub(Duration::from_nanos(1)));
+                }
+                let query = self.query(first, backlog_first, &resume);
+                let read_any = self.send_lines(query, &mut resume).await?;
+                if !self.options.follow {
                     return Ok(());
                 }
-                None
-            }
-        };
-        let running = details.as_ref().is_some_and(|d| d.running);
-        // After the first pass, read only once the container runs, so that the whole new run
-        // is read in one follow.
-        if (first && details.is_some()) || running {
-            if !first && resume.after.is_none() {
-                // Nothing shown yet (`-n 0`, or an empty log): only this run's lines are new.
-                resume.after = details
-                    .as_ref()
-                    .and_then(|d| d.started_at)
-                    .and_then(|t| t.checked_sub(Duration::from_nanos(1)));
-            }
-            // With timestamps: a resumed follow drops what was already shown.
-            let query = if first {
-                LogQuery {
-                    tail: options.tail,
-                    since: resume.since_seconds(),
-                    until: until_seconds,
-                    follow: options.follow && !backlog_first,
-                    timestamps: true,
-                }
-            } else {
-                LogQuery {
-                    tail: None,
-                    since: resume.since_seconds(),
-                    until: None,
-                    follow: true,
-                    timestamps: true,
-                }
-            };
-            let mut lines = ship.logs(&instance, query);
-            let mut read_any = false;
-            while let Some(item) = lines.next().await {
-                match item {
-                    Ok(line) => {
-                        read_any = true;
-                        if !resume.is_new(line.time) || !before_until(line.time) {
-                            continue;
-                        }
-                        if line.time.is_some() {
-                            resume.after = line.time;
-                        }
-                        let event = LogEvent::Line {
-                            instance: instance.clone(),
-                            source: line.source,
-                            text: line.text,
-                            time: line.time,
-                        };
-                        if events.send(event).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Err(err) => {
-                        if !options.follow {
-                            return Err(docker_error(err));
-                        }
-                        if events.send(notice(format!("{err}"))).await.is_err() {
-                            return Ok(());
-                        }
-                        break;
-                    }
+                if !first && !read_any && running {
+                    // A stream that ends at once while the container runs: do not spin on it.
+                    tokio::time::sleep(self.options.poll).await;
                 }
             }
-            if !options.follow {
+            if first {
+                first = false;
+                self.send(self.caught_up()).await?;
+                if backlog_first && running {
+                    // The backlog is read: follow on from its last line.
+                    continue;
+                }
+            }
+            // The follow ended: the container stopped (or went away, or the stream broke).
+            wait_until_running(self.ship, self.instance, self.options.poll, self.events).await;
+            if self.events.is_closed() {
                 return Ok(());
             }
-            if !first && !read_any && running {
-                // A stream that ends at once while the container runs: do not spin on it.
-                tokio::time::sleep(options.poll).await;
+        }
+    }
+
+    /// The container as it is now; `None` when a follow finds it absent or cannot ask (it
+    /// tells so and waits). Without a follow, either is an error.
+    async fn inspect(&self) -> Result<Option<docker::ContainerDetails>, Stop> {
+        match self.ship.inspect(self.instance).await {
+            Ok(Some(d)) => Ok(Some(d)),
+            Ok(None) if !self.options.follow => Err(Stop::Failed(LogError::Absent {
+                instance: self.instance.to_string(),
+                ship: self.ship.name().to_string(),
+            })),
+            Ok(None) => Ok(None),
+            Err(err) if !self.options.follow => Err(self.docker_error(err)),
+            Err(err) => {
+                self.send(self.notice(format!("{err}; trying again")))
+                    .await?;
+                Ok(None)
             }
         }
+    }
+
+    /// What to ask the daemon, with timestamps so that a resumed follow drops what was
+    /// already shown: the backlog on the first read, and only new lines after a restart.
+    fn query(&self, first: bool, backlog_first: bool, resume: &Resume) -> LogQuery {
         if first {
-            first = false;
-            if events.send(caught_up()).await.is_err() {
-                return Ok(());
+            // The daemon's `until` is whole seconds: one more, and the rest is filtered here.
+            let until_seconds = self
+                .options
+                .until
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| i32::try_from(d.as_secs() + 1).unwrap_or(i32::MAX));
+            LogQuery {
+                tail: self.options.tail,
+                since: resume.since_seconds(),
+                until: until_seconds,
+                follow: self.options.follow && !backlog_first,
+                timestamps: true,
             }
-            if backlog_first && running {
-                // The backlog is read: follow on from its last line.
-                continue;
+        } else {
+            LogQuery {
+                tail: None,
+                since: resume.since_seconds(),
+                until: None,
+                follow: true,
+                timestamps: true,
             }
         }
-        // The follow ended: the container stopped (or went away, or the stream broke).
-        wait_until_running(&ship, &instance, options.poll, &events).await;
-        if events.is_closed() {
-            return Ok(());
+    }
+
+    /// Sends the lines of one read that are new and not past `--until`, moving `resume` on;
+    /// whether the daemon sent any line at all. A broken stream ends a follow's read with a
+    /// notice, and is an error otherwise.
+    async fn send_lines(&self, query: LogQuery, resume: &mut Resume) -> Result<bool, Stop> {
+        let mut lines = self.ship.logs(self.instance, query);
+        let mut read_any = false;
+        while let Some(item) = lines.next().await {
+            match item {
+                Ok(line) => {
+                    read_any = true;
+                    if !resume.is_new(line.time) || !self.before_until(line.time) {
+                        continue;
+                    }
+                    if line.time.is_some() {
+                        resume.after = line.time;
+                    }
+                    self.send(LogEvent::Line {
+                        instance: self.instance.to_string(),
+                        source: line.source,
+                        text: line.text,
+                        time: line.time,
+                    })
+                    .await?;
+                }
+                Err(err) if !self.options.follow => return Err(self.docker_error(err)),
+                Err(err) => {
+                    self.send(self.notice(format!("{err}"))).await?;
+                    break;
+                }
+            }
         }
+        Ok(read_any)
+    }
+
+    fn before_until(&self, time: Option<SystemTime>) -> bool {
+        match (self.options.until, time) {
+            (Some(until), Some(time)) => time <= until,
+            _ => true,
+        }
+    }
+
+    async fn send(&self, event: LogEvent) -> Result<(), Stop> {
+        self.events.send(event).await.map_err(|_| Stop::Closed)
+    }
+
+    fn notice(&self, text: String) -> LogEvent {
+        LogEvent::Notice {
+            instance: self.instance.to_string(),
+            text,
+        }
+    }
+
+    fn caught_up(&self) -> LogEvent {
+        LogEvent::CaughtUp {
+            instance: self.instance.to_string(),
+        }
+    }
+
+    fn docker_error(&self, source: DockerError) -> Stop {
+        Stop::Failed(LogError::Docker {
+            instance: self.instance.to_string(),
+            source,
+        })
     }
 }
 

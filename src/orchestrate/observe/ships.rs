@@ -37,7 +37,7 @@ pub async fn probe(fleet: &Arc<Fleet>) -> Vec<ShipReport> {
         let ship = ship.to_string();
         let connected = fleet.ship(&ship).await;
         let failure = |err: &TransportError| ShipFailure {
-            cause: err.kind(),
+            cause: err.code(),
             message: err.to_string(),
         };
         match connected {

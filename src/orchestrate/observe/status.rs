@@ -395,7 +395,7 @@ pub async fn check_ports(connection: &Connection, ports: &mut [PortStatus], time
                     millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 },
                 Ok(Err(err)) => PortCheck::Failed {
-                    reason: match err.kind() {
+                    reason: match err.code() {
                         "refused" => "connection refused".to_string(),
                         _ => err.to_string(),
                     },
@@ -428,7 +428,7 @@ pub async fn gather(env: &Environment, fleet: &Arc<Fleet>) -> Observation {
             Err(err) => (
                 ship,
                 ShipListing::Down {
-                    cause: err.kind().to_string(),
+                    cause: err.code().to_string(),
                     message: err.to_string(),
                 },
                 None,

@@ -6,12 +6,12 @@
 //! direction), so a generic executor can run it with per-ship concurrency.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::config::Environment;
-use crate::config::graph::{Cycle, toposort};
+use crate::config::graph::{Cycle, InstanceEdges, instance_edges, toposort};
 
 /// One instance (container) in the dependency graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,43 +59,11 @@ impl PlanError {
 
 impl Graph {
     pub fn new(env: &Environment) -> Graph {
-        let mut by_name: HashMap<&str, usize> = HashMap::new();
-        let mut by_service: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (k, (s, i)) in env.instances().enumerate() {
-            by_name.insert(i.name.as_str(), k);
-            by_service.entry(s.name.as_str()).or_default().push(k);
-        }
-        let index = |name: &str| by_name.get(name).copied();
-        let of_services = |services: &[String], own: &str| -> Vec<usize> {
-            let mut v: Vec<usize> = services
-                .iter()
-                .filter(|s| s.as_str() != own)
-                .flat_map(|s| by_service.get(s.as_str()).into_iter().flatten().copied())
-                .collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
-        let mut nodes = Vec::with_capacity(by_name.len());
-        for service in &env.services {
-            for inst in &service.instances {
-                let mut deps = of_services(&service.requires, &service.name);
-                for target in inst
-                    .volumes_from
-                    .iter()
-                    .chain(inst.links.iter().map(|l| &l.target))
-                {
-                    if *target != inst.name {
-                        deps.extend(index(target));
-                    }
-                }
-                deps.sort_unstable();
-                deps.dedup();
-                let info: Vec<usize> = of_services(&service.wants_info, &service.name)
-                    .into_iter()
-                    .filter(|i| !deps.contains(i))
-                    .collect();
-                nodes.push(GraphNode {
+        let mut nodes: Vec<GraphNode> = env
+            .instances()
+            .zip(instance_edges(env))
+            .map(
+                |((service, inst), InstanceEdges { deps, info })| GraphNode {
                     instance: inst.name.clone(),
                     service: service.name.clone(),
                     ship: inst.ship.clone(),
@@ -103,9 +71,9 @@ impl Graph {
                     info,
                     dependents: Vec::new(),
                     omit: service.omit,
-                });
-            }
-        }
+                },
+            )
+            .collect();
         for i in 0..nodes.len() {
             for d in nodes[i].deps.clone() {
                 nodes[d].dependents.push(i);
