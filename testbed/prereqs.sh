@@ -53,7 +53,7 @@ ensure_cargo() {
     fi
 }
 
-# The parity test (tests/parity.rs) installs MaestroNG into a virtualenv: python3 with venv and
+# The parity test (tests/bed/parity.rs) installs MaestroNG into a virtualenv: python3 with venv and
 # ensurepip, which Debian ships apart as python3-venv.
 ensure_python_venv() {
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && return 0

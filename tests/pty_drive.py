@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Drives a program on a pseudo-terminal for the interactive tests of tests/exec.rs.
+"""Drives a program on a pseudo-terminal for the interactive tests of tests/bed/exec.rs.
 
     pty_drive.py STEPS.json -- PROGRAM ARGS...
 

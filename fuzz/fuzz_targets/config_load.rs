@@ -1,6 +1,6 @@
 //! The config loader on arbitrary text: it must return an environment or an error, never
 //! panic, overflow its stack or hang. Crashes found here become cases of
-//! tests/hostile_input.rs.
+//! tests/offline/hostile_input.rs.
 #![no_main]
 
 use std::collections::BTreeMap;

@@ -16,7 +16,9 @@
 //! Tests that need a bed must run as root (they do in `./test.sh` and CI).
 #![allow(dead_code)]
 
+pub mod golden;
 pub mod support;
+pub mod turn;
 
 use std::io::Read;
 use std::ops::Deref;
@@ -293,7 +295,20 @@ impl TestBed {
     /// (3 ships, 2 inner ships, a registry) and kept for the whole run: it has one owner, the
     /// process, and a watcher started with it removes it once the process has ended (also
     /// when killed). Its name holds the process id, so no other run's bed is touched.
-    pub fn shared() -> Arc<TestBed> {
+    ///
+    /// The caller's source file takes a turn on it (see [`turn`]), held as long as the
+    /// returned `SharedBed` lives: keep it for the whole test.
+    #[track_caller]
+    pub fn shared() -> SharedBed {
+        let file = std::panic::Location::caller().file();
+        let turn = turn::Turn::file(file);
+        SharedBed {
+            bed: TestBed::shared_bed(),
+            _turn: turn,
+        }
+    }
+
+    fn shared_bed() -> Arc<TestBed> {
         let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bed) = guard.as_ref() {
             return bed.clone();
@@ -620,6 +635,30 @@ impl Drop for TestBed {
     fn drop(&mut self) {
         if self.owned {
             self.down();
+        }
+    }
+}
+
+/// The shared bed, with the turn of the test that holds it (see [`turn`]): keep it for the
+/// whole test. A clone is one more turn of the same file, entered at once.
+#[derive(Debug)]
+pub struct SharedBed {
+    bed: Arc<TestBed>,
+    _turn: turn::Turn,
+}
+
+impl Deref for SharedBed {
+    type Target = TestBed;
+    fn deref(&self) -> &TestBed {
+        &self.bed
+    }
+}
+
+impl Clone for SharedBed {
+    fn clone(&self) -> SharedBed {
+        SharedBed {
+            bed: self.bed.clone(),
+            _turn: self._turn.again(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Helpers of tests/faults.rs, tests/fleet.rs, tests/security.rs, tests/orchestrate.rs and
-//! tests/hostile_input.rs: running the maestro binary in a clean environment, a listener that
+//! Helpers of the integration tests (tests/bed/ and tests/offline/): running the maestro binary
+//! in a clean environment and reading what it did (`Run`, `run`), a listener that
 //! records every connection made to it (to prove that nothing was contacted), environment
 //! files for the test bed, and faults injected in a ship's network namespace.
 #![allow(dead_code)]
@@ -11,6 +11,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use super::{Ship, TestBed};
 
 /// What one run of the binary did.
 #[derive(Debug)]
@@ -40,13 +42,20 @@ impl Run {
         }
     }
 
-    /// The JSON events of a `--json` run, one per stdout line.
+    /// The JSON events of a `--json` run, one per stdout line; a line that starts like one
+    /// and is not JSON fails the test.
     pub fn events(&self) -> Vec<serde_json::Value> {
         self.stdout
             .lines()
             .filter(|l| l.starts_with('{'))
-            .filter_map(|l| serde_json::from_str(l).ok())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
             .collect()
+    }
+
+    /// stdout as one JSON document (`status --json`, `ships --json`).
+    pub fn document(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not a JSON document ({e}):\n{}", self.stdout))
     }
 
     /// stdout and stderr, for assertions that care about neither in particular.
@@ -81,13 +90,62 @@ pub fn maestro_command(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Comm
 pub const RUN_LIMIT: Duration = Duration::from_secs(180);
 
 pub fn run_maestro(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    run(&mut maestro_command(dir, args, envs))
+}
+
+/// Runs `cmd` (made by `common::maestro`, with the test's arguments and variables) to its end,
+/// at most [`RUN_LIMIT`]: the one way the tests run the binary and wait for it.
+pub fn run(cmd: &mut Command) -> Run {
+    run_within(cmd, RUN_LIMIT)
+}
+
+/// [`run`] with a limit of the test's own.
+pub fn run_within(cmd: &mut Command, limit: Duration) -> Run {
     let started = Instant::now();
-    let child = maestro_command(dir, args, envs)
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
-    finish_within(child, RUN_LIMIT, started)
+    finish_within(child, limit, started)
+}
+
+/// [`run`], with `read_bytes` measured as any user. A zombie's `/proc/PID/io` is root's, so
+/// [`finish_within`] reads it only as root; here `cmd` runs under `sh`, which waits for it and
+/// then prints its own `rchar`: the kernel adds a reaped child's reads to its parent's, so the
+/// figure bounds the command's reads from above (the shell's own are a few kilobytes).
+pub fn run_counting_reads(cmd: &Command) -> Run {
+    const MARK: &str = "rchar of the shell: ";
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c")
+        .arg(format!(
+            r#""$@"; s=$?; printf '\n{MARK}%s\n' "$(sed -n 's/^rchar: //p' /proc/$$/io)" >&2; exit $s"#
+        ))
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear();
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            sh.env(key, value);
+        }
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        sh.current_dir(dir);
+    }
+    let mut run = run(sh.stdin(Stdio::null()));
+    let (stderr, figure) = run
+        .stderr
+        .rsplit_once(&format!("\n{MARK}"))
+        .unwrap_or_else(|| panic!("the shell printed no rchar\n{run}"));
+    run.read_bytes = Some(
+        figure
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("rchar {figure:?}: {e}")),
+    );
+    run.stderr = stderr.to_string();
+    run
 }
 
 /// Waits for `child` (spawned with piped stdout and stderr, or none) at most `limit` after
@@ -349,4 +407,109 @@ impl Drop for PacketsDropped {
         cmd.extend_from_slice(DROP_RULE);
         let _ = in_netns(&self.netns, &cmd);
     }
+}
+
+/// A ship's dockerd stopped (TERM, as `systemctl stop` does); started again on drop with
+/// the command line it had, in its namespace (tests/bed/faults.rs, tests/bed/persist.rs).
+pub struct DockerdStopped<'a> {
+    bed: &'a TestBed,
+    ship: String,
+    netns: String,
+    cmdline: Vec<String>,
+    log: PathBuf,
+    restored: bool,
+}
+
+impl<'a> DockerdStopped<'a> {
+    pub fn new(bed: &'a TestBed, ship: &Ship) -> DockerdStopped<'a> {
+        let dir = ship.dir.clone().expect("bed.json names the ship's dir");
+        let pidfile = dir.join("dockerd.pid");
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()))
+            .trim()
+            .parse()
+            .expect("a pid");
+        let cmdline: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .expect("dockerd cmdline")
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        assert!(
+            wait_for(Duration::from_secs(60), || !Path::new(&format!(
+                "/proc/{pid}"
+            ))
+            .exists()),
+            "dockerd of {} did not stop",
+            ship.name
+        );
+        DockerdStopped {
+            bed,
+            ship: ship.name.clone(),
+            netns: ship.netns.clone(),
+            cmdline,
+            log: dir.join("dockerd.log"),
+            restored: false,
+        }
+    }
+
+    /// Starts it again now (else on drop), and waits until it answers.
+    pub fn restore(&mut self) {
+        if self.restored {
+            return;
+        }
+        self.restored = true;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)
+            .expect("dockerd log");
+        // `setsid --fork`: dockerd outlives this command, which returns at once.
+        let status = Command::new("setsid")
+            .arg("--fork")
+            .arg("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .args(&self.cmdline)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .status()
+            .expect("restart dockerd");
+        assert!(status.success(), "setsid nsenter dockerd: {status}");
+        let bed = self.bed;
+        let ship = self.ship.clone();
+        assert!(
+            wait_for(Duration::from_secs(60), || bed
+                .docker_cli(&ship, &["version"])
+                .status
+                .success()),
+            "dockerd of {ship} did not come back"
+        );
+    }
+}
+
+impl Drop for DockerdStopped<'_> {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// Cuts every SSH session of `ship` on the ship's side: each per-connection process of its sshd
+/// ends (`pkill -P` of the listener), the listener stays, as when a laptop's network drops and
+/// comes back. Fails the test when there was no session to cut.
+pub fn cut_ssh_sessions(ship: &Ship) {
+    let pidfile = ship
+        .sshd_pidfile
+        .as_ref()
+        .expect("bed.json names the sshd pidfile");
+    let listener =
+        std::fs::read_to_string(pidfile).unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()));
+    let cut = Command::new("pkill")
+        .args(["-P", listener.trim()])
+        .status()
+        .expect("pkill");
+    assert!(cut.success(), "no session of {} to cut", ship.name);
 }

@@ -1,6 +1,6 @@
 """What MaestroNG 0.8.3 would send to Docker for each container of an environment file.
 
-Run with the Python of a virtualenv that has `maestro-ng==0.8.3` (see tests/parity.rs):
+Run with the Python of a virtualenv that has `maestro-ng==0.8.3` (see tests/bed/parity.rs):
 
     python maestrong_view.py FILE...
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure a virtualenv holds MaestroNG 0.8.3, the oracle of the parity test
-# (tests/parity.rs), and prints the path of its python. The venv lives in
+# (tests/bed/parity.rs), and prints the path of its python. The venv lives in
 # $MAESTRO_MAESTRONG_VENV (default target/maestrong-venv) and is made once; later runs only
 # check that MaestroNG imports. Its docker-py 1.10 breaks with requests >= 2.29 and urllib3 2,
 # and setuptools gives it the distutils it still imports.

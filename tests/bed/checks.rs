@@ -6,7 +6,7 @@
 //! Needs root and `openssl`. Uses the bed named by `MAESTRO_TESTBED` if set, else brings up
 //! its own.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! the end, also when it fails (see [`Warm`]). The tests count logins in the ships' sshd
 //! logs, so they run one at a time.
 
-mod common;
+use crate::common;
 use common::support::{self, Run};
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::TestBed;
+use common::{SharedBed, TestBed};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -82,14 +82,36 @@ impl Warm {
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let started = Instant::now();
-        let child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run maestro");
-        support::finish_within(child, support::RUN_LIMIT, started)
+        support::run(&mut self.command(args))
+    }
+
+    /// `run` with more variables.
+    fn run_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        support::run(self.command(args).envs(envs.iter().copied()))
+    }
+
+    /// Runs each of `commands` warm (`--persist 1m`), each reaching its ships, and asserts
+    /// that they made one login to each of `ships` and one to the bastion, all told.
+    fn assert_one_login_each(&self, bed: &TestBed, ships: &[&str], commands: &[&[&str]]) {
+        let before: Vec<usize> = ships.iter().map(|s| logins(bed, s)).collect();
+        let bastion_before = bastion_logins(bed);
+        for args in commands {
+            let run = self.run(&[&["-f", "env.yaml", "--persist", "1m"], *args].concat());
+            reached(&run);
+        }
+        let n = commands.len();
+        for (ship, before) in ships.iter().zip(before) {
+            assert_eq!(
+                settled(|| logins(bed, ship)) - before,
+                1,
+                "logins to {ship} over {n} commands"
+            );
+        }
+        assert_eq!(
+            settled(|| bastion_logins(bed)) - bastion_before,
+            1,
+            "logins to the bastion over {n} commands"
+        );
     }
 
     fn socket(&self) -> PathBuf {
@@ -156,51 +178,38 @@ fn settled(count: impl Fn() -> usize) -> usize {
     last
 }
 
+/// A test's start on one ship: this file's lock, the bed, a daemon that holds a session to
+/// `ship` after one warm `status`, and the ship's logins so far.
+fn warm_on(ship: &str) -> (MutexGuard<'static, ()>, SharedBed, Warm, usize) {
+    let serial = serial();
+    let bed = TestBed::shared();
+    let warm = Warm::new(&bed, &[ship]);
+    let first = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
+    reached(&first);
+    let before = settled(|| logins(&bed, ship));
+    (serial, bed, warm, before)
+}
+
 #[test]
 fn several_commands_in_a_row_make_one_login_per_ship() {
     let _serial = serial();
     let bed = TestBed::shared();
-    let warm = Warm::new(&bed, &["ship1", "ship2", "inner1"]);
-    let before: Vec<usize> = ["ship1", "ship2", "inner1"]
-        .iter()
-        .map(|s| logins(&bed, s))
-        .collect();
-    let bastion_before = bastion_logins(&bed);
-    for args in [
-        &["status"][..],
-        &["plan"],
-        &["ships"],
-        &["lock", "status"],
-        &["status", "-F"],
-        &["history"],
-    ] {
-        let run = warm.run(&[&["-f", "env.yaml", "--persist", "1m"], args].concat());
-        reached(&run);
-    }
-    for (ship, before) in ["ship1", "ship2", "inner1"].iter().zip(before) {
-        assert_eq!(
-            settled(|| logins(&bed, ship)) - before,
-            1,
-            "logins to {ship} over six commands"
-        );
-    }
-    assert_eq!(
-        settled(|| bastion_logins(&bed)) - bastion_before,
-        1,
-        "logins to the bastion over six commands"
+    let ships = ["ship1", "ship2", "inner1"];
+    let warm = Warm::new(&bed, &ships);
+    warm.assert_one_login_each(
+        &bed,
+        &ships,
+        &[
+            &["status"],
+            &["plan"],
+            &["ships"],
+            &["lock", "status"],
+            &["status", "-F"],
+            &["history"],
+        ],
     );
     // The same through MAESTRO_PERSIST, and `persist status` lists them.
-    let run = {
-        let started = Instant::now();
-        let child = warm
-            .command(&["-f", "env.yaml", "status"])
-            .env("MAESTRO_PERSIST", "1m")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run");
-        support::finish_within(child, support::RUN_LIMIT, started)
-    };
+    let run = warm.run_with(&["-f", "env.yaml", "status"], &[("MAESTRO_PERSIST", "1m")]);
     reached(&run);
     assert_eq!(logins(&bed, "ship1"), settled(|| logins(&bed, "ship1")));
     let sessions = warm.sessions().expect("running");
@@ -315,7 +324,8 @@ fn the_runtime_dir_and_socket_are_private_and_another_uid_is_refused() {
             "import socket,sys\n\
              s=socket.socket(socket.AF_UNIX)\n\
              s.connect(sys.argv[1])\n\
-             s.sendall(b'{\"op\":\"status\"}\\n')\n\
+             try:\n s.sendall(b'{\"op\":\"status\"}\\n')\n\
+             except BrokenPipeError:\n pass\n\
              print(s.makefile().readline())",
         )
         .arg(&socket)
@@ -359,20 +369,8 @@ fn the_daemon_exits_when_idle() {
 
 #[test]
 fn a_session_the_ship_cut_is_recovered() {
-    let _serial = serial();
-    let bed = TestBed::shared();
-    let warm = Warm::new(&bed, &["ship3"]);
-    let first = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
-    reached(&first);
-    let before = settled(|| logins(&bed, "ship3"));
-    let ship = bed.ship("ship3");
-    let listener = std::fs::read_to_string(ship.sshd_pidfile.as_ref().expect("sshd pidfile"))
-        .expect("sshd pid");
-    let cut = Command::new("pkill")
-        .args(["-P", listener.trim()])
-        .status()
-        .expect("pkill");
-    assert!(cut.success(), "no session to cut");
+    let (_serial, bed, warm, before) = warm_on("ship3");
+    support::cut_ssh_sessions(bed.ship("ship3"));
     let again = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
     reached(&again);
     assert!(again.stdout.contains("wweb-ship3"), "{again}");
@@ -447,12 +445,7 @@ fn ctrl_c_in_a_client_leaves_the_daemon_healthy() {
 
 #[test]
 fn a_changed_file_never_reuses_a_session_made_for_another_route() {
-    let _serial = serial();
-    let bed = TestBed::shared();
-    let warm = Warm::new(&bed, &["ship2"]);
-    let run = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
-    reached(&run);
-    let before = settled(|| logins(&bed, "ship2"));
+    let (_serial, bed, warm, before) = warm_on("ship2");
 
     // Another key (the same key under another name is another identity file).
     let other_key = warm.dir.path().join("other_key");
@@ -510,60 +503,14 @@ fn a_changed_file_never_reuses_a_session_made_for_another_route() {
     assert_eq!(up, 4, "one per route: {sessions:?}");
 }
 
-/// Stops `ship`'s dockerd and starts it again as it was (its command line, in its namespace),
-/// waiting until it answers.
+/// Stops `ship`'s dockerd and starts it again as it was, waiting until it answers.
 fn restart_dockerd(bed: &TestBed, ship: &str) {
-    let s = bed.ship(ship);
-    let dir = s.dir.clone().expect("bed.json names the ship's dir");
-    let pid = std::fs::read_to_string(dir.join("dockerd.pid"))
-        .expect("dockerd pid")
-        .trim()
-        .to_string();
-    let cmdline: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .expect("dockerd cmdline")
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(
-        support::wait_for(LIMIT, || !Path::new(&format!("/proc/{pid}")).exists()),
-        "dockerd of {ship} did not stop"
-    );
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(dir.join("dockerd.log"))
-        .expect("dockerd log");
-    // `setsid --fork`: dockerd outlives this command, which returns at once.
-    let status = Command::new("setsid")
-        .arg("--fork")
-        .arg("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", s.netns))
-        .args(&cmdline)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .status()
-        .expect("restart dockerd");
-    assert!(status.success(), "setsid nsenter dockerd: {status}");
-    assert!(
-        support::wait_for(LIMIT, || bed
-            .docker_cli(ship, &["version"])
-            .status
-            .success()),
-        "dockerd of {ship} did not come back"
-    );
+    support::DockerdStopped::new(bed, bed.ship(ship)).restore();
 }
 
 #[test]
 fn a_restarted_dockerd_does_not_break_warm_commands() {
-    let _serial = serial();
-    let bed = TestBed::shared();
-    let warm = Warm::new(&bed, &["ship3"]);
-    let first = warm.run(&["-f", "env.yaml", "--persist", "1m", "status"]);
-    reached(&first);
-    let before = settled(|| logins(&bed, "ship3"));
+    let (_serial, bed, warm, before) = warm_on("ship3");
     // The daemon now holds channels to ship3's dockerd, opened ahead; dockerd's restart
     // ends them on the ship's side, not the SSH session.
     restart_dockerd(&bed, "ship3");
@@ -647,15 +594,10 @@ fn an_encrypted_key_takes_the_passphrase_of_the_command_that_asks() {
     assert_ne!(run.code, 0, "{run}");
     assert!(run.all().contains("MAESTRO_SSH_PASSPHRASE"), "{run}");
     // The same daemon (started without it) logs in with the next command's passphrase.
-    let started = Instant::now();
-    let child = warm
-        .command(&["-f", "env.yaml", "--persist", "1m", "status"])
-        .env("MAESTRO_SSH_PASSPHRASE", bed.passphrase())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    let run = support::finish_within(child, support::RUN_LIMIT, started);
+    let run = warm.run_with(
+        &["-f", "env.yaml", "--persist", "1m", "status"],
+        &[("MAESTRO_SSH_PASSPHRASE", bed.passphrase())],
+    );
     reached(&run);
     assert!(run.stdout.contains("wweb-ship2"), "{run}");
     let log = std::fs::read_to_string(warm.runtime.join("daemon.log")).expect("log");
@@ -677,24 +619,11 @@ fn ships_behind_one_bastion_share_its_kept_login_across_commands() {
     let names: Vec<String> = bed.cheap_ships().iter().map(|s| s.name.clone()).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let warm = Warm::new(&bed, &names);
-    let bastion_before = bastion_logins(&bed);
-    let before: Vec<usize> = names.iter().map(|s| logins(&bed, s)).collect();
-    for args in [&["status"][..], &["ships"], &["status"], &["plan"]] {
-        let run = warm.run(&[&["-f", "env.yaml", "--persist", "1m"], args].concat());
-        reached(&run);
-    }
-    assert_eq!(
-        settled(|| bastion_logins(&bed)) - bastion_before,
-        1,
-        "one login to the bastion for twelve ships over four commands"
+    warm.assert_one_login_each(
+        &bed,
+        &names,
+        &[&["status"], &["ships"], &["status"], &["plan"]],
     );
-    for (ship, before) in names.iter().zip(before) {
-        assert_eq!(
-            settled(|| logins(&bed, ship)) - before,
-            1,
-            "logins to {ship}"
-        );
-    }
     let sessions = warm.sessions().expect("running");
     assert_eq!(sessions.len(), 12, "{sessions:?}");
 }

@@ -5,7 +5,7 @@
 //! Offline: the options come from the parser itself (clap's description of it), the keys are
 //! tried on the loader, one file per key.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

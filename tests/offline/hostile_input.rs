@@ -3,14 +3,14 @@
 //! column, field), exit code 2, and contacts no ship: the ships of these files point at a
 //! listener that records every connection, and it must record none.
 //!
-//! tests/config_errors.rs checks the messages of the config layer in depth; here each kind of
+//! tests/offline/config_errors.rs checks the messages of the config layer in depth; here each kind of
 //! bad input is checked once more at the level an operator sees it. Crashes found by the fuzz
 //! target (fuzz/fuzz_targets/config_load.rs) become cases at the end of [`CASES`].
 //!
 //! docs/reliability.md lists these cases; `reliability_doc_lists_every_hostile_input` keeps
 //! it in step.
 
-mod common;
+use crate::common;
 use common::support;
 
 use std::io::Write;
@@ -381,11 +381,15 @@ fn huge_file_100mb() {
     file.set_len(100 * 1024 * 1024).expect("grow to 100 MB");
     drop(file);
     for command in COMMANDS {
-        let run = run_maestro(dir.path(), &["-f", "env.yaml", command], &[]);
+        let run = support::run_counting_reads(&support::maestro_command(
+            dir.path(),
+            &["-f", "env.yaml", command],
+            &[],
+        ));
         assert_refused(case, command, &run);
         // Refused from the metadata: what the process read in all (its own files included)
         // is far below the 100 MB, and below the 10 MB a reading refusal would have taken.
-        let read = run.read_bytes.expect("rchar of maestro, read from /proc");
+        let read = run.read_bytes.expect("rchar of maestro and its shell");
         assert!(
             read < 1024 * 1024,
             "{command}: read {read} bytes of a file refused from its size\n{run}"
@@ -452,7 +456,7 @@ fn reliability_doc_lists_every_hostile_input() {
         "hostile-input",
         &support::table(
             (
-                "bad input (test in tests/hostile_input.rs)",
+                "bad input (test in tests/offline/hostile_input.rs)",
                 "what maestro does",
             ),
             &rows,

@@ -1,6 +1,6 @@
 //! Every example and fixture loads, and resolves the way the docs say.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -7,14 +7,13 @@
 //! or the one `TestBed::shared()` brings up). The examples use distinct container names and
 //! host ports, so they run side by side; other test binaries run before or after this one.
 
-mod common;
+use crate::common;
+use common::support::{self, Run};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::sync::Arc;
 
-use common::TestBed;
+use common::{SharedBed, TestBed};
 use serde_json::Value;
 
 /// The DEMO_* variables `./demo.sh` writes to target/demo/demo.env, for `bed`.
@@ -68,7 +67,7 @@ fn demo_vars(bed: &TestBed) -> BTreeMap<String, String> {
 
 /// One example on the bed: its file, and where each of its containers runs (bed ship names).
 struct Example {
-    bed: Arc<TestBed>,
+    bed: SharedBed,
     file: PathBuf,
     home: tempfile::TempDir,
     vars: BTreeMap<String, String>,
@@ -76,27 +75,6 @@ struct Example {
     placement: BTreeMap<&'static str, String>,
     /// The image its containers run (the bed's, unless the example builds one).
     image: String,
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn events(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
-            .collect()
-    }
-
-    fn document(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not a JSON document ({e}):\n{}", self.stdout))
-    }
 }
 
 impl Example {
@@ -139,16 +117,13 @@ impl Example {
     }
 
     fn maestro(&self, args: &[&str]) -> Run {
-        let mut cmd = common::maestro(self.home.path());
-        cmd.arg("-f").arg(&self.file).args(args).envs(&self.vars);
-        let out: Output = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        support::run(
+            common::maestro(self.home.path())
+                .arg("-f")
+                .arg(&self.file)
+                .args(args)
+                .envs(&self.vars),
+        )
     }
 
     /// Runs a lifecycle command with `--json` and asserts every instance ended in `outcome`.

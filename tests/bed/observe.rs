@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -16,13 +16,13 @@ use maestro::config::{self, Environment};
 use maestro::docker::Ship;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// An environment file written for the bed, and the containers the test made (removed on drop).
 struct Setup {
-    bed: Arc<common::TestBed>,
+    bed: common::SharedBed,
     _dir: tempfile::TempDir,
     path: PathBuf,
     env: Environment,

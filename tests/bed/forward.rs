@@ -9,10 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::support::{self, Run};
 
@@ -20,7 +20,7 @@ use common::support::{self, Run};
 const LIMIT: Duration = Duration::from_secs(60);
 
 struct Setup {
-    bed: Arc<common::TestBed>,
+    bed: common::SharedBed,
     dir: tempfile::TempDir,
     file: PathBuf,
     /// The bed's name of the inner ship written as `inner` in the file.
@@ -63,14 +63,7 @@ fn setup() -> Setup {
 
 impl Setup {
     fn run(&self, args: &[&str]) -> Run {
-        let started = Instant::now();
-        let child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run maestro");
-        support::finish_within(child, LIMIT, started)
+        support::run_within(&mut self.command(args), LIMIT)
     }
 
     fn command(&self, args: &[&str]) -> std::process::Command {

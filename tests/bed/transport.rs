@@ -5,12 +5,14 @@
 //! (it needs at least 3 ships and 2 inner ships); otherwise one is brought up for this test
 //! binary and torn down when it exits.
 //!
-//! The tests run one at a time (a shared lock): some set process-wide environment
-//! variables (SSH_AUTH_SOCK, MAESTRO_SSH_PASSPHRASE) or stop a ship's sshd.
+//! The tests run one at a time, alone in the bed binary (a whole-process turn, see
+//! tests/common/turn.rs): some set process-wide environment variables (SSH_AUTH_SOCK,
+//! MAESTRO_SSH_PASSPHRASE) or stop a ship's sshd. Each test's end puts the environment back
+//! as it found it, for the tests of other modules that run after it in the same process.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use maestro::transport::{
@@ -18,7 +20,7 @@ use maestro::transport::{
     TransportKind,
 };
 
-mod common;
+use crate::common;
 
 #[derive(Debug, Clone)]
 struct Ship {
@@ -100,21 +102,30 @@ fn bed() -> &'static Bed {
     })
 }
 
+/// The variables the tests set or clear, the library reads, and `Serial` puts back.
+const ENV_VARS: [&str; 4] = [
+    "SSH_AUTH_SOCK",
+    "MAESTRO_SSH_PASSPHRASE",
+    "MAESTRO_SSH_CONFIG",
+    "HOME",
+];
+
 /// Serialises the tests and gives each a clean process environment and an empty HOME (so
-/// the operator's own ~/.ssh never takes part).
+/// the operator's own ~/.ssh never takes part); on drop, the environment as it was before.
 struct Serial {
-    _guard: MutexGuard<'static, ()>,
+    saved: Vec<(&'static str, Option<std::ffi::OsString>)>,
     _home: tempfile::TempDir,
+    _turn: common::turn::Turn,
 }
 
 // The one unsafe in the package (see [lints] in Cargo.toml): setting the process environment,
-// which the transport reads, in a test binary whose tests hold a lock while they do.
+// which the transport reads, in a test that holds the whole process while it does.
 #[allow(unsafe_code)]
 fn serial() -> Serial {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let turn = common::turn::Turn::whole();
     let home = tempfile::tempdir().expect("tempdir");
-    // SAFETY: the tests run one at a time under LOCK, and set env only while holding it.
+    let saved = ENV_VARS.map(|k| (k, std::env::var_os(k))).to_vec();
+    // SAFETY: no other test runs while the whole-process turn is held.
     unsafe {
         std::env::remove_var("SSH_AUTH_SOCK");
         std::env::remove_var("MAESTRO_SSH_PASSPHRASE");
@@ -122,8 +133,24 @@ fn serial() -> Serial {
         std::env::set_var("HOME", home.path());
     }
     Serial {
-        _guard: guard,
+        saved,
         _home: home,
+        _turn: turn,
+    }
+}
+
+impl Drop for Serial {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        for (key, value) in &self.saved {
+            // SAFETY: the whole-process turn is still held (fields drop after this body).
+            unsafe {
+                match value {
+                    Some(v) => std::env::set_var(key, v),
+                    None => std::env::remove_var(key),
+                }
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Every kind of bad input gets a message that says where and what: file, line, field path
 //! and, for misspellings, a suggestion. These tests check the message itself.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::PathBuf;

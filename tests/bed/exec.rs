@@ -9,17 +9,17 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+
 use std::time::Instant;
 
 use common::support::{self, Run, finish_within};
 
-mod common;
+use crate::common;
 
 /// An environment file for the bed and the containers `maestro start` made from it (removed
 /// on drop).
 struct Setup {
-    bed: Arc<common::TestBed>,
+    bed: common::SharedBed,
     dir: tempfile::TempDir,
     path: PathBuf,
     made: Vec<(String, String)>,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::golden;
 use futures_util::future::BoxFuture;
 use maestro::orchestrate::engine::events::{Event, EventKind, EventSink, JobInfo, Outcome, Step};
 use maestro::orchestrate::engine::executor::{
@@ -15,8 +16,6 @@ use maestro::orchestrate::engine::executor::{
     Summary,
 };
 use maestro::orchestrate::plan::select::Direction;
-#[path = "common/golden.rs"]
-mod golden;
 
 use maestro::ui::{Palette, json::JsonRenderer, plain::PlainRenderer, summary};
 
@@ -1048,8 +1047,10 @@ fn run_in_pty(child: &str, setup: &str, keep: &str) -> Option<String> {
         return None;
     }
     let exe = std::env::current_exe().unwrap();
+    // The test's name in this binary is its module path without the crate's name.
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
     let command = format!(
-        "{setup}{} --exact {child} --ignored --nocapture --test-threads=1",
+        "{setup}{} --exact {module}::{child} --ignored --nocapture --test-threads=1",
         exe.display()
     );
     let output = std::process::Command::new("script")

@@ -8,7 +8,7 @@
 //! of another type than the one on record, and the modern server that no longer signs with
 //! `ssh-rsa` for a host on record only by its RSA key.
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

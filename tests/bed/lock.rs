@@ -7,18 +7,17 @@
 //!
 //! Needs root. Uses the bed named by `MAESTRO_TESTBED` if set, else brings up its own.
 
-mod common;
+use crate::common;
 use common::support::{self, Run};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TestBed;
+use common::{SharedBed, TestBed};
 use serde_json::Value;
 
-fn bed() -> Arc<TestBed> {
+fn bed() -> SharedBed {
     TestBed::shared()
 }
 
@@ -58,7 +57,7 @@ fn unique(letters: &str) -> String {
 /// The usual start of a test: the shared bed, a directory, a unique environment named
 /// after `letters` on `a` and `c` (see [`environment`], `wait` for its slow instance), and
 /// no container of that name left on the ships.
-fn fresh(letters: &str, wait: u32) -> (Arc<TestBed>, tempfile::TempDir, String, PathBuf) {
+fn fresh(letters: &str, wait: u32) -> (SharedBed, tempfile::TempDir, String, PathBuf) {
     let bed = bed();
     let dir = tempfile::tempdir().expect("tempdir");
     let name = unique(letters);
@@ -656,15 +655,8 @@ fn a_ship_whose_connection_was_lost_mid_run_is_still_released() {
     let started = Instant::now();
     let child = spawn(d, &file, "alice@desk1", &["--json", "-v", "start"]);
     wait_until_held_by(d, &file, "alice@desk1");
-    // Cut the run's SSH session: every per-connection process of the ship's sshd ends, its
-    // listener stays (as when a laptop's network drops and comes back).
-    let listener = std::fs::read_to_string(ship.sshd_pidfile.as_ref().expect("sshd pidfile"))
-        .expect("sshd pid");
-    let cut = std::process::Command::new("pkill")
-        .args(["-P", listener.trim()])
-        .status()
-        .expect("pkill");
-    assert!(cut.success(), "no session to cut");
+    // Cut the run's SSH session.
+    support::cut_ssh_sessions(&ship);
     let run = support::finish_within(child, support::RUN_LIMIT, started);
     assert!(
         run.stderr.contains("connection lost")

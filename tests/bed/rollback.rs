@@ -5,14 +5,13 @@
 //!
 //! Needs root. Uses the bed named by `MAESTRO_TESTBED` if set, else brings up its own.
 
-mod common;
+use crate::common;
 use common::support::{self, Run};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use common::TestBed;
+use common::{SharedBed, TestBed};
 use serde_json::Value;
 
 const SECRET: &str = "rb-secret-0001";
@@ -20,7 +19,7 @@ const ENV: &str = "rb";
 const DB: &str = "rb-db-1";
 const APP: &str = "rb-app-1";
 
-fn bed() -> Arc<TestBed> {
+fn bed() -> SharedBed {
     TestBed::shared()
 }
 
@@ -80,7 +79,7 @@ fn containers(bed: &TestBed) -> Vec<(String, String)> {
         .collect()
 }
 
-struct Cleanup(Arc<TestBed>);
+struct Cleanup(SharedBed);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -199,7 +198,7 @@ fn deploy_v1_then_v2_roll_back_to_v1_then_a_failed_v3_rolls_back_to_the_last_goo
     let bed = bed();
     let (a, c) = ships(&bed);
     remove_everything(&bed);
-    let _cleanup = Cleanup(Arc::clone(&bed));
+    let _cleanup = Cleanup(bed.clone());
     build_images(&bed);
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path();

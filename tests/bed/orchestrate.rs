@@ -3,42 +3,25 @@
 //! bastion), and the tests check through the Docker API what it made, and through the JSON
 //! event stream in which order it made it.
 //!
-//! Needs root. Uses the bed named by `MAESTRO_TESTBED` if set (it needs 2 outer ships and an
-//! inner one), else brings up its own.
+//! Needs root. Uses the shared bed (`TestBed::shared`: the one named by `MAESTRO_TESTBED` if
+//! set, else the bed binary's own); it needs 2 outer ships and an inner one.
 
-mod common;
-#[path = "common/golden.rs"]
-mod golden;
-use common::support;
+use crate::common;
+use crate::common::golden;
+use common::support::{self, Run};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex, Weak};
 
-use common::TestBed;
+use common::{SharedBed, TestBed};
 use serde_json::Value;
 
 const ENV_NAME: &str = "orch";
 
-/// The bed of this test binary: the one named by `MAESTRO_TESTBED`, or a small one (2 outer
-/// ships, 1 inner) brought up for the tests running now and torn down after the last.
-fn bed() -> Arc<TestBed> {
-    if std::env::var_os(common::TESTBED_ENV).is_some_and(|v| !v.is_empty()) {
-        return TestBed::shared();
-    }
-    static OURS: Mutex<Weak<TestBed>> = Mutex::new(Weak::new());
-    let mut ours = OURS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(bed) = ours.upgrade() {
-        return bed;
-    }
-    let bed = Arc::new(TestBed::up(
-        &format!("orch{}", std::process::id() % 10000),
-        2,
-        1,
-    ));
-    *ours = Arc::downgrade(&bed);
-    bed
+/// The shared bed (the one named by `MAESTRO_TESTBED`, or the bed binary's own), as in CI.
+fn bed() -> SharedBed {
+    TestBed::shared()
 }
 
 struct Ships {
@@ -156,35 +139,9 @@ fn topology(ships: &Ships) -> BTreeMap<&'static str, (String, Vec<&'static str>)
     ])
 }
 
-struct Run {
-    code: i32,
-    events: Vec<Value>,
-    stderr: String,
-}
-
 /// Runs maestro to its end, at most `support::RUN_LIMIT` (a hang fails the test loudly).
 fn maestro(file: &Path, home: &Path, args: &[&str]) -> Run {
-    let started = std::time::Instant::now();
-    let child = common::maestro(home)
-        .arg("-f")
-        .arg(file)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
-    let out = support::finish_within(child, support::RUN_LIMIT, started);
-    let events = out
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
-        .collect();
-    Run {
-        code: out.code,
-        events,
-        stderr: out.stderr,
-    }
+    support::run(common::maestro(home).arg("-f").arg(file).args(args))
 }
 
 fn kind(e: &Value) -> &str {
@@ -247,8 +204,8 @@ fn remove_all(bed: &TestBed, topo: &BTreeMap<&str, (String, Vec<&str>)>) {
 }
 
 fn assert_ok(run: &Run, what: &str) {
-    let failures: Vec<&Value> = run
-        .events
+    let events = run.events();
+    let failures: Vec<&Value> = events
         .iter()
         .filter(|e| matches!(kind(e), "job_failed" | "job_skipped" | "job_cancelled"))
         .collect();
@@ -282,7 +239,7 @@ fn env_golden_text(container: &Value, ships: &Ships) -> String {
 
 /// A `start` that found every instance running with its spec: nothing to do anywhere.
 fn assert_all_already_running(run: &Run) {
-    let outcomes = outcomes(&run.events);
+    let outcomes = outcomes(&run.events());
     assert!(
         outcomes.values().all(|o| o == "already running"),
         "{outcomes:?}"
@@ -327,7 +284,7 @@ fn stop_kill_and_restart_refuse_to_act_on_everything_without_a() {
         let run = maestro(&file, dir.path(), &[command]);
         assert_eq!(run.code, 2, "{command}: {}", run.stderr);
         assert!(run.stderr.contains("-a"), "{command}: {}", run.stderr);
-        assert!(run.events.is_empty());
+        assert!(run.events().is_empty());
     }
 }
 
@@ -352,23 +309,23 @@ fn lifecycle_on_the_bed() {
     // start: everything comes up, in dependency order, independent instances together.
     let run = maestro(&file, work.path(), &["--json", "start"]);
     assert_ok(&run, "start");
-    let done = outcomes(&run.events);
+    let done = outcomes(&run.events());
     assert_eq!(done.len(), topo.len());
     assert!(done.values().all(|o| o == "started"), "{done:?}");
-    assert_order(&run.events, 0, &topo, false);
+    assert_order(&run.events(), 0, &topo, false);
     let first_done = run
-        .events
+        .events()
         .iter()
         .position(|e| kind(e) == "job_done")
         .unwrap_or(0);
     for level0 in ["data-1", "store-1", "store-2", "store-3"] {
         assert!(
-            position(&run.events, 0, "job_started", level0) < first_done,
+            position(&run.events(), 0, "job_started", level0) < first_done,
             "{level0} did not overlap with the other independent instances"
         );
     }
     let checks: BTreeSet<String> = run
-        .events
+        .events()
         .iter()
         .filter(|e| kind(e) == "step" && e["step"]["step"] == "checking")
         .filter_map(|e| e["step"]["check"].as_str().map(str::to_string))
@@ -442,7 +399,7 @@ fn lifecycle_on_the_bed() {
     let again = maestro(&file, work.path(), &["--json", "start"]);
     assert_ok(&again, "second start");
     assert_all_already_running(&again);
-    assert!(!again.events.iter().any(|e| kind(e) == "step"
+    assert!(!again.events().iter().any(|e| kind(e) == "step"
         && matches!(
             e["step"]["step"].as_str(),
             Some("creating" | "removing" | "stopping")
@@ -453,7 +410,7 @@ fn lifecycle_on_the_bed() {
     write_env(", env: {CHANGED: \"1\"}");
     let changed = maestro(&file, work.path(), &["--json", "start"]);
     assert_ok(&changed, "start after a change");
-    let outcomes_changed = outcomes(&changed.events);
+    let outcomes_changed = outcomes(&changed.events());
     assert_eq!(outcomes_changed["front-2"], "re-created");
     assert_eq!(
         outcomes_changed
@@ -476,7 +433,7 @@ fn lifecycle_on_the_bed() {
         &["--json", "restart", "-a", "--only-if-changed"],
     );
     assert_ok(&unchanged, "restart --only-if-changed");
-    assert!(!unchanged.events.iter().any(|e| kind(e) == "step"
+    assert!(!unchanged.events().iter().any(|e| kind(e) == "step"
         && matches!(e["step"]["step"].as_str(), Some("stopping" | "creating"))));
     assert_eq!(container_ids(&bed, &topo), new_ids);
 
@@ -496,13 +453,13 @@ fn lifecycle_on_the_bed() {
         ],
     );
     assert_ok(&rolling, "rolling restart");
-    let rolled = outcomes(&rolling.events);
+    let rolled = outcomes(&rolling.events());
     assert_eq!(rolled.len(), 3, "{rolled:?}");
     assert!(rolled.values().all(|o| o == "restarted"), "{rolled:?}");
     for (before, after) in [("store-1", "store-2"), ("store-2", "store-3")] {
         assert!(
-            position(&rolling.events, 0, "job_done", before)
-                < position(&rolling.events, 0, "job_started", after)
+            position(&rolling.events(), 0, "job_done", before)
+                < position(&rolling.events(), 0, "job_started", after)
         );
     }
 
@@ -510,22 +467,22 @@ fn lifecycle_on_the_bed() {
     let restart = maestro(&file, work.path(), &["--json", "restart", "-a"]);
     assert_ok(&restart, "restart");
     let plans: Vec<usize> = restart
-        .events
+        .events()
         .iter()
         .enumerate()
         .filter(|(_, e)| kind(e) == "plan_started")
         .map(|(i, _)| i)
         .collect();
     assert_eq!(plans.len(), 2, "restart runs a stop plan then a start plan");
-    assert_order(&restart.events, plans[0], &topo, true);
-    let last_stop = restart.events[..plans[1]]
+    assert_order(&restart.events(), plans[0], &topo, true);
+    let last_stop = restart.events()[..plans[1]]
         .iter()
         .rposition(|e| kind(e) == "job_done")
         .unwrap_or(0);
-    let first_start = position(&restart.events, plans[1], "job_started", "store-1");
+    let first_start = position(&restart.events(), plans[1], "job_started", "store-1");
     assert!(last_stop < first_start);
-    assert_order(&restart.events, plans[1], &topo, false);
-    for e in &restart.events[plans[1]..] {
+    assert_order(&restart.events(), plans[1], &topo, false);
+    for e in &restart.events()[plans[1]..] {
         if kind(e) == "job_done" {
             assert_eq!(e["outcome"], "started", "{e}");
         }
@@ -539,14 +496,14 @@ fn lifecycle_on_the_bed() {
         |inst: &str, ship: &str| inspect(&bed, ship, inst)["State"]["StartedAt"].clone();
     let store3_before = started_at("store-3", &ships.inner1.name);
     let steps = |run: &Run| -> Vec<String> {
-        run.events
+        run.events()
             .iter()
             .filter(|e| kind(e) == "step")
             .filter_map(|e| e["step"]["step"].as_str().map(str::to_string))
             .collect()
     };
     let runs = |run: &Run| {
-        run.events
+        run.events()
             .iter()
             .filter(|e| kind(e) == "plan_started")
             .count()
@@ -554,7 +511,7 @@ fn lifecycle_on_the_bed() {
     let in_place = maestro(&file, work.path(), &["--json", "restart", "-s", "store"]);
     assert_ok(&in_place, "restart in place");
     assert_eq!(runs(&in_place), 1, "one run: no stop half");
-    let restarted = outcomes(&in_place.events);
+    let restarted = outcomes(&in_place.events());
     assert_eq!(restarted.len(), 3, "{restarted:?}");
     assert!(
         restarted.values().all(|o| o == "restarted"),
@@ -581,7 +538,7 @@ fn lifecycle_on_the_bed() {
     assert_ok(&two_steps, "restart with stopped checks");
     assert_eq!(runs(&two_steps), 1);
     assert!(
-        outcomes(&two_steps.events)
+        outcomes(&two_steps.events())
             .values()
             .all(|o| o == "restarted")
     );
@@ -598,15 +555,15 @@ fn lifecycle_on_the_bed() {
     // kill one instance, then stop everything: dependents first.
     let kill = maestro(&file, work.path(), &["--json", "kill", "front-2"]);
     assert_ok(&kill, "kill");
-    assert_eq!(outcomes(&kill.events)["front-2"], "killed");
+    assert_eq!(outcomes(&kill.events())["front-2"], "killed");
     assert_eq!(
         inspect(&bed, &ships.inner1.name, "front-2")["State"]["Running"],
         false
     );
     let stop = maestro(&file, work.path(), &["--json", "stop", "-a"]);
     assert_ok(&stop, "stop -a");
-    assert_order(&stop.events, 0, &topo, true);
-    let stopped = outcomes(&stop.events);
+    assert_order(&stop.events(), 0, &topo, true);
+    let stopped = outcomes(&stop.events());
     assert_eq!(stopped["front-2"], "nothing to do");
     assert_eq!(stopped["store-3"], "stopped");
     for (inst, (ship, _)) in &topo {
@@ -625,14 +582,14 @@ fn lifecycle_on_the_bed() {
         &["--json", "start", "--reuse", "-i", "data-1"],
     );
     assert_ok(&reuse, "start --reuse");
-    assert_eq!(outcomes(&reuse.events).len(), 1);
-    assert_eq!(outcomes(&reuse.events)["data-1"], "started");
+    assert_eq!(outcomes(&reuse.events()).len(), 1);
+    assert_eq!(outcomes(&reuse.events())["data-1"], "started");
     assert_eq!(container_ids(&bed, &topo)["data-1"], before["data-1"]);
 
     // clean removes the stopped containers and leaves the running one alone.
     let clean = maestro(&file, work.path(), &["--json", "clean"]);
     assert_ok(&clean, "clean");
-    for (inst, outcome) in outcomes(&clean.events) {
+    for (inst, outcome) in outcomes(&clean.events()) {
         let expected = if inst == "data-1" {
             "nothing to do"
         } else {
@@ -693,7 +650,7 @@ services:
     let run = maestro(&file, work.path(), &["--json", "start"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let by_kind: HashMap<String, String> = run
-        .events
+        .events()
         .iter()
         .filter(|e| matches!(kind(e), "job_done" | "job_failed" | "job_skipped"))
         .map(|e| (instance(e).to_string(), kind(e).to_string()))
@@ -702,7 +659,7 @@ services:
     assert_eq!(by_kind["waiting-1"], "job_skipped");
     assert_eq!(by_kind["alone-1"], "job_done");
     let failed = run
-        .events
+        .events()
         .iter()
         .find(|e| kind(e) == "job_failed")
         .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
@@ -800,7 +757,7 @@ ships:
     let refused = maestro(&file, work.path(), &["--json", "pull"]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     let failure = refused
-        .events
+        .events()
         .iter()
         .find(|e| kind(e) == "job_failed")
         .map(|e| e["reason"].to_string())
@@ -811,9 +768,9 @@ ships:
         .unwrap_or_else(|e| panic!("{e}"));
     let pulled = maestro(&file, work.path(), &["--json", "pull"]);
     assert_ok(&pulled, "pull");
-    assert_eq!(outcomes(&pulled.events)["pulled-1"], "pulled");
+    assert_eq!(outcomes(&pulled.events())["pulled-1"], "pulled");
     let percents: Vec<u64> = pulled
-        .events
+        .events()
         .iter()
         .filter(|e| kind(e) == "step" && e["step"]["step"] == "pulling")
         .filter_map(|e| e["step"]["percent"].as_u64())
@@ -824,10 +781,10 @@ ships:
     cli(&["rmi", &image]);
     let started = maestro(&file, work.path(), &["--json", "start"]);
     assert_ok(&started, "start with a missing image");
-    assert_eq!(outcomes(&started.events)["pulled-1"], "started");
+    assert_eq!(outcomes(&started.events())["pulled-1"], "started");
     assert!(
         started
-            .events
+            .events()
             .iter()
             .any(|e| kind(e) == "step" && e["step"]["step"] == "pulling")
     );
@@ -986,7 +943,7 @@ services:
     bed.docker_ok(&ship.name, &["commit", "ic-builder", image]);
     let changed = maestro(&file, work.path(), &["--json", "start"]);
     assert_ok(&changed, "start after the image changed");
-    let outcomes_changed = outcomes(&changed.events);
+    let outcomes_changed = outcomes(&changed.events());
     assert_eq!(
         outcomes_changed["ic-moved-1"], "re-created",
         "{outcomes_changed:?}"

@@ -6,7 +6,7 @@
 //! connect timeout against an end within 5 s) rather than holding a command to a tight
 //! threshold; see docs/testing.md.
 
-mod common;
+use crate::common;
 use common::support;
 
 use std::path::Path;

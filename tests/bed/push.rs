@@ -11,23 +11,23 @@
 //!
 //! The tests share ships and counters: they run one at a time (`SERIAL`).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::TestBed;
 use common::support::{self, Run};
+use common::{SharedBed, TestBed};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const BUILDER: &str = "ship3";
 const TARGETS: [&str; 3] = ["ship1", "ship2", "inner1"];
 
-fn bed() -> Arc<TestBed> {
+fn bed() -> SharedBed {
     let bed = TestBed::shared();
     for ship in TARGETS.iter().chain([&BUILDER, &"inner2"]) {
         bed.ship(ship);
@@ -248,37 +248,49 @@ fn gzip_size(path: &Path) -> u64 {
         .expect("size")
 }
 
-#[test]
-fn a_two_layer_image_reaches_three_ships_and_a_change_sends_only_the_small_layer() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let name = unique("psh");
-    let image = format!("{name}-app:1");
-    let base = build_base(&bed, d, &name, 8);
-    let first_id = build_app(&bed, d, &base, &image, 200);
-    let file = environment(&bed, d, &name, &image, "local", &TARGETS);
-    let local = builder_host(&bed);
+/// What a test that pushes starts from: this file's lock (its tests share ships and byte
+/// counters), the bed, a directory, a name of its own, and the image `NAME-app:1` built on the
+/// builder: a base of random megabytes and a small layer of random kilobytes on it.
+struct Case {
+    _serial: MutexGuard<'static, ()>,
+    bed: SharedBed,
+    dir: tempfile::TempDir,
+    name: String,
+    image: String,
+    base: String,
+    /// The image's id.
+    id: String,
+}
 
-    let run = maestro(d, &file, &["--json", "push"], &local);
-    assert_eq!(run.code, 0, "{run}");
-    for ship in TARGETS {
-        assert_eq!(
-            image_id_on(&bed, ship, &image).as_deref(),
-            Some(first_id.as_str()),
-            "{ship}"
-        );
-        // Only the file's name: the registry's reference is gone.
-        let digests = bed.docker_ok(
-            ship,
-            &["image", "inspect", "-f", "{{.RepoDigests}}", &image],
-        );
-        assert_eq!(digests, "[]", "{ship}");
-        assert_no_listener_left(&bed, ship);
+impl Case {
+    fn new(prefix: &str, base_megabytes: usize, app_kilobytes: usize) -> Case {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let bed = bed();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = unique(prefix);
+        let image = format!("{name}-app:1");
+        let base = build_base(&bed, dir.path(), &name, base_megabytes);
+        let id = build_app(&bed, dir.path(), &base, &image, app_kilobytes);
+        Case {
+            _serial: serial,
+            bed,
+            dir,
+            name,
+            image,
+            base,
+            id,
+        }
     }
-    let run = maestro(d, &file, &["--json", "start"], &local);
-    assert_eq!(run.code, 0, "{run}");
+}
+
+/// `image` is on `ship` with id `id`, and the push left nothing listening there.
+fn assert_arrived(bed: &TestBed, ship: &str, image: &str, id: &str) {
+    assert_eq!(image_id_on(bed, ship, image).as_deref(), Some(id), "{ship}");
+    assert_no_listener_left(bed, ship);
+}
+
+/// Every target's container `NAME-SHIP` runs, from image `id`.
+fn assert_containers_run(bed: &TestBed, name: &str, id: &str) {
     for ship in TARGETS {
         let state = bed.docker_ok(
             ship,
@@ -289,8 +301,39 @@ fn a_two_layer_image_reaches_three_ships_and_a_change_sends_only_the_small_layer
                 &format!("{name}-{ship}"),
             ],
         );
-        assert_eq!(state, format!("true {first_id}"), "{ship}");
+        assert_eq!(state, format!("true {id}"), "{ship}");
     }
+}
+
+#[test]
+fn a_two_layer_image_reaches_three_ships_and_a_change_sends_only_the_small_layer() {
+    let Case {
+        _serial,
+        bed,
+        dir,
+        name,
+        image,
+        base,
+        id: first_id,
+    } = Case::new("psh", 8, 200);
+    let d = dir.path();
+    let file = environment(&bed, d, &name, &image, "local", &TARGETS);
+    let local = builder_host(&bed);
+
+    let run = maestro(d, &file, &["--json", "push"], &local);
+    assert_eq!(run.code, 0, "{run}");
+    for ship in TARGETS {
+        assert_arrived(&bed, ship, &image, &first_id);
+        // Only the file's name: the registry's reference is gone.
+        let digests = bed.docker_ok(
+            ship,
+            &["image", "inspect", "-f", "{{.RepoDigests}}", &image],
+        );
+        assert_eq!(digests, "[]", "{ship}");
+    }
+    let run = maestro(d, &file, &["--json", "start"], &local);
+    assert_eq!(run.code, 0, "{run}");
+    assert_containers_run(&bed, &name, &first_id);
 
     // Only the small layer changes.
     let second_id = build_app(&bed, d, &base, &image, 200);
@@ -314,46 +357,19 @@ fn a_two_layer_image_reaches_three_ships_and_a_change_sends_only_the_small_layer
             sent < 2 * small,
             "{ship}: {sent} bytes for a small layer of {small}"
         );
-        assert_eq!(
-            image_id_on(&bed, ship, &image).as_deref(),
-            Some(second_id.as_str()),
-            "{ship}"
-        );
-        assert_no_listener_left(&bed, ship);
+        assert_arrived(&bed, ship, &image, &second_id);
     }
     // `start` replaces the containers with the new image.
     let run = maestro(d, &file, &["--json", "start"], &local);
     assert_eq!(run.code, 0, "{run}");
-    for ship in TARGETS {
-        let state = bed.docker_ok(
-            ship,
-            &[
-                "inspect",
-                "-f",
-                "{{.State.Running}} {{.Image}}",
-                &format!("{name}-{ship}"),
-            ],
-        );
-        assert_eq!(state, format!("true {second_id}"), "{ship}");
-    }
+    assert_containers_run(&bed, &name, &second_id);
 
     // `restart` pushes a rebuilt image itself, and `pull` of such an image is a push.
     let third_id = build_app(&bed, d, &base, &image, 20);
     let run = maestro(d, &file, &["--json", "restart", "-a"], &local);
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(pushed_events(&run).len(), 3, "{run}");
-    for ship in TARGETS {
-        let state = bed.docker_ok(
-            ship,
-            &[
-                "inspect",
-                "-f",
-                "{{.State.Running}} {{.Image}}",
-                &format!("{name}-{ship}"),
-            ],
-        );
-        assert_eq!(state, format!("true {third_id}"), "{ship}");
-    }
+    assert_containers_run(&bed, &name, &third_id);
     let run = maestro(d, &file, &["--json", "pull"], &local);
     assert_eq!(run.code, 0, "{run}");
     for event in pushed_events(&run) {
@@ -391,14 +407,16 @@ fn a_two_layer_image_reaches_three_ships_and_a_change_sends_only_the_small_layer
 
 #[test]
 fn an_archive_file_is_pushed_without_a_local_daemon() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Case {
+        _serial,
+        bed,
+        dir,
+        name,
+        image,
+        id,
+        ..
+    } = Case::new("pa", 2, 50);
     let d = dir.path();
-    let name = unique("pa");
-    let image = format!("{name}-app:1");
-    let base = build_base(&bed, d, &name, 2);
-    let id = build_app(&bed, d, &base, &image, 50);
     let archive = d.join("app.tar");
     local_docker(
         &bed,
@@ -411,12 +429,8 @@ fn an_archive_file_is_pushed_without_a_local_daemon() {
     let nowhere = format!("unix://{}/no-docker.sock", d.display());
     let run = maestro(d, &file, &["--json", "push"], &nowhere);
     assert_eq!(run.code, 0, "{run}");
-    assert_eq!(
-        image_id_on(&bed, "inner2", &image).as_deref(),
-        Some(id.as_str())
-    );
+    assert_arrived(&bed, "inner2", &image, &id);
     assert_eq!(pushed_events(&run)[0]["step"]["layers_skipped"], 0, "{run}");
-    assert_no_listener_left(&bed, "inner2");
 
     // An image the archive does not hold: named, with what it holds, before any ship.
     let file = environment(&bed, d, &name, "other:1", "{archive: app.tar}", &["inner2"]);
@@ -517,31 +531,21 @@ fn push_interrupted(d: &Path, file: &Path, local: &str, interrupt: impl FnOnce(u
 
 #[test]
 fn a_cut_push_leaves_no_image_under_its_name_and_a_rerun_completes() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Case {
+        _serial,
+        bed,
+        dir,
+        name,
+        image,
+        base,
+        id,
+    } = Case::new("pc", 150, 10);
     let d = dir.path();
-    let name = unique("pc");
-    let image = format!("{name}-app:1");
-    let base = build_base(&bed, d, &name, 150);
-    let id = build_app(&bed, d, &base, &image, 10);
     let file = environment(&bed, d, &name, &image, "local", &["ship2"]);
     let local = builder_host(&bed);
-    let listener = std::fs::read_to_string(
-        bed.ship("ship2")
-            .sshd_pidfile
-            .as_ref()
-            .expect("sshd pidfile"),
-    )
-    .expect("sshd pid");
 
     let run = push_interrupted(d, &file, &local, |_| {
-        // Every session of the ship's sshd ends; the listener stays.
-        let cut = Command::new("pkill")
-            .args(["-P", listener.trim()])
-            .status()
-            .expect("pkill");
-        assert!(cut.success(), "no session to cut");
+        support::cut_ssh_sessions(bed.ship("ship2"))
     });
     assert_ne!(run.code, 0, "{run}");
     assert_eq!(image_id_on(&bed, "ship2", &image), None, "{run}");
@@ -567,14 +571,16 @@ fn a_cut_push_leaves_no_image_under_its_name_and_a_rerun_completes() {
 
 #[test]
 fn ctrl_c_during_a_push_leaves_no_listener_on_the_ship() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bed = bed();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Case {
+        _serial,
+        bed,
+        dir,
+        name,
+        image,
+        base,
+        ..
+    } = Case::new("pi", 150, 10);
     let d = dir.path();
-    let name = unique("pi");
-    let image = format!("{name}-app:1");
-    let base = build_base(&bed, d, &name, 150);
-    build_app(&bed, d, &base, &image, 10);
     let file = environment(&bed, d, &name, &image, "local", &["ship1"]);
     let local = builder_host(&bed);
     let run = push_interrupted(d, &file, &local, |pid| {

@@ -2,7 +2,7 @@
 //! (forwarded Docker socket, bastion, two-hop chain), are isolated as the contract says, and
 //! leave nothing behind.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;

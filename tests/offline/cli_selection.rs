@@ -3,7 +3,8 @@
 //! Refusals happen before any ship is contacted; accepted commands here select no instance
 //! (`-S` matches no ship), which is refused in turn, so none of these tests needs the test bed.
 
-mod common;
+use crate::common;
+use common::support::{self, Run};
 
 use std::path::Path;
 
@@ -29,23 +30,14 @@ services:
       cache: {ship: b}
 ";
 
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
 fn maestro(dir: &Path, args: &[&str]) -> Run {
-    let out = common::maestro(dir)
-        .arg("-f")
-        .arg(dir.join("env.yaml"))
-        .arg("--plain")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    support::run(
+        common::maestro(dir)
+            .arg("-f")
+            .arg(dir.join("env.yaml"))
+            .arg("--plain")
+            .args(args),
+    )
 }
 
 fn env_dir() -> tempfile::TempDir {

@@ -24,7 +24,7 @@
 //!
 //! Needs root and a bed with a bastion and 2 inner ships (the shared bed of `./test.sh`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use common::TestBed;
 use common::support::{Run, finish_within};
 
-const README: &str = include_str!("../README.md");
+const README: &str = include_str!("../../README.md");
 
 /// A cold release build on two busy cores takes minutes; a hang must still end the test.
 const INSTALL_LIMIT: Duration = Duration::from_secs(1800);
@@ -161,7 +161,7 @@ fn stand_in(image: &str) -> (&'static str, &'static [(&'static str, &'static str
             &[],
         ),
         _ => panic!(
-            "the README's walk-through names image {image}, which tests/readme.rs has no stand-in for: add one in `stand_in`"
+            "the README's walk-through names image {image}, which tests/bed/readme.rs has no stand-in for: add one in `stand_in`"
         ),
     }
 }
@@ -416,7 +416,7 @@ fn readme_walk_through_runs_word_for_word_on_the_bed() {
                 run
             }
             other => panic!(
-                "README walk-through: tests/readme.rs runs `cargo` and `maestro` lines only, not `{other}`: {line}"
+                "README walk-through: tests/bed/readme.rs runs `cargo` and `maestro` lines only, not `{other}`: {line}"
             ),
         };
         // Shown when the test fails (the harness captures it otherwise).

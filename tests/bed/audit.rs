@@ -8,7 +8,7 @@
 //!
 //! Needs root. Uses the bed named by `MAESTRO_TESTBED` if set, else brings up its own.
 
-mod common;
+use crate::common;
 use common::support::{self, Run};
 
 use std::io::{Read, Write};
@@ -18,13 +18,13 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestBed;
+use common::{SharedBed, TestBed};
 use serde_json::Value;
 
 /// A secret of the environment's env: it must never reach an auditor.
 const SECRET: &str = "AuditSecret0099";
 
-fn bed() -> Arc<TestBed> {
+fn bed() -> SharedBed {
     TestBed::shared()
 }
 

@@ -22,7 +22,7 @@
 //! after the containers of every service MaestroNG says it requires. Ties are broken
 //! differently (MaestroNG by name, maestro by file order), which changes nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -888,6 +888,6 @@ fn the_documented_differences_are_the_tests_differences() {
     assert_eq!(
         documented_differences(),
         ours,
-        "{DOC}'s `{DOC_SECTION}` must list exactly the differences of tests/parity.rs"
+        "{DOC}'s `{DOC_SECTION}` must list exactly the differences of tests/bed/parity.rs"
     );
 }

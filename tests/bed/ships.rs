@@ -1,7 +1,7 @@
 //! `maestro ships` on the real test bed: every ship reached at once, inner ones through the
 //! bastion, and a ship that cannot be reached reported with its cause.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -12,7 +12,7 @@ use maestro::docker::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-mod common;
+use crate::common;
 
 /// A one-ship test bed of its own per test (so tests run in parallel), torn down on drop.
 struct Bed {

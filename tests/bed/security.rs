@@ -5,7 +5,7 @@
 //! The masking facility itself is unit-tested in src/secrets.rs; these tests run
 //! `maestro` as an operator would and search its whole output for the secret texts.
 
-mod common;
+use crate::common;
 use common::support;
 
 use std::os::unix::fs::PermissionsExt;
@@ -541,7 +541,7 @@ fn a_secret_in_a_daemons_error_is_masked_on_stderr() {
 /// a ProxyCommand or a `Match exec` command, which run through `sh -c`: the connection is
 /// refused with the reason, and the command in the name does not run (OpenSSH 9.6 refuses
 /// such names for the same reason, CVE-2023-51385). Addresses in the environment file itself
-/// are refused when it loads (tests/config_errors.rs).
+/// are refused when it loads (tests/offline/config_errors.rs).
 #[test]
 fn names_with_shell_metacharacters_never_reach_a_proxy_command() {
     let dir = tempfile::tempdir().expect("temp dir");

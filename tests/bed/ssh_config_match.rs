@@ -1,7 +1,7 @@
 //! ssh_config `Match` through the binary on the real test bed: a ship named only by an alias
 //! gets its address from a `Match` block, and only when every criterion holds.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

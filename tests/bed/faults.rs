@@ -9,19 +9,19 @@
 //!
 //! docs/reliability.md lists these faults; `reliability_doc_lists_every_fault` keeps it in step.
 
-mod common;
+use crate::common;
 use common::support;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::TestBed;
-use support::{PacketsDropped, RUN_LIMIT, Run, wait_for};
+use support::{DockerdStopped, PacketsDropped, RUN_LIMIT, Run, wait_for};
 
 /// The faults tried, with what maestro does; each name is a test below.
 const FAULTS: &[(&str, &str, &str)] = &[
@@ -121,91 +121,6 @@ impl<'a> SshdKilled<'a> {
 }
 
 impl Drop for SshdKilled<'_> {
-    fn drop(&mut self) {
-        self.restore();
-    }
-}
-
-/// A ship's dockerd stopped (TERM, as `systemctl stop` does); started again on drop with
-/// the command line it had.
-struct DockerdStopped<'a> {
-    bed: &'a TestBed,
-    ship: String,
-    netns: String,
-    cmdline: Vec<String>,
-    log: PathBuf,
-    restored: bool,
-}
-
-impl<'a> DockerdStopped<'a> {
-    fn new(bed: &'a TestBed, ship: &common::Ship) -> DockerdStopped<'a> {
-        let dir = ship.dir.clone().expect("bed.json names the ship's dir");
-        let pidfile = dir.join("dockerd.pid");
-        let pid: u32 = std::fs::read_to_string(&pidfile)
-            .unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()))
-            .trim()
-            .parse()
-            .expect("a pid");
-        let cmdline: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .expect("dockerd cmdline")
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        signal(pid, "TERM");
-        assert!(
-            wait_for(Duration::from_secs(20), || !Path::new(&format!(
-                "/proc/{pid}"
-            ))
-            .exists()),
-            "dockerd of {} did not stop",
-            ship.name
-        );
-        DockerdStopped {
-            bed,
-            ship: ship.name.clone(),
-            netns: ship.netns.clone(),
-            cmdline,
-            log: dir.join("dockerd.log"),
-            restored: false,
-        }
-    }
-
-    fn restore(&mut self) {
-        if self.restored {
-            return;
-        }
-        self.restored = true;
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&self.log)
-            .expect("dockerd log");
-        // `setsid --fork`: dockerd outlives this command, which returns at once.
-        let status = Command::new("setsid")
-            .arg("--fork")
-            .arg("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", self.netns))
-            .args(&self.cmdline)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .status()
-            .expect("restart dockerd");
-        assert!(status.success(), "setsid nsenter dockerd: {status}");
-        let bed = self.bed;
-        let ship = self.ship.clone();
-        assert!(
-            wait_for(Duration::from_secs(60), || bed
-                .docker_cli(&ship, &["version"])
-                .status
-                .success()),
-            "dockerd of {ship} did not come back"
-        );
-    }
-}
-
-impl Drop for DockerdStopped<'_> {
     fn drop(&mut self) {
         self.restore();
     }
@@ -824,7 +739,7 @@ fn reliability_doc_lists_every_fault() {
         &support::docs_dir().join("reliability.md"),
         "faults",
         &support::table(
-            ("fault (test in tests/faults.rs)", "what maestro does"),
+            ("fault (test in tests/bed/faults.rs)", "what maestro does"),
             &rows,
         ),
     );
