@@ -184,6 +184,103 @@ fn a_second_start_fails_at_once_naming_the_holder_and_changes_nothing() {
     remove_containers(&bed, &name);
 }
 
+/// `args` run as `holder` with every Docker request in the log (`SHIP: Docker METHOD PATH:
+/// STATUS in MS` on stderr).
+fn run_traced(dir: &Path, file: &Path, holder: &str, args: &[&str]) -> Run {
+    let started = Instant::now();
+    let mut child = common::maestro(dir);
+    child
+        .arg("-f")
+        .arg(file)
+        .args(args)
+        .env("MAESTRO_LOCK_HOLDER", holder)
+        .env("MAESTRO_LOG", "maestro::transport::connector=debug")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = child
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run maestro: {e}"));
+    support::finish_within(child, support::RUN_LIMIT, started)
+}
+
+/// How many requests `ship` was sent whose method and path start with `request`
+/// (`GET /containers/json`), by `run`'s log (see [`run_traced`]).
+fn requests(run: &Run, ship: &str, request: &str) -> usize {
+    let prefix = format!("{ship}: Docker {request}");
+    run.stderr.lines().filter(|l| l.contains(&prefix)).count()
+}
+
+/// Each job's outcome (`already running`, `started`).
+fn outcomes(run: &Run) -> Vec<String> {
+    job_events(run)
+        .iter()
+        .filter(|e| e["event"] == "job_done")
+        .map(|e| e["outcome"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A start lists its ships beside its lock: with nothing to do it decides from that list (the
+/// lock's create, one list, the lock's removal per ship: two round trips), and it is still
+/// refused while someone else holds the lock; with something to do it lists again under the
+/// lock, so that it never decides from a list older than its lock.
+#[test]
+fn a_start_with_nothing_to_do_still_takes_the_lock_and_one_with_changes_lists_under_it() {
+    let (bed, dir, name, file) = fresh("lkn", 0);
+    let d = dir.path();
+    let first = run(d, &file, "alice@desk1", &["--json", "start"]);
+    assert_eq!(first.code, 0, "{first}");
+
+    let noop = run_traced(d, &file, "alice@desk1", &["--json", "start"]);
+    assert_eq!(noop.code, 0, "{noop}");
+    assert_eq!(outcomes(&noop), ["already running"; 2], "{noop}");
+    for ship in ["a", "c"] {
+        for (request, times) in [
+            ("GET /containers/json", 1),
+            ("POST /containers/create", 1), // the lock's
+            ("DELETE /containers/", 1),     // the lock's
+            ("POST /containers/", 1),       // the same create: nothing else changed
+        ] {
+            assert_eq!(
+                requests(&noop, ship, request),
+                times,
+                "{ship}: {request}: {noop}"
+            );
+        }
+    }
+
+    let window = run(d, &file, "bob@desk2", &["lock", "acquire", "-m", "backup"]);
+    assert_eq!(window.code, 0, "{window}");
+    let refused = run(d, &file, "alice@desk1", &["--json", "start"]);
+    assert_ne!(refused.code, 0, "{refused}");
+    assert!(refused.stderr.contains("held by bob@desk2"), "{refused}");
+    assert!(refused.stderr.contains("nothing was changed"), "{refused}");
+    assert!(job_events(&refused).is_empty(), "{refused}");
+    let released = run(d, &file, "bob@desk2", &["lock", "release"]);
+    assert_eq!(released.code, 0, "{released}");
+
+    // A change behind maestro's back, seen by the list taken under the lock.
+    let inner = bed.inner_ships()[0].name.clone();
+    let quick = format!("{name}-quick-1");
+    bed.docker_ok(&inner, &["stop", "-t", "0", &quick]);
+    let changed = run_traced(d, &file, "alice@desk1", &["--json", "start"]);
+    assert_eq!(changed.code, 0, "{changed}");
+    let mut seen = outcomes(&changed);
+    seen.sort();
+    assert_eq!(seen, ["already running", "started"], "{changed}");
+    for ship in ["a", "c"] {
+        assert_eq!(
+            requests(&changed, ship, "GET /containers/json"),
+            2,
+            "{ship}: {changed}"
+        );
+    }
+    let state = bed.docker_ok(&inner, &["inspect", "-f", "{{.State.Running}}", &quick]);
+    assert_eq!(state.trim(), "true");
+    assert_eq!(holders(d, &file), vec![None, None]);
+    remove_containers(&bed, &name);
+}
+
 #[test]
 fn a_maintenance_window_admits_its_holder_and_refuses_the_others() {
     let (bed, dir, name, file) = fresh("lkm", 0);

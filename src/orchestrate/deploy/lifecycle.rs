@@ -12,6 +12,15 @@
 //! failed or interrupted run ends through the same path. Only a third Ctrl-C (which exits
 //! at once) or a killed process leaves the lock behind, with a record that says so.
 //!
+//! A plain start (no `-r`) also lists each ship beside its lock, in the same round trip.
+//! When every instance already runs as the file says, the run changes nothing and decides
+//! from those lists, so a no-op start costs the lock's two round trips and nothing more:
+//! a run that changes nothing is a read, true at the moment of its lists, as a status is.
+//! Otherwise the lists are dropped and each ship's first job lists it again, under the lock:
+//! a run that changes anything decides from what the ships held once the lock was theirs,
+//! never from a list that may come from before it (another operator's command can end
+//! between the two).
+//!
 //! The environment's auditors hear the command begin while the locks are being taken, and
 //! end while they are given back (see [`crate::orchestrate::deploy::audit`]): both overlap the lock's round trip
 //! rather than add to it. Nothing changes before both the locks and the begin record are
@@ -212,9 +221,35 @@ pub async fn run(
     let ours = Holder::ours(request.command(), LockKind::Command, None);
     let ships: Vec<&str> = fleet.names().collect();
     let audit = Audit::new(&env, request.command(), &plans);
-    let (locks, begun) = tokio::join!(
+    let adopt = request.adopts();
+    let new_op = |plan: &Plan, action: Action| {
+        let (jobs, direction) = ops::jobs_of(plan);
+        let op = LifecycleOp::new(Arc::clone(&env), Arc::clone(&fleet), &jobs, action)
+            .adopting(adopt)
+            .pushing(pushes.clone());
+        (Arc::new(op), jobs, direction)
+    };
+    // A plain start lists its ships beside the lock (see the module's header).
+    let mut ahead = match (&request, plans.first()) {
+        (
+            Request::Single {
+                action: action @ Action::Start { .. },
+                ..
+            },
+            Some(plan),
+        ) => Some((*action, new_op(plan, *action))),
+        _ => None,
+    };
+    let look_ahead = async {
+        match &ahead {
+            Some((_, (op, ..))) => op.look_ahead(&cancel).await,
+            None => false,
+        }
+    };
+    let (locks, begun, changes_nothing) = tokio::join!(
         lock::acquire(&fleet, &env, &ours, &ships, true, &cancel),
-        audit.begin(&cancel)
+        audit.begin(&cancel),
+        look_ahead
     );
     let (locks, mut notes) = match (locks, begun) {
         (Ok(locks), Ok(notes)) => (locks, notes),
@@ -246,14 +281,16 @@ pub async fn run(
         tracing::warn!("{}: not locked: {}", skipped.ship, skipped.reason);
     }
     let taken_over = locks.taken_over.clone();
-    let adopt = request.adopts();
+    if let Some((_, (op, ..))) = &ahead
+        && !changes_nothing
+    {
+        op.forget_snapshots();
+    }
     let run = |command: &'static str, plan: &Plan, action: Action, limits: Concurrency| {
-        let (jobs, direction) = ops::jobs_of(plan);
-        let op = Arc::new(
-            LifecycleOp::new(Arc::clone(&env), Arc::clone(&fleet), &jobs, action)
-                .adopting(adopt)
-                .pushing(pushes.clone()),
-        );
+        let (op, jobs, direction) = match ahead.take() {
+            Some((looked, prepared)) if looked == action => prepared,
+            _ => new_op(plan, action),
+        };
         let spec = RunSpec {
             command: command.to_string(),
             jobs,

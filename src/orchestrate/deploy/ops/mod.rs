@@ -10,18 +10,18 @@
 //! Here is what a run shares between its jobs and the connection of each job's ship;
 //! `unit` holds what is done to one instance (split out to keep each file readable).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, join_all};
 
-use crate::config::Environment;
+use crate::config::{Environment, Instance, Service};
 use crate::docker;
 use crate::orchestrate::deploy::push::Pushes;
 use crate::orchestrate::engine::events::Outcome;
-use crate::orchestrate::engine::executor::{Job, OpError, Operation, StepContext};
+use crate::orchestrate::engine::executor::{Cancel, Job, OpError, Operation, StepContext};
 use crate::orchestrate::engine::fleet::Fleet;
 use crate::orchestrate::plan::select::{Direction, Plan};
 
@@ -255,6 +255,71 @@ impl LifecycleOp {
             op: self,
         };
         unit.run(self.action).await
+    }
+
+    /// Whether a start may take "already running" from the ship's snapshot: only a plain
+    /// start's, which pulls nothing (`-r` does) and pushes nothing (an image of this machine
+    /// is compared with the ship's first).
+    fn trusts_snapshot(&self, refresh: bool, image: &str) -> bool {
+        !refresh
+            && matches!(self.action, Action::Start { .. })
+            && self
+                .pushes
+                .as_ref()
+                .and_then(|pushes| pushes.image(image))
+                .is_none()
+    }
+
+    /// A plain start's look at its ships before its jobs run: the snapshot of every ship it
+    /// touches, each as soon as that ship's connection is up, all at once. Returns whether
+    /// the run will change nothing: every instance already runs as the file says, in those
+    /// snapshots. The sequence does this beside the deploy lock and keeps the snapshots only
+    /// then (see [`crate::orchestrate::deploy::lifecycle`]); any other action finds nothing
+    /// to look at and says `false`.
+    pub async fn look_ahead(&self, cancel: &Cancel) -> bool {
+        if !matches!(
+            self.action,
+            Action::Start {
+                refresh_images: false,
+                ..
+            }
+        ) {
+            return false;
+        }
+        let runs: Vec<(&Service, &Instance)> = self
+            .instances
+            .iter()
+            .filter_map(|name| self.env.instance(name))
+            .collect();
+        if runs.len() != self.instances.len() {
+            return false;
+        }
+        let ships: BTreeSet<&str> = runs.iter().map(|(_, i)| i.ship.as_str()).collect();
+        let looks = ships.into_iter().map(|ship| async move {
+            let handle = tokio::select! {
+                connected = self.fleet.ship(ship) => connected.ok()?,
+                _ = cancel.cancelled() => return None,
+            };
+            let snapshot = self.snapshot(ship, &handle.docker).await?;
+            Some((ship, snapshot))
+        });
+        let found: HashMap<&str, Arc<ShipSnapshot>> =
+            join_all(looks).await.into_iter().flatten().collect();
+        runs.iter().all(|(service, instance)| {
+            let (spec, _) = unit::spec_of(&self.env, service, instance);
+            self.trusts_snapshot(false, &instance.image)
+                && found.get(instance.ship.as_str()).is_some_and(|snapshot| {
+                    snapshot.already_running(&instance.name, &spec.hash(), &instance.image)
+                })
+        })
+    }
+
+    /// Forgets the snapshots taken so far: each ship's first job takes it again.
+    pub fn forget_snapshots(&self) {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// The one pull of `image` on `ship` in this run, shared by every instance that needs it.

@@ -55,6 +55,16 @@ pub(super) struct Unit<'a> {
     pub(super) op: &'a LifecycleOp,
 }
 
+/// The container `instance` runs as, and its auto-configuration variables: from the file alone.
+pub(super) fn spec_of(
+    env: &Environment,
+    service: &Service,
+    instance: &Instance,
+) -> (ContainerSpec, BTreeMap<String, String>) {
+    let vars = autoconf::container_env(env, service, instance);
+    (spec::container_spec_with_env(env, instance, &vars), vars)
+}
+
 fn docker_failed(err: docker::DockerError) -> OpError {
     OpError::failed(err.to_string())
 }
@@ -75,11 +85,7 @@ impl Unit<'_> {
     }
 
     fn spec(&self) -> (ContainerSpec, BTreeMap<String, String>) {
-        let vars = autoconf::container_env(self.env, self.service, self.instance);
-        (
-            spec::container_spec_with_env(self.env, self.instance, &vars),
-            vars,
-        )
+        spec_of(self.env, self.service, self.instance)
     }
 
     async fn sleep(&self, duration: Duration) -> Result<(), OpError> {
@@ -327,9 +333,7 @@ impl Unit<'_> {
     async fn start(&self, refresh: bool, reuse: bool) -> Result<Outcome, OpError> {
         let (spec, vars) = self.spec();
         let hash = spec.hash();
-        if !refresh
-            && matches!(self.op.action, Action::Start { .. })
-            && self.local_image().is_none()
+        if self.op.trusts_snapshot(refresh, &self.instance.image)
             && let Some(snapshot) = self.op.snapshot(&self.instance.ship, self.ship()).await
             && snapshot.already_running(self.name(), &hash, &self.instance.image)
         {
