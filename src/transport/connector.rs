@@ -372,6 +372,11 @@ async fn negotiate(
     Some(if server < ours { server } else { ours })
 }
 
+/// Channels to the Docker daemon a connection opens at once, before its first request: a
+/// start's first requests (the deploy lock's create, the list of containers, an image's
+/// inspect) go out together, none waiting for a channel to open.
+pub(crate) const FIRST_CHANNELS: usize = 3;
+
 /// Opens one channel to the daemon before anything else, so that a missing or forbidden
 /// socket is reported as such rather than as a failed API call. Two channels are opened
 /// at once (in the same round trip) and returned for the first API requests: commands
@@ -394,11 +399,14 @@ pub(crate) async fn check_docker_channel(
             }
         }
     };
-    let (opened, second) = tokio::join!(open(), open());
+    let (opened, more) = tokio::join!(
+        open(),
+        futures_util::future::join_all((1..FIRST_CHANNELS).map(|_| open()))
+    );
     let err = match opened {
         Ok(Ok(stream)) => {
             let mut channels: Vec<SpareChannel> = vec![Box::new(stream)];
-            if let Ok(Ok(stream)) = second {
+            for stream in more.into_iter().flatten().flatten() {
                 channels.push(Box::new(stream));
             }
             return Ok(channels);

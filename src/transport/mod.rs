@@ -961,8 +961,8 @@ fn api_state(
 }
 
 /// [`connect_ssh`] through the persist daemon: the route is resolved here, the login (or the
-/// session kept from an earlier command) is the daemon's, and the first two Docker channels
-/// are opened at once, as `check_docker_channel` does.
+/// session kept from an earlier command) is the daemon's, and the first Docker channels are
+/// opened at once, as `check_docker_channel` does.
 async fn connect_warm(
     endpoint: &Endpoint,
     route: &SshRoute,
@@ -983,9 +983,11 @@ async fn connect_warm(
     };
     let warm = Arc::new(warm::WarmRoute::new(&endpoint.ship, spec, idle).await?);
     let target = warm::ChannelTarget::Docker(endpoint.docker.clone());
-    let (first, second) = tokio::join!(
+    let (first, more) = tokio::join!(
         warm.open(target.clone()),
-        warm.open_docker(&endpoint.docker)
+        futures_util::future::join_all(
+            (1..connector::FIRST_CHANNELS).map(|_| warm.open_docker(&endpoint.docker))
+        )
     );
     let (stream, answer) = match first {
         Ok(opened) => opened,
@@ -993,7 +995,7 @@ async fn connect_warm(
     };
     let info = ssh_info(endpoint, answer.hops, answer.warnings);
     let mut spare: Vec<connector::SpareChannel> = vec![Box::new(stream)];
-    if let Ok(stream) = second {
+    for stream in more.into_iter().flatten() {
         spare.push(Box::new(stream));
     }
     let after_login = |source: TransportError| {

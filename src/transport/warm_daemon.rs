@@ -30,8 +30,8 @@ use super::warm::{
     self, Answer, CapturedExec, ChannelTarget, DaemonRequest, RouteSpec, SessionStatus,
 };
 
-/// Channels kept open ahead, per route: commands open two at once (`check_docker_channel`).
-const SPARES: usize = 2;
+/// Channels kept open ahead, per route: as many as a command opens at once.
+const SPARES: usize = super::connector::FIRST_CHANNELS;
 
 /// How long a new daemon waits for the lock of one that is going away.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
@@ -47,7 +47,8 @@ struct RouteEntry {
     chain: tokio::sync::Mutex<Option<Arc<SshChain>>>,
     /// Channels opened ahead on the current chain, with their target.
     spares: Mutex<Vec<(super::DockerTarget, super::connector::SpareChannel)>>,
-    refilling: std::sync::atomic::AtomicBool,
+    /// Channels being opened to join `spares` (see [`refill`]).
+    opening: AtomicUsize,
 }
 
 /// A channel opened on a route's session, or why not (with the session, when the login
@@ -373,7 +374,7 @@ impl Daemon {
                     last_used: Mutex::new(Instant::now()),
                     chain: tokio::sync::Mutex::new(None),
                     spares: Mutex::new(Vec::new()),
-                    refilling: std::sync::atomic::AtomicBool::new(false),
+                    opening: AtomicUsize::new(0),
                 })
             })
             .clone();
@@ -531,32 +532,37 @@ fn take_spare(
     }
 }
 
-/// Opens channels to `docker` on `chain` until the route has [`SPARES`] of them (one refill
-/// at a time per route).
+/// Opens channels to `docker` on `chain` until the route has [`SPARES`] of them, counting
+/// those being opened: called at each handout, so a command that takes every spare at once
+/// has them all replaced at once, one round trip later, not one round after another.
 fn refill(entry: Arc<RouteEntry>, chain: Arc<SshChain>, docker: super::DockerTarget) {
-    if entry.refilling.swap(true, Ordering::SeqCst) {
+    let wanted = {
+        // Under the spares' lock, so that two handouts never both open the same shortfall.
+        let spares = lock_of(&entry.spares);
+        let have = spares
+            .iter()
+            .filter(|(target, _)| *target == docker)
+            .count()
+            + entry.opening.load(Ordering::SeqCst);
+        let wanted = SPARES.saturating_sub(have);
+        entry.opening.fetch_add(wanted, Ordering::SeqCst);
+        wanted
+    };
+    if wanted == 0 {
         return;
     }
     tokio::spawn(async move {
         let target = ChannelTarget::Docker(docker.clone());
-        // Counted again after each round: channels taken meanwhile are made up for too.
-        for _ in 0..SPARES {
-            let have = lock_of(&entry.spares)
-                .iter()
-                .filter(|(target, _)| *target == docker)
-                .count();
-            let wanted = SPARES.saturating_sub(have);
-            if wanted == 0 || !chain.is_alive() {
-                break;
-            }
-            let opened =
-                futures_util::future::join_all((0..wanted).map(|_| open_on(&chain, &target))).await;
-            let mut spares = lock_of(&entry.spares);
-            for channel in opened.into_iter().flatten() {
-                spares.push((docker.clone(), channel));
-            }
+        let opened = if chain.is_alive() {
+            futures_util::future::join_all((0..wanted).map(|_| open_on(&chain, &target))).await
+        } else {
+            Vec::new()
+        };
+        let mut spares = lock_of(&entry.spares);
+        for channel in opened.into_iter().flatten() {
+            spares.push((docker.clone(), channel));
         }
-        entry.refilling.store(false, Ordering::SeqCst);
+        entry.opening.fetch_sub(wanted, Ordering::SeqCst);
     });
 }
 
