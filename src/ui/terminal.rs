@@ -181,10 +181,12 @@ fn read_hidden(prompt: &str) -> Option<String> {
     let saved = tcgetattr(&tty).ok()?;
     let mut hidden = saved.clone();
     hidden.local_modes.remove(LocalModes::ECHO);
+    // Echo off before the prompt shows: a passphrase typed as soon as the prompt appears
+    // (or typed ahead) must never be echoed between the two.
+    let _ = tcsetattr(&tty, OptionalActions::Drain, &hidden);
     let mut writer = &tty;
     let _ = write!(writer, "{prompt}");
     let _ = writer.flush();
-    let _ = tcsetattr(&tty, OptionalActions::Drain, &hidden);
     let mut line = String::new();
     let read = std::io::BufReader::new(&tty).read_line(&mut line);
     let _ = tcsetattr(&tty, OptionalActions::Drain, &saved);
