@@ -16,8 +16,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use maestro::transport::{
-    self, DockerTarget, Endpoint, HostKeyPolicy, JumpSpec, Route, SshRoute, TransportErrorKind,
-    TransportKind,
+    self, DockerTarget, Endpoint, HostKeyPolicy, JumpSpec, Route, SshRoute, TransportError,
+    TransportErrorKind, TransportKind,
 };
 
 use crate::common;
@@ -215,6 +215,14 @@ async fn connect_with_key(bed: &Bed, ship: &Ship) -> transport::Connection {
         .expect("connect")
 }
 
+/// The error of connecting to `endpoint`, which must fail (`why` says why, if it connects).
+async fn refused(endpoint: &Endpoint, why: &str) -> TransportError {
+    match transport::connect(endpoint).await {
+        Ok(_) => panic!("connected to {}, but {why}", endpoint.ship),
+        Err(err) => err,
+    }
+}
+
 async fn assert_docker_works(conn: &transport::Connection) {
     let report = conn.probe().await.expect("probe");
     assert!(!report.engine_version.is_empty());
@@ -369,9 +377,7 @@ fn encrypted_key_without_passphrase_fails_clearly() {
         let mut route = key_route(bed, &ship.ip);
         route.identity_files = vec![bed.encrypted_key.clone()];
         route.batch_mode = true;
-        let err = transport::connect(&endpoint(ship, route))
-            .await
-            .expect_err("must fail");
+        let err = refused(&endpoint(ship, route), "must fail").await;
         let TransportErrorKind::Auth { tried, .. } = &err.kind else {
             panic!("expected Auth, got {err}");
         };
@@ -390,9 +396,7 @@ fn encrypted_key_without_passphrase_fails_clearly() {
         let mut route = key_route(bed, &ship.ip);
         route.identity_files = vec![bed.encrypted_key.clone()];
         route.batch_mode = true;
-        let err = transport::connect(&endpoint(ship, route))
-            .await
-            .expect_err("must fail");
+        let err = refused(&endpoint(ship, route), "must fail").await;
         assert!(err.to_string().contains("wrong passphrase"), "{err}");
     });
 }
@@ -413,9 +417,7 @@ fn unauthorised_key_lists_methods_tried() {
     runtime().block_on(async {
         let mut route = key_route(bed, &ship.ip);
         route.identity_files = vec![stranger.clone(), dir.path().join("missing_key")];
-        let err = transport::connect(&endpoint(ship, route))
-            .await
-            .expect_err("must fail");
+        let err = refused(&endpoint(ship, route), "must fail").await;
         let message = err.to_string();
         assert!(
             matches!(err.kind, TransportErrorKind::Auth { .. }),
@@ -446,9 +448,7 @@ fn unauthorised_key_lists_methods_tried() {
         }
         let mut route = key_route(bed, &ship.ip);
         route.identity_files = many;
-        let err = transport::connect(&endpoint(ship, route))
-            .await
-            .expect_err("must fail");
+        let err = refused(&endpoint(ship, route), "must fail").await;
         assert_eq!(err.code(), "auth", "{err}");
     });
 }
@@ -489,9 +489,7 @@ fn unknown_host_is_refused_with_its_fingerprint() {
     runtime().block_on(async {
         let mut route = key_route(bed, &ship.ip);
         route.known_hosts_file = Some(known_hosts.clone());
-        let err = transport::connect(&endpoint(ship, route))
-            .await
-            .expect_err("must refuse");
+        let err = refused(&endpoint(ship, route), "must refuse").await;
         let TransportErrorKind::HostKeyUnknown {
             fingerprint, hint, ..
         } = &err.kind
@@ -560,9 +558,7 @@ fn changed_host_key_is_refused_even_with_accept_new() {
             let mut route = key_route(bed, &ship.ip);
             route.known_hosts_file = Some(known_hosts.clone());
             route.host_key_policy = Some(policy);
-            let err = transport::connect(&endpoint(ship, route))
-                .await
-                .expect_err("must refuse");
+            let err = refused(&endpoint(ship, route), "must refuse").await;
             let TransportErrorKind::HostKeyChanged {
                 found, expected, ..
             } = &err.kind
@@ -728,9 +724,7 @@ fn ssh_config_proxy_command_carries_the_session() {
             ssh_config_file: Some(config.clone()),
             ..SshRoute::new("broken-command")
         };
-        let err = transport::connect(&endpoint(inner, route))
-            .await
-            .expect_err("the proxy exits");
+        let err = refused(&endpoint(inner, route), "the proxy exits").await;
         assert_eq!(err.code(), "proxy-command", "{err}");
         let message = err.to_string();
         assert!(
@@ -769,9 +763,11 @@ fn identities_only_keeps_other_agent_keys_back() {
             batch_mode: true,
             ..SshRoute::new(alias)
         };
-        let err = transport::connect(&endpoint(ship, route("only-unrelated")))
-            .await
-            .expect_err("the agent's key is not a configured one");
+        let err = refused(
+            &endpoint(ship, route("only-unrelated")),
+            "the agent's key is not a configured one",
+        )
+        .await;
         assert_eq!(err.code(), "auth", "{err}");
         assert!(err.to_string().contains("IdentitiesOnly"), "{err}");
 
@@ -795,7 +791,7 @@ fn inner_ship_is_not_reachable_directly() {
         // connect timeout (a wide contrast that load cannot flip).
         e.connect_timeout = Duration::from_secs(60);
         let started = std::time::Instant::now();
-        let err = transport::connect(&e).await.expect_err("no route");
+        let err = refused(&e, "no route").await;
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "{:?}: {err}",
@@ -871,9 +867,7 @@ fn jump_host_failure_names_the_hop() {
         let mut route = key_route(bed, &inner.ip);
         route.known_hosts_file = Some(known_hosts.clone());
         route.jumps = vec![format!("root@{}", bed.bastion_ip).parse().expect("spec")];
-        let err = transport::connect(&endpoint(inner, route))
-            .await
-            .expect_err("bastion unknown");
+        let err = refused(&endpoint(inner, route), "bastion unknown").await;
         let TransportErrorKind::Jump { hop, source, .. } = &err.kind else {
             panic!("expected Jump, got {err}");
         };
@@ -901,7 +895,7 @@ fn tcp_port_forwarding() {
         // Nothing listens on 2376 on the ship.
         let mut e = endpoint(ship, key_route(bed, &ship.ip));
         e.docker = DockerTarget::Tcp(2376);
-        let err = transport::connect(&e).await.expect_err("no daemon there");
+        let err = refused(&e, "no daemon there").await;
         assert_eq!(err.code(), "docker-unreachable", "{err}");
     });
 }
@@ -955,7 +949,7 @@ fn local_socket_ship() {
                 socket: bed.dir.join("no-such.sock"),
             },
         );
-        let err = transport::connect(&e).await.expect_err("missing");
+        let err = refused(&e, "missing").await;
         assert!(
             matches!(err.kind, TransportErrorKind::SocketMissing { .. }),
             "{err}"
@@ -971,7 +965,7 @@ fn wrong_socket_path_is_reported_as_missing() {
     runtime().block_on(async {
         let mut e = endpoint(ship, key_route(bed, &ship.ip));
         e.docker = DockerTarget::Socket("/var/run/no-docker-here.sock".into());
-        let err = transport::connect(&e).await.expect_err("missing socket");
+        let err = refused(&e, "missing socket").await;
         let name = &err.ship;
         let TransportErrorKind::SocketMissing { path, .. } = err.root() else {
             panic!("expected SocketMissing, got {err}");
@@ -1003,9 +997,7 @@ fn sshd_down_is_refused() {
     let ship = &bed.ships[2];
     let _stopped = SshdStopped::new(&ship.name);
     runtime().block_on(async {
-        let err = transport::connect(&endpoint(ship, key_route(bed, &ship.ip)))
-            .await
-            .expect_err("sshd is down");
+        let err = refused(&endpoint(ship, key_route(bed, &ship.ip)), "sshd is down").await;
         assert!(
             matches!(err.kind, TransportErrorKind::Refused { .. }),
             "{err}"
@@ -1144,9 +1136,7 @@ fn inner_sshd_down_or_bastion_down_name_the_hop() {
     runtime().block_on(async {
         {
             let _stopped = SshdStopped::new(&inner.name);
-            let err = transport::connect(&endpoint(inner, route()))
-                .await
-                .expect_err("inner sshd is down");
+            let err = refused(&endpoint(inner, route()), "inner sshd is down").await;
             let TransportErrorKind::Refused { hop, via, .. } = &err.kind else {
                 panic!("expected Refused, got {err}");
             };
@@ -1155,9 +1145,7 @@ fn inner_sshd_down_or_bastion_down_name_the_hop() {
         }
         {
             let _stopped = SshdStopped::new("bastion");
-            let err = transport::connect(&endpoint(inner, route()))
-                .await
-                .expect_err("bastion is down");
+            let err = refused(&endpoint(inner, route()), "bastion is down").await;
             let TransportErrorKind::Jump { hop, source, .. } = &err.kind else {
                 panic!("expected Jump, got {err}");
             };
@@ -1216,7 +1204,7 @@ fn plain_tcp_route() {
                 tls: None,
             },
         );
-        let err = transport::connect(&e).await.expect_err("closed port");
+        let err = refused(&e, "closed port").await;
         assert_eq!(err.code(), "refused", "{err}");
 
         let e = Endpoint::new(
@@ -1227,7 +1215,7 @@ fn plain_tcp_route() {
                 tls: None,
             },
         );
-        let err = transport::connect(&e).await.expect_err("no such name");
+        let err = refused(&e, "no such name").await;
         assert_eq!(err.code(), "dns", "{err}");
     });
 }
@@ -1515,7 +1503,7 @@ fn tls_route_with_client_certificates() {
                 tls: Some(tls(false)),
             },
         );
-        let err = transport::connect(&e).await.expect_err("unverified TLS");
+        let err = refused(&e, "unverified TLS").await;
         assert_eq!(err.code(), "settings", "{err}");
     });
 }
