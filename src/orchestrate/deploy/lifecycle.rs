@@ -197,26 +197,7 @@ pub async fn run(
     sink: EventSink,
     cancel: Cancel,
 ) -> Result<Finished, RunError> {
-    // Images of this machine are read before any ship is touched: a missing one changes
-    // nothing anywhere.
-    let pushes = if request.needs_images() {
-        let instances: Vec<String> = plans
-            .iter()
-            .flat_map(|p| p.steps.iter().map(|s| s.instance.clone()))
-            .collect();
-        tokio::select! {
-            prepared = push::prepare(&env, &instances) => {
-                prepared.map_err(RunError::Images)?.map(Arc::new)
-            }
-            _ = cancel.cancelled() => {
-                return Err(RunError::Images(
-                    "interrupted while reading the images of this machine: nothing done".into(),
-                ));
-            }
-        }
-    } else {
-        None
-    };
+    let pushes = local_images(&env, &request, &plans, &cancel).await?;
     let fleet = Arc::new(Fleet::for_plans(&env, &plans, options).with_events(sink.clone()));
     let ours = Holder::ours(request.command(), LockKind::Command, None);
     let ships: Vec<&str> = fleet.names().collect();
@@ -251,32 +232,7 @@ pub async fn run(
         audit.begin(&cancel),
         look_ahead
     );
-    let (locks, mut notes) = match (locks, begun) {
-        (Ok(locks), Ok(notes)) => (locks, notes),
-        (Ok(locks), Err(err)) => {
-            let unreleased = locks.release().await;
-            fleet.close().await;
-            return Err(RunError::Audit(err, unreleased));
-        }
-        // Ctrl-C heard by both: the auditors are what the operator was waiting on.
-        (
-            Err(lock::Refusal {
-                error: LockError::Interrupted,
-                unreleased,
-            }),
-            Err(err),
-        ) => {
-            fleet.close().await;
-            return Err(RunError::Audit(err, unreleased));
-        }
-        (Err(refusal), begun) => {
-            if begun.is_ok() {
-                audit.refused(&refusal.error.to_string(), &cancel).await;
-            }
-            fleet.close().await;
-            return Err(RunError::Lock(refusal.error, refusal.unreleased));
-        }
-    };
+    let (locks, mut notes) = locked_and_begun(locks, begun, &audit, &fleet, &cancel).await?;
     for skipped in &locks.skipped {
         tracing::warn!("{}: not locked: {}", skipped.ship, skipped.reason);
     }
@@ -309,6 +265,62 @@ pub async fn run(
         taken_over,
         audit: notes,
     })
+}
+
+/// The images of this machine the run needs, read before any ship is touched: a missing one
+/// changes nothing anywhere.
+async fn local_images(
+    env: &Environment,
+    request: &Request,
+    plans: &[Plan],
+    cancel: &Cancel,
+) -> Result<Option<Arc<push::Pushes>>, RunError> {
+    if !request.needs_images() {
+        return Ok(None);
+    }
+    let instances: Vec<String> = plans
+        .iter()
+        .flat_map(|p| p.steps.iter().map(|s| s.instance.clone()))
+        .collect();
+    tokio::select! {
+        prepared = push::prepare(env, &instances) => {
+            Ok(prepared.map_err(RunError::Images)?.map(Arc::new))
+        }
+        _ = cancel.cancelled() => Err(RunError::Images(
+            "interrupted while reading the images of this machine: nothing done".into(),
+        )),
+    }
+}
+
+/// The locks and the auditors' begin notes when both were had; otherwise what was taken is
+/// given back, the fleet closed, and the error says why the command ran nothing.
+async fn locked_and_begun(
+    locks: Result<lock::Locks, lock::Refusal>,
+    begun: Result<Vec<Note>, AuditError>,
+    audit: &Audit,
+    fleet: &Fleet,
+    cancel: &Cancel,
+) -> Result<(lock::Locks, Vec<Note>), RunError> {
+    let error = match (locks, begun) {
+        (Ok(locks), Ok(notes)) => return Ok((locks, notes)),
+        (Ok(locks), Err(err)) => RunError::Audit(err, locks.release().await),
+        // Ctrl-C heard by both: the auditors are what the operator was waiting on.
+        (
+            Err(lock::Refusal {
+                error: LockError::Interrupted,
+                unreleased,
+            }),
+            Err(err),
+        ) => RunError::Audit(err, unreleased),
+        (Err(refusal), begun) => {
+            if begun.is_ok() {
+                audit.refused(&refusal.error.to_string(), cancel).await;
+            }
+            RunError::Lock(refusal.error, refusal.unreleased)
+        }
+    };
+    fleet.close().await;
+    Err(error)
 }
 
 /// The sequence of runs `request` asks for, each made by `run` (the command's name, a plan,
