@@ -378,10 +378,9 @@ async fn negotiate(
 pub(crate) const FIRST_CHANNELS: usize = 3;
 
 /// Opens one channel to the daemon before anything else, so that a missing or forbidden
-/// socket is reported as such rather than as a failed API call. Two channels are opened
-/// at once (in the same round trip) and returned for the first API requests: commands
-/// that start with two requests in parallel (`start`: the container list and the image
-/// inspect) do not wait for a channel open.
+/// socket is reported as such rather than as a failed API call. [`FIRST_CHANNELS`] are
+/// opened at once (in the same round trip) and returned for the first API requests, so
+/// that requests sent in parallel at the start do not wait for a channel open.
 pub(crate) async fn check_docker_channel(
     ship: &str,
     chain: &SshChain,

@@ -291,7 +291,12 @@ impl LifecycleOp {
             .iter()
             .filter_map(|name| self.env.instance(name))
             .collect();
-        if runs.len() != self.instances.len() {
+        // An image of this machine is compared on the ship by the job itself: no list decides.
+        if runs.len() != self.instances.len()
+            || !runs
+                .iter()
+                .all(|(_, instance)| self.trusts_snapshot(false, &instance.image))
+        {
             return false;
         }
         let ships: BTreeSet<&str> = runs.iter().map(|(_, i)| i.ship.as_str()).collect();
@@ -307,10 +312,9 @@ impl LifecycleOp {
             join_all(looks).await.into_iter().flatten().collect();
         runs.iter().all(|(service, instance)| {
             let (spec, _) = unit::spec_of(&self.env, service, instance);
-            self.trusts_snapshot(false, &instance.image)
-                && found.get(instance.ship.as_str()).is_some_and(|snapshot| {
-                    snapshot.already_running(&instance.name, &spec.hash(), &instance.image)
-                })
+            found.get(instance.ship.as_str()).is_some_and(|snapshot| {
+                snapshot.already_running(&instance.name, &spec.hash(), &instance.image)
+            })
         })
     }
 
