@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 /// Label with the container's own [`Deployment`] record, as JSON.
 pub const DEPLOYMENT_LABEL: &str = "io.maestro.deployment";
 /// Label with the records of the deployments before this container's, newest first, as a
-/// JSON list.
+/// JSON list, packed (see [`super::packed`]: it is in every container list).
 pub const HISTORY_LABEL: &str = "io.maestro.history";
 /// How many earlier deployments a container carries: labels are small by convention, and the
 /// audit log is the place for a long past.
@@ -65,7 +65,7 @@ impl Deployment {
             ),
             (
                 HISTORY_LABEL.to_string(),
-                serde_json::to_string(earlier).unwrap_or_default(),
+                super::packed::pack(&serde_json::to_string(earlier).unwrap_or_default()),
             ),
         ]
     }
@@ -84,7 +84,8 @@ impl Deployment {
     pub fn history_of(labels: &BTreeMap<String, String>) -> Vec<Deployment> {
         labels
             .get(HISTORY_LABEL)
-            .and_then(|json| serde_json::from_str::<Vec<Deployment>>(json).ok())
+            .and_then(|label| super::packed::unpack(label))
+            .and_then(|json| serde_json::from_str::<Vec<Deployment>>(&json).ok())
             .unwrap_or_default()
             .into_iter()
             .map(Deployment::printable)
@@ -141,6 +142,12 @@ mod tests {
         let history = Deployment::history_of(&labels);
         assert_eq!(history.len(), HISTORY_LENGTH);
         assert_eq!(history[0], record(14));
+        // Packed, as it is in every list; a history written in clear (before the packing)
+        // still reads.
+        let clear = serde_json::to_string(&history).expect("json");
+        assert!(labels[HISTORY_LABEL].len() < clear.len() / 2, "{labels:?}");
+        let old = BTreeMap::from([(HISTORY_LABEL.to_string(), clear)]);
+        assert_eq!(Deployment::history_of(&old), history);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod deployment;
 mod error;
 mod lock;
 pub mod logs;
+mod packed;
 mod progress;
 pub mod push;
 mod retry;

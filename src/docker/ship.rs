@@ -25,7 +25,7 @@ use super::progress::{PullProgress, PullTracker};
 use super::retry::RetryPolicy;
 use super::spec::{
     ContainerSpec, ENVIRONMENT_LABEL, INSTANCE_LABEL, Protocol, RestartPolicy, SERVICE_LABEL,
-    SPEC_HASH_LABEL, SPEC_LABEL,
+    SPEC_HASH_LABEL,
 };
 use super::status::{
     ContainerDetails, ContainerStatus, HealthState, parse_status_age, parse_status_exit_code,
@@ -82,10 +82,10 @@ pub struct ManagedContainer {
 }
 
 impl ManagedContainer {
-    /// The canonical JSON of the spec it was created from, for
-    /// [`ContainerSpec::changes_since`].
-    pub fn recorded_spec(&self) -> Option<&str> {
-        self.labels.get(SPEC_LABEL).map(String::as_str)
+    /// The JSON of the spec it was created from, for [`ContainerSpec::changes_since`]
+    /// (unpacked, see [`super::packed`]).
+    pub fn recorded_spec(&self) -> Option<String> {
+        super::spec::recorded_spec_in(&self.labels)
     }
 }
 

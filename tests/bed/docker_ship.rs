@@ -454,8 +454,8 @@ async fn list_managed_uses_labels_and_carries_the_spec_hash() -> TestResult {
     );
     // And a dry run can say what changed.
     let recorded = api.recorded_spec().ok_or("no recorded spec")?;
-    assert!(one.changes_since(recorded, None).is_empty());
-    let changes = changed.changes_since(recorded, None);
+    assert!(one.changes_since(&recorded, None).is_empty());
+    let changes = changed.changes_since(&recorded, None);
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0].field, "env.NEW");
     assert_eq!(changes[0].new.as_deref(), Some("1"));

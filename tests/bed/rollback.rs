@@ -189,6 +189,7 @@ fn container_image(bed: &TestBed, ship: &str, container: &str) -> String {
 fn assert_no_secret_in_labels(bed: &TestBed) {
     for (ship, id) in containers(bed) {
         let labels = bed.docker_ok(&ship, &["inspect", "-f", "{{json .Config.Labels}}", &id]);
+        let labels = support::labels_unpacked(&labels);
         assert!(!labels.contains(SECRET), "{id} on {ship}: {labels}");
     }
 }

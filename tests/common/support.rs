@@ -298,6 +298,32 @@ impl Drop for ContactRecorder {
 
 /// A ship entry (one line of flow YAML) that reaches `ip` over SSH with the bed's key and
 /// known_hosts, and talks to dockerd through `socket`.
+/// A container's labels (`docker inspect -f '{{json .Config.Labels}}'`) as one text, with the
+/// labels maestro packs (`deflate+base64:`, the spec and the history) unpacked, as anyone who
+/// reads them can: what a test looks for in labels must not hide in the packing.
+pub fn labels_unpacked(labels_json: &str) -> String {
+    use base64::Engine;
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(labels_json).expect("labels as JSON");
+    let unpacked: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| {
+            let Some(encoded) = value.strip_prefix("deflate+base64:") else {
+                return format!("{key}={value}");
+            };
+            let packed = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(encoded)
+                .expect("base64");
+            let mut json = String::new();
+            flate2::read::DeflateDecoder::new(packed.as_slice())
+                .read_to_string(&mut json)
+                .expect("deflate");
+            format!("{key}={json}")
+        })
+        .collect();
+    unpacked.join("\n")
+}
+
 pub fn ssh_ship_line(
     name: &str,
     ip: &str,

@@ -220,7 +220,7 @@ async fn read_deployed_values(
             continue;
         };
         if let PlannedAction::Recreate { changes, .. } = &mut row.action {
-            *changes = spec.changes_since(recorded, Some(&details));
+            *changes = spec.changes_since(&recorded, Some(&details));
         }
     }
 }
@@ -387,7 +387,7 @@ fn action_for(
         None => reasons.push("the container has no spec hash (not created by maestro)".into()),
         Some(hash) if hash != spec.hash() => match container.recorded_spec() {
             Some(recorded) => {
-                changes = spec.changes_since(recorded, None);
+                changes = spec.changes_since(&recorded, None);
                 reasons.push(format!(
                     "the container spec changed ({} field{})",
                     changes.len(),

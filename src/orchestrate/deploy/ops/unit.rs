@@ -631,7 +631,9 @@ impl Unit<'_> {
         };
         self.rename(&target.name, self.name()).await?;
         // Set aside, it could not come back by itself; restored, it restarts as it was made.
-        let policy = target.recorded_spec().and_then(RestartPolicy::recorded_in);
+        let policy = target
+            .recorded_spec()
+            .and_then(|spec| RestartPolicy::recorded_in(&spec));
         self.ship()
             .set_restart_policy(self.name(), policy.as_ref())
             .await
