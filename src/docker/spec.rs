@@ -29,9 +29,12 @@ pub const SPEC_HASH_LABEL: &str = "io.maestro.spec-hash";
 pub const SPEC_LABEL: &str = "io.maestro.spec";
 
 /// The JSON of the spec a container with these labels was created from (its [`SPEC_LABEL`],
-/// unpacked); `None` when it has none, or a packed one that cannot be read.
+/// unpacked); `None` when it has none. A packed label that cannot be unpacked (forged) is
+/// returned as it is, so that [`ContainerSpec::changes_since`] names it unreadable, as it does
+/// a broken label in clear.
 pub(crate) fn recorded_spec_in(labels: &BTreeMap<String, String>) -> Option<String> {
-    super::packed::unpack(labels.get(SPEC_LABEL)?)
+    let label = labels.get(SPEC_LABEL)?;
+    Some(super::packed::unpack(label).unwrap_or_else(|| label.clone()))
 }
 
 /// How a fingerprinted value starts in [`SPEC_LABEL`].
@@ -1027,6 +1030,13 @@ mod tests {
         );
         let read = BTreeMap::from([(SPEC_LABEL.to_string(), label.clone())]);
         assert_eq!(recorded_spec_in(&read), Some(clear));
+        // A forged packed label is named unreadable, as a broken clear one is.
+        let forged = BTreeMap::from([(SPEC_LABEL.to_string(), "deflate+base64:!!".to_string())]);
+        let forged = recorded_spec_in(&forged).expect("label");
+        let changes = spec.changes_since(&forged, None);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].field, "spec");
+        assert_eq!(changes[0].old.as_deref(), Some("(unreadable)"));
     }
 
     #[test]
